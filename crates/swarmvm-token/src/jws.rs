@@ -1,0 +1,169 @@
+//! JWS compact serialization (RFC 7515 §7.1): strict decoding, and signing through jsonwebtoken.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{EncodingKey, Header};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use swarmvm_wallet::{SigningKey, Wallet};
+
+use crate::error::{IssueError, Result, VerifyError};
+use crate::json::{find_private_key_material_in_object, parse_strict};
+use crate::kind::{Kind, shorten};
+use crate::trust::Hs256Key;
+
+/// The largest token accepted or issued, in bytes (64 KiB).
+pub const MAX_TOKEN_LEN: usize = 64 * 1024;
+
+/// A token split into its parts and parsed, not yet authenticated.
+#[derive(Debug)]
+pub(crate) struct Decoded<'t> {
+    pub(crate) alg: String,
+    pub(crate) kid: Option<String>,
+    pub(crate) typ: Option<String>,
+    pub(crate) claims: Map<String, Value>,
+    pub(crate) signing_input: &'t str,
+    pub(crate) signature: &'t str,
+}
+
+/// Header members refused outright, and why.
+const REFUSED_HEADERS: [(&str, &str); 8] = [
+    ("crit", "no critical extensions are understood (RFC 7515 §4.1.11)"),
+    ("b64", "unencoded payloads (RFC 7797) are not accepted"),
+    ("jwk", "keys come only from the trust list, never from the token"),
+    ("jku", "keys come only from the trust list, never from a url"),
+    ("x5u", "keys come only from the trust list, never from a url"),
+    ("x5c", "keys come only from the trust list, never from a certificate in the token"),
+    ("zip", "compressed (JWE) tokens are not accepted"),
+    ("enc", "encrypted (JWE) tokens are not accepted"),
+];
+
+fn b64_part(part: &'static str, text: &str) -> Result<Vec<u8>> {
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| VerifyError::Malformed(format!("{part} is not unpadded base64url")))
+}
+
+fn json_object(part: &'static str, bytes: &[u8]) -> Result<Map<String, Value>> {
+    match parse_strict(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(VerifyError::InvalidJson { part, reason: "not a json object".into() }),
+        Err(e) => Err(VerifyError::InvalidJson { part, reason: e.to_string() }),
+    }
+}
+
+fn header_str(header: &Map<String, Value>, name: &str) -> Result<Option<String>> {
+    match header.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(VerifyError::Malformed(format!("header '{name}' is not a string"))),
+    }
+}
+
+impl<'t> Decoded<'t> {
+    /// Splits and parses a compact token; checks size, encoding, JSON strictness, header
+    /// members and private key material. Does not authenticate.
+    pub(crate) fn parse(token: &'t str) -> Result<Self> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(VerifyError::TooLarge { size: token.len(), max: MAX_TOKEN_LEN });
+        }
+        let mut parts = token.split('.');
+        let (Some(header_b64), Some(payload_b64), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            let count = token.split('.').count();
+            let hint = if count == 5 { " (a JWE? only signed JWS is accepted)" } else { "" };
+            return Err(VerifyError::Malformed(format!(
+                "expected 3 dot-separated parts (JWS compact), found {count}{hint}"
+            )));
+        };
+        if header_b64.is_empty() || payload_b64.is_empty() {
+            return Err(VerifyError::Malformed("empty header or payload".into()));
+        }
+        let header = json_object("header", &b64_part("header", header_b64)?)?;
+        for (member, reason) in REFUSED_HEADERS {
+            if header.contains_key(member) {
+                return Err(VerifyError::UnsupportedHeader { member: member.into(), reason });
+            }
+        }
+        let alg = header_str(&header, "alg")?
+            .ok_or_else(|| VerifyError::Malformed("header has no 'alg'".into()))?;
+        if alg.eq_ignore_ascii_case("none") {
+            return Err(VerifyError::AlgNone);
+        }
+        if header_str(&header, "cty")?.is_some_and(|c| c.eq_ignore_ascii_case("jwt")) {
+            return Err(VerifyError::UnsupportedHeader {
+                member: "cty".into(),
+                reason: "nested tokens are not accepted",
+            });
+        }
+        let kid = header_str(&header, "kid")?;
+        let typ = header_str(&header, "typ")?;
+        let claims = json_object("payload", &b64_part("payload", payload_b64)?)?;
+        if let Some(place) = find_private_key_material_in_object(&header)
+            .or_else(|| find_private_key_material_in_object(&claims))
+        {
+            return Err(VerifyError::PrivateKeyMaterial(place));
+        }
+        if signature.is_empty() {
+            return Err(VerifyError::Malformed("empty signature".into()));
+        }
+        let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
+        Ok(Self { alg: shorten(&alg), kid, typ, claims, signing_input, signature })
+    }
+}
+
+/// Who signs a token: a wallet, or (for note-compatible registration tokens only) an HS256
+/// shared secret.
+#[derive(Debug, Clone, Copy)]
+pub enum Signer<'a> {
+    /// A wallet's private key; `alg` follows from its type.
+    Wallet(&'a Wallet),
+    /// A shared HS256 secret with its issuer name.
+    Hs256(&'a Hs256Key),
+}
+
+impl Signer<'_> {
+    /// The issuer id that goes into `iss` and `kid`: the wallet id, or the HS256 issuer name.
+    pub fn issuer(&self) -> String {
+        match self {
+            Self::Wallet(w) => w.id().to_string(),
+            Self::Hs256(k) => k.issuer().to_owned(),
+        }
+    }
+
+    fn key(&self) -> (jsonwebtoken::Algorithm, EncodingKey) {
+        match self {
+            Self::Wallet(w) => match w.signing_key() {
+                SigningKey::Ed25519Pkcs8(der) => {
+                    (jsonwebtoken::Algorithm::EdDSA, EncodingKey::from_ed_der(der))
+                }
+                SigningKey::RsaPkcs1(der) => {
+                    (jsonwebtoken::Algorithm::RS256, EncodingKey::from_rsa_der(der))
+                }
+                _ => unreachable!("every wallet key type is handled above"),
+            },
+            Self::Hs256(k) => {
+                (jsonwebtoken::Algorithm::HS256, EncodingKey::from_secret(k.secret()))
+            }
+        }
+    }
+}
+
+/// Signs `claims` as a token of `kind`: header `alg` from the key, `typ` of the kind, `kid` =
+/// the signer's id.
+pub(crate) fn sign<T: Serialize>(
+    signer: &Signer<'_>,
+    kind: Kind,
+    claims: &T,
+) -> Result<String, IssueError> {
+    let (alg, key) = signer.key();
+    let header =
+        Header { typ: Some(kind.typ().to_owned()), kid: Some(signer.issuer()), ..Header::new(alg) };
+    let token = jsonwebtoken::encode(&header, claims, &key)
+        .map_err(|e| IssueError::Signing(e.to_string()))?;
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(IssueError::TooLarge { size: token.len(), max: MAX_TOKEN_LEN });
+    }
+    Ok(token)
+}

@@ -1,0 +1,50 @@
+//! Signed objects for swarmvm as JWS compact tokens (RFC 7515/7519): registration tokens now,
+//! signed contracts and bundle manifests through the same verification path.
+//!
+//! Verification follows RFC 8725: the algorithm comes from the trusted key, never from the
+//! token; each kind has its own `typ` and one kind is never accepted for another; the signer
+//! must be the one `iss` names; `alg: none`, unknown `kid`, missing or past `exp`, future
+//! `nbf`, duplicated JSON members, embedded keys, private key material and tokens over
+//! 64 KiB are refused, each with a one-line reason. Times are checked against a
+//! [`TimeCheck`] the caller gives, so a bundle can be checked at its manifest's time.
+//!
+//! Signing and signature checks go through the `jsonwebtoken` crate on aws-lc-rs.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use swarmvm_token::{IssueTime, RegistrationBody, Signer, TimeCheck, TrustStore};
+//! use swarmvm_wallet::{Algorithm, Wallet};
+//!
+//! let authority = Wallet::generate(Algorithm::Ed25519)?;
+//! let ops = BTreeMap::from([("register_student".to_owned(), "register_student".to_owned())]);
+//! let handlers = ["register_student"];
+//! let token = swarmvm_token::issue_operations(
+//!     &Signer::Wallet(&authority), &ops, &handlers, IssueTime::system_now())?;
+//!
+//! let trust = TrustStore::with_keys([authority.public_key()]);
+//! let reg = swarmvm_token::verify_registration(&token, &trust, TimeCheck::system_now(), &handlers)?;
+//! assert_eq!(reg.issuer, authority.id().to_string());
+//! assert!(matches!(reg.body, RegistrationBody::Operations(ref o) if o == &ops));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
+mod error;
+mod json;
+mod jws;
+mod kind;
+mod registration;
+mod time;
+mod trust;
+
+pub use error::{IssueError, Result, VerifyError};
+pub use json::{find_private_key_material, parse_strict};
+pub use jws::{MAX_TOKEN_LEN, Signer};
+pub use kind::Kind;
+pub use registration::{
+    DEFAULT_TTL_SECS, IssueTime, MAX_LABEL_LEN, MAX_NAME_LEN, MAX_OPERATIONS, MAX_TTL_SECS,
+    Registration, RegistrationBody, WalletEntry, issue_operations, issue_wallets,
+    verify_registration,
+};
+pub use time::{DEFAULT_LEEWAY, TimeCheck, Validity, unix_now};
+pub use trust::{DEFAULT_HS256_ISSUER, HS256_MIN_SECRET, Hs256Key, TrustStore};

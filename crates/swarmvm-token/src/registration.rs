@@ -1,0 +1,299 @@
+//! Registration tokens: an authority's `operations` and `wallets` registrations.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use swarmvm_wallet::{KeyMaterial, PublicKey};
+
+use crate::error::{IssueError, Result, VerifyError};
+use crate::jws::{Decoded, Signer, sign};
+use crate::kind::{Kind, shorten};
+use crate::time::{TimeCheck, Validity, check_times};
+use crate::trust::TrustStore;
+
+/// Default lifetime of a registration token: 30 days.
+pub const DEFAULT_TTL_SECS: u64 = 30 * 24 * 3600;
+/// Longest lifetime a token may be issued with: 10 years.
+pub const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+/// Most operations one token may register.
+pub const MAX_OPERATIONS: usize = 256;
+/// Longest action or handler name.
+pub const MAX_NAME_LEN: usize = 64;
+/// Longest wallet label.
+pub const MAX_LABEL_LEN: usize = 128;
+
+/// A verified registration token.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// The authority that signed it (wallet id, or the HS256 issuer name).
+    pub issuer: String,
+    /// The JWS algorithm it was signed with (`EdDSA`, `RS256`, `HS256`).
+    pub algorithm: &'static str,
+    /// Its time claims.
+    pub validity: Validity,
+    /// Its `jti`, when present.
+    pub jti: Option<String>,
+    /// What it registers.
+    pub body: RegistrationBody,
+}
+
+impl Registration {
+    /// The kind: operations or wallets.
+    pub fn kind(&self) -> Kind {
+        match self.body {
+            RegistrationBody::Operations(_) => Kind::Operations,
+            RegistrationBody::Wallets(_) => Kind::Wallets,
+        }
+    }
+}
+
+/// What a registration token registers.
+#[derive(Debug, Clone)]
+pub enum RegistrationBody {
+    /// Action name → handler name.
+    Operations(BTreeMap<String, String>),
+    /// Wallets that may act.
+    Wallets(Vec<WalletEntry>),
+}
+
+/// One registered wallet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalletEntry {
+    /// A human label (`peer1`); not unique, not trusted for anything.
+    pub label: String,
+    /// The wallet's public key.
+    pub key: PublicKey,
+}
+
+/// Time claims of a token to issue.
+#[derive(Debug, Clone, Copy)]
+pub struct IssueTime {
+    /// `iat` and `nbf`, Unix seconds.
+    pub now: u64,
+    /// Seconds until `exp`.
+    pub ttl: u64,
+}
+
+impl IssueTime {
+    /// Issued at the system clock's time with the default TTL.
+    pub fn system_now() -> Self {
+        Self { now: crate::time::unix_now(), ttl: DEFAULT_TTL_SECS }
+    }
+}
+
+#[derive(Serialize)]
+struct RegistrationClaims<'a, T: Serialize> {
+    iss: &'a str,
+    iat: u64,
+    nbf: u64,
+    exp: u64,
+    jti: String,
+    #[serde(flatten)]
+    body: T,
+}
+
+#[derive(Serialize)]
+struct OperationsBody<'a> {
+    operations: &'a BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct WalletsBody {
+    wallets: Vec<Value>,
+}
+
+fn claims<'a, T: Serialize>(
+    signer: &'a str,
+    time: IssueTime,
+    body: T,
+) -> Result<RegistrationClaims<'a, T>, IssueError> {
+    if time.ttl == 0 || time.ttl > MAX_TTL_SECS {
+        return Err(IssueError::BadTtl(time.ttl));
+    }
+    Ok(RegistrationClaims {
+        iss: signer,
+        iat: time.now,
+        nbf: time.now,
+        exp: time.now.saturating_add(time.ttl),
+        jti: uuid::Uuid::new_v4().to_string(),
+        body,
+    })
+}
+
+/// Issues an `operations` token. Every handler must be in `handlers` (the VM's catalogue).
+pub fn issue_operations(
+    signer: &Signer<'_>,
+    operations: &BTreeMap<String, String>,
+    handlers: &[&str],
+    time: IssueTime,
+) -> Result<String, IssueError> {
+    check_operations(operations, handlers)?;
+    let issuer = signer.issuer();
+    sign(signer, Kind::Operations, &claims(&issuer, time, OperationsBody { operations })?)
+}
+
+/// Issues a `wallets` token listing public keys with their labels.
+pub fn issue_wallets(
+    signer: &Signer<'_>,
+    wallets: &[WalletEntry],
+    time: IssueTime,
+) -> Result<String, IssueError> {
+    check_wallets(wallets)?;
+    let wallets = wallets
+        .iter()
+        .map(|w| serde_json::json!({"label": w.label, "jwk": w.key.to_jwk()}))
+        .collect();
+    let issuer = signer.issuer();
+    sign(signer, Kind::Wallets, &claims(&issuer, time, WalletsBody { wallets })?)
+}
+
+/// Verifies a registration token of either kind: strict parsing, trusted signer with the
+/// algorithm of its key, `iss`, `exp` (required), `nbf`, `iat` at `time`, and the content
+/// rules (known handlers, public keys only, RSA ≥ 2048 bits).
+pub fn verify_registration(
+    token: &str,
+    trust: &TrustStore,
+    time: TimeCheck,
+    handlers: &[&str],
+) -> Result<Registration> {
+    let decoded = Decoded::parse(token)?;
+    let kind = Kind::resolve(decoded.typ.as_deref(), &decoded.claims)?;
+    if !kind.is_registration() {
+        return Err(VerifyError::WrongKind {
+            found: kind,
+            expected: "an operations or wallets token".into(),
+        });
+    }
+    let (issuer, algorithm) = trust.authenticate(&decoded, kind)?;
+    let validity = check_times(&decoded.claims, time, true)?;
+    let jti = match decoded.claims.get("jti") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(invalid("jti", "not a string")),
+    };
+    let body = match kind {
+        Kind::Operations => {
+            let ops = parse_operations(&decoded.claims)?;
+            check_operations(&ops, handlers)?;
+            RegistrationBody::Operations(ops)
+        }
+        _ => {
+            let wallets = parse_wallets(&decoded.claims)?;
+            check_wallets(&wallets)?;
+            RegistrationBody::Wallets(wallets)
+        }
+    };
+    Ok(Registration { issuer, algorithm, validity, jti, body })
+}
+
+fn invalid(claim: impl Into<String>, reason: impl Into<String>) -> VerifyError {
+    VerifyError::InvalidClaim { claim: claim.into(), reason: reason.into() }
+}
+
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+fn parse_operations(claims: &Map<String, Value>) -> Result<BTreeMap<String, String>> {
+    let Some(Value::Object(ops)) = claims.get("operations") else {
+        return Err(invalid("operations", "not an object of action name to handler name"));
+    };
+    ops.iter()
+        .map(|(action, handler)| match handler {
+            Value::String(h) => Ok((action.clone(), h.clone())),
+            _ => Err(invalid(format!("operations.{}", shorten(action)), "handler is not a string")),
+        })
+        .collect()
+}
+
+fn check_operations(ops: &BTreeMap<String, String>, handlers: &[&str]) -> Result<()> {
+    if ops.is_empty() || ops.len() > MAX_OPERATIONS {
+        return Err(invalid(
+            "operations",
+            format!("must register 1 to {MAX_OPERATIONS} operations, not {}", ops.len()),
+        ));
+    }
+    for (action, handler) in ops {
+        if !is_name(action) {
+            return Err(invalid(
+                format!("operations.{}", shorten(action)),
+                format!("action names are 1 to {MAX_NAME_LEN} of A-Z a-z 0-9 _ - ."),
+            ));
+        }
+        if !handlers.contains(&handler.as_str()) {
+            return Err(VerifyError::UnknownHandler {
+                action: shorten(action),
+                handler: shorten(handler),
+                known: handlers.join(", "),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn parse_wallets(claims: &Map<String, Value>) -> Result<Vec<WalletEntry>> {
+    let Some(Value::Array(list)) = claims.get("wallets") else {
+        return Err(invalid("wallets", "not a list"));
+    };
+    list.iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            let Value::Object(entry) = entry else {
+                return Err(invalid(format!("wallets[{index}]"), "not an object"));
+            };
+            let label = match entry.get("label") {
+                None => format!("wallet-{}", index + 1),
+                Some(Value::String(s)) => s.clone(),
+                Some(_) => return Err(invalid(format!("wallets[{index}].label"), "not a string")),
+            };
+            let key = match (entry.get("jwk"), entry.get("public_key")) {
+                (Some(jwk), None) => PublicKey::from_jwk(jwk),
+                // The design note's form: a PKCS#1 `RSA PUBLIC KEY` PEM.
+                (None, Some(Value::String(pem))) => {
+                    match KeyMaterial::parse(pem.as_bytes(), None) {
+                        Ok((KeyMaterial::Public(key), _)) => Ok(key),
+                        Ok((KeyMaterial::Private(_), _)) => {
+                            return Err(VerifyError::PrivateKeyMaterial(format!(
+                                "a private key at wallets[{index}].public_key"
+                            )));
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                _ => {
+                    return Err(invalid(
+                        format!("wallets[{index}]"),
+                        "needs exactly one of 'jwk' (public JWK) or 'public_key' (PEM)",
+                    ));
+                }
+            }
+            .map_err(|source| VerifyError::WalletKey { index, source })?;
+            Ok(WalletEntry { label, key })
+        })
+        .collect()
+}
+
+fn check_wallets(wallets: &[WalletEntry]) -> Result<()> {
+    if wallets.is_empty() {
+        return Err(invalid("wallets", "must register at least one wallet"));
+    }
+    let mut seen = BTreeSet::new();
+    for (index, w) in wallets.iter().enumerate() {
+        if w.label.chars().count() > MAX_LABEL_LEN || w.label.chars().any(char::is_control) {
+            return Err(invalid(
+                format!("wallets[{index}].label"),
+                format!("at most {MAX_LABEL_LEN} characters, no control characters"),
+            ));
+        }
+        if !seen.insert(w.key.id()) {
+            return Err(invalid(
+                format!("wallets[{index}]"),
+                format!("wallet {} is listed twice", w.key.id()),
+            ));
+        }
+    }
+    Ok(())
+}

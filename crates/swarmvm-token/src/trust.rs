@@ -1,0 +1,194 @@
+//! Trusted keys, and authentication of a decoded token against them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use jsonwebtoken::DecodingKey;
+use serde_json::Value;
+use swarmvm_wallet::{KeyKind, PublicKey, WalletId};
+use zeroize::Zeroizing;
+
+use crate::error::{IssueError, Result, VerifyError};
+use crate::jws::Decoded;
+use crate::kind::{Kind, shorten};
+
+/// Shortest HS256 secret accepted, in bytes (RFC 7518 §3.2: at least the hash size).
+pub const HS256_MIN_SECRET: usize = 32;
+
+/// The issuer name HS256 tokens carry when none is given.
+pub const DEFAULT_HS256_ISSUER: &str = "hs256";
+
+/// A shared HS256 secret and the issuer name that tokens signed with it carry. For
+/// compatibility with the design note only: manifests and contracts never accept it.
+pub struct Hs256Key {
+    secret: Zeroizing<Vec<u8>>,
+    issuer: String,
+}
+
+impl fmt::Debug for Hs256Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hs256Key").field("issuer", &self.issuer).finish_non_exhaustive()
+    }
+}
+
+impl Hs256Key {
+    /// A key from a secret of at least [`HS256_MIN_SECRET`] bytes.
+    pub fn new(secret: &[u8], issuer: impl Into<String>) -> Result<Self, IssueError> {
+        if secret.len() < HS256_MIN_SECRET {
+            return Err(IssueError::WeakSecret(secret.len()));
+        }
+        Ok(Self { secret: Zeroizing::new(secret.to_vec()), issuer: issuer.into() })
+    }
+
+    /// The issuer name (`iss`).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub(crate) fn secret(&self) -> &[u8] {
+        &self.secret
+    }
+}
+
+struct Trusted {
+    key: PublicKey,
+    decoding: DecodingKey,
+    alg: jsonwebtoken::Algorithm,
+}
+
+/// The keys a peer trusts to sign, by wallet id; optionally one HS256 secret.
+#[derive(Default)]
+pub struct TrustStore {
+    keys: BTreeMap<WalletId, Trusted>,
+    hs256: Option<Hs256Key>,
+}
+
+impl fmt::Debug for TrustStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrustStore")
+            .field("keys", &self.keys.keys().collect::<Vec<_>>())
+            .field("hs256", &self.hs256)
+            .finish()
+    }
+}
+
+impl TrustStore {
+    /// An empty store, trusting nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A store trusting the given public keys.
+    pub fn with_keys<'a>(keys: impl IntoIterator<Item = &'a PublicKey>) -> Self {
+        let mut store = Self::new();
+        for key in keys {
+            store.add(key.clone());
+        }
+        store
+    }
+
+    /// Trusts `key`. Its type fixes the algorithm its tokens must use.
+    pub fn add(&mut self, key: PublicKey) -> WalletId {
+        let id = key.id();
+        let (decoding, alg) = match key.kind() {
+            KeyKind::Ed25519 => {
+                let x = key.ed25519_bytes().map(|b| b.as_slice()).unwrap_or_default();
+                (DecodingKey::from_ed_der(x), jsonwebtoken::Algorithm::EdDSA)
+            }
+            KeyKind::Rsa { .. } => {
+                let (n, e) = key.rsa_components().unwrap_or_default();
+                (DecodingKey::from_rsa_raw_components(n, e), jsonwebtoken::Algorithm::RS256)
+            }
+        };
+        self.keys.insert(id.clone(), Trusted { key, decoding, alg });
+        id
+    }
+
+    /// Trusts an HS256 shared secret (registration tokens only).
+    pub fn set_hs256(&mut self, key: Hs256Key) {
+        self.hs256 = Some(key);
+    }
+
+    /// The trusted key with this id.
+    pub fn get(&self, id: &WalletId) -> Option<&PublicKey> {
+        self.keys.get(id).map(|t| &t.key)
+    }
+
+    /// The ids of the trusted keys, in order.
+    pub fn ids(&self) -> impl Iterator<Item = &WalletId> {
+        self.keys.keys()
+    }
+
+    /// True when nothing is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.hs256.is_none()
+    }
+
+    /// Authenticates a decoded token: finds the signer by `kid` (or by `iss` when there is no
+    /// `kid`), pins the algorithm to that key's type, checks the signature, and checks that
+    /// `iss` names the signer. Returns the signer's id and the algorithm.
+    pub(crate) fn authenticate(
+        &self,
+        token: &Decoded<'_>,
+        kind: Kind,
+    ) -> Result<(String, &'static str)> {
+        let iss = match token.claims.get("iss") {
+            None => None,
+            Some(Value::String(s)) => Some(s.as_str()),
+            Some(_) => {
+                return Err(VerifyError::InvalidClaim {
+                    claim: "iss".into(),
+                    reason: "not a string".into(),
+                });
+            }
+        };
+        let (signer, by_kid) = match (&token.kid, iss) {
+            (Some(kid), _) => (kid.as_str(), true),
+            (None, Some(iss)) => (iss, false),
+            (None, None) => return Err(VerifyError::NoSigner),
+        };
+        let wallet = signer.parse::<WalletId>().ok().and_then(|id| self.keys.get(&id));
+        let (decoding, alg, expected) = match (wallet, &self.hs256) {
+            (Some(t), _) => (&t.decoding, t.alg, t.key.kind().jws_algorithm()),
+            (None, Some(h)) if h.issuer == signer => {
+                if !kind.is_registration() {
+                    return Err(VerifyError::Hs256NotAllowed(kind));
+                }
+                let key = DecodingKey::from_secret(h.secret());
+                return check(token, &key, jsonwebtoken::Algorithm::HS256, "HS256", signer, iss);
+            }
+            (None, _) if by_kid => return Err(VerifyError::UnknownKid(shorten(signer))),
+            (None, _) => return Err(VerifyError::UnknownIssuer(shorten(signer))),
+        };
+        check(token, decoding, alg, expected, signer, iss)
+    }
+}
+
+fn check(
+    token: &Decoded<'_>,
+    key: &DecodingKey,
+    alg: jsonwebtoken::Algorithm,
+    expected: &'static str,
+    signer: &str,
+    iss: Option<&str>,
+) -> Result<(String, &'static str)> {
+    if token.alg != expected {
+        return Err(VerifyError::AlgorithmMismatch { found: token.alg.clone(), expected });
+    }
+    match jsonwebtoken::crypto::verify(token.signature, token.signing_input.as_bytes(), key, alg) {
+        Ok(true) => {}
+        Ok(false) => return Err(VerifyError::BadSignature(shorten(signer))),
+        Err(_) => {
+            return Err(VerifyError::Malformed(
+                "signature is not unpadded base64url or has the wrong length".into(),
+            ));
+        }
+    }
+    match iss {
+        Some(iss) if iss == signer => Ok((signer.to_owned(), expected)),
+        Some(iss) => {
+            Err(VerifyError::IssuerMismatch { signer: shorten(signer), iss: shorten(iss) })
+        }
+        None => Err(VerifyError::MissingClaim("iss")),
+    }
+}

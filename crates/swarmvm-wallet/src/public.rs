@@ -1,0 +1,341 @@
+//! Public keys: the part of a wallet that others see, in SPKI, PKCS#1 and JWK form.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use der::Decode as _;
+use der::asn1::{AnyRef, BitStringRef, UintRef};
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+use spki::{AlgorithmIdentifierRef, ObjectIdentifier, SubjectPublicKeyInfoRef};
+
+use crate::error::{KeyError, Result};
+use crate::id::WalletId;
+
+/// OID of Ed25519 keys (RFC 8410).
+pub(crate) const ED25519_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+/// OID of `rsaEncryption` keys (RFC 8017).
+pub(crate) const RSA_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+
+/// The smallest RSA modulus accepted anywhere, in bits.
+pub const RSA_MIN_BITS: usize = 2048;
+/// The largest RSA modulus accepted, in bits (the verifier's limit).
+pub const RSA_MAX_BITS: usize = 8192;
+
+/// What kind of key a wallet holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyKind {
+    /// An Ed25519 key (signs with JWS `EdDSA`).
+    Ed25519,
+    /// An RSA key of `bits` bits (signs with JWS `RS256`).
+    Rsa {
+        /// Modulus length in bits.
+        bits: usize,
+    },
+}
+
+impl KeyKind {
+    /// The JWS `alg` this kind of key signs with. It is fixed by the key, never by a token.
+    pub fn jws_algorithm(self) -> &'static str {
+        match self {
+            Self::Ed25519 => "EdDSA",
+            Self::Rsa { .. } => "RS256",
+        }
+    }
+}
+
+impl fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ed25519 => f.write_str("ed25519"),
+            Self::Rsa { bits } => write!(f, "rsa-{bits}"),
+        }
+    }
+}
+
+/// A wallet's public key: Ed25519, or RSA of 2048 to 8192 bits.
+///
+/// Equality is equality of keys: the same key read from PEM, DER or JWK compares equal.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PublicKey(Repr);
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Repr {
+    Ed25519([u8; 32]),
+    /// Modulus and exponent as minimal unsigned big-endian integers.
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublicKey").field("kind", &self.kind()).field("id", &self.id()).finish()
+    }
+}
+
+impl PublicKey {
+    /// An Ed25519 public key from its 32 bytes.
+    pub fn from_ed25519_bytes(bytes: [u8; 32]) -> Self {
+        Self(Repr::Ed25519(bytes))
+    }
+
+    /// An RSA public key from its modulus and public exponent (unsigned big-endian).
+    ///
+    /// Refuses moduli under [`RSA_MIN_BITS`] or over [`RSA_MAX_BITS`] bits, even moduli, and
+    /// exponents that are even, below 3 or wider than 32 bits.
+    pub fn from_rsa_components(n: &[u8], e: &[u8]) -> Result<Self> {
+        let n = strip_leading_zeros(n);
+        let e = strip_leading_zeros(e);
+        let bits = bit_length(n);
+        if bits < RSA_MIN_BITS {
+            return Err(KeyError::RsaKeyTooSmall { bits });
+        }
+        if bits > RSA_MAX_BITS {
+            return Err(KeyError::RsaKeyTooLarge { bits });
+        }
+        if n.last().is_some_and(|b| b & 1 == 0) {
+            return Err(KeyError::malformed("rsa modulus is even"));
+        }
+        let e_ok = !e.is_empty()
+            && e.len() <= 4
+            && e.last().is_some_and(|b| b & 1 == 1)
+            && (e.len() > 1 || e[0] >= 3);
+        if !e_ok {
+            return Err(KeyError::malformed(
+                "rsa public exponent must be odd, at least 3 and at most 32 bits",
+            ));
+        }
+        Ok(Self(Repr::Rsa { n: n.to_vec(), e: e.to_vec() }))
+    }
+
+    /// The kind of key, with its size for RSA.
+    pub fn kind(&self) -> KeyKind {
+        match &self.0 {
+            Repr::Ed25519(_) => KeyKind::Ed25519,
+            Repr::Rsa { n, .. } => KeyKind::Rsa { bits: bit_length(n) },
+        }
+    }
+
+    /// The 32 bytes of an Ed25519 key, or `None` for RSA.
+    pub fn ed25519_bytes(&self) -> Option<&[u8; 32]> {
+        match &self.0 {
+            Repr::Ed25519(b) => Some(b),
+            Repr::Rsa { .. } => None,
+        }
+    }
+
+    /// Modulus and exponent of an RSA key (minimal big-endian), or `None` for Ed25519.
+    pub fn rsa_components(&self) -> Option<(&[u8], &[u8])> {
+        match &self.0 {
+            Repr::Ed25519(_) => None,
+            Repr::Rsa { n, e } => Some((n, e)),
+        }
+    }
+
+    /// The wallet id: the RFC 7638 SHA-256 thumbprint of the public JWK, base64url without padding.
+    pub fn id(&self) -> WalletId {
+        let digest = Sha256::digest(self.thumbprint_input().as_bytes());
+        WalletId::from_digest(&digest)
+    }
+
+    /// The RFC 7638 thumbprint input: the required members in lexicographic order, no spaces.
+    pub fn thumbprint_input(&self) -> String {
+        match &self.0 {
+            Repr::Ed25519(x) => {
+                format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, URL_SAFE_NO_PAD.encode(x))
+            }
+            Repr::Rsa { n, e } => format!(
+                r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+                URL_SAFE_NO_PAD.encode(e),
+                URL_SAFE_NO_PAD.encode(n)
+            ),
+        }
+    }
+
+    /// The public JWK (RFC 7517/8037) with `kid` set to the wallet id and `alg` to the key's
+    /// JWS algorithm. Members are in lexicographic order.
+    pub fn to_jwk(&self) -> Value {
+        let mut jwk = Map::new();
+        match &self.0 {
+            Repr::Ed25519(x) => {
+                jwk.insert("kty".into(), "OKP".into());
+                jwk.insert("crv".into(), "Ed25519".into());
+                jwk.insert("x".into(), URL_SAFE_NO_PAD.encode(x).into());
+            }
+            Repr::Rsa { n, e } => {
+                jwk.insert("kty".into(), "RSA".into());
+                jwk.insert("n".into(), URL_SAFE_NO_PAD.encode(n).into());
+                jwk.insert("e".into(), URL_SAFE_NO_PAD.encode(e).into());
+            }
+        }
+        jwk.insert("alg".into(), self.kind().jws_algorithm().into());
+        jwk.insert("kid".into(), self.id().to_string().into());
+        Value::Object(jwk)
+    }
+
+    /// Reads a public JWK. A JWK holding private members (`d`, `p`, ...) is refused here: a
+    /// public key was asked for. An `alg` member, when present, must match the key type.
+    pub fn from_jwk(jwk: &Value) -> Result<Self> {
+        let obj = jwk.as_object().ok_or_else(|| KeyError::jwk("not a json object"))?;
+        if let Some(member) = crate::jwk::private_member(obj) {
+            return Err(KeyError::PrivateKeyInJwk(member));
+        }
+        crate::jwk::public_from_members(obj)
+    }
+
+    /// DER `SubjectPublicKeyInfo` (RFC 5280), as in a `PUBLIC KEY` PEM.
+    pub fn to_spki_der(&self) -> Vec<u8> {
+        let (algorithm, key_bytes) = match &self.0 {
+            Repr::Ed25519(x) => {
+                (AlgorithmIdentifierRef { oid: ED25519_OID, parameters: None }, x.to_vec())
+            }
+            Repr::Rsa { .. } => (
+                AlgorithmIdentifierRef { oid: RSA_OID, parameters: Some(AnyRef::NULL) },
+                self.to_pkcs1_der(),
+            ),
+        };
+        let Ok(subject_public_key) = BitStringRef::from_bytes(&key_bytes) else {
+            unreachable!("a byte string always fits a bit string")
+        };
+        let spki = SubjectPublicKeyInfoRef { algorithm, subject_public_key };
+        encode_der(&spki)
+    }
+
+    /// The `PUBLIC KEY` PEM of this key.
+    pub fn to_spki_pem(&self) -> String {
+        pem_encode("PUBLIC KEY", &self.to_spki_der())
+    }
+
+    /// DER PKCS#1 `RSAPublicKey` for RSA keys; empty for Ed25519, which has no PKCS#1 form.
+    fn to_pkcs1_der(&self) -> Vec<u8> {
+        match &self.0 {
+            Repr::Ed25519(_) => Vec::new(),
+            Repr::Rsa { n, e } => {
+                let (Ok(modulus), Ok(public_exponent)) = (UintRef::new(n), UintRef::new(e)) else {
+                    unreachable!("validated integers always encode")
+                };
+                encode_der(&pkcs1::RsaPublicKey { modulus, public_exponent })
+            }
+        }
+    }
+
+    /// Reads a DER `SubjectPublicKeyInfo` holding an Ed25519 or RSA key.
+    pub fn from_spki_der(der: &[u8]) -> Result<Self> {
+        let spki = SubjectPublicKeyInfoRef::from_der(der).map_err(KeyError::malformed)?;
+        let bytes = spki
+            .subject_public_key
+            .as_bytes()
+            .ok_or_else(|| KeyError::malformed("public key bit string has unused bits"))?;
+        match spki.algorithm.oid {
+            ED25519_OID => {
+                let x: [u8; 32] = bytes
+                    .try_into()
+                    .map_err(|_| KeyError::malformed("ed25519 public key is not 32 bytes"))?;
+                Ok(Self::from_ed25519_bytes(x))
+            }
+            RSA_OID => Self::from_pkcs1_der(bytes),
+            other => Err(KeyError::UnsupportedAlgorithm(oid_name(other))),
+        }
+    }
+
+    /// Reads a DER PKCS#1 `RSAPublicKey`, as in an `RSA PUBLIC KEY` PEM.
+    pub fn from_pkcs1_der(der: &[u8]) -> Result<Self> {
+        let key = pkcs1::RsaPublicKey::from_der(der).map_err(KeyError::malformed)?;
+        Self::from_rsa_components(key.modulus.as_bytes(), key.public_exponent.as_bytes())
+    }
+}
+
+pub(crate) fn encode_der(value: &impl der::Encode) -> Vec<u8> {
+    match value.to_der() {
+        Ok(der) => der,
+        Err(_) => unreachable!("in-memory DER encoding of a well-formed structure cannot fail"),
+    }
+}
+
+pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
+    match der::pem::encode_string(label, der::pem::LineEnding::LF, der) {
+        Ok(pem) => pem,
+        Err(_) => unreachable!("pem encoding to a string cannot fail"),
+    }
+}
+
+pub(crate) fn oid_name(oid: ObjectIdentifier) -> String {
+    match oid.to_string().as_str() {
+        "1.2.840.10045.2.1" => "ec (1.2.840.10045.2.1)".into(),
+        "1.3.101.110" => "x25519 (1.3.101.110)".into(),
+        "1.3.101.113" => "ed448 (1.3.101.113)".into(),
+        "1.2.840.113549.1.1.10" => "rsassa-pss (1.2.840.113549.1.1.10)".into(),
+        "1.2.840.10040.4.1" => "dsa (1.2.840.10040.4.1)".into(),
+        other => other.to_owned(),
+    }
+}
+
+pub(crate) fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
+    let first = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    &bytes[first..]
+}
+
+pub(crate) fn bit_length(minimal: &[u8]) -> usize {
+    match minimal.first() {
+        None => 0,
+        Some(&top) => (minimal.len() - 1) * 8 + (8 - top.leading_zeros() as usize),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc7638_example_thumbprint() {
+        // RFC 7638 §3.1: the example RSA key and its published thumbprint.
+        let n = "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw";
+        let n = URL_SAFE_NO_PAD.decode(n).unwrap();
+        let key = PublicKey::from_rsa_components(&n, &[1, 0, 1]).unwrap();
+        assert_eq!(key.id().as_str(), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        assert_eq!(key.kind(), KeyKind::Rsa { bits: 2048 });
+    }
+
+    #[test]
+    fn rsa_components_are_validated() {
+        let mut n = vec![0xff; 128];
+        n[127] = 0xfb;
+        assert!(matches!(
+            PublicKey::from_rsa_components(&n, &[1, 0, 1]),
+            Err(KeyError::RsaKeyTooSmall { bits: 1024 })
+        ));
+        let mut n = vec![0xff; 256];
+        n[255] = 0xfe;
+        assert!(PublicKey::from_rsa_components(&n, &[1, 0, 1]).is_err(), "even modulus");
+        n[255] = 0xfd;
+        assert!(PublicKey::from_rsa_components(&n, &[1]).is_err(), "e = 1");
+        assert!(PublicKey::from_rsa_components(&n, &[2]).is_err(), "even e");
+        assert!(PublicKey::from_rsa_components(&n, &[1, 0, 0, 0, 1]).is_err(), "wide e");
+        let key = PublicKey::from_rsa_components(&[&[0, 0][..], &n].concat(), &[0, 3]).unwrap();
+        assert_eq!(key.rsa_components().unwrap(), (&n[..], &[3u8][..]), "leading zeros dropped");
+    }
+
+    #[test]
+    fn spki_round_trip_for_both_kinds() {
+        let ed = PublicKey::from_ed25519_bytes([7; 32]);
+        assert_eq!(PublicKey::from_spki_der(&ed.to_spki_der()).unwrap(), ed);
+        let mut n = vec![0xc5; 384];
+        n[383] |= 1;
+        let rsa = PublicKey::from_rsa_components(&n, &[1, 0, 1]).unwrap();
+        assert_eq!(PublicKey::from_spki_der(&rsa.to_spki_der()).unwrap(), rsa);
+        assert_eq!(rsa.kind(), KeyKind::Rsa { bits: 3072 });
+        assert!(rsa.to_spki_pem().starts_with("-----BEGIN PUBLIC KEY-----\n"));
+    }
+
+    #[test]
+    fn jwk_round_trip_keeps_id() {
+        let ed = PublicKey::from_ed25519_bytes([9; 32]);
+        let jwk = ed.to_jwk();
+        assert_eq!(jwk["kid"], ed.id().as_str());
+        assert_eq!(jwk["alg"], "EdDSA");
+        assert_eq!(PublicKey::from_jwk(&jwk).unwrap(), ed);
+    }
+}

@@ -1,0 +1,113 @@
+//! Flag groups shared by several commands.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use swarmvm_token::{DEFAULT_HS256_ISSUER, Hs256Key, TrustStore};
+use swarmvm_wallet::{KeyMaterial, Wallet, read_key_file, read_passphrase_file};
+use zeroize::Zeroizing;
+
+/// `--json`.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub(crate) struct OutputArgs {
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+/// `--passphrase-file` for commands that read a private key.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct PassphraseArgs {
+    /// File whose first line is the passphrase of an encrypted key.
+    #[arg(long, value_name = "FILE", env = "SWARMVM_PASSPHRASE_FILE")]
+    pub(crate) passphrase_file: Option<PathBuf>,
+}
+
+impl PassphraseArgs {
+    pub(crate) fn read(&self) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        self.passphrase_file
+            .as_deref()
+            .map(|p| {
+                read_passphrase_file(p)
+                    .with_context(|| format!("cannot use passphrase file {}", p.display()))
+            })
+            .transpose()
+    }
+}
+
+/// Reads any key file, opening encrypted keys with the passphrase.
+pub(crate) fn load_key(path: &Path, passphrase: &PassphraseArgs) -> Result<KeyMaterial> {
+    let pass = passphrase.read()?;
+    let (material, _) = read_key_file(path, pass.as_deref().map(|p| p.as_slice()))
+        .with_context(|| format!("cannot use key {}", path.display()))?;
+    Ok(material)
+}
+
+/// Reads a key file that must hold a private key.
+pub(crate) fn load_wallet(path: &Path, passphrase: &PassphraseArgs) -> Result<Wallet> {
+    match load_key(path, passphrase)? {
+        KeyMaterial::Private(wallet) => Ok(wallet),
+        KeyMaterial::Public(_) => {
+            bail!("{} holds only a public key; a private key is needed to sign", path.display())
+        }
+    }
+}
+
+/// `--hs256-secret-file` and `--issuer`, the note-compatible shared secret.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Hs256Args {
+    /// File holding an HS256 shared secret (at least 32 bytes; one trailing newline is
+    /// ignored). For compatibility with the design note only.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) hs256_secret_file: Option<PathBuf>,
+    /// Issuer name of HS256 tokens (`iss`).
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_HS256_ISSUER, requires = "hs256_secret_file")]
+    pub(crate) issuer: String,
+}
+
+impl Hs256Args {
+    pub(crate) fn load(&self) -> Result<Option<Hs256Key>> {
+        let Some(path) = &self.hs256_secret_file else { return Ok(None) };
+        let mut secret = Zeroizing::new(
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+        );
+        if secret.ends_with(b"\n") {
+            secret.pop();
+            if secret.ends_with(b"\r") {
+                secret.pop();
+            }
+        }
+        let key = Hs256Key::new(&secret, self.issuer.clone())
+            .with_context(|| format!("cannot use {}", path.display()))?;
+        Ok(Some(key))
+    }
+}
+
+/// `--trust` keys and/or an HS256 secret: what a verifier trusts.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct TrustArgs {
+    /// A key file (public or private; only the public key is used) of a trusted authority.
+    /// Repeat for several.
+    #[arg(long = "trust", value_name = "PUBFILE", env = "SWARMVM_TRUST", value_delimiter = ',')]
+    pub(crate) trust: Vec<PathBuf>,
+    #[command(flatten)]
+    pub(crate) hs256: Hs256Args,
+}
+
+impl TrustArgs {
+    pub(crate) fn load(&self) -> Result<TrustStore> {
+        let mut store = TrustStore::new();
+        for path in &self.trust {
+            let (material, _) = read_key_file(path, None)
+                .with_context(|| format!("cannot use trusted key {}", path.display()))?;
+            store.add(material.public_key().clone());
+        }
+        if let Some(key) = self.hs256.load()? {
+            store.set_hs256(key);
+        }
+        if store.is_empty() {
+            bail!("nothing is trusted: give --trust PUBFILE (or --hs256-secret-file FILE)");
+        }
+        Ok(store)
+    }
+}

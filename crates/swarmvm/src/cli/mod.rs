@@ -1,0 +1,54 @@
+//! Command-line definition and dispatch.
+
+mod args;
+mod duration;
+mod token;
+mod wallet;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+pub(crate) use args::OutputArgs;
+
+/// swarmvm: peers share one smart-contract machine over BitTorrent; an authority's JWT
+/// registration tokens say which operations it offers and which wallets may use it.
+///
+/// Exit status: 0 success, 1 refused (a rule or verification failed), 2 usage, I/O or
+/// internal error, 3 timed out.
+#[derive(Debug, clap::Parser)]
+#[command(name = "swarmvm", version, propagate_version = true, max_term_width = 100)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Create and inspect wallets (key pairs).
+    #[command(subcommand)]
+    Wallet(wallet::WalletCommand),
+    /// Issue and verify registration tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+}
+
+/// Runs the parsed command.
+pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Wallet(cmd) => wallet::run(cmd, cli.output),
+        Command::Token(cmd) => token::run(cmd, cli.output),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}
