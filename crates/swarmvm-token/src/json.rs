@@ -112,10 +112,10 @@ fn find_in(value: &Value, path: &mut String) -> Option<String> {
 }
 
 fn find_in_object(obj: &Map<String, Value>, path: &mut String) -> Option<String> {
-    if obj.contains_key("kty") {
-        if let Some(m) = PRIVATE_JWK_MEMBERS.iter().find(|m| obj.contains_key(**m)) {
-            return Some(format!("jwk member '{m}' at {path}"));
-        }
+    if obj.contains_key("kty")
+        && let Some(m) = PRIVATE_JWK_MEMBERS.iter().find(|m| obj.contains_key(**m))
+    {
+        return Some(format!("jwk member '{m}' at {path}"));
     }
     if obj.contains_key("private_key") || obj.contains_key("privateKey") {
         return Some(format!("a 'private_key' member at {path}"));

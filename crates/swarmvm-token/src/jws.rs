@@ -167,3 +167,41 @@ pub(crate) fn sign<T: Serialize>(
     }
     Ok(token)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarmvm_wallet::{KeyMaterial, PublicKey};
+
+    // RFC 8037 Appendix A.1 (key), A.3 (thumbprint), A.4 (JWS).
+    const RFC8037_JWK: &str = r#"{"kty":"OKP","crv":"Ed25519","d":"nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+    const RFC8037_THUMBPRINT: &str = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k";
+    const RFC8037_INPUT: &str = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc";
+    const RFC8037_SIGNATURE: &str =
+        "hgyY0il_MGCjP0JzlnLWG1PPOt7-09PGcvMg3AIbQR6dWbhijcNR4ki4iylGjg5BhVsPt9g7sVvpAr_MuM0KAg";
+
+    #[test]
+    fn rfc8037_example_signature_verifies_and_is_reproduced() {
+        let (material, _) = KeyMaterial::parse(RFC8037_JWK.as_bytes(), None).unwrap();
+        let KeyMaterial::Private(wallet) = material else { panic!("a private jwk") };
+        assert_eq!(wallet.id().as_str(), RFC8037_THUMBPRINT);
+
+        // Ed25519 is deterministic: our signer must produce the RFC's signature exactly.
+        let (alg, key) = Signer::Wallet(&wallet).key();
+        let sig = jsonwebtoken::crypto::sign(RFC8037_INPUT.as_bytes(), &key, alg).unwrap();
+        assert_eq!(sig, RFC8037_SIGNATURE);
+
+        // The public half, read as a public JWK, verifies it, and nothing else.
+        let public = PublicKey::from_jwk(&serde_json::json!({
+            "kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"
+        }))
+        .unwrap();
+        assert_eq!(&public, wallet.public_key());
+        let ok = |input: &str, sig: &str| {
+            let decoding = jsonwebtoken::DecodingKey::from_ed_der(public.ed25519_bytes().unwrap());
+            jsonwebtoken::crypto::verify(sig, input.as_bytes(), &decoding, alg).unwrap()
+        };
+        assert!(ok(RFC8037_INPUT, RFC8037_SIGNATURE));
+        assert!(!ok(&RFC8037_INPUT.replace("RXhh", "RXhi"), RFC8037_SIGNATURE));
+    }
+}

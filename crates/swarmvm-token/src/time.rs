@@ -78,15 +78,15 @@ pub(crate) fn check_times(
     } else if require_exp {
         return Err(VerifyError::MissingClaim("exp"));
     }
-    if let Some(nbf) = validity.not_before {
-        if nbf > now.saturating_add(time.leeway) {
-            return Err(VerifyError::NotYetValid { nbf, now });
-        }
+    if let Some(nbf) = validity.not_before
+        && nbf > now.saturating_add(time.leeway)
+    {
+        return Err(VerifyError::NotYetValid { nbf, now });
     }
-    if let Some(iat) = validity.issued_at {
-        if iat > now.saturating_add(time.leeway) {
-            return Err(VerifyError::IssuedInFuture { iat, now });
-        }
+    if let Some(iat) = validity.issued_at
+        && iat > now.saturating_add(time.leeway)
+    {
+        return Err(VerifyError::IssuedInFuture { iat, now });
     }
     Ok(validity)
 }

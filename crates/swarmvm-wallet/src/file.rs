@@ -106,10 +106,10 @@ pub fn write_private_file(path: &Path, contents: &[u8], overwrite: bool) -> Resu
         }
     })();
     let _ = fs::remove_file(&tmp);
-    if result.is_ok() {
-        if let Ok(d) = fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
+    if result.is_ok()
+        && let Ok(d) = fs::File::open(&dir)
+    {
+        let _ = d.sync_all();
     }
     result
 }

@@ -154,7 +154,8 @@ fn parse_pem(pem: &[u8], passphrase: Option<&[u8]>) -> Result<(KeyMaterial, KeyF
 }
 
 fn parse_der(der: &[u8]) -> Result<KeyMaterial> {
-    let attempts: [fn(&[u8]) -> Result<KeyMaterial>; 4] = [
+    type Attempt = fn(&[u8]) -> Result<KeyMaterial>;
+    let attempts: [Attempt; 4] = [
         |d| Wallet::from_pkcs8_der(d).map(KeyMaterial::Private),
         |d| PublicKey::from_spki_der(d).map(KeyMaterial::Public),
         |d| Wallet::from_rsa_pkcs1_der(d).map(KeyMaterial::Private),
@@ -185,7 +186,7 @@ fn check_encryption(scheme: &EncryptionScheme<'_>) -> Result<()> {
             )))
         }
         pbes2::Kdf::Scrypt(p) => {
-            let n = u64::from(p.cost_parameter);
+            let n = p.cost_parameter;
             let memory = 128u64.saturating_mul(u64::from(p.block_size)).saturating_mul(n);
             if memory > MAX_SCRYPT_MEMORY || p.parallelization > 16 {
                 return Err(KeyError::UnsafeEncryption(format!(

@@ -39,10 +39,8 @@ pub(crate) fn code_of(err: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<VerifyError>().is_some() {
             return REFUSED;
         }
-        if let Some(e) = cause.downcast_ref::<KeyError>() {
-            if e.is_refusal() {
-                return REFUSED;
-            }
+        if cause.downcast_ref::<KeyError>().is_some_and(KeyError::is_refusal) {
+            return REFUSED;
         }
         if let Some(IssueError::Invalid(_) | IssueError::WeakSecret(_)) =
             cause.downcast_ref::<IssueError>()

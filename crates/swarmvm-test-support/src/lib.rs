@@ -1,0 +1,106 @@
+//! Helpers for swarmvm's tests (a dev-dependency only): key fixtures made once per test
+//! binary, hand-forged JWS tokens for refusal tests, and checks for the external tools that
+//! interoperability tests need (which fail, never skip, when a tool is missing).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
+
+use std::process::Command;
+use std::sync::OnceLock;
+
+use aws_lc_rs::signature::{Ed25519KeyPair, RSA_PKCS1_SHA256, RsaKeyPair};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::Value;
+use swarmvm_wallet::{Algorithm, SigningKey, Wallet};
+
+/// Unpadded base64url.
+pub fn b64(bytes: impl AsRef<[u8]>) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A fixed wallet per (algorithm, slot), generated once per test binary: RSA generation is
+/// slow, and tests need several distinct keys of each kind.
+pub fn wallet(algorithm: Algorithm, slot: usize) -> &'static Wallet {
+    const SLOTS: usize = 4;
+    static CELLS: [[OnceLock<Wallet>; SLOTS]; 4] =
+        [const { [const { OnceLock::new() }; SLOTS] }; 4];
+    let row = Algorithm::ALL.iter().position(|a| *a == algorithm).unwrap();
+    CELLS[row][slot].get_or_init(|| Wallet::generate(algorithm).unwrap())
+}
+
+/// What signs a forged token.
+#[derive(Debug, Clone, Copy)]
+pub enum ForgeKey<'a> {
+    /// A wallet's key with its own algorithm (Ed25519 or RS256).
+    Wallet(&'a Wallet),
+    /// HMAC-SHA256 with these bytes as the secret.
+    Hmac(&'a [u8]),
+    /// No signature at all (empty third part).
+    Unsigned,
+}
+
+/// The raw signature of `input` under `key`.
+pub fn sign_raw(input: &[u8], key: ForgeKey<'_>) -> Vec<u8> {
+    match key {
+        ForgeKey::Wallet(w) => match w.signing_key() {
+            SigningKey::Ed25519Pkcs8(der) => {
+                Ed25519KeyPair::from_pkcs8(der).unwrap().sign(input).as_ref().to_vec()
+            }
+            SigningKey::RsaPkcs1(der) => {
+                let pair = RsaKeyPair::from_der(der).unwrap();
+                let mut sig = vec![0; pair.public_modulus_len()];
+                let rng = aws_lc_rs::rand::SystemRandom::new();
+                pair.sign(&RSA_PKCS1_SHA256, &rng, input, &mut sig).unwrap();
+                sig
+            }
+            _ => unreachable!("all wallet key types"),
+        },
+        ForgeKey::Hmac(secret) => {
+            let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+            aws_lc_rs::hmac::sign(&key, input).as_ref().to_vec()
+        }
+        ForgeKey::Unsigned => Vec::new(),
+    }
+}
+
+/// A compact JWS of exactly these header and payload texts (so tests can write duplicate
+/// members, odd spacing or non-JSON), signed with `key`.
+pub fn forge_raw(header: &str, payload: &str, key: ForgeKey<'_>) -> String {
+    let input = format!("{}.{}", b64(header), b64(payload));
+    let sig = sign_raw(input.as_bytes(), key);
+    format!("{input}.{}", b64(sig))
+}
+
+/// A compact JWS of these JSON values, signed with `key`.
+pub fn forge(header: &Value, payload: &Value, key: ForgeKey<'_>) -> String {
+    forge_raw(&header.to_string(), &payload.to_string(), key)
+}
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// Panics with an install hint unless `python3` can import every module named.
+pub fn require_python_modules(modules: &[&str]) {
+    let code = modules.iter().map(|m| format!("import {m}")).collect::<Vec<_>>().join("; ");
+    let ok = Command::new("python3").args(["-c", &code]).output().is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "python3 cannot import {modules:?}; install them (`pip install pyjwt[crypto] jwcrypto`, as .ci/run does)"
+    );
+}
+
+/// Panics with an install hint unless `program` runs.
+pub fn require_program(program: &str, package: &str) {
+    let ok = Command::new(program).arg("version").output().is_ok()
+        || Command::new(program).arg("--version").output().is_ok();
+    assert!(
+        ok,
+        "{program} is not installed; install the Debian package {package} (as .ci/run does)"
+    );
+}
+
+/// The JSON of a standard claims set for tests.
+pub fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap()
+}

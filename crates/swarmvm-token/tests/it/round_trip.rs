@@ -1,0 +1,127 @@
+//! Tokens we issue verify, for every key type, and carry what was issued.
+
+use std::collections::BTreeMap;
+
+use swarmvm_test_support::wallet;
+use swarmvm_token::{
+    Hs256Key, IssueError, IssueTime, RegistrationBody, Signer, TimeCheck, TrustStore, VerifyError,
+    WalletEntry, issue_operations, issue_wallets, verify_registration,
+};
+use swarmvm_vm::HANDLER_NAMES;
+use swarmvm_wallet::Algorithm;
+
+fn note_ops() -> BTreeMap<String, String> {
+    ["register_student", "add_course", "vote_proposal", "generate_nft"]
+        .into_iter()
+        .map(|n| (n.to_owned(), n.to_owned()))
+        .collect()
+}
+
+#[test]
+fn operations_token_round_trips_for_every_key_type() {
+    for algorithm in Algorithm::ALL {
+        let authority = wallet(algorithm, 0);
+        let time = IssueTime { now: swarmvm_test_support::now(), ttl: 3600 };
+        let token =
+            issue_operations(&Signer::Wallet(authority), &note_ops(), HANDLER_NAMES, time).unwrap();
+        let trust = TrustStore::with_keys([authority.public_key()]);
+        let reg = verify_registration(&token, &trust, TimeCheck::system_now(), HANDLER_NAMES)
+            .unwrap_or_else(|e| panic!("{algorithm}: {e}"));
+        assert_eq!(reg.issuer, authority.id().to_string());
+        assert_eq!(reg.algorithm, authority.kind().jws_algorithm());
+        assert_eq!(reg.validity.expires_at, Some(time.now + 3600));
+        assert_eq!(reg.validity.not_before, Some(time.now));
+        assert_eq!(reg.jti.as_ref().map(String::len), Some(36), "a UUID");
+        let RegistrationBody::Operations(ops) = reg.body else { panic!("operations") };
+        assert_eq!(ops, note_ops());
+    }
+}
+
+#[test]
+fn wallets_token_round_trips_labels_and_keys() {
+    let authority = wallet(Algorithm::Ed25519, 0);
+    let entries = vec![
+        WalletEntry {
+            label: "peer1".into(),
+            key: wallet(Algorithm::Ed25519, 1).public_key().clone(),
+        },
+        WalletEntry {
+            label: "peer2".into(),
+            key: wallet(Algorithm::Rsa2048, 1).public_key().clone(),
+        },
+    ];
+    let token =
+        issue_wallets(&Signer::Wallet(authority), &entries, IssueTime::system_now()).unwrap();
+    let trust = TrustStore::with_keys([authority.public_key()]);
+    let reg = verify_registration(&token, &trust, TimeCheck::system_now(), HANDLER_NAMES).unwrap();
+    let RegistrationBody::Wallets(got) = reg.body else { panic!("wallets") };
+    assert_eq!(got, entries);
+}
+
+#[test]
+fn hs256_tokens_verify_only_with_the_same_secret_and_issuer() {
+    let secret = [42u8; 32];
+    let key = Hs256Key::new(&secret, "hs256").unwrap();
+    let token =
+        issue_operations(&Signer::Hs256(&key), &note_ops(), HANDLER_NAMES, IssueTime::system_now())
+            .unwrap();
+    let mut trust = TrustStore::new();
+    trust.set_hs256(Hs256Key::new(&secret, "hs256").unwrap());
+    let reg = verify_registration(&token, &trust, TimeCheck::system_now(), HANDLER_NAMES).unwrap();
+    assert_eq!((reg.issuer.as_str(), reg.algorithm), ("hs256", "HS256"));
+
+    let mut other = TrustStore::new();
+    other.set_hs256(Hs256Key::new(&[43u8; 32], "hs256").unwrap());
+    let err = verify_registration(&token, &other, TimeCheck::system_now(), HANDLER_NAMES);
+    assert!(matches!(err, Err(VerifyError::BadSignature(_))), "{err:?}");
+
+    let mut renamed = TrustStore::new();
+    renamed.set_hs256(Hs256Key::new(&secret, "other").unwrap());
+    let err = verify_registration(&token, &renamed, TimeCheck::system_now(), HANDLER_NAMES);
+    assert!(matches!(err, Err(VerifyError::UnknownKid(_))), "{err:?}");
+}
+
+#[test]
+fn issuing_enforces_the_rules_verification_enforces() {
+    let signer = Signer::Wallet(wallet(Algorithm::Ed25519, 0));
+    let mut ops = note_ops();
+    ops.insert("mint".into(), "print_money".into());
+    let err = issue_operations(&signer, &ops, HANDLER_NAMES, IssueTime::system_now()).unwrap_err();
+    assert!(err.to_string().contains("unknown handler 'print_money'"), "{err}");
+
+    let err = Hs256Key::new(&[1u8; 31], "hs256").unwrap_err();
+    assert!(matches!(err, IssueError::WeakSecret(31)), "{err}");
+
+    let err = issue_operations(&signer, &note_ops(), HANDLER_NAMES, IssueTime { now: 1, ttl: 0 });
+    assert!(matches!(err, Err(IssueError::BadTtl(0))));
+
+    let err = issue_operations(&signer, &BTreeMap::new(), HANDLER_NAMES, IssueTime::system_now());
+    assert!(matches!(err, Err(IssueError::Invalid(VerifyError::InvalidClaim { .. }))));
+
+    let twice = vec![
+        WalletEntry { label: "a".into(), key: wallet(Algorithm::Ed25519, 1).public_key().clone() },
+        WalletEntry { label: "b".into(), key: wallet(Algorithm::Ed25519, 1).public_key().clone() },
+    ];
+    let err = issue_wallets(&signer, &twice, IssueTime::system_now()).unwrap_err();
+    assert!(err.to_string().contains("listed twice"), "{err}");
+}
+
+#[test]
+fn time_rules_use_the_given_time_not_the_clock() {
+    let authority = wallet(Algorithm::Ed25519, 0);
+    let issued = 1_000_000;
+    let token = issue_operations(
+        &Signer::Wallet(authority),
+        &note_ops(),
+        HANDLER_NAMES,
+        IssueTime { now: issued, ttl: 3600 },
+    )
+    .unwrap();
+    let trust = TrustStore::with_keys([authority.public_key()]);
+    // Long expired by the clock, valid at a time inside its window (a manifest's iat, say).
+    assert!(verify_registration(&token, &trust, TimeCheck::at(issued + 10), HANDLER_NAMES).is_ok());
+    assert!(matches!(
+        verify_registration(&token, &trust, TimeCheck::system_now(), HANDLER_NAMES),
+        Err(VerifyError::Expired { .. })
+    ));
+}

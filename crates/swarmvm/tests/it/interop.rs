@@ -1,0 +1,216 @@
+//! Other implementations accept what we make and we accept what they make: PyJWT for tokens,
+//! OpenSSL for key files, jwcrypto for RFC 7638 thumbprints. The tools are installed by
+//! `.ci/run`; when one is missing these tests fail with an install hint, never skip.
+
+use serde_json::{Value, json};
+use swarmvm_test_support::{now, require_program, require_python_modules};
+
+use crate::support::{Env, NOTE_OPS, external};
+
+const TOOL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/jwt_tool.py");
+
+fn python(env: &Env, args: &[&str]) -> String {
+    require_python_modules(&["jwt", "jwcrypto", "cryptography"]);
+    let mut all = vec![TOOL];
+    all.extend_from_slice(args);
+    external("python3", &all, env.dir.path())
+}
+
+fn openssl(env: &Env, args: &[&str]) -> String {
+    require_program("openssl", "openssl");
+    external("openssl", args, env.dir.path())
+}
+
+#[test]
+fn pyjwt_verifies_our_eddsa_rs256_and_hs256_tokens() {
+    let env = Env::new();
+    env.write("ops.json", NOTE_OPS);
+    for (alg, algorithm) in [("EdDSA", "ed25519"), ("RS256", "rsa-2048"), ("RS256", "rsa-4096")] {
+        let id = env.wallet("auth.pem", algorithm);
+        env.public("auth.pem", "auth.pub");
+        let token =
+            env.ok(&["token", "issue", "operations", "--key", "auth.pem", "--ops", "ops.json"]);
+        let out: Value =
+            serde_json::from_str(&python(&env, &["verify", token.trim(), "auth.pub", alg]))
+                .unwrap();
+        assert_eq!(out["header"]["alg"], alg);
+        assert_eq!(out["header"]["kid"], id.as_str());
+        assert_eq!(out["header"]["typ"], "swarmvm-operations+jwt");
+        assert_eq!(out["claims"]["iss"], id.as_str());
+        assert_eq!(out["claims"]["operations"], serde_json::from_str::<Value>(NOTE_OPS).unwrap());
+        std::fs::remove_file(env.path("auth.pem")).unwrap();
+    }
+    let secret = env.write("secret", "a shared secret that is long enough!!\n");
+    let token = env.ok(&[
+        "token",
+        "issue",
+        "operations",
+        "--hs256-secret-file",
+        &secret,
+        "--ops",
+        "ops.json",
+    ]);
+    let out: Value =
+        serde_json::from_str(&python(&env, &["verify", token.trim(), "secret", "HS256"])).unwrap();
+    assert_eq!(out["claims"]["iss"], "hs256");
+}
+
+#[test]
+fn pyjwt_reads_our_wallets_token_jwks() {
+    let env = Env::new();
+    let id = env.wallet("auth.pem", "ed25519");
+    env.public("auth.pem", "auth.pub");
+    let peer = env.wallet("peer1.pem", "rsa-2048");
+    let token =
+        env.ok(&["token", "issue", "wallets", "--key", "auth.pem", "--wallet", "peer1.pem"]);
+    let out: Value =
+        serde_json::from_str(&python(&env, &["verify", token.trim(), "auth.pub", "EdDSA"]))
+            .unwrap();
+    assert_eq!(out["claims"]["iss"], id.as_str());
+    let entry = &out["claims"]["wallets"][0];
+    assert_eq!(entry["label"], "peer1");
+    assert_eq!(entry["jwk"]["kid"], peer.as_str());
+    env.write("peer1.jwk", entry["jwk"].to_string());
+    assert_eq!(
+        python(&env, &["thumbprint", "peer1.jwk"]).trim(),
+        peer,
+        "jwcrypto agrees on the id"
+    );
+}
+
+#[test]
+fn we_verify_tokens_that_pyjwt_issues_with_the_same_keys() {
+    let env = Env::new();
+    let t = now();
+    for (alg, algorithm) in [("EdDSA", "ed25519"), ("RS256", "rsa-2048")] {
+        let id = env.wallet("auth.pem", algorithm);
+        env.public("auth.pem", "auth.pub");
+        let claims = json!({"iss": id, "iat": t, "nbf": t, "exp": t + 600,
+            "jti": "0b8a1c2e-8f0d-4c55-9a1e-0c7d5d1b7e11",
+            "operations": {"register_student": "register_student"}});
+        // PyJWT's defaults: typ JWT, no kid; then with our kid and typ.
+        let plain = python(&env, &["issue", "auth.pem", alg, &claims.to_string()]);
+        let typed = python(
+            &env,
+            &[
+                "issue",
+                "auth.pem",
+                alg,
+                &claims.to_string(),
+                &json!({"kid": id, "typ": "swarmvm-operations+jwt"}).to_string(),
+            ],
+        );
+        for token in [plain, typed] {
+            let v = env.json(&["token", "verify", token.trim(), "--trust", "auth.pub"]);
+            assert_eq!((v["issuer"].as_str(), v["alg"].as_str()), (Some(id.as_str()), Some(alg)));
+            assert_eq!(v["operations"]["register_student"], "register_student");
+        }
+        // A PyJWT token whose kid and iss disagree is still refused.
+        let liar = python(&env, &["issue", "auth.pem", alg,
+            &json!({"iss": "someone-else", "exp": t + 600, "operations": {"add_course": "add_course"}}).to_string(),
+            &json!({"kid": id}).to_string()]);
+        let err = env.fails(&["token", "verify", liar.trim(), "--trust", "auth.pub"], 1);
+        assert!(err.contains("issuer mismatch"), "{err}");
+        std::fs::remove_file(env.path("auth.pem")).unwrap();
+    }
+    let secret = env.write("secret", "a shared secret that is long enough!!\n");
+    let claims = json!({"iss": "hs256", "exp": t + 600, "wallets": []});
+    let token = python(&env, &["issue", "secret", "HS256", &claims.to_string()]);
+    let err = env.fails(&["token", "verify", token.trim(), "--hs256-secret-file", &secret], 1);
+    assert!(err.contains("at least one wallet"), "verified, then the content rule refused: {err}");
+}
+
+#[test]
+fn openssl_keys_load_with_the_thumbprint_jwcrypto_computes() {
+    let env = Env::new();
+    openssl(&env, &["genpkey", "-algorithm", "ed25519", "-out", "ed.pem"]);
+    openssl(
+        &env,
+        &["genpkey", "-algorithm", "rsa", "-pkeyopt", "rsa_keygen_bits:2048", "-out", "rsa8.pem"],
+    );
+    openssl(&env, &["genrsa", "-traditional", "-out", "rsa1.pem", "3072"]);
+    openssl(&env, &["pkey", "-in", "ed.pem", "-pubout", "-out", "ed.pub"]);
+    openssl(&env, &["pkey", "-in", "rsa8.pem", "-pubout", "-out", "rsa8.pub"]);
+    openssl(&env, &["rsa", "-in", "rsa1.pem", "-RSAPublicKey_out", "-out", "rsa1.rsapub"]);
+    assert!(env.read("rsa1.pem").starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+    assert!(env.read("rsa1.rsapub").starts_with("-----BEGIN RSA PUBLIC KEY-----"));
+    let expected = [
+        ("ed.pem", "ed.pub", "ed25519"),
+        ("rsa8.pem", "rsa8.pub", "rsa-2048"),
+        ("rsa1.pem", "rsa1.rsapub", "rsa-3072"),
+    ];
+    for (private, public, algorithm) in expected {
+        let independent = python(&env, &["thumbprint", private]).trim().to_owned();
+        let ours = env.json(&["wallet", "show", private]);
+        assert_eq!(ours["id"], independent.as_str(), "{private}");
+        assert_eq!(ours["algorithm"], algorithm);
+        assert_eq!(env.json(&["wallet", "show", public])["id"], independent.as_str(), "{public}");
+        // Our public PEM of the key is byte-identical to OpenSSL's.
+        let ours_pem = env.ok(&["wallet", "public", private]);
+        let theirs = openssl(&env, &["pkey", "-in", private, "-pubout"]);
+        assert_eq!(ours_pem, theirs, "{private}");
+    }
+}
+
+#[test]
+fn our_encrypted_key_opens_with_openssl_and_theirs_with_us() {
+    let env = Env::new();
+    let pass = env.write("pass", "s3cret passphrase\n");
+    for algorithm in ["ed25519", "rsa-2048"] {
+        env.ok(&[
+            "wallet",
+            "new",
+            "--out",
+            "mine.pem",
+            "--algorithm",
+            algorithm,
+            "--passphrase-file",
+            &pass,
+            "--force",
+        ]);
+        let theirs = openssl(&env, &["pkey", "-in", "mine.pem", "-passin", "file:pass", "-pubout"]);
+        let ours = env.ok(&["wallet", "public", "mine.pem", "--passphrase-file", &pass]);
+        assert_eq!(ours, theirs, "{algorithm}");
+        let text = openssl(&env, &["asn1parse", "-in", "mine.pem"]);
+        assert!(text.contains(":scrypt"), "scrypt kdf: {text}");
+        assert!(text.contains("aes-256-cbc"), "{text}");
+    }
+    openssl(
+        &env,
+        &[
+            "genpkey",
+            "-algorithm",
+            "ed25519",
+            "-aes-256-cbc",
+            "-pass",
+            "file:pass",
+            "-out",
+            "theirs.pem",
+        ],
+    );
+    // OpenSSL reads `-passin` and `-passout` from one file as two lines, so give it two files.
+    env.write("pass2", env.read("pass"));
+    openssl(
+        &env,
+        &[
+            "pkcs8",
+            "-topk8",
+            "-scrypt",
+            "-in",
+            "theirs.pem",
+            "-passin",
+            "file:pass",
+            "-passout",
+            "file:pass2",
+            "-out",
+            "theirs-scrypt.pem",
+        ],
+    );
+    for file in ["theirs.pem", "theirs-scrypt.pem"] {
+        let shown = env.json(&["wallet", "show", file, "--passphrase-file", &pass]);
+        assert_eq!(shown["format"], "encrypted-pkcs8-pem", "{file}");
+        let pubout = openssl(&env, &["pkey", "-in", file, "-passin", "file:pass", "-pubout"]);
+        env.write("theirs.pub", pubout);
+        assert_eq!(env.json(&["wallet", "show", "theirs.pub"])["id"], shown["id"], "{file}");
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the `swarmvm` binary: real processes in temporary folders, asserting
+//! stdout, `--json`, one-line stderr and exit codes.
+#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
+
+mod interop;
+mod support;
+mod token;
+mod wallet;

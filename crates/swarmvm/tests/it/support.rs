@@ -1,0 +1,134 @@
+//! Running the binary in a temporary folder.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+/// The exit status of refusals.
+pub const REFUSED: i32 = 1;
+/// The exit status of usage, I/O and internal errors.
+pub const FAILURE: i32 = 2;
+
+/// One command's result.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The one-line error, after checking that stderr is exactly `error: ...\n`.
+    pub fn one_line_error(&self) -> &str {
+        let line = self.stderr.strip_suffix('\n').unwrap_or(&self.stderr);
+        assert!(!line.contains('\n'), "stderr is not one line: {:?}", self.stderr);
+        line.strip_prefix("error: ").unwrap_or_else(|| panic!("stderr: {:?}", self.stderr))
+    }
+}
+
+/// A temporary folder to run commands in.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Self { dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn p(&self, name: &str) -> String {
+        self.path(name).to_string_lossy().into_owned()
+    }
+
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> String {
+        std::fs::write(self.path(name), contents).unwrap();
+        self.p(name)
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).unwrap()
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with_stdin(args, None)
+    }
+
+    pub fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarmvm"));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env_remove("SWARMVM_TRUST")
+            .env_remove("SWARMVM_PASSPHRASE_FILE")
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        if let Some(input) = stdin {
+            use std::io::Write as _;
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(out.stdout).unwrap(),
+            stderr: String::from_utf8(out.stderr).unwrap(),
+        }
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let run = self.run(args);
+        assert_eq!(run.code, 0, "{args:?} failed: {}", run.stderr);
+        run.stdout
+    }
+
+    /// Runs with `--json` and asserts success; returns the parsed output.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    /// Runs and asserts the exit code; returns the one-line error.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let run = self.run(args);
+        assert_eq!(run.code, code, "{args:?}: stdout {:?} stderr {:?}", run.stdout, run.stderr);
+        run.one_line_error().to_owned()
+    }
+
+    /// A new Ed25519 wallet (or another algorithm) at `name`; returns its id.
+    pub fn wallet(&self, name: &str, algorithm: &str) -> String {
+        self.ok(&["wallet", "new", "--out", &self.p(name), "--algorithm", algorithm])
+            .trim()
+            .to_owned()
+    }
+
+    /// Writes the public key of `private` to `public` (SPKI PEM).
+    pub fn public(&self, private: &str, public: &str) -> String {
+        let pem = self.ok(&["wallet", "public", &self.p(private)]);
+        self.write(public, pem)
+    }
+}
+
+/// Runs an external program and returns its stdout, failing the test on error.
+pub fn external(program: &str, args: &[&str], cwd: &Path) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}; .ci/run installs it"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The note's four operations.
+pub const NOTE_OPS: &str = r#"{"register_student":"register_student","add_course":"add_course","vote_proposal":"vote_proposal","generate_nft":"generate_nft"}"#;
