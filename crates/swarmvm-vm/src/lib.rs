@@ -1,10 +1,72 @@
-//! The swarmvm machine. For now: the catalogue of handler names that registration tokens may
-//! bind actions to.
+//! The swarmvm machine: an operation registry filled from verified registration tokens, a
+//! catalogue of handlers behind the [`Handler`] trait, atomic execution of signed contracts,
+//! and one state root.
+//!
+//! This crate is pure: no I/O, no clocks, no randomness, and no hash-map order anywhere (its
+//! `clippy.toml` bans them). Signatures are checked by the caller, which hands the VM a
+//! [`Contract`] naming its verified signer. Storage is the caller's too: a batch's changed
+//! entries come back from [`Vm::commit_batch`], and [`Vm::from_entries`] loads them again.
 //!
 //! ```
-//! assert!(swarmvm_vm::HANDLER_NAMES.contains(&"register_student"));
+//! use serde_json::json;
+//! use swarmvm_vm::{Contract, Outcome, Vm};
+//!
+//! let mut vm = Vm::new();
+//! vm.register_operation("register_student", "register_student")?;
+//! vm.register_wallet("alice", "peer1", r#"{"crv":"Ed25519","kty":"OKP","x":"..."}"#)?;
+//! let actions = [json!({"action": "register_student",
+//!     "student": {"id": "S001", "name": "John Doe", "department": "Computer Science"}})];
+//! let outcome = vm.execute(&Contract { signer: "alice", nonce: 1, actions: &actions });
+//! assert_eq!(outcome, Outcome::Applied);
+//! // A replay is rejected and changes nothing.
+//! let root = vm.state_root();
+//! assert!(!vm.execute(&Contract { signer: "alice", nonce: 1, actions: &actions }).is_applied());
+//! assert_eq!(vm.state_root(), root);
+//! # Ok::<(), swarmvm_vm::RegistrationError>(())
 //! ```
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
-/// Names of the handlers in the VM's catalogue, the only names an `operations` token may use.
-pub const HANDLER_NAMES: &[&str] =
-    &["register_student", "add_course", "vote_proposal", "generate_nft"];
+mod error;
+pub mod fields;
+mod handlers;
+mod hash;
+mod key;
+mod state;
+mod trie;
+mod vm;
+
+pub use compact_str::CompactString;
+pub use error::{
+    ActionError, MAX_ACTIONS, MAX_DESCRIPTION_LEN, MAX_ID_LEN, MAX_METADATA_DEPTH,
+    MAX_METADATA_LEN, MAX_NONCE, MAX_TEXT_LEN, RegistrationError, Rejection,
+};
+pub use fields::{Args, is_id};
+pub use handlers::{
+    AddCourse, Catalogue, Ctx, EnrollStudent, GenerateNft, Handler, RegisterStudent, TransferNft,
+    VoteProposal,
+};
+pub use hash::{Hash32, InvalidHash, LEAF_PREFIX, NODE_PREFIX, leaf_hash};
+pub use state::{DecodeError, Record, State, Table, decode_key, encode_entry, encode_key};
+pub use vm::{Contract, Outcome, Vm};
+
+/// Names of the handlers in the built-in catalogue, the only names an `operations` token may
+/// bind actions to (the token layer takes this list as input).
+pub const HANDLER_NAMES: &[&str] = &[
+    "register_student",
+    "add_course",
+    "vote_proposal",
+    "generate_nft",
+    "enroll_student",
+    "transfer_nft",
+];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn handler_names_are_the_builtin_catalogue() {
+        let mut listed: Vec<&str> = super::HANDLER_NAMES.to_vec();
+        listed.sort_unstable();
+        let catalogue: Vec<&str> = super::Catalogue::builtin().names().collect();
+        assert_eq!(listed, catalogue);
+    }
+}

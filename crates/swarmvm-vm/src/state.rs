@@ -1,0 +1,448 @@
+//! The VM's state: typed records in ordered tables, their canonical encoding, and the root.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use compact_str::CompactString;
+
+use crate::hash::{Hash32, leaf_hash};
+use crate::key::{AsKey, Key, KeyRef};
+use crate::trie::Trie;
+
+/// A table of the state. The tag is part of every entry's encoding, so tables never collide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum Table {
+    /// Registered operations: action name → handler name.
+    Operation = 1,
+    /// Registered wallets: wallet id → label and public key.
+    Wallet = 2,
+    /// Last used nonce per wallet id.
+    Nonce = 3,
+    /// Students by id.
+    Student = 4,
+    /// Courses by id.
+    Course = 5,
+    /// Enrollments, keyed `student_id/course_id`.
+    Enrollment = 6,
+    /// Proposals by id, with their vote count.
+    Proposal = 7,
+    /// Votes, keyed `proposal_id/wallet_id`.
+    Vote = 8,
+    /// NFTs by id, with their owner.
+    Nft = 9,
+}
+
+impl Table {
+    /// Every table, in canonical order.
+    pub const ALL: [Self; 9] = [
+        Self::Operation,
+        Self::Wallet,
+        Self::Nonce,
+        Self::Student,
+        Self::Course,
+        Self::Enrollment,
+        Self::Proposal,
+        Self::Vote,
+        Self::Nft,
+    ];
+
+    /// The one-byte tag in encodings.
+    pub fn tag(self) -> u8 {
+        self as u8
+    }
+
+    /// The table with this tag.
+    pub fn from_tag(tag: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.tag() == tag)
+    }
+
+    /// A plural name for display (`students`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Operation => "operations",
+            Self::Wallet => "wallets",
+            Self::Nonce => "nonces",
+            Self::Student => "students",
+            Self::Course => "courses",
+            Self::Enrollment => "enrollments",
+            Self::Proposal => "proposals",
+            Self::Vote => "votes",
+            Self::Nft => "nfts",
+        }
+    }
+
+    fn index(self) -> usize {
+        usize::from(self.tag() - 1)
+    }
+}
+
+/// One record of the state. Its variant fixes its table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A registered operation.
+    Operation {
+        /// The catalogue handler the action runs.
+        handler: CompactString,
+    },
+    /// A registered wallet.
+    Wallet {
+        /// Its label from the registration token.
+        label: CompactString,
+        /// Its public key as the RFC 7638 thumbprint input (canonical public JWK).
+        key: CompactString,
+    },
+    /// The last nonce a wallet used.
+    Nonce {
+        /// The nonce.
+        last: u64,
+    },
+    /// A student.
+    Student {
+        /// Full name.
+        name: CompactString,
+        /// Department.
+        department: CompactString,
+    },
+    /// A course.
+    Course {
+        /// Title.
+        name: CompactString,
+        /// Department.
+        department: CompactString,
+    },
+    /// A student enrolled in a course.
+    Enrollment,
+    /// A proposal.
+    Proposal {
+        /// What is proposed.
+        description: CompactString,
+        /// Votes cast, one per wallet.
+        votes: u64,
+    },
+    /// A wallet's vote on a proposal.
+    Vote,
+    /// A non-fungible token.
+    Nft {
+        /// Its name.
+        name: CompactString,
+        /// Its metadata as canonical JSON (sorted members, no spaces).
+        metadata: CompactString,
+        /// The owning wallet's id.
+        owner: CompactString,
+    },
+}
+
+impl Record {
+    /// The table this record belongs in.
+    pub fn table(&self) -> Table {
+        match self {
+            Self::Operation { .. } => Table::Operation,
+            Self::Wallet { .. } => Table::Wallet,
+            Self::Nonce { .. } => Table::Nonce,
+            Self::Student { .. } => Table::Student,
+            Self::Course { .. } => Table::Course,
+            Self::Enrollment => Table::Enrollment,
+            Self::Proposal { .. } => Table::Proposal,
+            Self::Vote => Table::Vote,
+            Self::Nft { .. } => Table::Nft,
+        }
+    }
+
+    /// Appends the record's canonical encoding (see `docs/format.md`): strings as a
+    /// little-endian u32 length and UTF-8 bytes, numbers as little-endian u64.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Operation { handler } => put_str(out, handler),
+            Self::Wallet { label, key } => {
+                put_str(out, label);
+                put_str(out, key);
+            }
+            Self::Nonce { last } => out.extend_from_slice(&last.to_le_bytes()),
+            Self::Student { name, department } | Self::Course { name, department } => {
+                put_str(out, name);
+                put_str(out, department);
+            }
+            Self::Enrollment | Self::Vote => {}
+            Self::Proposal { description, votes } => {
+                put_str(out, description);
+                out.extend_from_slice(&votes.to_le_bytes());
+            }
+            Self::Nft { name, metadata, owner } => {
+                put_str(out, name);
+                put_str(out, metadata);
+                put_str(out, owner);
+            }
+        }
+    }
+
+    /// Decodes a record of `table` from exactly `bytes`.
+    pub fn decode(table: Table, bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader { bytes };
+        let record = match table {
+            Table::Operation => Self::Operation { handler: r.string()? },
+            Table::Wallet => Self::Wallet { label: r.string()?, key: r.string()? },
+            Table::Nonce => Self::Nonce { last: r.u64()? },
+            Table::Student => Self::Student { name: r.string()?, department: r.string()? },
+            Table::Course => Self::Course { name: r.string()?, department: r.string()? },
+            Table::Enrollment => Self::Enrollment,
+            Table::Proposal => Self::Proposal { description: r.string()?, votes: r.u64()? },
+            Table::Vote => Self::Vote,
+            Table::Nft => {
+                Self::Nft { name: r.string()?, metadata: r.string()?, owner: r.string()? }
+            }
+        };
+        if !r.bytes.is_empty() {
+            return Err(DecodeError("trailing bytes after the record"));
+        }
+        Ok(record)
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    // Every string in the state is bounded far below 4 GiB by validation.
+    let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Bytes that are not a valid encoding.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("corrupt state encoding: {0}")]
+pub struct DecodeError(&'static str);
+
+impl DecodeError {
+    pub(crate) fn mismatch() -> Self {
+        Self("record does not belong in its table")
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
+        if self.bytes.len() < n {
+            return Err(DecodeError("truncated"));
+        }
+        let (head, tail) = self.bytes.split_at(n);
+        self.bytes = tail;
+        Ok(head)
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        let b: [u8; 8] = self.take(8)?.try_into().map_err(|_| DecodeError("truncated"))?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn string(&mut self) -> Result<CompactString, DecodeError> {
+        let b: [u8; 4] = self.take(4)?.try_into().map_err(|_| DecodeError("truncated"))?;
+        let len = usize::try_from(u32::from_le_bytes(b)).map_err(|_| DecodeError("too long"))?;
+        let bytes = self.take(len)?;
+        let text = std::str::from_utf8(bytes).map_err(|_| DecodeError("string is not utf-8"))?;
+        Ok(CompactString::from(text))
+    }
+}
+
+/// Appends the canonical encoding of a whole entry: table tag, key, record.
+pub fn encode_entry(table: Table, id: &str, record: &Record, out: &mut Vec<u8>) {
+    out.push(table.tag());
+    put_str(out, id);
+    record.encode(out);
+}
+
+/// The storage key of an entry: table tag then the id's bytes. Sorting these bytes gives
+/// the canonical order.
+pub fn encode_key(table: Table, id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + id.len());
+    key.push(table.tag());
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// Splits a storage key into table and id.
+pub fn decode_key(key: &[u8]) -> Result<(Table, String), DecodeError> {
+    let (&tag, id) = key.split_first().ok_or(DecodeError("empty key"))?;
+    let table = Table::from_tag(tag).ok_or(DecodeError("unknown table tag"))?;
+    let id = String::from_utf8(id.to_vec()).map_err(|_| DecodeError("key is not utf-8"))?;
+    Ok((table, id))
+}
+
+/// Root bookkeeping: the trie of leaf hashes, and the keys written since it was last updated.
+#[derive(Clone, Default)]
+struct Merkle {
+    trie: Trie,
+    dirty: Vec<(Table, CompactString)>,
+}
+
+/// The whole state: one ordered map per table. Iteration is always in canonical order
+/// (table tag, then id bytes), never in hash order.
+#[derive(Clone, Default)]
+pub struct State {
+    tables: [BTreeMap<Key, Record>; 9],
+    /// Updated lazily when a root is asked for, hence the cell.
+    merkle: RefCell<Merkle>,
+}
+
+impl fmt::Debug for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = f.debug_struct("State");
+        for t in Table::ALL {
+            s.field(t.name(), &self.tables[t.index()].len());
+        }
+        s.finish()
+    }
+}
+
+impl State {
+    /// An empty state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The record at `id` in `table`.
+    pub fn get(&self, table: Table, id: &str) -> Option<&Record> {
+        self.tables[table.index()].get(&KeyRef::new(id) as &dyn AsKey)
+    }
+
+    /// Number of entries in all tables.
+    pub fn len(&self) -> usize {
+        self.tables.iter().map(BTreeMap::len).sum()
+    }
+
+    /// True when no table has an entry.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Entries of one table in id order.
+    pub fn table(&self, table: Table) -> impl Iterator<Item = (&str, &Record)> {
+        self.tables[table.index()].iter().map(|(k, r)| (k.as_str(), r))
+    }
+
+    /// Every entry in canonical order.
+    pub fn iter(&self) -> impl Iterator<Item = (Table, &str, &Record)> {
+        Table::ALL.into_iter().flat_map(move |t| self.table(t).map(move |(k, r)| (t, k, r)))
+    }
+
+    fn touch(&mut self, table: Table, id: &CompactString) {
+        self.merkle.get_mut().dirty.push((table, id.clone()));
+    }
+
+    /// Sets an entry; returns the record it replaced.
+    pub(crate) fn insert(&mut self, id: CompactString, record: Record) -> Option<Record> {
+        let table = record.table();
+        self.touch(table, &id);
+        self.tables[table.index()].insert(Key::new(id), record)
+    }
+
+    /// Sets an entry only if `id` is free in the record's table; false if it was taken.
+    pub(crate) fn insert_new(&mut self, id: &str, record: Record) -> bool {
+        use std::collections::btree_map::Entry as Slot;
+        let table = record.table();
+        match self.tables[table.index()].entry(Key::new(CompactString::from(id))) {
+            Slot::Vacant(slot) => {
+                let id = slot.key().id().clone();
+                slot.insert(record);
+                self.touch(table, &id);
+                true
+            }
+            Slot::Occupied(_) => false,
+        }
+    }
+
+    /// Removes an entry; returns it.
+    pub(crate) fn remove(&mut self, table: Table, id: &str) -> Option<Record> {
+        let old = self.tables[table.index()].remove(&KeyRef::new(id) as &dyn AsKey);
+        if old.is_some() {
+            self.touch(table, &CompactString::from(id));
+        }
+        old
+    }
+
+    /// The state root: the root hash of a Merkle radix trie (see `trie.rs` and
+    /// `docs/format.md`) holding, at each entry's storage key, the leaf hash of the entry's
+    /// canonical encoding. Equal states have equal roots however they were built. Only the
+    /// entries written since the last root are hashed again.
+    pub fn root(&self) -> Hash32 {
+        let mut merkle = self.merkle.borrow_mut();
+        let Merkle { trie, dirty } = &mut *merkle;
+        dirty.sort_unstable();
+        dirty.dedup();
+        let mut buf = Vec::with_capacity(256);
+        for (table, id) in dirty.drain(..) {
+            let key = encode_key(table, &id);
+            match self.get(table, &id) {
+                Some(record) => {
+                    buf.clear();
+                    encode_entry(table, &id, record, &mut buf);
+                    trie.upsert(&key, leaf_hash(&buf));
+                }
+                None => trie.remove(&key),
+            }
+        }
+        trie.root()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<Record> {
+        vec![
+            Record::Operation { handler: "add_course".into() },
+            Record::Wallet { label: "peer1".into(), key: "{\"crv\":\"Ed25519\"}".into() },
+            Record::Nonce { last: u64::MAX },
+            Record::Student { name: "John Doe".into(), department: "Computer Science".into() },
+            Record::Course { name: "Blockchain Technology".into(), department: "CS".into() },
+            Record::Enrollment,
+            Record::Proposal { description: "Increase Research Funding".into(), votes: 3 },
+            Record::Vote,
+            Record::Nft { name: "RareArt".into(), metadata: "{}".into(), owner: "w".into() },
+        ]
+    }
+
+    #[test]
+    fn records_round_trip_and_reject_corruption() {
+        for record in samples() {
+            let mut bytes = Vec::new();
+            record.encode(&mut bytes);
+            assert_eq!(Record::decode(record.table(), &bytes).unwrap(), record);
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert!(Record::decode(record.table(), &longer).is_err());
+            if !bytes.is_empty() {
+                assert!(Record::decode(record.table(), &bytes[..bytes.len() - 1]).is_err());
+            }
+        }
+        assert!(Record::decode(Table::Student, &[255, 255, 255, 255]).is_err());
+    }
+
+    #[test]
+    fn keys_round_trip_and_sort_canonically() {
+        let a = encode_key(Table::Wallet, "zzz");
+        let b = encode_key(Table::Nonce, "aaa");
+        assert!(a < b, "table order first");
+        assert_eq!(decode_key(&a).unwrap(), (Table::Wallet, "zzz".to_owned()));
+        assert!(decode_key(&[0, b'x']).is_err());
+        assert!(decode_key(&[]).is_err());
+    }
+
+    #[test]
+    fn root_changes_with_any_entry_and_cache_follows_updates() {
+        let mut s = State::new();
+        let empty = s.root();
+        s.insert("S001".into(), Record::Student { name: "A".into(), department: "B".into() });
+        let one = s.root();
+        assert_ne!(one, empty);
+        s.insert("S001".into(), Record::Student { name: "A".into(), department: "C".into() });
+        assert_ne!(s.root(), one, "a replaced record is re-hashed");
+        s.insert("S001".into(), Record::Student { name: "A".into(), department: "B".into() });
+        assert_eq!(s.root(), one);
+        s.remove(Table::Student, "S001");
+        assert_eq!(s.root(), empty);
+    }
+}
