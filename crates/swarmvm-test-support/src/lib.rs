@@ -3,6 +3,8 @@
 //! interoperability tests need (which fail, never skip, when a tool is missing).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
 
+pub mod net;
+
 use std::process::Command;
 use std::sync::OnceLock;
 

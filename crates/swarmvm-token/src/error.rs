@@ -122,6 +122,14 @@ pub enum VerifyError {
     /// The claims hold no known kind of content.
     #[error("claims hold none of 'operations', 'wallets', 'actions' or 'files'")]
     NoKind,
+    /// A contract signed for another network.
+    #[error("contract is for network '{aud}', not this network '{network}'")]
+    AudienceMismatch {
+        /// The contract's `aud`.
+        aud: String,
+        /// This network's id.
+        network: String,
+    },
     /// A valid token of a kind that is not accepted here.
     #[error("a {found} token is not accepted here; expected {expected}")]
     WrongKind {

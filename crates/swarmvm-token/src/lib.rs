@@ -29,6 +29,7 @@
 //! ```
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod contract;
 mod error;
 mod json;
 mod jws;
@@ -37,6 +38,7 @@ mod registration;
 mod time;
 mod trust;
 
+pub use contract::{MAX_CONTRACT_NONCE, VerifiedContract, sign_contract, verify_contract};
 pub use error::{IssueError, Result, VerifyError};
 pub use json::{find_private_key_material, parse_strict};
 pub use jws::{MAX_TOKEN_LEN, Signer};

@@ -20,6 +20,7 @@ pub const DEFAULT_HS256_ISSUER: &str = "hs256";
 
 /// A shared HS256 secret and the issuer name that tokens signed with it carry. For
 /// compatibility with the design note only: manifests and contracts never accept it.
+#[derive(Clone)]
 pub struct Hs256Key {
     secret: Zeroizing<Vec<u8>>,
     issuer: String,
@@ -50,6 +51,7 @@ impl Hs256Key {
     }
 }
 
+#[derive(Clone)]
 struct Trusted {
     key: PublicKey,
     decoding: DecodingKey,
@@ -57,7 +59,7 @@ struct Trusted {
 }
 
 /// The keys a peer trusts to sign, by wallet id; optionally one HS256 secret.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct TrustStore {
     keys: BTreeMap<WalletId, Trusted>,
     hs256: Option<Hs256Key>,

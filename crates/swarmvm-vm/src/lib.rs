@@ -33,6 +33,7 @@ mod hash;
 mod key;
 mod state;
 mod trie;
+mod view;
 mod vm;
 
 pub use compact_str::CompactString;

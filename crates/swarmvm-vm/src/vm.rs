@@ -256,6 +256,11 @@ impl Vm {
         }
     }
 
+    /// The entries the open batch changed so far, to persist them.
+    pub fn batch_changes(&self) -> BTreeSet<(Table, String)> {
+        self.journal.iter().map(|(t, id, _)| (*t, id.to_string())).collect()
+    }
+
     /// Ends the batch, keeping its writes; returns the entries it changed (to persist them).
     pub fn commit_batch(&mut self) -> BTreeSet<(Table, String)> {
         self.in_batch = false;

@@ -42,6 +42,9 @@ pub(crate) fn code_of(err: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<KeyError>().is_some_and(KeyError::is_refusal) {
             return REFUSED;
         }
+        if let Some(e) = cause.downcast_ref::<swarmvm_ledger::ApplyError>() {
+            return if e.is_fatal() { FAILURE } else { REFUSED };
+        }
         if let Some(IssueError::Invalid(_) | IssueError::WeakSecret(_)) =
             cause.downcast_ref::<IssueError>()
         {

@@ -12,6 +12,10 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+/// mimalloc: the VM's in-memory state is many small allocations; see BENCHMARKS.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     match cli::run(cli) {

@@ -151,9 +151,15 @@ fn generate_nft_mints_for_the_signer_with_canonical_metadata() {
 fn enroll_student_needs_both_and_enrolls_once() {
     let mut vm = vm();
     let enroll = json!({"action": "enroll_student", "student_id": "S001", "course_id": "C001"});
-    assert!(reject(&mut vm, "alice", std::slice::from_ref(&enroll)).ends_with("student S001 does not exist"));
+    assert!(
+        reject(&mut vm, "alice", std::slice::from_ref(&enroll))
+            .ends_with("student S001 does not exist")
+    );
     run(&mut vm, "alice", &[student("S001")]);
-    assert!(reject(&mut vm, "alice", std::slice::from_ref(&enroll)).ends_with("course C001 does not exist"));
+    assert!(
+        reject(&mut vm, "alice", std::slice::from_ref(&enroll))
+            .ends_with("course C001 does not exist")
+    );
     // Course and enrollment in one contract: later actions see earlier staged writes.
     assert_eq!(run(&mut vm, "alice", &[course("C001"), enroll.clone()]), Outcome::Applied);
     assert_eq!(vm.state().get(Table::Enrollment, "S001/C001"), Some(&Record::Enrollment));

@@ -111,3 +111,47 @@ impl TrustArgs {
         Ok(store)
     }
 }
+
+/// `--data-dir`: where a peer keeps its ledger.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct DataDirArgs {
+    /// The peer's folder (its ledger is `ledger.redb` inside).
+    #[arg(long, value_name = "DIR", env = "SWARMVM_DATA_DIR")]
+    pub(crate) data_dir: PathBuf,
+}
+
+impl DataDirArgs {
+    pub(crate) fn ledger_path(&self) -> PathBuf {
+        self.data_dir.join("ledger.redb")
+    }
+
+    /// Opens the ledger for writing, creating the folder (mode 0700) and file if needed.
+    pub(crate) fn open(&self) -> Result<swarmvm_ledger::Ledger> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.data_dir)
+            .with_context(|| format!("cannot create data dir {}", self.data_dir.display()))?;
+        let path = self.ledger_path();
+        swarmvm_ledger::Ledger::open(&path)
+            .with_context(|| format!("cannot open ledger {}", path.display()))
+    }
+
+    /// Opens an existing ledger for reading; works while a node has it open.
+    pub(crate) fn open_read_only(&self) -> Result<swarmvm_ledger::Ledger> {
+        let path = self.ledger_path();
+        if !path.exists() {
+            bail!("no ledger in {} (nothing applied yet)", self.data_dir.display());
+        }
+        swarmvm_ledger::Ledger::open_read_only(&path)
+            .with_context(|| format!("cannot open ledger {}", path.display()))
+    }
+}
+
+/// Reads a file of one token a line, skipping blank lines.
+pub(crate) fn read_token_lines(path: &Path) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect())
+}

@@ -1,7 +1,10 @@
 //! Command-line definition and dispatch.
 
 mod args;
+mod contract;
 mod duration;
+mod exec;
+mod state;
 mod token;
 mod wallet;
 
@@ -33,6 +36,14 @@ enum Command {
     /// Issue and verify registration tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Sign contracts.
+    #[command(subcommand)]
+    Contract(contract::ContractCommand),
+    /// Run a contract on this peer's ledger, as each peer in the design note does.
+    Exec(exec::ExecArgs),
+    /// Show a peer's state and state root.
+    #[command(subcommand)]
+    State(state::StateCommand),
 }
 
 /// Runs the parsed command.
@@ -40,6 +51,9 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Wallet(cmd) => wallet::run(cmd, cli.output),
         Command::Token(cmd) => token::run(cmd, cli.output),
+        Command::Contract(cmd) => contract::run(cmd, cli.output),
+        Command::Exec(args) => exec::run(args, cli.output),
+        Command::State(cmd) => state::run(cmd, cli.output),
     }
 }
 

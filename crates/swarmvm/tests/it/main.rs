@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 mod interop;
+mod ledger;
 mod support;
 mod token;
 mod wallet;

@@ -1,0 +1,79 @@
+//! Signed contracts per second through the whole peer path: signature verification (on
+//! every core), execution, and one redb commit (fsync) per batch of 1,000.
+//!
+//! `cargo bench -p swarmvm-ledger --bench contracts`. Target: at least 20,000 contracts/s.
+//! Each sample applies fresh batches to one growing ledger (signing happens outside the
+//! timed part). Contracts mix `register_student`, `add_course` + `register_student`, and
+//! `vote_proposal`, from 16 wallets.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use swarmvm_ledger::{Batch, Ledger, Source};
+use swarmvm_test_support::net::{TestNet, course, student, vote};
+use swarmvm_token::TimeCheck;
+
+const BATCH: usize = 1000;
+
+fn bench(c: &mut Criterion) {
+    let net = TestNet::new(16);
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(&dir.path().join("bench.redb")).unwrap();
+    let time = TimeCheck::at(net.issued_at);
+    let register = Batch {
+        registrations: &net.tokens,
+        contracts: &[],
+        trust: &net.trust,
+        time,
+        source: Source::Exec,
+    };
+    ledger.apply(&register).unwrap();
+    let mut nonces = vec![0u64; net.peers.len()];
+    let counter = Cell::new(0usize);
+    let mut make_batch = || -> Vec<String> {
+        (0..BATCH)
+            .map(|_| {
+                let n = counter.get();
+                counter.set(n + 1);
+                let peer = n % net.peers.len();
+                nonces[peer] += 1;
+                let actions = match n % 3 {
+                    0 => vec![student(&format!("S{n}"))],
+                    1 => vec![course(&format!("C{n}")), student(&format!("T{n}"))],
+                    _ => vec![vote(&format!("P{}", n / 48))],
+                };
+                net.contract(peer, nonces[peer], &actions)
+            })
+            .collect()
+    };
+    let mut group = c.benchmark_group("ledger");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.sample_size(10).measurement_time(Duration::from_secs(20));
+    group.bench_function("verify + execute + commit, 1000 contracts per batch", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let contracts = make_batch();
+                let batch = Batch {
+                    registrations: &[],
+                    contracts: &contracts,
+                    trust: &net.trust,
+                    time,
+                    source: Source::Exec,
+                };
+                let start = Instant::now();
+                let report = ledger.apply(&batch).unwrap();
+                total += start.elapsed();
+                assert_eq!(report.entry.applied, BATCH, "every contract applies");
+            }
+            total
+        });
+    });
+    group.finish();
+    eprintln!("ledger holds {} entries after the run", ledger.vm().state().len());
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,89 @@
+//! A test network: an authority, wallets, registration tokens and contracts.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+use swarmvm_token::{
+    IssueTime, Signer, TrustStore, WalletEntry, issue_operations, issue_wallets, sign_contract,
+};
+use swarmvm_vm::HANDLER_NAMES;
+use swarmvm_wallet::{Algorithm, Wallet};
+
+/// An authority with `peers` registered wallets and tokens registering every catalogue
+/// handler under its own name.
+#[derive(Debug)]
+pub struct TestNet {
+    /// The authority (its id is the network id).
+    pub authority: Wallet,
+    /// The peers' wallets.
+    pub peers: Vec<Wallet>,
+    /// Trusts the authority.
+    pub trust: TrustStore,
+    /// The operations token, then the wallets token.
+    pub tokens: Vec<String>,
+    /// The time the tokens were issued at.
+    pub issued_at: u64,
+}
+
+impl TestNet {
+    /// A network of fresh Ed25519 keys, tokens issued now with a 30-day TTL.
+    pub fn new(peers: usize) -> Self {
+        Self::at(peers, crate::now())
+    }
+
+    /// A network whose tokens were issued at `issued_at` (valid for 30 days).
+    pub fn at(peers: usize, issued_at: u64) -> Self {
+        let authority = Wallet::generate(Algorithm::Ed25519).unwrap();
+        let peers: Vec<Wallet> =
+            (0..peers).map(|_| Wallet::generate(Algorithm::Ed25519).unwrap()).collect();
+        let time = IssueTime { now: issued_at, ttl: 30 * 86_400 };
+        let ops: BTreeMap<String, String> =
+            HANDLER_NAMES.iter().map(|h| ((*h).to_owned(), (*h).to_owned())).collect();
+        let signer = Signer::Wallet(&authority);
+        let entries: Vec<WalletEntry> = peers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| WalletEntry {
+                label: format!("peer{}", i + 1),
+                key: w.public_key().clone(),
+            })
+            .collect();
+        let tokens = vec![
+            issue_operations(&signer, &ops, HANDLER_NAMES, time).unwrap(),
+            issue_wallets(&signer, &entries, time).unwrap(),
+        ];
+        let trust = TrustStore::with_keys([authority.public_key()]);
+        Self { authority, peers, trust, tokens, issued_at }
+    }
+
+    /// The network id.
+    pub fn id(&self) -> String {
+        self.authority.id().to_string()
+    }
+
+    /// Peer `peer`'s contract with `nonce` over `actions`.
+    pub fn contract(&self, peer: usize, nonce: u64, actions: &[Value]) -> String {
+        sign_contract(&self.peers[peer], &self.id(), nonce, actions, self.issued_at).unwrap()
+    }
+}
+
+/// A `register_student` action.
+pub fn student(id: &str) -> Value {
+    json!({"action": "register_student", "student": {"id": id, "name": "John Doe", "department": "Computer Science"}})
+}
+
+/// An `add_course` action.
+pub fn course(id: &str) -> Value {
+    json!({"action": "add_course", "course": {"id": id, "name": "Blockchain Technology", "department": "Computer Science"}})
+}
+
+/// A `vote_proposal` action.
+pub fn vote(id: &str) -> Value {
+    json!({"action": "vote_proposal", "proposal": {"id": id, "description": "Increase Research Funding"}})
+}
+
+/// A `generate_nft` action.
+pub fn nft(id: &str) -> Value {
+    json!({"action": "generate_nft", "nft": {"id": id, "name": "RareArt",
+        "metadata": {"artist": "Alice", "creation_date": "2024-11-23", "description": "A rare piece of digital art."}}})
+}

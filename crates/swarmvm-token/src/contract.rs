@@ -1,0 +1,141 @@
+//! Signed contracts: a wallet's `{actions, nonce, aud}` as a JWS (`typ`
+//! `swarmvm-contract+jwt`), bound to one network by `aud`.
+
+use serde::Serialize;
+use serde_json::Value;
+use swarmvm_wallet::Wallet;
+
+use crate::error::{IssueError, Result, VerifyError};
+use crate::jws::{Decoded, Signer, sign};
+use crate::kind::{Kind, shorten};
+use crate::time::numeric_date;
+use crate::trust::TrustStore;
+
+/// Largest nonce: 2^53 − 1, exact in every JSON implementation.
+pub const MAX_CONTRACT_NONCE: u64 = (1 << 53) - 1;
+
+/// A contract whose signature, signer and network were verified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedContract {
+    /// The signing wallet's id (`iss`, the `kid`'s key).
+    pub signer: String,
+    /// The network it was signed for (`aud`).
+    pub network: String,
+    /// Its nonce.
+    pub nonce: u64,
+    /// The note's action list, not yet validated (the VM does that).
+    pub actions: Vec<Value>,
+    /// `iat`, when present.
+    pub issued_at: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct ContractClaims<'a> {
+    iss: String,
+    aud: &'a str,
+    iat: u64,
+    nonce: u64,
+    actions: &'a [Value],
+}
+
+/// Signs `actions` by `wallet` for the network `network` (its authority's id) with `nonce`.
+pub fn sign_contract(
+    wallet: &Wallet,
+    network: &str,
+    nonce: u64,
+    actions: &[Value],
+    now: u64,
+) -> Result<String, IssueError> {
+    if !(1..=MAX_CONTRACT_NONCE).contains(&nonce) {
+        return Err(VerifyError::InvalidClaim {
+            claim: "nonce".into(),
+            reason: format!("{nonce} is out of range (1 to 2^53-1)"),
+        }
+        .into());
+    }
+    let claims =
+        ContractClaims { iss: wallet.id().to_string(), aud: network, iat: now, nonce, actions };
+    sign(&Signer::Wallet(wallet), Kind::Contract, &claims)
+}
+
+/// Verifies a signed contract: strict parsing, a `contract` kind, a signer among `signers`
+/// (the registered wallets) with its key's algorithm, `iss` naming it, and `aud` equal to
+/// `network`. HS256 is refused.
+pub fn verify_contract(
+    token: &str,
+    signers: &TrustStore,
+    network: &str,
+) -> Result<VerifiedContract> {
+    let decoded = Decoded::parse(token)?;
+    let kind = Kind::resolve(decoded.typ.as_deref(), &decoded.claims)?;
+    if kind != Kind::Contract {
+        return Err(VerifyError::WrongKind { found: kind, expected: "a contract".into() });
+    }
+    let (signer, _alg) = signers.authenticate(&decoded, kind)?;
+    let claims = &decoded.claims;
+    match claims.get("aud") {
+        Some(Value::String(aud)) if aud == network => {}
+        Some(Value::String(aud)) => {
+            return Err(VerifyError::AudienceMismatch {
+                aud: shorten(aud),
+                network: shorten(network),
+            });
+        }
+        Some(_) => {
+            return Err(VerifyError::InvalidClaim {
+                claim: "aud".into(),
+                reason: "not a string".into(),
+            });
+        }
+        None => return Err(VerifyError::MissingClaim("aud")),
+    }
+    let nonce = match claims.get("nonce") {
+        Some(v) => {
+            v.as_u64().filter(|n| (1..=MAX_CONTRACT_NONCE).contains(n)).ok_or_else(|| {
+                VerifyError::InvalidClaim {
+                    claim: "nonce".into(),
+                    reason: "not an integer from 1 to 2^53-1".into(),
+                }
+            })?
+        }
+        None => return Err(VerifyError::MissingClaim("nonce")),
+    };
+    let actions = match claims.get("actions") {
+        Some(Value::Array(a)) => a.clone(),
+        Some(_) => {
+            return Err(VerifyError::InvalidClaim {
+                claim: "actions".into(),
+                reason: "not a list".into(),
+            });
+        }
+        None => return Err(VerifyError::MissingClaim("actions")),
+    };
+    let issued_at = numeric_date(claims, "iat")?;
+    Ok(VerifiedContract { signer, network: network.to_owned(), nonce, actions, issued_at })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use swarmvm_wallet::Algorithm;
+
+    #[test]
+    fn contract_round_trip_and_network_binding() {
+        let w = Wallet::generate(Algorithm::Ed25519).unwrap();
+        let actions = vec![
+            json!({"action": "add_course", "course": {"id": "C1", "name": "n", "department": "d"}}),
+        ];
+        let token = sign_contract(&w, "net-A", 7, &actions, 1_000).unwrap();
+        let signers = TrustStore::with_keys([w.public_key()]);
+        let c = verify_contract(&token, &signers, "net-A").unwrap();
+        assert_eq!((c.signer.as_str(), c.nonce, c.issued_at), (w.id().as_str(), 7, Some(1_000)));
+        assert_eq!(c.actions, actions);
+        let err = verify_contract(&token, &signers, "net-B").unwrap_err();
+        assert!(matches!(err, VerifyError::AudienceMismatch { .. }), "{err}");
+        let err = verify_contract(&token, &TrustStore::new(), "net-A").unwrap_err();
+        assert!(matches!(err, VerifyError::UnknownKid(_)), "{err}");
+        assert!(sign_contract(&w, "net-A", 0, &actions, 1).is_err());
+        assert!(sign_contract(&w, "net-A", 1 << 53, &actions, 1).is_err());
+    }
+}

@@ -1,0 +1,99 @@
+//! `swarmvm exec`: run a contract locally on a peer's ledger, as each peer in the note does.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::json;
+use swarmvm_ledger::{Batch, Receipt, Source};
+use swarmvm_token::{TimeCheck, TrustStore, sign_contract, unix_now};
+
+use super::OutputArgs;
+use super::args::{DataDirArgs, PassphraseArgs, TrustArgs, load_wallet, read_token_lines};
+use super::contract::read_contract;
+use crate::exit::refused;
+use crate::output;
+
+/// Run an unsigned contract on this peer: sign it for the data dir's network with the
+/// wallet's next nonce, apply it, commit. Exits 1 when the contract is rejected.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ExecArgs {
+    /// The contract file (`{"actions": [...]}`).
+    contract: PathBuf,
+    /// The wallet that signs it.
+    #[arg(long, value_name = "FILE")]
+    wallet: PathBuf,
+    #[command(flatten)]
+    data_dir: DataDirArgs,
+    /// Registration tokens (one a line) to apply first, checked against --trust.
+    #[arg(long, value_name = "FILE", requires = "trust")]
+    tokens: Option<PathBuf>,
+    #[command(flatten)]
+    trust: TrustArgs,
+    #[command(flatten)]
+    passphrase: PassphraseArgs,
+}
+
+fn print_receipt(receipt: &Receipt, root: &str, out: OutputArgs) {
+    if out.json {
+        output::json(&json!({"receipt": receipt, "state_root": root}));
+    } else if receipt.is_applied() {
+        output::line(format!(
+            "applied contract {} (nonce {}); state root {root}",
+            receipt.contract,
+            receipt.nonce.unwrap_or_default()
+        ));
+    } else {
+        output::line(format!(
+            "rejected contract {}: {}",
+            receipt.contract,
+            receipt.reason.as_deref().unwrap_or("unknown")
+        ));
+    }
+}
+
+pub(crate) fn run(args: ExecArgs, out: OutputArgs) -> Result<ExitCode> {
+    let actions = read_contract(&args.contract)?;
+    let wallet = load_wallet(&args.wallet, &args.passphrase)?;
+    let mut ledger = args.data_dir.open()?;
+    let now = unix_now();
+    if let Some(tokens) = &args.tokens {
+        let registrations = read_token_lines(tokens)?;
+        let trust = args.trust.load()?;
+        ledger
+            .apply(&Batch {
+                registrations: &registrations,
+                contracts: &[],
+                trust: &trust,
+                time: TimeCheck::at(now),
+                source: Source::Exec,
+            })
+            .context("registrations refused")?;
+    }
+    let Some(network) = ledger.network().map(str::to_owned) else {
+        bail!(
+            "{} has no registrations yet; give --tokens FILE --trust AUTH",
+            args.data_dir.data_dir.display()
+        );
+    };
+    let nonce = ledger.vm().nonce(wallet.id().as_str()) + 1;
+    let token =
+        sign_contract(&wallet, &network, nonce, &actions, now).context("cannot sign contract")?;
+    let report = ledger.apply(&Batch {
+        registrations: &[],
+        contracts: std::slice::from_ref(&token),
+        trust: &TrustStore::new(),
+        time: TimeCheck::at(now),
+        source: Source::Exec,
+    })?;
+    let receipt = &report.receipts[0];
+    print_receipt(receipt, &report.state_root.to_hex(), out);
+    if receipt.is_applied() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(refused(format!(
+            "contract rejected: {}",
+            receipt.reason.as_deref().unwrap_or("unknown reason")
+        )))
+    }
+}

@@ -1,0 +1,292 @@
+//! `swarmvm contract sign`, `swarmvm exec` and `swarmvm state show|root`.
+
+use serde_json::{Value, json};
+
+use crate::support::{Env, FAILURE, NOTE_OPS, REFUSED};
+
+/// An authority, two peers, and registration_tokens.txt registering the note's operations
+/// and both peers.
+fn network() -> Env {
+    let env = Env::new();
+    env.wallet("auth.pem", "ed25519");
+    env.public("auth.pem", "auth.pub");
+    env.wallet("peer1.pem", "ed25519");
+    env.wallet("peer2.pem", "rsa-2048");
+    env.write("ops.json", NOTE_OPS);
+    let ops = env.ok(&["token", "issue", "operations", "--key", "auth.pem", "--ops", "ops.json"]);
+    let wallets = env.ok(&[
+        "token",
+        "issue",
+        "wallets",
+        "--key",
+        "auth.pem",
+        "--wallet",
+        "peer1.pem",
+        "--wallet",
+        "peer2.pem",
+    ]);
+    env.write("registration_tokens.txt", format!("{ops}{wallets}"));
+    env
+}
+
+fn contract(env: &Env, name: &str, actions: Value) -> String {
+    env.write(name, json!({ "actions": actions }).to_string())
+}
+
+fn note_contracts(env: &Env) -> Vec<String> {
+    vec![
+        contract(
+            env,
+            "c1.json",
+            json!([{"action": "register_student", "student": {"id": "S001", "name": "John Doe", "department": "Computer Science"}}]),
+        ),
+        contract(
+            env,
+            "c2.json",
+            json!([{"action": "add_course", "course": {"id": "C001", "name": "Blockchain Technology", "department": "Computer Science"}}]),
+        ),
+        contract(
+            env,
+            "c3.json",
+            json!([{"action": "vote_proposal", "proposal": {"id": "P001", "description": "Increase Research Funding"}}]),
+        ),
+        contract(
+            env,
+            "c4.json",
+            json!([{"action": "generate_nft", "nft": {"id": "NFT001", "name": "RareArt", "metadata": {"artist": "Alice", "creation_date": "2024-11-23", "description": "A rare piece of digital art."}}}]),
+        ),
+    ]
+}
+
+#[test]
+fn exec_runs_the_notes_contracts_and_state_shows_them() {
+    let env = network();
+    let contracts = note_contracts(&env);
+    let first = env.json(&[
+        "exec",
+        &contracts[0],
+        "--wallet",
+        "peer1.pem",
+        "--data-dir",
+        "peer1",
+        "--tokens",
+        "registration_tokens.txt",
+        "--trust",
+        "auth.pub",
+    ]);
+    assert_eq!(first["receipt"]["status"], "applied");
+    assert_eq!(first["receipt"]["nonce"], 1);
+    for c in &contracts[1..] {
+        let out = env.json(&["exec", c, "--wallet", "peer1.pem", "--data-dir", "peer1"]);
+        assert_eq!(out["receipt"]["status"], "applied", "{out}");
+    }
+    let state = env.json(&["state", "show", "--data-dir", "peer1"]);
+    let peer1 = env.json(&["wallet", "show", "peer1.pem"])["id"].as_str().unwrap().to_owned();
+    assert_eq!(state["students"]["S001"]["name"], "John Doe");
+    assert_eq!(state["courses"]["C001"]["name"], "Blockchain Technology");
+    assert_eq!(state["proposals"]["P001"]["votes"], 1);
+    assert_eq!(state["proposals"]["P001"]["voters"], json!([peer1]));
+    assert_eq!(state["nfts"]["NFT001"]["owner"], peer1.as_str());
+    assert_eq!(state["nfts"]["NFT001"]["metadata"]["artist"], "Alice");
+    assert_eq!(state["nonces"][&peer1], 4);
+    assert_eq!(state["operations"].as_object().unwrap().len(), 4);
+    let root = env.ok(&["state", "root", "--data-dir", "peer1"]);
+    assert_eq!(root.trim(), state["state_root"].as_str().unwrap());
+    assert_eq!(root.trim().len(), 64);
+    let text = env.ok(&["state", "show", "--data-dir", "peer1"]);
+    assert!(text.contains("student     S001 John Doe (Computer Science)"), "{text}");
+
+    // The same inputs on another data dir give the same root.
+    env.ok(&[
+        "exec",
+        &contracts[0],
+        "--wallet",
+        "peer1.pem",
+        "--data-dir",
+        "copy",
+        "--tokens",
+        "registration_tokens.txt",
+        "--trust",
+        "auth.pub",
+    ]);
+    for c in &contracts[1..] {
+        env.ok(&["exec", c, "--wallet", "peer1.pem", "--data-dir", "copy"]);
+    }
+    assert_eq!(env.ok(&["state", "root", "--data-dir", "copy"]), root);
+}
+
+#[test]
+fn a_rejected_contract_exits_1_and_changes_nothing() {
+    let env = network();
+    let contracts = note_contracts(&env);
+    env.ok(&[
+        "exec",
+        &contracts[0],
+        "--wallet",
+        "peer1.pem",
+        "--data-dir",
+        "p",
+        "--tokens",
+        "registration_tokens.txt",
+        "--trust",
+        "auth.pub",
+    ]);
+    let root = env.ok(&["state", "root", "--data-dir", "p"]);
+    let err =
+        env.fails(&["exec", &contracts[0], "--wallet", "peer2.pem", "--data-dir", "p"], REFUSED);
+    assert_eq!(err, "contract rejected: action 0 (register_student): student S001 already exists");
+    let unknown = contract(
+        &env,
+        "x.json",
+        json!([{"action": "enroll_student", "student_id": "S001", "course_id": "C1"}]),
+    );
+    let err = env.fails(&["exec", &unknown, "--wallet", "peer2.pem", "--data-dir", "p"], REFUSED);
+    assert!(err.ends_with("action 0: 'enroll_student' is not a registered operation"), "{err}");
+    let partial = contract(
+        &env,
+        "y.json",
+        json!([
+        {"action": "add_course", "course": {"id": "C9", "name": "n", "department": "d"}},
+        {"action": "add_course", "course": {"id": "C9", "name": "n", "department": "d"}}]),
+    );
+    let run = env.run(&["exec", &partial, "--wallet", "peer2.pem", "--data-dir", "p", "--json"]);
+    assert_eq!(run.code, REFUSED);
+    let out: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(out["receipt"]["status"], "rejected");
+    assert!(out["receipt"]["reason"].as_str().unwrap().starts_with("action 1 (add_course)"));
+    assert_eq!(
+        env.ok(&["state", "root", "--data-dir", "p"]),
+        root,
+        "nothing of the rejected contracts stayed"
+    );
+    let state = env.json(&["state", "show", "--data-dir", "p"]);
+    assert!(state["courses"].as_object().unwrap().is_empty());
+    let peer2 = env.json(&["wallet", "show", "peer2.pem"])["id"].as_str().unwrap().to_owned();
+    assert!(state["nonces"].get(&peer2).is_none(), "rejected contracts use no nonce");
+}
+
+#[test]
+fn registrations_are_never_trusted_on_their_own() {
+    let env = network();
+    let contracts = note_contracts(&env);
+    let err =
+        env.fails(&["exec", &contracts[0], "--wallet", "peer1.pem", "--data-dir", "p"], FAILURE);
+    assert!(err.contains("has no registrations yet; give --tokens FILE --trust AUTH"), "{err}");
+    let run = env.run(&[
+        "exec",
+        &contracts[0],
+        "--wallet",
+        "peer1.pem",
+        "--data-dir",
+        "p",
+        "--tokens",
+        "registration_tokens.txt",
+    ]);
+    assert_eq!(run.code, FAILURE, "--tokens without --trust is a usage error");
+    env.wallet("mallory.pem", "ed25519");
+    env.public("mallory.pem", "mallory.pub");
+    let err = env.fails(
+        &[
+            "exec",
+            &contracts[0],
+            "--wallet",
+            "peer1.pem",
+            "--data-dir",
+            "p",
+            "--tokens",
+            "registration_tokens.txt",
+            "--trust",
+            "mallory.pub",
+        ],
+        REFUSED,
+    );
+    assert!(
+        err.starts_with("registrations refused: registration token 1 refused: unknown kid"),
+        "{err}"
+    );
+    // An unregistered wallet cannot act even on a registered network.
+    env.ok(&[
+        "exec",
+        &contracts[0],
+        "--wallet",
+        "peer1.pem",
+        "--data-dir",
+        "p",
+        "--tokens",
+        "registration_tokens.txt",
+        "--trust",
+        "auth.pub",
+    ]);
+    let err =
+        env.fails(&["exec", &contracts[1], "--wallet", "mallory.pem", "--data-dir", "p"], REFUSED);
+    assert!(err.contains("unknown kid"), "{err}");
+    let err = env.fails(&["state", "show", "--data-dir", "nowhere"], FAILURE);
+    assert!(err.contains("no ledger in nowhere"), "{err}");
+}
+
+#[test]
+fn contract_sign_prints_a_contract_bound_to_the_network() {
+    let env = network();
+    let contracts = note_contracts(&env);
+    let auth = env.json(&["wallet", "show", "auth.pub"])["id"].as_str().unwrap().to_owned();
+    let token = env.ok(&[
+        "contract",
+        "sign",
+        &contracts[0],
+        "--wallet",
+        "peer1.pem",
+        "--network",
+        "auth.pub",
+        "--nonce",
+        "42",
+    ]);
+    assert_eq!(token.lines().count(), 1);
+    let by_id =
+        env.json(&["contract", "sign", &contracts[0], "--wallet", "peer1.pem", "--network", &auth]);
+    assert_eq!(by_id["network"], auth.as_str());
+    assert!(
+        by_id["nonce"].as_u64().unwrap() > 1_700_000_000_000,
+        "default nonce is the time in ms"
+    );
+    let (peer, _) = swarmvm_wallet::read_key_file(&env.path("peer1.pem"), None).unwrap();
+    let signers = swarmvm_token::TrustStore::with_keys([peer.public_key()]);
+    let c = swarmvm_token::verify_contract(token.trim(), &signers, &auth).unwrap();
+    assert_eq!(c.nonce, 42);
+    assert_eq!(c.actions[0]["student"]["id"], "S001");
+    assert!(swarmvm_token::verify_contract(token.trim(), &signers, "other").is_err());
+    let err = env.fails(
+        &["contract", "sign", &contracts[0], "--wallet", "peer1.pem", "--network", "nope"],
+        FAILURE,
+    );
+    assert!(err.contains("neither a key file nor a wallet id"), "{err}");
+    env.write("bad.json", r#"{"actions": {}}"#);
+    let err = env.fails(
+        &["contract", "sign", "bad.json", "--wallet", "peer1.pem", "--network", &auth],
+        FAILURE,
+    );
+    assert!(err.contains("'actions' must be a list"), "{err}");
+}
+
+#[test]
+fn state_reads_while_a_writer_holds_the_ledger() {
+    let env = network();
+    let contracts = note_contracts(&env);
+    env.ok(&[
+        "exec",
+        &contracts[0],
+        "--wallet",
+        "peer1.pem",
+        "--data-dir",
+        "p",
+        "--tokens",
+        "registration_tokens.txt",
+        "--trust",
+        "auth.pub",
+    ]);
+    let writer = swarmvm_ledger::Ledger::open(&env.path("p/ledger.redb")).unwrap();
+    let root = env.ok(&["state", "root", "--data-dir", "p"]);
+    assert_eq!(root.trim(), writer.state_root().to_hex());
+    let err =
+        env.fails(&["exec", &contracts[1], "--wallet", "peer1.pem", "--data-dir", "p"], FAILURE);
+    assert!(err.contains("cannot open ledger"), "a second writer is refused: {err}");
+}
