@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
 
 pub mod net;
+pub mod tools;
 
 use std::process::Command;
 use std::sync::OnceLock;
@@ -92,12 +93,17 @@ pub fn require_python_modules(modules: &[&str]) {
     );
 }
 
-/// Panics with an install hint unless `program` runs.
+/// Panics with an install hint unless `program` is an executable on `PATH`. (It is looked
+/// up, not run: some programs, opentracker among them, start serving on any argument.)
 pub fn require_program(program: &str, package: &str) {
-    let ok = Command::new(program).arg("version").output().is_ok()
-        || Command::new(program).arg("--version").output().is_ok();
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path).any(|dir| {
+        std::fs::metadata(dir.join(program))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    });
     assert!(
-        ok,
+        found,
         "{program} is not installed; install the Debian package {package} (as .ci/run does)"
     );
 }

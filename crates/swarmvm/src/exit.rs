@@ -9,6 +9,8 @@ use swarmvm_wallet::KeyError;
 pub(crate) const REFUSED: u8 = 1;
 /// Usage, I/O or internal error.
 pub(crate) const FAILURE: u8 = 2;
+/// Timed out.
+pub(crate) const TIMED_OUT: u8 = 3;
 
 /// An error that carries its exit code explicitly.
 #[derive(Debug)]
@@ -41,6 +43,14 @@ pub(crate) fn code_of(err: &anyhow::Error) -> u8 {
         }
         if cause.downcast_ref::<KeyError>().is_some_and(KeyError::is_refusal) {
             return REFUSED;
+        }
+        if let Some(e) = cause.downcast_ref::<swarmvm_swarm::SwarmError>() {
+            if e.is_timeout() {
+                return TIMED_OUT;
+            }
+            if e.is_refusal() {
+                return REFUSED;
+            }
         }
         if let Some(e) = cause.downcast_ref::<swarmvm_ledger::ApplyError>() {
             return if e.is_fatal() { FAILURE } else { REFUSED };

@@ -1,9 +1,11 @@
 //! Command-line definition and dispatch.
 
 mod args;
+mod bundle;
 mod contract;
 mod duration;
 mod exec;
+mod net;
 mod state;
 mod token;
 mod wallet;
@@ -36,6 +38,9 @@ enum Command {
     /// Issue and verify registration tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Make, seed and fetch bundles as torrents.
+    #[command(subcommand)]
+    Bundle(bundle::BundleCommand),
     /// Sign contracts.
     #[command(subcommand)]
     Contract(contract::ContractCommand),
@@ -51,6 +56,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Wallet(cmd) => wallet::run(cmd, cli.output),
         Command::Token(cmd) => token::run(cmd, cli.output),
+        Command::Bundle(cmd) => bundle::run(cmd, cli.output),
         Command::Contract(cmd) => contract::run(cmd, cli.output),
         Command::Exec(args) => exec::run(args, cli.output),
         Command::State(cmd) => state::run(cmd, cli.output),

@@ -1,0 +1,494 @@
+//! A BitTorrent session (librqbit) behind a small API: seed a folder, fetch a torrent or a
+//! magnet into a folder, watch progress.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use librqbit::{
+    AddTorrent, AddTorrentOptions, AddTorrentResponse, DhtSessionConfig, ListenerMode,
+    ListenerOptions, ManagedTorrent, Session, SessionOptions, TorrentStatsState,
+    limits::LimitsConfig,
+};
+use url::Url;
+
+use crate::error::{Result, SwarmError};
+use crate::torrent::{InfoHash, MagnetLink, TorrentFile};
+
+/// Where the session listens for peers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// This address (port 0: any free port).
+    Addr(SocketAddr),
+    /// The first free port of `first..=last` on `ip`, as the design note's client does.
+    Range {
+        /// The address to bind.
+        ip: IpAddr,
+        /// First port tried.
+        first: u16,
+        /// Last port tried.
+        last: u16,
+    },
+}
+
+/// How a [`Swarm`] finds and talks to peers. `Default` is the production profile: listen on
+/// the first free port of 6881–6891, DHT on, local service discovery off, no extra trackers.
+/// [`SwarmOptions::loopback`] is the test profile.
+#[derive(Debug, Clone)]
+pub struct SwarmOptions {
+    /// Where to listen.
+    pub listen: Listen,
+    /// Use the mainline DHT (BEP 5) to find peers.
+    pub dht: bool,
+    /// Use local service discovery (BEP 14) on the LAN.
+    pub lsd: bool,
+    /// Trackers added to every torrent.
+    pub trackers: Vec<Url>,
+    /// Peers to connect to for every torrent.
+    pub peers: Vec<SocketAddr>,
+    /// Upload limit in bytes per second.
+    pub upload_limit: Option<NonZeroU32>,
+    /// Download limit in bytes per second.
+    pub download_limit: Option<NonZeroU32>,
+}
+
+impl Default for SwarmOptions {
+    fn default() -> Self {
+        Self {
+            listen: Listen::Range {
+                ip: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                first: 6881,
+                last: 6891,
+            },
+            dht: true,
+            lsd: false,
+            trackers: Vec::new(),
+            peers: Vec::new(),
+            upload_limit: None,
+            download_limit: None,
+        }
+    }
+}
+
+impl SwarmOptions {
+    /// For tests and local demos: 127.0.0.1 on a free port, no DHT, no local discovery, no
+    /// UPnP, no trackers but those given.
+    pub fn loopback() -> Self {
+        Self {
+            listen: Listen::Addr(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0)),
+            dht: false,
+            lsd: false,
+            ..Self::default()
+        }
+    }
+}
+
+/// A running BitTorrent session.
+pub struct Swarm {
+    session: Arc<Session>,
+    options: SwarmOptions,
+}
+
+impl std::fmt::Debug for Swarm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Swarm").field("listen", &self.listen_addr()).finish_non_exhaustive()
+    }
+}
+
+/// What to fetch.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A torrent file.
+    Torrent(TorrentFile),
+    /// A magnet link; the metadata comes from peers (BEP 9).
+    Magnet(MagnetLink),
+}
+
+impl Source {
+    /// A `.torrent` path, or a `magnet:` link.
+    pub fn parse(arg: &str) -> Result<Self> {
+        if arg.starts_with("magnet:") {
+            MagnetLink::parse(arg).map(Self::Magnet)
+        } else {
+            TorrentFile::read(Path::new(arg)).map(Self::Torrent)
+        }
+    }
+}
+
+async fn start_session(
+    options: &SwarmOptions,
+    mut listen_addr: SocketAddr,
+    work_dir: &Path,
+) -> Result<Arc<Session>> {
+    if listen_addr.port() == 0 {
+        // Choose the port here: the engine announces it to trackers, DHT and LSD only when
+        // told it, and on a loopback address it is not told by default.
+        let probe = std::net::TcpListener::bind(listen_addr)
+            .map_err(|e| SwarmError::Session(format!("cannot listen on {listen_addr}: {e}")))?;
+        let port = probe.local_addr().map_err(|e| SwarmError::Session(e.to_string()))?.port();
+        drop(probe);
+        listen_addr.set_port(port);
+    }
+    let opts = SessionOptions {
+        dht: options.dht.then_some(DhtSessionConfig {
+            bootstrap_addrs: None,
+            port: None,
+            persistence: None,
+        }),
+        disable_trackers: false,
+        fastresume: false,
+        persistence: None,
+        listen: Some(ListenerOptions {
+            mode: ListenerMode::TcpOnly,
+            listen_addr,
+            enable_upnp_port_forwarding: false,
+            announce_port: Some(listen_addr.port()),
+            ipv4_only: listen_addr.is_ipv4(),
+            ..ListenerOptions::default()
+        }),
+        disable_local_service_discovery: !options.lsd,
+        ipv4_only: listen_addr.is_ipv4(),
+        ratelimits: LimitsConfig {
+            upload_bps: options.upload_limit,
+            download_bps: options.download_limit,
+        },
+        trackers: options.trackers.iter().cloned().collect(),
+        client_name_and_version: Some(concat!("swarmvm ", env!("CARGO_PKG_VERSION")).to_owned()),
+        ..SessionOptions::default()
+    };
+    Session::new_with_opts(work_dir.to_path_buf(), opts)
+        .await
+        .map_err(|e| SwarmError::Session(format!("{e:#}")))
+}
+
+impl Swarm {
+    /// Starts a session. `work_dir` is where fetched torrents go unless told otherwise.
+    pub async fn start(options: SwarmOptions, work_dir: &Path) -> Result<Self> {
+        let session = match options.listen {
+            Listen::Addr(addr) => start_session(&options, addr, work_dir).await?,
+            Listen::Range { ip, first, last } => {
+                let mut started = None;
+                let mut last_error = None;
+                for port in first..=last {
+                    match start_session(&options, SocketAddr::new(ip, port), work_dir).await {
+                        Ok(s) => {
+                            started = Some(s);
+                            break;
+                        }
+                        Err(e) => last_error = Some(e),
+                    }
+                }
+                match (started, last_error) {
+                    (Some(s), _) => s,
+                    (None, e) => {
+                        return Err(SwarmError::Session(format!(
+                            "no free port in {first}-{last} on {ip}{}",
+                            e.map(|e| format!(" ({e})")).unwrap_or_default()
+                        )));
+                    }
+                }
+            }
+        };
+        Ok(Self { session, options })
+    }
+
+    /// The address peers reach this session at.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.session.listen_addr()
+    }
+
+    async fn add(
+        &self,
+        torrent: &TorrentFile,
+        output: &Path,
+        peers: &[SocketAddr],
+    ) -> Result<Arc<ManagedTorrent>> {
+        let mut initial_peers = self.options.peers.clone();
+        initial_peers.extend_from_slice(peers);
+        let opts = AddTorrentOptions {
+            overwrite: true,
+            output_folder: Some(output.to_string_lossy().into_owned()),
+            initial_peers: (!initial_peers.is_empty()).then_some(initial_peers),
+            ..AddTorrentOptions::default()
+        };
+        let bytes = torrent.as_bytes().to_vec();
+        let response = self
+            .session
+            .add_torrent(AddTorrent::TorrentFileBytes(bytes.into()), Some(opts))
+            .await
+            .map_err(|e| engine_error(&e, output))?;
+        match response {
+            AddTorrentResponse::Added(_, handle)
+            | AddTorrentResponse::AlreadyManaged(_, handle) => Ok(handle),
+            AddTorrentResponse::ListOnly(_) => {
+                Err(SwarmError::Engine("the engine only listed the torrent".into()))
+            }
+        }
+    }
+
+    /// Seeds `torrent` from `dir`, the folder holding its data (for a multi-file torrent,
+    /// the torrent's own folder). The data is checked first, without changing it; a folder
+    /// that does not hold exactly the torrent's data is refused.
+    pub async fn seed(&self, torrent: &TorrentFile, dir: &Path) -> Result<Transfer> {
+        // For a multi-file torrent `dir` is its folder; for a single file, the file's folder.
+        let root = dir.to_path_buf();
+        let check_torrent = torrent.clone();
+        let check_root = root.clone();
+        tokio::task::spawn_blocking(move || check_torrent.check_data(&check_root))
+            .await
+            .map_err(|e| SwarmError::Engine(format!("data check failed: {e}")))?
+            .map_err(|detail| SwarmError::DataMismatch { dir: dir.to_path_buf(), detail })?;
+        let handle = self.add(torrent, &root, &[]).await?;
+        let path =
+            if torrent.is_multi_file() { dir.to_path_buf() } else { dir.join(torrent.name()) };
+        Ok(Transfer { handle, torrent: torrent.clone(), path })
+    }
+
+    /// Resolves a magnet's metadata from peers (BEP 9); the result is checked like any
+    /// `.torrent`. Runs in its own task, so that a malformed metadata crashing the engine's
+    /// parser is an error here, not a crash.
+    pub async fn resolve(&self, magnet: &MagnetLink) -> Result<(TorrentFile, Vec<SocketAddr>)> {
+        let session = self.session.clone();
+        let mut link = magnet.clone();
+        link.trackers.extend(self.options.trackers.iter().cloned());
+        let peers = self.options.peers.clone();
+        let task = tokio::spawn(async move {
+            let opts = AddTorrentOptions {
+                list_only: true,
+                initial_peers: (!peers.is_empty()).then_some(peers),
+                ..AddTorrentOptions::default()
+            };
+            session.add_torrent(AddTorrent::from_url(link.to_string()), Some(opts)).await
+        });
+        let response = match task.await {
+            Ok(r) => {
+                r.map_err(|e| SwarmError::Engine(format!("cannot resolve the magnet link: {e:#}")))?
+            }
+            Err(e) if e.is_panic() => {
+                return Err(SwarmError::BadTorrent(
+                    "the metadata peers sent crashed the parser".into(),
+                ));
+            }
+            Err(e) => return Err(SwarmError::Engine(e.to_string())),
+        };
+        let AddTorrentResponse::ListOnly(list) = response else {
+            return Err(SwarmError::Engine("the engine did not return the metadata".into()));
+        };
+        let torrent = TorrentFile::from_bytes(&list.torrent_bytes)?;
+        if torrent.info_hash() != magnet.info_hash {
+            return Err(SwarmError::BadTorrent(
+                "metadata does not match the magnet's info-hash".into(),
+            ));
+        }
+        Ok((torrent, list.seen_peers))
+    }
+
+    /// Fetches `torrent` into `out/NAME`. An earlier interrupted fetch of the same torrent
+    /// resumes (verified pieces are not fetched again); a folder already holding the complete
+    /// data is accepted as it is; one holding other data is refused, unchanged.
+    pub async fn fetch(
+        &self,
+        torrent: &TorrentFile,
+        out: &Path,
+        peers: &[SocketAddr],
+    ) -> Result<Transfer> {
+        let path = torrent.path_in(out);
+        let marker = out.join(format!(".{}.swarmvm-partial", torrent.name()));
+        let ours = std::fs::read_to_string(&marker)
+            .is_ok_and(|m| m.trim() == torrent.info_hash().to_string());
+        if path.exists() && !ours {
+            let check_torrent = torrent.clone();
+            let root = torrent.storage_root(out);
+            let checked = tokio::task::spawn_blocking(move || check_torrent.check_data(&root))
+                .await
+                .map_err(|e| SwarmError::Engine(format!("data check failed: {e}")))?;
+            if let Err(detail) = checked {
+                return Err(SwarmError::DifferentData { path, detail });
+            }
+        } else if !path.exists() {
+            std::fs::create_dir_all(out).map_err(|e| SwarmError::io("cannot create", out, e))?;
+            std::fs::write(&marker, torrent.info_hash().to_string())
+                .map_err(|e| write_error(e, &marker))?;
+        }
+        let handle = self.add(torrent, &torrent.storage_root(out), peers).await?;
+        Ok(Transfer { handle, torrent: torrent.clone(), path })
+    }
+
+    /// Stops the session: pauses every torrent (which closes its files and connections)
+    /// and cancels the session's tasks. Unlike librqbit's own `stop`, does not sleep.
+    pub async fn stop(&self) {
+        let handles: Vec<Arc<ManagedTorrent>> =
+            self.session.with_torrents(|all| all.map(|(_, h)| h.clone()).collect());
+        for h in handles {
+            let _ = self.session.pause(&h).await;
+        }
+        self.session.cancellation_token().cancel();
+    }
+}
+
+fn write_error(e: std::io::Error, path: &Path) -> SwarmError {
+    if e.raw_os_error() == Some(28) {
+        SwarmError::DiskFull { path: path.to_path_buf() }
+    } else {
+        SwarmError::io("cannot write", path, e)
+    }
+}
+
+fn engine_error(e: &dyn std::fmt::Debug, path: &Path) -> SwarmError {
+    let text = format!("{e:?}");
+    if text.contains("os error 28")
+        || text.contains("No space left on device")
+        || text.contains("StorageFull")
+    {
+        return SwarmError::DiskFull { path: path.to_path_buf() };
+    }
+    let line = text.lines().next().unwrap_or_default().chars().take(300).collect();
+    SwarmError::Engine(line)
+}
+
+/// What a transfer is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferState {
+    /// Checking data already on disk.
+    Checking,
+    /// Connected to the swarm, downloading or seeding.
+    Live,
+    /// Paused.
+    Paused,
+    /// Failed.
+    Error,
+}
+
+/// A snapshot of a transfer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// What it is doing.
+    pub state: TransferState,
+    /// Bytes verified and on disk.
+    pub done: u64,
+    /// Bytes in the torrent.
+    pub total: u64,
+    /// Bytes received from peers in this session.
+    pub fetched: u64,
+    /// Bytes sent to peers in this session.
+    pub uploaded: u64,
+    /// Receive rate, bytes per second.
+    pub down_bps: f64,
+    /// Send rate, bytes per second.
+    pub up_bps: f64,
+    /// Peers connected now.
+    pub peers: u32,
+    /// Peers learned of so far.
+    pub peers_seen: u32,
+    /// All data is verified.
+    pub finished: bool,
+    /// The engine's error, if it failed.
+    pub error: Option<String>,
+}
+
+impl Progress {
+    /// Percent done, 0 to 100.
+    pub fn percent(&self) -> f64 {
+        if self.total == 0 { 100.0 } else { self.done as f64 * 100.0 / self.total as f64 }
+    }
+}
+
+/// One torrent being fetched or seeded.
+pub struct Transfer {
+    handle: Arc<ManagedTorrent>,
+    torrent: TorrentFile,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Transfer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transfer")
+            .field("torrent", &self.torrent)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl Transfer {
+    /// The torrent.
+    pub fn torrent(&self) -> &TorrentFile {
+        &self.torrent
+    }
+
+    /// The info-hash.
+    pub fn info_hash(&self) -> InfoHash {
+        self.torrent.info_hash()
+    }
+
+    /// Where the data is: the torrent's folder (or file).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The transfer's state now.
+    pub fn progress(&self) -> Progress {
+        let stats = self.handle.stats();
+        let state = match stats.state {
+            TorrentStatsState::Initializing { .. } => TransferState::Checking,
+            TorrentStatsState::Live => TransferState::Live,
+            TorrentStatsState::Paused => TransferState::Paused,
+            TorrentStatsState::Error => TransferState::Error,
+        };
+        let (fetched, uploaded, down_bps, up_bps, peers, peers_seen) = match &stats.live {
+            Some(live) => {
+                let p = &live.snapshot.peer_stats;
+                (
+                    live.snapshot.fetched_bytes,
+                    live.snapshot.uploaded_bytes,
+                    live.download_speed.mbps * 1_048_576.0,
+                    live.upload_speed.mbps * 1_048_576.0,
+                    p.live,
+                    p.seen,
+                )
+            }
+            None => (0, stats.uploaded_bytes, 0.0, 0.0, 0, 0),
+        };
+        Progress {
+            state,
+            done: stats.progress_bytes,
+            total: stats.total_bytes,
+            fetched,
+            uploaded,
+            down_bps,
+            up_bps,
+            peers,
+            peers_seen,
+            finished: stats.finished,
+            error: stats.error,
+        }
+    }
+
+    /// Waits until every piece is verified; fails if the engine reports an error. Does not
+    /// time out by itself: wrap it in `tokio::time::timeout`.
+    pub async fn wait_complete(&self) -> Result<()> {
+        loop {
+            let p = self.progress();
+            match p.state {
+                TransferState::Error => {
+                    return Err(engine_error(&p.error.unwrap_or_default(), &self.path));
+                }
+                TransferState::Live => break,
+                TransferState::Checking | TransferState::Paused => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+        self.handle.wait_until_completed().await.map_err(|e| engine_error(&e, &self.path))?;
+        self.finish();
+        Ok(())
+    }
+
+    fn finish(&self) {
+        if let Some(parent) = self.path.parent() {
+            let marker = parent.join(format!(".{}.swarmvm-partial", self.torrent.name()));
+            let _ = std::fs::remove_file(marker);
+        }
+    }
+}

@@ -1,0 +1,617 @@
+//! Torrent files (BEP 3 v1 metainfo) and magnet links: made deterministically, read
+//! defensively.
+
+use std::fmt;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use aws_lc_rs::digest::{Context, SHA1_FOR_LEGACY_USE_ONLY};
+use url::Url;
+
+use crate::error::{Result, SwarmError};
+
+/// Smallest piece length accepted or made (one 16 KiB block).
+pub const MIN_PIECE_LENGTH: u32 = 16 * 1024;
+/// Largest piece length accepted or made.
+pub const MAX_PIECE_LENGTH: u32 = 64 * 1024 * 1024;
+/// Most pieces a torrent may have.
+pub const MAX_PIECES: u64 = 1 << 22;
+/// Largest torrent file read.
+pub const MAX_TORRENT_FILE: usize = 16 * 1024 * 1024;
+/// Most files a torrent may list.
+pub const MAX_FILES: usize = 100_000;
+
+/// A BitTorrent v1 info-hash: SHA-1 of the bencoded `info` dictionary.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InfoHash(pub [u8; 20]);
+
+impl fmt::Display for InfoHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for InfoHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "InfoHash({self})")
+    }
+}
+
+impl FromStr for InfoHash {
+    type Err = SwarmError;
+
+    /// 40 hex characters, or 32 base32 characters (both magnet forms).
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || SwarmError::BadMagnet(format!("'{}' is not an info-hash", short(s)));
+        let mut out = [0u8; 20];
+        match s.len() {
+            40 => {
+                for (i, pair) in s.as_bytes().chunks_exact(2).enumerate() {
+                    let hex = |c: u8| (c as char).to_digit(16).ok_or_else(bad);
+                    out[i] = u8::try_from(hex(pair[0])? * 16 + hex(pair[1])?).map_err(|_| bad())?;
+                }
+            }
+            32 => {
+                let mut acc: u64 = 0;
+                let mut bits = 0;
+                let mut i = 0;
+                for c in s.bytes() {
+                    let v = match c.to_ascii_uppercase() {
+                        c @ b'A'..=b'Z' => c - b'A',
+                        c @ b'2'..=b'7' => c - b'2' + 26,
+                        _ => return Err(bad()),
+                    };
+                    acc = (acc << 5) | u64::from(v);
+                    bits += 5;
+                    if bits >= 8 {
+                        bits -= 8;
+                        out[i] = u8::try_from((acc >> bits) & 0xff).map_err(|_| bad())?;
+                        i += 1;
+                    }
+                }
+            }
+            _ => return Err(bad()),
+        }
+        Ok(Self(out))
+    }
+}
+
+fn short(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(80).collect()
+}
+
+/// A magnet link reduced to what we use: the v1 info-hash, a display name, trackers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MagnetLink {
+    /// The info-hash (`xt=urn:btih:`).
+    pub info_hash: InfoHash,
+    /// The display name (`dn`), if any.
+    pub name: Option<String>,
+    /// Trackers (`tr`).
+    pub trackers: Vec<Url>,
+}
+
+impl MagnetLink {
+    /// Parses a `magnet:?xt=urn:btih:...` link. Members other than `xt`, `dn` and `tr` are
+    /// ignored (`so` file selections too: a bundle is fetched whole).
+    pub fn parse(link: &str) -> Result<Self> {
+        let bad = |why: &str| SwarmError::BadMagnet(format!("{why}: {}", short(link)));
+        if link.len() > 8 * 1024 {
+            return Err(SwarmError::BadMagnet("magnet link longer than 8 KiB".into()));
+        }
+        let url = Url::parse(link).map_err(|_| bad("not a url"))?;
+        if url.scheme() != "magnet" {
+            return Err(bad("not a magnet: link"));
+        }
+        let (mut hash, mut name, mut trackers) = (None, None, Vec::new());
+        for (key, value) in url.query_pairs() {
+            match key.as_ref() {
+                "xt" => {
+                    if let Some(h) = value.strip_prefix("urn:btih:") {
+                        hash = Some(h.parse::<InfoHash>()?);
+                    }
+                }
+                "dn" if !value.is_empty() => name = Some(value.chars().take(255).collect()),
+                "tr" => {
+                    let t = Url::parse(&value).map_err(|_| bad("a tracker is not a url"))?;
+                    if trackers.len() < 64 {
+                        trackers.push(t);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let info_hash = hash.ok_or_else(|| bad("no xt=urn:btih: info-hash (BitTorrent v1)"))?;
+        Ok(Self { info_hash, name, trackers })
+    }
+}
+
+impl fmt::Display for MagnetLink {
+    /// `magnet:?xt=urn:btih:<hex>&dn=<name>&tr=<tracker>...`, values percent-encoded.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        write!(f, "magnet:?xt=urn:btih:{}", self.info_hash)?;
+        if let Some(name) = &self.name {
+            write!(f, "&dn={}", enc(name))?;
+        }
+        for t in &self.trackers {
+            write!(f, "&tr={}", enc(t.as_str()))?;
+        }
+        Ok(())
+    }
+}
+
+/// One file of a torrent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TorrentEntry {
+    /// Its path inside the torrent's folder.
+    pub path: PathBuf,
+    /// Its length in bytes.
+    pub length: u64,
+}
+
+/// A parsed, checked `.torrent` file.
+#[derive(Clone)]
+pub struct TorrentFile {
+    bytes: Vec<u8>,
+    info_hash: InfoHash,
+    name: String,
+    files: Vec<TorrentEntry>,
+    piece_length: u32,
+    trackers: Vec<Url>,
+    multi_file: bool,
+    pieces: Vec<u8>,
+}
+
+impl fmt::Debug for TorrentFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TorrentFile")
+            .field("info_hash", &self.info_hash)
+            .field("name", &self.name)
+            .field("files", &self.files.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn safe_component(bytes: &[u8]) -> Option<String> {
+    let s = std::str::from_utf8(bytes).ok()?;
+    let ok = !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.len() <= 255
+        && !s.contains(['/', '\\', '\0'])
+        && !s.chars().any(char::is_control);
+    ok.then(|| s.to_owned())
+}
+
+impl TorrentFile {
+    /// Reads a `.torrent`: librqbit's parser, then our limits: a safe UTF-8 name and paths
+    /// (no `..`, separators or control characters), piece length from 16 KiB to 64 MiB, at
+    /// most 4 Mi pieces and exactly 20 bytes of hash per piece, at most 100,000 files.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let bad = |why: String| SwarmError::BadTorrent(why);
+        if bytes.len() > MAX_TORRENT_FILE {
+            return Err(bad(format!("larger than {MAX_TORRENT_FILE} bytes")));
+        }
+        let parsed = librqbit::torrent_from_bytes(bytes)
+            .map_err(|e| bad(format!("not a torrent file: {e}")))?;
+        let info = &parsed.info.data;
+        if !(MIN_PIECE_LENGTH..=MAX_PIECE_LENGTH).contains(&info.piece_length) {
+            return Err(bad(format!(
+                "piece length {} is outside {MIN_PIECE_LENGTH}..={MAX_PIECE_LENGTH}",
+                info.piece_length
+            )));
+        }
+        let name = info
+            .name
+            .as_ref()
+            .and_then(|n| safe_component(n.as_ref()))
+            .ok_or_else(|| bad("its name is missing or not a safe folder name".into()))?;
+        let (files, multi_file) = match (&info.files, info.length) {
+            (Some(list), None) => {
+                if list.is_empty() || list.len() > MAX_FILES {
+                    return Err(bad(format!("it lists {} files", list.len())));
+                }
+                let mut files = Vec::with_capacity(list.len());
+                for f in list {
+                    let mut path = PathBuf::new();
+                    for part in &f.path {
+                        let part = safe_component(part.as_ref()).ok_or_else(|| {
+                            bad("a file path has an unsafe part ('..', a separator, a control character)".into())
+                        })?;
+                        path.push(part);
+                    }
+                    if path.as_os_str().is_empty() {
+                        return Err(bad("a file has an empty path".into()));
+                    }
+                    files.push(TorrentEntry { path, length: f.length });
+                }
+                (files, true)
+            }
+            (None, Some(length)) => {
+                (vec![TorrentEntry { path: PathBuf::from(&name), length }], false)
+            }
+            _ => return Err(bad("it has neither 'files' nor 'length'".into())),
+        };
+        let total = files
+            .iter()
+            .try_fold(0u64, |acc, f| acc.checked_add(f.length))
+            .ok_or_else(|| bad("file lengths overflow".into()))?;
+        if total == 0 {
+            return Err(bad("it holds no data".into()));
+        }
+        let pieces = total.div_ceil(u64::from(info.piece_length));
+        if pieces > MAX_PIECES {
+            return Err(bad(format!("{pieces} pieces; at most {MAX_PIECES} are accepted")));
+        }
+        if info.pieces.as_ref().len() as u64 != pieces * 20 {
+            return Err(bad(format!(
+                "{pieces} pieces need {} bytes of hashes, found {}",
+                pieces * 20,
+                info.pieces.as_ref().len()
+            )));
+        }
+        // librqbit's own checks (duplicate files, and what it needs to run the torrent).
+        info.clone().validate().map_err(|e| bad(format!("rejected by the engine: {e}")))?;
+        let mut trackers = Vec::new();
+        for t in parsed.iter_announce() {
+            if let Some(url) = std::str::from_utf8(t.as_ref()).ok().and_then(|s| Url::parse(s).ok())
+                && !trackers.contains(&url)
+            {
+                trackers.push(url);
+            }
+        }
+        Ok(Self {
+            bytes: bytes.to_vec(),
+            info_hash: InfoHash(parsed.info_hash.0),
+            name,
+            files,
+            piece_length: info.piece_length,
+            trackers,
+            multi_file,
+            pieces: info.pieces.as_ref().to_vec(),
+        })
+    }
+
+    /// Reads a `.torrent` file from disk.
+    pub fn read(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| SwarmError::io("cannot read", path, e))?;
+        let mut bytes = Vec::new();
+        file.take(MAX_TORRENT_FILE as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| SwarmError::io("cannot read", path, e))?;
+        Self::from_bytes(&bytes).map_err(|e| e.in_file(path))
+    }
+
+    /// Makes a v1 torrent of the folder `dir`: every regular file below it, in byte order of
+    /// their paths; the torrent's name is the folder's name; `trackers` go to `announce` and
+    /// `announce-list` (one tier each, in order). The piece length is chosen from the total
+    /// size (see [`auto_piece_length`]) unless given.
+    pub fn create(dir: &Path, trackers: &[Url], piece_length: Option<u32>) -> Result<Self> {
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| safe_component(n.as_bytes()))
+            .ok_or_else(|| {
+                SwarmError::BadInput(format!("{} has no usable folder name", dir.display()))
+            })?;
+        let mut files = Vec::new();
+        collect_files(dir, Path::new(""), &mut files, 0)?;
+        files.sort_by(|a, b| {
+            a.0.as_os_str().as_encoded_bytes().cmp(b.0.as_os_str().as_encoded_bytes())
+        });
+        let total: u64 = files.iter().map(|f| f.1).sum();
+        if total == 0 {
+            return Err(SwarmError::BadInput(format!("{} holds no data to share", dir.display())));
+        }
+        let piece_length = piece_length.unwrap_or_else(|| auto_piece_length(total));
+        if !(MIN_PIECE_LENGTH..=MAX_PIECE_LENGTH).contains(&piece_length)
+            || !piece_length.is_power_of_two()
+        {
+            return Err(SwarmError::BadInput(format!(
+                "piece length {piece_length} must be a power of two from 16 KiB to 64 MiB"
+            )));
+        }
+        let mut pieces = Vec::new();
+        hash_pieces(dir, &files, piece_length, |_, hash| {
+            pieces.extend_from_slice(&hash);
+            true
+        })?;
+        let mut info = Vec::new();
+        bencode::dict(&mut info, |d| {
+            d.key("files");
+            bencode::list(d.out(), |l| {
+                for (path, length) in &files {
+                    bencode::dict(l, |f| {
+                        f.key("length");
+                        bencode::int(f.out(), *length);
+                        f.key("path");
+                        bencode::list(f.out(), |p| {
+                            for c in path.components() {
+                                bencode::bytes(p, c.as_os_str().as_encoded_bytes());
+                            }
+                        });
+                    });
+                }
+            });
+            d.key("name");
+            bencode::bytes(d.out(), name.as_bytes());
+            d.key("piece length");
+            bencode::int(d.out(), u64::from(piece_length));
+            d.key("pieces");
+            bencode::bytes(d.out(), &pieces);
+        });
+        let mut torrent = Vec::new();
+        bencode::dict(&mut torrent, |d| {
+            if let Some(first) = trackers.first() {
+                d.key("announce");
+                bencode::bytes(d.out(), first.as_str().as_bytes());
+                d.key("announce-list");
+                bencode::list(d.out(), |tiers| {
+                    for t in trackers {
+                        bencode::list(tiers, |tier| bencode::bytes(tier, t.as_str().as_bytes()));
+                    }
+                });
+            }
+            d.key("created by");
+            bencode::bytes(d.out(), concat!("swarmvm ", env!("CARGO_PKG_VERSION")).as_bytes());
+            d.key("info");
+            d.out().extend_from_slice(&info);
+        });
+        Self::from_bytes(&torrent)
+    }
+
+    /// The `.torrent` bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The info-hash.
+    pub fn info_hash(&self) -> InfoHash {
+        self.info_hash
+    }
+
+    /// The torrent's name: the folder (or single file) it unpacks to.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its files, with paths inside the torrent's folder.
+    pub fn files(&self) -> &[TorrentEntry] {
+        &self.files
+    }
+
+    /// True for a multi-file torrent (a folder); false for a single file.
+    pub fn is_multi_file(&self) -> bool {
+        self.multi_file
+    }
+
+    /// Total bytes.
+    pub fn total_length(&self) -> u64 {
+        self.files.iter().map(|f| f.length).sum()
+    }
+
+    /// Bytes per piece.
+    pub fn piece_length(&self) -> u32 {
+        self.piece_length
+    }
+
+    /// The trackers it announces to.
+    pub fn trackers(&self) -> &[Url] {
+        &self.trackers
+    }
+
+    /// Where the torrent's data lives when its folder (or file) is placed in `parent`.
+    pub fn path_in(&self, parent: &Path) -> PathBuf {
+        parent.join(&self.name)
+    }
+
+    /// The folder the engine writes files relative to, for data placed in `parent`: the
+    /// torrent's own folder for a multi-file torrent, `parent` for a single file.
+    pub(crate) fn storage_root(&self, parent: &Path) -> PathBuf {
+        if self.multi_file { parent.join(&self.name) } else { parent.to_path_buf() }
+    }
+
+    /// Checks, without changing anything, whether `root` (the folder the files are relative
+    /// to) holds exactly this torrent's data: every file present with its length, every piece
+    /// hashing right. Returns why not.
+    pub fn check_data(&self, root: &Path) -> Result<(), String> {
+        let mut files = Vec::with_capacity(self.files.len());
+        for f in &self.files {
+            let path = root.join(&f.path);
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() && m.len() == f.length => {
+                    files.push((f.path.clone(), f.length))
+                }
+                Ok(m) if m.is_file() => {
+                    return Err(format!(
+                        "{} has {} bytes, the torrent says {}",
+                        f.path.display(),
+                        m.len(),
+                        f.length
+                    ));
+                }
+                Ok(_) => return Err(format!("{} is not a file", f.path.display())),
+                Err(_) => return Err(format!("{} is missing", f.path.display())),
+            }
+        }
+        let mut bad_piece = None;
+        hash_pieces(root, &files, self.piece_length, |index, hash| {
+            if self.pieces.get(index * 20..index * 20 + 20) == Some(&hash[..]) {
+                true
+            } else {
+                bad_piece = Some(index);
+                false
+            }
+        })
+        .map_err(|e| e.to_string())?;
+        match bad_piece {
+            Some(i) => Err(format!("piece {i} does not match its hash")),
+            None => Ok(()),
+        }
+    }
+
+    /// Its magnet link (info-hash, name, trackers).
+    pub fn magnet(&self) -> MagnetLink {
+        MagnetLink {
+            info_hash: self.info_hash,
+            name: Some(self.name.clone()),
+            trackers: self.trackers.clone(),
+        }
+    }
+}
+
+/// A power of two giving about 256 pieces, from 16 KiB to 16 MiB: few pieces for a small
+/// bundle, enough for peers to trade pieces of a large one.
+pub fn auto_piece_length(total: u64) -> u32 {
+    let target = total.div_ceil(256).next_power_of_two();
+    u32::try_from(target.clamp(u64::from(MIN_PIECE_LENGTH), 16 * 1024 * 1024))
+        .unwrap_or(MIN_PIECE_LENGTH)
+}
+
+fn collect_files(
+    root: &Path,
+    rel: &Path,
+    out: &mut Vec<(PathBuf, u64)>,
+    depth: usize,
+) -> Result<()> {
+    if depth > 32 {
+        return Err(SwarmError::BadInput(format!("{} nests folders too deep", root.display())));
+    }
+    let dir = root.join(rel);
+    let entries = std::fs::read_dir(&dir).map_err(|e| SwarmError::io("cannot read", &dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| SwarmError::io("cannot read", &dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str().and_then(|n| safe_component(n.as_bytes())) else {
+            return Err(SwarmError::BadInput(format!(
+                "{} has a name that cannot go in a torrent",
+                entry.path().display()
+            )));
+        };
+        let rel_path = rel.join(&name);
+        let kind =
+            entry.file_type().map_err(|e| SwarmError::io("cannot read", &entry.path(), e))?;
+        if kind.is_dir() {
+            collect_files(root, &rel_path, out, depth + 1)?;
+        } else if kind.is_file() {
+            let len = entry
+                .metadata()
+                .map_err(|e| SwarmError::io("cannot read", &entry.path(), e))?
+                .len();
+            out.push((rel_path, len));
+            if out.len() > MAX_FILES {
+                return Err(SwarmError::BadInput(format!(
+                    "{} holds more than {MAX_FILES} files",
+                    root.display()
+                )));
+            }
+        }
+        // Symlinks and special files are left out: a torrent carries regular files only.
+    }
+    Ok(())
+}
+
+/// Hashes `files` (relative to `root`, in order) piece by piece, calling `on_piece(index,
+/// sha1)` for each; stops early when it returns false.
+fn hash_pieces(
+    root: &Path,
+    files: &[(PathBuf, u64)],
+    piece_length: u32,
+    mut on_piece: impl FnMut(usize, [u8; 20]) -> bool,
+) -> Result<()> {
+    let piece_length = piece_length as usize;
+    let mut buf = vec![0u8; piece_length];
+    let mut filled = 0;
+    let mut index = 0;
+    for (rel, expected) in files {
+        let path = root.join(rel);
+        let mut file =
+            std::fs::File::open(&path).map_err(|e| SwarmError::io("cannot read", &path, e))?;
+        let mut read_total = 0u64;
+        loop {
+            let n = file
+                .read(&mut buf[filled..])
+                .map_err(|e| SwarmError::io("cannot read", &path, e))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+            read_total += n as u64;
+            if filled == piece_length {
+                if !on_piece(index, sha1(&buf)) {
+                    return Ok(());
+                }
+                index += 1;
+                filled = 0;
+            }
+        }
+        if read_total != *expected {
+            return Err(SwarmError::BadInput(format!(
+                "{} changed while it was being hashed",
+                path.display()
+            )));
+        }
+    }
+    if filled > 0 {
+        on_piece(index, sha1(&buf[..filled]));
+    }
+    Ok(())
+}
+
+/// SHA-1, which BitTorrent v1 piece hashes require.
+fn sha1(data: &[u8]) -> [u8; 20] {
+    let mut ctx = Context::new(&SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(data);
+    let mut out = [0u8; 20];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// Just enough bencode (BEP 3) to write metainfo: keys must be given in sorted order.
+mod bencode {
+    pub(super) fn bytes(out: &mut Vec<u8>, b: &[u8]) {
+        out.extend_from_slice(b.len().to_string().as_bytes());
+        out.push(b':');
+        out.extend_from_slice(b);
+    }
+
+    pub(super) fn int(out: &mut Vec<u8>, n: u64) {
+        out.push(b'i');
+        out.extend_from_slice(n.to_string().as_bytes());
+        out.push(b'e');
+    }
+
+    pub(super) fn list(out: &mut Vec<u8>, f: impl FnOnce(&mut Vec<u8>)) {
+        out.push(b'l');
+        f(out);
+        out.push(b'e');
+    }
+
+    pub(super) struct Dict<'a> {
+        out: &'a mut Vec<u8>,
+        last: Option<&'static str>,
+    }
+
+    impl Dict<'_> {
+        pub(super) fn key(&mut self, k: &'static str) {
+            debug_assert!(self.last.is_none_or(|l| l < k), "bencode keys must be sorted");
+            self.last = Some(k);
+            bytes(self.out, k.as_bytes());
+        }
+
+        pub(super) fn out(&mut self) -> &mut Vec<u8> {
+            self.out
+        }
+    }
+
+    pub(super) fn dict(out: &mut Vec<u8>, f: impl FnOnce(&mut Dict<'_>)) {
+        out.push(b'd');
+        f(&mut Dict { out, last: None });
+        out.push(b'e');
+    }
+}

@@ -1,0 +1,46 @@
+//! Transfers between real sessions on loopback.
+
+use std::time::Duration;
+
+use swarmvm_swarm::{Swarm, SwarmOptions, TorrentFile};
+use tokio::time::timeout;
+
+use crate::support::{LIMIT, bundle_dir, tree};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_seeder_to_three_fetchers_with_explicit_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = bundle_dir(dir.path(), "bundle-1", [3_000, 200_000, 700]);
+    let torrent = TorrentFile::create(&bundle, &[], None).unwrap();
+    let seeder = Swarm::start(SwarmOptions::loopback(), &dir.path().join("s")).await.unwrap();
+    let seeding = seeder.seed(&torrent, &bundle).await.unwrap();
+    let addr = seeder.listen_addr().unwrap();
+    assert!(addr.ip().is_loopback());
+
+    let t0 = std::time::Instant::now();
+    let mut fetchers = Vec::new();
+    for i in 0..3 {
+        let out = dir.path().join(format!("peer{i}"));
+        let swarm = Swarm::start(SwarmOptions::loopback(), &out).await.unwrap();
+        let transfer = swarm.fetch(&torrent, &out, &[addr]).await.unwrap();
+        fetchers.push((swarm, transfer, out));
+    }
+    for (_, transfer, out) in &fetchers {
+        timeout(LIMIT, transfer.wait_complete()).await.expect("fetch within the limit").unwrap();
+        eprintln!("complete after {:?}", t0.elapsed());
+        assert_eq!(transfer.path(), out.join("bundle-1"));
+        assert_eq!(tree(transfer.path()), tree(&bundle), "bytes equal");
+        assert!(!out.join(".bundle-1.swarmvm-partial").exists(), "partial marker removed");
+        let p = transfer.progress();
+        assert!(p.finished && p.done == torrent.total_length());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(seeding.progress().uploaded >= torrent.total_length(), "the seeder uploaded");
+    let t1 = std::time::Instant::now();
+    for (swarm, ..) in &fetchers {
+        swarm.stop().await;
+        eprintln!("stopped after {:?}", t1.elapsed());
+    }
+    seeder.stop().await;
+    eprintln!("seeder stopped after {:?}", t1.elapsed());
+}

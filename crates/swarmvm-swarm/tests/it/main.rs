@@ -1,0 +1,6 @@
+//! Integration tests of swarmvm-swarm: real librqbit sessions on 127.0.0.1.
+#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
+
+mod e2e;
+mod interop;
+mod support;

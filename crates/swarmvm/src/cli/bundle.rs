@@ -1,0 +1,210 @@
+//! `swarmvm bundle create|seed|fetch`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::json;
+use swarmvm_swarm::{Source, Swarm, TorrentFile};
+use url::Url;
+
+use super::OutputArgs;
+use super::duration::parse_duration;
+use super::net::{
+    NetArgs, ProgressView, parse_tracker, progress_json, runtime, stop_signal, wait_with_progress,
+};
+use crate::output;
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum BundleCommand {
+    /// Make a v1 torrent of a folder; prints its info-hash and magnet link.
+    Create {
+        /// The folder to share.
+        dir: PathBuf,
+        /// A tracker for the torrent's announce-list. Repeat for several (none by default).
+        #[arg(long = "tracker", value_name = "URL", value_parser = parse_tracker)]
+        trackers: Vec<Url>,
+        /// Where to write the torrent (default DIR.torrent).
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Piece length in bytes, a power of two (default: chosen from the size).
+        #[arg(long, value_name = "BYTES")]
+        piece_length: Option<u32>,
+    },
+    /// Check a folder against a torrent, then seed it until SIGINT or SIGTERM.
+    Seed {
+        /// The torrent file.
+        torrent: PathBuf,
+        /// The folder holding the torrent's data (a bundle folder).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Download a torrent or magnet link into OUT/NAME, check it, print where it is.
+    Fetch {
+        /// A .torrent file or a magnet: link.
+        torrent_or_magnet: String,
+        /// The folder to put the bundle in.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Give up after this long (like 90s, 15m).
+        #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Keep seeding after the download until SIGINT or SIGTERM.
+        #[arg(long)]
+        seed: bool,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+}
+
+pub(crate) fn run(cmd: BundleCommand, out: OutputArgs) -> Result<ExitCode> {
+    match cmd {
+        BundleCommand::Create { dir, trackers, out: torrent_path, piece_length } => {
+            create(&dir, &trackers, torrent_path, piece_length, out)
+        }
+        BundleCommand::Seed { torrent, dir, net } => {
+            runtime()?.block_on(seed(&torrent, &dir, &net, out))
+        }
+        BundleCommand::Fetch { torrent_or_magnet, out: dest, timeout, seed, net } => {
+            runtime()?.block_on(fetch(&torrent_or_magnet, &dest, timeout, seed, &net, out))
+        }
+    }
+}
+
+/// `DIR.torrent` beside DIR.
+pub(crate) fn default_torrent_path(dir: &Path) -> Result<PathBuf> {
+    let name = dir.file_name().context("the bundle folder has no name")?;
+    let mut file = name.to_os_string();
+    file.push(".torrent");
+    Ok(dir.with_file_name(file))
+}
+
+pub(crate) fn describe(torrent: &TorrentFile, path: &Path) -> serde_json::Value {
+    json!({
+        "torrent": path,
+        "name": torrent.name(),
+        "info_hash": torrent.info_hash().to_string(),
+        "magnet": torrent.magnet().to_string(),
+        "files": torrent.files().len(),
+        "bytes": torrent.total_length(),
+        "piece_length": torrent.piece_length(),
+        "trackers": torrent.trackers().iter().map(Url::as_str).collect::<Vec<_>>(),
+    })
+}
+
+fn create(
+    dir: &Path,
+    trackers: &[Url],
+    out: Option<PathBuf>,
+    piece_length: Option<u32>,
+    json: OutputArgs,
+) -> Result<ExitCode> {
+    if !dir.is_dir() {
+        bail!("{} is not a folder", dir.display());
+    }
+    let torrent = TorrentFile::create(dir, trackers, piece_length)?;
+    let path = match out {
+        Some(p) => p,
+        None => default_torrent_path(dir)?,
+    };
+    std::fs::write(&path, torrent.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    print_created(&torrent, &path, json);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn print_created(torrent: &TorrentFile, path: &Path, out: OutputArgs) {
+    if out.json {
+        output::json(&describe(torrent, path));
+    } else {
+        output::line(format!("info_hash {}", torrent.info_hash()));
+        output::line(format!("magnet    {}", torrent.magnet()));
+        output::line(format!("torrent   {}", path.display()));
+    }
+}
+
+async fn seed(torrent_path: &Path, dir: &Path, net: &NetArgs, out: OutputArgs) -> Result<ExitCode> {
+    let torrent = TorrentFile::read(torrent_path)?;
+    let swarm = Swarm::start(net.options(), dir).await?;
+    let transfer = swarm.seed(&torrent, dir).await?;
+    transfer.wait_complete().await?;
+    let listen = swarm.listen_addr().map(|a| a.to_string()).unwrap_or_default();
+    if out.json {
+        let mut v = describe(&torrent, torrent_path);
+        v["event"] = json!("seeding");
+        v["listen"] = json!(listen);
+        v["dir"] = json!(dir);
+        output::json(&v);
+    } else {
+        output::line(format!(
+            "seeding {} ({}) from {} on {listen}",
+            torrent.name(),
+            torrent.info_hash(),
+            dir.display()
+        ));
+    }
+    let signal = stop_signal().await?;
+    let p = transfer.progress();
+    swarm.stop().await;
+    if out.json {
+        let mut v = progress_json("stopped", &p);
+        v["signal"] = json!(signal);
+        output::json(&v);
+    } else {
+        eprintln!("stopped on {signal}; uploaded {} bytes", p.uploaded);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn fetch(
+    arg: &str,
+    dest: &Path,
+    limit: Duration,
+    keep_seeding: bool,
+    net: &NetArgs,
+    out: OutputArgs,
+) -> Result<ExitCode> {
+    let started = Instant::now();
+    let source = Source::parse(arg)?;
+    let swarm = Swarm::start(net.options(), dest).await?;
+    let (torrent, peers) = match source {
+        Source::Torrent(t) => (t, Vec::new()),
+        Source::Magnet(m) => {
+            let remaining = limit.saturating_sub(started.elapsed());
+            match tokio::time::timeout(remaining, swarm.resolve(&m)).await {
+                Ok(resolved) => resolved?,
+                Err(_) => {
+                    return Err(swarmvm_swarm::SwarmError::TimedOut {
+                        seconds: limit.as_secs(),
+                        peers: 0,
+                        percent: 0.0,
+                    }
+                    .into());
+                }
+            }
+        }
+    };
+    let transfer = swarm.fetch(&torrent, dest, &peers).await?;
+    let mut view = ProgressView::new(torrent.name(), torrent.total_length(), out.json);
+    wait_with_progress(&transfer, &mut view, started, limit).await?;
+    let p = transfer.progress();
+    if out.json {
+        let mut v = progress_json("complete", &p);
+        v["path"] = json!(transfer.path());
+        v["info_hash"] = json!(torrent.info_hash().to_string());
+        v["seconds"] = json!(started.elapsed().as_secs_f64());
+        output::json(&v);
+    } else {
+        output::line(transfer.path().display().to_string());
+    }
+    if keep_seeding {
+        let listen = swarm.listen_addr().map(|a| a.to_string()).unwrap_or_default();
+        eprintln!("seeding {} on {listen} until SIGINT or SIGTERM", torrent.name());
+        stop_signal().await?;
+    }
+    swarm.stop().await;
+    Ok(ExitCode::SUCCESS)
+}
