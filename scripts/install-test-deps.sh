@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond the Rust toolchain: OpenSSL's command line (key
-# interoperability) and, from PyPI, PyJWT and jwcrypto (token and thumbprint
-# interoperability). Idempotent; skips what is already there. Needs root for apt-get.
+# interoperability), opentracker and aria2 (BitTorrent interoperability) from Debian, and
+# from PyPI PyJWT and jwcrypto (tokens, thumbprints) and libtorrent (BitTorrent). Debian's
+# python3-* packages serve only Debian's own python3, hence pip. Idempotent; skips what is
+# already there. Needs root for apt-get.
 set -euo pipefail
 
-apt_packages=(openssl)
+apt_packages=(openssl opentracker aria2)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -15,8 +17,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if ! python3 -c 'import jwt, jwcrypto, cryptography' 2>/dev/null; then
-  echo "installing PyPI packages: pyjwt[crypto] jwcrypto"
+if ! python3 -c 'import jwt, jwcrypto, cryptography, libtorrent' 2>/dev/null; then
+  echo "installing PyPI packages: pyjwt[crypto] jwcrypto libtorrent"
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-    'pyjwt[crypto]>=2.8' 'jwcrypto>=1.5'
+    'pyjwt[crypto]>=2.8' 'jwcrypto>=1.5' 'libtorrent>=2.0.9'
 fi

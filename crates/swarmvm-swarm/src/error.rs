@@ -45,11 +45,13 @@ pub enum SwarmError {
         /// What differs.
         detail: String,
     },
-    /// The disk is full.
-    #[error("disk full while writing {}", path.display())]
+    /// The disk is full, or too full for the download.
+    #[error("disk full: {} ({detail})", path.display())]
     DiskFull {
         /// Where.
         path: PathBuf,
+        /// Sizes, or the system's message.
+        detail: String,
     },
     /// Nothing completed in time.
     #[error("timed out after {seconds}s: {peers} peers seen, {percent:.1}% done")]

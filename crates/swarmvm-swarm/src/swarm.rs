@@ -312,6 +312,7 @@ impl Swarm {
             std::fs::write(&marker, torrent.info_hash().to_string())
                 .map_err(|e| write_error(e, &marker))?;
         }
+        check_space(torrent, out)?;
         let handle = self.add(torrent, &torrent.storage_root(out), peers).await?;
         Ok(Transfer { handle, torrent: torrent.clone(), path })
     }
@@ -328,9 +329,33 @@ impl Swarm {
     }
 }
 
+/// Refuses to start a download that cannot fit: the engine writes sparse files, so a full
+/// disk would otherwise show up only halfway through.
+fn check_space(torrent: &TorrentFile, out: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let root = torrent.storage_root(out);
+    let allocated: u64 = torrent
+        .files()
+        .iter()
+        .filter_map(|f| std::fs::metadata(root.join(&f.path)).ok())
+        .map(|m| (m.blocks() * 512).min(m.len()))
+        .sum();
+    let needed = torrent.total_length().saturating_sub(allocated);
+    let stat =
+        rustix::fs::statvfs(out).map_err(|e| SwarmError::io("cannot inspect", out, e.into()))?;
+    let available = stat.f_bavail.saturating_mul(stat.f_frsize);
+    if needed > available {
+        return Err(SwarmError::DiskFull {
+            path: out.to_path_buf(),
+            detail: format!("{needed} bytes needed, {available} available"),
+        });
+    }
+    Ok(())
+}
+
 fn write_error(e: std::io::Error, path: &Path) -> SwarmError {
     if e.raw_os_error() == Some(28) {
-        SwarmError::DiskFull { path: path.to_path_buf() }
+        SwarmError::DiskFull { path: path.to_path_buf(), detail: "no space left".into() }
     } else {
         SwarmError::io("cannot write", path, e)
     }
@@ -342,7 +367,7 @@ fn engine_error(e: &dyn std::fmt::Debug, path: &Path) -> SwarmError {
         || text.contains("No space left on device")
         || text.contains("StorageFull")
     {
-        return SwarmError::DiskFull { path: path.to_path_buf() };
+        return SwarmError::DiskFull { path: path.to_path_buf(), detail: "no space left".into() };
     }
     let line = text.lines().next().unwrap_or_default().chars().take(300).collect();
     SwarmError::Engine(line)

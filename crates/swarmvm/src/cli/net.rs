@@ -2,6 +2,7 @@
 
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
@@ -30,6 +31,12 @@ pub(crate) struct NetArgs {
     /// port of 6881-6891.
     #[arg(long, value_name = "ADDR")]
     pub(crate) listen: Option<SocketAddr>,
+    /// Upload at most this many bytes per second.
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) upload_limit: Option<NonZeroU32>,
+    /// Download at most this many bytes per second.
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) download_limit: Option<NonZeroU32>,
 }
 
 /// Trackers are http, https or udp URLs.
@@ -49,6 +56,8 @@ impl NetArgs {
         }
         o.trackers = self.trackers.clone();
         o.peers = self.peers.clone();
+        o.upload_limit = self.upload_limit;
+        o.download_limit = self.download_limit;
         o
     }
 }

@@ -132,3 +132,61 @@ pub fn external(program: &str, args: &[&str], cwd: &Path) -> String {
 
 /// The note's four operations.
 pub const NOTE_OPS: &str = r#"{"register_student":"register_student","add_course":"add_course","vote_proposal":"vote_proposal","generate_nft":"generate_nft"}"#;
+
+/// A long-running `swarmvm` process (a seeder, a node), killed when dropped.
+pub struct Daemon {
+    pub child: std::process::Child,
+    pub first_line: serde_json::Value,
+    pub stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Daemon {
+    /// Starts `swarmvm ARGS --json` and waits (bounded) for its first JSON line.
+    pub fn start(env: &Env, args: &[&str]) -> Self {
+        use std::io::BufRead as _;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_swarmvm"))
+            .args(args)
+            .arg("--json")
+            .current_dir(env.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = std::io::BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = tx.send((line, reader));
+        });
+        let (line, stdout) = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("{args:?} printed nothing within 30s"));
+        let first_line = serde_json::from_str(line.trim())
+            .unwrap_or_else(|_| panic!("{args:?} did not start: {line:?}"));
+        Self { child, first_line, stdout }
+    }
+
+    /// Sends a signal and waits (bounded) for the exit code.
+    pub fn signal(&mut self, signal: &str) -> i32 {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-s", signal, &pid]).status().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(std::time::Instant::now() < deadline, "no exit after {signal}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
