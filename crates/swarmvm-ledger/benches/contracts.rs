@@ -28,6 +28,7 @@ fn bench(c: &mut Criterion) {
         trust: &net.trust,
         time,
         source: Source::Exec,
+        authority: None,
     };
     ledger.apply(&register).unwrap();
     let mut nonces = vec![0u64; net.peers.len()];
@@ -62,6 +63,7 @@ fn bench(c: &mut Criterion) {
                     trust: &net.trust,
                     time,
                     source: Source::Exec,
+                    authority: None,
                 };
                 let start = Instant::now();
                 let report = ledger.apply(&batch).unwrap();

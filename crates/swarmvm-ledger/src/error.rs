@@ -39,6 +39,14 @@ pub enum ApplyError {
         /// This ledger's network id.
         network: String,
     },
+    /// A bundle signed by another authority than this ledger's network.
+    #[error("bundle is signed by {issuer}, but this ledger belongs to network {network}")]
+    ForeignBundle {
+        /// The manifest's signer.
+        issuer: String,
+        /// This ledger's network.
+        network: String,
+    },
     /// Contracts without a network to bind them to.
     #[error("no network yet: apply registration tokens before contracts")]
     NoNetwork,

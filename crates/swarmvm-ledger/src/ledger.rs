@@ -18,6 +18,7 @@ use swarmvm_vm::{
 };
 use swarmvm_wallet::PublicKey;
 
+use crate::bundle::OpenedBundle;
 use crate::error::{ApplyError, storage};
 use crate::record::{LogEntry, Receipt, Source};
 
@@ -53,6 +54,9 @@ pub struct Batch<'a> {
     pub time: TimeCheck,
     /// Where the batch comes from.
     pub source: Source,
+    /// The authority the batch must come from (a bundle's manifest signer): the ledger's
+    /// network must be it, and every registration token must be signed by it.
+    pub authority: Option<&'a str>,
 }
 
 /// What applying a batch did.
@@ -306,6 +310,17 @@ impl Ledger {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let mut network = self.network.clone();
+        if let Some(authority) = batch.authority {
+            match &network {
+                Some(n) if n != authority => {
+                    return Err(ApplyError::ForeignBundle {
+                        issuer: authority.to_owned(),
+                        network: n.clone(),
+                    });
+                }
+                _ => network = Some(authority.to_owned()),
+            }
+        }
         for (i, reg) in registrations.iter().enumerate() {
             match &network {
                 None => network = Some(reg.issuer.clone()),
@@ -343,6 +358,34 @@ impl Ledger {
             self.bundle = Some(BundlePosition { seq, manifest });
         }
         Ok(report)
+    }
+
+    /// Applies an opened bundle: its registrations and contracts as one batch, in order
+    /// (`seq`, `parent`), token time rules checked at the manifest's `iat`, every token and
+    /// the ledger's network bound to the manifest's signer.
+    pub fn apply_bundle(
+        &mut self,
+        bundle: &OpenedBundle,
+        trust: &TrustStore,
+    ) -> Result<BatchReport, ApplyError> {
+        let parent = match &bundle.manifest.parent {
+            None => None,
+            Some(p) => {
+                Some(p.parse::<Hash32>().map_err(|_| corrupt("manifest parent is not a hash"))?)
+            }
+        };
+        self.apply(&Batch {
+            registrations: &bundle.registrations,
+            contracts: &bundle.contracts,
+            trust,
+            time: TimeCheck::at(bundle.manifest.issued_at),
+            source: Source::Bundle {
+                seq: bundle.manifest.seq,
+                manifest: bundle.manifest_hash,
+                parent,
+            },
+            authority: Some(&bundle.manifest.issuer),
+        })
     }
 
     fn check_order(&self, seq: u64, parent: Option<Hash32>) -> Result<(), ApplyError> {

@@ -20,6 +20,7 @@
 //!     trust: &trust,
 //!     time: TimeCheck::system_now(),
 //!     source: Source::Exec,
+//!     authority: None,
 //! };
 //! let report = ledger.apply(&batch)?;
 //! println!("state root {}", report.state_root);
@@ -27,10 +28,15 @@
 //! ```
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod bundle;
 mod error;
 mod ledger;
 mod record;
 
+pub use bundle::{
+    BundleError, CONTRACTS_FILE, CreatedBundle, OpenedBundle, TOKENS_FILE, create_bundle,
+    open_bundle,
+};
 pub use error::ApplyError;
 pub use ledger::{Batch, BatchReport, BundlePosition, Ledger};
 pub use record::{LogEntry, Receipt, Source};

@@ -92,6 +92,7 @@ fn apply_next(ledger: &mut Ledger, inputs: &Inputs) -> bool {
         trust: &inputs.trust,
         time: inputs.time,
         source: Source::Exec,
+        authority: None,
     };
     ledger.apply(&batch).unwrap();
     true

@@ -89,6 +89,7 @@ impl SwarmOptions {
 pub struct Swarm {
     session: Arc<Session>,
     options: SwarmOptions,
+    peer_id: [u8; 20],
 }
 
 impl std::fmt::Debug for Swarm {
@@ -117,10 +118,18 @@ impl Source {
     }
 }
 
+/// A BEP 20 (Azureus-style) peer id: `-SV0100-` and twelve random bytes.
+fn new_peer_id() -> [u8; 20] {
+    let mut id = *b"-SV0100-000000000000";
+    let _ = aws_lc_rs::rand::fill(&mut id[8..]);
+    id
+}
+
 async fn start_session(
     options: &SwarmOptions,
     mut listen_addr: SocketAddr,
     work_dir: &Path,
+    peer_id: [u8; 20],
 ) -> Result<Arc<Session>> {
     if listen_addr.port() == 0 {
         // Choose the port here: the engine announces it to trackers, DHT and LSD only when
@@ -156,6 +165,7 @@ async fn start_session(
         },
         trackers: options.trackers.iter().cloned().collect(),
         client_name_and_version: Some(concat!("swarmvm ", env!("CARGO_PKG_VERSION")).to_owned()),
+        peer_id: Some(librqbit::dht::Id20::new(peer_id)),
         ..SessionOptions::default()
     };
     Session::new_with_opts(work_dir.to_path_buf(), opts)
@@ -166,13 +176,16 @@ async fn start_session(
 impl Swarm {
     /// Starts a session. `work_dir` is where fetched torrents go unless told otherwise.
     pub async fn start(options: SwarmOptions, work_dir: &Path) -> Result<Self> {
+        let peer_id = new_peer_id();
         let session = match options.listen {
-            Listen::Addr(addr) => start_session(&options, addr, work_dir).await?,
+            Listen::Addr(addr) => start_session(&options, addr, work_dir, peer_id).await?,
             Listen::Range { ip, first, last } => {
                 let mut started = None;
                 let mut last_error = None;
                 for port in first..=last {
-                    match start_session(&options, SocketAddr::new(ip, port), work_dir).await {
+                    match start_session(&options, SocketAddr::new(ip, port), work_dir, peer_id)
+                        .await
+                    {
                         Ok(s) => {
                             started = Some(s);
                             break;
@@ -191,7 +204,18 @@ impl Swarm {
                 }
             }
         };
-        Ok(Self { session, options })
+        Ok(Self { session, options, peer_id })
+    }
+
+    /// This session's BitTorrent peer id (BEP 20 style, `-SV0100-` then random bytes), hex.
+    pub fn peer_id(&self) -> String {
+        self.peer_id.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Stops and forgets a transfer; its files stay where they are.
+    pub async fn remove(&self, transfer: &Transfer) {
+        let id = librqbit::api::TorrentIdOrHash::from(transfer.handle.id());
+        let _ = self.session.delete(id, false).await;
     }
 
     /// The address peers reach this session at.

@@ -34,6 +34,7 @@ mod error;
 mod json;
 mod jws;
 mod kind;
+mod manifest;
 mod registration;
 mod time;
 mod trust;
@@ -43,6 +44,10 @@ pub use error::{IssueError, Result, VerifyError};
 pub use json::{find_private_key_material, parse_strict};
 pub use jws::{MAX_TOKEN_LEN, Signer};
 pub use kind::Kind;
+pub use manifest::{
+    BUNDLE_FILES, FileDigest, MANIFEST_FILE, MAX_BUNDLE_FILE, MAX_SEQ, VerifiedManifest,
+    sign_manifest, verify_manifest,
+};
 pub use registration::{
     DEFAULT_TTL_SECS, IssueTime, MAX_LABEL_LEN, MAX_NAME_LEN, MAX_OPERATIONS, MAX_TTL_SECS,
     Registration, RegistrationBody, WalletEntry, issue_operations, issue_wallets,

@@ -52,6 +52,18 @@ pub(crate) fn code_of(err: &anyhow::Error) -> u8 {
                 return REFUSED;
             }
         }
+        if let Some(e) = cause.downcast_ref::<swarmvm_ledger::BundleError>() {
+            return if matches!(e, swarmvm_ledger::BundleError::Io { .. }) {
+                FAILURE
+            } else {
+                REFUSED
+            };
+        }
+        if let Some(swarmvm_node::NodeError::BadRequest(_)) =
+            cause.downcast_ref::<swarmvm_node::NodeError>()
+        {
+            return REFUSED;
+        }
         if let Some(e) = cause.downcast_ref::<swarmvm_ledger::ApplyError>() {
             return if e.is_fatal() { FAILURE } else { REFUSED };
         }

@@ -6,6 +6,7 @@
 
 mod cli;
 mod exit;
+mod logging;
 mod output;
 
 use std::process::ExitCode;

@@ -13,6 +13,7 @@ fn batch<'a>(net: &'a TestNet, regs: &'a [String], contracts: &'a [String]) -> B
         trust: &net.trust,
         time: TimeCheck::at(net.issued_at),
         source: Source::Exec,
+        authority: None,
     }
 }
 

@@ -24,6 +24,7 @@ fn bundles_apply_only_in_order() {
             trust: &net.trust,
             time: TimeCheck::at(net.issued_at),
             source: Source::Bundle { seq, manifest, parent },
+            authority: None,
         })
     };
     let c1 = vec![net.contract(0, 1, &[student("S1")])];

@@ -9,7 +9,11 @@ use serde_json::json;
 use swarmvm_swarm::{Source, Swarm, TorrentFile};
 use url::Url;
 
+use swarmvm_ledger::{CreatedBundle, create_bundle};
+use swarmvm_token::unix_now;
+
 use super::OutputArgs;
+use super::args::{PassphraseArgs, load_wallet};
 use super::duration::parse_duration;
 use super::net::{
     NetArgs, ProgressView, parse_tracker, progress_json, runtime, stop_signal, wait_with_progress,
@@ -18,10 +22,26 @@ use crate::output;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum BundleCommand {
-    /// Make a v1 torrent of a folder; prints its info-hash and magnet link.
+    /// Make a bundle (with --key: copy in the tokens and contracts, sign the manifest) and its
+    /// v1 torrent; prints the info-hash and magnet link. Without --key, a plain torrent of
+    /// any folder.
     Create {
-        /// The folder to share.
+        /// The bundle folder (created if missing).
         dir: PathBuf,
+        /// The authority's key: sign a manifest for the bundle.
+        #[arg(long, value_name = "AUTH")]
+        key: Option<PathBuf>,
+        /// Registration tokens (one a line) to copy in as registration_tokens.txt.
+        #[arg(long, value_name = "FILE", requires = "key")]
+        tokens: Option<PathBuf>,
+        /// Signed contracts (one a line) to copy in as contracts.jsonl.
+        #[arg(long, value_name = "FILE", requires = "key")]
+        contracts: Option<PathBuf>,
+        /// The previous bundle's folder: this one is next (seq + 1, parent = its manifest).
+        #[arg(long, value_name = "PREV_DIR", requires = "key")]
+        after: Option<PathBuf>,
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
         /// A tracker for the torrent's announce-list. Repeat for several (none by default).
         #[arg(long = "tracker", value_name = "URL", value_parser = parse_tracker)]
         trackers: Vec<Url>,
@@ -62,8 +82,34 @@ pub(crate) enum BundleCommand {
 
 pub(crate) fn run(cmd: BundleCommand, out: OutputArgs) -> Result<ExitCode> {
     match cmd {
-        BundleCommand::Create { dir, trackers, out: torrent_path, piece_length } => {
-            create(&dir, &trackers, torrent_path, piece_length, out)
+        BundleCommand::Create {
+            dir,
+            key,
+            tokens,
+            contracts,
+            after,
+            passphrase,
+            trackers,
+            out: torrent_path,
+            piece_length,
+        } => {
+            let signed = match key {
+                Some(key) => {
+                    let authority = load_wallet(&key, &passphrase)?;
+                    let created = create_bundle(
+                        &dir,
+                        &authority,
+                        tokens.as_deref(),
+                        contracts.as_deref(),
+                        after.as_deref(),
+                        unix_now(),
+                    )
+                    .with_context(|| format!("cannot make bundle {}", dir.display()))?;
+                    Some(created)
+                }
+                None => None,
+            };
+            create(&dir, &trackers, torrent_path, piece_length, signed, out)
         }
         BundleCommand::Seed { torrent, dir, net } => {
             runtime()?.block_on(seed(&torrent, &dir, &net, out))
@@ -100,6 +146,7 @@ fn create(
     trackers: &[Url],
     out: Option<PathBuf>,
     piece_length: Option<u32>,
+    signed: Option<CreatedBundle>,
     json: OutputArgs,
 ) -> Result<ExitCode> {
     if !dir.is_dir() {
@@ -112,18 +159,23 @@ fn create(
     };
     std::fs::write(&path, torrent.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
-    print_created(&torrent, &path, json);
-    Ok(ExitCode::SUCCESS)
-}
-
-pub(crate) fn print_created(torrent: &TorrentFile, path: &Path, out: OutputArgs) {
-    if out.json {
-        output::json(&describe(torrent, path));
+    if json.json {
+        let mut v = describe(&torrent, &path);
+        if let Some(b) = &signed {
+            v["seq"] = json!(b.seq);
+            v["manifest"] = json!(b.manifest_hash.to_hex());
+            v["parent"] = json!(b.parent.map(|p| p.to_hex()));
+        }
+        output::json(&v);
     } else {
+        if let Some(b) = &signed {
+            output::line(format!("seq       {}", b.seq));
+        }
         output::line(format!("info_hash {}", torrent.info_hash()));
         output::line(format!("magnet    {}", torrent.magnet()));
         output::line(format!("torrent   {}", path.display()));
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn seed(torrent_path: &Path, dir: &Path, net: &NetArgs, out: OutputArgs) -> Result<ExitCode> {

@@ -67,6 +67,7 @@ pub(crate) fn run(args: ExecArgs, out: OutputArgs) -> Result<ExitCode> {
                 trust: &trust,
                 time: TimeCheck::at(now),
                 source: Source::Exec,
+                authority: None,
             })
             .context("registrations refused")?;
     }
@@ -85,6 +86,7 @@ pub(crate) fn run(args: ExecArgs, out: OutputArgs) -> Result<ExitCode> {
         trust: &TrustStore::new(),
         time: TimeCheck::at(now),
         source: Source::Exec,
+        authority: None,
     })?;
     let receipt = &report.receipts[0];
     print_receipt(receipt, &report.state_root.to_hex(), out);

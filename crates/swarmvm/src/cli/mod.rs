@@ -3,9 +3,11 @@
 mod args;
 mod bundle;
 mod contract;
+mod demo;
 mod duration;
 mod exec;
 mod net;
+mod node;
 mod state;
 mod token;
 mod wallet;
@@ -32,6 +34,9 @@ pub(crate) struct Cli {
 
 #[derive(Debug, clap::Subcommand)]
 enum Command {
+    /// Run the design note's whole scenario on loopback: wallets, tokens, contracts, a bundle
+    /// over BitTorrent, N peers that verify and apply it, and whether their roots agree.
+    Demo(demo::DemoArgs),
     /// Create and inspect wallets (key pairs).
     #[command(subcommand)]
     Wallet(wallet::WalletCommand),
@@ -44,6 +49,9 @@ enum Command {
     /// Sign contracts.
     #[command(subcommand)]
     Contract(contract::ContractCommand),
+    /// Run a peer node, or apply a bundle offline.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
     /// Run a contract on this peer's ledger, as each peer in the design note does.
     Exec(exec::ExecArgs),
     /// Show a peer's state and state root.
@@ -56,6 +64,8 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Wallet(cmd) => wallet::run(cmd, cli.output),
         Command::Token(cmd) => token::run(cmd, cli.output),
+        Command::Demo(args) => demo::run(args, cli.output),
+        Command::Node(cmd) => node::run(cmd, cli.output),
         Command::Bundle(cmd) => bundle::run(cmd, cli.output),
         Command::Contract(cmd) => contract::run(cmd, cli.output),
         Command::Exec(args) => exec::run(args, cli.output),

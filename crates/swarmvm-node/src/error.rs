@@ -1,0 +1,34 @@
+//! Errors of starting and driving a node.
+
+/// Why a node could not start or take a request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The data folder cannot be used.
+    #[error("cannot use data dir {}", path.display())]
+    DataDir {
+        /// The folder.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The ledger failed to open or to write.
+    #[error("ledger failure")]
+    Ledger(#[from] swarmvm_ledger::ApplyError),
+    /// The BitTorrent session failed.
+    #[error(transparent)]
+    Swarm(#[from] swarmvm_swarm::SwarmError),
+    /// The HTTP API could not listen.
+    #[error("cannot serve the http api on {addr}")]
+    Http {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A request that cannot be taken (a bad torrent or magnet).
+    #[error("{0}")]
+    BadRequest(String),
+}

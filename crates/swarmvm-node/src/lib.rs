@@ -1,0 +1,38 @@
+//! A swarmvm peer: fetches bundles over BitTorrent, verifies them (manifest signed by a
+//! trusted authority, every file matching it), applies them to its ledger strictly in order
+//! (a bundle that arrives early waits), and keeps seeding every bundle it applied so later
+//! peers fetch from many. It resumes where it stopped after a restart or a crash, and
+//! answers an HTTP API (axum, JSON) built on the same [`Node`] facade as the command line.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), swarmvm_node::NodeError> {
+//! use swarmvm_node::{Node, NodeOptions};
+//! use swarmvm_swarm::{Source, SwarmOptions};
+//! use swarmvm_token::TrustStore;
+//!
+//! let node = Node::start(NodeOptions {
+//!     data_dir: "peer1".into(),
+//!     trust: TrustStore::new(),
+//!     swarm: SwarmOptions::loopback(),
+//!     wallet: None,
+//!     http: Some("127.0.0.1:0".parse().unwrap()),
+//!     watch: None,
+//! })
+//! .await?;
+//! node.add(Source::parse("bundle-1.torrent")?)?;
+//! node.wait_applied(1, std::time::Duration::from_secs(60)).await;
+//! println!("{}", node.status().state_root);
+//! # Ok(()) }
+//! ```
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
+mod error;
+mod http;
+mod node;
+mod status;
+mod watch;
+
+pub use error::NodeError;
+pub use http::{ApiError, router};
+pub use node::{Node, NodeOptions};
+pub use status::{BundleState, BundleStatus, Status};

@@ -1,0 +1,486 @@
+//! The peer: fetch bundles, verify them, apply them in order, keep seeding them.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use swarmvm_ledger::{ApplyError, Ledger, OpenedBundle, Receipt, open_bundle};
+use swarmvm_swarm::{InfoHash, MagnetLink, Source, Swarm, SwarmOptions, TorrentFile, Transfer};
+use swarmvm_token::TrustStore;
+use swarmvm_vm::{Hash32, Record, Table};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::error::NodeError;
+use crate::status::{BundleState, BundleStatus, Status};
+
+/// How a node runs.
+#[derive(Debug)]
+pub struct NodeOptions {
+    /// Its folder: `ledger.redb`, `torrents/` (every bundle it knows, to resume after a
+    /// restart) and `bundles/<info-hash>/<name>/` (the bundles' data).
+    pub data_dir: PathBuf,
+    /// The authorities whose bundles and registrations it accepts.
+    pub trust: TrustStore,
+    /// How it finds and talks to peers.
+    pub swarm: SwarmOptions,
+    /// Its own wallet id, shown in its status.
+    pub wallet: Option<String>,
+    /// Serve the HTTP API here.
+    pub http: Option<SocketAddr>,
+    /// Pick up `.torrent` and `.magnet` files dropped in this folder.
+    pub watch: Option<PathBuf>,
+}
+
+struct Entry {
+    name: Option<String>,
+    state: BundleState,
+    seq: Option<u64>,
+    reason: Option<String>,
+    transfer: Option<Arc<Transfer>>,
+}
+
+#[derive(Default)]
+struct Bundles {
+    order: Vec<InfoHash>,
+    entries: BTreeMap<InfoHash, Entry>,
+    /// Verified bundles waiting for their turn, by `seq`.
+    pending: BTreeMap<u64, Vec<(InfoHash, OpenedBundle)>>,
+}
+
+struct Inner {
+    data_dir: PathBuf,
+    trust: TrustStore,
+    wallet: Option<String>,
+    swarm: Swarm,
+    ledger: Mutex<Ledger>,
+    bundles: Mutex<Bundles>,
+    applied: watch::Sender<u64>,
+    stop: watch::Sender<bool>,
+    http_addr: OnceLock<SocketAddr>,
+}
+
+/// A running peer. Cloning gives another handle to the same peer.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("data_dir", &self.inner.data_dir).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a lock leaves data that is still consistent for our uses
+    // (every update is a single assignment), so keep going.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One line for an error and its causes, as the command line prints them.
+pub(crate) fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out.replace('\n', " ")
+}
+
+impl Node {
+    /// Starts a node: opens its ledger, starts its BitTorrent session, resumes every bundle
+    /// it knew (fetching what is missing, seeding what it has), then serves the HTTP API and
+    /// watches the drop folder if asked.
+    pub async fn start(options: NodeOptions) -> Result<Self, NodeError> {
+        let dir = options.data_dir.clone();
+        for sub in [dir.clone(), dir.join("torrents"), dir.join("bundles")] {
+            std::fs::create_dir_all(&sub)
+                .map_err(|source| NodeError::DataDir { path: sub.clone(), source })?;
+        }
+        let ledger_path = dir.join("ledger.redb");
+        let ledger = tokio::task::spawn_blocking(move || Ledger::open(&ledger_path))
+            .await
+            .map_err(|e| NodeError::BadRequest(format!("ledger open task failed: {e}")))??;
+        let last_seq = ledger.last_bundle().map_or(0, |b| b.seq);
+        let swarm = Swarm::start(options.swarm, &dir.join("bundles")).await?;
+        let node = Self {
+            inner: Arc::new(Inner {
+                data_dir: dir.clone(),
+                trust: options.trust,
+                wallet: options.wallet,
+                swarm,
+                ledger: Mutex::new(ledger),
+                bundles: Mutex::new(Bundles::default()),
+                applied: watch::channel(last_seq).0,
+                stop: watch::channel(false).0,
+                http_addr: OnceLock::new(),
+            }),
+        };
+        info!(data_dir = %dir.display(), last_seq, "node started");
+        // Resume every bundle this node knew.
+        let stored = std::fs::read_dir(dir.join("torrents"))
+            .map_err(|source| NodeError::DataDir { path: dir.join("torrents"), source })?;
+        for entry in stored.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "torrent") {
+                match TorrentFile::read(&path) {
+                    Ok(t) => {
+                        node.add(Source::Torrent(t))?;
+                    }
+                    Err(e) => warn!(file = %path.display(), "ignoring a stored torrent: {e}"),
+                }
+            }
+        }
+        if let Some(addr) = options.http {
+            crate::http::serve(node.clone(), addr).await?;
+        }
+        if let Some(folder) = options.watch {
+            crate::watch::spawn(node.clone(), folder);
+        }
+        Ok(node)
+    }
+
+    /// The data folder.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    /// Where peers reach this node.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.inner.swarm.listen_addr()
+    }
+
+    /// Where the HTTP API listens, if it does.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.inner.http_addr.get().copied()
+    }
+
+    pub(crate) fn set_http_addr(&self, addr: SocketAddr) {
+        let _ = self.inner.http_addr.set(addr);
+    }
+
+    /// A receiver that changes when the node is asked to stop.
+    pub(crate) fn stopping(&self) -> watch::Receiver<bool> {
+        self.inner.stop.subscribe()
+    }
+
+    /// Adds a bundle to fetch, verify and apply. Returns its info-hash at once; the work goes
+    /// on in the background. Adding a bundle the node knows already changes nothing.
+    pub fn add(&self, source: Source) -> Result<InfoHash, NodeError> {
+        let (hash, name, state) = match &source {
+            Source::Torrent(t) => (t.info_hash(), Some(t.name().to_owned()), BundleState::Fetching),
+            Source::Magnet(m) => (m.info_hash, m.name.clone(), BundleState::Resolving),
+        };
+        {
+            let mut b = lock(&self.inner.bundles);
+            if b.entries.contains_key(&hash) {
+                return Ok(hash);
+            }
+            b.order.push(hash);
+            b.entries.insert(hash, Entry { name, state, seq: None, reason: None, transfer: None });
+        }
+        let node = self.clone();
+        tokio::spawn(async move {
+            let mut stop = node.stopping();
+            tokio::select! {
+                () = node.intake(hash, source) => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
+        });
+        Ok(hash)
+    }
+
+    fn update(&self, hash: InfoHash, f: impl FnOnce(&mut Entry)) {
+        if let Some(e) = lock(&self.inner.bundles).entries.get_mut(&hash) {
+            f(e);
+        }
+    }
+
+    async fn reject(&self, hash: InfoHash, reason: String) {
+        warn!(info_hash = %hash, "bundle refused: {reason}");
+        let transfer = {
+            let mut b = lock(&self.inner.bundles);
+            let Some(e) = b.entries.get_mut(&hash) else { return };
+            e.state = BundleState::Rejected;
+            e.reason = Some(reason);
+            e.transfer.clone()
+        };
+        if let Some(t) = transfer {
+            self.inner.swarm.remove(&t).await;
+        }
+        let _ = std::fs::remove_file(self.torrent_path(hash));
+    }
+
+    fn torrent_path(&self, hash: InfoHash) -> PathBuf {
+        self.inner.data_dir.join("torrents").join(format!("{hash}.torrent"))
+    }
+
+    async fn intake(&self, hash: InfoHash, source: Source) {
+        let torrent = match source {
+            Source::Torrent(t) => t,
+            Source::Magnet(m) => match self.resolve(&m).await {
+                Ok(t) => t,
+                Err(reason) => return self.reject(hash, reason).await,
+            },
+        };
+        let stored = self.torrent_path(hash);
+        if !stored.exists()
+            && let Err(e) = std::fs::write(&stored, torrent.as_bytes())
+        {
+            warn!(file = %stored.display(), "cannot store the torrent, so it will not resume after a restart: {e}");
+        }
+        let out = self.inner.data_dir.join("bundles").join(hash.to_string());
+        let transfer = match self.inner.swarm.fetch(&torrent, &out, &[]).await {
+            Ok(t) => Arc::new(t),
+            Err(e) => return self.reject(hash, one_line(&e)).await,
+        };
+        self.update(hash, |e| {
+            e.name = Some(torrent.name().to_owned());
+            e.state = BundleState::Fetching;
+            e.transfer = Some(transfer.clone());
+        });
+        info!(info_hash = %hash, name = torrent.name(), "fetching bundle");
+        if let Err(e) = transfer.wait_complete().await {
+            return self.reject(hash, one_line(&e)).await;
+        }
+        let path = transfer.path().to_path_buf();
+        let trust = self.inner.trust.clone();
+        let opened = tokio::task::spawn_blocking(move || open_bundle(&path, &trust)).await;
+        let bundle = match opened {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => return self.reject(hash, one_line(&e)).await,
+            Err(e) => return self.reject(hash, format!("bundle check failed: {e}")).await,
+        };
+        let seq = bundle.manifest.seq;
+        info!(info_hash = %hash, seq, "bundle verified");
+        {
+            let mut b = lock(&self.inner.bundles);
+            if let Some(e) = b.entries.get_mut(&hash) {
+                e.seq = Some(seq);
+                e.state = BundleState::Waiting;
+                e.reason = Some(format!("waiting for the bundles before seq {seq}"));
+            }
+            b.pending.entry(seq).or_default().push((hash, bundle));
+        }
+        let node = self.clone();
+        let _ = tokio::task::spawn_blocking(move || node.drain()).await;
+    }
+
+    async fn resolve(&self, magnet: &MagnetLink) -> Result<TorrentFile, String> {
+        info!(info_hash = %magnet.info_hash, "resolving magnet link");
+        self.inner.swarm.resolve(magnet).await.map(|(t, _)| t).map_err(|e| one_line(&e))
+    }
+
+    /// Applies every pending bundle whose turn it is, in order. Runs on a blocking thread.
+    fn drain(&self) {
+        loop {
+            let mut ledger = lock(&self.inner.ledger);
+            let next = ledger.last_bundle().map_or(1, |b| b.seq + 1);
+            let (stale, current) = {
+                let mut b = lock(&self.inner.bundles);
+                let stale: Vec<(u64, Vec<(InfoHash, OpenedBundle)>)> = b
+                    .pending
+                    .range(..next)
+                    .map(|(s, _)| *s)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .filter_map(|s| b.pending.remove(&s).map(|v| (s, v)))
+                    .collect();
+                (stale, b.pending.remove(&next))
+            };
+            for (seq, candidates) in stale {
+                let applied = applied_manifest(&ledger, seq);
+                for (hash, bundle) in candidates {
+                    if applied == Some(bundle.manifest_hash) {
+                        self.update(hash, |e| {
+                            e.state = BundleState::Applied;
+                            e.reason = None;
+                        });
+                    } else {
+                        let reason =
+                            format!("bundle seq {seq} is already applied with another manifest");
+                        self.reject_blocking(hash, reason);
+                    }
+                }
+            }
+            let Some(candidates) = current else { break };
+            let mut progressed = false;
+            for (hash, bundle) in candidates {
+                if progressed {
+                    self.reject_blocking(
+                        hash,
+                        format!("bundle seq {next} is already applied with another manifest"),
+                    );
+                    continue;
+                }
+                match ledger.apply_bundle(&bundle, &self.inner.trust) {
+                    Ok(report) => {
+                        info!(
+                            info_hash = %hash,
+                            seq = next,
+                            applied = report.entry.applied,
+                            rejected = report.entry.rejected,
+                            state_root = %report.state_root,
+                            "bundle applied"
+                        );
+                        self.update(hash, |e| {
+                            e.state = BundleState::Applied;
+                            e.reason = None;
+                        });
+                        self.inner.applied.send_replace(next);
+                        progressed = true;
+                    }
+                    Err(e) if e.is_fatal() => {
+                        warn!(info_hash = %hash, "storage failure applying bundle: {}", one_line(&e));
+                        self.update(hash, |entry| {
+                            entry.reason = Some(format!("storage failure: {}", one_line(&e)));
+                        });
+                        return;
+                    }
+                    Err(e) => self.reject_blocking(hash, one_line(&e)),
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn reject_blocking(&self, hash: InfoHash, reason: String) {
+        let node = self.clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { node.reject(hash, reason).await });
+        }
+    }
+
+    /// Waits until the bundle `seq` has applied, at most `limit`. True if it did.
+    pub async fn wait_applied(&self, seq: u64, limit: Duration) -> bool {
+        let mut rx = self.inner.applied.subscribe();
+        tokio::time::timeout(limit, rx.wait_for(|s| *s >= seq)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// The node's status.
+    pub fn status(&self) -> Status {
+        let (network, last_seq, state_root, batches) = {
+            let l = lock(&self.inner.ledger);
+            (
+                l.network().map(str::to_owned),
+                l.last_bundle().map_or(0, |b| b.seq),
+                l.state_root().to_hex(),
+                l.log_len(),
+            )
+        };
+        Status {
+            peer_id: self.inner.swarm.peer_id(),
+            wallet: self.inner.wallet.clone(),
+            listen: self.listen_addr().map(|a| a.to_string()),
+            network,
+            last_seq,
+            state_root,
+            batches,
+            torrents: self.bundles(),
+        }
+    }
+
+    /// Every bundle the node knows, oldest first.
+    pub fn bundles(&self) -> Vec<BundleStatus> {
+        let b = lock(&self.inner.bundles);
+        b.order
+            .iter()
+            .filter_map(|h| b.entries.get(h).map(|e| (h, e)))
+            .map(|(hash, e)| {
+                let p = e.transfer.as_ref().map(|t| t.progress());
+                BundleStatus {
+                    info_hash: hash.to_string(),
+                    name: e.name.clone(),
+                    state: e.state,
+                    seq: e.seq,
+                    reason: e.reason.clone(),
+                    percent: p.as_ref().map_or(0.0, |p| (p.percent() * 100.0).round() / 100.0),
+                    fetched: p.as_ref().map_or(0, |p| p.fetched),
+                    uploaded: p.as_ref().map_or(0, |p| p.uploaded),
+                    peers: p.as_ref().map_or(0, |p| p.peers),
+                }
+            })
+            .collect()
+    }
+
+    /// The whole state as JSON, with the network, root and position.
+    pub fn state(&self) -> Value {
+        let l = lock(&self.inner.ledger);
+        let mut v = l.vm().state().to_json();
+        v["network"] = json!(l.network());
+        v["state_root"] = json!(l.state_root().to_hex());
+        v["batches"] = json!(l.log_len());
+        v["last_seq"] = json!(l.last_bundle().map_or(0, |b| b.seq));
+        v
+    }
+
+    /// The state root.
+    pub fn state_root(&self) -> Hash32 {
+        lock(&self.inner.ledger).state_root()
+    }
+
+    /// Registered operations: action → handler.
+    pub fn operations(&self) -> Value {
+        let l = lock(&self.inner.ledger);
+        let ops: serde_json::Map<String, Value> = l
+            .vm()
+            .state()
+            .table(Table::Operation)
+            .filter_map(|(action, r)| match r {
+                Record::Operation { handler } => Some((action.to_owned(), json!(handler.as_str()))),
+                _ => None,
+            })
+            .collect();
+        Value::Object(ops)
+    }
+
+    /// Registered wallets with their labels and keys.
+    pub fn wallets(&self) -> Value {
+        self.state()["wallets"].take()
+    }
+
+    /// Receipts from log position `from`, at most `limit`.
+    pub fn receipts(&self, from: u64, limit: usize) -> Result<Vec<Receipt>, ApplyError> {
+        lock(&self.inner.ledger).receipts(from, limit)
+    }
+
+    /// The ledger's log from position `from`, at most `limit`.
+    pub fn log(
+        &self,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<swarmvm_ledger::LogEntry>, ApplyError> {
+        lock(&self.inner.ledger).log(from, limit)
+    }
+
+    /// Stops: the HTTP API, the watcher, every transfer and the session.
+    pub async fn shutdown(&self) {
+        self.inner.stop.send_replace(true);
+        self.inner.swarm.stop().await;
+    }
+}
+
+/// The manifest hash the ledger applied at `seq`, from its log.
+fn applied_manifest(ledger: &Ledger, seq: u64) -> Option<Hash32> {
+    let mut from = 1;
+    loop {
+        let page = ledger.log(from, 256).ok()?;
+        if page.is_empty() {
+            return None;
+        }
+        for e in &page {
+            if e.seq == Some(seq) {
+                return e.manifest.as_deref().and_then(|m| m.parse().ok());
+            }
+        }
+        from = page.last()?.position + 1;
+    }
+}

@@ -1,0 +1,64 @@
+//! What a node reports: its status and its bundles. The HTTP API and the command line print
+//! these same types, so they cannot drift.
+
+use serde::Serialize;
+
+/// Where a bundle is in its life on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BundleState {
+    /// Resolving a magnet link's metadata.
+    Resolving,
+    /// Downloading (or checking data already on disk).
+    Fetching,
+    /// Verified; waiting for the bundles before it.
+    Waiting,
+    /// Applied to the ledger; seeding.
+    Applied,
+    /// Refused (see the reason); not applied, not seeded.
+    Rejected,
+}
+
+/// One bundle known to the node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BundleStatus {
+    /// Its torrent's info-hash.
+    pub info_hash: String,
+    /// Its torrent's name, once known.
+    pub name: Option<String>,
+    /// Its state.
+    pub state: BundleState,
+    /// Its manifest's `seq`, once verified.
+    pub seq: Option<u64>,
+    /// Why it was refused, or what it waits for.
+    pub reason: Option<String>,
+    /// Percent of its data verified on disk.
+    pub percent: f64,
+    /// Bytes this node downloaded for it from peers (this run).
+    pub fetched: u64,
+    /// Bytes this node uploaded of it to peers (this run).
+    pub uploaded: u64,
+    /// Peers connected for it now.
+    pub peers: u32,
+}
+
+/// A node's status (`GET /v1/status`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Status {
+    /// The BitTorrent peer id (hex).
+    pub peer_id: String,
+    /// The node's wallet id, if it was given one.
+    pub wallet: Option<String>,
+    /// Where peers reach it.
+    pub listen: Option<String>,
+    /// The network it belongs to, once a bundle applied.
+    pub network: Option<String>,
+    /// The last applied bundle's `seq` (0 before the first).
+    pub last_seq: u64,
+    /// The state root.
+    pub state_root: String,
+    /// Batches in the ledger's log.
+    pub batches: u64,
+    /// Every bundle the node knows, oldest first.
+    pub torrents: Vec<BundleStatus>,
+}

@@ -1,0 +1,206 @@
+//! Bundle manifests: the authority's signed list of a bundle's files, with its place in the
+//! sequence (`seq`, `parent`).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use swarmvm_wallet::Wallet;
+
+use crate::error::{IssueError, Result, VerifyError};
+use crate::jws::{Decoded, Signer, sign};
+use crate::kind::{Kind, shorten};
+use crate::time::numeric_date;
+use crate::trust::TrustStore;
+
+/// The files a bundle holds besides its manifest, in the order they are listed.
+pub const BUNDLE_FILES: [&str; 2] = ["contracts.jsonl", "registration_tokens.txt"];
+/// The manifest's own file name.
+pub const MANIFEST_FILE: &str = "manifest.jwt";
+/// The largest size a manifest may declare for a file (256 MiB).
+pub const MAX_BUNDLE_FILE: u64 = 256 * 1024 * 1024;
+/// The largest `seq` (2^53 − 1).
+pub const MAX_SEQ: u64 = (1 << 53) - 1;
+
+/// Size and SHA-256 of one bundle file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileDigest {
+    /// Bytes.
+    pub size: u64,
+    /// Lowercase hex SHA-256.
+    pub sha256: String,
+}
+
+/// A manifest whose signature and content verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedManifest {
+    /// The authority that signed it (its wallet id; the network id).
+    pub issuer: String,
+    /// When it was signed (Unix seconds); token time rules are checked at this time.
+    pub issued_at: u64,
+    /// Its place in the sequence, from 1.
+    pub seq: u64,
+    /// Lowercase hex SHA-256 of the previous bundle's `manifest.jwt`; absent at seq 1.
+    pub parent: Option<String>,
+    /// The bundle's files by name.
+    pub files: BTreeMap<String, FileDigest>,
+}
+
+#[derive(Serialize)]
+struct ManifestClaims<'a> {
+    iss: String,
+    iat: u64,
+    seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent: Option<&'a str>,
+    files: &'a BTreeMap<String, FileDigest>,
+}
+
+fn invalid(claim: impl Into<String>, reason: impl Into<String>) -> VerifyError {
+    VerifyError::InvalidClaim { claim: claim.into(), reason: reason.into() }
+}
+
+fn is_hex64(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Signs a manifest by the authority `wallet`. `files` must name exactly [`BUNDLE_FILES`].
+pub fn sign_manifest(
+    wallet: &Wallet,
+    seq: u64,
+    parent: Option<&str>,
+    files: &BTreeMap<String, FileDigest>,
+    now: u64,
+) -> Result<String, IssueError> {
+    check_shape(seq, parent, files)?;
+    let claims = ManifestClaims { iss: wallet.id().to_string(), iat: now, seq, parent, files };
+    sign(&Signer::Wallet(wallet), Kind::Manifest, &claims)
+}
+
+fn check_shape(seq: u64, parent: Option<&str>, files: &BTreeMap<String, FileDigest>) -> Result<()> {
+    if !(1..=MAX_SEQ).contains(&seq) {
+        return Err(invalid("seq", format!("{seq} is not from 1 to 2^53-1")));
+    }
+    match (seq, parent) {
+        (1, Some(_)) => return Err(invalid("parent", "the first bundle (seq 1) has no parent")),
+        (s, None) if s > 1 => {
+            return Err(invalid("parent", format!("bundle seq {s} needs a parent")));
+        }
+        (_, Some(p)) if !is_hex64(p) => {
+            return Err(invalid("parent", "not a lowercase hex sha-256"));
+        }
+        _ => {}
+    }
+    let names: Vec<&str> = files.keys().map(String::as_str).collect();
+    if names != BUNDLE_FILES {
+        return Err(invalid(
+            "files",
+            format!("must list exactly {} and {}", BUNDLE_FILES[1], BUNDLE_FILES[0]),
+        ));
+    }
+    for (name, digest) in files {
+        if digest.size > MAX_BUNDLE_FILE {
+            return Err(invalid(
+                format!("files.{name}.size"),
+                format!("{} bytes is more than the {MAX_BUNDLE_FILE} allowed", digest.size),
+            ));
+        }
+        if !is_hex64(&digest.sha256) {
+            return Err(invalid(format!("files.{name}.sha256"), "not a lowercase hex sha-256"));
+        }
+    }
+    Ok(())
+}
+
+fn parse_files(claims: &Map<String, Value>) -> Result<BTreeMap<String, FileDigest>> {
+    let Some(Value::Object(files)) = claims.get("files") else {
+        return Err(invalid("files", "not an object of file name to {size, sha256}"));
+    };
+    let mut out = BTreeMap::new();
+    for (name, entry) in files {
+        let shown = shorten(name);
+        let Value::Object(entry) = entry else {
+            return Err(invalid(format!("files.{shown}"), "not an object"));
+        };
+        if entry.keys().any(|k| k != "size" && k != "sha256") {
+            return Err(invalid(
+                format!("files.{shown}"),
+                "has members other than size and sha256",
+            ));
+        }
+        let size = entry
+            .get("size")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| invalid(format!("files.{shown}.size"), "not a non-negative integer"))?;
+        let sha256 = match entry.get("sha256") {
+            Some(Value::String(s)) => s.clone(),
+            _ => return Err(invalid(format!("files.{shown}.sha256"), "not a string")),
+        };
+        out.insert(name.clone(), FileDigest { size, sha256 });
+    }
+    Ok(out)
+}
+
+/// Verifies a manifest: strict parsing, the `manifest` kind, a trusted authority's signature
+/// with its key's algorithm (HS256 refused), `iat` present, `seq`/`parent` consistent, and
+/// `files` listing exactly the bundle's two files with sane sizes and hashes.
+pub fn verify_manifest(token: &str, trust: &TrustStore) -> Result<VerifiedManifest> {
+    let decoded = Decoded::parse(token)?;
+    let kind = Kind::resolve(decoded.typ.as_deref(), &decoded.claims)?;
+    if kind != Kind::Manifest {
+        return Err(VerifyError::WrongKind { found: kind, expected: "a bundle manifest".into() });
+    }
+    let (issuer, _alg) = trust.authenticate(&decoded, kind)?;
+    let claims = &decoded.claims;
+    let issued_at = numeric_date(claims, "iat")?.ok_or(VerifyError::MissingClaim("iat"))?;
+    let seq = match claims.get("seq") {
+        None => return Err(VerifyError::MissingClaim("seq")),
+        Some(v) => v.as_u64().ok_or_else(|| invalid("seq", "not a positive integer"))?,
+    };
+    let parent = match claims.get("parent") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(p)) => Some(p.clone()),
+        Some(_) => return Err(invalid("parent", "not a string")),
+    };
+    let files = parse_files(claims)?;
+    check_shape(seq, parent.as_deref(), &files)?;
+    Ok(VerifiedManifest { issuer, issued_at, seq, parent, files })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarmvm_wallet::Algorithm;
+
+    fn files() -> BTreeMap<String, FileDigest> {
+        BUNDLE_FILES
+            .iter()
+            .map(|n| ((*n).to_owned(), FileDigest { size: 3, sha256: "ab".repeat(32) }))
+            .collect()
+    }
+
+    #[test]
+    fn manifest_round_trip_and_sequence_rules() {
+        let w = Wallet::generate(Algorithm::Ed25519).unwrap();
+        let trust = TrustStore::with_keys([w.public_key()]);
+        let m1 = sign_manifest(&w, 1, None, &files(), 1_000).unwrap();
+        let v = verify_manifest(&m1, &trust).unwrap();
+        assert_eq!((v.seq, v.parent.as_deref(), v.issued_at), (1, None, 1_000));
+        assert_eq!(v.issuer, w.id().to_string());
+        assert_eq!(v.files, files());
+        let parent = "cd".repeat(32);
+        let m2 = sign_manifest(&w, 2, Some(&parent), &files(), 2_000).unwrap();
+        assert_eq!(verify_manifest(&m2, &trust).unwrap().parent.as_deref(), Some(parent.as_str()));
+        assert!(sign_manifest(&w, 2, None, &files(), 0).is_err(), "seq 2 needs a parent");
+        assert!(sign_manifest(&w, 1, Some(&parent), &files(), 0).is_err(), "seq 1 has none");
+        assert!(sign_manifest(&w, 0, None, &files(), 0).is_err());
+        let mut extra = files();
+        extra.insert("evil.sh".into(), FileDigest { size: 1, sha256: "00".repeat(32) });
+        assert!(sign_manifest(&w, 1, None, &extra, 0).is_err());
+        let mut huge = files();
+        huge.get_mut("contracts.jsonl").unwrap().size = MAX_BUNDLE_FILE + 1;
+        assert!(sign_manifest(&w, 1, None, &huge, 0).is_err());
+        let err = verify_manifest(&m1, &TrustStore::new()).unwrap_err();
+        assert!(matches!(err, VerifyError::UnknownKid(_)), "{err}");
+    }
+}

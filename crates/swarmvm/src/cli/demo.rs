@@ -1,0 +1,248 @@
+//! `swarmvm demo`: the design note's whole scenario, for real, on loopback.
+//!
+//! An authority and N peer wallets; the operations token (the note's four operations) and a
+//! wallets token; the note's four contracts (peer 1 registers S001, adds C001, mints NFT001;
+//! every peer votes on P001); one bundle with its manifest and torrent, seeded by the
+//! authority; N peer nodes, each with its own BitTorrent session, ledger and download
+//! folder, fetching the bundle over BitTorrent and applying what it downloaded itself. Then
+//! each peer's wallet, operations, state and state root, and whether the roots agree.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use serde_json::{Value, json};
+use swarmvm_ledger::create_bundle;
+use swarmvm_node::{BundleState, Node, NodeOptions};
+use swarmvm_swarm::{Source, Swarm, SwarmOptions, TorrentFile};
+use swarmvm_token::{
+    IssueTime, Signer, TrustStore, WalletEntry, issue_operations, issue_wallets, sign_contract,
+    unix_now,
+};
+use swarmvm_vm::HANDLER_NAMES;
+use swarmvm_wallet::{Algorithm, Wallet};
+
+use super::OutputArgs;
+use super::duration::parse_duration;
+use super::net::runtime;
+use crate::exit::refused;
+use crate::output;
+
+/// The note's scenario on 127.0.0.1: wallets, tokens, contracts, a bundle over BitTorrent,
+/// N peers that verify and apply it; exits 0 only if every state root agrees.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DemoArgs {
+    /// Number of peers.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
+    peers: u16,
+    /// Give up if the peers have not applied the bundle by then.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    timeout: Duration,
+}
+
+const NOTE_OPERATIONS: [&str; 4] =
+    ["register_student", "add_course", "vote_proposal", "generate_nft"];
+
+fn contracts(peers: &[Wallet], network: &str, now: u64) -> Result<Vec<String>> {
+    let student = json!({"action": "register_student", "student": {"id": "S001", "name": "John Doe", "department": "Computer Science"}});
+    let course = json!({"action": "add_course", "course": {"id": "C001", "name": "Blockchain Technology", "department": "Computer Science"}});
+    let vote = json!({"action": "vote_proposal", "proposal": {"id": "P001", "description": "Increase Research Funding"}});
+    let nft = json!({"action": "generate_nft", "nft": {"id": "NFT001", "name": "RareArt", "metadata": {
+        "artist": "Alice", "creation_date": "2024-11-23", "description": "A rare piece of digital art."}}});
+    let mut out = Vec::new();
+    let first = &peers[0];
+    for (nonce, action) in [(1, &student), (2, &course), (3, &vote), (4, &nft)] {
+        out.push(sign_contract(first, network, nonce, std::slice::from_ref(action), now)?);
+    }
+    for peer in &peers[1..] {
+        out.push(sign_contract(peer, network, 1, std::slice::from_ref(&vote), now)?);
+    }
+    Ok(out)
+}
+
+struct PeerReport {
+    name: String,
+    wallet: String,
+    operations: Value,
+    state: Value,
+    state_root: String,
+    fetched: u64,
+    applied: bool,
+}
+
+fn summary(state: &Value) -> Vec<String> {
+    let entries = |k: &str| state[k].as_object().cloned().unwrap_or_default();
+    let s = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+    let mut lines = Vec::new();
+    for (id, v) in entries("students") {
+        lines.push(format!("student  {id} {} ({})", s(&v["name"]), s(&v["department"])));
+    }
+    for (id, v) in entries("courses") {
+        lines.push(format!("course   {id} {} ({})", s(&v["name"]), s(&v["department"])));
+    }
+    for (id, v) in entries("proposals") {
+        lines.push(format!("proposal {id} \"{}\": {} votes", s(&v["description"]), v["votes"]));
+    }
+    for (id, v) in entries("nfts") {
+        lines.push(format!(
+            "nft      {id} {} owned by {} {}",
+            s(&v["name"]),
+            s(&v["owner"]),
+            v["metadata"]
+        ));
+    }
+    lines
+}
+
+pub(crate) fn run(args: DemoArgs, out: OutputArgs) -> Result<ExitCode> {
+    runtime()?.block_on(demo(usize::from(args.peers), args.timeout, out))
+}
+
+async fn demo(n: usize, limit: Duration, out: OutputArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let tmp = tempfile::Builder::new()
+        .prefix("swarmvm-demo-")
+        .tempdir()
+        .context("cannot make a temporary folder")?;
+    let root = tmp.path();
+
+    // Wallets and registration tokens.
+    let authority = Wallet::generate(Algorithm::Ed25519)?;
+    let network = authority.id().to_string();
+    let peers: Vec<Wallet> =
+        (0..n).map(|_| Wallet::generate(Algorithm::Ed25519)).collect::<Result<_, _>>()?;
+    let now = unix_now();
+    let time = IssueTime { now, ttl: swarmvm_token::DEFAULT_TTL_SECS };
+    let ops: BTreeMap<String, String> =
+        NOTE_OPERATIONS.iter().map(|o| ((*o).to_owned(), (*o).to_owned())).collect();
+    let signer = Signer::Wallet(&authority);
+    let entries: Vec<WalletEntry> = peers
+        .iter()
+        .enumerate()
+        .map(|(i, w)| WalletEntry { label: format!("peer{}", i + 1), key: w.public_key().clone() })
+        .collect();
+    let tokens = [
+        issue_operations(&signer, &ops, HANDLER_NAMES, time)?,
+        issue_wallets(&signer, &entries, time)?,
+    ];
+
+    // The bundle: tokens, the note's contracts, the authority's manifest; then its torrent.
+    let bundle = root.join("bundle-1");
+    std::fs::create_dir_all(&bundle)?;
+    std::fs::write(bundle.join("registration_tokens.txt"), tokens.join("\n") + "\n")?;
+    std::fs::write(
+        bundle.join("contracts.jsonl"),
+        contracts(&peers, &network, now)?.join("\n") + "\n",
+    )?;
+    create_bundle(&bundle, &authority, None, None, None, now)?;
+    let torrent = TorrentFile::create(&bundle, &[], None)?;
+
+    // The authority seeds it; N peers fetch it, each with its own session, ledger and folder.
+    let seeder = Swarm::start(SwarmOptions::loopback(), &root.join("authority")).await?;
+    let seeding = seeder.seed(&torrent, &bundle).await?;
+    seeding.wait_complete().await?;
+    let seeder_addr = seeder.listen_addr().context("the seeder is not listening")?;
+    let trust = TrustStore::with_keys([authority.public_key()]);
+    let mut nodes: Vec<Node> = Vec::with_capacity(n);
+    let mut known: Vec<SocketAddr> = vec![seeder_addr];
+    for (i, wallet) in peers.iter().enumerate() {
+        let node = Node::start(NodeOptions {
+            data_dir: root.join(format!("peer{}", i + 1)),
+            trust: trust.clone(),
+            swarm: SwarmOptions { peers: known.clone(), ..SwarmOptions::loopback() },
+            wallet: Some(wallet.id().to_string()),
+            http: None,
+            watch: None,
+        })
+        .await?;
+        if let Some(addr) = node.listen_addr() {
+            known.push(addr);
+        }
+        node.add(Source::Torrent(torrent.clone()))?;
+        nodes.push(node);
+    }
+    let deadline = started + limit;
+    for node in &nodes {
+        let left = deadline.saturating_duration_since(Instant::now());
+        node.wait_applied(1, left).await;
+    }
+
+    let mut reports = Vec::with_capacity(n);
+    for (i, node) in nodes.iter().enumerate() {
+        let status = node.status();
+        let bundle_status = status.torrents.first();
+        reports.push(PeerReport {
+            name: format!("peer{}", i + 1),
+            wallet: status.wallet.clone().unwrap_or_default(),
+            operations: node.operations(),
+            state: node.state(),
+            state_root: status.state_root.clone(),
+            fetched: bundle_status.map_or(0, |b| b.fetched),
+            applied: bundle_status.is_some_and(|b| b.state == BundleState::Applied),
+        });
+    }
+    for node in &nodes {
+        node.shutdown().await;
+    }
+    seeder.stop().await;
+    let seconds = started.elapsed().as_secs_f64();
+
+    let first_root = reports[0].state_root.clone();
+    let agree = reports.iter().all(|r| r.state_root == first_root && r.applied);
+    let all_fetched = reports.iter().all(|r| r.fetched > 0);
+    if out.json {
+        output::json(&json!({
+            "authority": network,
+            "info_hash": torrent.info_hash().to_string(),
+            "bundle_bytes": torrent.total_length(),
+            "peers": reports.iter().map(|r| json!({
+                "name": r.name, "wallet": r.wallet, "operations": r.operations, "state": r.state,
+                "state_root": r.state_root, "fetched": r.fetched, "applied": r.applied,
+            })).collect::<Vec<_>>(),
+            "agree": agree,
+            "state_root": first_root,
+            "seconds": seconds,
+        }));
+    } else {
+        output::line(format!(
+            "swarmvm demo: {n} peers on 127.0.0.1, network (authority) {network}"
+        ));
+        output::line(format!(
+            "bundle-1: {} bytes in 3 files, info-hash {}, seeded by the authority on {seeder_addr}",
+            torrent.total_length(),
+            torrent.info_hash()
+        ));
+        for r in &reports {
+            output::line(String::new());
+            output::line(format!("{}  wallet {}", r.name, r.wallet));
+            output::line(format!(
+                "  fetched {} bytes over BitTorrent; bundle {}",
+                r.fetched,
+                if r.applied { "applied" } else { "NOT applied" }
+            ));
+            let ops: Vec<&String> =
+                r.operations.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+            output::line(format!(
+                "  operations  {}",
+                ops.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+            for line in summary(&r.state) {
+                output::line(format!("  {line}"));
+            }
+            output::line(format!("  state root  {}", r.state_root));
+        }
+        output::line(String::new());
+        if agree {
+            output::line(format!("all {n} state roots agree: {first_root} ({seconds:.2} s)"));
+        } else {
+            output::line(format!("state roots DISAGREE ({seconds:.2} s)"));
+        }
+    }
+    drop(tmp);
+    if !all_fetched {
+        bail!("a peer did not fetch the bundle over BitTorrent");
+    }
+    if agree { Ok(ExitCode::SUCCESS) } else { Err(refused("the peers' state roots do not agree")) }
+}

@@ -1,0 +1,145 @@
+//! `swarmvm node run|apply`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use serde_json::json;
+use swarmvm_ledger::open_bundle;
+use swarmvm_node::{Node, NodeOptions};
+use swarmvm_swarm::Source;
+
+use super::OutputArgs;
+use super::args::{DataDirArgs, PassphraseArgs, TrustArgs, load_key};
+use super::net::{NetArgs, runtime, stop_signal};
+use crate::output;
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum NodeCommand {
+    /// Run a peer: fetch bundles, apply them in order, keep seeding them, serve the HTTP API.
+    /// Stops cleanly on SIGINT or SIGTERM and resumes where it stopped.
+    Run {
+        #[command(flatten)]
+        data_dir: DataDirArgs,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// A bundle to fetch (.torrent file or magnet: link). Repeat for several.
+        #[arg(long = "bundle", value_name = "TORRENT_OR_MAGNET")]
+        bundles: Vec<String>,
+        /// Serve the HTTP API on this address (like 127.0.0.1:8080).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<SocketAddr>,
+        /// Add .torrent and .magnet files dropped in this folder.
+        #[arg(long, value_name = "DIR")]
+        watch: Option<PathBuf>,
+        /// This peer's wallet (its id shows in the status).
+        #[arg(long, value_name = "FILE")]
+        wallet: Option<PathBuf>,
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Apply a bundle folder to the ledger, offline (it must be next in order).
+    Apply {
+        /// The bundle folder.
+        bundle_dir: PathBuf,
+        #[command(flatten)]
+        data_dir: DataDirArgs,
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
+}
+
+pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
+    match cmd {
+        NodeCommand::Run { data_dir, trust, bundles, http, watch, wallet, passphrase, net } => {
+            let trust = trust.load()?;
+            let wallet = match wallet {
+                Some(path) => Some(load_key(&path, &passphrase)?.public_key().id().to_string()),
+                None => None,
+            };
+            let sources =
+                bundles.iter().map(|b| Source::parse(b)).collect::<Result<Vec<_>, _>>()?;
+            crate::logging::init();
+            runtime()?.block_on(async move {
+                let node = Node::start(NodeOptions {
+                    data_dir: data_dir.data_dir.clone(),
+                    trust,
+                    swarm: net.options(),
+                    wallet,
+                    http,
+                    watch,
+                })
+                .await?;
+                for s in sources {
+                    node.add(s)?;
+                }
+                let status = node.status();
+                let started = json!({
+                    "event": "started",
+                    "peer_id": status.peer_id,
+                    "wallet": status.wallet,
+                    "listen": status.listen,
+                    "http": node.http_addr().map(|a| a.to_string()),
+                    "data_dir": data_dir.data_dir,
+                    "last_seq": status.last_seq,
+                    "state_root": status.state_root,
+                });
+                if out.json {
+                    output::json(&started);
+                } else {
+                    output::line(format!(
+                        "node {} listening on {} (http {}), last seq {}, state root {}",
+                        status.peer_id,
+                        status.listen.unwrap_or_default(),
+                        node.http_addr().map_or_else(|| "off".to_owned(), |a| a.to_string()),
+                        status.last_seq,
+                        status.state_root
+                    ));
+                }
+                let signal = stop_signal().await?;
+                node.shutdown().await;
+                let status = node.status();
+                if out.json {
+                    output::json(&json!({"event": "stopped", "signal": signal, "last_seq": status.last_seq, "state_root": status.state_root}));
+                }
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        NodeCommand::Apply { bundle_dir, data_dir, trust } => {
+            let trust = trust.load()?;
+            let bundle = open_bundle(&bundle_dir, &trust)
+                .with_context(|| format!("bundle {} refused", bundle_dir.display()))?;
+            let mut ledger = data_dir.open()?;
+            let report = ledger.apply_bundle(&bundle, &trust).context("bundle not applied")?;
+            if out.json {
+                output::json(&json!({
+                    "seq": bundle.manifest.seq,
+                    "manifest": bundle.manifest_hash.to_hex(),
+                    "applied": report.entry.applied,
+                    "rejected": report.entry.rejected,
+                    "state_root": report.state_root.to_hex(),
+                    "receipts": report.receipts,
+                }));
+            } else {
+                output::line(format!(
+                    "applied bundle seq {}: {} contracts applied, {} rejected; state root {}",
+                    bundle.manifest.seq,
+                    report.entry.applied,
+                    report.entry.rejected,
+                    report.state_root
+                ));
+                for r in report.receipts.iter().filter(|r| !r.is_applied()) {
+                    output::line(format!(
+                        "  rejected {}: {}",
+                        r.contract,
+                        r.reason.as_deref().unwrap_or("-")
+                    ));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

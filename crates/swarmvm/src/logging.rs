@@ -1,0 +1,13 @@
+//! Logs for the long-running commands: `tracing` to stderr, `RUST_LOG` to change the level.
+
+/// Starts logging at `info` for swarmvm and `warn` for everything else, unless `RUST_LOG`
+/// says otherwise.
+pub(crate) fn init() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,swarmvm_node=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
