@@ -178,8 +178,8 @@ pub(crate) async fn serve(node: Node, addr: SocketAddr) -> Result<(), crate::Nod
     let bound = listener.local_addr().map_err(|source| crate::NodeError::Http { addr, source })?;
     node.set_http_addr(bound);
     let mut stop = node.stopping();
-    let app = router(node);
-    tokio::spawn(async move {
+    let app = router(node.clone());
+    node.spawn(async move {
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };

@@ -61,6 +61,8 @@ struct Inner {
     applied: watch::Sender<u64>,
     stop: watch::Sender<bool>,
     http_addr: OnceLock<SocketAddr>,
+    /// Every task the node started, so that stopping can wait for them.
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// A running peer. Cloning gives another handle to the same peer.
@@ -120,6 +122,7 @@ impl Node {
                 applied: watch::channel(last_seq).0,
                 stop: watch::channel(false).0,
                 http_addr: OnceLock::new(),
+                tasks: Mutex::new(Vec::new()),
             }),
         };
         info!(data_dir = %dir.display(), last_seq, "node started");
@@ -165,6 +168,14 @@ impl Node {
         let _ = self.inner.http_addr.set(addr);
     }
 
+    /// Runs `task` on the runtime as part of this node: stopping waits for it.
+    pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(task);
+        let mut tasks = lock(&self.inner.tasks);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(handle);
+    }
+
     /// A receiver that changes when the node is asked to stop.
     pub(crate) fn stopping(&self) -> watch::Receiver<bool> {
         self.inner.stop.subscribe()
@@ -186,7 +197,7 @@ impl Node {
             b.entries.insert(hash, Entry { name, state, seq: None, reason: None, transfer: None });
         }
         let node = self.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             let mut stop = node.stopping();
             tokio::select! {
                 () = node.intake(hash, source) => {}
@@ -354,8 +365,8 @@ impl Node {
 
     fn reject_blocking(&self, hash: InfoHash, reason: String) {
         let node = self.clone();
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move { node.reject(hash, reason).await });
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.spawn(async move { node.reject(hash, reason).await });
         }
     }
 
@@ -461,9 +472,20 @@ impl Node {
         lock(&self.inner.ledger).log(from, limit)
     }
 
-    /// Stops: the HTTP API, the watcher, every transfer and the session.
+    /// Stops: the HTTP API, the watcher, every transfer and the session; waits (at most
+    /// five seconds) for the node's tasks to end, so its files are closed when the last
+    /// handle is dropped.
     pub async fn shutdown(&self) {
         self.inner.stop.send_replace(true);
+        loop {
+            let tasks: Vec<_> = std::mem::take(&mut *lock(&self.inner.tasks));
+            if tasks.is_empty() {
+                break;
+            }
+            for t in tasks {
+                let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+            }
+        }
         self.inner.swarm.stop().await;
     }
 }

@@ -14,7 +14,9 @@ use crate::node::{Node, one_line};
 const POLL: Duration = Duration::from_millis(250);
 
 pub(crate) fn spawn(node: Node, folder: PathBuf) {
-    tokio::spawn(async move {
+    let task_node = node.clone();
+    node.spawn(async move {
+        let node = task_node;
         let mut stop = node.stopping();
         let mut seen = BTreeSet::new();
         loop {

@@ -1,6 +1,7 @@
 //! A test network: an authority, wallets, registration tokens and contracts.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use swarmvm_token::{
@@ -86,4 +87,28 @@ pub fn vote(id: &str) -> Value {
 pub fn nft(id: &str) -> Value {
     json!({"action": "generate_nft", "nft": {"id": id, "name": "RareArt",
         "metadata": {"artist": "Alice", "creation_date": "2024-11-23", "description": "A rare piece of digital art."}}})
+}
+
+impl TestNet {
+    /// Writes a bundle folder `parent/name`: the network's registration tokens when
+    /// `with_tokens`, the given contracts, and a manifest signed by the authority, as the
+    /// next bundle after `after` (or seq 1).
+    pub fn bundle(
+        &self,
+        parent: &Path,
+        name: &str,
+        with_tokens: bool,
+        contracts: &[String],
+        after: Option<&Path>,
+    ) -> PathBuf {
+        let dir = parent.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let tokens = if with_tokens { self.tokens.join("\n") + "\n" } else { String::new() };
+        std::fs::write(dir.join("registration_tokens.txt"), tokens).unwrap();
+        let body: String = contracts.iter().map(|c| format!("{c}\n")).collect();
+        std::fs::write(dir.join("contracts.jsonl"), body).unwrap();
+        swarmvm_ledger::create_bundle(&dir, &self.authority, None, None, after, self.issued_at)
+            .unwrap();
+        dir
+    }
 }

@@ -138,14 +138,20 @@ impl DataDirArgs {
             .with_context(|| format!("cannot open ledger {}", path.display()))
     }
 
-    /// Opens an existing ledger for reading; works while a node has it open.
+    /// Opens an existing ledger for reading; works while a node has it open. A ledger left
+    /// by a crash needs redb's recovery first, which a reader cannot do: then, if no other
+    /// process has it open, it is opened for writing (which recovers the last commit).
     pub(crate) fn open_read_only(&self) -> Result<swarmvm_ledger::Ledger> {
         let path = self.ledger_path();
         if !path.exists() {
             bail!("no ledger in {} (nothing applied yet)", self.data_dir.display());
         }
-        swarmvm_ledger::Ledger::open_read_only(&path)
-            .with_context(|| format!("cannot open ledger {}", path.display()))
+        match swarmvm_ledger::Ledger::open_read_only(&path) {
+            Ok(ledger) => Ok(ledger),
+            Err(read_err) => swarmvm_ledger::Ledger::open(&path)
+                .map_err(|_| read_err)
+                .with_context(|| format!("cannot open ledger {}", path.display())),
+        }
     }
 }
 

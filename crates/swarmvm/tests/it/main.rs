@@ -5,6 +5,7 @@
 mod bundle;
 mod interop;
 mod ledger;
+mod node;
 mod support;
 mod token;
 mod wallet;

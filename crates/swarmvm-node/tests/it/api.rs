@@ -1,0 +1,174 @@
+//! The HTTP API: every route, and bad input getting a 4xx with a JSON error.
+
+use base64::Engine as _;
+use serde_json::json;
+use swarmvm_node::BundleState;
+use swarmvm_test_support::http::{get, post, request};
+use swarmvm_test_support::net::{nft, student, vote};
+
+use crate::support::{Authority, LIMIT, add, is, wait_bundle};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_json() {
+    let a = Authority::new(2).await;
+    let contracts = [
+        a.net.contract(0, 1, &[student("S001")]),
+        a.net.contract(1, 1, &[vote("P001")]),
+        a.net.contract(1, 1, &[nft("N1")]), // replayed nonce: a rejection receipt
+    ];
+    let (_b1, t1) = a.publish("bundle-1", true, &contracts, None).await;
+    let node = a.node("peer").await;
+    let http = node.http_addr().unwrap();
+    add(&node, &t1);
+    assert!(node.wait_applied(1, LIMIT).await);
+
+    let (code, index) = get(http, "/");
+    assert_eq!(code, 200);
+    assert!(index["routes"].as_array().unwrap().len() >= 8);
+
+    let (code, status) = get(http, "/v1/status");
+    assert_eq!(code, 200);
+    assert_eq!(status["last_seq"], 1);
+    assert_eq!(status["network"], a.net.id());
+    assert_eq!(status["peer_id"].as_str().unwrap().len(), 40);
+    assert!(status["peer_id"].as_str().unwrap().starts_with("2d535630313030"), "-SV0100- in hex");
+    assert_eq!(status["torrents"][0]["state"], "applied");
+    assert_eq!(status["torrents"][0]["percent"], 100.0);
+    assert!(status["torrents"][0]["fetched"].as_u64().unwrap() > 0);
+
+    let (code, state) = get(http, "/v1/state");
+    assert_eq!(code, 200);
+    assert_eq!(state["students"]["S001"]["name"], "John Doe");
+    assert_eq!(state["proposals"]["P001"]["votes"], 1);
+    let (code, root) = get(http, "/v1/state/root");
+    assert_eq!(code, 200);
+    assert_eq!(root["state_root"], status["state_root"]);
+    assert_eq!(root["state_root"], state["state_root"]);
+
+    let (code, ops) = get(http, "/v1/operations");
+    assert_eq!(code, 200);
+    assert_eq!(ops["register_student"], "register_student");
+    let (code, wallets) = get(http, "/v1/wallets");
+    assert_eq!(code, 200);
+    assert_eq!(wallets.as_object().unwrap().len(), 2);
+    assert_eq!(wallets[a.net.peers[0].id().as_str()]["label"], "peer1");
+
+    let (code, bundles) = get(http, "/v1/bundles");
+    assert_eq!(code, 200);
+    assert_eq!(bundles["bundles"][0]["seq"], 1);
+    let (code, receipts) = get(http, "/v1/receipts");
+    assert_eq!(code, 200);
+    let list = receipts["receipts"].as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[2]["status"], "rejected");
+    assert!(list[2]["reason"].as_str().unwrap().contains("nonce 1 is not above"));
+    let (code, page) = get(http, "/v1/receipts?from=1&limit=1");
+    assert_eq!((code, page["receipts"].as_array().unwrap().len()), (200, 1));
+    let (code, log) = get(http, "/v1/log");
+    assert_eq!(code, 200);
+    assert_eq!(log["log"][0]["seq"], 1);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundles_posted_as_magnet_or_torrent_are_fetched_and_applied() {
+    let a = Authority::new(1).await;
+    let (b1, t1) =
+        a.publish("bundle-1", true, &[a.net.contract(0, 1, &[student("S001")])], None).await;
+    let (_b2, t2) =
+        a.publish("bundle-2", false, &[a.net.contract(0, 2, &[vote("P1")])], Some(&b1)).await;
+    let node = a.node("peer").await;
+    let http = node.http_addr().unwrap();
+    let (code, body) =
+        post(http, "/v1/bundles", &json!({"magnet": t1.magnet().to_string()}).to_string());
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(body["info_hash"], t1.info_hash().to_string());
+    let b64 = base64::engine::general_purpose::STANDARD.encode(t2.as_bytes());
+    let (code, body) = post(http, "/v1/bundles", &json!({"torrent_base64": b64}).to_string());
+    assert_eq!(code, 202, "{body}");
+    assert!(node.wait_applied(2, LIMIT).await);
+    wait_bundle(&node, &t2.info_hash().to_string(), is(BundleState::Applied)).await;
+    // Posting a known bundle again changes nothing.
+    let (code, _) = post(http, "/v1/bundles", &json!({"torrent_base64": b64}).to_string());
+    assert_eq!(code, 202);
+    assert_eq!(node.bundles().len(), 2);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_4xx_with_a_json_error() {
+    let a = Authority::new(1).await;
+    let node = a.node("peer").await;
+    let http = node.http_addr().unwrap();
+    let cases: [(&str, &str, Option<&str>, u16, &str); 12] = [
+        ("POST", "/v1/bundles", Some("{not json"), 400, "json"),
+        ("POST", "/v1/bundles", Some("{}"), 400, "exactly one of"),
+        (
+            "POST",
+            "/v1/bundles",
+            Some(r#"{"magnet": "magnet:?xt=urn:btih:00", "torrent_base64": "AA=="}"#),
+            400,
+            "exactly one of",
+        ),
+        (
+            "POST",
+            "/v1/bundles",
+            Some(r#"{"magnet": "http://example.invalid/x"}"#),
+            400,
+            "bad magnet link",
+        ),
+        (
+            "POST",
+            "/v1/bundles",
+            Some(r#"{"magnet": "magnet:?xt=urn:btih:zzzz"}"#),
+            400,
+            "is not an info-hash",
+        ),
+        ("POST", "/v1/bundles", Some(r#"{"torrent_base64": "!!!"}"#), 400, "not base64"),
+        ("POST", "/v1/bundles", Some(r#"{"torrent_base64": "ZDQ6c3BhbWU="}"#), 400, "bad torrent"),
+        ("POST", "/v1/bundles", Some(r#"{"torrent": "x"}"#), 400, "unknown field"),
+        ("GET", "/v1/nope", None, 404, "no route GET /v1/nope"),
+        ("DELETE", "/v1/status", None, 405, "DELETE is not allowed on /v1/status"),
+        ("GET", "/v1/receipts?limit=0", None, 400, "limit must be from 1 to 10000"),
+        ("GET", "/v1/receipts?limit=abc", None, 400, "invalid"),
+    ];
+    for (method, path, body, code, says) in cases {
+        let (got, json) = request(http, method, path, body);
+        assert_eq!(got, code, "{method} {path} {body:?}: {json}");
+        let error = json["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {path}: no JSON error: {json}"));
+        assert!(error.to_lowercase().contains(&says.to_lowercase()), "{method} {path}: {error}");
+        assert!(!error.contains('\n'));
+    }
+    assert!(node.bundles().is_empty(), "nothing was added");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torrents_dropped_in_the_watched_folder_are_added() {
+    let a = Authority::new(1).await;
+    let (_b1, t1) =
+        a.publish("bundle-1", true, &[a.net.contract(0, 1, &[student("S001")])], None).await;
+    let drop_dir = a.dir.path().join("drop");
+    std::fs::create_dir(&drop_dir).unwrap();
+    let node = swarmvm_node::Node::start(swarmvm_node::NodeOptions {
+        data_dir: a.dir.path().join("peer"),
+        trust: a.net.trust.clone(),
+        swarm: swarmvm_swarm::SwarmOptions {
+            peers: vec![a.seeder.listen_addr().unwrap()],
+            ..swarmvm_swarm::SwarmOptions::loopback()
+        },
+        wallet: Some("peer-wallet-id".into()),
+        http: None,
+        watch: Some(drop_dir.clone()),
+    })
+    .await
+    .unwrap();
+    std::fs::write(drop_dir.join("junk.torrent"), b"not a torrent").unwrap();
+    std::fs::write(drop_dir.join("b1.torrent"), t1.as_bytes()).unwrap();
+    assert!(node.wait_applied(1, LIMIT).await);
+    assert_eq!(node.bundles().len(), 1, "the junk file was ignored");
+    assert_eq!(node.status().wallet.as_deref(), Some("peer-wallet-id"));
+    node.shutdown().await;
+}

@@ -1,0 +1,6 @@
+//! Integration tests of swarmvm-node: real nodes and sessions on 127.0.0.1.
+#![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
+
+mod api;
+mod order;
+mod support;
