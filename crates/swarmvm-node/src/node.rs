@@ -51,12 +51,27 @@ struct Bundles {
     pending: BTreeMap<u64, Vec<(InfoHash, OpenedBundle)>>,
 }
 
+/// Network, last seq, state root (hex), log length.
+type LedgerSummary = (Option<String>, u64, String, u64);
+
+fn summarize(l: &Ledger) -> LedgerSummary {
+    (
+        l.network().map(str::to_owned),
+        l.last_bundle().map_or(0, |b| b.seq),
+        l.state_root().to_hex(),
+        l.log_len(),
+    )
+}
+
 struct Inner {
     data_dir: PathBuf,
     trust: TrustStore,
     wallet: Option<String>,
     swarm: Swarm,
-    ledger: Mutex<Ledger>,
+    /// The ledger while the node runs; `None` once it stopped (the file is closed then).
+    ledger: Mutex<Option<Ledger>>,
+    /// What the status showed when the ledger was closed.
+    last_status: Mutex<Option<LedgerSummary>>,
     bundles: Mutex<Bundles>,
     applied: watch::Sender<u64>,
     stop: watch::Sender<bool>,
@@ -117,7 +132,8 @@ impl Node {
                 trust: options.trust,
                 wallet: options.wallet,
                 swarm,
-                ledger: Mutex::new(ledger),
+                ledger: Mutex::new(Some(ledger)),
+                last_status: Mutex::new(None),
                 bundles: Mutex::new(Bundles::default()),
                 applied: watch::channel(last_seq).0,
                 stop: watch::channel(false).0,
@@ -291,7 +307,8 @@ impl Node {
     /// Applies every pending bundle whose turn it is, in order. Runs on a blocking thread.
     fn drain(&self) {
         loop {
-            let mut ledger = lock(&self.inner.ledger);
+            let mut slot = lock(&self.inner.ledger);
+            let Some(ledger) = slot.as_mut() else { return };
             let next = ledger.last_bundle().map_or(1, |b| b.seq + 1);
             let (stale, current) = {
                 let mut b = lock(&self.inner.bundles);
@@ -306,7 +323,7 @@ impl Node {
                 (stale, b.pending.remove(&next))
             };
             for (seq, candidates) in stale {
-                let applied = applied_manifest(&ledger, seq);
+                let applied = applied_manifest(ledger, seq);
                 for (hash, bundle) in candidates {
                     if applied == Some(bundle.manifest_hash) {
                         self.update(hash, |e| {
@@ -376,16 +393,11 @@ impl Node {
         tokio::time::timeout(limit, rx.wait_for(|s| *s >= seq)).await.is_ok_and(|r| r.is_ok())
     }
 
-    /// The node's status.
+    /// The node's status. After [`Node::shutdown`] it is the status at that moment.
     pub fn status(&self) -> Status {
-        let (network, last_seq, state_root, batches) = {
-            let l = lock(&self.inner.ledger);
-            (
-                l.network().map(str::to_owned),
-                l.last_bundle().map_or(0, |b| b.seq),
-                l.state_root().to_hex(),
-                l.log_len(),
-            )
+        let (network, last_seq, state_root, batches) = match lock(&self.inner.ledger).as_ref() {
+            Some(l) => summarize(l),
+            None => lock(&self.inner.last_status).clone().unwrap_or_default(),
         };
         Status {
             peer_id: self.inner.swarm.peer_id(),
@@ -422,9 +434,11 @@ impl Node {
             .collect()
     }
 
-    /// The whole state as JSON, with the network, root and position.
+    /// The whole state as JSON, with the network, root and position (`null` once the node
+    /// stopped).
     pub fn state(&self) -> Value {
-        let l = lock(&self.inner.ledger);
+        let slot = lock(&self.inner.ledger);
+        let Some(l) = slot.as_ref() else { return Value::Null };
         let mut v = l.vm().state().to_json();
         v["network"] = json!(l.network());
         v["state_root"] = json!(l.state_root().to_hex());
@@ -433,14 +447,18 @@ impl Node {
         v
     }
 
-    /// The state root.
+    /// The state root (as it was when the node stopped, after [`Node::shutdown`]).
     pub fn state_root(&self) -> Hash32 {
-        lock(&self.inner.ledger).state_root()
+        match lock(&self.inner.ledger).as_ref() {
+            Some(l) => l.state_root(),
+            None => self.status().state_root.parse().unwrap_or_default(),
+        }
     }
 
     /// Registered operations: action → handler.
     pub fn operations(&self) -> Value {
-        let l = lock(&self.inner.ledger);
+        let slot = lock(&self.inner.ledger);
+        let Some(l) = slot.as_ref() else { return Value::Null };
         let ops: serde_json::Map<String, Value> = l
             .vm()
             .state()
@@ -460,7 +478,7 @@ impl Node {
 
     /// Receipts from log position `from`, at most `limit`.
     pub fn receipts(&self, from: u64, limit: usize) -> Result<Vec<Receipt>, ApplyError> {
-        lock(&self.inner.ledger).receipts(from, limit)
+        lock(&self.inner.ledger).as_ref().map_or(Ok(Vec::new()), |l| l.receipts(from, limit))
     }
 
     /// The ledger's log from position `from`, at most `limit`.
@@ -469,12 +487,12 @@ impl Node {
         from: u64,
         limit: usize,
     ) -> Result<Vec<swarmvm_ledger::LogEntry>, ApplyError> {
-        lock(&self.inner.ledger).log(from, limit)
+        lock(&self.inner.ledger).as_ref().map_or(Ok(Vec::new()), |l| l.log(from, limit))
     }
 
     /// Stops: the HTTP API, the watcher, every transfer and the session; waits (at most
-    /// five seconds) for the node's tasks to end, so its files are closed when the last
-    /// handle is dropped.
+    /// five seconds a task) for the node's tasks to end, and closes the ledger file, so the
+    /// data folder can be opened again as soon as this returns.
     pub async fn shutdown(&self) {
         self.inner.stop.send_replace(true);
         loop {
@@ -487,6 +505,15 @@ impl Node {
             }
         }
         self.inner.swarm.stop().await;
+        let node = self.clone();
+        // Waits for an apply in progress (it holds the lock), then closes the file.
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut slot = lock(&node.inner.ledger);
+            if let Some(l) = slot.take() {
+                *lock(&node.inner.last_status) = Some(summarize(&l));
+            }
+        })
+        .await;
     }
 }
 
