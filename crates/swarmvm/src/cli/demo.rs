@@ -40,6 +40,10 @@ pub(crate) struct DemoArgs {
     /// Give up if the peers have not applied the bundle by then.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     timeout: Duration,
+    /// Work in this folder (new or empty) and keep it: wallets, tokens, the bundle and every
+    /// peer's data, for inspection. By default a temporary folder is used and removed.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<std::path::PathBuf>,
 }
 
 const NOTE_OPERATIONS: [&str; 4] =
@@ -97,22 +101,64 @@ fn summary(state: &Value) -> Vec<String> {
 }
 
 pub(crate) fn run(args: DemoArgs, out: OutputArgs) -> Result<ExitCode> {
-    runtime()?.block_on(demo(usize::from(args.peers), args.timeout, out))
+    runtime()?.block_on(demo(usize::from(args.peers), args.timeout, args.dir, out))
 }
 
-async fn demo(n: usize, limit: Duration, out: OutputArgs) -> Result<ExitCode> {
+/// The demo's folder: a kept one the user named, or a temporary one removed at the end.
+enum Workspace {
+    Kept(std::path::PathBuf),
+    Temporary(tempfile::TempDir),
+}
+
+impl Workspace {
+    fn new(dir: Option<std::path::PathBuf>) -> Result<Self> {
+        let Some(d) = dir else {
+            let tmp = tempfile::Builder::new().prefix("swarmvm-demo-").tempdir();
+            return Ok(Self::Temporary(tmp.context("cannot make a temporary folder")?));
+        };
+        let used = d.exists()
+            && std::fs::read_dir(&d)
+                .with_context(|| format!("cannot read {}", d.display()))?
+                .next()
+                .is_some();
+        if used {
+            bail!("{} is not empty; give a new or empty folder", d.display());
+        }
+        std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+        Ok(Self::Kept(d))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        match self {
+            Self::Kept(p) => p,
+            Self::Temporary(t) => t.path(),
+        }
+    }
+}
+
+async fn demo(
+    n: usize,
+    limit: Duration,
+    dir: Option<std::path::PathBuf>,
+    out: OutputArgs,
+) -> Result<ExitCode> {
     let started = Instant::now();
-    let tmp = tempfile::Builder::new()
-        .prefix("swarmvm-demo-")
-        .tempdir()
-        .context("cannot make a temporary folder")?;
+    let tmp = Workspace::new(dir)?;
     let root = tmp.path();
 
-    // Wallets and registration tokens.
+    // Wallets (key files with mode 0600, as `wallet new` writes them) and registration tokens.
     let authority = Wallet::generate(Algorithm::Ed25519)?;
     let network = authority.id().to_string();
     let peers: Vec<Wallet> =
         (0..n).map(|_| Wallet::generate(Algorithm::Ed25519)).collect::<Result<_, _>>()?;
+    let wallets_dir = root.join("wallets");
+    std::fs::create_dir_all(&wallets_dir)?;
+    swarmvm_wallet::write_key_file(&wallets_dir.join("authority.pem"), &authority, None, false)?;
+    std::fs::write(wallets_dir.join("authority.pub"), authority.public_key().to_spki_pem())?;
+    for (i, w) in peers.iter().enumerate() {
+        let path = wallets_dir.join(format!("peer{}.pem", i + 1));
+        swarmvm_wallet::write_key_file(&path, w, None, false)?;
+    }
     let now = unix_now();
     let time = IssueTime { now, ttl: swarmvm_token::DEFAULT_TTL_SECS };
     let ops: BTreeMap<String, String> =

@@ -6,6 +6,7 @@ mod bundle;
 mod interop;
 mod ledger;
 mod node;
+mod secrets;
 mod support;
 mod token;
 mod wallet;
