@@ -297,6 +297,14 @@ impl Ledger {
         if matches!(self.db, Db::ReadOnly(_)) {
             return Err(ApplyError::ReadOnly);
         }
+        if let (Some(authority), Some(network)) = (batch.authority, &self.network)
+            && authority != network
+        {
+            return Err(ApplyError::ForeignBundle {
+                issuer: authority.to_owned(),
+                network: network.clone(),
+            });
+        }
         if let Source::Bundle { seq, parent, .. } = batch.source {
             self.check_order(seq, parent)?;
         }

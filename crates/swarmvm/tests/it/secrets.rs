@@ -37,17 +37,24 @@ fn a_demo_run_leaks_no_private_key_outside_the_wallet_files() {
     let mut all = Vec::new();
     files(&env.path("run"), &mut all);
     files(&env.path("run2"), &mut all);
-    let wallet_files: Vec<&PathBuf> =
-        all.iter().filter(|p| p.extension().is_some_and(|e| e == "pem") && p.parent().unwrap().ends_with("wallets")).collect();
+    let wallet_files: Vec<&PathBuf> = all
+        .iter()
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "pem") && p.parent().unwrap().ends_with("wallets")
+        })
+        .collect();
     assert_eq!(wallet_files.len(), 4 + 3, "authority and peers, in two runs");
 
     // Every secret, in every form it could leak in.
-    let mut secrets: Vec<(String, Vec<u8>)> = vec![("a PEM private key label".into(), b"PRIVATE KEY".to_vec())];
+    let mut secrets: Vec<(String, Vec<u8>)> =
+        vec![("a PEM private key label".into(), b"PRIVATE KEY".to_vec())];
     for path in &wallet_files {
         let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "{}", path.display());
         let (material, _) = swarmvm_wallet::read_key_file(path, None).unwrap();
-        let KeyMaterial::Private(wallet) = material else { panic!("{} holds no private key", path.display()) };
+        let KeyMaterial::Private(wallet) = material else {
+            panic!("{} holds no private key", path.display())
+        };
         let SigningKey::Ed25519Pkcs8(der) = wallet.signing_key() else { panic!("ed25519") };
         let seed = &der[der.len() - 32..];
         let hex: String = seed.iter().map(|b| format!("{b:02x}")).collect();
@@ -78,7 +85,12 @@ fn a_demo_run_leaks_no_private_key_outside_the_wallet_files() {
         scanned += 1;
     }
     assert!(scanned >= 15, "ledgers, torrents, bundles, tokens: {scanned} files scanned");
-    for (stream, out) in [("stdout", &json.stdout), ("stderr", &json.stderr), ("stdout", &text.stdout), ("stderr", &text.stderr)] {
+    for (stream, out) in [
+        ("stdout", &json.stdout),
+        ("stderr", &json.stderr),
+        ("stdout", &text.stdout),
+        ("stderr", &text.stderr),
+    ] {
         for (what, needle) in &secrets {
             assert!(!contains(out.as_bytes(), needle), "the demo's {stream} holds {what}");
         }
