@@ -30,7 +30,7 @@ mod swarm;
 mod torrent;
 
 pub use error::{Result, SwarmError};
-pub use swarm::{Listen, Progress, Source, Swarm, SwarmOptions, Transfer, TransferState};
+pub use swarm::{Listen, PeerView, Progress, Source, Swarm, SwarmOptions, Transfer, TransferState};
 pub use torrent::{
     InfoHash, MAX_FILES, MAX_PIECE_LENGTH, MAX_PIECES, MAX_TORRENT_FILE, MIN_PIECE_LENGTH,
     MagnetLink, TorrentEntry, TorrentFile, auto_piece_length,

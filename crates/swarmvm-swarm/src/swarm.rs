@@ -444,6 +444,23 @@ impl Progress {
     }
 }
 
+/// One peer of a transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerView {
+    /// Its address.
+    pub addr: String,
+    /// `live`, `connecting`, `queued`, `dead` or `not_needed`.
+    pub state: String,
+    /// Bytes received from it.
+    pub fetched: u64,
+    /// Bytes sent to it.
+    pub uploaded: u64,
+    /// Connection errors it caused (bad data, protocol violations, timeouts).
+    pub errors: u32,
+    /// Times connected.
+    pub connections: u32,
+}
+
 /// One torrent being fetched or seeded.
 pub struct Transfer {
     handle: Arc<ManagedTorrent>,
@@ -512,6 +529,31 @@ impl Transfer {
             finished: stats.finished,
             error: stats.error,
         }
+    }
+
+    /// Every peer this transfer has met, with what it sent and its state now (`live`,
+    /// `connecting`, `queued`, `dead`, `not_needed`).
+    pub fn peers(&self) -> Vec<PeerView> {
+        let Some(live) = self.handle.live() else { return Vec::new() };
+        // The engine's filter type is not exported; its serde form is ("all" peers).
+        let Ok(filter) = serde_json::from_value(serde_json::json!({ "state": "all" })) else {
+            return Vec::new();
+        };
+        let mut peers: Vec<PeerView> = live
+            .per_peer_stats_snapshot(filter)
+            .peers
+            .into_iter()
+            .map(|(addr, s)| PeerView {
+                addr,
+                state: s.state.to_owned(),
+                fetched: s.counters.fetched_bytes,
+                uploaded: s.counters.uploaded_bytes,
+                errors: s.counters.errors,
+                connections: s.counters.connections,
+            })
+            .collect();
+        peers.sort_by(|a, b| a.addr.cmp(&b.addr));
+        peers
     }
 
     /// Waits until every piece is verified; fails if the engine reports an error. Does not

@@ -100,6 +100,16 @@ pub fn lt_run(args: &[&str]) -> String {
 
 /// Starts `lt_tool.py seed` and waits for its port.
 pub fn lt_seed(torrent: &Path, save_path: &Path) -> (KillOnDrop, u16) {
+    lt_seed_with(torrent, save_path, "")
+}
+
+/// Starts libtorrent in seed mode over `save_path` as it is, without checking it: with a
+/// corrupted copy, a peer that serves bad pieces.
+pub fn lt_seed_unchecked(torrent: &Path, save_path: &Path) -> (KillOnDrop, u16) {
+    lt_seed_with(torrent, save_path, "seed-mode")
+}
+
+fn lt_seed_with(torrent: &Path, save_path: &Path, mode: &str) -> (KillOnDrop, u16) {
     require_libtorrent();
     let mut child = KillOnDrop(
         Command::new("python3")
@@ -108,6 +118,7 @@ pub fn lt_seed(torrent: &Path, save_path: &Path) -> (KillOnDrop, u16) {
             .arg(torrent)
             .arg(save_path)
             .arg("120")
+            .arg(mode)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

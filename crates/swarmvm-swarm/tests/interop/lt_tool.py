@@ -2,7 +2,10 @@
 and benchmarks. Loopback only: DHT, LSD, UPnP, NAT-PMP and uTP off, TCP on 127.0.0.1.
 
   lt_tool.py create DIR OUT.torrent [TRACKER]     v1-only torrent of DIR (libtorrent's creator)
-  lt_tool.py seed TORRENT SAVE_PATH [SECONDS]     seed; prints {"port": N} once seeding
+  lt_tool.py seed TORRENT SAVE_PATH [SECONDS] [seed-mode]
+                                                  seed; prints {"port": N} once seeding. With
+                                                  seed-mode the data is trusted unchecked, so a
+                                                  corrupted copy is served as it is (a bad peer)
   lt_tool.py fetch TORRENT|MAGNET SAVE_PATH PEER|- SECONDS [TRACKER...]
                                                   download; prints {"seconds": s, "bytes": n}
 Every command is bounded by SECONDS (default 120) and exits non-zero on failure.
@@ -52,11 +55,13 @@ def create(directory, out, tracker=None):
         f.write(lt.bencode(t.generate()))
 
 
-def seed(torrent, save_path, seconds=120):
+def seed(torrent, save_path, seconds=120, mode=""):
     ses = session()
     params = lt.add_torrent_params()
     params.ti = lt.torrent_info(torrent)
     params.save_path = save_path
+    if mode == "seed-mode":
+        params.flags |= lt.torrent_flags.seed_mode
     h = ses.add_torrent(params)
     end = time.time() + float(seconds)
     while time.time() < end:
@@ -104,7 +109,7 @@ def main(argv):
     if cmd == "create":
         create(argv[2], argv[3], argv[4] if len(argv) > 4 else None)
     elif cmd == "seed":
-        seed(argv[2], argv[3], argv[4] if len(argv) > 4 else 120)
+        seed(argv[2], argv[3], argv[4] if len(argv) > 4 else 120, argv[5] if len(argv) > 5 else "")
     elif cmd == "fetch":
         fetch(argv[2], argv[3], argv[4], argv[5], argv[6:])
     else:

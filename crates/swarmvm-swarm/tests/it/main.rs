@@ -2,5 +2,6 @@
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 mod e2e;
+mod hostile_peers;
 mod interop;
 mod support;

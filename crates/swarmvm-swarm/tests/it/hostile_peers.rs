@@ -1,0 +1,235 @@
+//! Hostile peers next to an honest one: a peer that answers every request with wrong bytes,
+//! libtorrent in seed mode over a corrupted copy (it claims every piece, then fails its own
+//! lazy check), a peer that claims every piece and then stalls, and a peer that answers the
+//! handshake with garbage. The fetch completes with the right bytes, bad data is never kept,
+//! and the hostile peers are dropped.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use swarmvm_swarm::{InfoHash, Swarm, SwarmOptions, TorrentFile};
+use swarmvm_test_support::tools::lt_seed_unchecked;
+use tokio::time::timeout;
+
+use crate::support::{LIMIT, bundle_dir, tree};
+
+/// What a hand-written peer saw.
+#[derive(Default)]
+struct Observed {
+    connected: AtomicBool,
+    closed_by_them: AtomicBool,
+    requests: AtomicU64,
+}
+
+/// Answers the BitTorrent handshake for `info_hash`, then behaves as `after` says, until the
+/// other side closes the connection or a minute passes.
+fn fake_peer(
+    info_hash: InfoHash,
+    bitfield: Vec<u8>,
+    after: fn(&mut TcpStream, &Observed, &[u8]),
+) -> (SocketAddr, Arc<Observed>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let observed = Arc::new(Observed::default());
+    let seen = observed.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(4) {
+            let Ok(mut stream) = stream else { continue };
+            stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+            let mut hs = [0u8; 68];
+            if stream.read_exact(&mut hs).is_err() || hs[28..48] != info_hash.0 {
+                continue;
+            }
+            seen.connected.store(true, Ordering::SeqCst);
+            let mut reply = Vec::with_capacity(68);
+            reply.push(19);
+            reply.extend_from_slice(b"BitTorrent protocol");
+            reply.extend_from_slice(&[0; 8]);
+            reply.extend_from_slice(&info_hash.0);
+            reply.extend_from_slice(b"-XX0001-hostilepeer!");
+            if stream.write_all(&reply).is_err() {
+                continue;
+            }
+            after(&mut stream, &seen, &bitfield);
+        }
+    });
+    (addr, observed)
+}
+
+/// The bitfield message claiming every piece, then unchoke.
+fn have_all(bitfield: &[u8]) -> Vec<u8> {
+    let mut msg = ((bitfield.len() + 1) as u32).to_le_bytes().to_vec();
+    msg.reverse(); // lengths are big-endian on the wire
+    msg.push(5);
+    msg.extend_from_slice(bitfield);
+    msg.extend_from_slice(&[0, 0, 0, 1, 1]); // unchoke
+    msg
+}
+
+/// A full bitfield for `pieces` pieces, spare bits clear.
+fn full_bitfield(pieces: usize) -> Vec<u8> {
+    let mut b = vec![0xffu8; pieces.div_ceil(8)];
+    if !pieces.is_multiple_of(8) {
+        let last = b.len() - 1;
+        b[last] = 0xff << (8 - pieces % 8);
+    }
+    b
+}
+
+/// Claims every piece, unchokes, then never sends a byte of data.
+fn stall(stream: &mut TcpStream, seen: &Observed, bitfield: &[u8]) {
+    if stream.write_all(&have_all(bitfield)).is_err() {
+        return;
+    }
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                seen.closed_by_them.store(true, Ordering::SeqCst);
+                return;
+            }
+            Ok(n) => {
+                seen.requests.fetch_add(n as u64, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// Claims every piece, unchokes, and answers each request with the right length of wrong
+/// bytes.
+fn lie(stream: &mut TcpStream, seen: &Observed, bitfield: &[u8]) {
+    if stream.write_all(&have_all(bitfield)).is_err() {
+        return;
+    }
+    loop {
+        let mut len = [0u8; 4];
+        if stream.read_exact(&mut len).is_err() {
+            seen.closed_by_them.store(true, Ordering::SeqCst);
+            return;
+        }
+        let n = u32::from_le_bytes([len[3], len[2], len[1], len[0]]) as usize;
+        let mut body = vec![0u8; n.min(1 << 20)];
+        if stream.read_exact(&mut body).is_err() {
+            seen.closed_by_them.store(true, Ordering::SeqCst);
+            return;
+        }
+        if body.first() == Some(&6) && body.len() == 13 {
+            seen.requests.fetch_add(1, Ordering::SeqCst);
+            let want = u32::from_le_bytes([body[12], body[11], body[10], body[9]]) as usize;
+            let total = 9 + want;
+            let mut piece = (total as u32).to_le_bytes().to_vec();
+            piece.reverse();
+            piece.push(7);
+            piece.extend_from_slice(&body[1..9]); // index and begin
+            piece.extend(std::iter::repeat_n(0xee, want));
+            if stream.write_all(&piece).is_err() {
+                seen.closed_by_them.store(true, Ordering::SeqCst);
+                return;
+            }
+        }
+    }
+}
+
+/// Sends garbage: an absurd message length, then noise.
+fn garbage(stream: &mut TcpStream, seen: &Observed, _bitfield: &[u8]) {
+    let mut junk = vec![0x7f, 0xff, 0xff, 0xff, 0x09];
+    junk.extend((0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    let _ = stream.write_all(&junk);
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                seen.closed_by_them.store(true, Ordering::SeqCst);
+                return;
+            }
+            Ok(_) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_peers_cannot_spoil_or_stop_a_fetch() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = bundle_dir(dir.path(), "bundle-h", [1_000, 3_000_000, 1_000]);
+    let torrent = TorrentFile::create(&bundle, &[], Some(64 * 1024)).unwrap();
+    let torrent_path = dir.path().join("h.torrent");
+    std::fs::write(&torrent_path, torrent.as_bytes()).unwrap();
+
+    // A corrupted copy, served unchecked by libtorrent.
+    let bad_parent = dir.path().join("bad");
+    let bad = bad_parent.join("bundle-h");
+    std::fs::create_dir_all(&bad).unwrap();
+    for f in ["registration_tokens.txt", "manifest.jwt"] {
+        std::fs::copy(bundle.join(f), bad.join(f)).unwrap();
+    }
+    let mut data = std::fs::read(bundle.join("contracts.jsonl")).unwrap();
+    data.iter_mut().for_each(|b| *b ^= 0x5a);
+    std::fs::write(bad.join("contracts.jsonl"), &data).unwrap();
+    let (_lt, lt_port) = lt_seed_unchecked(&torrent_path, &bad_parent);
+    let corrupt: SocketAddr = format!("127.0.0.1:{lt_port}").parse().unwrap();
+
+    let pieces = torrent.total_length().div_ceil(u64::from(torrent.piece_length())) as usize;
+    let (liar, lies) = fake_peer(torrent.info_hash(), full_bitfield(pieces), lie);
+    let (staller, stalled) = fake_peer(torrent.info_hash(), full_bitfield(pieces), stall);
+    let (noisy, noise) = fake_peer(torrent.info_hash(), full_bitfield(pieces), garbage);
+
+    // First only the hostile peers: the fetcher must deal with them alone.
+    let out = dir.path().join("out");
+    let fetcher = Swarm::start(SwarmOptions::loopback(), &out).await.unwrap();
+    let t = fetcher.fetch(&torrent, &out, &[liar, corrupt, staller, noisy]).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(lies.closed_by_them.load(Ordering::SeqCst)
+        && stalled.requests.load(Ordering::SeqCst) > 0)
+    {
+        assert!(Instant::now() < deadline, "the liar was never asked and dropped: {:?}", t.peers());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(t.progress().done, 0, "nothing from the hostile peers was kept");
+    // Then an honest seeder, which dials the fetcher.
+    let honest_opts =
+        SwarmOptions { peers: vec![fetcher.listen_addr().unwrap()], ..SwarmOptions::loopback() };
+    let honest = Swarm::start(honest_opts, &dir.path().join("honest")).await.unwrap();
+    let seeding = honest.seed(&torrent, &bundle).await.unwrap();
+    timeout(LIMIT, seeding.wait_complete()).await.unwrap().unwrap();
+    timeout(LIMIT, t.wait_complete()).await.expect("the fetch completes despite them").unwrap();
+    assert_eq!(tree(&out.join("bundle-h")), tree(&bundle), "only verified data is kept");
+
+    let views = t.peers();
+    let view = |addr: SocketAddr| views.iter().find(|p| p.addr == addr.to_string()).cloned();
+    let l = view(liar).expect("the liar was met");
+    assert!(
+        l.fetched > 0 && lies.requests.load(Ordering::SeqCst) > 0,
+        "the liar sent wrong data: {l:?}"
+    );
+    assert_ne!(l.state, "live", "the liar is dropped: {l:?}");
+    assert!(l.errors > 0, "{l:?}");
+    let c = view(corrupt).expect("the corrupt libtorrent seeder was met");
+    assert_ne!(c.state, "live", "the corrupt seeder is dropped: {c:?}");
+    assert!(c.errors > 0, "{c:?}");
+    assert!(
+        seeding.progress().uploaded >= torrent.total_length(),
+        "the honest seeder served it all"
+    );
+    assert!(
+        stalled.connected.load(Ordering::SeqCst) && noise.connected.load(Ordering::SeqCst),
+        "both fakes were dialed"
+    );
+    // The garbage peer is cut off at once; the staller once the data is complete.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let all_closed =
+        || [&lies, &noise, &stalled].iter().all(|o| o.closed_by_them.load(Ordering::SeqCst));
+    while !all_closed() {
+        assert!(Instant::now() < deadline, "a hostile peer was never dropped: {views:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        stalled.requests.load(Ordering::SeqCst) > 0,
+        "the staller was asked for pieces it never sent"
+    );
+    fetcher.stop().await;
+    honest.stop().await;
+}
