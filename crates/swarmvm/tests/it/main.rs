@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 mod bundle;
+mod crash;
 mod interop;
 mod ledger;
 mod node;
