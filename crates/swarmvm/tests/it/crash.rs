@@ -38,7 +38,8 @@ fn setup(env: &Env) -> Vec<String> {
         let mut lines = String::new();
         for i in 0..CONTRACTS {
             let n = b * CONTRACTS + i;
-            let (signer, nonce) = if n % 2 == 0 { (&p1, n / 2 + 1) } else { (&p2, n / 2 + 1) };
+            let signer = if n.is_multiple_of(2) { &p1 } else { &p2 };
+            let nonce = n / 2 + 1;
             let action = json!({"action": "register_student", "student": {"id": format!("S{n}"), "name": "Crash Test", "department": "Reliability"}});
             lines.push_str(
                 &swarmvm_token::sign_contract(signer, &network, nonce, &[action], 1).unwrap(),
