@@ -27,7 +27,7 @@ pub fn only_fields(
     match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
         None => Ok(()),
         Some(k) => {
-            let shown: String = k.chars().take(64).collect();
+            let shown = crate::error::shown(k);
             Err(ActionError::UnknownField(if path.is_empty() {
                 shown
             } else {

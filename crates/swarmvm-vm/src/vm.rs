@@ -118,14 +118,14 @@ impl Vm {
     ) -> Result<(), RegistrationError> {
         if self.catalogue.get(handler).is_none() {
             return Err(RegistrationError::UnknownHandler {
-                action: action.chars().take(64).collect(),
-                handler: handler.chars().take(64).collect(),
+                action: crate::error::shown(action),
+                handler: crate::error::shown(handler),
             });
         }
         if !is_id(action) {
             return Err(RegistrationError::Invalid {
                 what: "action name",
-                value: action.chars().take(64).collect(),
+                value: crate::error::shown(action),
             });
         }
         self.write(action.into(), Record::Operation { handler: handler.into() });
@@ -143,13 +143,13 @@ impl Vm {
         if !is_id(id) {
             return Err(RegistrationError::Invalid {
                 what: "wallet id",
-                value: id.chars().take(64).collect(),
+                value: crate::error::shown(id),
             });
         }
         if label.chars().count() > MAX_TEXT_LEN || label.chars().any(char::is_control) {
             return Err(RegistrationError::Invalid {
                 what: "wallet label",
-                value: label.chars().take(64).collect(),
+                value: crate::error::shown(label),
             });
         }
         self.write(id.into(), Record::Wallet { label: label.into(), key: key.into() });
@@ -170,7 +170,7 @@ impl Vm {
             return Err(Rejection::NonceOutOfRange(contract.nonce));
         }
         if !self.is_registered(signer) {
-            return Err(Rejection::UnregisteredSigner(signer.chars().take(64).collect()));
+            return Err(Rejection::UnregisteredSigner(crate::error::shown(signer)));
         }
         let last = self.nonce(signer);
         if contract.nonce <= last {
@@ -282,11 +282,11 @@ fn resolve<'c>(
     name: &str,
 ) -> Result<&'c dyn crate::Handler, Rejection> {
     let Some(Record::Operation { handler }) = state.get(Table::Operation, name) else {
-        return Err(Rejection::UnknownAction { index, name: name.chars().take(64).collect() });
+        return Err(Rejection::UnknownAction { index, name: crate::error::shown(name) });
     };
     catalogue.get(handler).ok_or_else(|| Rejection::MissingHandler {
         index,
-        action: name.to_owned(),
-        handler: handler.to_string(),
+        action: crate::error::shown(name),
+        handler: crate::error::shown(handler),
     })
 }

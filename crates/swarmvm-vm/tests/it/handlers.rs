@@ -255,6 +255,21 @@ fn contract_level_rules() {
     assert_eq!(err.to_string(), "action 0: 'drop_tables' is not a registered operation");
 }
 
+/// Found by the `contract_execute` fuzz target: names from the input are echoed escaped, so
+/// a reason stays one line and cannot carry terminal escapes.
+#[test]
+fn reasons_escape_control_characters_from_the_input() {
+    let mut vm = vm();
+    let err = reject(&mut vm, "alice", &[json!({"action": "vote\n\u{1b}[2J"})]);
+    assert_eq!(err, "action 0: 'vote\\n\\u{1b}[2J' is not a registered operation");
+    let mut bad = student("S1");
+    bad["student"]["x\ny"] = json!(1);
+    let err = reject(&mut vm, "alice", &[bad]);
+    assert_eq!(err, "action 0 (register_student): unknown field 'student.x\\ny'");
+    let err = reject(&mut vm, "eve\r", &[student("S1")]);
+    assert_eq!(err, "signer eve\\r is not a registered wallet");
+}
+
 #[test]
 fn unregistered_actions_fail_even_when_the_catalogue_has_them() {
     let mut vm = Vm::new();
