@@ -3,6 +3,7 @@
 //! interoperability tests need (which fail, never skip, when a tool is missing).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
 
+pub mod fuzz;
 pub mod http;
 pub mod net;
 pub mod tools;

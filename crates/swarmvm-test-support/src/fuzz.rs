@@ -1,0 +1,282 @@
+//! The fuzz targets' bodies, shared by `fuzz/` (cargo-fuzz) and the corpus replay test that
+//! every ordinary test run executes. Each takes arbitrary bytes and must neither panic nor
+//! break an invariant (checked with `assert!`, which the fuzzer reports as a crash).
+
+use std::sync::OnceLock;
+
+use serde_json::Value;
+use swarmvm_token::{TimeCheck, TrustStore};
+use swarmvm_vm::{Contract, HANDLER_NAMES, Outcome, Vm};
+use swarmvm_wallet::{KeyMaterial, Wallet};
+
+/// A fixed authority (RFC 8032 test key 1), so corpus inputs can carry valid signatures.
+pub fn authority() -> &'static Wallet {
+    static W: OnceLock<Wallet> = OnceLock::new();
+    W.get_or_init(|| {
+        let seed: Vec<u8> = (0..32)
+            .map(|i| {
+                u8::from_str_radix(
+                    &"9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"
+                        [i * 2..i * 2 + 2],
+                    16,
+                )
+                .unwrap()
+            })
+            .collect();
+        Wallet::from_ed25519_seed(&seed).unwrap()
+    })
+}
+
+fn trust() -> &'static TrustStore {
+    static T: OnceLock<TrustStore> = OnceLock::new();
+    T.get_or_init(|| TrustStore::with_keys([authority().public_key()]))
+}
+
+/// Refusals must explain themselves on one line (DESIGN.md: a one-line reason): no control
+/// character from the input may reach the message.
+fn one_line(error: &impl std::fmt::Display) {
+    let text = error.to_string();
+    assert!(!text.chars().any(char::is_control), "reason is not one clean line: {text:?}");
+}
+
+/// The time tokens are checked at: a fixed moment, so results do not depend on the clock.
+pub const FUZZ_TIME: u64 = 1_700_000_000;
+
+/// Every token verifier on one input: registration, contract, manifest. Returns whether
+/// any of them accepted it; no input may be accepted as two kinds.
+pub fn token_verify(data: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(data) else { return false };
+    let network = authority().id().to_string();
+    let accepted = [
+        swarmvm_token::verify_registration(text, trust(), TimeCheck::at(FUZZ_TIME), HANDLER_NAMES)
+            .inspect_err(one_line)
+            .is_ok(),
+        swarmvm_token::verify_contract(text, trust(), &network).inspect_err(one_line).is_ok(),
+        swarmvm_token::verify_manifest(text, trust()).inspect_err(one_line).is_ok(),
+    ];
+    let kinds = accepted.iter().filter(|a| **a).count();
+    assert!(kinds <= 1, "one token accepted as {kinds} kinds");
+    kinds == 1
+}
+
+/// A VM with every handler and two wallets, as contracts expect.
+fn vm() -> Vm {
+    let mut vm = Vm::new();
+    for h in HANDLER_NAMES {
+        vm.register_operation(h, h).unwrap();
+    }
+    vm.register_wallet("alice", "a", "{}").unwrap();
+    vm.register_wallet("bob", "b", "{}").unwrap();
+    vm
+}
+
+/// Strict JSON parsing of a contract's actions, then execution: twice (the second a replay)
+/// and by another signer; a rejected contract must leave the root as it was.
+/// Returns whether the first execution was accepted.
+pub fn contract_execute(data: &[u8]) -> bool {
+    let Ok(value) = swarmvm_token::parse_strict(data) else { return false };
+    let actions: Vec<Value> = match value {
+        Value::Array(a) => a,
+        Value::Object(mut o) => match o.remove("actions") {
+            Some(Value::Array(a)) => a,
+            _ => return false,
+        },
+        _ => return false,
+    };
+    let mut vm = vm();
+    let mut first = None;
+    for (signer, nonce) in [("alice", 1), ("alice", 1), ("bob", 7)] {
+        let before = vm.state_root();
+        let outcome = vm.execute(&Contract { signer, nonce, actions: &actions });
+        let accepted = match outcome {
+            Outcome::Rejected(reason) => {
+                assert_eq!(vm.state_root(), before, "a rejected contract changed the state");
+                one_line(&reason);
+                false
+            }
+            _ => true,
+        };
+        first.get_or_insert(accepted);
+    }
+    let entries = vm.state().iter().map(|(t, id, r)| (t, id.to_owned(), r.clone()));
+    assert_eq!(Vm::from_entries(entries).unwrap().state_root(), vm.state_root());
+    first == Some(true)
+}
+
+/// Manifest verification.
+pub fn manifest_parse(data: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(data) else { return false };
+    let m = match swarmvm_token::verify_manifest(text, trust()) {
+        Ok(m) => m,
+        Err(e) => {
+            one_line(&e);
+            return false;
+        }
+    };
+    assert!(m.seq >= 1);
+    assert_eq!(m.parent.is_none(), m.seq == 1);
+    true
+}
+
+/// Torrent parsing and what is derived from a torrent.
+pub fn torrent_parse(data: &[u8]) -> bool {
+    let t = match swarmvm_swarm::TorrentFile::from_bytes(data) {
+        Ok(t) => t,
+        Err(e) => {
+            one_line(&e);
+            return false;
+        }
+    };
+    assert!(t.total_length() > 0);
+    let magnet = t.magnet().to_string();
+    let back = swarmvm_swarm::MagnetLink::parse(&magnet).unwrap();
+    assert_eq!(back.info_hash, t.info_hash());
+    for f in t.files() {
+        assert!(f.path.components().all(|c| matches!(c, std::path::Component::Normal(_))));
+    }
+    true
+}
+
+/// Magnet link parsing.
+pub fn magnet_parse(data: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(data) else { return false };
+    let m = match swarmvm_swarm::MagnetLink::parse(text) {
+        Ok(m) => m,
+        Err(e) => {
+            one_line(&e);
+            return false;
+        }
+    };
+    let again = swarmvm_swarm::MagnetLink::parse(&m.to_string()).unwrap();
+    assert_eq!(again.info_hash, m.info_hash);
+    true
+}
+
+/// Key parsing (PEM, DER, JWK), without a passphrase.
+pub fn key_parse(data: &[u8]) -> bool {
+    let material = match KeyMaterial::parse(data, None) {
+        Ok((material, _)) => material,
+        Err(e) => {
+            one_line(&e);
+            return false;
+        }
+    };
+    let key = material.public_key();
+    let jwk = key.to_jwk();
+    assert_eq!(swarmvm_wallet::PublicKey::from_jwk(&jwk).unwrap().id(), key.id());
+    true
+}
+
+/// A fuzz target: takes any bytes, returns whether they were accepted.
+pub type Target = fn(&[u8]) -> bool;
+
+/// Every target by name, for the replay test.
+pub const TARGETS: [(&str, Target); 6] = [
+    ("token_verify", token_verify),
+    ("contract_execute", contract_execute),
+    ("manifest_parse", manifest_parse),
+    ("torrent_parse", torrent_parse),
+    ("magnet_parse", magnet_parse),
+    ("key_parse", key_parse),
+];
+
+/// One seed input of a fuzz target, and whether the target must accept it: the valid seeds
+/// prove that the target reaches the code past parsing and signature checks.
+#[derive(Debug)]
+pub struct Seed {
+    /// The target's name, as in [`TARGETS`].
+    pub target: &'static str,
+    /// The input.
+    pub bytes: Vec<u8>,
+    /// Whether the target accepts it.
+    pub accepted: bool,
+}
+
+/// Valid (and a few classic hostile) inputs for each target: the seed corpus. Written to
+/// `fuzz/corpus/<target>/` by `make fuzz-corpus`; the replay test runs them too.
+pub fn seeds() -> Vec<Seed> {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+    use swarmvm_token::{FileDigest, IssueTime, Signer, WalletEntry};
+
+    let a = authority();
+    let network = a.id().to_string();
+    let time = IssueTime { now: FUZZ_TIME - 3600, ttl: 365 * 86_400 };
+    let ops: BTreeMap<String, String> =
+        HANDLER_NAMES.iter().map(|h| ((*h).to_owned(), (*h).to_owned())).collect();
+    let operations =
+        swarmvm_token::issue_operations(&Signer::Wallet(a), &ops, HANDLER_NAMES, time).unwrap();
+    let entry = WalletEntry { label: "peer1".into(), key: a.public_key().clone() };
+    let wallets = swarmvm_token::issue_wallets(&Signer::Wallet(a), &[entry], time).unwrap();
+    let student = json!({"action": "register_student", "student": {"id": "S001", "name": "John Doe", "department": "Computer Science"}});
+    let contract =
+        swarmvm_token::sign_contract(a, &network, 1, std::slice::from_ref(&student), FUZZ_TIME)
+            .unwrap();
+    let digest = |b: &[u8]| FileDigest {
+        size: b.len() as u64,
+        sha256: swarmvm_vm::Hash32::digest(b).to_hex(),
+    };
+    let files: BTreeMap<String, FileDigest> = [
+        ("contracts.jsonl".to_owned(), digest(b"")),
+        ("registration_tokens.txt".to_owned(), digest(b"")),
+    ]
+    .into();
+    let manifest1 = swarmvm_token::sign_manifest(a, 1, None, &files, FUZZ_TIME).unwrap();
+    let parent = swarmvm_vm::Hash32::digest(manifest1.as_bytes()).to_hex();
+    let manifest2 = swarmvm_token::sign_manifest(a, 2, Some(&parent), &files, FUZZ_TIME).unwrap();
+    let none = format!(
+        "{}.{}.",
+        crate::b64(r#"{"alg":"none"}"#),
+        crate::b64(r#"{"iss":"x","exp":1,"operations":{}}"#)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle-1");
+    std::fs::create_dir_all(&bundle).unwrap();
+    std::fs::write(bundle.join("registration_tokens.txt"), format!("{operations}\n{wallets}\n"))
+        .unwrap();
+    std::fs::write(bundle.join("contracts.jsonl"), format!("{contract}\n")).unwrap();
+    std::fs::write(bundle.join("manifest.jwt"), &manifest1).unwrap();
+    let torrent = swarmvm_swarm::TorrentFile::create(
+        &bundle,
+        &[url::Url::parse("http://127.0.0.1:6969/announce").unwrap()],
+        None,
+    )
+    .unwrap();
+    let mut single = Vec::new();
+    single.extend_from_slice(b"d4:infod6:lengthi5e4:name3:abc12:piece lengthi16384e6:pieces20:");
+    single.extend_from_slice(&[7u8; 20]);
+    single.extend_from_slice(b"ee");
+
+    let actions = json!([
+        student,
+        {"action": "add_course", "course": {"id": "C001", "name": "Blockchain Technology", "department": "Computer Science"}},
+        {"action": "enroll_student", "student_id": "S001", "course_id": "C001"},
+        {"action": "vote_proposal", "proposal": {"id": "P001", "description": "Increase Research Funding"}},
+        {"action": "generate_nft", "nft": {"id": "NFT001", "name": "RareArt", "metadata": {"artist": "Alice", "tags": ["rare", 1, true, null]}}},
+        {"action": "transfer_nft", "nft_id": "NFT001", "to": "bob"}
+    ]);
+    let rsa = Wallet::generate(swarmvm_wallet::Algorithm::Rsa2048).unwrap();
+
+    vec![
+        Seed { target: "token_verify", bytes: operations.into_bytes(), accepted: true },
+        Seed { target: "token_verify", bytes: wallets.into_bytes(), accepted: true },
+        Seed { target: "token_verify", bytes: contract.into_bytes(), accepted: true },
+        Seed { target: "token_verify", bytes: manifest1.clone().into_bytes(), accepted: true },
+        Seed { target: "token_verify", bytes: none.into_bytes(), accepted: false },
+        Seed { target: "contract_execute", bytes: json!({"actions": actions}).to_string().into_bytes(), accepted: true },
+        Seed { target: "contract_execute", bytes: json!([{"action": "vote_proposal", "proposal": {"id": "P1", "description": "d"}}, {"action": "vote_proposal", "proposal": {"id": "P1", "description": "d"}}]).to_string().into_bytes(), accepted: false },
+        Seed { target: "manifest_parse", bytes: manifest1.into_bytes(), accepted: true },
+        Seed { target: "manifest_parse", bytes: manifest2.into_bytes(), accepted: true },
+        Seed { target: "torrent_parse", bytes: torrent.as_bytes().to_vec(), accepted: true },
+        Seed { target: "torrent_parse", bytes: single, accepted: true },
+        Seed { target: "magnet_parse", bytes: torrent.magnet().to_string().into_bytes(), accepted: true },
+        Seed { target: "magnet_parse", bytes: format!("magnet:?xt=urn:btih:{}", "MFRGGZDFMZTWQ2LKNNWG23TPOBYXE43U").into_bytes(), accepted: true },
+        Seed { target: "key_parse", bytes: a.to_pkcs8_pem(None).unwrap().as_bytes().to_vec(), accepted: true },
+        Seed { target: "key_parse", bytes: a.public_key().to_spki_pem().into_bytes(), accepted: true },
+        Seed { target: "key_parse", bytes: a.public_key().to_jwk().to_string().into_bytes(), accepted: true },
+        Seed { target: "key_parse", bytes: rsa.to_pkcs8_pem(None).unwrap().as_bytes().to_vec(), accepted: true },
+        Seed { target: "key_parse", bytes: rsa.public_key().to_spki_pem().into_bytes(), accepted: true },
+    ]
+}

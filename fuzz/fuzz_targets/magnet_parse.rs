@@ -1,0 +1,6 @@
+//! Fuzz target `magnet_parse`: see `swarmvm_test_support::fuzz::magnet_parse`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _accepted = swarmvm_test_support::fuzz::magnet_parse(data);
+});
