@@ -197,6 +197,7 @@ impl TorrentFile {
         if bytes.len() > MAX_TORRENT_FILE {
             return Err(bad(format!("larger than {MAX_TORRENT_FILE} bytes")));
         }
+        bencode::check(bytes).map_err(|why| bad(format!("not a torrent file: {why}")))?;
         let parsed = librqbit::torrent_from_bytes(bytes)
             .map_err(|e| bad(format!("not a torrent file: {e}")))?;
         let info = &parsed.info.data;
@@ -574,6 +575,72 @@ fn sha1(data: &[u8]) -> [u8; 20] {
 
 /// Just enough bencode (BEP 3) to write metainfo: keys must be given in sorted order.
 mod bencode {
+    /// Deepest nesting a torrent may have (real ones use 4 or 5 levels).
+    const MAX_DEPTH: usize = 64;
+
+    /// Walks the first bencoded value of `input` without building it, before librqbit's
+    /// parser sees the bytes: that parser multiplies a string's length prefix without an
+    /// overflow check (a panic in debug builds, a wrapped length in release; found by the
+    /// `torrent_parse` fuzz target). Here a string length has at most 8 digits (the file is
+    /// at most 16 MiB) and must fit in what is left, an integer has at most 18 digits (it
+    /// fits in an i64), and nesting is bounded.
+    pub(super) fn check(input: &[u8]) -> Result<(), &'static str> {
+        let mut pos = 0;
+        let mut depth = 0usize;
+        loop {
+            match input.get(pos) {
+                None => return Err("it ends in the middle of a value"),
+                Some(b'e') if depth > 0 => {
+                    depth -= 1;
+                    pos += 1;
+                }
+                Some(b'd' | b'l') => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Err("it is nested too deeply");
+                    }
+                    pos += 1;
+                    continue;
+                }
+                Some(b'i') => {
+                    let rest = &input[pos + 1..];
+                    let end =
+                        rest.iter().position(|&b| b == b'e').ok_or("an integer has no end")?;
+                    let digits = rest[..end].strip_prefix(b"-").unwrap_or(&rest[..end]);
+                    if digits.is_empty()
+                        || digits.len() > 18
+                        || !digits.iter().all(u8::is_ascii_digit)
+                    {
+                        return Err("an integer is malformed or out of range");
+                    }
+                    pos += end + 2;
+                }
+                Some(b'0'..=b'9') => {
+                    let rest = &input[pos..];
+                    let colon = rest
+                        .iter()
+                        .take(9)
+                        .position(|&b| b == b':')
+                        .ok_or("a string length is malformed or too large")?;
+                    let digits = &rest[..colon];
+                    if !digits.iter().all(u8::is_ascii_digit) {
+                        return Err("a string length is malformed or too large");
+                    }
+                    let len = digits.iter().fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
+                    pos += colon + 1;
+                    if input.len() - pos < len {
+                        return Err("a string runs past the end");
+                    }
+                    pos += len;
+                }
+                Some(_) => return Err("it is not bencode"),
+            }
+            if depth == 0 {
+                return Ok(());
+            }
+        }
+    }
+
     pub(super) fn bytes(out: &mut Vec<u8>, b: &[u8]) {
         out.extend_from_slice(b.len().to_string().as_bytes());
         out.push(b':');
@@ -613,5 +680,41 @@ mod bencode {
         out.push(b'd');
         f(&mut Dict { out, last: None });
         out.push(b'e');
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::check;
+
+        #[test]
+        fn accepts_well_formed_values_and_refuses_what_would_overflow() {
+            for ok in [
+                &b"d4:infod6:lengthi5e4:name3:abcee"[..],
+                b"i-12e",
+                b"0:",
+                b"le",
+                b"l1:xi0ee",
+                b"3:abcTRAILING",
+            ] {
+                assert_eq!(check(ok), Ok(()), "{}", String::from_utf8_lossy(ok));
+            }
+            let deep = [b"l".repeat(65), b"e".repeat(65)].concat();
+            for (bad, why) in [
+                (
+                    &b"d4:inf8888888888888888888888:x"[..],
+                    "a string length is malformed or too large",
+                ),
+                (b"99999999:x", "a string runs past the end"),
+                (b"i9999999999999999999e", "an integer is malformed or out of range"),
+                (b"i-e", "an integer is malformed or out of range"),
+                (b"i12", "an integer has no end"),
+                (b"d4:info", "it ends in the middle of a value"),
+                (b"x", "it is not bencode"),
+                (b"e", "it is not bencode"),
+                (&deep, "it is nested too deeply"),
+            ] {
+                assert_eq!(check(bad), Err(why), "{}", String::from_utf8_lossy(bad));
+            }
+        }
     }
 }

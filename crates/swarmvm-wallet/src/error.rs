@@ -2,6 +2,20 @@
 
 use std::path::PathBuf;
 
+/// How an untrusted string appears in a message: its first 64 characters, control
+/// characters escaped, so a reason stays on one line.
+pub(crate) fn shown(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars().take(64) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Why a key could not be generated, read, parsed or written.
 ///
 /// Messages are one line, lowercase, and never contain key material.

@@ -44,7 +44,7 @@ impl FromStr for WalletId {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut out = [0u8; 32];
-        let shown: String = s.chars().take(64).flat_map(char::escape_debug).collect();
+        let shown = crate::error::shown(s);
         if s.len() != WALLET_ID_LEN {
             return Err(InvalidWalletId(shown));
         }

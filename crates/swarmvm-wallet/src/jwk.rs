@@ -38,9 +38,10 @@ fn check_alg(obj: &Map<String, Value>, expected: &str) -> Result<()> {
     match obj.get("alg") {
         None => Ok(()),
         Some(Value::String(alg)) if alg == expected => Ok(()),
-        Some(other) => {
-            Err(KeyError::jwk(format!("'alg' is {other} but this key type signs with {expected}")))
-        }
+        Some(other) => Err(KeyError::jwk(format!(
+            "'alg' is {} but this key type signs with {expected}",
+            crate::error::shown(&other.to_string())
+        ))),
     }
 }
 
@@ -50,7 +51,10 @@ pub(crate) fn public_from_members(obj: &Map<String, Value>) -> Result<PublicKey>
         "OKP" => {
             let crv = str_member(obj, "crv")?;
             if crv != "Ed25519" {
-                return Err(KeyError::UnsupportedAlgorithm(format!("okp curve {crv}")));
+                return Err(KeyError::UnsupportedAlgorithm(format!(
+                    "okp curve {}",
+                    crate::error::shown(crv)
+                )));
             }
             check_alg(obj, "EdDSA")?;
             let x = b64_member(obj, "x")?;
@@ -66,7 +70,9 @@ pub(crate) fn public_from_members(obj: &Map<String, Value>) -> Result<PublicKey>
             PublicKey::from_rsa_components(&b64_member(obj, "n")?, &b64_member(obj, "e")?)
         }
         "oct" => Err(KeyError::UnsupportedAlgorithm("symmetric (oct) jwk".into())),
-        other => Err(KeyError::UnsupportedAlgorithm(format!("jwk kty {other}"))),
+        other => {
+            Err(KeyError::UnsupportedAlgorithm(format!("jwk kty {}", crate::error::shown(other))))
+        }
     }
 }
 

@@ -289,6 +289,27 @@ pub(crate) fn bit_length(minimal: &[u8]) -> usize {
 mod tests {
     use super::*;
 
+    /// Found by the `key_parse` fuzz target: names from a JWK are echoed escaped.
+    #[test]
+    fn jwk_errors_escape_control_characters() {
+        let cases = [
+            (
+                serde_json::json!({"kty": "x\u{7f}\ny"}),
+                "unsupported key algorithm jwk kty x\\u{7f}\\ny; swarmvm wallets are ed25519 or rsa",
+            ),
+            (
+                serde_json::json!({"kty": "OKP", "crv": "X\r"}),
+                "unsupported key algorithm okp curve X\\r; swarmvm wallets are ed25519 or rsa",
+            ),
+        ];
+        for (jwk, reason) in cases {
+            assert_eq!(PublicKey::from_jwk(&jwk).unwrap_err().to_string(), reason);
+        }
+        let alg = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "alg": "Ed\u{7f}", "x": "AA"});
+        let err = PublicKey::from_jwk(&alg).unwrap_err().to_string();
+        assert!(!err.chars().any(char::is_control) && err.contains("\\u{7f}"), "{err}");
+    }
+
     #[test]
     fn rfc7638_example_thumbprint() {
         // RFC 7638 §3.1: the example RSA key and its published thumbprint.
