@@ -1,5 +1,5 @@
 # Local and CI commands are the same: .ci/run calls these targets.
-.PHONY: test test-deps lint fmt bench demo
+.PHONY: test test-deps lint fmt bench demo fuzz fuzz-corpus
 
 # Every test, on a fresh machine: installs the external tools first.
 test: test-deps
@@ -21,3 +21,16 @@ bench:
 
 demo:
 	bash scripts/demo.sh
+
+# One fuzz target for a while: make fuzz T=token_verify SECS=600 (needs cargo-fuzz:
+# cargo install cargo-fuzz). New findings land in fuzz/artifacts/T/; the working corpus in
+# fuzz/work/T/ stays out of git.
+T ?= token_verify
+SECS ?= 600
+fuzz:
+	mkdir -p fuzz/work/$(T)
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run $(T) work/$(T) corpus/$(T) -- -max_total_time=$(SECS) -print_final_stats=1
+
+# Rewrites the seed inputs (fuzz/corpus/*/seed-*) from swarmvm_test_support::fuzz::seeds().
+fuzz-corpus:
+	SWARMVM_WRITE_CORPUS=1 cargo test -p swarmvm-node --test it fuzz_corpus

@@ -5,6 +5,7 @@
 
 pub mod fuzz;
 pub mod http;
+pub mod load;
 pub mod net;
 pub mod tools;
 

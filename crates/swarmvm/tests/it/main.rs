@@ -6,6 +6,7 @@ mod bundle;
 mod crash;
 mod interop;
 mod ledger;
+mod load;
 mod node;
 mod secrets;
 mod support;
