@@ -581,13 +581,17 @@ mod bencode {
     /// Walks the first bencoded value of `input` without building it, before librqbit's
     /// parser sees the bytes: that parser multiplies a string's length prefix without an
     /// overflow check (a panic in debug builds, a wrapped length in release; found by the
-    /// `torrent_parse` fuzz target). Here a string length has at most 8 digits (the file is
-    /// at most 16 MiB) and must fit in what is left, an integer has at most 18 digits (it
-    /// fits in an i64), and nesting is bounded.
+    /// `torrent_parse` fuzz target), and reads `piece length` into a u32 the same way. Here a
+    /// string length has at most 8 digits (the file is at most 16 MiB) and must fit in what
+    /// is left, an integer has at most 18 digits (it fits in an i64), the integer after a
+    /// `piece length` key fits in a u32, and nesting is bounded.
     pub(super) fn check(input: &[u8]) -> Result<(), &'static str> {
         let mut pos = 0;
         let mut depth = 0usize;
+        // Whether the last item was the string `piece length` (so this one is its value).
+        let mut piece_length_next = false;
         loop {
+            let after_piece_length = std::mem::take(&mut piece_length_next);
             match input.get(pos) {
                 None => return Err("it ends in the middle of a value"),
                 Some(b'e') if depth > 0 => {
@@ -613,6 +617,13 @@ mod bencode {
                     {
                         return Err("an integer is malformed or out of range");
                     }
+                    if after_piece_length
+                        && (digits.len() > 10
+                            || digits.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'))
+                                > u64::from(u32::MAX))
+                    {
+                        return Err("the piece length is out of range");
+                    }
                     pos += end + 2;
                 }
                 Some(b'0'..=b'9') => {
@@ -631,6 +642,7 @@ mod bencode {
                     if input.len() - pos < len {
                         return Err("a string runs past the end");
                     }
+                    piece_length_next = &input[pos..pos + len] == b"piece length";
                     pos += len;
                 }
                 Some(_) => return Err("it is not bencode"),
@@ -695,6 +707,7 @@ mod bencode {
                 b"le",
                 b"l1:xi0ee",
                 b"3:abcTRAILING",
+                b"d12:piece lengthi4294967295e1:xi4294967296ee",
             ] {
                 assert_eq!(check(ok), Ok(()), "{}", String::from_utf8_lossy(ok));
             }
@@ -707,6 +720,8 @@ mod bencode {
                 (b"99999999:x", "a string runs past the end"),
                 (b"i9999999999999999999e", "an integer is malformed or out of range"),
                 (b"i-e", "an integer is malformed or out of range"),
+                (b"d12:piece lengthi4294967296ee", "the piece length is out of range"),
+                (b"d12:piece lengthi13555556384ee", "the piece length is out of range"),
                 (b"i12", "an integer has no end"),
                 (b"d4:info", "it ends in the middle of a value"),
                 (b"x", "it is not bencode"),
