@@ -21,6 +21,10 @@ pub const MAX_PIECES: u64 = 1 << 22;
 pub const MAX_TORRENT_FILE: usize = 16 * 1024 * 1024;
 /// Most files a torrent may list.
 pub const MAX_FILES: usize = 100_000;
+/// Longest magnet link read or written, before and after normalization.
+pub const MAX_MAGNET_LEN: usize = 8 * 1024;
+/// Most trackers kept from a magnet link.
+pub const MAX_MAGNET_TRACKERS: usize = 64;
 
 /// A BitTorrent v1 info-hash: SHA-1 of the bencoded `info` dictionary.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -100,7 +104,7 @@ impl MagnetLink {
     /// ignored (`so` file selections too: a bundle is fetched whole).
     pub fn parse(link: &str) -> Result<Self> {
         let bad = |why: &str| SwarmError::BadMagnet(format!("{why}: {}", short(link)));
-        if link.len() > 8 * 1024 {
+        if link.len() > MAX_MAGNET_LEN {
             return Err(SwarmError::BadMagnet("magnet link longer than 8 KiB".into()));
         }
         let url = Url::parse(link).map_err(|_| bad("not a url"))?;
@@ -118,7 +122,7 @@ impl MagnetLink {
                 "dn" if !value.is_empty() => name = Some(value.chars().take(255).collect()),
                 "tr" => {
                     let t = Url::parse(&value).map_err(|_| bad("a tracker is not a url"))?;
-                    if trackers.len() < 64 {
+                    if trackers.len() < MAX_MAGNET_TRACKERS {
                         trackers.push(t);
                     }
                 }
@@ -126,20 +130,32 @@ impl MagnetLink {
             }
         }
         let info_hash = hash.ok_or_else(|| bad("no xt=urn:btih: info-hash (BitTorrent v1)"))?;
-        Ok(Self { info_hash, name, trackers })
+        let magnet = Self { info_hash, name, trackers };
+        // Percent-encoding can triple a value: the printed form must parse again too (found
+        // by the `magnet_parse` fuzz target).
+        if magnet.to_string().len() > MAX_MAGNET_LEN {
+            return Err(SwarmError::BadMagnet(
+                "magnet link longer than 8 KiB once normalized".into(),
+            ));
+        }
+        Ok(magnet)
     }
+}
+
+/// A magnet link value, `application/x-www-form-urlencoded`.
+fn percent_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 impl fmt::Display for MagnetLink {
     /// `magnet:?xt=urn:btih:<hex>&dn=<name>&tr=<tracker>...`, values percent-encoded.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
         write!(f, "magnet:?xt=urn:btih:{}", self.info_hash)?;
         if let Some(name) = &self.name {
-            write!(f, "&dn={}", enc(name))?;
+            write!(f, "&dn={}", percent_encode(name))?;
         }
         for t in &self.trackers {
-            write!(f, "&tr={}", enc(t.as_str()))?;
+            write!(f, "&tr={}", percent_encode(t.as_str()))?;
         }
         Ok(())
     }
@@ -456,13 +472,23 @@ impl TorrentFile {
         }
     }
 
-    /// Its magnet link (info-hash, name, trackers).
+    /// Its magnet link (info-hash, name, trackers): as many of the trackers, in order, as
+    /// keep the link within the 8 KiB that [`MagnetLink::parse`] accepts.
     pub fn magnet(&self) -> MagnetLink {
-        MagnetLink {
+        let mut magnet = MagnetLink {
             info_hash: self.info_hash,
             name: Some(self.name.clone()),
-            trackers: self.trackers.clone(),
+            trackers: vec![],
+        };
+        let mut len = magnet.to_string().len();
+        for t in self.trackers.iter().take(MAX_MAGNET_TRACKERS) {
+            len += "&tr=".len() + percent_encode(t.as_str()).len();
+            if len > MAX_MAGNET_LEN {
+                break;
+            }
+            magnet.trackers.push(t.clone());
         }
+        magnet
     }
 }
 

@@ -4,4 +4,5 @@
 mod e2e;
 mod hostile_peers;
 mod interop;
+mod magnet;
 mod support;
