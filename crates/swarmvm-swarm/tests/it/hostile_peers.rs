@@ -233,3 +233,50 @@ async fn hostile_peers_cannot_spoil_or_stop_a_fetch() {
     fetcher.stop().await;
     honest.stop().await;
 }
+
+/// A BitTorrent handshake for `info_hash`.
+fn handshake(info_hash: [u8; 20], peer_id: &[u8; 20]) -> Vec<u8> {
+    let mut hs = vec![19];
+    hs.extend_from_slice(b"BitTorrent protocol");
+    hs.extend_from_slice(&[0; 8]);
+    hs.extend_from_slice(&info_hash);
+    hs.extend_from_slice(peer_id);
+    hs
+}
+
+/// A failed incoming handshake (a torrent the seeder lacks, as when nodes dial each other for
+/// a bundle one of them has not got yet, or a junk peer) must not hold up a good peer whose
+/// handshake is pending at the same time. librqbit 9.1.0 starved such a peer until the next
+/// connection arrived (vendor/librqbit/PATCHED.md); this fails without that patch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_handshake_does_not_stall_a_pending_good_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = bundle_dir(dir.path(), "bundle-j", [100, 1_000, 100]);
+    let torrent = TorrentFile::create(&bundle, &[], None).unwrap();
+    let seeder = Swarm::start(SwarmOptions::loopback(), &dir.path().join("s")).await.unwrap();
+    let _seeding = seeder.seed(&torrent, &bundle).await.unwrap();
+    let addr = seeder.listen_addr().unwrap();
+    let info_hash = torrent.info_hash().0;
+
+    let result = tokio::task::spawn_blocking(move || {
+        // The good peer connects first, so its check is pending, reading the handshake.
+        let mut good = TcpStream::connect(addr).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        // The junk peer asks for a torrent the seeder does not have; it is dropped.
+        let mut junk = TcpStream::connect(addr).unwrap();
+        junk.write_all(&handshake([0xee; 20], b"-XX0001-unknownhash!")).unwrap();
+        junk.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut byte = [0u8; 1];
+        assert!(matches!(junk.read(&mut byte), Ok(0) | Err(_)), "the junk peer is dropped");
+        // Now the good handshake: the seeder must answer it.
+        good.write_all(&handshake(info_hash, b"-XX0001-goodpeer0001")).unwrap();
+        good.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut reply = [0u8; 68];
+        good.read_exact(&mut reply).map(|()| reply)
+    })
+    .await
+    .unwrap();
+    let reply = result.expect("the seeder answers the good handshake within 2 s");
+    assert_eq!(&reply[1..20], b"BitTorrent protocol");
+    assert_eq!(reply[28..48], info_hash);
+}

@@ -1,5 +1,6 @@
 //! Nodes killed with SIGKILL at random moments while fetching and while applying three
-//! bundles. After every kill the ledger holds whole bundles only (its root is the root of
+//! bundles (a third of the kills at any moment, a third timed from a fetch's start, a third
+//! from a bundle's verification, so both phases are hit in every run). After every kill the ledger holds whole bundles only (its root is the root of
 //! its last applied bundle in an uninterrupted run); after the last, a restart reaches the
 //! same final root. `SWARMVM_CRASH_KILLS` sets the number of kills (6 by default; the long
 //! mode recorded in SECURITY.md uses 60).
@@ -91,25 +92,16 @@ fn nodes_killed_while_fetching_or_applying_hold_whole_bundles_and_catch_up() {
         ]);
         roots.push(env.ok(&["state", "root", "--data-dir", "reference"]).trim().to_owned());
     }
-    // A slow seeder, so fetching takes long enough to be interrupted.
+    // One seeder per bundle. The node's download limit (a fresh one each run) makes fetching
+    // take long enough to be interrupted; a limit on the long-lived seeders would carry
+    // state from one killed connection to the next.
     let mut seeders = Vec::new();
     let mut seeder_addrs = Vec::new();
     for (i, t) in torrents.iter().enumerate() {
         let dir = format!("b{}", i + 1);
         let d = Daemon::start(
             &env,
-            &[
-                "bundle",
-                "seed",
-                t,
-                "--dir",
-                &dir,
-                "--no-dht",
-                "--listen",
-                "127.0.0.1:0",
-                "--upload-limit",
-                "1500000",
-            ],
+            &["bundle", "seed", t, "--dir", &dir, "--no-dht", "--listen", "127.0.0.1:0"],
         );
         seeder_addrs.push(d.first_line["listen"].as_str().unwrap().to_owned());
         seeders.push(d);
@@ -124,6 +116,8 @@ fn nodes_killed_while_fetching_or_applying_hold_whole_bundles_and_catch_up() {
         "--no-dht",
         "--listen",
         "127.0.0.1:0",
+        "--download-limit",
+        "400000",
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -161,8 +155,27 @@ fn nodes_killed_while_fetching_or_applying_hold_whole_bundles_and_catch_up() {
                 sink.lock().unwrap().push(line);
             }
         });
-        // Kill somewhere in the first second and a half: during start-up, a fetch or an apply.
-        let delay = Duration::from_millis(seed % 1500);
+        // One kill in three at a random moment of the first second and a half (start-up, a
+        // fetch or an apply); one a random moment after a fetch starts; one as soon as a
+        // bundle is verified, while it is applied. The log decides where each one landed.
+        let trigger = match k % 3 {
+            0 => None,
+            1 => Some(("fetching bundle", Duration::from_millis(seed % 300))),
+            _ => Some(("bundle verified", Duration::ZERO)),
+        };
+        let delay = match trigger {
+            None => Duration::from_millis(seed % 1500),
+            Some((line, after)) => {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while !log.lock().unwrap().iter().any(|l| l.contains(line))
+                    && Instant::now() < deadline
+                    && child.try_wait().unwrap().is_none()
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                after
+            }
+        };
         std::thread::sleep(delay);
         child.kill().unwrap();
         child.wait().unwrap();
