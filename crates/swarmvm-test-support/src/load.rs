@@ -5,7 +5,7 @@
 
 use std::io::BufRead as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -61,6 +61,38 @@ impl Node {
     pub fn peak_rss_kib(&self) -> u64 {
         proc_status_kib(self.pid(), "VmHWM:")
     }
+}
+
+/// Spawns `BIN ARGS --json` in `dir` (logs off), waits (30 s at most) for its first line,
+/// and keeps draining its output so it never blocks on a full pipe. Killed when dropped.
+pub fn spawn_json(bin: &Path, dir: &Path, args: &[&str]) -> (KillOnDrop, Value) {
+    let mut child = KillOnDrop(
+        Command::new(bin)
+            .args(args)
+            .arg("--json")
+            .current_dir(dir)
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = std::io::BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        let _ = tx.send(line);
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("{args:?} printed nothing within 30 s"));
+    let first = serde_json::from_str(line.trim())
+        .unwrap_or_else(|_| panic!("{args:?} did not start: {line:?}"));
+    (child, first)
 }
 
 /// A field of `/proc/<pid>/status` in KiB (`VmHWM:`, `VmRSS:`).
@@ -211,7 +243,7 @@ impl Bundles {
                 "--tracker",
                 &url,
             ];
-            seeders.push(self.spawn(&args).0);
+            seeders.push(spawn_json(&self.bin, self.dir.path(), &args).0);
         }
         let mut started = Vec::new();
         for i in 0..nodes {
@@ -234,43 +266,11 @@ impl Bundles {
             for t in &self.torrents {
                 args.extend(["--bundle", t]);
             }
-            let (child, first) = self.spawn(&args);
+            let (child, first) = spawn_json(&self.bin, self.dir.path(), &args);
             let http = first["http"].as_str().unwrap().parse().unwrap();
             started.push(Node { child, http });
         }
         Network { nodes: started, _seeders: seeders, _tracker: tracker }
-    }
-
-    /// Spawns `swarmvm ARGS --json`, waits (30 s at most) for its first line and keeps
-    /// draining its output so it never blocks on a full pipe.
-    fn spawn(&self, args: &[&str]) -> (KillOnDrop, Value) {
-        let mut child = KillOnDrop(
-            Command::new(&self.bin)
-                .args(args)
-                .arg("--json")
-                .current_dir(self.dir.path())
-                .env("RUST_LOG", "error")
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        let stdout = child.0.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = std::io::BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line);
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("{args:?} printed nothing within 30 s"));
-        let first = serde_json::from_str(line.trim())
-            .unwrap_or_else(|_| panic!("{args:?} did not start: {line:?}"));
-        (child, first)
     }
 }
 

@@ -7,13 +7,13 @@
 //! `cargo bench -p swarmvm --bench demo`. Prints a markdown table for BENCHMARKS.md.
 #![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
 
-use std::io::BufRead as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use swarmvm_test_support::http::{get, post};
+use swarmvm_test_support::tools::KillOnDrop;
 
 const BIN: &str = env!("CARGO_BIN_EXE_swarmvm");
 
@@ -23,19 +23,8 @@ fn run(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn spawn_json(dir: &Path, args: &[&str]) -> (Child, serde_json::Value) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .arg("--json")
-        .current_dir(dir)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    (child, serde_json::from_str(&line).unwrap())
+fn spawn_json(dir: &Path, args: &[&str]) -> (KillOnDrop, serde_json::Value) {
+    swarmvm_test_support::load::spawn_json(Path::new(BIN), dir, args)
 }
 
 fn stats(mut xs: Vec<f64>) -> (f64, f64) {
@@ -155,10 +144,7 @@ fn bundle_to_nodes(nodes: usize) -> f64 {
         }
     }
     let seconds = start.elapsed().as_secs_f64();
-    for mut c in children {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
+    drop(children); // kills the nodes and the seeder
     seconds
 }
 
