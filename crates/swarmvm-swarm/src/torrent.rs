@@ -599,7 +599,8 @@ fn sha1(data: &[u8]) -> [u8; 20] {
     out
 }
 
-/// Just enough bencode (BEP 3) to write metainfo: keys must be given in sorted order.
+/// Just enough bencode (BEP 3): a structural check of untrusted metainfo, and a writer
+/// (keys must be given in sorted order).
 mod bencode {
     /// Deepest nesting a torrent may have (real ones use 4 or 5 levels).
     const MAX_DEPTH: usize = 64;
