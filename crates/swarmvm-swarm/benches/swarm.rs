@@ -15,26 +15,8 @@ use swarmvm_swarm::{Swarm, SwarmOptions, TorrentFile};
 
 const RUNS: usize = 3;
 
-fn write_random(path: &Path, n: usize, seed: u64) {
-    let mut x = seed | 1;
-    let mut data = Vec::with_capacity(n + 8);
-    while data.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        data.extend_from_slice(&x.to_le_bytes());
-    }
-    data.truncate(n);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, data).unwrap();
-}
-
 fn make_bundle(root: &Path, name: &str, big: usize) -> std::path::PathBuf {
-    let dir = root.join(name);
-    write_random(&dir.join("registration_tokens.txt"), 3_300, 1);
-    write_random(&dir.join("contracts.jsonl"), big, 2);
-    write_random(&dir.join("manifest.jwt"), 900, 3);
-    dir
+    swarmvm_test_support::bundle_dir(root, name, [3_300, big, 900])
 }
 
 /// One run: seconds until every fetcher completes, bytes the seeder uploaded, and bytes

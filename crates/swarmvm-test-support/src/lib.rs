@@ -18,6 +18,33 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 use swarmvm_wallet::{Algorithm, SigningKey, Wallet};
 
+/// Writes `n` bytes of deterministic pseudo-random data to `path`.
+pub fn random_file(path: &std::path::Path, n: usize, seed: u64) {
+    let mut x = seed | 1;
+    let mut data = Vec::with_capacity(n);
+    while data.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data.truncate(n);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, data).unwrap();
+}
+
+/// A bundle-like folder `dir/name` with three files of the given sizes.
+pub fn bundle_dir(dir: &std::path::Path, name: &str, sizes: [usize; 3]) -> std::path::PathBuf {
+    let root = dir.join(name);
+    random_file(&root.join("registration_tokens.txt"), sizes[0], 1);
+    random_file(&root.join("contracts.jsonl"), sizes[1], 2);
+    random_file(&root.join("manifest.jwt"), sizes[2], 3);
+    root
+}
+
+/// The operations of the design note: each action name bound to the handler of that name.
+pub const NOTE_OPS: &str = r#"{"register_student":"register_student","add_course":"add_course","vote_proposal":"vote_proposal","generate_nft":"generate_nft"}"#;
+
 /// Unpadded base64url.
 pub fn b64(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)

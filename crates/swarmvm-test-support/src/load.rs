@@ -14,13 +14,11 @@ use serde_json::{Value, json};
 use crate::http::get;
 use crate::tools::{KillOnDrop, Tracker};
 
-/// What to build.
+/// The bundles to build.
 #[derive(Debug, Clone)]
 pub struct Plan {
     /// The `swarmvm` binary.
     pub bin: PathBuf,
-    /// How many nodes.
-    pub nodes: usize,
     /// How many chained bundles.
     pub bundles: usize,
     /// Signed contracts per bundle.
@@ -95,6 +93,31 @@ pub fn spawn_json(bin: &Path, dir: &Path, args: &[&str]) -> (KillOnDrop, Value) 
     (child, first)
 }
 
+/// Runs `BIN ARGS` in `dir`, asserts success and returns stdout.
+pub fn run(bin: &Path, dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(bin).args(args).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Writes, in `dir`, an authority (`auth.pem`, `auth.pub`), a new wallet at each of
+/// `wallets`, and `tokens.txt`: the operations token for the note's four operations and a
+/// wallets token for those wallets.
+pub fn write_authority(bin: &Path, dir: &Path, wallets: &[&str]) {
+    run(bin, dir, &["wallet", "new", "--out", "auth.pem"]);
+    std::fs::write(dir.join("auth.pub"), run(bin, dir, &["wallet", "public", "auth.pem"])).unwrap();
+    std::fs::write(dir.join("ops.json"), crate::NOTE_OPS).unwrap();
+    let mut issue = vec!["token", "issue", "wallets", "--key", "auth.pem"];
+    for w in wallets {
+        run(bin, dir, &["wallet", "new", "--out", w]);
+        issue.extend(["--wallet", w]);
+    }
+    let ops =
+        run(bin, dir, &["token", "issue", "operations", "--key", "auth.pem", "--ops", "ops.json"]);
+    let wallets = run(bin, dir, &issue);
+    std::fs::write(dir.join("tokens.txt"), format!("{ops}{wallets}")).unwrap();
+}
+
 /// A field of `/proc/<pid>/status` in KiB (`VmHWM:`, `VmRSS:`).
 pub fn proc_status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -128,24 +151,7 @@ impl Bundles {
             roots: vec![],
             bytes: 0,
         };
-        b.run(&["wallet", "new", "--out", "auth.pem"]);
-        let public = b.run(&["wallet", "public", "auth.pem"]);
-        std::fs::write(b.path("auth.pub"), public).unwrap();
-        b.run(&["wallet", "new", "--out", "p1.pem"]);
-        b.run(&["wallet", "new", "--out", "p2.pem"]);
-        let ops: serde_json::Map<String, Value> =
-            ["register_student", "add_course", "vote_proposal", "generate_nft"]
-                .iter()
-                .map(|h| ((*h).to_owned(), json!(h)))
-                .collect();
-        std::fs::write(b.path("ops.json"), Value::Object(ops).to_string()).unwrap();
-        let ops =
-            b.run(&["token", "issue", "operations", "--key", "auth.pem", "--ops", "ops.json"]);
-        let wallets = b.run(&[
-            "token", "issue", "wallets", "--key", "auth.pem", "--wallet", "p1.pem", "--wallet",
-            "p2.pem",
-        ]);
-        std::fs::write(b.path("tokens.txt"), format!("{ops}{wallets}")).unwrap();
+        write_authority(&b.bin, b.dir.path(), &["p1.pem", "p2.pem"]);
         let wallet = |name: &str| {
             swarmvm_wallet::read_key_file(&b.path(name), None).unwrap().0.into_wallet().unwrap()
         };
@@ -218,9 +224,7 @@ impl Bundles {
     }
 
     fn run(&self, args: &[&str]) -> String {
-        let out = Command::new(&self.bin).args(args).current_dir(self.dir.path()).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
+        run(&self.bin, self.dir.path(), args)
     }
 
     /// Starts a whitelisting opentracker for the bundles, one seeder per bundle, then

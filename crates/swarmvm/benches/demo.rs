@@ -8,7 +8,6 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -18,9 +17,7 @@ use swarmvm_test_support::tools::KillOnDrop;
 const BIN: &str = env!("CARGO_BIN_EXE_swarmvm");
 
 fn run(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(BIN).args(args).current_dir(dir).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    swarmvm_test_support::load::run(Path::new(BIN), dir, args)
 }
 
 fn spawn_json(dir: &Path, args: &[&str]) -> (KillOnDrop, serde_json::Value) {
@@ -49,14 +46,7 @@ fn demo_times(peers: &str, runs: usize) -> (f64, f64) {
 fn bundle_to_nodes(nodes: usize) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    run(d, &["wallet", "new", "--out", "auth.pem"]);
-    std::fs::write(d.join("auth.pub"), run(d, &["wallet", "public", "auth.pem"])).unwrap();
-    run(d, &["wallet", "new", "--out", "peer1.pem"]);
-    std::fs::write(d.join("ops.json"), r#"{"register_student":"register_student","add_course":"add_course","vote_proposal":"vote_proposal","generate_nft":"generate_nft"}"#).unwrap();
-    let ops = run(d, &["token", "issue", "operations", "--key", "auth.pem", "--ops", "ops.json"]);
-    let wallets =
-        run(d, &["token", "issue", "wallets", "--key", "auth.pem", "--wallet", "peer1.pem"]);
-    std::fs::write(d.join("tokens.txt"), format!("{ops}{wallets}")).unwrap();
+    swarmvm_test_support::load::write_authority(Path::new(BIN), d, &["peer1.pem"]);
     std::fs::write(d.join("c.json"), r#"{"actions":[{"action":"register_student","student":{"id":"S001","name":"John Doe","department":"Computer Science"}}]}"#).unwrap();
     std::fs::write(
         d.join("contracts.jsonl"),

@@ -16,8 +16,7 @@ const ROUNDS: usize = 3;
 fn main() {
     let nodes: usize =
         std::env::var("SWARMVM_LOAD_NODES").ok().and_then(|v| v.parse().ok()).unwrap_or(32);
-    let plan =
-        Plan { bin: env!("CARGO_BIN_EXE_swarmvm").into(), nodes, bundles: 3, contracts: 1_000 };
+    let plan = Plan { bin: env!("CARGO_BIN_EXE_swarmvm").into(), bundles: 3, contracts: 1_000 };
     let bundles = Bundles::create(&plan);
     let last = bundles.roots.last().unwrap().clone();
     println!(

@@ -102,6 +102,21 @@ impl World {
         self.ledger.apply_bundle(&bundle, trust).map(|_| ()).map_err(|e| one_line(&e))
     }
 
+    /// A bundle folder through open + apply with the network's own trust store.
+    fn bundle_trusted(&mut self, dir: &Path) -> Result<(), String> {
+        let trust = self.net.trust.clone();
+        self.bundle(dir, &trust)
+    }
+
+    /// A bundle folder `name` with empty files and a manifest over `claims` as given, signed
+    /// by the authority with the manifest header, through open + apply.
+    fn forged_manifest_bundle(&mut self, name: &str, claims: &Value) -> Result<(), String> {
+        let header = json!({"alg": "EdDSA", "typ": "swarmvm-manifest+jwt", "kid": self.net.id()});
+        let d =
+            self.raw_bundle(name, &forge(&header, claims, ForgeKey::Wallet(&self.net.authority)));
+        self.bundle_trusted(&d)
+    }
+
     /// A fresh bundle folder after `first`, with `contracts`, to tamper with.
     fn next_bundle(&self, name: &str, contracts: &[String]) -> PathBuf {
         self.net.bundle(self.dir.path(), name, false, contracts, Some(&self.first))
@@ -668,44 +683,37 @@ fn bundles() -> Vec<Case> {
             let t =
                 std::fs::read_to_string(d.join("contracts.jsonl")).unwrap().replacen('e', "f", 1);
             std::fs::write(d.join("contracts.jsonl"), t).unwrap();
-            let trust = w.net.trust.clone();
-            w.bundle(&d, &trust)
+            w.bundle_trusted(&d)
         }),
         case("bundle", "a file grown after signing", |w| {
             let d = w.next_bundle("grown", &[]);
             std::fs::write(d.join("registration_tokens.txt"), b"extra\n").unwrap();
-            let trust = w.net.trust.clone();
-            w.bundle(&d, &trust)
+            w.bundle_trusted(&d)
         }),
         case("bundle", "an extra file", |w| {
             let d = w.next_bundle("extra", &[]);
             std::fs::write(d.join("run-me.sh"), b"#!/bin/sh").unwrap();
-            let trust = w.net.trust.clone();
-            w.bundle(&d, &trust)
+            w.bundle_trusted(&d)
         }),
         case("bundle", "a subfolder", |w| {
             let d = w.next_bundle("subdir", &[]);
             std::fs::create_dir(d.join("nested")).unwrap();
-            let trust = w.net.trust.clone();
-            w.bundle(&d, &trust)
+            w.bundle_trusted(&d)
         }),
         case("bundle", "a symlink in place of a file", |w| {
             let d = w.next_bundle("symlink", &[]);
             std::fs::remove_file(d.join("contracts.jsonl")).unwrap();
             symlink("/etc/passwd", d.join("contracts.jsonl")).unwrap();
-            let trust = w.net.trust.clone();
-            w.bundle(&d, &trust)
+            w.bundle_trusted(&d)
         }),
         case("bundle", "no manifest", |w| {
             let d = w.next_bundle("no-manifest", &[]);
             std::fs::remove_file(d.join("manifest.jwt")).unwrap();
-            let trust = w.net.trust.clone();
-            w.bundle(&d, &trust)
+            w.bundle_trusted(&d)
         }),
         case("bundle", "a manifest signed by an untrusted key", |w| {
             let d = w.stranger.bundle(w.dir.path(), "untrusted", true, &[], None);
-            let trust = w.net.trust.clone();
-            w.bundle(&d, &trust)
+            w.bundle_trusted(&d)
         }),
         case("bundle", "a manifest signed with hs256", |w| {
             let claims = json!({"iss": "hs256", "iat": 1, "seq": 2, "parent": Hash32::digest(b"x").to_hex(), "files": empty_digests()});
@@ -725,16 +733,7 @@ fn bundles() -> Vec<Case> {
             let mut files = empty_digests();
             files.get_mut("contracts.jsonl").unwrap().size = 1 << 40;
             let claims = json!({"iss": w.net.id(), "iat": w.net.issued_at, "seq": 2, "parent": Hash32::digest(b"x").to_hex(), "files": files});
-            let d = w.raw_bundle(
-                "huge",
-                &forge(
-                    &json!({"alg": "EdDSA", "typ": "swarmvm-manifest+jwt", "kid": w.net.id()}),
-                    &claims,
-                    ForgeKey::Wallet(&w.net.authority),
-                ),
-            );
-            let trust = w.net.trust.clone();
-            w.bundle(&d, &trust)
+            w.forged_manifest_bundle("huge", &claims)
         }),
         case("bundle", "a manifest listing ../x", |w| {
             let mut files = empty_digests();
@@ -743,64 +742,33 @@ fn bundles() -> Vec<Case> {
                 FileDigest { size: 0, sha256: Hash32::digest(b"").to_hex() },
             );
             let claims = json!({"iss": w.net.id(), "iat": w.net.issued_at, "seq": 2, "parent": Hash32::digest(b"x").to_hex(), "files": files});
-            let d = w.raw_bundle(
-                "traversal",
-                &forge(
-                    &json!({"alg": "EdDSA", "typ": "swarmvm-manifest+jwt", "kid": w.net.id()}),
-                    &claims,
-                    ForgeKey::Wallet(&w.net.authority),
-                ),
-            );
-            let trust = w.net.trust.clone();
-            w.bundle(&d, &trust)
+            w.forged_manifest_bundle("traversal", &claims)
         }),
         case("bundle", "a manifest with seq 0", |w| {
             let claims = json!({"iss": w.net.id(), "iat": w.net.issued_at, "seq": 0, "files": empty_digests()});
-            let d = w.raw_bundle(
-                "seq0",
-                &forge(
-                    &json!({"alg": "EdDSA", "typ": "swarmvm-manifest+jwt", "kid": w.net.id()}),
-                    &claims,
-                    ForgeKey::Wallet(&w.net.authority),
-                ),
-            );
-            let trust = w.net.trust.clone();
-            w.bundle(&d, &trust)
+            w.forged_manifest_bundle("seq0", &claims)
         }),
         case("bundle", "seq 2 without a parent", |w| {
             let claims = json!({"iss": w.net.id(), "iat": w.net.issued_at, "seq": 2, "files": empty_digests()});
-            let d = w.raw_bundle(
-                "orphan",
-                &forge(
-                    &json!({"alg": "EdDSA", "typ": "swarmvm-manifest+jwt", "kid": w.net.id()}),
-                    &claims,
-                    ForgeKey::Wallet(&w.net.authority),
-                ),
-            );
-            let trust = w.net.trust.clone();
-            w.bundle(&d, &trust)
+            w.forged_manifest_bundle("orphan", &claims)
         }),
         case("bundle", "a manifest that is not a token", |w| {
             let d = w.raw_bundle("garbage", "\u{fffd}\u{0}garbage");
-            let trust = w.net.trust.clone();
-            w.bundle(&d, &trust)
+            w.bundle_trusted(&d)
         }),
         case("bundle", "a skipped seq (3 after 1)", |w| {
             let ghost = w.next_bundle("ghost", &[]);
             let d = w.net.bundle(w.dir.path(), "third", false, &[], Some(&ghost));
-            let trust = w.net.trust.clone();
-            w.bundle(&d, &trust)
+            w.bundle_trusted(&d)
         }),
         case("bundle", "a wrong parent", |w| {
             let other = w.net.bundle(w.dir.path(), "other-first", false, &[], None);
             let d = w.net.bundle(w.dir.path(), "wrong-parent", false, &[], Some(&other));
-            let trust = w.net.trust.clone();
-            w.bundle(&d, &trust)
+            w.bundle_trusted(&d)
         }),
         case("bundle", "the applied bundle again (replay)", |w| {
             let first = w.first.clone();
-            let trust = w.net.trust.clone();
-            w.bundle(&first, &trust)
+            w.bundle_trusted(&first)
         }),
         case("bundle", "a trusted authority of another network", |w| {
             let d = w.stranger.bundle(w.dir.path(), "foreign", true, &[], None);

@@ -12,27 +12,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{Daemon, Env, NOTE_OPS};
+use crate::support::{Daemon, Env};
 
 const BUNDLES: u64 = 3;
 const CONTRACTS: u64 = 1_200;
 
 fn setup(env: &Env) -> Vec<String> {
-    env.wallet("auth.pem", "ed25519");
-    env.public("auth.pem", "auth.pub");
-    env.wallet("p1.pem", "ed25519");
-    env.wallet("p2.pem", "ed25519");
-    env.write("ops.json", NOTE_OPS);
-    let ops = env.ok(&["token", "issue", "operations", "--key", "auth.pem", "--ops", "ops.json"]);
-    let wallets = env.ok(&[
-        "token", "issue", "wallets", "--key", "auth.pem", "--wallet", "p1.pem", "--wallet",
-        "p2.pem",
-    ]);
-    env.write("tokens.txt", format!("{ops}{wallets}"));
+    env.network("ed25519", "tokens.txt");
     let wallet = |name: &str| {
         swarmvm_wallet::read_key_file(&env.path(name), None).unwrap().0.into_wallet().unwrap()
     };
-    let (p1, p2) = (wallet("p1.pem"), wallet("p2.pem"));
+    let (p1, p2) = (wallet("peer1.pem"), wallet("peer2.pem"));
     let network = env.json(&["wallet", "show", "auth.pub"])["id"].as_str().unwrap().to_owned();
     let mut torrents = Vec::new();
     for b in 0..BUNDLES {

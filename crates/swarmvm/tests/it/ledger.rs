@@ -2,30 +2,30 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{Env, FAILURE, NOTE_OPS, REFUSED};
+use crate::support::{Env, FAILURE, REFUSED};
 
 /// An authority, two peers, and registration_tokens.txt registering the note's operations
 /// and both peers.
-fn network() -> Env {
-    let env = Env::new();
-    env.wallet("auth.pem", "ed25519");
-    env.public("auth.pem", "auth.pub");
-    env.wallet("peer1.pem", "ed25519");
-    env.wallet("peer2.pem", "rsa-2048");
-    env.write("ops.json", NOTE_OPS);
-    let ops = env.ok(&["token", "issue", "operations", "--key", "auth.pem", "--ops", "ops.json"]);
-    let wallets = env.ok(&[
-        "token",
-        "issue",
-        "wallets",
-        "--key",
-        "auth.pem",
+/// `exec` of `contract` by peer1 into `data_dir`, registering from registration_tokens.txt
+/// checked against auth.pub (the first contract on a fresh ledger).
+fn exec_registering(env: &Env, contract: &str, data_dir: &str) {
+    env.ok(&[
+        "exec",
+        contract,
         "--wallet",
         "peer1.pem",
-        "--wallet",
-        "peer2.pem",
+        "--data-dir",
+        data_dir,
+        "--tokens",
+        "registration_tokens.txt",
+        "--trust",
+        "auth.pub",
     ]);
-    env.write("registration_tokens.txt", format!("{ops}{wallets}"));
+}
+
+fn network() -> Env {
+    let env = Env::new();
+    env.network("rsa-2048", "registration_tokens.txt");
     env
 }
 
@@ -97,18 +97,7 @@ fn exec_runs_the_notes_contracts_and_state_shows_them() {
     assert!(text.contains("student     S001 John Doe (Computer Science)"), "{text}");
 
     // The same inputs on another data dir give the same root.
-    env.ok(&[
-        "exec",
-        &contracts[0],
-        "--wallet",
-        "peer1.pem",
-        "--data-dir",
-        "copy",
-        "--tokens",
-        "registration_tokens.txt",
-        "--trust",
-        "auth.pub",
-    ]);
+    exec_registering(&env, &contracts[0], "copy");
     for c in &contracts[1..] {
         env.ok(&["exec", c, "--wallet", "peer1.pem", "--data-dir", "copy"]);
     }
@@ -119,18 +108,7 @@ fn exec_runs_the_notes_contracts_and_state_shows_them() {
 fn a_rejected_contract_exits_1_and_changes_nothing() {
     let env = network();
     let contracts = note_contracts(&env);
-    env.ok(&[
-        "exec",
-        &contracts[0],
-        "--wallet",
-        "peer1.pem",
-        "--data-dir",
-        "p",
-        "--tokens",
-        "registration_tokens.txt",
-        "--trust",
-        "auth.pub",
-    ]);
+    exec_registering(&env, &contracts[0], "p");
     let root = env.ok(&["state", "root", "--data-dir", "p"]);
     let err =
         env.fails(&["exec", &contracts[0], "--wallet", "peer2.pem", "--data-dir", "p"], REFUSED);
@@ -205,18 +183,7 @@ fn registrations_are_never_trusted_on_their_own() {
         "{err}"
     );
     // An unregistered wallet cannot act even on a registered network.
-    env.ok(&[
-        "exec",
-        &contracts[0],
-        "--wallet",
-        "peer1.pem",
-        "--data-dir",
-        "p",
-        "--tokens",
-        "registration_tokens.txt",
-        "--trust",
-        "auth.pub",
-    ]);
+    exec_registering(&env, &contracts[0], "p");
     let err =
         env.fails(&["exec", &contracts[1], "--wallet", "mallory.pem", "--data-dir", "p"], REFUSED);
     assert!(err.contains("unknown kid"), "{err}");
@@ -271,18 +238,7 @@ fn contract_sign_prints_a_contract_bound_to_the_network() {
 fn state_reads_while_a_writer_holds_the_ledger() {
     let env = network();
     let contracts = note_contracts(&env);
-    env.ok(&[
-        "exec",
-        &contracts[0],
-        "--wallet",
-        "peer1.pem",
-        "--data-dir",
-        "p",
-        "--tokens",
-        "registration_tokens.txt",
-        "--trust",
-        "auth.pub",
-    ]);
+    exec_registering(&env, &contracts[0], "p");
     let writer = swarmvm_ledger::Ledger::open(&env.path("p/ledger.redb")).unwrap();
     let root = env.ok(&["state", "root", "--data-dir", "p"]);
     assert_eq!(root.trim(), writer.state_root().to_hex());

@@ -16,10 +16,9 @@ const MAX_PEAK_RSS_MIB: u64 = 48;
 
 #[test]
 fn thirty_two_nodes_converge_while_wrk_hammers_one_api() {
-    let plan =
-        Plan { bin: env!("CARGO_BIN_EXE_swarmvm").into(), nodes: 32, bundles: 3, contracts: 300 };
+    let plan = Plan { bin: env!("CARGO_BIN_EXE_swarmvm").into(), bundles: 3, contracts: 300 };
     let bundles = Bundles::create(&plan);
-    let network = bundles.start(plan.nodes);
+    let network = bundles.start(32);
     let busy = network.nodes[0].http;
     // wrk runs while the nodes fetch and apply: the API answers from the last committed
     // state and never waits on a transfer.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use swarmvm_test_support::http::get;
 
-use crate::support::{Daemon, Env, FAILURE, NOTE_OPS, REFUSED};
+use crate::support::{Daemon, Env, FAILURE, REFUSED};
 
 fn demo(peers: &str) -> Value {
     let env = Env::new();
@@ -69,26 +69,24 @@ fn demo_text_ends_with_the_agreement_and_cleans_up() {
     assert_eq!(before, after, "no demo folder left behind");
 }
 
-/// An authority, two peers, registration_tokens.txt and two contract files.
-fn network(env: &Env) {
-    env.wallet("auth.pem", "ed25519");
-    env.public("auth.pem", "auth.pub");
-    env.wallet("peer1.pem", "ed25519");
-    env.wallet("peer2.pem", "ed25519");
-    env.write("ops.json", NOTE_OPS);
-    let ops = env.ok(&["token", "issue", "operations", "--key", "auth.pem", "--ops", "ops.json"]);
-    let wallets = env.ok(&[
-        "token",
-        "issue",
-        "wallets",
+/// `bundle create b1` of tokens.txt and contracts1.jsonl, signed by auth.pem.
+fn create_b1(env: &Env) -> Value {
+    env.json(&[
+        "bundle",
+        "create",
+        "b1",
         "--key",
         "auth.pem",
-        "--wallet",
-        "peer1.pem",
-        "--wallet",
-        "peer2.pem",
-    ]);
-    env.write("tokens.txt", format!("{ops}{wallets}"));
+        "--tokens",
+        "tokens.txt",
+        "--contracts",
+        "contracts1.jsonl",
+    ])
+}
+
+/// An authority, two peers, tokens.txt and two contract files.
+fn network(env: &Env) {
+    env.network("ed25519", "tokens.txt");
     env.write("c1.json", r#"{"actions":[{"action":"register_student","student":{"id":"S001","name":"John Doe","department":"Computer Science"}}]}"#);
     env.write("c2.json", r#"{"actions":[{"action":"vote_proposal","proposal":{"id":"P001","description":"Increase Research Funding"}}]}"#);
     let c1 = env.ok(&[
@@ -121,17 +119,7 @@ fn network(env: &Env) {
 fn bundles_made_with_key_apply_offline_in_order_only() {
     let env = Env::new();
     network(&env);
-    let b1 = env.json(&[
-        "bundle",
-        "create",
-        "b1",
-        "--key",
-        "auth.pem",
-        "--tokens",
-        "tokens.txt",
-        "--contracts",
-        "contracts1.jsonl",
-    ]);
+    let b1 = create_b1(&env);
     assert_eq!((b1["seq"].as_u64(), b1["parent"].is_null()), (Some(1), true));
     let b2 = env.json(&[
         "bundle",
@@ -228,17 +216,7 @@ fn http_of(node: &Daemon) -> std::net::SocketAddr {
 fn node_run_fetches_applies_seeds_and_stops_on_sigterm() {
     let env = Env::new();
     network(&env);
-    env.ok(&[
-        "bundle",
-        "create",
-        "b1",
-        "--key",
-        "auth.pem",
-        "--tokens",
-        "tokens.txt",
-        "--contracts",
-        "contracts1.jsonl",
-    ]);
+    create_b1(&env);
     let mut seeder = Daemon::start(
         &env,
         &["bundle", "seed", "b1.torrent", "--dir", "b1", "--no-dht", "--listen", "127.0.0.1:0"],

@@ -113,6 +113,31 @@ impl Env {
         let pem = self.ok(&["wallet", "public", &self.p(private)]);
         self.write(public, pem)
     }
+
+    /// A network: an Ed25519 authority (`auth.pem`, `auth.pub`), peers `peer1.pem` (Ed25519)
+    /// and `peer2.pem` (`peer2_algorithm`), and `tokens` holding the operations token for the
+    /// note's four operations and a wallets token for both peers.
+    pub fn network(&self, peer2_algorithm: &str, tokens: &str) {
+        self.wallet("auth.pem", "ed25519");
+        self.public("auth.pem", "auth.pub");
+        self.wallet("peer1.pem", "ed25519");
+        self.wallet("peer2.pem", peer2_algorithm);
+        self.write("ops.json", NOTE_OPS);
+        let ops =
+            self.ok(&["token", "issue", "operations", "--key", "auth.pem", "--ops", "ops.json"]);
+        let wallets = self.ok(&[
+            "token",
+            "issue",
+            "wallets",
+            "--key",
+            "auth.pem",
+            "--wallet",
+            "peer1.pem",
+            "--wallet",
+            "peer2.pem",
+        ]);
+        self.write(tokens, format!("{ops}{wallets}"));
+    }
 }
 
 /// Runs an external program and returns its stdout, failing the test on error.
@@ -130,8 +155,7 @@ pub fn external(program: &str, args: &[&str], cwd: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// The note's four operations.
-pub const NOTE_OPS: &str = r#"{"register_student":"register_student","add_course":"add_course","vote_proposal":"vote_proposal","generate_nft":"generate_nft"}"#;
+pub use swarmvm_test_support::NOTE_OPS;
 
 /// A long-running `swarmvm` process (a seeder, a node), killed when dropped.
 pub struct Daemon {
