@@ -17,6 +17,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# cargo-nextest runs the tests (the machine image has it; install it where it is missing).
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
 if ! python3 -c 'import jwt, jwcrypto, cryptography, libtorrent' 2>/dev/null; then
   echo "installing PyPI packages: pyjwt[crypto] jwcrypto libtorrent"
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \

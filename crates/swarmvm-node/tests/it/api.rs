@@ -100,7 +100,7 @@ async fn bad_requests_get_4xx_with_a_json_error() {
     let a = Authority::new(1).await;
     let node = a.node("peer").await;
     let http = node.http_addr().unwrap();
-    let cases: [(&str, &str, Option<&str>, u16, &str); 12] = [
+    let cases: [(&str, &str, Option<&str>, u16, &str); 14] = [
         ("POST", "/v1/bundles", Some("{not json"), 400, "json"),
         ("POST", "/v1/bundles", Some("{}"), 400, "exactly one of"),
         (
@@ -131,6 +131,8 @@ async fn bad_requests_get_4xx_with_a_json_error() {
         ("DELETE", "/v1/status", None, 405, "DELETE is not allowed on /v1/status"),
         ("GET", "/v1/receipts?limit=0", None, 400, "limit must be from 1 to 10000"),
         ("GET", "/v1/receipts?limit=abc", None, 400, "invalid"),
+        ("GET", "/v1/log?limit=0", None, 400, "limit must be from 1 to 10000"),
+        ("POST", "/v1/state", Some("{}"), 405, "POST is not allowed on /v1/state"),
     ];
     for (method, path, body, code, says) in cases {
         let (got, json) = request(http, method, path, body);

@@ -122,6 +122,19 @@ fn vote_proposal_creates_on_first_vote_and_counts_one_per_wallet() {
         vm.state().get(Table::Proposal, "P001"),
         Some(&Record::Proposal { description: "Increase Research Funding".into(), votes: 3 })
     );
+    for (bad, reason) in [
+        (json!({"action": "vote_proposal"}), "missing field 'proposal'"),
+        (
+            json!({"action": "vote_proposal", "proposal": {"id": "P9"}}),
+            "missing field 'proposal.description'",
+        ),
+        (
+            json!({"action": "vote_proposal", "proposal": {"id": "P9", "description": 1}}),
+            "field 'proposal.description' must be a string",
+        ),
+    ] {
+        assert_eq!(reject(&mut vm, "carol", &[bad]), format!("action 0 (vote_proposal): {reason}"));
+    }
     let other = json!({"action": "vote_proposal", "proposal": {"id": "P001", "description": "Cut funding"}});
     assert!(
         reject(&mut vm, "carol", &[other])
@@ -187,6 +200,16 @@ fn transfer_nft_only_by_owner_to_registered_wallet() {
         reject(&mut vm, "alice", &[to("alice")])
             .ends_with("nft NFT001 already belongs to that wallet")
     );
+    for (bad, reason) in [
+        (json!({"action": "transfer_nft", "to": "bob"}), "missing field 'nft_id'"),
+        (json!({"action": "transfer_nft", "nft_id": "NFT001"}), "missing field 'to'"),
+        (
+            json!({"action": "transfer_nft", "nft_id": "NFT001", "to": 5}),
+            "field 'to' must be a string",
+        ),
+    ] {
+        assert_eq!(reject(&mut vm, "alice", &[bad]), format!("action 0 (transfer_nft): {reason}"));
+    }
     let none = json!({"action": "transfer_nft", "nft_id": "NFT404", "to": "bob"});
     assert!(reject(&mut vm, "alice", &[none]).ends_with("nft NFT404 does not exist"));
     assert_eq!(run(&mut vm, "alice", &[to("bob")]), Outcome::Applied);

@@ -93,6 +93,8 @@ fn exec_runs_the_notes_contracts_and_state_shows_them() {
     let root = env.ok(&["state", "root", "--data-dir", "peer1"]);
     assert_eq!(root.trim(), state["state_root"].as_str().unwrap());
     assert_eq!(root.trim().len(), 64);
+    let root_json = env.json(&["state", "root", "--data-dir", "peer1"]);
+    assert_eq!(root_json["state_root"], state["state_root"]);
     let text = env.ok(&["state", "show", "--data-dir", "peer1"]);
     assert!(text.contains("student     S001 John Doe (Computer Science)"), "{text}");
 

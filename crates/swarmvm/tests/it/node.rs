@@ -251,7 +251,7 @@ fn node_run_fetches_applies_seeds_and_stops_on_sigterm() {
     // The seeder leaves; a second node learns the bundle from the first one only.
     assert_eq!(seeder.signal("INT"), 0);
     let first_listen = node.first_line["listen"].as_str().unwrap().to_owned();
-    let second = Daemon::start(
+    let mut second = Daemon::start(
         &env,
         &[
             "node",
@@ -283,6 +283,8 @@ fn node_run_fetches_applies_seeds_and_stops_on_sigterm() {
     );
     // The ledger is closed and readable.
     assert_eq!(env.ok(&["state", "root", "--data-dir", "peer"]).trim(), status["state_root"]);
+    assert_eq!(second.signal("INT"), 0, "SIGINT stops a node cleanly too");
+    assert_eq!(env.ok(&["state", "root", "--data-dir", "peer2"]).trim(), status["state_root"]);
 }
 
 #[test]

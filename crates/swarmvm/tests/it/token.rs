@@ -1,7 +1,7 @@
 //! `swarmvm token issue operations|wallets` and `swarmvm token verify`.
 
 use serde_json::{Value, json};
-use swarmvm_test_support::{ForgeKey, forge, now};
+use swarmvm_test_support::{ForgeKey, b64, forge, now};
 use swarmvm_wallet::{KeyMaterial, Wallet};
 
 use crate::support::{Env, FAILURE, NOTE_OPS, REFUSED};
@@ -30,6 +30,12 @@ fn issued_operations_token_verifies_with_json_details() {
     let v = env.json(&["token", "verify", &token, "--trust", "auth.pub"]);
     assert_eq!(v["valid"], true);
     assert_eq!(v["kind"], "operations");
+    // `token issue --json` wraps the same kind of token in {"token": ...}.
+    let issued =
+        env.json(&["token", "issue", "operations", "--key", "auth.pem", "--ops", "ops.json"]);
+    let again =
+        env.json(&["token", "verify", issued["token"].as_str().unwrap(), "--trust", "auth.pub"]);
+    assert_eq!(again["operations"], v["operations"]);
     assert_eq!(v["issuer"], id.as_str());
     assert_eq!(v["alg"], "EdDSA");
     assert_eq!(v["operations"], serde_json::from_str::<Value>(NOTE_OPS).unwrap());
@@ -246,13 +252,23 @@ fn verify_refuses_hostile_tokens_with_exit_1_and_one_line() {
     expired["exp"] = json!(t - 600);
     let mut no_exp = claims.clone();
     no_exp.as_object_mut().unwrap().remove("exp");
-    let mut private = claims.clone();
-    private["operations"] = json!({"add_course": "add_course"});
-    private["wallets"] = json!([]);
+    let mut two_kinds = claims.clone();
+    two_kinds["wallets"] = json!([]);
+    let mut jwk = stranger.public_key().to_jwk();
+    jwk["d"] = json!(b64([7u8; 32]));
+    let private =
+        json!({"iss": id, "iat": t, "exp": t + 600, "wallets": [{"label": "eve", "jwk": jwk}]});
+    let wallets_header = json!({"alg": "EdDSA", "typ": "swarmvm-wallets+jwt", "kid": id});
     let mut hs = header.clone();
     hs["alg"] = json!("HS256");
     let auth_pem = env.read("auth.pub");
     let good = forge(&header, &claims, ForgeKey::Wallet(&auth));
+    let parts: Vec<&str> = good.split('.').collect();
+    let reordered =
+        b64(format!(r#"{{"kid":"{id}","alg":"EdDSA","typ":"swarmvm-operations+jwt"}}"#));
+    let mut later = claims.clone();
+    later["exp"] = json!(t + 601);
+    let flipped = if parts[2].starts_with('A') { "B" } else { "A" };
     let cases: Vec<(&str, String, &str)> = vec![
         ("control: accepted", good.clone(), ""),
         (
@@ -268,7 +284,23 @@ fn verify_refuses_hostile_tokens_with_exit_1_and_one_line() {
         ("wrong key", forge(&header, &claims, ForgeKey::Wallet(&stranger)), "bad signature"),
         ("expired", forge(&header, &expired, ForgeKey::Wallet(&auth)), "token expired at"),
         ("missing exp", forge(&header, &no_exp, ForgeKey::Wallet(&auth)), "missing claim 'exp'"),
-        ("two kinds", forge(&header, &private, ForgeKey::Wallet(&auth)), "exactly one kind"),
+        ("two kinds", forge(&header, &two_kinds, ForgeKey::Wallet(&auth)), "exactly one kind"),
+        ("tampered header", format!("{reordered}.{}.{}", parts[1], parts[2]), "bad signature"),
+        (
+            "tampered payload",
+            format!("{}.{}.{}", parts[0], b64(later.to_string()), parts[2]),
+            "bad signature",
+        ),
+        (
+            "tampered signature",
+            format!("{}.{}.{flipped}{}", parts[0], parts[1], &parts[2][1..]),
+            "bad signature",
+        ),
+        (
+            "private key material",
+            forge(&wallets_header, &private, ForgeKey::Wallet(&auth)),
+            "private key material",
+        ),
         ("truncated", good[..good.len() / 2].to_owned(), "malformed token"),
         ("oversized", "a".repeat(70_000) + ".b.c", "at most 65536"),
     ];

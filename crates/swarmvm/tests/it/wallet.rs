@@ -99,6 +99,9 @@ fn public_prints_spki_pem_or_jwk_that_read_back_to_the_same_id() {
         let shown = env.json(&["wallet", "show", &env.p("w.jwk")]);
         assert_eq!(shown["id"], id.as_str());
         assert_eq!(shown["format"], "jwk");
+        // `--json` prints the JWK too.
+        let json = env.json(&["wallet", "public", &env.p("w.pem")]);
+        assert_eq!(json, serde_json::from_str::<serde_json::Value>(&jwk).unwrap());
         std::fs::remove_file(env.path("w.pem")).unwrap();
     }
 }
