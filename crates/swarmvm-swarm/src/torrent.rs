@@ -84,9 +84,7 @@ impl FromStr for InfoHash {
     }
 }
 
-fn short(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(80).collect()
-}
+use swarmvm_primitives::text::shown as short;
 
 /// A magnet link reduced to what we use: the v1 info-hash, a display name, trackers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,7 +198,7 @@ fn safe_component(bytes: &[u8]) -> Option<String> {
         && s != ".."
         && s.len() <= 255
         && !s.contains(['/', '\\', '\0'])
-        && !s.chars().any(char::is_control);
+        && !swarmvm_primitives::text::has_hidden(s);
     ok.then(|| s.to_owned())
 }
 

@@ -94,6 +94,17 @@ pub enum VerifyError {
         /// The time it was checked against.
         now: u64,
     },
+    /// `exp` further away than any token we issue may live.
+    #[error(
+        "token expires at {at}, later than 10 years after it was issued or checked (at most {max})",
+        at = fmt_time(*.exp), max = fmt_time(*.limit)
+    )]
+    LivesTooLong {
+        /// The `exp` claim.
+        exp: u64,
+        /// The latest `exp` accepted.
+        limit: u64,
+    },
     /// A required claim is absent.
     #[error("missing claim '{0}'")]
     MissingClaim(&'static str),

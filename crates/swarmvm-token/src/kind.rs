@@ -78,15 +78,9 @@ impl Kind {
     }
 }
 
-/// Cuts attacker-supplied text to a length fit for a one-line message.
-pub(crate) fn shorten(text: &str) -> String {
-    const MAX: usize = 64;
-    let mut out: String = text.chars().filter(|c| !c.is_control()).take(MAX).collect();
-    if text.chars().count() > MAX {
-        out.push('…');
-    }
-    out
-}
+/// Cuts attacker-supplied text to a length fit for a one-line message, escaping control and
+/// format characters.
+pub(crate) use swarmvm_primitives::text::shown as shorten;
 
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

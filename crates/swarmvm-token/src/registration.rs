@@ -166,7 +166,7 @@ pub fn verify_registration(
         });
     }
     let (issuer, algorithm) = trust.authenticate(&decoded, kind)?;
-    let validity = check_times(&decoded.claims, time, true)?;
+    let validity = check_times(&decoded.claims, time, Some(MAX_TTL_SECS))?;
     let jti = match decoded.claims.get("jti") {
         None => None,
         Some(Value::String(s)) => Some(s.clone()),
@@ -282,10 +282,13 @@ fn check_wallets(wallets: &[WalletEntry]) -> Result<()> {
     }
     let mut seen = BTreeSet::new();
     for (index, w) in wallets.iter().enumerate() {
-        if w.label.chars().count() > MAX_LABEL_LEN || w.label.chars().any(char::is_control) {
+        if w.label.chars().count() > MAX_LABEL_LEN || swarmvm_primitives::text::has_hidden(&w.label)
+        {
             return Err(invalid(
                 format!("wallets[{index}].label"),
-                format!("at most {MAX_LABEL_LEN} characters, no control characters"),
+                format!(
+                    "at most {MAX_LABEL_LEN} characters, no control or invisible format characters (bidirectional overrides, zero-width)"
+                ),
             ));
         }
         if !seen.insert(w.key.id()) {

@@ -59,12 +59,15 @@ pub(crate) fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> R
     }
 }
 
-/// Checks `iat`, `nbf` and `exp` against `time`; `exp` must be present when `require_exp`.
+/// Checks `iat`, `nbf` and `exp` against `time`. With `max_lifetime`, `exp` must be present
+/// and at most that many seconds after `iat` and after `time` (plus the leeway): a token from
+/// another issuer cannot live longer than one we would issue.
 pub(crate) fn check_times(
     claims: &Map<String, Value>,
     time: TimeCheck,
-    require_exp: bool,
+    max_lifetime: Option<u64>,
 ) -> Result<Validity> {
+    let require_exp = max_lifetime.is_some();
     let validity = Validity {
         issued_at: numeric_date(claims, "iat")?,
         not_before: numeric_date(claims, "nbf")?,
@@ -88,6 +91,13 @@ pub(crate) fn check_times(
     {
         return Err(VerifyError::IssuedInFuture { iat, now });
     }
+    if let (Some(max), Some(exp)) = (max_lifetime, validity.expires_at) {
+        let from = validity.issued_at.unwrap_or(now).min(now);
+        let limit = from.saturating_add(max).saturating_add(time.leeway);
+        if exp > limit {
+            return Err(VerifyError::LivesTooLong { exp, limit });
+        }
+    }
     Ok(validity)
 }
 
@@ -103,29 +113,48 @@ mod tests {
     #[test]
     fn time_rules_hold_at_the_given_time() {
         let t = TimeCheck { now: 1_000, leeway: 10 };
-        assert!(check_times(&claims(json!({"exp": 1_005})), t, true).is_ok());
+        let ttl = Some(100_000);
+        assert!(check_times(&claims(json!({"exp": 1_005})), t, ttl).is_ok());
         assert!(matches!(
-            check_times(&claims(json!({"exp": 990})), t, true),
+            check_times(&claims(json!({"exp": 990})), t, ttl),
             Err(VerifyError::Expired { exp: 990, now: 1_000 })
         ));
         assert!(matches!(
-            check_times(&claims(json!({})), t, true),
+            check_times(&claims(json!({})), t, ttl),
             Err(VerifyError::MissingClaim("exp"))
         ));
-        assert!(check_times(&claims(json!({})), t, false).is_ok());
+        assert!(check_times(&claims(json!({})), t, None).is_ok());
         assert!(matches!(
-            check_times(&claims(json!({"exp": 5_000, "nbf": 1_011})), t, true),
+            check_times(&claims(json!({"exp": 5_000, "nbf": 1_011})), t, ttl),
             Err(VerifyError::NotYetValid { .. })
         ));
         assert!(matches!(
-            check_times(&claims(json!({"exp": 5_000, "iat": 2_000})), t, true),
+            check_times(&claims(json!({"exp": 5_000, "iat": 2_000})), t, ttl),
             Err(VerifyError::IssuedInFuture { .. })
         ));
         for bad in [json!({"exp": -1}), json!({"exp": 1.5e3}), json!({"exp": "2000"})] {
             assert!(matches!(
-                check_times(&claims(bad), t, true),
+                check_times(&claims(bad), t, ttl),
                 Err(VerifyError::InvalidClaim { .. })
             ));
+        }
+    }
+
+    #[test]
+    fn lifetimes_are_capped_like_issuing_caps_them() {
+        let t = TimeCheck { now: 1_000, leeway: 10 };
+        let ttl = Some(100);
+        assert!(check_times(&claims(json!({"exp": 1_110})), t, ttl).is_ok());
+        assert!(check_times(&claims(json!({"iat": 990, "exp": 1_100})), t, ttl).is_ok());
+        for (case, bad) in [
+            ("past now + ttl", json!({"exp": 1_111})),
+            ("past iat + ttl", json!({"iat": 900, "exp": 1_011})),
+            ("near 2^64", json!({"exp": u64::MAX - 1})),
+        ] {
+            assert!(
+                matches!(check_times(&claims(bad), t, ttl), Err(VerifyError::LivesTooLong { .. })),
+                "{case}"
+            );
         }
     }
 }

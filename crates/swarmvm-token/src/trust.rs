@@ -54,8 +54,9 @@ impl Hs256Key {
 #[derive(Clone)]
 struct Trusted {
     key: PublicKey,
-    decoding: DecodingKey,
-    alg: jsonwebtoken::Algorithm,
+    /// For RSA keys: RS256 through jsonwebtoken (aws-lc-rs, constant time). Ed25519 keys
+    /// verify through [`PublicKey::verify_ed25519_strict`].
+    rsa: Option<DecodingKey>,
 }
 
 /// The keys a peer trusts to sign, by wallet id; optionally one HS256 secret.
@@ -92,17 +93,14 @@ impl TrustStore {
     /// Trusts `key`. Its type fixes the algorithm its tokens must use.
     pub fn add(&mut self, key: PublicKey) -> WalletId {
         let id = key.id();
-        let (decoding, alg) = match key.kind() {
-            KeyKind::Ed25519 => {
-                let x = key.ed25519_bytes().map(|b| b.as_slice()).unwrap_or_default();
-                (DecodingKey::from_ed_der(x), jsonwebtoken::Algorithm::EdDSA)
-            }
+        let rsa = match key.kind() {
+            KeyKind::Ed25519 => None,
             KeyKind::Rsa { .. } => {
                 let (n, e) = key.rsa_components().unwrap_or_default();
-                (DecodingKey::from_rsa_raw_components(n, e), jsonwebtoken::Algorithm::RS256)
+                Some(DecodingKey::from_rsa_raw_components(n, e))
             }
         };
-        self.keys.insert(id.clone(), Trusted { key, decoding, alg });
+        self.keys.insert(id.clone(), Trusted { key, rsa });
         id
     }
 
@@ -150,26 +148,62 @@ impl TrustStore {
             (None, None) => return Err(VerifyError::NoSigner),
         };
         let wallet = signer.parse::<WalletId>().ok().and_then(|id| self.keys.get(&id));
-        let (decoding, alg, expected) = match (wallet, &self.hs256) {
-            (Some(t), _) => (&t.decoding, t.alg, t.key.kind().jws_algorithm()),
+        let hs256;
+        let trusted = match (wallet, &self.hs256) {
+            (Some(t), _) => t,
             (None, Some(h)) if h.issuer == signer => {
                 if !kind.is_registration() {
                     return Err(VerifyError::Hs256NotAllowed(kind));
                 }
-                let key = DecodingKey::from_secret(h.secret());
-                return check(token, &key, jsonwebtoken::Algorithm::HS256, "HS256", signer, iss);
+                hs256 = DecodingKey::from_secret(h.secret());
+                return check(token, Check::Hmac(&hs256), "HS256", signer, iss);
             }
             (None, _) if by_kid => return Err(VerifyError::UnknownKid(shorten(signer))),
             (None, _) => return Err(VerifyError::UnknownIssuer(shorten(signer))),
         };
-        check(token, decoding, alg, expected, signer, iss)
+        let how = match &trusted.rsa {
+            None => Check::Ed25519(&trusted.key),
+            Some(k) => Check::Rsa(k),
+        };
+        check(token, how, trusted.key.kind().jws_algorithm(), signer, iss)
+    }
+}
+
+/// One signature check to make.
+enum Check<'k> {
+    /// Strict Ed25519 (RFC 8032 with canonical `S`, no small-order `R` or key): the check the
+    /// JOSE library's backend makes is not documented to be that strict.
+    Ed25519(&'k PublicKey),
+    Rsa(&'k DecodingKey),
+    Hmac(&'k DecodingKey),
+}
+
+impl Check<'_> {
+    /// Whether `signature` (base64url, unpadded) signs `input`; `None` when it is not such
+    /// text or has the wrong length.
+    fn verify(&self, signature: &str, input: &[u8]) -> Option<bool> {
+        match self {
+            Self::Ed25519(key) => {
+                use base64::Engine as _;
+                let raw =
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(signature).ok()?;
+                (raw.len() == 64).then(|| key.verify_ed25519_strict(input, &raw))
+            }
+            Self::Rsa(key) => {
+                jsonwebtoken::crypto::verify(signature, input, key, jsonwebtoken::Algorithm::RS256)
+                    .ok()
+            }
+            Self::Hmac(key) => {
+                jsonwebtoken::crypto::verify(signature, input, key, jsonwebtoken::Algorithm::HS256)
+                    .ok()
+            }
+        }
     }
 }
 
 fn check(
     token: &Decoded<'_>,
-    key: &DecodingKey,
-    alg: jsonwebtoken::Algorithm,
+    how: Check<'_>,
     expected: &'static str,
     signer: &str,
     iss: Option<&str>,
@@ -177,10 +211,10 @@ fn check(
     if token.alg != expected {
         return Err(VerifyError::AlgorithmMismatch { found: token.alg.clone(), expected });
     }
-    match jsonwebtoken::crypto::verify(token.signature, token.signing_input.as_bytes(), key, alg) {
-        Ok(true) => {}
-        Ok(false) => return Err(VerifyError::BadSignature(shorten(signer))),
-        Err(_) => {
+    match how.verify(token.signature, token.signing_input.as_bytes()) {
+        Some(true) => {}
+        Some(false) => return Err(VerifyError::BadSignature(shorten(signer))),
+        None => {
             return Err(VerifyError::Malformed(
                 "signature is not unpadded base64url or has the wrong length".into(),
             ));

@@ -15,20 +15,7 @@ pub const MAX_ACTIONS: usize = 1024;
 /// Largest nonce (2^53 − 1, exact in every JSON implementation).
 pub const MAX_NONCE: u64 = (1 << 53) - 1;
 
-/// How an untrusted string appears in an error message: its first 64 characters, with control
-/// characters escaped (`\n`, `\u{1b}`), so that every reason stays on one line and cannot
-/// drive a terminal.
-pub(crate) fn shown(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars().take(64) {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub(crate) use swarmvm_primitives::text::shown;
 
 /// Why one action failed. Messages name the field or the entity concerned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -146,7 +146,7 @@ impl Vm {
                 value: crate::error::shown(id),
             });
         }
-        if label.chars().count() > MAX_TEXT_LEN || label.chars().any(char::is_control) {
+        if label.chars().count() > MAX_TEXT_LEN || swarmvm_primitives::text::has_hidden(label) {
             return Err(RegistrationError::Invalid {
                 what: "wallet label",
                 value: crate::error::shown(label),

@@ -2,19 +2,7 @@
 
 use std::path::PathBuf;
 
-/// How an untrusted string appears in a message: its first 64 characters, control
-/// characters escaped, so a reason stays on one line.
-pub(crate) fn shown(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars().take(64) {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+pub(crate) use swarmvm_primitives::text::shown;
 
 /// Why a key could not be generated, read, parsed or written.
 ///
@@ -76,6 +64,10 @@ pub enum KeyError {
         /// The key's modulus length in bits.
         bits: usize,
     },
+    /// A key that is weak by construction (a small-order Ed25519 point, a non-canonical
+    /// encoding).
+    #[error("weak key refused: {0}")]
+    WeakKey(&'static str),
     /// The key's encoding is wrong or its values are inconsistent.
     #[error("malformed key: {0}")]
     Malformed(String),
@@ -108,6 +100,7 @@ impl KeyError {
                 | Self::RsaKeyTooLarge { .. }
                 | Self::UnsupportedAlgorithm(_)
                 | Self::UnsafeEncryption(_)
+                | Self::WeakKey(_)
                 | Self::WrongPassphrase
         )
     }

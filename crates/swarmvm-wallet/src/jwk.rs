@@ -60,7 +60,7 @@ pub(crate) fn public_from_members(obj: &Map<String, Value>) -> Result<PublicKey>
             let x = b64_member(obj, "x")?;
             let x: [u8; 32] =
                 x.as_slice().try_into().map_err(|_| KeyError::jwk("'x' is not 32 bytes"))?;
-            Ok(PublicKey::from_ed25519_bytes(x))
+            PublicKey::from_ed25519_bytes(x)
         }
         "RSA" => {
             check_alg(obj, "RS256")?;

@@ -77,9 +77,35 @@ impl fmt::Debug for PublicKey {
 }
 
 impl PublicKey {
-    /// An Ed25519 public key from its 32 bytes.
-    pub fn from_ed25519_bytes(bytes: [u8; 32]) -> Self {
-        Self(Repr::Ed25519(bytes))
+    /// An Ed25519 public key from its 32 bytes. They must be the canonical encoding (RFC 8032
+    /// §5.1.2) of a point on the curve that is not of small order: for the identity and the
+    /// other torsion points a signature that anyone can compute verifies under lenient rules,
+    /// so such a key would let anyone sign as its wallet.
+    pub fn from_ed25519_bytes(bytes: [u8; 32]) -> Result<Self> {
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+            .map_err(|_| KeyError::malformed("ed25519 public key is not a point on the curve"))?;
+        if key.to_edwards().compress().to_bytes() != bytes {
+            return Err(KeyError::WeakKey(
+                "ed25519 public key is not canonically encoded (a coordinate is out of range)",
+            ));
+        }
+        if key.is_weak() {
+            return Err(KeyError::WeakKey(
+                "ed25519 public key is a small-order point, for which anyone can forge signatures",
+            ));
+        }
+        Ok(Self(Repr::Ed25519(bytes)))
+    }
+
+    /// Whether `signature` is this Ed25519 key's signature of `message`, under strict rules
+    /// (ed25519-dalek's `verify_strict`: `S` canonical, neither `R` nor the key of small
+    /// order), so that no signature verifies that the key's holder could not have made. False
+    /// for RSA keys and for signatures that are not 64 bytes.
+    pub fn verify_ed25519_strict(&self, message: &[u8], signature: &[u8]) -> bool {
+        let Repr::Ed25519(bytes) = &self.0 else { return false };
+        let Ok(signature) = ed25519_dalek::Signature::from_slice(signature) else { return false };
+        ed25519_dalek::VerifyingKey::from_bytes(bytes)
+            .is_ok_and(|key| key.verify_strict(message, &signature).is_ok())
     }
 
     /// An RSA public key from its modulus and public exponent (unsigned big-endian).
@@ -234,7 +260,7 @@ impl PublicKey {
                 let x: [u8; 32] = bytes
                     .try_into()
                     .map_err(|_| KeyError::malformed("ed25519 public key is not 32 bytes"))?;
-                Ok(Self::from_ed25519_bytes(x))
+                Self::from_ed25519_bytes(x)
             }
             RSA_OID => Self::from_pkcs1_der(bytes),
             other => Err(KeyError::UnsupportedAlgorithm(oid_name(other))),
@@ -341,7 +367,7 @@ mod tests {
 
     #[test]
     fn spki_round_trip_for_both_kinds() {
-        let ed = PublicKey::from_ed25519_bytes([7; 32]);
+        let ed = crate::Wallet::generate(crate::Algorithm::Ed25519).unwrap().public_key().clone();
         assert_eq!(PublicKey::from_spki_der(&ed.to_spki_der()).unwrap(), ed);
         let mut n = vec![0xc5; 384];
         n[383] |= 1;
@@ -353,10 +379,56 @@ mod tests {
 
     #[test]
     fn jwk_round_trip_keeps_id() {
-        let ed = PublicKey::from_ed25519_bytes([9; 32]);
+        let ed = crate::Wallet::generate(crate::Algorithm::Ed25519).unwrap().public_key().clone();
         let jwk = ed.to_jwk();
         assert_eq!(jwk["kid"], ed.id().as_str());
         assert_eq!(jwk["alg"], "EdDSA");
         assert_eq!(PublicKey::from_jwk(&jwk).unwrap(), ed);
+    }
+
+    /// The eight points of small order (the identity and the torsion points), canonically
+    /// encoded, and non-canonical encodings of the identity and of -1 (from "Taming the many
+    /// EdDSAs", Chalkias, Garillot and Nikolaenko, 2020).
+    pub(crate) const WEAK_ED25519: [&str; 10] = [
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0000000000000000000000000000000000000000000000000000000000000080",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    ];
+
+    fn bytes32(hex: &str) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn small_order_and_non_canonical_ed25519_keys_are_refused() {
+        for hex in WEAK_ED25519 {
+            let err = PublicKey::from_ed25519_bytes(bytes32(hex)).unwrap_err();
+            assert!(err.is_refusal(), "{hex}: {err}");
+            assert!(
+                err.to_string().contains("small-order") || err.to_string().contains("canonical"),
+                "{hex}: {err}"
+            );
+        }
+        // Not a point at all (no square root for x): refused as malformed.
+        let err = PublicKey::from_ed25519_bytes(bytes32(
+            "0200000000000000000000000000000000000000000000000000000000000000",
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("not a point"), "{err}");
+        // An ordinary key is accepted.
+        let good = crate::Wallet::generate(crate::Algorithm::Ed25519).unwrap();
+        let bytes = *good.public_key().ed25519_bytes().unwrap();
+        assert_eq!(PublicKey::from_ed25519_bytes(bytes).unwrap(), *good.public_key());
     }
 }

@@ -158,7 +158,7 @@ impl Wallet {
         let pkcs8 = Zeroizing::new(encode_der(&info));
         Ok(Self {
             secret: Secret::Ed25519 { pkcs8 },
-            public: PublicKey::from_ed25519_bytes(public),
+            public: PublicKey::from_ed25519_bytes(public)?,
         })
     }
 

@@ -118,7 +118,8 @@ fn show_reads_private_jwks_and_derives_the_same_id() {
     assert_eq!(shown["id"], "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
     assert_eq!(shown["private"], true);
     let mut mismatched = jwk;
-    mismatched["x"] = json!("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    // RFC 8032 §7.1 test 2's public key: a valid point, but not the one `d` gives.
+    mismatched["x"] = json!("PUAXw-hDiVqStwqnTRt-vJyYLM8uxJaMwM1V8Sr0Zgw");
     let file = env.write("bad.jwk", mismatched.to_string());
     let err = env.fails(&["wallet", "show", &file], FAILURE);
     assert!(err.contains("do not match"), "{err}");
