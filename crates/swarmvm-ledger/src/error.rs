@@ -1,5 +1,6 @@
 //! Errors of opening a ledger and applying batches.
 
+use swarmvm_primitives::BundleId;
 use swarmvm_token::VerifyError;
 use swarmvm_vm::{Hash32, RegistrationError};
 
@@ -58,15 +59,71 @@ pub enum ApplyError {
         /// The next `seq` this ledger accepts.
         expected: u64,
     },
-    /// A bundle whose `parent` is not the last applied manifest.
-    #[error("bundle seq {seq} has parent {parent}, but the last applied manifest is {expected}")]
+    /// A bundle whose `parent` is not the last applied bundle.
+    #[error("bundle seq {seq} has parent {parent}, but the last applied bundle is {expected}")]
     WrongParent {
         /// The bundle's `seq`.
         seq: u64,
         /// Its `parent` (or `none`).
         parent: String,
-        /// The hash of the last applied manifest (or `none`).
+        /// The identity of the last applied bundle (or `none`).
         expected: String,
+    },
+    /// The very bundle already applied (the same identity, perhaps from another torrent).
+    #[error("bundle seq {seq} ({id}) is already applied")]
+    AlreadyApplied {
+        /// Its `seq`.
+        seq: u64,
+        /// Its identity.
+        id: BundleId,
+    },
+    /// A second validly signed bundle for a `seq` already applied: a fork. The ledger keeps
+    /// the first and both manifests as evidence.
+    #[error(
+        "fork: bundle seq {seq} is already applied as {kept}; this other validly signed bundle {other} for the same seq is refused and kept as evidence"
+    )]
+    Fork {
+        /// The seq both claim.
+        seq: u64,
+        /// The applied bundle.
+        kept: BundleId,
+        /// The refused one.
+        other: BundleId,
+    },
+    /// A manifest signed before its parent.
+    #[error(
+        "bundle seq {seq} was signed at {iat} (unix seconds), before its parent ({parent_iat})"
+    )]
+    BeforeParent {
+        /// The bundle's `seq`.
+        seq: u64,
+        /// Its manifest's `iat`.
+        iat: u64,
+        /// The parent manifest's `iat`.
+        parent_iat: u64,
+    },
+    /// A local batch on a ledger that follows a network's bundles.
+    #[error(
+        "this ledger follows network {network}'s bundles (last seq {seq}); a local exec would use nonces that later bundles need and the node would diverge; use another --data-dir"
+    )]
+    FollowsNetwork {
+        /// The network.
+        network: String,
+        /// The last applied bundle.
+        seq: u64,
+    },
+    /// A bundle for a ledger that ran local batches.
+    #[error(
+        "this ledger holds local exec batches, so its nonces differ from the network's; bundles are applied only to a ledger that follows them from the start (use another --data-dir)"
+    )]
+    HasLocalBatches,
+    /// A ledger file written by an older version that cannot be carried over.
+    #[error("ledger is in format {found}, which this version cannot use: {why}")]
+    OldFormat {
+        /// The file's format.
+        found: String,
+        /// Why, and what to do.
+        why: &'static str,
     },
     /// The ledger was opened read-only.
     #[error("ledger is open read-only")]
@@ -92,7 +149,11 @@ impl ApplyError {
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
-            Self::Storage(_) | Self::Corrupt(_) | Self::RootMismatch { .. } | Self::ReadOnly
+            Self::Storage(_)
+                | Self::Corrupt(_)
+                | Self::RootMismatch { .. }
+                | Self::ReadOnly
+                | Self::OldFormat { .. }
         )
     }
 }

@@ -9,6 +9,8 @@ use redb::{
     Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase as _, ReadableTable as _,
     TableDefinition,
 };
+use swarmvm_primitives::BundleId;
+use swarmvm_primitives::text::shown;
 use swarmvm_token::{
     RegistrationBody, TimeCheck, TrustStore, VerifiedContract, VerifyError, verify_contract,
     verify_registration,
@@ -20,7 +22,7 @@ use swarmvm_wallet::PublicKey;
 
 use crate::bundle::OpenedBundle;
 use crate::error::{ApplyError, storage};
-use crate::record::{LogEntry, Receipt, Source};
+use crate::record::{BundleRecord, BundleRef, Evidence, LogEntry, Receipt, Source};
 
 /// Entries of the state: storage key (table tag, id) → record encoding.
 const STATE: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("state");
@@ -30,15 +32,24 @@ const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("log");
 /// Receipts by (log position, index) (JSON [`Receipt`]).
 const RECEIPTS: TableDefinition<'_, (u64, u32), &[u8]> = TableDefinition::new("receipts");
+/// Applied bundles by seq (JSON [`BundleRecord`], with the manifest).
+const BUNDLES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("bundles");
+/// Fork evidence by (seq, the other bundle's identity) (JSON [`Evidence`]).
+const EVIDENCE: TableDefinition<'_, (u64, &[u8; 32]), &[u8]> = TableDefinition::new("evidence");
 
 const META_FORMAT: &str = "format";
 const META_NETWORK: &str = "network";
 const META_ROOT: &str = "state_root";
 const META_LOG_LEN: &str = "log_len";
 const META_BUNDLE_SEQ: &str = "bundle_seq";
-const META_BUNDLE_MANIFEST: &str = "bundle_manifest";
-/// Version of what this code writes.
-const FORMAT: &[u8] = b"swarmvm-ledger/1";
+const META_BUNDLE_ID: &str = "bundle_id";
+const META_BUNDLE_IAT: &str = "bundle_iat";
+/// Set once a local (`exec`) batch applied: such a ledger never takes bundles.
+const META_LOCAL: &str = "local";
+/// The version of what this code writes. Version 2 identifies bundles by the hash of their
+/// manifest's signed payload (version 1 hashed the file) and keeps every applied manifest.
+pub const FORMAT: &str = "swarmvm-ledger/2";
+const FORMAT_V1: &str = "swarmvm-ledger/1";
 
 /// One batch to apply: registration tokens first, then contracts in order, as one database
 /// transaction.
@@ -53,7 +64,7 @@ pub struct Batch<'a> {
     /// The time registration tokens are checked at (a bundle's manifest `iat`).
     pub time: TimeCheck,
     /// Where the batch comes from.
-    pub source: Source,
+    pub source: Source<'a>,
     /// The authority the batch must come from (a bundle's manifest signer): the ledger's
     /// network must be it, and every registration token must be signed by it.
     pub authority: Option<&'a str>,
@@ -75,8 +86,10 @@ pub struct BatchReport {
 pub struct BundlePosition {
     /// Its `seq`.
     pub seq: u64,
-    /// SHA-256 of its `manifest.jwt`.
-    pub manifest: Hash32,
+    /// Its identity.
+    pub id: BundleId,
+    /// Its manifest's `iat`.
+    pub issued_at: u64,
 }
 
 /// A peer's ledger: the VM's state in memory, durable in one redb file.
@@ -92,6 +105,8 @@ pub struct Ledger {
     network: Option<String>,
     log_len: u64,
     bundle: Option<BundlePosition>,
+    /// Local (`exec`) batches were applied.
+    local: bool,
 }
 
 impl fmt::Debug for Ledger {
@@ -130,8 +145,11 @@ fn meta_u64(bytes: &[u8]) -> Result<u64, ApplyError> {
 }
 
 fn meta_hash(bytes: &[u8]) -> Result<Hash32, ApplyError> {
-    let b: [u8; 32] = bytes.try_into().map_err(|_| corrupt("meta hash is not 32 bytes"))?;
-    Ok(Hash32(b))
+    Hash32::from_slice(bytes).map_err(|_| corrupt("meta hash is not 32 bytes"))
+}
+
+fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApplyError> {
+    serde_json::from_slice(bytes).map_err(corrupt)
 }
 
 fn key_of(record: &Record) -> Result<PublicKey, ApplyError> {
@@ -172,17 +190,29 @@ impl Ledger {
             txn.open_table(STATE).map_err(storage)?;
             txn.open_table(LOG).map_err(storage)?;
             txn.open_table(RECEIPTS).map_err(storage)?;
+            txn.open_table(BUNDLES).map_err(storage)?;
+            txn.open_table(EVIDENCE).map_err(storage)?;
             let format = meta.get(META_FORMAT).map_err(storage)?.map(|v| v.value().to_vec());
-            match format {
+            match format.as_deref().map(String::from_utf8_lossy).as_deref() {
                 None => {
-                    meta.insert(META_FORMAT, FORMAT).map_err(storage)?;
+                    meta.insert(META_FORMAT, FORMAT.as_bytes()).map_err(storage)?;
                 }
-                Some(f) if f == FORMAT => {}
-                Some(f) => {
-                    return Err(corrupt(format!(
-                        "unknown format {:?}",
-                        String::from_utf8_lossy(&f)
-                    )));
+                Some(FORMAT) => {}
+                // A version 1 ledger that never applied a bundle holds nothing whose meaning
+                // changed: only the version moves. One that did cannot know its bundles'
+                // identities (it kept a hash of the manifest file, which a padded copy could
+                // forge), so it is refused rather than guessed.
+                Some(FORMAT_V1) if meta.get(META_BUNDLE_SEQ).map_err(storage)?.is_none() => {
+                    meta.insert(META_FORMAT, FORMAT.as_bytes()).map_err(storage)?;
+                }
+                Some(FORMAT_V1) => {
+                    return Err(ApplyError::OldFormat {
+                        found: FORMAT_V1.into(),
+                        why: "it identified bundles by a hash of the manifest file, which a padded copy could forge, and did not keep their manifests; move ledger.redb away and let the node fetch and apply its bundles again",
+                    });
+                }
+                Some(other) => {
+                    return Err(corrupt(format!("unknown format {}", shown(other))));
                 }
             }
         }
@@ -208,12 +238,22 @@ impl Ledger {
             .map(|b| String::from_utf8(b).map_err(|_| corrupt("network id is not utf-8")))
             .transpose()?;
         let log_len = get(META_LOG_LEN)?.map(|b| meta_u64(&b)).transpose()?.unwrap_or(0);
-        let bundle = match (get(META_BUNDLE_SEQ)?, get(META_BUNDLE_MANIFEST)?) {
-            (Some(seq), Some(manifest)) => {
-                Some(BundlePosition { seq: meta_u64(&seq)?, manifest: meta_hash(&manifest)? })
-            }
-            _ => None,
+        if get(META_FORMAT)?.as_deref() != Some(FORMAT.as_bytes()) {
+            return Err(ApplyError::OldFormat {
+                found: shown(&String::from_utf8_lossy(&get(META_FORMAT)?.unwrap_or_default())),
+                why: "open it for writing once (swarmvm node run, node apply or exec) to migrate it, or move it away",
+            });
+        }
+        let bundle = match (get(META_BUNDLE_SEQ)?, get(META_BUNDLE_ID)?, get(META_BUNDLE_IAT)?) {
+            (Some(seq), Some(id), Some(iat)) => Some(BundlePosition {
+                seq: meta_u64(&seq)?,
+                id: BundleId(meta_hash(&id)?),
+                issued_at: meta_u64(&iat)?,
+            }),
+            (None, None, None) => None,
+            _ => return Err(corrupt("the last bundle's seq, identity and time are incomplete")),
         };
+        let local = get(META_LOCAL)?.is_some();
         let computed = vm.state_root();
         if let Some(stored) = get(META_ROOT)?.map(|b| meta_hash(&b)).transpose()? {
             if stored != computed {
@@ -227,7 +267,7 @@ impl Ledger {
             signers.add(key_of(record)?);
         }
         drop((meta, state, read));
-        Ok(Self { db, path: path.to_path_buf(), vm, signers, network, log_len, bundle })
+        Ok(Self { db, path: path.to_path_buf(), vm, signers, network, log_len, bundle, local })
     }
 
     /// The file this ledger lives in.
@@ -277,6 +317,30 @@ impl Ledger {
         Ok(out)
     }
 
+    /// The applied bundle at `seq`, with its manifest.
+    pub fn bundle(&self, seq: u64) -> Result<Option<BundleRecord>, ApplyError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(BUNDLES).map_err(storage)?;
+        table.get(seq).map_err(storage)?.map(|v| json(v.value())).transpose()
+    }
+
+    /// Fork evidence this ledger has seen, by seq.
+    pub fn evidence(&self) -> Result<Vec<Evidence>, ApplyError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(EVIDENCE).map_err(storage)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(storage)? {
+            let (_, v) = row.map_err(storage)?;
+            out.push(json(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// True when local (`exec`) batches were applied: such a ledger takes no bundles.
+    pub fn is_local(&self) -> bool {
+        self.local
+    }
+
     /// Receipts of the batches from log position `from`, at most `limit`.
     pub fn receipts(&self, from: u64, limit: usize) -> Result<Vec<Receipt>, ApplyError> {
         let read = self.db.begin_read()?;
@@ -292,10 +356,21 @@ impl Ledger {
     /// Applies a batch as one transaction: verifies every registration token (all must
     /// verify), registers them, verifies the contracts (on all cores) against the registered
     /// wallets and the network, runs them in order, and commits state, receipts and a log
-    /// entry together. On any error nothing changes, in memory or on disk.
+    /// entry together. On any error nothing changes, in memory or on disk, except that a fork
+    /// (a second validly signed bundle for an applied seq) is recorded as evidence.
     pub fn apply(&mut self, batch: &Batch<'_>) -> Result<BatchReport, ApplyError> {
         if matches!(self.db, Db::ReadOnly(_)) {
             return Err(ApplyError::ReadOnly);
+        }
+        match (&batch.source, self.bundle) {
+            (Source::Exec, Some(last)) => {
+                return Err(ApplyError::FollowsNetwork {
+                    network: self.network.clone().unwrap_or_default(),
+                    seq: last.seq,
+                });
+            }
+            (Source::Bundle(_), _) if self.local => return Err(ApplyError::HasLocalBatches),
+            _ => {}
         }
         if let (Some(authority), Some(network)) = (batch.authority, &self.network)
             && authority != network
@@ -305,8 +380,8 @@ impl Ledger {
                 network: network.clone(),
             });
         }
-        if let Source::Bundle { seq, parent, .. } = batch.source {
-            self.check_order(seq, parent)?;
+        if let Source::Bundle(bundle) = &batch.source {
+            self.check_order(bundle)?;
         }
         let registrations = batch
             .registrations
@@ -362,55 +437,105 @@ impl Ledger {
         self.signers = signers;
         self.network = network;
         self.log_len = report.entry.position;
-        if let Source::Bundle { seq, manifest, .. } = batch.source {
-            self.bundle = Some(BundlePosition { seq, manifest });
+        match batch.source {
+            Source::Bundle(b) => {
+                self.bundle = Some(BundlePosition { seq: b.seq, id: b.id, issued_at: b.issued_at });
+            }
+            Source::Exec => self.local = true,
         }
         Ok(report)
     }
 
     /// Applies an opened bundle: its registrations and contracts as one batch, in order
-    /// (`seq`, `parent`), token time rules checked at the manifest's `iat`, every token and
-    /// the ledger's network bound to the manifest's signer.
+    /// (`seq`, `parent`, `iat` not below the parent's), token time rules checked at the
+    /// manifest's `iat`, every token and the ledger's network bound to the manifest's signer.
     pub fn apply_bundle(
         &mut self,
         bundle: &OpenedBundle,
         trust: &TrustStore,
     ) -> Result<BatchReport, ApplyError> {
-        let parent = match &bundle.manifest.parent {
-            None => None,
-            Some(p) => {
-                Some(p.parse::<Hash32>().map_err(|_| corrupt("manifest parent is not a hash"))?)
-            }
-        };
+        let m = &bundle.manifest;
         self.apply(&Batch {
             registrations: &bundle.registrations,
             contracts: &bundle.contracts,
             trust,
-            time: TimeCheck::at(bundle.manifest.issued_at),
-            source: Source::Bundle {
-                seq: bundle.manifest.seq,
-                manifest: bundle.manifest_hash,
-                parent,
-            },
-            authority: Some(&bundle.manifest.issuer),
+            time: TimeCheck::at(m.issued_at),
+            source: Source::Bundle(BundleRef {
+                seq: m.seq,
+                id: m.id,
+                parent: m.parent,
+                issued_at: m.issued_at,
+                manifest: &bundle.manifest_token,
+            }),
+            authority: Some(&m.issuer),
         })
     }
 
-    fn check_order(&self, seq: u64, parent: Option<Hash32>) -> Result<(), ApplyError> {
+    /// Where a bundle stands against the chain: next in order, or refused as out of order,
+    /// already applied, or a fork (recorded as evidence).
+    fn check_order(&mut self, bundle: &BundleRef<'_>) -> Result<(), ApplyError> {
+        let BundleRef { seq, id, parent, .. } = *bundle;
         let expected = self.bundle.map_or(1, |b| b.seq + 1);
+        if seq < expected {
+            let applied = self
+                .bundle(seq)?
+                .ok_or_else(|| corrupt(format!("no record of applied bundle seq {seq}")))?;
+            if applied.id == id {
+                return Err(ApplyError::AlreadyApplied { seq, id });
+            }
+            self.record_evidence(&applied, bundle)?;
+            return Err(ApplyError::Fork { seq, kept: applied.id, other: id });
+        }
         if seq != expected {
             return Err(ApplyError::OutOfOrder { seq, expected });
         }
-        let last = self.bundle.map(|b| b.manifest);
+        let last = self.bundle.map(|b| b.id);
         if parent != last {
-            let show = |h: Option<Hash32>| h.map_or_else(|| "none".to_owned(), |h| h.to_hex());
+            let show = |h: Option<BundleId>| h.map_or_else(|| "none".to_owned(), |h| h.to_string());
             return Err(ApplyError::WrongParent {
                 seq,
                 parent: show(parent),
                 expected: show(last),
             });
         }
+        if let Some(last) = self.bundle
+            && bundle.issued_at < last.issued_at
+        {
+            return Err(ApplyError::BeforeParent {
+                seq,
+                iat: bundle.issued_at,
+                parent_iat: last.issued_at,
+            });
+        }
         Ok(())
+    }
+
+    /// Keeps `other`, a second validly signed bundle for an applied seq, as evidence (once).
+    fn record_evidence(
+        &mut self,
+        kept: &BundleRecord,
+        other: &BundleRef<'_>,
+    ) -> Result<(), ApplyError> {
+        let Db::Writable(db) = &self.db else { return Err(ApplyError::ReadOnly) };
+        let evidence = Evidence {
+            seq: other.seq,
+            kept: kept.id,
+            other: other.id,
+            kept_manifest: kept.manifest.clone(),
+            other_manifest: other.manifest.to_owned(),
+            seen_at: swarmvm_token::unix_now(),
+        };
+        let txn = db.begin_write().map_err(storage)?;
+        {
+            let mut table = txn.open_table(EVIDENCE).map_err(storage)?;
+            let hash = other.id.hash();
+            let key = (other.seq, hash.as_bytes());
+            if table.get(key).map_err(storage)?.is_none() {
+                let json = serde_json::to_vec(&evidence).map_err(corrupt)?;
+                table.insert(key, json.as_slice()).map_err(storage)?;
+            }
+        }
+        txn.commit().map_err(storage)
     }
 
     /// Registers, verifies and executes; returns the receipts (without positions) and the
@@ -502,15 +627,15 @@ impl Ledger {
         }
         let state_root = self.vm.state_root();
         let applied = receipts.iter().filter(|r| r.is_applied()).count();
-        let (source, seq, manifest) = match batch.source {
-            Source::Exec => ("exec", None, None),
-            Source::Bundle { seq, manifest, .. } => ("bundle", Some(seq), Some(manifest)),
+        let (source, bundle) = match batch.source {
+            Source::Exec => ("exec", None),
+            Source::Bundle(b) => ("bundle", Some(b)),
         };
         let entry = LogEntry {
             position,
             source: source.into(),
-            seq,
-            manifest: manifest.map(|m| m.to_hex()),
+            seq: bundle.map(|b| b.seq),
+            bundle: bundle.map(|b| b.id),
             registrations,
             contracts: receipts.len(),
             applied,
@@ -550,10 +675,29 @@ impl Ledger {
             }
             meta.insert(META_ROOT, state_root.as_bytes().as_slice()).map_err(storage)?;
             meta.insert(META_LOG_LEN, position.to_le_bytes().as_slice()).map_err(storage)?;
-            if let Some(m) = manifest {
-                let seq = seq.unwrap_or_default();
-                meta.insert(META_BUNDLE_SEQ, seq.to_le_bytes().as_slice()).map_err(storage)?;
-                meta.insert(META_BUNDLE_MANIFEST, m.as_bytes().as_slice()).map_err(storage)?;
+            match bundle {
+                Some(b) => {
+                    meta.insert(META_BUNDLE_SEQ, b.seq.to_le_bytes().as_slice())
+                        .map_err(storage)?;
+                    meta.insert(META_BUNDLE_ID, b.id.hash().as_bytes().as_slice())
+                        .map_err(storage)?;
+                    meta.insert(META_BUNDLE_IAT, b.issued_at.to_le_bytes().as_slice())
+                        .map_err(storage)?;
+                    let record = BundleRecord {
+                        seq: b.seq,
+                        id: b.id,
+                        parent: b.parent,
+                        issued_at: b.issued_at,
+                        position,
+                        manifest: b.manifest.to_owned(),
+                    };
+                    let json = serde_json::to_vec(&record).map_err(corrupt)?;
+                    let mut bundles = txn.open_table(BUNDLES).map_err(storage)?;
+                    bundles.insert(b.seq, json.as_slice()).map_err(storage)?;
+                }
+                None => {
+                    meta.insert(META_LOCAL, [1u8].as_slice()).map_err(storage)?;
+                }
             }
         }
         txn.commit().map_err(storage)?;

@@ -34,9 +34,10 @@ mod ledger;
 mod record;
 
 pub use bundle::{
-    BundleError, CONTRACTS_FILE, CreatedBundle, OpenedBundle, TOKENS_FILE, create_bundle,
-    open_bundle,
+    BundleError, CONTRACTS_FILE, CreateOptions, CreatedBundle, MAX_BUNDLE_TOTAL, MAX_MANIFEST_FILE,
+    MAX_MODULE_LEN, MAX_MODULES, MODULES_DIR, OpenedBundle, TOKENS_FILE, check_torrent_shape,
+    create_bundle, manifest_token, open_bundle,
 };
 pub use error::ApplyError;
-pub use ledger::{Batch, BatchReport, BundlePosition, Ledger};
-pub use record::{LogEntry, Receipt, Source};
+pub use ledger::{Batch, BatchReport, BundlePosition, FORMAT, Ledger};
+pub use record::{BundleRecord, BundleRef, Evidence, LogEntry, Receipt, Source};

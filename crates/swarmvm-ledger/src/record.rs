@@ -2,21 +2,67 @@
 //! receipt per contract. Both lie outside the state root.
 
 use serde::{Deserialize, Serialize};
+use swarmvm_primitives::BundleId;
 
 /// Where a batch came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// A local run (`swarmvm exec`): not part of the bundle sequence.
+pub enum Source<'a> {
+    /// A local run (`swarmvm exec`): not part of the bundle sequence. Refused on a ledger
+    /// that follows a network's bundles.
     Exec,
     /// A bundle: it must be the next in order.
-    Bundle {
-        /// The manifest's `seq`.
-        seq: u64,
-        /// SHA-256 of the bundle's `manifest.jwt` bytes.
-        manifest: swarmvm_vm::Hash32,
-        /// The manifest's `parent` (absent at `seq` 1).
-        parent: Option<swarmvm_vm::Hash32>,
-    },
+    Bundle(BundleRef<'a>),
+}
+
+/// A verified bundle's place in its chain, as a batch carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BundleRef<'a> {
+    /// The manifest's `seq`.
+    pub seq: u64,
+    /// The bundle's identity.
+    pub id: BundleId,
+    /// The manifest's `parent` (absent at `seq` 1).
+    pub parent: Option<BundleId>,
+    /// The manifest's `iat`.
+    pub issued_at: u64,
+    /// The manifest's JWS serialization, kept with the bundle (and as evidence of a fork).
+    pub manifest: &'a str,
+}
+
+/// An applied bundle, as the ledger keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleRecord {
+    /// Its `seq`.
+    pub seq: u64,
+    /// Its identity.
+    pub id: BundleId,
+    /// Its parent's identity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<BundleId>,
+    /// Its manifest's `iat`.
+    pub issued_at: u64,
+    /// The log position of the batch that applied it.
+    pub position: u64,
+    /// The manifest's JWS serialization.
+    pub manifest: String,
+}
+
+/// Two validly signed bundles for one `seq`: evidence of a compromised or faulty authority.
+/// The ledger keeps the first and refuses the other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The `seq` both claim.
+    pub seq: u64,
+    /// The bundle applied at that seq.
+    pub kept: BundleId,
+    /// The other, refused.
+    pub other: BundleId,
+    /// The applied bundle's manifest (JWS).
+    pub kept_manifest: String,
+    /// The other bundle's manifest (JWS).
+    pub other_manifest: String,
+    /// When this ledger saw the other (Unix seconds).
+    pub seen_at: u64,
 }
 
 /// One applied batch, in the ledger's log.
@@ -29,9 +75,9 @@ pub struct LogEntry {
     /// The bundle's `seq`, for bundles.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
-    /// The bundle's manifest hash (hex), for bundles.
+    /// The bundle's identity, for bundles.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub manifest: Option<String>,
+    pub bundle: Option<BundleId>,
     /// Registration tokens applied.
     pub registrations: usize,
     /// Contracts in the batch.

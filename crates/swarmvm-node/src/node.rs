@@ -305,53 +305,30 @@ impl Node {
     }
 
     /// Applies every pending bundle whose turn it is, in order. Runs on a blocking thread.
+    /// A bundle for a seq already applied is the same bundle (by identity) or a fork, which
+    /// the ledger records as evidence.
     fn drain(&self) {
         loop {
             let mut slot = lock(&self.inner.ledger);
             let Some(ledger) = slot.as_mut() else { return };
             let next = ledger.last_bundle().map_or(1, |b| b.seq + 1);
-            let (stale, current) = {
+            let ready: Vec<(InfoHash, OpenedBundle)> = {
                 let mut b = lock(&self.inner.bundles);
-                let stale: Vec<(u64, Vec<(InfoHash, OpenedBundle)>)> = b
-                    .pending
-                    .range(..next)
-                    .map(|(s, _)| *s)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .filter_map(|s| b.pending.remove(&s).map(|v| (s, v)))
-                    .collect();
-                (stale, b.pending.remove(&next))
+                let seqs: Vec<u64> = b.pending.range(..=next).map(|(s, _)| *s).collect();
+                seqs.into_iter().filter_map(|s| b.pending.remove(&s)).flatten().collect()
             };
-            for (seq, candidates) in stale {
-                let applied = applied_manifest(ledger, seq);
-                for (hash, bundle) in candidates {
-                    if applied == Some(bundle.manifest_hash) {
-                        self.update(hash, |e| {
-                            e.state = BundleState::Applied;
-                            e.reason = None;
-                        });
-                    } else {
-                        let reason =
-                            format!("bundle seq {seq} is already applied with another manifest");
-                        self.reject_blocking(hash, reason);
-                    }
-                }
+            if ready.is_empty() {
+                break;
             }
-            let Some(candidates) = current else { break };
             let mut progressed = false;
-            for (hash, bundle) in candidates {
-                if progressed {
-                    self.reject_blocking(
-                        hash,
-                        format!("bundle seq {next} is already applied with another manifest"),
-                    );
-                    continue;
-                }
+            for (hash, bundle) in ready {
+                let seq = bundle.manifest.seq;
                 match ledger.apply_bundle(&bundle, &self.inner.trust) {
                     Ok(report) => {
                         info!(
                             info_hash = %hash,
-                            seq = next,
+                            seq,
+                            bundle = %bundle.id(),
                             applied = report.entry.applied,
                             rejected = report.entry.rejected,
                             state_root = %report.state_root,
@@ -361,15 +338,23 @@ impl Node {
                             e.state = BundleState::Applied;
                             e.reason = None;
                         });
-                        self.inner.applied.send_replace(next);
+                        self.inner.applied.send_replace(seq);
                         progressed = true;
                     }
+                    Err(ApplyError::AlreadyApplied { .. }) => self.update(hash, |e| {
+                        e.state = BundleState::Applied;
+                        e.reason = None;
+                    }),
                     Err(e) if e.is_fatal() => {
                         warn!(info_hash = %hash, "storage failure applying bundle: {}", one_line(&e));
                         self.update(hash, |entry| {
                             entry.reason = Some(format!("storage failure: {}", one_line(&e)));
                         });
                         return;
+                    }
+                    Err(e @ ApplyError::Fork { .. }) => {
+                        warn!(info_hash = %hash, seq, "fork evidence: {}", one_line(&e));
+                        self.reject_blocking(hash, one_line(&e));
                     }
                     Err(e) => self.reject_blocking(hash, one_line(&e)),
                 }
@@ -514,22 +499,5 @@ impl Node {
             }
         })
         .await;
-    }
-}
-
-/// The manifest hash the ledger applied at `seq`, from its log.
-fn applied_manifest(ledger: &Ledger, seq: u64) -> Option<Hash32> {
-    let mut from = 1;
-    loop {
-        let page = ledger.log(from, 256).ok()?;
-        if page.is_empty() {
-            return None;
-        }
-        for e in &page {
-            if e.seq == Some(seq) {
-                return e.manifest.as_deref().and_then(|m| m.parse().ok());
-            }
-        }
-        from = page.last()?.position + 1;
     }
 }

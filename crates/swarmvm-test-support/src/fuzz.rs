@@ -213,18 +213,16 @@ pub fn seeds() -> Vec<Seed> {
     let contract =
         swarmvm_token::sign_contract(a, &network, 1, std::slice::from_ref(&student), FUZZ_TIME)
             .unwrap();
-    let digest = |b: &[u8]| FileDigest {
-        size: b.len() as u64,
-        sha256: swarmvm_vm::Hash32::digest(b).to_hex(),
-    };
+    let digest =
+        |b: &[u8]| FileDigest { size: b.len() as u64, sha256: swarmvm_vm::Hash32::digest(b) };
     let files: BTreeMap<String, FileDigest> = [
         ("contracts.jsonl".to_owned(), digest(b"")),
         ("registration_tokens.txt".to_owned(), digest(b"")),
     ]
     .into();
     let manifest1 = swarmvm_token::sign_manifest(a, 1, None, &files, FUZZ_TIME).unwrap();
-    let parent = swarmvm_vm::Hash32::digest(manifest1.as_bytes()).to_hex();
-    let manifest2 = swarmvm_token::sign_manifest(a, 2, Some(&parent), &files, FUZZ_TIME).unwrap();
+    let parent = swarmvm_token::verify_manifest(&manifest1, trust()).unwrap().id;
+    let manifest2 = swarmvm_token::sign_manifest(a, 2, Some(parent), &files, FUZZ_TIME).unwrap();
     let none = format!(
         "{}.{}.",
         crate::b64(r#"{"alg":"none"}"#),

@@ -22,6 +22,8 @@ pub(crate) struct Decoded<'t> {
     pub(crate) kid: Option<String>,
     pub(crate) typ: Option<String>,
     pub(crate) claims: Map<String, Value>,
+    /// The decoded payload: the exact bytes the signature covers.
+    pub(crate) payload: Vec<u8>,
     pub(crate) signing_input: &'t str,
     pub(crate) signature: &'t str,
 }
@@ -99,7 +101,8 @@ impl<'t> Decoded<'t> {
         }
         let kid = header_str(&header, "kid")?;
         let typ = header_str(&header, "typ")?;
-        let claims = json_object("payload", &b64_part("payload", payload_b64)?)?;
+        let payload = b64_part("payload", payload_b64)?;
+        let claims = json_object("payload", &payload)?;
         if let Some(place) = find_private_key_material_in_object(&header)
             .or_else(|| find_private_key_material_in_object(&claims))
         {
@@ -109,7 +112,7 @@ impl<'t> Decoded<'t> {
             return Err(VerifyError::Malformed("empty signature".into()));
         }
         let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
-        Ok(Self { alg: shorten(&alg), kid, typ, claims, signing_input, signature })
+        Ok(Self { alg: shorten(&alg), kid, typ, claims, payload, signing_input, signature })
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+use swarmvm_primitives::{BundleId, Hash32};
 use swarmvm_wallet::Wallet;
 
 use crate::error::{IssueError, Result, VerifyError};
@@ -27,21 +28,23 @@ pub const MAX_SEQ: u64 = (1 << 53) - 1;
 pub struct FileDigest {
     /// Bytes.
     pub size: u64,
-    /// Lowercase hex SHA-256.
-    pub sha256: String,
+    /// Its SHA-256 (lowercase hex in the manifest).
+    pub sha256: Hash32,
 }
 
 /// A manifest whose signature and content verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedManifest {
+    /// The bundle's identity: SHA-256 of the JWS payload, the bytes the signature covers.
+    pub id: BundleId,
     /// The authority that signed it (its wallet id; the network id).
     pub issuer: String,
     /// When it was signed (Unix seconds); token time rules are checked at this time.
     pub issued_at: u64,
     /// Its place in the sequence, from 1.
     pub seq: u64,
-    /// Lowercase hex SHA-256 of the previous bundle's `manifest.jwt`; absent at seq 1.
-    pub parent: Option<String>,
+    /// The previous bundle's identity; absent at seq 1.
+    pub parent: Option<BundleId>,
     /// The bundle's files by name.
     pub files: BTreeMap<String, FileDigest>,
 }
@@ -52,7 +55,7 @@ struct ManifestClaims<'a> {
     iat: u64,
     seq: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    parent: Option<&'a str>,
+    parent: Option<BundleId>,
     files: &'a BTreeMap<String, FileDigest>,
 }
 
@@ -60,15 +63,11 @@ fn invalid(claim: impl Into<String>, reason: impl Into<String>) -> VerifyError {
     VerifyError::InvalidClaim { claim: claim.into(), reason: reason.into() }
 }
 
-fn is_hex64(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-}
-
 /// Signs a manifest by the authority `wallet`. `files` must name exactly [`BUNDLE_FILES`].
 pub fn sign_manifest(
     wallet: &Wallet,
     seq: u64,
-    parent: Option<&str>,
+    parent: Option<BundleId>,
     files: &BTreeMap<String, FileDigest>,
     now: u64,
 ) -> Result<String, IssueError> {
@@ -77,7 +76,11 @@ pub fn sign_manifest(
     sign(&Signer::Wallet(wallet), Kind::Manifest, &claims)
 }
 
-fn check_shape(seq: u64, parent: Option<&str>, files: &BTreeMap<String, FileDigest>) -> Result<()> {
+fn check_shape(
+    seq: u64,
+    parent: Option<BundleId>,
+    files: &BTreeMap<String, FileDigest>,
+) -> Result<()> {
     if !(1..=MAX_SEQ).contains(&seq) {
         return Err(invalid("seq", format!("{seq} is not from 1 to 2^53-1")));
     }
@@ -85,9 +88,6 @@ fn check_shape(seq: u64, parent: Option<&str>, files: &BTreeMap<String, FileDige
         (1, Some(_)) => return Err(invalid("parent", "the first bundle (seq 1) has no parent")),
         (s, None) if s > 1 => {
             return Err(invalid("parent", format!("bundle seq {s} needs a parent")));
-        }
-        (_, Some(p)) if !is_hex64(p) => {
-            return Err(invalid("parent", "not a lowercase hex sha-256"));
         }
         _ => {}
     }
@@ -104,9 +104,6 @@ fn check_shape(seq: u64, parent: Option<&str>, files: &BTreeMap<String, FileDige
                 format!("files.{name}.size"),
                 format!("{} bytes is more than the {MAX_BUNDLE_FILE} allowed", digest.size),
             ));
-        }
-        if !is_hex64(&digest.sha256) {
-            return Err(invalid(format!("files.{name}.sha256"), "not a lowercase hex sha-256"));
         }
     }
     Ok(())
@@ -133,7 +130,9 @@ fn parse_files(claims: &Map<String, Value>) -> Result<BTreeMap<String, FileDiges
             .and_then(Value::as_u64)
             .ok_or_else(|| invalid(format!("files.{shown}.size"), "not a non-negative integer"))?;
         let sha256 = match entry.get("sha256") {
-            Some(Value::String(s)) => s.clone(),
+            Some(Value::String(s)) => s.parse::<Hash32>().map_err(|_| {
+                invalid(format!("files.{shown}.sha256"), "not a lowercase hex sha-256")
+            })?,
             _ => return Err(invalid(format!("files.{shown}.sha256"), "not a string")),
         };
         out.insert(name.clone(), FileDigest { size, sha256 });
@@ -159,23 +158,27 @@ pub fn verify_manifest(token: &str, trust: &TrustStore) -> Result<VerifiedManife
     };
     let parent = match claims.get("parent") {
         None | Some(Value::Null) => None,
-        Some(Value::String(p)) => Some(p.clone()),
+        Some(Value::String(p)) => Some(p.parse::<BundleId>().map_err(|_| {
+            invalid("parent", "not a bundle identity (64 lowercase hex characters)")
+        })?),
         Some(_) => return Err(invalid("parent", "not a string")),
     };
     let files = parse_files(claims)?;
-    check_shape(seq, parent.as_deref(), &files)?;
-    Ok(VerifiedManifest { issuer, issued_at, seq, parent, files })
+    check_shape(seq, parent, &files)?;
+    let id = BundleId::of_payload(&decoded.payload);
+    Ok(VerifiedManifest { id, issuer, issued_at, seq, parent, files })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use swarmvm_wallet::Algorithm;
 
     fn files() -> BTreeMap<String, FileDigest> {
         BUNDLE_FILES
             .iter()
-            .map(|n| ((*n).to_owned(), FileDigest { size: 3, sha256: "ab".repeat(32) }))
+            .map(|n| ((*n).to_owned(), FileDigest { size: 3, sha256: Hash32([0xab; 32]) }))
             .collect()
     }
 
@@ -185,17 +188,21 @@ mod tests {
         let trust = TrustStore::with_keys([w.public_key()]);
         let m1 = sign_manifest(&w, 1, None, &files(), 1_000).unwrap();
         let v = verify_manifest(&m1, &trust).unwrap();
-        assert_eq!((v.seq, v.parent.as_deref(), v.issued_at), (1, None, 1_000));
+        assert_eq!((v.seq, v.parent, v.issued_at), (1, None, 1_000));
         assert_eq!(v.issuer, w.id().to_string());
         assert_eq!(v.files, files());
-        let parent = "cd".repeat(32);
-        let m2 = sign_manifest(&w, 2, Some(&parent), &files(), 2_000).unwrap();
-        assert_eq!(verify_manifest(&m2, &trust).unwrap().parent.as_deref(), Some(parent.as_str()));
+        // The identity is the hash of the signed payload, not of the token's text.
+        let payload = m1.split('.').nth(1).unwrap();
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
+        assert_eq!(v.id, BundleId::of_payload(&payload));
+        let parent = v.id;
+        let m2 = sign_manifest(&w, 2, Some(parent), &files(), 2_000).unwrap();
+        assert_eq!(verify_manifest(&m2, &trust).unwrap().parent, Some(parent));
         assert!(sign_manifest(&w, 2, None, &files(), 0).is_err(), "seq 2 needs a parent");
-        assert!(sign_manifest(&w, 1, Some(&parent), &files(), 0).is_err(), "seq 1 has none");
+        assert!(sign_manifest(&w, 1, Some(parent), &files(), 0).is_err(), "seq 1 has none");
         assert!(sign_manifest(&w, 0, None, &files(), 0).is_err());
         let mut extra = files();
-        extra.insert("evil.sh".into(), FileDigest { size: 1, sha256: "00".repeat(32) });
+        extra.insert("evil.sh".into(), FileDigest { size: 1, sha256: Hash32::default() });
         assert!(sign_manifest(&w, 1, None, &extra, 0).is_err());
         let mut huge = files();
         huge.get_mut("contracts.jsonl").unwrap().size = MAX_BUNDLE_FILE + 1;

@@ -174,10 +174,7 @@ fn digests(dir: &Path) -> BTreeMap<String, FileDigest> {
         .iter()
         .map(|n| {
             let b = std::fs::read(dir.join(n)).unwrap();
-            (
-                (*n).to_owned(),
-                FileDigest { size: b.len() as u64, sha256: Hash32::digest(&b).to_hex() },
-            )
+            ((*n).to_owned(), FileDigest { size: b.len() as u64, sha256: Hash32::digest(&b) })
         })
         .collect()
 }
@@ -185,7 +182,7 @@ fn digests(dir: &Path) -> BTreeMap<String, FileDigest> {
 fn empty_digests() -> BTreeMap<String, FileDigest> {
     ["contracts.jsonl", "registration_tokens.txt"]
         .iter()
-        .map(|n| ((*n).to_owned(), FileDigest { size: 0, sha256: Hash32::digest(b"").to_hex() }))
+        .map(|n| ((*n).to_owned(), FileDigest { size: 0, sha256: Hash32::digest(b"") }))
         .collect()
 }
 
@@ -737,10 +734,7 @@ fn bundles() -> Vec<Case> {
         }),
         case("bundle", "a manifest listing ../x", |w| {
             let mut files = empty_digests();
-            files.insert(
-                "../x".into(),
-                FileDigest { size: 0, sha256: Hash32::digest(b"").to_hex() },
-            );
+            files.insert("../x".into(), FileDigest { size: 0, sha256: Hash32::digest(b"") });
             let claims = json!({"iss": w.net.id(), "iat": w.net.issued_at, "seq": 2, "parent": Hash32::digest(b"x").to_hex(), "files": files});
             w.forged_manifest_bundle("traversal", &claims)
         }),
@@ -782,11 +776,10 @@ fn bundles() -> Vec<Case> {
                 .unwrap();
             // Re-sign the manifest over the new file, as a careless or compromised bundle
             // maker could (`bundle create` itself would refuse these tokens).
-            let parent =
-                Hash32::digest(&std::fs::read(w.first.join("manifest.jwt")).unwrap()).to_hex();
+            let parent = open_bundle(&w.first, &w.net.trust).unwrap().id();
             std::fs::write(
                 d.join("manifest.jwt"),
-                sign_manifest(&w.net.authority, 2, Some(&parent), &digests(&d), w.net.issued_at)
+                sign_manifest(&w.net.authority, 2, Some(parent), &digests(&d), w.net.issued_at)
                     .unwrap(),
             )
             .unwrap();

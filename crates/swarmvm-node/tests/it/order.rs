@@ -1,8 +1,8 @@
 //! Bundles apply in order, exactly once; broken bundles never apply and the node says why.
 
+use swarmvm_ledger::open_bundle;
 use swarmvm_node::BundleState;
 use swarmvm_test_support::net::{course, nft, student, vote};
-use swarmvm_vm::Hash32;
 
 use crate::support::{Authority, LIMIT, add, is, wait_bundle};
 
@@ -107,7 +107,7 @@ async fn broken_bundles_are_never_applied_and_the_node_says_why() {
         assert!(!reason.contains('\n'));
     }
     let wrong = node.bundles().into_iter().find(|b| b.info_hash == cases[2].0).unwrap();
-    let expected_parent = Hash32::digest(&std::fs::read(b1.join("manifest.jwt")).unwrap()).to_hex();
+    let expected_parent = open_bundle(&b1, &a.net.trust).unwrap().id().to_string();
     assert!(wrong.reason.unwrap().contains(&expected_parent), "names the parent it expected");
     // The status route says the same, and nothing changed.
     let (code, status) = swarmvm_test_support::http::get(node.http_addr().unwrap(), "/v1/status");

@@ -9,7 +9,7 @@ use serde_json::json;
 use swarmvm_swarm::{Source, Swarm, TorrentFile};
 use url::Url;
 
-use swarmvm_ledger::{CreatedBundle, create_bundle};
+use swarmvm_ledger::{CreateOptions, CreatedBundle, create_bundle};
 use swarmvm_token::unix_now;
 
 use super::OutputArgs;
@@ -37,9 +37,13 @@ pub(crate) enum BundleCommand {
         /// Signed contracts (one a line) to copy in as contracts.jsonl.
         #[arg(long, value_name = "FILE", requires = "key")]
         contracts: Option<PathBuf>,
-        /// The previous bundle's folder: this one is next (seq + 1, parent = its manifest).
+        /// The previous bundle's folder: this one is next (seq + 1, parent = its identity).
         #[arg(long, value_name = "PREV_DIR", requires = "key")]
         after: Option<PathBuf>,
+        /// Sign again a folder that already holds a manifest. If that bundle was published,
+        /// this makes a second bundle for its seq: a fork, which every node keeps as evidence.
+        #[arg(long, requires = "key")]
+        force: bool,
         #[command(flatten)]
         passphrase: PassphraseArgs,
         /// A tracker for the torrent's announce-list. Repeat for several (none by default).
@@ -88,6 +92,7 @@ pub(crate) fn run(cmd: BundleCommand, out: OutputArgs) -> Result<ExitCode> {
             tokens,
             contracts,
             after,
+            force,
             passphrase,
             trackers,
             out: torrent_path,
@@ -96,15 +101,15 @@ pub(crate) fn run(cmd: BundleCommand, out: OutputArgs) -> Result<ExitCode> {
             let signed = match key {
                 Some(key) => {
                     let authority = load_wallet(&key, &passphrase)?;
-                    let created = create_bundle(
-                        &dir,
-                        &authority,
-                        tokens.as_deref(),
-                        contracts.as_deref(),
-                        after.as_deref(),
-                        unix_now(),
-                    )
-                    .with_context(|| format!("cannot make bundle {}", dir.display()))?;
+                    let options = CreateOptions {
+                        tokens: tokens.as_deref(),
+                        contracts: contracts.as_deref(),
+                        after: after.as_deref(),
+                        now: unix_now(),
+                        force,
+                    };
+                    let created = create_bundle(&dir, &authority, &options)
+                        .with_context(|| format!("cannot make bundle {}", dir.display()))?;
                     Some(created)
                 }
                 None => None,
@@ -163,13 +168,14 @@ fn create(
         let mut v = describe(&torrent, &path);
         if let Some(b) = &signed {
             v["seq"] = json!(b.seq);
-            v["manifest"] = json!(b.manifest_hash.to_hex());
-            v["parent"] = json!(b.parent.map(|p| p.to_hex()));
+            v["bundle"] = json!(b.id);
+            v["parent"] = json!(b.parent);
         }
         output::json(&v);
     } else {
         if let Some(b) = &signed {
             output::line(format!("seq       {}", b.seq));
+            output::line(format!("bundle    {}", b.id));
         }
         output::line(format!("info_hash {}", torrent.info_hash()));
         output::line(format!("magnet    {}", torrent.magnet()));

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
-use swarmvm_ledger::create_bundle;
+use swarmvm_ledger::{CreateOptions, create_bundle};
 use swarmvm_node::{BundleState, Node, NodeOptions};
 use swarmvm_swarm::{Source, Swarm, SwarmOptions, TorrentFile};
 use swarmvm_token::{
@@ -182,7 +182,7 @@ async fn demo(
         bundle.join("contracts.jsonl"),
         contracts(&peers, &network, now)?.join("\n") + "\n",
     )?;
-    create_bundle(&bundle, &authority, None, None, None, now)?;
+    create_bundle(&bundle, &authority, &CreateOptions { now, ..CreateOptions::default() })?;
     let torrent = TorrentFile::create(&bundle, &[], None)?;
 
     // The authority seeds it; N peers fetch it, each with its own session, ledger and folder.

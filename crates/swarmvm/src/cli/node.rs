@@ -117,7 +117,7 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
             if out.json {
                 output::json(&json!({
                     "seq": bundle.manifest.seq,
-                    "manifest": bundle.manifest_hash.to_hex(),
+                    "bundle": bundle.id(),
                     "applied": report.entry.applied,
                     "rejected": report.entry.rejected,
                     "state_root": report.state_root.to_hex(),

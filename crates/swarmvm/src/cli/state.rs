@@ -31,7 +31,7 @@ pub(crate) fn state_json(ledger: &Ledger) -> Value {
     value["state_root"] = json!(ledger.state_root().to_hex());
     value["batches"] = json!(ledger.log_len());
     value["last_bundle"] = match ledger.last_bundle() {
-        Some(b) => json!({"seq": b.seq, "manifest": b.manifest.to_hex()}),
+        Some(b) => json!({"seq": b.seq, "id": b.id}),
         None => Value::Null,
     };
     value

@@ -133,7 +133,7 @@ fn bundles_made_with_key_apply_offline_in_order_only() {
         "b1",
     ]);
     assert_eq!(b2["seq"], 2);
-    assert_eq!(b2["parent"], b1["manifest"]);
+    assert_eq!(b2["parent"], b1["bundle"], "parent is the previous bundle's identity");
     assert!(env.path("b2/registration_tokens.txt").exists(), "both files are present, one empty");
     let apply = |bundle: &str| {
         env.run(&["node", "apply", bundle, "--data-dir", "peer", "--trust", "auth.pub", "--json"])
