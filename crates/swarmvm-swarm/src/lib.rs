@@ -26,12 +26,17 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod error;
+mod partial;
+mod space;
+mod storage;
 mod swarm;
 mod torrent;
 
 pub use error::{Result, SwarmError};
+pub use partial::PARTIAL_DIR;
 pub use swarm::{Listen, PeerView, Progress, Source, Swarm, SwarmOptions, Transfer, TransferState};
 pub use torrent::{
     InfoHash, MAX_FILES, MAX_MAGNET_LEN, MAX_MAGNET_TRACKERS, MAX_PIECE_LENGTH, MAX_PIECES,
     MAX_TORRENT_FILE, MIN_PIECE_LENGTH, MagnetLink, TorrentEntry, TorrentFile, auto_piece_length,
+    check_tracker,
 };

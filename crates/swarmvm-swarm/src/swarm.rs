@@ -15,6 +15,8 @@ use librqbit::{
 use url::Url;
 
 use crate::error::{Result, SwarmError};
+use crate::partial;
+use crate::storage::NoFollowStorageFactory;
 use crate::torrent::{InfoHash, MagnetLink, TorrentFile};
 
 /// Where the session listens for peers.
@@ -90,6 +92,8 @@ pub struct Swarm {
     session: Arc<Session>,
     options: SwarmOptions,
     peer_id: [u8; 20],
+    /// Disk space claimed by fetches that are not complete yet.
+    claims: crate::space::Claims,
 }
 
 impl std::fmt::Debug for Swarm {
@@ -204,7 +208,7 @@ impl Swarm {
                 }
             }
         };
-        Ok(Self { session, options, peer_id })
+        Ok(Self { session, options, peer_id, claims: crate::space::Claims::default() })
     }
 
     /// This session's BitTorrent peer id (BEP 20 style, `-SV0100-` then random bytes), hex.
@@ -223,18 +227,23 @@ impl Swarm {
         self.session.listen_addr()
     }
 
+    /// Adds `torrent` to the session with its files below `base/prefix` (opened without
+    /// following links, see [`NoFollowStorageFactory`]).
     async fn add(
         &self,
         torrent: &TorrentFile,
-        output: &Path,
+        base: &Path,
+        prefix: &Path,
         peers: &[SocketAddr],
     ) -> Result<Arc<ManagedTorrent>> {
         let mut initial_peers = self.options.peers.clone();
         initial_peers.extend_from_slice(peers);
+        let output = base.join(prefix);
         let opts = AddTorrentOptions {
             overwrite: true,
             output_folder: Some(output.to_string_lossy().into_owned()),
             initial_peers: (!initial_peers.is_empty()).then_some(initial_peers),
+            storage_factory: Some(NoFollowStorageFactory::new(base, prefix).boxed_factory()),
             ..AddTorrentOptions::default()
         };
         let bytes = torrent.as_bytes().to_vec();
@@ -242,7 +251,7 @@ impl Swarm {
             .session
             .add_torrent(AddTorrent::TorrentFileBytes(bytes.into()), Some(opts))
             .await
-            .map_err(|e| engine_error(&e, output))?;
+            .map_err(|e| engine_error(&e, &output))?;
         match response {
             AddTorrentResponse::Added(_, handle)
             | AddTorrentResponse::AlreadyManaged(_, handle) => Ok(handle),
@@ -264,10 +273,16 @@ impl Swarm {
             .await
             .map_err(|e| SwarmError::Engine(format!("data check failed: {e}")))?
             .map_err(|detail| SwarmError::DataMismatch { dir: dir.to_path_buf(), detail })?;
-        let handle = self.add(torrent, &root, &[]).await?;
+        let handle = self.add(torrent, &root, Path::new(""), &[]).await?;
         let path =
             if torrent.is_multi_file() { dir.to_path_buf() } else { dir.join(torrent.name()) };
-        Ok(Transfer { handle, torrent: torrent.clone(), path })
+        Ok(Transfer {
+            handle,
+            torrent: torrent.clone(),
+            path,
+            out: None,
+            claim: std::sync::Mutex::new(None),
+        })
     }
 
     /// Resolves a magnet's metadata from peers (BEP 9); the result is checked like any
@@ -311,7 +326,9 @@ impl Swarm {
 
     /// Fetches `torrent` into `out/NAME`. An earlier interrupted fetch of the same torrent
     /// resumes (verified pieces are not fetched again); a folder already holding the complete
-    /// data is accepted as it is; one holding other data is refused, unchanged.
+    /// data is accepted as it is; one holding other data is refused, unchanged, and so is a
+    /// symbolic link at `out/NAME`. What the fetch still needs of the disk is claimed at once,
+    /// so fetches running together cannot each count the same free space.
     pub async fn fetch(
         &self,
         torrent: &TorrentFile,
@@ -319,10 +336,14 @@ impl Swarm {
         peers: &[SocketAddr],
     ) -> Result<Transfer> {
         let path = torrent.path_in(out);
-        let marker = out.join(format!(".{}.swarmvm-partial", torrent.name()));
-        let ours = std::fs::read_to_string(&marker)
-            .is_ok_and(|m| m.trim() == torrent.info_hash().to_string());
-        if path.exists() && !ours {
+        let existing = std::fs::symlink_metadata(&path).ok();
+        if existing.as_ref().is_some_and(|m| m.file_type().is_symlink()) {
+            return Err(SwarmError::DifferentData {
+                path,
+                detail: "it is a symbolic link; fetched files are never written through one".into(),
+            });
+        }
+        if existing.is_some() && !partial::is_ours(out, torrent) {
             let check_torrent = torrent.clone();
             let root = torrent.storage_root(out);
             let checked = tokio::task::spawn_blocking(move || check_torrent.check_data(&root))
@@ -331,14 +352,21 @@ impl Swarm {
             if let Err(detail) = checked {
                 return Err(SwarmError::DifferentData { path, detail });
             }
-        } else if !path.exists() {
+        } else if existing.is_none() {
             std::fs::create_dir_all(out).map_err(|e| SwarmError::io("cannot create", out, e))?;
-            std::fs::write(&marker, torrent.info_hash().to_string())
-                .map_err(|e| write_error(e, &marker))?;
+            partial::mark(out, torrent)?;
         }
-        check_space(torrent, out)?;
-        let handle = self.add(torrent, &torrent.storage_root(out), peers).await?;
-        Ok(Transfer { handle, torrent: torrent.clone(), path })
+        let claim = self.claims.claim(torrent, out)?;
+        let prefix =
+            if torrent.is_multi_file() { Path::new(torrent.name()) } else { Path::new("") };
+        let handle = self.add(torrent, out, prefix, peers).await?;
+        Ok(Transfer {
+            handle,
+            torrent: torrent.clone(),
+            path,
+            out: Some(out.to_path_buf()),
+            claim: std::sync::Mutex::new(Some(claim)),
+        })
     }
 
     /// Stops the session: pauses every torrent (which closes its files and connections)
@@ -353,32 +381,8 @@ impl Swarm {
     }
 }
 
-/// Refuses to start a download that cannot fit: the engine writes sparse files, so a full
-/// disk would otherwise show up only halfway through.
-fn check_space(torrent: &TorrentFile, out: &Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt as _;
-    let root = torrent.storage_root(out);
-    let allocated: u64 = torrent
-        .files()
-        .iter()
-        .filter_map(|f| std::fs::metadata(root.join(&f.path)).ok())
-        .map(|m| (m.blocks() * 512).min(m.len()))
-        .sum();
-    let needed = torrent.total_length().saturating_sub(allocated);
-    let stat =
-        rustix::fs::statvfs(out).map_err(|e| SwarmError::io("cannot inspect", out, e.into()))?;
-    let available = stat.f_bavail.saturating_mul(stat.f_frsize);
-    if needed > available {
-        return Err(SwarmError::DiskFull {
-            path: out.to_path_buf(),
-            detail: format!("{needed} bytes needed, {available} available"),
-        });
-    }
-    Ok(())
-}
-
-fn write_error(e: std::io::Error, path: &Path) -> SwarmError {
-    if e.raw_os_error() == Some(28) {
+pub(crate) fn write_error(e: std::io::Error, path: &Path) -> SwarmError {
+    if e.kind() == std::io::ErrorKind::StorageFull {
         SwarmError::DiskFull { path: path.to_path_buf(), detail: "no space left".into() }
     } else {
         SwarmError::io("cannot write", path, e)
@@ -466,6 +470,10 @@ pub struct Transfer {
     handle: Arc<ManagedTorrent>,
     torrent: TorrentFile,
     path: PathBuf,
+    /// For a fetch: the folder it fetches into (where its partial marker is).
+    out: Option<PathBuf>,
+    /// For a fetch: the disk space it claimed, released once the data is complete.
+    claim: std::sync::Mutex<Option<crate::space::Claim>>,
 }
 
 impl std::fmt::Debug for Transfer {
@@ -577,9 +585,9 @@ impl Transfer {
     }
 
     fn finish(&self) {
-        if let Some(parent) = self.path.parent() {
-            let marker = parent.join(format!(".{}.swarmvm-partial", self.torrent.name()));
-            let _ = std::fs::remove_file(marker);
+        if let Some(out) = &self.out {
+            partial::unmark(out, &self.torrent);
         }
+        self.claim.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
     }
 }

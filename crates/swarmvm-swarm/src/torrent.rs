@@ -19,8 +19,9 @@ pub const MAX_PIECE_LENGTH: u32 = 64 * 1024 * 1024;
 pub const MAX_PIECES: u64 = 1 << 22;
 /// Largest torrent file read.
 pub const MAX_TORRENT_FILE: usize = 16 * 1024 * 1024;
-/// Most files a torrent may list.
-pub const MAX_FILES: usize = 100_000;
+/// Most files a torrent may list. A transfer keeps only a few files open at a time, but
+/// each file is created on disk when the transfer starts.
+pub const MAX_FILES: usize = 10_000;
 /// Longest magnet link read or written, before and after normalization.
 pub const MAX_MAGNET_LEN: usize = 8 * 1024;
 /// Most trackers kept from a magnet link.
@@ -120,6 +121,7 @@ impl MagnetLink {
                 "dn" if !value.is_empty() => name = Some(value.chars().take(255).collect()),
                 "tr" => {
                     let t = Url::parse(&value).map_err(|_| bad("a tracker is not a url"))?;
+                    check_tracker(&t).map_err(|why| bad(&why))?;
                     if trackers.len() < MAX_MAGNET_TRACKERS {
                         trackers.push(t);
                     }
@@ -138,6 +140,25 @@ impl MagnetLink {
         }
         Ok(magnet)
     }
+}
+
+/// Trackers are contacted at whatever address they name, so only the BitTorrent tracker
+/// protocols are accepted: `http`, `https` (BEP 3) and `udp` (BEP 15), without credentials.
+/// Any other scheme (`file`, `gopher`, `ftp`, ...) is refused rather than left to the engine.
+pub fn check_tracker(url: &Url) -> std::result::Result<(), String> {
+    match url.scheme() {
+        "http" | "https" | "udp" => {}
+        other => {
+            return Err(format!("tracker scheme '{}' is not http, https or udp", short(other)));
+        }
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("a tracker url carries a user name or password".into());
+    }
+    if url.host().is_none() {
+        return Err("a tracker url has no host".into());
+    }
+    Ok(())
 }
 
 /// A magnet link value, `application/x-www-form-urlencoded`.
@@ -196,6 +217,7 @@ fn safe_component(bytes: &[u8]) -> Option<String> {
     let ok = !s.is_empty()
         && s != "."
         && s != ".."
+        && s != crate::partial::PARTIAL_DIR
         && s.len() <= 255
         && !s.contains(['/', '\\', '\0'])
         && !swarmvm_primitives::text::has_hidden(s);
@@ -273,10 +295,14 @@ impl TorrentFile {
         // librqbit's own checks (duplicate files, and what it needs to run the torrent).
         info.clone().validate().map_err(|e| bad(format!("rejected by the engine: {e}")))?;
         let mut trackers = Vec::new();
-        for t in parsed.iter_announce() {
-            if let Some(url) = std::str::from_utf8(t.as_ref()).ok().and_then(|s| Url::parse(s).ok())
-                && !trackers.contains(&url)
-            {
+        // An empty `announce` stands for "none" (librqbit writes one for magnet metadata).
+        for t in parsed.iter_announce().filter(|t| !t.as_ref().is_empty()) {
+            let url = std::str::from_utf8(t.as_ref())
+                .ok()
+                .and_then(|s| Url::parse(s).ok())
+                .ok_or_else(|| bad("a tracker is not a url".into()))?;
+            check_tracker(&url).map_err(bad)?;
+            if !trackers.contains(&url) {
                 trackers.push(url);
             }
         }
@@ -603,47 +629,78 @@ mod bencode {
     /// Deepest nesting a torrent may have (real ones use 4 or 5 levels).
     const MAX_DEPTH: usize = 64;
 
-    /// Walks the first bencoded value of `input` without building it, before librqbit's
-    /// parser sees the bytes: that parser multiplies a string's length prefix without an
-    /// overflow check (a panic in debug builds, a wrapped length in release; found by the
-    /// `torrent_parse` fuzz target), and reads `piece length` into a u32 the same way. Here a
-    /// string length has at most 8 digits (the file is at most 16 MiB) and must fit in what
-    /// is left, an integer has at most 18 digits (it fits in an i64), the integer after a
-    /// `piece length` key fits in a u32, and nesting is bounded.
+    /// Checks that `input` is exactly one bencoded value in its canonical form (BEP 3),
+    /// without building it, before librqbit's parser sees the bytes. Canonical means: dict
+    /// keys are strings in strictly ascending byte order (so never twice), integers and string
+    /// lengths have no leading zeros and no `-0`, and nothing follows the value. Two parsers
+    /// then cannot read the same bytes differently (a duplicated `name` or `length` read
+    /// first-wins by one and last-wins by another), and the info-hash covers exactly what
+    /// was checked.
+    ///
+    /// It also keeps librqbit's parser safe: that parser multiplies a string's length prefix
+    /// without an overflow check (found by the `torrent_parse` fuzz target) and reads `piece
+    /// length` into a u32 the same way. Here a string length has at most 8 digits (the file
+    /// is at most 16 MiB) and must fit in what is left, an integer has at most 18 digits (it
+    /// fits in an i64), the integer after a `piece length` key fits in a u32, and nesting is
+    /// bounded.
     pub(super) fn check(input: &[u8]) -> Result<(), &'static str> {
+        /// What an open container expects next.
+        enum Frame<'a> {
+            List,
+            /// A dict: the last key seen, and whether a value is due.
+            Dict {
+                last: Option<&'a [u8]>,
+                value_due: bool,
+            },
+        }
         let mut pos = 0;
-        let mut depth = 0usize;
-        // Whether the last item was the string `piece length` (so this one is its value).
+        let mut stack: Vec<Frame<'_>> = Vec::new();
+        // Whether the last key was `piece length` (so the next value is its value).
         let mut piece_length_next = false;
         loop {
             let after_piece_length = std::mem::take(&mut piece_length_next);
+            let at_key = matches!(stack.last(), Some(Frame::Dict { value_due: false, .. }));
             match input.get(pos) {
                 None => return Err("it ends in the middle of a value"),
-                Some(b'e') if depth > 0 => {
-                    depth -= 1;
+                Some(b'e') if !stack.is_empty() => {
+                    if matches!(stack.last(), Some(Frame::Dict { value_due: true, .. })) {
+                        return Err("a dict key has no value");
+                    }
+                    stack.pop();
                     pos += 1;
                 }
-                Some(b'd' | b'l') => {
-                    depth += 1;
-                    if depth > MAX_DEPTH {
+                Some(b'd' | b'l') if at_key => return Err("a dict key is not a string"),
+                Some(&open @ (b'd' | b'l')) => {
+                    if stack.len() >= MAX_DEPTH {
                         return Err("it is nested too deeply");
                     }
+                    stack.push(if open == b'd' {
+                        Frame::Dict { last: None, value_due: false }
+                    } else {
+                        Frame::List
+                    });
                     pos += 1;
                     continue;
                 }
+                Some(b'i') if at_key => return Err("a dict key is not a string"),
                 Some(b'i') => {
                     let rest = &input[pos + 1..];
                     let end =
                         rest.iter().position(|&b| b == b'e').ok_or("an integer has no end")?;
-                    let digits = rest[..end].strip_prefix(b"-").unwrap_or(&rest[..end]);
+                    let negative = rest.first() == Some(&b'-');
+                    let digits = &rest[usize::from(negative)..end];
                     if digits.is_empty()
                         || digits.len() > 18
                         || !digits.iter().all(u8::is_ascii_digit)
                     {
                         return Err("an integer is malformed or out of range");
                     }
+                    if (digits[0] == b'0' && digits.len() > 1) || (negative && digits == b"0") {
+                        return Err("an integer is not in canonical form (leading zero or -0)");
+                    }
                     if after_piece_length
-                        && (digits.len() > 10
+                        && (negative
+                            || digits.len() > 10
                             || digits.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'))
                                 > u64::from(u32::MAX))
                     {
@@ -662,18 +719,36 @@ mod bencode {
                     if !digits.iter().all(u8::is_ascii_digit) {
                         return Err("a string length is malformed or too large");
                     }
+                    if digits.len() > 1 && digits[0] == b'0' {
+                        return Err("a string length is not in canonical form (leading zero)");
+                    }
                     let len = digits.iter().fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
                     pos += colon + 1;
                     if input.len() - pos < len {
                         return Err("a string runs past the end");
                     }
-                    piece_length_next = &input[pos..pos + len] == b"piece length";
+                    let text = &input[pos..pos + len];
                     pos += len;
+                    if let Some(Frame::Dict { last, value_due: due @ false }) = stack.last_mut() {
+                        if last.is_some_and(|l| l >= text) {
+                            return Err(
+                                "dict keys are not in strictly ascending order (or one is repeated)",
+                            );
+                        }
+                        *last = Some(text);
+                        *due = true;
+                        piece_length_next = text == b"piece length";
+                        continue;
+                    }
                 }
                 Some(_) => return Err("it is not bencode"),
             }
-            if depth == 0 {
-                return Ok(());
+            // A value ended: a dict now expects its next key.
+            if let Some(Frame::Dict { value_due, .. }) = stack.last_mut() {
+                *value_due = false;
+            }
+            if stack.is_empty() {
+                return if pos == input.len() { Ok(()) } else { Err("bytes follow the value") };
             }
         }
     }
@@ -728,10 +803,12 @@ mod bencode {
             for ok in [
                 &b"d4:infod6:lengthi5e4:name3:abcee"[..],
                 b"i-12e",
+                b"i0e",
                 b"0:",
                 b"le",
+                b"de",
                 b"l1:xi0ee",
-                b"3:abcTRAILING",
+                b"d1:ad1:bi1eee",
                 b"d12:piece lengthi4294967295e1:xi4294967296ee",
             ] {
                 assert_eq!(check(ok), Ok(()), "{}", String::from_utf8_lossy(ok));
@@ -752,6 +829,22 @@ mod bencode {
                 (b"x", "it is not bencode"),
                 (b"e", "it is not bencode"),
                 (&deep, "it is nested too deeply"),
+                (b"3:abcTRAILING", "bytes follow the value"),
+                (b"i03e", "an integer is not in canonical form (leading zero or -0)"),
+                (b"i-0e", "an integer is not in canonical form (leading zero or -0)"),
+                (b"03:abc", "a string length is not in canonical form (leading zero)"),
+                (
+                    b"d4:name1:a4:name1:be",
+                    "dict keys are not in strictly ascending order (or one is repeated)",
+                ),
+                (
+                    b"d1:bi1e1:ai1ee",
+                    "dict keys are not in strictly ascending order (or one is repeated)",
+                ),
+                (b"di1ei2ee", "a dict key is not a string"),
+                (b"dle1:ae", "a dict key is not a string"),
+                (b"d1:ae", "a dict key has no value"),
+                (b"d12:piece lengthi-1ee", "the piece length is out of range"),
             ] {
                 assert_eq!(check(bad), Err(why), "{}", String::from_utf8_lossy(bad));
             }

@@ -314,10 +314,12 @@ fn an_interrupted_fetch_resumes_without_fetching_verified_pieces_again() {
     }
     first.wait().unwrap();
     assert!((30.0..100.0).contains(&killed_at), "killed at {killed_at}%");
-    assert!(
-        env.path("dl/.bundle-7.swarmvm-partial").exists(),
-        "the partial download is marked as ours"
-    );
+    let info_hash = env.json(&["bundle", "create", &dir, "--piece-length", "16384"])["info_hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let marker = format!("dl/.swarmvm-partial/{info_hash}");
+    assert!(env.path(&marker).exists(), "the partial download is marked as ours");
     let run = env.run(&args);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let last: Value = serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
@@ -326,5 +328,6 @@ fn an_interrupted_fetch_resumes_without_fetching_verified_pieces_again() {
     let fetched = last["fetched"].as_u64().unwrap();
     assert!(fetched < total * 8 / 10, "resumed: fetched {fetched} of {total} bytes again");
     same_files(&env.path("dl/bundle-7"), &env.path("bundle-7"));
-    assert!(!env.path("dl/.bundle-7.swarmvm-partial").exists());
+    assert!(!env.path(&marker).exists());
+    assert!(!env.path("dl/.swarmvm-partial").exists(), "the marker folder goes when empty");
 }
