@@ -31,4 +31,14 @@ pub enum NodeError {
     /// A request that cannot be taken (a bad torrent or magnet).
     #[error("{0}")]
     BadRequest(String),
+    /// Too many bundles in progress; try again later.
+    #[error(
+        "{pending} bundles are in progress, the most this node takes at once is {max}; try again later"
+    )]
+    Busy {
+        /// Bundles in progress.
+        pending: usize,
+        /// The bound.
+        max: usize,
+    },
 }

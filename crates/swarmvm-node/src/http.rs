@@ -1,18 +1,25 @@
 //! The HTTP API (axum, JSON). Every route calls the [`Node`] facade; bad requests get a 4xx
 //! with `{"error": "<one line>"}`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{Method, Request, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::Engine as _;
+use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use swarmvm_swarm::{MagnetLink, Source, TorrentFile};
+use tokio::sync::Notify;
+use tower::ServiceExt as _;
 
 use crate::node::{Node, one_line};
 
@@ -39,7 +46,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-const ROUTES: [&str; 9] = [
+const ROUTES: [&str; 10] = [
     "GET /v1/status",
     "GET /v1/state",
     "GET /v1/state/root",
@@ -49,10 +56,15 @@ const ROUTES: [&str; 9] = [
     "POST /v1/bundles {\"magnet\": ...} | {\"torrent_base64\": ...}",
     "GET /v1/receipts?from=N&limit=N",
     "GET /v1/log?from=N&limit=N",
+    "GET /v1/evidence",
 ];
 
-/// The largest request body: a 16 MiB torrent in base64, with room for JSON.
-const MAX_BODY: usize = 23 * 1024 * 1024;
+/// The largest request body: a bundle's torrent is well under 1 MiB (at most 512 MiB of
+/// data in pieces of at least 16 KiB), 2 MiB holds it in base64 with room to spare.
+const MAX_BODY: usize = 2 * 1024 * 1024;
+/// `POST /v1/bundles` requests handled at once; more wait their turn, so bodies being read
+/// never hold more than this many times [`MAX_BODY`] of memory.
+const MAX_POSTS: usize = 8;
 
 /// The API's routes over `node`.
 pub fn router(node: Node) -> Router {
@@ -68,7 +80,13 @@ pub fn router(node: Node) -> Router {
         )
         .route("/v1/operations", get(|State(n): State<Node>| async move { Json(n.operations()) }))
         .route("/v1/wallets", get(|State(n): State<Node>| async move { Json(n.wallets()) }))
-        .route("/v1/bundles", get(list_bundles).post(post_bundle))
+        .route(
+            "/v1/bundles",
+            get(list_bundles)
+                .post(post_bundle)
+                .layer(tower::limit::ConcurrencyLimitLayer::new(MAX_POSTS)),
+        )
+        .route("/v1/evidence", get(evidence))
         .route("/v1/receipts", get(receipts))
         .route("/v1/log", get(log))
         .fallback(not_found)
@@ -127,8 +145,25 @@ async fn post_bundle(
             ));
         }
     };
-    let hash = node.add(source).map_err(|e| ApiError::bad_request(one_line(&e)))?;
+    let hash = match node.add(source) {
+        Ok(hash) => hash,
+        Err(e @ crate::NodeError::Busy { .. }) => {
+            let mut response =
+                ApiError { status: StatusCode::TOO_MANY_REQUESTS, message: one_line(&e) }
+                    .into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+            return Ok(response);
+        }
+        Err(e) => return Err(ApiError::bad_request(one_line(&e))),
+    };
     Ok((StatusCode::ACCEPTED, Json(json!({ "info_hash": hash.to_string() }))).into_response())
+}
+
+async fn evidence(State(node): State<Node>) -> Result<Json<Value>, ApiError> {
+    let list = node.evidence().map_err(|e| ApiError::internal(one_line(&e)))?;
+    Ok(Json(json!({ "evidence": list })))
 }
 
 fn one_line_rejection(text: &str) -> String {
@@ -170,22 +205,337 @@ async fn log(
     Ok(Json(json!({ "log": list })))
 }
 
-/// Binds `addr` and serves the API until the node stops.
+/// Bounds on the HTTP API's connections: slow or idle clients are shed, never waited for.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Connections open at once, at most. A new connection beyond it closes the connection
+    /// that has waited longest without a request in progress (a slow or idle one); only when
+    /// every connection is busy with a request is the new one refused.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers.
+    pub header_timeout: Duration,
+    /// How long a connection may stay open without a request in progress.
+    pub idle_timeout: Duration,
+    /// How long a request may take, reading its body included.
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One open connection, as the accept loop and the connection's task see it.
+#[derive(Debug)]
+struct Slot {
+    /// Requests in progress on it.
+    busy: AtomicUsize,
+    /// When it last started or finished a request (or was accepted).
+    last: Mutex<Instant>,
+    /// Closes it.
+    kill: Notify,
+}
+
+impl Slot {
+    fn touch(&self) {
+        *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+    }
+
+    fn idle_for(&self) -> Option<Duration> {
+        let last = *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (self.busy.load(Ordering::Acquire) == 0).then(|| last.elapsed())
+    }
+}
+
+/// The open connections.
+#[derive(Debug, Default)]
+struct Connections {
+    slots: Mutex<BTreeMap<u64, Arc<Slot>>>,
+    next: AtomicU64,
+}
+
+impl Connections {
+    /// Makes room for one more connection under `max`: closes the connection idle the
+    /// longest. False when every connection is busy.
+    fn make_room(&self, max: usize) -> bool {
+        let mut slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slots.len() < max {
+            return true;
+        }
+        let victim = slots
+            .iter()
+            .filter_map(|(id, s)| s.idle_for().map(|idle| (idle, *id)))
+            .max()
+            .map(|(_, id)| id);
+        match victim.and_then(|id| slots.remove(&id)) {
+            Some(slot) => {
+                slot.kill.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn open(&self) -> (u64, Arc<Slot>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::new(Slot {
+            busy: AtomicUsize::new(0),
+            last: Mutex::new(Instant::now()),
+            kill: Notify::new(),
+        });
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, slot.clone());
+        (id, slot)
+    }
+
+    fn close(&self, id: u64) {
+        self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&id);
+    }
+
+    fn len(&self) -> usize {
+        self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+}
+
+/// Which `Host` headers the API answers: IP addresses (a page cannot rebind an IP literal),
+/// `localhost` and its subdomains (browsers resolve them to loopback themselves), and the
+/// names given with `--allow-host` (`name` for any port, `name:port` for one). A name
+/// otherwise is refused, so a web page whose name an attacker rebinds to 127.0.0.1 cannot
+/// talk to the node through a visitor's browser (DNS rebinding).
+#[derive(Debug, Clone)]
+pub(crate) struct HostCheck {
+    port: u16,
+    allowed: Vec<String>,
+}
+
+impl HostCheck {
+    pub(crate) fn new(port: u16, allowed: &[String]) -> Self {
+        Self { port, allowed: allowed.iter().map(|h| h.to_ascii_lowercase()).collect() }
+    }
+
+    /// Why `host` (a `Host` header's value) is refused, if it is.
+    pub(crate) fn refuse(&self, host: Option<&str>) -> Option<String> {
+        let Some(host) = host else { return Some("the request has no Host header".into()) };
+        let lower = host.to_ascii_lowercase();
+        if self.allowed.contains(&lower) {
+            return None;
+        }
+        let (name, port) = match lower.rsplit_once(':') {
+            // A bare IPv6 address: its colons are not a port.
+            Some((n, _)) if !n.ends_with(']') && n.contains(':') => (lower.as_str(), None),
+            Some((n, p)) => (n, Some(p)),
+            None => (lower.as_str(), None),
+        };
+        let bare = name.trim_start_matches('[').trim_end_matches(']');
+        let by_ip = bare.parse::<std::net::IpAddr>().is_ok();
+        let local = bare == "localhost" || bare.ends_with(".localhost");
+        let listed = self.allowed.iter().any(|a| a == name);
+        let port_ok = port.is_none_or(|p| p.parse::<u16>() == Ok(self.port)) || listed;
+        if (by_ip || local || listed) && port_ok {
+            return None;
+        }
+        Some(format!(
+            "host '{}' is not served here; use this node's address or add the name with --allow-host",
+            swarmvm_primitives::text::shown(host)
+        ))
+    }
+}
+
+/// True when a request that may change something comes from a page of another origin.
+fn cross_origin_write(req: &Request<Incoming>) -> bool {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return false;
+    }
+    let Some(origin) = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return false;
+    };
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    !origin_host.eq_ignore_ascii_case(host)
+}
+
+fn refusal(status: StatusCode, message: String) -> Response {
+    ApiError { status, message }.into_response()
+}
+
+/// Binds `addr` and serves the API until the node stops, within [`HttpLimits`].
 pub(crate) async fn serve(node: Node, addr: SocketAddr) -> Result<(), crate::NodeError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| crate::NodeError::Http { addr, source })?;
     let bound = listener.local_addr().map_err(|source| crate::NodeError::Http { addr, source })?;
     node.set_http_addr(bound);
-    let mut stop = node.stopping();
+    let (limits, allowed) = node.http_settings();
+    let limits = limits.clone();
+    let hosts = HostCheck::new(bound.port(), allowed);
     let app = router(node.clone());
+    let connections = Arc::new(Connections::default());
+    let mut stop = node.stopping();
+    let task_node = node.clone();
     node.spawn(async move {
-        let shutdown = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
-            tracing::warn!("http api stopped: {e}");
+        let node = task_node;
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stop.wait_for(|s| *s) => break,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, say: wait a moment rather than spin.
+                    tracing::warn!("http accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if !connections.make_room(limits.max_connections) {
+                tracing::debug!(
+                    open = connections.len(),
+                    "http: every connection is busy; refusing one"
+                );
+                continue;
+            }
+            let (id, slot) = connections.open();
+            let conn =
+                Conn { app: app.clone(), hosts: hosts.clone(), limits: limits.clone(), slot };
+            let connections = connections.clone();
+            let stop = node.stopping();
+            tokio::spawn(async move {
+                conn.run(stream, stop).await;
+                connections.close(id);
+            });
         }
     });
     Ok(())
+}
+
+/// One connection's task.
+struct Conn {
+    app: Router,
+    hosts: HostCheck,
+    limits: HttpLimits,
+    slot: Arc<Slot>,
+}
+
+impl Conn {
+    async fn run(
+        self,
+        stream: tokio::net::TcpStream,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let Self { app, hosts, limits, slot } = self;
+        let request_timeout = limits.request_timeout;
+        let service_slot = slot.clone();
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let app = app.clone();
+            let slot = service_slot.clone();
+            let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+            let refused =
+                hosts.refuse(host).map(|why| refusal(StatusCode::MISDIRECTED_REQUEST, why));
+            let refused = refused.or_else(|| {
+                cross_origin_write(&req).then(|| {
+                    refusal(
+                        StatusCode::FORBIDDEN,
+                        "a page of another origin may not change this node".into(),
+                    )
+                })
+            });
+            slot.busy.fetch_add(1, Ordering::AcqRel);
+            slot.touch();
+            async move {
+                let response = match refused {
+                    Some(r) => r,
+                    None => match tokio::time::timeout(request_timeout, app.oneshot(req)).await {
+                        Ok(Ok(r)) => r,
+                        Ok(Err(never)) => match never {},
+                        Err(_) => refusal(
+                            StatusCode::REQUEST_TIMEOUT,
+                            format!(
+                                "the request took longer than {}",
+                                humantime::format_duration(request_timeout)
+                            ),
+                        ),
+                    },
+                };
+                slot.touch();
+                slot.busy.fetch_sub(1, Ordering::AcqRel);
+                Ok::<_, std::convert::Infallible>(response)
+            }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .keep_alive(true)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        tokio::pin!(conn);
+        let idle = async {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1).min(limits.idle_timeout)).await;
+                if slot.idle_for().is_some_and(|idle| idle >= limits.idle_timeout) {
+                    return;
+                }
+            }
+        };
+        let stopping = async {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            () = slot.kill.notified() => {}
+            () = idle => {}
+            () = stopping => {
+                conn.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_ip_addresses_localhost_or_allowed_names() {
+        let check = HostCheck::new(8080, &["node.example.org".into(), "proxy.example:443".into()]);
+        for ok in [
+            "127.0.0.1:8080",
+            "127.0.0.1",
+            "10.1.2.3:8080",
+            "[::1]:8080",
+            "[::1]",
+            "localhost:8080",
+            "LOCALHOST:8080",
+            "peer.localhost:8080",
+            "node.example.org",
+            "node.example.org:9999",
+            "proxy.example:443",
+        ] {
+            assert_eq!(check.refuse(Some(ok)), None, "{ok}");
+        }
+        for bad in [
+            "evil.example:8080",
+            "evil.example",
+            "127.0.0.1.nip.io:8080",
+            "localhost.evil.example:8080",
+            "127.0.0.1:8081",
+            "localhost:80",
+            "proxy.example:444",
+            "proxy.example",
+            "",
+            "evil\u{202e}.example",
+        ] {
+            let why = check.refuse(Some(bad)).unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(why.contains("--allow-host"), "{why}");
+        }
+        assert!(check.refuse(None).is_some());
+    }
 }

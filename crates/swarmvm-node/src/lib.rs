@@ -33,6 +33,6 @@ mod status;
 mod watch;
 
 pub use error::NodeError;
-pub use http::{ApiError, router};
-pub use node::{Node, NodeOptions};
-pub use status::{BundleState, BundleStatus, Status};
+pub use http::{ApiError, HttpLimits, router};
+pub use node::{Node, NodeLimits, NodeOptions};
+pub use status::{BundleState, BundleStatus, EvidenceSummary, Status};

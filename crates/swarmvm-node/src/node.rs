@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use swarmvm_ledger::{ApplyError, Ledger, OpenedBundle, Receipt, open_bundle};
+use swarmvm_ledger::{
+    ApplyError, Evidence, Ledger, OpenedBundle, Receipt, check_torrent_shape, open_bundle,
+};
 use swarmvm_swarm::{InfoHash, MagnetLink, Source, Swarm, SwarmOptions, TorrentFile, Transfer};
 use swarmvm_token::TrustStore;
 use swarmvm_vm::{Hash32, Record, Table};
@@ -15,10 +17,39 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::error::NodeError;
-use crate::status::{BundleState, BundleStatus, Status};
+use crate::status::{BundleState, BundleStatus, EvidenceSummary, Status};
+
+/// Bounds on what strangers can make a node hold or wait for. Every bundle source (the API,
+/// the drop folder, `--bundle`) meets them before it costs memory, disk or time.
+#[derive(Debug, Clone)]
+pub struct NodeLimits {
+    /// Bundles being resolved, fetched or waiting for their turn, at most; more are refused
+    /// (`POST /v1/bundles` answers 429).
+    pub max_pending: usize,
+    /// Refused bundles remembered for the status, newest first; older ones are forgotten.
+    pub max_rejected: usize,
+    /// How long a magnet link may take to resolve before it is refused.
+    pub resolve_timeout: Duration,
+    /// How long a fetch may go without a new verified byte before it is refused.
+    pub stall_timeout: Duration,
+    /// The HTTP API's bounds.
+    pub http: crate::http::HttpLimits,
+}
+
+impl Default for NodeLimits {
+    fn default() -> Self {
+        Self {
+            max_pending: 64,
+            max_rejected: 128,
+            resolve_timeout: Duration::from_secs(60),
+            stall_timeout: Duration::from_secs(120),
+            http: crate::http::HttpLimits::default(),
+        }
+    }
+}
 
 /// How a node runs.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct NodeOptions {
     /// Its folder: `ledger.redb`, `torrents/` (every bundle it knows, to resume after a
     /// restart) and `bundles/<info-hash>/<name>/` (the bundles' data).
@@ -33,6 +64,11 @@ pub struct NodeOptions {
     pub http: Option<SocketAddr>,
     /// Pick up `.torrent` and `.magnet` files dropped in this folder.
     pub watch: Option<PathBuf>,
+    /// Host names (besides IP addresses and `localhost`) the HTTP API answers for, as
+    /// `name` or `name:port` (behind a reverse proxy, say).
+    pub allow_hosts: Vec<String>,
+    /// Bounds on pending work and waiting.
+    pub limits: NodeLimits,
 }
 
 struct Entry {
@@ -51,6 +87,62 @@ struct Bundles {
     pending: BTreeMap<u64, Vec<(InfoHash, OpenedBundle)>>,
 }
 
+impl Bundles {
+    fn forget(&mut self, hash: InfoHash) {
+        self.entries.remove(&hash);
+        self.order.retain(|h| *h != hash);
+    }
+
+    /// Forgets the oldest refused bundles beyond `max`.
+    fn cap_rejected(&mut self, max: usize) {
+        let rejected: Vec<InfoHash> = self
+            .order
+            .iter()
+            .filter(|h| self.entries.get(h).is_some_and(|e| e.state == BundleState::Rejected))
+            .copied()
+            .collect();
+        for hash in rejected.iter().take(rejected.len().saturating_sub(max)) {
+            self.forget(*hash);
+        }
+    }
+}
+
+/// Refuses a torrent that cannot be a bundle (its files, their sizes), before anything is
+/// fetched or reserved for it.
+fn check_shape(torrent: &TorrentFile) -> Result<(), NodeError> {
+    let files = torrent.files().iter().map(|f| (f.path.as_path(), f.length));
+    check_torrent_shape(torrent.is_multi_file(), files)
+        .map_err(|e| NodeError::BadRequest(one_line(&e)))
+}
+
+/// Resolves once `transfer` has gone `limit` without a new verified byte; says so.
+async fn stall(transfer: &Transfer, limit: Duration) -> String {
+    let tick = (limit / 8).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut last = (transfer.progress().done, tokio::time::Instant::now());
+    loop {
+        tokio::time::sleep(tick).await;
+        let done = transfer.progress().done;
+        if done != last.0 {
+            last = (done, tokio::time::Instant::now());
+        } else if last.1.elapsed() >= limit {
+            return format!(
+                "no data for {}: no peer sent a verified piece ({done} of {} bytes)",
+                humantime::format_duration(limit),
+                transfer.progress().total
+            );
+        }
+    }
+}
+
+/// Removes a folder tree without following links (std's `remove_dir_all` does not follow
+/// them either); a missing folder is fine.
+fn remove_tree(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
 /// Network, last seq, state root (hex), log length.
 type LedgerSummary = (Option<String>, u64, String, u64);
 
@@ -66,6 +158,8 @@ fn summarize(l: &Ledger) -> LedgerSummary {
 struct Inner {
     data_dir: PathBuf,
     trust: TrustStore,
+    limits: NodeLimits,
+    allow_hosts: Vec<String>,
     wallet: Option<String>,
     swarm: Swarm,
     /// The ledger while the node runs; `None` once it stopped (the file is closed then).
@@ -130,6 +224,8 @@ impl Node {
             inner: Arc::new(Inner {
                 data_dir: dir.clone(),
                 trust: options.trust,
+                limits: options.limits,
+                allow_hosts: options.allow_hosts,
                 wallet: options.wallet,
                 swarm,
                 ledger: Mutex::new(Some(ledger)),
@@ -149,9 +245,15 @@ impl Node {
             let path = entry.path();
             if path.extension().is_some_and(|e| e == "torrent") {
                 match TorrentFile::read(&path) {
-                    Ok(t) => {
-                        node.add(Source::Torrent(t))?;
-                    }
+                    // Stored torrents passed every check when they came; they are resumed
+                    // whatever the bound on pending bundles.
+                    Ok(t) => match node.admit(Source::Torrent(t), false) {
+                        Ok(_) => {}
+                        Err(e) => {
+                            warn!(file = %path.display(), "dropping a stored torrent: {}", one_line(&e));
+                            let _ = std::fs::remove_file(&path);
+                        }
+                    },
                     Err(e) => warn!(file = %path.display(), "ignoring a stored torrent: {e}"),
                 }
             }
@@ -197,17 +299,39 @@ impl Node {
         self.inner.stop.subscribe()
     }
 
+    /// The HTTP API's limits and allowed host names.
+    pub(crate) fn http_settings(&self) -> (&crate::http::HttpLimits, &[String]) {
+        (&self.inner.limits.http, &self.inner.allow_hosts)
+    }
+
     /// Adds a bundle to fetch, verify and apply. Returns its info-hash at once; the work goes
-    /// on in the background. Adding a bundle the node knows already changes nothing.
+    /// on in the background. Adding a bundle the node knows already changes nothing, unless
+    /// it was refused: then it is tried again. A torrent that cannot be a bundle is refused
+    /// at once, before anything is fetched or reserved for it, and so is any bundle beyond
+    /// the bound on pending ones ([`NodeError::Busy`]).
     pub fn add(&self, source: Source) -> Result<InfoHash, NodeError> {
+        self.admit(source, true)
+    }
+
+    fn admit(&self, source: Source, bounded: bool) -> Result<InfoHash, NodeError> {
         let (hash, name, state) = match &source {
-            Source::Torrent(t) => (t.info_hash(), Some(t.name().to_owned()), BundleState::Fetching),
+            Source::Torrent(t) => {
+                check_shape(t)?;
+                (t.info_hash(), Some(t.name().to_owned()), BundleState::Fetching)
+            }
             Source::Magnet(m) => (m.info_hash, m.name.clone(), BundleState::Resolving),
         };
         {
             let mut b = lock(&self.inner.bundles);
-            if b.entries.contains_key(&hash) {
-                return Ok(hash);
+            match b.entries.get(&hash).map(|e| e.state) {
+                Some(BundleState::Rejected) => b.forget(hash),
+                Some(_) => return Ok(hash),
+                None => {}
+            }
+            let pending = b.entries.values().filter(|e| e.state.is_pending()).count();
+            let max = self.inner.limits.max_pending;
+            if bounded && pending >= max {
+                return Err(NodeError::Busy { pending, max });
             }
             b.order.push(hash);
             b.entries.insert(hash, Entry { name, state, seq: None, reason: None, transfer: None });
@@ -229,6 +353,8 @@ impl Node {
         }
     }
 
+    /// Refuses a bundle: stops its transfer (closing its files and connections), removes
+    /// its data and stored torrent, and remembers why (only the newest refusals are kept).
     async fn reject(&self, hash: InfoHash, reason: String) {
         warn!(info_hash = %hash, "bundle refused: {reason}");
         let transfer = {
@@ -236,12 +362,24 @@ impl Node {
             let Some(e) = b.entries.get_mut(&hash) else { return };
             e.state = BundleState::Rejected;
             e.reason = Some(reason);
-            e.transfer.clone()
+            let transfer = e.transfer.take();
+            b.cap_rejected(self.inner.limits.max_rejected);
+            transfer
         };
         if let Some(t) = transfer {
             self.inner.swarm.remove(&t).await;
         }
         let _ = std::fs::remove_file(self.torrent_path(hash));
+        let data = self.data_path(hash);
+        if let Err(e) =
+            tokio::task::spawn_blocking(move || remove_tree(&data)).await.unwrap_or(Ok(()))
+        {
+            warn!(info_hash = %hash, "cannot remove a refused bundle's data: {e}");
+        }
+    }
+
+    fn data_path(&self, hash: InfoHash) -> PathBuf {
+        self.inner.data_dir.join("bundles").join(hash.to_string())
     }
 
     fn torrent_path(&self, hash: InfoHash) -> PathBuf {
@@ -251,10 +389,24 @@ impl Node {
     async fn intake(&self, hash: InfoHash, source: Source) {
         let torrent = match source {
             Source::Torrent(t) => t,
-            Source::Magnet(m) => match self.resolve(&m).await {
-                Ok(t) => t,
-                Err(reason) => return self.reject(hash, reason).await,
-            },
+            Source::Magnet(m) => {
+                let limit = self.inner.limits.resolve_timeout;
+                let torrent = match tokio::time::timeout(limit, self.resolve(&m)).await {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(reason)) => return self.reject(hash, reason).await,
+                    Err(_) => {
+                        let reason = format!(
+                            "magnet link not resolved within {}: no peer sent its metadata",
+                            humantime::format_duration(limit)
+                        );
+                        return self.reject(hash, reason).await;
+                    }
+                };
+                if let Err(e) = check_shape(&torrent) {
+                    return self.reject(hash, one_line(&e)).await;
+                }
+                torrent
+            }
         };
         let stored = self.torrent_path(hash);
         if !stored.exists()
@@ -273,8 +425,14 @@ impl Node {
             e.transfer = Some(transfer.clone());
         });
         info!(info_hash = %hash, name = torrent.name(), "fetching bundle");
-        if let Err(e) = transfer.wait_complete().await {
-            return self.reject(hash, one_line(&e)).await;
+        let stalled = stall(&transfer, self.inner.limits.stall_timeout);
+        tokio::select! {
+            done = transfer.wait_complete() => {
+                if let Err(e) = done {
+                    return self.reject(hash, one_line(&e)).await;
+                }
+            }
+            reason = stalled => return self.reject(hash, reason).await,
         }
         let path = transfer.path().to_path_buf();
         let trust = self.inner.trust.clone();
@@ -393,7 +551,18 @@ impl Node {
             state_root,
             batches,
             torrents: self.bundles(),
+            evidence: self
+                .evidence()
+                .unwrap_or_default()
+                .iter()
+                .map(|e| EvidenceSummary { seq: e.seq, kept: e.kept, other: e.other })
+                .collect(),
         }
+    }
+
+    /// Fork evidence: pairs of validly signed bundles for one seq (empty once stopped).
+    pub fn evidence(&self) -> Result<Vec<Evidence>, ApplyError> {
+        lock(&self.inner.ledger).as_ref().map_or(Ok(Vec::new()), Ledger::evidence)
     }
 
     /// Every bundle the node knows, oldest first.

@@ -2,6 +2,7 @@
 //! these same types, so they cannot drift.
 
 use serde::Serialize;
+use swarmvm_primitives::BundleId;
 
 /// Where a bundle is in its life on this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -17,6 +18,24 @@ pub enum BundleState {
     Applied,
     /// Refused (see the reason); not applied, not seeded.
     Rejected,
+}
+
+impl BundleState {
+    /// True while the bundle costs the node work: resolving, fetching or waiting its turn.
+    pub fn is_pending(self) -> bool {
+        matches!(self, Self::Resolving | Self::Fetching | Self::Waiting)
+    }
+}
+
+/// One fork: two validly signed bundles for one seq (`GET /v1/evidence` has the manifests).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EvidenceSummary {
+    /// The seq both claim.
+    pub seq: u64,
+    /// The bundle applied.
+    pub kept: BundleId,
+    /// The bundle refused.
+    pub other: BundleId,
 }
 
 /// One bundle known to the node.
@@ -59,6 +78,8 @@ pub struct Status {
     pub state_root: String,
     /// Batches in the ledger's log.
     pub batches: u64,
-    /// Every bundle the node knows, oldest first.
+    /// Every bundle the node knows, oldest first (refused ones: only the newest).
     pub torrents: Vec<BundleStatus>,
+    /// Fork evidence: validly signed bundles that claim a seq already applied.
+    pub evidence: Vec<EvidenceSummary>,
 }

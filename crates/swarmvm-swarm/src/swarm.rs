@@ -301,6 +301,8 @@ impl Swarm {
             };
             session.add_torrent(AddTorrent::from_url(link.to_string()), Some(opts)).await
         });
+        // If the caller gives up (a timeout), the search for peers and metadata stops too.
+        let task = AbortOnDrop(task);
         let response = match task.await {
             Ok(r) => {
                 r.map_err(|e| SwarmError::Engine(format!("cannot resolve the magnet link: {e:#}")))?
@@ -399,6 +401,26 @@ fn engine_error(e: &dyn std::fmt::Debug, path: &Path) -> SwarmError {
     }
     let line = text.lines().next().unwrap_or_default().chars().take(300).collect();
     SwarmError::Engine(line)
+}
+
+/// A task that is aborted when its handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
 }
 
 /// What a transfer is doing.

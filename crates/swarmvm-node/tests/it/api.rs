@@ -164,6 +164,7 @@ async fn torrents_dropped_in_the_watched_folder_are_added() {
         wallet: Some("peer-wallet-id".into()),
         http: None,
         watch: Some(drop_dir.clone()),
+        ..Default::default()
     })
     .await
     .unwrap();

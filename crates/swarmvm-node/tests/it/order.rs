@@ -146,6 +146,7 @@ async fn a_restarted_node_keeps_its_state_and_seeds_what_it_applied() {
         wallet: None,
         http: None,
         watch: None,
+        ..Default::default()
     })
     .await
     .unwrap();
@@ -166,6 +167,7 @@ async fn a_restarted_node_keeps_its_state_and_seeds_what_it_applied() {
         wallet: None,
         http: None,
         watch: None,
+        ..Default::default()
     })
     .await
     .unwrap();

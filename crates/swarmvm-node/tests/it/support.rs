@@ -62,6 +62,7 @@ impl Authority {
             wallet: None,
             http: Some("127.0.0.1:0".parse().unwrap()),
             watch: None,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -199,8 +199,7 @@ async fn demo(
             trust: trust.clone(),
             swarm: SwarmOptions { peers: known.clone(), ..SwarmOptions::loopback() },
             wallet: Some(wallet.id().to_string()),
-            http: None,
-            watch: None,
+            ..NodeOptions::default()
         })
         .await?;
         if let Some(addr) = node.listen_addr() {

@@ -36,10 +36,20 @@ pub(crate) enum NodeCommand {
         /// This peer's wallet (its id shows in the status).
         #[arg(long, value_name = "FILE")]
         wallet: Option<PathBuf>,
+        /// A host name the HTTP API answers for besides IP addresses and localhost (`name`
+        /// for any port, `name:port` for one). Repeat for several.
+        #[arg(long = "allow-host", value_name = "HOST")]
+        allow_hosts: Vec<String>,
         #[command(flatten)]
         passphrase: PassphraseArgs,
         #[command(flatten)]
         net: NetArgs,
+    },
+    /// Show fork evidence: validly signed bundles that claimed a seq already applied (each
+    /// with both manifests). Exits 0 whether or not there is any.
+    Evidence {
+        #[command(flatten)]
+        data_dir: DataDirArgs,
     },
     /// Apply a bundle folder to the ledger, offline (it must be next in order).
     Apply {
@@ -54,7 +64,17 @@ pub(crate) enum NodeCommand {
 
 pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
     match cmd {
-        NodeCommand::Run { data_dir, trust, bundles, http, watch, wallet, passphrase, net } => {
+        NodeCommand::Run {
+            data_dir,
+            trust,
+            bundles,
+            http,
+            watch,
+            wallet,
+            allow_hosts,
+            passphrase,
+            net,
+        } => {
             let trust = trust.load()?;
             let wallet = match wallet {
                 Some(path) => Some(load_key(&path, &passphrase)?.public_key().id().to_string()),
@@ -71,6 +91,8 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
                     wallet,
                     http,
                     watch,
+                    allow_hosts,
+                    ..NodeOptions::default()
                 })
                 .await?;
                 for s in sources {
@@ -107,6 +129,25 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
                 }
                 Ok(ExitCode::SUCCESS)
             })
+        }
+        NodeCommand::Evidence { data_dir } => {
+            let ledger = data_dir.open_read_only()?;
+            let evidence = ledger.evidence().context("cannot read the evidence")?;
+            if out.json {
+                output::json(&json!({ "evidence": evidence }));
+            } else if evidence.is_empty() {
+                output::line("no fork evidence".to_owned());
+            } else {
+                for e in &evidence {
+                    output::line(format!(
+                        "fork at seq {}: kept {}, refused {} (seen at {})",
+                        e.seq, e.kept, e.other, e.seen_at
+                    ));
+                    output::line(format!("  kept manifest    {}", e.kept_manifest));
+                    output::line(format!("  refused manifest {}", e.other_manifest));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         NodeCommand::Apply { bundle_dir, data_dir, trust } => {
             let trust = trust.load()?;
