@@ -15,36 +15,40 @@ use super::args::{DataDirArgs, PassphraseArgs, TrustArgs, load_key};
 use super::net::{NetArgs, runtime, stop_signal};
 use crate::output;
 
+/// `node run`'s flags.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    data_dir: DataDirArgs,
+    #[command(flatten)]
+    trust: TrustArgs,
+    /// A bundle to fetch (.torrent file or magnet: link). Repeat for several.
+    #[arg(long = "bundle", value_name = "TORRENT_OR_MAGNET")]
+    bundles: Vec<String>,
+    /// Serve the HTTP API on this address (like 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
+    /// Add .torrent and .magnet files dropped in this folder.
+    #[arg(long, value_name = "DIR")]
+    watch: Option<PathBuf>,
+    /// This peer's wallet (its id shows in the status).
+    #[arg(long, value_name = "FILE")]
+    wallet: Option<PathBuf>,
+    /// A host name the HTTP API answers for besides IP addresses and localhost (`name`
+    /// for any port, `name:port` for one). Repeat for several.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    allow_hosts: Vec<String>,
+    #[command(flatten)]
+    passphrase: PassphraseArgs,
+    #[command(flatten)]
+    net: NetArgs,
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum NodeCommand {
     /// Run a peer: fetch bundles, apply them in order, keep seeding them, serve the HTTP API.
     /// Stops cleanly on SIGINT or SIGTERM and resumes where it stopped.
-    Run {
-        #[command(flatten)]
-        data_dir: DataDirArgs,
-        #[command(flatten)]
-        trust: TrustArgs,
-        /// A bundle to fetch (.torrent file or magnet: link). Repeat for several.
-        #[arg(long = "bundle", value_name = "TORRENT_OR_MAGNET")]
-        bundles: Vec<String>,
-        /// Serve the HTTP API on this address (like 127.0.0.1:8080).
-        #[arg(long, value_name = "ADDR")]
-        http: Option<SocketAddr>,
-        /// Add .torrent and .magnet files dropped in this folder.
-        #[arg(long, value_name = "DIR")]
-        watch: Option<PathBuf>,
-        /// This peer's wallet (its id shows in the status).
-        #[arg(long, value_name = "FILE")]
-        wallet: Option<PathBuf>,
-        /// A host name the HTTP API answers for besides IP addresses and localhost (`name`
-        /// for any port, `name:port` for one). Repeat for several.
-        #[arg(long = "allow-host", value_name = "HOST")]
-        allow_hosts: Vec<String>,
-        #[command(flatten)]
-        passphrase: PassphraseArgs,
-        #[command(flatten)]
-        net: NetArgs,
-    },
+    Run(Box<RunArgs>),
     /// Show fork evidence: validly signed bundles that claimed a seq already applied (each
     /// with both manifests). Exits 0 whether or not there is any.
     Evidence {
@@ -64,17 +68,18 @@ pub(crate) enum NodeCommand {
 
 pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
     match cmd {
-        NodeCommand::Run {
-            data_dir,
-            trust,
-            bundles,
-            http,
-            watch,
-            wallet,
-            allow_hosts,
-            passphrase,
-            net,
-        } => {
+        NodeCommand::Run(args) => {
+            let RunArgs {
+                data_dir,
+                trust,
+                bundles,
+                http,
+                watch,
+                wallet,
+                allow_hosts,
+                passphrase,
+                net,
+            } = *args;
             let trust = trust.load()?;
             let wallet = match wallet {
                 Some(path) => Some(load_key(&path, &passphrase)?.public_key().id().to_string()),
@@ -136,7 +141,7 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
             if out.json {
                 output::json(&json!({ "evidence": evidence }));
             } else if evidence.is_empty() {
-                output::line("no fork evidence".to_owned());
+                output::line("no fork evidence");
             } else {
                 for e in &evidence {
                     output::line(format!(
