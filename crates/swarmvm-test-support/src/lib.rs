@@ -3,6 +3,7 @@
 //! interoperability tests need (which fail, never skip, when a tool is missing).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
 
+pub mod bencode;
 pub mod fuzz;
 pub mod http;
 pub mod load;
@@ -136,6 +137,29 @@ pub fn require_program(program: &str, package: &str) {
         found,
         "{program} is not installed; install the Debian package {package} (as .ci/run does)"
     );
+}
+
+/// Ed25519 public keys that must be refused: the eight points of small order (the identity
+/// and the torsion points) canonically encoded, and non-canonical encodings of the identity
+/// and of -1 ("Taming the many EdDSAs", Chalkias, Garillot and Nikolaenko, 2020).
+pub const WEAK_ED25519: [&str; 10] = [
+    "0100000000000000000000000000000000000000000000000000000000000000",
+    "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "0000000000000000000000000000000000000000000000000000000000000000",
+    "0000000000000000000000000000000000000000000000000000000000000080",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+    "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+];
+
+/// The public JWK of an Ed25519 key given as 64 hex characters (however weak).
+pub fn ed25519_jwk(hex: &str) -> Value {
+    let bytes: Vec<u8> =
+        (0..32).map(|i| u8::from_str_radix(&hex[i * 2..i * 2 + 2], 16).unwrap()).collect();
+    serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": b64(bytes)})
 }
 
 /// The JSON of a standard claims set for tests.

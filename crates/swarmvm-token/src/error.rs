@@ -163,13 +163,12 @@ pub enum VerifyError {
         known: String,
     },
     /// A wallet entry whose key cannot be used.
-    #[error("wallet entry {index}: {source}")]
+    #[error("wallet entry {index}: {reason}")]
     WalletKey {
         /// Position in the `wallets` list (0-based).
         index: usize,
-        /// Why the key was refused.
-        #[source]
-        source: KeyError,
+        /// Why the key was refused (part of the message, so not also a source).
+        reason: KeyError,
     },
 }
 

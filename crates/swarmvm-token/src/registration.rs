@@ -270,7 +270,7 @@ fn parse_wallets(claims: &Map<String, Value>) -> Result<Vec<WalletEntry>> {
                     ));
                 }
             }
-            .map_err(|source| VerifyError::WalletKey { index, source })?;
+            .map_err(|reason| VerifyError::WalletKey { index, reason })?;
             Ok(WalletEntry { label, key })
         })
         .collect()

@@ -1,7 +1,9 @@
 //! The forged input catalogue: hostile tokens, contracts, manifests and bundles, torrents and
-//! magnet links, each pushed through the same entry point a peer uses. Every one must be
-//! refused with a one-line reason, without a panic, and with the state root exactly as
-//! before. The tally is printed (run with `--nocapture`) and recorded in SECURITY.md.
+//! magnet links, each pushed through the same entry point a peer uses (tokens and contracts
+//! inside bundles, torrents through the checks `POST /v1/bundles` makes). Every one must be
+//! refused by the rule [`RULES`] names for it, with a one-line reason, without a panic, and
+//! with the state root exactly as before. The tally is printed (run with `--nocapture`) and
+//! recorded in SECURITY.md.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::symlink;
@@ -9,25 +11,32 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use swarmvm_ledger::{Batch, Ledger, Source, open_bundle};
+use swarmvm_ledger::{Ledger, check_torrent_shape, open_bundle};
 use swarmvm_swarm::{MagnetLink, TorrentFile};
+use swarmvm_test_support::bencode::{B, encode, file, s, torrent};
 use swarmvm_test_support::net::{TestNet, nft, student};
-use swarmvm_test_support::{ForgeKey, b64, forge, forge_raw, sign_raw};
-use swarmvm_token::{FileDigest, TimeCheck, TrustStore, sign_manifest};
+use swarmvm_test_support::{ForgeKey, WEAK_ED25519, b64, ed25519_jwk, forge, forge_raw, sign_raw};
+use swarmvm_token::{FileDigest, TrustStore, sign_manifest};
 use swarmvm_vm::Hash32;
 use swarmvm_wallet::Wallet;
 
-/// The world a case runs in: a ledger that applied one bundle (registrations and one
-/// contract by peer 0), the network, and a stranger's network.
+/// The world a case runs in: a ledger that applied a first bundle (registrations and one
+/// contract by peer 0), the network, and a stranger's network. Tokens and contracts reach
+/// the ledger in bundles, as they reach a node; a bundle whose contract is rejected still
+/// applies (with the rejection in its receipt), so the chain grows as cases run.
 struct World {
     dir: tempfile::TempDir,
     net: TestNet,
     stranger: TestNet,
     ledger: Ledger,
-    /// The applied bundle's folder (seq 1).
+    /// The first bundle's folder (seq 1).
     first: PathBuf,
+    /// The last applied bundle's folder.
+    last: PathBuf,
     /// A valid contract already applied (peer 0, nonce 1).
     applied_contract: String,
+    /// Bundles made so far, for unique folder names.
+    made: usize,
 }
 
 fn one_line(e: &dyn std::error::Error) -> String {
@@ -52,54 +61,61 @@ impl World {
         let mut ledger = Ledger::open(&dir.path().join("ledger.redb")).unwrap();
         let bundle = open_bundle(&first, &net.trust).unwrap();
         ledger.apply_bundle(&bundle, &net.trust).unwrap();
-        Self { dir, net, stranger, ledger, first, applied_contract }
+        let last = first.clone();
+        Self { dir, net, stranger, ledger, first, last, applied_contract, made: 0 }
     }
 
-    fn time(&self) -> TimeCheck {
-        TimeCheck::at(self.net.issued_at)
+    /// The next bundle in the chain holding `tokens` and `contracts` (one a line), signed by
+    /// the authority as given (a forged token is carried as it is, unchecked).
+    fn carrying(&mut self, tokens: &[String], contracts: &[String]) -> PathBuf {
+        self.made += 1;
+        let d = self.dir.path().join(format!("carrier-{}", self.made));
+        std::fs::create_dir_all(&d).unwrap();
+        let lines = |l: &[String]| l.iter().map(|t| format!("{t}\n")).collect::<String>();
+        std::fs::write(d.join("registration_tokens.txt"), lines(tokens)).unwrap();
+        std::fs::write(d.join("contracts.jsonl"), lines(contracts)).unwrap();
+        let m = sign_manifest(
+            &self.net.authority,
+            self.next_seq(),
+            Some(self.last_id()),
+            &digests(&d),
+            self.net.issued_at,
+        )
+        .unwrap();
+        std::fs::write(d.join("manifest.jwt"), m).unwrap();
+        d
     }
 
-    /// A registration token through the ledger: refused, or the case fails.
+    /// A registration token in a bundle, as a node gets it: refused, or the case fails.
     fn registration(&mut self, token: String) -> Result<(), String> {
-        let trust = self.net.trust.clone();
-        let batch = Batch {
-            registrations: &[token],
-            contracts: &[],
-            trust: &trust,
-            time: self.time(),
-            source: Source::Exec,
-            authority: None,
-        };
-        match self.ledger.apply(&batch) {
-            Err(e) => Err(one_line(&e)),
-            Ok(_) => Ok(()),
-        }
+        let d = self.carrying(&[token], &[]);
+        self.bundle_trusted(&d)
     }
 
-    /// A contract through the ledger: a rejection receipt, or the case fails.
+    /// A contract in a bundle, as a node gets it: a rejection receipt, or the case fails.
     fn contract(&mut self, token: String) -> Result<(), String> {
+        let d = self.carrying(&[], &[token]);
         let trust = self.net.trust.clone();
-        let batch = Batch {
-            registrations: &[],
-            contracts: &[token],
-            trust: &trust,
-            time: self.time(),
-            source: Source::Exec,
-            authority: None,
-        };
-        match self.ledger.apply(&batch) {
-            Err(e) => Err(one_line(&e)),
-            Ok(report) => match &report.receipts[0] {
-                r if r.is_applied() => Ok(()),
-                r => Err(r.reason.clone().unwrap_or_default()),
-            },
+        let bundle = open_bundle(&d, &trust).map_err(|e| one_line(&e))?;
+        let report = self.ledger.apply_bundle(&bundle, &trust).map_err(|e| one_line(&e))?;
+        self.last = d;
+        match &report.receipts[0] {
+            r if r.is_applied() => Ok(()),
+            r => Err(r.reason.clone().unwrap_or_default()),
         }
     }
 
     /// A bundle folder through open + apply, as a node does.
     fn bundle(&mut self, dir: &Path, trust: &TrustStore) -> Result<(), String> {
         let bundle = open_bundle(dir, trust).map_err(|e| one_line(&e))?;
-        self.ledger.apply_bundle(&bundle, trust).map(|_| ()).map_err(|e| one_line(&e))
+        self.ledger.apply_bundle(&bundle, trust).map_err(|e| one_line(&e))?;
+        self.last = dir.to_path_buf();
+        Ok(())
+    }
+
+    /// The seq the next bundle must have.
+    fn next_seq(&self) -> u64 {
+        self.ledger.last_bundle().map_or(1, |b| b.seq + 1)
     }
 
     /// A bundle folder through open + apply with the network's own trust store.
@@ -117,9 +133,28 @@ impl World {
         self.bundle_trusted(&d)
     }
 
-    /// A fresh bundle folder after `first`, with `contracts`, to tamper with.
+    /// A fresh bundle folder after the last applied one, with `contracts`, to tamper with.
     fn next_bundle(&self, name: &str, contracts: &[String]) -> PathBuf {
-        self.net.bundle(self.dir.path(), name, false, contracts, Some(&self.first))
+        self.net.bundle(self.dir.path(), name, false, contracts, Some(&self.last))
+    }
+
+    /// The identity of the last applied bundle.
+    fn last_id(&self) -> swarmvm_primitives::BundleId {
+        open_bundle(&self.last, &self.net.trust).unwrap().id()
+    }
+
+    /// Signs `dir`'s manifest again over its files as they are now, as a careless or
+    /// compromised bundle maker could, then offers it.
+    fn resign(
+        &mut self,
+        dir: &Path,
+        seq: u64,
+        parent: Option<swarmvm_primitives::BundleId>,
+        iat: u64,
+    ) -> Result<(), String> {
+        let m = sign_manifest(&self.net.authority, seq, parent, &digests(dir), iat).unwrap();
+        std::fs::write(dir.join("manifest.jwt"), m).unwrap();
+        self.bundle_trusted(dir)
     }
 
     /// A folder with the given files and a manifest signed by `signer` over `claims` as given.
@@ -186,56 +221,221 @@ fn empty_digests() -> BTreeMap<String, FileDigest> {
         .collect()
 }
 
-/// Minimal bencode for hand-made torrents. Dict keys are written in the order given.
-enum B {
-    I(i128),
-    S(Vec<u8>),
-    L(Vec<B>),
-    D(Vec<(&'static str, B)>),
-}
+/// The rule that must refuse each case, by category and name (a generated name by its
+/// beginning): a part of its one-line reason.
+const RULES: &[(&str, &str, &str)] = &[
+    ("token", "alg none", "unsigned token (alg 'none')"),
+    ("token", "alg None (case variant)", "unsigned token (alg 'none')"),
+    ("token", "hs256 keyed with the authority's public pem (key confusion)", "algorithm mismatch"),
+    ("token", "hs256 keyed with the raw public key", "algorithm mismatch"),
+    ("token", "es256 with r = s = 0 (psychic signature)", "algorithm mismatch"),
+    ("token", "signed by a stranger under the authority's kid", "bad signature"),
+    ("token", "unknown kid", "unknown kid"),
+    ("token", "kid path traversal", "unknown kid"),
+    ("token", "kid sql injection", "unknown kid"),
+    ("token", "kid with a nul byte", "unknown kid"),
+    ("token", "embedded jwk of the attacker (CVE-2018-0114)", "header member 'jwk' refused"),
+    ("token", "jku to an attacker's key set", "header member 'jku' refused"),
+    ("token", "x5u to an attacker's certificate", "header member 'x5u'"),
+    ("token", "x5c certificate chain", "header member 'x5c'"),
+    ("token", "crit extension not understood", "header member 'crit'"),
+    ("token", "unencoded payload (b64 false)", "header member 'b64'"),
+    ("token", "expired", "token expired at"),
+    ("token", "not valid yet", "token not valid before"),
+    ("token", "missing exp", "missing claim 'exp'"),
+    ("token", "exp as a string", "invalid claim 'exp'"),
+    ("token", "duplicate alg in the header", "duplicate member"),
+    ("token", "duplicate operations claim (parser differential)", "duplicate member"),
+    ("token", "JWE compact (5 parts)", "expected 3 dot-separated parts"),
+    (
+        "token",
+        "JWS JSON serialization (polyglot, CVE-2022-39227)",
+        "expected 3 dot-separated parts",
+    ),
+    ("token", "oversized", "at most 65536 are accepted"),
+    ("token", "signature stripped", "empty signature"),
+    ("token", "signature with altered trailing bits", "not unpadded base64url"),
+    ("token", "nested token (cty JWT)", "header member 'cty'"),
+    ("token", "manifest typ on operations claims", "does not match the claims"),
+    ("token", "a contract offered as a registration", "is not accepted here"),
+    ("token", "private jwk in a wallets token", "private key material"),
+    ("token", "the note's private_key member", "private key material"),
+    ("token", "a 1024-bit rsa wallet", "at least 2048 are required"),
+    ("token", "a handler the catalogue lacks", "unknown handler"),
+    ("token", "iss names another key than kid", "issuer mismatch"),
+    ("token", "payload not utf-8", "invalid unicode code point"),
+    ("token", "exp near 2^63 (lives longer than any token we issue)", "later than 10 years"),
+    ("token", "exp 11 years after iat", "later than 10 years"),
+    ("token", "a label with a right-to-left override", "no control or invisible format characters"),
+    ("token", "a label with a zero-width space", "no control or invisible format characters"),
+    ("token", "a label with a byte order mark", "no control or invisible format characters"),
+    ("token", "a label with a line separator", "no control or invisible format characters"),
+    ("contract", "a signature whose S is not reduced (S + L, malleability)", "bad signature"),
+    ("contract", "a replayed contract", "not above the signer's last nonce"),
+    ("contract", "signed by another registered wallet under this one's kid", "bad signature"),
+    ("contract", "an unregistered wallet", "unknown kid"),
+    ("contract", "signed for another network", "contract is for network"),
+    ("contract", "hs256 contract", "algorithm mismatch"),
+    ("contract", "alg none contract", "unsigned token (alg 'none')"),
+    ("contract", "oversized (> 64 KiB)", "at most 65536 are accepted"),
+    ("contract", "deeply nested json (10,000 levels)", "recursion limit exceeded"),
+    ("contract", "nft metadata nested 20 levels", "nested more than 8 levels"),
+    ("contract", "payload not utf-8", "invalid unicode code point"),
+    ("contract", "duplicate nonce claim", "duplicate member"),
+    ("contract", "duplicate key inside an action", "duplicate member"),
+    ("contract", "an unregistered action", "is not a registered operation"),
+    ("contract", "an action with an unknown field", "unknown field"),
+    ("contract", "nonce 0", "invalid claim 'nonce'"),
+    ("contract", "nonce 2^53", "invalid claim 'nonce'"),
+    ("contract", "nonce as a float", "invalid claim 'nonce'"),
+    ("contract", "actions not a list", "invalid claim 'actions'"),
+    ("contract", "1,025 actions", "at most 1024 are allowed"),
+    ("contract", "no actions", "contract has no actions"),
+    ("contract", "a private key pem in nft metadata", "private key material"),
+    ("contract", "registration claims under a contract typ", "does not match the claims"),
+    ("contract", "an existing student again (atomic rollback)", "already exists"),
+    ("bundle", "a file changed after signing (same size)", "does not match the manifest's sha-256"),
+    ("bundle", "a file grown after signing", "but the manifest says"),
+    ("bundle", "an extra file", "unexpected entry"),
+    ("bundle", "a subfolder", "unexpected entry"),
+    ("bundle", "a symlink in place of a file", "unexpected entry"),
+    ("bundle", "no manifest", "bundle has no manifest.jwt"),
+    ("bundle", "a manifest signed by an untrusted key", "unknown kid"),
+    ("bundle", "a manifest signed with hs256", "hs256 is refused"),
+    ("bundle", "a manifest declaring a 1 TiB file", "is more than the 268435456 allowed"),
+    ("bundle", "a manifest listing ../x", "must list exactly"),
+    ("bundle", "a manifest with seq 0", "invalid claim 'seq'"),
+    ("bundle", "seq 2 without a parent", "needs a parent"),
+    ("bundle", "a manifest that is not a token", "must hold exactly one JWS compact serialization"),
+    ("bundle", "a skipped seq", "is out of order"),
+    ("bundle", "a wrong parent", "has parent"),
+    ("bundle", "the applied bundle again (replay)", "is already applied"),
+    ("bundle", "a trusted authority of another network", "but this ledger belongs to network"),
+    (
+        "bundle",
+        "registrations signed by another trusted authority",
+        "but this ledger belongs to network",
+    ),
+    ("bundle", "tokens expired at the manifest's time", "token expired at"),
+    (
+        "bundle",
+        "manifest.jwt with a leading space (re-published copy)",
+        "must hold exactly one JWS compact serialization",
+    ),
+    (
+        "bundle",
+        "manifest.jwt with a trailing space (re-published copy)",
+        "must hold exactly one JWS compact serialization",
+    ),
+    (
+        "bundle",
+        "manifest.jwt with a CRLF line end (re-published copy)",
+        "must hold exactly one JWS compact serialization",
+    ),
+    (
+        "bundle",
+        "manifest.jwt with two newlines (re-published copy)",
+        "must hold exactly one JWS compact serialization",
+    ),
+    (
+        "bundle",
+        "manifest.jwt with a no-break space (U+00A0) (re-published copy)",
+        "must hold exactly one JWS compact serialization",
+    ),
+    (
+        "bundle",
+        "manifest.jwt with an em space (U+2003) (re-published copy)",
+        "must hold exactly one JWS compact serialization",
+    ),
+    (
+        "bundle",
+        "manifest.jwt with a tab (re-published copy)",
+        "must hold exactly one JWS compact serialization",
+    ),
+    (
+        "bundle",
+        "manifest.jwt with the token twice (re-published copy)",
+        "must hold exactly one JWS compact serialization",
+    ),
+    (
+        "bundle",
+        "manifest.jwt with a BOM (re-published copy)",
+        "must hold exactly one JWS compact serialization",
+    ),
+    ("bundle", "a manifest signed before its parent", "before its parent"),
+    (
+        "bundle",
+        "contracts.jsonl with a blank line (re-signed)",
+        "each line holds exactly one token",
+    ),
+    (
+        "bundle",
+        "contracts.jsonl with CRLF line ends (re-signed)",
+        "each line holds exactly one token",
+    ),
+    (
+        "bundle",
+        "a token line with a leading space (re-signed)",
+        "each line holds exactly one token",
+    ),
+    ("bundle", "a second validly signed bundle for seq 1 (fork)", "fork:"),
+    ("torrent", "truncated bencode", "it ends in the middle of a value"),
+    ("torrent", "not bencode", "it is not bencode"),
+    ("torrent", "a negative length", "invalid value"),
+    ("torrent", "piece length zero", "is outside 16384..=67108864"),
+    ("torrent", "piece length 1", "is outside 16384..=67108864"),
+    ("torrent", "piece length 2 GiB", "is outside 16384..=67108864"),
+    ("torrent", "billions of pieces", "pieces; at most"),
+    ("torrent", "too few piece hashes", "bytes of hashes"),
+    ("torrent", "a ../ path", "unsafe part"),
+    ("torrent", "a path with a slash inside a part", "unsafe part"),
+    ("torrent", "an empty path part (absolute path)", "unsafe part"),
+    ("torrent", "a name of ..", "not a safe folder name"),
+    ("torrent", "a name with a nul byte", "not a safe folder name"),
+    ("torrent", "the same file twice", "duplicate filenames"),
+    ("torrent", "no data at all", "it holds no data"),
+    ("torrent", "no files", "it lists"),
+    ("torrent", "larger than 16 MiB", "larger than 16777216 bytes"),
+    ("torrent", "a bundle torrent declaring a 1 TiB file", "not a bundle torrent"),
+    ("torrent", "a bundle torrent declaring 600 MiB in all", "not a bundle torrent"),
+    ("torrent", "a single-file torrent", "not a bundle torrent"),
+    ("torrent", "a bundle torrent with an extra file", "not a bundle torrent"),
+    ("torrent", "a bundle torrent without a manifest", "not a bundle torrent"),
+    ("torrent", "a bundle torrent of 5,000 files", "not a bundle torrent"),
+    ("torrent", "a torrent of 100,001 files", "it lists"),
+    ("torrent", "a bundle torrent with 65 modules", "not a bundle torrent"),
+    ("torrent", "a gopher tracker (ssrf)", "tracker scheme"),
+    ("torrent", "a file:// tracker", "tracker scheme"),
+    ("torrent", "a tracker with credentials", "user name or password"),
+    ("torrent", "bytes after the torrent", "bytes follow the value"),
+    ("torrent", "keys out of order", "strictly ascending order"),
+    ("torrent", "a file's length given twice (parser differential)", "strictly ascending order"),
+    ("torrent", "an integer with a leading zero", "not in canonical form"),
+    ("torrent", "a torrent named .swarmvm-partial (marker folder)", "not a safe folder name"),
+    ("torrent", "a name with a right-to-left override", "not a safe folder name"),
+    ("magnet", "no xt", "no xt=urn:btih:"),
+    ("magnet", "a v2-only hash", "no xt=urn:btih:"),
+    ("magnet", "an info-hash that is not hex", "is not an info-hash"),
+    ("magnet", "a short info-hash", "is not an info-hash"),
+    ("magnet", "not a url", "not a url"),
+    ("magnet", "another scheme", "not a magnet: link"),
+    ("magnet", "a tracker that is not a url", "a tracker is not a url"),
+    ("magnet", "a gopher tracker (ssrf)", "tracker scheme"),
+    ("magnet", "a file:// tracker", "tracker scheme"),
+    ("magnet", "an ftp tracker", "tracker scheme"),
+    ("magnet", "a javascript: tracker", "tracker scheme"),
+    ("magnet", "a tracker with credentials", "user name or password"),
+    ("magnet", "longer than 8 KiB", "longer than 8 KiB"),
+    ("token", "a wallet whose key is weak ed25519 point", "weak key refused"),
+];
 
-fn s(x: impl AsRef<[u8]>) -> B {
-    B::S(x.as_ref().to_vec())
-}
-
-fn enc(b: &B, out: &mut Vec<u8>) {
-    match b {
-        B::I(i) => out.extend_from_slice(format!("i{i}e").as_bytes()),
-        B::S(x) => {
-            out.extend_from_slice(format!("{}:", x.len()).as_bytes());
-            out.extend_from_slice(x);
-        }
-        B::L(items) => {
-            out.push(b'l');
-            items.iter().for_each(|i| enc(i, out));
-            out.push(b'e');
-        }
-        B::D(items) => {
-            out.push(b'd');
-            for (k, v) in items {
-                enc(&s(k), out);
-                enc(v, out);
-            }
-            out.push(b'e');
-        }
-    }
-}
-
-/// A torrent with one file of `length` bytes, given piece length and hash bytes.
-fn torrent(name: &str, files: B, piece_length: i128, pieces: Vec<u8>) -> Vec<u8> {
-    let info = B::D(vec![
-        ("files", files),
-        ("name", s(name)),
-        ("piece length", B::I(piece_length)),
-        ("pieces", B::S(pieces)),
-    ]);
-    let mut out = Vec::new();
-    enc(&B::D(vec![("info", info)]), &mut out);
-    out
-}
-
-fn file(path: &[&str], length: i128) -> B {
-    B::D(vec![("length", B::I(length)), ("path", B::L(path.iter().map(s).collect()))])
+/// The part of its reason that names the rule refusing `case`.
+fn rule_of(case: &Case) -> Option<&'static str> {
+    RULES
+        .iter()
+        .find(|(c, n, _)| *c == case.category && *n == case.name)
+        .or_else(|| RULES.iter().find(|(c, n, _)| *c == case.category && case.name.starts_with(n)))
+        .map(|(_, _, rule)| *rule)
 }
 
 type Run = Box<dyn Fn(&mut World) -> Result<(), String>>;
@@ -255,7 +455,7 @@ fn case(
 }
 
 fn tokens() -> Vec<Case> {
-    let c = |name, f: fn(&World) -> String| {
+    let c = |name: &'static str, f: fn(&World) -> String| {
         case("token", name, move |w| {
             let t = f(w);
             w.registration(t)
@@ -426,9 +626,13 @@ fn tokens() -> Vec<Case> {
             format!("{}.", &t[..t.rfind('.').unwrap()])
         }),
         c("signature with altered trailing bits", |w| {
+            // 64 bytes are 86 base64url characters; the last one carries 4 unused bits. Set
+            // one: the same signature bytes under a second, non-canonical text.
             let mut t = forge(&reg_header(w), &reg_claims(w), ForgeKey::Wallet(authority(w)));
+            let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
             let last = t.pop().unwrap();
-            t.push(if last == 'A' { 'B' } else { 'A' });
+            let value = alphabet.find(last).unwrap();
+            t.push(alphabet.as_bytes()[value ^ 1] as char);
             t
         }),
         c("nested token (cty JWT)", |w| {
@@ -506,7 +710,50 @@ fn tokens() -> Vec<Case> {
             let sig = sign_raw(input.as_bytes(), ForgeKey::Wallet(authority(w)));
             format!("{input}.{}", b64(sig))
         }),
+        c("exp near 2^63 (lives longer than any token we issue)", |w| {
+            forge(
+                &reg_header(w),
+                &with(reg_claims(w), "exp", json!(1u64 << 63)),
+                ForgeKey::Wallet(authority(w)),
+            )
+        }),
+        c("exp 11 years after iat", |w| {
+            let iat = w.net.issued_at - 10;
+            let claims =
+                with(with(reg_claims(w), "iat", json!(iat)), "exp", json!(iat + 11 * 365 * 86_400));
+            forge(&reg_header(w), &claims, ForgeKey::Wallet(authority(w)))
+        }),
+        c("a label with a right-to-left override", |w| wallets_token(w, "peer\u{202e}1gnp", None)),
+        c("a label with a zero-width space", |w| wallets_token(w, "peer\u{200b}1", None)),
+        c("a label with a byte order mark", |w| wallets_token(w, "\u{feff}peer1", None)),
+        c("a label with a line separator", |w| wallets_token(w, "peer1\u{2028}admin", None)),
     ]
+    .into_iter()
+    .chain(WEAK_ED25519.iter().enumerate().map(|(i, hex)| {
+        let name: &'static str = Box::leak(
+            format!("a wallet whose key is weak ed25519 point #{i} ({}…)", &hex[..8])
+                .into_boxed_str(),
+        );
+        case("token", name, move |w| {
+            let t = wallets_token(w, "evil", Some(ed25519_jwk(hex)));
+            w.registration(t)
+        })
+    }))
+    .collect()
+}
+
+/// A wallets token registering one key (peer 1's, or `jwk`) under `label`, signed by the
+/// authority; forged, so that it can carry what `issue_wallets` refuses.
+fn wallets_token(w: &World, label: &str, jwk: Option<Value>) -> String {
+    let t = w.net.issued_at;
+    let jwk = jwk.unwrap_or_else(|| w.net.peers[1].public_key().to_jwk());
+    let claims = json!({"iss": id(authority(w)), "iat": t, "nbf": t, "exp": t + 3600,
+        "jti": "x", "wallets": [{"label": label, "jwk": jwk}]});
+    forge(
+        &with(reg_header(w), "typ", json!("swarmvm-wallets+jwt")),
+        &claims,
+        ForgeKey::Wallet(authority(w)),
+    )
 }
 
 fn contracts() -> Vec<Case> {
@@ -517,6 +764,25 @@ fn contracts() -> Vec<Case> {
         })
     };
     vec![
+        c("a signature whose S is not reduced (S + L, malleability)", |w| {
+            let token = w.net.contract(1, 1, &[student("S77")]);
+            let (input, sig) = token.rsplit_once('.').unwrap();
+            let mut sig =
+                base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, sig)
+                    .unwrap();
+            // The group order L, little-endian (RFC 8032 §5.1).
+            const L: [u8; 32] = [
+                0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+                0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+            ];
+            let mut carry = 0u16;
+            for (b, l) in sig[32..].iter_mut().zip(L) {
+                let sum = u16::from(*b) + u16::from(l) + carry;
+                *b = (sum & 0xff) as u8;
+                carry = sum >> 8;
+            }
+            format!("{input}.{}", b64(sig))
+        }),
         c("a replayed contract", |w| w.applied_contract.clone()),
         c("signed by another registered wallet under this one's kid", |w| {
             let p0 = &w.net.peers[0];
@@ -750,15 +1016,15 @@ fn bundles() -> Vec<Case> {
             let d = w.raw_bundle("garbage", "\u{fffd}\u{0}garbage");
             w.bundle_trusted(&d)
         }),
-        case("bundle", "a skipped seq (3 after 1)", |w| {
+        case("bundle", "a skipped seq", |w| {
             let ghost = w.next_bundle("ghost", &[]);
             let d = w.net.bundle(w.dir.path(), "third", false, &[], Some(&ghost));
             w.bundle_trusted(&d)
         }),
         case("bundle", "a wrong parent", |w| {
-            let other = w.net.bundle(w.dir.path(), "other-first", false, &[], None);
-            let d = w.net.bundle(w.dir.path(), "wrong-parent", false, &[], Some(&other));
-            w.bundle_trusted(&d)
+            let d = w.next_bundle("wrong-parent", &[]);
+            let other = swarmvm_primitives::BundleId::of_payload(b"another chain");
+            w.resign(&d, w.next_seq(), Some(other), w.net.issued_at)
         }),
         case("bundle", "the applied bundle again (replay)", |w| {
             let first = w.first.clone();
@@ -776,13 +1042,15 @@ fn bundles() -> Vec<Case> {
                 .unwrap();
             // Re-sign the manifest over the new file, as a careless or compromised bundle
             // maker could (`bundle create` itself would refuse these tokens).
-            let parent = open_bundle(&w.first, &w.net.trust).unwrap().id();
-            std::fs::write(
-                d.join("manifest.jwt"),
-                sign_manifest(&w.net.authority, 2, Some(parent), &digests(&d), w.net.issued_at)
-                    .unwrap(),
+            let m = sign_manifest(
+                &w.net.authority,
+                w.next_seq(),
+                Some(w.last_id()),
+                &digests(&d),
+                w.net.issued_at,
             )
             .unwrap();
+            std::fs::write(d.join("manifest.jwt"), m).unwrap();
             let mut trust = w.net.trust.clone();
             trust.add(w.stranger.authority.public_key().clone());
             w.bundle(&d, &trust)
@@ -800,15 +1068,139 @@ fn bundles() -> Vec<Case> {
             let b = open_bundle(&d, &late.trust).map_err(|e| one_line(&e))?;
             ledger.apply_bundle(&b, &late.trust).map(|_| ()).map_err(|e| one_line(&e))
         }),
+        case("bundle", "manifest.jwt with a leading space (re-published copy)", |w| {
+            let d = w.next_bundle("pad-56313", &[]);
+            let m = std::fs::read_to_string(d.join("manifest.jwt")).unwrap();
+            let m = m.trim_end();
+            std::fs::write(d.join("manifest.jwt"), format!(" {m}", m = m)).unwrap();
+            w.bundle_trusted(&d)
+        }),
+        case("bundle", "manifest.jwt with a trailing space (re-published copy)", |w| {
+            let d = w.next_bundle("pad-92954", &[]);
+            let m = std::fs::read_to_string(d.join("manifest.jwt")).unwrap();
+            let m = m.trim_end();
+            std::fs::write(d.join("manifest.jwt"), format!("{m} \n", m = m)).unwrap();
+            w.bundle_trusted(&d)
+        }),
+        case("bundle", "manifest.jwt with a CRLF line end (re-published copy)", |w| {
+            let d = w.next_bundle("pad-53304", &[]);
+            let m = std::fs::read_to_string(d.join("manifest.jwt")).unwrap();
+            let m = m.trim_end();
+            std::fs::write(d.join("manifest.jwt"), format!("{m}\r\n", m = m)).unwrap();
+            w.bundle_trusted(&d)
+        }),
+        case("bundle", "manifest.jwt with two newlines (re-published copy)", |w| {
+            let d = w.next_bundle("pad-27827", &[]);
+            let m = std::fs::read_to_string(d.join("manifest.jwt")).unwrap();
+            let m = m.trim_end();
+            std::fs::write(d.join("manifest.jwt"), format!("{m}\n\n", m = m)).unwrap();
+            w.bundle_trusted(&d)
+        }),
+        case("bundle", "manifest.jwt with a no-break space (U+00A0) (re-published copy)", |w| {
+            let d = w.next_bundle("pad-84703", &[]);
+            let m = std::fs::read_to_string(d.join("manifest.jwt")).unwrap();
+            let m = m.trim_end();
+            std::fs::write(d.join("manifest.jwt"), format!("{m}\u{a0}", m = m)).unwrap();
+            w.bundle_trusted(&d)
+        }),
+        case("bundle", "manifest.jwt with an em space (U+2003) (re-published copy)", |w| {
+            let d = w.next_bundle("pad-84332", &[]);
+            let m = std::fs::read_to_string(d.join("manifest.jwt")).unwrap();
+            let m = m.trim_end();
+            std::fs::write(d.join("manifest.jwt"), format!("\u{2003}{m}", m = m)).unwrap();
+            w.bundle_trusted(&d)
+        }),
+        case("bundle", "manifest.jwt with a tab (re-published copy)", |w| {
+            let d = w.next_bundle("pad-62091", &[]);
+            let m = std::fs::read_to_string(d.join("manifest.jwt")).unwrap();
+            let m = m.trim_end();
+            std::fs::write(d.join("manifest.jwt"), format!("{m}\t", m = m)).unwrap();
+            w.bundle_trusted(&d)
+        }),
+        case("bundle", "manifest.jwt with the token twice (re-published copy)", |w| {
+            let d = w.next_bundle("pad-10025", &[]);
+            let m = std::fs::read_to_string(d.join("manifest.jwt")).unwrap();
+            let m = m.trim_end();
+            std::fs::write(d.join("manifest.jwt"), format!("{m}\n{m}\n", m = m)).unwrap();
+            w.bundle_trusted(&d)
+        }),
+        case("bundle", "manifest.jwt with a BOM (re-published copy)", |w| {
+            let d = w.next_bundle("pad-50647", &[]);
+            let m = std::fs::read_to_string(d.join("manifest.jwt")).unwrap();
+            let m = m.trim_end();
+            std::fs::write(d.join("manifest.jwt"), format!("\u{feff}{m}", m = m)).unwrap();
+            w.bundle_trusted(&d)
+        }),
+        case("bundle", "a manifest signed before its parent", |w| {
+            let d = w.next_bundle("early", &[]);
+            w.resign(&d, w.next_seq(), Some(w.last_id()), w.net.issued_at - 10)
+        }),
+        case("bundle", "contracts.jsonl with a blank line (re-signed)", |w| {
+            let c = w.net.contract(1, 1, &[student("S9")]);
+            let d = w.next_bundle("blank", &[]);
+            std::fs::write(d.join("contracts.jsonl"), format!("{c}\n\n")).unwrap();
+            w.resign(&d, w.next_seq(), Some(w.last_id()), w.net.issued_at)
+        }),
+        case("bundle", "contracts.jsonl with CRLF line ends (re-signed)", |w| {
+            let c = w.net.contract(1, 1, &[student("S9")]);
+            let d = w.next_bundle("crlf", &[]);
+            std::fs::write(d.join("contracts.jsonl"), format!("{c}\r\n")).unwrap();
+            w.resign(&d, w.next_seq(), Some(w.last_id()), w.net.issued_at)
+        }),
+        case("bundle", "a token line with a leading space (re-signed)", |w| {
+            let d = w.next_bundle("spaced", &[]);
+            std::fs::write(d.join("registration_tokens.txt"), format!(" {}\n", w.net.tokens[0]))
+                .unwrap();
+            w.resign(&d, w.next_seq(), Some(w.last_id()), w.net.issued_at)
+        }),
+        case("bundle", "a second validly signed bundle for seq 1 (fork)", |w| {
+            let d = w.net.bundle(w.dir.path(), "fork-1", true, &[], None);
+            w.bundle_trusted(&d)
+        }),
     ]
 }
 
 fn torrents() -> Vec<Case> {
+    // As `POST /v1/bundles` and the drop folder take a torrent: parsed, then its shape
+    // checked against the bundle layout before anything is fetched.
     let t = |name, f: fn() -> Vec<u8>| {
         case("torrent", name, move |_| {
-            TorrentFile::from_bytes(&f()).map(|_| ()).map_err(|e| e.to_string())
+            let t = TorrentFile::from_bytes(&f()).map_err(|e| e.to_string())?;
+            let files = t.files().iter().map(|f| (f.path.as_path(), f.length));
+            check_torrent_shape(t.is_multi_file(), files).map_err(|e| e.to_string())
         })
     };
+    // A well-formed bundle torrent but for what `edit` changes.
+    fn bundle_torrent(edit: impl FnOnce(&mut Vec<(&'static str, B)>, &mut Vec<B>)) -> Vec<u8> {
+        let mut files = vec![
+            file(&["contracts.jsonl"], 10),
+            file(&["manifest.jwt"], 900),
+            file(&["registration_tokens.txt"], 10),
+        ];
+        let mut top = vec![];
+        edit(&mut top, &mut files);
+        let total: i128 = files
+            .iter()
+            .map(|f| match f {
+                B::D(items) => match items[0].1 {
+                    B::I(n) => n,
+                    _ => 0,
+                },
+                _ => 0,
+            })
+            .sum();
+        // Few pieces however much is declared, as an attacker would choose.
+        let piece_length: i128 = if total > 1 << 30 { 1 << 26 } else { 16384 };
+        let pieces = vec![0u8; ((total + piece_length - 1) / piece_length).max(1) as usize * 20];
+        let info = B::D(vec![
+            ("files", B::L(files)),
+            ("name", s("bundle-9")),
+            ("piece length", B::I(piece_length)),
+            ("pieces", B::S(pieces)),
+        ]);
+        top.push(("info", info));
+        encode(&B::D(top))
+    }
     vec![
         t("truncated bencode", || b"d4:infod5:files".to_vec()),
         t("not bencode", || b"this is a torrent, trust me".to_vec()),
@@ -841,6 +1233,98 @@ fn torrents() -> Vec<Case> {
         t("no data at all", || torrent("b", B::L(vec![file(&["a"], 0)]), 16384, vec![])),
         t("no files", || torrent("b", B::L(vec![]), 16384, vec![])),
         t("larger than 16 MiB", || vec![b'd'; 17 * 1024 * 1024]),
+        t("a bundle torrent declaring a 1 TiB file", || {
+            bundle_torrent(|_, f| f[0] = file(&["contracts.jsonl"], 1 << 40))
+        }),
+        t("a bundle torrent declaring 600 MiB in all", || {
+            bundle_torrent(|_, f| {
+                f[0] = file(&["contracts.jsonl"], 250 << 20);
+                f[2] = file(&["registration_tokens.txt"], 250 << 20);
+                f.extend((0..64).map(|i| {
+                    B::D(vec![
+                        ("length", B::I(1 << 20)),
+                        ("path", B::L(vec![s("modules"), s(format!("{i:064x}.wasm"))])),
+                    ])
+                }));
+            })
+        }),
+        t("a single-file torrent", || {
+            let info = B::D(vec![
+                ("length", B::I(100)),
+                ("name", s("bundle-9")),
+                ("piece length", B::I(16384)),
+                ("pieces", B::S(vec![0; 20])),
+            ]);
+            encode(&B::D(vec![("info", info)]))
+        }),
+        t("a bundle torrent with an extra file", || {
+            bundle_torrent(|_, f| f.push(file(&["run-me.sh"], 10)))
+        }),
+        t("a bundle torrent without a manifest", || {
+            bundle_torrent(|_, f| {
+                f.remove(1);
+            })
+        }),
+        t("a bundle torrent of 5,000 files", || {
+            bundle_torrent(|_, f| {
+                f.extend((0..5_000).map(|i| {
+                    B::D(vec![("length", B::I(1)), ("path", B::L(vec![s("x"), s(format!("{i}"))]))])
+                }));
+            })
+        }),
+        t("a torrent of 100,001 files", || {
+            bundle_torrent(|_, f| {
+                f.extend((0..100_001).map(|i| {
+                    B::D(vec![("length", B::I(1)), ("path", B::L(vec![s("x"), s(format!("{i}"))]))])
+                }));
+            })
+        }),
+        t("a bundle torrent with 65 modules", || {
+            bundle_torrent(|_, f| {
+                f.extend((0..65).map(|i| {
+                    B::D(vec![
+                        ("length", B::I(10)),
+                        ("path", B::L(vec![s("modules"), s(format!("{i:064x}.wasm"))])),
+                    ])
+                }));
+            })
+        }),
+        t("a gopher tracker (ssrf)", || {
+            bundle_torrent(|top, _| top.push(("announce", s("gopher://127.0.0.1:6379/_FLUSHALL"))))
+        }),
+        t("a file:// tracker", || {
+            bundle_torrent(|top, _| top.push(("announce", s("file:///etc/passwd"))))
+        }),
+        t("a tracker with credentials", || {
+            bundle_torrent(|top, _| top.push(("announce", s("http://user:pw@127.0.0.1/announce"))))
+        }),
+        t("bytes after the torrent", || {
+            let mut t = bundle_torrent(|_, _| {});
+            t.extend_from_slice(b"garbage");
+            t
+        }),
+        t("keys out of order", || bundle_torrent(|top, _| top.push(("zzz-comment", s("x"))))),
+        t("a file's length given twice (parser differential)", || {
+            bundle_torrent(|_, f| {
+                f[1] = B::D(vec![
+                    ("length", B::I(900)),
+                    ("length", B::I(1 << 40)),
+                    ("path", B::L(vec![s("manifest.jwt")])),
+                ])
+            })
+        }),
+        t("an integer with a leading zero", || {
+            let mut t = bundle_torrent(|_, _| {});
+            let at = t.windows(6).position(|w| w == b"i900e").unwrap_or(0);
+            t.splice(at..at + 5, b"i0900e".iter().copied());
+            t
+        }),
+        t("a torrent named .swarmvm-partial (marker folder)", || {
+            torrent(".swarmvm-partial", B::L(vec![file(&["a"], 100)]), 16384, vec![0; 20])
+        }),
+        t("a name with a right-to-left override", || {
+            torrent("bundle\u{202e}txt", B::L(vec![file(&["a"], 100)]), 16384, vec![0; 20])
+        }),
     ]
 }
 
@@ -870,6 +1354,26 @@ fn magnets() -> Vec<Case> {
             "a tracker that is not a url",
             "magnet:?xt=urn:btih:0000000000000000000000000000000000000000&tr=%00%01",
         ),
+        m(
+            "a gopher tracker (ssrf)",
+            "magnet:?xt=urn:btih:0000000000000000000000000000000000000000&tr=gopher%3A%2F%2F127.0.0.1%3A6379%2F_x",
+        ),
+        m(
+            "a file:// tracker",
+            "magnet:?xt=urn:btih:0000000000000000000000000000000000000000&tr=file%3A%2F%2F%2Fetc%2Fpasswd",
+        ),
+        m(
+            "an ftp tracker",
+            "magnet:?xt=urn:btih:0000000000000000000000000000000000000000&tr=ftp%3A%2F%2F127.0.0.1%2Fx",
+        ),
+        m(
+            "a javascript: tracker",
+            "magnet:?xt=urn:btih:0000000000000000000000000000000000000000&tr=javascript%3Aalert(1)",
+        ),
+        m(
+            "a tracker with credentials",
+            "magnet:?xt=urn:btih:0000000000000000000000000000000000000000&tr=http%3A%2F%2Fu%3Ap%40127.0.0.1%2Fannounce",
+        ),
         case("magnet", "longer than 8 KiB", |_| {
             let link = format!("magnet:?xt=urn:btih:{}&dn={}", "0".repeat(40), "a".repeat(9000));
             MagnetLink::parse(&link).map(|_| ()).map_err(|e| e.to_string())
@@ -895,7 +1399,13 @@ fn every_hostile_input_is_refused_and_changes_nothing() {
             Ok(Err(reason)) if reason.is_empty() || reason.contains('\n') => {
                 Err(format!("unclear reason {reason:?}"))
             }
-            Ok(Err(reason)) => Ok(reason),
+            Ok(Err(reason)) => match rule_of(case) {
+                None => Err(format!("no rule is expected for it; refused with: {reason}")),
+                Some(rule) if !reason.contains(rule) => {
+                    Err(format!("refused by another rule than '{rule}': {reason}"))
+                }
+                Some(_) => Ok(reason),
+            },
         };
         let root_now = world.ledger.state_root();
         match verdict {
