@@ -125,7 +125,10 @@ async fn post_bundle(
     State(node): State<Node>,
     body: Result<Json<AddBundle>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::bad_request(one_line_rejection(&e.body_text())))?;
+    let Json(body) = body.map_err(|e| ApiError {
+        status: e.status(),
+        message: one_line_rejection(&e.body_text()),
+    })?;
     let source = match (body.magnet, body.torrent_base64) {
         (Some(m), None) => {
             Source::Magnet(MagnetLink::parse(&m).map_err(|e| ApiError::bad_request(e.to_string()))?)

@@ -9,26 +9,72 @@ use serde_json::Value;
 /// Sends one request (`Connection: close`) and returns the status code and the JSON body
 /// (`Value::Null` if the body is not JSON).
 pub fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    let host = addr.to_string();
+    let r = exchange(addr, method, path, &[("Host", &host)], body.unwrap_or(""));
+    (r.status, r.json)
+}
+
+/// A response: status, header lines (lowercase names) and body.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// `(name, value)` in order, names lowercase.
+    pub headers: Vec<(String, String)>,
+    /// The body as JSON (`Value::Null` when it is not).
+    pub json: Value,
+}
+
+impl Response {
+    /// The first value of header `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends one request with exactly these headers (plus `Connection: close`, a JSON content
+/// type and the length) and reads the whole response.
+pub fn exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let body = body.unwrap_or("");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!(
+        "Connection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
-    );
+    ));
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(body.as_bytes()).unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw);
+    parse_response(&raw)
+}
+
+/// Parses a whole HTTP/1.1 response.
+pub fn parse_response(raw: &[u8]) -> Response {
+    let text = String::from_utf8_lossy(raw);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status: u16 = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap();
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an http response: {text:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_owned() };
+    Response { status, headers, json: serde_json::from_str(&body).unwrap_or(Value::Null) }
 }
 
 fn dechunk(mut body: &str) -> String {

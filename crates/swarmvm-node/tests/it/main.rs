@@ -4,5 +4,6 @@
 mod api;
 mod fuzz_corpus;
 mod hostile;
+mod limits;
 mod order;
 mod support;
