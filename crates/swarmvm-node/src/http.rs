@@ -125,8 +125,13 @@ async fn post_bundle(
     State(node): State<Node>,
     body: Result<Json<AddBundle>, JsonRejection>,
 ) -> Result<Response, ApiError> {
+    // A body too large (413) or of another media type (415) says so; any other unusable
+    // body is a bad request (400).
     let Json(body) = body.map_err(|e| ApiError {
-        status: e.status(),
+        status: match e.status() {
+            s @ (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE) => s,
+            _ => StatusCode::BAD_REQUEST,
+        },
         message: one_line_rejection(&e.body_text()),
     })?;
     let source = match (body.magnet, body.torrent_base64) {
@@ -369,11 +374,25 @@ fn refusal(status: StatusCode, message: String) -> Response {
     ApiError { status, message }.into_response()
 }
 
+/// Connections the kernel may queue before they are accepted. The usual 128 overflows under a
+/// burst of connections (every slow client the limit sheds reconnects), and a connection that
+/// finds the queue full waits a whole second for its SYN to be sent again.
+const ACCEPT_BACKLOG: u32 = 1024;
+
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
+}
+
 /// Binds `addr` and serves the API until the node stops, within [`HttpLimits`].
 pub(crate) async fn serve(node: Node, addr: SocketAddr) -> Result<(), crate::NodeError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| crate::NodeError::Http { addr, source })?;
+    let listener = listen(addr).map_err(|source| crate::NodeError::Http { addr, source })?;
     let bound = listener.local_addr().map_err(|source| crate::NodeError::Http { addr, source })?;
     node.set_http_addr(bound);
     let (limits, allowed) = node.http_settings();

@@ -247,13 +247,11 @@ impl Node {
                 match TorrentFile::read(&path) {
                     // Stored torrents passed every check when they came; they are resumed
                     // whatever the bound on pending bundles.
-                    Ok(t) => match node.admit(Source::Torrent(t), false) {
-                        Ok(_) => {}
-                        Err(e) => {
-                            warn!(file = %path.display(), "dropping a stored torrent: {}", one_line(&e));
-                            let _ = std::fs::remove_file(&path);
+                    Ok(t) => {
+                        if let Err(e) = node.admit(Source::Torrent(t), false) {
+                            warn!(file = %path.display(), "ignoring a stored torrent: {}", one_line(&e));
                         }
-                    },
+                    }
                     Err(e) => warn!(file = %path.display(), "ignoring a stored torrent: {e}"),
                 }
             }
@@ -360,11 +358,7 @@ impl Node {
         let transfer = {
             let mut b = lock(&self.inner.bundles);
             let Some(e) = b.entries.get_mut(&hash) else { return };
-            e.state = BundleState::Rejected;
-            e.reason = Some(reason);
-            let transfer = e.transfer.take();
-            b.cap_rejected(self.inner.limits.max_rejected);
-            transfer
+            e.transfer.take()
         };
         if let Some(t) = transfer {
             self.inner.swarm.remove(&t).await;
@@ -376,6 +370,13 @@ impl Node {
         {
             warn!(info_hash = %hash, "cannot remove a refused bundle's data: {e}");
         }
+        // Shown as refused once nothing of it is left.
+        let mut b = lock(&self.inner.bundles);
+        if let Some(e) = b.entries.get_mut(&hash) {
+            e.state = BundleState::Rejected;
+            e.reason = Some(reason);
+        }
+        b.cap_rejected(self.inner.limits.max_rejected);
     }
 
     fn data_path(&self, hash: InfoHash) -> PathBuf {

@@ -39,13 +39,11 @@ pub(crate) struct NetArgs {
     pub(crate) download_limit: Option<NonZeroU32>,
 }
 
-/// Trackers are http, https or udp URLs.
+/// Trackers are http, https or udp URLs without credentials ([`swarmvm_swarm::check_tracker`]).
 pub(crate) fn parse_tracker(s: &str) -> Result<Url, String> {
     let url = Url::parse(s).map_err(|e| format!("'{s}' is not a URL: {e}"))?;
-    match url.scheme() {
-        "http" | "https" | "udp" => Ok(url),
-        other => Err(format!("tracker scheme '{other}' is not http, https or udp")),
-    }
+    swarmvm_swarm::check_tracker(&url)?;
+    Ok(url)
 }
 
 impl NetArgs {

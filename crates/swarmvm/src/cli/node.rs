@@ -3,15 +3,17 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use serde_json::json;
 use swarmvm_ledger::open_bundle;
-use swarmvm_node::{Node, NodeOptions};
+use swarmvm_node::{HttpLimits, Node, NodeLimits, NodeOptions};
 use swarmvm_swarm::Source;
 
 use super::OutputArgs;
 use super::args::{DataDirArgs, PassphraseArgs, TrustArgs, load_key};
+use super::duration::parse_duration;
 use super::net::{NetArgs, runtime, stop_signal};
 use crate::output;
 
@@ -38,10 +40,27 @@ pub(crate) struct RunArgs {
     /// for any port, `name:port` for one). Repeat for several.
     #[arg(long = "allow-host", value_name = "HOST")]
     allow_hosts: Vec<String>,
+    /// Bundles resolved, fetched or waiting at once, at most; more are refused (HTTP 429).
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = at_least_one())]
+    max_pending: usize,
+    /// Refuse a magnet link whose metadata no peer sent within this long.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    resolve_timeout: Duration,
+    /// Refuse a fetch that received no verified data for this long.
+    #[arg(long, value_name = "DURATION", default_value = "120s", value_parser = parse_duration)]
+    stall_timeout: Duration,
+    /// HTTP connections at once, at most (beyond it the longest-idle one is closed).
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = at_least_one())]
+    max_connections: usize,
     #[command(flatten)]
     passphrase: PassphraseArgs,
     #[command(flatten)]
     net: NetArgs,
+}
+
+/// A count of at least 1.
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..)
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -77,9 +96,20 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
                 watch,
                 wallet,
                 allow_hosts,
+                max_pending,
+                resolve_timeout,
+                stall_timeout,
+                max_connections,
                 passphrase,
                 net,
             } = *args;
+            let limits = NodeLimits {
+                max_pending,
+                resolve_timeout,
+                stall_timeout,
+                http: HttpLimits { max_connections, ..HttpLimits::default() },
+                ..NodeLimits::default()
+            };
             let trust = trust.load()?;
             let wallet = match wallet {
                 Some(path) => Some(load_key(&path, &passphrase)?.public_key().id().to_string()),
@@ -97,7 +127,7 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
                     http,
                     watch,
                     allow_hosts,
-                    ..NodeOptions::default()
+                    limits,
                 })
                 .await?;
                 for s in sources {

@@ -9,10 +9,10 @@ use swarmvm_swarm::TorrentFile;
 
 use crate::support::{Daemon, Env, FAILURE, REFUSED};
 
-const LOOPBACK: [&str; 3] = ["--no-dht", "--listen", "127.0.0.1:0"];
+pub(crate) const LOOPBACK: [&str; 3] = ["--no-dht", "--listen", "127.0.0.1:0"];
 
 /// A folder of three files with pseudo-random content.
-fn bundle(env: &Env, name: &str, sizes: [usize; 3]) -> String {
+pub(crate) fn bundle(env: &Env, name: &str, sizes: [usize; 3]) -> String {
     for (i, (file, size)) in
         ["registration_tokens.txt", "contracts.jsonl", "manifest.jwt"].iter().zip(sizes).enumerate()
     {
@@ -31,13 +31,13 @@ fn bundle(env: &Env, name: &str, sizes: [usize; 3]) -> String {
     env.p(name)
 }
 
-fn same_files(a: &std::path::Path, b: &std::path::Path) {
+pub(crate) fn same_files(a: &std::path::Path, b: &std::path::Path) {
     for f in ["registration_tokens.txt", "contracts.jsonl", "manifest.jwt"] {
         assert_eq!(std::fs::read(a.join(f)).unwrap(), std::fs::read(b.join(f)).unwrap(), "{f}");
     }
 }
 
-fn seed(env: &Env, torrent: &str, dir: &str, extra: &[&str]) -> (Daemon, String) {
+pub(crate) fn seed(env: &Env, torrent: &str, dir: &str, extra: &[&str]) -> (Daemon, String) {
     let mut args = vec!["bundle", "seed", torrent, "--dir", dir];
     args.extend_from_slice(&LOOPBACK);
     args.extend_from_slice(extra);

@@ -4,10 +4,12 @@
 
 mod bundle;
 mod crash;
+mod hardening;
 mod interop;
 mod ledger;
 mod load;
 mod node;
+mod resources;
 mod secrets;
 mod support;
 mod token;

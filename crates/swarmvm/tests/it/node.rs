@@ -70,7 +70,7 @@ fn demo_text_ends_with_the_agreement_and_cleans_up() {
 }
 
 /// `bundle create b1` of tokens.txt and contracts1.jsonl, signed by auth.pem.
-fn create_b1(env: &Env) -> Value {
+pub(crate) fn create_b1(env: &Env) -> Value {
     env.json(&[
         "bundle",
         "create",
@@ -85,7 +85,7 @@ fn create_b1(env: &Env) -> Value {
 }
 
 /// An authority, two peers, tokens.txt and two contract files.
-fn network(env: &Env) {
+pub(crate) fn network(env: &Env) {
     env.network("ed25519", "tokens.txt");
     env.write("c1.json", r#"{"actions":[{"action":"register_student","student":{"id":"S001","name":"John Doe","department":"Computer Science"}}]}"#);
     env.write("c2.json", r#"{"actions":[{"action":"vote_proposal","proposal":{"id":"P001","description":"Increase Research Funding"}}]}"#);
@@ -196,7 +196,7 @@ fn bundles_made_with_key_apply_offline_in_order_only() {
 }
 
 /// Polls a node's HTTP status until `ok` (bounded).
-fn wait_status(http: std::net::SocketAddr, ok: impl Fn(&Value) -> bool) -> Value {
+pub(crate) fn wait_status(http: std::net::SocketAddr, ok: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (code, status) = get(http, "/v1/status");
@@ -208,7 +208,7 @@ fn wait_status(http: std::net::SocketAddr, ok: impl Fn(&Value) -> bool) -> Value
     }
 }
 
-fn http_of(node: &Daemon) -> std::net::SocketAddr {
+pub(crate) fn http_of(node: &Daemon) -> std::net::SocketAddr {
     node.first_line["http"].as_str().unwrap().parse().unwrap()
 }
 
