@@ -16,6 +16,10 @@ pub const SHOWN_CHARS: usize = 64;
 /// format characters (Cf: bidirectional overrides and isolates, zero-width characters, the
 /// byte order mark, soft hyphens), and line and paragraph separators (Zl, Zp).
 pub fn is_hidden(c: char) -> bool {
+    // Printable ASCII, the usual case, without the table lookup.
+    if (' '..='~').contains(&c) {
+        return false;
+    }
     matches!(
         c.general_category(),
         GeneralCategory::Control

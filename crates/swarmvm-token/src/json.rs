@@ -86,24 +86,56 @@ impl<'de> Visitor<'de> for StrictVisitor {
 /// `kty`) holding a private member, a member named `private_key`, or a string holding a
 /// `PRIVATE KEY` PEM.
 pub fn find_private_key_material(value: &Value) -> Option<String> {
-    find_in(value, &mut String::from("$"))
+    let mut path = Vec::new();
+    find_in(value, &mut path).map(|what| describe(what, &path))
 }
 
 /// [`find_private_key_material`] for a JSON object.
 pub(crate) fn find_private_key_material_in_object(obj: &Map<String, Value>) -> Option<String> {
-    find_in_object(obj, &mut String::from("$"))
+    let mut path = Vec::new();
+    find_in_object(obj, &mut path).map(|what| describe(what, &path))
 }
 
-fn find_in(value: &Value, path: &mut String) -> Option<String> {
-    match value {
-        Value::String(s) if s.contains("PRIVATE KEY-----") => {
-            Some(format!("a PRIVATE KEY PEM at {path}"))
+/// One step from the root to a value: a member name or a list index.
+enum Step<'a> {
+    Member(&'a str),
+    Index(usize),
+}
+
+/// What was found, named once its place is known.
+enum Found {
+    Pem,
+    JwkMember(&'static str),
+    PrivateKeyMember,
+}
+
+fn describe(what: Found, path: &[Step<'_>]) -> String {
+    let mut at = String::from("$");
+    for step in path {
+        match step {
+            Step::Member(name) => {
+                at.push('.');
+                at.push_str(&crate::kind::shorten(name));
+            }
+            Step::Index(i) => at.push_str(&format!("[{i}]")),
         }
+    }
+    match what {
+        Found::Pem => format!("a PRIVATE KEY PEM at {at}"),
+        Found::JwkMember(m) => format!("jwk member '{m}' at {at}"),
+        Found::PrivateKeyMember => format!("a 'private_key' member at {at}"),
+    }
+}
+
+fn find_in<'a>(value: &'a Value, path: &mut Vec<Step<'a>>) -> Option<Found> {
+    match value {
+        Value::String(s) if s.contains("PRIVATE KEY-----") => Some(Found::Pem),
         Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
-            let len = path.len();
-            path.push_str(&format!("[{i}]"));
+            path.push(Step::Index(i));
             let found = find_in(item, path);
-            path.truncate(len);
+            if found.is_none() {
+                path.pop();
+            }
             found
         }),
         Value::Object(obj) => find_in_object(obj, path),
@@ -111,21 +143,21 @@ fn find_in(value: &Value, path: &mut String) -> Option<String> {
     }
 }
 
-fn find_in_object(obj: &Map<String, Value>, path: &mut String) -> Option<String> {
+fn find_in_object<'a>(obj: &'a Map<String, Value>, path: &mut Vec<Step<'a>>) -> Option<Found> {
     if obj.contains_key("kty")
         && let Some(m) = PRIVATE_JWK_MEMBERS.iter().find(|m| obj.contains_key(**m))
     {
-        return Some(format!("jwk member '{m}' at {path}"));
+        return Some(Found::JwkMember(m));
     }
     if obj.contains_key("private_key") || obj.contains_key("privateKey") {
-        return Some(format!("a 'private_key' member at {path}"));
+        return Some(Found::PrivateKeyMember);
     }
     obj.iter().find_map(|(k, v)| {
-        let len = path.len();
-        path.push('.');
-        path.push_str(&crate::kind::shorten(k));
+        path.push(Step::Member(k));
         let found = find_in(v, path);
-        path.truncate(len);
+        if found.is_none() {
+            path.pop();
+        }
         found
     })
 }

@@ -185,9 +185,15 @@ impl Check<'_> {
         match self {
             Self::Ed25519(key) => {
                 use base64::Engine as _;
-                let raw =
-                    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(signature).ok()?;
-                (raw.len() == 64).then(|| key.verify_ed25519_strict(input, &raw))
+                // 64 bytes are exactly 86 characters; decoded on the stack.
+                if signature.len() != 86 {
+                    return None;
+                }
+                let mut raw = [0u8; 66];
+                let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode_slice(signature, &mut raw)
+                    .ok()?;
+                (n == 64).then(|| key.verify_ed25519_strict(input, &raw[..64]))
             }
             Self::Rsa(key) => {
                 jsonwebtoken::crypto::verify(signature, input, key, jsonwebtoken::Algorithm::RS256)

@@ -62,12 +62,11 @@ pub struct PublicKey(Repr);
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum Repr {
-    Ed25519([u8; 32]),
+    /// Checked once (a canonical point, not of small order) and kept decompressed, so that
+    /// verifying a signature does not decompress it again.
+    Ed25519(ed25519_dalek::VerifyingKey),
     /// Modulus and exponent as minimal unsigned big-endian integers.
-    Rsa {
-        n: Vec<u8>,
-        e: Vec<u8>,
-    },
+    Rsa { n: Vec<u8>, e: Vec<u8> },
 }
 
 impl fmt::Debug for PublicKey {
@@ -75,6 +74,33 @@ impl fmt::Debug for PublicKey {
         f.debug_struct("PublicKey").field("kind", &self.kind()).field("id", &self.id()).finish()
     }
 }
+
+/// The canonical encodings of the eight points of small order. A signature whose `R` is one
+/// of them is refused; a non-canonical encoding never equals the encoding a verifier computes.
+const SMALL_ORDER_ENCODINGS: [[u8; 32]; 8] = {
+    let mut y_minus_one = [0xff; 32];
+    y_minus_one[0] = 0xec;
+    y_minus_one[31] = 0x7f;
+    let mut identity = [0; 32];
+    identity[0] = 1;
+    let mut zero_x_sign = [0; 32];
+    zero_x_sign[31] = 0x80;
+    let order8_a: [u8; 32] = [
+        0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98,
+        0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53,
+        0xfc, 0x05,
+    ];
+    let order8_b: [u8; 32] = [
+        0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67,
+        0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac,
+        0x03, 0x7a,
+    ];
+    let mut order8_a_neg = order8_a;
+    order8_a_neg[31] |= 0x80;
+    let mut order8_b_neg = order8_b;
+    order8_b_neg[31] |= 0x80;
+    [identity, y_minus_one, [0; 32], zero_x_sign, order8_a, order8_a_neg, order8_b, order8_b_neg]
+};
 
 impl PublicKey {
     /// An Ed25519 public key from its 32 bytes. They must be the canonical encoding (RFC 8032
@@ -94,18 +120,25 @@ impl PublicKey {
                 "ed25519 public key is a small-order point, for which anyone can forge signatures",
             ));
         }
-        Ok(Self(Repr::Ed25519(bytes)))
+        Ok(Self(Repr::Ed25519(key)))
     }
 
     /// Whether `signature` is this Ed25519 key's signature of `message`, under strict rules
-    /// (ed25519-dalek's `verify_strict`: `S` canonical, neither `R` nor the key of small
-    /// order), so that no signature verifies that the key's holder could not have made. False
-    /// for RSA keys and for signatures that are not 64 bytes.
+    /// (the semantics of ed25519-dalek's `verify_strict`): the key is not of small order
+    /// (checked when it was read), `S` is reduced, the equation is the cofactorless one with
+    /// `R` compared as encoded, and `R` is not of small order, so that no signature verifies
+    /// that the key's holder could not have made. aws-lc-rs makes the check (it refuses
+    /// `S ≥ L` and compares encodings); the small-order `R` test is ours. False for RSA keys
+    /// and for signatures that are not 64 bytes.
     pub fn verify_ed25519_strict(&self, message: &[u8], signature: &[u8]) -> bool {
-        let Repr::Ed25519(bytes) = &self.0 else { return false };
-        let Ok(signature) = ed25519_dalek::Signature::from_slice(signature) else { return false };
-        ed25519_dalek::VerifyingKey::from_bytes(bytes)
-            .is_ok_and(|key| key.verify_strict(message, &signature).is_ok())
+        let Repr::Ed25519(key) = &self.0 else { return false };
+        let Some(r) = signature.get(..32) else { return false };
+        if signature.len() != 64 || SMALL_ORDER_ENCODINGS.iter().any(|s| *s == r) {
+            return false;
+        }
+        aws_lc_rs::signature::UnparsedPublicKey::new(&aws_lc_rs::signature::ED25519, key.as_bytes())
+            .verify(message, signature)
+            .is_ok()
     }
 
     /// An RSA public key from its modulus and public exponent (unsigned big-endian).
@@ -148,7 +181,7 @@ impl PublicKey {
     /// The 32 bytes of an Ed25519 key, or `None` for RSA.
     pub fn ed25519_bytes(&self) -> Option<&[u8; 32]> {
         match &self.0 {
-            Repr::Ed25519(b) => Some(b),
+            Repr::Ed25519(k) => Some(k.as_bytes()),
             Repr::Rsa { .. } => None,
         }
     }
@@ -170,9 +203,10 @@ impl PublicKey {
     /// The RFC 7638 thumbprint input: the required members in lexicographic order, no spaces.
     pub fn thumbprint_input(&self) -> String {
         match &self.0 {
-            Repr::Ed25519(x) => {
-                format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, URL_SAFE_NO_PAD.encode(x))
-            }
+            Repr::Ed25519(k) => format!(
+                r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+                URL_SAFE_NO_PAD.encode(k.as_bytes())
+            ),
             Repr::Rsa { n, e } => format!(
                 r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
                 URL_SAFE_NO_PAD.encode(e),
@@ -186,10 +220,10 @@ impl PublicKey {
     pub fn to_jwk(&self) -> Value {
         let mut jwk = Map::new();
         match &self.0 {
-            Repr::Ed25519(x) => {
+            Repr::Ed25519(k) => {
                 jwk.insert("kty".into(), "OKP".into());
                 jwk.insert("crv".into(), "Ed25519".into());
-                jwk.insert("x".into(), URL_SAFE_NO_PAD.encode(x).into());
+                jwk.insert("x".into(), URL_SAFE_NO_PAD.encode(k.as_bytes()).into());
             }
             Repr::Rsa { n, e } => {
                 jwk.insert("kty".into(), "RSA".into());
@@ -215,9 +249,10 @@ impl PublicKey {
     /// DER `SubjectPublicKeyInfo` (RFC 5280), as in a `PUBLIC KEY` PEM.
     pub fn to_spki_der(&self) -> Vec<u8> {
         let (algorithm, key_bytes) = match &self.0 {
-            Repr::Ed25519(x) => {
-                (AlgorithmIdentifierRef { oid: ED25519_OID, parameters: None }, x.to_vec())
-            }
+            Repr::Ed25519(k) => (
+                AlgorithmIdentifierRef { oid: ED25519_OID, parameters: None },
+                k.as_bytes().to_vec(),
+            ),
             Repr::Rsa { .. } => (
                 AlgorithmIdentifierRef { oid: RSA_OID, parameters: Some(AnyRef::NULL) },
                 self.to_pkcs1_der(),
@@ -389,7 +424,7 @@ mod tests {
     /// The eight points of small order (the identity and the torsion points), canonically
     /// encoded, and non-canonical encodings of the identity and of -1 (from "Taming the many
     /// EdDSAs", Chalkias, Garillot and Nikolaenko, 2020).
-    pub(crate) const WEAK_ED25519: [&str; 10] = [
+    const WEAK_ED25519: [&str; 10] = [
         "0100000000000000000000000000000000000000000000000000000000000000",
         "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
         "0000000000000000000000000000000000000000000000000000000000000000",
@@ -430,5 +465,59 @@ mod tests {
         let good = crate::Wallet::generate(crate::Algorithm::Ed25519).unwrap();
         let bytes = *good.public_key().ed25519_bytes().unwrap();
         assert_eq!(PublicKey::from_ed25519_bytes(bytes).unwrap(), *good.public_key());
+    }
+
+    #[test]
+    fn the_small_order_encodings_are_exactly_the_points_of_small_order() {
+        for encoding in SMALL_ORDER_ENCODINGS {
+            let point = ed25519_dalek::VerifyingKey::from_bytes(&encoding).unwrap();
+            assert!(point.is_weak(), "{encoding:02x?}");
+            assert_eq!(point.to_edwards().compress().to_bytes(), encoding, "canonical");
+        }
+        for hex in &WEAK_ED25519[..8] {
+            assert!(SMALL_ORDER_ENCODINGS.contains(&bytes32(hex)), "{hex}");
+        }
+    }
+
+    #[test]
+    fn strict_verification_agrees_with_ed25519_dalek_verify_strict() {
+        let wallet = crate::Wallet::generate(crate::Algorithm::Ed25519).unwrap();
+        let key = wallet.public_key();
+        let dalek = ed25519_dalek::VerifyingKey::from_bytes(key.ed25519_bytes().unwrap()).unwrap();
+        let crate::SigningKey::Ed25519Pkcs8(der) = wallet.signing_key() else { unreachable!() };
+        let pair = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(der).unwrap();
+        // The group order L, little-endian.
+        const L: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        for i in 0..64u8 {
+            let message = [i; 37];
+            let good = pair.sign(&message).as_ref().to_vec();
+            let mut variants = vec![good.clone()];
+            // S + L: the same scalar, not reduced.
+            let mut s_plus_l = good.clone();
+            let mut carry = 0u16;
+            for (b, l) in s_plus_l[32..].iter_mut().zip(L) {
+                let sum = u16::from(*b) + u16::from(l) + carry;
+                *b = (sum & 0xff) as u8;
+                carry = sum >> 8;
+            }
+            variants.push(s_plus_l);
+            // A flipped bit anywhere, and R replaced by each small-order point.
+            let mut flipped = good.clone();
+            flipped[usize::from(i)] ^= 1;
+            variants.push(flipped);
+            for r in SMALL_ORDER_ENCODINGS {
+                let mut v = good.clone();
+                v[..32].copy_from_slice(&r);
+                variants.push(v);
+            }
+            for sig in variants {
+                let theirs = ed25519_dalek::Signature::from_slice(&sig)
+                    .is_ok_and(|s| dalek.verify_strict(&message, &s).is_ok());
+                assert_eq!(key.verify_ed25519_strict(&message, &sig), theirs, "{sig:02x?}");
+            }
+        }
     }
 }
