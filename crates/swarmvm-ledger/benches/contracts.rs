@@ -11,9 +11,10 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use swarmvm_ledger::{Batch, Ledger, Source};
+use swarmvm_bundle::verify_local;
+use swarmvm_ledger::Ledger;
 use swarmvm_test_support::net::{TestNet, course, student, vote};
-use swarmvm_token::TimeCheck;
+use swarmvm_token::TrustStore;
 
 const BATCH: usize = 1000;
 
@@ -21,16 +22,12 @@ fn bench(c: &mut Criterion) {
     let net = TestNet::new(16);
     let dir = tempfile::tempdir().unwrap();
     let mut ledger = Ledger::open(&dir.path().join("bench.redb")).unwrap();
-    let time = TimeCheck::at(net.issued_at);
-    let register = Batch {
-        registrations: &net.tokens,
-        contracts: &[],
-        trust: &net.trust,
-        time,
-        source: Source::Exec,
-        authority: None,
-    };
-    ledger.apply(&register).unwrap();
+    let time = net.issued_at;
+    let snapshot = ledger.snapshot().unwrap();
+    let register = verify_local(&net.tokens, &[], &net.trust, &snapshot, time).unwrap();
+    drop(snapshot);
+    ledger.commit(&register).unwrap();
+    let nobody = TrustStore::new();
     let mut nonces = vec![0u64; net.peers.len()];
     let counter = Cell::new(0usize);
     let mut make_batch = || -> Vec<String> {
@@ -57,16 +54,11 @@ fn bench(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let contracts = make_batch();
-                let batch = Batch {
-                    registrations: &[],
-                    contracts: &contracts,
-                    trust: &net.trust,
-                    time,
-                    source: Source::Exec,
-                    authority: None,
-                };
                 let start = Instant::now();
-                let report = ledger.apply(&batch).unwrap();
+                let snapshot = ledger.snapshot().unwrap();
+                let batch = verify_local(&[], &contracts, &nobody, &snapshot, time).unwrap();
+                drop(snapshot);
+                let report = ledger.commit(&batch).unwrap();
                 total += start.elapsed();
                 assert_eq!(report.entry.applied, BATCH, "every contract applies");
             }
@@ -74,7 +66,15 @@ fn bench(c: &mut Criterion) {
         });
     });
     group.finish();
-    eprintln!("ledger holds {} entries after the run", ledger.vm().state().len());
+    let mut entries = 0u64;
+    let snapshot = ledger.snapshot().unwrap();
+    snapshot
+        .for_each_entry(&mut |_, _, _| {
+            entries += 1;
+            true
+        })
+        .unwrap();
+    eprintln!("ledger holds {entries} entries after the run");
 }
 
 criterion_group!(benches, bench);

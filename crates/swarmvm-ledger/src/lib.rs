@@ -1,43 +1,39 @@
-//! A swarmvm peer's ledger: the VM's state kept durable in one redb file.
+//! A swarmvm peer's ledger: the VM's state kept in one redb file, read as needed.
 //!
-//! A [`Batch`] — registration tokens, then signed contracts — is verified and applied in one
-//! redb write transaction together with its receipts and a log entry, so after a crash the
-//! file holds the whole batch or none of it. Registration tokens must all verify against the
-//! trusted authorities (at the batch's time, a bundle's manifest `iat`); contracts are
-//! verified in parallel against the registered wallets and this ledger's network, then run
-//! in order, each applying whole or leaving a rejection receipt. Bundles must come in order
-//! (`seq`, `parent`). Opening a ledger checks that its entries hash to the recorded root.
+//! The state's entries, the nodes of its Merkle trie, the log, the receipts and the applied
+//! bundles' manifests all live in the file; opening reads only the ledger's position, so
+//! memory and restart time do not grow with the state. A [`VerifiedBatch`] (the one thing the
+//! ledger applies, made by `swarmvm-bundle`) is executed over the stored state and committed
+//! with its receipts and a log entry in one write transaction: after a crash the file holds
+//! the whole batch or none of it. Readers take a [`Snapshot`] (one read transaction) and never
+//! wait for the writer. [`check`] recomputes everything from the stored entries.
 //!
 //! ```no_run
-//! use swarmvm_ledger::{Batch, Ledger, Source};
-//! use swarmvm_token::{TimeCheck, TrustStore};
+//! use swarmvm_bundle::{open_bundle, verify_bundle};
+//! use swarmvm_ledger::Ledger;
+//! use swarmvm_token::TrustStore;
 //!
+//! # fn run(trust: &TrustStore) -> Result<(), Box<dyn std::error::Error>> {
 //! let mut ledger = Ledger::open(std::path::Path::new("peer/ledger.redb"))?;
-//! let trust = TrustStore::new();
-//! let batch = Batch {
-//!     registrations: &[],
-//!     contracts: &[],
-//!     trust: &trust,
-//!     time: TimeCheck::system_now(),
-//!     source: Source::Exec,
-//!     authority: None,
-//! };
-//! let report = ledger.apply(&batch)?;
+//! let opened = open_bundle(std::path::Path::new("bundle-1"), trust)?;
+//! let verified = verify_bundle(opened, &ledger.snapshot()?, trust)?;
+//! let report = ledger.commit(&verified)?;
 //! println!("state root {}", report.state_root);
-//! # Ok::<(), swarmvm_ledger::ApplyError>(())
+//! # Ok(()) }
 //! ```
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
-mod bundle;
+mod check;
 mod error;
 mod ledger;
+mod reader;
 mod record;
+mod store;
 
-pub use bundle::{
-    BundleError, CONTRACTS_FILE, CreateOptions, CreatedBundle, MAX_BUNDLE_TOTAL, MAX_MANIFEST_FILE,
-    MAX_MODULE_LEN, MAX_MODULES, MODULES_DIR, OpenedBundle, TOKENS_FILE, check_torrent_shape,
-    create_bundle, manifest_token, open_bundle,
-};
-pub use error::ApplyError;
-pub use ledger::{Batch, BatchReport, BundlePosition, FORMAT, Ledger};
-pub use record::{BundleRecord, BundleRef, Evidence, LogEntry, Receipt, Source};
+pub use check::{CheckReport, check};
+pub use error::{ApplyError, CheckError, OpenError, ReadError};
+pub use ledger::{BatchReport, Ledger};
+pub use reader::{LedgerReader, Snapshot};
+pub use record::{BundleRecord, Evidence, LogEntry, Receipt};
+pub use store::FORMAT;
+pub use swarmvm_bundle::{BundlePosition, VerifiedBatch};

@@ -4,31 +4,6 @@
 use serde::{Deserialize, Serialize};
 use swarmvm_primitives::BundleId;
 
-/// Where a batch came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source<'a> {
-    /// A local run (`swarmvm exec`): not part of the bundle sequence. Refused on a ledger
-    /// that follows a network's bundles.
-    Exec,
-    /// A bundle: it must be the next in order.
-    Bundle(BundleRef<'a>),
-}
-
-/// A verified bundle's place in its chain, as a batch carries it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BundleRef<'a> {
-    /// The manifest's `seq`.
-    pub seq: u64,
-    /// The bundle's identity.
-    pub id: BundleId,
-    /// The manifest's `parent` (absent at `seq` 1).
-    pub parent: Option<BundleId>,
-    /// The manifest's `iat`.
-    pub issued_at: u64,
-    /// The manifest's JWS serialization, kept with the bundle (and as evidence of a fork).
-    pub manifest: &'a str,
-}
-
 /// An applied bundle, as the ledger keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BundleRecord {
@@ -115,6 +90,35 @@ pub struct Receipt {
 }
 
 impl Receipt {
+    /// An applied contract's receipt (its batch position filled in when it is logged).
+    pub fn applied(
+        index: u32,
+        contract: String,
+        signer: Option<String>,
+        nonce: Option<u64>,
+    ) -> Self {
+        Self { position: 0, index, contract, signer, nonce, status: "applied".into(), reason: None }
+    }
+
+    /// A rejected contract's receipt, with the reason.
+    pub fn rejected(
+        index: u32,
+        contract: String,
+        signer: Option<String>,
+        nonce: Option<u64>,
+        reason: String,
+    ) -> Self {
+        Self {
+            position: 0,
+            index,
+            contract,
+            signer,
+            nonce,
+            status: "rejected".into(),
+            reason: Some(reason),
+        }
+    }
+
     /// True when the contract applied.
     pub fn is_applied(&self) -> bool {
         self.status == "applied"

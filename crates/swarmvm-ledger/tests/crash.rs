@@ -14,9 +14,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use swarmvm_ledger::{Batch, Ledger, Source};
+use swarmvm_bundle::verify_local;
+use swarmvm_ledger::Ledger;
 use swarmvm_test_support::net::{TestNet, course, student, vote};
-use swarmvm_token::{TimeCheck, TrustStore};
+use swarmvm_token::TrustStore;
 use swarmvm_wallet::KeyMaterial;
 
 const BATCHES: usize = 40;
@@ -60,7 +61,7 @@ fn write_inputs(dir: &Path, net: &TestNet) {
 struct Inputs {
     trust: TrustStore,
     registrations: Vec<String>,
-    time: TimeCheck,
+    time: u64,
     batches: Vec<Vec<String>>,
 }
 
@@ -74,27 +75,23 @@ fn read_inputs(dir: &Path) -> Inputs {
     Inputs {
         trust: TrustStore::with_keys([&key]),
         registrations: lines("registrations"),
-        time: TimeCheck::at(time),
+        time,
         batches: (0..BATCHES).map(|b| lines(&format!("batch-{b}"))).collect(),
     }
 }
 
 /// Applies batch `k` (with the registrations in the first one).
 fn apply_next(ledger: &mut Ledger, inputs: &Inputs) -> bool {
-    let k = usize::try_from(ledger.log_len()).unwrap();
+    let snapshot = ledger.snapshot().unwrap();
+    let k = usize::try_from(snapshot.log_len()).unwrap();
     if k >= BATCHES {
         return false;
     }
     let regs: &[String] = if k == 0 { &inputs.registrations } else { &[] };
-    let batch = Batch {
-        registrations: regs,
-        contracts: &inputs.batches[k],
-        trust: &inputs.trust,
-        time: inputs.time,
-        source: Source::Exec,
-        authority: None,
-    };
-    ledger.apply(&batch).unwrap();
+    let batch =
+        verify_local(regs, &inputs.batches[k], &inputs.trust, &snapshot, inputs.time).unwrap();
+    drop(snapshot);
+    ledger.commit(&batch).unwrap();
     true
 }
 
@@ -127,9 +124,9 @@ fn parent() -> Result<(), Failed> {
     let started = Instant::now();
     {
         let mut ledger = Ledger::open(&reference).unwrap();
-        roots.push(ledger.state_root());
+        roots.push(ledger.snapshot().unwrap().state_root());
         while apply_next(&mut ledger, &inputs) {
-            roots.push(ledger.state_root());
+            roots.push(ledger.snapshot().unwrap().state_root());
         }
     }
     let whole_run = started.elapsed();
@@ -168,8 +165,9 @@ fn parent() -> Result<(), Failed> {
         child.kill().unwrap();
         child.wait().unwrap();
         let ledger = Ledger::open(&path).map_err(|e| format!("reopen after kill: {e}"))?;
-        let position = usize::try_from(ledger.log_len()).unwrap();
-        if ledger.state_root() != roots[position] {
+        let snapshot = ledger.snapshot().unwrap();
+        let position = usize::try_from(snapshot.log_len()).unwrap();
+        if snapshot.state_root() != roots[position] {
             return Err(format!(
                 "after a kill at log position {position} the root is not that prefix's root"
             )
@@ -178,6 +176,7 @@ fn parent() -> Result<(), Failed> {
         if position < last_position {
             return Err(format!("log went back from {last_position} to {position}").into());
         }
+        drop(snapshot);
         drop(ledger);
         last_position = position;
         if position == BATCHES {
@@ -193,7 +192,8 @@ fn parent() -> Result<(), Failed> {
         return Err("the final child failed".into());
     }
     let ledger = Ledger::open(&path).unwrap();
-    if ledger.state_root() != roots[BATCHES] || ledger.log_len() != BATCHES as u64 {
+    let snapshot = ledger.snapshot().unwrap();
+    if snapshot.state_root() != roots[BATCHES] || snapshot.log_len() != BATCHES as u64 {
         return Err("the resumed run did not reach the uninterrupted root".into());
     }
     Ok(())

@@ -13,9 +13,12 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
-    /// The ledger failed to open or to write.
-    #[error("ledger failure")]
-    Ledger(#[from] swarmvm_ledger::ApplyError),
+    /// The ledger failed to open.
+    #[error("cannot open the ledger")]
+    Open(#[from] swarmvm_ledger::OpenError),
+    /// The ledger could not be read.
+    #[error("cannot read the ledger")]
+    Read(#[from] swarmvm_ledger::ReadError),
     /// The BitTorrent session failed.
     #[error(transparent)]
     Swarm(#[from] swarmvm_swarm::SwarmError),

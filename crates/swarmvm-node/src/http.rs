@@ -46,10 +46,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-const ROUTES: [&str; 10] = [
+const ROUTES: [&str; 11] = [
     "GET /v1/status",
-    "GET /v1/state",
+    "GET /v1/state (the whole state, streamed)",
     "GET /v1/state/root",
+    "GET /v1/state/{table}?after=ID&limit=N",
     "GET /v1/operations",
     "GET /v1/wallets",
     "GET /v1/bundles",
@@ -71,7 +72,8 @@ pub fn router(node: Node) -> Router {
     Router::new()
         .route("/", get(|| async { Json(json!({ "routes": ROUTES })) }))
         .route("/v1/status", get(|State(n): State<Node>| async move { Json(n.status()) }))
-        .route("/v1/state", get(|State(n): State<Node>| async move { Json(n.state()) }))
+        .route("/v1/state", get(whole_state))
+        .route("/v1/state/{table}", get(state_page))
         .route(
             "/v1/state/root",
             get(|State(n): State<Node>| async move {
@@ -167,6 +169,108 @@ async fn post_bundle(
         Err(e) => return Err(ApiError::bad_request(one_line(&e))),
     };
     Ok((StatusCode::ACCEPTED, Json(json!({ "info_hash": hash.to_string() }))).into_response())
+}
+
+/// `GET /v1/state`: the whole state as one JSON object, written as it is read from a
+/// snapshot (on a blocking thread), so its size is bounded by the disk, not by memory.
+async fn whole_state(State(node): State<Node>) -> Result<Response, ApiError> {
+    let snapshot = node.snapshot().ok_or_else(|| ApiError::internal("the node stopped"))?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut out = ChunkWriter { tx, buf: Vec::with_capacity(CHUNK) };
+        let result = snapshot.write_json(&mut out);
+        match result {
+            Ok(()) => {
+                let _ = out.flush_chunk();
+            }
+            Err(e) => {
+                let _ = out.tx.blocking_send(Err(std::io::Error::other(one_line(&e))));
+            }
+        }
+    });
+    let body = axum::body::Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// Bytes per chunk of a streamed response.
+const CHUNK: usize = 64 * 1024;
+
+/// Hands what is written to a response body, a chunk at a time.
+struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn flush_chunk(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = bytes::Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client left"))
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush_chunk()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.flush_chunk()
+    }
+}
+
+/// `?after=ID&limit=N` for `GET /v1/state/{table}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatePage {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The most entries one page of a state table holds.
+const MAX_PAGE: usize = 1000;
+
+/// `GET /v1/state/{table}`: a page of one table, in id order, with the id to ask after for
+/// the next one.
+async fn state_page(
+    State(node): State<Node>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    q: Result<Query<StatePage>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = q.map_err(|e| ApiError::bad_request(one_line_rejection(&e.body_text())))?;
+    let Some(table) = swarmvm_vm::Table::from_name(&name) else {
+        let names: Vec<&str> = swarmvm_vm::Table::ALL.iter().map(|t| t.name()).collect();
+        return Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!(
+                "no state table '{}'; the tables are {}",
+                swarmvm_primitives::text::shown(&name),
+                names.join(", ")
+            ),
+        });
+    };
+    let limit = p.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::bad_request(format!("limit must be from 1 to {MAX_PAGE}")));
+    }
+    let result = tokio::task::spawn_blocking(move || {
+        let snapshot = node.snapshot().ok_or_else(|| ApiError::internal("the node stopped"))?;
+        snapshot
+            .page(table, p.after.as_deref(), limit)
+            .map_err(|e| ApiError::internal(one_line(&e)))
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    let (entries, next) = result?;
+    Ok(Json(json!({ "table": table.name(), "entries": entries, "next": next })))
 }
 
 async fn evidence(State(node): State<Node>) -> Result<Json<Value>, ApiError> {

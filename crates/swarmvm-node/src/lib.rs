@@ -14,9 +14,8 @@
 //!     data_dir: "peer1".into(),
 //!     trust: TrustStore::new(),
 //!     swarm: SwarmOptions::loopback(),
-//!     wallet: None,
 //!     http: Some("127.0.0.1:0".parse().unwrap()),
-//!     watch: None,
+//!     ..NodeOptions::default()
 //! })
 //! .await?;
 //! node.add(Source::parse("bundle-1.torrent")?)?;
@@ -29,10 +28,12 @@
 mod error;
 mod http;
 mod node;
+mod pipeline;
 mod status;
 mod watch;
 
 pub use error::NodeError;
 pub use http::{ApiError, HttpLimits, router};
 pub use node::{Node, NodeLimits, NodeOptions};
+pub use pipeline::{Applied, PipelineError, apply_opened};
 pub use status::{BundleState, BundleStatus, EvidenceSummary, Status};

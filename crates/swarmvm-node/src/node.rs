@@ -3,16 +3,15 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use swarmvm_ledger::{
-    ApplyError, Evidence, Ledger, OpenedBundle, Receipt, check_torrent_shape, open_bundle,
-};
+use serde_json::{Map, Value, json};
+use swarmvm_bundle::{OpenedBundle, check_torrent_shape, open_bundle};
+use swarmvm_ledger::{Evidence, Ledger, LedgerReader, LogEntry, ReadError, Receipt, Snapshot};
 use swarmvm_swarm::{InfoHash, MagnetLink, Source, Swarm, SwarmOptions, TorrentFile, Transfer};
 use swarmvm_token::TrustStore;
-use swarmvm_vm::{Hash32, Record, Table};
+use swarmvm_vm::{Hash32, Record, StateScan as _, Table};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -143,16 +142,24 @@ fn remove_tree(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Network, last seq, state root (hex), log length.
-type LedgerSummary = (Option<String>, u64, String, u64);
+/// What the status showed when the ledger was closed.
+#[derive(Debug, Clone, Default)]
+struct Summary {
+    network: Option<String>,
+    last_seq: u64,
+    state_root: String,
+    batches: u64,
+}
 
-fn summarize(l: &Ledger) -> LedgerSummary {
-    (
-        l.network().map(str::to_owned),
-        l.last_bundle().map_or(0, |b| b.seq),
-        l.state_root().to_hex(),
-        l.log_len(),
-    )
+impl Summary {
+    fn of(s: &Snapshot) -> Self {
+        Self {
+            network: s.network().map(str::to_owned),
+            last_seq: s.last_bundle().map_or(0, |b| b.seq),
+            state_root: s.state_root().to_hex(),
+            batches: s.log_len(),
+        }
+    }
 }
 
 struct Inner {
@@ -162,10 +169,14 @@ struct Inner {
     allow_hosts: Vec<String>,
     wallet: Option<String>,
     swarm: Swarm,
-    /// The ledger while the node runs; `None` once it stopped (the file is closed then).
-    ledger: Mutex<Option<Ledger>>,
+    /// The ledger's writer, used only by the apply path (on a blocking thread); `None` once
+    /// the node stopped.
+    writer: Mutex<Option<Ledger>>,
+    /// The ledger's readers' handle: every read takes a snapshot of the last commit, never
+    /// this lock's holder's work. `None` once the node stopped (the file is closed then).
+    reader: RwLock<Option<LedgerReader>>,
     /// What the status showed when the ledger was closed.
-    last_status: Mutex<Option<LedgerSummary>>,
+    last_status: Mutex<Option<Summary>>,
     bundles: Mutex<Bundles>,
     applied: watch::Sender<u64>,
     stop: watch::Sender<bool>,
@@ -215,11 +226,15 @@ impl Node {
                 .map_err(|source| NodeError::DataDir { path: sub.clone(), source })?;
         }
         let ledger_path = dir.join("ledger.redb");
-        let ledger = tokio::task::spawn_blocking(move || Ledger::open(&ledger_path))
-            .await
-            .map_err(|e| NodeError::BadRequest(format!("ledger open task failed: {e}")))??;
-        let last_seq = ledger.last_bundle().map_or(0, |b| b.seq);
+        let (ledger, last_seq) = tokio::task::spawn_blocking(move || {
+            let ledger = Ledger::open(&ledger_path)?;
+            let last = ledger.snapshot()?.last_bundle().map_or(0, |b| b.seq);
+            Ok::<_, NodeError>((ledger, last))
+        })
+        .await
+        .map_err(|e| NodeError::BadRequest(format!("ledger open task failed: {e}")))??;
         let swarm = Swarm::start(options.swarm, &dir.join("bundles")).await?;
+        let reader = ledger.reader();
         let node = Self {
             inner: Arc::new(Inner {
                 data_dir: dir.clone(),
@@ -228,7 +243,8 @@ impl Node {
                 allow_hosts: options.allow_hosts,
                 wallet: options.wallet,
                 swarm,
-                ledger: Mutex::new(Some(ledger)),
+                writer: Mutex::new(Some(ledger)),
+                reader: RwLock::new(Some(reader)),
                 last_status: Mutex::new(None),
                 bundles: Mutex::new(Bundles::default()),
                 applied: watch::channel(last_seq).0,
@@ -345,6 +361,46 @@ impl Node {
         Ok(hash)
     }
 
+    /// Applies a bundle folder of this node's own (an authority publishing, the demo's
+    /// authority) through the same path as fetched ones, then seeds it from where it is.
+    /// Returns its torrent.
+    pub async fn publish(&self, dir: &Path) -> Result<TorrentFile, NodeError> {
+        let torrent = TorrentFile::create(dir, &[], None)?;
+        let hash = torrent.info_hash();
+        let folder = dir.to_path_buf();
+        let trust = self.inner.trust.clone();
+        let opened = tokio::task::spawn_blocking(move || open_bundle(&folder, &trust))
+            .await
+            .map_err(|e| NodeError::BadRequest(format!("bundle check failed: {e}")))?
+            .map_err(|e| NodeError::BadRequest(one_line(&e)))?;
+        let seq = opened.manifest.seq;
+        let node = self.clone();
+        let applied = tokio::task::spawn_blocking(move || node.apply_one(opened))
+            .await
+            .map_err(|e| NodeError::BadRequest(format!("apply failed: {e}")))?;
+        if let Err(e) = applied
+            && !e.is_already_applied()
+        {
+            return Err(NodeError::BadRequest(one_line(&e)));
+        }
+        let transfer = Arc::new(self.inner.swarm.seed(&torrent, dir).await?);
+        let mut b = lock(&self.inner.bundles);
+        if !b.entries.contains_key(&hash) {
+            b.order.push(hash);
+        }
+        b.entries.insert(
+            hash,
+            Entry {
+                name: Some(torrent.name().to_owned()),
+                state: BundleState::Applied,
+                seq: Some(seq),
+                reason: None,
+                transfer: Some(transfer),
+            },
+        );
+        Ok(torrent)
+    }
+
     fn update(&self, hash: InfoHash, f: impl FnOnce(&mut Entry)) {
         if let Some(e) = lock(&self.inner.bundles).entries.get_mut(&hash) {
             f(e);
@@ -387,6 +443,7 @@ impl Node {
         self.inner.data_dir.join("torrents").join(format!("{hash}.torrent"))
     }
 
+    /// fetch → open (manifest and files) → waiting for its turn; then [`Node::drain`].
     async fn intake(&self, hash: InfoHash, source: Source) {
         let torrent = match source {
             Source::Torrent(t) => t,
@@ -444,7 +501,7 @@ impl Node {
             Err(e) => return self.reject(hash, format!("bundle check failed: {e}")).await,
         };
         let seq = bundle.manifest.seq;
-        info!(info_hash = %hash, seq, "bundle verified");
+        info!(info_hash = %hash, seq, "bundle opened");
         {
             let mut b = lock(&self.inner.bundles);
             if let Some(e) = b.entries.get_mut(&hash) {
@@ -463,14 +520,34 @@ impl Node {
         self.inner.swarm.resolve(magnet).await.map(|(t, _)| t).map_err(|e| one_line(&e))
     }
 
+    /// The apply path for one opened bundle (blocking: run it on a blocking thread).
+    fn apply_one(&self, bundle: OpenedBundle) -> Result<crate::Applied, crate::PipelineError> {
+        let mut slot = lock(&self.inner.writer);
+        let Some(ledger) = slot.as_mut() else {
+            return Err(ReadError::Corrupt("the node stopped".into()).into());
+        };
+        info!(seq = bundle.manifest.seq, bundle = %bundle.id(), "applying bundle");
+        let applied = crate::pipeline::apply_opened(ledger, bundle, &self.inner.trust)?;
+        info!(
+            seq = applied.seq,
+            bundle = %applied.id,
+            applied = applied.report.entry.applied,
+            rejected = applied.report.entry.rejected,
+            state_root = %applied.report.state_root,
+            "bundle applied"
+        );
+        Ok(applied)
+    }
+
     /// Applies every pending bundle whose turn it is, in order. Runs on a blocking thread.
     /// A bundle for a seq already applied is the same bundle (by identity) or a fork, which
-    /// the ledger records as evidence.
+    /// is recorded as evidence.
     fn drain(&self) {
         loop {
-            let mut slot = lock(&self.inner.ledger);
-            let Some(ledger) = slot.as_mut() else { return };
-            let next = ledger.last_bundle().map_or(1, |b| b.seq + 1);
+            let next = match self.snapshot() {
+                Some(s) => s.last_bundle().map_or(1, |b| b.seq + 1),
+                None => return,
+            };
             let ready: Vec<(InfoHash, OpenedBundle)> = {
                 let mut b = lock(&self.inner.bundles);
                 let seqs: Vec<u64> = b.pending.range(..=next).map(|(s, _)| *s).collect();
@@ -482,25 +559,17 @@ impl Node {
             let mut progressed = false;
             for (hash, bundle) in ready {
                 let seq = bundle.manifest.seq;
-                match ledger.apply_bundle(&bundle, &self.inner.trust) {
-                    Ok(report) => {
-                        info!(
-                            info_hash = %hash,
-                            seq,
-                            bundle = %bundle.id(),
-                            applied = report.entry.applied,
-                            rejected = report.entry.rejected,
-                            state_root = %report.state_root,
-                            "bundle applied"
-                        );
+                match self.apply_one(bundle) {
+                    Ok(applied) => {
                         self.update(hash, |e| {
                             e.state = BundleState::Applied;
                             e.reason = None;
                         });
-                        self.inner.applied.send_replace(seq);
+                        // Waiters see the bundle's entry and the ledger both updated.
+                        self.inner.applied.send_replace(applied.seq);
                         progressed = true;
                     }
-                    Err(ApplyError::AlreadyApplied { .. }) => self.update(hash, |e| {
+                    Err(e) if e.is_already_applied() => self.update(hash, |e| {
                         e.state = BundleState::Applied;
                         e.reason = None;
                     }),
@@ -511,11 +580,15 @@ impl Node {
                         });
                         return;
                     }
-                    Err(e @ ApplyError::Fork { .. }) => {
-                        warn!(info_hash = %hash, seq, "fork evidence: {}", one_line(&e));
+                    Err(e) => {
+                        if matches!(
+                            e,
+                            crate::PipelineError::Refused(swarmvm_bundle::BatchError::Fork { .. })
+                        ) {
+                            warn!(info_hash = %hash, seq, "fork evidence: {}", one_line(&e));
+                        }
                         self.reject_blocking(hash, one_line(&e));
                     }
-                    Err(e) => self.reject_blocking(hash, one_line(&e)),
                 }
             }
             if !progressed {
@@ -537,12 +610,23 @@ impl Node {
         tokio::time::timeout(limit, rx.wait_for(|s| *s >= seq)).await.is_ok_and(|r| r.is_ok())
     }
 
+    /// The ledger as its last commit left it (`None` once the node stopped). Never waits for
+    /// a bundle being applied.
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        let reader = self.inner.reader.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        reader.as_ref()?.snapshot().ok()
+    }
+
+    fn summary(&self) -> Summary {
+        match self.snapshot() {
+            Some(s) => Summary::of(&s),
+            None => lock(&self.inner.last_status).clone().unwrap_or_default(),
+        }
+    }
+
     /// The node's status. After [`Node::shutdown`] it is the status at that moment.
     pub fn status(&self) -> Status {
-        let (network, last_seq, state_root, batches) = match lock(&self.inner.ledger).as_ref() {
-            Some(l) => summarize(l),
-            None => lock(&self.inner.last_status).clone().unwrap_or_default(),
-        };
+        let Summary { network, last_seq, state_root, batches } = self.summary();
         Status {
             peer_id: self.inner.swarm.peer_id(),
             wallet: self.inner.wallet.clone(),
@@ -562,8 +646,8 @@ impl Node {
     }
 
     /// Fork evidence: pairs of validly signed bundles for one seq (empty once stopped).
-    pub fn evidence(&self) -> Result<Vec<Evidence>, ApplyError> {
-        lock(&self.inner.ledger).as_ref().map_or(Ok(Vec::new()), Ledger::evidence)
+    pub fn evidence(&self) -> Result<Vec<Evidence>, ReadError> {
+        self.snapshot().map_or(Ok(Vec::new()), |s| s.evidence())
     }
 
     /// Every bundle the node knows, oldest first.
@@ -589,60 +673,59 @@ impl Node {
             .collect()
     }
 
-    /// The whole state as JSON, with the network, root and position (`null` once the node
-    /// stopped).
+    /// The whole state as one JSON value, with the network, root and position (`null` once
+    /// the node stopped). Built in memory: for large states, stream
+    /// [`Snapshot::write_json`] instead.
     pub fn state(&self) -> Value {
-        let slot = lock(&self.inner.ledger);
-        let Some(l) = slot.as_ref() else { return Value::Null };
-        let mut v = l.vm().state().to_json();
-        v["network"] = json!(l.network());
-        v["state_root"] = json!(l.state_root().to_hex());
-        v["batches"] = json!(l.log_len());
-        v["last_seq"] = json!(l.last_bundle().map_or(0, |b| b.seq));
-        v
+        let Some(snapshot) = self.snapshot() else { return Value::Null };
+        let mut bytes = Vec::new();
+        match snapshot.write_json(&mut bytes) {
+            Ok(()) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
     }
 
     /// The state root (as it was when the node stopped, after [`Node::shutdown`]).
     pub fn state_root(&self) -> Hash32 {
-        match lock(&self.inner.ledger).as_ref() {
-            Some(l) => l.state_root(),
-            None => self.status().state_root.parse().unwrap_or_default(),
+        match self.snapshot() {
+            Some(s) => s.state_root(),
+            None => self.summary().state_root.parse().unwrap_or_default(),
         }
+    }
+
+    /// Every entry of `table` as `{id: value}` (the registrations, which stay small).
+    fn table_json(&self, table: Table) -> Value {
+        let Some(snapshot) = self.snapshot() else { return Value::Null };
+        let mut out = Map::new();
+        let _ = snapshot.scan(table, None, &mut |id, record| {
+            let value = match &record {
+                Record::Operation { handler } => json!(handler.as_str()),
+                _ => swarmvm_vm::view::value_json(&snapshot, id, &record).unwrap_or(Value::Null),
+            };
+            out.insert(id.to_owned(), value);
+            true
+        });
+        Value::Object(out)
     }
 
     /// Registered operations: action → handler.
     pub fn operations(&self) -> Value {
-        let slot = lock(&self.inner.ledger);
-        let Some(l) = slot.as_ref() else { return Value::Null };
-        let ops: serde_json::Map<String, Value> = l
-            .vm()
-            .state()
-            .table(Table::Operation)
-            .filter_map(|(action, r)| match r {
-                Record::Operation { handler } => Some((action.to_owned(), json!(handler.as_str()))),
-                _ => None,
-            })
-            .collect();
-        Value::Object(ops)
+        self.table_json(Table::Operation)
     }
 
     /// Registered wallets with their labels and keys.
     pub fn wallets(&self) -> Value {
-        self.state()["wallets"].take()
+        self.table_json(Table::Wallet)
     }
 
     /// Receipts from log position `from`, at most `limit`.
-    pub fn receipts(&self, from: u64, limit: usize) -> Result<Vec<Receipt>, ApplyError> {
-        lock(&self.inner.ledger).as_ref().map_or(Ok(Vec::new()), |l| l.receipts(from, limit))
+    pub fn receipts(&self, from: u64, limit: usize) -> Result<Vec<Receipt>, ReadError> {
+        self.snapshot().map_or(Ok(Vec::new()), |s| s.receipts(from, limit))
     }
 
     /// The ledger's log from position `from`, at most `limit`.
-    pub fn log(
-        &self,
-        from: u64,
-        limit: usize,
-    ) -> Result<Vec<swarmvm_ledger::LogEntry>, ApplyError> {
-        lock(&self.inner.ledger).as_ref().map_or(Ok(Vec::new()), |l| l.log(from, limit))
+    pub fn log(&self, from: u64, limit: usize) -> Result<Vec<LogEntry>, ReadError> {
+        self.snapshot().map_or(Ok(Vec::new()), |s| s.log(from, limit))
     }
 
     /// Stops: the HTTP API, the watcher, every transfer and the session; waits (at most
@@ -660,13 +743,15 @@ impl Node {
             }
         }
         self.inner.swarm.stop().await;
+        if let Some(s) = self.snapshot() {
+            *lock(&self.inner.last_status) = Some(Summary::of(&s));
+        }
         let node = self.clone();
-        // Waits for an apply in progress (it holds the lock), then closes the file.
+        // Waits for an apply in progress (it holds the writer), then closes the file.
         let _ = tokio::task::spawn_blocking(move || {
-            let mut slot = lock(&node.inner.ledger);
-            if let Some(l) = slot.take() {
-                *lock(&node.inner.last_status) = Some(summarize(&l));
-            }
+            let writer = lock(&node.inner.writer).take();
+            drop(writer);
+            node.inner.reader.write().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         })
         .await;
     }

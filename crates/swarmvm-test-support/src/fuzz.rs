@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 use swarmvm_token::{TimeCheck, TrustStore};
-use swarmvm_vm::{Contract, HANDLER_NAMES, Outcome, Vm};
+use swarmvm_vm::{Contract, HANDLER_NAMES, Machine, MemoryState, Outcome};
 use swarmvm_wallet::{KeyMaterial, Wallet};
 
 /// A fixed authority (RFC 8032 test key 1), so corpus inputs can carry valid signatures.
@@ -60,8 +60,8 @@ pub fn token_verify(data: &[u8]) -> bool {
 }
 
 /// A VM with every handler and two wallets, as contracts expect.
-fn vm() -> Vm {
-    let mut vm = Vm::new();
+fn vm() -> Machine {
+    let mut vm = Machine::new();
     for h in HANDLER_NAMES {
         vm.register_operation(h, h).unwrap();
     }
@@ -99,7 +99,7 @@ pub fn contract_execute(data: &[u8]) -> bool {
         first.get_or_insert(accepted);
     }
     let entries = vm.state().iter().map(|(t, id, r)| (t, id.to_owned(), r.clone()));
-    assert_eq!(Vm::from_entries(entries).unwrap().state_root(), vm.state_root());
+    assert_eq!(MemoryState::from_entries(entries).unwrap().root(), vm.state_root());
     first == Some(true)
 }
 

@@ -107,13 +107,13 @@ impl TestNet {
         std::fs::write(dir.join("registration_tokens.txt"), tokens).unwrap();
         let body: String = contracts.iter().map(|c| format!("{c}\n")).collect();
         std::fs::write(dir.join("contracts.jsonl"), body).unwrap();
-        let options = swarmvm_ledger::CreateOptions {
+        let options = swarmvm_bundle::CreateOptions {
             after,
             now: self.issued_at,
             force: true,
             ..Default::default()
         };
-        swarmvm_ledger::create_bundle(&dir, &self.authority, &options).unwrap();
+        swarmvm_bundle::create_bundle(&dir, &self.authority, &options).unwrap();
         dir
     }
 }

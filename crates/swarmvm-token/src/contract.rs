@@ -58,6 +58,21 @@ pub fn sign_contract(
     sign(&Signer::Wallet(wallet), Kind::Contract, &claims)
 }
 
+/// The wallet id a contract token names as its signer (`kid`, else `iss`), read without
+/// verifying anything, to look its key up; `None` when the token cannot be read so far.
+pub fn contract_signer(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut parts = token.splitn(3, '.');
+    let field = |part: Option<&str>, name: &str| -> Option<String> {
+        let bytes = b64.decode(part?).ok()?;
+        let value: Value = serde_json::from_slice(&bytes).ok()?;
+        value.get(name)?.as_str().map(str::to_owned)
+    };
+    let header = parts.next();
+    field(header, "kid").or_else(|| field(parts.next(), "iss"))
+}
+
 /// Verifies a signed contract: strict parsing, a `contract` kind, a signer among `signers`
 /// (the registered wallets) with its key's algorithm, `iss` naming it, and `aud` equal to
 /// `network`. HS256 is refused.

@@ -39,7 +39,9 @@ mod registration;
 mod time;
 mod trust;
 
-pub use contract::{MAX_CONTRACT_NONCE, VerifiedContract, sign_contract, verify_contract};
+pub use contract::{
+    MAX_CONTRACT_NONCE, VerifiedContract, contract_signer, sign_contract, verify_contract,
+};
 pub use error::{IssueError, Result, VerifyError};
 pub use json::{find_private_key_material, parse_strict};
 pub use jws::{MAX_TOKEN_LEN, Signer};

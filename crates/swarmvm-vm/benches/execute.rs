@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group};
 use serde_json::{Value, json};
-use swarmvm_vm::{Contract, Vm};
+use swarmvm_vm::{Contract, Machine};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -32,8 +32,8 @@ fn students(n: usize) -> Vec<Value> {
         .collect()
 }
 
-fn fresh_vm() -> Vm {
-    let mut vm = Vm::new();
+fn fresh_vm() -> Machine {
+    let mut vm = Machine::new();
     vm.register_operation("register_student", "register_student").unwrap();
     vm.register_wallet("alice", "peer1", "{}").unwrap();
     vm

@@ -100,6 +100,9 @@ pub enum ActionError {
     /// A wallet named in an action is not registered.
     #[error("wallet {0} is not registered")]
     UnregisteredWallet(String),
+    /// The state could not be read: not a rejection, the batch stops.
+    #[error(transparent)]
+    Storage(#[from] crate::access::StateError),
 }
 
 /// Why a whole contract was rejected. A rejected contract changes nothing: not the state, not

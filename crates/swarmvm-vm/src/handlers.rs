@@ -9,9 +9,10 @@ use std::fmt;
 
 use compact_str::CompactString;
 
+use crate::access::{Overlay, StateRead as _};
 use crate::error::{ActionError, MAX_DESCRIPTION_LEN, MAX_TEXT_LEN};
 use crate::fields::{Args, id, metadata, object, only_fields, text};
-use crate::state::{Record, State, Table};
+use crate::state::{Record, Table};
 
 /// One kind of action the VM can run. Implementations must be deterministic: the same state
 /// and arguments give the same writes or the same error on every machine.
@@ -20,31 +21,29 @@ pub trait Handler: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// Validates `args` (the action's JSON object, including its `action` member) and
-    /// stages writes through `ctx`. An error rejects the whole contract.
-    fn apply(&self, ctx: &mut Ctx<'_>, args: &Args) -> Result<(), ActionError>;
+    /// stages writes through `ctx`. An error rejects the whole contract; [`ActionError::Storage`]
+    /// (a failed read, from `ctx`) stops the batch instead.
+    fn apply(&self, ctx: &mut Ctx<'_, '_>, args: &Args) -> Result<(), ActionError>;
 }
 
-/// One undo record: the table and id written, and the record that was there before.
-pub(crate) type Undo = (Table, CompactString, Option<Record>);
-
 /// What a handler may see and do: read the state (including this contract's earlier
-/// writes), write to it, and know who signed. Every write is journaled, so a contract that
-/// fails later is undone whole.
-pub struct Ctx<'a> {
-    state: &'a mut State,
-    journal: &'a mut Vec<Undo>,
+/// writes), write to it, and know who signed. Writes are staged in the batch's [`Overlay`],
+/// so a contract that fails later is undone whole.
+pub struct Ctx<'a, 's> {
+    state: &'a mut Overlay<'s>,
     signer: &'a str,
 }
 
-impl fmt::Debug for Ctx<'_> {
+impl fmt::Debug for Ctx<'_, '_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ctx").field("signer", &self.signer).finish_non_exhaustive()
     }
 }
 
-impl<'a> Ctx<'a> {
-    pub(crate) fn new(state: &'a mut State, journal: &'a mut Vec<Undo>, signer: &'a str) -> Self {
-        Self { state, journal, signer }
+impl<'a, 's> Ctx<'a, 's> {
+    /// A context over `state` for a contract signed by `signer`.
+    pub fn new(state: &'a mut Overlay<'s>, signer: &'a str) -> Self {
+        Self { state, signer }
     }
 
     /// The wallet id that signed the contract.
@@ -53,32 +52,33 @@ impl<'a> Ctx<'a> {
     }
 
     /// The record at `id` in `table`.
-    pub fn get(&self, table: Table, id: &str) -> Option<&Record> {
-        self.state.get(table, id)
+    pub fn get(&self, table: Table, id: &str) -> Result<Option<Record>, ActionError> {
+        self.state.get(table, id).map_err(ActionError::Storage)
     }
 
     /// True when an entry exists at `id` in `table`.
-    pub fn exists(&self, table: Table, id: &str) -> bool {
-        self.state.get(table, id).is_some()
+    pub fn exists(&self, table: Table, id: &str) -> Result<bool, ActionError> {
+        Ok(self.get(table, id)?.is_some())
     }
 
     /// Writes `record` at `id` (in the record's table), replacing what was there.
     pub fn put(&mut self, id: &str, record: Record) {
-        let table = record.table();
-        let id = CompactString::from(id);
-        let old = self.state.insert(id.clone(), record);
-        self.journal.push((table, id, old));
+        self.state.put(id, record);
+    }
+
+    /// Removes the entry at `id` in `table`.
+    pub fn remove(&mut self, table: Table, id: &str) {
+        self.state.remove(table, id);
     }
 
     /// Writes `record` at `id` only if nothing is there; returns false (and writes nothing)
-    /// when the entry exists. One lookup instead of [`Ctx::exists`] then [`Ctx::put`].
-    pub fn create(&mut self, id: &str, record: Record) -> bool {
-        let table = record.table();
-        if !self.state.insert_new(id, record) {
-            return false;
+    /// when the entry exists.
+    pub fn create(&mut self, id: &str, record: Record) -> Result<bool, ActionError> {
+        if self.exists(record.table(), id)? {
+            return Ok(false);
         }
-        self.journal.push((table, CompactString::from(id), None));
-        true
+        self.put(id, record);
+        Ok(true)
     }
 }
 
@@ -142,7 +142,7 @@ impl Handler for RegisterStudent {
         "register_student"
     }
 
-    fn apply(&self, ctx: &mut Ctx<'_>, args: &Args) -> Result<(), ActionError> {
+    fn apply(&self, ctx: &mut Ctx<'_, '_>, args: &Args) -> Result<(), ActionError> {
         let s = object(args, "student", "student")?;
         let id = id(s, "id", "student.id")?;
         let name = text(s, "name", "student.name", MAX_TEXT_LEN)?;
@@ -150,7 +150,7 @@ impl Handler for RegisterStudent {
         only_fields(args, &["action", "student"], 2, "")?;
         only_fields(s, &["id", "name", "department"], 3, "student")?;
         let record = Record::Student { name: name.into(), department: department.into() };
-        if !ctx.create(id, record) {
+        if !ctx.create(id, record)? {
             return Err(ActionError::Exists { what: "student", id: id.to_owned() });
         }
         Ok(())
@@ -166,7 +166,7 @@ impl Handler for AddCourse {
         "add_course"
     }
 
-    fn apply(&self, ctx: &mut Ctx<'_>, args: &Args) -> Result<(), ActionError> {
+    fn apply(&self, ctx: &mut Ctx<'_, '_>, args: &Args) -> Result<(), ActionError> {
         let c = object(args, "course", "course")?;
         let id = id(c, "id", "course.id")?;
         let name = text(c, "name", "course.name", MAX_TEXT_LEN)?;
@@ -174,7 +174,7 @@ impl Handler for AddCourse {
         only_fields(args, &["action", "course"], 2, "")?;
         only_fields(c, &["id", "name", "department"], 3, "course")?;
         let record = Record::Course { name: name.into(), department: department.into() };
-        if !ctx.create(id, record) {
+        if !ctx.create(id, record)? {
             return Err(ActionError::Exists { what: "course", id: id.to_owned() });
         }
         Ok(())
@@ -191,24 +191,24 @@ impl Handler for VoteProposal {
         "vote_proposal"
     }
 
-    fn apply(&self, ctx: &mut Ctx<'_>, args: &Args) -> Result<(), ActionError> {
+    fn apply(&self, ctx: &mut Ctx<'_, '_>, args: &Args) -> Result<(), ActionError> {
         let p = object(args, "proposal", "proposal")?;
         let id = id(p, "id", "proposal.id")?;
         let description = text(p, "description", "proposal.description", MAX_DESCRIPTION_LEN)?;
         only_fields(args, &["action", "proposal"], 2, "")?;
         only_fields(p, &["id", "description"], 2, "proposal")?;
-        let votes = match ctx.get(Table::Proposal, id) {
+        let votes = match ctx.get(Table::Proposal, id)? {
             None => 0,
             Some(Record::Proposal { description: existing, votes }) => {
                 if existing != description {
                     return Err(ActionError::DescriptionMismatch(id.to_owned()));
                 }
-                *votes
+                votes
             }
             Some(_) => unreachable!("the proposal table holds proposals"),
         };
         let vote_key = format!("{id}/{}", ctx.signer());
-        if ctx.exists(Table::Vote, &vote_key) {
+        if ctx.exists(Table::Vote, &vote_key)? {
             return Err(ActionError::AlreadyVoted {
                 proposal: id.to_owned(),
                 wallet: ctx.signer().to_owned(),
@@ -229,7 +229,7 @@ impl Handler for GenerateNft {
         "generate_nft"
     }
 
-    fn apply(&self, ctx: &mut Ctx<'_>, args: &Args) -> Result<(), ActionError> {
+    fn apply(&self, ctx: &mut Ctx<'_, '_>, args: &Args) -> Result<(), ActionError> {
         let n = object(args, "nft", "nft")?;
         let id = id(n, "id", "nft.id")?;
         let name = text(n, "name", "nft.name", MAX_TEXT_LEN)?;
@@ -237,7 +237,7 @@ impl Handler for GenerateNft {
         only_fields(args, &["action", "nft"], 2, "")?;
         only_fields(n, &["id", "name", "metadata"], 3, "nft")?;
         let owner = CompactString::from(ctx.signer());
-        if !ctx.create(id, Record::Nft { name: name.into(), metadata: metadata.into(), owner }) {
+        if !ctx.create(id, Record::Nft { name: name.into(), metadata: metadata.into(), owner })? {
             return Err(ActionError::Exists { what: "nft", id: id.to_owned() });
         }
         Ok(())
@@ -253,18 +253,18 @@ impl Handler for EnrollStudent {
         "enroll_student"
     }
 
-    fn apply(&self, ctx: &mut Ctx<'_>, args: &Args) -> Result<(), ActionError> {
+    fn apply(&self, ctx: &mut Ctx<'_, '_>, args: &Args) -> Result<(), ActionError> {
         let student = id(args, "student_id", "student_id")?;
         let course = id(args, "course_id", "course_id")?;
         only_fields(args, &["action", "student_id", "course_id"], 3, "")?;
-        if !ctx.exists(Table::Student, student) {
+        if !ctx.exists(Table::Student, student)? {
             return Err(ActionError::NotFound { what: "student", id: student.to_owned() });
         }
-        if !ctx.exists(Table::Course, course) {
+        if !ctx.exists(Table::Course, course)? {
             return Err(ActionError::NotFound { what: "course", id: course.to_owned() });
         }
         let key = format!("{student}/{course}");
-        if !ctx.create(&key, Record::Enrollment) {
+        if !ctx.create(&key, Record::Enrollment)? {
             return Err(ActionError::AlreadyEnrolled {
                 student: student.to_owned(),
                 course: course.to_owned(),
@@ -283,11 +283,11 @@ impl Handler for TransferNft {
         "transfer_nft"
     }
 
-    fn apply(&self, ctx: &mut Ctx<'_>, args: &Args) -> Result<(), ActionError> {
+    fn apply(&self, ctx: &mut Ctx<'_, '_>, args: &Args) -> Result<(), ActionError> {
         let nft = id(args, "nft_id", "nft_id")?;
         let to = id(args, "to", "to")?;
         only_fields(args, &["action", "nft_id", "to"], 3, "")?;
-        let Some(Record::Nft { name, metadata, owner }) = ctx.get(Table::Nft, nft) else {
+        let Some(Record::Nft { name, metadata, owner }) = ctx.get(Table::Nft, nft)? else {
             return Err(ActionError::NotFound { what: "nft", id: nft.to_owned() });
         };
         if owner != ctx.signer() {
@@ -296,9 +296,8 @@ impl Handler for TransferNft {
         if owner == to {
             return Err(ActionError::SelfTransfer(nft.to_owned()));
         }
-        let record =
-            Record::Nft { name: name.clone(), metadata: metadata.clone(), owner: to.into() };
-        if !ctx.exists(Table::Wallet, to) {
+        let record = Record::Nft { name, metadata, owner: to.into() };
+        if !ctx.exists(Table::Wallet, to)? {
             return Err(ActionError::UnregisteredWallet(to.to_owned()));
         }
         ctx.put(nft, record);

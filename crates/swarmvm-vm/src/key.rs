@@ -37,10 +37,6 @@ impl Key {
     pub(crate) fn as_str(&self) -> &str {
         &self.id
     }
-
-    pub(crate) fn id(&self) -> &CompactString {
-        &self.id
-    }
 }
 
 /// A key to look up with, borrowed from a `&str`.

@@ -4,28 +4,32 @@
 //!
 //! This crate is pure: no I/O, no clocks, no randomness, and no hash-map order anywhere (its
 //! `clippy.toml` bans them). Signatures are checked by the caller, which hands the VM a
-//! [`Contract`] naming its verified signer. Storage is the caller's too: a batch's changed
-//! entries come back from [`Vm::commit_batch`], and [`Vm::from_entries`] loads them again.
+//! [`Contract`] naming its verified signer. Storage is the caller's too: the [`Vm`] reads a
+//! state through [`StateRead`], stages a batch's writes in an [`Overlay`], and returns them
+//! as a [`ChangeSet`] for the caller to commit; the root of a state kept elsewhere is updated
+//! from the changes alone ([`TrieUpdate`] over a [`NodeStore`]). [`Machine`] keeps a state in
+//! memory, for tests and benchmarks.
 //!
 //! ```
 //! use serde_json::json;
-//! use swarmvm_vm::{Contract, Outcome, Vm};
+//! use swarmvm_vm::{Contract, Machine, Outcome};
 //!
-//! let mut vm = Vm::new();
-//! vm.register_operation("register_student", "register_student")?;
-//! vm.register_wallet("alice", "peer1", r#"{"crv":"Ed25519","kty":"OKP","x":"..."}"#)?;
+//! let mut machine = Machine::new();
+//! machine.register_operation("register_student", "register_student")?;
+//! machine.register_wallet("alice", "peer1", r#"{"crv":"Ed25519","kty":"OKP","x":"..."}"#)?;
 //! let actions = [json!({"action": "register_student",
 //!     "student": {"id": "S001", "name": "John Doe", "department": "Computer Science"}})];
-//! let outcome = vm.execute(&Contract { signer: "alice", nonce: 1, actions: &actions });
+//! let outcome = machine.execute(&Contract { signer: "alice", nonce: 1, actions: &actions });
 //! assert_eq!(outcome, Outcome::Applied);
 //! // A replay is rejected and changes nothing.
-//! let root = vm.state_root();
-//! assert!(!vm.execute(&Contract { signer: "alice", nonce: 1, actions: &actions }).is_applied());
-//! assert_eq!(vm.state_root(), root);
+//! let root = machine.state_root();
+//! assert!(!machine.execute(&Contract { signer: "alice", nonce: 1, actions: &actions }).is_applied());
+//! assert_eq!(machine.state_root(), root);
 //! # Ok::<(), swarmvm_vm::RegistrationError>(())
 //! ```
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod access;
 mod error;
 pub mod fields;
 mod handlers;
@@ -33,9 +37,10 @@ mod hash;
 mod key;
 mod state;
 mod trie;
-mod view;
+pub mod view;
 mod vm;
 
+pub use access::{ChangeSet, Overlay, Slot, StateError, StateRead, StateScan};
 pub use compact_str::CompactString;
 pub use error::{
     ActionError, MAX_ACTIONS, MAX_DESCRIPTION_LEN, MAX_ID_LEN, MAX_METADATA_DEPTH,
@@ -47,8 +52,11 @@ pub use handlers::{
     VoteProposal,
 };
 pub use hash::{Hash32, InvalidHash, LEAF_PREFIX, NODE_PREFIX, leaf_hash};
-pub use state::{DecodeError, Record, State, Table, decode_key, encode_entry, encode_key};
-pub use vm::{Contract, Outcome, Vm};
+pub use state::{
+    DecodeError, MemoryState, Record, Table, decode_key, encode_entry, encode_key, entry_leaf,
+};
+pub use trie::{NodeStore, StoredNode, TrieChanges, TrieUpdate, build_sorted, root_of_sorted};
+pub use vm::{Contract, Machine, Outcome, Vm, nonce_of};
 
 /// Names of the handlers in the built-in catalogue, the only names an `operations` token may
 /// bind actions to (the token layer takes this list as input).

@@ -1,4 +1,6 @@
-//! The VM's state: typed records in ordered tables, their canonical encoding, and the root.
+//! The VM's state: typed records in ordered tables, their canonical encoding, and a state
+//! held wholly in memory ([`MemoryState`], for tests, benchmarks and fuzzing; a peer's ledger
+//! keeps its state in redb and is read as needed).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -6,6 +8,7 @@ use std::fmt;
 
 use compact_str::CompactString;
 
+use crate::access::{ChangeSet, StateError, StateRead, StateScan};
 use crate::hash::{Hash32, leaf_hash};
 use crate::key::{AsKey, Key, KeyRef};
 use crate::trie::Trie;
@@ -56,6 +59,11 @@ impl Table {
     /// The table with this tag.
     pub fn from_tag(tag: u8) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.tag() == tag)
+    }
+
+    /// The table with this name ([`Table::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
     }
 
     /// A plural name for display (`students`).
@@ -213,8 +221,8 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 pub struct DecodeError(&'static str);
 
 impl DecodeError {
-    pub(crate) fn mismatch() -> Self {
-        Self("record does not belong in its table")
+    pub(crate) fn new(what: &'static str) -> Self {
+        Self(what)
     }
 }
 
@@ -277,18 +285,19 @@ struct Merkle {
     dirty: Vec<(Table, CompactString)>,
 }
 
-/// The whole state: one ordered map per table. Iteration is always in canonical order
-/// (table tag, then id bytes), never in hash order.
+/// A whole state in memory: one ordered map per table. Iteration is always in canonical
+/// order (table tag, then id bytes), never in hash order. Batches change it through
+/// [`MemoryState::apply`]; the root is kept incrementally.
 #[derive(Clone, Default)]
-pub struct State {
+pub struct MemoryState {
     tables: [BTreeMap<Key, Record>; 9],
     /// Updated lazily when a root is asked for, hence the cell.
     merkle: RefCell<Merkle>,
 }
 
-impl fmt::Debug for State {
+impl fmt::Debug for MemoryState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut s = f.debug_struct("State");
+        let mut s = f.debug_struct("MemoryState");
         for t in Table::ALL {
             s.field(t.name(), &self.tables[t.index()].len());
         }
@@ -296,14 +305,29 @@ impl fmt::Debug for State {
     }
 }
 
-impl State {
+impl MemoryState {
     /// An empty state.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A state holding `entries` (as loaded from storage). Entries are checked to be in the
+    /// table their record names.
+    pub fn from_entries(
+        entries: impl IntoIterator<Item = (Table, String, Record)>,
+    ) -> Result<Self, DecodeError> {
+        let mut state = Self::new();
+        for (table, id, record) in entries {
+            if record.table() != table {
+                return Err(DecodeError::new("record does not belong in its table"));
+            }
+            state.insert(id.into(), record);
+        }
+        Ok(state)
+    }
+
     /// The record at `id` in `table`.
-    pub fn get(&self, table: Table, id: &str) -> Option<&Record> {
+    pub fn record(&self, table: Table, id: &str) -> Option<&Record> {
         self.tables[table.index()].get(&KeyRef::new(id) as &dyn AsKey)
     }
 
@@ -331,35 +355,26 @@ impl State {
         self.merkle.get_mut().dirty.push((table, id.clone()));
     }
 
-    /// Sets an entry; returns the record it replaced.
-    pub(crate) fn insert(&mut self, id: CompactString, record: Record) -> Option<Record> {
+    fn insert(&mut self, id: CompactString, record: Record) {
         let table = record.table();
         self.touch(table, &id);
-        self.tables[table.index()].insert(Key::new(id), record)
+        self.tables[table.index()].insert(Key::new(id), record);
     }
 
-    /// Sets an entry only if `id` is free in the record's table; false if it was taken.
-    pub(crate) fn insert_new(&mut self, id: &str, record: Record) -> bool {
-        use std::collections::btree_map::Entry as Slot;
-        let table = record.table();
-        match self.tables[table.index()].entry(Key::new(CompactString::from(id))) {
-            Slot::Vacant(slot) => {
-                let id = slot.key().id().clone();
-                slot.insert(record);
-                self.touch(table, &id);
-                true
-            }
-            Slot::Occupied(_) => false,
-        }
-    }
-
-    /// Removes an entry; returns it.
-    pub(crate) fn remove(&mut self, table: Table, id: &str) -> Option<Record> {
-        let old = self.tables[table.index()].remove(&KeyRef::new(id) as &dyn AsKey);
-        if old.is_some() {
+    fn remove(&mut self, table: Table, id: &str) {
+        if self.tables[table.index()].remove(&KeyRef::new(id) as &dyn AsKey).is_some() {
             self.touch(table, &CompactString::from(id));
         }
-        old
+    }
+
+    /// Applies a batch's changes.
+    pub fn apply(&mut self, changes: &ChangeSet) {
+        for (table, id, record) in changes.iter() {
+            match record {
+                Some(r) => self.insert(id.into(), r.clone()),
+                None => self.remove(table, id),
+            }
+        }
     }
 
     /// The state root: the root hash of a Merkle radix trie (see `trie.rs` and
@@ -374,7 +389,7 @@ impl State {
         let mut buf = Vec::with_capacity(256);
         for (table, id) in dirty.drain(..) {
             let key = encode_key(table, &id);
-            match self.get(table, &id) {
+            match self.record(table, &id) {
                 Some(record) => {
                     buf.clear();
                     encode_entry(table, &id, record, &mut buf);
@@ -385,6 +400,62 @@ impl State {
         }
         trie.root()
     }
+}
+
+impl StateRead for MemoryState {
+    fn get(&self, table: Table, id: &str) -> Result<Option<Record>, StateError> {
+        Ok(self.record(table, id).cloned())
+    }
+}
+
+impl StateScan for MemoryState {
+    fn scan(
+        &self,
+        table: Table,
+        after: Option<&str>,
+        f: &mut dyn FnMut(&str, Record) -> bool,
+    ) -> Result<(), StateError> {
+        use std::ops::Bound;
+        let from = after.map(KeyRef::new);
+        let start = match &from {
+            Some(k) => Bound::Excluded(k as &dyn AsKey),
+            None => Bound::Unbounded,
+        };
+        for (id, record) in
+            self.tables[table.index()].range::<dyn AsKey, _>((start, Bound::Unbounded))
+        {
+            if !f(id.as_str(), record.clone()) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn scan_prefix(
+        &self,
+        table: Table,
+        prefix: &str,
+        f: &mut dyn FnMut(&str, Record) -> bool,
+    ) -> Result<(), StateError> {
+        use std::ops::Bound;
+        let from = KeyRef::new(prefix);
+        let start = Bound::Included(&from as &dyn AsKey);
+        for (id, record) in
+            self.tables[table.index()].range::<dyn AsKey, _>((start, Bound::Unbounded))
+        {
+            if !id.as_str().starts_with(prefix) || !f(id.as_str(), record.clone()) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The leaf hash of an entry: SHA-256(0x00 || tag || string(id) || record).
+pub fn entry_leaf(table: Table, id: &str, record: &Record) -> Hash32 {
+    let mut buf = Vec::with_capacity(128);
+    encode_entry(table, id, record, &mut buf);
+    leaf_hash(&buf)
 }
 
 #[cfg(test)]
@@ -433,7 +504,7 @@ mod tests {
 
     #[test]
     fn root_changes_with_any_entry_and_cache_follows_updates() {
-        let mut s = State::new();
+        let mut s = MemoryState::new();
         let empty = s.root();
         s.insert("S001".into(), Record::Student { name: "A".into(), department: "B".into() });
         let one = s.root();

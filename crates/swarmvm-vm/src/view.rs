@@ -1,100 +1,178 @@
 //! The state as JSON, for people and APIs (not hashed; the root is over the canonical
-//! encoding). Objects are keyed by id; every list is in id order.
+//! encoding). Objects are keyed by id; every list is in id order. Everything here reads
+//! through [`StateScan`], entry by entry, so a state larger than memory can be shown whole
+//! (streamed) or a page at a time.
+
+use std::io::Write;
 
 use serde_json::{Map, Value, json};
 
-use crate::state::{Record, State, Table};
+use crate::access::{StateError, StateScan};
+use crate::state::{MemoryState, Record, Table};
 
-impl State {
-    /// The whole state as one JSON object: `operations`, `wallets`, `nonces`, `students`
-    /// (each with its `courses`), `courses`, `proposals` (with `votes` and `voters`) and
-    /// `nfts` (with their `owner` and parsed `metadata`).
+/// Why the state could not be shown.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ViewError {
+    /// The state could not be read.
+    #[error(transparent)]
+    Storage(#[from] StateError),
+    /// The output could not be written.
+    #[error("cannot write the state: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The tables the whole-state JSON shows, by name. Enrollments and votes are shown inside
+/// their students and proposals.
+const SHOWN: [Table; 7] = [
+    Table::Operation,
+    Table::Wallet,
+    Table::Nonce,
+    Table::Student,
+    Table::Course,
+    Table::Proposal,
+    Table::Nft,
+];
+
+/// Ids in `table` starting with `prefix/`, without the prefix (a student's courses, a
+/// proposal's voters).
+fn under(state: &dyn StateScan, table: Table, prefix: &str) -> Result<Vec<Value>, StateError> {
+    let prefix = format!("{prefix}/");
+    let mut out = Vec::new();
+    state.scan_prefix(table, &prefix, &mut |id, _| {
+        out.push(json!(&id[prefix.len()..]));
+        true
+    })?;
+    Ok(out)
+}
+
+/// One entry's value as the whole-state JSON shows it (without its id).
+pub fn value_json(state: &dyn StateScan, id: &str, record: &Record) -> Result<Value, StateError> {
+    Ok(match record {
+        Record::Operation { handler } => json!(handler.as_str()),
+        Record::Wallet { label, key } => {
+            let jwk: Value = serde_json::from_str(key).unwrap_or(Value::Null);
+            json!({"label": label.as_str(), "jwk": jwk})
+        }
+        Record::Nonce { last } => json!(last),
+        Record::Student { name, department } => json!({
+            "name": name.as_str(),
+            "department": department.as_str(),
+            "courses": under(state, Table::Enrollment, id)?,
+        }),
+        Record::Course { name, department } => {
+            json!({"name": name.as_str(), "department": department.as_str()})
+        }
+        Record::Enrollment | Record::Vote => Value::Null,
+        Record::Proposal { description, votes } => json!({
+            "description": description.as_str(),
+            "votes": votes,
+            "voters": under(state, Table::Vote, id)?,
+        }),
+        Record::Nft { name, metadata, owner } => {
+            let metadata: Value = serde_json::from_str(metadata).unwrap_or(Value::Null);
+            json!({"name": name.as_str(), "owner": owner.as_str(), "metadata": metadata})
+        }
+    })
+}
+
+/// One entry as a page of its table shows it: `{"id": ..., ...}`. Records that are not
+/// objects in the whole-state form (a handler name, a nonce) are under `value`.
+pub fn entry_json(state: &dyn StateScan, id: &str, record: &Record) -> Result<Value, StateError> {
+    let value = value_json(state, id, record)?;
+    let mut entry = Map::new();
+    entry.insert("id".into(), json!(id));
+    match value {
+        Value::Object(fields) => entry.extend(fields),
+        Value::Null => {}
+        other => {
+            entry.insert("value".into(), other);
+        }
+    }
+    Ok(Value::Object(entry))
+}
+
+/// A page of `table`: at most `limit` entries with ids above `after`, and the id to ask
+/// after for the next page (`None` at the end).
+pub fn page(
+    state: &dyn StateScan,
+    table: Table,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<Value>, Option<String>), StateError> {
+    let mut rows = Vec::with_capacity(limit.min(1024));
+    let mut more = false;
+    state.scan(table, after, &mut |id, record| {
+        if rows.len() == limit {
+            more = true;
+            return false;
+        }
+        rows.push((id.to_owned(), record));
+        true
+    })?;
+    let next = if more { rows.last().map(|(id, _)| id.clone()) } else { None };
+    let entries = rows
+        .iter()
+        .map(|(id, record)| entry_json(state, id, record))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((entries, next))
+}
+
+/// Writes the whole state as one JSON object — `operations`, `wallets`, `nonces`, `students`
+/// (each with its `courses`), `courses`, `proposals` (with `votes` and `voters`) and `nfts`
+/// (with their `owner` and parsed `metadata`) — then the members of `extra`, reading the
+/// state entry by entry as it goes.
+pub fn write_state_json(
+    state: &dyn StateScan,
+    extra: &Map<String, Value>,
+    out: &mut dyn Write,
+) -> Result<(), ViewError> {
+    out.write_all(b"{")?;
+    for (i, table) in SHOWN.into_iter().enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        write!(out, "{}:{{", json!(table.name()))?;
+        let mut first = true;
+        let mut failed = None;
+        state.scan(table, None, &mut |id, record| {
+            let written =
+                value_json(state, id, &record).map_err(ViewError::from).and_then(|value| {
+                    if !first {
+                        out.write_all(b",")?;
+                    }
+                    first = false;
+                    write!(out, "{}:{}", json!(id), value)?;
+                    Ok(())
+                });
+            match written {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        out.write_all(b"}")?;
+    }
+    for (name, value) in extra {
+        write!(out, ",{}:{}", json!(name), value)?;
+    }
+    out.write_all(b"}")?;
+    Ok(())
+}
+
+impl MemoryState {
+    /// The whole state as one JSON object (see [`write_state_json`]).
     pub fn to_json(&self) -> Value {
-        let mut operations = Map::new();
-        for (action, r) in self.table(Table::Operation) {
-            if let Record::Operation { handler } = r {
-                operations.insert(action.into(), json!(handler.as_str()));
-            }
+        let mut bytes = Vec::new();
+        match write_state_json(self, &Map::new(), &mut bytes) {
+            Ok(()) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            Err(_) => Value::Null,
         }
-        let mut wallets = Map::new();
-        for (id, r) in self.table(Table::Wallet) {
-            if let Record::Wallet { label, key } = r {
-                let jwk: Value = serde_json::from_str(key).unwrap_or(Value::Null);
-                wallets.insert(id.into(), json!({"label": label.as_str(), "jwk": jwk}));
-            }
-        }
-        let mut nonces = Map::new();
-        for (id, r) in self.table(Table::Nonce) {
-            if let Record::Nonce { last } = r {
-                nonces.insert(id.into(), json!(last));
-            }
-        }
-        let mut enrollments: Map<String, Value> = Map::new();
-        for (key, _) in self.table(Table::Enrollment) {
-            if let Some((student, course)) = key.split_once('/') {
-                let list = enrollments.entry(student).or_insert_with(|| json!([]));
-                if let Value::Array(list) = list {
-                    list.push(json!(course));
-                }
-            }
-        }
-        let mut students = Map::new();
-        for (id, r) in self.table(Table::Student) {
-            if let Record::Student { name, department } = r {
-                let courses = enrollments.get(id).cloned().unwrap_or_else(|| json!([]));
-                students.insert(
-                    id.into(),
-                    json!({"name": name.as_str(), "department": department.as_str(), "courses": courses}),
-                );
-            }
-        }
-        let mut courses = Map::new();
-        for (id, r) in self.table(Table::Course) {
-            if let Record::Course { name, department } = r {
-                courses.insert(
-                    id.into(),
-                    json!({"name": name.as_str(), "department": department.as_str()}),
-                );
-            }
-        }
-        let mut voters: Map<String, Value> = Map::new();
-        for (key, _) in self.table(Table::Vote) {
-            if let Some((proposal, wallet)) = key.split_once('/') {
-                let list = voters.entry(proposal).or_insert_with(|| json!([]));
-                if let Value::Array(list) = list {
-                    list.push(json!(wallet));
-                }
-            }
-        }
-        let mut proposals = Map::new();
-        for (id, r) in self.table(Table::Proposal) {
-            if let Record::Proposal { description, votes } = r {
-                let who = voters.get(id).cloned().unwrap_or_else(|| json!([]));
-                proposals.insert(
-                    id.into(),
-                    json!({"description": description.as_str(), "votes": votes, "voters": who}),
-                );
-            }
-        }
-        let mut nfts = Map::new();
-        for (id, r) in self.table(Table::Nft) {
-            if let Record::Nft { name, metadata, owner } = r {
-                let metadata: Value = serde_json::from_str(metadata).unwrap_or(Value::Null);
-                nfts.insert(
-                    id.into(),
-                    json!({"name": name.as_str(), "owner": owner.as_str(), "metadata": metadata}),
-                );
-            }
-        }
-        json!({
-            "operations": operations,
-            "wallets": wallets,
-            "nonces": nonces,
-            "students": students,
-            "courses": courses,
-            "proposals": proposals,
-            "nfts": nfts,
-        })
     }
 }
 
@@ -102,27 +180,34 @@ impl State {
 mod tests {
     use serde_json::json;
 
-    use crate::{Contract, Vm};
+    use super::*;
+    use crate::{Contract, Machine};
 
-    #[test]
-    fn json_view_shows_every_table() {
-        let mut vm = Vm::new();
+    fn machine() -> Machine {
+        let mut m = Machine::new();
         for h in crate::HANDLER_NAMES {
-            vm.register_operation(h, h).unwrap();
+            m.register_operation(h, h).unwrap();
         }
-        vm.register_wallet("alice", "peer1", r#"{"kty":"OKP"}"#).unwrap();
+        m.register_wallet("alice", "peer1", r#"{"kty":"OKP"}"#).unwrap();
         let actions = [
             json!({"action": "register_student", "student": {"id": "S1", "name": "N", "department": "D"}}),
+            json!({"action": "register_student", "student": {"id": "S1-", "name": "M", "department": "D"}}),
             json!({"action": "add_course", "course": {"id": "C1", "name": "CN", "department": "D"}}),
             json!({"action": "enroll_student", "student_id": "S1", "course_id": "C1"}),
+            json!({"action": "enroll_student", "student_id": "S1-", "course_id": "C1"}),
             json!({"action": "vote_proposal", "proposal": {"id": "P1", "description": "x"}}),
             json!({"action": "generate_nft", "nft": {"id": "N1", "name": "A", "metadata": {"k": [1]}}}),
         ];
-        assert!(
-            vm.execute(&Contract { signer: "alice", nonce: 5, actions: &actions }).is_applied()
-        );
-        let v = vm.state().to_json();
+        assert!(m.execute(&Contract { signer: "alice", nonce: 5, actions: &actions }).is_applied());
+        m
+    }
+
+    #[test]
+    fn json_view_shows_every_table() {
+        let m = machine();
+        let v = m.state().to_json();
         assert_eq!(v["students"]["S1"], json!({"name": "N", "department": "D", "courses": ["C1"]}));
+        assert_eq!(v["students"]["S1-"]["courses"], json!(["C1"]), "ids that sort across '/'");
         assert_eq!(
             v["proposals"]["P1"],
             json!({"description": "x", "votes": 1, "voters": ["alice"]})
@@ -132,5 +217,22 @@ mod tests {
         assert_eq!(v["wallets"]["alice"]["label"], "peer1");
         assert_eq!(v["operations"]["add_course"], "add_course");
         assert_eq!(v["courses"]["C1"]["name"], "CN");
+    }
+
+    #[test]
+    fn pages_walk_a_table_in_order() {
+        let m = machine();
+        let (first, next) = page(m.state(), Table::Student, None, 1).unwrap();
+        assert_eq!(first, [json!({"id": "S1", "name": "N", "department": "D", "courses": ["C1"]})]);
+        assert_eq!(next.as_deref(), Some("S1"));
+        let (second, next) = page(m.state(), Table::Student, next.as_deref(), 1).unwrap();
+        assert_eq!(second[0]["id"], "S1-");
+        assert_eq!(next, None, "the last page");
+        let (third, next) = page(m.state(), Table::Student, Some("S1-"), 1).unwrap();
+        assert!(third.is_empty() && next.is_none());
+        let (ops, _) = page(m.state(), Table::Operation, None, 2).unwrap();
+        assert_eq!(ops[0], json!({"id": "add_course", "value": "add_course"}));
+        let (votes, _) = page(m.state(), Table::Vote, None, 10).unwrap();
+        assert_eq!(votes, [json!({"id": "P1/alice"})]);
     }
 }

@@ -1,15 +1,15 @@
-//! The executor: registrations, atomic contracts, batches that can be undone.
+//! The executor: registrations and atomic contracts, staged in an [`Overlay`].
 
-use std::collections::BTreeSet;
-
-use compact_str::CompactString;
 use serde_json::Value;
 
-use crate::error::{MAX_ACTIONS, MAX_NONCE, MAX_TEXT_LEN, RegistrationError, Rejection};
+use crate::access::{ChangeSet, Overlay, StateError, StateRead};
+use crate::error::{
+    ActionError, MAX_ACTIONS, MAX_NONCE, MAX_TEXT_LEN, RegistrationError, Rejection,
+};
 use crate::fields::is_id;
-use crate::handlers::{Catalogue, Ctx, Undo};
+use crate::handlers::{Catalogue, Ctx, Handler};
 use crate::hash::Hash32;
-use crate::state::{Record, State, Table};
+use crate::state::{MemoryState, Record, Table};
 
 /// A contract as the VM runs it: who signed it (already verified by the caller), its nonce
 /// and its actions, each a JSON object with an `action` member.
@@ -39,51 +39,35 @@ impl Outcome {
     }
 }
 
-/// The machine: a state and a catalogue of handlers.
+/// The last nonce `wallet` used (0 if none).
+pub fn nonce_of(state: &impl StateRead, wallet: &str) -> Result<u64, StateError> {
+    Ok(match state.get(Table::Nonce, wallet)? {
+        Some(Record::Nonce { last }) => last,
+        _ => 0,
+    })
+}
+
+/// The machine: a catalogue of handlers that registrations bind actions to, and the rules of
+/// execution. It holds no state: it reads and stages through an [`Overlay`], and the caller
+/// commits the [`ChangeSet`] the overlay becomes.
 ///
-/// Contracts are atomic: a handler's writes are staged and reach the state only when every
-/// action of the contract succeeded. A *batch* (a bundle, say) groups many contracts and
-/// registrations so that a caller who fails to persist it can undo it whole.
+/// Contracts are atomic: a contract's writes stay in the overlay only when every action of
+/// it succeeded. [`Vm::execute`] returns `Err` only when the state could not be read; a
+/// contract the rules refuse is an `Ok(Outcome::Rejected)`.
 #[derive(Debug, Default)]
 pub struct Vm {
-    state: State,
     catalogue: Catalogue,
-    /// Undo log: every write since the open batch began (or of the running contract when no
-    /// batch is open), with the record it replaced.
-    journal: Vec<Undo>,
-    /// True while a batch is open.
-    in_batch: bool,
 }
 
 impl Vm {
-    /// A VM with an empty state and the built-in catalogue.
+    /// A VM with the built-in catalogue.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// A VM with an empty state and the given catalogue.
+    /// A VM with the given catalogue.
     pub fn with_catalogue(catalogue: Catalogue) -> Self {
-        Self { catalogue, ..Self::default() }
-    }
-
-    /// A VM holding `entries` (as loaded from storage). Entries are checked to be in the
-    /// table their record names.
-    pub fn from_entries(
-        entries: impl IntoIterator<Item = (Table, String, Record)>,
-    ) -> Result<Self, crate::state::DecodeError> {
-        let mut vm = Self::new();
-        for (table, id, record) in entries {
-            if record.table() != table {
-                return Err(crate::state::DecodeError::mismatch());
-            }
-            vm.state.insert(id.into(), record);
-        }
-        Ok(vm)
-    }
-
-    /// The state.
-    pub fn state(&self) -> &State {
-        &self.state
+        Self { catalogue }
     }
 
     /// The catalogue.
@@ -91,28 +75,11 @@ impl Vm {
         &self.catalogue
     }
 
-    /// The state root (see [`State::root`]).
-    pub fn state_root(&self) -> Hash32 {
-        self.state.root()
-    }
-
-    /// The last nonce `wallet` used (0 if none).
-    pub fn nonce(&self, wallet: &str) -> u64 {
-        match self.state.get(Table::Nonce, wallet) {
-            Some(Record::Nonce { last }) => *last,
-            _ => 0,
-        }
-    }
-
-    /// True when `wallet` is registered.
-    pub fn is_registered(&self, wallet: &str) -> bool {
-        self.state.get(Table::Wallet, wallet).is_some()
-    }
-
     /// Binds `action` to catalogue handler `handler`. Call only with the content of a
     /// verified `operations` token. Rebinding an action replaces its handler.
     pub fn register_operation(
-        &mut self,
+        &self,
+        state: &mut Overlay<'_>,
         action: &str,
         handler: &str,
     ) -> Result<(), RegistrationError> {
@@ -128,14 +95,16 @@ impl Vm {
                 value: crate::error::shown(action),
             });
         }
-        self.write(action.into(), Record::Operation { handler: handler.into() });
+        state.put(action, Record::Operation { handler: handler.into() });
+        state.settle();
         Ok(())
     }
 
     /// Registers a wallet. Call only with the content of a verified `wallets` token: `id` is
     /// the key's thumbprint and `key` its canonical public JWK. Re-registering updates the label.
     pub fn register_wallet(
-        &mut self,
+        &self,
+        state: &mut Overlay<'_>,
         id: &str,
         label: &str,
         key: &str,
@@ -152,141 +121,206 @@ impl Vm {
                 value: crate::error::shown(label),
             });
         }
-        self.write(id.into(), Record::Wallet { label: label.into(), key: key.into() });
+        state.put(id, Record::Wallet { label: label.into(), key: key.into() });
+        state.settle();
         Ok(())
     }
 
-    /// Runs a contract atomically. Rejected contracts change nothing.
-    pub fn execute(&mut self, contract: &Contract<'_>) -> Outcome {
-        match self.try_execute(contract) {
-            Ok(()) => Outcome::Applied,
-            Err(rejection) => Outcome::Rejected(rejection),
+    /// Runs a contract atomically over `state`. A rejected contract leaves the overlay as it
+    /// was; `Err` means the state could not be read (the caller should drop the overlay).
+    pub fn execute(
+        &self,
+        state: &mut Overlay<'_>,
+        contract: &Contract<'_>,
+    ) -> Result<Outcome, StateError> {
+        let mark = state.mark();
+        match self.try_execute(state, contract) {
+            Ok(()) => {
+                state.settle();
+                Ok(Outcome::Applied)
+            }
+            Err(Failure::Rejected(rejection)) => {
+                state.rollback(mark);
+                Ok(Outcome::Rejected(rejection))
+            }
+            Err(Failure::Storage(e)) => {
+                state.rollback(mark);
+                Err(e)
+            }
         }
     }
 
-    fn try_execute(&mut self, contract: &Contract<'_>) -> Result<(), Rejection> {
+    fn try_execute(&self, state: &mut Overlay<'_>, contract: &Contract<'_>) -> Result<(), Failure> {
         let signer = contract.signer;
         if !(1..=MAX_NONCE).contains(&contract.nonce) {
-            return Err(Rejection::NonceOutOfRange(contract.nonce));
+            return Err(Rejection::NonceOutOfRange(contract.nonce).into());
         }
-        if !self.is_registered(signer) {
-            return Err(Rejection::UnregisteredSigner(crate::error::shown(signer)));
+        if state.get(Table::Wallet, signer)?.is_none() {
+            return Err(Rejection::UnregisteredSigner(crate::error::shown(signer)).into());
         }
-        let last = self.nonce(signer);
+        let last = nonce_of(state, signer)?;
         if contract.nonce <= last {
-            return Err(Rejection::StaleNonce { last, got: contract.nonce });
+            return Err(Rejection::StaleNonce { last, got: contract.nonce }.into());
         }
         match contract.actions.len() {
-            0 => return Err(Rejection::NoActions),
-            n if n > MAX_ACTIONS => return Err(Rejection::TooManyActions(n)),
+            0 => return Err(Rejection::NoActions.into()),
+            n if n > MAX_ACTIONS => return Err(Rejection::TooManyActions(n).into()),
             _ => {}
         }
-        let mark = self.journal.len();
-        let result = self.stage(contract);
-        match result {
-            Ok(()) => {
-                self.write(signer.into(), Record::Nonce { last: contract.nonce });
-                if !self.in_batch {
-                    self.journal.clear();
-                }
-            }
-            Err(_) => self.undo_to(mark),
-        }
-        result
-    }
-
-    fn stage(&mut self, contract: &Contract<'_>) -> Result<(), Rejection> {
-        let catalogue = &self.catalogue;
         // Contracts often repeat one action; resolve a name once per run of it.
-        let mut resolved: Option<(&str, &dyn crate::Handler)> = None;
+        let mut resolved: Option<(&str, &dyn Handler)> = None;
         for (index, action) in contract.actions.iter().enumerate() {
             let args = action.as_object().ok_or(Rejection::MalformedAction { index })?;
             let Some(Value::String(name)) = args.get("action") else {
-                return Err(Rejection::MalformedAction { index });
+                return Err(Rejection::MalformedAction { index }.into());
             };
             let handler = match resolved {
                 Some((last, h)) if last == name => h,
                 _ => {
-                    let h = resolve(&self.state, catalogue, index, name)?;
+                    let h = self.resolve(state, index, name)?;
                     resolved = Some((name, h));
                     h
                 }
             };
-            let mut ctx = Ctx::new(&mut self.state, &mut self.journal, contract.signer);
-            handler.apply(&mut ctx, args).map_err(|error| Rejection::Action {
-                index,
-                action: name.clone(),
-                error,
-            })?;
-        }
-        Ok(())
-    }
-
-    /// Undoes journaled writes back to position `mark`.
-    fn undo_to(&mut self, mark: usize) {
-        for (table, id, old) in self.journal.drain(mark..).rev() {
-            match old {
-                Some(record) => {
-                    self.state.insert(id, record);
-                }
-                None => {
-                    self.state.remove(table, &id);
+            let mut ctx = Ctx::new(state, signer);
+            match handler.apply(&mut ctx, args) {
+                Ok(()) => {}
+                Err(ActionError::Storage(e)) => return Err(Failure::Storage(e)),
+                Err(error) => {
+                    return Err(Rejection::Action { index, action: name.clone(), error }.into());
                 }
             }
         }
+        state.put(signer, Record::Nonce { last: contract.nonce });
+        Ok(())
     }
 
-    fn write(&mut self, id: CompactString, record: Record) {
-        let table = record.table();
-        if self.in_batch {
-            let old = self.state.insert(id.clone(), record);
-            self.journal.push((table, id, old));
-        } else {
-            self.state.insert(id, record);
-        }
-    }
-
-    /// Starts a batch: from here every write is kept in the journal so that
-    /// [`Vm::rollback_batch`] can undo them all. Starting a batch while one is open keeps
-    /// the open one.
-    pub fn begin_batch(&mut self) {
-        if !self.in_batch {
-            self.journal.clear();
-            self.in_batch = true;
-        }
-    }
-
-    /// The entries the open batch changed so far, to persist them.
-    pub fn batch_changes(&self) -> BTreeSet<(Table, String)> {
-        self.journal.iter().map(|(t, id, _)| (*t, id.to_string())).collect()
-    }
-
-    /// Ends the batch, keeping its writes; returns the entries it changed (to persist them).
-    pub fn commit_batch(&mut self) -> BTreeSet<(Table, String)> {
-        self.in_batch = false;
-        self.journal.drain(..).map(|(t, id, _)| (t, id.into())).collect()
-    }
-
-    /// Ends the batch, undoing every write made since [`Vm::begin_batch`].
-    pub fn rollback_batch(&mut self) {
-        self.undo_to(0);
-        self.in_batch = false;
+    /// The handler an action name is registered to.
+    fn resolve(
+        &self,
+        state: &Overlay<'_>,
+        index: usize,
+        name: &str,
+    ) -> Result<&dyn Handler, Failure> {
+        let Some(Record::Operation { handler }) = state.get(Table::Operation, name)? else {
+            return Err(Rejection::UnknownAction { index, name: crate::error::shown(name) }.into());
+        };
+        self.catalogue.get(&handler).ok_or_else(|| {
+            Rejection::MissingHandler {
+                index,
+                action: crate::error::shown(name),
+                handler: crate::error::shown(&handler),
+            }
+            .into()
+        })
     }
 }
 
-/// The handler an action name is registered to.
-fn resolve<'c>(
-    state: &State,
-    catalogue: &'c Catalogue,
-    index: usize,
-    name: &str,
-) -> Result<&'c dyn crate::Handler, Rejection> {
-    let Some(Record::Operation { handler }) = state.get(Table::Operation, name) else {
-        return Err(Rejection::UnknownAction { index, name: crate::error::shown(name) });
-    };
-    catalogue.get(handler).ok_or_else(|| Rejection::MissingHandler {
-        index,
-        action: crate::error::shown(name),
-        handler: crate::error::shown(handler),
-    })
+/// Why `try_execute` stopped.
+enum Failure {
+    Rejected(Rejection),
+    Storage(StateError),
+}
+
+impl From<Rejection> for Failure {
+    fn from(r: Rejection) -> Self {
+        Self::Rejected(r)
+    }
+}
+
+impl From<StateError> for Failure {
+    fn from(e: StateError) -> Self {
+        Self::Storage(e)
+    }
+}
+
+/// A VM with its state in memory, for tests, benchmarks and fuzzing: each call is a batch of
+/// its own, applied at once.
+#[derive(Debug, Default)]
+pub struct Machine {
+    vm: Vm,
+    state: MemoryState,
+}
+
+impl Machine {
+    /// An empty state and the built-in catalogue.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty state and the given catalogue.
+    pub fn with_catalogue(catalogue: Catalogue) -> Self {
+        Self { vm: Vm::with_catalogue(catalogue), state: MemoryState::new() }
+    }
+
+    /// The VM.
+    pub fn vm(&self) -> &Vm {
+        &self.vm
+    }
+
+    /// The state.
+    pub fn state(&self) -> &MemoryState {
+        &self.state
+    }
+
+    /// The state root.
+    pub fn state_root(&self) -> Hash32 {
+        self.state.root()
+    }
+
+    /// The last nonce `wallet` used.
+    pub fn nonce(&self, wallet: &str) -> u64 {
+        self.state.record(Table::Nonce, wallet).map_or(0, |r| match r {
+            Record::Nonce { last } => *last,
+            _ => 0,
+        })
+    }
+
+    /// True when `wallet` is registered.
+    pub fn is_registered(&self, wallet: &str) -> bool {
+        self.state.record(Table::Wallet, wallet).is_some()
+    }
+
+    /// Runs `f` over an overlay of the state and applies what it staged.
+    pub fn batch<T>(&mut self, f: impl FnOnce(&Vm, &mut Overlay<'_>) -> T) -> (T, ChangeSet) {
+        let mut overlay = Overlay::new(&self.state);
+        let out = f(&self.vm, &mut overlay);
+        let changes = overlay.into_changes();
+        self.state.apply(&changes);
+        (out, changes)
+    }
+
+    /// See [`Vm::register_operation`].
+    pub fn register_operation(
+        &mut self,
+        action: &str,
+        handler: &str,
+    ) -> Result<(), RegistrationError> {
+        self.batch(|vm, o| vm.register_operation(o, action, handler)).0
+    }
+
+    /// See [`Vm::register_wallet`].
+    pub fn register_wallet(
+        &mut self,
+        id: &str,
+        label: &str,
+        key: &str,
+    ) -> Result<(), RegistrationError> {
+        self.batch(|vm, o| vm.register_wallet(o, id, label, key)).0
+    }
+
+    /// Runs a contract and applies it if it applied.
+    pub fn execute(&mut self, contract: &Contract<'_>) -> Outcome {
+        match self.batch(|vm, o| vm.execute(o, contract)).0 {
+            Ok(outcome) => outcome,
+            // A state in memory cannot fail to read.
+            Err(e) => unreachable!("{e}"),
+        }
+    }
+
+    /// Replaces the state (tests that load entries).
+    pub fn with_state(mut self, state: MemoryState) -> Self {
+        self.state = state;
+        self
+    }
 }

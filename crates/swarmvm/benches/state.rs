@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::json;
-use swarmvm_ledger::{CreateOptions, create_bundle};
+use swarmvm_bundle::{CreateOptions, create_bundle};
 use swarmvm_test_support::http::{get, post};
 use swarmvm_test_support::load::{proc_status_kib, spawn_json};
 use swarmvm_test_support::net::TestNet;

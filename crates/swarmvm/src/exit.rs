@@ -52,12 +52,18 @@ pub(crate) fn code_of(err: &anyhow::Error) -> u8 {
                 return REFUSED;
             }
         }
-        if let Some(e) = cause.downcast_ref::<swarmvm_ledger::BundleError>() {
-            return if matches!(e, swarmvm_ledger::BundleError::Io { .. }) {
+        if let Some(e) = cause.downcast_ref::<swarmvm_bundle::BundleError>() {
+            return if matches!(e, swarmvm_bundle::BundleError::Io { .. }) {
                 FAILURE
             } else {
                 REFUSED
             };
+        }
+        if let Some(e) = cause.downcast_ref::<swarmvm_bundle::BatchError>() {
+            return if e.is_fatal() { FAILURE } else { REFUSED };
+        }
+        if let Some(e) = cause.downcast_ref::<swarmvm_node::PipelineError>() {
+            return if e.is_fatal() { FAILURE } else { REFUSED };
         }
         if let Some(swarmvm_node::NodeError::BadRequest(_)) =
             cause.downcast_ref::<swarmvm_node::NodeError>()

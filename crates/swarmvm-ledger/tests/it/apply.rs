@@ -1,20 +1,30 @@
-//! Batches: registrations, contracts, receipts, persistence, corruption.
+//! Batches: registrations, contracts, receipts, persistence, formats, and the check that
+//! recomputes everything.
 
 use redb::{Database, ReadableTable as _, TableDefinition};
-use swarmvm_ledger::{ApplyError, Batch, Ledger, Source};
+use swarmvm_bundle::{BatchError, verify_local};
+use swarmvm_ledger::{ApplyError, BatchReport, CheckError, Ledger, OpenError, check};
 use swarmvm_test_support::net::{TestNet, course, nft, student, vote};
-use swarmvm_token::{TimeCheck, TrustStore};
-use swarmvm_vm::{Record, Table};
+use swarmvm_token::TrustStore;
+use swarmvm_vm::{Record, Table, nonce_of};
 
-fn batch<'a>(net: &'a TestNet, regs: &'a [String], contracts: &'a [String]) -> Batch<'a> {
-    Batch {
-        registrations: regs,
-        contracts,
-        trust: &net.trust,
-        time: TimeCheck::at(net.issued_at),
-        source: Source::Exec,
-        authority: None,
-    }
+/// Verifies a local batch at the network's time against the ledger and commits it.
+fn local(
+    ledger: &mut Ledger,
+    trust: &TrustStore,
+    regs: &[String],
+    contracts: &[String],
+    time: u64,
+) -> Result<BatchReport, String> {
+    let snapshot = ledger.snapshot().unwrap();
+    let verified =
+        verify_local(regs, contracts, trust, &snapshot, time).map_err(|e| format!("{e:?}"))?;
+    drop(snapshot);
+    ledger.commit(&verified).map_err(|e| format!("{e:?}"))
+}
+
+fn at(net: &TestNet) -> u64 {
+    net.issued_at
 }
 
 #[test]
@@ -31,32 +41,33 @@ fn registrations_and_contracts_apply_and_survive_reopening() {
     ];
     let root = {
         let mut ledger = Ledger::open(&path).unwrap();
-        let report = ledger.apply(&batch(&net, &net.tokens, &contracts)).unwrap();
+        let report = local(&mut ledger, &net.trust, &net.tokens, &contracts, at(&net)).unwrap();
         assert_eq!(report.entry.registrations, 2);
         assert_eq!((report.entry.applied, report.entry.rejected), (5, 0));
         assert!(report.receipts.iter().all(|r| r.is_applied()));
-        assert_eq!(ledger.network(), Some(net.id().as_str()));
-        assert_eq!(report.state_root, ledger.state_root());
+        let snapshot = ledger.snapshot().unwrap();
+        assert_eq!(snapshot.network(), Some(net.id().as_str()));
+        assert_eq!(report.state_root, snapshot.state_root());
         report.state_root
     };
     let ledger = Ledger::open(&path).unwrap();
-    assert_eq!(ledger.state_root(), root);
-    assert_eq!(ledger.network(), Some(net.id().as_str()));
-    assert_eq!(ledger.log_len(), 1);
-    let state = ledger.vm().state();
+    let snapshot = ledger.snapshot().unwrap();
+    assert_eq!(snapshot.state_root(), root);
+    assert_eq!(snapshot.network(), Some(net.id().as_str()));
+    assert_eq!(snapshot.log_len(), 1);
     assert_eq!(
-        state.get(Table::Proposal, "P001"),
-        Some(&Record::Proposal { description: "Increase Research Funding".into(), votes: 2 })
+        snapshot.record(Table::Proposal, "P001").unwrap(),
+        Some(Record::Proposal { description: "Increase Research Funding".into(), votes: 2 })
     );
-    let Some(Record::Nft { owner, .. }) = state.get(Table::Nft, "NFT001") else { panic!("nft") };
+    let Some(Record::Nft { owner, .. }) = snapshot.record(Table::Nft, "NFT001").unwrap() else {
+        panic!("nft")
+    };
     assert_eq!(owner.as_str(), net.peers[2].id().as_str());
-    assert_eq!(ledger.receipts(1, 100).unwrap().len(), 5);
-    assert_eq!(ledger.log(1, 10).unwrap()[0].state_root, root.to_hex());
-    assert_eq!(
-        ledger.signers().ids().count(),
-        3,
-        "registered wallets verify contracts after reopening"
-    );
+    assert_eq!(snapshot.receipts(1, 100).unwrap().len(), 5);
+    assert_eq!(snapshot.log(1, 10).unwrap()[0].state_root, root.to_hex());
+    let report = check(&ledger.reader()).unwrap();
+    assert_eq!((report.state_root, report.batches, report.receipts), (root, 1, 5));
+    assert!(report.entries > 10 && report.trie_nodes > report.entries);
 }
 
 #[test]
@@ -64,8 +75,9 @@ fn rejected_contracts_leave_receipts_and_change_nothing() {
     let net = TestNet::new(2);
     let dir = tempfile::tempdir().unwrap();
     let mut ledger = Ledger::open(&dir.path().join("l.redb")).unwrap();
-    ledger.apply(&batch(&net, &net.tokens, &[net.contract(0, 1, &[student("S001")])])).unwrap();
-    let root = ledger.state_root();
+    let first = [net.contract(0, 1, &[student("S001")])];
+    local(&mut ledger, &net.trust, &net.tokens, &first, at(&net)).unwrap();
+    let root = ledger.snapshot().unwrap().state_root();
     let stranger = TestNet::new(1);
     let other_network =
         swarmvm_token::sign_contract(&net.peers[0], "another-network", 9, &[student("S9")], 0)
@@ -78,7 +90,7 @@ fn rejected_contracts_leave_receipts_and_change_nothing() {
         other_network,                          // wrong network
         "not a token".to_owned(),
     ];
-    let report = ledger.apply(&batch(&net, &[], &contracts)).unwrap();
+    let report = local(&mut ledger, &TrustStore::new(), &[], &contracts, at(&net)).unwrap();
     assert_eq!(report.entry.applied, 0);
     assert_eq!(report.state_root, root, "rejected contracts change nothing");
     let reasons: Vec<&str> = report.receipts.iter().map(|r| r.reason.as_deref().unwrap()).collect();
@@ -96,9 +108,13 @@ fn rejected_contracts_leave_receipts_and_change_nothing() {
     assert!(reasons[3].contains("unknown kid"), "{}", reasons[3]);
     assert!(reasons[4].contains("contract is for network 'another-network'"), "{}", reasons[4]);
     assert!(reasons[5].contains("malformed token"), "{}", reasons[5]);
-    assert_eq!(ledger.vm().nonce(net.peers[1].id().as_str()), 0, "rejected nonces are not used up");
+    let snapshot = ledger.snapshot().unwrap();
+    assert_eq!(nonce_of(&snapshot, net.peers[1].id().as_str()).unwrap(), 0, "not used up");
+    drop(snapshot);
     // Nonce 1 of peer 2 is still free, and works.
-    let report = ledger.apply(&batch(&net, &[], &[net.contract(1, 1, &[course("C1")])])).unwrap();
+    let report =
+        local(&mut ledger, &TrustStore::new(), &[], &[net.contract(1, 1, &[course("C1")])], 0)
+            .unwrap();
     assert_eq!(report.entry.applied, 1);
 }
 
@@ -106,35 +122,31 @@ fn rejected_contracts_leave_receipts_and_change_nothing() {
 fn a_bad_registration_token_refuses_the_whole_batch() {
     let net = TestNet::new(1);
     let dir = tempfile::tempdir().unwrap();
-    let mut ledger = Ledger::open(&dir.path().join("l.redb")).unwrap();
+    let ledger = Ledger::open(&dir.path().join("l.redb")).unwrap();
     let mut tokens = net.tokens.clone();
     tokens[1].push('x');
-    let err = ledger.apply(&batch(&net, &tokens, &[])).unwrap_err();
-    assert!(matches!(err, ApplyError::Registration { line: 2, .. }), "{err}");
-    assert_eq!((ledger.log_len(), ledger.network()), (0, None));
-    assert!(ledger.vm().state().is_empty(), "the valid first token was not applied either");
-
+    let snapshot = ledger.snapshot().unwrap();
+    let err = verify_local(&tokens, &[], &net.trust, &snapshot, at(&net)).unwrap_err();
+    assert!(matches!(err, BatchError::Registration { line: 2, .. }), "{err}");
     // Tokens checked at a time after they expired are refused too.
-    let late =
-        Batch { time: TimeCheck::at(net.issued_at + 31 * 86_400), ..batch(&net, &net.tokens, &[]) };
-    let err = ledger.apply(&late).unwrap_err();
+    let late = net.issued_at + 31 * 86_400;
+    let err = verify_local(&net.tokens, &[], &net.trust, &snapshot, late).unwrap_err();
     assert!(
         matches!(
             err,
-            ApplyError::Registration {
+            BatchError::Registration {
                 line: 1,
                 source: swarmvm_token::VerifyError::Expired { .. }
             }
         ),
         "{err}"
     );
-
-    let untrusted = Batch { trust: &TrustStore::new(), ..batch(&net, &net.tokens, &[]) };
-    assert!(matches!(ledger.apply(&untrusted), Err(ApplyError::Registration { .. })));
-    assert!(matches!(
-        ledger.apply(&batch(&net, &[], &[net.contract(0, 1, &[student("S1")])])),
-        Err(ApplyError::NoNetwork)
-    ));
+    let err = verify_local(&net.tokens, &[], &TrustStore::new(), &snapshot, at(&net)).unwrap_err();
+    assert!(matches!(err, BatchError::Registration { .. }), "{err}");
+    let contract = [net.contract(0, 1, &[student("S1")])];
+    let err = verify_local(&[], &contract, &net.trust, &snapshot, at(&net)).unwrap_err();
+    assert!(matches!(err, BatchError::NoNetwork), "{err}");
+    assert_eq!((snapshot.log_len(), snapshot.network()), (0, None), "nothing applied");
 }
 
 #[test]
@@ -142,27 +154,51 @@ fn a_ledger_belongs_to_one_network() {
     let (a, b) = (TestNet::new(1), TestNet::new(1));
     let dir = tempfile::tempdir().unwrap();
     let mut ledger = Ledger::open(&dir.path().join("l.redb")).unwrap();
-    ledger.apply(&batch(&a, &a.tokens, &[])).unwrap();
+    local(&mut ledger, &a.trust, &a.tokens, &[], at(&a)).unwrap();
     let mut both = TrustStore::new();
     both.add(a.authority.public_key().clone());
     both.add(b.authority.public_key().clone());
-    let other = Batch { trust: &both, ..batch(&b, &b.tokens, &[]) };
-    let err = ledger.apply(&other).unwrap_err();
-    assert!(matches!(err, ApplyError::WrongNetwork { line: 1, .. }), "{err}");
+    let snapshot = ledger.snapshot().unwrap();
+    let err = verify_local(&b.tokens, &[], &both, &snapshot, at(&b)).unwrap_err();
+    assert!(matches!(err, BatchError::WrongNetwork { line: 1, .. }), "{err}");
 }
 
 #[test]
-fn tampered_storage_is_detected_on_open() {
+fn a_batch_verified_against_an_older_commit_is_refused() {
+    let net = TestNet::new(2);
+    let dir = tempfile::tempdir().unwrap();
+    let mut ledger = Ledger::open(&dir.path().join("l.redb")).unwrap();
+    let old = ledger.snapshot().unwrap();
+    let stale = verify_local(&net.tokens, &[], &net.trust, &old, at(&net)).unwrap();
+    drop(old);
+    local(&mut ledger, &net.trust, &net.tokens, &[], at(&net)).unwrap();
+    let root = ledger.snapshot().unwrap().state_root();
+    // Verified when the ledger was empty; it has a local batch now.
+    let err = ledger.commit(&stale).unwrap_err();
+    assert!(matches!(err, ApplyError::Stale { .. }), "{err}");
+    assert!(!err.is_fatal());
+    assert_eq!(ledger.snapshot().unwrap().state_root(), root);
+}
+
+const STATE: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("state");
+const TRIE: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("trie");
+const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+
+fn filled(net: &TestNet, path: &std::path::Path) -> swarmvm_vm::Hash32 {
+    let mut ledger = Ledger::open(path).unwrap();
+    let contracts: Vec<String> =
+        (0..20).map(|i| net.contract(0, i + 1, &[student(&format!("S{i:03}"))])).collect();
+    local(&mut ledger, &net.trust, &net.tokens, &contracts, at(net)).unwrap().state_root
+}
+
+#[test]
+fn tampered_storage_is_found_by_the_check() {
     let net = TestNet::new(1);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("l.redb");
+    let root = filled(&net, &path);
     {
-        let mut ledger = Ledger::open(&path).unwrap();
-        ledger.apply(&batch(&net, &net.tokens, &[net.contract(0, 1, &[student("S001")])])).unwrap();
-    }
-    {
-        // Rewrite the student's name behind the ledger's back.
-        const STATE: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("state");
+        // Rewrite a student's name behind the ledger's back.
         let db = Database::create(&path).unwrap();
         let txn = db.begin_write().unwrap();
         {
@@ -178,7 +214,64 @@ fn tampered_storage_is_detected_on_open() {
         }
         txn.commit().unwrap();
     }
-    let err = Ledger::open(&path).unwrap_err();
-    assert!(matches!(err, ApplyError::RootMismatch { .. }), "{err}");
-    assert!(err.is_fatal());
+    let ledger = Ledger::open(&path).unwrap();
+    assert_eq!(ledger.snapshot().unwrap().state_root(), root, "opening reads the recorded root");
+    let err = check(&ledger.reader()).unwrap_err();
+    assert!(matches!(err, CheckError::Trie(_) | CheckError::RootMismatch { .. }), "{err}");
+    drop(ledger);
+    {
+        // Drop a trie node instead, the entries left alone.
+        let fresh = dir.path().join("l2.redb");
+        filled(&net, &fresh);
+        let db = Database::create(&fresh).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(TRIE).unwrap();
+            let some: Vec<u8> = t.iter().unwrap().nth(3).unwrap().unwrap().0.value().to_vec();
+            t.remove(some.as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+        drop(db);
+        let err = check(&Ledger::open(&fresh).unwrap().reader()).unwrap_err();
+        assert!(matches!(err, CheckError::Trie(_)), "{err}");
+    }
+}
+
+#[test]
+fn an_older_format_is_carried_over_or_refused_with_a_reason() {
+    let net = TestNet::new(1);
+    let dir = tempfile::tempdir().unwrap();
+    // A version 2 ledger: the same tables but no trie.
+    let v2 = dir.path().join("v2.redb");
+    let root = filled(&net, &v2);
+    let forge = |path: &std::path::Path, format: &str, bundle_seq: bool| {
+        let db = Database::create(path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            txn.delete_table(TRIE).unwrap();
+            let mut meta = txn.open_table(META).unwrap();
+            meta.insert("format", format.as_bytes()).unwrap();
+            if bundle_seq {
+                meta.insert("bundle_seq", 1u64.to_le_bytes().as_slice()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    };
+    forge(&v2, "swarmvm-ledger/2", false);
+    let ledger = Ledger::open(&v2).unwrap();
+    assert_eq!(ledger.snapshot().unwrap().state_root(), root);
+    check(&ledger.reader()).unwrap();
+    drop(ledger);
+    // A version 1 ledger that applied bundles cannot know their identities.
+    let v1 = dir.path().join("v1.redb");
+    filled(&net, &v1);
+    forge(&v1, "swarmvm-ledger/1", true);
+    let err = Ledger::open(&v1).unwrap_err();
+    assert!(matches!(err, OpenError::OldFormat { .. }), "{err}");
+    assert!(err.to_string().contains("identified bundles by a hash of the manifest file"));
+    // Unknown formats are refused too.
+    let odd = dir.path().join("odd.redb");
+    filled(&net, &odd);
+    forge(&odd, "swarmvm-ledger/99", false);
+    assert!(matches!(Ledger::open(&odd).unwrap_err(), OpenError::Corrupt(_)));
 }

@@ -1,150 +1,202 @@
 //! Bundles apply in order: `seq` is the next one, `parent` is the last bundle's identity and
 //! `iat` is not below its parent's. A second bundle for an applied seq is a fork, kept as
 //! evidence; a ledger that follows bundles takes no local batches and the other way round.
+//! Every bundle here is a real folder with a signed manifest, opened and verified against the
+//! ledger's last commit as a node does.
 
-use swarmvm_ledger::{ApplyError, Batch, BundleRef, Ledger, Source};
+use std::path::{Path, PathBuf};
+
+use swarmvm_bundle::{BatchError, open_bundle, verify_bundle, verify_local};
+use swarmvm_ledger::{Evidence, Ledger};
 use swarmvm_primitives::BundleId;
 use swarmvm_test_support::net::{TestNet, student};
-use swarmvm_token::TimeCheck;
+use swarmvm_token::{MANIFEST_FILE, sign_manifest};
 
 struct Chain<'n> {
     net: &'n TestNet,
     ledger: Ledger,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Chain<'_> {
-    fn apply(
-        &mut self,
-        (seq, id, parent, iat): (u64, BundleId, Option<BundleId>, u64),
-        regs: &[String],
-        contracts: &[String],
-    ) -> Result<(), ApplyError> {
-        let manifest = format!("manifest-of-{id}");
-        self.ledger
-            .apply(&Batch {
-                registrations: regs,
-                contracts,
-                trust: &self.net.trust,
-                time: TimeCheck::at(self.net.issued_at),
-                source: Source::Bundle(BundleRef {
+    /// Opens, verifies and commits the bundle in `dir`; a fork is recorded as evidence.
+    fn apply(&mut self, dir: &Path) -> Result<(), BatchError> {
+        let opened = open_bundle(dir, &self.net.trust).unwrap();
+        let snapshot = self.ledger.snapshot().unwrap();
+        match verify_bundle(opened, &snapshot, &self.net.trust) {
+            Ok(verified) => {
+                drop(snapshot);
+                self.ledger.commit(&verified).unwrap();
+                Ok(())
+            }
+            Err(BatchError::Fork { seq, kept, other, kept_manifest, other_manifest }) => {
+                drop(snapshot);
+                let evidence = Evidence {
                     seq,
-                    id,
-                    parent,
-                    issued_at: iat,
-                    manifest: &manifest,
-                }),
-                authority: None,
-            })
-            .map(|_| ())
+                    kept,
+                    other,
+                    kept_manifest: kept_manifest.clone(),
+                    other_manifest: other_manifest.clone(),
+                    seen_at: 1,
+                };
+                self.ledger.record_evidence(&evidence).unwrap();
+                Err(BatchError::Fork { seq, kept, other, kept_manifest, other_manifest })
+            }
+            Err(e) => Err(e),
+        }
     }
 
-    fn exec(&mut self, contracts: &[String]) -> Result<(), ApplyError> {
-        self.ledger
-            .apply(&Batch {
-                registrations: &self.net.tokens,
-                contracts,
-                trust: &self.net.trust,
-                time: TimeCheck::at(self.net.issued_at),
-                source: Source::Exec,
-                authority: None,
-            })
-            .map(|_| ())
+    fn exec(&mut self, contracts: &[String]) -> Result<(), BatchError> {
+        let snapshot = self.ledger.snapshot().unwrap();
+        let verified = verify_local(
+            &self.net.tokens,
+            contracts,
+            &self.net.trust,
+            &snapshot,
+            self.net.issued_at,
+        )?;
+        drop(snapshot);
+        self.ledger.commit(&verified).unwrap();
+        Ok(())
+    }
+
+    /// A bundle folder `name` holding `contracts` (and the tokens when `tokens`), next after
+    /// the folder `after`.
+    fn bundle(
+        &self,
+        name: &str,
+        tokens: bool,
+        contracts: &[String],
+        after: Option<&Path>,
+    ) -> PathBuf {
+        self.net.bundle(self.dir.path(), name, tokens, contracts, after)
+    }
+
+    fn root(&self) -> swarmvm_primitives::Hash32 {
+        self.ledger.snapshot().unwrap().state_root()
     }
 }
 
 fn chain(net: &TestNet) -> Chain<'_> {
     let dir = tempfile::tempdir().unwrap();
     let ledger = Ledger::open(&dir.path().join("l.redb")).unwrap();
-    Chain { net, ledger, _dir: dir }
+    Chain { net, ledger, dir }
 }
 
-fn id(name: &str) -> BundleId {
-    BundleId::of_payload(name.as_bytes())
+fn id_of(dir: &Path, net: &TestNet) -> BundleId {
+    open_bundle(dir, &net.trust).unwrap().id()
+}
+
+/// Signs `dir`'s manifest again with another `iat`, keeping its files, seq and parent (what
+/// `bundle create` refuses to make when the iat is below the parent's).
+fn resign_at(dir: &Path, net: &TestNet, iat: u64) {
+    let m = open_bundle(dir, &net.trust).unwrap().manifest;
+    let jwt = sign_manifest(&net.authority, m.seq, m.parent, &m.files, iat).unwrap();
+    std::fs::write(dir.join(MANIFEST_FILE), jwt).unwrap();
 }
 
 #[test]
 fn bundles_apply_only_in_order() {
     let net = TestNet::new(1);
     let mut c = chain(&net);
-    let (m1, m2) = (id("manifest 1"), id("manifest 2"));
     let c1 = vec![net.contract(0, 1, &[student("S1")])];
-    let err = c.apply((2, m2, Some(m1), 10), &net.tokens, &c1).unwrap_err();
-    assert!(matches!(err, ApplyError::OutOfOrder { seq: 2, expected: 1 }), "{err}");
-    let err = c.apply((1, m1, Some(m2), 10), &net.tokens, &c1).unwrap_err();
-    assert!(matches!(err, ApplyError::WrongParent { seq: 1, .. }), "{err}");
-    assert_eq!(c.ledger.log_len(), 0);
-    c.apply((1, m1, None, 10), &net.tokens, &c1).unwrap();
-    let err = c.apply((1, m1, None, 10), &net.tokens, &c1).unwrap_err();
-    assert!(matches!(err, ApplyError::AlreadyApplied { seq: 1, .. }), "{err}");
     let c2 = vec![net.contract(0, 2, &[student("S2")])];
-    let err = c.apply((2, m2, Some(id("forged")), 10), &[], &c2).unwrap_err();
+    let b1 = c.bundle("b1", true, &c1, None);
+    let b1_other = c.bundle("b1-other", true, &[], None);
+    let b2 = c.bundle("b2", false, &c2, Some(&b1));
+    let b2_wrong = c.bundle("b2-wrong", false, &c2, Some(&b1_other));
+    let (m1, m2) = (id_of(&b1, &net), id_of(&b2, &net));
+
+    let err = c.apply(&b2).unwrap_err();
+    assert!(matches!(err, BatchError::OutOfOrder { seq: 2, expected: 1 }), "{err}");
+    assert_eq!(c.ledger.snapshot().unwrap().log_len(), 0);
+    c.apply(&b1).unwrap();
+    let err = c.apply(&b1).unwrap_err();
+    assert!(matches!(err, BatchError::AlreadyApplied { seq: 1, id } if id == m1), "{err}");
+    let err = c.apply(&b2_wrong).unwrap_err();
+    assert!(matches!(err, BatchError::WrongParent { seq: 2, .. }), "{err}");
     assert!(err.to_string().contains(&m1.to_string()), "names the last bundle: {err}");
-    let err = c.apply((2, m2, Some(m1), 9), &[], &c2).unwrap_err();
+
+    let b2_early = c.bundle("b2-early", false, &c2, Some(&b1));
+    resign_at(&b2_early, &net, net.issued_at - 1);
+    let err = c.apply(&b2_early).unwrap_err();
     assert!(
-        matches!(err, ApplyError::BeforeParent { seq: 2, iat: 9, parent_iat: 10 }),
+        matches!(err, BatchError::BeforeParent { seq: 2, iat, parent_iat }
+            if iat == net.issued_at - 1 && parent_iat == net.issued_at),
         "an iat below the parent's: {err}"
     );
-    c.apply((2, m2, Some(m1), 10), &[], &c2).unwrap();
-    let last = c.ledger.last_bundle().unwrap();
-    assert_eq!((last.seq, last.id, last.issued_at), (2, m2, 10));
-    let record = c.ledger.bundle(1).unwrap().unwrap();
-    assert_eq!(
-        (record.id, record.parent, record.manifest.as_str()),
-        (m1, None, &*format!("manifest-of-{m1}"))
-    );
+    assert_eq!(c.ledger.snapshot().unwrap().log_len(), 1, "refusals changed nothing");
+
+    c.apply(&b2).unwrap();
+    let snapshot = c.ledger.snapshot().unwrap();
+    let last = snapshot.last_bundle().unwrap();
+    assert_eq!((last.seq, last.id, last.issued_at), (2, m2, net.issued_at));
+    let record = snapshot.bundle(1).unwrap().unwrap();
+    let manifest = std::fs::read_to_string(b1.join(MANIFEST_FILE)).unwrap();
+    assert_eq!((record.id, record.parent, record.manifest.as_str()), (m1, None, manifest.trim()));
+    drop(snapshot);
     let path = c.ledger.path().to_path_buf();
     drop(c.ledger);
     let reopened = Ledger::open(&path).unwrap();
-    assert_eq!(reopened.last_bundle(), Some(last), "order position survives reopening");
+    assert_eq!(
+        reopened.snapshot().unwrap().last_bundle(),
+        Some(last),
+        "order position survives reopening"
+    );
 }
 
 #[test]
 fn a_second_bundle_for_an_applied_seq_is_a_fork_kept_as_evidence() {
     let net = TestNet::new(1);
     let mut c = chain(&net);
-    let (m1, m2, evil) = (id("manifest 1"), id("manifest 2"), id("another seq 1"));
-    c.apply((1, m1, None, 10), &net.tokens, &[]).unwrap();
-    let root = c.ledger.state_root();
+    let b1 = c.bundle("b1", true, &[], None);
+    let evil = c.bundle("evil", true, &[net.contract(0, 1, &[student("S1")])], None);
+    let b2 = c.bundle("b2", false, &[], Some(&b1));
+    let (m1, evil_id) = (id_of(&b1, &net), id_of(&evil, &net));
+    c.apply(&b1).unwrap();
+    let root = c.root();
     for _ in 0..2 {
-        let err = c.apply((1, evil, None, 11), &net.tokens, &[]).unwrap_err();
+        let err = c.apply(&evil).unwrap_err();
         assert!(
-            matches!(err, ApplyError::Fork { seq: 1, kept, other } if kept == m1 && other == evil),
+            matches!(err, BatchError::Fork { seq: 1, kept, other, .. } if kept == m1 && other == evil_id),
             "{err}"
         );
         assert!(!err.is_fatal());
     }
-    assert_eq!(c.ledger.state_root(), root, "the fork changed nothing");
-    let evidence = c.ledger.evidence().unwrap();
+    assert_eq!(c.root(), root, "the fork changed nothing");
+    let evidence = c.ledger.snapshot().unwrap().evidence().unwrap();
     assert_eq!(evidence.len(), 1, "kept once: {evidence:?}");
     let e = &evidence[0];
-    assert_eq!((e.seq, e.kept, e.other), (1, m1, evil));
-    assert_eq!(e.kept_manifest, format!("manifest-of-{m1}"));
-    assert_eq!(e.other_manifest, format!("manifest-of-{evil}"));
+    assert_eq!((e.seq, e.kept, e.other), (1, m1, evil_id));
+    let read = |dir: &Path| std::fs::read_to_string(dir.join(MANIFEST_FILE)).unwrap();
+    assert_eq!(e.kept_manifest, read(&b1).trim());
+    assert_eq!(e.other_manifest, read(&evil).trim());
     // The chain goes on from the bundle kept.
-    c.apply((2, m2, Some(m1), 12), &[], &[]).unwrap();
-    assert_eq!(c.ledger.evidence().unwrap().len(), 1);
+    c.apply(&b2).unwrap();
+    assert_eq!(c.ledger.snapshot().unwrap().evidence().unwrap().len(), 1);
 }
 
 #[test]
 fn a_ledger_either_follows_bundles_or_runs_local_batches() {
     let net = TestNet::new(1);
     let mut following = chain(&net);
-    following.apply((1, id("m1"), None, 10), &net.tokens, &[]).unwrap();
-    let root = following.ledger.state_root();
+    let b1 = following.bundle("b1", true, &[], None);
+    following.apply(&b1).unwrap();
+    let root = following.root();
     let err = following.exec(&[net.contract(0, 1, &[student("S1")])]).unwrap_err();
-    assert!(matches!(err, ApplyError::FollowsNetwork { seq: 1, .. }), "{err}");
+    assert!(matches!(err, BatchError::FollowsNetwork { seq: 1, .. }), "{err}");
     assert!(err.to_string().contains("nonces that later bundles need"), "{err}");
-    assert_eq!(following.ledger.state_root(), root);
+    assert_eq!(following.root(), root);
 
     let mut local = chain(&net);
     local.exec(&[net.contract(0, 1, &[student("S1")])]).unwrap();
-    assert!(local.ledger.is_local());
-    let root = local.ledger.state_root();
-    let err = local.apply((1, id("m1"), None, 10), &net.tokens, &[]).unwrap_err();
-    assert!(matches!(err, ApplyError::HasLocalBatches), "{err}");
-    assert_eq!(local.ledger.state_root(), root);
+    assert!(local.ledger.snapshot().unwrap().is_local());
+    let root = local.root();
+    let err = local.apply(&b1).unwrap_err();
+    assert!(matches!(err, BatchError::HasLocalBatches), "{err}");
+    assert_eq!(local.root(), root);
     let path = local.ledger.path().to_path_buf();
     drop(local.ledger);
-    assert!(Ledger::open(&path).unwrap().is_local(), "the mode survives reopening");
+    let reopened = Ledger::open(&path).unwrap();
+    assert!(reopened.snapshot().unwrap().is_local(), "the mode survives reopening");
 }

@@ -11,7 +11,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use swarmvm_ledger::{Ledger, check_torrent_shape, open_bundle};
+use swarmvm_bundle::{check_torrent_shape, open_bundle};
+use swarmvm_ledger::Ledger;
+use swarmvm_node::apply_opened;
 use swarmvm_swarm::{MagnetLink, TorrentFile};
 use swarmvm_test_support::bencode::{B, encode, file, s, torrent};
 use swarmvm_test_support::net::{TestNet, nft, student};
@@ -60,7 +62,7 @@ impl World {
             net.bundle(dir.path(), "first", true, std::slice::from_ref(&applied_contract), None);
         let mut ledger = Ledger::open(&dir.path().join("ledger.redb")).unwrap();
         let bundle = open_bundle(&first, &net.trust).unwrap();
-        ledger.apply_bundle(&bundle, &net.trust).unwrap();
+        apply_opened(&mut ledger, bundle, &net.trust).unwrap();
         let last = first.clone();
         Self { dir, net, stranger, ledger, first, last, applied_contract, made: 0 }
     }
@@ -97,7 +99,8 @@ impl World {
         let d = self.carrying(&[], &[token]);
         let trust = self.net.trust.clone();
         let bundle = open_bundle(&d, &trust).map_err(|e| one_line(&e))?;
-        let report = self.ledger.apply_bundle(&bundle, &trust).map_err(|e| one_line(&e))?;
+        let report =
+            apply_opened(&mut self.ledger, bundle, &trust).map_err(|e| one_line(&e))?.report;
         self.last = d;
         match &report.receipts[0] {
             r if r.is_applied() => Ok(()),
@@ -108,14 +111,14 @@ impl World {
     /// A bundle folder through open + apply, as a node does.
     fn bundle(&mut self, dir: &Path, trust: &TrustStore) -> Result<(), String> {
         let bundle = open_bundle(dir, trust).map_err(|e| one_line(&e))?;
-        self.ledger.apply_bundle(&bundle, trust).map_err(|e| one_line(&e))?;
+        apply_opened(&mut self.ledger, bundle, trust).map_err(|e| one_line(&e))?;
         self.last = dir.to_path_buf();
         Ok(())
     }
 
     /// The seq the next bundle must have.
     fn next_seq(&self) -> u64 {
-        self.ledger.last_bundle().map_or(1, |b| b.seq + 1)
+        self.ledger.snapshot().unwrap().last_bundle().map_or(1, |b| b.seq + 1)
     }
 
     /// A bundle folder through open + apply with the network's own trust store.
@@ -1066,7 +1069,7 @@ fn bundles() -> Vec<Case> {
             .unwrap();
             let mut ledger = Ledger::open(&w.dir.path().join("late.redb")).unwrap();
             let b = open_bundle(&d, &late.trust).map_err(|e| one_line(&e))?;
-            ledger.apply_bundle(&b, &late.trust).map(|_| ()).map_err(|e| one_line(&e))
+            apply_opened(&mut ledger, b, &late.trust).map(|_| ()).map_err(|e| one_line(&e))
         }),
         case("bundle", "manifest.jwt with a leading space (re-published copy)", |w| {
             let d = w.next_bundle("pad-56313", &[]);
@@ -1384,7 +1387,7 @@ fn magnets() -> Vec<Case> {
 #[test]
 fn every_hostile_input_is_refused_and_changes_nothing() {
     let mut world = World::new();
-    let root = world.ledger.state_root();
+    let root = world.ledger.snapshot().unwrap().state_root();
     let all: Vec<Case> =
         [tokens(), contracts(), bundles(), torrents(), magnets()].into_iter().flatten().collect();
     let mut tally: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
@@ -1407,7 +1410,7 @@ fn every_hostile_input_is_refused_and_changes_nothing() {
                 Some(_) => Ok(reason),
             },
         };
-        let root_now = world.ledger.state_root();
+        let root_now = world.ledger.snapshot().unwrap().state_root();
         match verdict {
             Ok(reason) if root_now == root => {
                 entry.0 += 1;
@@ -1426,5 +1429,5 @@ fn every_hostile_input_is_refused_and_changes_nothing() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
     assert!(tried >= 60, "only {tried} cases");
-    assert_eq!(world.ledger.state_root(), root);
+    assert_eq!(world.ledger.snapshot().unwrap().state_root(), root);
 }

@@ -1,6 +1,6 @@
 //! Bundles apply in order, exactly once; broken bundles never apply and the node says why.
 
-use swarmvm_ledger::open_bundle;
+use swarmvm_bundle::open_bundle;
 use swarmvm_node::BundleState;
 use swarmvm_test_support::net::{course, nft, student, vote};
 

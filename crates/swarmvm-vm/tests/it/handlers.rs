@@ -1,7 +1,7 @@
 //! Each handler's success and failure paths, and the contract-level rules.
 
 use serde_json::{Value, json};
-use swarmvm_vm::{Contract, Outcome, Record, Rejection, Table, Vm};
+use swarmvm_vm::{Contract, Machine, Outcome, Overlay, Record, Rejection, StateRead as _, Table};
 
 use crate::{reject, run, vm};
 
@@ -27,7 +27,7 @@ fn register_student_creates_once() {
     let mut vm = vm();
     assert_eq!(run(&mut vm, "alice", &[student("S001")]), Outcome::Applied);
     assert_eq!(
-        vm.state().get(Table::Student, "S001"),
+        vm.state().record(Table::Student, "S001"),
         Some(&Record::Student { name: "John Doe".into(), department: "Computer Science".into() })
     );
     let err = reject(&mut vm, "bob", &[student("S001")]);
@@ -119,7 +119,7 @@ fn vote_proposal_creates_on_first_vote_and_counts_one_per_wallet() {
     assert!(err.starts_with("action 1 (vote_proposal): wallet carol already voted"), "{err}");
     assert_eq!(run(&mut vm, "carol", &[vote("P001")]), Outcome::Applied);
     assert_eq!(
-        vm.state().get(Table::Proposal, "P001"),
+        vm.state().record(Table::Proposal, "P001"),
         Some(&Record::Proposal { description: "Increase Research Funding".into(), votes: 3 })
     );
     for (bad, reason) in [
@@ -146,7 +146,8 @@ fn vote_proposal_creates_on_first_vote_and_counts_one_per_wallet() {
 fn generate_nft_mints_for_the_signer_with_canonical_metadata() {
     let mut vm = vm();
     assert_eq!(run(&mut vm, "alice", &[nft("NFT001")]), Outcome::Applied);
-    let Some(Record::Nft { owner, metadata, name }) = vm.state().get(Table::Nft, "NFT001") else {
+    let Some(Record::Nft { owner, metadata, name }) = vm.state().record(Table::Nft, "NFT001")
+    else {
         panic!("minted")
     };
     assert_eq!((owner.as_str(), name.as_str()), ("alice", "RareArt"));
@@ -175,7 +176,7 @@ fn enroll_student_needs_both_and_enrolls_once() {
     );
     // Course and enrollment in one contract: later actions see earlier staged writes.
     assert_eq!(run(&mut vm, "alice", &[course("C001"), enroll.clone()]), Outcome::Applied);
-    assert_eq!(vm.state().get(Table::Enrollment, "S001/C001"), Some(&Record::Enrollment));
+    assert_eq!(vm.state().record(Table::Enrollment, "S001/C001"), Some(&Record::Enrollment));
     assert!(
         reject(&mut vm, "bob", &[enroll])
             .ends_with("student S001 is already enrolled in course C001")
@@ -213,7 +214,7 @@ fn transfer_nft_only_by_owner_to_registered_wallet() {
     let none = json!({"action": "transfer_nft", "nft_id": "NFT404", "to": "bob"});
     assert!(reject(&mut vm, "alice", &[none]).ends_with("nft NFT404 does not exist"));
     assert_eq!(run(&mut vm, "alice", &[to("bob")]), Outcome::Applied);
-    let Some(Record::Nft { owner, .. }) = vm.state().get(Table::Nft, "NFT001") else { panic!() };
+    let Some(Record::Nft { owner, .. }) = vm.state().record(Table::Nft, "NFT001") else { panic!() };
     assert_eq!(owner, "bob");
     assert!(reject(&mut vm, "alice", &[to("carol")]).ends_with("owned by bob, not by the signer"));
 }
@@ -224,8 +225,8 @@ fn contracts_are_atomic() {
     // The third action fails, so the first two must not apply either.
     let err = reject(&mut vm, "alice", &[student("S001"), course("C001"), student("S001")]);
     assert!(err.starts_with("action 2 (register_student)"), "{err}");
-    assert!(vm.state().get(Table::Student, "S001").is_none());
-    assert!(vm.state().get(Table::Course, "C001").is_none());
+    assert!(vm.state().record(Table::Student, "S001").is_none());
+    assert!(vm.state().record(Table::Course, "C001").is_none());
     // The same nonce is still free.
     assert_eq!(vm.nonce("alice"), 0);
     assert_eq!(run(&mut vm, "alice", &[student("S001"), course("C001")]), Outcome::Applied);
@@ -235,7 +236,7 @@ fn contracts_are_atomic() {
 #[test]
 fn contract_level_rules() {
     let mut vm = vm();
-    let exec = |vm: &mut Vm, signer: &str, nonce: u64, actions: &[Value]| {
+    let exec = |vm: &mut Machine, signer: &str, nonce: u64, actions: &[Value]| {
         vm.execute(&Contract { signer, nonce, actions })
     };
     let r = |o: Outcome| match o {
@@ -295,7 +296,7 @@ fn reasons_escape_control_characters_from_the_input() {
 
 #[test]
 fn unregistered_actions_fail_even_when_the_catalogue_has_them() {
-    let mut vm = Vm::new();
+    let mut vm = Machine::new();
     vm.register_operation("register_student", "register_student").unwrap();
     vm.register_wallet("alice", "a", "{}").unwrap();
     let err = reject(&mut vm, "alice", &[course("C1")]);
@@ -309,22 +310,35 @@ fn unregistered_actions_fail_even_when_the_catalogue_has_them() {
 }
 
 #[test]
-fn batches_roll_back_whole() {
-    let mut vm = vm();
-    run(&mut vm, "alice", &[student("S001")]);
-    let before = vm.state_root();
-    vm.begin_batch();
-    run(&mut vm, "alice", &[student("S002")]);
-    run(&mut vm, "bob", &[nft("N1")]);
-    vm.register_operation("extra", "add_course").unwrap();
-    assert_ne!(vm.state_root(), before);
-    vm.rollback_batch();
-    assert_eq!(vm.state_root(), before);
-    assert_eq!(vm.nonce("alice"), 1);
+fn a_batch_is_staged_until_it_is_applied() {
+    let mut m = vm();
+    run(&mut m, "alice", &[student("S001")]);
+    let before = m.state_root();
+    let mut overlay = Overlay::new(m.state());
+    let contract = |signer, nonce, action: &Value| (signer, nonce, vec![action.clone()]);
+    for (signer, nonce, actions) in
+        [contract("alice", 2, &student("S002")), contract("bob", 1, &nft("N1"))]
+    {
+        let outcome = m.vm().execute(&mut overlay, &Contract { signer, nonce, actions: &actions });
+        assert_eq!(outcome.unwrap(), Outcome::Applied);
+    }
+    m.vm().register_operation(&mut overlay, "extra", "add_course").unwrap();
+    assert!(overlay.get(Table::Student, "S002").unwrap().is_some(), "the batch sees its writes");
+    drop(overlay);
+    assert_eq!(m.state_root(), before, "nothing reached the state");
+    assert_eq!(m.nonce("alice"), 1);
 
-    vm.begin_batch();
-    run(&mut vm, "alice", &[student("S002")]);
-    let changed = vm.commit_batch();
-    let keys: Vec<(Table, &str)> = changed.iter().map(|(t, id)| (*t, id.as_str())).collect();
+    let mut overlay = Overlay::new(m.state());
+    let actions = [student("S002")];
+    m.vm()
+        .execute(&mut overlay, &Contract { signer: "alice", nonce: 2, actions: &actions })
+        .unwrap();
+    // A rejected contract in the same batch leaves no trace in its changes.
+    let bad = [student("S002")];
+    let rejected =
+        m.vm().execute(&mut overlay, &Contract { signer: "bob", nonce: 1, actions: &bad });
+    assert!(!rejected.unwrap().is_applied());
+    let changes = overlay.into_changes();
+    let keys: Vec<(Table, &str)> = changes.iter().map(|(t, id, _)| (t, id)).collect();
     assert_eq!(keys, [(Table::Nonce, "alice"), (Table::Student, "S002")]);
 }

@@ -6,13 +6,13 @@ mod handlers;
 mod properties;
 
 use serde_json::Value;
-use swarmvm_vm::{Contract, HANDLER_NAMES, Outcome, Vm};
+use swarmvm_vm::{Contract, HANDLER_NAMES, Machine, Outcome};
 
 pub const WALLETS: [&str; 3] = ["alice", "bob", "carol"];
 
 /// A VM with every catalogue handler registered under its own name and three wallets.
-pub fn vm() -> Vm {
-    let mut vm = Vm::new();
+pub fn vm() -> Machine {
+    let mut vm = Machine::new();
     for name in HANDLER_NAMES {
         vm.register_operation(name, name).unwrap();
     }
@@ -23,13 +23,13 @@ pub fn vm() -> Vm {
 }
 
 /// Runs `actions` signed by `signer` with the next nonce.
-pub fn run(vm: &mut Vm, signer: &str, actions: &[Value]) -> Outcome {
+pub fn run(vm: &mut Machine, signer: &str, actions: &[Value]) -> Outcome {
     let nonce = vm.nonce(signer) + 1;
     vm.execute(&Contract { signer, nonce, actions })
 }
 
 /// The rejection message of a contract that must fail, after checking it changed nothing.
-pub fn reject(vm: &mut Vm, signer: &str, actions: &[Value]) -> String {
+pub fn reject(vm: &mut Machine, signer: &str, actions: &[Value]) -> String {
     let root = vm.state_root();
     let nonce = vm.nonce(signer);
     match run(vm, signer, actions) {

@@ -2,7 +2,7 @@
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use swarmvm_vm::{Contract, Outcome, Vm};
+use swarmvm_vm::{Contract, Machine, MemoryState, Outcome, Overlay, nonce_of};
 
 use crate::{WALLETS, vm};
 
@@ -39,8 +39,11 @@ fn step() -> impl Strategy<Value = Step> {
         .prop_map(|(signer, nonce_kind, actions)| Step { signer, nonce_kind, actions })
 }
 
-fn nonce_for(vm: &Vm, s: &Step) -> u64 {
-    let last = vm.nonce(s.signer);
+fn nonce_for(vm: &Machine, s: &Step) -> u64 {
+    pick_nonce(vm.nonce(s.signer), s)
+}
+
+fn pick_nonce(last: u64, s: &Step) -> u64 {
     match s.nonce_kind {
         0 => last + 1,
         1 => last.max(1),
@@ -89,8 +92,13 @@ proptest! {
             vm.state_root();
         }
         let entries = vm.state().iter().map(|(t, id, r)| (t, id.to_owned(), r.clone()));
-        let rebuilt = Vm::from_entries(entries).unwrap();
-        prop_assert_eq!(rebuilt.state_root(), vm.state_root());
+        let rebuilt = MemoryState::from_entries(entries).unwrap();
+        prop_assert_eq!(rebuilt.root(), vm.state_root());
+        // And from the sorted entries alone, one path in memory at a time.
+        let sorted = vm.state().iter().map(|(t, id, r)| {
+            (swarmvm_vm::encode_key(t, id), swarmvm_vm::entry_leaf(t, id, r))
+        });
+        prop_assert_eq!(swarmvm_vm::root_of_sorted(sorted), Some(vm.state_root()));
     }
 
     #[test]
@@ -138,12 +146,13 @@ proptest! {
             vm.execute(&Contract { signer: s.signer, nonce, actions: &s.actions });
         }
         let root = vm.state_root();
-        vm.begin_batch();
+        let mut overlay = Overlay::new(vm.state());
         for s in &during {
-            let nonce = nonce_for(&vm, s);
-            vm.execute(&Contract { signer: s.signer, nonce, actions: &s.actions });
+            let nonce = pick_nonce(nonce_of(&overlay, s.signer).unwrap(), s);
+            vm.vm().execute(&mut overlay, &Contract { signer: s.signer, nonce, actions: &s.actions }).unwrap();
         }
-        vm.rollback_batch();
+        // A batch that is not applied leaves nothing behind.
+        drop(overlay);
         prop_assert_eq!(vm.state_root(), root);
     }
 }

@@ -139,19 +139,30 @@ impl DataDirArgs {
     }
 
     /// Opens an existing ledger for reading; works while a node has it open. A ledger left
-    /// by a crash needs redb's recovery first, which a reader cannot do: then, if no other
-    /// process has it open, it is opened for writing (which recovers the last commit).
-    pub(crate) fn open_read_only(&self) -> Result<swarmvm_ledger::Ledger> {
+    /// by a crash needs redb's recovery first, and one in an older format needs migrating,
+    /// which a reader cannot do: then, if no other process has it open, it is opened for
+    /// writing once (which recovers the last commit and migrates), and read.
+    pub(crate) fn reader(&self) -> Result<swarmvm_ledger::LedgerReader> {
         let path = self.ledger_path();
         if !path.exists() {
             bail!("no ledger in {} (nothing applied yet)", self.data_dir.display());
         }
-        match swarmvm_ledger::Ledger::open_read_only(&path) {
-            Ok(ledger) => Ok(ledger),
-            Err(read_err) => swarmvm_ledger::Ledger::open(&path)
-                .map_err(|_| read_err)
-                .with_context(|| format!("cannot open ledger {}", path.display())),
+        match swarmvm_ledger::LedgerReader::open_read_only(&path) {
+            Ok(reader) => Ok(reader),
+            Err(read_err) => match swarmvm_ledger::Ledger::open(&path) {
+                Ok(ledger) => Ok(ledger.reader()),
+                Err(swarmvm_ledger::OpenError::Storage(_)) => Err(anyhow::Error::new(read_err))
+                    .with_context(|| format!("cannot open ledger {}", path.display())),
+                Err(e) => Err(anyhow::Error::new(e))
+                    .with_context(|| format!("cannot open ledger {}", path.display())),
+            },
         }
+    }
+
+    /// The ledger's last commit.
+    pub(crate) fn snapshot(&self) -> Result<swarmvm_ledger::Snapshot> {
+        let path = self.ledger_path();
+        self.reader()?.snapshot().with_context(|| format!("cannot read ledger {}", path.display()))
     }
 }
 

@@ -9,7 +9,7 @@ use serde_json::json;
 use swarmvm_swarm::{Source, Swarm, TorrentFile};
 use url::Url;
 
-use swarmvm_ledger::{CreateOptions, CreatedBundle, create_bundle};
+use swarmvm_bundle::{CreateOptions, CreatedBundle, create_bundle};
 use swarmvm_token::unix_now;
 
 use super::OutputArgs;

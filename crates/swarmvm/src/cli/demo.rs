@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
-use swarmvm_ledger::{CreateOptions, create_bundle};
+use swarmvm_bundle::{CreateOptions, create_bundle};
 use swarmvm_node::{BundleState, Node, NodeOptions};
-use swarmvm_swarm::{Source, Swarm, SwarmOptions, TorrentFile};
+use swarmvm_swarm::{Source, SwarmOptions};
 use swarmvm_token::{
     IssueTime, Signer, TrustStore, WalletEntry, issue_operations, issue_wallets, sign_contract,
     unix_now,
@@ -183,14 +183,20 @@ async fn demo(
         contracts(&peers, &network, now)?.join("\n") + "\n",
     )?;
     create_bundle(&bundle, &authority, &CreateOptions { now, ..CreateOptions::default() })?;
-    let torrent = TorrentFile::create(&bundle, &[], None)?;
 
-    // The authority seeds it; N peers fetch it, each with its own session, ledger and folder.
-    let seeder = Swarm::start(SwarmOptions::loopback(), &root.join("authority")).await?;
-    let seeding = seeder.seed(&torrent, &bundle).await?;
-    seeding.wait_complete().await?;
-    let seeder_addr = seeder.listen_addr().context("the seeder is not listening")?;
+    // The authority runs a node too: it applies the bundle and seeds it. N peer nodes, each
+    // with its own session, ledger and folder, fetch it from the authority and each other.
     let trust = TrustStore::with_keys([authority.public_key()]);
+    let authority_node = Node::start(NodeOptions {
+        data_dir: root.join("authority"),
+        trust: trust.clone(),
+        swarm: SwarmOptions::loopback(),
+        wallet: Some(network.clone()),
+        ..NodeOptions::default()
+    })
+    .await?;
+    let torrent = authority_node.publish(&bundle).await?;
+    let seeder_addr = authority_node.listen_addr().context("the authority is not listening")?;
     let mut nodes: Vec<Node> = Vec::with_capacity(n);
     let mut known: Vec<SocketAddr> = vec![seeder_addr];
     for (i, wallet) in peers.iter().enumerate() {
@@ -231,7 +237,7 @@ async fn demo(
     for node in &nodes {
         node.shutdown().await;
     }
-    seeder.stop().await;
+    authority_node.shutdown().await;
     let seconds = started.elapsed().as_secs_f64();
 
     let first_root = reports[0].state_root.clone();

@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
 use serde_json::json;
-use swarmvm_ledger::{Batch, Receipt, Source};
-use swarmvm_token::{TimeCheck, TrustStore, sign_contract, unix_now};
+use swarmvm_bundle::verify_local;
+use swarmvm_ledger::Receipt;
+use swarmvm_token::{TrustStore, sign_contract, unix_now};
 
 use super::OutputArgs;
 use super::args::{DataDirArgs, PassphraseArgs, TrustArgs, load_wallet, read_token_lines};
@@ -60,34 +61,26 @@ pub(crate) fn run(args: ExecArgs, out: OutputArgs) -> Result<ExitCode> {
     if let Some(tokens) = &args.tokens {
         let registrations = read_token_lines(tokens)?;
         let trust = args.trust.load()?;
-        ledger
-            .apply(&Batch {
-                registrations: &registrations,
-                contracts: &[],
-                trust: &trust,
-                time: TimeCheck::at(now),
-                source: Source::Exec,
-                authority: None,
-            })
+        let snapshot = ledger.snapshot()?;
+        let verified = verify_local(&registrations, &[], &trust, &snapshot, now)
             .context("registrations refused")?;
+        drop(snapshot);
+        ledger.commit(&verified).context("registrations refused")?;
     }
-    let Some(network) = ledger.network().map(str::to_owned) else {
+    let snapshot = ledger.snapshot()?;
+    let Some(network) = snapshot.network().map(str::to_owned) else {
         bail!(
             "{} has no registrations yet; give --tokens FILE --trust AUTH",
             args.data_dir.data_dir.display()
         );
     };
-    let nonce = ledger.vm().nonce(wallet.id().as_str()) + 1;
+    let nonce = swarmvm_vm::nonce_of(&snapshot, wallet.id().as_str())? + 1;
     let token =
         sign_contract(&wallet, &network, nonce, &actions, now).context("cannot sign contract")?;
-    let report = ledger.apply(&Batch {
-        registrations: &[],
-        contracts: std::slice::from_ref(&token),
-        trust: &TrustStore::new(),
-        time: TimeCheck::at(now),
-        source: Source::Exec,
-        authority: None,
-    })?;
+    let verified =
+        verify_local(&[], std::slice::from_ref(&token), &TrustStore::new(), &snapshot, now)?;
+    drop(snapshot);
+    let report = ledger.commit(&verified)?;
     let receipt = &report.receipts[0];
     print_receipt(receipt, &report.state_root.to_hex(), out);
     if receipt.is_applied() {

@@ -57,6 +57,9 @@ enum Command {
     /// Show a peer's state and state root.
     #[command(subcommand)]
     State(state::StateCommand),
+    /// Check a peer's ledger file.
+    #[command(subcommand)]
+    Ledger(state::LedgerCommand),
 }
 
 /// Runs the parsed command.
@@ -70,6 +73,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Contract(cmd) => contract::run(cmd, cli.output),
         Command::Exec(args) => exec::run(args, cli.output),
         Command::State(cmd) => state::run(cmd, cli.output),
+        Command::Ledger(cmd) => state::run_ledger(cmd, cli.output),
     }
 }
 

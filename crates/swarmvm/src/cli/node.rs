@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use serde_json::json;
-use swarmvm_ledger::open_bundle;
 use swarmvm_node::{HttpLimits, Node, NodeLimits, NodeOptions};
 use swarmvm_swarm::Source;
 
@@ -166,8 +165,7 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
             })
         }
         NodeCommand::Evidence { data_dir } => {
-            let ledger = data_dir.open_read_only()?;
-            let evidence = ledger.evidence().context("cannot read the evidence")?;
+            let evidence = data_dir.snapshot()?.evidence().context("cannot read the evidence")?;
             if out.json {
                 output::json(&json!({ "evidence": evidence }));
             } else if evidence.is_empty() {
@@ -186,14 +184,17 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
         }
         NodeCommand::Apply { bundle_dir, data_dir, trust } => {
             let trust = trust.load()?;
-            let bundle = open_bundle(&bundle_dir, &trust)
+            // The folder is checked before the ledger opens: a refused folder creates nothing.
+            let opened = swarmvm_bundle::open_bundle(&bundle_dir, &trust)
                 .with_context(|| format!("bundle {} refused", bundle_dir.display()))?;
             let mut ledger = data_dir.open()?;
-            let report = ledger.apply_bundle(&bundle, &trust).context("bundle not applied")?;
+            let applied = swarmvm_node::apply_opened(&mut ledger, opened, &trust)
+                .context("bundle not applied")?;
+            let report = &applied.report;
             if out.json {
                 output::json(&json!({
-                    "seq": bundle.manifest.seq,
-                    "bundle": bundle.id(),
+                    "seq": applied.seq,
+                    "bundle": applied.id,
                     "applied": report.entry.applied,
                     "rejected": report.entry.rejected,
                     "state_root": report.state_root.to_hex(),
@@ -202,10 +203,7 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
             } else {
                 output::line(format!(
                     "applied bundle seq {}: {} contracts applied, {} rejected; state root {}",
-                    bundle.manifest.seq,
-                    report.entry.applied,
-                    report.entry.rejected,
-                    report.state_root
+                    applied.seq, report.entry.applied, report.entry.rejected, report.state_root
                 ));
                 for r in report.receipts.iter().filter(|r| !r.is_applied()) {
                     output::line(format!(

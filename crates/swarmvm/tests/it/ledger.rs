@@ -243,7 +243,7 @@ fn state_reads_while_a_writer_holds_the_ledger() {
     exec_registering(&env, &contracts[0], "p");
     let writer = swarmvm_ledger::Ledger::open(&env.path("p/ledger.redb")).unwrap();
     let root = env.ok(&["state", "root", "--data-dir", "p"]);
-    assert_eq!(root.trim(), writer.state_root().to_hex());
+    assert_eq!(root.trim(), writer.snapshot().unwrap().state_root().to_hex());
     let err =
         env.fails(&["exec", &contracts[1], "--wallet", "peer1.pem", "--data-dir", "p"], FAILURE);
     assert!(err.contains("cannot open ledger"), "a second writer is refused: {err}");

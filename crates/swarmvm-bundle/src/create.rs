@@ -1,0 +1,107 @@
+//! Making a bundle: the token files in their canonical form, and the signed manifest.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use swarmvm_primitives::BundleId;
+use swarmvm_token::{
+    MANIFEST_FILE, MAX_BUNDLE_FILE, TimeCheck, TrustStore, VerifyError, sign_manifest,
+    verify_manifest, verify_registration,
+};
+use swarmvm_vm::HANDLER_NAMES;
+use swarmvm_wallet::Wallet;
+
+use crate::error::BundleError;
+use crate::layout::{CONTRACTS_FILE, TOKENS_FILE, digest, lenient_lines, read_bounded};
+use crate::open::read_manifest;
+
+/// What [`create_bundle`] made.
+#[derive(Debug, Clone)]
+pub struct CreatedBundle {
+    /// Its `seq`.
+    pub seq: u64,
+    /// Its identity.
+    pub id: BundleId,
+    /// Its `parent`.
+    pub parent: Option<BundleId>,
+}
+
+/// What to put in a bundle made by [`create_bundle`].
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions<'a> {
+    /// Registration tokens to copy in (one a line).
+    pub tokens: Option<&'a Path>,
+    /// Signed contracts to copy in (one a line).
+    pub contracts: Option<&'a Path>,
+    /// The previous bundle's folder: this one comes next.
+    pub after: Option<&'a Path>,
+    /// The manifest's `iat` (Unix seconds).
+    pub now: u64,
+    /// Sign again a folder that already holds a manifest (which makes a second bundle for its
+    /// seq if the first was published: a fork).
+    pub force: bool,
+}
+
+/// Writes a bundle into `dir` (created if missing): the token files from `options.tokens`
+/// and `options.contracts` (files already in `dir` are used when none is given; absent ones
+/// are created empty), each written in its canonical form (one token a line, blank lines and
+/// surrounding spaces dropped); checks that the registration tokens verify against the
+/// authority at `now`, and signs `manifest.jwt`. With `after` (the previous bundle's folder,
+/// signed by the same authority) the bundle is the next in sequence; otherwise it is `seq` 1.
+/// A folder that already holds `manifest.jwt` is refused unless `force`.
+pub fn create_bundle(
+    dir: &Path,
+    authority: &Wallet,
+    options: &CreateOptions<'_>,
+) -> Result<CreatedBundle, BundleError> {
+    let now = options.now;
+    if !options.force && std::fs::symlink_metadata(dir.join(MANIFEST_FILE)).is_ok() {
+        return Err(BundleError::AlreadySigned(dir.to_path_buf()));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| BundleError::io("cannot create", dir, e))?;
+    let trust = TrustStore::with_keys([authority.public_key()]);
+    let (seq, parent) = match options.after {
+        None => (1, None),
+        Some(prev) => {
+            let previous = read_manifest(prev, &trust).map_err(|e| match e {
+                BundleError::Manifest(
+                    VerifyError::UnknownKid(found) | VerifyError::UnknownIssuer(found),
+                ) => BundleError::OtherAuthority { found, expected: authority.id().to_string() },
+                other => other,
+            })?;
+            if previous.0.issued_at > now {
+                return Err(BundleError::BeforeParent { parent: previous.0.issued_at, now });
+            }
+            (previous.0.seq + 1, Some(previous.0.id))
+        }
+    };
+    let mut files = BTreeMap::new();
+    for (source, name) in [(options.tokens, TOKENS_FILE), (options.contracts, CONTRACTS_FILE)] {
+        let target = dir.join(name);
+        let from = source.unwrap_or(&target);
+        let lines = match std::fs::symlink_metadata(from) {
+            Ok(_) => lenient_lines(&read_bounded(from, MAX_BUNDLE_FILE)?, name)?,
+            Err(_) if source.is_none() => Vec::new(),
+            Err(e) => return Err(BundleError::io("cannot read", from, e)),
+        };
+        if name == TOKENS_FILE {
+            for (i, token) in lines.iter().enumerate() {
+                verify_registration(token, &trust, TimeCheck::at(now), HANDLER_NAMES)
+                    .map_err(|source| BundleError::Token { line: i + 1, source })?;
+            }
+        }
+        let bytes: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(&target, bytes.as_bytes())
+            .map_err(|e| BundleError::io("cannot write", &target, e))?;
+        files.insert(name.to_owned(), digest(bytes.as_bytes()));
+    }
+    let manifest = sign_manifest(authority, seq, parent, &files, now).map_err(|e| match e {
+        swarmvm_token::IssueError::Invalid(v) => BundleError::Manifest(v),
+        other => BundleError::Manifest(VerifyError::Malformed(other.to_string())),
+    })?;
+    let id = verify_manifest(&manifest, &trust).map_err(BundleError::Manifest)?.id;
+    let path = dir.join(MANIFEST_FILE);
+    std::fs::write(&path, format!("{manifest}\n"))
+        .map_err(|e| BundleError::io("cannot write", &path, e))?;
+    Ok(CreatedBundle { seq, id, parent })
+}

@@ -1,0 +1,106 @@
+//! Why a bundle folder cannot be made, read or used.
+
+use std::path::{Path, PathBuf};
+
+use swarmvm_token::VerifyError;
+
+/// Why a bundle folder cannot be used. Every variant but `Io` is a refusal of the bundle.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BundleError {
+    /// A file could not be read or written.
+    #[error("{action} {}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The manifest did not verify.
+    #[error("manifest refused")]
+    Manifest(#[source] VerifyError),
+    /// `manifest.jwt` holds something besides one serialization and one newline.
+    #[error(
+        "manifest.jwt must hold exactly one JWS compact serialization and at most one trailing newline: {0}"
+    )]
+    ManifestFile(&'static str),
+    /// A registration token did not verify when the bundle was made.
+    #[error("registration token {line} refused")]
+    Token {
+        /// Its line (1-based).
+        line: usize,
+        /// Why.
+        #[source]
+        source: VerifyError,
+    },
+    /// A line of a token file that is not exactly one token.
+    #[error("{file} line {line} {problem}; each line holds exactly one token")]
+    NotCanonical {
+        /// The file.
+        file: &'static str,
+        /// The line (1-based).
+        line: usize,
+        /// What is around or instead of the token.
+        problem: &'static str,
+    },
+    /// A file that a bundle must not hold.
+    #[error(
+        "bundle holds an unexpected entry '{0}'; a bundle holds exactly registration_tokens.txt, contracts.jsonl and manifest.jwt"
+    )]
+    UnexpectedEntry(String),
+    /// A file the bundle must hold.
+    #[error("bundle has no {0}")]
+    Missing(&'static str),
+    /// A file whose size is not the manifest's.
+    #[error("{file} has {actual} bytes but the manifest says {declared}")]
+    SizeMismatch {
+        /// The file.
+        file: String,
+        /// The manifest's size.
+        declared: u64,
+        /// The size on disk.
+        actual: u64,
+    },
+    /// A file whose SHA-256 is not the manifest's.
+    #[error("{0} does not match the manifest's sha-256 (changed after signing)")]
+    HashMismatch(String),
+    /// A file that is not UTF-8 text.
+    #[error("{0} is not utf-8 text")]
+    NotText(String),
+    /// `--after` names a bundle signed by another authority.
+    #[error("the previous bundle is signed by {found}, not by this authority {expected}")]
+    OtherAuthority {
+        /// Who signed the previous manifest.
+        found: String,
+        /// This authority.
+        expected: String,
+    },
+    /// The clock is before the previous bundle's time.
+    #[error(
+        "the previous bundle was signed at {parent} (unix seconds), after now ({now}); a manifest's iat is never below its parent's"
+    )]
+    BeforeParent {
+        /// The previous manifest's `iat`.
+        parent: u64,
+        /// Now.
+        now: u64,
+    },
+    /// The folder already holds a signed bundle.
+    #[error(
+        "{} already holds a signed bundle (manifest.jwt); signing it again would make a second bundle for its seq, a fork; give --force to replace it",
+        .0.display()
+    )]
+    AlreadySigned(PathBuf),
+    /// A torrent whose files cannot be a bundle.
+    #[error("not a bundle torrent: {0}")]
+    Shape(String),
+}
+
+impl BundleError {
+    pub(crate) fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
+        Self::Io { action, path: path.to_path_buf(), source }
+    }
+}

@@ -1,0 +1,38 @@
+//! Bundles for swarmvm: the folder layout and its limits (one module knows them), making a
+//! bundle, opening one (its manifest verified against the trusted authorities and its files
+//! against the manifest), and verifying it against the chain it would extend into a
+//! [`VerifiedBatch`], the one type a ledger applies.
+//!
+//! The stages of a peer, each with the type the next one takes:
+//! fetch (a folder) → [`open_bundle`] ([`OpenedBundle`]) → [`verify_bundle`]
+//! ([`VerifiedBatch`]) → the ledger's commit (execute and persist) → seed.
+//!
+//! ```no_run
+//! use swarmvm_bundle::{ChainView, open_bundle, verify_bundle};
+//! use swarmvm_token::TrustStore;
+//!
+//! # fn run(view: &dyn ChainView, trust: &TrustStore) -> Result<(), Box<dyn std::error::Error>> {
+//! let opened = open_bundle(std::path::Path::new("bundle-2"), trust)?;
+//! let verified = verify_bundle(opened, view, trust)?;
+//! println!("seq {:?}: {} contracts checked", verified.seq(), verified.contracts().len());
+//! # Ok(()) }
+//! ```
+#![cfg_attr(not(test), warn(unused_crate_dependencies))]
+
+mod create;
+mod error;
+pub mod layout;
+mod open;
+mod verify;
+
+pub use create::{CreateOptions, CreatedBundle, create_bundle};
+pub use error::BundleError;
+pub use layout::{
+    CONTRACTS_FILE, MAX_BUNDLE_TOTAL, MAX_MANIFEST_FILE, MAX_MODULE_LEN, MAX_MODULES, MODULES_DIR,
+    TOKENS_FILE, check_torrent_shape, manifest_token,
+};
+pub use open::{OpenedBundle, open_bundle};
+pub use verify::{
+    Base, BatchError, BundlePosition, ChainView, CheckedContract, Origin, VerifiedBatch,
+    verify_bundle, verify_local,
+};

@@ -1,0 +1,99 @@
+//! Opening a bundle folder: its manifest verified against the trusted authorities, its files
+//! matched against the manifest and read in their canonical form.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use swarmvm_primitives::BundleId;
+use swarmvm_token::{
+    BUNDLE_FILES, MANIFEST_FILE, MAX_BUNDLE_FILE, TrustStore, VerifiedManifest, verify_manifest,
+};
+
+use crate::error::BundleError;
+use crate::layout::{
+    CONTRACTS_FILE, MAX_MANIFEST_FILE, TOKENS_FILE, canonical_lines, digest, manifest_token,
+    read_bounded,
+};
+
+/// A bundle whose manifest verified and whose files match it.
+#[derive(Debug, Clone)]
+pub struct OpenedBundle {
+    /// The bundle folder.
+    pub dir: PathBuf,
+    /// The verified manifest; its `id` is the bundle's identity.
+    pub manifest: VerifiedManifest,
+    /// The manifest's JWS serialization, exactly as signed (without the newline).
+    pub manifest_token: String,
+    /// Registration tokens, one per line.
+    pub registrations: Vec<String>,
+    /// Signed contracts, one per line.
+    pub contracts: Vec<String>,
+}
+
+impl OpenedBundle {
+    /// The bundle's identity.
+    pub fn id(&self) -> BundleId {
+        self.manifest.id
+    }
+}
+
+/// Reads and verifies `manifest.jwt` in `dir` against `trust`.
+pub(crate) fn read_manifest(
+    dir: &Path,
+    trust: &TrustStore,
+) -> Result<(VerifiedManifest, String), BundleError> {
+    let path = dir.join(MANIFEST_FILE);
+    let meta = std::fs::symlink_metadata(&path).map_err(|_| BundleError::Missing(MANIFEST_FILE))?;
+    if !meta.is_file() {
+        return Err(BundleError::UnexpectedEntry(MANIFEST_FILE.into()));
+    }
+    let raw = read_bounded(&path, MAX_MANIFEST_FILE)?;
+    if raw.len() as u64 > MAX_MANIFEST_FILE {
+        return Err(BundleError::ManifestFile("it is larger than one token"));
+    }
+    let token = manifest_token(&raw)?;
+    let manifest = verify_manifest(token, trust).map_err(BundleError::Manifest)?;
+    Ok((manifest, token.to_owned()))
+}
+
+/// Opens a bundle folder: the manifest must be signed by a key in `trust` and be the file's
+/// only content, the folder must hold exactly the three files (regular files, nothing else),
+/// each file's size and SHA-256 must be the manifest's, and the token files must be in their
+/// canonical form. Reads at most what the manifest declares.
+pub fn open_bundle(dir: &Path, trust: &TrustStore) -> Result<OpenedBundle, BundleError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| BundleError::io("cannot read", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| BundleError::io("cannot read", dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let kind =
+            entry.file_type().map_err(|e| BundleError::io("cannot read", &entry.path(), e))?;
+        let expected = name == MANIFEST_FILE || BUNDLE_FILES.contains(&name.as_str());
+        if !expected || !kind.is_file() {
+            return Err(BundleError::UnexpectedEntry(swarmvm_primitives::text::escape(&name, 80)));
+        }
+    }
+    let (manifest, manifest_token) = read_manifest(dir, trust)?;
+    let mut contents = BTreeMap::new();
+    for (name, declared) in &manifest.files {
+        let path = dir.join(name);
+        let static_name = if name == TOKENS_FILE { TOKENS_FILE } else { CONTRACTS_FILE };
+        let actual = std::fs::metadata(&path).map_err(|_| BundleError::Missing(static_name))?.len();
+        if actual != declared.size {
+            return Err(BundleError::SizeMismatch {
+                file: name.clone(),
+                declared: declared.size,
+                actual,
+            });
+        }
+        let bytes = read_bounded(&path, declared.size.min(MAX_BUNDLE_FILE))?;
+        if digest(&bytes) != *declared {
+            return Err(BundleError::HashMismatch(name.clone()));
+        }
+        contents.insert(name.clone(), bytes);
+    }
+    let registrations =
+        canonical_lines(contents.remove(TOKENS_FILE).unwrap_or_default(), TOKENS_FILE)?;
+    let contracts =
+        canonical_lines(contents.remove(CONTRACTS_FILE).unwrap_or_default(), CONTRACTS_FILE)?;
+    Ok(OpenedBundle { dir: dir.to_path_buf(), manifest, manifest_token, registrations, contracts })
+}

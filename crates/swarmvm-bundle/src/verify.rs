@@ -1,0 +1,473 @@
+//! Verification: an opened bundle (or a local batch) checked against the chain it would
+//! extend, into [`VerifiedBatch`], the one type a ledger applies.
+//!
+//! Everything that can be decided before execution is decided here: the bundle's place in
+//! the chain (`seq`, `parent`, `iat`, forks), its network, every registration token (at the
+//! manifest's time, signed by the manifest's authority) and every contract's signature
+//! (against the wallets registered before it, including by this batch). What is left to the
+//! ledger is to run the contracts and store the result.
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+use swarmvm_primitives::BundleId;
+use swarmvm_token::{
+    Registration, RegistrationBody, TimeCheck, TrustStore, VerifiedContract, VerifyError,
+    contract_signer, verify_contract, verify_registration,
+};
+use swarmvm_vm::{HANDLER_NAMES, Hash32, StateError};
+use swarmvm_wallet::{PublicKey, WalletId};
+
+use crate::open::OpenedBundle;
+
+/// The last bundle a chain applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BundlePosition {
+    /// Its `seq`.
+    pub seq: u64,
+    /// Its identity.
+    pub id: BundleId,
+    /// Its manifest's `iat`.
+    pub issued_at: u64,
+}
+
+/// What verification needs to know of the chain a batch would extend: a ledger's last
+/// committed state.
+pub trait ChainView {
+    /// The network the chain belongs to, once registrations were applied.
+    fn network(&self) -> Option<String>;
+    /// The last applied bundle.
+    fn last_bundle(&self) -> Option<BundlePosition>;
+    /// True when local (`exec`) batches were applied: such a chain takes no bundles.
+    fn is_local(&self) -> bool;
+    /// The identity and manifest (JWS) of the bundle applied at `seq`.
+    fn applied(&self, seq: u64) -> Result<Option<(BundleId, String)>, StateError>;
+    /// The public key of a registered wallet.
+    fn wallet(&self, id: &str) -> Result<Option<PublicKey>, StateError>;
+}
+
+/// Why a batch cannot extend the chain. Every variant but `Storage` is a refusal of the batch,
+/// which changes nothing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BatchError {
+    /// A registration token did not verify.
+    #[error("registration token {line} refused")]
+    Registration {
+        /// Its line in the tokens file (1-based).
+        line: usize,
+        /// Why.
+        #[source]
+        source: VerifyError,
+    },
+    /// A registration signed by another authority than the batch's network.
+    #[error(
+        "registration token {line} is signed by {issuer}, but this ledger belongs to network {network}"
+    )]
+    WrongNetwork {
+        /// Its line (1-based).
+        line: usize,
+        /// Who signed it.
+        issuer: String,
+        /// The network.
+        network: String,
+    },
+    /// A bundle signed by another authority than the chain's network.
+    #[error("bundle is signed by {issuer}, but this ledger belongs to network {network}")]
+    ForeignBundle {
+        /// The manifest's signer.
+        issuer: String,
+        /// The chain's network.
+        network: String,
+    },
+    /// Contracts without a network to bind them to.
+    #[error("no network yet: apply registration tokens before contracts")]
+    NoNetwork,
+    /// A bundle that is not the next one in order.
+    #[error("bundle seq {seq} is out of order: this ledger expects seq {expected}")]
+    OutOfOrder {
+        /// The bundle's `seq`.
+        seq: u64,
+        /// The next `seq` the chain accepts.
+        expected: u64,
+    },
+    /// A bundle whose `parent` is not the last applied bundle.
+    #[error("bundle seq {seq} has parent {parent}, but the last applied bundle is {expected}")]
+    WrongParent {
+        /// The bundle's `seq`.
+        seq: u64,
+        /// Its `parent` (or `none`).
+        parent: String,
+        /// The identity of the last applied bundle (or `none`).
+        expected: String,
+    },
+    /// The very bundle already applied (the same identity, perhaps from another torrent).
+    #[error("bundle seq {seq} ({id}) is already applied")]
+    AlreadyApplied {
+        /// Its `seq`.
+        seq: u64,
+        /// Its identity.
+        id: BundleId,
+    },
+    /// A second validly signed bundle for a `seq` already applied: a fork. The caller keeps
+    /// both manifests as evidence.
+    #[error(
+        "fork: bundle seq {seq} is already applied as {kept}; this other validly signed bundle {other} for the same seq is refused and kept as evidence"
+    )]
+    Fork {
+        /// The seq both claim.
+        seq: u64,
+        /// The applied bundle.
+        kept: BundleId,
+        /// The refused one.
+        other: BundleId,
+        /// The applied bundle's manifest.
+        kept_manifest: String,
+        /// The refused bundle's manifest.
+        other_manifest: String,
+    },
+    /// A manifest signed before its parent.
+    #[error(
+        "bundle seq {seq} was signed at {iat} (unix seconds), before its parent ({parent_iat})"
+    )]
+    BeforeParent {
+        /// The bundle's `seq`.
+        seq: u64,
+        /// Its manifest's `iat`.
+        iat: u64,
+        /// The parent manifest's `iat`.
+        parent_iat: u64,
+    },
+    /// A local batch for a chain that follows a network's bundles.
+    #[error(
+        "this ledger follows network {network}'s bundles (last seq {seq}); a local exec would use nonces that later bundles need and the node would diverge; use another --data-dir"
+    )]
+    FollowsNetwork {
+        /// The network.
+        network: String,
+        /// The last applied bundle.
+        seq: u64,
+    },
+    /// A bundle for a chain that ran local batches.
+    #[error(
+        "this ledger holds local exec batches, so its nonces differ from the network's; bundles are applied only to a ledger that follows them from the start (use another --data-dir)"
+    )]
+    HasLocalBatches,
+    /// The chain could not be read.
+    #[error(transparent)]
+    Storage(#[from] StateError),
+}
+
+impl BatchError {
+    /// True when the chain could not be read, rather than the batch refused.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Self::Storage(_))
+    }
+}
+
+/// Where a verified batch comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A bundle, the next in its chain.
+    Bundle {
+        /// Its `seq`.
+        seq: u64,
+        /// Its identity.
+        id: BundleId,
+        /// Its parent's identity (absent at seq 1).
+        parent: Option<BundleId>,
+        /// Its manifest's `iat`.
+        issued_at: u64,
+        /// Its manifest's JWS serialization.
+        manifest: String,
+    },
+    /// A local run (`swarmvm exec`), outside any chain.
+    Local,
+}
+
+/// The chain position a batch was verified against: a ledger applies it only there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Base {
+    /// The last bundle applied then.
+    pub last: Option<BundleId>,
+    /// Whether local batches had been applied then.
+    pub local: bool,
+}
+
+/// One contract of a batch: the hash of its token (its receipt's id), and its verified
+/// content or why its signature, signer or network was refused (a rejection receipt).
+#[derive(Debug)]
+pub struct CheckedContract {
+    /// SHA-256 of the token's bytes.
+    pub hash: Hash32,
+    /// The verified contract, or why it was refused.
+    pub verified: Result<VerifiedContract, VerifyError>,
+}
+
+/// A batch whose every signature and rule was checked against the chain it extends: the
+/// only thing a ledger applies. Made by [`verify_bundle`] and [`verify_local`] alone.
+#[derive(Debug)]
+pub struct VerifiedBatch {
+    origin: Origin,
+    base: Base,
+    network: Option<String>,
+    time: u64,
+    registrations: Vec<Registration>,
+    contracts: Vec<CheckedContract>,
+}
+
+impl VerifiedBatch {
+    /// Where it comes from.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// The chain position it was verified against.
+    pub fn base(&self) -> Base {
+        self.base
+    }
+
+    /// The network the chain belongs to after it.
+    pub fn network(&self) -> Option<&str> {
+        self.network.as_deref()
+    }
+
+    /// The time its tokens were checked at (a bundle's manifest `iat`; now, for `exec`).
+    pub fn time(&self) -> u64 {
+        self.time
+    }
+
+    /// Its registrations, in order.
+    pub fn registrations(&self) -> &[Registration] {
+        &self.registrations
+    }
+
+    /// Its contracts, in order.
+    pub fn contracts(&self) -> &[CheckedContract] {
+        &self.contracts
+    }
+
+    /// Its `seq`, for a bundle.
+    pub fn seq(&self) -> Option<u64> {
+        match &self.origin {
+            Origin::Bundle { seq, .. } => Some(*seq),
+            Origin::Local => None,
+        }
+    }
+}
+
+fn base_of(view: &dyn ChainView) -> Base {
+    Base { last: view.last_bundle().map(|b| b.id), local: view.is_local() }
+}
+
+/// Verifies an opened bundle (its manifest already verified against the authorities) as the
+/// next bundle of the chain `view` shows: its network, its place (`seq`, `parent`, `iat`;
+/// a validly signed bundle for a seq already applied is the same bundle or a fork), its
+/// registration tokens (at the manifest's `iat`, against `trust`, signed by the manifest's
+/// authority), and its contracts' signatures.
+pub fn verify_bundle(
+    bundle: OpenedBundle,
+    view: &dyn ChainView,
+    trust: &TrustStore,
+) -> Result<VerifiedBatch, BatchError> {
+    let m = &bundle.manifest;
+    if view.is_local() {
+        return Err(BatchError::HasLocalBatches);
+    }
+    if let Some(network) = view.network()
+        && m.issuer != network
+    {
+        return Err(BatchError::ForeignBundle { issuer: m.issuer.clone(), network });
+    }
+    check_order(view, &bundle)?;
+    let time = TimeCheck::at(m.issued_at);
+    let registrations = verify_registrations(&bundle.registrations, trust, time, &m.issuer)?;
+    let network = m.issuer.clone();
+    let contracts = verify_contracts(&bundle.contracts, &registrations, view, &network)?;
+    Ok(VerifiedBatch {
+        base: base_of(view),
+        origin: Origin::Bundle {
+            seq: m.seq,
+            id: m.id,
+            parent: m.parent,
+            issued_at: m.issued_at,
+            manifest: bundle.manifest_token,
+        },
+        network: Some(network),
+        time: m.issued_at,
+        registrations,
+        contracts,
+    })
+}
+
+fn check_order(view: &dyn ChainView, bundle: &OpenedBundle) -> Result<(), BatchError> {
+    let m = &bundle.manifest;
+    let last = view.last_bundle();
+    let expected = last.map_or(1, |b| b.seq + 1);
+    if m.seq < expected {
+        let Some((kept, kept_manifest)) = view.applied(m.seq)? else {
+            return Err(
+                StateError::new(format!("no record of applied bundle seq {}", m.seq)).into()
+            );
+        };
+        if kept == m.id {
+            return Err(BatchError::AlreadyApplied { seq: m.seq, id: m.id });
+        }
+        return Err(BatchError::Fork {
+            seq: m.seq,
+            kept,
+            other: m.id,
+            kept_manifest,
+            other_manifest: bundle.manifest_token.clone(),
+        });
+    }
+    if m.seq != expected {
+        return Err(BatchError::OutOfOrder { seq: m.seq, expected });
+    }
+    let last_id = last.map(|b| b.id);
+    if m.parent != last_id {
+        let show = |h: Option<BundleId>| h.map_or_else(|| "none".to_owned(), |h| h.to_string());
+        return Err(BatchError::WrongParent {
+            seq: m.seq,
+            parent: show(m.parent),
+            expected: show(last_id),
+        });
+    }
+    if let Some(last) = last
+        && m.issued_at < last.issued_at
+    {
+        return Err(BatchError::BeforeParent {
+            seq: m.seq,
+            iat: m.issued_at,
+            parent_iat: last.issued_at,
+        });
+    }
+    Ok(())
+}
+
+/// Verifies a local batch (`swarmvm exec`) at `now`: registration tokens against `trust`,
+/// all from the chain's network (or the first one's signer when there is none yet), and the
+/// contracts' signatures. A chain that follows a network's bundles takes no local batch.
+pub fn verify_local(
+    registrations: &[String],
+    contracts: &[String],
+    trust: &TrustStore,
+    view: &dyn ChainView,
+    now: u64,
+) -> Result<VerifiedBatch, BatchError> {
+    if let Some(last) = view.last_bundle() {
+        return Err(BatchError::FollowsNetwork {
+            network: view.network().unwrap_or_default(),
+            seq: last.seq,
+        });
+    }
+    let time = TimeCheck::at(now);
+    let mut network = view.network();
+    let verified = registrations
+        .iter()
+        .enumerate()
+        .map(|(i, token)| {
+            verify_registration(token, trust, time, HANDLER_NAMES)
+                .map_err(|source| BatchError::Registration { line: i + 1, source })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, reg) in verified.iter().enumerate() {
+        match &network {
+            None => network = Some(reg.issuer.clone()),
+            Some(n) if *n != reg.issuer => {
+                return Err(BatchError::WrongNetwork {
+                    line: i + 1,
+                    issuer: reg.issuer.clone(),
+                    network: n.clone(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    let Some(bound) = network.clone() else {
+        if contracts.is_empty() {
+            return Ok(VerifiedBatch {
+                origin: Origin::Local,
+                base: base_of(view),
+                network: None,
+                time: now,
+                registrations: verified,
+                contracts: Vec::new(),
+            });
+        }
+        return Err(BatchError::NoNetwork);
+    };
+    let checked = verify_contracts(contracts, &verified, view, &bound)?;
+    Ok(VerifiedBatch {
+        origin: Origin::Local,
+        base: base_of(view),
+        network,
+        time: now,
+        registrations: verified,
+        contracts: checked,
+    })
+}
+
+/// Every registration token verified at `time` and signed by `authority`.
+fn verify_registrations(
+    tokens: &[String],
+    trust: &TrustStore,
+    time: TimeCheck,
+    authority: &str,
+) -> Result<Vec<Registration>, BatchError> {
+    tokens
+        .iter()
+        .enumerate()
+        .map(|(i, token)| {
+            let reg = verify_registration(token, trust, time, HANDLER_NAMES)
+                .map_err(|source| BatchError::Registration { line: i + 1, source })?;
+            if reg.issuer != authority {
+                return Err(BatchError::WrongNetwork {
+                    line: i + 1,
+                    issuer: reg.issuer,
+                    network: authority.to_owned(),
+                });
+            }
+            Ok(reg)
+        })
+        .collect()
+}
+
+/// Each contract's signature checked (on every core) against the wallets registered before
+/// it: by `registrations`, or in the chain.
+fn verify_contracts(
+    tokens: &[String],
+    registrations: &[Registration],
+    view: &dyn ChainView,
+    network: &str,
+) -> Result<Vec<CheckedContract>, BatchError> {
+    let mut in_batch: BTreeMap<String, &PublicKey> = BTreeMap::new();
+    for reg in registrations {
+        if let RegistrationBody::Wallets(wallets) = &reg.body {
+            for w in wallets {
+                in_batch.insert(w.key.id().to_string(), &w.key);
+            }
+        }
+    }
+    // The keys of every signer the contracts name, each looked up once.
+    let mut signers = TrustStore::new();
+    let mut looked_up = std::collections::BTreeSet::new();
+    for token in tokens {
+        let Some(id) = contract_signer(token) else { continue };
+        if !looked_up.insert(id.clone()) || id.parse::<WalletId>().is_err() {
+            continue;
+        }
+        if let Some(key) = in_batch.get(&id) {
+            signers.add((*key).clone());
+        } else if let Some(key) = view.wallet(&id)? {
+            signers.add(key);
+        }
+    }
+    Ok(tokens
+        .par_iter()
+        .map(|token| CheckedContract {
+            hash: Hash32::digest(token.as_bytes()),
+            verified: verify_contract(token, &signers, network),
+        })
+        .collect())
+}

@@ -1,0 +1,305 @@
+//! Reading a ledger: a [`Snapshot`] is one redb read transaction, the state as the last
+//! commit left it. Readers never wait for the writer, and the writer never waits for them.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{ReadOnlyTable, ReadTransaction, ReadableDatabase as _, ReadableTable as _};
+use serde_json::{Map, Value, json};
+use swarmvm_bundle::{BundlePosition, ChainView};
+use swarmvm_primitives::BundleId;
+use swarmvm_vm::view::{ViewError, page, write_state_json};
+use swarmvm_vm::{Hash32, Record, StateError, StateRead, StateScan, Table, encode_key};
+use swarmvm_wallet::PublicKey;
+
+use crate::error::{OpenError, ReadError, corrupt, storage};
+use crate::record::{BundleRecord, Evidence, LogEntry, Receipt};
+use crate::store::{
+    BUNDLES, EVIDENCE, FORMAT, Head, LOG, META, META_FORMAT, RECEIPTS, STATE, StateTable, json,
+    read_head,
+};
+
+/// The file, open for writing (one process) or for reading (any number, beside the writer).
+pub(crate) enum Db {
+    Writable(redb::Database),
+    ReadOnly(redb::ReadOnlyDatabase),
+}
+
+impl Db {
+    pub(crate) fn begin_read(&self) -> Result<ReadTransaction, ReadError> {
+        match self {
+            Self::Writable(db) => db.begin_read().map_err(storage),
+            Self::ReadOnly(db) => db.begin_read().map_err(storage),
+        }
+    }
+}
+
+/// The page cache redb keeps for a ledger: bounded, so memory does not grow with the state.
+pub(crate) const CACHE_BYTES: usize = 48 * 1024 * 1024;
+
+/// A handle for reading a ledger, cheap to clone and to share between threads.
+#[derive(Clone)]
+pub struct LedgerReader {
+    db: Arc<Db>,
+}
+
+impl std::fmt::Debug for LedgerReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LedgerReader").finish_non_exhaustive()
+    }
+}
+
+impl LedgerReader {
+    pub(crate) fn new(db: Arc<Db>) -> Self {
+        Self { db }
+    }
+
+    /// Opens an existing ledger for reading only; works while another process has it open
+    /// for writing.
+    pub fn open_read_only(path: &Path) -> Result<Self, OpenError> {
+        let db = redb::Database::builder()
+            .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
+            .set_cache_size(CACHE_BYTES)
+            .open_read_only(path)
+            .map_err(|e| OpenError::Storage(e.into()))?;
+        let reader = Self { db: Arc::new(Db::ReadOnly(db)) };
+        let txn = reader.db.begin_read().map_err(open_error)?;
+        let meta = txn.open_table(META).map_err(|e| OpenError::Storage(e.into()))?;
+        let format = meta.get(META_FORMAT).map_err(|e| OpenError::Storage(e.into()))?;
+        let format = format.map(|v| String::from_utf8_lossy(v.value()).into_owned());
+        if format.as_deref() != Some(FORMAT) {
+            return Err(OpenError::OldFormat {
+                found: swarmvm_primitives::text::shown(format.as_deref().unwrap_or("none")),
+                why: "open it for writing once (swarmvm node run, node apply or exec) to migrate it, or move it away",
+            });
+        }
+        Ok(reader)
+    }
+
+    /// The state as the last commit left it.
+    pub fn snapshot(&self) -> Result<Snapshot, ReadError> {
+        Snapshot::new(self.db.begin_read()?)
+    }
+}
+
+fn open_error(e: ReadError) -> OpenError {
+    match e {
+        ReadError::Storage(e) => OpenError::Storage(e),
+        ReadError::Corrupt(what) => OpenError::Corrupt(what),
+    }
+}
+
+/// The ledger as one commit left it: its state, chain position, log and receipts.
+pub struct Snapshot {
+    txn: ReadTransaction,
+    head: Head,
+    state: StateTable<ReadOnlyTable<&'static [u8], &'static [u8]>>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot").field("head", &self.head).finish_non_exhaustive()
+    }
+}
+
+impl Snapshot {
+    pub(crate) fn new(txn: ReadTransaction) -> Result<Self, ReadError> {
+        let head = read_head(&txn.open_table(META).map_err(storage)?)?;
+        let state = StateTable(txn.open_table(STATE).map_err(storage)?);
+        Ok(Self { txn, head, state })
+    }
+
+    /// The read transaction under this snapshot.
+    pub(crate) fn transaction(&self) -> &ReadTransaction {
+        &self.txn
+    }
+
+    /// The state root.
+    pub fn state_root(&self) -> Hash32 {
+        self.head.state_root()
+    }
+
+    /// The network (authority id) this ledger belongs to, once registrations were applied.
+    pub fn network(&self) -> Option<&str> {
+        self.head.network.as_deref()
+    }
+
+    /// The number of batches applied.
+    pub fn log_len(&self) -> u64 {
+        self.head.log_len
+    }
+
+    /// The last applied bundle.
+    pub fn last_bundle(&self) -> Option<BundlePosition> {
+        self.head.last
+    }
+
+    /// True when local (`exec`) batches were applied: such a ledger takes no bundles.
+    pub fn is_local(&self) -> bool {
+        self.head.local
+    }
+
+    /// The record at `id` in `table`.
+    pub fn record(&self, table: Table, id: &str) -> Result<Option<Record>, ReadError> {
+        self.state.record(table, id)
+    }
+
+    /// The applied bundle at `seq`, with its manifest.
+    pub fn bundle(&self, seq: u64) -> Result<Option<BundleRecord>, ReadError> {
+        let table = self.txn.open_table(BUNDLES).map_err(storage)?;
+        table.get(seq).map_err(storage)?.map(|v| json(v.value())).transpose()
+    }
+
+    /// Fork evidence this ledger has seen, by seq.
+    pub fn evidence(&self) -> Result<Vec<Evidence>, ReadError> {
+        let table = self.txn.open_table(EVIDENCE).map_err(storage)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(storage)? {
+            let (_, v) = row.map_err(storage)?;
+            out.push(json(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Log entries from position `from` (1-based), at most `limit`.
+    pub fn log(&self, from: u64, limit: usize) -> Result<Vec<LogEntry>, ReadError> {
+        let table = self.txn.open_table(LOG).map_err(storage)?;
+        let mut out = Vec::new();
+        for row in table.range(from.max(1)..).map_err(storage)?.take(limit) {
+            let (_, v) = row.map_err(storage)?;
+            out.push(json(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Receipts of the batches from log position `from`, at most `limit`.
+    pub fn receipts(&self, from: u64, limit: usize) -> Result<Vec<Receipt>, ReadError> {
+        let table = self.txn.open_table(RECEIPTS).map_err(storage)?;
+        let mut out = Vec::new();
+        for row in table.range((from.max(1), 0)..).map_err(storage)?.take(limit) {
+            let (_, v) = row.map_err(storage)?;
+            out.push(json(v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// A page of `table`: at most `limit` entries with ids above `after`, and the id to ask
+    /// after for the next page.
+    pub fn page(
+        &self,
+        table: Table,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Value>, Option<String>), ReadError> {
+        page(self, table, after, limit).map_err(corrupt)
+    }
+
+    /// What the whole-state JSON adds to the tables: `network`, `state_root`, `batches`,
+    /// `last_seq` and `last_bundle`.
+    pub fn summary(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("network".into(), json!(self.network()));
+        m.insert("state_root".into(), json!(self.state_root()));
+        m.insert("batches".into(), json!(self.log_len()));
+        m.insert("last_seq".into(), json!(self.last_bundle().map_or(0, |b| b.seq)));
+        m.insert(
+            "last_bundle".into(),
+            match self.last_bundle() {
+                Some(b) => json!({"seq": b.seq, "id": b.id}),
+                None => Value::Null,
+            },
+        );
+        m
+    }
+
+    /// Writes the whole state as JSON (the tables, then [`Snapshot::summary`]), reading
+    /// entries as it goes.
+    pub fn write_json(&self, out: &mut dyn Write) -> Result<(), ViewError> {
+        write_state_json(self, &self.summary(), out)
+    }
+
+    /// Calls `f` with every entry in canonical order (storage key, record), until it
+    /// returns false.
+    pub fn for_each_entry(
+        &self,
+        f: &mut dyn FnMut(Table, &str, Record) -> bool,
+    ) -> Result<(), ReadError> {
+        for table in Table::ALL {
+            let mut go_on = true;
+            let start = [table.tag()];
+            self.state.walk(
+                table,
+                std::ops::Bound::Included(&start[..]),
+                &start,
+                &mut |id, r| {
+                    go_on = f(table, id, r);
+                    go_on
+                },
+            )?;
+            if !go_on {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl StateRead for Snapshot {
+    fn get(&self, table: Table, id: &str) -> Result<Option<Record>, StateError> {
+        Ok(self.state.record(table, id)?)
+    }
+}
+
+impl StateScan for Snapshot {
+    fn scan(
+        &self,
+        table: Table,
+        after: Option<&str>,
+        f: &mut dyn FnMut(&str, Record) -> bool,
+    ) -> Result<(), StateError> {
+        let tag = [table.tag()];
+        let key = after.map(|a| encode_key(table, a));
+        let start = match &key {
+            Some(k) => std::ops::Bound::Excluded(k.as_slice()),
+            None => std::ops::Bound::Included(&tag[..]),
+        };
+        Ok(self.state.walk(table, start, &tag, f)?)
+    }
+
+    fn scan_prefix(
+        &self,
+        table: Table,
+        prefix: &str,
+        f: &mut dyn FnMut(&str, Record) -> bool,
+    ) -> Result<(), StateError> {
+        let key = encode_key(table, prefix);
+        Ok(self.state.walk(table, std::ops::Bound::Included(key.as_slice()), &key, f)?)
+    }
+}
+
+impl ChainView for Snapshot {
+    fn network(&self) -> Option<String> {
+        self.head.network.clone()
+    }
+
+    fn last_bundle(&self) -> Option<BundlePosition> {
+        self.head.last
+    }
+
+    fn is_local(&self) -> bool {
+        self.head.local
+    }
+
+    fn applied(&self, seq: u64) -> Result<Option<(BundleId, String)>, StateError> {
+        Ok(self.bundle(seq)?.map(|b| (b.id, b.manifest)))
+    }
+
+    fn wallet(&self, id: &str) -> Result<Option<PublicKey>, StateError> {
+        let Some(Record::Wallet { key, .. }) = self.state.record(Table::Wallet, id)? else {
+            return Ok(None);
+        };
+        let jwk: Value = serde_json::from_str(&key).map_err(|e| StateError::from(corrupt(e)))?;
+        PublicKey::from_jwk(&jwk).map(Some).map_err(|e| StateError::from(corrupt(e)))
+    }
+}

@@ -1,0 +1,156 @@
+//! The ledger file's tables and what its `meta` table says, read the same way by the writer
+//! and by readers.
+
+use redb::{ReadableTable, TableDefinition};
+use swarmvm_bundle::BundlePosition;
+use swarmvm_primitives::BundleId;
+use swarmvm_vm::{
+    Hash32, NodeStore, Record, StateError, StoredNode, Table, decode_key, encode_key,
+};
+
+use crate::error::{ReadError, corrupt, storage};
+
+/// Entries of the state: storage key (table tag, id) → record encoding.
+pub(crate) const STATE: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("state");
+/// The state trie's nodes: full path → node encoding.
+pub(crate) const TRIE: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("trie");
+/// Ledger facts: format, network, root, positions.
+pub(crate) const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+/// Applied batches by log position (JSON [`crate::LogEntry`]).
+pub(crate) const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("log");
+/// Receipts by (log position, index) (JSON [`crate::Receipt`]).
+pub(crate) const RECEIPTS: TableDefinition<'_, (u64, u32), &[u8]> =
+    TableDefinition::new("receipts");
+/// Applied bundles by seq (JSON [`crate::BundleRecord`], with the manifest).
+pub(crate) const BUNDLES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("bundles");
+/// Fork evidence by (seq, the other bundle's identity) (JSON [`crate::Evidence`]).
+pub(crate) const EVIDENCE: TableDefinition<'_, (u64, &[u8; 32]), &[u8]> =
+    TableDefinition::new("evidence");
+
+pub(crate) const META_FORMAT: &str = "format";
+pub(crate) const META_NETWORK: &str = "network";
+pub(crate) const META_ROOT: &str = "state_root";
+pub(crate) const META_LOG_LEN: &str = "log_len";
+pub(crate) const META_BUNDLE_SEQ: &str = "bundle_seq";
+pub(crate) const META_BUNDLE_ID: &str = "bundle_id";
+pub(crate) const META_BUNDLE_IAT: &str = "bundle_iat";
+/// Set once a local (`exec`) batch applied: such a ledger never takes bundles.
+pub(crate) const META_LOCAL: &str = "local";
+
+/// The version of what this code writes. Version 3 keeps the state trie in the file (version
+/// 2 rebuilt it in memory on every open); version 2 identified bundles by the hash of their
+/// manifest's signed payload (version 1 hashed the file) and kept every applied manifest.
+pub const FORMAT: &str = "swarmvm-ledger/3";
+pub(crate) const FORMAT_V2: &str = "swarmvm-ledger/2";
+pub(crate) const FORMAT_V1: &str = "swarmvm-ledger/1";
+
+/// What `meta` says: the ledger's position.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct Head {
+    pub(crate) network: Option<String>,
+    pub(crate) root: Option<Hash32>,
+    pub(crate) log_len: u64,
+    pub(crate) last: Option<BundlePosition>,
+    pub(crate) local: bool,
+}
+
+impl Head {
+    /// The state root (`SHA-256("")` before anything was applied).
+    pub(crate) fn state_root(&self) -> Hash32 {
+        self.root.unwrap_or_else(|| Hash32::digest(&[]))
+    }
+}
+
+pub(crate) fn meta_u64(bytes: &[u8]) -> Result<u64, ReadError> {
+    let b: [u8; 8] = bytes.try_into().map_err(|_| corrupt("meta number is not 8 bytes"))?;
+    Ok(u64::from_le_bytes(b))
+}
+
+fn meta_hash(bytes: &[u8]) -> Result<Hash32, ReadError> {
+    Hash32::from_slice(bytes).map_err(|_| corrupt("meta hash is not 32 bytes"))
+}
+
+/// Reads the head from a `meta` table (of any transaction).
+pub(crate) fn read_head(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Head, ReadError> {
+    let get = |key: &str| -> Result<Option<Vec<u8>>, ReadError> {
+        Ok(meta.get(key).map_err(storage)?.map(|v| v.value().to_vec()))
+    };
+    let network = get(META_NETWORK)?
+        .map(|b| String::from_utf8(b).map_err(|_| corrupt("network id is not utf-8")))
+        .transpose()?;
+    let root = get(META_ROOT)?.map(|b| meta_hash(&b)).transpose()?;
+    let log_len = get(META_LOG_LEN)?.map(|b| meta_u64(&b)).transpose()?.unwrap_or(0);
+    let last = match (get(META_BUNDLE_SEQ)?, get(META_BUNDLE_ID)?, get(META_BUNDLE_IAT)?) {
+        (Some(seq), Some(id), Some(iat)) => Some(BundlePosition {
+            seq: meta_u64(&seq)?,
+            id: BundleId(meta_hash(&id)?),
+            issued_at: meta_u64(&iat)?,
+        }),
+        (None, None, None) => None,
+        _ => return Err(corrupt("the last bundle's seq, identity and time are incomplete")),
+    };
+    let local = get(META_LOCAL)?.is_some();
+    Ok(Head { network, root, log_len, last, local })
+}
+
+/// The JSON value of a stored record row.
+pub(crate) fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ReadError> {
+    serde_json::from_slice(bytes).map_err(corrupt)
+}
+
+/// A state table, read as the VM reads a state.
+pub(crate) struct StateTable<T>(pub(crate) T);
+
+impl<T: ReadableTable<&'static [u8], &'static [u8]>> StateTable<T> {
+    pub(crate) fn record(&self, table: Table, id: &str) -> Result<Option<Record>, ReadError> {
+        let key = encode_key(table, id);
+        match self.0.get(key.as_slice()).map_err(storage)? {
+            None => Ok(None),
+            Some(v) => Record::decode(table, v.value()).map(Some).map_err(corrupt),
+        }
+    }
+
+    /// Calls `f` with the entries of `table` from `start` (a storage key) on, in order, while
+    /// their key starts with `within` and `f` returns true.
+    pub(crate) fn walk(
+        &self,
+        table: Table,
+        start: std::ops::Bound<&[u8]>,
+        within: &[u8],
+        f: &mut dyn FnMut(&str, Record) -> bool,
+    ) -> Result<(), ReadError> {
+        let range = self.0.range::<&[u8]>((start, std::ops::Bound::Unbounded)).map_err(storage)?;
+        for row in range {
+            let (k, v) = row.map_err(storage)?;
+            let key = k.value();
+            if !key.starts_with(within) {
+                break;
+            }
+            let (t, id) = decode_key(key).map_err(corrupt)?;
+            if t != table {
+                break;
+            }
+            let record = Record::decode(table, v.value()).map_err(corrupt)?;
+            if !f(&id, record) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A trie table, read as the trie reads its store.
+pub(crate) struct TrieTable<T>(pub(crate) T);
+
+impl<T: ReadableTable<&'static [u8], &'static [u8]>> NodeStore for TrieTable<T> {
+    fn node(&self, path: &[u8]) -> Result<Option<StoredNode>, StateError> {
+        match self.0.get(path).map_err(|e| StateError::from(storage(e)))? {
+            None => Ok(None),
+            Some(v) => {
+                StoredNode::decode(v.value()).map(Some).map_err(|e| StateError::from(corrupt(e)))
+            }
+        }
+    }
+}

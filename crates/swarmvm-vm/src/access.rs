@@ -1,0 +1,193 @@
+//! How the VM sees a state it does not own: [`StateRead`] (and [`StateScan`] for ordered
+//! reads), the [`Overlay`] that stages a batch's writes over it, and the [`ChangeSet`] those
+//! writes become. The VM never writes a store itself: the caller commits the changes.
+
+use std::collections::BTreeMap;
+
+use compact_str::CompactString;
+
+use crate::state::{Record, Table};
+
+/// A store could not be read: the caller's storage failed. Not a rejection of input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("storage failure: {0}")]
+pub struct StateError(pub String);
+
+impl StateError {
+    /// A failure described by `what`.
+    pub fn new(what: impl std::fmt::Display) -> Self {
+        Self(what.to_string())
+    }
+}
+
+/// Reads one entry of a state.
+pub trait StateRead {
+    /// The record at `id` in `table`, if any.
+    fn get(&self, table: Table, id: &str) -> Result<Option<Record>, StateError>;
+}
+
+/// Reads a state's entries in order (id bytes within a table).
+pub trait StateScan: StateRead {
+    /// Calls `f` with the entries of `table` whose id is above `after` (all when `None`), in
+    /// order, until `f` returns false.
+    fn scan(
+        &self,
+        table: Table,
+        after: Option<&str>,
+        f: &mut dyn FnMut(&str, Record) -> bool,
+    ) -> Result<(), StateError>;
+
+    /// Calls `f` with the entries of `table` whose id starts with `prefix`, in order, until
+    /// `f` returns false.
+    fn scan_prefix(
+        &self,
+        table: Table,
+        prefix: &str,
+        f: &mut dyn FnMut(&str, Record) -> bool,
+    ) -> Result<(), StateError>;
+}
+
+impl<S: StateRead + ?Sized> StateRead for &S {
+    fn get(&self, table: Table, id: &str) -> Result<Option<Record>, StateError> {
+        (**self).get(table, id)
+    }
+}
+
+/// A state key: table and id.
+pub type Slot = (Table, CompactString);
+
+/// The entries a batch changed: each to its new record, or `None` when removed. Iterates in
+/// canonical order (table, then id bytes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangeSet {
+    changes: BTreeMap<Slot, Option<Record>>,
+}
+
+impl ChangeSet {
+    /// The changes, in canonical order.
+    pub fn iter(&self) -> impl Iterator<Item = (Table, &str, Option<&Record>)> {
+        self.changes.iter().map(|((t, id), r)| (*t, id.as_str(), r.as_ref()))
+    }
+
+    /// Entries changed.
+    pub fn len(&self) -> usize {
+        self.changes.len()
+    }
+
+    /// True when nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// The new record at `id` in `table`: `Some(None)` when removed, `None` when unchanged.
+    pub fn get(&self, table: Table, id: &str) -> Option<Option<&Record>> {
+        self.changes.get(&(table, CompactString::from(id))).map(Option::as_ref)
+    }
+}
+
+/// A state as a batch sees it: its own writes over a base it only reads. Contracts are undone
+/// by rolling back to a [`Overlay::mark`]; the batch's writes become a [`ChangeSet`].
+pub struct Overlay<'s> {
+    base: &'s dyn StateRead,
+    writes: BTreeMap<Slot, Option<Record>>,
+    /// Every write with what the overlay held before it (`None`: nothing, so the base).
+    journal: Vec<(Slot, Option<Option<Record>>)>,
+}
+
+impl std::fmt::Debug for Overlay<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overlay").field("writes", &self.writes.len()).finish_non_exhaustive()
+    }
+}
+
+impl<'s> Overlay<'s> {
+    /// An overlay with no writes over `base`.
+    pub fn new(base: &'s dyn StateRead) -> Self {
+        Self { base, writes: BTreeMap::new(), journal: Vec::new() }
+    }
+
+    /// Sets `id` to `record` (in the record's table).
+    pub fn put(&mut self, id: &str, record: Record) {
+        let slot = (record.table(), CompactString::from(id));
+        self.write(slot, Some(record));
+    }
+
+    /// Removes the entry at `id` in `table`.
+    pub fn remove(&mut self, table: Table, id: &str) {
+        self.write((table, CompactString::from(id)), None);
+    }
+
+    fn write(&mut self, slot: Slot, value: Option<Record>) {
+        let before = self.writes.insert(slot.clone(), value);
+        self.journal.push((slot, before));
+    }
+
+    /// A point to roll back to.
+    pub fn mark(&self) -> usize {
+        self.journal.len()
+    }
+
+    /// Undoes every write made since `mark`.
+    pub fn rollback(&mut self, mark: usize) {
+        for (slot, before) in self.journal.drain(mark..).rev() {
+            match before {
+                Some(value) => {
+                    self.writes.insert(slot, value);
+                }
+                None => {
+                    self.writes.remove(&slot);
+                }
+            }
+        }
+    }
+
+    /// Forgets the journal up to now: what was written can no longer be rolled back.
+    pub fn settle(&mut self) {
+        self.journal.clear();
+    }
+
+    /// The writes as changes to the base.
+    pub fn into_changes(self) -> ChangeSet {
+        ChangeSet { changes: self.writes }
+    }
+}
+
+impl StateRead for Overlay<'_> {
+    fn get(&self, table: Table, id: &str) -> Result<Option<Record>, StateError> {
+        match self.writes.get(&(table, CompactString::from(id))) {
+            Some(value) => Ok(value.clone()),
+            None => self.base.get(table, id),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::MemoryState;
+
+    #[test]
+    fn overlay_reads_its_writes_and_rolls_back_to_a_mark() {
+        let mut base = MemoryState::new();
+        let mut seed = Overlay::new(&base);
+        seed.put("S1", Record::Student { name: "A".into(), department: "D".into() });
+        let changes = seed.into_changes();
+        base.apply(&changes);
+
+        let mut o = Overlay::new(&base);
+        assert!(o.get(Table::Student, "S1").unwrap().is_some(), "reads the base");
+        let mark = o.mark();
+        o.remove(Table::Student, "S1");
+        o.put("S2", Record::Student { name: "B".into(), department: "D".into() });
+        assert!(o.get(Table::Student, "S1").unwrap().is_none());
+        assert!(o.get(Table::Student, "S2").unwrap().is_some());
+        o.rollback(mark);
+        assert!(o.get(Table::Student, "S1").unwrap().is_some());
+        assert!(o.get(Table::Student, "S2").unwrap().is_none());
+        o.put("S3", Record::Student { name: "C".into(), department: "D".into() });
+        let changes = o.into_changes();
+        assert_eq!(changes.len(), 1);
+        assert!(changes.get(Table::Student, "S3").unwrap().is_some());
+        assert_eq!(changes.get(Table::Student, "S1"), None, "untouched");
+    }
+}
