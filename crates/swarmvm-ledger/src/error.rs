@@ -17,6 +17,12 @@ pub enum OpenError {
         /// Why, and what to do.
         why: &'static str,
     },
+    /// A format this version does not know: written by a newer swarmvm, or not a ledger.
+    #[error("ledger is in format {found}, which this version does not know (a newer swarmvm wrote it?)")]
+    UnknownFormat {
+        /// The file's format, escaped.
+        found: String,
+    },
     /// What is stored is not what any version wrote.
     #[error("ledger is corrupt: {0}")]
     Corrupt(String),

@@ -370,10 +370,9 @@ fn init(db: &Database) -> Result<(), OpenError> {
                 set_format(&txn)?;
             }
             Some(other) => {
-                return Err(OpenError::Corrupt(format!(
-                    "unknown format {}",
-                    swarmvm_primitives::text::shown(other)
-                )));
+                return Err(OpenError::UnknownFormat {
+                    found: swarmvm_primitives::text::shown(other),
+                });
             }
         }
     }

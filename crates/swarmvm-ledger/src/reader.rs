@@ -68,6 +68,10 @@ impl LedgerReader {
         let meta = txn.open_table(META).map_err(|e| OpenError::Storage(e.into()))?;
         let format = meta.get(META_FORMAT).map_err(|e| OpenError::Storage(e.into()))?;
         let format = format.map(|v| String::from_utf8_lossy(v.value()).into_owned());
+        let known = [FORMAT, crate::store::FORMAT_V1, crate::store::FORMAT_V2];
+        if let Some(other) = format.as_deref().filter(|f| !known.contains(f)) {
+            return Err(OpenError::UnknownFormat { found: swarmvm_primitives::text::shown(other) });
+        }
         if format.as_deref() != Some(FORMAT) {
             return Err(OpenError::OldFormat {
                 found: swarmvm_primitives::text::shown(format.as_deref().unwrap_or("none")),

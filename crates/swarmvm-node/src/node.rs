@@ -559,6 +559,10 @@ impl Node {
             let mut progressed = false;
             for (hash, bundle) in ready {
                 let seq = bundle.manifest.seq;
+                self.update(hash, |e| {
+                    e.state = BundleState::Applying;
+                    e.reason = None;
+                });
                 match self.apply_one(bundle) {
                     Ok(applied) => {
                         self.update(hash, |e| {

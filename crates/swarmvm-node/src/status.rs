@@ -14,6 +14,9 @@ pub enum BundleState {
     Fetching,
     /// Verified; waiting for the bundles before it.
     Waiting,
+    /// Its turn: being verified against the ledger, executed and committed. Reads go on
+    /// meanwhile, from the last commit.
+    Applying,
     /// Applied to the ledger; seeding.
     Applied,
     /// Refused (see the reason); not applied, not seeded.
@@ -21,9 +24,10 @@ pub enum BundleState {
 }
 
 impl BundleState {
-    /// True while the bundle costs the node work: resolving, fetching or waiting its turn.
+    /// True while the bundle costs the node work: resolving, fetching, waiting its turn or
+    /// applying.
     pub fn is_pending(self) -> bool {
-        matches!(self, Self::Resolving | Self::Fetching | Self::Waiting)
+        matches!(self, Self::Resolving | Self::Fetching | Self::Waiting | Self::Applying)
     }
 }
 

@@ -273,5 +273,16 @@ fn an_older_format_is_carried_over_or_refused_with_a_reason() {
     let odd = dir.path().join("odd.redb");
     filled(&net, &odd);
     forge(&odd, "swarmvm-ledger/99", false);
-    assert!(matches!(Ledger::open(&odd).unwrap_err(), OpenError::Corrupt(_)));
+    let err = Ledger::open(&odd).unwrap_err();
+    assert!(matches!(err, OpenError::UnknownFormat { .. }), "{err}");
+    assert!(err.to_string().contains("swarmvm-ledger/99"), "{err}");
+    let err = swarmvm_ledger::LedgerReader::open_read_only(&odd).unwrap_err();
+    assert!(matches!(err, OpenError::UnknownFormat { .. }), "{err}");
+    // A reader does not migrate: it says how.
+    let v2_again = dir.path().join("v2-again.redb");
+    filled(&net, &v2_again);
+    forge(&v2_again, "swarmvm-ledger/2", false);
+    let err = swarmvm_ledger::LedgerReader::open_read_only(&v2_again).unwrap_err();
+    assert!(err.to_string().contains("open it for writing once"), "{err}");
+    assert_eq!(Ledger::open(&v2_again).unwrap().snapshot().unwrap().state_root(), root);
 }

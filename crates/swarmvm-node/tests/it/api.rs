@@ -43,6 +43,23 @@ async fn every_route_answers_json() {
     let (code, root) = get(http, "/v1/state/root");
     assert_eq!(code, 200);
     assert_eq!(root["state_root"], status["state_root"]);
+    // One table a page at a time, in id order.
+    let (code, page) = get(http, "/v1/state/wallets?limit=1");
+    assert_eq!(code, 200, "{page}");
+    assert_eq!(page["table"], "wallets");
+    let first = page["entries"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(page["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(page["next"], first.as_str());
+    let (_, rest) = get(http, &format!("/v1/state/wallets?after={first}&limit=10"));
+    let second = rest["entries"][0]["id"].as_str().unwrap();
+    assert!(second > first.as_str(), "{second} after {first}");
+    assert_eq!((rest["entries"].as_array().unwrap().len(), &rest["next"]), (1, &json!(null)));
+    assert_eq!(rest["entries"][0]["label"], state["wallets"][second]["label"]);
+    let (_, students) = get(http, "/v1/state/students");
+    assert_eq!(students["entries"][0]["id"], "S001");
+    assert_eq!(students["entries"][0]["name"], "John Doe");
+    let (_, proposals) = get(http, "/v1/state/proposals");
+    assert_eq!(proposals["entries"][0]["votes"], 1);
     assert_eq!(root["state_root"], state["state_root"]);
 
     let (code, ops) = get(http, "/v1/operations");
@@ -100,7 +117,7 @@ async fn bad_requests_get_4xx_with_a_json_error() {
     let a = Authority::new(1).await;
     let node = a.node("peer").await;
     let http = node.http_addr().unwrap();
-    let cases: [(&str, &str, Option<&str>, u16, &str); 14] = [
+    let cases: &[(&str, &str, Option<&str>, u16, &str)] = &[
         ("POST", "/v1/bundles", Some("{not json"), 400, "json"),
         ("POST", "/v1/bundles", Some("{}"), 400, "exactly one of"),
         (
@@ -133,8 +150,12 @@ async fn bad_requests_get_4xx_with_a_json_error() {
         ("GET", "/v1/receipts?limit=abc", None, 400, "invalid"),
         ("GET", "/v1/log?limit=0", None, 400, "limit must be from 1 to 10000"),
         ("POST", "/v1/state", Some("{}"), 405, "POST is not allowed on /v1/state"),
+        ("GET", "/v1/state/people", None, 404, "no state table 'people'; the tables are"),
+        ("GET", "/v1/state/students?limit=0", None, 400, "limit must be from 1 to 1000"),
+        ("GET", "/v1/state/students?limit=1001", None, 400, "limit must be from 1 to 1000"),
+        ("GET", "/v1/state/students?from=1", None, 400, "unknown field"),
     ];
-    for (method, path, body, code, says) in cases {
+    for &(method, path, body, code, says) in cases {
         let (got, json) = request(http, method, path, body);
         assert_eq!(got, code, "{method} {path} {body:?}: {json}");
         let error = json["error"]

@@ -1,4 +1,5 @@
-//! `swarmvm contract sign`, `swarmvm exec` and `swarmvm state show|root`.
+//! `swarmvm contract sign`, `swarmvm exec`, `swarmvm state show|root` and `swarmvm ledger
+//! verify`.
 
 use serde_json::{Value, json};
 
@@ -247,4 +248,73 @@ fn state_reads_while_a_writer_holds_the_ledger() {
     let err =
         env.fails(&["exec", &contracts[1], "--wallet", "peer1.pem", "--data-dir", "p"], FAILURE);
     assert!(err.contains("cannot open ledger"), "a second writer is refused: {err}");
+}
+
+#[test]
+fn state_show_pages_a_table_and_ledger_verify_finds_tampering() {
+    let env = network();
+    let students: Vec<Value> = (0..25)
+        .map(|i| json!({"action": "register_student", "student": {"id": format!("S{i:03}"), "name": "Page Test", "department": "Paging"}}))
+        .collect();
+    let c = contract(&env, "many.json", Value::Array(students));
+    exec_registering(&env, &c, "p");
+
+    // Three pages of ten, in id order, each naming where the next starts.
+    let mut ids = Vec::new();
+    let mut after: Option<String> = None;
+    for page in 0..3 {
+        let mut args = vec!["state", "show", "--data-dir", "p", "--table", "students"];
+        args.extend(["--limit", "10"]);
+        if let Some(a) = &after {
+            args.extend(["--after", a]);
+        }
+        let out = env.json(&args);
+        assert_eq!(out["table"], "students");
+        let entries = out["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), if page < 2 { 10 } else { 5 }, "{out}");
+        assert!(entries.iter().all(|e| e["name"] == "Page Test"));
+        ids.extend(entries.iter().map(|e| e["id"].as_str().unwrap().to_owned()));
+        after = out["next"].as_str().map(str::to_owned);
+        assert_eq!(after.is_none(), page == 2, "{out}");
+    }
+    let expected: Vec<String> = (0..25).map(|i| format!("S{i:03}")).collect();
+    assert_eq!(ids, expected);
+    let text = env.ok(&["state", "show", "--data-dir", "p", "--table", "nonces", "--limit", "1"]);
+    assert!(text.contains("\"value\":1"), "{text}");
+    let err = env.fails(&["state", "show", "--data-dir", "p", "--table", "people"], FAILURE);
+    assert!(err.contains("no state table 'people'; the tables are operations"), "{err}");
+    let err = env.fails(
+        &["state", "show", "--data-dir", "p", "--table", "students", "--limit", "0"],
+        FAILURE,
+    );
+    assert!(err.contains("--limit must be from 1 to 10000"), "{err}");
+
+    let ok = env.json(&["ledger", "verify", "--data-dir", "p"]);
+    assert_eq!(ok["ok"], true);
+    assert_eq!(ok["report"]["state_root"], env.ok(&["state", "root", "--data-dir", "p"]).trim());
+    assert!(ok["report"]["entries"].as_u64().unwrap() > 25, "{ok}");
+
+    // A student's name rewritten behind the ledger's back: opening still reads the recorded
+    // root (it does not recompute), and ledger verify finds the difference.
+    let root = env.ok(&["state", "root", "--data-dir", "p"]);
+    {
+        const STATE: redb::TableDefinition<'_, &[u8], &[u8]> = redb::TableDefinition::new("state");
+        let db = redb::Database::create(env.path("p/ledger.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut t = txn.open_table(STATE).unwrap();
+            let key = swarmvm_vm::encode_key(swarmvm_vm::Table::Student, "S007");
+            let forged = swarmvm_vm::Record::Student {
+                name: "Mallory".into(),
+                department: "Paging".into(),
+            };
+            let mut bytes = Vec::new();
+            forged.encode(&mut bytes);
+            assert!(t.insert(key.as_slice(), bytes.as_slice()).unwrap().is_some());
+        }
+        txn.commit().unwrap();
+    }
+    assert_eq!(env.ok(&["state", "root", "--data-dir", "p"]), root);
+    let err = env.fails(&["ledger", "verify", "--data-dir", "p"], REFUSED);
+    assert!(err.starts_with("ledger verify failed: "), "{err}");
 }
