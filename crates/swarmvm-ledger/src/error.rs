@@ -18,7 +18,9 @@ pub enum OpenError {
         why: &'static str,
     },
     /// A format this version does not know: written by a newer swarmvm, or not a ledger.
-    #[error("ledger is in format {found}, which this version does not know (a newer swarmvm wrote it?)")]
+    #[error(
+        "ledger is in format {found}, which this version does not know (a newer swarmvm wrote it?)"
+    )]
     UnknownFormat {
         /// The file's format, escaped.
         found: String,

@@ -38,7 +38,10 @@ async fn a_node_applying_a_large_bundle_answers_reads_and_keeps_uploading() {
     let fetcher = Node::start(NodeOptions {
         data_dir: a.dir.path().join("fetcher"),
         trust: a.net.trust.clone(),
-        swarm: SwarmOptions { peers: vec![busy.listen_addr().unwrap()], ..SwarmOptions::loopback() },
+        swarm: SwarmOptions {
+            peers: vec![busy.listen_addr().unwrap()],
+            ..SwarmOptions::loopback()
+        },
         ..NodeOptions::default()
     })
     .await

@@ -4,6 +4,7 @@
 
 mod handlers;
 mod properties;
+mod vectors;
 
 use serde_json::Value;
 use swarmvm_vm::{Contract, HANDLER_NAMES, Machine, Outcome};

@@ -304,10 +304,8 @@ fn state_show_pages_a_table_and_ledger_verify_finds_tampering() {
         {
             let mut t = txn.open_table(STATE).unwrap();
             let key = swarmvm_vm::encode_key(swarmvm_vm::Table::Student, "S007");
-            let forged = swarmvm_vm::Record::Student {
-                name: "Mallory".into(),
-                department: "Paging".into(),
-            };
+            let forged =
+                swarmvm_vm::Record::Student { name: "Mallory".into(), department: "Paging".into() };
             let mut bytes = Vec::new();
             forged.encode(&mut bytes);
             assert!(t.insert(key.as_slice(), bytes.as_slice()).unwrap().is_some());

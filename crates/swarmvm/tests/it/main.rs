@@ -13,4 +13,5 @@ mod resources;
 mod secrets;
 mod support;
 mod token;
+mod vectors;
 mod wallet;

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Recomputes swarmvm state roots from docs/format.md alone, with hashlib.
+
+    recompute_root.py state < state.json   # `swarmvm state show --json`: prints its root
+    recompute_root.py trie trie.json       # every case of the trie vectors: prints its root
+
+Nothing here comes from the Rust code: the entries are rebuilt from the JSON view of the
+state ("State as JSON"), encoded as "State" says, and hashed into the trie "State root"
+describes. CI runs it against the Rust implementation (crates/swarmvm/tests/it/vectors.rs).
+"""
+
+import hashlib
+import json
+import struct
+import sys
+
+TAGS = {
+    "operation": 1,
+    "wallet": 2,
+    "nonce": 3,
+    "student": 4,
+    "course": 5,
+    "enrollment": 6,
+    "proposal": 7,
+    "vote": 8,
+    "nft": 9,
+}
+
+
+def u32(n):
+    return struct.pack("<I", n)
+
+
+def u64(n):
+    return struct.pack("<Q", n)
+
+
+def string(s):
+    b = s.encode("utf-8")
+    return u32(len(b)) + b
+
+
+def canonical_json(value):
+    """Members sorted by key, no spaces, integers only, RFC 8785's minimal escapes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def entry(table, ident, record):
+    """(storage key, leaf hash) of one entry; `record` is its encoded fields."""
+    tag = bytes([TAGS[table]])
+    key = tag + ident.encode("utf-8")
+    leaf = hashlib.sha256(b"\x00" + tag + string(ident) + record).digest()
+    return key, leaf
+
+
+def entries_of_state(state):
+    out = []
+    for action, handler in state["operations"].items():
+        out.append(entry("operation", action, string(handler)))
+    for wallet, w in state["wallets"].items():
+        # The key field is the RFC 7638 thumbprint input: the JWK's members, sorted.
+        out.append(entry("wallet", wallet, string(w["label"]) + string(canonical_json(w["jwk"]))))
+    for wallet, last in state["nonces"].items():
+        out.append(entry("nonce", wallet, u64(last)))
+    for sid, s in state["students"].items():
+        out.append(entry("student", sid, string(s["name"]) + string(s["department"])))
+        for course in s["courses"]:
+            out.append(entry("enrollment", sid + "/" + course, b""))
+    for cid, c in state["courses"].items():
+        out.append(entry("course", cid, string(c["name"]) + string(c["department"])))
+    for pid, p in state["proposals"].items():
+        out.append(entry("proposal", pid, string(p["description"]) + u64(p["votes"])))
+        for voter in p["voters"]:
+            out.append(entry("vote", pid + "/" + voter, b""))
+    for nid, n in state["nfts"].items():
+        record = string(n["name"]) + string(canonical_json(n["metadata"])) + string(n["owner"])
+        out.append(entry("nft", nid, record))
+    return out
+
+
+def common_prefix(a, b):
+    n = 0
+    while n < len(a) and n < len(b) and a[n] == b[n]:
+        n += 1
+    return a[:n]
+
+
+def node_hash(segment, depth, items):
+    """The node whose full path is items' common first `depth` bytes; `segment` is the
+    part of that path below its parent. `items` are (key, leaf), sorted by key."""
+    value = b"\x00"
+    children = []
+    rest = []
+    for key, leaf in items:
+        if len(key) == depth:
+            value = b"\x01" + leaf
+        else:
+            rest.append((key, leaf))
+    i = 0
+    while i < len(rest):
+        first = rest[i][0][depth]
+        j = i
+        while j < len(rest) and rest[j][0][depth] == first:
+            j += 1
+        group = rest[i:j]
+        prefix = group[0][0]
+        for key, _ in group[1:]:
+            prefix = common_prefix(prefix, key)
+        children.append(node_hash(prefix[depth:], len(prefix), group))
+        i = j
+    body = b"\x01" + u32(len(segment)) + segment + value + u32(len(children)) + b"".join(children)
+    return hashlib.sha256(body).digest()
+
+
+def root(entries):
+    items = sorted(entries)
+    keys = [k for k, _ in items]
+    if len(set(keys)) != len(keys):
+        raise SystemExit("duplicate keys")
+    if not items:
+        return hashlib.sha256(b"").digest()
+    return node_hash(b"", 0, items)
+
+
+def main():
+    if len(sys.argv) == 2 and sys.argv[1] == "state":
+        state = json.load(sys.stdin)
+        print(root(entries_of_state(state)).hex())
+    elif len(sys.argv) == 3 and sys.argv[1] == "trie":
+        with open(sys.argv[2], encoding="utf-8") as f:
+            vectors = json.load(f)
+        for case in vectors["cases"]:
+            removed = {bytes.fromhex(k) for k in case.get("remove", [])}
+            entries = [
+                (bytes.fromhex(k), bytes.fromhex(v))
+                for k, v in case["entries"]
+                if bytes.fromhex(k) not in removed
+            ]
+            print(case["name"], root(entries).hex())
+    else:
+        raise SystemExit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
