@@ -15,7 +15,7 @@ use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use anyhow::Context as _;
 use librqbit::storage::{
@@ -28,6 +28,25 @@ use rustix::io::Errno;
 /// Files kept open per transfer, at most.
 pub(crate) const OPEN_FILES: usize = 32;
 
+/// The kind of a transfer's first failed write, kept for the transfer to report: the
+/// engine passes storage errors on only as text.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct StorageFailure(Arc<OnceLock<std::io::ErrorKind>>);
+
+impl StorageFailure {
+    /// The kind of the first write that failed, if one did.
+    pub(crate) fn kind(&self) -> Option<std::io::ErrorKind> {
+        self.0.get().copied()
+    }
+
+    /// `result`, noting its error's kind (the first one only).
+    fn note<T>(&self, result: std::io::Result<T>) -> std::io::Result<T> {
+        result.inspect_err(|e| {
+            let _ = self.0.set(e.kind());
+        })
+    }
+}
+
 /// Makes a [`NoFollowStorage`] for one transfer.
 #[derive(Clone, Debug)]
 pub(crate) struct NoFollowStorageFactory {
@@ -36,11 +55,13 @@ pub(crate) struct NoFollowStorageFactory {
     /// The path below `base` that the torrent's files are relative to (the torrent's folder
     /// for a multi-file torrent; empty for a single file), walked without following links.
     prefix: PathBuf,
+    /// Where a failed write's kind is noted for the transfer.
+    failure: StorageFailure,
 }
 
 impl NoFollowStorageFactory {
-    pub(crate) fn new(base: &Path, prefix: &Path) -> Self {
-        Self { base: base.to_path_buf(), prefix: prefix.to_path_buf() }
+    pub(crate) fn new(base: &Path, prefix: &Path, failure: StorageFailure) -> Self {
+        Self { base: base.to_path_buf(), prefix: prefix.to_path_buf(), failure }
     }
 
     pub(crate) fn boxed_factory(self) -> BoxStorageFactory {
@@ -158,7 +179,10 @@ impl NoFollowStorage {
             OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o644),
         )
-        .map_err(|e| errno(e, &shown))?;
+        .map_err(|e| {
+            let _ = self.factory.failure.note::<()>(Err(e.into()));
+            errno(e, &shown)
+        })?;
         let file = File::from(fd);
         let meta =
             file.metadata().with_context(|| format!("cannot inspect {}", shown.display()))?;
@@ -230,7 +254,7 @@ impl TorrentStorage for NoFollowStorage {
 
     fn pwrite_all(&self, file_id: usize, offset: u64, buf: &[u8]) -> anyhow::Result<()> {
         use std::os::unix::fs::FileExt as _;
-        Ok(self.file(file_id)?.write_all_at(buf, offset)?)
+        Ok(self.factory.failure.note(self.file(file_id)?.write_all_at(buf, offset))?)
     }
 
     fn remove_file(&self, file_id: usize, _filename: &Path) -> anyhow::Result<()> {
@@ -251,7 +275,7 @@ impl TorrentStorage for NoFollowStorage {
     }
 
     fn ensure_file_length(&self, file_id: usize, length: u64) -> anyhow::Result<()> {
-        Ok(self.file(file_id)?.set_len(length)?)
+        Ok(self.factory.failure.note(self.file(file_id)?.set_len(length))?)
     }
 
     fn take(&self) -> anyhow::Result<Box<dyn TorrentStorage>> {
@@ -273,7 +297,11 @@ mod tests {
 
     fn storage(base: &Path, prefix: &str, files: &[&str]) -> NoFollowStorage {
         NoFollowStorage {
-            factory: NoFollowStorageFactory::new(base, Path::new(prefix)),
+            factory: NoFollowStorageFactory::new(
+                base,
+                Path::new(prefix),
+                StorageFailure::default(),
+            ),
             root: None,
             files: Arc::new(files.iter().map(|f| Some(PathBuf::from(f))).collect()),
             open: Mutex::new(VecDeque::new()),

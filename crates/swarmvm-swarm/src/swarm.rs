@@ -16,7 +16,7 @@ use url::Url;
 
 use crate::error::{Result, SwarmError};
 use crate::partial;
-use crate::storage::NoFollowStorageFactory;
+use crate::storage::{NoFollowStorageFactory, StorageFailure};
 use crate::torrent::{InfoHash, MagnetLink, TorrentFile};
 
 /// Where the session listens for peers.
@@ -235,7 +235,8 @@ impl Swarm {
         base: &Path,
         prefix: &Path,
         peers: &[SocketAddr],
-    ) -> Result<Arc<ManagedTorrent>> {
+    ) -> Result<(Arc<ManagedTorrent>, StorageFailure)> {
+        let failure = StorageFailure::default();
         let mut initial_peers = self.options.peers.clone();
         initial_peers.extend_from_slice(peers);
         let output = base.join(prefix);
@@ -243,7 +244,9 @@ impl Swarm {
             overwrite: true,
             output_folder: Some(output.to_string_lossy().into_owned()),
             initial_peers: (!initial_peers.is_empty()).then_some(initial_peers),
-            storage_factory: Some(NoFollowStorageFactory::new(base, prefix).boxed_factory()),
+            storage_factory: Some(
+                NoFollowStorageFactory::new(base, prefix, failure.clone()).boxed_factory(),
+            ),
             ..AddTorrentOptions::default()
         };
         let bytes = torrent.as_bytes().to_vec();
@@ -251,10 +254,10 @@ impl Swarm {
             .session
             .add_torrent(AddTorrent::TorrentFileBytes(bytes.into()), Some(opts))
             .await
-            .map_err(|e| engine_error(&e, &output))?;
+            .map_err(|e| engine_error(&e, &output, &failure))?;
         match response {
             AddTorrentResponse::Added(_, handle)
-            | AddTorrentResponse::AlreadyManaged(_, handle) => Ok(handle),
+            | AddTorrentResponse::AlreadyManaged(_, handle) => Ok((handle, failure)),
             AddTorrentResponse::ListOnly(_) => {
                 Err(SwarmError::Engine("the engine only listed the torrent".into()))
             }
@@ -273,11 +276,12 @@ impl Swarm {
             .await
             .map_err(|e| SwarmError::Engine(format!("data check failed: {e}")))?
             .map_err(|detail| SwarmError::DataMismatch { dir: dir.to_path_buf(), detail })?;
-        let handle = self.add(torrent, &root, Path::new(""), &[]).await?;
+        let (handle, failure) = self.add(torrent, &root, Path::new(""), &[]).await?;
         let path =
             if torrent.is_multi_file() { dir.to_path_buf() } else { dir.join(torrent.name()) };
         Ok(Transfer {
             handle,
+            failure,
             torrent: torrent.clone(),
             path,
             out: None,
@@ -361,9 +365,10 @@ impl Swarm {
         let claim = self.claims.claim(torrent, out)?;
         let prefix =
             if torrent.is_multi_file() { Path::new(torrent.name()) } else { Path::new("") };
-        let handle = self.add(torrent, out, prefix, peers).await?;
+        let (handle, failure) = self.add(torrent, out, prefix, peers).await?;
         Ok(Transfer {
             handle,
+            failure,
             torrent: torrent.clone(),
             path,
             out: Some(out.to_path_buf()),
@@ -391,14 +396,13 @@ pub(crate) fn write_error(e: std::io::Error, path: &Path) -> SwarmError {
     }
 }
 
-fn engine_error(e: &dyn std::fmt::Debug, path: &Path) -> SwarmError {
-    let text = format!("{e:?}");
-    if text.contains("os error 28")
-        || text.contains("No space left on device")
-        || text.contains("StorageFull")
-    {
+/// An error the engine reported for a transfer: a full disk when its storage's write failed
+/// so (the engine passes only the text on), otherwise the text's first line.
+fn engine_error(e: &dyn std::fmt::Debug, path: &Path, failure: &StorageFailure) -> SwarmError {
+    if failure.kind() == Some(std::io::ErrorKind::StorageFull) {
         return SwarmError::DiskFull { path: path.to_path_buf(), detail: "no space left".into() };
     }
+    let text = format!("{e:?}");
     let line = text.lines().next().unwrap_or_default().chars().take(300).collect();
     SwarmError::Engine(line)
 }
@@ -490,6 +494,8 @@ pub struct PeerView {
 /// One torrent being fetched or seeded.
 pub struct Transfer {
     handle: Arc<ManagedTorrent>,
+    /// How its storage failed, if it did.
+    failure: StorageFailure,
     torrent: TorrentFile,
     path: PathBuf,
     /// For a fetch: the folder it fetches into (where its partial marker is).
@@ -565,10 +571,7 @@ impl Transfer {
     /// `connecting`, `queued`, `dead`, `not_needed`).
     pub fn peers(&self) -> Vec<PeerView> {
         let Some(live) = self.handle.live() else { return Vec::new() };
-        // The engine's filter type is not exported; its serde form is ("all" peers).
-        let Ok(filter) = serde_json::from_value(serde_json::json!({ "state": "all" })) else {
-            return Vec::new();
-        };
+        let filter = librqbit::PeerStatsFilter { state: librqbit::PeerStatsFilterState::All };
         let mut peers: Vec<PeerView> = live
             .per_peer_stats_snapshot(filter)
             .peers
@@ -593,7 +596,8 @@ impl Transfer {
             let p = self.progress();
             match p.state {
                 TransferState::Error => {
-                    return Err(engine_error(&p.error.unwrap_or_default(), &self.path));
+                    let error = p.error.unwrap_or_default();
+                    return Err(engine_error(&error, &self.path, &self.failure));
                 }
                 TransferState::Live => break,
                 TransferState::Checking | TransferState::Paused => {
@@ -601,7 +605,10 @@ impl Transfer {
                 }
             }
         }
-        self.handle.wait_until_completed().await.map_err(|e| engine_error(&e, &self.path))?;
+        self.handle
+            .wait_until_completed()
+            .await
+            .map_err(|e| engine_error(&e, &self.path, &self.failure))?;
         self.finish();
         Ok(())
     }

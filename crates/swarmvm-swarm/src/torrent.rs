@@ -33,10 +33,7 @@ pub struct InfoHash(pub [u8; 20]);
 
 impl fmt::Display for InfoHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        f.write_str(&data_encoding::HEXLOWER.encode(&self.0))
     }
 }
 
@@ -49,39 +46,16 @@ impl fmt::Debug for InfoHash {
 impl FromStr for InfoHash {
     type Err = SwarmError;
 
-    /// 40 hex characters, or 32 base32 characters (both magnet forms).
+    /// 40 hex characters, or 32 base32 characters (both magnet forms), in either case.
     fn from_str(s: &str) -> Result<Self> {
         let bad = || SwarmError::BadMagnet(format!("'{}' is not an info-hash", short(s)));
-        let mut out = [0u8; 20];
-        match s.len() {
-            40 => {
-                for (i, pair) in s.as_bytes().chunks_exact(2).enumerate() {
-                    let hex = |c: u8| (c as char).to_digit(16).ok_or_else(bad);
-                    out[i] = u8::try_from(hex(pair[0])? * 16 + hex(pair[1])?).map_err(|_| bad())?;
-                }
-            }
-            32 => {
-                let mut acc: u64 = 0;
-                let mut bits = 0;
-                let mut i = 0;
-                for c in s.bytes() {
-                    let v = match c.to_ascii_uppercase() {
-                        c @ b'A'..=b'Z' => c - b'A',
-                        c @ b'2'..=b'7' => c - b'2' + 26,
-                        _ => return Err(bad()),
-                    };
-                    acc = (acc << 5) | u64::from(v);
-                    bits += 5;
-                    if bits >= 8 {
-                        bits -= 8;
-                        out[i] = u8::try_from((acc >> bits) & 0xff).map_err(|_| bad())?;
-                        i += 1;
-                    }
-                }
-            }
+        let bytes = match s.len() {
+            40 => data_encoding::HEXLOWER_PERMISSIVE.decode(s.as_bytes()),
+            32 => data_encoding::BASE32.decode(s.to_ascii_uppercase().as_bytes()),
             _ => return Err(bad()),
-        }
-        Ok(Self(out))
+        };
+        let bytes = bytes.map_err(|_| bad())?;
+        Ok(Self(bytes.try_into().map_err(|_| bad())?))
     }
 }
 
@@ -848,6 +822,28 @@ mod bencode {
             ] {
                 assert_eq!(check(bad), Err(why), "{}", String::from_utf8_lossy(bad));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod info_hash_tests {
+    use super::InfoHash;
+
+    #[test]
+    fn info_hashes_read_in_hex_and_base32_of_either_case() {
+        let hash = InfoHash(core::array::from_fn(|i| (i as u8).wrapping_mul(37)));
+        let hex = hash.to_string();
+        assert_eq!(hex.len(), 40);
+        assert_eq!(hex, hex.to_lowercase());
+        let base32 = data_encoding::BASE32.encode(&hash.0);
+        assert_eq!(base32.len(), 32);
+        for form in [hex.clone(), hex.to_uppercase(), base32.clone(), base32.to_lowercase()] {
+            assert_eq!(form.parse::<InfoHash>().unwrap(), hash, "{form}");
+        }
+        for bad in ["", "00", &hex[1..], &format!("{}g", &hex[1..]), &format!("{}1", &base32[1..])]
+        {
+            assert!(bad.parse::<InfoHash>().is_err(), "{bad}");
         }
     }
 }

@@ -41,19 +41,38 @@ static MIMALLOC_LAZY_COMMIT: extern "C" fn() = {
 fn main() -> ExitCode {
     // A panic anywhere (the BitTorrent engine runs many tasks) prints one line, not a trace.
     std::panic::set_hook(Box::new(|info| {
-        let message = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".to_owned());
-        let place =
-            info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
-        eprintln!("internal error{place}: {}", message.replace('\n', " "));
+        let place = info.location().map(|l| (l.file(), l.line()));
+        eprintln!("{}", panic_line(info.payload(), place));
     }));
     let cli = cli::Cli::parse();
     match cli::run(cli) {
         Ok(code) => code,
         Err(err) => exit::report(&err),
+    }
+}
+
+/// The one line a panic prints: `error: internal error at FILE:LINE: MESSAGE`, like every
+/// other error (`exit::report`), with the message on one line.
+fn panic_line(payload: &(dyn std::any::Any + Send), place: Option<(&str, u32)>) -> String {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned());
+    let place = place.map(|(file, line)| format!(" at {file}:{line}")).unwrap_or_default();
+    format!("error: internal error{place}: {}", message.replace(['\n', '\r'], " "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panic_line;
+
+    #[test]
+    fn a_panic_prints_one_error_line() {
+        let line = panic_line(&"index out of\nbounds", Some(("src/x.rs", 7)));
+        assert_eq!(line, "error: internal error at src/x.rs:7: index out of bounds");
+        let owned: String = "boom".into();
+        assert_eq!(panic_line(&owned, None), "error: internal error: boom");
+        assert_eq!(panic_line(&42u8, None), "error: internal error: unknown panic");
     }
 }

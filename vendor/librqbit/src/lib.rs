@@ -100,6 +100,9 @@ pub use torrent_state::{
     ManagedTorrent, ManagedTorrentShared, ManagedTorrentState, TorrentMetadata, TorrentStats,
     TorrentStatsState,
 };
+// swarmvm patch: the filter `TorrentStateLive::per_peer_stats_snapshot` takes, which 9.1.0
+// does not export (see PATCHED.md).
+pub use torrent_state::live::peer::stats::snapshot::{PeerStatsFilter, PeerStatsFilterState};
 pub use type_aliases::FileInfos;
 
 pub use buffers::*;

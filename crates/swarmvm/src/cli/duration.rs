@@ -1,26 +1,20 @@
-//! Durations as users write them: `90s`, `15m`, `2h`, `30d`, `2w`.
+//! Durations as users write them (`90s`, `15m`, `2h`, `30d`, `1h 30m`), through `humantime`.
 
 use std::time::Duration;
 
-/// Parses a positive integer followed by one unit: `s`, `m`, `h`, `d` or `w`.
+/// Parses a positive whole number of seconds written with units, as `humantime` reads them.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let bad = || format!("'{text}' is not a duration; write it like 90s, 15m, 2h or 30d");
-    let n: u64 = number.parse().map_err(|_| bad())?;
-    let unit_secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 604_800,
-        _ => return Err(bad()),
-    };
-    if n == 0 {
+    let d = humantime::parse_duration(text).map_err(|e| {
+        format!("'{text}' is not a duration ({e}); write it like 90s, 15m, 2h, 30d or 1h 30m")
+    })?;
+    if d.is_zero() {
         return Err(format!("'{text}' is zero; a duration must be positive"));
     }
-    n.checked_mul(unit_secs).map(Duration::from_secs).ok_or_else(|| format!("'{text}' is too long"))
+    if d.subsec_nanos() != 0 {
+        return Err(format!("'{text}' is not a whole number of seconds"));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -33,7 +27,10 @@ mod tests {
         assert_eq!(parse_duration("15m").unwrap().as_secs(), 900);
         assert_eq!(parse_duration("2h").unwrap().as_secs(), 7200);
         assert_eq!(parse_duration("30d").unwrap().as_secs(), 2_592_000);
-        for bad in ["", "10", "d", "1.5h", "-3s", "0s", "5y", "99999999999999999999d"] {
+        assert_eq!(parse_duration("1h 30m").unwrap().as_secs(), 5_400);
+        assert_eq!(parse_duration("1w").unwrap().as_secs(), 604_800);
+        assert_eq!(parse_duration("1.5h").unwrap().as_secs(), 5_400);
+        for bad in ["", "10", "d", "soon", "1.5s", "-3s", "0s", "500ms", "99999999999999999999d"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

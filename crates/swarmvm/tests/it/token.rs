@@ -71,7 +71,7 @@ fn ttl_sets_expiry_and_verify_at_checks_other_times() {
         "--ops",
         "ops.json",
         "--ttl",
-        "1.5h",
+        "soon",
     ]);
     assert_eq!(run.code, FAILURE);
     assert!(run.stderr.contains("not a duration"), "{}", run.stderr);
