@@ -32,7 +32,7 @@ fn trust() -> &'static TrustStore {
     T.get_or_init(|| TrustStore::with_keys([authority().public_key()]))
 }
 
-/// Refusals must explain themselves on one line (DESIGN.md: a one-line reason): no control
+/// Refusals must explain themselves on one line (docs/design.md: a one-line reason): no control
 /// character from the input may reach the message.
 fn one_line(error: &impl std::fmt::Display) {
     let text = error.to_string();

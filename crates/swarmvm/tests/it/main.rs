@@ -10,6 +10,7 @@ mod ledger;
 mod load;
 mod node;
 mod resources;
+mod script;
 mod secrets;
 mod support;
 mod token;
