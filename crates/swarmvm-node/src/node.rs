@@ -70,12 +70,17 @@ pub struct NodeOptions {
     pub limits: NodeLimits,
 }
 
+/// The longest wait before a bundle is applied again after a storage failure.
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
 struct Entry {
     name: Option<String>,
     state: BundleState,
     seq: Option<u64>,
     reason: Option<String>,
     transfer: Option<Arc<Transfer>>,
+    /// Storage failures while applying it, in a row (for the retry's back-off).
+    failures: u32,
 }
 
 #[derive(Default)]
@@ -175,7 +180,8 @@ struct Inner {
     /// The ledger's readers' handle: every read takes a snapshot of the last commit, never
     /// this lock's holder's work. `None` once the node stopped (the file is closed then).
     reader: RwLock<Option<LedgerReader>>,
-    /// What the status showed when the ledger was closed.
+    /// The ledger's position at its last commit: what the status shows while the ledger
+    /// cannot be read (after a storage failure, until it is open again; once stopped).
     last_status: Mutex<Option<Summary>>,
     bundles: Mutex<Bundles>,
     applied: watch::Sender<u64>,
@@ -226,10 +232,10 @@ impl Node {
                 .map_err(|source| NodeError::DataDir { path: sub.clone(), source })?;
         }
         let ledger_path = dir.join("ledger.redb");
-        let (ledger, last_seq) = tokio::task::spawn_blocking(move || {
+        let (ledger, summary) = tokio::task::spawn_blocking(move || {
             let ledger = Ledger::open(&ledger_path)?;
-            let last = ledger.snapshot()?.last_bundle().map_or(0, |b| b.seq);
-            Ok::<_, NodeError>((ledger, last))
+            let summary = Summary::of(&ledger.snapshot()?);
+            Ok::<_, NodeError>((ledger, summary))
         })
         .await
         .map_err(|e| NodeError::BadRequest(format!("ledger open task failed: {e}")))??;
@@ -245,15 +251,15 @@ impl Node {
                 swarm,
                 writer: Mutex::new(Some(ledger)),
                 reader: RwLock::new(Some(reader)),
-                last_status: Mutex::new(None),
+                last_status: Mutex::new(Some(summary.clone())),
                 bundles: Mutex::new(Bundles::default()),
-                applied: watch::channel(last_seq).0,
+                applied: watch::channel(summary.last_seq).0,
                 stop: watch::channel(false).0,
                 http_addr: OnceLock::new(),
                 tasks: Mutex::new(Vec::new()),
             }),
         };
-        info!(data_dir = %dir.display(), last_seq, "node started");
+        info!(data_dir = %dir.display(), last_seq = summary.last_seq, "node started");
         // Resume every bundle this node knew.
         let stored = std::fs::read_dir(dir.join("torrents"))
             .map_err(|source| NodeError::DataDir { path: dir.join("torrents"), source })?;
@@ -348,7 +354,10 @@ impl Node {
                 return Err(NodeError::Busy { pending, max });
             }
             b.order.push(hash);
-            b.entries.insert(hash, Entry { name, state, seq: None, reason: None, transfer: None });
+            b.entries.insert(
+                hash,
+                Entry { name, state, seq: None, reason: None, transfer: None, failures: 0 },
+            );
         }
         let node = self.clone();
         self.spawn(async move {
@@ -396,6 +405,7 @@ impl Node {
                 seq: Some(seq),
                 reason: None,
                 transfer: Some(transfer),
+                failures: 0,
             },
         );
         Ok(torrent)
@@ -528,6 +538,9 @@ impl Node {
         };
         info!(seq = bundle.manifest.seq, bundle = %bundle.id(), "applying bundle");
         let applied = crate::pipeline::apply_opened(ledger, bundle, &self.inner.trust)?;
+        if let Ok(snapshot) = ledger.snapshot() {
+            *lock(&self.inner.last_status) = Some(Summary::of(&snapshot));
+        }
         info!(
             seq = applied.seq,
             bundle = %applied.id,
@@ -557,7 +570,8 @@ impl Node {
                 break;
             }
             let mut progressed = false;
-            for (hash, bundle) in ready {
+            let mut ready = ready.into_iter();
+            while let Some((hash, bundle)) = ready.next() {
                 let seq = bundle.manifest.seq;
                 self.update(hash, |e| {
                     e.state = BundleState::Applying;
@@ -568,6 +582,7 @@ impl Node {
                         self.update(hash, |e| {
                             e.state = BundleState::Applied;
                             e.reason = None;
+                            e.failures = 0;
                         });
                         // Waiters see the bundle's entry and the ledger both updated.
                         self.inner.applied.send_replace(applied.seq);
@@ -578,10 +593,13 @@ impl Node {
                         e.reason = None;
                     }),
                     Err(e) if e.is_fatal() => {
-                        warn!(info_hash = %hash, "storage failure applying bundle: {}", one_line(&e));
-                        self.update(hash, |entry| {
-                            entry.reason = Some(format!("storage failure: {}", one_line(&e)));
-                        });
+                        // The others keep their turn.
+                        let mut b = lock(&self.inner.bundles);
+                        for (h, other) in ready {
+                            b.pending.entry(other.manifest.seq).or_default().push((h, other));
+                        }
+                        drop(b);
+                        self.storage_failed(hash, &one_line(&e));
                         return;
                     }
                     Err(e) => {
@@ -598,6 +616,87 @@ impl Node {
             if !progressed {
                 break;
             }
+        }
+    }
+
+    /// The ledger failed to store a bundle (a full or failing disk). Nothing of the bundle
+    /// was committed, and it is not the bundle's fault: it waits, the ledger is closed (its
+    /// handle refuses every later operation) and the status shows the last commit, and after
+    /// a back-off (1 s, doubling to a minute) the ledger is opened again and the bundle
+    /// applied again from its folder. Runs on the apply path's blocking thread.
+    fn storage_failed(&self, hash: InfoHash, error: &str) {
+        let mut failures = 0;
+        self.update(hash, |e| {
+            e.failures += 1;
+            failures = e.failures;
+        });
+        let delay = Duration::from_secs(1 << failures.saturating_sub(1).min(6)).min(RETRY_MAX);
+        warn!(info_hash = %hash, failures, "storage failure applying bundle, trying again in {}: {error}", humantime::format_duration(delay));
+        self.update(hash, |e| {
+            e.state = BundleState::Waiting;
+            e.reason = Some(format!(
+                "storage failure: {error}; trying again in {}",
+                humantime::format_duration(delay)
+            ));
+        });
+        {
+            let mut writer = lock(&self.inner.writer);
+            writer.take();
+            self.inner.reader.write().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        }
+        let node = self.clone();
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        self.spawn(async move {
+            let mut stop = node.stopping();
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let again = node.clone();
+            let _ = tokio::task::spawn_blocking(move || again.retry(hash)).await;
+        });
+    }
+
+    /// Opens the ledger again if it is closed, then the bundle `hash` from its folder, and
+    /// applies what is ready.
+    fn retry(&self, hash: InfoHash) {
+        if *self.inner.stop.borrow() {
+            return;
+        }
+        {
+            let mut writer = lock(&self.inner.writer);
+            if writer.is_none() {
+                match Ledger::open(&self.inner.data_dir.join("ledger.redb")) {
+                    Ok(ledger) => {
+                        *self
+                            .inner
+                            .reader
+                            .write()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                            Some(ledger.reader());
+                        *writer = Some(ledger);
+                    }
+                    Err(e) => {
+                        drop(writer);
+                        return self.storage_failed(hash, &one_line(&e));
+                    }
+                }
+            }
+        }
+        let path = {
+            let b = lock(&self.inner.bundles);
+            b.entries.get(&hash).and_then(|e| e.transfer.as_ref().map(|t| t.path().to_path_buf()))
+        };
+        let Some(path) = path else { return };
+        match open_bundle(&path, &self.inner.trust) {
+            Ok(bundle) => {
+                let seq = bundle.manifest.seq;
+                lock(&self.inner.bundles).pending.entry(seq).or_default().push((hash, bundle));
+                self.drain();
+            }
+            Err(e) => self.reject_blocking(hash, one_line(&e)),
         }
     }
 

@@ -605,10 +605,25 @@ impl Transfer {
                 }
             }
         }
-        self.handle
-            .wait_until_completed()
-            .await
-            .map_err(|e| engine_error(&e, &self.path, &self.failure))?;
+        // The engine's wait does not end when the transfer fails once live (a write fails
+        // on a full disk): the state is watched meanwhile.
+        let completed = self.handle.wait_until_completed();
+        tokio::pin!(completed);
+        loop {
+            tokio::select! {
+                done = &mut completed => {
+                    done.map_err(|e| engine_error(&e, &self.path, &self.failure))?;
+                    break;
+                }
+                () = tokio::time::sleep(Duration::from_millis(50)) => {
+                    let p = self.progress();
+                    if p.state == TransferState::Error {
+                        let error = p.error.unwrap_or_default();
+                        return Err(engine_error(&error, &self.path, &self.failure));
+                    }
+                }
+            }
+        }
         self.finish();
         Ok(())
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use swarmvm_swarm::TorrentFile;
 
-use crate::support::{Daemon, Env, FAILURE, REFUSED};
+use crate::support::{Daemon, Env, FAILURE, REFUSED, TIMED_OUT, Tmpfs, run_on_terminal};
 
 pub(crate) const LOOPBACK: [&str; 3] = ["--no-dht", "--listen", "127.0.0.1:0"];
 
@@ -330,4 +330,140 @@ fn an_interrupted_fetch_resumes_without_fetching_verified_pieces_again() {
     same_files(&env.path("dl/bundle-7"), &env.path("bundle-7"));
     assert!(!env.path(&marker).exists());
     assert!(!env.path("dl/.swarmvm-partial").exists(), "the marker folder goes when empty");
+}
+
+/// `bundle fetch TORRENT --out OUT --peer PEER` on loopback, with `extra` arguments.
+fn fetch_args<'a>(
+    torrent: &'a str,
+    out: &'a str,
+    peer: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec!["bundle", "fetch", torrent, "--out", out, "--peer", peer];
+    args.extend_from_slice(&LOOPBACK);
+    args.extend_from_slice(extra);
+    args
+}
+
+#[test]
+fn progress_is_a_bar_on_a_terminal_and_a_plain_line_when_piped() {
+    let env = Env::new();
+    let dir = bundle(&env, "bundle-p", [1_000, 1_200_000, 1_000]);
+    env.ok(&["bundle", "create", &dir, "--piece-length", "16384"]);
+    // A slow seeder: each fetch takes about four seconds.
+    let (_seeder, listen) = seed(&env, "bundle-p.torrent", &dir, &["--upload-limit", "300000"]);
+
+    let (screen, code) =
+        run_on_terminal(&env, &fetch_args("bundle-p.torrent", "tty", &listen, &[]));
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("bundle-p ["), "the bar, named: {screen:?}");
+    assert!(screen.contains("=>"), "a bar partly drawn: {screen:?}");
+    assert!(screen.contains('\r') || screen.contains("\x1b["), "redrawn in place: {screen:?}");
+    assert!(!screen.contains("downloading..."), "no plain lines on a terminal: {screen:?}");
+    same_files(&env.path("tty/bundle-p"), &env.path("bundle-p"));
+
+    let run = env.run(&fetch_args("bundle-p.torrent", "piped", &listen, &[]));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let lines: Vec<&str> = run.stderr.lines().filter(|l| l.contains("downloading...")).collect();
+    assert!(!lines.is_empty(), "a plain progress line every two seconds: {:?}", run.stderr);
+    for line in &lines {
+        assert!(line.starts_with("bundle-p: downloading... "), "{line}");
+        assert!(line.contains("% complete (down: ") && line.ends_with("peers: 1)"), "{line}");
+    }
+    assert!(!run.stderr.contains('\x1b') && !run.stderr.contains('\r'), "{:?}", run.stderr);
+    same_files(&env.path("piped/bundle-p"), &env.path("bundle-p"));
+}
+
+#[test]
+fn fetch_finds_the_seeder_through_a_tracker_given_on_the_command_line() {
+    let env = Env::new();
+    let dir = bundle(&env, "bundle-t", [1_000, 300_000, 1_000]);
+    let created = env.json(&["bundle", "create", &dir]);
+    let info_hash = created["info_hash"].as_str().unwrap().to_owned();
+    let tracker = swarmvm_test_support::tools::Tracker::start(&[info_hash]);
+    let url = tracker.announce_url();
+    let (_seeder, _) = seed(&env, "bundle-t.torrent", &dir, &["--tracker", &url]);
+    // The torrent names no tracker: without --tracker the fetcher finds nobody.
+    let mut args = vec!["bundle", "fetch", "bundle-t.torrent", "--out", "alone", "--timeout", "3s"];
+    args.extend_from_slice(&LOOPBACK);
+    let alone = env.run(&args);
+    assert_eq!(alone.code, TIMED_OUT, "{}", alone.stderr);
+    let mut args = vec!["bundle", "fetch", "bundle-t.torrent", "--out", "dl", "--tracker", &url];
+    args.extend_from_slice(&LOOPBACK);
+    args.extend(["--timeout", "60s"]);
+    let run = env.run(&args);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    same_files(&env.path("dl/bundle-t"), &env.path("bundle-t"));
+}
+
+#[test]
+fn a_disk_that_fills_mid_download_fails_in_one_line_and_the_fetch_resumes_later() {
+    let env = Env::new();
+    let dir = bundle(&env, "bundle-f", [1_000, 2_000_000, 1_000]);
+    let info_hash = env.json(&["bundle", "create", &dir, "--piece-length", "16384"])["info_hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_seeder, listen) = seed(&env, "bundle-f.torrent", &dir, &["--upload-limit", "400000"]);
+    let disk = Tmpfs::mount(&env, "disk", 4 << 20);
+    let out = disk.path.join("dl");
+    let out = out.to_str().unwrap();
+    let args = fetch_args("bundle-f.torrent", out, &listen, &["--json"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_swarmvm"))
+        .args(&args)
+        .current_dir(env.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once a fifth has arrived, something else fills the disk. (Its output is read to the
+    // end: a closed pipe would end it early.)
+    let reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut filled_at = None;
+    for line in reader.lines() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if filled_at.is_none() && v["event"] == "progress" && v["percent"].as_f64().unwrap() >= 20.0
+        {
+            filled_at = v["percent"].as_f64();
+            fill(&disk.path.join("filler"));
+        }
+    }
+    let filled_at = filled_at.expect("the fetch reported progress");
+    assert!(filled_at < 100.0);
+    let out_status = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out_status.stderr);
+    assert_eq!(out_status.status.code(), Some(FAILURE), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.starts_with("error: disk full: "), "{stderr}");
+    assert!(stderr.contains("no space left"), "{stderr}");
+    // The folder is still marked as an unfinished fetch of ours.
+    let marker = disk.path.join(format!("dl/.swarmvm-partial/{info_hash}"));
+    assert!(marker.exists(), "the partial fetch stays marked");
+
+    // Space freed, the same command resumes and completes.
+    std::fs::remove_file(disk.path.join("filler")).unwrap();
+    let run = env.run(&fetch_args("bundle-f.torrent", out, &listen, &["--json"]));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let last: Value = serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "complete");
+    assert!(
+        last["fetched"].as_u64().unwrap() < last["total"].as_u64().unwrap(),
+        "verified pieces were kept: {last}"
+    );
+    same_files(&disk.path.join("dl/bundle-f"), &env.path("bundle-f"));
+    assert!(!marker.exists());
+}
+
+/// Writes zeros to `path` until the file system is full.
+pub(crate) fn fill(path: &std::path::Path) {
+    use std::io::Write as _;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    for _ in 0..100_000 {
+        if let Err(e) = f.write_all(&chunk).and_then(|()| f.sync_data()) {
+            assert_eq!(e.kind(), std::io::ErrorKind::StorageFull, "{e}");
+            return;
+        }
+    }
+    panic!("the disk never filled");
 }

@@ -6,6 +6,7 @@ mod bundle;
 mod crash;
 mod hardening;
 mod interop;
+mod lan;
 mod ledger;
 mod load;
 mod node;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use swarmvm_test_support::http::get;
 
-use crate::support::{Daemon, Env, FAILURE, REFUSED};
+use crate::support::{Daemon, Env, FAILURE, REFUSED, Tmpfs};
 
 fn demo(peers: &str) -> Value {
     let env = Env::new();
@@ -389,4 +389,151 @@ fn a_node_killed_while_applying_restarts_and_reaches_the_same_root() {
         assert!(Instant::now() < deadline, "the restarted node never reached the reference root");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `node run` on `data_dir` trusting auth.pub, on loopback with an HTTP API, plus `extra`.
+fn run_node(env: &Env, data_dir: &str, extra: &[&str]) -> Daemon {
+    let mut args = vec!["node", "run", "--data-dir", data_dir, "--trust", "auth.pub"];
+    args.extend(["--no-dht", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"]);
+    args.extend_from_slice(extra);
+    let node = Daemon::start(env, &args);
+    assert_eq!(node.first_line["event"], "started");
+    node
+}
+
+/// `bundle seed NAME.torrent --dir NAME` on loopback; its address.
+fn seed_bundle(env: &Env, name: &str) -> (Daemon, String) {
+    let torrent = format!("{name}.torrent");
+    let args = ["bundle", "seed", &torrent, "--dir", name, "--no-dht", "--listen", "127.0.0.1:0"];
+    let seeder = Daemon::start(env, &args);
+    let addr = seeder.first_line["listen"].as_str().unwrap().to_owned();
+    (seeder, addr)
+}
+
+#[test]
+fn node_run_watch_adds_torrents_and_magnet_files_dropped_in_its_folder() {
+    let env = Env::new();
+    network(&env);
+    create_b1(&env);
+    let b2 = env.json(&[
+        "bundle",
+        "create",
+        "b2",
+        "--key",
+        "auth.pem",
+        "--contracts",
+        "contracts2.jsonl",
+        "--after",
+        "b1",
+    ]);
+    let (_s1, addr1) = seed_bundle(&env, "b1");
+    let (_s2, addr2) = seed_bundle(&env, "b2");
+    std::fs::create_dir(env.path("drop")).unwrap();
+    let node = run_node(&env, "peer", &["--watch", "drop", "--peer", &addr1, "--peer", &addr2]);
+    let http = http_of(&node);
+    assert_eq!(wait_status(http, |s| s["batches"] == 0)["torrents"], serde_json::json!([]));
+    // A torrent file, then a magnet link in a file.
+    std::fs::copy(env.path("b1.torrent"), env.path("drop/b1.torrent")).unwrap();
+    let status = wait_status(http, |s| s["last_seq"] == 1);
+    assert_eq!(status["torrents"][0]["name"], "b1");
+    env.write("drop/b2.magnet", format!("{}\n", b2["magnet"].as_str().unwrap()));
+    let status = wait_status(http, |s| s["last_seq"] == 2);
+    assert_eq!(status["torrents"][1]["info_hash"], b2["info_hash"]);
+    assert_eq!(status["torrents"][1]["state"], "applied");
+    let state = env.json(&["state", "show", "--data-dir", "peer"]);
+    assert_eq!(state["proposals"]["P001"]["votes"], 1);
+}
+
+#[test]
+fn a_late_joiner_applies_a_bundle_whose_tokens_have_expired_since() {
+    let env = Env::new();
+    // A network whose tokens (30 days) were issued 40 days ago, with its first bundle.
+    let now = swarmvm_token::unix_now();
+    let net = swarmvm_test_support::net::TestNet::at(1, now - 40 * 86_400);
+    let contract = net.contract(0, 1, &[swarmvm_test_support::net::student("S001")]);
+    net.bundle(env.dir.path(), "old", true, &[contract], None);
+    env.write("auth.pub", net.authority.public_key().to_spki_pem());
+    env.write("token.txt", &net.tokens[0]);
+    let err = env.fails(&["token", "verify", "token.txt", "--trust", "auth.pub"], REFUSED);
+    assert!(err.contains("expired"), "the tokens have expired by now: {err}");
+    // They were valid when the bundle was signed, which is what counts.
+    let applied = env.json(&["node", "apply", "old", "--data-dir", "late", "--trust", "auth.pub"]);
+    assert_eq!((applied["seq"].as_u64(), applied["applied"].as_u64()), (Some(1), Some(1)));
+    let state = env.json(&["state", "show", "--data-dir", "late"]);
+    assert_eq!(state["students"]["S001"]["name"], "John Doe");
+    assert_eq!(state["wallets"].as_object().unwrap().len(), 1);
+}
+
+#[test]
+fn a_node_whose_ledger_storage_fails_keeps_serving_and_applies_once_there_is_room() {
+    use base64::Engine as _;
+    let env = Env::new();
+    network(&env);
+    // Many contracts, so that applying the bundle needs room in the ledger file.
+    let mut lines = String::new();
+    for n in 1..=1500u64 {
+        env.write(
+            "c.json",
+            format!(
+                r#"{{"actions":[{{"action":"register_student","student":{{"id":"S{n:05}","name":"{name}","department":"Storage"}}}}]}}"#,
+                name = "N".repeat(200)
+            ),
+        );
+        let nonce = n.to_string();
+        lines += &env.ok(&[
+            "contract",
+            "sign",
+            "c.json",
+            "--wallet",
+            "peer1.pem",
+            "--network",
+            "auth.pub",
+            "--nonce",
+            &nonce,
+        ]);
+    }
+    env.write("contracts1.jsonl", lines);
+    create_b1(&env);
+    let reference =
+        env.json(&["node", "apply", "b1", "--data-dir", "reference", "--trust", "auth.pub"]);
+    let (_seeder, addr) = seed_bundle(&env, "b1");
+
+    // The ledger lives on a small disk; the bundles beside it do not.
+    let disk = Tmpfs::mount(&env, "disk", 8 << 20);
+    std::fs::create_dir(env.path("peer")).unwrap();
+    std::os::unix::fs::symlink(disk.path.join("ledger.redb"), env.path("peer/ledger.redb"))
+        .unwrap();
+    let mut node = run_node(&env, "peer", &["--peer", &addr]);
+    let http = http_of(&node);
+    let empty_root = wait_status(http, |s| s["batches"] == 0)["state_root"].clone();
+    crate::bundle::fill(&disk.path.join("filler"));
+    let torrent = std::fs::read(env.path("b1.torrent")).unwrap();
+    let body = serde_json::json!({
+        "torrent_base64": base64::engine::general_purpose::STANDARD.encode(torrent)
+    });
+    let (code, _) = swarmvm_test_support::http::post(http, "/v1/bundles", &body.to_string());
+    assert_eq!(code, 202);
+    let status = wait_status(http, |s| {
+        s["torrents"][0]["reason"].as_str().is_some_and(|r| r.contains("storage failure"))
+    });
+    let bundle = &status["torrents"][0];
+    assert_ne!(bundle["state"], "rejected", "the bundle is not blamed: {bundle}");
+    assert_eq!(status["last_seq"], 0);
+    assert_eq!(status["state_root"], empty_root, "nothing half-applied");
+    let (code, root) = get(http, "/v1/state/root");
+    assert_eq!((code, &root["state_root"]), (200, &empty_root), "reads go on");
+
+    // Room again: the node opens its ledger again and applies the bundle whole.
+    std::fs::remove_file(disk.path.join("filler")).unwrap();
+    let status = wait_status(http, |s| s["last_seq"] == 1);
+    assert_eq!(status["state_root"], reference["state_root"]);
+    assert_eq!(status["torrents"][0]["state"], "applied");
+    assert_eq!(node.signal("TERM"), 0);
+    env.ok(&["ledger", "verify", "--data-dir", "peer"]);
+    // And it opens as it was left.
+    let node = run_node(&env, "peer", &["--peer", &addr]);
+    let status = wait_status(http_of(&node), |s| s["last_seq"] == 1);
+    assert_eq!(status["state_root"], reference["state_root"]);
+    drop(node);
+    env.ok(&["ledger", "verify", "--data-dir", "peer"]);
 }

@@ -9,6 +9,8 @@ use serde_json::Value;
 pub const REFUSED: i32 = 1;
 /// The exit status of usage, I/O and internal errors.
 pub const FAILURE: i32 = 2;
+/// The exit status of a command that gave up at its `--timeout`.
+pub const TIMED_OUT: i32 = 3;
 
 /// One command's result.
 #[derive(Debug)]
@@ -167,11 +169,16 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `swarmvm ARGS --json` and waits (bounded) for its first JSON line.
     pub fn start(env: &Env, args: &[&str]) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarmvm"));
+        cmd.args(args).arg("--json").current_dir(env.dir.path());
+        Self::spawn(cmd, args)
+    }
+
+    /// Starts `cmd` (a `swarmvm ... --json` command) and waits (bounded) for its first JSON
+    /// line; `args` name it in failures.
+    pub fn spawn(mut cmd: Command, args: &[&str]) -> Self {
         use std::io::BufRead as _;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_swarmvm"))
-            .args(args)
-            .arg("--json")
-            .current_dir(env.dir.path())
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -213,4 +220,121 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A small tmpfs mounted on a new folder, unmounted when dropped (even when the test fails).
+/// Needs root (CI runs as root).
+pub struct Tmpfs {
+    pub path: PathBuf,
+}
+
+impl Tmpfs {
+    pub fn mount(env: &Env, name: &str, bytes: u64) -> Self {
+        let path = env.path(name);
+        std::fs::create_dir(&path).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(&path)
+            .status();
+        assert!(
+            mounted.is_ok_and(|s| s.success()),
+            "this test mounts a small tmpfs and needs root (CI runs as root)"
+        );
+        Self { path }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}
+
+/// Two network namespaces joined by a veth pair, `10.231.N.1/24` in the first and
+/// `10.231.N.2/24` in the second, with unique names; both removed when dropped (even when
+/// the test fails). Nothing in them can reach any other network. Needs root and iproute2.
+pub struct NetnsPair {
+    pub names: [String; 2],
+    pub addrs: [String; 2],
+}
+
+impl NetnsPair {
+    pub fn new(tag: &str) -> Self {
+        let id = std::process::id() % 100_000;
+        let names = [format!("svm-{tag}-{id}-a"), format!("svm-{tag}-{id}-b")];
+        let subnet = 1 + id % 250;
+        let addrs = [format!("10.231.{subnet}.1"), format!("10.231.{subnet}.2")];
+        let pair = Self { names, addrs };
+        let veth = [format!("svm{id}a"), format!("svm{id}b")];
+        let ip = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().unwrap_or_else(|e| {
+                panic!("cannot run ip: {e}; install the Debian package iproute2")
+            });
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {} (this test needs root)",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        for n in &pair.names {
+            ip(&["netns", "add", n]);
+        }
+        ip(&["link", "add", &veth[0], "type", "veth", "peer", "name", &veth[1]]);
+        for ((veth, name), addr) in veth.iter().zip(&pair.names).zip(&pair.addrs) {
+            ip(&["link", "set", veth, "netns", name]);
+            ip(&["-n", name, "addr", "add", &format!("{addr}/24"), "dev", veth]);
+            ip(&["-n", name, "link", "set", veth, "up"]);
+            ip(&["-n", name, "link", "set", "lo", "up"]);
+        }
+        pair
+    }
+
+    /// `swarmvm ARGS` inside namespace `i`, in `env`'s folder.
+    pub fn command(&self, i: usize, env: &Env, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.names[i], env!("CARGO_BIN_EXE_swarmvm")])
+            .args(args)
+            .current_dir(env.dir.path());
+        cmd
+    }
+}
+
+impl Drop for NetnsPair {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+/// Runs `swarmvm ARGS` in `env` with a pseudo-terminal as its standard input, output and
+/// error (through Python's `pty`, as a terminal user would see it); returns what the terminal
+/// received and the exit code.
+pub fn run_on_terminal(env: &Env, args: &[&str]) -> (String, i32) {
+    const PTY: &str = r#"
+import os, pty, subprocess, sys
+master, slave = pty.openpty()
+p = subprocess.Popen(sys.argv[1:], stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+os.close(slave)
+out = b""
+while True:
+    try:
+        data = os.read(master, 65536)
+    except OSError:
+        break
+    if not data:
+        break
+    out += data
+sys.stdout.buffer.write(out)
+sys.exit(p.wait())
+"#;
+    let out = Command::new("python3")
+        .args(["-c", PTY, env!("CARGO_BIN_EXE_swarmvm")])
+        .args(args)
+        .current_dir(env.dir.path())
+        .env("TERM", "xterm-256color")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), out.status.code().unwrap_or(-1))
 }
