@@ -2,12 +2,13 @@
 //!
 //! 1. Restart: a ledger of N state entries (1 million, then 10 million) is built with
 //!    `swarmvm node apply`; then `swarmvm node run` is started on it, and the clock runs until
-//!    `GET /v1/state/root` answers. Peak RSS (VmHWM) of the node at that moment. Median of 3.
+//!    `GET /v1/state/root` answers. Peak RSS (VmHWM) of the node at that moment. Median of 3
+//!    restarts after a clean stop (SIGTERM), and one after SIGKILL (redb repairs the file).
 //! 2. A 20,000-contract bundle applied by `node run` on the 1-million ledger: `GET
 //!    /v1/status` is polled every 10 ms from another thread while it applies; p50/p99/max of
 //!    those answers, the apply time, and the node's peak RSS.
 //!
-//! `cargo bench -p swarmvm --bench state` (about 10 minutes; `SWARMVM_STATE_SIZES=1000000`
+//! `cargo bench -p swarmvm --bench state` (about 5 minutes; `SWARMVM_STATE_SIZES=1000000`
 //! for the 1-million figures only). Prints a markdown table for BENCHMARKS.md.
 #![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
 
@@ -110,10 +111,20 @@ fn node_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
-/// Seconds from starting `node run` until `/v1/state/root` answers, and its peak RSS then.
-fn restart(dir: &Path) -> (f64, u64) {
+/// How the node before a restart stopped.
+#[derive(Clone, Copy)]
+enum Stop {
+    /// SIGTERM, waiting for a clean exit (the ledger file closed).
+    Clean,
+    /// SIGKILL: the next open repairs the file (redb's recovery).
+    Killed,
+}
+
+/// Seconds from starting `node run` until `/v1/state/root` answers, and its peak RSS then;
+/// the node is then stopped as `stop` says.
+fn restart(dir: &Path, stop: Stop) -> (f64, u64) {
     let started = Instant::now();
-    let (child, first) = spawn_json(Path::new(BIN), dir, &node_args(&[]));
+    let (mut child, first) = spawn_json(Path::new(BIN), dir, &node_args(&[]));
     let http: std::net::SocketAddr = first["http"].as_str().unwrap().parse().unwrap();
     loop {
         if get(http, "/v1/state/root").0 == 200 {
@@ -123,6 +134,15 @@ fn restart(dir: &Path) -> (f64, u64) {
     }
     let seconds = started.elapsed().as_secs_f64();
     let rss = proc_status_kib(child.0.id(), "VmHWM:");
+    if let Stop::Clean = stop {
+        let pid = child.0.id().to_string();
+        std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while child.0.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "the node did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
     drop(child);
     (seconds, rss)
 }
@@ -233,12 +253,21 @@ fn main() {
         let started = Instant::now();
         let bundles = fill(&net, d, entries);
         let fill_seconds = started.elapsed().as_secs_f64();
-        let runs: Vec<(f64, u64)> = (0..3).map(|_| restart(d)).collect();
+        // A first start (after `node apply` closed the file), then three after a clean
+        // stop, then one after SIGKILL (the open repairs the file first), then a clean one.
+        restart(d, Stop::Clean);
+        let runs: Vec<(f64, u64)> = (0..3).map(|_| restart(d, Stop::Clean)).collect();
         let seconds = median(runs.iter().map(|r| r.0).collect());
         let rss = median(runs.iter().map(|r| r.1 as f64).collect());
         rows.push(format!(
-            "| restart (open the ledger, serve `/v1/state/root`), {entries} entries | {seconds:.3} s | {:.0} MiB | filled with {bundles} bundles in {fill_seconds:.0} s |",
+            "| restart after a clean stop (open the ledger, serve `/v1/state/root`), {entries} entries | {seconds:.3} s | {:.0} MiB | filled with {bundles} bundles in {fill_seconds:.0} s; median of 3 |",
             rss / 1024.0
+        ));
+        restart(d, Stop::Killed);
+        let (seconds, rss) = restart(d, Stop::Clean);
+        rows.push(format!(
+            "| restart after SIGKILL (the file is repaired on open), {entries} entries | {seconds:.3} s | {:.0} MiB | |",
+            rss as f64 / 1024.0
         ));
         if entries == 1_000_000 {
             // The last fill bundle is the large one's parent.
