@@ -403,7 +403,7 @@ fn engine_error(e: &dyn std::fmt::Debug, path: &Path, failure: &StorageFailure) 
         return SwarmError::DiskFull { path: path.to_path_buf(), detail: "no space left".into() };
     }
     let text = format!("{e:?}");
-    let line = text.lines().next().unwrap_or_default().chars().take(300).collect();
+    let line = swarmvm_primitives::text::escape(text.lines().next().unwrap_or_default(), 300);
     SwarmError::Engine(line)
 }
 

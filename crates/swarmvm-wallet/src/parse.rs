@@ -149,7 +149,7 @@ fn parse_pem(pem: &[u8], passphrase: Option<&[u8]>) -> Result<(KeyMaterial, KeyF
         "RSA PUBLIC KEY" => {
             Ok((KeyMaterial::Public(PublicKey::from_pkcs1_der(&der)?), KeyFormat::Pkcs1PublicPem))
         }
-        other => Err(KeyError::UnsupportedPemLabel(other.chars().take(40).collect())),
+        other => Err(KeyError::UnsupportedPemLabel(swarmvm_primitives::text::escape(other, 40))),
     }
 }
 

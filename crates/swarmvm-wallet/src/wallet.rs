@@ -69,7 +69,7 @@ impl FromStr for Algorithm {
         Self::ALL
             .into_iter()
             .find(|a| a.name().eq_ignore_ascii_case(s))
-            .ok_or_else(|| UnknownAlgorithm(s.chars().take(32).collect()))
+            .ok_or_else(|| UnknownAlgorithm(swarmvm_primitives::text::escape(s, 32)))
     }
 }
 
