@@ -294,8 +294,17 @@ async fn the_drop_folder_tries_again_when_the_node_is_busy() {
     .unwrap();
     node.add(Source::Magnet(dead)).unwrap();
     std::fs::write(drop_dir.join("b1.torrent"), t1.as_bytes()).unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(node.bundles().len(), 1, "the dropped torrent waits: {:?}", node.bundles());
+    // While the slot is taken (until the magnet times out) the dropped torrent waits outside.
+    let deadline = std::time::Instant::now() + LIMIT;
+    loop {
+        let b = node.bundles();
+        if !b[0].state.is_pending() {
+            break;
+        }
+        assert_eq!(b.len(), 1, "the dropped torrent waits: {b:?}");
+        assert!(std::time::Instant::now() < deadline, "{b:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(node.wait_applied(1, LIMIT).await, "it was tried again: {:?}", node.bundles());
     let states: Vec<BundleState> = node.bundles().iter().map(|b| b.state).collect();
     assert_eq!(states, [BundleState::Rejected, BundleState::Applied]);

@@ -34,8 +34,16 @@ async fn one_seeder_to_three_fetchers_with_explicit_peers() {
         let p = transfer.progress();
         assert!(p.finished && p.done == torrent.total_length());
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(seeding.progress().uploaded >= torrent.total_length(), "the seeder uploaded");
+    // The seeder's counter catches up with what the fetchers verified.
+    let deadline = std::time::Instant::now() + LIMIT;
+    while seeding.progress().uploaded < torrent.total_length() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the seeder uploaded: {:?}",
+            seeding.progress()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let t1 = std::time::Instant::now();
     for (swarm, ..) in &fetchers {
         swarm.stop().await;

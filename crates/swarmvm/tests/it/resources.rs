@@ -74,8 +74,14 @@ fn peak_rss(pid: u32) -> u64 {
 }
 
 /// Keeps `SLOW_CLIENTS` connections open that send part of a request's headers a byte at a
-/// time, reopening each one the node closes, until `stop`.
-fn slow_clients(http: SocketAddr, stop: Arc<AtomicBool>, reopened: Arc<AtomicUsize>) {
+/// time, reopening each one the node closes, until `stop`; says on `ready` once every one
+/// has sent its first byte.
+fn slow_clients(
+    http: SocketAddr,
+    stop: Arc<AtomicBool>,
+    reopened: Arc<AtomicUsize>,
+    ready: std::sync::mpsc::Sender<()>,
+) {
     let open = || {
         let s = TcpStream::connect(http).ok()?;
         s.set_nonblocking(true).ok()?;
@@ -99,6 +105,9 @@ fn slow_clients(http: SocketAddr, stop: Arc<AtomicBool>, reopened: Arc<AtomicUsi
             }
         }
         round += 1;
+        if round == 1 {
+            let _ = ready.send(());
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -148,11 +157,17 @@ fn a_node_under_hostile_posts_and_slow_clients_keeps_answering_and_applies_a_rea
             }
         })
     };
+    let (ready, slow_ready) = std::sync::mpsc::channel();
     let slow = {
         let (stop, reopened) = (stop.clone(), reopened.clone());
-        std::thread::spawn(move || slow_clients(http, stop, reopened))
+        std::thread::spawn(move || slow_clients(http, stop, reopened, ready))
     };
-    std::thread::sleep(Duration::from_millis(500));
+    slow_ready.recv_timeout(Duration::from_secs(60)).expect("the slow clients connected");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while latencies.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the status poller never got an answer");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 
     // The hostile posts, and the real bundle in the middle of them.
     let answers = Arc::new(Mutex::new(std::collections::BTreeMap::<u16, usize>::new()));
@@ -168,7 +183,12 @@ fn a_node_under_hostile_posts_and_slow_clients_keeps_answering_and_applies_a_rea
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // A quarter of the hostile posts answered: the real one goes in among the rest.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while answers.lock().unwrap().values().sum::<usize>() < HOSTILE_POSTS / 4 {
+        assert!(Instant::now() < deadline, "the hostile posts never got going");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let real =
         json!({"torrent_base64": b64(&std::fs::read(env.path("b1.torrent")).unwrap())}).to_string();
     let deadline = Instant::now() + Duration::from_secs(60);
