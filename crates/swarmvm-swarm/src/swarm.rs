@@ -213,7 +213,7 @@ impl Swarm {
 
     /// This session's BitTorrent peer id (BEP 20 style, `-SV0100-` then random bytes), hex.
     pub fn peer_id(&self) -> String {
-        self.peer_id.iter().map(|b| format!("{b:02x}")).collect()
+        data_encoding::HEXLOWER.encode(&self.peer_id)
     }
 
     /// Stops and forgets a transfer; its files stay where they are.

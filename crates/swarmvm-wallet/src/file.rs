@@ -82,7 +82,7 @@ pub fn write_private_file(path: &Path, contents: &[u8], overwrite: bool) -> Resu
     })?;
     let mut random = [0u8; 8];
     aws_lc_rs::rand::fill(&mut random).map_err(|_| KeyError::Crypto("random source failed"))?;
-    let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let suffix = data_encoding::HEXLOWER.encode(&random);
     let tmp = dir.join(format!(".{}.{suffix}.tmp", name.to_string_lossy()));
     let result = (|| {
         let mut file = OpenOptions::new()
