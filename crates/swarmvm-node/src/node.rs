@@ -729,7 +729,16 @@ impl Node {
 
     /// The node's status. After [`Node::shutdown`] it is the status at that moment.
     pub fn status(&self) -> Status {
+        // The bundles first, then the ledger: a bundle shown applying whose seq the ledger
+        // already holds was committed in between, and is shown applied, so the two agree.
+        let mut torrents = self.bundles();
         let Summary { network, last_seq, state_root, batches } = self.summary();
+        for t in &mut torrents {
+            if t.state == BundleState::Applying && t.seq.is_some_and(|s| s <= last_seq) {
+                t.state = BundleState::Applied;
+                t.reason = None;
+            }
+        }
         Status {
             peer_id: self.inner.swarm.peer_id(),
             wallet: self.inner.wallet.clone(),
@@ -738,7 +747,7 @@ impl Node {
             last_seq,
             state_root,
             batches,
-            torrents: self.bundles(),
+            torrents,
             evidence: self
                 .evidence()
                 .unwrap_or_default()
