@@ -16,6 +16,7 @@
 //! ```
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+pub mod fuel;
 mod hash;
 pub mod text;
 

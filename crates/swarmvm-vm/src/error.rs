@@ -100,6 +100,22 @@ pub enum ActionError {
     /// A wallet named in an action is not registered.
     #[error("wallet {0} is not registered")]
     UnregisteredWallet(String),
+    /// A WebAssembly operation's module ran out of the fuel its registration gives it.
+    #[error("module ran out of fuel ({0} units)")]
+    OutOfFuel(u64),
+    /// A WebAssembly operation's module trapped (or broke the ABI's rules at run time).
+    #[error("module trapped: {0}")]
+    Trap(String),
+    /// A WebAssembly operation's module called `fail` (the message, escaped and cut short).
+    #[error("module failed: {0}")]
+    ModuleFailed(String),
+    /// A WebAssembly operation's `run` returned something other than 0.
+    #[error("module returned {0}")]
+    ModuleReturned(i32),
+    /// A WebAssembly operation whose module this peer does not hold: never after a verified
+    /// registration; a peer fault rather than the contract's.
+    #[error("module {0} is not loaded")]
+    ModuleMissing(String),
     /// The state could not be read: not a rejection, the batch stops.
     #[error(transparent)]
     Storage(#[from] crate::access::StateError),
@@ -177,6 +193,14 @@ pub enum RegistrationError {
         action: String,
         /// The handler.
         handler: String,
+    },
+    /// A module registration for a module this VM cannot run (not loaded, or no runtime).
+    #[error("module {module} for action '{action}' is not loaded")]
+    UnknownModule {
+        /// The action.
+        action: String,
+        /// The module's hash.
+        module: String,
     },
     /// A name or label outside the allowed form.
     #[error("invalid {what} '{value}'")]

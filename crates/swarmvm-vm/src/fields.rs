@@ -106,24 +106,41 @@ pub fn metadata(obj: &Args, name: &str, path: &'static str) -> Result<String, Ac
         None => return Err(ActionError::Missing(path)),
     };
     let mut out = String::new();
-    write_canonical(value, &mut out, 0, path)?;
+    write_canonical(value, &mut out, 0, METADATA_LIMITS, path)?;
     if out.len() > MAX_METADATA_LEN {
         return Err(ActionError::TooLong { path, max: MAX_METADATA_LEN });
     }
     Ok(out)
 }
 
-fn write_canonical(
+/// How deep and long canonical JSON may be, and what to say when it is deeper.
+#[derive(Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) depth: usize,
+    pub(crate) len: usize,
+    pub(crate) too_deep: &'static str,
+}
+
+const METADATA_LIMITS: Limits = Limits {
+    depth: MAX_METADATA_DEPTH,
+    len: MAX_METADATA_LEN,
+    too_deep: "is nested more than 8 levels deep",
+};
+
+/// `value` as canonical JSON: members sorted by their UTF-8 bytes at every level, no
+/// insignificant whitespace, integers only, the minimal escapes of RFC 8785.
+pub(crate) fn write_canonical(
     value: &Value,
     out: &mut String,
     depth: usize,
+    limits: Limits,
     path: &'static str,
 ) -> Result<(), ActionError> {
-    if depth > MAX_METADATA_DEPTH {
-        return Err(ActionError::Invalid { path, reason: "is nested more than 8 levels deep" });
+    if depth > limits.depth {
+        return Err(ActionError::Invalid { path, reason: limits.too_deep });
     }
-    if out.len() > MAX_METADATA_LEN {
-        return Err(ActionError::TooLong { path, max: MAX_METADATA_LEN });
+    if out.len() > limits.len {
+        return Err(ActionError::TooLong { path, max: limits.len });
     }
     match value {
         Value::Null => out.push_str("null"),
@@ -144,7 +161,7 @@ fn write_canonical(
                 if i > 0 {
                     out.push(',');
                 }
-                write_canonical(item, out, depth + 1, path)?;
+                write_canonical(item, out, depth + 1, limits, path)?;
             }
             out.push(']');
         }
@@ -158,7 +175,7 @@ fn write_canonical(
                 }
                 write_string(k, out);
                 out.push(':');
-                write_canonical(v, out, depth + 1, path)?;
+                write_canonical(v, out, depth + 1, limits, path)?;
             }
             out.push('}');
         }

@@ -39,6 +39,7 @@ mod state;
 mod trie;
 pub mod view;
 mod vm;
+pub mod wasm;
 
 pub use access::{ChangeSet, Overlay, Slot, StateError, StateRead, StateScan};
 pub use compact_str::CompactString;
@@ -53,10 +54,12 @@ pub use handlers::{
 };
 pub use hash::{Hash32, InvalidHash, LEAF_PREFIX, NODE_PREFIX, leaf_hash};
 pub use state::{
-    DecodeError, MemoryState, Record, Table, decode_key, encode_entry, encode_key, entry_leaf,
+    DecodeError, MemoryState, Record, Table, WASM_HANDLER, decode_key, encode_entry, encode_key,
+    entry_leaf,
 };
 pub use trie::{NodeStore, StoredNode, TrieChanges, TrieUpdate, build_sorted, root_of_sorted};
 pub use vm::{Contract, Machine, Outcome, Vm, nonce_of};
+pub use wasm::{Block, ModuleRunner, WasmHost};
 
 /// Names of the handlers in the built-in catalogue, the only names an `operations` token may
 /// bind actions to (the token layer takes this list as input).

@@ -35,11 +35,14 @@ pub enum Table {
     Vote = 8,
     /// NFTs by id, with their owner.
     Nft = 9,
+    /// WebAssembly operations' own entries, keyed `action/hex(key)`: each action has its
+    /// namespace of byte keys and byte values.
+    Wasm = 10,
 }
 
 impl Table {
     /// Every table, in canonical order.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Operation,
         Self::Wallet,
         Self::Nonce,
@@ -49,6 +52,7 @@ impl Table {
         Self::Proposal,
         Self::Vote,
         Self::Nft,
+        Self::Wasm,
     ];
 
     /// The one-byte tag in encodings.
@@ -78,6 +82,7 @@ impl Table {
             Self::Proposal => "proposals",
             Self::Vote => "votes",
             Self::Nft => "nfts",
+            Self::Wasm => "wasm",
         }
     }
 
@@ -89,10 +94,17 @@ impl Table {
 /// One record of the state. Its variant fixes its table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
-    /// A registered operation.
+    /// An operation bound to a built-in handler.
     Operation {
         /// The catalogue handler the action runs.
         handler: CompactString,
+    },
+    /// An operation bound to a WebAssembly module (in the operations table too).
+    WasmOperation {
+        /// The module's SHA-256.
+        module: Hash32,
+        /// Fuel for each action it runs.
+        fuel: u64,
     },
     /// A registered wallet.
     Wallet {
@@ -140,13 +152,18 @@ pub enum Record {
         /// The owning wallet's id.
         owner: CompactString,
     },
+    /// A value a WebAssembly operation stored under one of its keys.
+    Data {
+        /// The bytes (at most 64 KiB).
+        value: Box<[u8]>,
+    },
 }
 
 impl Record {
     /// The table this record belongs in.
     pub fn table(&self) -> Table {
         match self {
-            Self::Operation { .. } => Table::Operation,
+            Self::Operation { .. } | Self::WasmOperation { .. } => Table::Operation,
             Self::Wallet { .. } => Table::Wallet,
             Self::Nonce { .. } => Table::Nonce,
             Self::Student { .. } => Table::Student,
@@ -155,14 +172,22 @@ impl Record {
             Self::Proposal { .. } => Table::Proposal,
             Self::Vote => Table::Vote,
             Self::Nft { .. } => Table::Nft,
+            Self::Data { .. } => Table::Wasm,
         }
     }
 
-    /// Appends the record's canonical encoding (see `docs/format.md`): strings as a
-    /// little-endian u32 length and UTF-8 bytes, numbers as little-endian u64.
+    /// Appends the record's canonical encoding (see `docs/format.md`): strings and byte
+    /// strings as a little-endian u32 length and the bytes, numbers as little-endian u64. A
+    /// WebAssembly operation is the handler name `wasm`, the module's 32 bytes and the fuel.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Self::Operation { handler } => put_str(out, handler),
+            Self::WasmOperation { module, fuel } => {
+                put_str(out, WASM_HANDLER);
+                out.extend_from_slice(module.as_bytes());
+                out.extend_from_slice(&fuel.to_le_bytes());
+            }
+            Self::Data { value } => put_bytes(out, value),
             Self::Wallet { label, key } => {
                 put_str(out, label);
                 put_str(out, key);
@@ -189,7 +214,16 @@ impl Record {
     pub fn decode(table: Table, bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader { bytes };
         let record = match table {
-            Table::Operation => Self::Operation { handler: r.string()? },
+            Table::Operation => {
+                let handler = r.string()?;
+                if handler == WASM_HANDLER {
+                    let module = Hash32::from_slice(r.take(32)?)
+                        .map_err(|_| DecodeError("truncated module hash"))?;
+                    Self::WasmOperation { module, fuel: r.u64()? }
+                } else {
+                    Self::Operation { handler }
+                }
+            }
             Table::Wallet => Self::Wallet { label: r.string()?, key: r.string()? },
             Table::Nonce => Self::Nonce { last: r.u64()? },
             Table::Student => Self::Student { name: r.string()?, department: r.string()? },
@@ -200,6 +234,7 @@ impl Record {
             Table::Nft => {
                 Self::Nft { name: r.string()?, metadata: r.string()?, owner: r.string()? }
             }
+            Table::Wasm => Self::Data { value: r.bytes()?.into() },
         };
         if !r.bytes.is_empty() {
             return Err(DecodeError("trailing bytes after the record"));
@@ -208,11 +243,18 @@ impl Record {
     }
 }
 
+/// The handler name a WebAssembly operation's record starts with; no built-in handler has it.
+pub const WASM_HANDLER: &str = "wasm";
+
 fn put_str(out: &mut Vec<u8>, s: &str) {
-    // Every string in the state is bounded far below 4 GiB by validation.
-    let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
+    put_bytes(out, s.as_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    // Every string and value in the state is bounded far below 4 GiB by validation.
+    let len = u32::try_from(b.len()).unwrap_or(u32::MAX);
     out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(s.as_bytes());
+    out.extend_from_slice(b);
 }
 
 /// Bytes that are not a valid encoding.
@@ -245,10 +287,14 @@ impl Reader<'_> {
         Ok(u64::from_le_bytes(b))
     }
 
-    fn string(&mut self) -> Result<CompactString, DecodeError> {
+    fn bytes(&mut self) -> Result<&[u8], DecodeError> {
         let b: [u8; 4] = self.take(4)?.try_into().map_err(|_| DecodeError("truncated"))?;
         let len = usize::try_from(u32::from_le_bytes(b)).map_err(|_| DecodeError("too long"))?;
-        let bytes = self.take(len)?;
+        self.take(len)
+    }
+
+    fn string(&mut self) -> Result<CompactString, DecodeError> {
+        let bytes = self.bytes()?;
         let text = std::str::from_utf8(bytes).map_err(|_| DecodeError("string is not utf-8"))?;
         Ok(CompactString::from(text))
     }
@@ -290,7 +336,7 @@ struct Merkle {
 /// [`MemoryState::apply`]; the root is kept incrementally.
 #[derive(Clone, Default)]
 pub struct MemoryState {
-    tables: [BTreeMap<Key, Record>; 9],
+    tables: [BTreeMap<Key, Record>; Table::ALL.len()],
     /// Updated lazily when a root is asked for, hence the cell.
     merkle: RefCell<Merkle>,
 }

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use crate::access::{StateError, StateScan};
 use crate::state::{MemoryState, Record, Table};
+use crate::wasm::split_wasm_id;
 
 /// Why the state could not be shown.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,8 @@ fn under(state: &dyn StateScan, table: Table, prefix: &str) -> Result<Vec<Value>
 pub fn value_json(state: &dyn StateScan, id: &str, record: &Record) -> Result<Value, StateError> {
     Ok(match record {
         Record::Operation { handler } => json!(handler.as_str()),
+        Record::WasmOperation { module, fuel } => json!({"wasm": module.to_hex(), "fuel": fuel}),
+        Record::Data { value } => json!(shown_bytes(value)),
         Record::Wallet { label, key } => {
             let jwk: Value = serde_json::from_str(key).unwrap_or(Value::Null);
             json!({"label": label.as_str(), "jwk": jwk})
@@ -76,9 +79,32 @@ pub fn value_json(state: &dyn StateScan, id: &str, record: &Record) -> Result<Va
     })
 }
 
+/// How a WebAssembly operation's key or value appears: as text when its bytes are UTF-8
+/// and do not begin with `hex:`, otherwise `hex:` and the bytes in lowercase hex.
+pub fn shown_bytes(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if !text.starts_with("hex:") => text.to_owned(),
+        _ => format!("hex:{}", data_encoding::HEXLOWER.encode(bytes)),
+    }
+}
+
+/// The bytes a [`shown_bytes`] string stands for.
+pub fn parse_shown_bytes(shown: &str) -> Option<Vec<u8>> {
+    match shown.strip_prefix("hex:") {
+        Some(hex) => data_encoding::HEXLOWER.decode(hex.as_bytes()).ok(),
+        None => Some(shown.as_bytes().to_vec()),
+    }
+}
+
 /// One entry as a page of its table shows it: `{"id": ..., ...}`. Records that are not
-/// objects in the whole-state form (a handler name, a nonce) are under `value`.
+/// objects in the whole-state form (a handler name, a nonce) are under `value`; a
+/// WebAssembly operation's entry also names its `action` and `key`.
 pub fn entry_json(state: &dyn StateScan, id: &str, record: &Record) -> Result<Value, StateError> {
+    if let (Record::Data { value }, Some((action, key))) = (record, split_wasm_id(id)) {
+        return Ok(json!({
+            "id": id, "action": action, "key": shown_bytes(&key), "value": shown_bytes(value),
+        }));
+    }
     let value = value_json(state, id, record)?;
     let mut entry = Map::new();
     entry.insert("id".into(), json!(id));
@@ -119,9 +145,10 @@ pub fn page(
 }
 
 /// Writes the whole state as one JSON object — `operations`, `wallets`, `nonces`, `students`
-/// (each with its `courses`), `courses`, `proposals` (with `votes` and `voters`) and `nfts`
-/// (with their `owner` and parsed `metadata`) — then the members of `extra`, reading the
-/// state entry by entry as it goes.
+/// (each with its `courses`), `courses`, `proposals` (with `votes` and `voters`), `nfts`
+/// (with their `owner` and parsed `metadata`) and `wasm` (action → key → value, see
+/// [`shown_bytes`]) — then the members of `extra`, reading the state entry by entry as it
+/// goes.
 pub fn write_state_json(
     state: &dyn StateScan,
     extra: &Map<String, Value>,
@@ -158,8 +185,48 @@ pub fn write_state_json(
         }
         out.write_all(b"}")?;
     }
+    write_wasm_json(state, out)?;
     for (name, value) in extra {
         write!(out, ",{}:{}", json!(name), value)?;
+    }
+    out.write_all(b"}")?;
+    Ok(())
+}
+
+/// `,"wasm":{ACTION:{KEY:VALUE,...},...}`: an action's entries are contiguous in id order,
+/// since action names hold no `/`.
+fn write_wasm_json(state: &dyn StateScan, out: &mut dyn Write) -> Result<(), ViewError> {
+    out.write_all(br#","wasm":{"#)?;
+    let mut current: Option<String> = None;
+    let mut failed = None;
+    state.scan(Table::Wasm, None, &mut |id, record| {
+        let (Some((action, key)), Record::Data { value }) = (split_wasm_id(id), &record) else {
+            return true;
+        };
+        let written = (|| -> std::io::Result<()> {
+            match &current {
+                Some(a) if a == action => out.write_all(b",")?,
+                Some(_) => write!(out, "}},{}:{{", json!(action))?,
+                None => write!(out, "{}:{{", json!(action))?,
+            }
+            write!(out, "{}:{}", json!(shown_bytes(&key)), json!(shown_bytes(value)))
+        })();
+        if current.as_deref() != Some(action) {
+            current = Some(action.to_owned());
+        }
+        match written {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    if current.is_some() {
+        out.write_all(b"}")?;
     }
     out.write_all(b"}")?;
     Ok(())

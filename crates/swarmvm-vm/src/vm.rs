@@ -1,5 +1,7 @@
 //! The executor: registrations and atomic contracts, staged in an [`Overlay`].
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use crate::access::{ChangeSet, Overlay, StateError, StateRead};
@@ -10,6 +12,7 @@ use crate::fields::is_id;
 use crate::handlers::{Catalogue, Ctx, Handler};
 use crate::hash::Hash32;
 use crate::state::{MemoryState, Record, Table};
+use crate::wasm::{ActionHost, Block, ModuleRunner, canonical_input};
 
 /// A contract as the VM runs it: who signed it (already verified by the caller), its nonce
 /// and its actions, each a JSON object with an `action` member.
@@ -57,6 +60,14 @@ pub fn nonce_of(state: &impl StateRead, wallet: &str) -> Result<u64, StateError>
 #[derive(Debug, Default)]
 pub struct Vm {
     catalogue: Catalogue,
+    runner: Option<Arc<dyn ModuleRunner>>,
+}
+
+/// What an action name is bound to.
+#[derive(Clone, Copy)]
+enum Binding<'v> {
+    Builtin(&'v dyn Handler),
+    Wasm { module: Hash32, fuel: u64 },
 }
 
 impl Vm {
@@ -67,7 +78,45 @@ impl Vm {
 
     /// A VM with the given catalogue.
     pub fn with_catalogue(catalogue: Catalogue) -> Self {
-        Self { catalogue }
+        Self { catalogue, runner: None }
+    }
+
+    /// This VM, running WebAssembly operations with `runner`.
+    pub fn with_runner(mut self, runner: Arc<dyn ModuleRunner>) -> Self {
+        self.runner = Some(runner);
+        self
+    }
+
+    /// The runner of WebAssembly operations, if any.
+    pub fn runner(&self) -> Option<&Arc<dyn ModuleRunner>> {
+        self.runner.as_ref()
+    }
+
+    /// Binds `action` to WebAssembly module `module` (which the runner must hold) with `fuel`
+    /// per action. Call only with the content of a verified `operations` token. Rebinding
+    /// keeps the entries the action's earlier module stored.
+    pub fn register_module(
+        &self,
+        state: &mut Overlay<'_>,
+        action: &str,
+        module: Hash32,
+        fuel: u64,
+    ) -> Result<(), RegistrationError> {
+        if !is_id(action) {
+            return Err(RegistrationError::Invalid {
+                what: "action name",
+                value: crate::error::shown(action),
+            });
+        }
+        if !self.runner.as_ref().is_some_and(|r| r.has(&module)) {
+            return Err(RegistrationError::UnknownModule {
+                action: crate::error::shown(action),
+                module: module.to_hex(),
+            });
+        }
+        state.put(action, Record::WasmOperation { module, fuel });
+        state.settle();
+        Ok(())
     }
 
     /// The catalogue.
@@ -133,8 +182,18 @@ impl Vm {
         state: &mut Overlay<'_>,
         contract: &Contract<'_>,
     ) -> Result<Outcome, StateError> {
+        self.execute_in(state, contract, Block::default())
+    }
+
+    /// [`Vm::execute`] in `block` (what WebAssembly operations see as `seq` and `time`).
+    pub fn execute_in(
+        &self,
+        state: &mut Overlay<'_>,
+        contract: &Contract<'_>,
+        block: Block,
+    ) -> Result<Outcome, StateError> {
         let mark = state.mark();
-        match self.try_execute(state, contract) {
+        match self.try_execute(state, contract, block) {
             Ok(()) => {
                 state.settle();
                 Ok(Outcome::Applied)
@@ -150,7 +209,12 @@ impl Vm {
         }
     }
 
-    fn try_execute(&self, state: &mut Overlay<'_>, contract: &Contract<'_>) -> Result<(), Failure> {
+    fn try_execute(
+        &self,
+        state: &mut Overlay<'_>,
+        contract: &Contract<'_>,
+        block: Block,
+    ) -> Result<(), Failure> {
         let signer = contract.signer;
         if !(1..=MAX_NONCE).contains(&contract.nonce) {
             return Err(Rejection::NonceOutOfRange(contract.nonce).into());
@@ -168,22 +232,30 @@ impl Vm {
             _ => {}
         }
         // Contracts often repeat one action; resolve a name once per run of it.
-        let mut resolved: Option<(&str, &dyn Handler)> = None;
+        let mut resolved: Option<(&str, Binding<'_>)> = None;
         for (index, action) in contract.actions.iter().enumerate() {
             let args = action.as_object().ok_or(Rejection::MalformedAction { index })?;
             let Some(Value::String(name)) = args.get("action") else {
                 return Err(Rejection::MalformedAction { index }.into());
             };
-            let handler = match resolved {
-                Some((last, h)) if last == name => h,
+            let binding = match resolved {
+                Some((last, b)) if last == name => b,
                 _ => {
-                    let h = self.resolve(state, index, name)?;
-                    resolved = Some((name, h));
-                    h
+                    let b = self.resolve(state, index, name)?;
+                    resolved = Some((name, b));
+                    b
                 }
             };
-            let mut ctx = Ctx::new(state, signer);
-            match handler.apply(&mut ctx, args) {
+            let result = match binding {
+                Binding::Builtin(handler) => handler.apply(&mut Ctx::new(state, signer), args),
+                Binding::Wasm { module, fuel } => self.run_module(
+                    &module,
+                    fuel,
+                    ActionHost { state, action: name, caller: signer, input: Vec::new(), block },
+                    action,
+                ),
+            };
+            match result {
                 Ok(()) => {}
                 Err(ActionError::Storage(e)) => return Err(Failure::Storage(e)),
                 Err(error) => {
@@ -195,17 +267,24 @@ impl Vm {
         Ok(())
     }
 
-    /// The handler an action name is registered to.
+    /// What an action name is registered to.
     fn resolve(
         &self,
         state: &Overlay<'_>,
         index: usize,
         name: &str,
-    ) -> Result<&dyn Handler, Failure> {
-        let Some(Record::Operation { handler }) = state.get(Table::Operation, name)? else {
-            return Err(Rejection::UnknownAction { index, name: crate::error::shown(name) }.into());
+    ) -> Result<Binding<'_>, Failure> {
+        let handler = match state.get(Table::Operation, name)? {
+            Some(Record::Operation { handler }) => handler,
+            Some(Record::WasmOperation { module, fuel }) => {
+                return Ok(Binding::Wasm { module, fuel });
+            }
+            _ => {
+                let name = crate::error::shown(name);
+                return Err(Rejection::UnknownAction { index, name }.into());
+            }
         };
-        self.catalogue.get(&handler).ok_or_else(|| {
+        self.catalogue.get(&handler).map(Binding::Builtin).ok_or_else(|| {
             Rejection::MissingHandler {
                 index,
                 action: crate::error::shown(name),
@@ -213,6 +292,21 @@ impl Vm {
             }
             .into()
         })
+    }
+
+    /// Runs one action with a module: its input is the action as canonical JSON.
+    fn run_module(
+        &self,
+        module: &Hash32,
+        fuel: u64,
+        mut host: ActionHost<'_, '_>,
+        action: &Value,
+    ) -> Result<(), ActionError> {
+        let Some(runner) = &self.runner else {
+            return Err(ActionError::ModuleMissing(module.to_hex()));
+        };
+        host.input = canonical_input(action)?;
+        runner.run(module, fuel, &mut host).map(|_| ())
     }
 }
 
@@ -312,6 +406,31 @@ impl Machine {
     /// Runs a contract and applies it if it applied.
     pub fn execute(&mut self, contract: &Contract<'_>) -> Outcome {
         match self.batch(|vm, o| vm.execute(o, contract)).0 {
+            Ok(outcome) => outcome,
+            // A state in memory cannot fail to read.
+            Err(e) => unreachable!("{e}"),
+        }
+    }
+
+    /// This machine, running WebAssembly operations with `runner`.
+    pub fn with_runner(mut self, runner: Arc<dyn ModuleRunner>) -> Self {
+        self.vm = std::mem::take(&mut self.vm).with_runner(runner);
+        self
+    }
+
+    /// See [`Vm::register_module`].
+    pub fn register_module(
+        &mut self,
+        action: &str,
+        module: Hash32,
+        fuel: u64,
+    ) -> Result<(), RegistrationError> {
+        self.batch(|vm, o| vm.register_module(o, action, module, fuel)).0
+    }
+
+    /// Runs a contract in `block` and applies it if it applied.
+    pub fn execute_in(&mut self, contract: &Contract<'_>, block: Block) -> Outcome {
+        match self.batch(|vm, o| vm.execute_in(o, contract, block)).0 {
             Ok(outcome) => outcome,
             // A state in memory cannot fail to read.
             Err(e) => unreachable!("{e}"),

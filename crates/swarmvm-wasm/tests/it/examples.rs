@@ -1,0 +1,97 @@
+//! The examples of `docs/wasm/`: counter and tally, in WebAssembly text and in C.
+
+use serde_json::json;
+
+use crate::{WALLETS, default_fuel, example, machine, run, wat};
+
+#[test]
+fn the_counter_counts_every_action() {
+    let counter = wat(&std::fs::read_to_string(example("counter.wat")).unwrap());
+    let (mut m, _) = machine(&[("count", &counter, default_fuel())]);
+    for _ in 0..3 {
+        assert!(run(&mut m, WALLETS[0], &[json!({"action": "count"})]).is_applied());
+    }
+    let two = [json!({"action": "count"}), json!({"action": "count"})];
+    assert!(run(&mut m, WALLETS[1], &two).is_applied());
+    let state = m.state().to_json();
+    assert_eq!(state["wasm"]["count"]["count"], "5", "{state}");
+}
+
+#[test]
+fn tally_counts_one_vote_per_wallet_per_proposal() {
+    let tally = wat(&std::fs::read_to_string(example("tally.wat")).unwrap());
+    let (mut m, _) = machine(&[("tally", &tally, default_fuel())]);
+    let vote = |id: &str| json!({"action": "tally", "proposal": {"id": id, "description": "More \"funding\""}});
+    for w in WALLETS {
+        assert!(run(&mut m, w, &[vote("P001")]).is_applied());
+    }
+    let again = run(&mut m, WALLETS[0], &[vote("P001")]);
+    let swarmvm_vm::Outcome::Rejected(reason) = again else { panic!("a second vote applied") };
+    assert!(
+        reason.to_string().contains("module failed: tally: this wallet already voted"),
+        "{reason}"
+    );
+    assert!(run(&mut m, WALLETS[0], &[vote("P002")]).is_applied());
+    let state = m.state().to_json();
+    let votes = &state["wasm"]["tally"];
+    assert_eq!(votes["P001"], "3", "{state}");
+    assert_eq!(votes["P002"], "1");
+    assert_eq!(votes[format!("P001/{}", WALLETS[1])], "");
+    // Inputs that are not the note's vote are refused whole.
+    for bad in [
+        json!({"action": "tally", "proposal": "P1"}),
+        json!({"action": "tally", "proposal": {"id": "P 1"}}),
+        json!({"action": "tally", "proposal": {"id": "P1", "extra": 1}}),
+        json!({"action": "tally", "proposal": {"a": {"id": "X"}, "id": "P1"}}),
+        json!({"action": "tally"}),
+    ] {
+        let root = m.state_root();
+        let out = run(&mut m, WALLETS[2], std::slice::from_ref(&bad));
+        assert!(!out.is_applied(), "{bad}");
+        assert_eq!(m.state_root(), root);
+    }
+}
+
+/// `docs/wasm/tally.c` built with Debian's clang and lld as `docs/wasm.md` says.
+pub fn tally_from_c() -> Vec<u8> {
+    let out = tempfile::tempdir().unwrap();
+    let wasm = out.path().join("tally.wasm");
+    let status = std::process::Command::new("clang")
+        .args(["--target=wasm32", "-nostdlib", "-O2", "-Wl,--no-entry", "-Wl,--export=run"])
+        .args(["-Wl,-z,stack-size=16384", "-Wl,--initial-memory=131072", "-o"])
+        .arg(&wasm)
+        .arg(example("tally.c"))
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run clang: {e}; install Debian's clang and lld"));
+    assert!(status.success(), "clang failed on tally.c");
+    std::fs::read(wasm).unwrap()
+}
+
+#[test]
+fn tally_in_c_and_in_webassembly_text_give_the_same_state() {
+    let from_c = tally_from_c();
+    let info = swarmvm_wasm::check_module(&from_c).unwrap();
+    assert_eq!(info.imports, ["input_len", "input_read", "caller", "get", "set", "fail"]);
+    let from_wat = wat(&std::fs::read_to_string(example("tally.wat")).unwrap());
+    let mut states = Vec::new();
+    for module in [&from_c, &from_wat] {
+        let (mut m, _) = machine(&[("vote_proposal", module, default_fuel())]);
+        let vote = |id: &str| json!({"action": "vote_proposal", "proposal": {"id": id, "description": "d\\u00e9 \\\"q\\\""}});
+        let mut outcomes = Vec::new();
+        for (i, w) in WALLETS.iter().enumerate() {
+            outcomes.push(run(&mut m, w, &[vote("P1"), vote(&format!("P{}", i + 2))]).is_applied());
+            outcomes.push(run(&mut m, w, &[vote("P1")]).is_applied());
+        }
+        assert_eq!(outcomes, [true, false, true, false, true, false]);
+        let mut state = m.state().to_json();
+        // The one difference: which module the action is bound to.
+        let bound = state["operations"]["vote_proposal"]["wasm"].take();
+        assert_eq!(
+            bound.as_str(),
+            Some(swarmvm_wasm::check_module(module).unwrap().hash.to_hex().as_str())
+        );
+        states.push(state);
+    }
+    assert_eq!(states[0], states[1], "the same state, entry for entry");
+    assert_eq!(states[0]["wasm"]["vote_proposal"]["P1"], "3");
+}
