@@ -1,7 +1,7 @@
 /* tally in C: the same module as tally.wat, built with Debian's clang and lld, no libc:
  *
  *   clang --target=wasm32 -nostdlib -O2 -Wl,--no-entry -Wl,--export=run \
- *         -Wl,-z,stack-size=16384 -Wl,--initial-memory=131072 -o tally.wasm tally.c
+ *         -Wl,-z,stack-size=16384 -Wl,--initial-memory=65536 -o tally.wasm tally.c
  *
  * (docs/wasm.md explains the flags.) One vote per wallet per proposal: in its action's
  * namespace, ID -> the number of votes as decimal text, and ID/WALLET -> "" per voter. */
@@ -28,7 +28,7 @@ void *memcpy(void *dst, const void *src, unsigned long n) {
     return dst;
 }
 
-static char input[65536];
+static char input[32768]; /* a vote is far smaller; one page of memory in all */
 static int n;
 
 #define LIT(s) s, (int)(sizeof(s) - 1)

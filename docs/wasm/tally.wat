@@ -12,11 +12,12 @@
   (import "swarmvm" "get" (func $get (param i32 i32 i32 i32) (result i32)))
   (import "swarmvm" "set" (func $set (param i32 i32 i32 i32)))
   (import "swarmvm" "fail" (func $fail (param i32 i32)))
-  (memory (export "memory") 2)
+  (memory (export "memory") 1)
 
   ;; Memory: 0..256 literals and messages; 256..512 the key (ID "/" WALLET); 512..532 the
-  ;; count's text; 600..620 digits written backwards; 4096.. the input (at most 64 KiB).
-  (global $in i32 (i32.const 4096))
+  ;; count's text; 600..620 digits written backwards; 1024.. the input (at most 32 KiB: a
+  ;; vote is far smaller). One page, so the runtime's reset between actions copies little.
+  (global $in i32 (i32.const 1024))
   (global $n (mut i32) (i32.const 0))
   (data (i32.const 0) "{\"action\":\"")          ;; 0, 11
   (data (i32.const 16) ",\"proposal\":{")        ;; 16, 13
@@ -38,15 +39,11 @@
         (if (i32.eq (local.get $i) (local.get $len)) (then (return (i32.const 1))))
         (br_if $differ
           (i32.ne
-            (i32.load8_u (i32.add (global.get $in) (i32.add (local.get $pos) (local.get $i))))
+            (i32.load8_u offset=1024 (i32.add (local.get $pos) (local.get $i)))
             (i32.load8_u (i32.add (local.get $lit) (local.get $i)))))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $byte)))
     (i32.const 0))
-
-  ;; The input byte at pos (pos must be below n).
-  (func $byte (param $pos i32) (result i32)
-    (i32.load8_u (i32.add (global.get $in) (local.get $pos))))
 
   ;; True for the characters of an id: A-Z a-z 0-9 _ . : -
   (func $id_char (param $c i32) (result i32)
@@ -99,7 +96,7 @@
   (func (export "run") (result i32)
     (local $p i32) (local $c i32) (local $id i32) (local $id_len i32) (local $len i32)
     (global.set $n (call $input_len))
-    (if (i32.gt_u (global.get $n) (i32.const 65536)) (then (call $shape)))
+    (if (i32.gt_u (global.get $n) (i32.const 32768)) (then (call $shape)))
     (call $input_read (global.get $in))
     ;; {"action":"NAME",
     (if (i32.eqz (call $at (i32.const 0) (i32.const 0) (i32.const 11))) (then (call $shape)))
@@ -107,7 +104,7 @@
     (block $name_end
       (loop $name
         (if (i32.ge_u (local.get $p) (global.get $n)) (then (call $shape)))
-        (br_if $name_end (i32.eq (call $byte (local.get $p)) (i32.const 34)))
+        (br_if $name_end (i32.eq (i32.load8_u offset=1024 (local.get $p)) (i32.const 34)))
         (local.set $p (i32.add (local.get $p) (i32.const 1)))
         (br $name)))
     (local.set $p (i32.add (local.get $p) (i32.const 1)))
@@ -122,14 +119,14 @@
         (block $text_end
           (loop $text
             (if (i32.ge_u (local.get $p) (global.get $n)) (then (call $shape)))
-            (local.set $c (call $byte (local.get $p)))
+            (local.set $c (i32.load8_u offset=1024 (local.get $p)))
             (local.set $p (i32.add (local.get $p) (i32.const 1)))
             (br_if $text_end (i32.eq (local.get $c) (i32.const 34)))
             (if (i32.eq (local.get $c) (i32.const 92))
               (then (local.set $p (i32.add (local.get $p) (i32.const 1)))))
             (br $text)))
         (if (i32.ge_u (local.get $p) (global.get $n)) (then (call $shape)))
-        (if (i32.ne (call $byte (local.get $p)) (i32.const 44)) (then (call $shape)))
+        (if (i32.ne (i32.load8_u offset=1024 (local.get $p)) (i32.const 44)) (then (call $shape)))
         (local.set $p (i32.add (local.get $p) (i32.const 1)))))
     ;; "id":"ID"}}
     (if (i32.eqz (call $at (local.get $p) (i32.const 48) (i32.const 6))) (then (call $shape)))
@@ -138,7 +135,7 @@
     (block $id_end
       (loop $id_chars
         (if (i32.ge_u (local.get $p) (global.get $n)) (then (call $shape)))
-        (local.set $c (call $byte (local.get $p)))
+        (local.set $c (i32.load8_u offset=1024 (local.get $p)))
         (br_if $id_end (i32.eq (local.get $c) (i32.const 34)))
         (if (i32.eqz (call $id_char (local.get $c))) (then (call $shape)))
         (local.set $p (i32.add (local.get $p) (i32.const 1)))

@@ -59,7 +59,7 @@ pub use state::{
 };
 pub use trie::{NodeStore, StoredNode, TrieChanges, TrieUpdate, build_sorted, root_of_sorted};
 pub use vm::{Contract, Machine, Outcome, Vm, nonce_of};
-pub use wasm::{Block, ModuleRunner, WasmHost};
+pub use wasm::{Block, Call, ModuleRunner, ModuleSession, WasmState};
 
 /// Names of the handlers in the built-in catalogue, the only names an `operations` token may
 /// bind actions to (the token layer takes this list as input).

@@ -12,7 +12,7 @@ use crate::fields::is_id;
 use crate::handlers::{Catalogue, Ctx, Handler};
 use crate::hash::Hash32;
 use crate::state::{MemoryState, Record, Table};
-use crate::wasm::{ActionHost, Block, ModuleRunner, canonical_input};
+use crate::wasm::{Block, Call, ModuleRunner, ModuleSession, SharedOverlay, canonical_input};
 
 /// A contract as the VM runs it: who signed it (already verified by the caller), its nonce
 /// and its actions, each a JSON object with an `action` member.
@@ -231,7 +231,10 @@ impl Vm {
             n if n > MAX_ACTIONS => return Err(Rejection::TooManyActions(n).into()),
             _ => {}
         }
-        // Contracts often repeat one action; resolve a name once per run of it.
+        // Contracts often repeat one action; resolve a name once per run of it. Module
+        // sessions last the contract; the overlay is lent to them and to handlers by turns.
+        let shared = SharedOverlay(std::cell::RefCell::new(&mut *state));
+        let mut sessions: Vec<(Hash32, Box<dyn ModuleSession + '_>)> = Vec::new();
         let mut resolved: Option<(&str, Binding<'_>)> = None;
         for (index, action) in contract.actions.iter().enumerate() {
             let args = action.as_object().ok_or(Rejection::MalformedAction { index })?;
@@ -241,28 +244,48 @@ impl Vm {
             let binding = match resolved {
                 Some((last, b)) if last == name => b,
                 _ => {
-                    let b = self.resolve(state, index, name)?;
+                    let b = self.resolve(&shared.0.borrow(), index, name)?;
                     resolved = Some((name, b));
                     b
                 }
             };
             let result = match binding {
-                Binding::Builtin(handler) => handler.apply(&mut Ctx::new(state, signer), args),
-                Binding::Wasm { module, fuel } => self.run_module(
-                    &module,
-                    fuel,
-                    ActionHost { state, action: name, caller: signer, input: Vec::new(), block },
-                    action,
-                ),
-            };
-            match result {
-                Ok(()) => {}
-                Err(ActionError::Storage(e)) => return Err(Failure::Storage(e)),
-                Err(error) => {
-                    return Err(Rejection::Action { index, action: name.clone(), error }.into());
+                Binding::Builtin(handler) => {
+                    handler.apply(&mut Ctx::new(&mut shared.0.borrow_mut(), signer), args)
                 }
+                Binding::Wasm { module, fuel } => {
+                    let session = match sessions.iter().position(|(m, _)| *m == module) {
+                        Some(i) => &mut sessions[i].1,
+                        None => {
+                            let runner = self
+                                .runner
+                                .as_ref()
+                                .ok_or_else(|| ActionError::ModuleMissing(module.to_hex()));
+                            let opened = runner.and_then(|r| r.session(&module, &shared));
+                            match opened {
+                                Ok(s) => {
+                                    sessions.push((module, s));
+                                    &mut sessions.last_mut().expect("just pushed").1
+                                }
+                                Err(error) => {
+                                    return Err(failure(index, name, error));
+                                }
+                            }
+                        }
+                    };
+                    canonical_input(action).and_then(|input| {
+                        let call =
+                            Call { action: name, input: &input, caller: signer, block, fuel };
+                        session.run(&call).map(|_| ())
+                    })
+                }
+            };
+            if let Err(error) = result {
+                return Err(failure(index, name, error));
             }
         }
+        drop(sessions);
+        let state = shared.0.into_inner();
         state.put(signer, Record::Nonce { last: contract.nonce });
         Ok(())
     }
@@ -293,20 +316,13 @@ impl Vm {
             .into()
         })
     }
+}
 
-    /// Runs one action with a module: its input is the action as canonical JSON.
-    fn run_module(
-        &self,
-        module: &Hash32,
-        fuel: u64,
-        mut host: ActionHost<'_, '_>,
-        action: &Value,
-    ) -> Result<(), ActionError> {
-        let Some(runner) = &self.runner else {
-            return Err(ActionError::ModuleMissing(module.to_hex()));
-        };
-        host.input = canonical_input(action)?;
-        runner.run(module, fuel, &mut host).map(|_| ())
+/// An action's error as the contract's failure: a storage error stops the batch.
+fn failure(index: usize, name: &str, error: ActionError) -> Failure {
+    match error {
+        ActionError::Storage(e) => Failure::Storage(e),
+        error => Rejection::Action { index, action: name.to_owned(), error }.into(),
     }
 }
 

@@ -3,6 +3,7 @@
 //! module reads as its input. The runtime itself (`swarmvm-wasm`, on wasmi) implements
 //! [`ModuleRunner`] outside this crate, which stays free of an interpreter and of I/O.
 
+use std::cell::RefCell;
 use std::fmt;
 
 use serde_json::Value;
@@ -30,33 +31,55 @@ pub struct Block {
     pub time: u64,
 }
 
-/// What a module may see and do while it runs one action: its input, who signed, the
-/// block, and the entries of its action's own namespace (reads see the contract's earlier
-/// writes). Keys and values are checked by the runtime before they get here.
-pub trait WasmHost {
-    /// The action object as canonical JSON.
-    fn input(&self) -> &[u8];
-    /// The signer's wallet id (43 ASCII characters).
-    fn caller(&self) -> &str;
-    /// The block the batch runs in.
-    fn block(&self) -> Block;
-    /// The value at `key`, if any.
-    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
-    /// Stores `value` at `key`.
-    fn set(&mut self, key: &[u8], value: &[u8]);
-    /// Removes the value at `key`.
-    fn remove(&mut self, key: &[u8]);
+/// The entries of WebAssembly operations, as a module session reads and writes them: each
+/// action has its own namespace. Reads see the contract's earlier writes. Interior
+/// mutability, because the VM lends it to module sessions and to built-in handlers by turns
+/// within one contract.
+pub trait WasmState {
+    /// The value at `key` in `action`'s namespace, if any.
+    fn get(&self, action: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StateError>;
+    /// Stores `value` at `key` in `action`'s namespace.
+    fn set(&self, action: &str, key: &[u8], value: &[u8]);
+    /// Removes the value at `key` in `action`'s namespace.
+    fn remove(&self, action: &str, key: &[u8]);
 }
 
-/// Runs WebAssembly modules, by hash, metered: the VM hands it one action at a time.
-/// Implementations must be deterministic: the same module, fuel, input and state give the
-/// same writes, the same fuel used and the same error on every machine.
+/// One action for a module to run.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// The action's name: the namespace its entries live in.
+    pub action: &'a str,
+    /// The action object as canonical JSON.
+    pub input: &'a [u8],
+    /// The signer's wallet id (43 ASCII characters).
+    pub caller: &'a str,
+    /// The block the batch runs in.
+    pub block: Block,
+    /// Fuel for this action.
+    pub fuel: u64,
+}
+
+/// A module ready to run actions of one contract, one after the other. Each action starts
+/// from the module's initial memory and globals, whatever earlier actions did.
+pub trait ModuleSession {
+    /// Runs the module's `run` for one action, its writes made to the session's state only
+    /// if it succeeds; returns the fuel used. An error rejects the contract.
+    fn run(&mut self, call: &Call<'_>) -> Result<u64, ActionError>;
+}
+
+/// Runs WebAssembly modules, by hash, metered: the VM opens a session per module per
+/// contract and hands it one action at a time. Implementations must be deterministic: the
+/// same module, fuel, input and state give the same writes, the same fuel used and the same
+/// error on every machine.
 pub trait ModuleRunner: Send + Sync + fmt::Debug {
     /// True when `module` is loaded and can run.
     fn has(&self, module: &Hash32) -> bool;
-    /// Runs `module`'s `run` for one action with at most `fuel`, its writes made through
-    /// `host`; returns the fuel used. An error rejects the contract.
-    fn run(&self, module: &Hash32, fuel: u64, host: &mut dyn WasmHost) -> Result<u64, ActionError>;
+    /// A session of `module` over `state`.
+    fn session<'h>(
+        &'h self,
+        module: &Hash32,
+        state: &'h dyn WasmState,
+    ) -> Result<Box<dyn ModuleSession + 'h>, ActionError>;
 }
 
 /// The state id of `key` in `action`'s namespace: `action/` then the key in lowercase hex,
@@ -89,41 +112,23 @@ pub fn canonical_input(action: &Value) -> Result<Vec<u8>, ActionError> {
     Ok(out.into_bytes())
 }
 
-/// A [`WasmHost`] over a batch's overlay for one action of a contract.
-pub(crate) struct ActionHost<'a, 's> {
-    pub(crate) state: &'a mut Overlay<'s>,
-    pub(crate) action: &'a str,
-    pub(crate) caller: &'a str,
-    pub(crate) input: Vec<u8>,
-    pub(crate) block: Block,
-}
+/// The contract's overlay, lent by turns to module sessions and built-in handlers.
+pub(crate) struct SharedOverlay<'a, 's>(pub(crate) RefCell<&'a mut Overlay<'s>>);
 
-impl WasmHost for ActionHost<'_, '_> {
-    fn input(&self) -> &[u8] {
-        &self.input
-    }
-
-    fn caller(&self) -> &str {
-        self.caller
-    }
-
-    fn block(&self) -> Block {
-        self.block
-    }
-
-    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        Ok(match self.state.get(Table::Wasm, &wasm_id(self.action, key))? {
+impl WasmState for SharedOverlay<'_, '_> {
+    fn get(&self, action: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(match self.0.borrow().get(Table::Wasm, &wasm_id(action, key))? {
             Some(Record::Data { value }) => Some(value.into_vec()),
             _ => None,
         })
     }
 
-    fn set(&mut self, key: &[u8], value: &[u8]) {
-        self.state.put(&wasm_id(self.action, key), Record::Data { value: value.into() });
+    fn set(&self, action: &str, key: &[u8], value: &[u8]) {
+        self.0.borrow_mut().put(&wasm_id(action, key), Record::Data { value: value.into() });
     }
 
-    fn remove(&mut self, key: &[u8]) {
-        self.state.remove(Table::Wasm, &wasm_id(self.action, key));
+    fn remove(&self, action: &str, key: &[u8]) {
+        self.0.borrow_mut().remove(Table::Wasm, &wasm_id(action, key));
     }
 }
 

@@ -16,9 +16,10 @@
 
 mod check;
 mod error;
+mod globals;
 mod runtime;
 
 pub use check::{ABI, MAX_MODULE_LEN, MAX_PAGES, ModuleInfo, check_module, features, module_bytes};
 pub use error::ModuleError;
-pub use runtime::{IMPORT_FUEL, MAX_CALL_DEPTH, MAX_MESSAGE, MAX_WRITTEN, Runtime, Usage};
+pub use runtime::{IMPORT_FUEL, MAX_CALL_DEPTH, MAX_MESSAGE, MAX_WRITTEN, Runtime, fuel_used};
 pub use swarmvm_primitives::fuel::{DEFAULT_FUEL, MAX_FUEL};

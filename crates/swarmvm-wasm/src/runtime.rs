@@ -1,16 +1,23 @@
 //! Running modules: wasmi with fuel metering, bounded memory and call depth, the ABI's
-//! imports and nothing else; one fresh instance per action, so actions never see each
-//! other's memory.
+//! imports and nothing else.
+//!
+//! A contract opens one session per module it calls. The session instantiates the module
+//! once and, before every further action, puts the instance back as it was when
+//! instantiated: its memory's bytes copied from a pristine image and every global set to its
+//! initial value (the module is compiled with its globals exported under reserved names to
+//! make that possible). An action that grew the memory gets a fresh instance instead. So no
+//! action sees what another left in memory or globals, at the cost of a copy of the
+//! module's initial memory rather than a new instance.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use swarmvm_primitives::Hash32;
-use swarmvm_vm::wasm::{MAX_KEY_LEN, MAX_VALUE_LEN, WasmHost};
-use swarmvm_vm::{ActionError, Block, ModuleRunner};
+use swarmvm_vm::wasm::{MAX_KEY_LEN, MAX_VALUE_LEN, WasmState};
+use swarmvm_vm::{ActionError, Block, Call, ModuleRunner, ModuleSession};
 use wasmi::{
-    Caller, CompilationMode, Config, Engine, Linker, Memory, Module, Store, StoreLimits,
-    StoreLimitsBuilder, TrapCode, TypedResumableCall, Val,
+    Caller, CompilationMode, Config, Engine, Global, Instance, Linker, Memory, Module, Store,
+    StoreLimits, StoreLimitsBuilder, TrapCode, TypedFunc, Val,
 };
 
 use crate::check::{MAX_PAGES, check_module};
@@ -18,53 +25,51 @@ use crate::error::ModuleError;
 
 /// The deepest call stack a module may build.
 pub const MAX_CALL_DEPTH: usize = 512;
-/// Fuel every import call costs, besides what the module's instructions cost.
+/// Fuel every import call costs, besides what the module's instructions cost; imports that
+/// move bytes also cost one unit per byte.
 pub const IMPORT_FUEL: u64 = 100;
 /// The most key and value bytes one action may write.
 pub const MAX_WRITTEN: usize = 1024 * 1024;
 /// The most bytes of a `fail` message kept in a receipt.
 pub const MAX_MESSAGE: usize = 256;
-
-/// What a run leaves behind besides its writes: the fuel it used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Usage {
-    /// Fuel used, import costs included.
-    pub fuel: u64,
-}
+/// The prefix of the export names under which a module's globals are exported for resets.
+pub(crate) const GLOBAL_EXPORT: &str = "\u{1}swarmvm.global.";
 
 /// A compiled module.
 #[derive(Debug)]
 struct Loaded {
     module: Module,
+    /// How many globals it defines (all exported under [`GLOBAL_EXPORT`] names), or `None`
+    /// when that could not be done (then every action gets a fresh instance).
+    globals: Option<u32>,
 }
 
-/// The per-run data the imports see.
-struct Data {
+/// What the imports of one session see.
+struct Data<'h> {
+    state: &'h dyn WasmState,
+    action: String,
     input: Vec<u8>,
     caller: Vec<u8>,
     block: Block,
     memory: Option<Memory>,
     limits: StoreLimits,
-    /// This action's writes (`None`: removed), applied to the host when it succeeds.
+    /// This action's writes (`None`: removed), made to the state when it succeeds.
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    /// Values read from the host during this run.
-    reads: HashMap<Vec<u8>, Option<Vec<u8>>>,
     written: usize,
 }
 
-/// Why an import stopped the module: a value to read from the state (the runner reads it
-/// and resumes), or `fail`.
+/// Why an import stopped the module.
 #[derive(Debug)]
 enum Exit {
-    Get { key: Vec<u8>, ptr: u32, cap: u32 },
     Fail(String),
+    Storage(swarmvm_vm::StateError),
 }
 
 impl std::fmt::Display for Exit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Get { .. } => f.write_str("get"),
             Self::Fail(m) => write!(f, "fail: {m}"),
+            Self::Storage(e) => write!(f, "{e}"),
         }
     }
 }
@@ -74,7 +79,7 @@ impl wasmi::errors::HostError for Exit {}
 /// Loads modules (checked, compiled once, kept by hash) and runs them for the VM.
 pub struct Runtime {
     engine: Engine,
-    linker: Linker<Data>,
+    metered: bool,
     modules: RwLock<HashMap<Hash32, Arc<Loaded>>>,
 }
 
@@ -91,8 +96,8 @@ impl Default for Runtime {
     }
 }
 
-/// The engine's configuration: the accepted feature set, fuel, eager compilation (so a
-/// module is compiled whole when it is loaded, never lazily during a run), the call depth.
+/// The engine's configuration: the accepted feature set, fuel, eager compilation (a module
+/// is compiled whole when it is loaded, never lazily during a run), the call depth.
 fn config(metered: bool) -> Config {
     let mut c = Config::default();
     c.consume_fuel(metered)
@@ -127,22 +132,31 @@ impl Runtime {
     }
 
     fn with_metering(metered: bool) -> Self {
-        let engine = Engine::new(&config(metered));
-        let linker = linker(&engine);
-        Self { engine, linker, modules: RwLock::new(HashMap::new()) }
+        Self {
+            engine: Engine::new(&config(metered)),
+            metered,
+            modules: RwLock::new(HashMap::new()),
+        }
     }
 
     /// Checks `bytes` against the ABI, compiles them and keeps the module under its hash
-    /// (again only if new). Returns the hash.
+    /// (only once). Returns the hash.
     pub fn load(&self, bytes: &[u8]) -> Result<Hash32, ModuleError> {
         let info = check_module(bytes)?;
         if self.has_module(&info.hash) {
             return Ok(info.hash);
         }
-        let module =
-            Module::new(&self.engine, bytes).map_err(|e| ModuleError::Compile(e.to_string()))?;
+        let compile = |b: &[u8]| {
+            Module::new(&self.engine, b).map_err(|e| ModuleError::Compile(e.to_string()))
+        };
+        let loaded = match crate::globals::export_globals(bytes) {
+            Some((prepared, globals)) => {
+                Loaded { module: compile(&prepared)?, globals: Some(globals) }
+            }
+            None => Loaded { module: compile(bytes)?, globals: None },
+        };
         let mut modules = self.modules.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        modules.insert(info.hash, Arc::new(Loaded { module }));
+        modules.insert(info.hash, Arc::new(loaded));
         Ok(info.hash)
     }
 
@@ -151,86 +165,13 @@ impl Runtime {
         self.modules.read().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(hash)
     }
 
-    /// Runs `module` for one action (see [`ModuleRunner::run`]) and reports the fuel used.
-    pub fn run_action(
-        &self,
-        module: &Hash32,
-        fuel: u64,
-        host: &mut dyn WasmHost,
-    ) -> Result<Usage, ActionError> {
-        let loaded = self
-            .modules
+    fn loaded(&self, hash: &Hash32) -> Result<Arc<Loaded>, ActionError> {
+        self.modules
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(module)
+            .get(hash)
             .cloned()
-            .ok_or_else(|| ActionError::ModuleMissing(module.to_hex()))?;
-        let data = Data {
-            input: host.input().to_vec(),
-            caller: host.caller().as_bytes().to_vec(),
-            block: host.block(),
-            memory: None,
-            limits: StoreLimitsBuilder::new()
-                .memory_size(MAX_PAGES as usize * 65_536)
-                .trap_on_grow_failure(false)
-                .build(),
-            writes: BTreeMap::new(),
-            reads: HashMap::new(),
-            written: 0,
-        };
-        let mut store = Store::new(&self.engine, data);
-        store.limiter(|d| &mut d.limits);
-        let metered = store.set_fuel(fuel).is_ok();
-        let instance = self
-            .linker
-            .instantiate_and_start(&mut store, &loaded.module)
-            .map_err(|e| trap(&e, fuel))?;
-        let memory = instance
-            .get_memory(&store, "memory")
-            .ok_or_else(|| ActionError::Trap("no memory export".into()))?;
-        store.data_mut().memory = Some(memory);
-        let run = instance
-            .get_typed_func::<(), i32>(&store, "run")
-            .map_err(|e| ActionError::Trap(shorten(&e.to_string())))?;
-        let mut call = run.call_resumable(&mut store, ()).map_err(|e| trap(&e, fuel))?;
-        loop {
-            match call {
-                TypedResumableCall::Finished(0) => break,
-                TypedResumableCall::Finished(n) => return Err(ActionError::ModuleReturned(n)),
-                TypedResumableCall::OutOfFuel(_) => return Err(ActionError::OutOfFuel(fuel)),
-                TypedResumableCall::HostTrap(pending) => {
-                    let answer = match pending.host_error().downcast_ref::<Exit>() {
-                        Some(Exit::Get { key, ptr, cap }) => {
-                            let (key, ptr, cap) = (key.clone(), *ptr, *cap);
-                            let value = host.get(&key)?;
-                            let answer = answer_get(&mut store, memory, value.as_deref(), ptr, cap)
-                                .map_err(|e| trap(&e, fuel))?;
-                            store.data_mut().reads.insert(key, value);
-                            answer
-                        }
-                        Some(Exit::Fail(message)) => {
-                            return Err(ActionError::ModuleFailed(message.clone()));
-                        }
-                        None => {
-                            return Err(ActionError::Trap(shorten(
-                                &pending.host_error().to_string(),
-                            )));
-                        }
-                    };
-                    call = pending
-                        .resume(&mut store, &[Val::I32(answer)])
-                        .map_err(|e| trap(&e, fuel))?;
-                }
-            }
-        }
-        let used = if metered { fuel - store.get_fuel().unwrap_or(0) } else { 0 };
-        for (key, value) in std::mem::take(&mut store.data_mut().writes) {
-            match value {
-                Some(v) => host.set(&key, &v),
-                None => host.remove(&key),
-            }
-        }
-        Ok(Usage { fuel: used })
+            .ok_or_else(|| ActionError::ModuleMissing(hash.to_hex()))
     }
 }
 
@@ -239,8 +180,150 @@ impl ModuleRunner for Runtime {
         self.has_module(module)
     }
 
-    fn run(&self, module: &Hash32, fuel: u64, host: &mut dyn WasmHost) -> Result<u64, ActionError> {
-        self.run_action(module, fuel, host).map(|u| u.fuel)
+    fn session<'h>(
+        &'h self,
+        module: &Hash32,
+        state: &'h dyn WasmState,
+    ) -> Result<Box<dyn ModuleSession + 'h>, ActionError> {
+        let loaded = self.loaded(module)?;
+        Ok(Box::new(Session {
+            engine: &self.engine,
+            metered: self.metered,
+            linker: linker(&self.engine),
+            loaded,
+            state,
+            live: None,
+        }))
+    }
+}
+
+/// An instance ready for the next action, and how to put it back as it was.
+struct Live<'h> {
+    store: Store<Data<'h>>,
+    memory: Memory,
+    run: TypedFunc<(), i32>,
+    pristine: Vec<u8>,
+    globals: Vec<(Global, Val)>,
+    /// False once an action ran: the next one resets first.
+    fresh: bool,
+}
+
+/// One module, for the actions of one contract.
+struct Session<'h> {
+    engine: &'h Engine,
+    metered: bool,
+    linker: Linker<Data<'h>>,
+    loaded: Arc<Loaded>,
+    state: &'h dyn WasmState,
+    live: Option<Live<'h>>,
+}
+
+impl<'h> Session<'h> {
+    /// A new instance in a new store.
+    fn instantiate(&self) -> Result<Live<'h>, ActionError> {
+        let data = Data {
+            state: self.state,
+            action: String::new(),
+            input: Vec::new(),
+            caller: Vec::new(),
+            block: Block::default(),
+            memory: None,
+            limits: StoreLimitsBuilder::new()
+                .memory_size(MAX_PAGES as usize * 65_536)
+                .trap_on_grow_failure(false)
+                .build(),
+            writes: BTreeMap::new(),
+            written: 0,
+        };
+        let mut store = Store::new(self.engine, data);
+        store.limiter(|d| &mut d.limits);
+        let instance: Instance = self
+            .linker
+            .instantiate_and_start(&mut store, &self.loaded.module)
+            .map_err(|e| trap(&e, 0))?;
+        let memory = instance
+            .get_memory(&store, "memory")
+            .ok_or_else(|| ActionError::Trap("no memory export".into()))?;
+        store.data_mut().memory = Some(memory);
+        let run = instance
+            .get_typed_func::<(), i32>(&store, "run")
+            .map_err(|e| ActionError::Trap(shorten(&e.to_string())))?;
+        let globals = match self.loaded.globals {
+            Some(n) => (0..n)
+                .filter_map(|i| instance.get_global(&store, &format!("{GLOBAL_EXPORT}{i}")))
+                .filter(|g| g.ty(&store).mutability() == wasmi::Mutability::Var)
+                .map(|g| (g, g.get(&store)))
+                .collect(),
+            None => Vec::new(),
+        };
+        let pristine = memory.data(&store).to_vec();
+        Ok(Live { store, memory, run, pristine, globals, fresh: true })
+    }
+
+    /// The instance for the next action: the current one put back as it was, or a new one.
+    fn ready(&mut self) -> Result<&mut Live<'h>, ActionError> {
+        let reusable = self.loaded.globals.is_some()
+            && self
+                .live
+                .as_ref()
+                .is_some_and(|l| l.fresh || l.memory.data(&l.store).len() == l.pristine.len());
+        if !reusable {
+            self.live = Some(self.instantiate()?);
+        }
+        let live = self.live.as_mut().ok_or_else(|| ActionError::Trap("no instance".into()))?;
+        if !live.fresh {
+            live.memory.data_mut(&mut live.store).copy_from_slice(&live.pristine);
+            for (global, value) in &live.globals {
+                global
+                    .set(&mut live.store, value.clone())
+                    .map_err(|e| ActionError::Trap(shorten(&e.to_string())))?;
+            }
+        }
+        live.fresh = false;
+        Ok(live)
+    }
+}
+
+impl ModuleSession for Session<'_> {
+    fn run(&mut self, call: &Call<'_>) -> Result<u64, ActionError> {
+        let metered = self.metered;
+        let state = self.state;
+        let live = self.ready()?;
+        let data = live.store.data_mut();
+        data.action.clear();
+        data.action.push_str(call.action);
+        data.input.clear();
+        data.input.extend_from_slice(call.input);
+        data.caller.clear();
+        data.caller.extend_from_slice(call.caller.as_bytes());
+        data.block = call.block;
+        data.writes.clear();
+        data.written = 0;
+        if metered {
+            live.store.set_fuel(call.fuel).map_err(|e| ActionError::Trap(e.to_string()))?;
+        }
+        let result = live.run.call(&mut live.store, ());
+        // Whatever happened, the next action starts over.
+        let writes = std::mem::take(&mut live.store.data_mut().writes);
+        match result {
+            Ok(0) => {}
+            Ok(n) => return Err(ActionError::ModuleReturned(n)),
+            Err(e) => {
+                return Err(match e.downcast_ref::<Exit>() {
+                    Some(Exit::Fail(message)) => ActionError::ModuleFailed(message.clone()),
+                    Some(Exit::Storage(e)) => ActionError::Storage(e.clone()),
+                    None => trap(&e, call.fuel),
+                });
+            }
+        }
+        let used = if metered { call.fuel - live.store.get_fuel().unwrap_or(0) } else { 0 };
+        for (key, value) in writes {
+            match value {
+                Some(v) => state.set(call.action, &key, &v),
+                None => state.remove(call.action, &key),
+            }
+        }
+        Ok(used)
     }
 }
 
@@ -256,8 +339,11 @@ fn trap(e: &wasmi::Error, fuel: u64) -> ActionError {
     ActionError::Trap(shorten(&e.to_string()))
 }
 
-/// Charges `n` fuel (saturating at none left: the module then stops out of fuel).
-fn charge(caller: &mut Caller<'_, Data>, n: u64) -> Result<(), wasmi::Error> {
+type HostResult<T> = Result<T, wasmi::Error>;
+type C<'a, 'h> = Caller<'a, Data<'h>>;
+
+/// Charges `n` fuel; with too little left the module stops out of fuel.
+fn charge(caller: &mut C<'_, '_>, n: u64) -> HostResult<()> {
     let Ok(left) = caller.get_fuel() else { return Ok(()) };
     if left < n {
         let _ = caller.set_fuel(0);
@@ -266,241 +352,164 @@ fn charge(caller: &mut Caller<'_, Data>, n: u64) -> Result<(), wasmi::Error> {
     caller.set_fuel(left - n)
 }
 
-fn bad(what: &str) -> wasmi::Error {
-    wasmi::Error::new(what.to_owned())
+fn bad(what: String) -> wasmi::Error {
+    wasmi::Error::new(what)
 }
 
-/// The bytes of the module's memory at `ptr..ptr + len`, or a trap.
-fn read(
-    caller: &Caller<'_, Data>,
+/// `ptr..ptr + len` as a range inside the memory, or a trap.
+fn range(
+    caller: &C<'_, '_>,
     memory: Memory,
     ptr: i32,
     len: i32,
     what: &str,
-) -> Result<Vec<u8>, wasmi::Error> {
-    let (ptr, len) = (u32::try_from(ptr), usize::try_from(len));
-    let (Ok(ptr), Ok(len)) = (ptr, len) else {
-        return Err(bad(&format!("{what}: negative pointer or length")));
+) -> HostResult<(usize, usize)> {
+    let (Ok(ptr), Ok(len)) = (u32::try_from(ptr), u32::try_from(len)) else {
+        return Err(bad(format!("{what}: a negative pointer or length")));
     };
-    let mut buf = vec![0u8; len];
-    memory
-        .read(caller, ptr as usize, &mut buf)
-        .map_err(|_| bad(&format!("{what}: outside the module's memory")))?;
-    Ok(buf)
+    let end = u64::from(ptr) + u64::from(len);
+    if end > memory.data_size(caller) as u64 {
+        return Err(bad(format!("{what}: outside the module's memory")));
+    }
+    Ok((ptr as usize, end as usize))
 }
 
-/// Writes `bytes` at `ptr` in the module's memory, or traps.
-fn write(
-    caller: &mut Caller<'_, Data>,
-    memory: Memory,
-    ptr: i32,
-    bytes: &[u8],
-    what: &str,
-) -> Result<(), wasmi::Error> {
-    let ptr = u32::try_from(ptr).map_err(|_| bad(&format!("{what}: negative pointer")))?;
-    memory
-        .write(caller, ptr as usize, bytes)
-        .map_err(|_| bad(&format!("{what}: outside the module's memory")))
-}
-
-fn memory_of(caller: &Caller<'_, Data>) -> Result<Memory, wasmi::Error> {
-    caller.data().memory.ok_or_else(|| bad("no memory"))
+fn memory_of(caller: &C<'_, '_>) -> HostResult<Memory> {
+    caller.data().memory.ok_or_else(|| bad("no memory".into()))
 }
 
 fn key_of(
-    caller: &Caller<'_, Data>,
+    caller: &C<'_, '_>,
     memory: Memory,
     ptr: i32,
     len: i32,
     what: &str,
-) -> Result<Vec<u8>, wasmi::Error> {
+) -> HostResult<Vec<u8>> {
     if !(1..=MAX_KEY_LEN as i32).contains(&len) {
-        return Err(bad(&format!("{what}: a key of {len} bytes (1 to {MAX_KEY_LEN})")));
+        return Err(bad(format!("{what}: a key of {len} bytes (1 to {MAX_KEY_LEN})")));
     }
-    read(caller, memory, ptr, len, what)
+    let (start, end) = range(caller, memory, ptr, len, what)?;
+    Ok(memory.data(caller)[start..end].to_vec())
 }
 
-/// `get`'s answer from a value known here: copies it when it fits in `cap`; the value's
-/// length, or -1.
-fn answer_local(
-    caller: &mut Caller<'_, Data>,
-    memory: Memory,
-    value: Option<&[u8]>,
-    ptr: i32,
-    cap: i32,
-) -> Result<i32, wasmi::Error> {
-    let Some(value) = value else { return Ok(-1) };
-    charge(caller, value.len() as u64)?;
-    if value.len() <= cap as usize {
-        write(caller, memory, ptr, value, "get")?;
-    }
-    Ok(value.len() as i32)
+fn input_len(mut c: C<'_, '_>) -> HostResult<i32> {
+    charge(&mut c, IMPORT_FUEL)?;
+    Ok(c.data().input.len() as i32)
 }
 
-/// `get`'s answer after the runner read the state, written into the store.
-fn answer_get(
-    store: &mut Store<Data>,
-    memory: Memory,
-    value: Option<&[u8]>,
-    ptr: u32,
-    cap: u32,
-) -> Result<i32, wasmi::Error> {
-    let Some(value) = value else { return Ok(-1) };
-    if let Ok(left) = store.get_fuel() {
-        if left < value.len() as u64 {
-            let _ = store.set_fuel(0);
-            return Err(wasmi::Error::from(TrapCode::OutOfFuel));
+fn input_read(mut c: C<'_, '_>, ptr: i32) -> HostResult<()> {
+    let n = c.data().input.len();
+    charge(&mut c, IMPORT_FUEL + n as u64)?;
+    let memory = memory_of(&c)?;
+    let (start, end) = range(&c, memory, ptr, n as i32, "input_read")?;
+    let (mem, data) = memory.data_and_store_mut(&mut c);
+    mem[start..end].copy_from_slice(&data.input);
+    Ok(())
+}
+
+fn caller_id(mut c: C<'_, '_>, ptr: i32) -> HostResult<()> {
+    let n = c.data().caller.len();
+    charge(&mut c, IMPORT_FUEL + n as u64)?;
+    let memory = memory_of(&c)?;
+    let (start, end) = range(&c, memory, ptr, n as i32, "caller")?;
+    let (mem, data) = memory.data_and_store_mut(&mut c);
+    mem[start..end].copy_from_slice(&data.caller);
+    Ok(())
+}
+
+fn seq(mut c: C<'_, '_>) -> HostResult<i64> {
+    charge(&mut c, IMPORT_FUEL)?;
+    Ok(c.data().block.seq as i64)
+}
+
+fn time(mut c: C<'_, '_>) -> HostResult<i64> {
+    charge(&mut c, IMPORT_FUEL)?;
+    Ok(c.data().block.time as i64)
+}
+
+fn get(mut c: C<'_, '_>, kptr: i32, klen: i32, vptr: i32, vcap: i32) -> HostResult<i32> {
+    charge(&mut c, IMPORT_FUEL)?;
+    let memory = memory_of(&c)?;
+    let key = key_of(&c, memory, kptr, klen, "get")?;
+    charge(&mut c, key.len() as u64)?;
+    // The value's room must be inside memory, whether or not the value is written there.
+    let (start, _) = range(&c, memory, vptr, vcap, "get")?;
+    let value = match c.data().writes.get(&key) {
+        Some(v) => v.clone(),
+        None => {
+            let data = c.data();
+            data.state.get(&data.action, &key).map_err(|e| wasmi::Error::host(Exit::Storage(e)))?
         }
-        store.set_fuel(left - value.len() as u64)?;
-    }
-    if value.len() <= cap as usize {
-        memory
-            .write(&mut *store, ptr as usize, value)
-            .map_err(|_| bad("get: outside the module's memory"))?;
+    };
+    let Some(value) = value else { return Ok(-1) };
+    charge(&mut c, value.len() as u64)?;
+    if value.len() <= vcap as usize {
+        memory.data_mut(&mut c)[start..start + value.len()].copy_from_slice(&value);
     }
     Ok(value.len() as i32)
 }
 
-/// The ABI's imports (`docs/wasm.md`).
-fn linker(engine: &Engine) -> Linker<Data> {
-    let mut l = Linker::<Data>::new(engine);
-    let wrap = "the ABI's imports are defined once, with distinct names";
-    l.func_wrap("swarmvm", "input_len", |mut c: Caller<'_, Data>| -> Result<i32, wasmi::Error> {
-        charge(&mut c, IMPORT_FUEL)?;
-        Ok(c.data().input.len() as i32)
-    })
-    .expect(wrap);
-    l.func_wrap(
-        "swarmvm",
-        "input_read",
-        |mut c: Caller<'_, Data>, ptr: i32| -> Result<(), wasmi::Error> {
-            let n = c.data().input.len() as u64;
-            charge(&mut c, IMPORT_FUEL + n)?;
-            let memory = memory_of(&c)?;
-            let input = std::mem::take(&mut c.data_mut().input);
-            let result = write(&mut c, memory, ptr, &input, "input_read");
-            c.data_mut().input = input;
-            result
-        },
-    )
-    .expect(wrap);
-    l.func_wrap(
-        "swarmvm",
-        "caller",
-        |mut c: Caller<'_, Data>, ptr: i32| -> Result<(), wasmi::Error> {
-            charge(&mut c, IMPORT_FUEL + 43)?;
-            let memory = memory_of(&c)?;
-            let id = c.data().caller.clone();
-            write(&mut c, memory, ptr, &id, "caller")
-        },
-    )
-    .expect(wrap);
-    l.func_wrap("swarmvm", "seq", |mut c: Caller<'_, Data>| -> Result<i64, wasmi::Error> {
-        charge(&mut c, IMPORT_FUEL)?;
-        Ok(c.data().block.seq as i64)
-    })
-    .expect(wrap);
-    l.func_wrap("swarmvm", "time", |mut c: Caller<'_, Data>| -> Result<i64, wasmi::Error> {
-        charge(&mut c, IMPORT_FUEL)?;
-        Ok(c.data().block.time as i64)
-    })
-    .expect(wrap);
-    l.func_wrap(
-        "swarmvm",
-        "get",
-        |mut c: Caller<'_, Data>,
-         kptr: i32,
-         klen: i32,
-         vptr: i32,
-         vcap: i32|
-         -> Result<i32, wasmi::Error> {
-            charge(&mut c, IMPORT_FUEL)?;
-            let memory = memory_of(&c)?;
-            let key = key_of(&c, memory, kptr, klen, "get")?;
-            charge(&mut c, key.len() as u64)?;
-            // The value's room must be inside memory, whether or not it is written.
-            let (Ok(ptr), Ok(cap)) = (u32::try_from(vptr), u32::try_from(vcap)) else {
-                return Err(bad("get: negative pointer or capacity"));
-            };
-            if u64::from(ptr) + u64::from(cap) > memory.data_size(&c) as u64 {
-                return Err(bad("get: the value's room is outside the module's memory"));
-            }
-            let known = match c.data().writes.get(&key) {
-                Some(v) => Some(v.clone()),
-                None => c.data().reads.get(&key).cloned(),
-            };
-            match known {
-                Some(value) => answer_local(&mut c, memory, value.as_deref(), vptr, vcap),
-                None => Err(wasmi::Error::host(Exit::Get { key, ptr, cap })),
-            }
-        },
-    )
-    .expect(wrap);
-    l.func_wrap(
-        "swarmvm",
-        "set",
-        |mut c: Caller<'_, Data>,
-         kptr: i32,
-         klen: i32,
-         vptr: i32,
-         vlen: i32|
-         -> Result<(), wasmi::Error> {
-            charge(&mut c, IMPORT_FUEL)?;
-            let memory = memory_of(&c)?;
-            let key = key_of(&c, memory, kptr, klen, "set")?;
-            if !(0..=MAX_VALUE_LEN as i32).contains(&vlen) {
-                return Err(bad(&format!(
-                    "set: a value of {vlen} bytes (at most {MAX_VALUE_LEN})"
-                )));
-            }
-            let value = read(&c, memory, vptr, vlen, "set")?;
-            charge(&mut c, (key.len() + value.len()) as u64)?;
-            let data = c.data_mut();
-            data.written += key.len() + value.len();
-            if data.written > MAX_WRITTEN {
-                return Err(bad(&format!(
-                    "set: more than {MAX_WRITTEN} bytes written by one action"
-                )));
-            }
-            data.writes.insert(key, Some(value));
-            Ok(())
-        },
-    )
-    .expect(wrap);
-    l.func_wrap(
-        "swarmvm",
-        "remove",
-        |mut c: Caller<'_, Data>, kptr: i32, klen: i32| -> Result<(), wasmi::Error> {
-            charge(&mut c, IMPORT_FUEL)?;
-            let memory = memory_of(&c)?;
-            let key = key_of(&c, memory, kptr, klen, "remove")?;
-            charge(&mut c, key.len() as u64)?;
-            c.data_mut().writes.insert(key, None);
-            Ok(())
-        },
-    )
-    .expect(wrap);
-    l.func_wrap(
-        "swarmvm",
-        "fail",
-        |mut c: Caller<'_, Data>, ptr: i32, len: i32| -> Result<(), wasmi::Error> {
-            charge(&mut c, IMPORT_FUEL)?;
-            let memory = memory_of(&c)?;
-            if len < 0 {
-                return Err(bad("fail: negative length"));
-            }
-            // Only the message's first bytes are kept; the rest must still be in memory.
-            let kept = read(&c, memory, ptr, len.min(MAX_MESSAGE as i32), "fail")?;
-            let (Ok(start), Ok(n)) = (u32::try_from(ptr), u32::try_from(len)) else {
-                return Err(bad("fail: negative pointer"));
-            };
-            if u64::from(start) + u64::from(n) > memory.data_size(&c) as u64 {
-                return Err(bad("fail: the message is outside the module's memory"));
-            }
-            let text = String::from_utf8_lossy(&kept);
-            Err(wasmi::Error::host(Exit::Fail(shorten(&text))))
-        },
-    )
-    .expect(wrap);
+fn set(mut c: C<'_, '_>, kptr: i32, klen: i32, vptr: i32, vlen: i32) -> HostResult<()> {
+    charge(&mut c, IMPORT_FUEL)?;
+    let memory = memory_of(&c)?;
+    let key = key_of(&c, memory, kptr, klen, "set")?;
+    if !(0..=MAX_VALUE_LEN as i32).contains(&vlen) {
+        return Err(bad(format!("set: a value of {vlen} bytes (at most {MAX_VALUE_LEN})")));
+    }
+    let (start, end) = range(&c, memory, vptr, vlen, "set")?;
+    charge(&mut c, (key.len() + (end - start)) as u64)?;
+    let value = memory.data(&c)[start..end].to_vec();
+    let data = c.data_mut();
+    data.written += key.len() + value.len();
+    if data.written > MAX_WRITTEN {
+        return Err(bad(format!("set: more than {MAX_WRITTEN} bytes written by one action")));
+    }
+    data.writes.insert(key, Some(value));
+    Ok(())
+}
+
+fn remove(mut c: C<'_, '_>, kptr: i32, klen: i32) -> HostResult<()> {
+    charge(&mut c, IMPORT_FUEL)?;
+    let memory = memory_of(&c)?;
+    let key = key_of(&c, memory, kptr, klen, "remove")?;
+    charge(&mut c, key.len() as u64)?;
+    c.data_mut().writes.insert(key, None);
+    Ok(())
+}
+
+fn fail(mut c: C<'_, '_>, ptr: i32, len: i32) -> HostResult<()> {
+    charge(&mut c, IMPORT_FUEL)?;
+    let memory = memory_of(&c)?;
+    // The whole message must be in memory; only its first bytes are kept.
+    let (start, end) = range(&c, memory, ptr, len, "fail")?;
+    let kept = &memory.data(&c)[start..end.min(start + MAX_MESSAGE)];
+    let text = String::from_utf8_lossy(kept).into_owned();
+    Err(wasmi::Error::host(Exit::Fail(shorten(&text))))
+}
+
+/// The ABI's imports (`docs/wasm.md`), for a session's stores.
+fn linker<'h>(engine: &Engine) -> Linker<Data<'h>> {
+    let mut l = Linker::new(engine);
+    let once = "the ABI's imports have distinct names";
+    l.func_wrap("swarmvm", "input_len", input_len).expect(once);
+    l.func_wrap("swarmvm", "input_read", input_read).expect(once);
+    l.func_wrap("swarmvm", "caller", caller_id).expect(once);
+    l.func_wrap("swarmvm", "seq", seq).expect(once);
+    l.func_wrap("swarmvm", "time", time).expect(once);
+    l.func_wrap("swarmvm", "get", get).expect(once);
+    l.func_wrap("swarmvm", "set", set).expect(once);
+    l.func_wrap("swarmvm", "remove", remove).expect(once);
+    l.func_wrap("swarmvm", "fail", fail).expect(once);
     l
+}
+
+/// The fuel a run of `module` uses for `call` on `state`, its writes made there: for tests
+/// and the fuel vector (`tests/vectors/wasm.json`).
+pub fn fuel_used(
+    runtime: &Runtime,
+    module: &Hash32,
+    state: &dyn WasmState,
+    call: &Call<'_>,
+) -> Result<u64, ActionError> {
+    runtime.session(module, state)?.run(call)
 }

@@ -58,7 +58,7 @@ pub fn tally_from_c() -> Vec<u8> {
     let wasm = out.path().join("tally.wasm");
     let status = std::process::Command::new("clang")
         .args(["--target=wasm32", "-nostdlib", "-O2", "-Wl,--no-entry", "-Wl,--export=run"])
-        .args(["-Wl,-z,stack-size=16384", "-Wl,--initial-memory=131072", "-o"])
+        .args(["-Wl,-z,stack-size=16384", "-Wl,--initial-memory=65536", "-o"])
         .arg(&wasm)
         .arg(example("tally.c"))
         .status()
