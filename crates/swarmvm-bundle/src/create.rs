@@ -5,14 +5,16 @@ use std::path::Path;
 
 use swarmvm_primitives::BundleId;
 use swarmvm_token::{
-    MANIFEST_FILE, MAX_BUNDLE_FILE, TimeCheck, TrustStore, VerifyError, sign_manifest,
-    verify_manifest, verify_registration,
+    MANIFEST_FILE, MAX_BUNDLE_FILE, MAX_MODULES, TimeCheck, TrustStore, VerifyError, module_file,
+    module_hash, sign_manifest, verify_manifest, verify_registration,
 };
 use swarmvm_vm::HANDLER_NAMES;
 use swarmvm_wallet::Wallet;
 
 use crate::error::BundleError;
-use crate::layout::{CONTRACTS_FILE, TOKENS_FILE, digest, lenient_lines, read_bounded};
+use crate::layout::{
+    CONTRACTS_FILE, MAX_MODULE_LEN, MODULES_DIR, TOKENS_FILE, digest, lenient_lines, read_bounded,
+};
 use crate::open::read_manifest;
 
 /// What [`create_bundle`] made.
@@ -33,6 +35,9 @@ pub struct CreateOptions<'a> {
     pub tokens: Option<&'a Path>,
     /// Signed contracts to copy in (one a line).
     pub contracts: Option<&'a Path>,
+    /// WebAssembly modules (`.wasm`, or `.wat` text compiled here) to copy in as
+    /// `modules/<sha256>.wasm`; modules already there are kept.
+    pub modules: &'a [std::path::PathBuf],
     /// The previous bundle's folder: this one comes next.
     pub after: Option<&'a Path>,
     /// The manifest's `iat` (Unix seconds).
@@ -95,6 +100,9 @@ pub fn create_bundle(
             .map_err(|e| BundleError::io("cannot write", &target, e))?;
         files.insert(name.to_owned(), digest(bytes.as_bytes()));
     }
+    for (hash, bytes) in modules_of(dir, options.modules)? {
+        files.insert(module_file(&hash), digest(&bytes));
+    }
     let manifest = sign_manifest(authority, seq, parent, &files, now).map_err(|e| match e {
         swarmvm_token::IssueError::Invalid(v) => BundleError::Manifest(v),
         other => BundleError::Manifest(VerifyError::Malformed(other.to_string())),
@@ -104,4 +112,45 @@ pub fn create_bundle(
     std::fs::write(&path, format!("{manifest}\n"))
         .map_err(|e| BundleError::io("cannot write", &path, e))?;
     Ok(CreatedBundle { seq, id, parent })
+}
+
+/// Copies `sources` into `dir/modules/<sha256>.wasm` (compiling `.wat` text), then reads every
+/// module there: each must be a module the ABI accepts, named by its hash.
+fn modules_of(
+    dir: &Path,
+    sources: &[std::path::PathBuf],
+) -> Result<Vec<(swarmvm_primitives::Hash32, Vec<u8>)>, BundleError> {
+    let folder = dir.join(MODULES_DIR);
+    let refused = |name: String| move |source| BundleError::Module { name, source };
+    for source in sources {
+        let raw = read_bounded(source, 4 * MAX_MODULE_LEN)?;
+        let name = source.display().to_string();
+        let bytes = swarmvm_wasm::module_bytes(&raw).map_err(refused(name.clone()))?;
+        let info = swarmvm_wasm::check_module(&bytes).map_err(refused(name))?;
+        std::fs::create_dir_all(&folder)
+            .map_err(|e| BundleError::io("cannot create", &folder, e))?;
+        let target = dir.join(module_file(&info.hash));
+        std::fs::write(&target, &bytes).map_err(|e| BundleError::io("cannot write", &target, e))?;
+    }
+    let mut modules = Vec::new();
+    let Ok(list) = std::fs::read_dir(&folder) else { return Ok(modules) };
+    for entry in list {
+        let entry = entry.map_err(|e| BundleError::io("cannot read", &folder, e))?;
+        let name = format!("{MODULES_DIR}/{}", entry.file_name().to_string_lossy());
+        let path = entry.path();
+        let bytes = read_bounded(&path, MAX_MODULE_LEN)?;
+        let info = swarmvm_wasm::check_module(&bytes).map_err(refused(name.clone()))?;
+        if module_hash(&name) != Some(info.hash) {
+            return Err(BundleError::UnexpectedEntry(swarmvm_primitives::text::escape(&name, 80)));
+        }
+        modules.push((info.hash, bytes));
+    }
+    if modules.len() > MAX_MODULES {
+        return Err(BundleError::Module {
+            name: MODULES_DIR.into(),
+            source: swarmvm_wasm::ModuleError::Invalid(format!("more than {MAX_MODULES} modules")),
+        });
+    }
+    modules.sort_by_key(|(h, _)| *h);
+    Ok(modules)
 }

@@ -48,12 +48,24 @@ pub enum BundleError {
     },
     /// A file that a bundle must not hold.
     #[error(
-        "bundle holds an unexpected entry '{0}'; a bundle holds exactly registration_tokens.txt, contracts.jsonl and manifest.jwt"
+        "bundle holds an unexpected entry '{0}'; a bundle holds exactly registration_tokens.txt, contracts.jsonl, manifest.jwt and the modules/<sha256>.wasm files its manifest lists"
     )]
     UnexpectedEntry(String),
     /// A file the bundle must hold.
     #[error("bundle has no {0}")]
     Missing(&'static str),
+    /// A module the manifest lists but the folder lacks.
+    #[error("bundle has no {0}, which its manifest lists")]
+    MissingModule(String),
+    /// A module file that is not a module the ABI accepts, or whose name is not its hash.
+    #[error("module {name} refused")]
+    Module {
+        /// Its file name.
+        name: String,
+        /// Why.
+        #[source]
+        source: swarmvm_wasm::ModuleError,
+    },
     /// A file whose size is not the manifest's.
     #[error("{file} has {actual} bytes but the manifest says {declared}")]
     SizeMismatch {

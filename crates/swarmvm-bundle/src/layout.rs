@@ -8,7 +8,7 @@
 use std::io::Read as _;
 use std::path::Path;
 
-pub use swarmvm_token::{BUNDLE_FILES, MANIFEST_FILE, MAX_BUNDLE_FILE};
+pub use swarmvm_token::{BUNDLE_FILES, MANIFEST_FILE, MAX_BUNDLE_FILE, MAX_MODULES};
 use swarmvm_token::{FileDigest, MAX_TOKEN_LEN};
 use swarmvm_vm::Hash32;
 
@@ -20,10 +20,8 @@ pub const TOKENS_FILE: &str = "registration_tokens.txt";
 pub const CONTRACTS_FILE: &str = "contracts.jsonl";
 /// The folder of WebAssembly modules (`modules/<sha256>.wasm`) a bundle may carry.
 pub const MODULES_DIR: &str = "modules";
-/// Most modules one bundle may carry.
-pub const MAX_MODULES: usize = 64;
 /// The largest module, in bytes (1 MiB).
-pub const MAX_MODULE_LEN: u64 = 1024 * 1024;
+pub const MAX_MODULE_LEN: u64 = swarmvm_token::MAX_MODULE_FILE;
 /// The largest `manifest.jwt`: one token and a newline.
 pub const MAX_MANIFEST_FILE: u64 = MAX_TOKEN_LEN as u64 + 1;
 /// The most a bundle's files may hold together (512 MiB): a torrent declaring more is refused

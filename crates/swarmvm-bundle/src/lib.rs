@@ -34,5 +34,5 @@ pub use layout::{
 pub use open::{OpenedBundle, open_bundle};
 pub use verify::{
     Base, BatchError, BundlePosition, ChainView, CheckedContract, Origin, VerifiedBatch,
-    verify_bundle, verify_local,
+    verify_bundle, verify_local, verify_local_with_modules,
 };

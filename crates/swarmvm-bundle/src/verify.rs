@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 use swarmvm_primitives::BundleId;
 use swarmvm_token::{
-    Registration, RegistrationBody, TimeCheck, TrustStore, VerifiedContract, VerifyError,
-    contract_signer, verify_contract, verify_registration,
+    Operation, Registration, RegistrationBody, TimeCheck, TrustStore, VerifiedContract,
+    VerifyError, contract_signer, verify_contract, verify_registration,
 };
 use swarmvm_vm::{HANDLER_NAMES, Hash32, StateError};
 use swarmvm_wallet::{PublicKey, WalletId};
@@ -44,6 +44,8 @@ pub trait ChainView {
     fn applied(&self, seq: u64) -> Result<Option<(BundleId, String)>, StateError>;
     /// The public key of a registered wallet.
     fn wallet(&self, id: &str) -> Result<Option<PublicKey>, StateError>;
+    /// True when an earlier batch of the chain carried this module.
+    fn has_module(&self, module: &Hash32) -> Result<bool, StateError>;
 }
 
 /// Why a batch cannot extend the chain. Every variant but `Storage` is a refusal of the batch,
@@ -153,6 +155,28 @@ pub enum BatchError {
         "this ledger holds local exec batches, so its nonces differ from the network's; bundles are applied only to a ledger that follows them from the start (use another --data-dir)"
     )]
     HasLocalBatches,
+    /// A module the batch carries that the ABI refuses.
+    #[error("module {module} refused")]
+    Module {
+        /// Its hash.
+        module: Hash32,
+        /// Why.
+        #[source]
+        source: swarmvm_wasm::ModuleError,
+    },
+    /// A registration binding an action to a module that neither the batch nor an earlier
+    /// batch of the chain carries.
+    #[error(
+        "registration token {line} binds '{action}' to module {module}, which neither this bundle nor an earlier one of the chain carries"
+    )]
+    ModuleNotFound {
+        /// The token's line (1-based).
+        line: usize,
+        /// The action.
+        action: String,
+        /// The module's hash.
+        module: Hash32,
+    },
     /// The chain could not be read.
     #[error(transparent)]
     Storage(#[from] StateError),
@@ -214,9 +238,15 @@ pub struct VerifiedBatch {
     time: u64,
     registrations: Vec<Registration>,
     contracts: Vec<CheckedContract>,
+    modules: Vec<(Hash32, Vec<u8>)>,
 }
 
 impl VerifiedBatch {
+    /// The modules it carries, checked against the ABI, by hash.
+    pub fn modules(&self) -> &[(Hash32, Vec<u8>)] {
+        &self.modules
+    }
+
     /// Where it comes from.
     pub fn origin(&self) -> &Origin {
         &self.origin
@@ -282,9 +312,11 @@ pub fn verify_bundle(
     check_order(view, &bundle)?;
     let time = TimeCheck::at(m.issued_at);
     let registrations = verify_registrations(&bundle.registrations, trust, time, &m.issuer)?;
+    let modules = check_modules(bundle.modules, &registrations, view)?;
     let network = m.issuer.clone();
     let contracts = verify_contracts(&bundle.contracts, &registrations, view, &network)?;
     Ok(VerifiedBatch {
+        modules,
         base: base_of(view),
         origin: Origin::Bundle {
             seq: m.seq,
@@ -345,6 +377,33 @@ fn check_order(view: &dyn ChainView, bundle: &OpenedBundle) -> Result<(), BatchE
     Ok(())
 }
 
+/// The batch's modules checked against the ABI, and every module a registration binds found
+/// in the batch or the chain.
+fn check_modules(
+    modules: Vec<(Hash32, Vec<u8>)>,
+    registrations: &[Registration],
+    view: &dyn ChainView,
+) -> Result<Vec<(Hash32, Vec<u8>)>, BatchError> {
+    for (hash, bytes) in &modules {
+        swarmvm_wasm::check_module(bytes)
+            .map_err(|source| BatchError::Module { module: *hash, source })?;
+    }
+    for (i, reg) in registrations.iter().enumerate() {
+        let RegistrationBody::Operations(ops) = &reg.body else { continue };
+        for (action, op) in ops {
+            let Operation::Wasm { module, .. } = op else { continue };
+            if !modules.iter().any(|(h, _)| h == module) && !view.has_module(module)? {
+                return Err(BatchError::ModuleNotFound {
+                    line: i + 1,
+                    action: action.clone(),
+                    module: *module,
+                });
+            }
+        }
+    }
+    Ok(modules)
+}
+
 /// Verifies a local batch (`swarmvm exec`) at `now`: registration tokens against `trust`,
 /// all from the chain's network (or the first one's signer when there is none yet), and the
 /// contracts' signatures. A chain that follows a network's bundles takes no local batch.
@@ -355,6 +414,21 @@ pub fn verify_local(
     view: &dyn ChainView,
     now: u64,
 ) -> Result<VerifiedBatch, BatchError> {
+    verify_local_with_modules(registrations, contracts, Vec::new(), trust, view, now)
+}
+
+/// [`verify_local`] with modules (`swarmvm exec --modules DIR`): the bytes of each, which
+/// registrations may bind besides the modules the chain holds.
+pub fn verify_local_with_modules(
+    registrations: &[String],
+    contracts: &[String],
+    modules: Vec<Vec<u8>>,
+    trust: &TrustStore,
+    view: &dyn ChainView,
+    now: u64,
+) -> Result<VerifiedBatch, BatchError> {
+    let modules: Vec<(Hash32, Vec<u8>)> =
+        modules.into_iter().map(|b| (Hash32::digest(&b), b)).collect();
     if let Some(last) = view.last_bundle() {
         return Err(BatchError::FollowsNetwork {
             network: view.network().unwrap_or_default(),
@@ -384,9 +458,11 @@ pub fn verify_local(
             Some(_) => {}
         }
     }
+    let modules = check_modules(modules, &verified, view)?;
     let Some(bound) = network.clone() else {
         if contracts.is_empty() {
             return Ok(VerifiedBatch {
+                modules,
                 origin: Origin::Local,
                 base: base_of(view),
                 network: None,
@@ -399,6 +475,7 @@ pub fn verify_local(
     };
     let checked = verify_contracts(contracts, &verified, view, &bound)?;
     Ok(VerifiedBatch {
+        modules,
         origin: Origin::Local,
         base: base_of(view),
         network,

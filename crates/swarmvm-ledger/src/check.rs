@@ -10,7 +10,7 @@ use swarmvm_vm::{Hash32, Record, StoredNode, build_sorted, decode_key, entry_lea
 use crate::error::{CheckError, ReadError, corrupt, storage};
 use crate::reader::LedgerReader;
 use crate::record::{BundleRecord, LogEntry, Receipt};
-use crate::store::{BUNDLES, LOG, RECEIPTS, STATE, TRIE, json};
+use crate::store::{BUNDLES, LOG, MODULES, RECEIPTS, STATE, TRIE, json};
 
 /// What a check went through.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -25,6 +25,8 @@ pub struct CheckReport {
     pub receipts: u64,
     /// Applied bundles checked.
     pub bundles: u64,
+    /// Stored modules whose bytes hash to their key.
+    pub modules: u64,
     /// The root, recomputed and equal to the recorded one.
     pub state_root: Hash32,
 }
@@ -94,7 +96,24 @@ pub fn check(reader: &LedgerReader) -> Result<CheckReport, CheckError> {
         return Err(CheckError::RootMismatch { stored: snapshot.state_root(), computed });
     }
     let (batches, receipts, bundles) = check_log(&snapshot)?;
-    Ok(CheckReport { entries, trie_nodes: nodes, batches, receipts, bundles, state_root: computed })
+    let mut modules = 0;
+    for row in txn.open_table(MODULES).map_err(storage)?.iter().map_err(storage)? {
+        let (k, v) = row.map_err(storage)?;
+        if Hash32::digest(v.value()).as_bytes() != k.value() {
+            let key = Hash32::from_slice(k.value()).map_err(corrupt)?;
+            return Err(CheckError::Log(format!("stored module {key} does not hash to its key")));
+        }
+        modules += 1;
+    }
+    Ok(CheckReport {
+        entries,
+        trie_nodes: nodes,
+        batches,
+        receipts,
+        bundles,
+        modules,
+        state_root: computed,
+    })
 }
 
 /// The log is contiguous and ends at the head's root; receipts belong to logged batches in

@@ -7,18 +7,19 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableTable as _, WriteTransaction};
 use swarmvm_bundle::{Origin, VerifiedBatch};
-use swarmvm_token::RegistrationBody;
+use swarmvm_token::{Operation, RegistrationBody};
 use swarmvm_vm::{
-    Contract, Hash32, Outcome, Overlay, TrieUpdate, Vm, build_sorted, encode_key, entry_leaf,
+    Block, Contract, Hash32, Outcome, Overlay, TrieUpdate, Vm, build_sorted, encode_key, entry_leaf,
 };
+use swarmvm_wasm::Runtime;
 
 use crate::error::{ApplyError, OpenError, ReadError, corrupt, storage};
 use crate::reader::{CACHE_BYTES, Db, LedgerReader, Snapshot};
 use crate::record::{BundleRecord, Evidence, LogEntry, Receipt};
 use crate::store::{
     BUNDLES, EVIDENCE, FORMAT, FORMAT_V1, FORMAT_V2, LOG, META, META_BUNDLE_IAT, META_BUNDLE_ID,
-    META_BUNDLE_SEQ, META_FORMAT, META_LOCAL, META_LOG_LEN, META_NETWORK, META_ROOT, RECEIPTS,
-    STATE, StateTable, TRIE, TrieTable, read_head,
+    META_BUNDLE_SEQ, META_FORMAT, META_LOCAL, META_LOG_LEN, META_NETWORK, META_ROOT, MODULES,
+    RECEIPTS, STATE, StateTable, TRIE, TrieTable, read_head,
 };
 
 /// Trie keys updated per pass: the nodes a pass loads are bounded, whatever the batch.
@@ -42,6 +43,7 @@ pub struct Ledger {
     db: Arc<Db>,
     path: PathBuf,
     vm: Vm,
+    runtime: Arc<Runtime>,
 }
 
 impl fmt::Debug for Ledger {
@@ -68,7 +70,10 @@ impl Ledger {
             .create(path)
             .map_err(|e| OpenError::Storage(e.into()))?;
         init(&db)?;
-        Ok(Self { db: Arc::new(Db::Writable(db)), path: path.to_path_buf(), vm: Vm::new() })
+        let runtime = Arc::new(Runtime::new());
+        load_modules(&db, &runtime)?;
+        let vm = Vm::new().with_runner(runtime.clone());
+        Ok(Self { db: Arc::new(Db::Writable(db)), path: path.to_path_buf(), vm, runtime })
     }
 
     /// The file this ledger lives in.
@@ -102,6 +107,7 @@ impl Ledger {
             };
             return Err(ApplyError::Stale { verified: show(base.last), now: show(now_last) });
         }
+        self.store_modules(&txn, batch)?;
         let (changes, receipts) = {
             let state = StateTable(txn.open_table(STATE).map_err(storage)?);
             let view = StateView(&state);
@@ -116,14 +122,44 @@ impl Ledger {
         Ok(report)
     }
 
+    /// Stores the batch's modules (once each) and loads them into the runtime.
+    fn store_modules(
+        &self,
+        txn: &WriteTransaction,
+        batch: &VerifiedBatch,
+    ) -> Result<(), ApplyError> {
+        if batch.modules().is_empty() {
+            return Ok(());
+        }
+        let mut table = txn.open_table(MODULES).map_err(storage)?;
+        for (hash, bytes) in batch.modules() {
+            let loaded = self.runtime.load(bytes).map_err(|e| corrupt(e.to_string()))?;
+            if loaded != *hash {
+                return Err(corrupt(format!("module {hash} hashes to {loaded}")).into());
+            }
+            if table.get(hash.as_bytes()).map_err(storage)?.is_none() {
+                table.insert(hash.as_bytes(), bytes.as_slice()).map_err(storage)?;
+            }
+        }
+        Ok(())
+    }
+
     fn register(&self, batch: &VerifiedBatch, overlay: &mut Overlay<'_>) -> Result<(), ApplyError> {
         for (i, reg) in batch.registrations().iter().enumerate() {
             let line = i + 1;
             let failed = |source| ApplyError::Registry { line, source };
             match &reg.body {
                 RegistrationBody::Operations(ops) => {
-                    for (action, handler) in ops {
-                        self.vm.register_operation(overlay, action, handler).map_err(failed)?;
+                    for (action, op) in ops {
+                        match op {
+                            Operation::Handler(handler) => {
+                                self.vm.register_operation(overlay, action, handler)
+                            }
+                            Operation::Wasm { module, fuel } => {
+                                self.vm.register_module(overlay, action, *module, *fuel)
+                            }
+                        }
+                        .map_err(failed)?;
                     }
                 }
                 RegistrationBody::Wallets(wallets) => {
@@ -151,6 +187,7 @@ impl Ledger {
         overlay: &mut Overlay<'_>,
     ) -> Result<Vec<Receipt>, ApplyError> {
         let mut receipts = Vec::with_capacity(batch.contracts().len());
+        let block = Block { seq: batch.seq().unwrap_or(0), time: batch.time() };
         for (index, checked) in batch.contracts().iter().enumerate() {
             let index = u32::try_from(index).map_err(|_| corrupt("batch too large"))?;
             let contract = checked.hash.to_hex();
@@ -160,7 +197,7 @@ impl Ledger {
                     let run = Contract { signer: &c.signer, nonce: c.nonce, actions: &c.actions };
                     let outcome = self
                         .vm
-                        .execute(overlay, &run)
+                        .execute_in(overlay, &run, block)
                         .map_err(|e| ApplyError::Read(ReadError::Corrupt(e.to_string())))?;
                     let who = (Some(c.signer.clone()), Some(c.nonce));
                     match outcome {
@@ -346,6 +383,7 @@ fn init(db: &Database) -> Result<(), OpenError> {
         txn.open_table(RECEIPTS).map_err(s)?;
         txn.open_table(BUNDLES).map_err(s)?;
         txn.open_table(EVIDENCE).map_err(s)?;
+        txn.open_table(MODULES).map_err(s)?;
         let format = meta
             .get(META_FORMAT)
             .map_err(|e| OpenError::Storage(e.into()))?
@@ -377,6 +415,24 @@ fn init(db: &Database) -> Result<(), OpenError> {
         }
     }
     txn.commit().map_err(|e| OpenError::Storage(e.into()))
+}
+
+/// Loads every stored module into the runtime (compiled once per open).
+fn load_modules(db: &Database, runtime: &Runtime) -> Result<(), OpenError> {
+    use redb::{ReadableDatabase as _, ReadableTable as _};
+    let s = |e: redb::StorageError| OpenError::Storage(e.into());
+    let txn = db.begin_read().map_err(|e| OpenError::Storage(e.into()))?;
+    let table = txn.open_table(MODULES).map_err(|e| OpenError::Storage(e.into()))?;
+    for item in table.iter().map_err(s)? {
+        let (key, bytes) = item.map_err(s)?;
+        let hash = runtime
+            .load(bytes.value())
+            .map_err(|e| OpenError::Corrupt(format!("stored module: {e}")))?;
+        if hash.as_bytes() != key.value() {
+            return Err(OpenError::Corrupt(format!("stored module {hash} is under another hash")));
+        }
+    }
+    Ok(())
 }
 
 fn set_format(txn: &WriteTransaction) -> Result<(), OpenError> {

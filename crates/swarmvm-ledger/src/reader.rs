@@ -16,8 +16,8 @@ use swarmvm_wallet::PublicKey;
 use crate::error::{OpenError, ReadError, corrupt, storage};
 use crate::record::{BundleRecord, Evidence, LogEntry, Receipt};
 use crate::store::{
-    BUNDLES, EVIDENCE, FORMAT, Head, LOG, META, META_FORMAT, RECEIPTS, STATE, StateTable, json,
-    read_head,
+    BUNDLES, EVIDENCE, FORMAT, Head, LOG, META, META_FORMAT, MODULES, RECEIPTS, STATE, StateTable,
+    json, read_head,
 };
 
 /// The file, open for writing (one process) or for reading (any number, beside the writer).
@@ -153,6 +153,23 @@ impl Snapshot {
     pub fn bundle(&self, seq: u64) -> Result<Option<BundleRecord>, ReadError> {
         let table = self.txn.open_table(BUNDLES).map_err(storage)?;
         table.get(seq).map_err(storage)?.map(|v| json(v.value())).transpose()
+    }
+
+    /// A WebAssembly module's bytes, if a batch carried it.
+    pub fn module(&self, hash: &Hash32) -> Result<Option<Vec<u8>>, ReadError> {
+        let table = self.txn.open_table(MODULES).map_err(storage)?;
+        Ok(table.get(hash.as_bytes()).map_err(storage)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Every module's hash, in order.
+    pub fn modules(&self) -> Result<Vec<Hash32>, ReadError> {
+        let table = self.txn.open_table(MODULES).map_err(storage)?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(storage)? {
+            let (k, _) = item.map_err(storage)?;
+            out.push(Hash32::from_slice(k.value()).map_err(corrupt)?);
+        }
+        Ok(out)
     }
 
     /// Fork evidence this ledger has seen, by seq.
@@ -305,5 +322,9 @@ impl ChainView for Snapshot {
         };
         let jwk: Value = serde_json::from_str(&key).map_err(|e| StateError::from(corrupt(e)))?;
         PublicKey::from_jwk(&jwk).map(Some).map_err(|e| StateError::from(corrupt(e)))
+    }
+
+    fn has_module(&self, module: &Hash32) -> Result<bool, StateError> {
+        Ok(self.module(module).map_err(StateError::from)?.is_some())
     }
 }

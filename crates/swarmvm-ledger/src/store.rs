@@ -23,6 +23,8 @@ pub(crate) const RECEIPTS: TableDefinition<'_, (u64, u32), &[u8]> =
     TableDefinition::new("receipts");
 /// Applied bundles by seq (JSON [`crate::BundleRecord`], with the manifest).
 pub(crate) const BUNDLES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("bundles");
+/// WebAssembly modules by SHA-256: the bytes, stored once whichever batch carried them.
+pub(crate) const MODULES: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("modules");
 /// Fork evidence by (seq, the other bundle's identity) (JSON [`crate::Evidence`]).
 pub(crate) const EVIDENCE: TableDefinition<'_, (u64, &[u8; 32]), &[u8]> =
     TableDefinition::new("evidence");

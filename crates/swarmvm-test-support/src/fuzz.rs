@@ -203,8 +203,8 @@ pub fn seeds() -> Vec<Seed> {
     let a = authority();
     let network = a.id().to_string();
     let time = IssueTime { now: FUZZ_TIME - 3600, ttl: 365 * 86_400 };
-    let ops: BTreeMap<String, String> =
-        HANDLER_NAMES.iter().map(|h| ((*h).to_owned(), (*h).to_owned())).collect();
+    let ops: BTreeMap<String, swarmvm_token::Operation> =
+        HANDLER_NAMES.iter().map(|h| ((*h).to_owned(), (*h).into())).collect();
     let operations =
         swarmvm_token::issue_operations(&Signer::Wallet(a), &ops, HANDLER_NAMES, time).unwrap();
     let entry = WalletEntry { label: "peer1".into(), key: a.public_key().clone() };

@@ -38,8 +38,8 @@ impl TestNet {
         let peers: Vec<Wallet> =
             (0..peers).map(|_| Wallet::generate(Algorithm::Ed25519).unwrap()).collect();
         let time = IssueTime { now: issued_at, ttl: 30 * 86_400 };
-        let ops: BTreeMap<String, String> =
-            HANDLER_NAMES.iter().map(|h| ((*h).to_owned(), (*h).to_owned())).collect();
+        let ops: BTreeMap<String, swarmvm_token::Operation> =
+            HANDLER_NAMES.iter().map(|h| ((*h).to_owned(), (*h).into())).collect();
         let signer = Signer::Wallet(&authority);
         let entries: Vec<WalletEntry> = peers
             .iter()

@@ -24,8 +24,8 @@ use swarmvm_vm::HANDLER_NAMES;
 use swarmvm_wallet::{Algorithm, Wallet};
 
 fn note_token(authority: &Wallet) -> String {
-    let ops: BTreeMap<String, String> =
-        HANDLER_NAMES.iter().map(|n| ((*n).to_owned(), (*n).to_owned())).collect();
+    let ops: BTreeMap<String, swarmvm_token::Operation> =
+        HANDLER_NAMES.iter().map(|n| ((*n).to_owned(), (*n).into())).collect();
     issue_operations(&Signer::Wallet(authority), &ops, HANDLER_NAMES, IssueTime::system_now())
         .expect("issue")
 }

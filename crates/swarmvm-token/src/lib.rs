@@ -12,11 +12,11 @@
 //!
 //! ```
 //! use std::collections::BTreeMap;
-//! use swarmvm_token::{IssueTime, RegistrationBody, Signer, TimeCheck, TrustStore};
+//! use swarmvm_token::{IssueTime, Operation, RegistrationBody, Signer, TimeCheck, TrustStore};
 //! use swarmvm_wallet::{Algorithm, Wallet};
 //!
 //! let authority = Wallet::generate(Algorithm::Ed25519)?;
-//! let ops = BTreeMap::from([("register_student".to_owned(), "register_student".to_owned())]);
+//! let ops = BTreeMap::from([("register_student".to_owned(), Operation::from("register_student"))]);
 //! let handlers = ["register_student"];
 //! let token = swarmvm_token::issue_operations(
 //!     &Signer::Wallet(&authority), &ops, &handlers, IssueTime::system_now())?;
@@ -47,12 +47,12 @@ pub use json::{find_private_key_material, parse_strict};
 pub use jws::{MAX_TOKEN_LEN, Signer};
 pub use kind::Kind;
 pub use manifest::{
-    BUNDLE_FILES, FileDigest, MANIFEST_FILE, MAX_BUNDLE_FILE, MAX_SEQ, VerifiedManifest,
-    sign_manifest, verify_manifest,
+    BUNDLE_FILES, FileDigest, MANIFEST_FILE, MAX_BUNDLE_FILE, MAX_MODULE_FILE, MAX_MODULES,
+    MAX_SEQ, VerifiedManifest, module_file, module_hash, sign_manifest, verify_manifest,
 };
 pub use registration::{
     DEFAULT_TTL_SECS, IssueTime, MAX_LABEL_LEN, MAX_NAME_LEN, MAX_OPERATIONS, MAX_TTL_SECS,
-    Registration, RegistrationBody, WalletEntry, issue_operations, issue_wallets,
+    Operation, Registration, RegistrationBody, WalletEntry, issue_operations, issue_wallets,
     verify_registration,
 };
 pub use time::{DEFAULT_LEEWAY, TimeCheck, Validity, unix_now};

@@ -20,6 +20,10 @@ pub const BUNDLE_FILES: [&str; 2] = ["contracts.jsonl", "registration_tokens.txt
 pub const MANIFEST_FILE: &str = "manifest.jwt";
 /// The largest size a manifest may declare for a file (256 MiB).
 pub const MAX_BUNDLE_FILE: u64 = 256 * 1024 * 1024;
+/// Most WebAssembly modules one bundle may carry.
+pub const MAX_MODULES: usize = 64;
+/// The largest module file, in bytes (1 MiB).
+pub const MAX_MODULE_FILE: u64 = 1024 * 1024;
 /// The largest `seq` (2^53 − 1).
 pub const MAX_SEQ: u64 = (1 << 53) - 1;
 
@@ -63,7 +67,19 @@ fn invalid(claim: impl Into<String>, reason: impl Into<String>) -> VerifyError {
     VerifyError::InvalidClaim { claim: claim.into(), reason: reason.into() }
 }
 
-/// Signs a manifest by the authority `wallet`. `files` must name exactly [`BUNDLE_FILES`].
+/// The module file name for a module's hash: `modules/<64 lowercase hex>.wasm`.
+pub fn module_file(hash: &Hash32) -> String {
+    format!("modules/{}.wasm", hash.to_hex())
+}
+
+/// The hash a module file name carries, if it is `modules/<64 lowercase hex>.wasm`.
+pub fn module_hash(name: &str) -> Option<Hash32> {
+    let hex = name.strip_prefix("modules/")?.strip_suffix(".wasm")?;
+    hex.parse().ok()
+}
+
+/// Signs a manifest by the authority `wallet`. `files` must name exactly [`BUNDLE_FILES`]
+/// and any number (up to [`MAX_MODULES`]) of [`module_file`]s.
 pub fn sign_manifest(
     wallet: &Wallet,
     seq: u64,
@@ -91,12 +107,38 @@ fn check_shape(
         }
         _ => {}
     }
-    let names: Vec<&str> = files.keys().map(String::as_str).collect();
+    let modules: Vec<&String> = files.keys().filter(|n| n.starts_with("modules/")).collect();
+    let names: Vec<&str> =
+        files.keys().map(String::as_str).filter(|n| !n.starts_with("modules/")).collect();
     if names != BUNDLE_FILES {
         return Err(invalid(
             "files",
-            format!("must list exactly {} and {}", BUNDLE_FILES[1], BUNDLE_FILES[0]),
+            format!(
+                "must list exactly {} and {}, and modules/<sha256>.wasm files",
+                BUNDLE_FILES[1], BUNDLE_FILES[0]
+            ),
         ));
+    }
+    if modules.len() > MAX_MODULES {
+        return Err(invalid("files", format!("more than {MAX_MODULES} modules")));
+    }
+    for name in modules {
+        let hash = module_hash(name).ok_or_else(|| {
+            invalid(format!("files.{}", shorten(name)), "is not modules/<64 lowercase hex>.wasm")
+        })?;
+        let digest = &files[name];
+        if digest.sha256 != hash {
+            return Err(invalid(
+                format!("files.{}.sha256", shorten(name)),
+                "is not the hash in the module's name",
+            ));
+        }
+        if digest.size > MAX_MODULE_FILE {
+            return Err(invalid(
+                format!("files.{}.size", shorten(name)),
+                format!("{} bytes is more than the {MAX_MODULE_FILE} allowed", digest.size),
+            ));
+        }
     }
     for (name, digest) in files {
         if digest.size > MAX_BUNDLE_FILE {

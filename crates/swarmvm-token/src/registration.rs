@@ -4,6 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+use swarmvm_primitives::Hash32;
+use swarmvm_primitives::fuel::{DEFAULT_FUEL, MAX_FUEL};
 use swarmvm_wallet::{KeyMaterial, PublicKey};
 
 use crate::error::{IssueError, Result, VerifyError};
@@ -51,10 +53,58 @@ impl Registration {
 /// What a registration token registers.
 #[derive(Debug, Clone)]
 pub enum RegistrationBody {
-    /// Action name → handler name.
-    Operations(BTreeMap<String, String>),
+    /// Action name → what it runs.
+    Operations(BTreeMap<String, Operation>),
     /// Wallets that may act.
     Wallets(Vec<WalletEntry>),
+}
+
+/// What an operations token binds an action to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    /// A handler of the VM's catalogue, by name (a JSON string in the token).
+    Handler(String),
+    /// A WebAssembly module, by the SHA-256 of its bytes, run with `fuel` per action
+    /// (`{"wasm": "<64 hex>", "fuel": N}` in the token).
+    Wasm {
+        /// The module's SHA-256.
+        module: Hash32,
+        /// Fuel per action, 1 to [`MAX_FUEL`].
+        fuel: u64,
+    },
+}
+
+impl Operation {
+    /// A WebAssembly operation with the default fuel.
+    pub fn wasm(module: Hash32) -> Self {
+        Self::Wasm { module, fuel: DEFAULT_FUEL }
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Handler(h) => f.write_str(h),
+            Self::Wasm { module, fuel } => write!(f, "wasm {module} (fuel {fuel})"),
+        }
+    }
+}
+
+impl From<&str> for Operation {
+    fn from(handler: &str) -> Self {
+        Self::Handler(handler.to_owned())
+    }
+}
+
+impl Serialize for Operation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Self::Handler(h) => s.serialize_str(h),
+            Self::Wasm { module, fuel } => {
+                serde_json::json!({"wasm": module.to_hex(), "fuel": fuel}).serialize(s)
+            }
+        }
+    }
 }
 
 /// One registered wallet.
@@ -95,7 +145,7 @@ struct RegistrationClaims<'a, T: Serialize> {
 
 #[derive(Serialize)]
 struct OperationsBody<'a> {
-    operations: &'a BTreeMap<String, String>,
+    operations: &'a BTreeMap<String, Operation>,
 }
 
 #[derive(Serialize)]
@@ -121,10 +171,11 @@ fn claims<'a, T: Serialize>(
     })
 }
 
-/// Issues an `operations` token. Every handler must be in `handlers` (the VM's catalogue).
+/// Issues an `operations` token. Every handler must be in `handlers` (the VM's catalogue);
+/// a module's fuel must be 1 to [`MAX_FUEL`].
 pub fn issue_operations(
     signer: &Signer<'_>,
-    operations: &BTreeMap<String, String>,
+    operations: &BTreeMap<String, Operation>,
     handlers: &[&str],
     time: IssueTime,
 ) -> Result<String, IssueError> {
@@ -197,19 +248,40 @@ fn is_name(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
-fn parse_operations(claims: &Map<String, Value>) -> Result<BTreeMap<String, String>> {
+fn parse_operations(claims: &Map<String, Value>) -> Result<BTreeMap<String, Operation>> {
     let Some(Value::Object(ops)) = claims.get("operations") else {
         return Err(invalid("operations", "not an object of action name to handler name"));
     };
-    ops.iter()
-        .map(|(action, handler)| match handler {
-            Value::String(h) => Ok((action.clone(), h.clone())),
-            _ => Err(invalid(format!("operations.{}", shorten(action)), "handler is not a string")),
-        })
-        .collect()
+    ops.iter().map(|(action, op)| Ok((action.clone(), parse_operation(action, op)?))).collect()
 }
 
-fn check_operations(ops: &BTreeMap<String, String>, handlers: &[&str]) -> Result<()> {
+/// A handler name, or exactly `{"wasm": "<64 lowercase hex>", "fuel": N}`.
+fn parse_operation(action: &str, op: &Value) -> Result<Operation> {
+    let claim = || format!("operations.{}", shorten(action));
+    let shape = "a handler name, or {\"wasm\": \"<64 hex of the module's sha256>\", \"fuel\": N}";
+    match op {
+        Value::String(h) => Ok(Operation::Handler(h.clone())),
+        Value::Object(o) => {
+            if o.len() != 2 {
+                return Err(invalid(claim(), shape));
+            }
+            let module = match o.get("wasm") {
+                Some(Value::String(h)) => h
+                    .parse::<Hash32>()
+                    .map_err(|_| invalid(format!("{}.wasm", claim()), "is not 64 lowercase hex"))?,
+                _ => return Err(invalid(claim(), shape)),
+            };
+            let fuel = match o.get("fuel").and_then(Value::as_u64) {
+                Some(f) => f,
+                None => return Err(invalid(claim(), shape)),
+            };
+            Ok(Operation::Wasm { module, fuel })
+        }
+        _ => Err(invalid(claim(), shape)),
+    }
+}
+
+fn check_operations(ops: &BTreeMap<String, Operation>, handlers: &[&str]) -> Result<()> {
     if ops.is_empty() || ops.len() > MAX_OPERATIONS {
         return Err(invalid(
             "operations",
@@ -223,12 +295,21 @@ fn check_operations(ops: &BTreeMap<String, String>, handlers: &[&str]) -> Result
                 format!("action names are 1 to {MAX_NAME_LEN} of A-Z a-z 0-9 _ - ."),
             ));
         }
-        if !handlers.contains(&handler.as_str()) {
-            return Err(VerifyError::UnknownHandler {
-                action: shorten(action),
-                handler: shorten(handler),
-                known: handlers.join(", "),
-            });
+        match handler {
+            Operation::Handler(h) if !handlers.contains(&h.as_str()) => {
+                return Err(VerifyError::UnknownHandler {
+                    action: shorten(action),
+                    handler: shorten(h),
+                    known: handlers.join(", "),
+                });
+            }
+            Operation::Wasm { fuel, .. } if !(1..=MAX_FUEL).contains(fuel) => {
+                return Err(invalid(
+                    format!("operations.{}.fuel", shorten(action)),
+                    format!("{fuel} is not from 1 to {MAX_FUEL}"),
+                ));
+            }
+            _ => {}
         }
     }
     Ok(())

@@ -498,7 +498,7 @@ fn cases() -> Vec<Case> {
             "handler not a string",
             forge(&h, &with(c.clone(), "operations", json!({"mint": 1})), ed),
             |e| matches!(e, VerifyError::InvalidClaim { .. }),
-            "handler is not a string",
+            "a handler name, or {\"wasm\"",
         ),
         case(
             "no operations",

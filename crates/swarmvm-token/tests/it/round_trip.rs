@@ -4,16 +4,16 @@ use std::collections::BTreeMap;
 
 use swarmvm_test_support::wallet;
 use swarmvm_token::{
-    Hs256Key, IssueError, IssueTime, RegistrationBody, Signer, TimeCheck, TrustStore, VerifyError,
-    WalletEntry, issue_operations, issue_wallets, verify_registration,
+    Hs256Key, IssueError, IssueTime, Operation, RegistrationBody, Signer, TimeCheck, TrustStore,
+    VerifyError, WalletEntry, issue_operations, issue_wallets, verify_registration,
 };
 use swarmvm_vm::HANDLER_NAMES;
 use swarmvm_wallet::Algorithm;
 
-fn note_ops() -> BTreeMap<String, String> {
+fn note_ops() -> BTreeMap<String, Operation> {
     ["register_student", "add_course", "vote_proposal", "generate_nft"]
         .into_iter()
-        .map(|n| (n.to_owned(), n.to_owned()))
+        .map(|n| (n.to_owned(), n.into()))
         .collect()
 }
 
@@ -88,6 +88,12 @@ fn issuing_enforces_the_rules_verification_enforces() {
     ops.insert("mint".into(), "print_money".into());
     let err = issue_operations(&signer, &ops, HANDLER_NAMES, IssueTime::system_now()).unwrap_err();
     assert!(err.to_string().contains("unknown handler 'print_money'"), "{err}");
+    for fuel in [0, swarmvm_primitives::fuel::MAX_FUEL + 1] {
+        let module = swarmvm_primitives::Hash32::digest(b"module");
+        let ops = BTreeMap::from([("tally".to_owned(), Operation::Wasm { module, fuel })]);
+        let err = issue_operations(&signer, &ops, HANDLER_NAMES, IssueTime::system_now());
+        assert!(err.unwrap_err().to_string().contains("is not from 1 to"), "fuel {fuel}");
+    }
 
     let err = Hs256Key::new(&[1u8; 31], "hs256").unwrap_err();
     assert!(matches!(err, IssueError::WeakSecret(31)), "{err}");
@@ -124,4 +130,31 @@ fn time_rules_use_the_given_time_not_the_clock() {
         verify_registration(&token, &trust, TimeCheck::system_now(), HANDLER_NAMES),
         Err(VerifyError::Expired { .. })
     ));
+}
+
+#[test]
+fn operations_bind_modules_by_hash_with_their_fuel() {
+    let authority = wallet(Algorithm::Ed25519, 0);
+    let module = swarmvm_primitives::Hash32::digest(b"a module");
+    let mut ops = note_ops();
+    ops.insert("tally".into(), Operation::Wasm { module, fuel: 12_345 });
+    ops.insert("counter".into(), Operation::wasm(module));
+    let token =
+        issue_operations(&Signer::Wallet(authority), &ops, HANDLER_NAMES, IssueTime::system_now())
+            .unwrap();
+    let payload: serde_json::Value = {
+        use base64::Engine as _;
+        let part = token.split('.').nth(1).unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    assert_eq!(
+        payload["operations"]["tally"],
+        serde_json::json!({"wasm": module.to_hex(), "fuel": 12_345})
+    );
+    assert_eq!(payload["operations"]["counter"]["fuel"], swarmvm_primitives::fuel::DEFAULT_FUEL);
+    let trust = TrustStore::with_keys([authority.public_key()]);
+    let reg = verify_registration(&token, &trust, TimeCheck::system_now(), HANDLER_NAMES).unwrap();
+    let RegistrationBody::Operations(got) = reg.body else { panic!("operations") };
+    assert_eq!(got, ops);
 }

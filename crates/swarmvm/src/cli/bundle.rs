@@ -37,6 +37,10 @@ pub(crate) enum BundleCommand {
         /// Signed contracts (one a line) to copy in as contracts.jsonl.
         #[arg(long, value_name = "FILE", requires = "key")]
         contracts: Option<PathBuf>,
+        /// A WebAssembly module (.wasm, or .wat text compiled here) to copy in as
+        /// modules/<sha256>.wasm. Repeat for several.
+        #[arg(long = "module", value_name = "FILE", requires = "key")]
+        modules: Vec<PathBuf>,
         /// The previous bundle's folder: this one is next (seq + 1, parent = its identity).
         #[arg(long, value_name = "PREV_DIR", requires = "key")]
         after: Option<PathBuf>,
@@ -91,6 +95,7 @@ pub(crate) fn run(cmd: BundleCommand, out: OutputArgs) -> Result<ExitCode> {
             key,
             tokens,
             contracts,
+            modules,
             after,
             force,
             passphrase,
@@ -104,6 +109,7 @@ pub(crate) fn run(cmd: BundleCommand, out: OutputArgs) -> Result<ExitCode> {
                     let options = CreateOptions {
                         tokens: tokens.as_deref(),
                         contracts: contracts.as_deref(),
+                        modules: &modules,
                         after: after.as_deref(),
                         now: unix_now(),
                         force,

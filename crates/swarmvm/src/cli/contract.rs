@@ -23,7 +23,7 @@ pub(crate) enum ContractCommand {
         #[arg(long, value_name = "FILE")]
         wallet: PathBuf,
         /// The network: its authority's wallet id, or a file with the authority's key.
-        #[arg(long, value_name = "AUTH_ID_OR_PUBFILE")]
+        #[arg(long, value_name = "AUTH_ID_OR_PUBFILE", allow_hyphen_values = true)]
         network: String,
         /// The nonce (default: the current time in milliseconds).
         #[arg(long)]

@@ -18,8 +18,8 @@ use swarmvm_bundle::{CreateOptions, create_bundle};
 use swarmvm_node::{BundleState, Node, NodeOptions};
 use swarmvm_swarm::{Source, SwarmOptions};
 use swarmvm_token::{
-    IssueTime, Signer, TrustStore, WalletEntry, issue_operations, issue_wallets, sign_contract,
-    unix_now,
+    IssueTime, Operation, Signer, TrustStore, WalletEntry, issue_operations, issue_wallets,
+    sign_contract, unix_now,
 };
 use swarmvm_vm::HANDLER_NAMES;
 use swarmvm_wallet::{Algorithm, Wallet};
@@ -44,7 +44,14 @@ pub(crate) struct DemoArgs {
     /// peer's data, for inspection. By default a temporary folder is used and removed.
     #[arg(long, value_name = "DIR")]
     dir: Option<std::path::PathBuf>,
+    /// Register vote_proposal as the tally WebAssembly module (docs/wasm/tally.wat, built
+    /// into this binary) instead of the built-in handler; the module travels in the bundle.
+    #[arg(long)]
+    wasm: bool,
 }
+
+/// `docs/wasm/tally.wat`, compiled by `demo --wasm` (no toolchain needed).
+const TALLY_WAT: &str = include_str!("../../../../docs/wasm/tally.wat");
 
 const NOTE_OPERATIONS: [&str; 4] =
     ["register_student", "add_course", "vote_proposal", "generate_nft"];
@@ -89,6 +96,11 @@ fn summary(state: &Value) -> Vec<String> {
     for (id, v) in entries("proposals") {
         lines.push(format!("proposal {id} \"{}\": {} votes", s(&v["description"]), v["votes"]));
     }
+    // Votes the tally module counted (demo --wasm): proposal id → count.
+    let tally = state["wasm"]["vote_proposal"].as_object().cloned().unwrap_or_default();
+    for (id, count) in tally.iter().filter(|(k, _)| !k.contains('/')) {
+        lines.push(format!("proposal {id} (tally module): {} votes", s(count)));
+    }
     for (id, v) in entries("nfts") {
         lines.push(format!(
             "nft      {id} {} owned by {} {}",
@@ -101,7 +113,7 @@ fn summary(state: &Value) -> Vec<String> {
 }
 
 pub(crate) fn run(args: DemoArgs, out: OutputArgs) -> Result<ExitCode> {
-    runtime()?.block_on(demo(usize::from(args.peers), args.timeout, args.dir, out))
+    runtime()?.block_on(demo(usize::from(args.peers), args.timeout, args.dir, args.wasm, out))
 }
 
 /// The demo's folder: a kept one the user named, or a temporary one removed at the end.
@@ -140,6 +152,7 @@ async fn demo(
     n: usize,
     limit: Duration,
     dir: Option<std::path::PathBuf>,
+    wasm: bool,
     out: OutputArgs,
 ) -> Result<ExitCode> {
     let started = Instant::now();
@@ -161,8 +174,17 @@ async fn demo(
     }
     let now = unix_now();
     let time = IssueTime { now, ttl: swarmvm_token::DEFAULT_TTL_SECS };
-    let ops: BTreeMap<String, String> =
-        NOTE_OPERATIONS.iter().map(|o| ((*o).to_owned(), (*o).to_owned())).collect();
+    let mut ops: BTreeMap<String, Operation> =
+        NOTE_OPERATIONS.iter().map(|o| ((*o).to_owned(), (*o).into())).collect();
+    let mut modules = Vec::new();
+    if wasm {
+        let bytes = swarmvm_wasm::module_bytes(TALLY_WAT.as_bytes())?;
+        let hash = swarmvm_wasm::check_module(&bytes)?.hash;
+        let file = root.join("tally.wasm");
+        std::fs::write(&file, bytes)?;
+        modules.push(file);
+        ops.insert("vote_proposal".into(), Operation::wasm(hash));
+    }
     let signer = Signer::Wallet(&authority);
     let entries: Vec<WalletEntry> = peers
         .iter()
@@ -182,7 +204,8 @@ async fn demo(
         bundle.join("contracts.jsonl"),
         contracts(&peers, &network, now)?.join("\n") + "\n",
     )?;
-    create_bundle(&bundle, &authority, &CreateOptions { now, ..CreateOptions::default() })?;
+    let options = CreateOptions { now, modules: &modules, ..CreateOptions::default() };
+    create_bundle(&bundle, &authority, &options)?;
 
     // The authority runs a node too: it applies the bundle and seeds it. N peer nodes, each
     // with its own session, ledger and folder, fetch it from the authority and each other.

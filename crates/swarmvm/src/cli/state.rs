@@ -25,7 +25,7 @@ pub(crate) enum StateCommand {
         #[arg(long, value_name = "TABLE")]
         table: Option<String>,
         /// With --table: start after this id.
-        #[arg(long, value_name = "ID", requires = "table")]
+        #[arg(long, value_name = "ID", requires = "table", allow_hyphen_values = true)]
         after: Option<String>,
         /// With --table: at most this many entries.
         #[arg(long, value_name = "N", default_value_t = 100, requires = "table")]

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 use swarmvm_token::{
-    IssueTime, Registration, RegistrationBody, Signer, TimeCheck, WalletEntry, issue_operations,
-    issue_wallets, unix_now, verify_registration,
+    IssueTime, Operation, Registration, RegistrationBody, Signer, TimeCheck, WalletEntry,
+    issue_operations, issue_wallets, unix_now, verify_registration,
 };
 use swarmvm_vm::HANDLER_NAMES;
 
@@ -62,11 +62,12 @@ pub(crate) struct SignerArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum IssueCommand {
-    /// Register operations: OPS.json maps action names to handler names of the VM catalogue.
+    /// Register operations: OPS.json maps action names to handler names of the VM catalogue,
+    /// or to WebAssembly modules: {"wasm": "<sha256 or path of a .wasm/.wat>", "fuel": N}.
     Operations {
         #[command(flatten)]
         signer: SignerArgs,
-        /// JSON object, action name → handler name.
+        /// JSON object, action name → handler name or {"wasm": ..., "fuel": ...}.
         #[arg(long, value_name = "OPS.json")]
         ops: PathBuf,
     },
@@ -148,19 +149,60 @@ fn read_limited(path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn read_operations(path: &Path) -> Result<BTreeMap<String, String>> {
+/// OPS.json: action → a handler name, or `{"wasm": HASH_OR_PATH, "fuel": N}` (`fuel`
+/// optional; a path to a `.wasm` or `.wat` file, relative to OPS.json's folder, is checked
+/// against the ABI and replaced by its hash).
+fn read_operations(path: &Path) -> Result<BTreeMap<String, Operation>> {
     let bytes = read_limited(path)?;
     let value = swarmvm_token::parse_strict(&bytes)
         .with_context(|| format!("{} is not valid JSON", path.display()))?;
     let Value::Object(map) = value else {
         bail!("{} must be a JSON object of action name to handler name", path.display());
     };
+    let base = path.parent().unwrap_or(Path::new("."));
     map.into_iter()
-        .map(|(action, handler)| match handler {
-            Value::String(h) => Ok((action, h)),
-            _ => bail!("{}: handler of action '{action}' is not a string", path.display()),
+        .map(|(action, op)| {
+            let shown = swarmvm_primitives::text::shown(&action);
+            let op = match op {
+                Value::String(h) => Operation::Handler(h),
+                Value::Object(o) => wasm_operation(&o, base)
+                    .with_context(|| format!("{}: operation '{shown}'", path.display()))?,
+                _ => bail!(
+                    "{}: operation '{shown}' is neither a handler name nor {{\"wasm\": ...}}",
+                    path.display()
+                ),
+            };
+            Ok((action, op))
         })
         .collect()
+}
+
+/// `{"wasm": HASH_OR_PATH, "fuel": N}` as an operation.
+fn wasm_operation(o: &serde_json::Map<String, Value>, base: &Path) -> Result<Operation> {
+    if let Some(extra) = o.keys().find(|k| *k != "wasm" && *k != "fuel") {
+        bail!("unknown member '{}' (only wasm and fuel)", swarmvm_primitives::text::shown(extra));
+    }
+    let fuel = match o.get("fuel") {
+        None => swarmvm_primitives::fuel::DEFAULT_FUEL,
+        Some(v) => v.as_u64().context("fuel is not a whole number")?,
+    };
+    let Some(Value::String(target)) = o.get("wasm") else {
+        bail!("'wasm' must be a module's sha-256 (64 hex) or the path of a .wasm or .wat file");
+    };
+    let module = match target.parse::<swarmvm_primitives::Hash32>() {
+        Ok(hash) => hash,
+        Err(_) => {
+            let file = base.join(target);
+            let raw = std::fs::read(&file)
+                .with_context(|| format!("cannot read module {}", file.display()))?;
+            let bytes = swarmvm_wasm::module_bytes(&raw)
+                .with_context(|| format!("module {} refused", file.display()))?;
+            swarmvm_wasm::check_module(&bytes)
+                .with_context(|| format!("module {} refused", file.display()))?
+                .hash
+        }
+    };
+    Ok(Operation::Wasm { module, fuel })
 }
 
 fn wallet_entry(spec: &str, passphrase: &PassphraseArgs) -> Result<WalletEntry> {

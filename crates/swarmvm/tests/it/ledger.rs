@@ -214,6 +214,18 @@ fn contract_sign_prints_a_contract_bound_to_the_network() {
     let by_id =
         env.json(&["contract", "sign", &contracts[0], "--wallet", "peer1.pem", "--network", &auth]);
     assert_eq!(by_id["network"], auth.as_str());
+    // Wallet ids are base64url: one may begin with '-' and is still a value, not a flag.
+    let dashed = format!("-{}", &auth[1..]);
+    let signed = env.json(&[
+        "contract",
+        "sign",
+        &contracts[0],
+        "--wallet",
+        "peer1.pem",
+        "--network",
+        &dashed,
+    ]);
+    assert_eq!(signed["network"], dashed.as_str());
     assert!(
         by_id["nonce"].as_u64().unwrap() > 1_700_000_000_000,
         "default nonce is the time in ms"

@@ -63,7 +63,7 @@ fn python(args: &[&str], stdin: &str) -> String {
 /// A network's tokens at `time`: `operations`, and a wallets token labelling `peers`.
 fn tokens(
     authority: &Wallet,
-    operations: &BTreeMap<String, String>,
+    operations: &BTreeMap<String, swarmvm_token::Operation>,
     peers: &[(String, Wallet)],
     time: IssueTime,
 ) -> [String; 2] {
@@ -119,8 +119,12 @@ fn the_demo_vector_gives_its_pinned_contracts_bundle_and_root() {
         .iter()
         .map(|p| (p["label"].as_str().unwrap().to_owned(), seed(&p["seed"])))
         .collect();
-    let operations: BTreeMap<String, String> =
-        serde_json::from_value(v["operations"].clone()).unwrap();
+    let operations: BTreeMap<String, swarmvm_token::Operation> = v["operations"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, h)| (k.clone(), h.as_str().unwrap().into()))
+        .collect();
     // Registration tokens carry a random `jti`, so the vector holds the two the authority
     // signed; tokens issued again from the same inputs differ from them in `jti` alone.
     let pinned: Vec<String> =
@@ -200,8 +204,8 @@ fn python_recomputes_the_root_of_a_state_using_every_table() {
     .into_iter()
     .map(|(label, alg)| (label.to_owned(), Wallet::generate(alg).unwrap()))
     .collect();
-    let operations: BTreeMap<String, String> =
-        HANDLER_NAMES.iter().map(|h| ((*h).to_owned(), (*h).to_owned())).collect();
+    let operations: BTreeMap<String, swarmvm_token::Operation> =
+        HANDLER_NAMES.iter().map(|h| ((*h).to_owned(), (*h).into())).collect();
     let tokens = tokens(&authority, &operations, &peers, IssueTime { now, ttl: 3600 });
     let (p1, p2, p3) = (&peers[0].1, &peers[1].1, &peers[2].1);
     let sign = |w: &Wallet, nonce: u64, actions: Value| {
