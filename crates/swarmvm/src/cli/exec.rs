@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
 use serde_json::json;
-use swarmvm_bundle::verify_local;
+use swarmvm_bundle::{verify_local, verify_local_with_modules};
 use swarmvm_ledger::Receipt;
 use swarmvm_token::{TrustStore, sign_contract, unix_now};
 
@@ -29,6 +29,10 @@ pub(crate) struct ExecArgs {
     /// Registration tokens (one a line) to apply first, checked against --trust.
     #[arg(long, value_name = "FILE", requires = "trust")]
     tokens: Option<PathBuf>,
+    /// A folder of WebAssembly modules (.wasm, or .wat text) that the registrations of
+    /// --tokens may bind actions to; stored in the ledger with them.
+    #[arg(long, value_name = "DIR", requires = "tokens")]
+    modules: Option<PathBuf>,
     #[command(flatten)]
     trust: TrustArgs,
     #[command(flatten)]
@@ -61,9 +65,14 @@ pub(crate) fn run(args: ExecArgs, out: OutputArgs) -> Result<ExitCode> {
     if let Some(tokens) = &args.tokens {
         let registrations = read_token_lines(tokens)?;
         let trust = args.trust.load()?;
+        let modules = match &args.modules {
+            Some(dir) => read_modules(dir)?,
+            None => Vec::new(),
+        };
         let snapshot = ledger.snapshot()?;
-        let verified = verify_local(&registrations, &[], &trust, &snapshot, now)
-            .context("registrations refused")?;
+        let verified =
+            verify_local_with_modules(&registrations, &[], modules, &trust, &snapshot, now)
+                .context("registrations refused")?;
         drop(snapshot);
         ledger.commit(&verified).context("registrations refused")?;
     }
@@ -91,4 +100,22 @@ pub(crate) fn run(args: ExecArgs, out: OutputArgs) -> Result<ExitCode> {
             receipt.reason.as_deref().unwrap_or("unknown reason")
         )))
     }
+}
+
+/// Every `.wasm` and `.wat` file in `dir`, as module bytes.
+fn read_modules(dir: &std::path::Path) -> Result<Vec<Vec<u8>>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "wasm" || e == "wat"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| {
+            let raw = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+            swarmvm_wasm::module_bytes(&raw)
+                .with_context(|| format!("module {} refused", p.display()))
+        })
+        .collect()
 }

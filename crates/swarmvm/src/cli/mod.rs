@@ -6,6 +6,7 @@ mod contract;
 mod demo;
 mod duration;
 mod exec;
+mod module;
 mod net;
 mod node;
 mod state;
@@ -49,6 +50,9 @@ enum Command {
     /// Sign contracts.
     #[command(subcommand)]
     Contract(contract::ContractCommand),
+    /// Check WebAssembly modules against the ABI.
+    #[command(subcommand)]
+    Module(module::ModuleCommand),
     /// Run a peer node, or apply a bundle offline.
     #[command(subcommand)]
     Node(node::NodeCommand),
@@ -71,6 +75,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Node(cmd) => node::run(cmd, cli.output),
         Command::Bundle(cmd) => bundle::run(cmd, cli.output),
         Command::Contract(cmd) => contract::run(cmd, cli.output),
+        Command::Module(cmd) => module::run(cmd, cli.output),
         Command::Exec(args) => exec::run(args, cli.output),
         Command::State(cmd) => state::run(cmd, cli.output),
         Command::Ledger(cmd) => state::run_ledger(cmd, cli.output),

@@ -79,6 +79,7 @@ fn show_text(snapshot: &Snapshot) -> Result<()> {
         Table::Course,
         Table::Proposal,
         Table::Nft,
+        Table::Wasm,
     ] {
         snapshot.scan(table, None, &mut |id, record| {
             let v = match swarmvm_vm::view::value_json(snapshot, id, &record) {
@@ -89,7 +90,18 @@ fn show_text(snapshot: &Snapshot) -> Result<()> {
                 }
             };
             let line = match table {
+                Table::Operation if v.is_object() => {
+                    format!("operation   {id} -> wasm {} (fuel {})", text(&v["wasm"]), v["fuel"])
+                }
                 Table::Operation => format!("operation   {id} -> {}", text(&v)),
+                Table::Wasm => match swarmvm_vm::wasm::split_wasm_id(id) {
+                    Some((action, key)) => format!(
+                        "wasm        {action} {} = {}",
+                        serde_json::json!(swarmvm_vm::view::shown_bytes(&key)),
+                        v
+                    ),
+                    None => format!("wasm        {id} = {v}"),
+                },
                 Table::Wallet => {
                     let nonce = swarmvm_vm::nonce_of(snapshot, id).unwrap_or(0);
                     format!("wallet      {id} {} (nonce {nonce})", text(&v["label"]))

@@ -17,3 +17,4 @@ mod support;
 mod token;
 mod vectors;
 mod wallet;
+mod wasm;

@@ -1,0 +1,258 @@
+//! WebAssembly operations through the command line: `module check`, registration from
+//! `.wat` and `.wasm`, modules in bundles applied by several peers, upgrades that keep an
+//! action's state, a module missing from the chain, `exec --modules`, `demo --wasm`.
+
+use serde_json::{Value, json};
+
+use crate::support::{Env, REFUSED};
+
+fn docs(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/../../docs/wasm/{name}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap()
+}
+
+/// The authority, two peers, the counter (`.wat`) and tally (`.wasm`) in the folder.
+fn setup() -> Env {
+    let env = Env::new();
+    env.network("ed25519", "note_tokens.txt");
+    env.write("counter.wat", docs("counter.wat"));
+    let tally = swarmvm_wasm::module_bytes(docs("tally.wat").as_bytes()).unwrap();
+    std::fs::write(env.path("tally.wasm"), tally).unwrap();
+    env
+}
+
+/// A signed contract line of `actions` by `wallet` with `nonce`.
+fn contract(env: &Env, wallet: &str, nonce: u64, actions: Value) -> String {
+    env.write("c.json", json!({ "actions": actions }).to_string());
+    env.ok(&[
+        "contract",
+        "sign",
+        "c.json",
+        "--wallet",
+        wallet,
+        "--network",
+        "auth.pub",
+        "--nonce",
+        &nonce.to_string(),
+    ])
+}
+
+fn vote(action: &str, id: &str) -> Value {
+    json!({"action": action, "proposal": {"id": id, "description": "More funding"}})
+}
+
+#[test]
+fn module_check_prints_the_hash_and_refuses_what_the_abi_does_not_allow() {
+    let env = setup();
+    let info = env.json(&["module", "check", "counter.wat"]);
+    let wasm = swarmvm_wasm::module_bytes(docs("counter.wat").as_bytes()).unwrap();
+    assert_eq!(info["hash"], swarmvm_primitives::Hash32::digest(&wasm).to_hex());
+    assert_eq!(info["imports"], json!(["get", "set"]));
+    assert_eq!(info["exports"], json!(["memory", "run"]));
+    let text = env.ok(&["module", "check", "tally.wasm"]);
+    assert!(text.contains("imports  input_len, input_read, caller, get, set, fail"), "{text}");
+    for (name, module, says) in [
+        (
+            "float.wat",
+            r#"(module (memory (export "memory") 1) (func (export "run") (result i32) (f32.const 1) drop (i32.const 0)))"#,
+            "no floats",
+        ),
+        (
+            "import.wat",
+            r#"(module (import "env" "clock" (func)) (memory (export "memory") 1) (func (export "run") (result i32) (i32.const 0)))"#,
+            "env.clock is not part of the swarmvm ABI",
+        ),
+        (
+            "start.wat",
+            r#"(module (memory (export "memory") 1) (func $s) (start $s) (func (export "run") (result i32) (i32.const 0)))"#,
+            "start function",
+        ),
+        (
+            "big.wat",
+            r#"(module (memory (export "memory") 257) (func (export "run") (result i32) (i32.const 0)))"#,
+            "257 pages",
+        ),
+        ("norun.wat", r#"(module (memory (export "memory") 1))"#, "does not export 'run'"),
+    ] {
+        env.write(name, module);
+        let err = env.fails(&["module", "check", name], REFUSED);
+        assert!(err.contains(says), "{name}: {err}");
+    }
+}
+
+#[test]
+fn modules_registered_in_bundles_run_on_every_peer_and_upgrades_keep_their_state() {
+    let env = setup();
+    env.write(
+        "ops.json",
+        json!({"count": {"wasm": "counter.wat"}, "tally": {"wasm": "tally.wasm", "fuel": 5_000_000}})
+            .to_string(),
+    );
+    let ops = env.ok(&["token", "issue", "operations", "--key", "auth.pem", "--ops", "ops.json"]);
+    env.write("tokens.txt", format!("{}{ops}", env.read("note_tokens.txt")));
+    let shown = env.ok(&["token", "verify", "tokens.txt", "--trust", "auth.pub", "--json"]);
+    let third: Value = serde_json::from_str(shown.lines().nth(2).unwrap()).unwrap();
+    let bound = &third["operations"];
+    assert_eq!(bound["tally"]["fuel"], 5_000_000);
+    assert_eq!(bound["count"]["fuel"], swarmvm_primitives::fuel::DEFAULT_FUEL);
+
+    let lines = [
+        contract(&env, "peer1.pem", 1, json!([{"action": "count"}, vote("tally", "P1")])),
+        contract(&env, "peer2.pem", 1, json!([vote("tally", "P1"), {"action": "count"}])),
+        contract(&env, "peer2.pem", 2, json!([vote("tally", "P1")])), // a second vote: rejected
+    ];
+    env.write("c1.jsonl", lines.join(""));
+    let b1 = env.json(&[
+        "bundle",
+        "create",
+        "b1",
+        "--key",
+        "auth.pem",
+        "--tokens",
+        "tokens.txt",
+        "--contracts",
+        "c1.jsonl",
+        "--module",
+        "counter.wat",
+        "--module",
+        "tally.wasm",
+    ]);
+    assert_eq!(b1["seq"], 1);
+    assert_eq!(std::fs::read_dir(env.path("b1/modules")).unwrap().count(), 2);
+    let mut roots = Vec::new();
+    for peer in ["p1", "p2"] {
+        let applied = env.json(&["node", "apply", "b1", "--data-dir", peer, "--trust", "auth.pub"]);
+        assert_eq!((applied["applied"].as_u64(), applied["rejected"].as_u64()), (Some(2), Some(1)));
+        let reason = applied["receipts"][2]["reason"].as_str().unwrap();
+        assert!(reason.contains("module failed: tally: this wallet already voted"), "{reason}");
+        roots.push(env.ok(&["state", "root", "--data-dir", peer]));
+    }
+    assert_eq!(roots[0], roots[1], "every peer reaches one root");
+    let state = env.json(&["state", "show", "--data-dir", "p1"]);
+    assert_eq!(state["wasm"]["count"]["count"], "2");
+    assert_eq!(state["wasm"]["tally"]["P1"], "2");
+    let text = env.ok(&["state", "show", "--data-dir", "p1"]);
+    assert!(text.contains(r#"wasm        count "count" = "2""#), "{text}");
+    assert!(text.contains("operation   tally -> wasm "), "{text}");
+
+    // Bundle 2 upgrades `count` to a module that adds ten: the count goes on from 2.
+    env.write("counter10.wat", docs("counter.wat").replace("(i64.const 1))", "(i64.const 10))"));
+    env.write("ops2.json", json!({"count": {"wasm": "counter10.wat"}}).to_string());
+    let ops2 = env.ok(&["token", "issue", "operations", "--key", "auth.pem", "--ops", "ops2.json"]);
+    env.write("tokens2.txt", ops2);
+    let more = [contract(&env, "peer1.pem", 2, json!([{"action": "count"}, vote("tally", "P2")]))];
+    env.write("c2.jsonl", more.join(""));
+    env.ok(&[
+        "bundle",
+        "create",
+        "b2",
+        "--key",
+        "auth.pem",
+        "--tokens",
+        "tokens2.txt",
+        "--contracts",
+        "c2.jsonl",
+        "--module",
+        "counter10.wat",
+        "--after",
+        "b1",
+    ]);
+    for peer in ["p1", "p2"] {
+        env.json(&["node", "apply", "b2", "--data-dir", peer, "--trust", "auth.pub"]);
+    }
+    let state = env.json(&["state", "show", "--data-dir", "p2"]);
+    assert_eq!(state["wasm"]["count"]["count"], "12", "the upgrade kept the count");
+    assert_eq!(state["wasm"]["tally"]["P2"], "1", "tally, registered in bundle 1, still runs");
+    assert_eq!(
+        env.ok(&["state", "root", "--data-dir", "p1"]),
+        env.ok(&["state", "root", "--data-dir", "p2"])
+    );
+    env.ok(&["ledger", "verify", "--data-dir", "p1"]);
+
+    // Bundle 3 binds an action to a module no bundle of the chain carries: refused whole.
+    let unknown = swarmvm_primitives::Hash32::digest(b"nowhere").to_hex();
+    env.write("ops3.json", json!({"ghost": {"wasm": unknown}}).to_string());
+    let ops3 = env.ok(&["token", "issue", "operations", "--key", "auth.pem", "--ops", "ops3.json"]);
+    env.write("tokens3.txt", ops3);
+    env.ok(&[
+        "bundle",
+        "create",
+        "b3",
+        "--key",
+        "auth.pem",
+        "--tokens",
+        "tokens3.txt",
+        "--after",
+        "b2",
+    ]);
+    let root = env.ok(&["state", "root", "--data-dir", "p1"]);
+    let err =
+        env.fails(&["node", "apply", "b3", "--data-dir", "p1", "--trust", "auth.pub"], REFUSED);
+    assert!(err.contains("neither this bundle nor an earlier one of the chain carries"), "{err}");
+    assert_eq!(env.ok(&["state", "root", "--data-dir", "p1"]), root);
+}
+
+#[test]
+fn exec_takes_modules_from_a_folder() {
+    let env = setup();
+    std::fs::create_dir(env.path("mods")).unwrap();
+    std::fs::copy(env.path("counter.wat"), env.path("mods/counter.wat")).unwrap();
+    env.write("ops.json", json!({"count": {"wasm": "counter.wat"}}).to_string());
+    let ops = env.ok(&["token", "issue", "operations", "--key", "auth.pem", "--ops", "ops.json"]);
+    env.write("tokens.txt", format!("{}{ops}", env.read("note_tokens.txt")));
+    env.write(
+        "count.json",
+        json!({"actions": [{"action": "count"}, {"action": "count"}]}).to_string(),
+    );
+    // Without the module, the registration is refused.
+    let err = env.fails(
+        &[
+            "exec",
+            "count.json",
+            "--wallet",
+            "peer1.pem",
+            "--data-dir",
+            "none",
+            "--tokens",
+            "tokens.txt",
+            "--trust",
+            "auth.pub",
+        ],
+        REFUSED,
+    );
+    assert!(err.contains("neither this bundle nor an earlier one"), "{err}");
+    let out = env.json(&[
+        "exec",
+        "count.json",
+        "--wallet",
+        "peer1.pem",
+        "--data-dir",
+        "p",
+        "--tokens",
+        "tokens.txt",
+        "--trust",
+        "auth.pub",
+        "--modules",
+        "mods",
+    ]);
+    assert_eq!(out["receipt"]["status"], "applied", "{out}");
+    env.ok(&["exec", "count.json", "--wallet", "peer1.pem", "--data-dir", "p"]);
+    let state = env.json(&["state", "show", "--data-dir", "p"]);
+    assert_eq!(state["wasm"]["count"]["count"], "4");
+}
+
+#[test]
+fn demo_wasm_counts_the_votes_with_the_tally_module_on_eight_peers() {
+    let env = Env::new();
+    let out = env.json(&["demo", "--wasm", "--peers", "8"]);
+    assert_eq!(out["agree"], true);
+    for peer in out["peers"].as_array().unwrap() {
+        assert_eq!(peer["state"]["wasm"]["vote_proposal"]["P001"], "8", "{peer}");
+        assert!(peer["state"]["proposals"].as_object().unwrap().is_empty());
+        assert_eq!(
+            peer["state"]["operations"]["vote_proposal"]["fuel"],
+            swarmvm_primitives::fuel::DEFAULT_FUEL
+        );
+        assert_eq!(peer["state_root"], out["state_root"]);
+    }
+}
