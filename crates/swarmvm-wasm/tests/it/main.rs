@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 mod examples;
+mod hostile;
 
 use std::path::PathBuf;
 use std::sync::Arc;
