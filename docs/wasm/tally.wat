@@ -24,10 +24,10 @@
   (data (i32.const 32) "\"description\":\"")     ;; 32, 15
   (data (i32.const 48) "\"id\":\"")              ;; 48, 6
   (data (i32.const 56) "}}")                     ;; 56, 2
-  (data (i32.const 64) "tally: expected {\"action\": ..., \"proposal\": {\"id\": ...}}") ;; 64, 55
-  (data (i32.const 128) "tally: this wallet already voted on this proposal") ;; 128, 50
+  (data (i32.const 64) "tally: expected {\"action\": ..., \"proposal\": {\"id\": ...}}") ;; 64, 56
+  (data (i32.const 128) "tally: this wallet already voted on this proposal") ;; 128, 49
 
-  (func $shape (call $fail (i32.const 64) (i32.const 55)))
+  (func $shape (call $fail (i32.const 64) (i32.const 56)))
 
   ;; True when the input at pos starts with the len bytes at lit.
   (func $at (param $pos i32) (param $lit i32) (param $len i32) (result i32)
@@ -154,7 +154,7 @@
     (if (i32.ge_s
           (call $get (i32.const 256) (i32.add (local.get $id_len) (i32.const 44)) (i32.const 512) (i32.const 0))
           (i32.const 0))
-      (then (call $fail (i32.const 128) (i32.const 50))))
+      (then (call $fail (i32.const 128) (i32.const 49))))
     (call $set (i32.const 256) (i32.add (local.get $id_len) (i32.const 44)) (i32.const 512) (i32.const 0))
     ;; ID: the count, plus one.
     (local.set $len (call $get (i32.const 256) (local.get $id_len) (i32.const 512) (i32.const 20)))

@@ -24,6 +24,7 @@ TAGS = {
     "proposal": 7,
     "vote": 8,
     "nft": 9,
+    "wasm": 10,
 }
 
 
@@ -53,10 +54,22 @@ def entry(table, ident, record):
     return key, leaf
 
 
+def shown_bytes(text):
+    """A key or value as state JSON shows it: text, or "hex:" and lowercase hex."""
+    if text.startswith("hex:"):
+        return bytes.fromhex(text[4:])
+    return text.encode("utf-8")
+
+
 def entries_of_state(state):
     out = []
     for action, handler in state["operations"].items():
-        out.append(entry("operation", action, string(handler)))
+        if isinstance(handler, dict):
+            # A WebAssembly operation: "wasm", the module's 32 bytes, the fuel.
+            record = string("wasm") + bytes.fromhex(handler["wasm"]) + u64(handler["fuel"])
+            out.append(entry("operation", action, record))
+        else:
+            out.append(entry("operation", action, string(handler)))
     for wallet, w in state["wallets"].items():
         # The key field is the RFC 7638 thumbprint input: the JWK's members, sorted.
         out.append(entry("wallet", wallet, string(w["label"]) + string(canonical_json(w["jwk"]))))
@@ -75,6 +88,11 @@ def entries_of_state(state):
     for nid, n in state["nfts"].items():
         record = string(n["name"]) + string(canonical_json(n["metadata"])) + string(n["owner"])
         out.append(entry("nft", nid, record))
+    for action, values in state.get("wasm", {}).items():
+        for key, value in values.items():
+            value = shown_bytes(value)
+            ident = action + "/" + shown_bytes(key).hex()
+            out.append(entry("wasm", ident, u32(len(value)) + value))
     return out
 
 

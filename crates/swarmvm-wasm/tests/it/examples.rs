@@ -95,3 +95,47 @@ fn tally_in_c_and_in_webassembly_text_give_the_same_state() {
     assert_eq!(states[0], states[1], "the same state, entry for entry");
     assert_eq!(states[0]["wasm"]["vote_proposal"]["P1"], "3");
 }
+
+mod determinism {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use crate::{WALLETS, default_fuel, example, machine, run, wat};
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// The same contracts from the same state give the same outcomes and root, on fresh
+        /// machines and runtimes.
+        #[test]
+        fn the_same_contracts_give_the_same_root(
+            contracts in proptest::collection::vec(
+                (0usize..3, proptest::collection::vec((any::<bool>(), 0u8..4), 1..6)),
+                1..12,
+            )
+        ) {
+            let counter = wat(&std::fs::read_to_string(example("counter.wat")).unwrap());
+            let tally = wat(&std::fs::read_to_string(example("tally.wat")).unwrap());
+            let mut results = Vec::new();
+            for _ in 0..2 {
+                let (mut m, _) = machine(&[("count", &counter, default_fuel()), ("tally", &tally, default_fuel())]);
+                let mut outcomes = Vec::new();
+                for (wallet, actions) in &contracts {
+                    let actions: Vec<_> = actions
+                        .iter()
+                        .map(|(is_vote, p)| {
+                            if *is_vote {
+                                json!({"action": "tally", "proposal": {"id": format!("P{p}"), "description": "d"}})
+                            } else {
+                                json!({"action": "count"})
+                            }
+                        })
+                        .collect();
+                    outcomes.push(run(&mut m, WALLETS[*wallet], &actions).is_applied());
+                }
+                results.push((outcomes, m.state_root()));
+            }
+            prop_assert_eq!(&results[0], &results[1]);
+        }
+    }
+}

@@ -4,6 +4,7 @@
 
 mod examples;
 mod hostile;
+mod vectors;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -85,13 +85,15 @@ fn bundle_applied(
     authority: &Wallet,
     tokens: &[String],
     contracts: &[String],
+    modules: &[PathBuf],
     now: u64,
 ) -> PathBuf {
     let dir = env.path("bundle-1");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("registration_tokens.txt"), tokens.join("\n") + "\n").unwrap();
     std::fs::write(dir.join("contracts.jsonl"), contracts.join("\n") + "\n").unwrap();
-    create_bundle(&dir, authority, &CreateOptions { now, ..CreateOptions::default() }).unwrap();
+    let options = CreateOptions { now, modules, ..CreateOptions::default() };
+    create_bundle(&dir, authority, &options).unwrap();
     env.write("authority.pub", authority.public_key().to_spki_pem());
     let applied =
         env.json(&["node", "apply", "bundle-1", "--data-dir", "peer", "--trust", "authority.pub"]);
@@ -150,7 +152,7 @@ fn the_demo_vector_gives_its_pinned_contracts_bundle_and_root() {
         })
         .collect();
     let env = Env::new();
-    let dir = bundle_applied(&env, &authority, &tokens, &contracts, now);
+    let dir = bundle_applied(&env, &authority, &tokens, &contracts, &[], now);
     let manifest = std::fs::read_to_string(dir.join("manifest.jwt")).unwrap();
     let opened = swarmvm_bundle::open_bundle(
         &dir,
@@ -204,8 +206,36 @@ fn python_recomputes_the_root_of_a_state_using_every_table() {
     .into_iter()
     .map(|(label, alg)| (label.to_owned(), Wallet::generate(alg).unwrap()))
     .collect();
-    let operations: BTreeMap<String, swarmvm_token::Operation> =
+    let mut operations: BTreeMap<String, swarmvm_token::Operation> =
         HANDLER_NAMES.iter().map(|h| ((*h).to_owned(), (*h).into())).collect();
+    // Two modules: tally, and one storing keys and values that are not text, or that are
+    // text beginning with "hex:" (both shown as hex in the state's JSON).
+    let env = Env::new();
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/wasm");
+    let bytes_module = env.write(
+        "bytes.wat",
+        r#"(module
+          (import "swarmvm" "set" (func $set (param i32 i32 i32 i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 0) "\ff\00k")
+          (data (i32.const 16) "hex:not hex")
+          (data (i32.const 32) "plain")
+          (data (i32.const 48) "\c3\28")
+          (func (export "run") (result i32)
+            (call $set (i32.const 0) (i32.const 3) (i32.const 16) (i32.const 11))
+            (call $set (i32.const 32) (i32.const 5) (i32.const 48) (i32.const 2))
+            (call $set (i32.const 16) (i32.const 11) (i32.const 32) (i32.const 5))
+            (i32.const 0)))"#,
+    );
+    let modules = vec![docs.join("tally.wat"), PathBuf::from(bytes_module)];
+    for (action, path) in ["tally", "bytes"].iter().zip(&modules) {
+        let wasm = swarmvm_wasm::module_bytes(&std::fs::read(path).unwrap()).unwrap();
+        let hash = swarmvm_wasm::check_module(&wasm).unwrap().hash;
+        operations.insert(
+            (*action).to_owned(),
+            swarmvm_token::Operation::Wasm { module: hash, fuel: 777_777 },
+        );
+    }
     let tokens = tokens(&authority, &operations, &peers, IssueTime { now, ttl: 3600 });
     let (p1, p2, p3) = (&peers[0].1, &peers[1].1, &peers[2].1);
     let sign = |w: &Wallet, nonce: u64, actions: Value| {
@@ -257,14 +287,23 @@ fn python_recomputes_the_root_of_a_state_using_every_table() {
             4,
             json!([{"action": "transfer_nft", "nft_id": "NFT001", "to": p3.id().to_string()}]),
         ),
+        sign(
+            p3,
+            2,
+            json!([{"action": "tally", "proposal": {"id": "P9", "description": "x"}}, {"action": "bytes"}]),
+        ),
     ];
-    let env = Env::new();
-    bundle_applied(&env, &authority, &tokens, &contracts, now);
+    bundle_applied(&env, &authority, &tokens, &contracts, &modules, now);
     let state = env.json(&["state", "show", "--data-dir", "peer"]);
     assert_eq!(state["students"]["S001"]["courses"], json!(["C001", "C002"]));
     assert_eq!(state["proposals"]["P001"]["voters"].as_array().unwrap().len(), 2);
     assert_eq!(state["nfts"]["NFT001"]["owner"], p3.id().to_string());
     assert_eq!(state["wallets"].as_object().unwrap().len(), 3);
+    assert_eq!(state["wasm"]["tally"]["P9"], "1");
+    assert_eq!(state["wasm"]["bytes"]["hex:ff006b"], "hex:6865783a6e6f7420686578");
+    assert_eq!(state["wasm"]["bytes"]["plain"], "hex:c328");
+    assert_eq!(state["wasm"]["bytes"]["hex:6865783a6e6f7420686578"], "plain");
+    assert_eq!(state["operations"]["bytes"]["fuel"], 777_777);
     let (root, python_root) = roots(&env);
     assert_eq!(python_root, root, "Python's root from state show --json");
 }
