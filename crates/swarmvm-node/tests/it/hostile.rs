@@ -18,7 +18,7 @@ use swarmvm_swarm::{MagnetLink, TorrentFile};
 use swarmvm_test_support::bencode::{B, encode, file, s, torrent};
 use swarmvm_test_support::net::{TestNet, nft, student};
 use swarmvm_test_support::{ForgeKey, WEAK_ED25519, b64, ed25519_jwk, forge, forge_raw, sign_raw};
-use swarmvm_token::{FileDigest, TrustStore, sign_manifest};
+use swarmvm_token::{FileDigest, Operation, TrustStore, sign_manifest};
 use swarmvm_vm::Hash32;
 use swarmvm_wallet::Wallet;
 
@@ -58,13 +58,78 @@ impl World {
         let net = TestNet::new(2);
         let stranger = TestNet::new(1);
         let applied_contract = net.contract(0, 1, &[student("S001")]);
-        let first =
-            net.bundle(dir.path(), "first", true, std::slice::from_ref(&applied_contract), None);
+        // The first bundle also registers the hostile modules, so that running them later
+        // is a rejected contract that changes nothing.
+        let first = dir.path().join("first");
+        std::fs::create_dir_all(&first).unwrap();
+        let mut ops = BTreeMap::new();
+        let mut module_files = Vec::new();
+        for (action, text) in RUNAWAY_MODULES {
+            let bytes = swarmvm_wasm::module_bytes(text.as_bytes()).unwrap();
+            let hash = swarmvm_wasm::check_module(&bytes).unwrap().hash;
+            ops.insert((*action).to_owned(), Operation::Wasm { module: hash, fuel: 1_000_000 });
+            let path = dir.path().join(format!("{action}.wasm"));
+            std::fs::write(&path, bytes).unwrap();
+            module_files.push(path);
+        }
+        let time = swarmvm_token::IssueTime { now: net.issued_at, ttl: 30 * 86_400 };
+        let signer = swarmvm_token::Signer::Wallet(&net.authority);
+        let extra = swarmvm_token::issue_operations(&signer, &ops, swarmvm_vm::HANDLER_NAMES, time)
+            .unwrap();
+        let tokens: String = net.tokens.iter().chain([&extra]).map(|t| format!("{t}\n")).collect();
+        std::fs::write(first.join("registration_tokens.txt"), tokens).unwrap();
+        std::fs::write(first.join("contracts.jsonl"), format!("{applied_contract}\n")).unwrap();
+        let options = swarmvm_bundle::CreateOptions {
+            now: net.issued_at,
+            modules: &module_files,
+            ..Default::default()
+        };
+        swarmvm_bundle::create_bundle(&first, &net.authority, &options).unwrap();
         let mut ledger = Ledger::open(&dir.path().join("ledger.redb")).unwrap();
         let bundle = open_bundle(&first, &net.trust).unwrap();
         apply_opened(&mut ledger, bundle, &net.trust).unwrap();
         let last = first.clone();
         Self { dir, net, stranger, ledger, first, last, applied_contract, made: 0 }
+    }
+
+    /// The next bundle in the chain holding `tokens`, `contracts` and module files `modules`
+    /// (file name below `modules/`, bytes), with a manifest the authority signs over them as
+    /// they are, whatever they are (a forged token or module is carried unchecked).
+    fn carrying_modules(
+        &mut self,
+        tokens: &[String],
+        contracts: &[String],
+        modules: &[(String, Vec<u8>)],
+    ) -> Result<(), String> {
+        self.made += 1;
+        let d = self.dir.path().join(format!("carrier-{}", self.made));
+        std::fs::create_dir_all(d.join("modules")).unwrap();
+        let lines = |l: &[String]| l.iter().map(|t| format!("{t}\n")).collect::<String>();
+        std::fs::write(d.join("registration_tokens.txt"), lines(tokens)).unwrap();
+        std::fs::write(d.join("contracts.jsonl"), lines(contracts)).unwrap();
+        let mut files = digests(&d);
+        for (name, bytes) in modules {
+            std::fs::write(d.join("modules").join(name), bytes).unwrap();
+            let digest = FileDigest { size: bytes.len() as u64, sha256: Hash32::digest(bytes) };
+            files.insert(format!("modules/{name}"), digest);
+        }
+        let claims = json!({
+            "iss": self.net.id(), "iat": self.net.issued_at, "seq": self.next_seq(),
+            "parent": self.last_id(), "files": files.iter().map(|(n, f)| (n.clone(), json!({"size": f.size, "sha256": f.sha256.to_hex()}))).collect::<serde_json::Map<_, _>>(),
+        });
+        let header = json!({"alg": "EdDSA", "typ": "swarmvm-manifest+jwt", "kid": self.net.id()});
+        let manifest = forge(&header, &claims, ForgeKey::Wallet(&self.net.authority));
+        std::fs::write(d.join("manifest.jwt"), manifest).unwrap();
+        self.bundle_trusted(&d)
+    }
+
+    /// An operations token binding `action` to `module`, signed by the authority.
+    fn binding(&self, action: &str, module: Hash32) -> String {
+        let ops =
+            BTreeMap::from([(action.to_owned(), Operation::Wasm { module, fuel: 1_000_000 })]);
+        let time = swarmvm_token::IssueTime { now: self.net.issued_at, ttl: 3600 };
+        let signer = swarmvm_token::Signer::Wallet(&self.net.authority);
+        swarmvm_token::issue_operations(&signer, &ops, swarmvm_vm::HANDLER_NAMES, time).unwrap()
     }
 
     /// The next bundle in the chain holding `tokens` and `contracts` (one a line), signed by
@@ -222,6 +287,98 @@ fn empty_digests() -> BTreeMap<String, FileDigest> {
         .iter()
         .map(|n| ((*n).to_owned(), FileDigest { size: 0, sha256: Hash32::digest(b"") }))
         .collect()
+}
+
+/// Modules registered by the first bundle; running one rejects only its contract.
+const RUNAWAY_MODULES: [(&str, &str); 7] = [
+    (
+        "loop",
+        r#"(module (memory (export "memory") 1) (func (export "run") (result i32) (loop $l (br $l)) (i32.const 0)))"#,
+    ),
+    (
+        "grow",
+        r#"(module (memory (export "memory") 1) (func (export "run") (result i32) (drop (memory.grow (i32.const 300))) (i32.store (i32.const 0x1000000) (i32.const 1)) (i32.const 0)))"#,
+    ),
+    (
+        "deep",
+        r#"(module (memory (export "memory") 1) (func $d (call $d)) (func (export "run") (result i32) (call $d) (i32.const 0)))"#,
+    ),
+    (
+        "failbig",
+        r#"(module (import "swarmvm" "fail" (func $f (param i32 i32))) (memory (export "memory") 17) (func (export "run") (result i32) (call $f (i32.const 0) (i32.const 1048576)) (i32.const 0)))"#,
+    ),
+    (
+        "failbin",
+        r#"(module (import "swarmvm" "fail" (func $f (param i32 i32))) (memory (export "memory") 1) (data (i32.const 0) "\ff\fe\fd") (func (export "run") (result i32) (call $f (i32.const 0) (i32.const 3)) (i32.const 0)))"#,
+    ),
+    (
+        "bigkey",
+        r#"(module (import "swarmvm" "set" (func $s (param i32 i32 i32 i32))) (memory (export "memory") 1) (func (export "run") (result i32) (call $s (i32.const 0) (i32.const 257) (i32.const 0) (i32.const 1)) (i32.const 0)))"#,
+    ),
+    (
+        "bigvalue",
+        r#"(module (import "swarmvm" "set" (func $s (param i32 i32 i32 i32))) (memory (export "memory") 2) (func (export "run") (result i32) (call $s (i32.const 0) (i32.const 1) (i32.const 0) (i32.const 65537)) (i32.const 0)))"#,
+    ),
+];
+
+fn modules() -> Vec<Case> {
+    let refused_module = |name: &'static str, text: &'static str| {
+        case("module", name, move |w| {
+            let bytes = swarmvm_wasm::module_bytes(text.as_bytes()).unwrap();
+            let hash = Hash32::digest(&bytes);
+            let token = w.binding("evil", hash);
+            w.carrying_modules(&[token], &[], &[(format!("{}.wasm", hash.to_hex()), bytes)])
+        })
+    };
+    let mut cases = vec![
+        refused_module(
+            "a float instruction",
+            r#"(module (memory (export "memory") 1) (func (export "run") (result i32) (drop (f32.const 1)) (i32.const 0)))"#,
+        ),
+        refused_module(
+            "an unknown import",
+            r#"(module (import "env" "now" (func (result i64))) (memory (export "memory") 1) (func (export "run") (result i32) (i32.const 0)))"#,
+        ),
+        refused_module(
+            "a start function",
+            r#"(module (memory (export "memory") 1) (func $s) (start $s) (func (export "run") (result i32) (i32.const 0)))"#,
+        ),
+        refused_module(
+            "bulk memory",
+            r#"(module (memory (export "memory") 1) (func (export "run") (result i32) (memory.fill (i32.const 0) (i32.const 0) (i32.const 1)) (i32.const 0)))"#,
+        ),
+        case("module", "a 2 MiB module", |w| {
+            let mut bytes = swarmvm_wasm::module_bytes(RUNAWAY_MODULES[0].1.as_bytes()).unwrap();
+            bytes.extend(std::iter::repeat_n(0u8, 2 << 20));
+            let hash = Hash32::digest(&bytes);
+            let token = w.binding("evil", hash);
+            w.carrying_modules(&[token], &[], &[(format!("{}.wasm", hash.to_hex()), bytes)])
+        }),
+        case("module", "bytes that do not match the hash in the token", |w| {
+            let bytes = swarmvm_wasm::module_bytes(RUNAWAY_MODULES[0].1.as_bytes()).unwrap();
+            let token = w.binding("evil", Hash32::digest(b"another module"));
+            let name = format!("{}.wasm", Hash32::digest(&bytes).to_hex());
+            w.carrying_modules(&[token], &[], &[(name, bytes)])
+        }),
+        case("module", "a module file named by another hash", |w| {
+            let bytes = swarmvm_wasm::module_bytes(RUNAWAY_MODULES[0].1.as_bytes()).unwrap();
+            let other = Hash32::digest(b"another module");
+            let token = w.binding("evil", other);
+            w.carrying_modules(&[token], &[], &[(format!("{}.wasm", other.to_hex()), bytes)])
+        }),
+        case("module", "a registered module missing from the bundle", |w| {
+            let token = w.binding("evil", Hash32::digest(b"nowhere"));
+            w.carrying_modules(&[token], &[], &[])
+        }),
+    ];
+    for (action, _) in RUNAWAY_MODULES {
+        cases.push(case("module", action, move |w| {
+            // Rejected contracts use no nonce: each case can sign with nonce 1.
+            let c = w.net.contract(1, 1, &[json!({"action": action})]);
+            w.contract(c)
+        }));
+    }
+    cases
 }
 
 /// The rule that must refuse each case, by category and name (a generated name by its
@@ -430,6 +587,29 @@ const RULES: &[(&str, &str, &str)] = &[
     ("magnet", "a tracker with credentials", "user name or password"),
     ("magnet", "longer than 8 KiB", "longer than 8 KiB"),
     ("token", "a wallet whose key is weak ed25519 point", "weak key refused"),
+    ("module", "a float instruction", "no floats"),
+    ("module", "an unknown import", "env.now is not part of the swarmvm ABI"),
+    ("module", "a start function", "has a start function"),
+    ("module", "bulk memory", "not valid WebAssembly 1.0"),
+    ("module", "a 2 MiB module", "more than the 1048576 allowed"),
+    (
+        "module",
+        "bytes that do not match the hash in the token",
+        "neither this bundle nor an earlier one",
+    ),
+    ("module", "a module file named by another hash", "is not the hash in the module's name"),
+    (
+        "module",
+        "a registered module missing from the bundle",
+        "neither this bundle nor an earlier one",
+    ),
+    ("module", "loop", "module ran out of fuel (1000000 units)"),
+    ("module", "grow", "out of bounds"),
+    ("module", "deep", "call stack exhausted"),
+    ("module", "failbig", "module failed: \\u{0}\\u{0}"),
+    ("module", "failbin", "module failed: \u{fffd}\u{fffd}\u{fffd}"),
+    ("module", "bigkey", "a key of 257 bytes"),
+    ("module", "bigvalue", "a value of 65537 bytes"),
 ];
 
 /// The part of its reason that names the rule refusing `case`.
@@ -1388,8 +1568,10 @@ fn magnets() -> Vec<Case> {
 fn every_hostile_input_is_refused_and_changes_nothing() {
     let mut world = World::new();
     let root = world.ledger.snapshot().unwrap().state_root();
-    let all: Vec<Case> =
-        [tokens(), contracts(), bundles(), torrents(), magnets()].into_iter().flatten().collect();
+    let all: Vec<Case> = [tokens(), contracts(), bundles(), torrents(), magnets(), modules()]
+        .into_iter()
+        .flatten()
+        .collect();
     let mut tally: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     let mut failures = Vec::new();
     for case in &all {
