@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond the Rust toolchain: from Debian OpenSSL's command line
-# (key interoperability), opentracker and aria2 (BitTorrent interoperability), wrk (HTTP
+# (key interoperability), opentracker and aria2 (BitTorrent interoperability), clang and lld
+# (the C example module), iproute2 (network namespaces), wrk (HTTP
 # load); from PyPI PyJWT and jwcrypto (tokens, thumbprints) and libtorrent (BitTorrent). Debian's
 # python3-* packages serve only Debian's own python3, hence pip. Idempotent; skips what is
 # already there. Needs root for apt-get.
 set -euo pipefail
 
-apt_packages=(openssl opentracker aria2 wrk iproute2 python3)
+apt_packages=(openssl opentracker aria2 wrk iproute2 python3 clang lld)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

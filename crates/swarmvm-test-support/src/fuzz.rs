@@ -167,17 +167,48 @@ pub fn key_parse(data: &[u8]) -> bool {
     true
 }
 
+/// Module checking and execution: any bytes through the ABI's checks; a module that passes
+/// is loaded and run for two actions (one contract) with little fuel over a fresh state.
+/// Whatever the module does, the run must end with a verdict, and a rejected contract must
+/// leave the root as it was.
+pub fn wasm_module(data: &[u8]) -> bool {
+    let runtime = std::sync::Arc::new(swarmvm_wasm::Runtime::new());
+    let hash = match runtime.load(data) {
+        Ok(hash) => hash,
+        Err(e) => {
+            one_line(&e);
+            return false;
+        }
+    };
+    let mut m = swarmvm_vm::Machine::new().with_runner(runtime);
+    let wallet = "fuzz0000000000000000000000000000000000000000";
+    m.register_wallet(wallet, "fuzz", "{}").unwrap();
+    m.register_module("run", hash, 200_000).unwrap();
+    let root = m.state_root();
+    let actions =
+        [serde_json::json!({"action": "run", "n": 1}), serde_json::json!({"action": "run"})];
+    let block = swarmvm_vm::Block { seq: 1, time: FUZZ_TIME };
+    let outcome =
+        m.execute_in(&swarmvm_vm::Contract { signer: wallet, nonce: 1, actions: &actions }, block);
+    if let swarmvm_vm::Outcome::Rejected(r) = &outcome {
+        assert_eq!(m.state_root(), root, "a rejected contract changed the state");
+        assert!(!r.to_string().contains('\n'));
+    }
+    outcome.is_applied()
+}
+
 /// A fuzz target: takes any bytes, returns whether they were accepted.
 pub type Target = fn(&[u8]) -> bool;
 
 /// Every target by name, for the replay test.
-pub const TARGETS: [(&str, Target); 6] = [
+pub const TARGETS: [(&str, Target); 7] = [
     ("token_verify", token_verify),
     ("contract_execute", contract_execute),
     ("manifest_parse", manifest_parse),
     ("torrent_parse", torrent_parse),
     ("magnet_parse", magnet_parse),
     ("key_parse", key_parse),
+    ("wasm_module", wasm_module),
 ];
 
 /// One seed input of a fuzz target, and whether the target must accept it: the valid seeds
@@ -276,5 +307,15 @@ pub fn seeds() -> Vec<Seed> {
         Seed { target: "key_parse", bytes: a.public_key().to_jwk().to_string().into_bytes(), accepted: true },
         Seed { target: "key_parse", bytes: rsa.to_pkcs8_pem(None).unwrap().as_bytes().to_vec(), accepted: true },
         Seed { target: "key_parse", bytes: rsa.public_key().to_spki_pem().into_bytes(), accepted: true },
+        Seed { target: "wasm_module", bytes: wasm(include_str!("../../../docs/wasm/counter.wat")), accepted: true },
+        Seed { target: "wasm_module", bytes: wasm(include_str!("../../../docs/wasm/tally.wat")), accepted: false },
+        Seed { target: "wasm_module", bytes: wasm(r#"(module (import "swarmvm" "get" (func $g (param i32 i32 i32 i32) (result i32))) (import "swarmvm" "set" (func $s (param i32 i32 i32 i32))) (memory (export "memory") 1) (global $n (mut i32) (i32.const 0)) (func (export "run") (result i32) (global.set $n (i32.add (global.get $n) (call $g (i32.const 0) (i32.const 4) (i32.const 8) (i32.const 8)))) (call $s (i32.const 0) (i32.const 4) (i32.const 0) (i32.const 16)) (i32.const 0)))"#), accepted: true },
+        Seed { target: "wasm_module", bytes: wasm(r#"(module (memory (export "memory") 1) (func (export "run") (result i32) (loop $l (br $l)) (i32.const 0)))"#), accepted: false },
+        Seed { target: "wasm_module", bytes: b"\0asm\x01\0\0\0".to_vec(), accepted: false },
     ]
+}
+
+/// A module's bytes from WebAssembly text.
+fn wasm(text: &str) -> Vec<u8> {
+    swarmvm_wasm::module_bytes(text.as_bytes()).unwrap()
 }

@@ -10,9 +10,12 @@ use swarmvm_vm::wasm::canonical_input;
 use swarmvm_vm::{Block, Call, Contract, HANDLER_NAMES, Machine, StateError, WasmState};
 use swarmvm_wasm::{Runtime, fuel_used, module_bytes};
 
+/// Module entries by (action, key).
+type Entries = BTreeMap<(String, Vec<u8>), Vec<u8>>;
+
 /// Module entries in a map.
 #[derive(Default)]
-struct MapState(RefCell<BTreeMap<(String, Vec<u8>), Vec<u8>>>);
+struct MapState(RefCell<Entries>);
 
 impl WasmState for MapState {
     fn get(&self, action: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
@@ -60,7 +63,7 @@ fn the_examples_use_their_pinned_fuel_and_leave_their_pinned_root() {
         });
     }
 
-    let mut m = Machine::new().with_runner(runtime.clone());
+    let mut m = Machine::new().with_runner(runtime);
     for h in HANDLER_NAMES {
         m.register_operation(h, h).unwrap();
     }
