@@ -168,6 +168,37 @@ fn modules_registered_in_bundles_run_on_every_peer_and_upgrades_keep_their_state
         env.ok(&["state", "root", "--data-dir", "p2"])
     );
     env.ok(&["ledger", "verify", "--data-dir", "p1"]);
+    let page = env.json(&["state", "show", "--data-dir", "p1", "--table", "wasm", "--limit", "2"]);
+    assert_eq!(
+        page["entries"][0],
+        json!({"id": "count/636f756e74", "action": "count", "key": "count", "value": "12"})
+    );
+    // The HTTP API shows the same.
+    let node = crate::support::Daemon::start(
+        &env,
+        &[
+            "node",
+            "run",
+            "--data-dir",
+            "p2",
+            "--trust",
+            "auth.pub",
+            "--no-dht",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ],
+    );
+    let http = crate::node::http_of(&node);
+    let (code, state) = swarmvm_test_support::http::get(http, "/v1/state");
+    assert_eq!((code, &state["wasm"]["tally"]["P2"]), (200, &json!("1")));
+    let (code, page) = swarmvm_test_support::http::get(http, "/v1/state/wasm?limit=1");
+    assert_eq!(
+        (code, &page["entries"][0]["key"], &page["next"]),
+        (200, &json!("count"), &json!("count/636f756e74"))
+    );
+    drop(node);
 
     // Bundle 3 binds an action to a module no bundle of the chain carries: refused whole.
     let unknown = swarmvm_primitives::Hash32::digest(b"nowhere").to_hex();
