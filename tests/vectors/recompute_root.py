@@ -25,6 +25,9 @@ TAGS = {
     "vote": 8,
     "nft": 9,
     "wasm": 10,
+    "authority": 11,
+    "revocation": 12,
+    "token": 13,
 }
 
 
@@ -93,6 +96,13 @@ def entries_of_state(state):
             value = shown_bytes(value)
             ident = action + "/" + shown_bytes(key).hex()
             out.append(entry("wasm", ident, u32(len(value)) + value))
+    for ident, aset in state.get("authorities", {}).items():
+        # The set in force as canonical JSON: {"authorities":[public JWKs],"threshold":K}.
+        out.append(entry("authority", ident, string(canonical_json(aset))))
+    for ident in state.get("revocations", {}):
+        out.append(entry("revocation", ident, b""))
+    for ident in state.get("tokens", {}):
+        out.append(entry("token", ident, b""))
     return out
 
 

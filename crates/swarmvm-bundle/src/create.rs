@@ -5,8 +5,9 @@ use std::path::Path;
 
 use swarmvm_primitives::BundleId;
 use swarmvm_token::{
-    MANIFEST_FILE, MAX_BUNDLE_FILE, MAX_MODULES, TimeCheck, TrustStore, VerifyError, module_file,
-    module_hash, sign_manifest, verify_manifest, verify_registration,
+    AuthoritySet, MANIFEST_FILE, MAX_BUNDLE_FILE, MAX_MODULES, ManifestContent, Network, TimeCheck,
+    VerifyError, add_manifest_signature, module_file, module_hash, peek_manifest, sign_manifest,
+    verify_registration,
 };
 use swarmvm_vm::HANDLER_NAMES;
 use swarmvm_wallet::Wallet;
@@ -15,7 +16,7 @@ use crate::error::BundleError;
 use crate::layout::{
     CONTRACTS_FILE, MAX_MODULE_LEN, MODULES_DIR, TOKENS_FILE, digest, lenient_lines, read_bounded,
 };
-use crate::open::read_manifest;
+use crate::open::read_manifest_text;
 
 /// What [`create_bundle`] made.
 #[derive(Debug, Clone)]
@@ -45,18 +46,24 @@ pub struct CreateOptions<'a> {
     /// Sign again a folder that already holds a manifest (which makes a second bundle for its
     /// seq if the first was published: a fork).
     pub force: bool,
+    /// A rotation: the authority set in force from the next bundle (every key it adds must
+    /// be among the signers).
+    pub authority_set: Option<&'a AuthoritySet>,
 }
 
-/// Writes a bundle into `dir` (created if missing): the token files from `options.tokens`
-/// and `options.contracts` (files already in `dir` are used when none is given; absent ones
-/// are created empty), each written in its canonical form (one token a line, blank lines and
-/// surrounding spaces dropped); checks that the registration tokens verify against the
-/// authority at `now`, and signs `manifest.jwt`. With `after` (the previous bundle's folder,
-/// signed by the same authority) the bundle is the next in sequence; otherwise it is `seq` 1.
-/// A folder that already holds `manifest.jwt` is refused unless `force`.
+/// Writes a bundle of `network` into `dir` (created if missing): the token files from
+/// `options.tokens` and `options.contracts` (files already in `dir` are used when none is
+/// given; absent ones are created empty), each written in its canonical form (one token a
+/// line, blank lines and surrounding spaces dropped); checks that the registration tokens
+/// verify at `now` against the network's first set, the signers and the keys of a rotation,
+/// and signs `manifest.jwt` with every wallet of `signers` (compact for one, general JSON for
+/// several). With `after` (the previous bundle's folder, of the same network) the bundle is
+/// the next in sequence; otherwise it is `seq` 1. A folder that already holds `manifest.jwt`
+/// is refused unless `force`.
 pub fn create_bundle(
     dir: &Path,
-    authority: &Wallet,
+    signers: &[&Wallet],
+    network: &Network,
     options: &CreateOptions<'_>,
 ) -> Result<CreatedBundle, BundleError> {
     let now = options.now;
@@ -64,20 +71,29 @@ pub fn create_bundle(
         return Err(BundleError::AlreadySigned(dir.to_path_buf()));
     }
     std::fs::create_dir_all(dir).map_err(|e| BundleError::io("cannot create", dir, e))?;
-    let trust = TrustStore::with_keys([authority.public_key()]);
+    let mut trust = network.genesis().trust();
+    for wallet in signers {
+        trust.add(wallet.public_key().clone());
+    }
+    for (_, key) in options.authority_set.iter().flat_map(|s| s.members()) {
+        trust.add(key.clone());
+    }
     let (seq, parent) = match options.after {
         None => (1, None),
         Some(prev) => {
-            let previous = read_manifest(prev, &trust).map_err(|e| match e {
-                BundleError::Manifest(
-                    VerifyError::UnknownKid(found) | VerifyError::UnknownIssuer(found),
-                ) => BundleError::OtherAuthority { found, expected: authority.id().to_string() },
-                other => other,
-            })?;
-            if previous.0.issued_at > now {
-                return Err(BundleError::BeforeParent { parent: previous.0.issued_at, now });
+            let text = read_manifest_text(prev)?;
+            let previous = peek_manifest(&text).map_err(BundleError::Manifest)?;
+            let of = previous.audience.clone().unwrap_or_else(|| previous.issuer.clone());
+            if of != network.id() {
+                return Err(BundleError::OtherAuthority {
+                    found: of,
+                    expected: network.id().to_owned(),
+                });
             }
-            (previous.0.seq + 1, Some(previous.0.id))
+            if previous.issued_at > now {
+                return Err(BundleError::BeforeParent { parent: previous.issued_at, now });
+            }
+            (previous.seq + 1, Some(previous.id))
         }
     };
     let mut files = BTreeMap::new();
@@ -103,15 +119,42 @@ pub fn create_bundle(
     for (hash, bytes) in modules_of(dir, options.modules)? {
         files.insert(module_file(&hash), digest(&bytes));
     }
-    let manifest = sign_manifest(authority, seq, parent, &files, now).map_err(|e| match e {
-        swarmvm_token::IssueError::Invalid(v) => BundleError::Manifest(v),
-        other => BundleError::Manifest(VerifyError::Malformed(other.to_string())),
-    })?;
-    let id = verify_manifest(&manifest, &trust).map_err(BundleError::Manifest)?.id;
+    let content = ManifestContent {
+        seq,
+        parent,
+        files: &files,
+        network: network.id(),
+        authority_set: options.authority_set,
+        now,
+    };
+    let manifest = sign_manifest(signers, &content).map_err(issue_error)?;
+    let id = peek_manifest(&manifest).map_err(BundleError::Manifest)?.id;
     let path = dir.join(MANIFEST_FILE);
     std::fs::write(&path, format!("{manifest}\n"))
         .map_err(|e| BundleError::io("cannot write", &path, e))?;
     Ok(CreatedBundle { seq, id, parent })
+}
+
+fn issue_error(e: swarmvm_token::IssueError) -> BundleError {
+    match e {
+        swarmvm_token::IssueError::Invalid(v) => BundleError::Manifest(v),
+        other => BundleError::Manifest(VerifyError::Malformed(other.to_string())),
+    }
+}
+
+/// Adds `wallet`'s signature to the manifest of the bundle in `dir` and rewrites the file
+/// (general JSON). The bundle's identity does not change; its torrent must be written again.
+/// Returns the identity and the signers' ids now on it.
+pub fn sign_bundle(dir: &Path, wallet: &Wallet) -> Result<(BundleId, Vec<String>), BundleError> {
+    let text = read_manifest_text(dir)?;
+    let signed = add_manifest_signature(&text, wallet).map_err(issue_error)?;
+    let peek = peek_manifest(&signed).map_err(BundleError::Manifest)?;
+    let path = dir.join(MANIFEST_FILE);
+    let temp = dir.join(".manifest.jwt.tmp");
+    std::fs::write(&temp, format!("{signed}\n"))
+        .map_err(|e| BundleError::io("cannot write", &temp, e))?;
+    std::fs::rename(&temp, &path).map_err(|e| BundleError::io("cannot write", &path, e))?;
+    Ok((peek.id, peek.signers))
 }
 
 /// Copies `sources` into `dir/modules/<sha256>.wasm` (compiling `.wat` text), then reads every

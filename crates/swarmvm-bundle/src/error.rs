@@ -82,12 +82,13 @@ pub enum BundleError {
     /// A file that is not UTF-8 text.
     #[error("{0} is not utf-8 text")]
     NotText(String),
-    /// `--after` names a bundle signed by another authority.
-    #[error("the previous bundle is signed by {found}, not by this authority {expected}")]
+    /// `--after` names a bundle of another network.
+    #[error("the previous bundle is signed for network {found}, not for this network {expected}")]
     OtherAuthority {
-        /// Who signed the previous manifest.
+        /// The previous manifest's network (its `aud`, or its signer's id for a first-version
+        /// manifest).
         found: String,
-        /// This authority.
+        /// This network.
         expected: String,
     },
     /// The clock is before the previous bundle's time.

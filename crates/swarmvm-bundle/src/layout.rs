@@ -9,7 +9,7 @@ use std::io::Read as _;
 use std::path::Path;
 
 pub use swarmvm_token::{BUNDLE_FILES, MANIFEST_FILE, MAX_BUNDLE_FILE, MAX_MODULES};
-use swarmvm_token::{FileDigest, MAX_TOKEN_LEN};
+use swarmvm_token::{FileDigest, MAX_MANIFEST_LEN};
 use swarmvm_vm::Hash32;
 
 use crate::error::BundleError;
@@ -23,7 +23,7 @@ pub const MODULES_DIR: &str = "modules";
 /// The largest module, in bytes (1 MiB).
 pub const MAX_MODULE_LEN: u64 = swarmvm_token::MAX_MODULE_FILE;
 /// The largest `manifest.jwt`: one token and a newline.
-pub const MAX_MANIFEST_FILE: u64 = MAX_TOKEN_LEN as u64 + 1;
+pub const MAX_MANIFEST_FILE: u64 = MAX_MANIFEST_LEN as u64 + 1;
 /// The most a bundle's files may hold together (512 MiB): a torrent declaring more is refused
 /// before anything is fetched or reserved for it.
 pub const MAX_BUNDLE_TOTAL: u64 = 512 * 1024 * 1024;
@@ -101,13 +101,27 @@ pub(crate) fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, BundleErr
     Ok(bytes)
 }
 
-/// The JWS in a `manifest.jwt` file: exactly one compact serialization, optionally followed by
-/// one `\n`. Whitespace, a carriage return, a second line or any other byte is refused: the
-/// identity is taken over what is signed, and nothing else may ride along.
+/// The JWS in a `manifest.jwt` file: exactly one serialization, optionally followed by one
+/// `\n`: compact, or JSON (general or flattened) on one line of printable ASCII from `{` to
+/// `}`. Whitespace around it, a carriage return, a second line or any other byte is refused:
+/// the identity is taken over what is signed, and nothing else may ride along.
 pub fn manifest_token(raw: &[u8]) -> Result<&str, BundleError> {
     let body = raw.strip_suffix(b"\n").unwrap_or(raw);
     if body.is_empty() {
         return Err(BundleError::ManifestFile("it is empty"));
+    }
+    if body.starts_with(b"{") {
+        if let Some(bad) = body.iter().find(|b| !(b' '..=b'~').contains(*b)) {
+            return Err(BundleError::ManifestFile(match bad {
+                b'\n' | b'\r' => "it has more than one line or a carriage return",
+                0x80.. => "it holds non-ascii bytes (unicode spaces?)",
+                _ => "it holds a control character",
+            }));
+        }
+        if !body.ends_with(b"}") {
+            return Err(BundleError::ManifestFile("its JSON serialization does not end the line"));
+        }
+        return std::str::from_utf8(body).map_err(|_| BundleError::ManifestFile("it is not ascii"));
     }
     let jws_byte = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
     if let Some(bad) = body.iter().find(|b| !jws_byte(b)) {
@@ -225,7 +239,7 @@ mod tests {
             (false, files(&ok), "single file"),
             (true, files(&ok[..2]), "no contracts.jsonl"),
             (true, [files(&ok), files(&[("evil.sh", 1)])].concat(), "holds 'evil.sh'"),
-            (true, files(&[("manifest.jwt", 70_000), ok[1], ok[2]]), "declares 70000 bytes"),
+            (true, files(&[("manifest.jwt", 140_000), ok[1], ok[2]]), "declares 140000 bytes"),
             (
                 true,
                 files(&[ok[0], ("registration_tokens.txt", 1 << 40), ok[2]]),

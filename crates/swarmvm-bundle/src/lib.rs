@@ -8,12 +8,13 @@
 //! ([`VerifiedBatch`]) → the ledger's commit (execute and persist) → seed.
 //!
 //! ```no_run
-//! use swarmvm_bundle::{ChainView, open_bundle, verify_bundle};
-//! use swarmvm_token::TrustStore;
+//! use swarmvm_bundle::{ChainView, open_bundle, set_in_force, verify_bundle};
+//! use swarmvm_token::Network;
 //!
-//! # fn run(view: &dyn ChainView, trust: &TrustStore) -> Result<(), Box<dyn std::error::Error>> {
-//! let opened = open_bundle(std::path::Path::new("bundle-2"), trust)?;
-//! let verified = verify_bundle(opened, view, trust)?;
+//! # fn run(view: &dyn ChainView, network: &Network) -> Result<(), Box<dyn std::error::Error>> {
+//! let set = set_in_force(view, network)?;
+//! let opened = open_bundle(std::path::Path::new("bundle-2"), network.id(), &set)?;
+//! let verified = verify_bundle(opened, view, network)?;
 //! println!("seq {:?}: {} contracts checked", verified.seq(), verified.contracts().len());
 //! # Ok(()) }
 //! ```
@@ -25,7 +26,7 @@ pub mod layout;
 mod open;
 mod verify;
 
-pub use create::{CreateOptions, CreatedBundle, create_bundle};
+pub use create::{CreateOptions, CreatedBundle, create_bundle, sign_bundle};
 pub use error::BundleError;
 pub use layout::{
     CONTRACTS_FILE, MAX_BUNDLE_TOTAL, MAX_MANIFEST_FILE, MAX_MODULE_LEN, MAX_MODULES, MODULES_DIR,
@@ -34,5 +35,5 @@ pub use layout::{
 pub use open::{OpenedBundle, open_bundle};
 pub use verify::{
     Base, BatchError, BundlePosition, ChainView, CheckedContract, Origin, VerifiedBatch,
-    verify_bundle, verify_local, verify_local_with_modules,
+    set_in_force, verify_bundle, verify_local, verify_local_contracts, verify_local_with_modules,
 };

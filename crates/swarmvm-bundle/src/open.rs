@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use swarmvm_primitives::{BundleId, Hash32};
 use swarmvm_token::{
-    BUNDLE_FILES, MANIFEST_FILE, MAX_BUNDLE_FILE, TrustStore, VerifiedManifest, module_hash,
+    AuthoritySet, BUNDLE_FILES, MANIFEST_FILE, MAX_BUNDLE_FILE, VerifiedManifest, module_hash,
     verify_manifest,
 };
 
@@ -41,11 +41,8 @@ impl OpenedBundle {
     }
 }
 
-/// Reads and verifies `manifest.jwt` in `dir` against `trust`.
-pub(crate) fn read_manifest(
-    dir: &Path,
-    trust: &TrustStore,
-) -> Result<(VerifiedManifest, String), BundleError> {
+/// Reads `manifest.jwt` in `dir`, in its canonical form, without checking signatures.
+pub(crate) fn read_manifest_text(dir: &Path) -> Result<String, BundleError> {
     let path = dir.join(MANIFEST_FILE);
     let meta = std::fs::symlink_metadata(&path).map_err(|_| BundleError::Missing(MANIFEST_FILE))?;
     if !meta.is_file() {
@@ -55,9 +52,18 @@ pub(crate) fn read_manifest(
     if raw.len() as u64 > MAX_MANIFEST_FILE {
         return Err(BundleError::ManifestFile("it is larger than one token"));
     }
-    let token = manifest_token(&raw)?;
-    let manifest = verify_manifest(token, trust).map_err(BundleError::Manifest)?;
-    Ok((manifest, token.to_owned()))
+    Ok(manifest_token(&raw)?.to_owned())
+}
+
+/// Reads and verifies `manifest.jwt` in `dir` for `network` against `set`.
+pub(crate) fn read_manifest(
+    dir: &Path,
+    network: &str,
+    set: &AuthoritySet,
+) -> Result<(VerifiedManifest, String), BundleError> {
+    let token = read_manifest_text(dir)?;
+    let manifest = verify_manifest(&token, network, set).map_err(BundleError::Manifest)?;
+    Ok((manifest, token))
 }
 
 /// The names of the entries of `dir`, each a regular file (or, with `allow_modules`, the
@@ -79,12 +85,16 @@ fn entries(dir: &Path, allow_modules: bool) -> Result<Vec<(String, bool)>, Bundl
     Ok(out)
 }
 
-/// Opens a bundle folder: the manifest must be signed by a key in `trust` and be the file's
-/// only content, the folder must hold exactly the three files and the modules the manifest
+/// Opens a bundle folder of `network`: the manifest must be signed as the authority set `set`
+/// (the set in force before the bundle) requires and be the file's only content, the folder must hold exactly the three files and the modules the manifest
 /// lists (regular files, nothing else), each file's size and SHA-256 must be the manifest's,
 /// and the token files must be in their canonical form. Reads at most what the manifest
 /// declares.
-pub fn open_bundle(dir: &Path, trust: &TrustStore) -> Result<OpenedBundle, BundleError> {
+pub fn open_bundle(
+    dir: &Path,
+    network: &str,
+    set: &AuthoritySet,
+) -> Result<OpenedBundle, BundleError> {
     let mut on_disk = Vec::new();
     for (name, folder) in entries(dir, true)? {
         if folder {
@@ -101,7 +111,7 @@ pub fn open_bundle(dir: &Path, trust: &TrustStore) -> Result<OpenedBundle, Bundl
             return Err(BundleError::UnexpectedEntry(swarmvm_primitives::text::escape(&name, 80)));
         }
     }
-    let (manifest, manifest_token) = read_manifest(dir, trust)?;
+    let (manifest, manifest_token) = read_manifest(dir, network, set)?;
     if let Some(extra) = on_disk.iter().find(|m| !manifest.files.contains_key(*m)) {
         return Err(BundleError::UnexpectedEntry(extra.clone()));
     }

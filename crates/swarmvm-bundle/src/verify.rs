@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 use swarmvm_primitives::BundleId;
 use swarmvm_token::{
-    Operation, Registration, RegistrationBody, TimeCheck, TrustStore, VerifiedContract,
-    VerifyError, contract_signer, verify_contract, verify_registration,
+    AuthoritySet, Network, Operation, Registration, RegistrationBody, TimeCheck, TrustStore,
+    VerifiedContract, VerifyError, contract_signer, verify_contract, verify_manifest,
+    verify_registration,
 };
 use swarmvm_vm::{HANDLER_NAMES, Hash32, StateError};
 use swarmvm_wallet::{PublicKey, WalletId};
@@ -46,6 +47,19 @@ pub trait ChainView {
     fn wallet(&self, id: &str) -> Result<Option<PublicKey>, StateError>;
     /// True when an earlier batch of the chain carried this module.
     fn has_module(&self, module: &Hash32) -> Result<bool, StateError>;
+    /// The authority set stored in the state (by a rotation, or at the first bundle of a
+    /// network started with `network init`); `None` while the network's first set is
+    /// implied by its id.
+    fn authorities(&self) -> Result<Option<AuthoritySet>, StateError>;
+    /// True when a registration token with this replay key
+    /// ([`Registration::replay_key`]) was applied.
+    fn token_used(&self, key: &str) -> Result<bool, StateError>;
+}
+
+/// The authority set in force before the next batch of the chain `view` shows, for a chain
+/// of `network`.
+pub fn set_in_force(view: &dyn ChainView, network: &Network) -> Result<AuthoritySet, StateError> {
+    Ok(view.authorities()?.unwrap_or_else(|| network.genesis().clone()))
 }
 
 /// Why a batch cannot extend the chain. Every variant but `Storage` is a refusal of the batch,
@@ -62,29 +76,44 @@ pub enum BatchError {
         #[source]
         source: VerifyError,
     },
-    /// A registration signed by another authority than the batch's network.
+    /// A ledger of another network than the one this peer was started for.
+    #[error("this ledger belongs to network {ledger}, not to network {given}")]
+    OtherNetwork {
+        /// The ledger's network.
+        ledger: String,
+        /// The network given (`--network`, `--trust`).
+        given: String,
+    },
+    /// A manifest whose signatures do not satisfy the authority set in force before it.
+    #[error("bundle seq {seq} refused")]
+    Signatures {
+        /// Its `seq`.
+        seq: u64,
+        /// Why.
+        #[source]
+        source: VerifyError,
+    },
+    /// A registration signed by a key that is not a member of the set in force.
     #[error(
-        "registration token {line} is signed by {issuer}, but this ledger belongs to network {network}"
+        "registration token {line} is signed by {issuer}, which is not a member of the authority set in force"
     )]
-    WrongNetwork {
+    NotAMember {
         /// Its line (1-based).
         line: usize,
         /// Who signed it.
         issuer: String,
-        /// The network.
-        network: String,
     },
-    /// A bundle signed by another authority than the chain's network.
-    #[error("bundle is signed by {issuer}, but this ledger belongs to network {network}")]
-    ForeignBundle {
-        /// The manifest's signer.
-        issuer: String,
-        /// The chain's network.
-        network: String,
+    /// A registration token applied before (by `jti`), or twice in one batch.
+    #[error("registration token {line} ({key}) was already applied; a token is applied once")]
+    TokenReplayed {
+        /// Its line (1-based).
+        line: usize,
+        /// Its `jti` (or payload hash).
+        key: String,
     },
-    /// Contracts without a network to bind them to.
+    /// Contracts for a chain that has no registrations, hence no network, yet.
     #[error("no network yet: apply registration tokens before contracts")]
-    NoNetwork,
+    NoRegistrations,
     /// A bundle that is not the next one in order.
     #[error("bundle seq {seq} is out of order: this ledger expects seq {expected}")]
     OutOfOrder {
@@ -239,9 +268,24 @@ pub struct VerifiedBatch {
     registrations: Vec<Registration>,
     contracts: Vec<CheckedContract>,
     modules: Vec<(Hash32, Vec<u8>)>,
+    authorities: Option<AuthoritySet>,
+    remember_tokens: bool,
 }
 
 impl VerifiedBatch {
+    /// The authority set to store in the state with it: a rotation's new set, or the first
+    /// set of a network started with `network init` at its first bundle.
+    pub fn authorities(&self) -> Option<&AuthoritySet> {
+        self.authorities.as_ref()
+    }
+
+    /// Whether its registration tokens are remembered (by `jti`) under the state root: for
+    /// local batches and bundles whose manifest names its network (`aud`); first-version
+    /// bundles, made before tokens were remembered, keep the roots they had.
+    pub fn remembers_tokens(&self) -> bool {
+        self.remember_tokens
+    }
+
     /// The modules it carries, checked against the ABI, by hash.
     pub fn modules(&self) -> &[(Hash32, Vec<u8>)] {
         &self.modules
@@ -290,31 +334,45 @@ fn base_of(view: &dyn ChainView) -> Base {
     Base { last: view.last_bundle().map(|b| b.id), local: view.is_local() }
 }
 
-/// Verifies an opened bundle (its manifest already verified against the authorities) as the
-/// next bundle of the chain `view` shows: its network, its place (`seq`, `parent`, `iat`;
+/// Verifies an opened bundle as the next bundle of `network`'s chain that `view` shows: its
+/// manifest's signatures against the authority set in force before it (at least K distinct
+/// members; a rotation also signed by every key it adds), its place (`seq`, `parent`, `iat`;
 /// a validly signed bundle for a seq already applied is the same bundle or a fork), its
-/// registration tokens (at the manifest's `iat`, against `trust`, signed by the manifest's
-/// authority), and its contracts' signatures.
+/// registration tokens (at the manifest's `iat`, each signed by a member of the set in force,
+/// none applied before), and its contracts' signatures.
 pub fn verify_bundle(
-    bundle: OpenedBundle,
+    mut bundle: OpenedBundle,
     view: &dyn ChainView,
-    trust: &TrustStore,
+    network: &Network,
 ) -> Result<VerifiedBatch, BatchError> {
-    let m = &bundle.manifest;
     if view.is_local() {
         return Err(BatchError::HasLocalBatches);
     }
-    if let Some(network) = view.network()
-        && m.issuer != network
+    if let Some(ledger) = view.network()
+        && ledger != network.id()
     {
-        return Err(BatchError::ForeignBundle { issuer: m.issuer.clone(), network });
+        return Err(BatchError::OtherNetwork { ledger, given: network.id().to_owned() });
     }
+    let set = set_in_force(view, network)?;
+    if bundle.manifest.verified_against != set.canonical() {
+        bundle.manifest = verify_manifest(&bundle.manifest_token, network.id(), &set)
+            .map_err(|source| BatchError::Signatures { seq: bundle.manifest.seq, source })?;
+    }
+    let m = &bundle.manifest;
     check_order(view, &bundle)?;
     let time = TimeCheck::at(m.issued_at);
-    let registrations = verify_registrations(&bundle.registrations, trust, time, &m.issuer)?;
+    let remember_tokens = m.audience.is_some();
+    let registrations = verify_registrations(&bundle.registrations, &set, time)?;
+    if remember_tokens {
+        check_replays(&registrations, view)?;
+    }
     let modules = check_modules(bundle.modules, &registrations, view)?;
-    let network = m.issuer.clone();
-    let contracts = verify_contracts(&bundle.contracts, &registrations, view, &network)?;
+    let contracts = verify_contracts(&bundle.contracts, &registrations, view, network.id())?;
+    let authorities = match &m.authority_set {
+        Some(new) => Some(new.clone()),
+        None if m.seq == 1 && !network.is_single_key() => Some(network.genesis().clone()),
+        None => None,
+    };
     Ok(VerifiedBatch {
         modules,
         base: base_of(view),
@@ -325,11 +383,28 @@ pub fn verify_bundle(
             issued_at: m.issued_at,
             manifest: bundle.manifest_token,
         },
-        network: Some(network),
+        network: Some(network.id().to_owned()),
         time: m.issued_at,
         registrations,
         contracts,
+        authorities,
+        remember_tokens,
     })
+}
+
+/// Refuses a registration token applied before, or twice in the batch.
+fn check_replays(registrations: &[Registration], view: &dyn ChainView) -> Result<(), BatchError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, reg) in registrations.iter().enumerate() {
+        let key = reg.replay_key();
+        if view.token_used(&key)? || !seen.insert(key.clone()) {
+            return Err(BatchError::TokenReplayed {
+                line: i + 1,
+                key: swarmvm_primitives::text::shown(&key),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn check_order(view: &dyn ChainView, bundle: &OpenedBundle) -> Result<(), BatchError> {
@@ -404,17 +479,17 @@ fn check_modules(
     Ok(modules)
 }
 
-/// Verifies a local batch (`swarmvm exec`) at `now`: registration tokens against `trust`,
-/// all from the chain's network (or the first one's signer when there is none yet), and the
-/// contracts' signatures. A chain that follows a network's bundles takes no local batch.
+/// Verifies a local batch (`swarmvm exec`) of `network` at `now`: registration tokens each
+/// signed by a member of the set in force and not applied before, and the contracts'
+/// signatures. A chain that follows a network's bundles takes no local batch.
 pub fn verify_local(
     registrations: &[String],
     contracts: &[String],
-    trust: &TrustStore,
+    network: &Network,
     view: &dyn ChainView,
     now: u64,
 ) -> Result<VerifiedBatch, BatchError> {
-    verify_local_with_modules(registrations, contracts, Vec::new(), trust, view, now)
+    verify_local_with_modules(registrations, contracts, Vec::new(), network, view, now)
 }
 
 /// [`verify_local`] with modules (`swarmvm exec --modules DIR`): the bytes of each, which
@@ -423,7 +498,7 @@ pub fn verify_local_with_modules(
     registrations: &[String],
     contracts: &[String],
     modules: Vec<Vec<u8>>,
-    trust: &TrustStore,
+    network: &Network,
     view: &dyn ChainView,
     now: u64,
 ) -> Result<VerifiedBatch, BatchError> {
@@ -435,76 +510,78 @@ pub fn verify_local_with_modules(
             seq: last.seq,
         });
     }
-    let time = TimeCheck::at(now);
-    let mut network = view.network();
-    let verified = registrations
-        .iter()
-        .enumerate()
-        .map(|(i, token)| {
-            verify_registration(token, trust, time, HANDLER_NAMES)
-                .map_err(|source| BatchError::Registration { line: i + 1, source })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    for (i, reg) in verified.iter().enumerate() {
-        match &network {
-            None => network = Some(reg.issuer.clone()),
-            Some(n) if *n != reg.issuer => {
-                return Err(BatchError::WrongNetwork {
-                    line: i + 1,
-                    issuer: reg.issuer.clone(),
-                    network: n.clone(),
-                });
-            }
-            Some(_) => {}
-        }
+    if let Some(ledger) = view.network()
+        && ledger != network.id()
+    {
+        return Err(BatchError::OtherNetwork { ledger, given: network.id().to_owned() });
     }
+    let set = set_in_force(view, network)?;
+    let verified = verify_registrations(registrations, &set, TimeCheck::at(now))?;
+    check_replays(&verified, view)?;
     let modules = check_modules(modules, &verified, view)?;
-    let Some(bound) = network.clone() else {
-        if contracts.is_empty() {
-            return Ok(VerifiedBatch {
-                modules,
-                origin: Origin::Local,
-                base: base_of(view),
-                network: None,
-                time: now,
-                registrations: verified,
-                contracts: Vec::new(),
-            });
-        }
-        return Err(BatchError::NoNetwork);
-    };
-    let checked = verify_contracts(contracts, &verified, view, &bound)?;
+    let checked = verify_contracts(contracts, &verified, view, network.id())?;
+    let first = view.network().is_none() && !verified.is_empty();
     Ok(VerifiedBatch {
         modules,
         origin: Origin::Local,
         base: base_of(view),
-        network,
+        network: Some(network.id().to_owned()),
         time: now,
         registrations: verified,
         contracts: checked,
+        authorities: (first && !network.is_single_key()).then(|| network.genesis().clone()),
+        remember_tokens: true,
     })
 }
 
-/// Every registration token verified at `time` and signed by `authority`.
+/// Verifies a local batch of contracts alone (`swarmvm exec` of a contract) against a chain
+/// that has registrations: their signatures, for the chain's network.
+pub fn verify_local_contracts(
+    contracts: &[String],
+    view: &dyn ChainView,
+    now: u64,
+) -> Result<VerifiedBatch, BatchError> {
+    if let Some(last) = view.last_bundle() {
+        return Err(BatchError::FollowsNetwork {
+            network: view.network().unwrap_or_default(),
+            seq: last.seq,
+        });
+    }
+    let network = view.network().ok_or(BatchError::NoRegistrations)?;
+    let checked = verify_contracts(contracts, &[], view, &network)?;
+    Ok(VerifiedBatch {
+        modules: Vec::new(),
+        origin: Origin::Local,
+        base: base_of(view),
+        network: Some(network),
+        time: now,
+        registrations: Vec::new(),
+        contracts: checked,
+        authorities: None,
+        remember_tokens: true,
+    })
+}
+
+/// Every registration token verified at `time`, each signed by a member of `set`.
 fn verify_registrations(
     tokens: &[String],
-    trust: &TrustStore,
+    set: &AuthoritySet,
     time: TimeCheck,
-    authority: &str,
 ) -> Result<Vec<Registration>, BatchError> {
+    let trust = set.trust();
     tokens
         .iter()
         .enumerate()
         .map(|(i, token)| {
-            let reg = verify_registration(token, trust, time, HANDLER_NAMES)
-                .map_err(|source| BatchError::Registration { line: i + 1, source })?;
-            if reg.issuer != authority {
-                return Err(BatchError::WrongNetwork {
-                    line: i + 1,
-                    issuer: reg.issuer,
-                    network: authority.to_owned(),
-                });
-            }
+            let reg =
+                verify_registration(token, &trust, time, HANDLER_NAMES).map_err(|source| {
+                    match source {
+                        VerifyError::UnknownKid(issuer) | VerifyError::UnknownIssuer(issuer) => {
+                            BatchError::NotAMember { line: i + 1, issuer }
+                        }
+                        source => BatchError::Registration { line: i + 1, source },
+                    }
+                })?;
             Ok(reg)
         })
         .collect()

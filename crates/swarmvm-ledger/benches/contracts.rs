@@ -11,10 +11,9 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use swarmvm_bundle::verify_local;
+use swarmvm_bundle::{verify_local, verify_local_contracts};
 use swarmvm_ledger::Ledger;
 use swarmvm_test_support::net::{TestNet, course, student, vote};
-use swarmvm_token::TrustStore;
 
 const BATCH: usize = 1000;
 
@@ -24,10 +23,9 @@ fn bench(c: &mut Criterion) {
     let mut ledger = Ledger::open(&dir.path().join("bench.redb")).unwrap();
     let time = net.issued_at;
     let snapshot = ledger.snapshot().unwrap();
-    let register = verify_local(&net.tokens, &[], &net.trust, &snapshot, time).unwrap();
+    let register = verify_local(&net.tokens, &[], &net.network, &snapshot, time).unwrap();
     drop(snapshot);
     ledger.commit(&register).unwrap();
-    let nobody = TrustStore::new();
     let mut nonces = vec![0u64; net.peers.len()];
     let counter = Cell::new(0usize);
     let mut make_batch = || -> Vec<String> {
@@ -56,7 +54,7 @@ fn bench(c: &mut Criterion) {
                 let contracts = make_batch();
                 let start = Instant::now();
                 let snapshot = ledger.snapshot().unwrap();
-                let batch = verify_local(&[], &contracts, &nobody, &snapshot, time).unwrap();
+                let batch = verify_local_contracts(&contracts, &snapshot, time).unwrap();
                 drop(snapshot);
                 let report = ledger.commit(&batch).unwrap();
                 total += start.elapsed();

@@ -176,6 +176,19 @@ impl Ledger {
                     }
                 }
             }
+            for taken_back in &reg.revocations {
+                match &reg.body {
+                    RegistrationBody::Operations(_) => self.vm.withdraw_action(overlay, taken_back),
+                    RegistrationBody::Wallets(_) => self.vm.revoke_wallet(overlay, taken_back),
+                }
+                .map_err(failed)?;
+            }
+            if batch.remembers_tokens() {
+                self.vm.use_token(overlay, &reg.replay_key()).map_err(failed)?;
+            }
+        }
+        if let Some(set) = batch.authorities() {
+            self.vm.set_authorities(overlay, &set.canonical());
         }
         Ok(())
     }

@@ -9,14 +9,15 @@
 //! wait for the writer. [`check`] recomputes everything from the stored entries.
 //!
 //! ```no_run
-//! use swarmvm_bundle::{open_bundle, verify_bundle};
+//! use swarmvm_bundle::{open_bundle, set_in_force, verify_bundle};
 //! use swarmvm_ledger::Ledger;
-//! use swarmvm_token::TrustStore;
+//! use swarmvm_token::Network;
 //!
-//! # fn run(trust: &TrustStore) -> Result<(), Box<dyn std::error::Error>> {
+//! # fn run(network: &Network) -> Result<(), Box<dyn std::error::Error>> {
 //! let mut ledger = Ledger::open(std::path::Path::new("peer/ledger.redb"))?;
-//! let opened = open_bundle(std::path::Path::new("bundle-1"), trust)?;
-//! let verified = verify_bundle(opened, &ledger.snapshot()?, trust)?;
+//! let set = set_in_force(&ledger.snapshot()?, network)?;
+//! let opened = open_bundle(std::path::Path::new("bundle-1"), network.id(), &set)?;
+//! let verified = verify_bundle(opened, &ledger.snapshot()?, network)?;
 //! let report = ledger.commit(&verified)?;
 //! println!("state root {}", report.state_root);
 //! # Ok(()) }

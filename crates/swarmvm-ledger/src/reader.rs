@@ -9,6 +9,7 @@ use redb::{ReadOnlyTable, ReadTransaction, ReadableDatabase as _, ReadableTable 
 use serde_json::{Map, Value, json};
 use swarmvm_bundle::{BundlePosition, ChainView};
 use swarmvm_primitives::BundleId;
+use swarmvm_token::AuthoritySet;
 use swarmvm_vm::view::{ViewError, page, write_state_json};
 use swarmvm_vm::{Hash32, Record, StateError, StateRead, StateScan, Table, encode_key};
 use swarmvm_wallet::PublicKey;
@@ -326,5 +327,19 @@ impl ChainView for Snapshot {
 
     fn has_module(&self, module: &Hash32) -> Result<bool, StateError> {
         Ok(self.module(module).map_err(StateError::from)?.is_some())
+    }
+
+    fn authorities(&self) -> Result<Option<AuthoritySet>, StateError> {
+        let Some(Record::AuthoritySet { set }) =
+            self.state.record(Table::Authority, swarmvm_vm::AUTHORITY_SET_ID)?
+        else {
+            return Ok(None);
+        };
+        let value: Value = serde_json::from_str(&set).map_err(|e| StateError::from(corrupt(e)))?;
+        AuthoritySet::from_json(&value).map(Some).map_err(|e| StateError::from(corrupt(e)))
+    }
+
+    fn token_used(&self, key: &str) -> Result<bool, StateError> {
+        Ok(self.state.record(Table::Token, key)?.is_some())
     }
 }

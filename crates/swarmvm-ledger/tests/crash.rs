@@ -17,7 +17,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use swarmvm_bundle::verify_local;
 use swarmvm_ledger::Ledger;
 use swarmvm_test_support::net::{TestNet, course, student, vote};
-use swarmvm_token::TrustStore;
+use swarmvm_token::Network;
 use swarmvm_wallet::KeyMaterial;
 
 const BATCHES: usize = 40;
@@ -59,7 +59,7 @@ fn write_inputs(dir: &Path, net: &TestNet) {
 }
 
 struct Inputs {
-    trust: TrustStore,
+    trust: Network,
     registrations: Vec<String>,
     time: u64,
     batches: Vec<Vec<String>>,
@@ -73,7 +73,7 @@ fn read_inputs(dir: &Path) -> Inputs {
     let KeyMaterial::Public(key) = auth else { panic!("public key") };
     let time: u64 = std::fs::read_to_string(dir.join("time")).unwrap().parse().unwrap();
     Inputs {
-        trust: TrustStore::with_keys([&key]),
+        trust: Network::single(key),
         registrations: lines("registrations"),
         time,
         batches: (0..BATCHES).map(|b| lines(&format!("batch-{b}"))).collect(),

@@ -46,8 +46,9 @@ impl IntoResponse for ApiError {
     }
 }
 
-const ROUTES: [&str; 11] = [
+const ROUTES: [&str; 12] = [
     "GET /v1/status",
+    "GET /v1/authorities",
     "GET /v1/state (the whole state, streamed)",
     "GET /v1/state/root",
     "GET /v1/state/{table}?after=ID&limit=N",
@@ -78,6 +79,14 @@ pub fn router(node: Node) -> Router {
             "/v1/state/root",
             get(|State(n): State<Node>| async move {
                 Json(json!({ "state_root": n.state_root().to_hex() }))
+            }),
+        )
+        .route(
+            "/v1/authorities",
+            get(|State(n): State<Node>| async move {
+                let mut set = n.authorities().to_json();
+                set["network"] = json!(n.network().id());
+                Json(set)
             }),
         )
         .route("/v1/operations", get(|State(n): State<Node>| async move { Json(n.operations()) }))

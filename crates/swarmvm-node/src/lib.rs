@@ -8,11 +8,12 @@
 //! # async fn run() -> Result<(), swarmvm_node::NodeError> {
 //! use swarmvm_node::{Node, NodeOptions};
 //! use swarmvm_swarm::{Source, SwarmOptions};
-//! use swarmvm_token::TrustStore;
+//! use swarmvm_token::Network;
 //!
+//! # let network: Network = unimplemented!();
 //! let node = Node::start(NodeOptions {
 //!     data_dir: "peer1".into(),
-//!     trust: TrustStore::new(),
+//!     network: Some(network),
 //!     swarm: SwarmOptions::loopback(),
 //!     http: Some("127.0.0.1:0".parse().unwrap()),
 //!     ..NodeOptions::default()
@@ -36,4 +37,4 @@ pub use error::NodeError;
 pub use http::{ApiError, HttpLimits, router};
 pub use node::{Node, NodeLimits, NodeOptions};
 pub use pipeline::{Applied, PipelineError, apply_opened};
-pub use status::{BundleState, BundleStatus, EvidenceSummary, Status};
+pub use status::{AuthoritySummary, BundleState, BundleStatus, EvidenceSummary, Status};

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use swarmvm_bundle::{OpenedBundle, check_torrent_shape, open_bundle};
 use swarmvm_ledger::{Evidence, Ledger, LedgerReader, LogEntry, ReadError, Receipt, Snapshot};
 use swarmvm_swarm::{InfoHash, MagnetLink, Source, Swarm, SwarmOptions, TorrentFile, Transfer};
-use swarmvm_token::TrustStore;
+use swarmvm_token::{AuthoritySet, Network};
 use swarmvm_vm::{Hash32, Record, StateScan as _, Table};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -53,8 +53,9 @@ pub struct NodeOptions {
     /// Its folder: `ledger.redb`, `torrents/` (every bundle it knows, to resume after a
     /// restart) and `bundles/<info-hash>/<name>/` (the bundles' data).
     pub data_dir: PathBuf,
-    /// The authorities whose bundles and registrations it accepts.
-    pub trust: TrustStore,
+    /// The network it follows: its id and first authority set (`--network FILE`, or
+    /// `--trust PUBFILE` for a network of one key). Required: [`Node::start`] refuses `None`.
+    pub network: Option<Network>,
     /// How it finds and talks to peers.
     pub swarm: SwarmOptions,
     /// Its own wallet id, shown in its status.
@@ -169,7 +170,7 @@ impl Summary {
 
 struct Inner {
     data_dir: PathBuf,
-    trust: TrustStore,
+    network: Network,
     limits: NodeLimits,
     allow_hosts: Vec<String>,
     wallet: Option<String>,
@@ -226,15 +227,28 @@ impl Node {
     /// it knew (fetching what is missing, seeding what it has), then serves the HTTP API and
     /// watches the drop folder if asked.
     pub async fn start(options: NodeOptions) -> Result<Self, NodeError> {
+        let Some(network) = options.network else {
+            return Err(NodeError::BadRequest(
+                "no network given: a node needs --network FILE or --trust PUBFILE".into(),
+            ));
+        };
         let dir = options.data_dir.clone();
         for sub in [dir.clone(), dir.join("torrents"), dir.join("bundles")] {
             std::fs::create_dir_all(&sub)
                 .map_err(|source| NodeError::DataDir { path: sub.clone(), source })?;
         }
         let ledger_path = dir.join("ledger.redb");
+        let expected = network.id().to_owned();
         let (ledger, summary) = tokio::task::spawn_blocking(move || {
             let ledger = Ledger::open(&ledger_path)?;
             let summary = Summary::of(&ledger.snapshot()?);
+            if let Some(found) = &summary.network
+                && *found != expected
+            {
+                return Err(NodeError::BadRequest(format!(
+                    "this data dir's ledger belongs to network {found}, not to network {expected}"
+                )));
+            }
             Ok::<_, NodeError>((ledger, summary))
         })
         .await
@@ -244,7 +258,7 @@ impl Node {
         let node = Self {
             inner: Arc::new(Inner {
                 data_dir: dir.clone(),
-                trust: options.trust,
+                network,
                 limits: options.limits,
                 allow_hosts: options.allow_hosts,
                 wallet: options.wallet,
@@ -377,8 +391,8 @@ impl Node {
         let torrent = TorrentFile::create(dir, &[], None)?;
         let hash = torrent.info_hash();
         let folder = dir.to_path_buf();
-        let trust = self.inner.trust.clone();
-        let opened = tokio::task::spawn_blocking(move || open_bundle(&folder, &trust))
+        let (network, set) = self.in_force();
+        let opened = tokio::task::spawn_blocking(move || open_bundle(&folder, network.id(), &set))
             .await
             .map_err(|e| NodeError::BadRequest(format!("bundle check failed: {e}")))?
             .map_err(|e| NodeError::BadRequest(one_line(&e)))?;
@@ -503,8 +517,9 @@ impl Node {
             reason = stalled => return self.reject(hash, reason).await,
         }
         let path = transfer.path().to_path_buf();
-        let trust = self.inner.trust.clone();
-        let opened = tokio::task::spawn_blocking(move || open_bundle(&path, &trust)).await;
+        let (network, set) = self.in_force();
+        let opened =
+            tokio::task::spawn_blocking(move || open_bundle(&path, network.id(), &set)).await;
         let bundle = match opened {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => return self.reject(hash, one_line(&e)).await,
@@ -537,7 +552,7 @@ impl Node {
             return Err(ReadError::Corrupt("the node stopped".into()).into());
         };
         info!(seq = bundle.manifest.seq, bundle = %bundle.id(), "applying bundle");
-        let applied = crate::pipeline::apply_opened(ledger, bundle, &self.inner.trust)?;
+        let applied = crate::pipeline::apply_opened(ledger, bundle, &self.inner.network)?;
         if let Ok(snapshot) = ledger.snapshot() {
             *lock(&self.inner.last_status) = Some(Summary::of(&snapshot));
         }
@@ -690,7 +705,8 @@ impl Node {
             b.entries.get(&hash).and_then(|e| e.transfer.as_ref().map(|t| t.path().to_path_buf()))
         };
         let Some(path) = path else { return };
-        match open_bundle(&path, &self.inner.trust) {
+        let (network, set) = self.in_force();
+        match open_bundle(&path, network.id(), &set) {
             Ok(bundle) => {
                 let seq = bundle.manifest.seq;
                 lock(&self.inner.bundles).pending.entry(seq).or_default().push((hash, bundle));
@@ -711,6 +727,27 @@ impl Node {
     pub async fn wait_applied(&self, seq: u64, limit: Duration) -> bool {
         let mut rx = self.inner.applied.subscribe();
         tokio::time::timeout(limit, rx.wait_for(|s| *s >= seq)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// The network, and the authority set in force after the last commit (the network's
+    /// first set when the ledger cannot be read: verification repeats the check anyway).
+    fn in_force(&self) -> (Network, AuthoritySet) {
+        let network = self.inner.network.clone();
+        let set = self
+            .snapshot()
+            .and_then(|s| swarmvm_bundle::set_in_force(&s, &network).ok())
+            .unwrap_or_else(|| network.genesis().clone());
+        (network, set)
+    }
+
+    /// The network this node follows.
+    pub fn network(&self) -> &Network {
+        &self.inner.network
+    }
+
+    /// The authority set in force: the state's, or the network's first set.
+    pub fn authorities(&self) -> AuthoritySet {
+        self.in_force().1
     }
 
     /// The ledger as its last commit left it (`None` once the node stopped). Never waits for
@@ -744,6 +781,7 @@ impl Node {
             wallet: self.inner.wallet.clone(),
             listen: self.listen_addr().map(|a| a.to_string()),
             network,
+            authorities: crate::status::AuthoritySummary::of(&self.authorities()),
             last_seq,
             state_root,
             batches,

@@ -7,7 +7,7 @@
 use swarmvm_bundle::{BatchError, OpenedBundle, verify_bundle};
 use swarmvm_ledger::{ApplyError, BatchReport, Evidence, Ledger, ReadError};
 use swarmvm_primitives::BundleId;
-use swarmvm_token::TrustStore;
+use swarmvm_token::Network;
 
 /// A bundle applied.
 #[derive(Debug, Clone)]
@@ -56,11 +56,11 @@ impl PipelineError {
 pub fn apply_opened(
     ledger: &mut Ledger,
     bundle: OpenedBundle,
-    trust: &TrustStore,
+    network: &Network,
 ) -> Result<Applied, PipelineError> {
     let (seq, id) = (bundle.manifest.seq, bundle.id());
     let snapshot = ledger.snapshot()?;
-    let verified = match verify_bundle(bundle, &snapshot, trust) {
+    let verified = match verify_bundle(bundle, &snapshot, network) {
         Ok(v) => v,
         Err(BatchError::Fork { seq, kept, other, kept_manifest, other_manifest }) => {
             drop(snapshot);

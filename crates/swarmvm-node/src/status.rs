@@ -65,6 +65,25 @@ pub struct BundleStatus {
     pub peers: u32,
 }
 
+/// The authority set in force, as the status shows it (the keys: `GET /v1/authorities`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuthoritySummary {
+    /// Distinct members whose signatures the next bundle needs.
+    pub threshold: usize,
+    /// The members' wallet ids, sorted.
+    pub members: Vec<String>,
+}
+
+impl AuthoritySummary {
+    /// The summary of `set`.
+    pub fn of(set: &swarmvm_token::AuthoritySet) -> Self {
+        Self {
+            threshold: set.threshold(),
+            members: set.members().map(|(id, _)| id.to_string()).collect(),
+        }
+    }
+}
+
 /// A node's status (`GET /v1/status`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Status {
@@ -76,6 +95,8 @@ pub struct Status {
     pub listen: Option<String>,
     /// The network it belongs to, once a bundle applied.
     pub network: Option<String>,
+    /// The authority set in force: the next bundle needs `threshold` of `members`.
+    pub authorities: AuthoritySummary,
     /// The last applied bundle's `seq` (0 before the first).
     pub last_seq: u64,
     /// The state root.

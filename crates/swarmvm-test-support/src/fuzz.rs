@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use serde_json::Value;
-use swarmvm_token::{TimeCheck, TrustStore};
+use swarmvm_token::{AuthoritySet, TimeCheck, TrustStore};
 use swarmvm_vm::{Contract, HANDLER_NAMES, Machine, MemoryState, Outcome};
 use swarmvm_wallet::{KeyMaterial, Wallet};
 
@@ -32,6 +32,11 @@ fn trust() -> &'static TrustStore {
     T.get_or_init(|| TrustStore::with_keys([authority().public_key()]))
 }
 
+fn single() -> &'static AuthoritySet {
+    static S: OnceLock<AuthoritySet> = OnceLock::new();
+    S.get_or_init(|| AuthoritySet::single(authority().public_key().clone()))
+}
+
 /// Refusals must explain themselves on one line (docs/design.md: a one-line reason): no control
 /// character from the input may reach the message.
 fn one_line(error: &impl std::fmt::Display) {
@@ -52,7 +57,7 @@ pub fn token_verify(data: &[u8]) -> bool {
             .inspect_err(one_line)
             .is_ok(),
         swarmvm_token::verify_contract(text, trust(), &network).inspect_err(one_line).is_ok(),
-        swarmvm_token::verify_manifest(text, trust()).inspect_err(one_line).is_ok(),
+        swarmvm_token::verify_manifest(text, &network, single()).inspect_err(one_line).is_ok(),
     ];
     let kinds = accepted.iter().filter(|a| **a).count();
     assert!(kinds <= 1, "one token accepted as {kinds} kinds");
@@ -106,7 +111,8 @@ pub fn contract_execute(data: &[u8]) -> bool {
 /// Manifest verification.
 pub fn manifest_parse(data: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(data) else { return false };
-    let m = match swarmvm_token::verify_manifest(text, trust()) {
+    let network = authority().id().to_string();
+    let m = match swarmvm_token::verify_manifest(text, &network, single()) {
         Ok(m) => m,
         Err(e) => {
             one_line(&e);
@@ -251,9 +257,9 @@ pub fn seeds() -> Vec<Seed> {
         ("registration_tokens.txt".to_owned(), digest(b"")),
     ]
     .into();
-    let manifest1 = swarmvm_token::sign_manifest(a, 1, None, &files, FUZZ_TIME).unwrap();
-    let parent = swarmvm_token::verify_manifest(&manifest1, trust()).unwrap().id;
-    let manifest2 = swarmvm_token::sign_manifest(a, 2, Some(parent), &files, FUZZ_TIME).unwrap();
+    let manifest1 = crate::net::sign_single(a, 1, None, &files, FUZZ_TIME);
+    let parent = swarmvm_token::verify_manifest(&manifest1, &network, single()).unwrap().id;
+    let manifest2 = crate::net::sign_single(a, 2, Some(parent), &files, FUZZ_TIME);
     let none = format!(
         "{}.{}.",
         crate::b64(r#"{"alg":"none"}"#),

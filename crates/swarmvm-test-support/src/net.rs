@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
+use swarmvm_primitives::BundleId;
 use swarmvm_token::{
-    IssueTime, Signer, TrustStore, WalletEntry, issue_operations, issue_wallets, sign_contract,
+    FileDigest, IssueTime, ManifestContent, Network, Signer, TrustStore, WalletEntry,
+    issue_operations, issue_wallets, sign_contract,
 };
 use swarmvm_vm::HANDLER_NAMES;
 use swarmvm_wallet::{Algorithm, Wallet};
@@ -20,6 +22,8 @@ pub struct TestNet {
     pub peers: Vec<Wallet>,
     /// Trusts the authority.
     pub trust: TrustStore,
+    /// The network of the authority's key alone.
+    pub network: Network,
     /// The operations token, then the wallets token.
     pub tokens: Vec<String>,
     /// The time the tokens were issued at.
@@ -54,7 +58,8 @@ impl TestNet {
             issue_wallets(&signer, &entries, time).unwrap(),
         ];
         let trust = TrustStore::with_keys([authority.public_key()]);
-        Self { authority, peers, trust, tokens, issued_at }
+        let network = Network::single(authority.public_key().clone());
+        Self { authority, peers, trust, network, tokens, issued_at }
     }
 
     /// The network id.
@@ -113,7 +118,40 @@ impl TestNet {
             force: true,
             ..Default::default()
         };
-        swarmvm_bundle::create_bundle(&dir, &self.authority, &options).unwrap();
+        swarmvm_bundle::create_bundle(&dir, &[&self.authority], &self.network, &options).unwrap();
         dir
     }
+
+    /// Opens a bundle folder of this network (against its one-key set).
+    pub fn open(
+        &self,
+        dir: &Path,
+    ) -> Result<swarmvm_bundle::OpenedBundle, swarmvm_bundle::BundleError> {
+        swarmvm_bundle::open_bundle(dir, self.network.id(), self.network.genesis())
+    }
+
+    /// A manifest signed by the authority alone for its network.
+    pub fn manifest(
+        &self,
+        seq: u64,
+        parent: Option<BundleId>,
+        files: &BTreeMap<String, FileDigest>,
+        now: u64,
+    ) -> String {
+        sign_single(&self.authority, seq, parent, files, now)
+    }
+}
+
+/// A manifest signed by `wallet` alone, for the network of its key.
+pub fn sign_single(
+    wallet: &Wallet,
+    seq: u64,
+    parent: Option<BundleId>,
+    files: &BTreeMap<String, FileDigest>,
+    now: u64,
+) -> String {
+    let network = wallet.id().to_string();
+    let content =
+        ManifestContent { seq, parent, files, network: &network, authority_set: None, now };
+    swarmvm_token::sign_manifest(&[wallet], &content).unwrap()
 }

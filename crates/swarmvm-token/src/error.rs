@@ -141,6 +141,30 @@ pub enum VerifyError {
         /// This network's id.
         network: String,
     },
+    /// A manifest for another network (`aud`).
+    #[error("manifest is for network '{aud}', not this network '{network}'")]
+    ManifestAudience {
+        /// The manifest's `aud`.
+        aud: String,
+        /// This network's id.
+        network: String,
+    },
+    /// A manifest signature by a key outside the authority set in force.
+    #[error("signer '{0}' is not a member of the authority set in force")]
+    NotAMember(String),
+    /// Two signatures by one key.
+    #[error("signer '{0}' signs more than once; each member counts once")]
+    DuplicateSigner(String),
+    /// Fewer distinct members signed than the threshold.
+    #[error("signed by {have} member(s) of the authority set; {need} of {of} are required")]
+    ThresholdNotMet {
+        /// Distinct members that signed.
+        have: usize,
+        /// The threshold.
+        need: usize,
+        /// Members in the set.
+        of: usize,
+    },
     /// A valid token of a kind that is not accepted here.
     #[error("a {found} token is not accepted here; expected {expected}")]
     WrongKind {

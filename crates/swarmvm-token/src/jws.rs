@@ -135,7 +135,7 @@ impl Signer<'_> {
         }
     }
 
-    fn key(&self) -> (jsonwebtoken::Algorithm, EncodingKey) {
+    pub(crate) fn key(&self) -> (jsonwebtoken::Algorithm, EncodingKey) {
         match self {
             Self::Wallet(w) => match w.signing_key() {
                 SigningKey::Ed25519Pkcs8(der) => {
@@ -169,6 +169,143 @@ pub(crate) fn sign<T: Serialize>(
         return Err(IssueError::TooLarge { size: token.len(), max: MAX_TOKEN_LEN });
     }
     Ok(token)
+}
+
+/// How a JWS is written: compact (one signature), or JSON (RFC 7515 §7.2), general or
+/// flattened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serialization {
+    /// `header.payload.signature`.
+    Compact,
+    /// `{"payload", "signatures": [{"protected", "signature"}, ...]}`.
+    General,
+    /// `{"payload", "protected", "signature"}`.
+    Flattened,
+}
+
+/// Most signatures one JWS JSON serialization may carry.
+pub const MAX_SIGNATURES: usize = 64;
+
+/// A JWS split into its payload and its signatures, each rebuilt as the compact token it is
+/// (`protected.payload.signature`), so every signature goes through the same strict checks.
+#[derive(Debug, Clone)]
+pub(crate) struct Split {
+    pub(crate) form: Serialization,
+    /// The base64url payload, shared by every signature.
+    pub(crate) payload: String,
+    /// One compact token per signature, in the order written.
+    pub(crate) compact: Vec<String>,
+}
+
+fn json_str<'v>(obj: &'v Map<String, Value>, name: &str) -> Result<&'v str> {
+    match obj.get(name) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(VerifyError::Malformed(format!("JWS JSON member '{name}' is not a string"))),
+        None => Err(VerifyError::Malformed(format!("JWS JSON has no '{name}'"))),
+    }
+}
+
+/// One signature object's protected header and signature; an unprotected `header` is refused.
+fn signature_parts(obj: &Map<String, Value>) -> Result<(String, String)> {
+    if obj.contains_key("header") {
+        return Err(VerifyError::UnsupportedHeader {
+            member: "header".into(),
+            reason: "unprotected header members are not accepted; every member must be signed",
+        });
+    }
+    Ok((json_str(obj, "protected")?.to_owned(), json_str(obj, "signature")?.to_owned()))
+}
+
+fn only(obj: &Map<String, Value>, allowed: &[&str], what: &str) -> Result<()> {
+    match obj.keys().find(|k| !allowed.contains(&k.as_str()) && k.as_str() != "header") {
+        Some(k) => {
+            Err(VerifyError::Malformed(format!("{what} has an unknown member '{}'", shorten(k))))
+        }
+        None => Ok(()),
+    }
+}
+
+/// Splits a JWS in any of the three serializations. `max` bounds the whole text.
+pub(crate) fn split(text: &str, max: usize) -> Result<Split> {
+    if text.len() > max {
+        return Err(VerifyError::TooLarge { size: text.len(), max });
+    }
+    if !text.starts_with('{') {
+        let payload = text.split('.').nth(1).unwrap_or_default().to_owned();
+        return Ok(Split { form: Serialization::Compact, payload, compact: vec![text.to_owned()] });
+    }
+    let obj = json_object("JWS JSON", text.as_bytes())?;
+    let payload = json_str(&obj, "payload")?.to_owned();
+    let (form, pairs) = if let Some(list) = obj.get("signatures") {
+        only(&obj, &["payload", "signatures"], "JWS JSON (general)")?;
+        if obj.contains_key("header") {
+            return Err(VerifyError::Malformed("JWS JSON has a top-level 'header'".into()));
+        }
+        let Value::Array(list) = list else {
+            return Err(VerifyError::Malformed("JWS JSON 'signatures' is not a list".into()));
+        };
+        if list.is_empty() || list.len() > MAX_SIGNATURES {
+            return Err(VerifyError::Malformed(format!(
+                "JWS JSON carries {} signatures; 1 to {MAX_SIGNATURES} are accepted",
+                list.len()
+            )));
+        }
+        let mut pairs = Vec::with_capacity(list.len());
+        for entry in list {
+            let Value::Object(entry) = entry else {
+                return Err(VerifyError::Malformed("a JWS JSON signature is not an object".into()));
+            };
+            only(entry, &["protected", "signature"], "a JWS JSON signature")?;
+            pairs.push(signature_parts(entry)?);
+        }
+        (Serialization::General, pairs)
+    } else {
+        only(&obj, &["payload", "protected", "signature"], "JWS JSON (flattened)")?;
+        (Serialization::Flattened, vec![signature_parts(&obj)?])
+    };
+    let compact = pairs
+        .into_iter()
+        .map(|(protected, signature)| format!("{protected}.{payload}.{signature}"))
+        .collect();
+    Ok(Split { form, payload, compact })
+}
+
+/// Writes signatures over one payload: compact for one, general JSON on one line for more.
+pub(crate) fn write(payload: &str, signatures: &[(String, String)]) -> String {
+    match signatures {
+        [(protected, signature)] => format!("{protected}.{payload}.{signature}"),
+        _ => {
+            let list: Vec<Value> = signatures
+                .iter()
+                .map(|(p, s)| serde_json::json!({"protected": p, "signature": s}))
+                .collect();
+            serde_json::json!({"payload": payload, "signatures": list}).to_string()
+        }
+    }
+}
+
+/// A protected header (`alg`, `kid`, `typ`) and its signature over `payload` by `wallet`.
+pub(crate) fn sign_payload(
+    wallet: &Wallet,
+    kind: Kind,
+    payload: &str,
+) -> Result<(String, String), IssueError> {
+    let signer = Signer::Wallet(wallet);
+    let (alg, key) = signer.key();
+    let header =
+        Header { typ: Some(kind.typ().to_owned()), kid: Some(signer.issuer()), ..Header::new(alg) };
+    let header = serde_json::to_vec(&header).map_err(|e| IssueError::Signing(e.to_string()))?;
+    let protected = URL_SAFE_NO_PAD.encode(header);
+    let input = format!("{protected}.{payload}");
+    let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key, alg)
+        .map_err(|e| IssueError::Signing(e.to_string()))?;
+    Ok((protected, signature))
+}
+
+/// The base64url encoding of a value's JSON.
+pub(crate) fn encode_payload<T: Serialize>(claims: &T) -> Result<String, IssueError> {
+    let bytes = serde_json::to_vec(claims).map_err(|e| IssueError::Signing(e.to_string()))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@
 //! ```
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod authority;
 mod contract;
 mod error;
 mod json;
@@ -39,20 +40,23 @@ mod registration;
 mod time;
 mod trust;
 
+pub use authority::{AuthoritySet, MAX_AUTHORITIES, MAX_NETWORK_FILE, Network, SetError};
 pub use contract::{
     MAX_CONTRACT_NONCE, VerifiedContract, contract_signer, sign_contract, verify_contract,
 };
 pub use error::{IssueError, Result, VerifyError};
 pub use json::{find_private_key_material, parse_strict};
-pub use jws::{MAX_TOKEN_LEN, Signer};
+pub use jws::{MAX_SIGNATURES, MAX_TOKEN_LEN, Serialization, Signer};
 pub use kind::Kind;
 pub use manifest::{
-    BUNDLE_FILES, FileDigest, MANIFEST_FILE, MAX_BUNDLE_FILE, MAX_MODULE_FILE, MAX_MODULES,
-    MAX_SEQ, VerifiedManifest, module_file, module_hash, sign_manifest, verify_manifest,
+    BUNDLE_FILES, FileDigest, MANIFEST_FILE, MAX_BUNDLE_FILE, MAX_MANIFEST_LEN, MAX_MODULE_FILE,
+    MAX_MODULES, MAX_SEQ, ManifestContent, ManifestPeek, VerifiedManifest, add_manifest_signature,
+    module_file, module_hash, peek_manifest, sign_manifest, verify_manifest,
 };
 pub use registration::{
-    DEFAULT_TTL_SECS, IssueTime, MAX_LABEL_LEN, MAX_NAME_LEN, MAX_OPERATIONS, MAX_TTL_SECS,
-    Operation, Registration, RegistrationBody, WalletEntry, issue_operations, issue_wallets,
+    DEFAULT_TTL_SECS, IssueTime, MAX_JTI_LEN, MAX_LABEL_LEN, MAX_NAME_LEN, MAX_OPERATIONS,
+    MAX_REVOCATIONS, MAX_TTL_SECS, Operation, Registration, RegistrationBody, WalletEntry,
+    issue_operations, issue_operations_withdrawing, issue_wallets, issue_wallets_revoking,
     verify_registration,
 };
 pub use time::{DEFAULT_LEEWAY, TimeCheck, Validity, unix_now};

@@ -8,11 +8,13 @@ use serde_json::{Map, Value};
 use swarmvm_primitives::{BundleId, Hash32};
 use swarmvm_wallet::Wallet;
 
+use swarmvm_wallet::{PublicKey, WalletId};
+
+use crate::authority::AuthoritySet;
 use crate::error::{IssueError, Result, VerifyError};
-use crate::jws::{Decoded, Signer, sign};
+use crate::jws::{Decoded, Serialization, encode_payload, sign_payload, split, write};
 use crate::kind::{Kind, shorten};
 use crate::time::numeric_date;
-use crate::trust::TrustStore;
 
 /// The files a bundle holds besides its manifest, in the order they are listed.
 pub const BUNDLE_FILES: [&str; 2] = ["contracts.jsonl", "registration_tokens.txt"];
@@ -36,13 +38,20 @@ pub struct FileDigest {
     pub sha256: Hash32,
 }
 
-/// A manifest whose signature and content verified.
+/// The largest manifest serialization accepted or written (128 KiB): room for a general JSON
+/// serialization with many RSA signatures and a rotation to a large set.
+pub const MAX_MANIFEST_LEN: usize = 128 * 1024;
+
+/// A manifest whose signatures and content verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedManifest {
-    /// The bundle's identity: SHA-256 of the JWS payload, the bytes the signature covers.
+    /// The bundle's identity: SHA-256 of the JWS payload, the bytes every signature covers.
     pub id: BundleId,
-    /// The authority that signed it (its wallet id; the network id).
+    /// The authority that made it (`iss`; one of its signers).
     pub issuer: String,
+    /// The distinct keys whose signatures verified, by wallet id, sorted: members of the set
+    /// in force, and keys that a rotation adds.
+    pub signers: Vec<String>,
     /// When it was signed (Unix seconds); token time rules are checked at this time.
     pub issued_at: u64,
     /// Its place in the sequence, from 1.
@@ -51,16 +60,42 @@ pub struct VerifiedManifest {
     pub parent: Option<BundleId>,
     /// The bundle's files by name.
     pub files: BTreeMap<String, FileDigest>,
+    /// Its `aud`, the network id; absent only on first-version manifests.
+    pub audience: Option<String>,
+    /// The authority set it puts in force from the next bundle (a rotation).
+    pub authority_set: Option<AuthoritySet>,
+    /// The canonical text of the set its signatures were counted against.
+    pub verified_against: String,
+}
+
+/// What a manifest claims besides its signer and time.
+#[derive(Debug, Clone, Copy)]
+pub struct ManifestContent<'a> {
+    /// Its `seq`.
+    pub seq: u64,
+    /// Its parent's identity (absent at seq 1).
+    pub parent: Option<BundleId>,
+    /// Its files.
+    pub files: &'a BTreeMap<String, FileDigest>,
+    /// The network id (`aud`).
+    pub network: &'a str,
+    /// A rotation: the set in force from the next bundle.
+    pub authority_set: Option<&'a AuthoritySet>,
+    /// `iat`, Unix seconds.
+    pub now: u64,
 }
 
 #[derive(Serialize)]
 struct ManifestClaims<'a> {
     iss: String,
+    aud: &'a str,
     iat: u64,
     seq: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     parent: Option<BundleId>,
     files: &'a BTreeMap<String, FileDigest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authority_set: Option<Value>,
 }
 
 fn invalid(claim: impl Into<String>, reason: impl Into<String>) -> VerifyError {
@@ -78,18 +113,63 @@ pub fn module_hash(name: &str) -> Option<Hash32> {
     hex.parse().ok()
 }
 
-/// Signs a manifest by the authority `wallet`. `files` must name exactly [`BUNDLE_FILES`]
-/// and any number (up to [`MAX_MODULES`]) of [`module_file`]s.
+/// Signs a manifest with every wallet of `signers` (the first is its `iss`): compact for one
+/// signature, the general JSON serialization for several. `files` must name exactly
+/// [`BUNDLE_FILES`] and any number (up to [`MAX_MODULES`]) of [`module_file`]s.
 pub fn sign_manifest(
-    wallet: &Wallet,
-    seq: u64,
-    parent: Option<BundleId>,
-    files: &BTreeMap<String, FileDigest>,
-    now: u64,
+    signers: &[&Wallet],
+    content: &ManifestContent<'_>,
 ) -> Result<String, IssueError> {
-    check_shape(seq, parent, files)?;
-    let claims = ManifestClaims { iss: wallet.id().to_string(), iat: now, seq, parent, files };
-    sign(&Signer::Wallet(wallet), Kind::Manifest, &claims)
+    let Some(first) = signers.first() else {
+        return Err(IssueError::Signing("a manifest needs at least one signer".into()));
+    };
+    check_shape(content.seq, content.parent, content.files)?;
+    let claims = ManifestClaims {
+        iss: first.id().to_string(),
+        aud: content.network,
+        iat: content.now,
+        seq: content.seq,
+        parent: content.parent,
+        files: content.files,
+        authority_set: content.authority_set.map(AuthoritySet::to_json),
+    };
+    let payload = encode_payload(&claims)?;
+    let mut signatures = Vec::with_capacity(signers.len());
+    for (i, wallet) in signers.iter().enumerate() {
+        if signers[..i].iter().any(|w| w.id() == wallet.id()) {
+            return Err(IssueError::Signing(format!("{} is given twice as a signer", wallet.id())));
+        }
+        signatures.push(sign_payload(wallet, Kind::Manifest, &payload)?);
+    }
+    finish(write(&payload, &signatures))
+}
+
+/// Adds `wallet`'s signature to a manifest (any serialization), written as general JSON. The
+/// payload, and so the bundle's identity, is unchanged. Refused when `wallet` already signed.
+pub fn add_manifest_signature(manifest: &str, wallet: &Wallet) -> Result<String, IssueError> {
+    let split = split(manifest, MAX_MANIFEST_LEN)?;
+    let mut signatures = Vec::with_capacity(split.compact.len() + 1);
+    for token in &split.compact {
+        let decoded = Decoded::parse(token)?;
+        if decoded.kid.as_deref() == Some(wallet.id().as_str()) {
+            return Err(IssueError::Signing(format!("{} has already signed it", wallet.id())));
+        }
+        let mut parts = token.split('.');
+        let (Some(protected), _, Some(signature)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(VerifyError::Malformed("not a JWS".into()).into());
+        };
+        signatures.push((protected.to_owned(), signature.to_owned()));
+    }
+    signatures.push(sign_payload(wallet, Kind::Manifest, &split.payload)?);
+    finish(write(&split.payload, &signatures))
+}
+
+fn finish(text: String) -> Result<String, IssueError> {
+    if text.len() > MAX_MANIFEST_LEN {
+        return Err(IssueError::TooLarge { size: text.len(), max: MAX_MANIFEST_LEN });
+    }
+    Ok(text)
 }
 
 fn check_shape(
@@ -182,17 +262,145 @@ fn parse_files(claims: &Map<String, Value>) -> Result<BTreeMap<String, FileDiges
     Ok(out)
 }
 
-/// Verifies a manifest: strict parsing, the `manifest` kind, a trusted authority's signature
-/// with its key's algorithm (HS256 refused), `iat` present, `seq`/`parent` consistent, and
-/// `files` listing exactly the bundle's two files with sane sizes and hashes.
-pub fn verify_manifest(token: &str, trust: &TrustStore) -> Result<VerifiedManifest> {
-    let decoded = Decoded::parse(token)?;
-    let kind = Kind::resolve(decoded.typ.as_deref(), &decoded.claims)?;
-    if kind != Kind::Manifest {
-        return Err(VerifyError::WrongKind { found: kind, expected: "a bundle manifest".into() });
+/// What a manifest says of itself, read without checking its signatures: for tools that
+/// handle their own bundles (`bundle create --after`, `bundle sign`), never for trust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestPeek {
+    /// The bundle's identity.
+    pub id: BundleId,
+    /// Its `seq`.
+    pub seq: u64,
+    /// Its `iat`.
+    pub issued_at: u64,
+    /// Its `iss`.
+    pub issuer: String,
+    /// Its `aud`, when present.
+    pub audience: Option<String>,
+    /// The `kid` of each signature, in order.
+    pub signers: Vec<String>,
+}
+
+/// Reads a manifest's claims and signers without checking the signatures.
+pub fn peek_manifest(text: &str) -> Result<ManifestPeek> {
+    let split = split(text, MAX_MANIFEST_LEN)?;
+    let decoded = split.compact.iter().map(|t| Decoded::parse(t)).collect::<Result<Vec<_>>>()?;
+    let claims = &decoded[0].claims;
+    let text_claim = |name: &'static str| match claims.get(name) {
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        None => Ok(None),
+        Some(_) => Err(invalid(name, "not a string")),
+    };
+    Ok(ManifestPeek {
+        id: BundleId::of_payload(&decoded[0].payload),
+        seq: claims.get("seq").and_then(Value::as_u64).ok_or(VerifyError::MissingClaim("seq"))?,
+        issued_at: numeric_date(claims, "iat")?.ok_or(VerifyError::MissingClaim("iat"))?,
+        issuer: text_claim("iss")?.ok_or(VerifyError::MissingClaim("iss"))?,
+        audience: text_claim("aud")?,
+        signers: decoded.iter().filter_map(|d| d.kid.clone()).collect(),
+    })
+}
+
+/// Verifies a manifest of network `network` against `set`, the authority set in force before
+/// its bundle: strict parsing of any serialization (compact, general or flattened JSON); for
+/// every signature the manifest `typ`, a protected header naming its signer (`kid`, required
+/// for JSON), a key of the set (or one a rotation in it adds) with that key's algorithm, no
+/// signer twice; at least `set.threshold()` distinct members; every key a rotation adds among
+/// the signers; `iss` one of the signers; `aud` the network (absent only on manifests of a
+/// first-version network of one key); `iat`; `seq`/`parent` consistent; and `files` listing
+/// exactly the bundle's files with sane sizes and hashes.
+pub fn verify_manifest(text: &str, network: &str, set: &AuthoritySet) -> Result<VerifiedManifest> {
+    let split = split(text, MAX_MANIFEST_LEN)?;
+    let json = split.form != Serialization::Compact;
+    let decoded = split.compact.iter().map(|t| Decoded::parse(t)).collect::<Result<Vec<_>>>()?;
+    let first = &decoded[0];
+    let claims = &first.claims;
+    // Every signature shares the payload; its kind is the claims' kind, named by each header.
+    for d in &decoded {
+        let kind = Kind::resolve(d.typ.as_deref(), &d.claims)?;
+        if kind != Kind::Manifest {
+            return Err(VerifyError::WrongKind {
+                found: kind,
+                expected: "a bundle manifest".into(),
+            });
+        }
+        if d.alg.eq_ignore_ascii_case("HS256") {
+            return Err(VerifyError::Hs256NotAllowed(Kind::Manifest));
+        }
+        if json && d.typ.as_deref() != Some(Kind::Manifest.typ()) {
+            return Err(VerifyError::Malformed(format!(
+                "every signature of a JSON manifest has typ '{}' in its protected header",
+                Kind::Manifest.typ()
+            )));
+        }
+        if json && d.kid.is_none() {
+            return Err(VerifyError::Malformed(
+                "every signature of a JSON manifest names its signer with 'kid'".into(),
+            ));
+        }
     }
-    let (issuer, _alg) = trust.authenticate(&decoded, kind)?;
-    let claims = &decoded.claims;
+    let rotation = match claims.get("authority_set") {
+        None => None,
+        Some(v) => {
+            Some(AuthoritySet::from_json(v).map_err(|e| invalid("authority_set", e.to_string()))?)
+        }
+    };
+    let added: Vec<(&WalletId, &PublicKey)> = rotation
+        .iter()
+        .flat_map(AuthoritySet::members)
+        .filter(|(id, _)| !set.contains(id.as_str()))
+        .collect();
+    let mut pool = set.trust();
+    for (_, key) in &added {
+        pool.add((*key).clone());
+    }
+    let mut signers: Vec<String> = Vec::with_capacity(decoded.len());
+    for d in &decoded {
+        let signer = d.kid.as_deref().or_else(|| claims.get("iss").and_then(Value::as_str));
+        if let Some(s) = signer
+            && pool.get_str(s).is_none()
+        {
+            return Err(VerifyError::NotAMember(shorten(s)));
+        }
+        let (signer, _alg) = pool.authenticate_signature(d, Kind::Manifest, !json)?;
+        if signers.contains(&signer) {
+            return Err(VerifyError::DuplicateSigner(shorten(&signer)));
+        }
+        signers.push(signer);
+    }
+    let issuer = match claims.get("iss") {
+        Some(Value::String(s)) if signers.contains(s) => s.clone(),
+        Some(Value::String(s)) => {
+            return Err(invalid("iss", format!("{} is not one of the signers", shorten(s))));
+        }
+        Some(_) => return Err(invalid("iss", "not a string")),
+        None => return Err(VerifyError::MissingClaim("iss")),
+    };
+    let members = signers.iter().filter(|s| set.contains(s)).count();
+    if members < set.threshold() {
+        return Err(VerifyError::ThresholdNotMet {
+            have: members,
+            need: set.threshold(),
+            of: set.len(),
+        });
+    }
+    if let Some((id, _)) = added.iter().find(|(id, _)| !signers.iter().any(|s| s == id.as_str())) {
+        return Err(invalid(
+            "authority_set",
+            format!("adds key {id}, which has not signed the manifest"),
+        ));
+    }
+    let audience = match claims.get("aud") {
+        Some(Value::String(aud)) if aud == network => Some(aud.clone()),
+        Some(Value::String(aud)) => {
+            return Err(VerifyError::ManifestAudience {
+                aud: shorten(aud),
+                network: shorten(network),
+            });
+        }
+        Some(_) => return Err(invalid("aud", "not a string")),
+        None if set.sole_member().is_some_and(|m| m.as_str() == network) => None,
+        None => return Err(VerifyError::MissingClaim("aud")),
+    };
     let issued_at = numeric_date(claims, "iat")?.ok_or(VerifyError::MissingClaim("iat"))?;
     let seq = match claims.get("seq") {
         None => return Err(VerifyError::MissingClaim("seq")),
@@ -207,8 +415,20 @@ pub fn verify_manifest(token: &str, trust: &TrustStore) -> Result<VerifiedManife
     };
     let files = parse_files(claims)?;
     check_shape(seq, parent, &files)?;
-    let id = BundleId::of_payload(&decoded.payload);
-    Ok(VerifiedManifest { id, issuer, issued_at, seq, parent, files })
+    let id = BundleId::of_payload(&first.payload);
+    signers.sort();
+    Ok(VerifiedManifest {
+        id,
+        issuer,
+        signers,
+        issued_at,
+        seq,
+        parent,
+        files,
+        audience,
+        authority_set: rotation,
+        verified_against: set.canonical(),
+    })
 }
 
 #[cfg(test)]
@@ -224,32 +444,125 @@ mod tests {
             .collect()
     }
 
+    fn content<'a>(
+        files: &'a BTreeMap<String, FileDigest>,
+        network: &'a str,
+        seq: u64,
+        parent: Option<BundleId>,
+        now: u64,
+    ) -> ManifestContent<'a> {
+        ManifestContent { seq, parent, files, network, authority_set: None, now }
+    }
+
     #[test]
     fn manifest_round_trip_and_sequence_rules() {
         let w = Wallet::generate(Algorithm::Ed25519).unwrap();
-        let trust = TrustStore::with_keys([w.public_key()]);
-        let m1 = sign_manifest(&w, 1, None, &files(), 1_000).unwrap();
-        let v = verify_manifest(&m1, &trust).unwrap();
+        let set = AuthoritySet::single(w.public_key().clone());
+        let net = w.id().to_string();
+        let f = files();
+        let m1 = sign_manifest(&[&w], &content(&f, &net, 1, None, 1_000)).unwrap();
+        let v = verify_manifest(&m1, &net, &set).unwrap();
         assert_eq!((v.seq, v.parent, v.issued_at), (1, None, 1_000));
         assert_eq!(v.issuer, w.id().to_string());
+        assert_eq!(v.signers, vec![w.id().to_string()]);
         assert_eq!(v.files, files());
         // The identity is the hash of the signed payload, not of the token's text.
         let payload = m1.split('.').nth(1).unwrap();
         let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
         assert_eq!(v.id, BundleId::of_payload(&payload));
         let parent = v.id;
-        let m2 = sign_manifest(&w, 2, Some(parent), &files(), 2_000).unwrap();
-        assert_eq!(verify_manifest(&m2, &trust).unwrap().parent, Some(parent));
-        assert!(sign_manifest(&w, 2, None, &files(), 0).is_err(), "seq 2 needs a parent");
-        assert!(sign_manifest(&w, 1, Some(parent), &files(), 0).is_err(), "seq 1 has none");
-        assert!(sign_manifest(&w, 0, None, &files(), 0).is_err());
+        let m2 = sign_manifest(&[&w], &content(&f, &net, 2, Some(parent), 2_000)).unwrap();
+        assert_eq!(verify_manifest(&m2, &net, &set).unwrap().parent, Some(parent));
+        assert!(
+            sign_manifest(&[&w], &content(&f, &net, 2, None, 0)).is_err(),
+            "seq 2 needs a parent"
+        );
+        assert!(
+            sign_manifest(&[&w], &content(&f, &net, 1, Some(parent), 0)).is_err(),
+            "seq 1 has none"
+        );
+        assert!(sign_manifest(&[&w], &content(&f, &net, 0, None, 0)).is_err());
         let mut extra = files();
         extra.insert("evil.sh".into(), FileDigest { size: 1, sha256: Hash32::default() });
-        assert!(sign_manifest(&w, 1, None, &extra, 0).is_err());
+        assert!(sign_manifest(&[&w], &content(&extra, &net, 1, None, 0)).is_err());
         let mut huge = files();
         huge.get_mut("contracts.jsonl").unwrap().size = MAX_BUNDLE_FILE + 1;
-        assert!(sign_manifest(&w, 1, None, &huge, 0).is_err());
-        let err = verify_manifest(&m1, &TrustStore::new()).unwrap_err();
-        assert!(matches!(err, VerifyError::UnknownKid(_)), "{err}");
+        assert!(sign_manifest(&[&w], &content(&huge, &net, 1, None, 0)).is_err());
+        let other = AuthoritySet::single(
+            Wallet::generate(Algorithm::Ed25519).unwrap().public_key().clone(),
+        );
+        let err = verify_manifest(&m1, &net, &other).unwrap_err();
+        assert!(matches!(err, VerifyError::NotAMember(_)), "{err}");
+        let err = verify_manifest(&m1, "another-network", &set).unwrap_err();
+        assert!(matches!(err, VerifyError::ManifestAudience { .. }), "{err}");
+    }
+
+    #[test]
+    fn threshold_signatures_and_added_signatures_keep_the_identity() {
+        let w: Vec<Wallet> =
+            (0..4).map(|_| Wallet::generate(Algorithm::Ed25519).unwrap()).collect();
+        let set =
+            AuthoritySet::new(w[..3].iter().map(|w| w.public_key().clone()).collect(), 2).unwrap();
+        let net = set.network_id();
+        let f = files();
+        let one = sign_manifest(&[&w[0]], &content(&f, &net, 1, None, 5)).unwrap();
+        let err = verify_manifest(&one, &net, &set).unwrap_err();
+        assert!(matches!(err, VerifyError::ThresholdNotMet { have: 1, need: 2, of: 3 }), "{err}");
+        let two = add_manifest_signature(&one, &w[1]).unwrap();
+        assert!(two.starts_with('{') && !two.contains('\n'));
+        let v = verify_manifest(&two, &net, &set).unwrap();
+        assert_eq!(
+            v.id,
+            verify_manifest(
+                &sign_manifest(&[&w[0], &w[1]], &content(&f, &net, 1, None, 5)).unwrap(),
+                &net,
+                &set
+            )
+            .unwrap()
+            .id
+        );
+        assert_eq!(v.signers.len(), 2);
+        assert!(add_manifest_signature(&two, &w[1]).is_err(), "a signer twice");
+        let outsider = add_manifest_signature(&one, &w[3]).unwrap();
+        let err = verify_manifest(&outsider, &net, &set).unwrap_err();
+        assert!(matches!(err, VerifyError::NotAMember(_)), "{err}");
+        // The same signature twice, written by hand.
+        let mut dup: Value = serde_json::from_str(&two).unwrap();
+        let first = dup["signatures"][0].clone();
+        dup["signatures"][1] = first;
+        let err = verify_manifest(&dup.to_string(), &net, &set).unwrap_err();
+        assert!(matches!(err, VerifyError::DuplicateSigner(_)), "{err}");
+        // An unprotected header is refused.
+        let mut unprotected: Value = serde_json::from_str(&two).unwrap();
+        unprotected["signatures"][0]["header"] = serde_json::json!({"kid": "x"});
+        let err = verify_manifest(&unprotected.to_string(), &net, &set).unwrap_err();
+        assert!(err.to_string().contains("unprotected"), "{err}");
+        // Flattened JSON of one signature is accepted as input.
+        let parts: Vec<&str> = one.split('.').collect();
+        let flat =
+            serde_json::json!({"protected": parts[0], "payload": parts[1], "signature": parts[2]});
+        let three = add_manifest_signature(&flat.to_string(), &w[2]).unwrap();
+        assert_eq!(verify_manifest(&three, &net, &set).unwrap().id, v.id);
+    }
+
+    #[test]
+    fn rotation_needs_the_old_threshold_and_every_added_key() {
+        let w: Vec<Wallet> =
+            (0..4).map(|_| Wallet::generate(Algorithm::Ed25519).unwrap()).collect();
+        let key = |i: usize| w[i].public_key().clone();
+        let old = AuthoritySet::new(vec![key(0), key(1), key(2)], 2).unwrap();
+        let new = AuthoritySet::new(vec![key(1), key(2), key(3)], 2).unwrap();
+        let net = old.network_id();
+        let f = files();
+        let rotate = ManifestContent { authority_set: Some(&new), ..content(&f, &net, 1, None, 5) };
+        let ok = sign_manifest(&[&w[0], &w[1], &w[3]], &rotate).unwrap();
+        assert_eq!(verify_manifest(&ok, &net, &old).unwrap().authority_set, Some(new.clone()));
+        let err = verify_manifest(&sign_manifest(&[&w[0], &w[1]], &rotate).unwrap(), &net, &old)
+            .unwrap_err();
+        assert!(err.to_string().contains("has not signed"), "{err}");
+        // The added key does not count towards the old threshold.
+        let err = verify_manifest(&sign_manifest(&[&w[0], &w[3]], &rotate).unwrap(), &net, &old)
+            .unwrap_err();
+        assert!(matches!(err, VerifyError::ThresholdNotMet { have: 1, .. }), "{err}");
     }
 }

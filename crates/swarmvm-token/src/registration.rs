@@ -18,6 +18,10 @@ use crate::trust::TrustStore;
 pub const DEFAULT_TTL_SECS: u64 = 30 * 24 * 3600;
 /// Longest lifetime a token may be issued with: 10 years.
 pub const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+/// Most wallets or actions one token may revoke or withdraw.
+pub const MAX_REVOCATIONS: usize = 256;
+/// Longest `jti` accepted.
+pub const MAX_JTI_LEN: usize = 128;
 /// Most operations one token may register.
 pub const MAX_OPERATIONS: usize = 256;
 /// Longest action or handler name.
@@ -36,11 +40,25 @@ pub struct Registration {
     pub validity: Validity,
     /// Its `jti`, when present.
     pub jti: Option<String>,
+    /// SHA-256 of its payload (what its signature covers).
+    pub digest: Hash32,
     /// What it registers.
     pub body: RegistrationBody,
+    /// What it takes back: wallet ids (`revoke`, wallets tokens) or action names (`withdraw`,
+    /// operations tokens), applied after its registrations.
+    pub revocations: Vec<String>,
 }
 
 impl Registration {
+    /// The key under which the state remembers that it was applied: its `jti`, or
+    /// `sha256:HEX` of its payload when it has none.
+    pub fn replay_key(&self) -> String {
+        match &self.jti {
+            Some(jti) => jti.clone(),
+            None => format!("sha256:{}", self.digest.to_hex()),
+        }
+    }
+
     /// The kind: operations or wallets.
     pub fn kind(&self) -> Kind {
         match self.body {
@@ -146,11 +164,15 @@ struct RegistrationClaims<'a, T: Serialize> {
 #[derive(Serialize)]
 struct OperationsBody<'a> {
     operations: &'a BTreeMap<String, Operation>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    withdraw: &'a [String],
 }
 
 #[derive(Serialize)]
-struct WalletsBody {
+struct WalletsBody<'a> {
     wallets: Vec<Value>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    revoke: &'a [String],
 }
 
 fn claims<'a, T: Serialize>(
@@ -179,9 +201,24 @@ pub fn issue_operations(
     handlers: &[&str],
     time: IssueTime,
 ) -> Result<String, IssueError> {
-    check_operations(operations, handlers)?;
+    issue_operations_withdrawing(signer, operations, &[], handlers, time)
+}
+
+/// [`issue_operations`] that also withdraws the actions `withdraw` (`withdraw` claim): from
+/// the bundle that applies it, contracts using them are rejected. `operations` may then be
+/// empty.
+pub fn issue_operations_withdrawing(
+    signer: &Signer<'_>,
+    operations: &BTreeMap<String, Operation>,
+    withdraw: &[String],
+    handlers: &[&str],
+    time: IssueTime,
+) -> Result<String, IssueError> {
+    check_operations(operations, handlers, !withdraw.is_empty())?;
+    check_withdraw(withdraw, operations)?;
     let issuer = signer.issuer();
-    sign(signer, Kind::Operations, &claims(&issuer, time, OperationsBody { operations })?)
+    let body = OperationsBody { operations, withdraw };
+    sign(signer, Kind::Operations, &claims(&issuer, time, body)?)
 }
 
 /// Issues a `wallets` token listing public keys with their labels.
@@ -190,13 +227,26 @@ pub fn issue_wallets(
     wallets: &[WalletEntry],
     time: IssueTime,
 ) -> Result<String, IssueError> {
-    check_wallets(wallets)?;
+    issue_wallets_revoking(signer, wallets, &[], time)
+}
+
+/// [`issue_wallets`] that also revokes the wallets `revoke` (ids; `revoke` claim): from the
+/// bundle that applies it, their contracts are rejected, for good. `wallets` may then be
+/// empty.
+pub fn issue_wallets_revoking(
+    signer: &Signer<'_>,
+    wallets: &[WalletEntry],
+    revoke: &[String],
+    time: IssueTime,
+) -> Result<String, IssueError> {
+    check_wallets(wallets, !revoke.is_empty())?;
+    check_revoke(revoke, wallets)?;
     let wallets = wallets
         .iter()
         .map(|w| serde_json::json!({"label": w.label, "jwk": w.key.to_jwk()}))
         .collect();
     let issuer = signer.issuer();
-    sign(signer, Kind::Wallets, &claims(&issuer, time, WalletsBody { wallets })?)
+    sign(signer, Kind::Wallets, &claims(&issuer, time, WalletsBody { wallets, revoke })?)
 }
 
 /// Verifies a registration token of either kind: strict parsing, trusted signer with the
@@ -220,22 +270,44 @@ pub fn verify_registration(
     let validity = check_times(&decoded.claims, time, Some(MAX_TTL_SECS))?;
     let jti = match decoded.claims.get("jti") {
         None => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(invalid("jti", "not a string")),
+        Some(Value::String(s))
+            if !s.is_empty()
+                && s.len() <= MAX_JTI_LEN
+                && s.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            Some(s.clone())
+        }
+        Some(_) => {
+            return Err(invalid(
+                "jti",
+                format!("not a string of 1 to {MAX_JTI_LEN} printable ascii characters"),
+            ));
+        }
     };
-    let body = match kind {
+    let (body, revocations) = match kind {
         Kind::Operations => {
+            if decoded.claims.contains_key("revoke") {
+                return Err(invalid("revoke", "belongs in a wallets token"));
+            }
             let ops = parse_operations(&decoded.claims)?;
-            check_operations(&ops, handlers)?;
-            RegistrationBody::Operations(ops)
+            let withdraw = parse_names(&decoded.claims, "withdraw")?;
+            check_operations(&ops, handlers, !withdraw.is_empty())?;
+            check_withdraw(&withdraw, &ops)?;
+            (RegistrationBody::Operations(ops), withdraw)
         }
         _ => {
+            if decoded.claims.contains_key("withdraw") {
+                return Err(invalid("withdraw", "belongs in an operations token"));
+            }
             let wallets = parse_wallets(&decoded.claims)?;
-            check_wallets(&wallets)?;
-            RegistrationBody::Wallets(wallets)
+            let revoke = parse_names(&decoded.claims, "revoke")?;
+            check_wallets(&wallets, !revoke.is_empty())?;
+            check_revoke(&revoke, &wallets)?;
+            (RegistrationBody::Wallets(wallets), revoke)
         }
     };
-    Ok(Registration { issuer, algorithm, validity, jti, body })
+    let digest = Hash32::digest(&decoded.payload);
+    Ok(Registration { issuer, algorithm, validity, jti, digest, body, revocations })
 }
 
 fn invalid(claim: impl Into<String>, reason: impl Into<String>) -> VerifyError {
@@ -281,8 +353,77 @@ fn parse_operation(action: &str, op: &Value) -> Result<Operation> {
     }
 }
 
-fn check_operations(ops: &BTreeMap<String, Operation>, handlers: &[&str]) -> Result<()> {
-    if ops.is_empty() || ops.len() > MAX_OPERATIONS {
+/// A list of strings under `claim` (absent: empty).
+fn parse_names(claims: &Map<String, Value>, claim: &str) -> Result<Vec<String>> {
+    match claims.get(claim) {
+        None => Ok(Vec::new()),
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s.clone()),
+                _ => Err(invalid(claim, "not a list of strings")),
+            })
+            .collect(),
+        Some(_) => Err(invalid(claim, "not a list of strings")),
+    }
+}
+
+fn check_withdraw(withdraw: &[String], ops: &BTreeMap<String, Operation>) -> Result<()> {
+    if withdraw.len() > MAX_REVOCATIONS {
+        return Err(invalid("withdraw", format!("at most {MAX_REVOCATIONS} actions")));
+    }
+    let mut seen = BTreeSet::new();
+    for action in withdraw {
+        if !is_name(action) {
+            return Err(invalid(
+                format!("withdraw.{}", shorten(action)),
+                format!("action names are 1 to {MAX_NAME_LEN} of A-Z a-z 0-9 _ - ."),
+            ));
+        }
+        if ops.contains_key(action) {
+            return Err(invalid(
+                format!("withdraw.{}", shorten(action)),
+                "is also registered by this token",
+            ));
+        }
+        if !seen.insert(action) {
+            return Err(invalid(format!("withdraw.{}", shorten(action)), "is listed twice"));
+        }
+    }
+    Ok(())
+}
+
+fn check_revoke(revoke: &[String], wallets: &[WalletEntry]) -> Result<()> {
+    if revoke.len() > MAX_REVOCATIONS {
+        return Err(invalid("revoke", format!("at most {MAX_REVOCATIONS} wallets")));
+    }
+    let mut seen = BTreeSet::new();
+    for id in revoke {
+        if id.parse::<swarmvm_wallet::WalletId>().is_err() {
+            return Err(invalid(
+                format!("revoke.{}", shorten(id)),
+                "is not a wallet id (43 base64url characters)",
+            ));
+        }
+        if wallets.iter().any(|w| w.key.id().as_str() == id) {
+            return Err(invalid(
+                format!("revoke.{}", shorten(id)),
+                "is also registered by this token",
+            ));
+        }
+        if !seen.insert(id) {
+            return Err(invalid(format!("revoke.{}", shorten(id)), "is listed twice"));
+        }
+    }
+    Ok(())
+}
+
+fn check_operations(
+    ops: &BTreeMap<String, Operation>,
+    handlers: &[&str],
+    withdraws: bool,
+) -> Result<()> {
+    if (ops.is_empty() && !withdraws) || ops.len() > MAX_OPERATIONS {
         return Err(invalid(
             "operations",
             format!("must register 1 to {MAX_OPERATIONS} operations, not {}", ops.len()),
@@ -357,9 +498,9 @@ fn parse_wallets(claims: &Map<String, Value>) -> Result<Vec<WalletEntry>> {
         .collect()
 }
 
-fn check_wallets(wallets: &[WalletEntry]) -> Result<()> {
-    if wallets.is_empty() {
-        return Err(invalid("wallets", "must register at least one wallet"));
+fn check_wallets(wallets: &[WalletEntry], revokes: bool) -> Result<()> {
+    if wallets.is_empty() && !revokes {
+        return Err(invalid("wallets", "must register at least one wallet (or revoke one)"));
     }
     let mut seen = BTreeSet::new();
     for (index, w) in wallets.iter().enumerate() {

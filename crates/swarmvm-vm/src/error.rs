@@ -129,6 +129,9 @@ pub enum Rejection {
     /// The signer is not a registered wallet.
     #[error("signer {0} is not a registered wallet")]
     UnregisteredSigner(String),
+    /// The signer's wallet was revoked by a wallets token.
+    #[error("signer {0} was revoked")]
+    RevokedSigner(String),
     /// The nonce does not increase (a replay, or out of order).
     #[error("nonce {got} is not above the signer's last nonce {last}")]
     StaleNonce {
@@ -155,6 +158,14 @@ pub enum Rejection {
     /// An action name that no operations token registered.
     #[error("action {index}: '{name}' is not a registered operation")]
     UnknownAction {
+        /// Its position.
+        index: usize,
+        /// The name.
+        name: String,
+    },
+    /// An action that an operations token withdrew.
+    #[error("action {index}: '{name}' was withdrawn")]
+    WithdrawnAction {
         /// Its position.
         index: usize,
         /// The name.
@@ -202,6 +213,15 @@ pub enum RegistrationError {
         /// The module's hash.
         module: String,
     },
+    /// A wallet registration for a revoked wallet: revocation is permanent.
+    #[error("wallet {0} was revoked and cannot be registered again")]
+    Revoked(String),
+    /// The state could not be read.
+    #[error(transparent)]
+    Storage(#[from] crate::access::StateError),
+    /// A registration token applied before (its `jti`).
+    #[error("registration token {0} was already applied; a token is applied once")]
+    Replayed(String),
     /// A name or label outside the allowed form.
     #[error("invalid {what} '{value}'")]
     Invalid {

@@ -58,7 +58,9 @@ pub use state::{
     entry_leaf,
 };
 pub use trie::{NodeStore, StoredNode, TrieChanges, TrieUpdate, build_sorted, root_of_sorted};
-pub use vm::{Contract, Machine, Outcome, Vm, nonce_of};
+pub use vm::{
+    AUTHORITY_SET_ID, Contract, Machine, Outcome, Vm, nonce_of, revoked_id, withdrawn_id,
+};
 pub use wasm::{Block, Call, ModuleRunner, ModuleSession, WasmState};
 
 /// Names of the handlers in the built-in catalogue, the only names an `operations` token may

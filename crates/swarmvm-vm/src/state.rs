@@ -38,11 +38,19 @@ pub enum Table {
     /// WebAssembly operations' own entries, keyed `action/hex(key)`: each action has its
     /// namespace of byte keys and byte values.
     Wasm = 10,
+    /// The authority set in force, under the id `set`, when it is not the one key a
+    /// first-version network is named after.
+    Authority = 11,
+    /// Revoked wallets (`wallet/ID`) and withdrawn actions (`action/NAME`).
+    Revocation = 12,
+    /// Applied registration tokens by `jti` (or `sha256:HEX` of the payload when a token has
+    /// none): a token is applied once.
+    Token = 13,
 }
 
 impl Table {
     /// Every table, in canonical order.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 13] = [
         Self::Operation,
         Self::Wallet,
         Self::Nonce,
@@ -53,6 +61,9 @@ impl Table {
         Self::Vote,
         Self::Nft,
         Self::Wasm,
+        Self::Authority,
+        Self::Revocation,
+        Self::Token,
     ];
 
     /// The one-byte tag in encodings.
@@ -83,6 +94,9 @@ impl Table {
             Self::Vote => "votes",
             Self::Nft => "nfts",
             Self::Wasm => "wasm",
+            Self::Authority => "authorities",
+            Self::Revocation => "revocations",
+            Self::Token => "tokens",
         }
     }
 
@@ -157,6 +171,16 @@ pub enum Record {
         /// The bytes (at most 64 KiB).
         value: Box<[u8]>,
     },
+    /// The authority set in force: its canonical JSON,
+    /// `{"authorities":[public JWKs by id],"threshold":K}`.
+    AuthoritySet {
+        /// The canonical JSON text.
+        set: CompactString,
+    },
+    /// A revoked wallet or a withdrawn action.
+    Revoked,
+    /// An applied registration token.
+    TokenUsed,
 }
 
 impl Record {
@@ -173,6 +197,9 @@ impl Record {
             Self::Vote => Table::Vote,
             Self::Nft { .. } => Table::Nft,
             Self::Data { .. } => Table::Wasm,
+            Self::AuthoritySet { .. } => Table::Authority,
+            Self::Revoked => Table::Revocation,
+            Self::TokenUsed => Table::Token,
         }
     }
 
@@ -197,7 +224,8 @@ impl Record {
                 put_str(out, name);
                 put_str(out, department);
             }
-            Self::Enrollment | Self::Vote => {}
+            Self::Enrollment | Self::Vote | Self::Revoked | Self::TokenUsed => {}
+            Self::AuthoritySet { set } => put_str(out, set),
             Self::Proposal { description, votes } => {
                 put_str(out, description);
                 out.extend_from_slice(&votes.to_le_bytes());
@@ -235,6 +263,9 @@ impl Record {
                 Self::Nft { name: r.string()?, metadata: r.string()?, owner: r.string()? }
             }
             Table::Wasm => Self::Data { value: r.bytes()?.into() },
+            Table::Authority => Self::AuthoritySet { set: r.string()? },
+            Table::Revocation => Self::Revoked,
+            Table::Token => Self::TokenUsed,
         };
         if !r.bytes.is_empty() {
             return Err(DecodeError("trailing bytes after the record"));

@@ -25,7 +25,7 @@ pub enum ViewError {
 
 /// The tables the whole-state JSON shows, by name. Enrollments and votes are shown inside
 /// their students and proposals.
-const SHOWN: [Table; 7] = [
+const SHOWN: [Table; 10] = [
     Table::Operation,
     Table::Wallet,
     Table::Nonce,
@@ -33,6 +33,9 @@ const SHOWN: [Table; 7] = [
     Table::Course,
     Table::Proposal,
     Table::Nft,
+    Table::Authority,
+    Table::Revocation,
+    Table::Token,
 ];
 
 /// Ids in `table` starting with `prefix/`, without the prefix (a student's courses, a
@@ -76,6 +79,8 @@ pub fn value_json(state: &dyn StateScan, id: &str, record: &Record) -> Result<Va
             let metadata: Value = serde_json::from_str(metadata).unwrap_or(Value::Null);
             json!({"name": name.as_str(), "owner": owner.as_str(), "metadata": metadata})
         }
+        Record::AuthoritySet { set } => serde_json::from_str(set).unwrap_or(Value::Null),
+        Record::Revoked | Record::TokenUsed => Value::Bool(true),
     })
 }
 
@@ -146,7 +151,9 @@ pub fn page(
 
 /// Writes the whole state as one JSON object — `operations`, `wallets`, `nonces`, `students`
 /// (each with its `courses`), `courses`, `proposals` (with `votes` and `voters`), `nfts`
-/// (with their `owner` and parsed `metadata`) and `wasm` (action → key → value, see
+/// (with their `owner` and parsed `metadata`), `authorities` (the set in force under `set`,
+/// once one is stored), `revocations` (`wallet/ID` and `action/NAME`: true), `tokens` (the
+/// applied registration tokens' `jti`: true) and `wasm` (action → key → value, see
 /// [`shown_bytes`]) — then the members of `extra`, reading the state entry by entry as it
 /// goes.
 pub fn write_state_json(

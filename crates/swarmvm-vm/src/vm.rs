@@ -115,6 +115,7 @@ impl Vm {
             });
         }
         state.put(action, Record::WasmOperation { module, fuel });
+        state.remove(Table::Revocation, &withdrawn_id(action));
         state.settle();
         Ok(())
     }
@@ -145,8 +146,62 @@ impl Vm {
             });
         }
         state.put(action, Record::Operation { handler: handler.into() });
+        state.remove(Table::Revocation, &withdrawn_id(action));
         state.settle();
         Ok(())
+    }
+
+    /// Withdraws `action`: contracts using it are rejected from now on (it may be registered
+    /// again later). Call only with the content of a verified `operations` token.
+    pub fn withdraw_action(
+        &self,
+        state: &mut Overlay<'_>,
+        action: &str,
+    ) -> Result<(), RegistrationError> {
+        if !is_id(action) {
+            return Err(RegistrationError::Invalid {
+                what: "action name",
+                value: crate::error::shown(action),
+            });
+        }
+        state.remove(Table::Operation, action);
+        state.put(&withdrawn_id(action), Record::Revoked);
+        state.settle();
+        Ok(())
+    }
+
+    /// Revokes wallet `id`, for good: its contracts are rejected from now on; what it did
+    /// before stays. Call only with the content of a verified `wallets` token.
+    pub fn revoke_wallet(
+        &self,
+        state: &mut Overlay<'_>,
+        id: &str,
+    ) -> Result<(), RegistrationError> {
+        if !is_id(id) {
+            return Err(RegistrationError::Invalid {
+                what: "wallet id",
+                value: crate::error::shown(id),
+            });
+        }
+        state.put(&revoked_id(id), Record::Revoked);
+        state.settle();
+        Ok(())
+    }
+
+    /// Remembers an applied registration token by `key` (its `jti`); refuses a key seen before.
+    pub fn use_token(&self, state: &mut Overlay<'_>, key: &str) -> Result<(), RegistrationError> {
+        if state.get(Table::Token, key)?.is_some() {
+            return Err(RegistrationError::Replayed(crate::error::shown(key)));
+        }
+        state.put(key, Record::TokenUsed);
+        state.settle();
+        Ok(())
+    }
+
+    /// Puts the authority set (its canonical JSON) in force.
+    pub fn set_authorities(&self, state: &mut Overlay<'_>, canonical: &str) {
+        state.put(AUTHORITY_SET_ID, Record::AuthoritySet { set: canonical.into() });
+        state.settle();
     }
 
     /// Registers a wallet. Call only with the content of a verified `wallets` token: `id` is
@@ -169,6 +224,9 @@ impl Vm {
                 what: "wallet label",
                 value: crate::error::shown(label),
             });
+        }
+        if state.get(Table::Revocation, &revoked_id(id))?.is_some() {
+            return Err(RegistrationError::Revoked(crate::error::shown(id)));
         }
         state.put(id, Record::Wallet { label: label.into(), key: key.into() });
         state.settle();
@@ -221,6 +279,9 @@ impl Vm {
         }
         if state.get(Table::Wallet, signer)?.is_none() {
             return Err(Rejection::UnregisteredSigner(crate::error::shown(signer)).into());
+        }
+        if state.get(Table::Revocation, &revoked_id(signer))?.is_some() {
+            return Err(Rejection::RevokedSigner(crate::error::shown(signer)).into());
         }
         let last = nonce_of(state, signer)?;
         if contract.nonce <= last {
@@ -303,7 +364,11 @@ impl Vm {
                 return Ok(Binding::Wasm { module, fuel });
             }
             _ => {
+                let withdrawn = state.get(Table::Revocation, &withdrawn_id(name))?.is_some();
                 let name = crate::error::shown(name);
+                if withdrawn {
+                    return Err(Rejection::WithdrawnAction { index, name }.into());
+                }
                 return Err(Rejection::UnknownAction { index, name }.into());
             }
         };
@@ -316,6 +381,19 @@ impl Vm {
             .into()
         })
     }
+}
+
+/// The id under which the authority set in force is stored ([`Table::Authority`]).
+pub const AUTHORITY_SET_ID: &str = "set";
+
+/// The revocation entry of a wallet.
+pub fn revoked_id(wallet: &str) -> String {
+    format!("wallet/{wallet}")
+}
+
+/// The revocation entry of a withdrawn action.
+pub fn withdrawn_id(action: &str) -> String {
+    format!("action/{action}")
 }
 
 /// An action's error as the contract's failure: a storage error stops the batch.

@@ -55,7 +55,7 @@ fn bundle(
     let body: String = contracts.iter().map(|c| format!("{c}\n")).collect();
     std::fs::write(d.join("contracts.jsonl"), body).unwrap();
     let options = CreateOptions { after, now: net.issued_at, force: true, ..Default::default() };
-    create_bundle(&d, &net.authority, &options).unwrap();
+    create_bundle(&d, &[&net.authority], &net.network, &options).unwrap();
 }
 
 /// A ledger in `dir/peer` with about `entries` students, built bundle by bundle with `node

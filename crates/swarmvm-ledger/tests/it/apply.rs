@@ -5,13 +5,13 @@ use redb::{Database, ReadableTable as _, TableDefinition};
 use swarmvm_bundle::{BatchError, verify_local};
 use swarmvm_ledger::{ApplyError, BatchReport, CheckError, Ledger, OpenError, check};
 use swarmvm_test_support::net::{TestNet, course, nft, student, vote};
-use swarmvm_token::TrustStore;
+use swarmvm_token::Network;
 use swarmvm_vm::{Record, Table, nonce_of};
 
 /// Verifies a local batch at the network's time against the ledger and commits it.
 fn local(
     ledger: &mut Ledger,
-    trust: &TrustStore,
+    trust: &Network,
     regs: &[String],
     contracts: &[String],
     time: u64,
@@ -41,7 +41,7 @@ fn registrations_and_contracts_apply_and_survive_reopening() {
     ];
     let root = {
         let mut ledger = Ledger::open(&path).unwrap();
-        let report = local(&mut ledger, &net.trust, &net.tokens, &contracts, at(&net)).unwrap();
+        let report = local(&mut ledger, &net.network, &net.tokens, &contracts, at(&net)).unwrap();
         assert_eq!(report.entry.registrations, 2);
         assert_eq!((report.entry.applied, report.entry.rejected), (5, 0));
         assert!(report.receipts.iter().all(|r| r.is_applied()));
@@ -76,7 +76,7 @@ fn rejected_contracts_leave_receipts_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut ledger = Ledger::open(&dir.path().join("l.redb")).unwrap();
     let first = [net.contract(0, 1, &[student("S001")])];
-    local(&mut ledger, &net.trust, &net.tokens, &first, at(&net)).unwrap();
+    local(&mut ledger, &net.network, &net.tokens, &first, at(&net)).unwrap();
     let root = ledger.snapshot().unwrap().state_root();
     let stranger = TestNet::new(1);
     let other_network =
@@ -90,7 +90,7 @@ fn rejected_contracts_leave_receipts_and_change_nothing() {
         other_network,                          // wrong network
         "not a token".to_owned(),
     ];
-    let report = local(&mut ledger, &TrustStore::new(), &[], &contracts, at(&net)).unwrap();
+    let report = local(&mut ledger, &net.network, &[], &contracts, at(&net)).unwrap();
     assert_eq!(report.entry.applied, 0);
     assert_eq!(report.state_root, root, "rejected contracts change nothing");
     let reasons: Vec<&str> = report.receipts.iter().map(|r| r.reason.as_deref().unwrap()).collect();
@@ -113,8 +113,7 @@ fn rejected_contracts_leave_receipts_and_change_nothing() {
     drop(snapshot);
     // Nonce 1 of peer 2 is still free, and works.
     let report =
-        local(&mut ledger, &TrustStore::new(), &[], &[net.contract(1, 1, &[course("C1")])], 0)
-            .unwrap();
+        local(&mut ledger, &net.network, &[], &[net.contract(1, 1, &[course("C1")])], 0).unwrap();
     assert_eq!(report.entry.applied, 1);
 }
 
@@ -126,11 +125,11 @@ fn a_bad_registration_token_refuses_the_whole_batch() {
     let mut tokens = net.tokens.clone();
     tokens[1].push('x');
     let snapshot = ledger.snapshot().unwrap();
-    let err = verify_local(&tokens, &[], &net.trust, &snapshot, at(&net)).unwrap_err();
+    let err = verify_local(&tokens, &[], &net.network, &snapshot, at(&net)).unwrap_err();
     assert!(matches!(err, BatchError::Registration { line: 2, .. }), "{err}");
     // Tokens checked at a time after they expired are refused too.
     let late = net.issued_at + 31 * 86_400;
-    let err = verify_local(&net.tokens, &[], &net.trust, &snapshot, late).unwrap_err();
+    let err = verify_local(&net.tokens, &[], &net.network, &snapshot, late).unwrap_err();
     assert!(
         matches!(
             err,
@@ -141,11 +140,12 @@ fn a_bad_registration_token_refuses_the_whole_batch() {
         ),
         "{err}"
     );
-    let err = verify_local(&net.tokens, &[], &TrustStore::new(), &snapshot, at(&net)).unwrap_err();
-    assert!(matches!(err, BatchError::Registration { .. }), "{err}");
+    let other = TestNet::new(1);
+    let err = verify_local(&net.tokens, &[], &other.network, &snapshot, at(&net)).unwrap_err();
+    assert!(matches!(err, BatchError::NotAMember { line: 1, .. }), "{err}");
     let contract = [net.contract(0, 1, &[student("S1")])];
-    let err = verify_local(&[], &contract, &net.trust, &snapshot, at(&net)).unwrap_err();
-    assert!(matches!(err, BatchError::NoNetwork), "{err}");
+    let err = swarmvm_bundle::verify_local_contracts(&contract, &snapshot, at(&net)).unwrap_err();
+    assert!(matches!(err, BatchError::NoRegistrations), "{err}");
     assert_eq!((snapshot.log_len(), snapshot.network()), (0, None), "nothing applied");
 }
 
@@ -154,13 +154,10 @@ fn a_ledger_belongs_to_one_network() {
     let (a, b) = (TestNet::new(1), TestNet::new(1));
     let dir = tempfile::tempdir().unwrap();
     let mut ledger = Ledger::open(&dir.path().join("l.redb")).unwrap();
-    local(&mut ledger, &a.trust, &a.tokens, &[], at(&a)).unwrap();
-    let mut both = TrustStore::new();
-    both.add(a.authority.public_key().clone());
-    both.add(b.authority.public_key().clone());
+    local(&mut ledger, &a.network, &a.tokens, &[], at(&a)).unwrap();
     let snapshot = ledger.snapshot().unwrap();
-    let err = verify_local(&b.tokens, &[], &both, &snapshot, at(&b)).unwrap_err();
-    assert!(matches!(err, BatchError::WrongNetwork { line: 1, .. }), "{err}");
+    let err = verify_local(&b.tokens, &[], &b.network, &snapshot, at(&b)).unwrap_err();
+    assert!(matches!(err, BatchError::OtherNetwork { .. }), "{err}");
 }
 
 #[test]
@@ -169,9 +166,9 @@ fn a_batch_verified_against_an_older_commit_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut ledger = Ledger::open(&dir.path().join("l.redb")).unwrap();
     let old = ledger.snapshot().unwrap();
-    let stale = verify_local(&net.tokens, &[], &net.trust, &old, at(&net)).unwrap();
+    let stale = verify_local(&net.tokens, &[], &net.network, &old, at(&net)).unwrap();
     drop(old);
-    local(&mut ledger, &net.trust, &net.tokens, &[], at(&net)).unwrap();
+    local(&mut ledger, &net.network, &net.tokens, &[], at(&net)).unwrap();
     let root = ledger.snapshot().unwrap().state_root();
     // Verified when the ledger was empty; it has a local batch now.
     let err = ledger.commit(&stale).unwrap_err();
@@ -188,7 +185,7 @@ fn filled(net: &TestNet, path: &std::path::Path) -> swarmvm_vm::Hash32 {
     let mut ledger = Ledger::open(path).unwrap();
     let contracts: Vec<String> =
         (0..20).map(|i| net.contract(0, i + 1, &[student(&format!("S{i:03}"))])).collect();
-    local(&mut ledger, &net.trust, &net.tokens, &contracts, at(net)).unwrap().state_root
+    local(&mut ledger, &net.network, &net.tokens, &contracts, at(net)).unwrap().state_root
 }
 
 #[test]

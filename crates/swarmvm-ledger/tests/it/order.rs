@@ -6,11 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
-use swarmvm_bundle::{BatchError, open_bundle, verify_bundle, verify_local};
+use swarmvm_bundle::{BatchError, verify_bundle, verify_local};
 use swarmvm_ledger::{Evidence, Ledger};
 use swarmvm_primitives::BundleId;
 use swarmvm_test_support::net::{TestNet, student};
-use swarmvm_token::{MANIFEST_FILE, sign_manifest};
+use swarmvm_token::MANIFEST_FILE;
 
 struct Chain<'n> {
     net: &'n TestNet,
@@ -21,9 +21,9 @@ struct Chain<'n> {
 impl Chain<'_> {
     /// Opens, verifies and commits the bundle in `dir`; a fork is recorded as evidence.
     fn apply(&mut self, dir: &Path) -> Result<(), BatchError> {
-        let opened = open_bundle(dir, &self.net.trust).unwrap();
+        let opened = self.net.open(dir).unwrap();
         let snapshot = self.ledger.snapshot().unwrap();
-        match verify_bundle(opened, &snapshot, &self.net.trust) {
+        match verify_bundle(opened, &snapshot, &self.net.network) {
             Ok(verified) => {
                 drop(snapshot);
                 self.ledger.commit(&verified).unwrap();
@@ -51,7 +51,7 @@ impl Chain<'_> {
         let verified = verify_local(
             &self.net.tokens,
             contracts,
-            &self.net.trust,
+            &self.net.network,
             &snapshot,
             self.net.issued_at,
         )?;
@@ -84,14 +84,14 @@ fn chain(net: &TestNet) -> Chain<'_> {
 }
 
 fn id_of(dir: &Path, net: &TestNet) -> BundleId {
-    open_bundle(dir, &net.trust).unwrap().id()
+    net.open(dir).unwrap().id()
 }
 
 /// Signs `dir`'s manifest again with another `iat`, keeping its files, seq and parent (what
 /// `bundle create` refuses to make when the iat is below the parent's).
 fn resign_at(dir: &Path, net: &TestNet, iat: u64) {
-    let m = open_bundle(dir, &net.trust).unwrap().manifest;
-    let jwt = sign_manifest(&net.authority, m.seq, m.parent, &m.files, iat).unwrap();
+    let m = net.open(dir).unwrap().manifest;
+    let jwt = net.manifest(m.seq, m.parent, &m.files, iat);
     std::fs::write(dir.join(MANIFEST_FILE), jwt).unwrap();
 }
 

@@ -177,7 +177,7 @@ async fn torrents_dropped_in_the_watched_folder_are_added() {
     std::fs::create_dir(&drop_dir).unwrap();
     let node = swarmvm_node::Node::start(swarmvm_node::NodeOptions {
         data_dir: a.dir.path().join("peer"),
-        trust: a.net.trust.clone(),
+        network: Some(a.net.network.clone()),
         swarm: swarmvm_swarm::SwarmOptions {
             peers: vec![a.seeder.listen_addr().unwrap()],
             ..swarmvm_swarm::SwarmOptions::loopback()

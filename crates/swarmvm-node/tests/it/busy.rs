@@ -37,7 +37,7 @@ async fn a_node_applying_a_large_bundle_answers_reads_and_keeps_uploading() {
     // A second peer that knows only the busy node fetches bundle 1 from it.
     let fetcher = Node::start(NodeOptions {
         data_dir: a.dir.path().join("fetcher"),
-        trust: a.net.trust.clone(),
+        network: Some(a.net.network.clone()),
         swarm: SwarmOptions {
             peers: vec![busy.listen_addr().unwrap()],
             ..SwarmOptions::loopback()

@@ -18,7 +18,7 @@ use swarmvm_swarm::{MagnetLink, TorrentFile};
 use swarmvm_test_support::bencode::{B, encode, file, s, torrent};
 use swarmvm_test_support::net::{TestNet, nft, student};
 use swarmvm_test_support::{ForgeKey, WEAK_ED25519, b64, ed25519_jwk, forge, forge_raw, sign_raw};
-use swarmvm_token::{FileDigest, Operation, TrustStore, sign_manifest};
+use swarmvm_token::{FileDigest, Network, Operation};
 use swarmvm_vm::Hash32;
 use swarmvm_wallet::Wallet;
 
@@ -84,10 +84,10 @@ impl World {
             modules: &module_files,
             ..Default::default()
         };
-        swarmvm_bundle::create_bundle(&first, &net.authority, &options).unwrap();
+        swarmvm_bundle::create_bundle(&first, &[&net.authority], &net.network, &options).unwrap();
         let mut ledger = Ledger::open(&dir.path().join("ledger.redb")).unwrap();
-        let bundle = open_bundle(&first, &net.trust).unwrap();
-        apply_opened(&mut ledger, bundle, &net.trust).unwrap();
+        let bundle = net.open(&first).unwrap();
+        apply_opened(&mut ledger, bundle, &net.network).unwrap();
         let last = first.clone();
         Self { dir, net, stranger, ledger, first, last, applied_contract, made: 0 }
     }
@@ -141,14 +141,12 @@ impl World {
         let lines = |l: &[String]| l.iter().map(|t| format!("{t}\n")).collect::<String>();
         std::fs::write(d.join("registration_tokens.txt"), lines(tokens)).unwrap();
         std::fs::write(d.join("contracts.jsonl"), lines(contracts)).unwrap();
-        let m = sign_manifest(
-            &self.net.authority,
+        let m = self.net.manifest(
             self.next_seq(),
             Some(self.last_id()),
             &digests(&d),
             self.net.issued_at,
-        )
-        .unwrap();
+        );
         std::fs::write(d.join("manifest.jwt"), m).unwrap();
         d
     }
@@ -162,10 +160,10 @@ impl World {
     /// A contract in a bundle, as a node gets it: a rejection receipt, or the case fails.
     fn contract(&mut self, token: String) -> Result<(), String> {
         let d = self.carrying(&[], &[token]);
-        let trust = self.net.trust.clone();
-        let bundle = open_bundle(&d, &trust).map_err(|e| one_line(&e))?;
-        let report =
-            apply_opened(&mut self.ledger, bundle, &trust).map_err(|e| one_line(&e))?.report;
+        let bundle = self.open(&d).map_err(|e| one_line(&e))?;
+        let report = apply_opened(&mut self.ledger, bundle, &self.net.network)
+            .map_err(|e| one_line(&e))?
+            .report;
         self.last = d;
         match &report.receipts[0] {
             r if r.is_applied() => Ok(()),
@@ -174,9 +172,12 @@ impl World {
     }
 
     /// A bundle folder through open + apply, as a node does.
-    fn bundle(&mut self, dir: &Path, trust: &TrustStore) -> Result<(), String> {
-        let bundle = open_bundle(dir, trust).map_err(|e| one_line(&e))?;
-        apply_opened(&mut self.ledger, bundle, trust).map_err(|e| one_line(&e))?;
+    fn bundle(&mut self, dir: &Path, network: &Network) -> Result<(), String> {
+        let snapshot = self.ledger.snapshot().unwrap();
+        let set = swarmvm_bundle::set_in_force(&snapshot, network).unwrap();
+        drop(snapshot);
+        let bundle = open_bundle(dir, network.id(), &set).map_err(|e| one_line(&e))?;
+        apply_opened(&mut self.ledger, bundle, network).map_err(|e| one_line(&e))?;
         self.last = dir.to_path_buf();
         Ok(())
     }
@@ -186,10 +187,20 @@ impl World {
         self.ledger.snapshot().unwrap().last_bundle().map_or(1, |b| b.seq + 1)
     }
 
-    /// A bundle folder through open + apply with the network's own trust store.
+    /// A bundle folder through open + apply for the ledger's network.
     fn bundle_trusted(&mut self, dir: &Path) -> Result<(), String> {
-        let trust = self.net.trust.clone();
-        self.bundle(dir, &trust)
+        let network = self.net.network.clone();
+        self.bundle(dir, &network)
+    }
+
+    /// Opens a bundle folder against the set in force.
+    fn open(
+        &self,
+        dir: &Path,
+    ) -> Result<swarmvm_bundle::OpenedBundle, swarmvm_bundle::BundleError> {
+        let snapshot = self.ledger.snapshot().unwrap();
+        let set = swarmvm_bundle::set_in_force(&snapshot, &self.net.network).unwrap();
+        open_bundle(dir, self.net.network.id(), &set)
     }
 
     /// A bundle folder `name` with empty files and a manifest over `claims` as given, signed
@@ -208,7 +219,7 @@ impl World {
 
     /// The identity of the last applied bundle.
     fn last_id(&self) -> swarmvm_primitives::BundleId {
-        open_bundle(&self.last, &self.net.trust).unwrap().id()
+        self.net.open(&self.last).unwrap().id()
     }
 
     /// Signs `dir`'s manifest again over its files as they are now, as a careless or
@@ -220,7 +231,7 @@ impl World {
         parent: Option<swarmvm_primitives::BundleId>,
         iat: u64,
     ) -> Result<(), String> {
-        let m = sign_manifest(&self.net.authority, seq, parent, &digests(dir), iat).unwrap();
+        let m = self.net.manifest(seq, parent, &digests(dir), iat);
         std::fs::write(dir.join("manifest.jwt"), m).unwrap();
         self.bundle_trusted(dir)
     }
@@ -390,10 +401,10 @@ const RULES: &[(&str, &str, &str)] = &[
     ("token", "hs256 keyed with the raw public key", "algorithm mismatch"),
     ("token", "es256 with r = s = 0 (psychic signature)", "algorithm mismatch"),
     ("token", "signed by a stranger under the authority's kid", "bad signature"),
-    ("token", "unknown kid", "unknown kid"),
-    ("token", "kid path traversal", "unknown kid"),
-    ("token", "kid sql injection", "unknown kid"),
-    ("token", "kid with a nul byte", "unknown kid"),
+    ("token", "unknown kid", "is not a member of the authority set"),
+    ("token", "kid path traversal", "is not a member of the authority set"),
+    ("token", "kid sql injection", "is not a member of the authority set"),
+    ("token", "kid with a nul byte", "is not a member of the authority set"),
     ("token", "embedded jwk of the attacker (CVE-2018-0114)", "header member 'jwk' refused"),
     ("token", "jku to an attacker's key set", "header member 'jku' refused"),
     ("token", "x5u to an attacker's certificate", "header member 'x5u'"),
@@ -460,7 +471,7 @@ const RULES: &[(&str, &str, &str)] = &[
     ("bundle", "a subfolder", "unexpected entry"),
     ("bundle", "a symlink in place of a file", "unexpected entry"),
     ("bundle", "no manifest", "bundle has no manifest.jwt"),
-    ("bundle", "a manifest signed by an untrusted key", "unknown kid"),
+    ("bundle", "a manifest signed by an untrusted key", "is not a member of the authority set"),
     ("bundle", "a manifest signed with hs256", "hs256 is refused"),
     ("bundle", "a manifest declaring a 1 TiB file", "is more than the 268435456 allowed"),
     ("bundle", "a manifest listing ../x", "must list exactly"),
@@ -470,11 +481,11 @@ const RULES: &[(&str, &str, &str)] = &[
     ("bundle", "a skipped seq", "is out of order"),
     ("bundle", "a wrong parent", "has parent"),
     ("bundle", "the applied bundle again (replay)", "is already applied"),
-    ("bundle", "a trusted authority of another network", "but this ledger belongs to network"),
+    ("bundle", "another network's authority", "is not a member of the authority set"),
     (
         "bundle",
-        "registrations signed by another trusted authority",
-        "but this ledger belongs to network",
+        "registrations signed by another network's authority",
+        "is not a member of the authority set in force",
     ),
     ("bundle", "tokens expired at the manifest's time", "token expired at"),
     (
@@ -1171,9 +1182,7 @@ fn bundles() -> Vec<Case> {
                     ForgeKey::Hmac(&[5u8; 32]),
                 ),
             );
-            let mut trust = w.net.trust.clone();
-            trust.set_hs256(swarmvm_token::Hs256Key::new(&[5u8; 32], "hs256").unwrap());
-            w.bundle(&d, &trust)
+            w.bundle_trusted(&d)
         }),
         case("bundle", "a manifest declaring a 1 TiB file", |w| {
             let mut files = empty_digests();
@@ -1213,30 +1222,19 @@ fn bundles() -> Vec<Case> {
             let first = w.first.clone();
             w.bundle_trusted(&first)
         }),
-        case("bundle", "a trusted authority of another network", |w| {
+        case("bundle", "another network's authority", |w| {
             let d = w.stranger.bundle(w.dir.path(), "foreign", true, &[], None);
-            let mut trust = w.net.trust.clone();
-            trust.add(w.stranger.authority.public_key().clone());
-            w.bundle(&d, &trust)
+            w.bundle_trusted(&d)
         }),
-        case("bundle", "registrations signed by another trusted authority", |w| {
+        case("bundle", "registrations signed by another network's authority", |w| {
             let d = w.next_bundle("mixed", &[]);
             std::fs::write(d.join("registration_tokens.txt"), w.stranger.tokens.join("\n"))
                 .unwrap();
             // Re-sign the manifest over the new file, as a careless or compromised bundle
             // maker could (`bundle create` itself would refuse these tokens).
-            let m = sign_manifest(
-                &w.net.authority,
-                w.next_seq(),
-                Some(w.last_id()),
-                &digests(&d),
-                w.net.issued_at,
-            )
-            .unwrap();
+            let m = w.net.manifest(w.next_seq(), Some(w.last_id()), &digests(&d), w.net.issued_at);
             std::fs::write(d.join("manifest.jwt"), m).unwrap();
-            let mut trust = w.net.trust.clone();
-            trust.add(w.stranger.authority.public_key().clone());
-            w.bundle(&d, &trust)
+            w.bundle_trusted(&d)
         }),
         case("bundle", "tokens expired at the manifest's time", |w| {
             let late = TestNet::at(1, w.net.issued_at - 40 * 86_400);
@@ -1244,12 +1242,12 @@ fn bundles() -> Vec<Case> {
             // Re-sign at a time the tokens are long expired.
             std::fs::write(
                 d.join("manifest.jwt"),
-                sign_manifest(&late.authority, 1, None, &digests(&d), w.net.issued_at).unwrap(),
+                late.manifest(1, None, &digests(&d), w.net.issued_at),
             )
             .unwrap();
             let mut ledger = Ledger::open(&w.dir.path().join("late.redb")).unwrap();
-            let b = open_bundle(&d, &late.trust).map_err(|e| one_line(&e))?;
-            apply_opened(&mut ledger, b, &late.trust).map(|_| ()).map_err(|e| one_line(&e))
+            let b = late.open(&d).map_err(|e| one_line(&e))?;
+            apply_opened(&mut ledger, b, &late.network).map(|_| ()).map_err(|e| one_line(&e))
         }),
         case("bundle", "manifest.jwt with a leading space (re-published copy)", |w| {
             let d = w.next_bundle("pad-56313", &[]);

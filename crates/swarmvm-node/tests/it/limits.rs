@@ -20,7 +20,7 @@ use crate::support::{Authority, LIMIT, add, is, wait_bundle};
 async fn node_with(a: &Authority, name: &str, options: NodeOptions) -> Node {
     Node::start(NodeOptions {
         data_dir: a.dir.path().join(name),
-        trust: a.net.trust.clone(),
+        network: Some(a.net.network.clone()),
         swarm: SwarmOptions {
             peers: vec![a.seeder.listen_addr().unwrap()],
             ..SwarmOptions::loopback()

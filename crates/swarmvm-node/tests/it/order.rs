@@ -1,6 +1,5 @@
 //! Bundles apply in order, exactly once; broken bundles never apply and the node says why.
 
-use swarmvm_bundle::open_bundle;
 use swarmvm_node::BundleState;
 use swarmvm_test_support::net::{course, nft, student, vote};
 
@@ -96,7 +95,7 @@ async fn broken_bundles_are_never_applied_and_the_node_says_why() {
             BundleState::Rejected,
             "contracts.jsonl does not match the manifest's sha-256",
         ),
-        (add(&node, &t_foreign), BundleState::Rejected, "manifest refused: unknown kid"),
+        (add(&node, &t_foreign), BundleState::Rejected, "is not a member of the authority set"),
         (add(&node, &t_wrong_parent), BundleState::Rejected, "has parent"),
         (add(&node, &t_skipped), BundleState::Waiting, "waiting for the bundles before seq 3"),
     ];
@@ -107,7 +106,7 @@ async fn broken_bundles_are_never_applied_and_the_node_says_why() {
         assert!(!reason.contains('\n'));
     }
     let wrong = node.bundles().into_iter().find(|b| b.info_hash == cases[2].0).unwrap();
-    let expected_parent = open_bundle(&b1, &a.net.trust).unwrap().id().to_string();
+    let expected_parent = a.net.open(&b1).unwrap().id().to_string();
     assert!(wrong.reason.unwrap().contains(&expected_parent), "names the parent it expected");
     // The status route says the same, and nothing changed.
     let (code, status) = swarmvm_test_support::http::get(node.http_addr().unwrap(), "/v1/status");
@@ -141,7 +140,7 @@ async fn a_restarted_node_keeps_its_state_and_seeds_what_it_applied() {
     // Restarted, with the authority's seeder gone: it resumes from its own data.
     let again = swarmvm_node::Node::start(swarmvm_node::NodeOptions {
         data_dir: data.clone(),
-        trust: a.net.trust.clone(),
+        network: Some(a.net.network.clone()),
         swarm: swarmvm_swarm::SwarmOptions::loopback(),
         wallet: None,
         http: None,
@@ -159,7 +158,7 @@ async fn a_restarted_node_keeps_its_state_and_seeds_what_it_applied() {
     // A newcomer that knows only the restarted node gets the bundle from it.
     let newcomer = swarmvm_node::Node::start(swarmvm_node::NodeOptions {
         data_dir: a.dir.path().join("newcomer"),
-        trust: a.net.trust.clone(),
+        network: Some(a.net.network.clone()),
         swarm: swarmvm_swarm::SwarmOptions {
             peers: vec![again.listen_addr().unwrap()],
             ..swarmvm_swarm::SwarmOptions::loopback()

@@ -54,7 +54,7 @@ impl Authority {
     pub async fn node_at(&self, data_dir: &Path) -> Node {
         Node::start(NodeOptions {
             data_dir: data_dir.to_path_buf(),
-            trust: self.net.trust.clone(),
+            network: Some(self.net.network.clone()),
             swarm: SwarmOptions {
                 peers: vec![self.seeder.listen_addr().unwrap()],
                 ..SwarmOptions::loopback()

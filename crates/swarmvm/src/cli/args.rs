@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
-use swarmvm_token::{DEFAULT_HS256_ISSUER, Hs256Key, TrustStore};
+use swarmvm_token::{DEFAULT_HS256_ISSUER, Hs256Key, Network, TrustStore};
 use swarmvm_wallet::{KeyMaterial, Wallet, read_key_file, read_passphrase_file};
 use zeroize::Zeroizing;
 
@@ -83,13 +83,16 @@ impl Hs256Args {
     }
 }
 
-/// `--trust` keys and/or an HS256 secret: what a verifier trusts.
+/// `--trust` keys, a network's authorities and/or an HS256 secret: what a verifier trusts.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct TrustArgs {
     /// A key file (public or private; only the public key is used) of a trusted authority.
     /// Repeat for several.
     #[arg(long = "trust", value_name = "PUBFILE", env = "SWARMVM_TRUST", value_delimiter = ',')]
     pub(crate) trust: Vec<PathBuf>,
+    /// A network file: trust the members of its first authority set.
+    #[arg(long, value_name = "FILE", env = "SWARMVM_NETWORK")]
+    pub(crate) network: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) hs256: Hs256Args,
 }
@@ -102,14 +105,73 @@ impl TrustArgs {
                 .with_context(|| format!("cannot use trusted key {}", path.display()))?;
             store.add(material.public_key().clone());
         }
+        if let Some(path) = &self.network {
+            for (_, key) in read_network(path)?.genesis().members() {
+                store.add(key.clone());
+            }
+        }
         if let Some(key) = self.hs256.load()? {
             store.set_hs256(key);
         }
         if store.is_empty() {
-            bail!("nothing is trusted: give --trust PUBFILE (or --hs256-secret-file FILE)");
+            bail!(
+                "nothing is trusted: give --trust PUBFILE, --network FILE or --hs256-secret-file FILE"
+            );
         }
         Ok(store)
     }
+}
+
+/// `--network FILE` or `--trust PUBFILE`: the network a peer follows, its root of trust.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct NetworkArgs {
+    /// The network file (`swarmvm network init`): its id and first authority set.
+    #[arg(long, value_name = "FILE", env = "SWARMVM_NETWORK", conflicts_with = "trust")]
+    pub(crate) network: Option<PathBuf>,
+    /// The key file of the one authority of a network of one key (threshold 1; the
+    /// network id is the key's wallet id).
+    #[arg(long = "trust", value_name = "PUBFILE", env = "SWARMVM_TRUST", value_delimiter = ',')]
+    pub(crate) trust: Vec<PathBuf>,
+}
+
+impl NetworkArgs {
+    pub(crate) fn load(&self) -> Result<Network> {
+        if let Some(path) = &self.network {
+            return read_network(path);
+        }
+        match self.trust.as_slice() {
+            [] => bail!("no network given: give --network FILE or --trust PUBFILE"),
+            [path] => {
+                let (material, _) = read_key_file(path, None)
+                    .with_context(|| format!("cannot use trusted key {}", path.display()))?;
+                Ok(Network::single(material.public_key().clone()))
+            }
+            _ => bail!(
+                "--trust names the one key of a network of one key; for several authorities make a network file with 'swarmvm network init' and give --network FILE"
+            ),
+        }
+    }
+}
+
+/// Reads a network file (`swarmvm network init`).
+pub(crate) fn read_network(path: &Path) -> Result<Network> {
+    let bytes = read_bounded_file(path, swarmvm_token::MAX_NETWORK_FILE as u64)?;
+    Network::parse(&bytes).with_context(|| format!("cannot use network file {}", path.display()))
+}
+
+/// Reads at most `max` bytes of `path`; a larger file is refused.
+pub(crate) fn read_bounded_file(path: &Path, max: u64) -> Result<Vec<u8>> {
+    use std::io::Read as _;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.len() as u64 > max {
+        bail!("{} is larger than {max} bytes", path.display());
+    }
+    Ok(bytes)
 }
 
 /// `--data-dir`: where a peer keeps its ledger.

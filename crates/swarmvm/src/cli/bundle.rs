@@ -9,11 +9,12 @@ use serde_json::json;
 use swarmvm_swarm::{Source, Swarm, TorrentFile};
 use url::Url;
 
-use swarmvm_bundle::{CreateOptions, CreatedBundle, create_bundle};
-use swarmvm_token::unix_now;
+use swarmvm_bundle::{CreateOptions, CreatedBundle, create_bundle, sign_bundle};
+use swarmvm_token::{AuthoritySet, Network, unix_now};
+use swarmvm_wallet::Wallet;
 
 use super::OutputArgs;
-use super::args::{PassphraseArgs, load_wallet};
+use super::args::{PassphraseArgs, load_wallet, read_bounded_file, read_network};
 use super::duration::parse_duration;
 use super::net::{
     NetArgs, ProgressView, parse_tracker, progress_json, runtime, stop_signal, wait_with_progress,
@@ -28,26 +29,55 @@ pub(crate) enum BundleCommand {
     Create {
         /// The bundle folder (created if missing).
         dir: PathBuf,
-        /// The authority's key: sign a manifest for the bundle.
-        #[arg(long, value_name = "AUTH")]
-        key: Option<PathBuf>,
+        /// An authority's key: sign a manifest for the bundle. Repeat to sign with several
+        /// members of the authority set (the first is the manifest's `iss`).
+        #[arg(long = "key", value_name = "AUTH")]
+        keys: Vec<PathBuf>,
+        /// The network file (`network init`); needed to sign with several keys. Without
+        /// it the network is the one of --key's key alone.
+        #[arg(long, value_name = "FILE", env = "SWARMVM_NETWORK", requires = "keys")]
+        network: Option<PathBuf>,
+        /// Rotate the authority set: the set in this file (`{"threshold", "authorities"}`,
+        /// or a network file) is in force from the next bundle. Every key it adds must sign.
+        #[arg(long, value_name = "FILE", requires = "keys")]
+        authority_set: Option<PathBuf>,
         /// Registration tokens (one a line) to copy in as registration_tokens.txt.
-        #[arg(long, value_name = "FILE", requires = "key")]
+        #[arg(long, value_name = "FILE", requires = "keys")]
         tokens: Option<PathBuf>,
         /// Signed contracts (one a line) to copy in as contracts.jsonl.
-        #[arg(long, value_name = "FILE", requires = "key")]
+        #[arg(long, value_name = "FILE", requires = "keys")]
         contracts: Option<PathBuf>,
         /// A WebAssembly module (.wasm, or .wat text compiled here) to copy in as
         /// modules/<sha256>.wasm. Repeat for several.
-        #[arg(long = "module", value_name = "FILE", requires = "key")]
+        #[arg(long = "module", value_name = "FILE", requires = "keys")]
         modules: Vec<PathBuf>,
         /// The previous bundle's folder: this one is next (seq + 1, parent = its identity).
-        #[arg(long, value_name = "PREV_DIR", requires = "key")]
+        #[arg(long, value_name = "PREV_DIR", requires = "keys")]
         after: Option<PathBuf>,
         /// Sign again a folder that already holds a manifest. If that bundle was published,
         /// this makes a second bundle for its seq: a fork, which every node keeps as evidence.
-        #[arg(long, requires = "key")]
+        #[arg(long, requires = "keys")]
         force: bool,
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+        /// A tracker for the torrent's announce-list. Repeat for several (none by default).
+        #[arg(long = "tracker", value_name = "URL", value_parser = parse_tracker)]
+        trackers: Vec<Url>,
+        /// Where to write the torrent (default DIR.torrent).
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Piece length in bytes, a power of two (default: chosen from the size).
+        #[arg(long, value_name = "BYTES")]
+        piece_length: Option<u32>,
+    },
+    /// Add a signature to a bundle's manifest (`--key` of another member), and write its
+    /// torrent again. The bundle's identity does not change; either torrent is the same bundle.
+    Sign {
+        /// The bundle folder.
+        dir: PathBuf,
+        /// The key that signs.
+        #[arg(long, value_name = "AUTH")]
+        key: PathBuf,
         #[command(flatten)]
         passphrase: PassphraseArgs,
         /// A tracker for the torrent's announce-list. Repeat for several (none by default).
@@ -92,7 +122,9 @@ pub(crate) fn run(cmd: BundleCommand, out: OutputArgs) -> Result<ExitCode> {
     match cmd {
         BundleCommand::Create {
             dir,
-            key,
+            keys,
+            network,
+            authority_set,
             tokens,
             contracts,
             modules,
@@ -103,24 +135,53 @@ pub(crate) fn run(cmd: BundleCommand, out: OutputArgs) -> Result<ExitCode> {
             out: torrent_path,
             piece_length,
         } => {
-            let signed = match key {
-                Some(key) => {
-                    let authority = load_wallet(&key, &passphrase)?;
-                    let options = CreateOptions {
-                        tokens: tokens.as_deref(),
-                        contracts: contracts.as_deref(),
-                        modules: &modules,
-                        after: after.as_deref(),
-                        now: unix_now(),
-                        force,
-                    };
-                    let created = create_bundle(&dir, &authority, &options)
-                        .with_context(|| format!("cannot make bundle {}", dir.display()))?;
-                    Some(created)
-                }
-                None => None,
+            let signed = if keys.is_empty() {
+                None
+            } else {
+                let signers =
+                    keys.iter().map(|k| load_wallet(k, &passphrase)).collect::<Result<Vec<_>>>()?;
+                let network = match &network {
+                    Some(path) => read_network(path)?,
+                    None if signers.len() == 1 => Network::single(signers[0].public_key().clone()),
+                    None => bail!(
+                        "signing with several keys needs the network they govern: give --network FILE"
+                    ),
+                };
+                let rotation = authority_set.as_deref().map(read_authority_set).transpose()?;
+                let options = CreateOptions {
+                    tokens: tokens.as_deref(),
+                    contracts: contracts.as_deref(),
+                    modules: &modules,
+                    after: after.as_deref(),
+                    now: unix_now(),
+                    force,
+                    authority_set: rotation.as_ref(),
+                };
+                let refs: Vec<&Wallet> = signers.iter().collect();
+                let created = create_bundle(&dir, &refs, &network, &options)
+                    .with_context(|| format!("cannot make bundle {}", dir.display()))?;
+                Some(created)
             };
             create(&dir, &trackers, torrent_path, piece_length, signed, out)
+        }
+        BundleCommand::Sign { dir, key, passphrase, trackers, out: torrent_path, piece_length } => {
+            let wallet = load_wallet(&key, &passphrase)?;
+            let (id, signers) = sign_bundle(&dir, &wallet)
+                .with_context(|| format!("cannot sign bundle {}", dir.display()))?;
+            let (torrent, path) = write_torrent(&dir, &trackers, torrent_path, piece_length)?;
+            if out.json {
+                let mut v = describe(&torrent, &path);
+                v["bundle"] = json!(id);
+                v["signers"] = json!(signers);
+                output::json(&v);
+            } else {
+                output::line(format!("bundle    {id}"));
+                output::line(format!("signers   {}", signers.join(", ")));
+                output::line(format!("info_hash {}", torrent.info_hash()));
+                output::line(format!("magnet    {}", torrent.magnet()));
+                output::line(format!("torrent   {}", path.display()));
+            }
+            Ok(ExitCode::SUCCESS)
         }
         BundleCommand::Seed { torrent, dir, net } => {
             runtime()?.block_on(seed(&torrent, &dir, &net, out))
@@ -129,6 +190,19 @@ pub(crate) fn run(cmd: BundleCommand, out: OutputArgs) -> Result<ExitCode> {
             runtime()?.block_on(fetch(&torrent_or_magnet, &dest, timeout, seed, &net, out))
         }
     }
+}
+
+/// Reads a rotation's set: `{"threshold", "authorities"}`, or a network file (its set).
+fn read_authority_set(path: &Path) -> Result<AuthoritySet> {
+    let bytes = read_bounded_file(path, swarmvm_token::MAX_NETWORK_FILE as u64)?;
+    let value = swarmvm_token::parse_strict(&bytes)
+        .with_context(|| format!("{} is not json", path.display()))?;
+    let set = if value.get("network").is_some() {
+        Network::parse(&bytes).map(|n| n.genesis().clone())
+    } else {
+        AuthoritySet::from_json(&value)
+    };
+    set.with_context(|| format!("cannot use authority set {}", path.display()))
 }
 
 /// `DIR.torrent` beside DIR.
@@ -152,14 +226,13 @@ pub(crate) fn describe(torrent: &TorrentFile, path: &Path) -> serde_json::Value 
     })
 }
 
-fn create(
+/// Writes the torrent of the folder `dir` (default `DIR.torrent`).
+fn write_torrent(
     dir: &Path,
     trackers: &[Url],
     out: Option<PathBuf>,
     piece_length: Option<u32>,
-    signed: Option<CreatedBundle>,
-    json: OutputArgs,
-) -> Result<ExitCode> {
+) -> Result<(TorrentFile, PathBuf)> {
     if !dir.is_dir() {
         bail!("{} is not a folder", dir.display());
     }
@@ -170,6 +243,18 @@ fn create(
     };
     std::fs::write(&path, torrent.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok((torrent, path))
+}
+
+fn create(
+    dir: &Path,
+    trackers: &[Url],
+    out: Option<PathBuf>,
+    piece_length: Option<u32>,
+    signed: Option<CreatedBundle>,
+    json: OutputArgs,
+) -> Result<ExitCode> {
+    let (torrent, path) = write_torrent(dir, trackers, out, piece_length)?;
     if json.json {
         let mut v = describe(&torrent, &path);
         if let Some(b) = &signed {

@@ -22,7 +22,8 @@ pub(crate) enum ContractCommand {
         /// The signing wallet's key file.
         #[arg(long, value_name = "FILE")]
         wallet: PathBuf,
-        /// The network: its authority's wallet id, or a file with the authority's key.
+        /// The network: a network file (`network init`), its id, or (a network of one key)
+        /// a file with the authority's key.
         #[arg(long, value_name = "AUTH_ID_OR_PUBFILE", allow_hyphen_values = true)]
         network: String,
         /// The nonce (default: the current time in milliseconds).
@@ -53,6 +54,12 @@ pub(crate) fn read_contract(path: &Path) -> Result<Vec<Value>> {
 fn network_id(arg: &str) -> Result<String> {
     let path = Path::new(arg);
     if path.exists() {
+        if let Ok(bytes) =
+            super::args::read_bounded_file(path, swarmvm_token::MAX_NETWORK_FILE as u64)
+            && let Ok(network) = swarmvm_token::Network::parse(&bytes)
+        {
+            return Ok(network.id().to_owned());
+        }
         let key = load_key(path, &PassphraseArgs { passphrase_file: None })?;
         return Ok(key.public_key().id().to_string());
     }

@@ -18,7 +18,7 @@ use swarmvm_bundle::{CreateOptions, create_bundle};
 use swarmvm_node::{BundleState, Node, NodeOptions};
 use swarmvm_swarm::{Source, SwarmOptions};
 use swarmvm_token::{
-    IssueTime, Operation, Signer, TrustStore, WalletEntry, issue_operations, issue_wallets,
+    IssueTime, Network, Operation, Signer, WalletEntry, issue_operations, issue_wallets,
     sign_contract, unix_now,
 };
 use swarmvm_vm::HANDLER_NAMES;
@@ -205,14 +205,14 @@ async fn demo(
         contracts(&peers, &network, now)?.join("\n") + "\n",
     )?;
     let options = CreateOptions { now, modules: &modules, ..CreateOptions::default() };
-    create_bundle(&bundle, &authority, &options)?;
+    let trust = Network::single(authority.public_key().clone());
+    create_bundle(&bundle, &[&authority], &trust, &options)?;
 
     // The authority runs a node too: it applies the bundle and seeds it. N peer nodes, each
     // with its own session, ledger and folder, fetch it from the authority and each other.
-    let trust = TrustStore::with_keys([authority.public_key()]);
     let authority_node = Node::start(NodeOptions {
         data_dir: root.join("authority"),
-        trust: trust.clone(),
+        network: Some(trust.clone()),
         swarm: SwarmOptions::loopback(),
         wallet: Some(network.clone()),
         ..NodeOptions::default()
@@ -225,7 +225,7 @@ async fn demo(
     for (i, wallet) in peers.iter().enumerate() {
         let node = Node::start(NodeOptions {
             data_dir: root.join(format!("peer{}", i + 1)),
-            trust: trust.clone(),
+            network: Some(trust.clone()),
             swarm: SwarmOptions { peers: known.clone(), ..SwarmOptions::loopback() },
             wallet: Some(wallet.id().to_string()),
             ..NodeOptions::default()

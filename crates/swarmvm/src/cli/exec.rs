@@ -5,12 +5,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, Result, bail};
 use serde_json::json;
-use swarmvm_bundle::{verify_local, verify_local_with_modules};
+use swarmvm_bundle::{verify_local_contracts, verify_local_with_modules};
 use swarmvm_ledger::Receipt;
-use swarmvm_token::{TrustStore, sign_contract, unix_now};
+use swarmvm_token::{sign_contract, unix_now};
 
 use super::OutputArgs;
-use super::args::{DataDirArgs, PassphraseArgs, TrustArgs, load_wallet, read_token_lines};
+use super::args::{DataDirArgs, NetworkArgs, PassphraseArgs, load_wallet, read_token_lines};
 use super::contract::read_contract;
 use crate::exit::refused;
 use crate::output;
@@ -26,15 +26,16 @@ pub(crate) struct ExecArgs {
     wallet: PathBuf,
     #[command(flatten)]
     data_dir: DataDirArgs,
-    /// Registration tokens (one a line) to apply first, checked against --trust.
-    #[arg(long, value_name = "FILE", requires = "trust")]
+    /// Registration tokens (one a line) to apply first, checked against the network's
+    /// authority set (--network FILE or --trust PUBFILE).
+    #[arg(long, value_name = "FILE")]
     tokens: Option<PathBuf>,
     /// A folder of WebAssembly modules (.wasm, or .wat text) that the registrations of
     /// --tokens may bind actions to; stored in the ledger with them.
     #[arg(long, value_name = "DIR", requires = "tokens")]
     modules: Option<PathBuf>,
     #[command(flatten)]
-    trust: TrustArgs,
+    trust: NetworkArgs,
     #[command(flatten)]
     passphrase: PassphraseArgs,
 }
@@ -64,14 +65,14 @@ pub(crate) fn run(args: ExecArgs, out: OutputArgs) -> Result<ExitCode> {
     let now = unix_now();
     if let Some(tokens) = &args.tokens {
         let registrations = read_token_lines(tokens)?;
-        let trust = args.trust.load()?;
+        let network = args.trust.load()?;
         let modules = match &args.modules {
             Some(dir) => read_modules(dir)?,
             None => Vec::new(),
         };
         let snapshot = ledger.snapshot()?;
         let verified =
-            verify_local_with_modules(&registrations, &[], modules, &trust, &snapshot, now)
+            verify_local_with_modules(&registrations, &[], modules, &network, &snapshot, now)
                 .context("registrations refused")?;
         drop(snapshot);
         ledger.commit(&verified).context("registrations refused")?;
@@ -79,15 +80,14 @@ pub(crate) fn run(args: ExecArgs, out: OutputArgs) -> Result<ExitCode> {
     let snapshot = ledger.snapshot()?;
     let Some(network) = snapshot.network().map(str::to_owned) else {
         bail!(
-            "{} has no registrations yet; give --tokens FILE --trust AUTH",
+            "{} has no registrations yet; give --tokens FILE with --trust AUTH or --network FILE",
             args.data_dir.data_dir.display()
         );
     };
     let nonce = swarmvm_vm::nonce_of(&snapshot, wallet.id().as_str())? + 1;
     let token =
         sign_contract(&wallet, &network, nonce, &actions, now).context("cannot sign contract")?;
-    let verified =
-        verify_local(&[], std::slice::from_ref(&token), &TrustStore::new(), &snapshot, now)?;
+    let verified = verify_local_contracts(std::slice::from_ref(&token), &snapshot, now)?;
     drop(snapshot);
     let report = ledger.commit(&verified)?;
     let receipt = &report.receipts[0];

@@ -8,6 +8,7 @@ mod duration;
 mod exec;
 mod module;
 mod net;
+mod network;
 mod node;
 mod state;
 mod token;
@@ -53,6 +54,9 @@ enum Command {
     /// Check WebAssembly modules against the ABI.
     #[command(subcommand)]
     Module(module::ModuleCommand),
+    /// Make and show network files: a network's authority set and threshold.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
     /// Run a peer node, or apply a bundle offline.
     #[command(subcommand)]
     Node(node::NodeCommand),
@@ -76,6 +80,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bundle(cmd) => bundle::run(cmd, cli.output),
         Command::Contract(cmd) => contract::run(cmd, cli.output),
         Command::Module(cmd) => module::run(cmd, cli.output),
+        Command::Network(cmd) => network::run(cmd, cli.output),
         Command::Exec(args) => exec::run(args, cli.output),
         Command::State(cmd) => state::run(cmd, cli.output),
         Command::Ledger(cmd) => state::run_ledger(cmd, cli.output),

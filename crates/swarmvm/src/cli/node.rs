@@ -11,7 +11,7 @@ use swarmvm_node::{HttpLimits, Node, NodeLimits, NodeOptions};
 use swarmvm_swarm::Source;
 
 use super::OutputArgs;
-use super::args::{DataDirArgs, PassphraseArgs, TrustArgs, load_key};
+use super::args::{DataDirArgs, NetworkArgs, PassphraseArgs, load_key};
 use super::duration::parse_duration;
 use super::net::{NetArgs, runtime, stop_signal};
 use crate::output;
@@ -22,7 +22,7 @@ pub(crate) struct RunArgs {
     #[command(flatten)]
     data_dir: DataDirArgs,
     #[command(flatten)]
-    trust: TrustArgs,
+    trust: NetworkArgs,
     /// A bundle to fetch (.torrent file or magnet: link). Repeat for several.
     #[arg(long = "bundle", value_name = "TORRENT_OR_MAGNET")]
     bundles: Vec<String>,
@@ -80,7 +80,7 @@ pub(crate) enum NodeCommand {
         #[command(flatten)]
         data_dir: DataDirArgs,
         #[command(flatten)]
-        trust: TrustArgs,
+        trust: NetworkArgs,
     },
 }
 
@@ -109,7 +109,7 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
                 http: HttpLimits { max_connections, ..HttpLimits::default() },
                 ..NodeLimits::default()
             };
-            let trust = trust.load()?;
+            let network = trust.load()?;
             let wallet = match wallet {
                 Some(path) => Some(load_key(&path, &passphrase)?.public_key().id().to_string()),
                 None => None,
@@ -120,7 +120,7 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
             runtime()?.block_on(async move {
                 let node = Node::start(NodeOptions {
                     data_dir: data_dir.data_dir.clone(),
-                    trust,
+                    network: Some(network),
                     swarm: net.options(),
                     wallet,
                     http,
@@ -183,12 +183,18 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         NodeCommand::Apply { bundle_dir, data_dir, trust } => {
-            let trust = trust.load()?;
-            // The folder is checked before the ledger opens: a refused folder creates nothing.
-            let opened = swarmvm_bundle::open_bundle(&bundle_dir, &trust)
+            let network = trust.load()?;
+            // The folder is checked before the ledger opens for writing: a refused folder
+            // creates nothing.
+            let set = if data_dir.ledger_path().exists() {
+                swarmvm_bundle::set_in_force(&data_dir.snapshot()?, &network)?
+            } else {
+                network.genesis().clone()
+            };
+            let opened = swarmvm_bundle::open_bundle(&bundle_dir, network.id(), &set)
                 .with_context(|| format!("bundle {} refused", bundle_dir.display()))?;
             let mut ledger = data_dir.open()?;
-            let applied = swarmvm_node::apply_opened(&mut ledger, opened, &trust)
+            let applied = swarmvm_node::apply_opened(&mut ledger, opened, &network)
                 .context("bundle not applied")?;
             let report = &applied.report;
             if out.json {

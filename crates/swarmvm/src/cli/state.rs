@@ -71,6 +71,22 @@ fn show_text(snapshot: &Snapshot) -> Result<()> {
     output::line(format!("network     {}", text(&summary["network"])));
     output::line(format!("state root  {}", text(&summary["state_root"])));
     output::line(format!("batches     {}", summary["batches"]));
+    match swarmvm_bundle::ChainView::authorities(snapshot)? {
+        Some(set) => {
+            let ids: Vec<String> = set.members().map(|(id, _)| id.to_string()).collect();
+            output::line(format!(
+                "authorities {} of {}: {}",
+                set.threshold(),
+                set.len(),
+                ids.join(", ")
+            ));
+        }
+        None if summary["network"].is_string() => output::line(format!(
+            "authorities 1 of 1: {} (the network's key)",
+            text(&summary["network"])
+        )),
+        None => {}
+    }
     let mut failed = None;
     for table in [
         Table::Operation,
@@ -80,6 +96,7 @@ fn show_text(snapshot: &Snapshot) -> Result<()> {
         Table::Proposal,
         Table::Nft,
         Table::Wasm,
+        Table::Revocation,
     ] {
         snapshot.scan(table, None, &mut |id, record| {
             let v = match swarmvm_vm::view::value_json(snapshot, id, &record) {
@@ -118,6 +135,11 @@ fn show_text(snapshot: &Snapshot) -> Result<()> {
                 Table::Proposal => {
                     format!("proposal    {id} {}: {} votes", text(&v["description"]), v["votes"])
                 }
+                Table::Revocation => match id.split_once('/') {
+                    Some(("wallet", wallet)) => format!("revoked     wallet {wallet}"),
+                    Some((_, action)) => format!("withdrawn   action {action}"),
+                    None => format!("revoked     {id}"),
+                },
                 _ => format!(
                     "nft         {id} {} owned by {} {}",
                     text(&v["name"]),

@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 use swarmvm_token::{
     IssueTime, Operation, Registration, RegistrationBody, Signer, TimeCheck, WalletEntry,
-    issue_operations, issue_wallets, unix_now, verify_registration,
+    issue_operations_withdrawing, issue_wallets_revoking, unix_now, verify_registration,
 };
 use swarmvm_vm::HANDLER_NAMES;
 
@@ -68,8 +68,12 @@ pub(crate) enum IssueCommand {
         #[command(flatten)]
         signer: SignerArgs,
         /// JSON object, action name → handler name or {"wasm": ..., "fuel": ...}.
-        #[arg(long, value_name = "OPS.json")]
-        ops: PathBuf,
+        #[arg(long, value_name = "OPS.json", required_unless_present = "withdraw")]
+        ops: Option<PathBuf>,
+        /// Withdraw an action: from the bundle that applies the token, contracts using it
+        /// are rejected. Repeat for several.
+        #[arg(long = "withdraw", value_name = "ACTION")]
+        withdraw: Vec<String>,
     },
     /// Register wallets by their public keys.
     Wallets {
@@ -77,28 +81,36 @@ pub(crate) enum IssueCommand {
         signer: SignerArgs,
         /// A wallet's key file (only its public key is used), optionally as LABEL=FILE;
         /// the label defaults to the file name without extensions. Repeat for several.
-        #[arg(long = "wallet", value_name = "[LABEL=]PUBFILE", required = true)]
+        #[arg(long = "wallet", value_name = "[LABEL=]PUBFILE", required_unless_present = "revoke")]
         wallets: Vec<String>,
+        /// Revoke a wallet (its id), for good: from the bundle that applies the token, its
+        /// contracts are rejected. Repeat for several.
+        #[arg(long = "revoke", value_name = "ID")]
+        revoke: Vec<String>,
     },
 }
 
 pub(crate) fn run(cmd: TokenCommand, out: OutputArgs) -> Result<ExitCode> {
     match cmd {
-        TokenCommand::Issue(IssueCommand::Operations { signer, ops }) => {
-            let ops = read_operations(&ops)?;
+        TokenCommand::Issue(IssueCommand::Operations { signer, ops, withdraw }) => {
+            let ops = match ops {
+                Some(path) => read_operations(&path)?,
+                None => Default::default(),
+            };
             let token = with_signer(&signer, |s, time| {
-                issue_operations(s, &ops, HANDLER_NAMES, time).map_err(Into::into)
+                issue_operations_withdrawing(s, &ops, &withdraw, HANDLER_NAMES, time)
+                    .map_err(Into::into)
             })?;
             print_token(&token, out);
             Ok(ExitCode::SUCCESS)
         }
-        TokenCommand::Issue(IssueCommand::Wallets { signer, wallets }) => {
+        TokenCommand::Issue(IssueCommand::Wallets { signer, wallets, revoke }) => {
             let entries = wallets
                 .iter()
                 .map(|spec| wallet_entry(spec, &signer.passphrase))
                 .collect::<Result<Vec<_>>>()?;
             let token = with_signer(&signer, |s, time| {
-                issue_wallets(s, &entries, time).map_err(Into::into)
+                issue_wallets_revoking(s, &entries, &revoke, time).map_err(Into::into)
             })?;
             print_token(&token, out);
             Ok(ExitCode::SUCCESS)
@@ -261,7 +273,12 @@ fn registration_json(reg: &Registration) -> Value {
         "jti": reg.jti,
     });
     match &reg.body {
-        RegistrationBody::Operations(ops) => value["operations"] = json!(ops),
+        RegistrationBody::Operations(ops) => {
+            value["operations"] = json!(ops);
+            if !reg.revocations.is_empty() {
+                value["withdraw"] = json!(reg.revocations);
+            }
+        }
         RegistrationBody::Wallets(wallets) => {
             value["wallets"] = wallets
                 .iter()
@@ -274,6 +291,9 @@ fn registration_json(reg: &Registration) -> Value {
                     })
                 })
                 .collect();
+            if !reg.revocations.is_empty() {
+                value["revoke"] = json!(reg.revocations);
+            }
         }
     }
     value
@@ -302,6 +322,13 @@ fn print_registration(reg: &Registration, prefix: &str) {
                 output::line(format!("  wallet {} {} ({})", w.key.id(), w.label, w.key.kind()));
             }
         }
+    }
+    let taken_back = match reg.body {
+        RegistrationBody::Operations(_) => "withdraw",
+        RegistrationBody::Wallets(_) => "revoke",
+    };
+    for name in &reg.revocations {
+        output::line(format!("  {taken_back} {name}"));
     }
 }
 

@@ -93,7 +93,8 @@ fn bundle_applied(
     std::fs::write(dir.join("registration_tokens.txt"), tokens.join("\n") + "\n").unwrap();
     std::fs::write(dir.join("contracts.jsonl"), contracts.join("\n") + "\n").unwrap();
     let options = CreateOptions { now, modules, ..CreateOptions::default() };
-    create_bundle(&dir, authority, &options).unwrap();
+    let network = swarmvm_token::Network::single(authority.public_key().clone());
+    create_bundle(&dir, &[authority], &network, &options).unwrap();
     env.write("authority.pub", authority.public_key().to_spki_pem());
     let applied =
         env.json(&["node", "apply", "bundle-1", "--data-dir", "peer", "--trust", "authority.pub"]);
@@ -156,7 +157,8 @@ fn the_demo_vector_gives_its_pinned_contracts_bundle_and_root() {
     let manifest = std::fs::read_to_string(dir.join("manifest.jwt")).unwrap();
     let opened = swarmvm_bundle::open_bundle(
         &dir,
-        &swarmvm_token::TrustStore::with_keys([authority.public_key()]),
+        &network,
+        &swarmvm_token::AuthoritySet::single(authority.public_key().clone()),
     )
     .unwrap();
     let (root, python_root) = roots(&env);
@@ -176,6 +178,28 @@ fn the_demo_vector_gives_its_pinned_contracts_bundle_and_root() {
         "the demo vector changed; if on purpose, pin it in tests/vectors/demo.json:\n{}",
         serde_json::to_string_pretty(&got).unwrap()
     );
+
+    // The same bundle as the first version signed it (no `aud`) still applies, to the root
+    // pinned then: its tokens are not remembered under the root.
+    let old = &v["first_version"];
+    let legacy = env.path("bundle-legacy");
+    std::fs::create_dir_all(&legacy).unwrap();
+    for file in ["registration_tokens.txt", "contracts.jsonl"] {
+        std::fs::copy(dir.join(file), legacy.join(file)).unwrap();
+    }
+    std::fs::write(legacy.join("manifest.jwt"), format!("{}\n", old["manifest"].as_str().unwrap()))
+        .unwrap();
+    let applied = env.json(&[
+        "node",
+        "apply",
+        "bundle-legacy",
+        "--data-dir",
+        "legacy-peer",
+        "--trust",
+        "authority.pub",
+    ]);
+    assert_eq!(applied["bundle"], old["bundle_id"], "{applied}");
+    assert_eq!(applied["state_root"], old["state_root"], "{applied}");
 }
 
 #[test]
