@@ -138,6 +138,7 @@ pub fn create_bundle(
 fn issue_error(e: swarmvm_token::IssueError) -> BundleError {
     match e {
         swarmvm_token::IssueError::Invalid(v) => BundleError::Manifest(v),
+        swarmvm_token::IssueError::Signing(why) => BundleError::Signing(why),
         other => BundleError::Manifest(VerifyError::Malformed(other.to_string())),
     }
 }

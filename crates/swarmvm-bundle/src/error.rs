@@ -110,6 +110,9 @@ pub enum BundleError {
     /// A torrent whose files cannot be a bundle.
     #[error("not a bundle torrent: {0}")]
     Shape(String),
+    /// A manifest that cannot be signed as asked (a signer twice, one that already signed).
+    #[error("{0}")]
+    Signing(String),
 }
 
 impl BundleError {

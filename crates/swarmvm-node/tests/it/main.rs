@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 mod api;
+mod authority;
 mod busy;
 mod fuzz_corpus;
 mod hostile;

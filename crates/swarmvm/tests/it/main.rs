@@ -2,6 +2,7 @@
 //! stdout, `--json`, one-line stderr and exit codes.
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
+mod authority;
 mod bundle;
 mod crash;
 mod hardening;

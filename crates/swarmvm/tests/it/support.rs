@@ -65,6 +65,7 @@ impl Env {
         cmd.args(args)
             .current_dir(self.dir.path())
             .env_remove("SWARMVM_TRUST")
+            .env_remove("SWARMVM_NETWORK")
             .env_remove("SWARMVM_PASSPHRASE_FILE")
             .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
