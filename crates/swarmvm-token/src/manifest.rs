@@ -305,9 +305,9 @@ pub fn peek_manifest(text: &str) -> Result<ManifestPeek> {
 /// every signature the manifest `typ`, a protected header naming its signer (`kid`, required
 /// for JSON), a key of the set (or one a rotation in it adds) with that key's algorithm, no
 /// signer twice; at least `set.threshold()` distinct members; every key a rotation adds among
-/// the signers; `iss` one of the signers; `aud` the network (absent only on manifests of a
-/// first-version network of one key); `iat`; `seq`/`parent` consistent; and `files` listing
-/// exactly the bundle's files with sane sizes and hashes.
+/// the signers; `iss` a member (the signer itself, for a compact manifest); `aud` the network
+/// (absent only on manifests of a first-version network of one key); `iat`; `seq`/`parent`
+/// consistent; and `files` listing exactly the bundle's files with sane sizes and hashes.
 pub fn verify_manifest(text: &str, network: &str, set: &AuthoritySet) -> Result<VerifiedManifest> {
     let split = split(text, MAX_MANIFEST_LEN)?;
     let json = split.form != Serialization::Compact;
@@ -367,10 +367,14 @@ pub fn verify_manifest(text: &str, network: &str, set: &AuthoritySet) -> Result<
         }
         signers.push(signer);
     }
+    // `iss` names the member that made the manifest; other members may sign it later.
     let issuer = match claims.get("iss") {
-        Some(Value::String(s)) if signers.contains(s) => s.clone(),
+        Some(Value::String(s)) if signers.contains(s) || pool.get_str(s).is_some() => s.clone(),
         Some(Value::String(s)) => {
-            return Err(invalid("iss", format!("{} is not one of the signers", shorten(s))));
+            return Err(invalid(
+                "iss",
+                format!("{} is not a member of the authority set", shorten(s)),
+            ));
         }
         Some(_) => return Err(invalid("iss", "not a string")),
         None => return Err(VerifyError::MissingClaim("iss")),

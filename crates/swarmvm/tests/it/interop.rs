@@ -214,3 +214,106 @@ fn our_encrypted_key_opens_with_openssl_and_theirs_with_us() {
         assert_eq!(env.json(&["wallet", "show", "theirs.pub"])["id"], shown["id"], "{file}");
     }
 }
+
+const JWS_MULTI: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/jws_multi.py");
+
+/// jwcrypto through `tests/interop/jws_multi.py`.
+fn jwcrypto(env: &Env, args: &[&str]) -> String {
+    require_python_modules(&["jwcrypto"]);
+    let mut all = vec![JWS_MULTI];
+    all.extend_from_slice(args);
+    external("python3", &all, env.dir.path())
+}
+
+/// The decoded payload of a manifest in any serialization, written to `out`.
+fn manifest_payload(env: &Env, manifest: &str, out: &str) {
+    let text = env.read(manifest);
+    let text = text.trim_end();
+    let b64 = if text.starts_with('{') {
+        serde_json::from_str::<Value>(text).unwrap()["payload"].as_str().unwrap().to_owned()
+    } else {
+        text.split('.').nth(1).unwrap().to_owned()
+    };
+    let bytes =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b64).unwrap();
+    std::fs::write(env.path(out), bytes).unwrap();
+}
+
+#[test]
+fn jwcrypto_verifies_our_multi_signature_manifests_and_we_verify_its() {
+    let env = Env::new();
+    for w in ["a", "b", "c"] {
+        env.wallet(&format!("{w}.pem"), "ed25519");
+    }
+    env.wallet("r.pem", "rsa-2048");
+    let two = env.json(&[
+        "network",
+        "init",
+        "--authority",
+        "a.pem,b.pem,c.pem,r.pem",
+        "--threshold",
+        "2",
+        "--out",
+        "net.json",
+    ])["network"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    std::fs::create_dir_all(env.path("b1")).unwrap();
+    let ours = env.json(&[
+        "bundle",
+        "create",
+        "b1",
+        "--key",
+        "a.pem",
+        "--key",
+        "r.pem",
+        "--network",
+        "net.json",
+    ]);
+    // Ours (general JSON, EdDSA and RS256) verifies in jwcrypto with each signer's key alone.
+    let out: Value = serde_json::from_str(&jwcrypto(
+        &env,
+        &["verify", "b1/manifest.jwt", "a.pem", "b.pem", "c.pem", "r.pem"],
+    ))
+    .unwrap();
+    let id = |w: &str| env.json(&["wallet", "show", w])["id"].as_str().unwrap().to_owned();
+    assert_eq!(out["verified"], json!([id("a.pem"), id("r.pem")]), "{out}");
+    assert_eq!(out["claims"]["aud"], two);
+
+    // jwcrypto signs the same claims with two members (general JSON): the same bundle for us.
+    manifest_payload(&env, "b1/manifest.jwt", "claims.json");
+    jwcrypto(&env, &["sign", "claims.json", "theirs.jwt", "b.pem", "c.pem"]);
+    let theirs: Value = serde_json::from_str(env.read("theirs.jwt").trim_end()).unwrap();
+    assert_eq!(theirs["signatures"].as_array().unwrap().len(), 2, "{theirs}");
+    std::fs::copy(env.path("theirs.jwt"), env.path("b1/manifest.jwt")).unwrap();
+    let applied = env.json(&["node", "apply", "b1", "--data-dir", "p", "--network", "net.json"]);
+    assert_eq!(applied["bundle"], ours["bundle"], "the identity is the payload's");
+
+    // One key in flattened JSON: verified (only the threshold is missing here) ...
+    jwcrypto(&env, &["sign", "claims.json", "flat.jwt", "c.pem"]);
+    let flat: Value = serde_json::from_str(env.read("flat.jwt").trim_end()).unwrap();
+    assert!(flat.get("signatures").is_none() && flat.get("protected").is_some(), "{flat}");
+    std::fs::copy(env.path("flat.jwt"), env.path("b1/manifest.jwt")).unwrap();
+    let run = env.run(&["node", "apply", "b1", "--data-dir", "q", "--network", "net.json"]);
+    assert_eq!(run.code, crate::support::REFUSED);
+    assert!(run.one_line_error().contains("signed by 1 member(s)"), "{}", run.stderr);
+    // ... and applied by a network of threshold 1.
+    env.json(&[
+        "network",
+        "init",
+        "--authority",
+        "a.pem,b.pem,c.pem",
+        "--threshold",
+        "1",
+        "--out",
+        "one.json",
+    ]);
+    std::fs::create_dir_all(env.path("b2")).unwrap();
+    env.json(&["bundle", "create", "b2", "--key", "a.pem", "--network", "one.json"]);
+    manifest_payload(&env, "b2/manifest.jwt", "claims2.json");
+    jwcrypto(&env, &["sign", "claims2.json", "flat2.jwt", "c.pem"]);
+    std::fs::copy(env.path("flat2.jwt"), env.path("b2/manifest.jwt")).unwrap();
+    let applied = env.json(&["node", "apply", "b2", "--data-dir", "r", "--network", "one.json"]);
+    assert_eq!(applied["seq"], 1);
+}
