@@ -24,7 +24,7 @@ pub enum BundleError {
     Manifest(#[source] VerifyError),
     /// `manifest.jwt` holds something besides one serialization and one newline.
     #[error(
-        "manifest.jwt must hold exactly one JWS compact serialization and at most one trailing newline: {0}"
+        "manifest.jwt must hold exactly one JWS serialization (compact, or JSON on one line) and at most one trailing newline: {0}"
     )]
     ManifestFile(&'static str),
     /// A registration token did not verify when the bundle was made.

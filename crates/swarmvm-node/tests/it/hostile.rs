@@ -22,6 +22,8 @@ use swarmvm_token::{FileDigest, Network, Operation};
 use swarmvm_vm::Hash32;
 use swarmvm_wallet::Wallet;
 
+mod sets;
+
 /// The world a case runs in: a ledger that applied a first bundle (registrations and one
 /// contract by peer 0), the network, and a stranger's network. Tokens and contracts reach
 /// the ledger in bundles, as they reach a node; a bundle whose contract is rejected still
@@ -39,6 +41,8 @@ struct World {
     applied_contract: String,
     /// Bundles made so far, for unique folder names.
     made: usize,
+    /// A network governed by an authority set, for the `authority` cases.
+    sets: sets::SetWorld,
 }
 
 fn one_line(e: &dyn std::error::Error) -> String {
@@ -89,7 +93,8 @@ impl World {
         let bundle = net.open(&first).unwrap();
         apply_opened(&mut ledger, bundle, &net.network).unwrap();
         let last = first.clone();
-        Self { dir, net, stranger, ledger, first, last, applied_contract, made: 0 }
+        let sets = sets::SetWorld::new(dir.path());
+        Self { dir, net, stranger, ledger, first, last, applied_contract, made: 0, sets }
     }
 
     /// The next bundle in the chain holding `tokens`, `contracts` and module files `modules`
@@ -477,7 +482,7 @@ const RULES: &[(&str, &str, &str)] = &[
     ("bundle", "a manifest listing ../x", "must list exactly"),
     ("bundle", "a manifest with seq 0", "invalid claim 'seq'"),
     ("bundle", "seq 2 without a parent", "needs a parent"),
-    ("bundle", "a manifest that is not a token", "must hold exactly one JWS compact serialization"),
+    ("bundle", "a manifest that is not a token", "must hold exactly one JWS serialization"),
     ("bundle", "a skipped seq", "is out of order"),
     ("bundle", "a wrong parent", "has parent"),
     ("bundle", "the applied bundle again (replay)", "is already applied"),
@@ -491,47 +496,47 @@ const RULES: &[(&str, &str, &str)] = &[
     (
         "bundle",
         "manifest.jwt with a leading space (re-published copy)",
-        "must hold exactly one JWS compact serialization",
+        "must hold exactly one JWS serialization",
     ),
     (
         "bundle",
         "manifest.jwt with a trailing space (re-published copy)",
-        "must hold exactly one JWS compact serialization",
+        "must hold exactly one JWS serialization",
     ),
     (
         "bundle",
         "manifest.jwt with a CRLF line end (re-published copy)",
-        "must hold exactly one JWS compact serialization",
+        "must hold exactly one JWS serialization",
     ),
     (
         "bundle",
         "manifest.jwt with two newlines (re-published copy)",
-        "must hold exactly one JWS compact serialization",
+        "must hold exactly one JWS serialization",
     ),
     (
         "bundle",
         "manifest.jwt with a no-break space (U+00A0) (re-published copy)",
-        "must hold exactly one JWS compact serialization",
+        "must hold exactly one JWS serialization",
     ),
     (
         "bundle",
         "manifest.jwt with an em space (U+2003) (re-published copy)",
-        "must hold exactly one JWS compact serialization",
+        "must hold exactly one JWS serialization",
     ),
     (
         "bundle",
         "manifest.jwt with a tab (re-published copy)",
-        "must hold exactly one JWS compact serialization",
+        "must hold exactly one JWS serialization",
     ),
     (
         "bundle",
         "manifest.jwt with the token twice (re-published copy)",
-        "must hold exactly one JWS compact serialization",
+        "must hold exactly one JWS serialization",
     ),
     (
         "bundle",
         "manifest.jwt with a BOM (re-published copy)",
-        "must hold exactly one JWS compact serialization",
+        "must hold exactly one JWS serialization",
     ),
     ("bundle", "a manifest signed before its parent", "before its parent"),
     (
@@ -625,10 +630,10 @@ const RULES: &[(&str, &str, &str)] = &[
 
 /// The part of its reason that names the rule refusing `case`.
 fn rule_of(case: &Case) -> Option<&'static str> {
-    RULES
-        .iter()
+    let rules = || RULES.iter().chain(sets::RULES);
+    rules()
         .find(|(c, n, _)| *c == case.category && *n == case.name)
-        .or_else(|| RULES.iter().find(|(c, n, _)| *c == case.category && case.name.starts_with(n)))
+        .or_else(|| rules().find(|(c, n, _)| *c == case.category && case.name.starts_with(n)))
         .map(|(_, _, rule)| *rule)
 }
 
@@ -1566,10 +1571,11 @@ fn magnets() -> Vec<Case> {
 fn every_hostile_input_is_refused_and_changes_nothing() {
     let mut world = World::new();
     let root = world.ledger.snapshot().unwrap().state_root();
-    let all: Vec<Case> = [tokens(), contracts(), bundles(), torrents(), magnets(), modules()]
-        .into_iter()
-        .flatten()
-        .collect();
+    let all: Vec<Case> =
+        [tokens(), contracts(), bundles(), torrents(), magnets(), modules(), sets::cases()]
+            .into_iter()
+            .flatten()
+            .collect();
     let mut tally: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     let mut failures = Vec::new();
     for case in &all {

@@ -64,8 +64,7 @@ fn a_padded_copy_of_a_manifest_cannot_wedge_the_chain() {
         let run = apply(&env, &name, "peer");
         assert_eq!(run.code, REFUSED, "{padded:?}: {}", run.stderr);
         assert!(
-            run.one_line_error()
-                .contains("manifest.jwt must hold exactly one JWS compact serialization"),
+            run.one_line_error().contains("manifest.jwt must hold exactly one JWS serialization"),
             "{}",
             run.stderr
         );
