@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use serde_json::Value;
-use swarmvm_token::{AuthoritySet, TimeCheck, TrustStore};
+use swarmvm_token::{AuthoritySet, Network, TimeCheck, TrustStore};
 use swarmvm_vm::{Contract, HANDLER_NAMES, Machine, MemoryState, Outcome};
 use swarmvm_wallet::{KeyMaterial, Wallet};
 
@@ -203,11 +203,64 @@ pub fn wasm_module(data: &[u8]) -> bool {
     outcome.is_applied()
 }
 
+/// The three members of the fuzz targets' 2-of-3 network (fixed seeds).
+fn members() -> &'static [Wallet; 3] {
+    static M: OnceLock<[Wallet; 3]> = OnceLock::new();
+    M.get_or_init(|| [1u8, 2, 3].map(|i| Wallet::from_ed25519_seed(&[i; 32]).unwrap()))
+}
+
+/// The fuzz targets' 2-of-3 network.
+fn set_network() -> &'static Network {
+    static N: OnceLock<Network> = OnceLock::new();
+    N.get_or_init(|| {
+        let keys = members().iter().map(|w| w.public_key().clone()).collect();
+        Network::from_set(AuthoritySet::new(keys, 2).unwrap())
+    })
+}
+
+/// Network files and multi-signature manifests: the bytes as a network file (a file that
+/// parses must round-trip to the same network and id), then as a manifest of the 2-of-3
+/// network (one that verifies has at least two distinct members among its signers, and its
+/// identity is its payload's hash whatever the serialization). Every refusal is one line.
+pub fn authority_set(data: &[u8]) -> bool {
+    let as_file = match Network::parse(data) {
+        Ok(network) => {
+            let again = Network::parse(network.to_file().as_bytes()).unwrap();
+            assert_eq!(again, network);
+            assert_eq!(network.id(), network.genesis().network_id());
+            true
+        }
+        Err(e) => {
+            one_line(&e);
+            false
+        }
+    };
+    let Ok(text) = std::str::from_utf8(data) else { return as_file };
+    let net = set_network();
+    let as_manifest = match swarmvm_token::verify_manifest(text, net.id(), net.genesis()) {
+        Ok(m) => {
+            let members = m.signers.iter().filter(|s| net.genesis().contains(s)).count();
+            assert!(members >= 2, "{} members signed", members);
+            let mut distinct = m.signers.clone();
+            distinct.dedup();
+            assert_eq!(distinct.len(), m.signers.len());
+            let peek = swarmvm_token::peek_manifest(text).unwrap();
+            assert_eq!(peek.id, m.id);
+            true
+        }
+        Err(e) => {
+            one_line(&e);
+            false
+        }
+    };
+    as_file || as_manifest
+}
+
 /// A fuzz target: takes any bytes, returns whether they were accepted.
 pub type Target = fn(&[u8]) -> bool;
 
 /// Every target by name, for the replay test.
-pub const TARGETS: [(&str, Target); 7] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("token_verify", token_verify),
     ("contract_execute", contract_execute),
     ("manifest_parse", manifest_parse),
@@ -215,6 +268,7 @@ pub const TARGETS: [(&str, Target); 7] = [
     ("magnet_parse", magnet_parse),
     ("key_parse", key_parse),
     ("wasm_module", wasm_module),
+    ("authority_set", authority_set),
 ];
 
 /// One seed input of a fuzz target, and whether the target must accept it: the valid seeds
@@ -293,6 +347,21 @@ pub fn seeds() -> Vec<Seed> {
         {"action": "transfer_nft", "nft_id": "NFT001", "to": "bob"}
     ]);
     let rsa = Wallet::generate(swarmvm_wallet::Algorithm::Rsa2048).unwrap();
+    let net = set_network();
+    let [m0, m1, m2] = members();
+    let content = swarmvm_token::ManifestContent {
+        seq: 1,
+        parent: None,
+        files: &files,
+        network: net.id(),
+        authority_set: None,
+        now: FUZZ_TIME,
+    };
+    let two = swarmvm_token::sign_manifest(&[m0, m1], &content).unwrap();
+    let three = swarmvm_token::add_manifest_signature(&two, m2).unwrap();
+    let one = swarmvm_token::sign_manifest(&[m2], &content).unwrap();
+    let mut wrong_id: serde_json::Value = serde_json::from_str(&net.to_file()).unwrap();
+    wrong_id["threshold"] = json!(1);
 
     vec![
         Seed { target: "token_verify", bytes: operations.into_bytes(), accepted: true },
@@ -318,6 +387,11 @@ pub fn seeds() -> Vec<Seed> {
         Seed { target: "wasm_module", bytes: wasm(r#"(module (import "swarmvm" "get" (func $g (param i32 i32 i32 i32) (result i32))) (import "swarmvm" "set" (func $s (param i32 i32 i32 i32))) (memory (export "memory") 1) (global $n (mut i32) (i32.const 0)) (func (export "run") (result i32) (global.set $n (i32.add (global.get $n) (call $g (i32.const 0) (i32.const 4) (i32.const 8) (i32.const 8)))) (call $s (i32.const 0) (i32.const 4) (i32.const 0) (i32.const 16)) (i32.const 0)))"#), accepted: true },
         Seed { target: "wasm_module", bytes: wasm(r#"(module (memory (export "memory") 1) (func (export "run") (result i32) (loop $l (br $l)) (i32.const 0)))"#), accepted: false },
         Seed { target: "wasm_module", bytes: b"\0asm\x01\0\0\0".to_vec(), accepted: false },
+        Seed { target: "authority_set", bytes: net.to_file().into_bytes(), accepted: true },
+        Seed { target: "authority_set", bytes: two.into_bytes(), accepted: true },
+        Seed { target: "authority_set", bytes: three.into_bytes(), accepted: true },
+        Seed { target: "authority_set", bytes: one.into_bytes(), accepted: false },
+        Seed { target: "authority_set", bytes: wrong_id.to_string().into_bytes(), accepted: false },
     ]
 }
 
