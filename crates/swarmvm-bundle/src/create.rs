@@ -71,7 +71,7 @@ pub fn create_bundle(
         return Err(BundleError::AlreadySigned(dir.to_path_buf()));
     }
     std::fs::create_dir_all(dir).map_err(|e| BundleError::io("cannot create", dir, e))?;
-    let mut trust = network.genesis().trust();
+    let mut trust = network.genesis().trust().clone();
     for wallet in signers {
         trust.add(wallet.public_key().clone());
     }

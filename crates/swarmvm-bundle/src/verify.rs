@@ -574,7 +574,7 @@ fn verify_registrations(
         .enumerate()
         .map(|(i, token)| {
             let reg =
-                verify_registration(token, &trust, time, HANDLER_NAMES).map_err(|source| {
+                verify_registration(token, trust, time, HANDLER_NAMES).map_err(|source| {
                     match source {
                         VerifyError::UnknownKid(issuer) | VerifyError::UnknownIssuer(issuer) => {
                             BatchError::NotAMember { line: i + 1, issuer }

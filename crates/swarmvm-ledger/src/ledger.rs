@@ -188,7 +188,7 @@ impl Ledger {
             }
         }
         if let Some(set) = batch.authorities() {
-            self.vm.set_authorities(overlay, &set.canonical());
+            self.vm.set_authorities(overlay, set.canonical());
         }
         Ok(())
     }

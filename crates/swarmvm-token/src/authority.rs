@@ -62,12 +62,23 @@ pub enum SetError {
     },
 }
 
-/// Public keys with a threshold: K distinct members must sign. Keys are held by wallet id.
-#[derive(Clone, PartialEq, Eq)]
+/// Public keys with a threshold: K distinct members must sign. Keys are held by wallet id;
+/// the trust store of the members and the canonical text are made once, when the set is.
+#[derive(Clone)]
 pub struct AuthoritySet {
     threshold: usize,
     keys: BTreeMap<WalletId, PublicKey>,
+    trust: TrustStore,
+    canonical: String,
 }
+
+impl PartialEq for AuthoritySet {
+    fn eq(&self, other: &Self) -> bool {
+        self.threshold == other.threshold && self.keys == other.keys
+    }
+}
+
+impl Eq for AuthoritySet {}
 
 impl fmt::Debug for AuthoritySet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -99,12 +110,19 @@ impl AuthoritySet {
             .ok()
             .filter(|k| (1..=n).contains(k))
             .ok_or(SetError::BadThreshold { threshold, keys: n })?;
-        Ok(Self { threshold, keys: map })
+        Ok(Self::of(threshold, map))
+    }
+
+    fn of(threshold: usize, keys: BTreeMap<WalletId, PublicKey>) -> Self {
+        let trust = TrustStore::with_keys(keys.values());
+        let list: Vec<Value> = keys.values().map(PublicKey::to_jwk).collect();
+        let canonical = json!({"threshold": threshold, "authorities": list}).to_string();
+        Self { threshold, keys, trust, canonical }
     }
 
     /// The set of one key with threshold 1 (a network started with `--trust`).
     pub fn single(key: PublicKey) -> Self {
-        Self { threshold: 1, keys: BTreeMap::from([(key.id(), key)]) }
+        Self::of(1, BTreeMap::from([(key.id(), key)]))
     }
 
     /// How many distinct members must sign.
@@ -138,8 +156,8 @@ impl AuthoritySet {
     }
 
     /// The members as a trust store (each key pinned to its algorithm).
-    pub fn trust(&self) -> TrustStore {
-        TrustStore::with_keys(self.keys.values())
+    pub fn trust(&self) -> &TrustStore {
+        &self.trust
     }
 
     /// The network id a network started with this set has: the unpadded base64url SHA-256 of
@@ -167,8 +185,8 @@ impl AuthoritySet {
     }
 
     /// The canonical text of [`AuthoritySet::to_json`] (members sorted, no spaces).
-    pub fn canonical(&self) -> String {
-        self.to_json().to_string()
+    pub fn canonical(&self) -> &str {
+        &self.canonical
     }
 
     /// Reads `{"threshold": K, "authorities": [JWKs]}` (no other members).

@@ -349,10 +349,17 @@ pub fn verify_manifest(text: &str, network: &str, set: &AuthoritySet) -> Result<
         .flat_map(AuthoritySet::members)
         .filter(|(id, _)| !set.contains(id.as_str()))
         .collect();
-    let mut pool = set.trust();
-    for (_, key) in &added {
-        pool.add((*key).clone());
-    }
+    let extended;
+    let pool = if added.is_empty() {
+        set.trust()
+    } else {
+        let mut with_added = set.trust().clone();
+        for (_, key) in &added {
+            with_added.add((*key).clone());
+        }
+        extended = with_added;
+        &extended
+    };
     let mut signers: Vec<String> = Vec::with_capacity(decoded.len());
     for d in &decoded {
         let signer = d.kid.as_deref().or_else(|| claims.get("iss").and_then(Value::as_str));
@@ -431,7 +438,7 @@ pub fn verify_manifest(text: &str, network: &str, set: &AuthoritySet) -> Result<
         files,
         audience,
         authority_set: rotation,
-        verified_against: set.canonical(),
+        verified_against: set.canonical().to_owned(),
     })
 }
 
