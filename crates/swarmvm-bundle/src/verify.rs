@@ -573,15 +573,14 @@ fn verify_registrations(
         .iter()
         .enumerate()
         .map(|(i, token)| {
-            let reg =
-                verify_registration(token, trust, time, HANDLER_NAMES).map_err(|source| {
-                    match source {
-                        VerifyError::UnknownKid(issuer) | VerifyError::UnknownIssuer(issuer) => {
-                            BatchError::NotAMember { line: i + 1, issuer }
-                        }
-                        source => BatchError::Registration { line: i + 1, source },
+            let reg = verify_registration(token, trust, time, HANDLER_NAMES).map_err(|source| {
+                match source {
+                    VerifyError::UnknownKid(issuer) | VerifyError::UnknownIssuer(issuer) => {
+                        BatchError::NotAMember { line: i + 1, issuer }
                     }
-                })?;
+                    source => BatchError::Registration { line: i + 1, source },
+                }
+            })?;
             Ok(reg)
         })
         .collect()

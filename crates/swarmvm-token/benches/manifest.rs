@@ -43,6 +43,39 @@ fn bench(c: &mut Criterion) {
             };
             let signers: Vec<&Wallet> = keys.iter().take(k).collect();
             let manifest = sign_manifest(&signers, &content).expect("sign");
+            // The same K signatures checked bare, for reference: each signer's compact
+            // manifest split into signing input and signature.
+            let raw: Vec<(Vec<u8>, Vec<u8>, &Wallet)> = signers
+                .iter()
+                .map(|w| {
+                    let compact = sign_manifest(&[*w], &content).expect("sign");
+                    let dot = compact.rfind('.').expect("jws");
+                    let sig = base64::Engine::decode(
+                        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                        &compact[dot + 1..],
+                    )
+                    .expect("b64");
+                    (compact.as_bytes()[..dot].to_vec(), sig, *w)
+                })
+                .collect();
+            group.bench_function(format!("{k} raw signatures"), |b| {
+                b.iter(|| {
+                    for (input, sig, w) in &raw {
+                        let key = w.public_key();
+                        let ok = match key.rsa_components() {
+                            None => key.verify_ed25519_strict(black_box(input), black_box(sig)),
+                            Some((n, e)) => aws_lc_rs::signature::RsaPublicKeyComponents { n, e }
+                                .verify(
+                                    &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
+                                    black_box(input),
+                                    black_box(sig),
+                                )
+                                .is_ok(),
+                        };
+                        assert!(ok);
+                    }
+                });
+            });
             group.bench_function(format!("verify, K = {k}"), |b| {
                 b.iter(|| {
                     verify_manifest(black_box(&manifest), network.id(), network.genesis())
