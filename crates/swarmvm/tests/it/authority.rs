@@ -442,3 +442,70 @@ fn a_bundle_for_another_network_that_shares_a_key_is_refused() {
     );
     assert!(err.contains("swarmvm network init"), "{err}");
 }
+
+#[test]
+fn exec_and_token_verify_take_a_network_file() {
+    let env = Env::new();
+    wallets(&env, &["a", "b", "c", "x", "peer1", "peer2"]);
+    let id = init(&env, &["a", "b", "c"], 2, "net.json");
+    // Tokens signed by two different members verify against the network's set.
+    tokens(&env, "b.pem", "c.pem");
+    let run = env.run(&["token", "verify", "tokens.txt", "--network", "net.json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let outsider =
+        env.ok(&["token", "issue", "wallets", "--key", "x.pem", "--wallet", "peer1.pem"]);
+    let err = env.fails(&["token", "verify", outsider.trim(), "--network", "net.json"], REFUSED);
+    assert!(err.contains("unknown kid"), "{err}");
+    // A local ledger of the network: registrations by members, a contract bound to its id.
+    env.write("c.json", json!({"actions": [student("S1")]}).to_string());
+    let out = env.json(&[
+        "exec",
+        "c.json",
+        "--wallet",
+        "peer1.pem",
+        "--data-dir",
+        "local",
+        "--tokens",
+        "tokens.txt",
+        "--network",
+        "net.json",
+    ]);
+    assert_eq!(out["receipt"]["status"], "applied", "{out}");
+    let state = env.json(&["state", "show", "--data-dir", "local"]);
+    assert_eq!(state["network"], id);
+    assert_eq!(state["authorities"]["set"]["threshold"], 2, "the set is under the root");
+    // The same tokens again are refused: a token applies once.
+    let err = env.fails(
+        &[
+            "exec",
+            "c.json",
+            "--wallet",
+            "peer1.pem",
+            "--data-dir",
+            "local",
+            "--tokens",
+            "tokens.txt",
+            "--network",
+            "net.json",
+        ],
+        REFUSED,
+    );
+    assert!(err.contains("was already applied"), "{err}");
+    // --network and --trust are not given together.
+    env.public("a.pem", "a.pub");
+    let run = env.run(&[
+        "exec",
+        "c.json",
+        "--wallet",
+        "peer1.pem",
+        "--data-dir",
+        "l2",
+        "--tokens",
+        "tokens.txt",
+        "--network",
+        "net.json",
+        "--trust",
+        "a.pub",
+    ]);
+    assert_eq!(run.code, FAILURE, "{}", run.stderr);
+}
