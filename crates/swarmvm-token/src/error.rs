@@ -131,7 +131,7 @@ pub enum VerifyError {
     #[error("claims hold both {0} and {1} content; a token has exactly one kind")]
     AmbiguousKind(Kind, Kind),
     /// The claims hold no known kind of content.
-    #[error("claims hold none of 'operations', 'wallets', 'actions' or 'files'")]
+    #[error("claims hold none of 'operations', 'wallets', 'actions', 'files' or 'state_root'")]
     NoKind,
     /// A contract signed for another network.
     #[error("contract is for network '{aud}', not this network '{network}'")]

@@ -18,11 +18,14 @@ pub enum Kind {
     Contract,
     /// An authority's bundle manifest.
     Manifest,
+    /// The sequencer's signed head: the newest bundle and the state root after it.
+    Head,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Self; 4] = [Self::Operations, Self::Wallets, Self::Contract, Self::Manifest];
+    pub const ALL: [Self; 5] =
+        [Self::Operations, Self::Wallets, Self::Contract, Self::Manifest, Self::Head];
 
     /// The JWS `typ` header this kind is issued with.
     pub fn typ(self) -> &'static str {
@@ -31,6 +34,7 @@ impl Kind {
             Self::Wallets => "swarmvm-wallets+jwt",
             Self::Contract => "swarmvm-contract+jwt",
             Self::Manifest => "swarmvm-manifest+jwt",
+            Self::Head => "swarmvm-head+jwt",
         }
     }
 
@@ -41,6 +45,7 @@ impl Kind {
             Self::Wallets => "wallets",
             Self::Contract => "actions",
             Self::Manifest => "files",
+            Self::Head => "state_root",
         }
     }
 
@@ -89,6 +94,7 @@ impl fmt::Display for Kind {
             Self::Wallets => "wallets",
             Self::Contract => "contract",
             Self::Manifest => "manifest",
+            Self::Head => "head",
         })
     }
 }

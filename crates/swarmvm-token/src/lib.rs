@@ -32,6 +32,7 @@
 mod authority;
 mod contract;
 mod error;
+mod head;
 mod json;
 mod jws;
 mod kind;
@@ -45,6 +46,7 @@ pub use contract::{
     MAX_CONTRACT_NONCE, VerifiedContract, contract_signer, sign_contract, verify_contract,
 };
 pub use error::{IssueError, Result, VerifyError};
+pub use head::{HeadContent, MAX_HEAD_LEN, MAX_HEAD_MAGNET, VerifiedHead, sign_head, verify_head};
 pub use json::{find_private_key_material, parse_strict};
 pub use jws::{MAX_SIGNATURES, MAX_TOKEN_LEN, Serialization, Signer};
 pub use kind::Kind;

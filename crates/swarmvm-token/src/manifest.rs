@@ -15,6 +15,7 @@ use crate::error::{IssueError, Result, VerifyError};
 use crate::jws::{Decoded, Serialization, encode_payload, sign_payload, split, write};
 use crate::kind::{Kind, shorten};
 use crate::time::numeric_date;
+use crate::trust::TrustStore;
 
 /// The files a bundle holds besides its manifest, in the order they are listed.
 pub const BUNDLE_FILES: [&str; 2] = ["contracts.jsonl", "registration_tokens.txt"];
@@ -300,6 +301,75 @@ pub fn peek_manifest(text: &str) -> Result<ManifestPeek> {
     })
 }
 
+/// Checks every signature's protected header of a JWS of `kind`: the claims are of `kind`, no
+/// HS256, and in a JSON serialization `typ` and `kid` present.
+pub(crate) fn check_signature_headers(
+    decoded: &[Decoded<'_>],
+    kind: Kind,
+    json: bool,
+) -> Result<()> {
+    for d in decoded {
+        let found = Kind::resolve(d.typ.as_deref(), &d.claims)?;
+        if found != kind {
+            return Err(VerifyError::WrongKind { found, expected: format!("a {kind} token") });
+        }
+        if d.alg.eq_ignore_ascii_case("HS256") {
+            return Err(VerifyError::Hs256NotAllowed(kind));
+        }
+        if json && d.typ.as_deref() != Some(kind.typ()) {
+            return Err(VerifyError::Malformed(format!(
+                "every signature of a JSON {kind} has typ '{}' in its protected header",
+                kind.typ()
+            )));
+        }
+        if json && d.kid.is_none() {
+            return Err(VerifyError::Malformed(format!(
+                "every signature of a JSON {kind} names its signer with 'kid'"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Authenticates every signature against `pool` (the set in force, with any keys a rotation
+/// adds): a signer outside it, a bad signature or a signer twice is refused. Returns the
+/// signers' ids in order. `iss` must name the signer of a compact token (`json` false).
+pub(crate) fn authenticate_all(
+    decoded: &[Decoded<'_>],
+    kind: Kind,
+    pool: &TrustStore,
+    json: bool,
+) -> Result<Vec<String>> {
+    let mut signers: Vec<String> = Vec::with_capacity(decoded.len());
+    for d in decoded {
+        let signer = d.kid.as_deref().or_else(|| d.claims.get("iss").and_then(Value::as_str));
+        if let Some(s) = signer
+            && pool.get_str(s).is_none()
+        {
+            return Err(VerifyError::NotAMember(shorten(s)));
+        }
+        let (signer, _alg) = pool.authenticate_signature(d, kind, !json)?;
+        if signers.contains(&signer) {
+            return Err(VerifyError::DuplicateSigner(shorten(&signer)));
+        }
+        signers.push(signer);
+    }
+    Ok(signers)
+}
+
+/// Refuses fewer than `set.threshold()` distinct members of `set` among `signers`.
+pub(crate) fn check_threshold(signers: &[String], set: &AuthoritySet) -> Result<()> {
+    let members = signers.iter().filter(|s| set.contains(s)).count();
+    if members < set.threshold() {
+        return Err(VerifyError::ThresholdNotMet {
+            have: members,
+            need: set.threshold(),
+            of: set.len(),
+        });
+    }
+    Ok(())
+}
+
 /// Verifies a manifest of network `network` against `set`, the authority set in force before
 /// its bundle: strict parsing of any serialization (compact, general or flattened JSON); for
 /// every signature the manifest `typ`, a protected header naming its signer (`kid`, required
@@ -312,32 +382,9 @@ pub fn verify_manifest(text: &str, network: &str, set: &AuthoritySet) -> Result<
     let split = split(text, MAX_MANIFEST_LEN)?;
     let json = split.form != Serialization::Compact;
     let decoded = split.compact.iter().map(|t| Decoded::parse(t)).collect::<Result<Vec<_>>>()?;
+    check_signature_headers(&decoded, Kind::Manifest, json)?;
     let first = &decoded[0];
     let claims = &first.claims;
-    // Every signature shares the payload; its kind is the claims' kind, named by each header.
-    for d in &decoded {
-        let kind = Kind::resolve(d.typ.as_deref(), &d.claims)?;
-        if kind != Kind::Manifest {
-            return Err(VerifyError::WrongKind {
-                found: kind,
-                expected: "a bundle manifest".into(),
-            });
-        }
-        if d.alg.eq_ignore_ascii_case("HS256") {
-            return Err(VerifyError::Hs256NotAllowed(Kind::Manifest));
-        }
-        if json && d.typ.as_deref() != Some(Kind::Manifest.typ()) {
-            return Err(VerifyError::Malformed(format!(
-                "every signature of a JSON manifest has typ '{}' in its protected header",
-                Kind::Manifest.typ()
-            )));
-        }
-        if json && d.kid.is_none() {
-            return Err(VerifyError::Malformed(
-                "every signature of a JSON manifest names its signer with 'kid'".into(),
-            ));
-        }
-    }
     let rotation = match claims.get("authority_set") {
         None => None,
         Some(v) => {
@@ -360,20 +407,7 @@ pub fn verify_manifest(text: &str, network: &str, set: &AuthoritySet) -> Result<
         extended = with_added;
         &extended
     };
-    let mut signers: Vec<String> = Vec::with_capacity(decoded.len());
-    for d in &decoded {
-        let signer = d.kid.as_deref().or_else(|| claims.get("iss").and_then(Value::as_str));
-        if let Some(s) = signer
-            && pool.get_str(s).is_none()
-        {
-            return Err(VerifyError::NotAMember(shorten(s)));
-        }
-        let (signer, _alg) = pool.authenticate_signature(d, Kind::Manifest, !json)?;
-        if signers.contains(&signer) {
-            return Err(VerifyError::DuplicateSigner(shorten(&signer)));
-        }
-        signers.push(signer);
-    }
+    let mut signers = authenticate_all(&decoded, Kind::Manifest, pool, json)?;
     // `iss` names the member that made the manifest; other members may sign it later.
     let issuer = match claims.get("iss") {
         Some(Value::String(s)) if signers.contains(s) || pool.get_str(s).is_some() => s.clone(),
@@ -386,14 +420,7 @@ pub fn verify_manifest(text: &str, network: &str, set: &AuthoritySet) -> Result<
         Some(_) => return Err(invalid("iss", "not a string")),
         None => return Err(VerifyError::MissingClaim("iss")),
     };
-    let members = signers.iter().filter(|s| set.contains(s)).count();
-    if members < set.threshold() {
-        return Err(VerifyError::ThresholdNotMet {
-            have: members,
-            need: set.threshold(),
-            of: set.len(),
-        });
-    }
+    check_threshold(&signers, set)?;
     if let Some((id, _)) = added.iter().find(|(id, _)| !signers.iter().any(|s| s == id.as_str())) {
         return Err(invalid(
             "authority_set",
