@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{Method, Request, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -46,7 +46,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-const ROUTES: [&str; 12] = [
+const ROUTES: [&str; 14] = [
     "GET /v1/status",
     "GET /v1/authorities",
     "GET /v1/state (the whole state, streamed)",
@@ -54,6 +54,8 @@ const ROUTES: [&str; 12] = [
     "GET /v1/state/{table}?after=ID&limit=N",
     "GET /v1/operations",
     "GET /v1/wallets",
+    "GET /v1/wallets/{id}",
+    "GET /v1/bundles/{seq}",
     "GET /v1/bundles",
     "POST /v1/bundles {\"magnet\": ...} | {\"torrent_base64\": ...}",
     "GET /v1/receipts?from=N&limit=N",
@@ -91,6 +93,8 @@ pub fn router(node: Node) -> Router {
         )
         .route("/v1/operations", get(|State(n): State<Node>| async move { Json(n.operations()) }))
         .route("/v1/wallets", get(|State(n): State<Node>| async move { Json(n.wallets()) }))
+        .route("/v1/wallets/{id}", get(wallet))
+        .route("/v1/bundles/{seq}", get(bundle_at))
         .route(
             "/v1/bundles",
             get(list_bundles)
@@ -118,6 +122,29 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
         status: StatusCode::METHOD_NOT_ALLOWED,
         message: format!("{method} is not allowed on {}", uri.path()),
     }
+}
+
+/// `GET /v1/wallets/{id}`: one registered wallet with its last nonce (404 when unknown).
+async fn wallet(State(node): State<Node>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    node.wallet(&id).map(Json).ok_or_else(|| ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: format!("wallet {} is not registered", swarmvm_primitives::text::shown(&id)),
+    })
+}
+
+/// `GET /v1/bundles/{seq}`: an applied bundle's identity, manifest and magnet (404 when this
+/// node has not applied it).
+async fn bundle_at(
+    State(node): State<Node>,
+    Path(seq): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let Ok(seq) = seq.parse::<u64>() else {
+        return Err(ApiError::bad_request("seq is not a number"));
+    };
+    node.bundle_at(seq).map(Json).ok_or_else(|| ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: format!("bundle seq {seq} is not applied here"),
+    })
 }
 
 async fn list_bundles(State(node): State<Node>) -> Json<Value> {
@@ -251,7 +278,7 @@ const MAX_PAGE: usize = 1000;
 /// the next one.
 async fn state_page(
     State(node): State<Node>,
-    axum::extract::Path(name): axum::extract::Path<String>,
+    Path(name): Path<String>,
     q: Result<Query<StatePage>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(p) = q.map_err(|e| ApiError::bad_request(one_line_rejection(&e.body_text())))?;

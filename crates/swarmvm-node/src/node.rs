@@ -863,6 +863,45 @@ impl Node {
         self.table_json(Table::Operation)
     }
 
+    /// One registered wallet: `{"id", "label", "jwk", "nonce", "revoked"}` (its last used
+    /// nonce; the next contract's is one more), `None` when it is not registered.
+    pub fn wallet(&self, id: &str) -> Option<Value> {
+        let snapshot = self.snapshot()?;
+        let record = snapshot.record(Table::Wallet, id).ok()??;
+        let value = swarmvm_vm::view::value_json(&snapshot, id, &record).ok()?;
+        let nonce = swarmvm_vm::nonce_of(&snapshot, id).ok()?;
+        let revoked =
+            snapshot.record(Table::Revocation, &swarmvm_vm::revoked_id(id)).ok()?.is_some();
+        Some(json!({
+            "id": id,
+            "label": value["label"],
+            "jwk": value["jwk"],
+            "nonce": nonce,
+            "revoked": revoked,
+        }))
+    }
+
+    /// The applied bundle `seq`: `{"seq", "bundle", "parent", "manifest", "magnet"}`, the
+    /// magnet of a torrent of it this node seeds (`null` when it applied it offline). `None`
+    /// when it has not applied that bundle.
+    pub fn bundle_at(&self, seq: u64) -> Option<Value> {
+        let record = self.snapshot()?.bundle(seq).ok()??;
+        let magnet = {
+            let b = lock(&self.inner.bundles);
+            b.order.iter().filter_map(|h| b.entries.get(h)).find_map(|e| {
+                let seeding = e.seq == Some(seq) && e.state == BundleState::Applied;
+                e.transfer.as_ref().filter(|_| seeding).map(|t| t.torrent().magnet().to_string())
+            })
+        };
+        Some(json!({
+            "seq": seq,
+            "bundle": record.id,
+            "parent": record.parent,
+            "manifest": record.manifest,
+            "magnet": magnet,
+        }))
+    }
+
     /// Registered wallets with their labels and keys.
     pub fn wallets(&self) -> Value {
         self.table_json(Table::Wallet)

@@ -91,6 +91,20 @@ async fn a_re_signed_torrent_is_the_same_bundle_and_the_set_in_force_is_shown() 
     assert_eq!(page["entries"][0]["id"], "set", "{page}");
     let (_, status_json) = get(http, "/v1/status");
     assert_eq!(status_json["authorities"]["threshold"], 2, "{status_json}");
+    // A wallet with its last nonce, and an applied bundle with the magnet this node seeds.
+    let (code, w) = get(http, &format!("/v1/wallets/{}", peer.id()));
+    assert_eq!(code, 200, "{w}");
+    assert_eq!((w["nonce"].as_u64(), w["revoked"].as_bool()), (Some(1), Some(false)), "{w}");
+    assert_eq!(w["label"], "peer");
+    let (code, _) = get(http, "/v1/wallets/nobody");
+    assert_eq!(code, 404);
+    let (code, b) = get(http, "/v1/bundles/1");
+    assert_eq!(code, 200, "{b}");
+    assert_eq!(b["bundle"], created.id.to_string());
+    assert_eq!(b["magnet"], first.magnet().to_string());
+    assert!(b["manifest"].as_str().unwrap().starts_with('{'), "two signatures: general JSON");
+    assert_eq!(get(http, "/v1/bundles/2").0, 404);
+    assert_eq!(get(http, "/v1/bundles/x").0, 400);
 
     // A third signature rewrites the manifest and the torrent; the identity stays, and a
     // node that applied the first torrent takes the second for the same bundle.
