@@ -509,3 +509,59 @@ fn exec_and_token_verify_take_a_network_file() {
     ]);
     assert_eq!(run.code, FAILURE, "{}", run.stderr);
 }
+
+#[test]
+fn node_run_with_a_network_file_fetches_a_threshold_bundle_and_shows_the_set() {
+    let env = Env::new();
+    wallets(&env, &["a", "b", "c", "peer1", "peer2"]);
+    let id = init(&env, &["a", "b", "c"], 2, "net.json");
+    tokens(&env, "a.pem", "c.pem");
+    contract(&env, "c1.jsonl", "peer1.pem", "net.json", 1, student("S1"));
+    create(
+        &env,
+        "b1",
+        &["b.pem", "c.pem"],
+        "net.json",
+        &["--tokens", "tokens.txt", "--contracts", "c1.jsonl"],
+    );
+    let mut seeder = crate::support::Daemon::start(
+        &env,
+        &["bundle", "seed", "b1.torrent", "--dir", "b1", "--no-dht", "--listen", "127.0.0.1:0"],
+    );
+    let seeder_addr = seeder.first_line["listen"].as_str().unwrap().to_owned();
+    let mut node = crate::support::Daemon::start(
+        &env,
+        &[
+            "node",
+            "run",
+            "--data-dir",
+            "peer",
+            "--network",
+            "net.json",
+            "--bundle",
+            "b1.torrent",
+            "--peer",
+            &seeder_addr,
+            "--no-dht",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ],
+    );
+    let http = crate::node::http_of(&node);
+    let status = crate::node::wait_status(http, |s| s["last_seq"] == 1);
+    assert_eq!(status["network"], id);
+    assert_eq!(status["authorities"]["threshold"], 2, "{status}");
+    assert_eq!(status["authorities"]["members"].as_array().unwrap().len(), 3);
+    let (code, set) = swarmvm_test_support::http::get(http, "/v1/authorities");
+    assert_eq!((code, &set["network"]), (200, &json!(id)));
+    assert_eq!(node.signal("TERM"), 0);
+    assert_eq!(seeder.signal("TERM"), 0);
+    // The same data dir with another network is refused at start.
+    env.wallet("z.pem", "ed25519");
+    env.public("z.pem", "z.pub");
+    let run = env.run(&["node", "run", "--data-dir", "peer", "--trust", "z.pub", "--no-dht"]);
+    assert_eq!(run.code, REFUSED, "{}", run.stderr);
+    assert!(run.one_line_error().contains(&format!("belongs to network {id}")), "{}", run.stderr);
+}
