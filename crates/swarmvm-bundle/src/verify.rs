@@ -353,6 +353,11 @@ pub fn verify_bundle(
     {
         return Err(BatchError::OtherNetwork { ledger, given: network.id().to_owned() });
     }
+    // A bundle for a seq already applied is the same bundle or a fork, whatever set is in
+    // force now: its signatures were checked when it was opened, against the set then.
+    if bundle.manifest.seq <= view.last_bundle().map_or(0, |b| b.seq) {
+        check_order(view, &bundle)?;
+    }
     let set = set_in_force(view, network)?;
     if bundle.manifest.verified_against != set.canonical() {
         bundle.manifest = verify_manifest(&bundle.manifest_token, network.id(), &set)
