@@ -17,9 +17,9 @@ use crate::error::{ApplyError, OpenError, ReadError, corrupt, storage};
 use crate::reader::{CACHE_BYTES, Db, LedgerReader, Snapshot};
 use crate::record::{BundleRecord, Evidence, LogEntry, Receipt};
 use crate::store::{
-    BUNDLES, EVIDENCE, FORMAT, FORMAT_V1, FORMAT_V2, LOG, META, META_BUNDLE_IAT, META_BUNDLE_ID,
-    META_BUNDLE_SEQ, META_FORMAT, META_LOCAL, META_LOG_LEN, META_NETWORK, META_ROOT, MODULES,
-    RECEIPTS, STATE, StateTable, TRIE, TrieTable, read_head,
+    BUNDLES, CONTRACTS, EVIDENCE, FORMAT, FORMAT_V1, FORMAT_V2, LOG, META, META_BUNDLE_IAT,
+    META_BUNDLE_ID, META_BUNDLE_SEQ, META_CONTRACT_INDEX, META_FORMAT, META_LOCAL, META_LOG_LEN,
+    META_NETWORK, META_ROOT, MODULES, RECEIPTS, STATE, StateTable, TRIE, TrieTable, read_head,
 };
 
 /// Trie keys updated per pass: the nodes a pass loads are bounded, whatever the batch.
@@ -312,6 +312,46 @@ fn store_changes(
     }
 }
 
+/// Points the contract index at `receipt`, unless the contract already applied.
+fn index_receipt(
+    index: &mut redb::Table<'_, &'static [u8; 32], (u64, u32)>,
+    receipts: &redb::Table<'_, (u64, u32), &'static [u8]>,
+    receipt: &Receipt,
+) -> Result<(), ReadError> {
+    let Ok(id) = receipt.contract.parse::<Hash32>() else { return Ok(()) };
+    let earlier = index.get(id.as_bytes()).map_err(storage)?.map(|v| v.value());
+    if let Some(at) = earlier
+        && let Some(old) = receipts.get(at).map_err(storage)?
+    {
+        let old: Receipt = serde_json::from_slice(old.value()).map_err(corrupt)?;
+        if old.is_applied() {
+            return Ok(());
+        }
+    }
+    index.insert(id.as_bytes(), (receipt.position, receipt.index)).map_err(storage)?;
+    Ok(())
+}
+
+/// Indexes every receipt by contract id, once, in a ledger written before the index.
+fn index_contracts(txn: &WriteTransaction) -> Result<(), OpenError> {
+    let s = |e: redb::Error| OpenError::Storage(e);
+    let bad = |e: ReadError| OpenError::Corrupt(e.to_string());
+    let mut meta = txn.open_table(META).map_err(|e| s(e.into()))?;
+    if meta.get(META_CONTRACT_INDEX).map_err(|e| s(e.into()))?.is_some() {
+        return Ok(());
+    }
+    let receipts = txn.open_table(RECEIPTS).map_err(|e| s(e.into()))?;
+    let mut index = txn.open_table(CONTRACTS).map_err(|e| s(e.into()))?;
+    for row in receipts.iter().map_err(|e| s(e.into()))? {
+        let (_, v) = row.map_err(|e| s(e.into()))?;
+        let receipt: Receipt =
+            serde_json::from_slice(v.value()).map_err(|e| OpenError::Corrupt(e.to_string()))?;
+        index_receipt(&mut index, &receipts, &receipt).map_err(bad)?;
+    }
+    meta.insert(META_CONTRACT_INDEX, [1u8].as_slice()).map_err(|e| s(e.into()))?;
+    Ok(())
+}
+
 /// Writes receipts, the log entry, the bundle record and the new head.
 fn record(
     txn: &WriteTransaction,
@@ -343,9 +383,11 @@ fn record(
     };
     {
         let mut table = txn.open_table(RECEIPTS).map_err(storage)?;
+        let mut index = txn.open_table(CONTRACTS).map_err(storage)?;
         for r in &receipts {
             let json = serde_json::to_vec(r).map_err(corrupt)?;
             table.insert((position, r.index), json.as_slice()).map_err(storage)?;
+            index_receipt(&mut index, &table, r)?;
         }
         let mut log = txn.open_table(LOG).map_err(storage)?;
         let json = serde_json::to_vec(&entry).map_err(corrupt)?;
@@ -397,6 +439,7 @@ fn init(db: &Database) -> Result<(), OpenError> {
         txn.open_table(BUNDLES).map_err(s)?;
         txn.open_table(EVIDENCE).map_err(s)?;
         txn.open_table(MODULES).map_err(s)?;
+        txn.open_table(CONTRACTS).map_err(s)?;
         let format = meta
             .get(META_FORMAT)
             .map_err(|e| OpenError::Storage(e.into()))?
@@ -427,6 +470,7 @@ fn init(db: &Database) -> Result<(), OpenError> {
             }
         }
     }
+    index_contracts(&txn)?;
     txn.commit().map_err(|e| OpenError::Storage(e.into()))
 }
 

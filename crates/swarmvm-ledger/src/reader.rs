@@ -17,8 +17,8 @@ use swarmvm_wallet::PublicKey;
 use crate::error::{OpenError, ReadError, corrupt, storage};
 use crate::record::{BundleRecord, Evidence, LogEntry, Receipt};
 use crate::store::{
-    BUNDLES, EVIDENCE, FORMAT, Head, LOG, META, META_FORMAT, MODULES, RECEIPTS, STATE, StateTable,
-    json, read_head,
+    BUNDLES, CONTRACTS, EVIDENCE, FORMAT, Head, LOG, META, META_FORMAT, MODULES, RECEIPTS, STATE,
+    StateTable, json, read_head,
 };
 
 /// The file, open for writing (one process) or for reading (any number, beside the writer).
@@ -193,6 +193,26 @@ impl Snapshot {
             out.push(json(v.value())?);
         }
         Ok(out)
+    }
+
+    /// The receipt of contract `id` (the SHA-256 of its token) that applied it, else its
+    /// latest rejection, with the log entry of its batch.
+    pub fn contract(&self, id: &Hash32) -> Result<Option<(Receipt, LogEntry)>, ReadError> {
+        let index = self.txn.open_table(CONTRACTS).map_err(storage)?;
+        let Some(at) = index.get(id.as_bytes()).map_err(storage)?.map(|v| v.value()) else {
+            return Ok(None);
+        };
+        let receipts = self.txn.open_table(RECEIPTS).map_err(storage)?;
+        let receipt = receipts
+            .get(at)
+            .map_err(storage)?
+            .ok_or_else(|| corrupt("the contract index names a missing receipt"))?;
+        let log = self.txn.open_table(LOG).map_err(storage)?;
+        let entry = log
+            .get(at.0)
+            .map_err(storage)?
+            .ok_or_else(|| corrupt("a receipt of a missing log entry"))?;
+        Ok(Some((json(receipt.value())?, json(entry.value())?)))
     }
 
     /// Receipts of the batches from log position `from`, at most `limit`.

@@ -29,7 +29,15 @@ pub(crate) const MODULES: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinitio
 pub(crate) const EVIDENCE: TableDefinition<'_, (u64, &[u8; 32]), &[u8]> =
     TableDefinition::new("evidence");
 
+/// Receipts by contract id (the SHA-256 of its token): (log position, index) of the receipt
+/// that applied it, else of its latest rejection.
+pub(crate) const CONTRACTS: TableDefinition<'_, &[u8; 32], (u64, u32)> =
+    TableDefinition::new("contracts");
+
 pub(crate) const META_FORMAT: &str = "format";
+/// Set once `contracts` indexes every receipt (ledgers older than the index are indexed
+/// when first opened).
+pub(crate) const META_CONTRACT_INDEX: &str = "contract_index";
 pub(crate) const META_NETWORK: &str = "network";
 pub(crate) const META_ROOT: &str = "state_root";
 pub(crate) const META_LOG_LEN: &str = "log_len";

@@ -46,7 +46,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-const ROUTES: [&str; 14] = [
+const ROUTES: [&str; 15] = [
     "GET /v1/status",
     "GET /v1/authorities",
     "GET /v1/state (the whole state, streamed)",
@@ -56,6 +56,7 @@ const ROUTES: [&str; 14] = [
     "GET /v1/wallets",
     "GET /v1/wallets/{id}",
     "GET /v1/bundles/{seq}",
+    "GET /v1/contracts/{id}",
     "GET /v1/bundles",
     "POST /v1/bundles {\"magnet\": ...} | {\"torrent_base64\": ...}",
     "GET /v1/receipts?from=N&limit=N",
@@ -95,6 +96,7 @@ pub fn router(node: Node) -> Router {
         .route("/v1/wallets", get(|State(n): State<Node>| async move { Json(n.wallets()) }))
         .route("/v1/wallets/{id}", get(wallet))
         .route("/v1/bundles/{seq}", get(bundle_at))
+        .route("/v1/contracts/{id}", get(contract))
         .route(
             "/v1/bundles",
             get(list_bundles)
@@ -130,6 +132,29 @@ async fn wallet(State(node): State<Node>, Path(id): Path<String>) -> Result<Json
         status: StatusCode::NOT_FOUND,
         message: format!("wallet {} is not registered", swarmvm_primitives::text::shown(&id)),
     })
+}
+
+/// `GET /v1/contracts/{id}`: what became of a contract (404 when no batch here held it).
+async fn contract(
+    State(node): State<Node>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let Ok(hash) = id.parse::<swarmvm_vm::Hash32>() else {
+        return Err(ApiError::bad_request(
+            "a contract id is the lowercase hex SHA-256 of its token (64 characters)",
+        ));
+    };
+    match node.contract(&hash) {
+        Ok(Some(v)) => Ok(Json(v)),
+        Ok(None) => Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("contract {id} is unknown here"),
+        }),
+        Err(e) => Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: format!("cannot read the ledger: {e}"),
+        }),
+    }
 }
 
 /// `GET /v1/bundles/{seq}`: an applied bundle's identity, manifest and magnet (404 when this

@@ -902,6 +902,26 @@ impl Node {
         }))
     }
 
+    /// What became of contract `id` (the SHA-256 of its token): `{"id", "state": "applied" |
+    /// "rejected", "seq" (the bundle's, for a bundle), "receipt", "reason" (when rejected)}`;
+    /// `None` when no batch here held it.
+    pub fn contract(&self, id: &Hash32) -> Result<Option<Value>, ReadError> {
+        let Some(snapshot) = self.snapshot() else { return Ok(None) };
+        let Some((receipt, entry)) = snapshot.contract(id)? else { return Ok(None) };
+        let mut out = json!({
+            "id": id.to_hex(),
+            "state": receipt.status,
+            "receipt": receipt,
+        });
+        if let Some(seq) = entry.seq {
+            out["seq"] = json!(seq);
+        }
+        if let Some(reason) = &receipt.reason {
+            out["reason"] = json!(reason);
+        }
+        Ok(Some(out))
+    }
+
     /// Registered wallets with their labels and keys.
     pub fn wallets(&self) -> Value {
         self.table_json(Table::Wallet)

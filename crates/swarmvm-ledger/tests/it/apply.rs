@@ -283,3 +283,37 @@ fn an_older_format_is_carried_over_or_refused_with_a_reason() {
     assert!(err.to_string().contains("open it for writing once"), "{err}");
     assert_eq!(Ledger::open(&v2_again).unwrap().snapshot().unwrap().state_root(), root);
 }
+
+#[test]
+fn receipts_are_found_by_contract_id_also_in_a_ledger_written_before_the_index() {
+    let net = TestNet::new(2);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.redb");
+    let mut ledger = Ledger::open(&path).unwrap();
+    let ok = net.contract(0, 1, &[student("S1")]);
+    let twice = net.contract(1, 1, &[student("S1")]);
+    local(&mut ledger, &net.network, &net.tokens, &[ok.clone(), twice.clone()], at(&net)).unwrap();
+    let id = |t: &str| swarmvm_vm::Hash32::digest(t.as_bytes());
+    let found = |ledger: &Ledger, t: &str| {
+        ledger.snapshot().unwrap().contract(&id(t)).unwrap().map(|(r, e)| (r.status, e.position))
+    };
+    assert_eq!(found(&ledger, &ok), Some(("applied".into(), 1)));
+    assert_eq!(found(&ledger, &twice), Some(("rejected".into(), 1)));
+    assert_eq!(ledger.snapshot().unwrap().contract(&id("unknown")).unwrap(), None);
+    // The rejected one again in a later batch: its latest rejection; the applied one stays.
+    local(&mut ledger, &net.network, &[], &[ok.clone(), twice.clone()], at(&net)).unwrap();
+    assert_eq!(found(&ledger, &ok), Some(("applied".into(), 1)), "an applied receipt stays");
+    assert_eq!(found(&ledger, &twice), Some(("rejected".into(), 2)));
+    drop(ledger);
+    {
+        // As a ledger written before the index: no table, no marker.
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.delete_table(TableDefinition::<&[u8; 32], (u64, u32)>::new("contracts")).unwrap();
+        txn.open_table(META).unwrap().remove("contract_index").unwrap();
+        txn.commit().unwrap();
+    }
+    let ledger = Ledger::open(&path).unwrap();
+    assert_eq!(found(&ledger, &ok), Some(("applied".into(), 1)), "indexed when opened");
+    assert_eq!(found(&ledger, &twice), Some(("rejected".into(), 2)));
+}

@@ -104,6 +104,14 @@ async fn a_re_signed_torrent_is_the_same_bundle_and_the_set_in_force_is_shown() 
     assert_eq!(b["magnet"], first.magnet().to_string());
     assert!(b["manifest"].as_str().unwrap().starts_with('{'), "two signatures: general JSON");
     assert_eq!(get(http, "/v1/bundles/2").0, 404);
+    // What became of the contract, by its id (the SHA-256 of its token).
+    let id = swarmvm_vm::Hash32::digest(contract.as_bytes()).to_hex();
+    let (code, c) = get(http, &format!("/v1/contracts/{id}"));
+    assert_eq!(code, 200, "{c}");
+    assert_eq!((c["state"].as_str(), c["seq"].as_u64()), (Some("applied"), Some(1)), "{c}");
+    assert_eq!(c["receipt"]["signer"], peer.id().to_string());
+    assert_eq!(get(http, &format!("/v1/contracts/{}", "0".repeat(64))).0, 404);
+    assert_eq!(get(http, "/v1/contracts/xyz").0, 400);
     assert_eq!(get(http, "/v1/bundles/x").0, 400);
 
     // A third signature rewrites the manifest and the torrent; the identity stays, and a
