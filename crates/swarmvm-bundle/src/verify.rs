@@ -353,13 +353,17 @@ pub fn verify_bundle(
     {
         return Err(BatchError::OtherNetwork { ledger, given: network.id().to_owned() });
     }
-    // A bundle for a seq already applied is the same bundle or a fork, whatever set is in
-    // force now: its signatures were checked when it was opened, against the set then.
-    if bundle.manifest.seq <= view.last_bundle().map_or(0, |b| b.seq) {
-        check_order(view, &bundle)?;
+    // The very bundle already applied (its identity) is recognized whatever set is in force
+    // now; anything else, a fork included, must satisfy the set in force now.
+    if bundle.manifest.seq <= view.last_bundle().map_or(0, |b| b.seq)
+        && let Some((kept, _)) = view.applied(bundle.manifest.seq)?
+        && kept == bundle.manifest.id
+    {
+        return Err(BatchError::AlreadyApplied { seq: bundle.manifest.seq, id: kept });
     }
     let set = set_in_force(view, network)?;
-    if bundle.manifest.verified_against != set.canonical() {
+    let other_network = bundle.manifest.audience.as_deref().is_some_and(|a| a != network.id());
+    if bundle.manifest.verified_against != set.canonical() || other_network {
         bundle.manifest = verify_manifest(&bundle.manifest_token, network.id(), &set)
             .map_err(|source| BatchError::Signatures { seq: bundle.manifest.seq, source })?;
     }

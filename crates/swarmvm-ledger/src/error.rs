@@ -73,7 +73,7 @@ pub enum ApplyError {
 impl ApplyError {
     /// True when the peer itself failed (storage, corruption) rather than refusing input.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, Self::Read(_))
+        matches!(self, Self::Read(_) | Self::Registry { source: RegistrationError::Storage(_), .. })
     }
 }
 
@@ -121,5 +121,22 @@ impl From<ReadError> for StateError {
 impl From<redb::Error> for ApplyError {
     fn from(e: redb::Error) -> Self {
         Self::Read(ReadError::Storage(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_storage_failure_while_registering_is_fatal_not_a_refusal() {
+        let storage = ApplyError::Registry {
+            line: 1,
+            source: RegistrationError::Storage(StateError("disk".into())),
+        };
+        assert!(storage.is_fatal(), "the bundle is retried, not refused");
+        let refused =
+            ApplyError::Registry { line: 1, source: RegistrationError::Revoked("w".into()) };
+        assert!(!refused.is_fatal());
     }
 }

@@ -170,6 +170,12 @@ fn finish(text: String) -> Result<String, IssueError> {
     if text.len() > MAX_MANIFEST_LEN {
         return Err(IssueError::TooLarge { size: text.len(), max: MAX_MANIFEST_LEN });
     }
+    // Each signature is checked as the compact token it stands for, which has a size limit.
+    for token in split(&text, MAX_MANIFEST_LEN)?.compact {
+        if token.len() > crate::jws::MAX_TOKEN_LEN {
+            return Err(IssueError::TooLarge { size: token.len(), max: crate::jws::MAX_TOKEN_LEN });
+        }
+    }
     Ok(text)
 }
 
@@ -410,7 +416,7 @@ pub fn verify_manifest(text: &str, network: &str, set: &AuthoritySet) -> Result<
     let mut signers = authenticate_all(&decoded, Kind::Manifest, pool, json)?;
     // `iss` names the member that made the manifest; other members may sign it later.
     let issuer = match claims.get("iss") {
-        Some(Value::String(s)) if signers.contains(s) || pool.get_str(s).is_some() => s.clone(),
+        Some(Value::String(s)) if set.contains(s) => s.clone(),
         Some(Value::String(s)) => {
             return Err(invalid(
                 "iss",

@@ -50,12 +50,13 @@ pub struct Registration {
 }
 
 impl Registration {
-    /// The key under which the state remembers that it was applied: its `jti`, or
-    /// `sha256:HEX` of its payload when it has none.
+    /// The key under which the state remembers that it was applied: `ISS/JTI`, or
+    /// `ISS/sha256:HEX` of its payload when it has no `jti`. The issuer comes first, so one
+    /// member's token ids can never block another member's tokens.
     pub fn replay_key(&self) -> String {
         match &self.jti {
-            Some(jti) => jti.clone(),
-            None => format!("sha256:{}", self.digest.to_hex()),
+            Some(jti) => format!("{}/{jti}", self.issuer),
+            None => format!("{}/sha256:{}", self.issuer, self.digest.to_hex()),
         }
     }
 

@@ -158,3 +158,38 @@ fn operations_bind_modules_by_hash_with_their_fuel() {
     let RegistrationBody::Operations(got) = reg.body else { panic!("operations") };
     assert_eq!(got, ops);
 }
+
+#[test]
+fn replay_keys_are_per_issuer_and_revocations_round_trip() {
+    use swarmvm_token::{
+        IssueTime, Signer, TimeCheck, TrustStore, issue_operations_withdrawing,
+        issue_wallets_revoking, verify_registration,
+    };
+    let (a, b) = (wallet(Algorithm::Ed25519, 2), wallet(Algorithm::Ed25519, 3));
+    let trust = TrustStore::with_keys([a.public_key(), b.public_key()]);
+    let time = IssueTime { now: 1_700_000_000, ttl: 3600 };
+    let at = TimeCheck::at(1_700_000_100);
+    let revoke = vec![b.id().to_string()];
+    let t = issue_wallets_revoking(&Signer::Wallet(a), &[], &revoke, time).unwrap();
+    let ra = verify_registration(&t, &trust, at, HANDLER_NAMES).unwrap();
+    assert_eq!(ra.revocations, revoke);
+    let withdraw = vec!["add_course".to_owned()];
+    let t = issue_operations_withdrawing(
+        &Signer::Wallet(b),
+        &BTreeMap::new(),
+        &withdraw,
+        HANDLER_NAMES,
+        time,
+    )
+    .unwrap();
+    let rb = verify_registration(&t, &trust, at, HANDLER_NAMES).unwrap();
+    assert_eq!(rb.revocations, withdraw);
+    // The same jti from two issuers gives two keys: one member cannot block another's token.
+    let (mut x, mut y) = (ra, rb);
+    x.jti = Some("same".into());
+    y.jti = Some("same".into());
+    assert_ne!(x.replay_key(), y.replay_key());
+    assert_eq!(x.replay_key(), format!("{}/same", a.id()));
+    x.jti = None;
+    assert_eq!(x.replay_key(), format!("{}/sha256:{}", a.id(), x.digest.to_hex()));
+}
