@@ -33,7 +33,10 @@ impl Response {
 }
 
 /// Sends one request with exactly these headers (plus `Connection: close`, a JSON content
-/// type and the length) and reads the whole response.
+/// type and the length) and reads the whole response. A server may answer before it has read
+/// a large body, and a node under load sheds connections (a reset, as a new connection beyond
+/// its limit gets): the response is read even when the body could not be sent, and a
+/// connection reset before any response is tried again, at most five times, as a client would.
 pub fn exchange(
     addr: SocketAddr,
     method: &str,
@@ -41,8 +44,6 @@ pub fn exchange(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Response {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut head = format!("{method} {path} HTTP/1.1\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
@@ -51,11 +52,36 @@ pub fn exchange(
         "Connection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     ));
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body.as_bytes()).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    parse_response(&raw)
+    let mut last = None;
+    for attempt in 0..5 {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(50 * attempt));
+        }
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let sent =
+            stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body.as_bytes()));
+        let mut raw = Vec::new();
+        let read = stream.read_to_end(&mut raw);
+        if raw.starts_with(b"HTTP/") {
+            return parse_response(&raw);
+        }
+        match (sent, read) {
+            (Err(e), _) | (_, Err(e)) if is_reset(&e) => last = Some(e),
+            (Err(e), _) | (_, Err(e)) => panic!("{method} {path}: {e}"),
+            (Ok(()), Ok(_)) => return parse_response(&raw),
+        }
+    }
+    panic!("{method} {path}: the connection was reset five times: {last:?}")
+}
+
+fn is_reset(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::BrokenPipe
+            | std::io::ErrorKind::ConnectionAborted
+    )
 }
 
 /// Parses a whole HTTP/1.1 response.
