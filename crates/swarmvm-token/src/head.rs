@@ -9,7 +9,7 @@ use swarmvm_wallet::Wallet;
 
 use crate::authority::AuthoritySet;
 use crate::error::{IssueError, Result, VerifyError};
-use crate::jws::{Decoded, Serialization, encode_payload, sign_payload, split, write};
+use crate::jws::{Decoded, Serialization, encode_payload, sign_all, split};
 use crate::kind::{Kind, shorten};
 use crate::manifest::{MAX_SEQ, authenticate_all, check_signature_headers, check_threshold};
 use crate::time::numeric_date;
@@ -91,15 +91,7 @@ pub fn sign_head(signers: &[&Wallet], content: &HeadContent<'_>) -> Result<Strin
         iat: content.now,
         exp: content.now.saturating_add(content.max_age),
     };
-    let payload = encode_payload(&claims)?;
-    let mut signatures = Vec::with_capacity(signers.len());
-    for (i, wallet) in signers.iter().enumerate() {
-        if signers[..i].iter().any(|w| w.id() == wallet.id()) {
-            return Err(IssueError::Signing(format!("{} is given twice as a signer", wallet.id())));
-        }
-        signatures.push(sign_payload(wallet, Kind::Head, &payload)?);
-    }
-    let text = write(&payload, &signatures);
+    let text = sign_all(signers, Kind::Head, &encode_payload(&claims)?)?;
     if text.len() > MAX_HEAD_LEN {
         return Err(IssueError::TooLarge { size: text.len(), max: MAX_HEAD_LEN });
     }

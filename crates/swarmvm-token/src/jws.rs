@@ -302,6 +302,23 @@ pub(crate) fn sign_payload(
     Ok((protected, signature))
 }
 
+/// Signs `payload` as a `kind` with every wallet of `signers` (each once) and writes the
+/// signatures: compact for one, general JSON for several.
+pub(crate) fn sign_all(
+    signers: &[&Wallet],
+    kind: Kind,
+    payload: &str,
+) -> Result<String, IssueError> {
+    let mut signatures = Vec::with_capacity(signers.len());
+    for (i, wallet) in signers.iter().enumerate() {
+        if signers[..i].iter().any(|w| w.id() == wallet.id()) {
+            return Err(IssueError::Signing(format!("{} is given twice as a signer", wallet.id())));
+        }
+        signatures.push(sign_payload(wallet, kind, payload)?);
+    }
+    Ok(write(payload, &signatures))
+}
+
 /// The base64url encoding of a value's JSON.
 pub(crate) fn encode_payload<T: Serialize>(claims: &T) -> Result<String, IssueError> {
     let bytes = serde_json::to_vec(claims).map_err(|e| IssueError::Signing(e.to_string()))?;

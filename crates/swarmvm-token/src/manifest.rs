@@ -12,7 +12,7 @@ use swarmvm_wallet::{PublicKey, WalletId};
 
 use crate::authority::AuthoritySet;
 use crate::error::{IssueError, Result, VerifyError};
-use crate::jws::{Decoded, Serialization, encode_payload, sign_payload, split, write};
+use crate::jws::{Decoded, Serialization, encode_payload, sign_all, sign_payload, split, write};
 use crate::kind::{Kind, shorten};
 use crate::time::numeric_date;
 use crate::trust::TrustStore;
@@ -134,15 +134,7 @@ pub fn sign_manifest(
         files: content.files,
         authority_set: content.authority_set.map(AuthoritySet::to_json),
     };
-    let payload = encode_payload(&claims)?;
-    let mut signatures = Vec::with_capacity(signers.len());
-    for (i, wallet) in signers.iter().enumerate() {
-        if signers[..i].iter().any(|w| w.id() == wallet.id()) {
-            return Err(IssueError::Signing(format!("{} is given twice as a signer", wallet.id())));
-        }
-        signatures.push(sign_payload(wallet, Kind::Manifest, &payload)?);
-    }
-    finish(write(&payload, &signatures))
+    finish(sign_all(signers, Kind::Manifest, &encode_payload(&claims)?)?)
 }
 
 /// Adds `wallet`'s signature to a manifest (any serialization), written as general JSON. The

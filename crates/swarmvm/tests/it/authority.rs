@@ -362,49 +362,22 @@ fn revoked_wallets_and_withdrawn_actions_are_rejected_from_their_bundle_on() {
 
     // A token is applied once: the first bundle's tokens again are refused whole.
     let root_before = root(&env, "p");
-    env.json(&[
-        "bundle",
-        "create",
-        "b3",
-        "--key",
-        "auth.pem",
-        "--tokens",
-        "tokens.txt",
-        "--after",
-        "b2",
-    ]);
-    let run = env.run(&[&["node", "apply", "b3"][..], &trust[..]].concat());
-    assert_eq!(run.code, REFUSED);
-    assert!(
-        run.one_line_error().contains("was already applied; a token is applied once"),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(root(&env, "p"), root_before);
+    let refused_with = |tokens: &str, says: &str| {
+        env.json(&[
+            "bundle", "create", "b3", "--key", "auth.pem", "--tokens", tokens, "--after", "b2",
+            "--force",
+        ]);
+        let run = env.run(&[&["node", "apply", "b3"][..], &trust[..]].concat());
+        assert_eq!(run.code, REFUSED);
+        assert!(run.one_line_error().contains(says), "{}", run.stderr);
+        assert_eq!(root(&env, "p"), root_before);
+    };
+    refused_with("tokens.txt", "was already applied; a token is applied once");
     // A revoked wallet is not registered again.
     let again =
         env.ok(&["token", "issue", "wallets", "--key", "auth.pem", "--wallet", "peer1.pem"]);
     env.write("again.txt", again);
-    env.json(&[
-        "bundle",
-        "create",
-        "b3",
-        "--key",
-        "auth.pem",
-        "--tokens",
-        "again.txt",
-        "--after",
-        "b2",
-        "--force",
-    ]);
-    let run = env.run(&[&["node", "apply", "b3"][..], &trust[..]].concat());
-    assert_eq!(run.code, REFUSED);
-    assert!(
-        run.one_line_error().contains("was revoked and cannot be registered again"),
-        "{}",
-        run.stderr
-    );
-    assert_eq!(root(&env, "p"), root_before);
+    refused_with("again.txt", "was revoked and cannot be registered again");
 }
 
 #[test]
