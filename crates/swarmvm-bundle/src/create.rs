@@ -41,6 +41,9 @@ pub struct CreateOptions<'a> {
     pub modules: &'a [std::path::PathBuf],
     /// The previous bundle's folder: this one comes next.
     pub after: Option<&'a Path>,
+    /// The previous bundle's position, when its folder is not at hand (a sequencer cutting
+    /// the next bundle after its ledger's last): this one comes next. `after` wins.
+    pub follows: Option<crate::BundlePosition>,
     /// The manifest's `iat` (Unix seconds).
     pub now: u64,
     /// Sign again a folder that already holds a manifest (which makes a second bundle for its
@@ -79,7 +82,13 @@ pub fn create_bundle(
         trust.add(key.clone());
     }
     let (seq, parent) = match options.after {
-        None => (1, None),
+        None => match &options.follows {
+            None => (1, None),
+            Some(previous) if previous.issued_at > now => {
+                return Err(BundleError::BeforeParent { parent: previous.issued_at, now });
+            }
+            Some(previous) => (previous.seq + 1, Some(previous.id)),
+        },
         Some(prev) => {
             let text = read_manifest_text(prev)?;
             let previous = peek_manifest(&text).map_err(BundleError::Manifest)?;

@@ -46,8 +46,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-const ROUTES: [&str; 15] = [
+const ROUTES: [&str; 18] = [
     "GET /v1/status",
+    "GET /v1/head?seq=N&iat=T&wait=SECONDS (the newest signed head; waits for a newer one)",
+    "POST /v1/contracts (body: a signed contract, compact JWS, application/jose)",
+    "POST /v1/registrations {\"tokens\": [...], \"modules\": [base64...], \"manifest\"?: ..., \"contracts\"?: [...]}",
     "GET /v1/authorities",
     "GET /v1/state (the whole state, streamed)",
     "GET /v1/state/root",
@@ -97,6 +100,17 @@ pub fn router(node: Node) -> Router {
         .route("/v1/wallets/{id}", get(wallet))
         .route("/v1/bundles/{seq}", get(bundle_at))
         .route("/v1/contracts/{id}", get(contract))
+        .route("/v1/head", get(head))
+        .route(
+            "/v1/contracts",
+            axum::routing::post(post_contract).layer(DefaultBodyLimit::max(MAX_CONTRACT_BODY)),
+        )
+        .route(
+            "/v1/registrations",
+            axum::routing::post(post_registrations)
+                .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(MAX_REGISTRATIONS_BODY))
+                .layer(tower::limit::ConcurrencyLimitLayer::new(2)),
+        )
         .route(
             "/v1/bundles",
             get(list_bundles)
@@ -123,6 +137,123 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError {
         status: StatusCode::METHOD_NOT_ALLOWED,
         message: format!("{method} is not allowed on {}", uri.path()),
+    }
+}
+
+/// The largest `POST /v1/contracts` body: one contract token and a line end.
+const MAX_CONTRACT_BODY: usize = swarmvm_token::MAX_TOKEN_LEN + 2;
+/// The largest `POST /v1/registrations` body (tokens, modules in base64, a folder's files).
+const MAX_REGISTRATIONS_BODY: usize = 64 * 1024 * 1024;
+/// The longest `GET /v1/head` waits for a newer head.
+const MAX_HEAD_WAIT: u64 = 25;
+
+/// `?seq=N&iat=T&wait=SECONDS` for `GET /v1/head`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeadQuery {
+    seq: Option<u64>,
+    iat: Option<u64>,
+    wait: Option<u64>,
+}
+
+/// `GET /v1/head`: `{"head": "<JWS>"}`, the newest valid head this node knows (404 before
+/// any, or once it expired). With `wait`, waits (at most 25 s) for a head newer than
+/// (`seq`, `iat`) before answering with the newest.
+async fn head(
+    State(node): State<Node>,
+    q: Result<Query<HeadQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(one_line_rejection(&e.body_text())))?;
+    let wait = Duration::from_secs(q.wait.unwrap_or(0).min(MAX_HEAD_WAIT));
+    if !wait.is_zero() {
+        node.wait_head(q.seq.unwrap_or(0), q.iat.unwrap_or(0), wait).await;
+    }
+    match node.head() {
+        Some((text, h)) if h.expires_at > swarmvm_token::unix_now() => {
+            Ok(Json(json!({ "head": text })))
+        }
+        Some((_, h)) => Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!(
+                "the newest head known here (seq {}) expired at {}: the sequencer stopped publishing or cannot be reached",
+                h.seq, h.expires_at
+            ),
+        }),
+        None => Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: "no head known here yet".into(),
+        }),
+    }
+}
+
+fn hops(headers: &axum::http::HeaderMap) -> u32 {
+    headers
+        .get(crate::follow::HOPS_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn refused(r: crate::submit::Refusal) -> Response {
+    let mut body = json!({ "error": r.message.replace('\n', " ") });
+    if let Some(n) = r.next_nonce {
+        body["next_nonce"] = json!(n);
+    }
+    if r.duplicate {
+        body["duplicate"] = json!(true);
+    }
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = (status, Json(body)).into_response();
+    if let Some(secs) = r.retry_after
+        && let Ok(v) = header::HeaderValue::from_str(&secs.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
+}
+
+/// A body too large says so (413); other unusable bodies are bad requests.
+fn body_refused(e: &axum::extract::rejection::BytesRejection) -> Response {
+    let status = match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    refusal(status, one_line_rejection(&e.body_text()))
+}
+
+/// `POST /v1/contracts`: 202 `{"id", "state": "pending"}` once the sequencer stored it.
+async fn post_contract(
+    State(node): State<Node>,
+    headers: axum::http::HeaderMap,
+    body: Result<bytes::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_refused(&e),
+    };
+    match node.submit_contract(&body, hops(&headers)).await {
+        Ok(id) => (StatusCode::ACCEPTED, Json(json!({ "id": id.to_hex(), "state": "pending" })))
+            .into_response(),
+        Err(r) => refused(r),
+    }
+}
+
+/// `POST /v1/registrations`: 202 `{"queued": N}` for tokens and modules queued for the next
+/// cut; 200 `{"seq", "bundle"}` for a signed folder published.
+async fn post_registrations(
+    State(node): State<Node>,
+    headers: axum::http::HeaderMap,
+    body: Result<bytes::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return body_refused(&e),
+    };
+    match node.submit_registrations(&body, hops(&headers)).await {
+        Ok((status, value)) => {
+            (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), Json(value)).into_response()
+        }
+        Err(r) => refused(r),
     }
 }
 

@@ -26,15 +26,26 @@
 //! ```
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+pub mod client;
 mod error;
+mod follow;
 mod http;
 mod node;
 mod pipeline;
+mod queue;
+mod sequencer;
 mod status;
+mod submit;
 mod watch;
 
 pub use error::NodeError;
+pub use follow::FollowOptions;
 pub use http::{ApiError, HttpLimits, router};
 pub use node::{Node, NodeLimits, NodeOptions};
 pub use pipeline::{Applied, PipelineError, apply_opened};
-pub use status::{AuthoritySummary, BundleState, BundleStatus, EvidenceSummary, Status};
+pub use sequencer::SequencerOptions;
+pub use status::{
+    AuthoritySummary, BundleState, BundleStatus, EvidenceSummary, HeadSummary, SequencerSummary,
+    Status,
+};
+pub use submit::SubmitError;

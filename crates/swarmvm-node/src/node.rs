@@ -69,6 +69,37 @@ pub struct NodeOptions {
     pub allow_hosts: Vec<String>,
     /// Bounds on pending work and waiting.
     pub limits: NodeLimits,
+    /// Run as the network's sequencer: queue submissions, cut, sign and publish bundles and
+    /// heads.
+    pub sequencer: Option<crate::SequencerOptions>,
+    /// Follow the newest signed head of these nodes and fetch the bundles it lacks.
+    pub follow: Option<crate::FollowOptions>,
+}
+
+/// Refuses to run a sequencer whose keys cannot sign for the set in force: each must be a
+/// member, distinct, and together at least the threshold.
+fn check_sequencer_keys(
+    keys: &[swarmvm_wallet::Wallet],
+    set: &AuthoritySet,
+) -> Result<(), NodeError> {
+    let mut ids = std::collections::BTreeSet::new();
+    for key in keys {
+        let id = key.id().to_string();
+        if !set.contains(&id) {
+            return Err(NodeError::BadRequest(format!(
+                "sequencer key {id} is not a member of the authority set in force"
+            )));
+        }
+        ids.insert(id);
+    }
+    if ids.len() < set.threshold() {
+        return Err(NodeError::BadRequest(format!(
+            "a sequencer needs {} distinct authority keys (the threshold); {} given",
+            set.threshold(),
+            ids.len()
+        )));
+    }
+    Ok(())
 }
 
 /// The longest wait before a bundle is applied again after a storage failure.
@@ -82,6 +113,8 @@ struct Entry {
     transfer: Option<Arc<Transfer>>,
     /// Storage failures while applying it, in a row (for the retry's back-off).
     failures: u32,
+    /// Peers to ask for it besides the session's own (the node a follower learned it from).
+    peers: Vec<SocketAddr>,
 }
 
 #[derive(Default)]
@@ -141,7 +174,7 @@ async fn stall(transfer: &Transfer, limit: Duration) -> String {
 
 /// Removes a folder tree without following links (std's `remove_dir_all` does not follow
 /// them either); a missing folder is fine.
-fn remove_tree(path: &Path) -> std::io::Result<()> {
+pub(crate) fn remove_tree(path: &Path) -> std::io::Result<()> {
     match std::fs::remove_dir_all(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         other => other,
@@ -168,7 +201,7 @@ impl Summary {
     }
 }
 
-struct Inner {
+pub(crate) struct Inner {
     data_dir: PathBuf,
     network: Network,
     limits: NodeLimits,
@@ -190,12 +223,28 @@ struct Inner {
     http_addr: OnceLock<SocketAddr>,
     /// Every task the node started, so that stopping can wait for them.
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The sequencer's part, on the network's sequencer.
+    pub(crate) sequencer: Option<Arc<crate::sequencer::Sequencer>>,
+    /// The newest head known, and what was refused.
+    pub(crate) heads: Mutex<crate::follow::Heads>,
+    /// Changes with every newer head: (seq, iat).
+    pub(crate) head_changed: watch::Sender<(u64, u64)>,
+    /// Why this node stopped applying: its root after a bundle differs from the head's.
+    pub(crate) diverged: Mutex<Option<String>>,
+    /// The nodes it follows (and forwards submissions to).
+    pub(crate) follow: Vec<String>,
+    /// How often it polls them.
+    pub(crate) poll: Duration,
+    /// A client for talking to them.
+    pub(crate) client: crate::client::Client,
+    /// Contracts this node forwarded and the sequencer accepted (pending until applied here).
+    pub(crate) forwarded: Mutex<crate::follow::Forwarded>,
 }
 
 /// A running peer. Cloning gives another handle to the same peer.
 #[derive(Clone)]
 pub struct Node {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Node {
@@ -204,7 +253,7 @@ impl std::fmt::Debug for Node {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a lock leaves data that is still consistent for our uses
     // (every update is a single assignment), so keep going.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -253,6 +302,22 @@ impl Node {
         })
         .await
         .map_err(|e| NodeError::BadRequest(format!("ledger open task failed: {e}")))??;
+        let sequencer = match options.sequencer {
+            Some(seq_options) => {
+                let set = swarmvm_bundle::set_in_force(&ledger.snapshot()?, &network)
+                    .map_err(|e| NodeError::BadRequest(one_line(&e)))?;
+                check_sequencer_keys(&seq_options.keys, &set)?;
+                let _ = remove_tree(&dir.join("cuts"));
+                let (sequencer, rx) = crate::sequencer::Sequencer::open(&dir, seq_options)
+                    .map_err(NodeError::BadRequest)?;
+                Some((sequencer, rx))
+            }
+            None => None,
+        };
+        let (follow, poll) = match options.follow {
+            Some(f) => (f.urls, f.poll),
+            None => (Vec::new(), Duration::from_secs(1)),
+        };
         let swarm = Swarm::start(options.swarm, &dir.join("bundles")).await?;
         let reader = ledger.reader();
         let node = Self {
@@ -271,6 +336,14 @@ impl Node {
                 stop: watch::channel(false).0,
                 http_addr: OnceLock::new(),
                 tasks: Mutex::new(Vec::new()),
+                sequencer: sequencer.as_ref().map(|(s, _)| s.clone()),
+                heads: Mutex::new(crate::follow::Heads::default()),
+                head_changed: watch::channel((0, 0)).0,
+                diverged: Mutex::new(None),
+                follow,
+                poll,
+                client: crate::client::Client::new(Duration::from_secs(30)),
+                forwarded: Mutex::new(crate::follow::Forwarded::default()),
             }),
         };
         info!(data_dir = %dir.display(), last_seq = summary.last_seq, "node started");
@@ -284,7 +357,7 @@ impl Node {
                     // Stored torrents passed every check when they came; they are resumed
                     // whatever the bound on pending bundles.
                     Ok(t) => {
-                        if let Err(e) = node.admit(Source::Torrent(t), false) {
+                        if let Err(e) = node.admit(Source::Torrent(t), false, Vec::new()) {
                             warn!(file = %path.display(), "ignoring a stored torrent: {}", one_line(&e));
                         }
                     }
@@ -297,6 +370,13 @@ impl Node {
         }
         if let Some(folder) = options.watch {
             crate::watch::spawn(node.clone(), folder);
+        }
+        if let Some((sequencer, rx)) = sequencer {
+            sequencer.run(&node, rx);
+        }
+        if !node.inner.follow.is_empty() {
+            let follower = node.clone();
+            node.spawn(async move { crate::follow::follow_loop(follower).await });
         }
         Ok(node)
     }
@@ -344,10 +424,24 @@ impl Node {
     /// at once, before anything is fetched or reserved for it, and so is any bundle beyond
     /// the bound on pending ones ([`NodeError::Busy`]).
     pub fn add(&self, source: Source) -> Result<InfoHash, NodeError> {
-        self.admit(source, true)
+        self.admit(source, true, Vec::new())
     }
 
-    fn admit(&self, source: Source, bounded: bool) -> Result<InfoHash, NodeError> {
+    /// [`Node::add`], asking `peers` for it besides the session's own.
+    pub fn add_with_peers(
+        &self,
+        source: Source,
+        peers: Vec<SocketAddr>,
+    ) -> Result<InfoHash, NodeError> {
+        self.admit(source, true, peers)
+    }
+
+    fn admit(
+        &self,
+        source: Source,
+        bounded: bool,
+        peers: Vec<SocketAddr>,
+    ) -> Result<InfoHash, NodeError> {
         let (hash, name, state) = match &source {
             Source::Torrent(t) => {
                 check_shape(t)?;
@@ -370,7 +464,7 @@ impl Node {
             b.order.push(hash);
             b.entries.insert(
                 hash,
-                Entry { name, state, seq: None, reason: None, transfer: None, failures: 0 },
+                Entry { name, state, seq: None, reason: None, transfer: None, failures: 0, peers },
             );
         }
         let node = self.clone();
@@ -401,11 +495,10 @@ impl Node {
         let applied = tokio::task::spawn_blocking(move || node.apply_one(opened))
             .await
             .map_err(|e| NodeError::BadRequest(format!("apply failed: {e}")))?;
-        if let Err(e) = applied
-            && !e.is_already_applied()
-        {
-            return Err(NodeError::BadRequest(one_line(&e)));
-        }
+        let applied = match applied {
+            Err(e) if !e.is_already_applied() => return Err(NodeError::BadRequest(one_line(&e))),
+            other => other.ok(),
+        };
         let transfer = Arc::new(self.inner.swarm.seed(&torrent, dir).await?);
         let mut b = lock(&self.inner.bundles);
         if !b.entries.contains_key(&hash) {
@@ -420,9 +513,141 @@ impl Node {
                 reason: None,
                 transfer: Some(transfer),
                 failures: 0,
+                peers: Vec::new(),
             },
         );
+        drop(b);
+        if let Some(a) = applied {
+            self.inner.applied.send_replace(a.seq);
+            self.after_applied(
+                a.seq,
+                a.id,
+                a.report.state_root,
+                Some(torrent.magnet().to_string()),
+            );
+        }
         Ok(torrent)
+    }
+
+    /// Stores a bundle folder of this node's own (a sequencer's cut, or a folder signed
+    /// elsewhere that it publishes) where the node resumes its bundles from, before applying
+    /// it, so that a crash after this point applies it on restart rather than losing or
+    /// re-cutting it: `staging` (holding the folder `dir`) becomes `bundles/<info-hash>`, and
+    /// its torrent is written to `torrents/`. Then applies it, seeds it and signs a head on a
+    /// sequencer. Returns its seq.
+    pub(crate) async fn publish_stored(
+        &self,
+        staging: &Path,
+        dir: &Path,
+    ) -> Result<u64, crate::sequencer::CutError> {
+        use crate::sequencer::CutError;
+        let failed = |e: &dyn std::fmt::Display| CutError::Failed(e.to_string());
+        let torrent = {
+            let (dir, trackers) = (dir.to_path_buf(), self.inner.swarm.trackers().to_vec());
+            tokio::task::spawn_blocking(move || TorrentFile::create(&dir, &trackers, None))
+                .await
+                .map_err(|e| failed(&e))?
+                .map_err(|e| CutError::Refused(one_line(&e)))?
+        };
+        let hash = torrent.info_hash();
+        let target = self.data_path(hash);
+        let name = torrent.name().to_owned();
+        let stored = self.torrent_path(hash);
+        {
+            let (staging, target, stored) = (staging.to_path_buf(), target.clone(), stored.clone());
+            let bytes = torrent.as_bytes().to_vec();
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                remove_tree(&target)?;
+                std::fs::rename(&staging, &target)?;
+                let temp = stored.with_extension("torrent.tmp");
+                std::fs::write(&temp, &bytes)?;
+                std::fs::File::open(&temp)?.sync_all()?;
+                std::fs::rename(&temp, &stored)
+            })
+            .await
+            .map_err(|e| failed(&e))?
+            .map_err(|e| failed(&e))?;
+        }
+        let bundle_dir = target.join(&name);
+        let undo = |why: CutError| {
+            let _ = std::fs::remove_file(&stored);
+            let _ = remove_tree(&target);
+            why
+        };
+        let (network, set) = self.in_force();
+        let folder = bundle_dir.clone();
+        let opened = tokio::task::spawn_blocking(move || open_bundle(&folder, network.id(), &set))
+            .await
+            .map_err(|e| undo(failed(&e)))?
+            .map_err(|e| undo(CutError::Refused(one_line(&e))))?;
+        let node = self.clone();
+        let applied = tokio::task::spawn_blocking(move || node.apply_one(opened))
+            .await
+            .map_err(|e| undo(failed(&e)))?
+            .map_err(|e| {
+                undo(if e.is_fatal() {
+                    CutError::Failed(one_line(&e))
+                } else {
+                    CutError::Refused(one_line(&e))
+                })
+            })?;
+        let transfer = match self.inner.swarm.seed(&torrent, &bundle_dir).await {
+            Ok(t) => Some(Arc::new(t)),
+            Err(e) => {
+                warn!(info_hash = %hash, "cannot seed a published bundle: {}", one_line(&e));
+                None
+            }
+        };
+        {
+            let mut b = lock(&self.inner.bundles);
+            if !b.entries.contains_key(&hash) {
+                b.order.push(hash);
+            }
+            b.entries.insert(
+                hash,
+                Entry {
+                    name: Some(name),
+                    state: BundleState::Applied,
+                    seq: Some(applied.seq),
+                    reason: None,
+                    transfer,
+                    failures: 0,
+                    peers: Vec::new(),
+                },
+            );
+        }
+        self.inner.applied.send_replace(applied.seq);
+        self.after_applied(
+            applied.seq,
+            applied.id,
+            applied.report.state_root,
+            Some(torrent.magnet().to_string()),
+        );
+        Ok(applied.seq)
+    }
+
+    /// Waits until no bundle the node resumed is still pending, at most `limit`.
+    pub(crate) async fn wait_resumed(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline
+            && self.bundles().iter().any(|b| b.state.is_pending())
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The magnet of a torrent of the applied bundle `seq` this node seeds.
+    pub(crate) fn magnet_of(&self, seq: u64) -> Option<String> {
+        let b = lock(&self.inner.bundles);
+        b.order.iter().filter_map(|h| b.entries.get(h)).find_map(|e| {
+            let seeding = e.seq == Some(seq) && e.state == BundleState::Applied;
+            e.transfer.as_ref().filter(|_| seeding).map(|t| t.torrent().magnet().to_string())
+        })
+    }
+
+    /// The state of the bundle `hash`, if the node knows it.
+    pub(crate) fn bundle_state(&self, hash: InfoHash) -> Option<BundleState> {
+        lock(&self.inner.bundles).entries.get(&hash).map(|e| e.state)
     }
 
     fn update(&self, hash: InfoHash, f: impl FnOnce(&mut Entry)) {
@@ -473,7 +698,12 @@ impl Node {
             Source::Torrent(t) => t,
             Source::Magnet(m) => {
                 let limit = self.inner.limits.resolve_timeout;
-                let torrent = match tokio::time::timeout(limit, self.resolve(&m)).await {
+                let peers = lock(&self.inner.bundles)
+                    .entries
+                    .get(&hash)
+                    .map(|e| e.peers.clone())
+                    .unwrap_or_default();
+                let torrent = match tokio::time::timeout(limit, self.resolve(&m, &peers)).await {
                     Ok(Ok(t)) => t,
                     Ok(Err(reason)) => return self.reject(hash, reason).await,
                     Err(_) => {
@@ -497,7 +727,12 @@ impl Node {
             warn!(file = %stored.display(), "cannot store the torrent, so it will not resume after a restart: {e}");
         }
         let out = self.inner.data_dir.join("bundles").join(hash.to_string());
-        let transfer = match self.inner.swarm.fetch(&torrent, &out, &[]).await {
+        let peers = lock(&self.inner.bundles)
+            .entries
+            .get(&hash)
+            .map(|e| e.peers.clone())
+            .unwrap_or_default();
+        let transfer = match self.inner.swarm.fetch(&torrent, &out, &peers).await {
             Ok(t) => Arc::new(t),
             Err(e) => return self.reject(hash, one_line(&e)).await,
         };
@@ -540,9 +775,13 @@ impl Node {
         let _ = tokio::task::spawn_blocking(move || node.drain()).await;
     }
 
-    async fn resolve(&self, magnet: &MagnetLink) -> Result<TorrentFile, String> {
+    async fn resolve(
+        &self,
+        magnet: &MagnetLink,
+        peers: &[SocketAddr],
+    ) -> Result<TorrentFile, String> {
         info!(info_hash = %magnet.info_hash, "resolving magnet link");
-        self.inner.swarm.resolve(magnet).await.map(|(t, _)| t).map_err(|e| one_line(&e))
+        self.inner.swarm.resolve(magnet, peers).await.map(|(t, _)| t).map_err(|e| one_line(&e))
     }
 
     /// The apply path for one opened bundle (blocking: run it on a blocking thread).
@@ -572,6 +811,9 @@ impl Node {
     /// is recorded as evidence.
     fn drain(&self) {
         loop {
+            if self.diverged().is_some() {
+                return;
+            }
             let next = match self.snapshot() {
                 Some(s) => s.last_bundle().map_or(1, |b| b.seq + 1),
                 None => return,
@@ -601,7 +843,23 @@ impl Node {
                         });
                         // Waiters see the bundle's entry and the ledger both updated.
                         self.inner.applied.send_replace(applied.seq);
+                        let magnet = lock(&self.inner.bundles).entries.get(&hash).and_then(|e| {
+                            e.transfer.as_ref().map(|t| t.torrent().magnet().to_string())
+                        });
+                        self.after_applied(
+                            applied.seq,
+                            applied.id,
+                            applied.report.state_root,
+                            magnet,
+                        );
                         progressed = true;
+                        if self.diverged().is_some() {
+                            let mut b = lock(&self.inner.bundles);
+                            for (h, other) in ready {
+                                b.pending.entry(other.manifest.seq).or_default().push((h, other));
+                            }
+                            return;
+                        }
                     }
                     Err(e) if e.is_already_applied() => self.update(hash, |e| {
                         e.state = BundleState::Applied;
@@ -792,6 +1050,17 @@ impl Node {
                 .iter()
                 .map(|e| EvidenceSummary { seq: e.seq, kept: e.kept, other: e.other })
                 .collect(),
+            head: self.head().map(|(_, h)| crate::status::HeadSummary::of(&h)),
+            stale: self.is_stale(),
+            diverged: self.diverged().is_some(),
+            diverged_reason: self.diverged(),
+            head_refused: lock(&self.inner.heads).refused.clone(),
+            sequencer: self
+                .inner
+                .sequencer
+                .as_ref()
+                .map(|s| crate::status::SequencerSummary { queued: s.queued() }),
+            following: self.inner.follow.clone(),
         }
     }
 
@@ -886,13 +1155,7 @@ impl Node {
     /// when it has not applied that bundle.
     pub fn bundle_at(&self, seq: u64) -> Option<Value> {
         let record = self.snapshot()?.bundle(seq).ok()??;
-        let magnet = {
-            let b = lock(&self.inner.bundles);
-            b.order.iter().filter_map(|h| b.entries.get(h)).find_map(|e| {
-                let seeding = e.seq == Some(seq) && e.state == BundleState::Applied;
-                e.transfer.as_ref().filter(|_| seeding).map(|t| t.torrent().magnet().to_string())
-            })
-        };
+        let magnet = self.magnet_of(seq);
         Some(json!({
             "seq": seq,
             "bundle": record.id,
@@ -902,12 +1165,17 @@ impl Node {
         }))
     }
 
-    /// What became of contract `id` (the SHA-256 of its token): `{"id", "state": "applied" |
-    /// "rejected", "seq" (the bundle's, for a bundle), "receipt", "reason" (when rejected)}`;
-    /// `None` when no batch here held it.
+    /// What became of contract `id` (the SHA-256 of its token): `{"id", "state": "pending" |
+    /// "applied" | "rejected", "seq" (the bundle's, for a bundle), "receipt", "reason" (when
+    /// rejected)}`; pending while it waits in the sequencer's queue (on the sequencer) or after
+    /// this node forwarded it there; `None` when unknown here.
     pub fn contract(&self, id: &Hash32) -> Result<Option<Value>, ReadError> {
         let Some(snapshot) = self.snapshot() else { return Ok(None) };
-        let Some((receipt, entry)) = snapshot.contract(id)? else { return Ok(None) };
+        let Some((receipt, entry)) = snapshot.contract(id)? else {
+            let queued = self.inner.sequencer.as_ref().is_some_and(|s| s.is_queued(id));
+            let pending = queued || lock(&self.inner.forwarded).contains(id);
+            return Ok(pending.then(|| json!({ "id": id.to_hex(), "state": "pending" })));
+        };
         let mut out = json!({
             "id": id.to_hex(),
             "state": receipt.status,

@@ -107,4 +107,57 @@ pub struct Status {
     pub torrents: Vec<BundleStatus>,
     /// Fork evidence: validly signed bundles that claim a seq already applied.
     pub evidence: Vec<EvidenceSummary>,
+    /// The newest signed head this node knows (`GET /v1/head` has the token).
+    pub head: Option<HeadSummary>,
+    /// True when the newest head expired: the sequencer stopped publishing, or this node
+    /// cannot reach it.
+    pub stale: bool,
+    /// True when this node's root after a bundle differs from the head's: it stopped applying.
+    pub diverged: bool,
+    /// Why it diverged.
+    pub diverged_reason: Option<String>,
+    /// Why the last head refused was refused.
+    pub head_refused: Option<String>,
+    /// On the sequencer: its queue.
+    pub sequencer: Option<SequencerSummary>,
+    /// The nodes this node follows.
+    pub following: Vec<String>,
+}
+
+/// A head, as the status shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeadSummary {
+    /// The bundle's seq.
+    pub seq: u64,
+    /// Its identity.
+    pub bundle: BundleId,
+    /// The state root after it.
+    pub state_root: String,
+    /// When the head was signed (Unix seconds).
+    pub issued_at: u64,
+    /// When it expires.
+    pub expires_at: u64,
+    /// Its signers.
+    pub signers: Vec<String>,
+}
+
+impl HeadSummary {
+    /// The summary of a verified head.
+    pub fn of(head: &swarmvm_token::VerifiedHead) -> Self {
+        Self {
+            seq: head.seq,
+            bundle: head.bundle,
+            state_root: head.state_root.to_hex(),
+            issued_at: head.issued_at,
+            expires_at: head.expires_at,
+            signers: head.signers.clone(),
+        }
+    }
+}
+
+/// The sequencer's queue, as the status shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SequencerSummary {
+    /// Items (contracts, registrations, modules) waiting for the next cut.
+    pub queued: usize,
 }

@@ -122,6 +122,10 @@ impl Source {
     }
 }
 
+fn peers_contains(list: &[SocketAddr], peer: &SocketAddr) -> bool {
+    list.contains(peer)
+}
+
 /// A BEP 20 (Azureus-style) peer id: `-SV0100-` and twelve random bytes.
 fn new_peer_id() -> [u8; 20] {
     let mut id = *b"-SV0100-000000000000";
@@ -222,6 +226,11 @@ impl Swarm {
         let _ = self.session.delete(id, false).await;
     }
 
+    /// The trackers this session announces to (its options').
+    pub fn trackers(&self) -> &[Url] {
+        &self.options.trackers
+    }
+
     /// The address peers reach this session at.
     pub fn listen_addr(&self) -> Option<SocketAddr> {
         self.session.listen_addr()
@@ -291,12 +300,18 @@ impl Swarm {
 
     /// Resolves a magnet's metadata from peers (BEP 9); the result is checked like any
     /// `.torrent`. Runs in its own task, so that a malformed metadata crashing the engine's
-    /// parser is an error here, not a crash.
-    pub async fn resolve(&self, magnet: &MagnetLink) -> Result<(TorrentFile, Vec<SocketAddr>)> {
+    /// parser is an error here, not a crash. `extra_peers` are asked besides the session's
+    /// own (the node a follower learned the magnet from, say).
+    pub async fn resolve(
+        &self,
+        magnet: &MagnetLink,
+        extra_peers: &[SocketAddr],
+    ) -> Result<(TorrentFile, Vec<SocketAddr>)> {
         let session = self.session.clone();
         let mut link = magnet.clone();
         link.trackers.extend(self.options.trackers.iter().cloned());
-        let peers = self.options.peers.clone();
+        let mut peers = self.options.peers.clone();
+        peers.extend(extra_peers.iter().filter(|p| !peers_contains(&self.options.peers, p)));
         let task = tokio::spawn(async move {
             let opts = AddTorrentOptions {
                 list_only: true,

@@ -90,7 +90,7 @@ async fn magnet_link_from_our_seeder_fetches_in_swarmvm() {
     let options =
         SwarmOptions { peers: vec![swarm.listen_addr().unwrap()], ..SwarmOptions::loopback() };
     let fetcher = Swarm::start(options, &out).await.unwrap();
-    let (resolved, peers) = timeout(LIMIT, fetcher.resolve(&link)).await.unwrap().unwrap();
+    let (resolved, peers) = timeout(LIMIT, fetcher.resolve(&link, &[])).await.unwrap().unwrap();
     assert_eq!(resolved.info_hash(), torrent.info_hash());
     let t = fetcher.fetch(&resolved, &out, &peers).await.unwrap();
     timeout(LIMIT, t.wait_complete()).await.unwrap().unwrap();

@@ -23,6 +23,10 @@ use crate::output;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum BundleCommand {
+    /// Hand a folder to the network's sequencer through any node: its registration tokens
+    /// and modules go into the next cut; a folder with a signed manifest is published whole
+    /// as the next bundle.
+    Submit(super::submit::BundleSubmitArgs),
     /// Make a bundle (with --key: copy in the tokens and contracts, sign the manifest) and its
     /// v1 torrent; prints the info-hash and magnet link. Without --key, a plain torrent of
     /// any folder.
@@ -120,6 +124,7 @@ pub(crate) enum BundleCommand {
 
 pub(crate) fn run(cmd: BundleCommand, out: OutputArgs) -> Result<ExitCode> {
     match cmd {
+        BundleCommand::Submit(args) => super::submit::bundle_submit(args, out),
         BundleCommand::Create {
             dir,
             keys,
@@ -156,6 +161,7 @@ pub(crate) fn run(cmd: BundleCommand, out: OutputArgs) -> Result<ExitCode> {
                     now: unix_now(),
                     force,
                     authority_set: rotation.as_ref(),
+                    follows: None,
                 };
                 let refs: Vec<&Wallet> = signers.iter().collect();
                 let created = create_bundle(&dir, &refs, &network, &options)
@@ -323,7 +329,7 @@ async fn fetch(
         Source::Torrent(t) => (t, Vec::new()),
         Source::Magnet(m) => {
             let remaining = limit.saturating_sub(started.elapsed());
-            match tokio::time::timeout(remaining, swarm.resolve(&m)).await {
+            match tokio::time::timeout(remaining, swarm.resolve(&m, &[])).await {
                 Ok(resolved) => resolved?,
                 Err(_) => {
                     return Err(swarmvm_swarm::SwarmError::TimedOut {

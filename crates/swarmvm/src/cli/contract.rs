@@ -1,4 +1,4 @@
-//! `swarmvm contract sign`.
+//! `swarmvm contract sign` (and `submit`, in `submit.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -32,6 +32,9 @@ pub(crate) enum ContractCommand {
         #[command(flatten)]
         passphrase: PassphraseArgs,
     },
+    /// Submit a contract to a running network through any node; prints its id (with --wait,
+    /// its outcome: exit 0 applied, 1 rejected, 3 timed out).
+    Submit(Box<super::submit::ContractSubmitArgs>),
 }
 
 /// Reads the note's contract shape: an object whose `actions` is a list.
@@ -51,7 +54,7 @@ pub(crate) fn read_contract(path: &Path) -> Result<Vec<Value>> {
     }
 }
 
-fn network_id(arg: &str) -> Result<String> {
+pub(crate) fn network_id(arg: &str) -> Result<String> {
     let path = Path::new(arg);
     if path.exists() {
         if let Ok(bytes) =
@@ -71,6 +74,7 @@ fn network_id(arg: &str) -> Result<String> {
 
 pub(crate) fn run(cmd: ContractCommand, out: OutputArgs) -> Result<ExitCode> {
     match cmd {
+        ContractCommand::Submit(args) => super::submit::contract_submit(*args, out),
         ContractCommand::Sign { contract, wallet, network, nonce, passphrase } => {
             let actions = read_contract(&contract)?;
             let network = network_id(&network)?;

@@ -11,6 +11,7 @@ mod net;
 mod network;
 mod node;
 mod state;
+mod submit;
 mod token;
 mod wallet;
 

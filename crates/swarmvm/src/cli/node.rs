@@ -51,6 +51,32 @@ pub(crate) struct RunArgs {
     /// HTTP connections at once, at most (beyond it the longest-idle one is closed).
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = at_least_one())]
     max_connections: usize,
+    /// Run as the network's sequencer: take submitted contracts, cut them into bundles,
+    /// sign, seed and apply them, and sign heads (needs --key).
+    #[arg(long, requires = "keys")]
+    sequencer: bool,
+    /// An authority key the sequencer signs with; repeat until the threshold is met.
+    #[arg(long = "key", value_name = "FILE", requires = "sequencer")]
+    keys: Vec<PathBuf>,
+    /// Cut a bundle this often when anything is queued.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, requires = "sequencer")]
+    cut_every: Duration,
+    /// Cut as soon as this many contracts are queued (and put at most this many in a bundle).
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = at_least_one(), requires = "sequencer")]
+    cut_at: usize,
+    /// Items queued at most; submissions beyond it get 429.
+    #[arg(long, value_name = "N", default_value_t = 100_000, value_parser = at_least_one(), requires = "sequencer")]
+    max_queue: usize,
+    /// Heads expire this long after they are signed (the sequencer signs them again before).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, requires = "sequencer")]
+    max_head_age: Duration,
+    /// Follow the signed heads of the node at this URL (`http://host:port`): fetch the
+    /// bundles it lacks and forward submitted contracts there. Repeat for several.
+    #[arg(long = "follow", value_name = "URL", conflicts_with = "sequencer")]
+    follow: Vec<String>,
+    /// How long a follower waits between polls when nothing changed, and after an error.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    poll: Duration,
     #[command(flatten)]
     passphrase: PassphraseArgs,
     #[command(flatten)]
@@ -99,9 +125,34 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
                 resolve_timeout,
                 stall_timeout,
                 max_connections,
+                sequencer,
+                keys,
+                cut_every,
+                cut_at,
+                max_queue,
+                max_head_age,
+                follow,
+                poll,
                 passphrase,
                 net,
             } = *args;
+            let sequencer = if sequencer {
+                let keys = keys
+                    .iter()
+                    .map(|k| super::args::load_wallet(k, &passphrase))
+                    .collect::<Result<Vec<_>>>()?;
+                Some(swarmvm_node::SequencerOptions {
+                    keys,
+                    cut_every,
+                    cut_at,
+                    max_queue,
+                    max_head_age,
+                })
+            } else {
+                None
+            };
+            let follow =
+                (!follow.is_empty()).then_some(swarmvm_node::FollowOptions { urls: follow, poll });
             let limits = NodeLimits {
                 max_pending,
                 resolve_timeout,
@@ -127,6 +178,8 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
                     watch,
                     allow_hosts,
                     limits,
+                    sequencer,
+                    follow,
                 })
                 .await?;
                 for s in sources {

@@ -1,0 +1,378 @@
+//! Checking a submitted contract: what any node can check alone (its form and network), and
+//! what the sequencer checks against its ledger (signature, registration, revocation, nonce,
+//! not already applied). Each refusal has its HTTP status and one line.
+
+use base64::Engine as _;
+use serde_json::Value;
+use swarmvm_bundle::ChainView as _;
+use swarmvm_ledger::Snapshot;
+use swarmvm_token::{
+    Kind, MAX_TOKEN_LEN, TrustStore, VerifyError, contract_signer, verify_contract,
+};
+use swarmvm_vm::{Hash32, Table};
+
+/// Why a submission was refused (or could not be taken now).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    /// Not a signed contract, or not one this network could run.
+    #[error("{0}")]
+    Malformed(String),
+    /// The signature does not verify against the wallet's registered key.
+    #[error("bad signature: {0}")]
+    BadSignature(String),
+    /// Signed for another network.
+    #[error("{0}")]
+    WrongNetwork(String),
+    /// Its signer is not a registered wallet.
+    #[error("wallet {0} is not registered on this network")]
+    Unregistered(String),
+    /// Its signer's wallet was revoked.
+    #[error("wallet {0} is revoked")]
+    Revoked(String),
+    /// Its nonce is not above the wallet's last, applied or queued.
+    #[error("nonce {nonce} is not above the wallet's last nonce {last} (applied or queued); the next is {}", last + 1)]
+    StaleNonce {
+        /// The contract's nonce.
+        nonce: u64,
+        /// The wallet's last nonce, applied or queued.
+        last: u64,
+    },
+    /// The very contract was taken already.
+    #[error("contract {id} is already {state}")]
+    Duplicate {
+        /// Its id.
+        id: String,
+        /// Where it is: queued, or applied in seq N.
+        state: String,
+    },
+    /// A registration, module or bundle the sequencer cannot take.
+    #[error("{0}")]
+    Refused(String),
+    /// The queue is full.
+    #[error("the sequencer's queue is full ({max} items); try again in {retry_after} s")]
+    Full {
+        /// The bound.
+        max: usize,
+        /// Seconds until a cut makes room.
+        retry_after: u64,
+    },
+    /// No sequencer could be reached, or it could not store the submission.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl SubmitError {
+    /// The HTTP status this refusal is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Malformed(_)
+            | Self::BadSignature(_)
+            | Self::WrongNetwork(_)
+            | Self::Refused(_) => 400,
+            Self::Unregistered(_) | Self::Revoked(_) => 403,
+            Self::StaleNonce { .. } | Self::Duplicate { .. } => 409,
+            Self::Full { .. } => 429,
+            Self::Unavailable(_) => 503,
+        }
+    }
+}
+
+/// A contract the sequencer accepted: its id, signer and nonce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Checked {
+    pub(crate) id: Hash32,
+    pub(crate) signer: String,
+    pub(crate) nonce: u64,
+}
+
+/// The token in a submission's body: the bytes as text, without a trailing line end.
+pub(crate) fn token_of(body: &[u8]) -> Result<&str, SubmitError> {
+    let text = std::str::from_utf8(body).map_err(|_| {
+        SubmitError::Malformed("not a signed contract: the body is not text".into())
+    })?;
+    let token = text.strip_suffix('\n').unwrap_or(text);
+    let token = token.strip_suffix('\r').unwrap_or(token);
+    if token.is_empty() {
+        return Err(SubmitError::Malformed(
+            "the body is empty; send the contract's compact JWS".into(),
+        ));
+    }
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(SubmitError::Malformed(format!(
+            "the contract is {} bytes; at most {MAX_TOKEN_LEN} are accepted",
+            token.len()
+        )));
+    }
+    Ok(token)
+}
+
+/// What any node checks alone: a compact JWS of the contract kind whose `aud` is `network`.
+/// (The signature needs the wallet's key, which only a node that applied its registration has:
+/// the sequencer checks it.)
+pub(crate) fn precheck(token: &str, network: &str) -> Result<(), SubmitError> {
+    let not = |why: &str| SubmitError::Malformed(format!("not a signed contract: {why}"));
+    let parts: Vec<&str> = token.split('.').collect();
+    let [header, payload, _sig] = parts.as_slice() else {
+        return Err(not("a contract is a compact JWS (three base64url parts)"));
+    };
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let json =
+        |part: &str| -> Option<Value> { serde_json::from_slice(&b64.decode(part).ok()?).ok() };
+    let header = json(header).ok_or_else(|| not("its header is not base64url JSON"))?;
+    let claims = json(payload).ok_or_else(|| not("its payload is not base64url JSON"))?;
+    if header.get("typ").and_then(Value::as_str) != Some(Kind::Contract.typ()) {
+        return Err(not(&format!("its typ is not {}", Kind::Contract.typ())));
+    }
+    match claims.get("aud").and_then(Value::as_str) {
+        Some(aud) if aud == network => Ok(()),
+        Some(aud) => Err(SubmitError::WrongNetwork(format!(
+            "the contract is for network {}, this node's is {network}",
+            swarmvm_primitives::text::shown(aud)
+        ))),
+        None => Err(not("it has no aud (network)")),
+    }
+}
+
+/// The sequencer's check against its ledger's last commit.
+pub(crate) fn check(
+    snapshot: &Snapshot,
+    token: &str,
+    network: &str,
+) -> Result<Checked, SubmitError> {
+    precheck(token, network)?;
+    let id = Hash32::digest(token.as_bytes());
+    let signer = contract_signer(token).ok_or_else(|| {
+        SubmitError::Malformed("not a signed contract: it names no signer".into())
+    })?;
+    let unavailable = |e: &dyn std::fmt::Display| {
+        SubmitError::Unavailable(format!("cannot read the ledger: {e}"))
+    };
+    let key = snapshot
+        .wallet(&signer)
+        .map_err(|e| unavailable(&e))?
+        .ok_or_else(|| SubmitError::Unregistered(swarmvm_primitives::text::shown(&signer)))?;
+    let verified =
+        verify_contract(token, &TrustStore::with_keys([&key]), network).map_err(|e| match e {
+            VerifyError::AudienceMismatch { .. } => SubmitError::WrongNetwork(e.to_string()),
+            VerifyError::WrongKind { .. } | VerifyError::Malformed(_) => {
+                SubmitError::Malformed(format!("not a signed contract: {e}"))
+            }
+            other => SubmitError::BadSignature(other.to_string()),
+        })?;
+    if snapshot
+        .record(Table::Revocation, &swarmvm_vm::revoked_id(&verified.signer))
+        .map_err(|e| unavailable(&e))?
+        .is_some()
+    {
+        return Err(SubmitError::Revoked(verified.signer));
+    }
+    if let Some((_, entry)) = snapshot.contract(&id).map_err(|e| unavailable(&e))? {
+        let state =
+            entry.seq.map_or_else(|| "applied".to_owned(), |s| format!("in bundle seq {s}"));
+        return Err(SubmitError::Duplicate { id: id.to_hex(), state });
+    }
+    let last = swarmvm_vm::nonce_of(snapshot, &verified.signer).map_err(|e| unavailable(&e))?;
+    if verified.nonce <= last {
+        return Err(SubmitError::StaleNonce { nonce: verified.nonce, last });
+    }
+    Ok(Checked { id, signer: verified.signer, nonce: verified.nonce })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_one_token_and_prechecks_read_form_and_network() {
+        assert_eq!(token_of(b"a.b.c\n").unwrap(), "a.b.c");
+        assert_eq!(token_of(b"a.b.c\r\n").unwrap(), "a.b.c");
+        assert!(token_of(b"").is_err());
+        assert!(token_of(&[0xff, 0xfe]).is_err());
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let make = |typ: &str, aud: &str| {
+            format!(
+                "{}.{}.sig",
+                b64.encode(format!(r#"{{"alg":"EdDSA","typ":"{typ}"}}"#)),
+                b64.encode(format!(r#"{{"aud":"{aud}","actions":[]}}"#))
+            )
+        };
+        precheck(&make("swarmvm-contract+jwt", "net"), "net").unwrap();
+        let e = precheck(&make("swarmvm-contract+jwt", "other"), "net").unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert!(matches!(e, SubmitError::WrongNetwork(_)), "{e}");
+        let e = precheck(&make("swarmvm-wallets+jwt", "net"), "net").unwrap_err();
+        assert!(matches!(e, SubmitError::Malformed(_)), "{e}");
+        assert!(precheck("not-a-token", "net").is_err());
+        assert_eq!(SubmitError::StaleNonce { nonce: 3, last: 5 }.status(), 409);
+        assert_eq!(SubmitError::Full { max: 1, retry_after: 2 }.status(), 429);
+    }
+}
+
+/// A refusal as the API answers it: the status, one line, and what a client needs to try
+/// again (`Retry-After`, the next nonce) or to know it was taken already.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The HTTP status.
+    pub status: u16,
+    /// One line.
+    pub message: String,
+    /// Seconds to wait before trying again (429).
+    pub retry_after: Option<u64>,
+    /// The wallet's next nonce (a stale nonce).
+    pub next_nonce: Option<u64>,
+    /// The very contract was taken already.
+    pub duplicate: bool,
+}
+
+impl From<SubmitError> for Refusal {
+    fn from(e: SubmitError) -> Self {
+        Self {
+            status: e.status(),
+            message: e.to_string(),
+            retry_after: match &e {
+                SubmitError::Full { retry_after, .. } => Some(*retry_after),
+                _ => None,
+            },
+            next_nonce: match &e {
+                SubmitError::StaleNonce { last, .. } => Some(last + 1),
+                _ => None,
+            },
+            duplicate: matches!(e, SubmitError::Duplicate { .. }),
+        }
+    }
+}
+
+impl Refusal {
+    /// Another node's answer, relayed.
+    fn relayed(reply: &crate::client::Reply) -> Self {
+        Self {
+            status: reply.status,
+            message: reply.error_line(),
+            retry_after: reply.retry_after,
+            next_nonce: reply.body.get("next_nonce").and_then(Value::as_u64),
+            duplicate: reply.body.get("duplicate").and_then(Value::as_bool).unwrap_or(false),
+        }
+    }
+}
+
+impl crate::Node {
+    /// Takes a signed contract (`POST /v1/contracts`): the sequencer checks it and queues it
+    /// durably; any other node checks its form and network and forwards it to the nodes it
+    /// follows until the sequencer answers. Returns its id once the sequencer stored it.
+    pub async fn submit_contract(&self, body: &[u8], hops: u32) -> Result<Hash32, Refusal> {
+        let token = token_of(body)?;
+        let network = self.network().id().to_owned();
+        precheck(token, &network)?;
+        let Some(sequencer) = self.inner.sequencer.clone() else {
+            let id = Hash32::digest(token.as_bytes());
+            let reply = self
+                .forward("/v1/contracts", "application/jose", token.as_bytes().to_vec(), hops)
+                .await
+                .map_err(SubmitError::Unavailable)?;
+            if reply.status == 202 {
+                crate::node::lock(&self.inner.forwarded).insert(id);
+                return Ok(id);
+            }
+            return Err(Refusal::relayed(&reply));
+        };
+        let snapshot = self
+            .snapshot()
+            .ok_or_else(|| SubmitError::Unavailable("the ledger cannot be read now".into()))?;
+        let checked = check(&snapshot, token, &network)?;
+        drop(snapshot);
+        let id = checked.id;
+        sequencer.submit(crate::queue::Item::Contract(token.to_owned()), Some(checked)).await?;
+        Ok(id)
+    }
+
+    /// Takes registration tokens and modules for the next cut, or a whole folder signed
+    /// elsewhere to publish as the next bundle (`POST /v1/registrations`, a JSON body
+    /// `{"tokens", "modules" (base64), "manifest"?, "contracts"?}`); other nodes forward it.
+    /// Returns the status and the JSON answer.
+    pub async fn submit_registrations(
+        &self,
+        body: &[u8],
+        hops: u32,
+    ) -> Result<(u16, Value), Refusal> {
+        let Some(sequencer) = self.inner.sequencer.clone() else {
+            let reply = self
+                .forward("/v1/registrations", "application/json", body.to_vec(), hops)
+                .await
+                .map_err(SubmitError::Unavailable)?;
+            if reply.is_success() {
+                return Ok((reply.status, reply.body));
+            }
+            return Err(Refusal::relayed(&reply));
+        };
+        let request: RegistrationsBody = serde_json::from_slice(body).map_err(|e| {
+            SubmitError::Refused(format!(
+                "the body must be {{\"tokens\": [...], \"modules\": [base64...], \"manifest\"?: ..., \"contracts\"?: [...]}}: {e}"
+            ))
+        })?;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let modules = request
+            .modules
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                b64.decode(m.trim())
+                    .map_err(|_| SubmitError::Refused(format!("module {} is not base64", i + 1)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some(manifest) = request.manifest else {
+            if !request.contracts.is_empty() {
+                return Err(SubmitError::Refused(
+                    "contracts go to POST /v1/contracts one by one (or send the folder with its manifest)"
+                        .into(),
+                )
+                .into());
+            }
+            let queued = sequencer.submit_registrations(self, request.tokens, modules).await?;
+            return Ok((202, serde_json::json!({ "queued": queued })));
+        };
+        let peek = swarmvm_token::peek_manifest(manifest.trim())
+            .map_err(|e| SubmitError::Refused(format!("manifest: {e}")))?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let staging = self.data_dir().join("cuts").join(format!("submitted-{nanos}"));
+        let dir = staging.join(format!("bundle-{}", peek.seq));
+        let written =
+            crate::sequencer::write_folder(&dir, &request.tokens, &request.contracts, &modules)
+                .and_then(|()| {
+                    std::fs::write(
+                        dir.join(swarmvm_token::MANIFEST_FILE),
+                        format!("{}\n", manifest.trim()),
+                    )
+                });
+        if let Err(e) = written {
+            let _ = crate::node::remove_tree(&staging);
+            return Err(SubmitError::Unavailable(format!("cannot stage the folder: {e}")).into());
+        }
+        match sequencer.publish_signed(self, &staging, &dir).await {
+            Ok(seq) => Ok((200, serde_json::json!({ "seq": seq, "bundle": peek.id }))),
+            Err(e) => {
+                let _ = crate::node::remove_tree(&staging);
+                Err(match e {
+                    crate::sequencer::CutError::Refused(why) => SubmitError::Refused(why),
+                    crate::sequencer::CutError::Failed(why) => SubmitError::Unavailable(why),
+                }
+                .into())
+            }
+        }
+    }
+}
+
+/// `POST /v1/registrations`'s body.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegistrationsBody {
+    #[serde(default)]
+    tokens: Vec<String>,
+    #[serde(default)]
+    modules: Vec<String>,
+    manifest: Option<String>,
+    #[serde(default)]
+    contracts: Vec<String>,
+}
