@@ -314,30 +314,45 @@ pub(crate) const HOPS_HEADER: &str = "swarmvm-hops";
 /// Nodes a submission may go through before it reaches the sequencer.
 const MAX_HOPS: u32 = 8;
 
-/// What the follower remembers between polls.
+/// What the follower's fetch loop remembers.
 #[derive(Default)]
 struct Following {
     /// seq → the bundle asked for it, and when.
     requested: BTreeMap<u64, (InfoHash, Instant)>,
     /// URL → its BitTorrent address, and when it was asked.
     peers: HashMap<String, (Vec<SocketAddr>, Instant)>,
-    /// The URL polled next.
-    next: usize,
 }
 
-/// Polls heads from the followed nodes in turn (each poll waits at the node for a newer
-/// head), and fetches the bundles between the last applied one and the newest head.
+/// Follows: one task per followed node polls its heads (each poll waits at the node for a
+/// newer head), and this loop fetches the bundles between the last applied one and the
+/// newest head whenever either changes, and at least every `poll`.
 pub(crate) async fn follow_loop(node: Node) {
     let urls = node.inner.follow.clone();
-    let poll = node.inner.poll;
-    let mut stop = node.stopping();
-    let mut state = Following::default();
     info!(urls = ?urls, "following");
+    for url in &urls {
+        let (n, url) = (node.clone(), url.clone());
+        node.spawn(async move { poll_heads(n, url).await });
+    }
+    let mut stop = node.stopping();
+    let mut heads = node.inner.head_changed.subscribe();
+    let mut applied = node.inner.applied.subscribe();
+    let mut state = Following::default();
     loop {
-        if *stop.borrow() {
-            break;
+        fetch_missing(&node, &urls, &mut state).await;
+        node.check_stale();
+        tokio::select! {
+            _ = heads.changed() => {}
+            _ = applied.changed() => {}
+            () = tokio::time::sleep(node.inner.poll) => {}
+            _ = stop.wait_for(|s| *s) => break,
         }
-        let url = urls[state.next % urls.len()].clone();
+    }
+}
+
+/// Polls the heads of the node at `url`, offering each to this node.
+async fn poll_heads(node: Node, url: String) {
+    let mut stop = node.stopping();
+    loop {
         let (seq, iat) = node.head().map_or((0, 0), |(_, h)| (h.seq, h.issued_at));
         let path = format!("/v1/head?seq={seq}&iat={iat}&wait={}", LONG_POLL.as_secs());
         let polled = tokio::select! {
@@ -346,27 +361,20 @@ pub(crate) async fn follow_loop(node: Node) {
         };
         let newer = match polled {
             Ok(reply) if reply.status == 200 => {
-                match reply.body.get("head").and_then(Value::as_str) {
-                    Some(text) => node.offer_head(text),
-                    None => false,
-                }
+                reply.body.get("head").and_then(Value::as_str).is_some_and(|t| node.offer_head(t))
             }
             Ok(reply) => {
                 debug!(url, "no head: {}", reply.error_line());
-                state.next += 1;
                 false
             }
             Err(e) => {
                 debug!(url, "{e}");
-                state.next += 1;
                 false
             }
         };
-        fetch_missing(&node, &url, &mut state).await;
-        node.check_stale();
         if !newer {
             tokio::select! {
-                () = tokio::time::sleep(poll) => {}
+                () = tokio::time::sleep(node.inner.poll) => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
         }
@@ -374,9 +382,10 @@ pub(crate) async fn follow_loop(node: Node) {
 }
 
 /// Asks for the bundles after the last applied one, up to the newest head (at most
-/// [`WINDOW`] ahead): the head's own by its magnet, the others by `GET /v1/bundles/{seq}`
-/// of `url`, each from the BitTorrent peer of `url` besides the session's own.
-async fn fetch_missing(node: &Node, url: &str, state: &mut Following) {
+/// [`WINDOW`] ahead): the head's own by its magnet, the others by `GET /v1/bundles/{seq}` of
+/// the followed nodes, each from the BitTorrent peers of those nodes besides the session's
+/// own.
+async fn fetch_missing(node: &Node, urls: &[String], state: &mut Following) {
     if node.diverged().is_some() {
         return;
     }
@@ -393,21 +402,18 @@ async fn fetch_missing(node: &Node, url: &str, state: &mut Following) {
             }
         }
         let magnet = if seq == head.seq {
-            head.magnet.clone()
+            Some(head.magnet.clone())
         } else {
-            match node.inner.client.get(url, &format!("/v1/bundles/{seq}")).await {
-                Ok(r) if r.status == 200 => match r.body.get("magnet").and_then(Value::as_str) {
-                    Some(m) => m.to_owned(),
-                    None => continue,
-                },
-                _ => continue,
-            }
+            magnet_from(node, urls, seq).await
         };
-        let Ok(link) = MagnetLink::parse(&magnet) else {
-            debug!(seq, "unusable magnet link for seq {seq}");
+        let Some(link) = magnet.and_then(|m| MagnetLink::parse(&m).ok()) else {
+            debug!(seq, "no usable magnet link for seq {seq} yet");
             continue;
         };
-        let peers = peers_of(node, url, state).await;
+        let mut peers = Vec::new();
+        for url in urls {
+            peers.extend(peers_of(node, url, state).await);
+        }
         match node.add_with_peers(Source::Magnet(link), peers) {
             Ok(hash) => {
                 state.requested.insert(seq, (hash, Instant::now()));
@@ -418,6 +424,19 @@ async fn fetch_missing(node: &Node, url: &str, state: &mut Following) {
             }
         }
     }
+}
+
+/// The magnet of bundle `seq` from the first followed node that has it.
+async fn magnet_from(node: &Node, urls: &[String], seq: u64) -> Option<String> {
+    for url in urls {
+        if let Ok(r) = node.inner.client.get(url, &format!("/v1/bundles/{seq}")).await
+            && r.status == 200
+            && let Some(m) = r.body.get("magnet").and_then(Value::as_str)
+        {
+            return Some(m.to_owned());
+        }
+    }
+    None
 }
 
 /// The BitTorrent address of the node at `url` (its status's `listen`, with the URL's host

@@ -218,7 +218,7 @@ pub(crate) struct Inner {
     /// cannot be read (after a storage failure, until it is open again; once stopped).
     last_status: Mutex<Option<Summary>>,
     bundles: Mutex<Bundles>,
-    applied: watch::Sender<u64>,
+    pub(crate) applied: watch::Sender<u64>,
     stop: watch::Sender<bool>,
     http_addr: OnceLock<SocketAddr>,
     /// Every task the node started, so that stopping can wait for them.
@@ -518,13 +518,13 @@ impl Node {
         );
         drop(b);
         if let Some(a) = applied {
-            self.inner.applied.send_replace(a.seq);
             self.after_applied(
                 a.seq,
                 a.id,
                 a.report.state_root,
                 Some(torrent.magnet().to_string()),
             );
+            self.inner.applied.send_replace(a.seq);
         }
         Ok(torrent)
     }
@@ -616,13 +616,13 @@ impl Node {
                 },
             );
         }
-        self.inner.applied.send_replace(applied.seq);
         self.after_applied(
             applied.seq,
             applied.id,
             applied.report.state_root,
             Some(torrent.magnet().to_string()),
         );
+        self.inner.applied.send_replace(applied.seq);
         Ok(applied.seq)
     }
 
@@ -841,8 +841,7 @@ impl Node {
                             e.reason = None;
                             e.failures = 0;
                         });
-                        // Waiters see the bundle's entry and the ledger both updated.
-                        self.inner.applied.send_replace(applied.seq);
+                        // Waiters see the bundle's entry, the ledger and the head updated.
                         let magnet = lock(&self.inner.bundles).entries.get(&hash).and_then(|e| {
                             e.transfer.as_ref().map(|t| t.torrent().magnet().to_string())
                         });
@@ -852,6 +851,7 @@ impl Node {
                             applied.report.state_root,
                             magnet,
                         );
+                        self.inner.applied.send_replace(applied.seq);
                         progressed = true;
                         if self.diverged().is_some() {
                             let mut b = lock(&self.inner.bundles);

@@ -367,18 +367,15 @@ impl Sequencer {
         let items: Vec<Queued> = st.items.drain(..).collect();
         *st = QueueState { next: st.next, ..QueueState::default() };
         for mut q in items {
-            if let Item::Contract(token) = &q.item {
-                if q.contract.is_none() {
-                    match crate::submit::check(&snapshot, token, &network) {
-                        Ok(c) => q.contract = Some(c),
-                        Err(e) => {
-                            info!(
-                                arrival = q.arrival,
-                                "dropping a queued contract after restart: {e}"
-                            );
-                            drop_list.insert(q.arrival);
-                            continue;
-                        }
+            if let Item::Contract(token) = &q.item
+                && q.contract.is_none()
+            {
+                match crate::submit::check(&snapshot, token, &network) {
+                    Ok(c) => q.contract = Some(c),
+                    Err(e) => {
+                        info!(arrival = q.arrival, "dropping a queued contract after restart: {e}");
+                        drop_list.insert(q.arrival);
+                        continue;
                     }
                 }
             }

@@ -7,5 +7,6 @@ mod busy;
 mod fuzz_corpus;
 mod hostile;
 mod limits;
+mod live;
 mod order;
 mod support;

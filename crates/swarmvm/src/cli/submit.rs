@@ -91,7 +91,7 @@ pub(crate) fn contract_submit(args: ContractSubmitArgs, out: OutputArgs) -> Resu
                     Some(n) => n,
                     None => node_network(&client, url).await?,
                 };
-                let nonce = next_nonce(&client, url, &w.id().to_string()).await?;
+                let nonce = next_nonce(&client, url, w.id().as_ref()).await?;
                 let actions = actions.as_deref().unwrap_or_default();
                 sign(w, &network, nonce, actions)?.1
             }

@@ -1,0 +1,497 @@
+//! A network that runs itself: a sequencer takes submitted contracts and registrations, cuts
+//! and publishes bundles and signed heads; followers find new bundles through heads polled
+//! from any node, fetch them over BitTorrent and apply them; bad submissions and bad heads
+//! are refused with a reason.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use swarmvm_node::{FollowOptions, Node, NodeOptions, SequencerOptions};
+use swarmvm_primitives::BundleId;
+use swarmvm_swarm::SwarmOptions;
+use swarmvm_test_support::http::{get, request};
+use swarmvm_test_support::net::{TestNet, student, vote};
+use swarmvm_token::{HeadContent, IssueTime, Signer, WalletEntry, sign_contract, sign_head};
+use swarmvm_vm::Hash32;
+use swarmvm_wallet::{Algorithm, Wallet};
+
+use crate::support::LIMIT;
+
+/// A network, its folder, and nodes started on loopback.
+struct Live {
+    net: TestNet,
+    dir: tempfile::TempDir,
+}
+
+fn copy(w: &Wallet) -> Wallet {
+    Wallet::from_pkcs8_der(&w.to_pkcs8_der()).unwrap()
+}
+
+fn url(node: &Node) -> String {
+    format!("http://{}", node.http_addr().unwrap())
+}
+
+fn http(node: &Node) -> SocketAddr {
+    node.http_addr().unwrap()
+}
+
+/// Waits (bounded) until `ok`.
+async fn until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + LIMIT;
+    while !ok() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Live {
+    fn new(peers: usize) -> Self {
+        Self { net: TestNet::new(peers), dir: tempfile::tempdir().unwrap() }
+    }
+
+    async fn start(&self, name: &str, options: NodeOptions) -> Node {
+        Node::start(NodeOptions {
+            data_dir: self.dir.path().join(name),
+            network: Some(self.net.network.clone()),
+            swarm: SwarmOptions::loopback(),
+            http: Some("127.0.0.1:0".parse().unwrap()),
+            ..options
+        })
+        .await
+        .unwrap()
+    }
+
+    /// The sequencer, signing with the network's one key.
+    async fn sequencer(&self, name: &str, options: SequencerOptions) -> Node {
+        let sequencer = SequencerOptions { keys: vec![copy(&self.net.authority)], ..options };
+        self.start(name, NodeOptions { sequencer: Some(sequencer), ..NodeOptions::default() }).await
+    }
+
+    async fn follower(&self, name: &str, urls: Vec<String>) -> Node {
+        let follow = FollowOptions { urls, poll: Duration::from_millis(100) };
+        self.start(name, NodeOptions { follow: Some(follow), ..NodeOptions::default() }).await
+    }
+
+    /// The registration tokens, submitted to `node` (the genesis of a sequencer's network).
+    fn register(&self, node: &Node) {
+        let body = json!({ "tokens": self.net.tokens }).to_string();
+        let (code, answer) = request(http(node), "POST", "/v1/registrations", Some(&body));
+        assert_eq!(code, 202, "{answer}");
+        assert_eq!(answer["queued"], 2);
+    }
+}
+
+fn fast() -> SequencerOptions {
+    SequencerOptions { cut_every: Duration::from_millis(100), ..SequencerOptions::default() }
+}
+
+fn submit(node: &Node, contract: &str) -> (u16, Value) {
+    request(http(node), "POST", "/v1/contracts", Some(contract))
+}
+
+fn contract_state(node: &Node, id: &str) -> Value {
+    get(http(node), &format!("/v1/contracts/{id}")).1["state"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contract_submitted_to_a_follower_of_a_follower_is_forwarded_and_applied_everywhere() {
+    let live = Live::new(2);
+    let seq = live
+        .sequencer("seq", SequencerOptions { cut_every: Duration::from_secs(1), ..fast() })
+        .await;
+    live.register(&seq);
+    assert!(seq.wait_applied(1, LIMIT).await, "the registrations were never cut");
+    let f1 = live.follower("f1", vec![url(&seq)]).await;
+    // f2 knows only f1: heads, bundles and submissions all go through f1.
+    let f2 = live.follower("f2", vec![url(&f1)]).await;
+    assert!(f2.wait_applied(1, LIMIT).await, "f2 never caught up: {:?}", f2.status());
+
+    let contract = live.net.contract(0, 1, &[student("S1")]);
+    let id = Hash32::digest(contract.as_bytes()).to_hex();
+    let (code, answer) = submit(&f2, &contract);
+    assert_eq!(code, 202, "{answer}");
+    assert_eq!(answer["id"], id);
+    // Accepted, not applied yet: pending where it was submitted and on the sequencer.
+    assert_eq!(contract_state(&f2, &id), "pending");
+    assert_eq!(contract_state(&seq, &id), "pending");
+    assert_eq!(seq.status().sequencer.unwrap().queued, 1);
+
+    for node in [&seq, &f1, &f2] {
+        assert!(node.wait_applied(2, LIMIT).await, "{:?}", node.status());
+    }
+    until("f2 shows the contract applied", || contract_state(&f2, &id) == "applied").await;
+    let (_, on_f2) = get(http(&f2), &format!("/v1/contracts/{id}"));
+    assert_eq!(on_f2["seq"], 2);
+    let root = seq.state_root();
+    assert_eq!(f1.state_root(), root);
+    assert_eq!(f2.state_root(), root);
+    assert_eq!(f2.state()["students"]["S1"]["name"], "John Doe");
+
+    // Every node relays the newest head; it verifies and names the root every node has.
+    let (code, head) = get(http(&f2), "/v1/head");
+    assert_eq!(code, 200);
+    let text = head["head"].as_str().unwrap();
+    let verified = swarmvm_token::verify_head(
+        text,
+        live.net.network.id(),
+        live.net.network.genesis(),
+        swarmvm_test_support::now(),
+    )
+    .unwrap();
+    assert_eq!((verified.seq, verified.state_root), (2, root));
+    let status = f2.status();
+    assert_eq!(status.head.unwrap().seq, 2);
+    assert!(!status.stale && !status.diverged);
+    assert_eq!(status.following, vec![url(&f1)]);
+    // The bundles a follower applied are listed with a magnet others can fetch them by.
+    let (code, b2) = get(http(&f1), "/v1/bundles/2");
+    assert_eq!(code, 200);
+    assert!(b2["magnet"].as_str().unwrap().starts_with("magnet:?"));
+    assert_eq!(b2["bundle"], verified.bundle.to_string());
+    for node in [seq, f1, f2] {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_submissions_get_a_4xx_with_one_line_and_a_full_queue_429() {
+    let live = Live::new(2);
+    // Cuts only when asked to (never, here): what is accepted stays queued.
+    let options = SequencerOptions {
+        cut_every: Duration::from_secs(3600),
+        max_queue: 3,
+        ..SequencerOptions::default()
+    };
+    let seq = live.sequencer("seq", options).await;
+    // A genesis made with `bundle create` and handed to the sequencer: it signs a head for it.
+    let genesis = live.net.bundle(live.dir.path(), "genesis", true, &[], None);
+    seq.publish(&genesis).await.unwrap();
+    until("a head for the genesis", || seq.head().is_some_and(|(_, h)| h.seq == 1)).await;
+    let follower = live.follower("f", vec![url(&seq)]).await;
+    assert!(follower.wait_applied(1, LIMIT).await);
+
+    let valid = live.net.contract(0, 5, &[student("S1")]);
+    let mut bad_signature = valid.clone();
+    let last = bad_signature.pop().unwrap();
+    bad_signature.push(if last == 'A' { 'B' } else { 'A' });
+    let stranger = Wallet::generate(Algorithm::Ed25519).unwrap();
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("not a contract", "hello".into(), 400, "not a signed contract"),
+        ("a registration token", live.net.tokens[1].clone(), 400, "typ"),
+        (
+            "another network",
+            sign_contract(&live.net.peers[0], "another-network", 1, &[student("S9")], 1).unwrap(),
+            400,
+            "network",
+        ),
+        ("a bad signature", bad_signature, 400, "signature"),
+        (
+            "an unregistered wallet",
+            sign_contract(&stranger, &live.net.id(), 1, &[student("S9")], 1).unwrap(),
+            403,
+            "not registered",
+        ),
+    ];
+    for (what, body, status, says) in &cases {
+        for node in [&seq, &follower] {
+            let (code, answer) = submit(node, body);
+            assert_eq!(code, *status, "{what}: {answer}");
+            let line = answer["error"].as_str().unwrap();
+            assert!(line.contains(says) && !line.contains('\n'), "{what}: {line}");
+        }
+    }
+    let (code, answer) = submit(&seq, &"x".repeat(70_000));
+    assert_eq!(code, 413, "{answer}");
+
+    let (code, answer) = submit(&follower, &valid);
+    assert_eq!(code, 202, "{answer}");
+    // The same contract again, through either node: a duplicate.
+    for node in [&seq, &follower] {
+        let (code, answer) = submit(node, &valid);
+        assert_eq!((code, answer["duplicate"].clone()), (409, json!(true)), "{answer}");
+    }
+    // Another contract with a nonce at or under the one queued: stale, with the next nonce.
+    for nonce in [5, 3] {
+        let (code, answer) = submit(&seq, &live.net.contract(0, nonce, &[student("S2")]));
+        assert_eq!(code, 409, "{answer}");
+        assert_eq!(answer["next_nonce"], 6, "{answer}");
+        assert!(answer["error"].as_str().unwrap().contains("not above"), "{answer}");
+    }
+    assert_eq!(submit(&seq, &live.net.contract(0, 6, &[student("S2")])).0, 202);
+    assert_eq!(submit(&seq, &live.net.contract(1, 1, &[vote("P1")])).0, 202);
+    let full = swarmvm_test_support::http::exchange(
+        http(&seq),
+        "POST",
+        "/v1/contracts",
+        &[("Host", &http(&seq).to_string())],
+        &live.net.contract(1, 2, &[vote("P1")]),
+    );
+    assert_eq!(full.status, 429, "{}", full.json);
+    assert_eq!(full.header("retry-after"), Some("3600"));
+    assert!(full.json["error"].as_str().unwrap().contains("full"));
+    // Nothing refused was queued, and nothing was cut.
+    assert_eq!(seq.status().sequencer.unwrap().queued, 3);
+    assert_eq!(seq.status().last_seq, 1);
+    for node in [seq, follower] {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_wallet_is_refused_at_submission() {
+    let live = Live::new(2);
+    let seq = live.sequencer("seq", fast()).await;
+    live.register(&seq);
+    assert!(seq.wait_applied(1, LIMIT).await);
+    let revoke = swarmvm_token::issue_wallets_revoking(
+        &Signer::Wallet(&live.net.authority),
+        &[],
+        &[live.net.peers[1].id().to_string()],
+        IssueTime { now: swarmvm_test_support::now(), ttl: 3600 },
+    )
+    .unwrap();
+    let body = json!({ "tokens": [revoke] }).to_string();
+    assert_eq!(request(http(&seq), "POST", "/v1/registrations", Some(&body)).0, 202);
+    assert!(seq.wait_applied(2, LIMIT).await);
+    let (code, answer) = submit(&seq, &live.net.contract(1, 1, &[vote("P1")]));
+    assert_eq!(code, 403, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("revoked"), "{answer}");
+    assert_eq!(submit(&seq, &live.net.contract(0, 1, &[vote("P1")])).0, 202);
+    seq.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_started_late_with_only_follow_catches_up_through_several_bundles() {
+    let live = Live::new(1);
+    let seq = live.sequencer("seq", SequencerOptions { cut_at: 1, ..fast() }).await;
+    live.register(&seq);
+    assert!(seq.wait_applied(1, LIMIT).await);
+    for nonce in 1..=4 {
+        let c = live.net.contract(0, nonce, &[student(&format!("S{nonce}"))]);
+        assert_eq!(submit(&seq, &c).0, 202);
+        assert!(seq.wait_applied(nonce + 1, LIMIT).await);
+    }
+    assert_eq!(seq.status().last_seq, 5);
+    let late = live.follower("late", vec![url(&seq)]).await;
+    assert!(late.wait_applied(5, LIMIT).await, "{:?}", late.status());
+    assert_eq!(late.state_root(), seq.state_root());
+    assert_eq!(late.status().batches, 5);
+    for node in [seq, late] {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_added_through_the_sequencer_takes_effect_in_the_next_cut() {
+    let live = Live::new(1);
+    let seq = live.sequencer("seq", fast()).await;
+    live.register(&seq);
+    assert!(seq.wait_applied(1, LIMIT).await);
+    let newcomer = Wallet::generate(Algorithm::Ed25519).unwrap();
+    let contract = sign_contract(&newcomer, &live.net.id(), 1, &[student("N1")], 1).unwrap();
+    assert_eq!(submit(&seq, &contract).0, 403);
+    let token = swarmvm_token::issue_wallets(
+        &Signer::Wallet(&live.net.authority),
+        &[WalletEntry { label: "newcomer".into(), key: newcomer.public_key().clone() }],
+        IssueTime { now: swarmvm_test_support::now(), ttl: 3600 },
+    )
+    .unwrap();
+    // A token signed by someone outside the set is refused; the authority's is queued.
+    let forged = swarmvm_token::issue_wallets(
+        &Signer::Wallet(&newcomer),
+        &[WalletEntry { label: "me".into(), key: newcomer.public_key().clone() }],
+        IssueTime { now: swarmvm_test_support::now(), ttl: 3600 },
+    )
+    .unwrap();
+    let (code, answer) = request(
+        http(&seq),
+        "POST",
+        "/v1/registrations",
+        Some(&json!({ "tokens": [forged] }).to_string()),
+    );
+    assert_eq!(code, 400, "{answer}");
+    let body = json!({ "tokens": [token] }).to_string();
+    assert_eq!(request(http(&seq), "POST", "/v1/registrations", Some(&body)).0, 202);
+    assert!(seq.wait_applied(2, LIMIT).await);
+    let (_, wallet) = get(http(&seq), &format!("/v1/wallets/{}", newcomer.id()));
+    assert_eq!(wallet["label"], "newcomer");
+    assert_eq!(submit(&seq, &contract).0, 202);
+    assert!(seq.wait_applied(3, LIMIT).await);
+    assert_eq!(seq.state()["students"]["N1"]["name"], "John Doe");
+    seq.shutdown().await;
+}
+
+/// A node that serves a head it is given (and the BitTorrent address of `peer`), as a relay
+/// would.
+async fn relay(head: Arc<Mutex<String>>, peer: Option<SocketAddr>) -> String {
+    use axum::routing::get as route;
+    let status = json!({ "listen": peer.map(|p| p.to_string()) });
+    let app = axum::Router::new()
+        .route(
+            "/v1/head",
+            route(move || {
+                let head = head.lock().unwrap().clone();
+                async move { axum::Json(json!({ "head": head })) }
+            }),
+        )
+        .route("/v1/status", route(move || async move { axum::Json(status) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+fn head_of(
+    signers: &[&Wallet],
+    network: &str,
+    seq: u64,
+    bundle: BundleId,
+    root: Hash32,
+    now: u64,
+) -> String {
+    let content = HeadContent {
+        network,
+        seq,
+        bundle,
+        magnet: "magnet:?xt=urn:btih:0000000000000000000000000000000000000000",
+        state_root: root,
+        now,
+        max_age: 60,
+    };
+    sign_head(signers, &content).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heads_signed_by_an_outsider_expired_or_naming_another_bundle_are_refused() {
+    let live = Live::new(1);
+    let seq = live.sequencer("seq", fast()).await;
+    live.register(&seq);
+    assert!(seq.wait_applied(1, LIMIT).await);
+    let (good, good_head) = seq.head().unwrap();
+    let net = live.net.id();
+    let now = swarmvm_test_support::now();
+    let outsider = Wallet::generate(Algorithm::Ed25519).unwrap();
+    let served = Arc::new(Mutex::new(head_of(
+        &[&outsider],
+        &net,
+        9,
+        good_head.bundle,
+        good_head.state_root,
+        now,
+    )));
+    let fake = relay(served.clone(), None).await;
+    // Follows the fake relay only: nothing it serves is taken.
+    let follower = live.follower("f", vec![fake.clone()]).await;
+    until("the outsider's head refused", || {
+        follower.status().head_refused.is_some_and(|r| r.contains("not a member"))
+    })
+    .await;
+    assert!(follower.head().is_none());
+    *served.lock().unwrap() =
+        head_of(&[&live.net.authority], &net, 9, good_head.bundle, good_head.state_root, now - 600);
+    until("the expired head refused", || {
+        follower.status().head_refused.is_some_and(|r| r.contains("expired"))
+    })
+    .await;
+    assert!(follower.head().is_none());
+    assert_eq!(follower.status().last_seq, 0);
+    follower.shutdown().await;
+
+    // A follower of the sequencer and of the relay: the relay's head names another bundle
+    // for seq 1, which this follower applied. Refused; the sequencer's head stays.
+    let follower = live.follower("g", vec![url(&seq), fake]).await;
+    assert!(follower.wait_applied(1, LIMIT).await);
+    *served.lock().unwrap() = head_of(
+        &[&live.net.authority],
+        &net,
+        1,
+        BundleId::of_payload(b"another bundle"),
+        good_head.state_root,
+        // Newer than any head the sequencer signs meanwhile, within the clock leeway.
+        swarmvm_test_support::now() + 30,
+    );
+    until("the head naming another bundle refused", || {
+        follower.status().head_refused.is_some_and(|r| r.contains("names bundle"))
+    })
+    .await;
+    assert_eq!(follower.head().unwrap().0, good);
+    assert!(!follower.status().diverged);
+    for node in [seq, follower] {
+        node.shutdown().await;
+    }
+}
+
+/// Sets wallet `id`'s last nonce in a stopped node's ledger file, behind the ledger's back.
+fn alter_nonce(ledger: &Path, id: &str, last: u64) {
+    use redb::TableDefinition;
+    let state: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("state");
+    let db = redb::Database::open(ledger).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut table = txn.open_table(state).unwrap();
+        let mut value = Vec::new();
+        swarmvm_vm::Record::Nonce { last }.encode(&mut value);
+        table
+            .insert(
+                swarmvm_vm::encode_key(swarmvm_vm::Table::Nonce, id).as_slice(),
+                value.as_slice(),
+            )
+            .unwrap();
+    }
+    txn.commit().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_whose_ledger_was_altered_reports_diverged_and_stops_applying() {
+    let live = Live::new(1);
+    let seq = live.sequencer("seq", SequencerOptions { cut_at: 1, ..fast() }).await;
+    live.register(&seq);
+    assert!(seq.wait_applied(1, LIMIT).await);
+    let follower = live.follower("f", vec![url(&seq)]).await;
+    assert!(follower.wait_applied(1, LIMIT).await);
+    follower.shutdown().await;
+    alter_nonce(
+        &live.dir.path().join("f").join("ledger.redb"),
+        live.net.peers[0].id().as_ref(),
+        1000,
+    );
+    let follower = live.follower("f", vec![url(&seq)]).await;
+    assert_eq!(submit(&seq, &live.net.contract(0, 1, &[student("S1")])).0, 202);
+    assert!(seq.wait_applied(2, LIMIT).await);
+    until("diverged", || follower.status().diverged).await;
+    let status = follower.status();
+    assert!(status.diverged_reason.unwrap().contains("state root"));
+    assert_eq!(status.last_seq, 2);
+    // It stops applying: the next bundle is never applied here.
+    assert_eq!(submit(&seq, &live.net.contract(0, 2, &[student("S2")])).0, 202);
+    assert!(seq.wait_applied(3, LIMIT).await);
+    assert!(!follower.wait_applied(3, Duration::from_secs(2)).await);
+    for node in [seq, follower] {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_reports_stale_once_the_sequencer_stops_publishing() {
+    let live = Live::new(1);
+    let options = SequencerOptions { max_head_age: Duration::from_secs(2), ..fast() };
+    let seq = live.sequencer("seq", options).await;
+    live.register(&seq);
+    assert!(seq.wait_applied(1, LIMIT).await);
+    let follower = live.follower("f", vec![url(&seq)]).await;
+    assert!(follower.wait_applied(1, LIMIT).await);
+    // While the sequencer runs, it signs its head again before it expires.
+    let first = follower.head().unwrap().1.issued_at;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!follower.status().stale, "{:?}", follower.status().head);
+    assert!(follower.head().unwrap().1.issued_at > first);
+    seq.shutdown().await;
+    until("stale", || follower.status().stale).await;
+    let (code, answer) = get(http(&follower), "/v1/head");
+    assert_eq!(code, 404);
+    assert!(answer["error"].as_str().unwrap().contains("expired"), "{answer}");
+    follower.shutdown().await;
+}
