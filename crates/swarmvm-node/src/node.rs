@@ -841,7 +841,6 @@ impl Node {
                             e.reason = None;
                             e.failures = 0;
                         });
-                        // Waiters see the bundle's entry, the ledger and the head updated.
                         let magnet = lock(&self.inner.bundles).entries.get(&hash).and_then(|e| {
                             e.transfer.as_ref().map(|t| t.torrent().magnet().to_string())
                         });
@@ -851,6 +850,7 @@ impl Node {
                             applied.report.state_root,
                             magnet,
                         );
+                        // Waiters see the bundle's entry, the ledger and the head updated.
                         self.inner.applied.send_replace(applied.seq);
                         progressed = true;
                         if self.diverged().is_some() {

@@ -320,7 +320,8 @@ impl Sequencer {
         self.recheck(&node);
         node.refresh_head();
         let refresh = (self.max_head_age / 3).max(Duration::from_millis(200));
-        let mut tick = tokio::time::interval(self.cut_every.max(Duration::from_millis(10)));
+        let every = self.cut_every.max(Duration::from_millis(10));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_head = tokio::time::Instant::now();
         loop {

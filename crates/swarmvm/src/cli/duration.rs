@@ -17,9 +17,29 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Parses an interval, which may be under a second (`200ms`, `1s`, `1.5s`), at least 10 ms.
+pub(crate) fn parse_interval(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let d = humantime::parse_duration(text)
+        .map_err(|e| format!("'{text}' is not a duration ({e}); write it like 200ms, 1s or 2m"))?;
+    if d < Duration::from_millis(10) {
+        return Err(format!("'{text}' is under 10ms"));
+    }
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn intervals_may_be_under_a_second() {
+        assert_eq!(parse_interval("200ms").unwrap(), Duration::from_millis(200));
+        assert_eq!(parse_interval("1.5s").unwrap(), Duration::from_millis(1500));
+        for bad in ["", "5ms", "0s", "soon"] {
+            assert!(parse_interval(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn durations_parse_with_units() {

@@ -12,7 +12,7 @@ use swarmvm_swarm::Source;
 
 use super::OutputArgs;
 use super::args::{DataDirArgs, NetworkArgs, PassphraseArgs, load_key};
-use super::duration::parse_duration;
+use super::duration::{parse_duration, parse_interval};
 use super::net::{NetArgs, runtime, stop_signal};
 use crate::output;
 
@@ -59,7 +59,7 @@ pub(crate) struct RunArgs {
     #[arg(long = "key", value_name = "FILE", requires = "sequencer")]
     keys: Vec<PathBuf>,
     /// Cut a bundle this often when anything is queued.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration, requires = "sequencer")]
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_interval, requires = "sequencer")]
     cut_every: Duration,
     /// Cut as soon as this many contracts are queued (and put at most this many in a bundle).
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = at_least_one(), requires = "sequencer")]
@@ -75,7 +75,7 @@ pub(crate) struct RunArgs {
     #[arg(long = "follow", value_name = "URL", conflicts_with = "sequencer")]
     follow: Vec<String>,
     /// How long a follower waits between polls when nothing changed, and after an error.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
     poll: Duration,
     #[command(flatten)]
     passphrase: PassphraseArgs,

@@ -9,6 +9,7 @@ mod hardening;
 mod interop;
 mod lan;
 mod ledger;
+mod live;
 mod load;
 mod node;
 mod resources;

@@ -1,0 +1,256 @@
+//! A network that runs itself, through the command line: `node run --sequencer`, `node run
+//! --follow`, `bundle submit`, `contract submit --wait` and its exit codes, and a sequencer
+//! killed with SIGKILL after answering 202 that applies every accepted contract exactly once
+//! after a restart.
+
+use std::net::SocketAddr;
+
+use serde_json::Value;
+use swarmvm_test_support::http::get;
+
+use crate::node::{http_of, wait_status};
+use crate::support::{Daemon, Env};
+
+fn sequencer(env: &Env, cut_every: &str) -> Daemon {
+    Daemon::start(
+        env,
+        &[
+            "node",
+            "run",
+            "--data-dir",
+            "seq",
+            "--trust",
+            "auth.pub",
+            "--sequencer",
+            "--key",
+            "auth.pem",
+            "--cut-every",
+            cut_every,
+            "--no-dht",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ],
+    )
+}
+
+fn url(http: SocketAddr) -> String {
+    format!("http://{http}")
+}
+
+fn wallet_id(env: &Env, file: &str) -> String {
+    env.json(&["wallet", "show", file])["id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn contract_submit_waits_for_the_outcome_through_a_follower() {
+    let env = Env::new();
+    env.network("ed25519", "tokens.txt");
+    let seq = sequencer(&env, "200ms");
+    let seq_http = http_of(&seq);
+    genesis(&env, seq_http);
+
+    let follower = Daemon::start(
+        &env,
+        &[
+            "node",
+            "run",
+            "--data-dir",
+            "f",
+            "--trust",
+            "auth.pub",
+            "--follow",
+            &url(seq_http),
+            "--poll",
+            "100ms",
+            "--no-dht",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ],
+    );
+    let f_http = http_of(&follower);
+    wait_status(f_http, |s| s["last_seq"] == 1);
+
+    // Signed here (the network and the next nonce from the node), submitted to the follower,
+    // forwarded, cut, applied: exit 0.
+    env.write("student.json", r#"{"actions": [{"action": "register_student", "student": {"id": "S1", "name": "Ada", "department": "CS"}}]}"#);
+    let args = [
+        "contract",
+        "submit",
+        "student.json",
+        "--node",
+        &url(f_http),
+        "--wallet",
+        "peer1.pem",
+        "--wait",
+        "--timeout",
+        "30s",
+    ];
+    let out = env.ok(&args);
+    assert!(out.contains("applied in bundle seq"), "{out}");
+    // The next contract of the same wallet finds the next nonce by itself.
+    env.write("vote.json", r#"{"actions": [{"action": "vote_proposal", "proposal": {"id": "P1", "description": "d"}}]}"#);
+    let json = env.json(&[
+        "contract",
+        "submit",
+        "vote.json",
+        "--node",
+        &url(f_http),
+        "--wallet",
+        "peer1.pem",
+        "--wait",
+    ]);
+    assert_eq!(json["state"], "applied", "{json}");
+    let seq_no = json["seq"].as_u64().unwrap();
+    wait_status(f_http, |s| s["last_seq"].as_u64() >= Some(seq_no));
+    let (_, wallet) = get(f_http, &format!("/v1/wallets/{}", wallet_id(&env, "peer1.pem")));
+    assert_eq!(wallet["nonce"], 2, "{wallet}");
+
+    // A contract the VM rejects (an action no token registered): exit 1 with the reason.
+    env.write("bad.json", r#"{"actions": [{"action": "no_such_action"}]}"#);
+    let run = env.run(&[
+        "contract",
+        "submit",
+        "bad.json",
+        "--node",
+        &url(seq_http),
+        "--wallet",
+        "peer2.pem",
+        "--wait",
+    ]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("rejected"), "{run:?}");
+
+    // A contract signed beforehand with `contract sign` (one line): prints its id.
+    env.write(
+        "student2.json",
+        r#"{"actions": [{"action": "register_student", "student": {"id": "S2", "name": "Bo", "department": "CS"}}]}"#,
+    );
+    let signed = env.ok(&[
+        "contract",
+        "sign",
+        "student2.json",
+        "--wallet",
+        "peer2.pem",
+        "--network",
+        "auth.pub",
+    ]);
+    env.write("signed.jwt", &signed);
+    let id = env.ok(&["contract", "submit", "signed.jwt", "--node", &url(f_http)]);
+    let id = id.trim();
+    assert_eq!(id.len(), 64, "{id}");
+    let status = wait_contract(f_http, id);
+    assert_eq!(status["state"], "applied", "{status}");
+
+    // Submitting it again (a client retrying) is not an error: the same id.
+    let again = env.ok(&["contract", "submit", "signed.jwt", "--node", &url(seq_http)]);
+    assert_eq!(again.trim(), id);
+    // A refusal by the node: exit 1 with its line (a nonce peer1 used already).
+    let stale = env.ok(&[
+        "contract",
+        "sign",
+        "student2.json",
+        "--wallet",
+        "peer1.pem",
+        "--network",
+        "auth.pub",
+        "--nonce",
+        "1",
+    ]);
+    env.write("stale.jwt", &stale);
+    let err = env.fails(&["contract", "submit", "stale.jwt", "--node", &url(f_http)], 1);
+    assert!(err.contains("not above"), "{err}");
+    drop(follower);
+}
+
+/// Waits (bounded) until contract `id` is applied or rejected at `http`.
+fn wait_contract(http: SocketAddr, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (code, body) = get(http, &format!("/v1/contracts/{id}"));
+        if code == 200 && body["state"] != "pending" {
+            return body;
+        }
+        assert!(std::time::Instant::now() < deadline, "contract {id} never applied: {body}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn contract_submit_times_out_with_exit_3_when_nothing_is_cut() {
+    let env = Env::new();
+    env.network("ed25519", "tokens.txt");
+    let seq = sequencer(&env, "200ms");
+    genesis(&env, http_of(&seq));
+    drop(seq);
+    // The same sequencer, cutting once an hour: a contract is accepted and never applied.
+    let seq = sequencer(&env, "1h");
+    env.write("student.json", r#"{"actions": [{"action": "register_student", "student": {"id": "S1", "name": "Ada", "department": "CS"}}]}"#);
+    let run = env.run(&[
+        "contract",
+        "submit",
+        "student.json",
+        "--node",
+        &url(http_of(&seq)),
+        "--wallet",
+        "peer1.pem",
+        "--wait",
+        "--timeout",
+        "1s",
+    ]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.one_line_error().contains("not applied within"), "{run:?}");
+}
+
+/// The network's registrations, submitted to the sequencer as a folder of tokens alone,
+/// cut into the genesis.
+fn genesis(env: &Env, seq: SocketAddr) {
+    std::fs::create_dir_all(env.path("genesis")).unwrap();
+    std::fs::copy(env.path("tokens.txt"), env.path("genesis/registration_tokens.txt")).unwrap();
+    env.ok(&["bundle", "submit", "genesis", "--node", &url(seq)]);
+    wait_status(seq, |s| s["last_seq"] == 1);
+}
+
+#[test]
+fn a_sequencer_killed_after_answering_202_applies_every_accepted_contract_exactly_once() {
+    let env = Env::new();
+    env.network("ed25519", "tokens.txt");
+    let seq = sequencer(&env, "200ms");
+    genesis(&env, http_of(&seq));
+    drop(seq);
+    let mut seq = sequencer(&env, "1h");
+    let http = http_of(&seq);
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let wallet = if i % 2 == 0 { "peer1.pem" } else { "peer2.pem" };
+        env.write("c.json", format!(r#"{{"actions": [{{"action": "register_student", "student": {{"id": "S{i}", "name": "n", "department": "d"}}}}]}}"#));
+        let id =
+            env.ok(&["contract", "submit", "c.json", "--node", &url(http), "--wallet", wallet]);
+        ids.push(id.trim().to_owned());
+    }
+    let (_, status) = get(http, "/v1/status");
+    assert_eq!(status["sequencer"]["queued"], 12, "{status}");
+    assert_eq!(status["last_seq"], 1);
+    assert_eq!(seq.signal("KILL"), -1);
+
+    let seq = sequencer(&env, "200ms");
+    let http = http_of(&seq);
+    for id in &ids {
+        assert_eq!(wait_contract(http, id)["state"], "applied");
+    }
+    // Exactly once: twelve receipts in all, each wallet's nonce at six.
+    let (_, log) = get(http, "/v1/log?from=1&limit=100");
+    let contracts: u64 =
+        log["log"].as_array().unwrap().iter().map(|e| e["contracts"].as_u64().unwrap()).sum();
+    assert_eq!(contracts, 12, "{log}");
+    for wallet in ["peer1.pem", "peer2.pem"] {
+        let (_, w) = get(http, &format!("/v1/wallets/{}", wallet_id(&env, wallet)));
+        assert_eq!(w["nonce"], 6, "{w}");
+    }
+    let (_, status) = get(http, "/v1/status");
+    assert_eq!(status["sequencer"]["queued"], 0, "{status}");
+    drop(seq);
+}
