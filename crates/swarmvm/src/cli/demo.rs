@@ -48,6 +48,11 @@ pub(crate) struct DemoArgs {
     /// into this binary) instead of the built-in handler; the module travels in the bundle.
     #[arg(long)]
     wasm: bool,
+    /// Run the scenario on a network that runs itself: a sequencer and N following peers;
+    /// each peer submits its contracts through its own node, and the bundles reach the peers
+    /// by signed heads. Prints each contract's submit-to-applied latency.
+    #[arg(long)]
+    live: bool,
 }
 
 /// `docs/wasm/tally.wat`, compiled by `demo --wasm` (no toolchain needed).
@@ -56,7 +61,7 @@ const TALLY_WAT: &str = include_str!("../../../../docs/wasm/tally.wat");
 const NOTE_OPERATIONS: [&str; 4] =
     ["register_student", "add_course", "vote_proposal", "generate_nft"];
 
-fn contracts(peers: &[Wallet], network: &str, now: u64) -> Result<Vec<String>> {
+pub(crate) fn contracts(peers: &[Wallet], network: &str, now: u64) -> Result<Vec<String>> {
     let student = json!({"action": "register_student", "student": {"id": "S001", "name": "John Doe", "department": "Computer Science"}});
     let course = json!({"action": "add_course", "course": {"id": "C001", "name": "Blockchain Technology", "department": "Computer Science"}});
     let vote = json!({"action": "vote_proposal", "proposal": {"id": "P001", "description": "Increase Research Funding"}});
@@ -83,7 +88,7 @@ struct PeerReport {
     applied: bool,
 }
 
-fn summary(state: &Value) -> Vec<String> {
+pub(crate) fn summary(state: &Value) -> Vec<String> {
     let entries = |k: &str| state[k].as_object().cloned().unwrap_or_default();
     let s = |v: &Value| v.as_str().unwrap_or("-").to_owned();
     let mut lines = Vec::new();
@@ -113,17 +118,27 @@ fn summary(state: &Value) -> Vec<String> {
 }
 
 pub(crate) fn run(args: DemoArgs, out: OutputArgs) -> Result<ExitCode> {
-    runtime()?.block_on(demo(usize::from(args.peers), args.timeout, args.dir, args.wasm, out))
+    let n = usize::from(args.peers);
+    if args.live {
+        return runtime()?.block_on(super::demo_live::demo(
+            n,
+            args.timeout,
+            args.dir,
+            args.wasm,
+            out,
+        ));
+    }
+    runtime()?.block_on(demo(n, args.timeout, args.dir, args.wasm, out))
 }
 
 /// The demo's folder: a kept one the user named, or a temporary one removed at the end.
-enum Workspace {
+pub(crate) enum Workspace {
     Kept(std::path::PathBuf),
     Temporary(tempfile::TempDir),
 }
 
 impl Workspace {
-    fn new(dir: Option<std::path::PathBuf>) -> Result<Self> {
+    pub(crate) fn new(dir: Option<std::path::PathBuf>) -> Result<Self> {
         let Some(d) = dir else {
             let tmp = tempfile::Builder::new().prefix("swarmvm-demo-").tempdir();
             return Ok(Self::Temporary(tmp.context("cannot make a temporary folder")?));
@@ -140,7 +155,7 @@ impl Workspace {
         Ok(Self::Kept(d))
     }
 
-    fn path(&self) -> &std::path::Path {
+    pub(crate) fn path(&self) -> &std::path::Path {
         match self {
             Self::Kept(p) => p,
             Self::Temporary(t) => t.path(),
@@ -148,18 +163,19 @@ impl Workspace {
     }
 }
 
-async fn demo(
-    n: usize,
-    limit: Duration,
-    dir: Option<std::path::PathBuf>,
-    wasm: bool,
-    out: OutputArgs,
-) -> Result<ExitCode> {
-    let started = Instant::now();
-    let tmp = Workspace::new(dir)?;
-    let root = tmp.path();
+/// The scenario's parts: the authority and peer wallets (written to `root/wallets` with mode
+/// 0600, as `wallet new` writes them), the operations and wallets tokens, and the tally
+/// module for `--wasm`.
+pub(crate) struct Scenario {
+    pub(crate) authority: Wallet,
+    pub(crate) network: String,
+    pub(crate) peers: Vec<Wallet>,
+    pub(crate) tokens: [String; 2],
+    pub(crate) modules: Vec<std::path::PathBuf>,
+    pub(crate) now: u64,
+}
 
-    // Wallets (key files with mode 0600, as `wallet new` writes them) and registration tokens.
+pub(crate) fn scenario(root: &std::path::Path, n: usize, wasm: bool) -> Result<Scenario> {
     let authority = Wallet::generate(Algorithm::Ed25519)?;
     let network = authority.id().to_string();
     let peers: Vec<Wallet> =
@@ -195,6 +211,22 @@ async fn demo(
         issue_operations(&signer, &ops, HANDLER_NAMES, time)?,
         issue_wallets(&signer, &entries, time)?,
     ];
+
+    Ok(Scenario { authority, network, peers, tokens, modules, now })
+}
+
+async fn demo(
+    n: usize,
+    limit: Duration,
+    dir: Option<std::path::PathBuf>,
+    wasm: bool,
+    out: OutputArgs,
+) -> Result<ExitCode> {
+    let started = Instant::now();
+    let tmp = Workspace::new(dir)?;
+    let root = tmp.path();
+
+    let Scenario { authority, network, peers, tokens, modules, now } = scenario(root, n, wasm)?;
 
     // The bundle: tokens, the note's contracts, the authority's manifest; then its torrent.
     let bundle = root.join("bundle-1");

@@ -4,6 +4,7 @@ mod args;
 mod bundle;
 mod contract;
 mod demo;
+mod demo_live;
 mod duration;
 mod exec;
 mod module;

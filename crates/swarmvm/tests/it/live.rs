@@ -254,3 +254,32 @@ fn a_sequencer_killed_after_answering_202_applies_every_accepted_contract_exactl
     assert_eq!(status["sequencer"]["queued"], 0, "{status}");
     drop(seq);
 }
+
+#[test]
+fn demo_live_applies_every_peers_contracts_on_every_node_with_one_root() {
+    let env = Env::new();
+    for (peers, wasm) in [("3", false), ("2", true)] {
+        let mut args = vec!["demo", "--live", "--peers", peers];
+        if wasm {
+            args.push("--wasm");
+        }
+        let out = env.json(&args);
+        assert_eq!(out["agree"], true, "{out}");
+        let contracts = out["contracts"].as_array().unwrap();
+        let n: usize = peers.parse().unwrap();
+        assert_eq!(contracts.len(), 3 + n, "{out}");
+        for (i, c) in contracts.iter().enumerate() {
+            assert_eq!(c["outcome"], "applied", "{c}");
+            assert!(c["latency_ms"].as_f64().unwrap() > 0.0, "{c}");
+            let via = format!("peer{}", i.saturating_sub(3) + 1);
+            assert_eq!(c["via"], via.as_str());
+        }
+        let state = &out["state"];
+        assert_eq!(state["students"]["S001"]["name"], "John Doe");
+        if wasm {
+            assert_eq!(state["wasm"]["vote_proposal"]["P001"], n.to_string(), "{state}");
+        } else {
+            assert_eq!(state["proposals"]["P001"]["votes"], n, "{state}");
+        }
+    }
+}
