@@ -34,6 +34,7 @@ pub use layout::{
 };
 pub use open::{OpenedBundle, open_bundle};
 pub use verify::{
-    Base, BatchError, BundlePosition, ChainView, CheckedContract, Origin, VerifiedBatch,
-    set_in_force, verify_bundle, verify_local, verify_local_contracts, verify_local_with_modules,
+    Base, BatchError, BundlePosition, ChainView, CheckedContract, KnownContracts, Origin,
+    VerifiedBatch, set_in_force, verify_bundle, verify_bundle_with, verify_local,
+    verify_local_contracts, verify_local_with_modules,
 };

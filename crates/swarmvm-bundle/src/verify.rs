@@ -341,9 +341,25 @@ fn base_of(view: &dyn ChainView) -> Base {
 /// registration tokens (at the manifest's `iat`, each signed by a member of the set in force,
 /// none applied before), and its contracts' signatures.
 pub fn verify_bundle(
+    bundle: OpenedBundle,
+    view: &dyn ChainView,
+    network: &Network,
+) -> Result<VerifiedBatch, BatchError> {
+    verify_bundle_with(bundle, view, network, &KnownContracts::new())
+}
+
+/// Contracts whose signatures this peer verified already (a sequencer, when it took them),
+/// by the SHA-256 of their token bytes. A wallet id is its key's thumbprint, so a signature
+/// verified once for it stays verified.
+pub type KnownContracts = std::collections::HashMap<Hash32, VerifiedContract>;
+
+/// [`verify_bundle`], taking the contracts in `known` (verified for this network) as they
+/// were verified rather than verifying their signatures again.
+pub fn verify_bundle_with(
     mut bundle: OpenedBundle,
     view: &dyn ChainView,
     network: &Network,
+    known: &KnownContracts,
 ) -> Result<VerifiedBatch, BatchError> {
     if view.is_local() {
         return Err(BatchError::HasLocalBatches);
@@ -376,7 +392,7 @@ pub fn verify_bundle(
         check_replays(&registrations, view)?;
     }
     let modules = check_modules(bundle.modules, &registrations, view)?;
-    let contracts = verify_contracts(&bundle.contracts, &registrations, view, network.id())?;
+    let contracts = verify_contracts(&bundle.contracts, &registrations, view, network.id(), known)?;
     let authorities = match &m.authority_set {
         Some(new) => Some(new.clone()),
         None if m.seq == 1 && !network.is_single_key() => Some(network.genesis().clone()),
@@ -528,7 +544,8 @@ pub fn verify_local_with_modules(
     let verified = verify_registrations(registrations, &set, TimeCheck::at(now))?;
     check_replays(&verified, view)?;
     let modules = check_modules(modules, &verified, view)?;
-    let checked = verify_contracts(contracts, &verified, view, network.id())?;
+    let checked =
+        verify_contracts(contracts, &verified, view, network.id(), &KnownContracts::new())?;
     let first = view.network().is_none() && !verified.is_empty();
     Ok(VerifiedBatch {
         modules,
@@ -557,7 +574,7 @@ pub fn verify_local_contracts(
         });
     }
     let network = view.network().ok_or(BatchError::NoRegistrations)?;
-    let checked = verify_contracts(contracts, &[], view, &network)?;
+    let checked = verify_contracts(contracts, &[], view, &network, &KnownContracts::new())?;
     Ok(VerifiedBatch {
         modules: Vec::new(),
         origin: Origin::Local,
@@ -602,6 +619,7 @@ fn verify_contracts(
     registrations: &[Registration],
     view: &dyn ChainView,
     network: &str,
+    known: &KnownContracts,
 ) -> Result<Vec<CheckedContract>, BatchError> {
     let mut in_batch: BTreeMap<String, &PublicKey> = BTreeMap::new();
     for reg in registrations {
@@ -627,9 +645,13 @@ fn verify_contracts(
     }
     Ok(tokens
         .par_iter()
-        .map(|token| CheckedContract {
-            hash: Hash32::digest(token.as_bytes()),
-            verified: verify_contract(token, &signers, network),
+        .map(|token| {
+            let hash = Hash32::digest(token.as_bytes());
+            let verified = match known.get(&hash).filter(|v| v.network == network) {
+                Some(v) => Ok(v.clone()),
+                None => verify_contract(token, &signers, network),
+            };
+            CheckedContract { hash, verified }
         })
         .collect())
 }

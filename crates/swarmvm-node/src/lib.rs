@@ -42,7 +42,7 @@ pub use error::NodeError;
 pub use follow::FollowOptions;
 pub use http::{ApiError, HttpLimits, router};
 pub use node::{Node, NodeLimits, NodeOptions};
-pub use pipeline::{Applied, PipelineError, apply_opened};
+pub use pipeline::{Applied, PipelineError, apply_opened, apply_opened_with};
 pub use sequencer::SequencerOptions;
 pub use status::{
     AuthoritySummary, BundleState, BundleStatus, EvidenceSummary, HeadSummary, SequencerSummary,

@@ -539,6 +539,7 @@ impl Node {
         &self,
         staging: &Path,
         dir: &Path,
+        known: swarmvm_bundle::KnownContracts,
     ) -> Result<u64, crate::sequencer::CutError> {
         use crate::sequencer::CutError;
         let failed = |e: &dyn std::fmt::Display| CutError::Failed(e.to_string());
@@ -581,7 +582,7 @@ impl Node {
             .map_err(|e| undo(failed(&e)))?
             .map_err(|e| undo(CutError::Refused(one_line(&e))))?;
         let node = self.clone();
-        let applied = tokio::task::spawn_blocking(move || node.apply_one(opened))
+        let applied = tokio::task::spawn_blocking(move || node.apply_known(opened, &known))
             .await
             .map_err(|e| undo(failed(&e)))?
             .map_err(|e| {
@@ -786,12 +787,22 @@ impl Node {
 
     /// The apply path for one opened bundle (blocking: run it on a blocking thread).
     fn apply_one(&self, bundle: OpenedBundle) -> Result<crate::Applied, crate::PipelineError> {
+        self.apply_known(bundle, &swarmvm_bundle::KnownContracts::new())
+    }
+
+    /// [`Node::apply_one`] with contracts whose signatures were verified already.
+    fn apply_known(
+        &self,
+        bundle: OpenedBundle,
+        known: &swarmvm_bundle::KnownContracts,
+    ) -> Result<crate::Applied, crate::PipelineError> {
         let mut slot = lock(&self.inner.writer);
         let Some(ledger) = slot.as_mut() else {
             return Err(ReadError::Corrupt("the node stopped".into()).into());
         };
         info!(seq = bundle.manifest.seq, bundle = %bundle.id(), "applying bundle");
-        let applied = crate::pipeline::apply_opened(ledger, bundle, &self.inner.network)?;
+        let applied =
+            crate::pipeline::apply_opened_with(ledger, bundle, &self.inner.network, known)?;
         if let Ok(snapshot) = ledger.snapshot() {
             *lock(&self.inner.last_status) = Some(Summary::of(&snapshot));
         }

@@ -4,7 +4,7 @@
 //! ([`swarmvm_bundle::verify_bundle`]), and committed ([`Ledger::commit`]). A second validly
 //! signed bundle for a seq already applied is recorded as fork evidence on the way.
 
-use swarmvm_bundle::{BatchError, OpenedBundle, verify_bundle};
+use swarmvm_bundle::{BatchError, KnownContracts, OpenedBundle, verify_bundle_with};
 use swarmvm_ledger::{ApplyError, BatchReport, Evidence, Ledger, ReadError};
 use swarmvm_primitives::BundleId;
 use swarmvm_token::Network;
@@ -58,9 +58,20 @@ pub fn apply_opened(
     bundle: OpenedBundle,
     network: &Network,
 ) -> Result<Applied, PipelineError> {
+    apply_opened_with(ledger, bundle, network, &KnownContracts::new())
+}
+
+/// [`apply_opened`], with contracts whose signatures this peer verified already
+/// ([`swarmvm_bundle::verify_bundle_with`]).
+pub fn apply_opened_with(
+    ledger: &mut Ledger,
+    bundle: OpenedBundle,
+    network: &Network,
+    known: &KnownContracts,
+) -> Result<Applied, PipelineError> {
     let (seq, id) = (bundle.manifest.seq, bundle.id());
     let snapshot = ledger.snapshot()?;
-    let verified = match verify_bundle(bundle, &snapshot, network) {
+    let verified = match verify_bundle_with(bundle, &snapshot, network, known) {
         Ok(v) => v,
         Err(BatchError::Fork { seq, kept, other, kept_manifest, other_manifest }) => {
             drop(snapshot);

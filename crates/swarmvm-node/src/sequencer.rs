@@ -120,6 +120,8 @@ pub(crate) struct Sequencer {
     cut_now: Notify,
     /// One cut (or published folder) at a time.
     cutting: tokio::sync::Mutex<()>,
+    /// Registered wallets' keys, as submissions looked them up.
+    pub(crate) wallet_keys: crate::submit::KeyCache,
 }
 
 impl std::fmt::Debug for Sequencer {
@@ -156,6 +158,7 @@ impl Sequencer {
             intake,
             cut_now: Notify::new(),
             cutting: tokio::sync::Mutex::new(()),
+            wallet_keys: crate::submit::KeyCache::default(),
         });
         Ok((sequencer, rx))
     }
@@ -371,7 +374,7 @@ impl Sequencer {
             if let Item::Contract(token) = &q.item
                 && q.contract.is_none()
             {
-                match crate::submit::check(&snapshot, token, &network) {
+                match crate::submit::check(&snapshot, token, &network, &self.wallet_keys) {
                     Ok(c) => q.contract = Some(c),
                     Err(e) => {
                         info!(arrival = q.arrival, "dropping a queued contract after restart: {e}");
@@ -416,6 +419,11 @@ impl Sequencer {
         let mut tokens = Vec::new();
         let mut contracts = Vec::new();
         let mut modules = Vec::new();
+        let known: swarmvm_bundle::KnownContracts = chosen
+            .iter()
+            .filter_map(|q| q.contract.as_ref())
+            .map(|c| (c.id, (*c.verified).clone()))
+            .collect();
         for q in &chosen {
             match &q.item {
                 Item::Contract(t) => contracts.push(t.clone()),
@@ -424,7 +432,7 @@ impl Sequencer {
             }
         }
         let arrivals: HashSet<u64> = chosen.iter().map(|q| q.arrival).collect();
-        let result = self.publish_cut(node, &tokens, &contracts, &modules).await;
+        let result = self.publish_cut(node, &tokens, &contracts, &modules, known).await;
         match result {
             Ok(seq) => {
                 info!(seq, contracts = contracts.len(), registrations = tokens.len(), "cut bundle");
@@ -467,6 +475,7 @@ impl Sequencer {
         tokens: &[String],
         contracts: &[String],
         modules: &[Vec<u8>],
+        known: swarmvm_bundle::KnownContracts,
     ) -> Result<u64, CutError> {
         let snapshot =
             node.snapshot().ok_or_else(|| CutError::Failed("the node stopped".into()))?;
@@ -492,7 +501,7 @@ impl Sequencer {
         })
         .await
         .map_err(|e| CutError::Failed(e.to_string()))??;
-        match node.publish_stored(&staging, &dir).await {
+        match node.publish_stored(&staging, &dir, known).await {
             Ok(seq) => Ok(seq),
             Err(e) => {
                 let _ = crate::node::remove_tree(&staging);
@@ -562,7 +571,7 @@ impl Sequencer {
         dir: &Path,
     ) -> Result<u64, CutError> {
         let _one = self.cutting.lock().await;
-        node.publish_stored(staging, dir).await
+        node.publish_stored(staging, dir, swarmvm_bundle::KnownContracts::new()).await
     }
 }
 

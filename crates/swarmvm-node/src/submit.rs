@@ -79,11 +79,13 @@ impl SubmitError {
 }
 
 /// A contract the sequencer accepted: its id, signer and nonce.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Checked {
     pub(crate) id: Hash32,
     pub(crate) signer: String,
     pub(crate) nonce: u64,
+    /// What its signature check found: the cut takes it as verified.
+    pub(crate) verified: std::sync::Arc<swarmvm_token::VerifiedContract>,
 }
 
 /// The token in a submission's body: the bytes as text, without a trailing line end.
@@ -134,11 +136,44 @@ pub(crate) fn precheck(token: &str, network: &str) -> Result<(), SubmitError> {
     }
 }
 
+/// Registered wallets' public keys, as the sequencer looked them up: a wallet id is its key's
+/// thumbprint, so an id found once keeps its key (revocation is checked apart). Saves
+/// decoding and checking the key again for every contract.
+#[derive(Debug, Default)]
+pub(crate) struct KeyCache(
+    std::sync::Mutex<std::collections::HashMap<String, swarmvm_wallet::PublicKey>>,
+);
+
+/// Keys remembered at most; beyond it the cache starts over.
+const MAX_CACHED_KEYS: usize = 200_000;
+
+impl KeyCache {
+    fn key(
+        &self,
+        snapshot: &Snapshot,
+        id: &str,
+    ) -> Result<Option<swarmvm_wallet::PublicKey>, swarmvm_vm::StateError> {
+        if let Some(k) = crate::node::lock(&self.0).get(id) {
+            return Ok(Some(k.clone()));
+        }
+        let found = snapshot.wallet(id)?;
+        if let Some(k) = &found {
+            let mut cache = crate::node::lock(&self.0);
+            if cache.len() >= MAX_CACHED_KEYS {
+                cache.clear();
+            }
+            cache.insert(id.to_owned(), k.clone());
+        }
+        Ok(found)
+    }
+}
+
 /// The sequencer's check against its ledger's last commit.
 pub(crate) fn check(
     snapshot: &Snapshot,
     token: &str,
     network: &str,
+    keys: &KeyCache,
 ) -> Result<Checked, SubmitError> {
     precheck(token, network)?;
     let id = Hash32::digest(token.as_bytes());
@@ -148,8 +183,8 @@ pub(crate) fn check(
     let unavailable = |e: &dyn std::fmt::Display| {
         SubmitError::Unavailable(format!("cannot read the ledger: {e}"))
     };
-    let key = snapshot
-        .wallet(&signer)
+    let key = keys
+        .key(snapshot, &signer)
         .map_err(|e| unavailable(&e))?
         .ok_or_else(|| SubmitError::Unregistered(swarmvm_primitives::text::shown(&signer)))?;
     let verified =
@@ -176,7 +211,12 @@ pub(crate) fn check(
     if verified.nonce <= last {
         return Err(SubmitError::StaleNonce { nonce: verified.nonce, last });
     }
-    Ok(Checked { id, signer: verified.signer, nonce: verified.nonce })
+    Ok(Checked {
+        id,
+        signer: verified.signer.clone(),
+        nonce: verified.nonce,
+        verified: std::sync::Arc::new(verified),
+    })
 }
 
 #[cfg(test)]
@@ -279,7 +319,7 @@ impl crate::Node {
         let snapshot = self
             .snapshot()
             .ok_or_else(|| SubmitError::Unavailable("the ledger cannot be read now".into()))?;
-        let checked = check(&snapshot, token, &network)?;
+        let checked = check(&snapshot, token, &network, &sequencer.wallet_keys)?;
         drop(snapshot);
         let id = checked.id;
         sequencer.submit(crate::queue::Item::Contract(token.to_owned()), Some(checked)).await?;

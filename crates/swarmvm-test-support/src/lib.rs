@@ -6,6 +6,7 @@
 pub mod bencode;
 pub mod fuzz;
 pub mod http;
+pub mod live;
 pub mod load;
 pub mod net;
 pub mod tools;
