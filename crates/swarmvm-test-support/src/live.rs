@@ -202,6 +202,67 @@ impl LiveNet {
         self.dir.path()
     }
 
+    /// Waits (at most ten minutes) until the sequencer's queue is empty and every node
+    /// applied its last bundle, then checks that every node holds exactly the `accepted`
+    /// contracts of `contracts` (its log counts as many, and each wallet's nonce is the
+    /// number of its contracts accepted): nothing lost, nothing applied twice. Returns the
+    /// last seq.
+    pub fn settle(&self, contracts: &[Vec<String>], accepted: &[String]) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let last = loop {
+            let (_, s) = get(self.sequencer.http, "/v1/status");
+            if s["sequencer"]["queued"] == 0 {
+                break s["last_seq"].as_u64().unwrap();
+            }
+            assert!(Instant::now() < deadline, "the queue never drained: {s}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut roots = Vec::new();
+        for node in self.nodes() {
+            let status = wait_status(node.http, Duration::from_secs(600), |s| {
+                s["last_seq"].as_u64() >= Some(last)
+            });
+            roots.push(status["state_root"].clone());
+            let mut count = 0;
+            let mut from = 1;
+            loop {
+                let (_, log) = get(node.http, &format!("/v1/log?from={from}&limit=10000"));
+                let entries = log["log"].as_array().cloned().unwrap_or_default();
+                if entries.is_empty() {
+                    break;
+                }
+                for e in &entries {
+                    count += e["contracts"].as_u64().unwrap() as usize;
+                    from = e["position"].as_u64().unwrap() + 1;
+                }
+            }
+            assert_eq!(
+                count,
+                accepted.len(),
+                "node {} holds another count of contracts",
+                node.http
+            );
+        }
+        assert!(roots.iter().all(|r| *r == roots[0]), "the nodes' roots differ: {roots:?}");
+        let index: std::collections::HashMap<String, usize> = contracts
+            .iter()
+            .enumerate()
+            .flat_map(|(w, list)| {
+                list.iter().map(move |c| (swarmvm_vm::Hash32::digest(c.as_bytes()).to_hex(), w))
+            })
+            .collect();
+        let mut counts = vec![0u64; self.wallets.len()];
+        for id in accepted {
+            counts[index[id]] += 1;
+        }
+        let follower = self.followers.first().unwrap_or(&self.sequencer).http;
+        for (w, wallet) in self.wallets.iter().enumerate() {
+            let (_, v) = get(follower, &format!("/v1/wallets/{}", wallet.id()));
+            assert_eq!(v["nonce"].as_u64(), Some(counts[w]), "wallet {w}: {v}");
+        }
+        last
+    }
+
     /// `per_wallet` contracts for each wallet (nonces 1 up), each registering a student,
     /// signed on every core: `[wallet][nonce - 1]`.
     pub fn sign(&self, per_wallet: usize) -> Vec<Vec<String>> {

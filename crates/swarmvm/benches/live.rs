@@ -33,64 +33,6 @@ fn main() {
     latency(bin, seconds);
 }
 
-/// Waits until every node applied the sequencer's last bundle and its queue is empty; checks
-/// the totals; returns the final seq.
-fn settle(net: &LiveNet, accepted: usize, per_wallet: &[usize]) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let last = loop {
-        let (_, s) = swarmvm_test_support::http::get(net.sequencer.http, "/v1/status");
-        if s["sequencer"]["queued"] == 0 {
-            break s["last_seq"].as_u64().unwrap();
-        }
-        assert!(Instant::now() < deadline, "the queue never drained: {s}");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    for node in net.nodes() {
-        swarmvm_test_support::live::wait_status(node.http, Duration::from_secs(600), |s| {
-            s["last_seq"].as_u64() >= Some(last)
-        });
-        let mut contracts = 0;
-        let mut from = 1;
-        loop {
-            let (_, log) = swarmvm_test_support::http::get(
-                node.http,
-                &format!("/v1/log?from={from}&limit=10000"),
-            );
-            let entries = log["log"].as_array().unwrap().clone();
-            if entries.is_empty() {
-                break;
-            }
-            for e in &entries {
-                contracts += e["contracts"].as_u64().unwrap() as usize;
-                from = e["position"].as_u64().unwrap() + 1;
-            }
-        }
-        assert_eq!(contracts, accepted, "node {} holds another count of contracts", node.http);
-    }
-    let follower = net.followers[0].http;
-    for (w, wallet) in net.wallets.iter().enumerate() {
-        let (_, v) =
-            swarmvm_test_support::http::get(follower, &format!("/v1/wallets/{}", wallet.id()));
-        assert_eq!(v["nonce"].as_u64().unwrap() as usize, per_wallet[w], "wallet {w}");
-    }
-    last
-}
-
-fn per_wallet(net: &LiveNet, contracts: &[Vec<String>], ids: &[String]) -> Vec<usize> {
-    let index: std::collections::HashMap<String, usize> = contracts
-        .iter()
-        .enumerate()
-        .flat_map(|(w, list)| {
-            list.iter().map(move |c| (swarmvm_vm::Hash32::digest(c.as_bytes()).to_hex(), w))
-        })
-        .collect();
-    let mut counts = vec![0; net.wallets.len()];
-    for id in ids {
-        counts[index[id]] += 1;
-    }
-    counts
-}
-
 /// Clients submit through every node (`spread`), or to the sequencer alone.
 fn throughput(bin: &str, seconds: u64, spread: bool) {
     let options = LiveOptions {
@@ -114,8 +56,7 @@ fn throughput(bin: &str, seconds: u64, spread: bool) {
     let sampler = sample(net.nodes().iter().map(|n| n.http).collect(), start, stop.clone());
     let submitted = submit(&urls, &contracts, 256, None, Duration::from_secs(seconds), start);
     let ids: Vec<String> = submitted.accepted.iter().map(|a| a.id.clone()).collect();
-    let counts = per_wallet(&net, &contracts, &ids);
-    let last = settle(&net, ids.len(), &counts);
+    let last = net.settle(&contracts, &ids);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let progress = sampler.join().unwrap();
     let everywhere = progress.applied_at.iter().map(|m| m[&last]).max().unwrap().as_secs_f64();
@@ -161,8 +102,7 @@ fn latency(bin: &str, seconds: u64) {
     let sampler = sample(net.nodes().iter().map(|n| n.http).collect(), start, stop.clone());
     let submitted = submit(&urls, &contracts, 100, Some(rate), Duration::from_secs(seconds), start);
     let ids: Vec<String> = submitted.accepted.iter().map(|a| a.id.clone()).collect();
-    let counts = per_wallet(&net, &contracts, &ids);
-    let last = settle(&net, ids.len(), &counts);
+    let last = net.settle(&contracts, &ids);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let progress = sampler.join().unwrap();
     let seqs = seqs_of(net.sequencer.http, &ids);

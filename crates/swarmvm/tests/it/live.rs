@@ -283,3 +283,78 @@ fn demo_live_applies_every_peers_contracts_on_every_node_with_one_root() {
         }
     }
 }
+
+/// The load test (CI-sized; `benches/live.rs` is the measured run): a sequencer and two
+/// followers as processes, 32 client wallets submitting through all three nodes as fast as
+/// they are taken, then at a paced 200 contracts/s. Every accepted contract is applied exactly
+/// once on every node, with one root; the figures are printed, not asserted.
+#[test]
+fn load_a_sequencer_and_two_followers_apply_every_accepted_contract_exactly_once() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    use std::time::{Duration, Instant};
+    use swarmvm_test_support::live::{LiveNet, LiveOptions, quantile, sample, seqs_of, submit};
+
+    let options = LiveOptions {
+        bin: env!("CARGO_BIN_EXE_swarmvm").into(),
+        followers: 2,
+        wallets: 32,
+        cut_every: "300ms".into(),
+        cut_at: 500,
+    };
+    let net = LiveNet::start(&options);
+    let urls: Vec<String> = net.nodes().iter().map(|n| format!("http://{}", n.http)).collect();
+    let addrs: Vec<SocketAddr> = net.nodes().iter().map(|n| n.http).collect();
+
+    // As fast as they are taken.
+    let contracts = net.sign(50);
+    let start = Instant::now();
+    let done = submit(&urls, &contracts, 32, None, Duration::from_secs(60), start);
+    assert!(done.refused.is_empty(), "refused: {:?}", done.refused);
+    assert_eq!(done.accepted.len(), 32 * 50);
+    let ids: Vec<String> = done.accepted.iter().map(|a| a.id.clone()).collect();
+    net.settle(&contracts, &ids);
+    eprintln!(
+        "load: {} contracts accepted in {:.2} s, applied everywhere after {:.2} s",
+        ids.len(),
+        done.elapsed.as_secs_f64(),
+        start.elapsed().as_secs_f64()
+    );
+
+    // Paced: each contract's latency until every node applied it.
+    let more = net.sign(70);
+    let paced: Vec<Vec<String>> = more.iter().map(|list| list[50..].to_vec()).collect();
+    let start = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = sample(addrs, start, stop.clone());
+    let done = submit(&urls, &paced, 32, Some(200.0), Duration::from_secs(30), start);
+    assert!(done.refused.is_empty(), "refused: {:?}", done.refused);
+    let paced_ids: Vec<String> = done.accepted.iter().map(|a| a.id.clone()).collect();
+    let mut all_ids = ids;
+    all_ids.extend(paced_ids.iter().cloned());
+    let mut all: Vec<Vec<String>> = contracts;
+    for (w, list) in paced.iter().enumerate() {
+        all[w].extend(list.iter().cloned());
+    }
+    net.settle(&all, &all_ids);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let progress = sampler.join().unwrap();
+    let seqs = seqs_of(net.sequencer.http, &paced_ids);
+    assert!(seqs.iter().all(Option::is_some), "a paced contract is not applied");
+    let mut latencies: Vec<f64> = done
+        .accepted
+        .iter()
+        .zip(&seqs)
+        .map(|(a, seq)| {
+            let at = progress.applied_at.iter().map(|m| m[&seq.unwrap()]).max().unwrap();
+            at.saturating_sub(a.sent).as_secs_f64()
+        })
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    eprintln!(
+        "load: {} paced contracts, submit to applied everywhere p50 {:.2} s, p99 {:.2} s",
+        latencies.len(),
+        quantile(&latencies, 0.5),
+        quantile(&latencies, 0.99)
+    );
+}
