@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use swarmvm_primitives::BundleId;
 use swarmvm_swarm::{InfoHash, MagnetLink, Source};
-use swarmvm_token::{HeadContent, VerifiedHead, sign_head, unix_now, verify_head};
+use swarmvm_token::{HeadContent, VerifiedHead, VerifyError, sign_head, unix_now, verify_head};
 use swarmvm_vm::Hash32;
 use tracing::{debug, info, warn};
 
@@ -38,6 +38,10 @@ pub(crate) struct Heads {
     pub(crate) newest: Option<KnownHead>,
     pub(crate) refused: Option<String>,
     stale_warned: bool,
+    /// A head signed by keys this node does not know yet (a rotation it has not applied
+    /// adds them), and the seq it claims: the bundles up to it are fetched by seq, and it is
+    /// verified again after each apply.
+    waiting: Option<(String, u64)>,
 }
 
 /// Contract ids this node forwarded, the newest [`MAX_FORWARDED`].
@@ -160,6 +164,23 @@ impl Node {
         let network = self.network().id().to_owned();
         let head = match verify_head(text, &network, &set, unix_now()) {
             Ok(h) => h,
+            Err(
+                e @ (VerifyError::NotAMember(_)
+                | VerifyError::UnknownKid(_)
+                | VerifyError::ThresholdNotMet { .. }),
+            ) => {
+                // Perhaps signed by keys a rotation this node has not applied yet adds.
+                let last = self.snapshot().and_then(|s| s.last_bundle()).map_or(0, |b| b.seq);
+                if let Some(seq) = claimed_seq(text).filter(|s| *s > last) {
+                    lock(&self.inner.heads).waiting = Some((text.to_owned(), seq));
+                    self.refuse_head(format!(
+                        "{e}; waiting: the bundles up to seq {seq} may rotate the keys in"
+                    ));
+                } else {
+                    self.refuse_head(e.to_string());
+                }
+                return false;
+            }
             Err(e) => {
                 self.refuse_head(e.to_string());
                 return false;
@@ -204,6 +225,12 @@ impl Node {
                 self.sign_head(seq, id, root, &magnet);
             }
             return;
+        }
+        // A head waiting for keys a rotation adds: verified again (and kept waiting while
+        // its signers are still unknown).
+        let waiting = lock(&self.inner.heads).waiting.take();
+        if let Some((text, _)) = waiting {
+            self.offer_head(&text);
         }
         let Some((_, head)) = self.head() else { return };
         if head.seq != seq {
@@ -389,11 +416,19 @@ async fn fetch_missing(node: &Node, urls: &[String], state: &mut Following) {
     if node.diverged().is_some() {
         return;
     }
-    let Some((_, head)) = node.head() else { return };
+    let head = node.head().map(|(_, h)| h);
+    let waiting = lock(&node.inner.heads).waiting.as_ref().map(|(_, s)| *s);
     let last = node.snapshot().and_then(|s| s.last_bundle()).map_or(0, |b| b.seq);
+    let verified = head.as_ref().map_or(0, |h| h.seq);
+    // Beyond the verified head, toward a head whose signers a rotation may add, one bundle at
+    // a time: each may change the set the next is signed by.
+    let target = match waiting {
+        Some(w) if w > verified => verified.max(last + 1).min(w),
+        _ => verified,
+    };
     state.requested.retain(|s, _| *s > last);
     let retry = node.inner.poll.max(Duration::from_secs(1));
-    for seq in (last + 1)..=head.seq.min(last + WINDOW) {
+    for seq in (last + 1)..=target.min(last + WINDOW) {
         if let Some((hash, at)) = state.requested.get(&seq) {
             match node.bundle_state(*hash) {
                 Some(s) if s != BundleState::Rejected => continue,
@@ -401,10 +436,9 @@ async fn fetch_missing(node: &Node, urls: &[String], state: &mut Following) {
                 _ => {}
             }
         }
-        let magnet = if seq == head.seq {
-            Some(head.magnet.clone())
-        } else {
-            magnet_from(node, urls, seq).await
+        let magnet = match &head {
+            Some(h) if h.seq == seq => Some(h.magnet.clone()),
+            _ => magnet_from(node, urls, seq).await,
         };
         let Some(link) = magnet.and_then(|m| MagnetLink::parse(&m).ok()) else {
             debug!(seq, "no usable magnet link for seq {seq} yet");
@@ -462,6 +496,20 @@ async fn peers_of(node: &Node, url: &str, state: &mut Following) -> Vec<SocketAd
     }
     state.peers.insert(url.to_owned(), (peers.clone(), Instant::now()));
     peers
+}
+
+/// The `seq` a head claims, read without verifying anything (compact or JSON serialization).
+fn claimed_seq(text: &str) -> Option<u64> {
+    use base64::Engine as _;
+    let payload = if text.starts_with('{') {
+        let v: Value = serde_json::from_str(text).ok()?;
+        v.get("payload")?.as_str()?.to_owned()
+    } else {
+        text.split('.').nth(1)?.to_owned()
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("seq")?.as_u64()
 }
 
 /// The IP address in a URL's host, if it is one (`localhost` is loopback).

@@ -753,9 +753,8 @@ impl Node {
             reason = stalled => return self.reject(hash, reason).await,
         }
         let path = transfer.path().to_path_buf();
-        let (network, set) = self.in_force();
-        let opened =
-            tokio::task::spawn_blocking(move || open_bundle(&path, network.id(), &set)).await;
+        let node = self.clone();
+        let opened = tokio::task::spawn_blocking(move || node.open_for(&path)).await;
         let bundle = match opened {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => return self.reject(hash, one_line(&e)).await,
@@ -974,8 +973,7 @@ impl Node {
             b.entries.get(&hash).and_then(|e| e.transfer.as_ref().map(|t| t.path().to_path_buf()))
         };
         let Some(path) = path else { return };
-        let (network, set) = self.in_force();
-        match open_bundle(&path, network.id(), &set) {
+        match self.open_for(&path) {
             Ok(bundle) => {
                 let seq = bundle.manifest.seq;
                 lock(&self.inner.bundles).pending.entry(seq).or_default().push((hash, bundle));
@@ -996,6 +994,54 @@ impl Node {
     pub async fn wait_applied(&self, seq: u64, limit: Duration) -> bool {
         let mut rx = self.inner.applied.subscribe();
         tokio::time::timeout(limit, rx.wait_for(|s| *s >= seq)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// Opens a fetched bundle folder against the set in force before it: the set in force now
+    /// for the next bundle (and, as the best guess, for later ones); for a bundle at or below
+    /// the last applied seq (another torrent of an applied bundle, or a fork), the set the
+    /// chain had then, found in the applied manifests, when the set in force now refuses its
+    /// signers (a rotation removed them since).
+    fn open_for(&self, path: &Path) -> Result<OpenedBundle, swarmvm_bundle::BundleError> {
+        use swarmvm_bundle::BundleError;
+        use swarmvm_token::VerifyError;
+        let (network, set) = self.in_force();
+        let refused = match open_bundle(path, network.id(), &set) {
+            Err(BundleError::Manifest(
+                e @ (VerifyError::NotAMember(_)
+                | VerifyError::UnknownKid(_)
+                | VerifyError::ThresholdNotMet { .. }),
+            )) => e,
+            other => return other,
+        };
+        let seq = std::fs::read(path.join(swarmvm_token::MANIFEST_FILE))
+            .ok()
+            .and_then(|raw| {
+                swarmvm_bundle::manifest_token(&raw)
+                    .ok()
+                    .and_then(|t| swarmvm_token::peek_manifest(t).ok())
+            })
+            .map(|p| p.seq);
+        let last = self.snapshot().and_then(|s| s.last_bundle()).map_or(0, |b| b.seq);
+        match seq.filter(|s| *s <= last).and_then(|s| self.set_before(s)) {
+            Some(before) if before.canonical() != set.canonical() => {
+                open_bundle(path, network.id(), &before)
+            }
+            _ => Err(BundleError::Manifest(refused)),
+        }
+    }
+
+    /// The authority set in force before the applied bundle `seq`: the rotation of the last
+    /// applied manifest before it that carries one, else the network's first set.
+    fn set_before(&self, seq: u64) -> Option<AuthoritySet> {
+        let snapshot = self.snapshot()?;
+        for s in (1..seq).rev() {
+            let record = snapshot.bundle(s).ok()??;
+            let peek = swarmvm_token::peek_manifest(&record.manifest).ok()?;
+            if let Some(set) = peek.authority_set {
+                return Some(set);
+            }
+        }
+        Some(self.inner.network.genesis().clone())
     }
 
     /// The network, and the authority set in force after the last commit (the network's
@@ -1231,6 +1277,9 @@ impl Node {
             }
         }
         self.inner.swarm.stop().await;
+        if let Some(sequencer) = &self.inner.sequencer {
+            sequencer.close();
+        }
         if let Some(s) = self.snapshot() {
             *lock(&self.inner.last_status) = Some(Summary::of(&s));
         }

@@ -52,6 +52,12 @@ impl Item {
 #[error("the sequencer's queue: {0}")]
 pub(crate) struct QueueError(String);
 
+impl QueueError {
+    pub(crate) fn closed() -> Self {
+        Self("it is closed: the node stopped".into())
+    }
+}
+
 fn storage(e: impl std::fmt::Display) -> QueueError {
     QueueError(e.to_string())
 }

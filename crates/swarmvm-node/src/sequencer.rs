@@ -113,7 +113,8 @@ pub(crate) struct Sequencer {
     cut_at: usize,
     max_queue: usize,
     pub(crate) max_head_age: Duration,
-    queue: Queue,
+    /// The queue's file; `None` once the node stopped (the file is closed then).
+    queue: Mutex<Option<Queue>>,
     state: Mutex<QueueState>,
     intake: mpsc::Sender<Submission>,
     /// Wakes the cut loop when `cut_at` contracts are queued.
@@ -153,7 +154,7 @@ impl Sequencer {
             cut_at: options.cut_at.max(1),
             max_queue: options.max_queue.max(1),
             max_head_age: options.max_head_age,
-            queue,
+            queue: Mutex::new(Some(queue)),
             state: Mutex::new(state),
             intake,
             cut_now: Notify::new(),
@@ -161,6 +162,22 @@ impl Sequencer {
             wallet_keys: crate::submit::KeyCache::default(),
         });
         Ok((sequencer, rx))
+    }
+
+    fn with_queue(
+        &self,
+        f: impl FnOnce(&Queue) -> Result<(), crate::queue::QueueError>,
+    ) -> Result<(), crate::queue::QueueError> {
+        match lock(&self.queue).as_ref() {
+            Some(q) => f(q),
+            None => Err(crate::queue::QueueError::closed()),
+        }
+    }
+
+    /// Closes the queue's file (once the node's tasks ended), so that the data folder can be
+    /// opened again.
+    pub(crate) fn close(&self) {
+        lock(&self.queue).take();
     }
 
     /// The keys heads and bundles are signed with.
@@ -279,7 +296,7 @@ impl Sequencer {
                 accepted.iter().map(|(q, _)| (q.arrival, q.item.clone())).collect();
             let written = tokio::task::spawn_blocking(move || {
                 let refs: Vec<(u64, &Item)> = items.iter().map(|(a, i)| (*a, i)).collect();
-                me.queue.append(&refs)
+                me.with_queue(|q| q.append(&refs))
             })
             .await
             .map_err(|e| e.to_string())
@@ -388,7 +405,7 @@ impl Sequencer {
         drop(st);
         if !drop_list.is_empty() {
             let list: Vec<u64> = drop_list.into_iter().collect();
-            if let Err(e) = self.queue.remove(&list) {
+            if let Err(e) = self.with_queue(|q| q.remove(&list)) {
                 warn!("{e}");
             }
         }
@@ -462,7 +479,7 @@ impl Sequencer {
         lock(&self.state).remove(arrivals);
         let me = self.clone();
         let list: Vec<u64> = arrivals.iter().copied().collect();
-        match tokio::task::spawn_blocking(move || me.queue.remove(&list)).await {
+        match tokio::task::spawn_blocking(move || me.with_queue(|q| q.remove(&list))).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => warn!("{e}"),
             Err(e) => warn!("queue removal failed: {e}"),

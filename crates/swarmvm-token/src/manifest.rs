@@ -277,6 +277,8 @@ pub struct ManifestPeek {
     pub audience: Option<String>,
     /// The `kid` of each signature, in order.
     pub signers: Vec<String>,
+    /// The rotation it claims (`authority_set`), if any.
+    pub authority_set: Option<AuthoritySet>,
 }
 
 /// Reads a manifest's claims and signers without checking the signatures.
@@ -296,6 +298,12 @@ pub fn peek_manifest(text: &str) -> Result<ManifestPeek> {
         issuer: text_claim("iss")?.ok_or(VerifyError::MissingClaim("iss"))?,
         audience: text_claim("aud")?,
         signers: decoded.iter().filter_map(|d| d.kid.clone()).collect(),
+        authority_set: claims
+            .get("authority_set")
+            .map(|v| {
+                AuthoritySet::from_json(v).map_err(|e| invalid("authority_set", e.to_string()))
+            })
+            .transpose()?,
     })
 }
 

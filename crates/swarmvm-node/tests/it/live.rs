@@ -495,3 +495,68 @@ async fn a_follower_reports_stale_once_the_sequencer_stops_publishing() {
     assert!(answer["error"].as_str().unwrap().contains("expired"), "{answer}");
     follower.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_waits_for_the_rotation_that_adds_the_keys_a_head_is_signed_by() {
+    use swarmvm_bundle::{BundlePosition, CreateOptions, create_bundle};
+    use swarmvm_token::{AuthoritySet, Network};
+    let live = Live::new(1);
+    let a = &live.net.authority;
+    let b = Wallet::generate(Algorithm::Ed25519).unwrap();
+    let network = Network::from_set(AuthoritySet::new(vec![a.public_key().clone()], 1).unwrap());
+    let start = |name: &str, keys: Option<Vec<Wallet>>, follow: Option<String>| {
+        let options = NodeOptions {
+            data_dir: live.dir.path().join(name),
+            network: Some(network.clone()),
+            swarm: SwarmOptions::loopback(),
+            http: Some("127.0.0.1:0".parse().unwrap()),
+            sequencer: keys.map(|keys| SequencerOptions { keys, ..fast() }),
+            follow: follow
+                .map(|url| FollowOptions { urls: vec![url], poll: Duration::from_millis(100) }),
+            ..NodeOptions::default()
+        };
+        async move { Node::start(options).await.unwrap() }
+    };
+    let seq = start("seq", Some(vec![copy(a)]), None).await;
+    live.register(&seq);
+    assert!(seq.wait_applied(1, LIMIT).await);
+    let follower = start("f", None, Some(url(&seq))).await;
+    assert!(follower.wait_applied(1, LIMIT).await);
+    follower.shutdown().await;
+
+    // The set rotates from {A} to {B}: a folder signed by A and B, published whole by the
+    // sequencer as seq 2. Then the sequencer runs with B's key.
+    let last = seq.snapshot().unwrap().last_bundle().unwrap();
+    let dir = live.dir.path().join("rotation");
+    let new_set = AuthoritySet::new(vec![b.public_key().clone()], 1).unwrap();
+    let options = CreateOptions {
+        follows: Some(BundlePosition { ..last }),
+        now: swarmvm_test_support::now(),
+        authority_set: Some(&new_set),
+        ..CreateOptions::default()
+    };
+    create_bundle(&dir, &[a, &b], &network, &options).unwrap();
+    let manifest = std::fs::read_to_string(dir.join("manifest.jwt")).unwrap();
+    let body = json!({ "tokens": [], "contracts": [], "manifest": manifest }).to_string();
+    let (code, answer) = request(http(&seq), "POST", "/v1/registrations", Some(&body));
+    assert_eq!((code, answer["seq"].clone()), (200, json!(2)), "{answer}");
+    seq.shutdown().await;
+    let seq = start("seq", Some(vec![copy(&b)]), None).await;
+    let contract = sign_contract(&live.net.peers[0], network.id(), 1, &[student("S1")], 1).unwrap();
+    assert_eq!(submit(&seq, &contract).0, 202);
+    assert!(seq.wait_applied(3, LIMIT).await);
+    until("a head signed by B", || seq.head().is_some_and(|(_, h)| h.seq == 3)).await;
+    assert_eq!(seq.head().unwrap().1.signers, vec![b.id().to_string()]);
+
+    // The follower knows only A. B's head waits; the bundles up to it are fetched by seq; the
+    // rotation applies, then the head verifies.
+    let follower = start("f", None, Some(url(&seq))).await;
+    assert!(follower.wait_applied(3, LIMIT).await, "{:?}", follower.status());
+    assert_eq!(follower.state_root(), seq.state_root());
+    until("B's head taken", || follower.head().is_some_and(|(_, h)| h.seq == 3)).await;
+    assert_eq!(follower.authorities().threshold(), 1);
+    assert!(follower.authorities().contains(b.id().as_ref()));
+    for node in [seq, follower] {
+        node.shutdown().await;
+    }
+}
