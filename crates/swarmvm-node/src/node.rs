@@ -551,6 +551,10 @@ impl Node {
                 .map_err(|e| CutError::Refused(one_line(&e)))?
         };
         let hash = torrent.info_hash();
+        if lock(&self.inner.bundles).entries.contains_key(&hash) {
+            // The very torrent is here already: its folder is not touched.
+            return Err(CutError::Refused(format!("bundle torrent {hash} is known here already")));
+        }
         let target = self.data_path(hash);
         let name = torrent.name().to_owned();
         let stored = self.torrent_path(hash);

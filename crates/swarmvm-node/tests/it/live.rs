@@ -321,7 +321,35 @@ async fn a_registration_added_through_the_sequencer_takes_effect_in_the_next_cut
     assert_eq!(submit(&seq, &contract).0, 202);
     assert!(seq.wait_applied(3, LIMIT).await);
     assert_eq!(seq.state()["students"]["N1"]["name"], "John Doe");
-    seq.shutdown().await;
+
+    // A signed folder that is an applied bundle again (the very torrent, then another torrent
+    // of it) is refused, and the bundle the node seeds stays as it was.
+    let (_, b2) = get(http(&seq), "/v1/bundles/2");
+    let magnet = b2["magnet"].as_str().unwrap().to_owned();
+    let hash = magnet.split("btih:").nth(1).unwrap()[..40].to_owned();
+    let folder = live.dir.path().join("seq/bundles").join(&hash).join("bundle-2");
+    let read = |f: &str| std::fs::read_to_string(folder.join(f)).unwrap();
+    let lines = |f: &str| read(f).lines().map(str::to_owned).collect::<Vec<_>>();
+    let again = json!({
+        "manifest": read("manifest.jwt"),
+        "tokens": lines("registration_tokens.txt"),
+        "contracts": lines("contracts.jsonl"),
+    });
+    let (code, answer) = request(http(&seq), "POST", "/v1/registrations", Some(&again.to_string()));
+    assert_eq!(code, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("known here already"), "{answer}");
+    let mut other = again.clone();
+    other["contracts"] = json!([]);
+    other["tokens"] = json!([]);
+    let (code, answer) = request(http(&seq), "POST", "/v1/registrations", Some(&other.to_string()));
+    assert_eq!(code, 400, "{answer}");
+    assert!(folder.join("manifest.jwt").exists());
+    assert_eq!(get(http(&seq), "/v1/bundles/2").1["magnet"], magnet.as_str());
+    let late = live.follower("late", vec![url(&seq)]).await;
+    assert!(late.wait_applied(3, LIMIT).await, "{:?}", late.status());
+    for node in [seq, late] {
+        node.shutdown().await;
+    }
 }
 
 /// A node that serves a head it is given (and the BitTorrent address of `peer`), as a relay
