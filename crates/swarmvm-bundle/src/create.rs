@@ -52,6 +52,10 @@ pub struct CreateOptions<'a> {
     /// A rotation: the authority set in force from the next bundle (every key it adds must
     /// be among the signers).
     pub authority_set: Option<&'a AuthoritySet>,
+    /// The authority set in force before this bundle, when it is known (a sequencer's):
+    /// registration tokens signed by any of its members are taken besides those of the
+    /// network's first set and the signers.
+    pub members: Option<&'a AuthoritySet>,
 }
 
 /// Writes a bundle of `network` into `dir` (created if missing): the token files from
@@ -78,7 +82,9 @@ pub fn create_bundle(
     for wallet in signers {
         trust.add(wallet.public_key().clone());
     }
-    for (_, key) in options.authority_set.iter().flat_map(|s| s.members()) {
+    for (_, key) in
+        options.authority_set.iter().chain(options.members.iter()).flat_map(|s| s.members())
+    {
         trust.add(key.clone());
     }
     let (seq, parent) = match options.after {

@@ -323,16 +323,18 @@ impl Node {
         if hops >= MAX_HOPS {
             return Err(format!("forwarded through {hops} nodes without reaching the sequencer"));
         }
+        // The next followed node is tried only when one cannot be reached; any answer (a
+        // relayed 503 included) is final, so that a submission costs at most one request per
+        // hop while the sequencer is away.
         let mut last = String::new();
         for url in &self.inner.follow {
             let headers = [(HOPS_HEADER, (hops + 1).to_string())];
             match self.inner.client.post(url, path, content_type, body.clone(), &headers).await {
-                Ok(reply) if reply.status < 500 => return Ok(reply),
-                Ok(reply) => last = format!("{url}: {}", reply.error_line()),
+                Ok(reply) => return Ok(reply),
                 Err(e) => last = e.to_string(),
             }
         }
-        Err(format!("no node it follows reached the sequencer ({last})"))
+        Err(format!("no node it follows could be reached ({last})"))
     }
 }
 

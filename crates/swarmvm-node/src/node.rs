@@ -373,6 +373,9 @@ impl Node {
         }
         if let Some((sequencer, rx)) = sequencer {
             sequencer.run(&node, rx);
+            // Submissions are taken once the bundles it stored before a restart applied and
+            // what it queued was checked again (bounded by the resolve and stall timeouts).
+            sequencer.wait_ready().await;
         }
         if !node.inner.follow.is_empty() {
             let follower = node.clone();
@@ -631,11 +634,19 @@ impl Node {
         Ok(applied.seq)
     }
 
-    /// Waits until no bundle the node resumed is still pending, at most `limit`.
-    pub(crate) async fn wait_resumed(&self, limit: Duration) {
+    /// Waits until no bundle the node knows is being resolved, fetched (or checked) or
+    /// applied: the bundles it resumed at start have applied, or waited for bundles before
+    /// them, or were refused. Bounded by the resolve and stall timeouts, which refuse a bundle
+    /// that makes no progress.
+    pub(crate) async fn wait_resumed(&self) {
+        let limits = &self.inner.limits;
+        let limit = limits.resolve_timeout.max(limits.stall_timeout) + Duration::from_secs(10);
         let deadline = tokio::time::Instant::now() + limit;
         while tokio::time::Instant::now() < deadline
-            && self.bundles().iter().any(|b| b.state.is_pending())
+            && self
+                .bundles()
+                .iter()
+                .any(|b| b.state.is_pending() && b.state != BundleState::Waiting)
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -1277,7 +1288,11 @@ impl Node {
                 break;
             }
             for t in tasks {
-                let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+                let abort = t.abort_handle();
+                if tokio::time::timeout(Duration::from_secs(5), t).await.is_err() {
+                    // A task that does not end by itself (a long request) is stopped.
+                    abort.abort();
+                }
             }
         }
         self.inner.swarm.stop().await;

@@ -54,7 +54,22 @@ struct Queued {
     arrival: u64,
     item: Item,
     contract: Option<Checked>,
+    /// A registration token's replay key (`ISS/JTI`).
+    replay: Option<String>,
 }
+
+impl Queued {
+    fn bytes(&self) -> usize {
+        match &self.item {
+            Item::Contract(t) | Item::Registration(t) => t.len(),
+            Item::Module(b) => b.len(),
+        }
+    }
+}
+
+/// The most a queue holds, in bytes (its items are in memory until cut; a cut of all of them
+/// stays well under a bundle file's 256 MiB).
+const MAX_QUEUE_BYTES: usize = 128 * 1024 * 1024;
 
 #[derive(Debug, Default)]
 struct QueueState {
@@ -63,6 +78,12 @@ struct QueueState {
     ids: HashSet<Hash32>,
     /// Per wallet: its highest queued nonce and how many of its contracts are queued.
     nonces: HashMap<String, (u64, usize)>,
+    /// Replay keys of queued registration tokens.
+    replays: HashSet<String>,
+    /// Queued modules.
+    modules: usize,
+    /// Bytes queued.
+    bytes: usize,
     next: u64,
 }
 
@@ -74,36 +95,36 @@ impl QueueState {
             slot.0 = slot.0.max(c.nonce);
             slot.1 += 1;
         }
+        if let Some(r) = &q.replay {
+            self.replays.insert(r.clone());
+        }
+        if matches!(q.item, Item::Module(_)) {
+            self.modules += 1;
+        }
+        self.bytes += q.bytes();
         self.next = self.next.max(q.arrival + 1);
         self.items.push_back(q);
     }
 
     fn remove(&mut self, arrivals: &HashSet<u64>) {
-        let mut kept = VecDeque::with_capacity(self.items.len());
-        for q in self.items.drain(..) {
+        let items = std::mem::take(&mut self.items);
+        let next = self.next;
+        *self = Self { next, ..Self::default() };
+        for q in items {
             if !arrivals.contains(&q.arrival) {
-                kept.push_back(q);
-                continue;
-            }
-            if let Some(c) = &q.contract {
-                self.ids.remove(&c.id);
-                if let Some(slot) = self.nonces.get_mut(&c.signer) {
-                    slot.1 -= 1;
-                    if slot.1 == 0 {
-                        self.nonces.remove(&c.signer);
-                    }
-                }
+                self.push(q);
             }
         }
-        self.items = kept;
     }
 }
 
-/// One submission on its way into the queue.
+/// Where a submission hears whether it was queued.
+type Reply = oneshot::Sender<Result<(), SubmitError>>;
+
+/// One submission on its way into the queue: its items are queued together or not at all.
 pub(crate) struct Submission {
-    item: Item,
-    contract: Option<Checked>,
-    reply: oneshot::Sender<Result<(), SubmitError>>,
+    items: Vec<Queued>,
+    reply: Reply,
 }
 
 /// The sequencer's part of a node.
@@ -123,12 +144,25 @@ pub(crate) struct Sequencer {
     cutting: tokio::sync::Mutex<()>,
     /// Registered wallets' keys, as submissions looked them up.
     pub(crate) wallet_keys: crate::submit::KeyCache,
+    /// False until the items stored before a restart were checked again: submissions wait.
+    ready: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Sequencer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Sequencer").field("keys", &self.keys.len()).finish_non_exhaustive()
     }
+}
+
+/// What the submissions taken earlier in the same group commit hold (not in the queue yet).
+#[derive(Debug, Default)]
+struct Pending {
+    ids: HashSet<Hash32>,
+    nonces: HashMap<String, u64>,
+    replays: HashSet<String>,
+    items: usize,
+    bytes: usize,
+    modules: usize,
 }
 
 /// Submissions written in one transaction, at most.
@@ -146,7 +180,7 @@ impl Sequencer {
         let mut state = QueueState::default();
         for (arrival, item) in stored {
             // Contracts are checked again (against the ledger) once the node resumed.
-            state.push(Queued { arrival, item, contract: None });
+            state.push(Queued { arrival, item, contract: None, replay: None });
         }
         let sequencer = Arc::new(Self {
             keys: options.keys,
@@ -160,6 +194,7 @@ impl Sequencer {
             cut_now: Notify::new(),
             cutting: tokio::sync::Mutex::new(()),
             wallet_keys: crate::submit::KeyCache::default(),
+            ready: tokio::sync::watch::channel(false).0,
         });
         Ok((sequencer, rx))
     }
@@ -172,6 +207,13 @@ impl Sequencer {
             Some(q) => f(q),
             None => Err(crate::queue::QueueError::closed()),
         }
+    }
+
+    /// Waits until the sequencer takes submissions (its resumed bundles applied and what it
+    /// queued before checked again), or it stops.
+    pub(crate) async fn wait_ready(&self) {
+        let mut rx = self.ready.subscribe();
+        let _ = rx.wait_for(|r| *r).await;
     }
 
     /// Closes the queue's file (once the node's tasks ended), so that the data folder can be
@@ -195,19 +237,98 @@ impl Sequencer {
         lock(&self.state).ids.contains(id)
     }
 
+    /// Whether the items of one submission can be queued, all of them, after what the queue
+    /// and the earlier submissions of this group hold: room (items, bytes, modules per cut),
+    /// each contract new with a nonce above its wallet's last (applied, queued, or earlier
+    /// in this group or submission), each registration token not queued already. On success
+    /// `seen` takes them.
+    fn admit(
+        &self,
+        st: &QueueState,
+        seen: &mut Pending,
+        snapshot: Option<&swarmvm_ledger::Snapshot>,
+        items: &[Queued],
+    ) -> Result<(), SubmitError> {
+        let full = || SubmitError::Full { max: self.max_queue, retry_after: self.retry_after() };
+        let bytes: usize = items.iter().map(Queued::bytes).sum();
+        let modules = items.iter().filter(|q| matches!(q.item, Item::Module(_))).count();
+        if st.items.len() + seen.items + items.len() > self.max_queue
+            || st.bytes + seen.bytes + bytes > MAX_QUEUE_BYTES
+            || st.modules + seen.modules + modules > swarmvm_token::MAX_MODULES
+        {
+            return Err(full());
+        }
+        let mut mine = Pending::default();
+        for q in items {
+            if let Some(c) = &q.contract {
+                if st.ids.contains(&c.id) || seen.ids.contains(&c.id) || mine.ids.contains(&c.id) {
+                    return Err(SubmitError::Duplicate {
+                        id: c.id.to_hex(),
+                        state: "queued".into(),
+                    });
+                }
+                let applied = snapshot
+                    .and_then(|snap| swarmvm_vm::nonce_of(snap, &c.signer).ok())
+                    .unwrap_or(0);
+                let last = [
+                    applied,
+                    st.nonces.get(&c.signer).map_or(0, |q| q.0),
+                    seen.nonces.get(&c.signer).copied().unwrap_or(0),
+                    mine.nonces.get(&c.signer).copied().unwrap_or(0),
+                ]
+                .into_iter()
+                .max()
+                .unwrap_or(0);
+                if c.nonce <= last {
+                    return Err(SubmitError::StaleNonce { nonce: c.nonce, last });
+                }
+                mine.ids.insert(c.id);
+                mine.nonces.insert(c.signer.clone(), c.nonce);
+            }
+            if let Some(r) = &q.replay
+                && (st.replays.contains(r)
+                    || seen.replays.contains(r)
+                    || !mine.replays.insert(r.clone()))
+            {
+                return Err(SubmitError::Refused(format!(
+                    "registration token {} is queued already",
+                    swarmvm_primitives::text::shown(r)
+                )));
+            }
+        }
+        seen.ids.extend(mine.ids);
+        seen.nonces.extend(mine.nonces);
+        seen.replays.extend(mine.replays);
+        seen.items += items.len();
+        seen.bytes += bytes;
+        seen.modules += modules;
+        Ok(())
+    }
+
     fn retry_after(&self) -> u64 {
         self.cut_every.as_secs().max(1)
     }
 
-    /// Queues an item; answers once it is stored durably.
+    /// Queues a contract; answers once it is stored durably.
     pub(crate) async fn submit(
         &self,
         item: Item,
         contract: Option<Checked>,
     ) -> Result<(), SubmitError> {
+        self.submit_all(vec![Queued { arrival: 0, item, contract, replay: None }]).await
+    }
+
+    /// Queues items together (all or none); answers once they are stored durably.
+    async fn submit_all(&self, items: Vec<Queued>) -> Result<(), SubmitError> {
+        if !*self.ready.borrow() {
+            return Err(SubmitError::Unavailable(
+                "the sequencer is starting (checking what it queued before); try again in a moment"
+                    .into(),
+            ));
+        }
         let (reply, answer) = oneshot::channel();
         let full = || SubmitError::Full { max: self.max_queue, retry_after: self.retry_after() };
-        self.intake.try_send(Submission { item, contract, reply }).map_err(|e| match e {
+        self.intake.try_send(Submission { items, reply }).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => full(),
             mpsc::error::TrySendError::Closed(_) => {
                 SubmitError::Unavailable("the sequencer is stopping".into())
@@ -244,56 +365,38 @@ impl Sequencer {
                     Err(_) => break,
                 }
             }
-            let snapshot = node.snapshot();
-            let mut accepted: Vec<(Queued, oneshot::Sender<Result<(), SubmitError>>)> = Vec::new();
+            let mut accepted: Vec<(Vec<Queued>, Reply)> = Vec::new();
             {
                 let mut st = lock(&self.state);
-                let mut ids: HashSet<Hash32> = HashSet::new();
-                let mut nonces: HashMap<String, u64> = HashMap::new();
+                // Read after the queue is locked: a cut applied before has its items removed
+                // from the queue already, so its nonces are in this snapshot.
+                let snapshot = node.snapshot();
+                let mut seen = Pending::default();
                 for s in batch {
-                    if st.items.len() + accepted.len() >= self.max_queue {
-                        let _ = s.reply.send(Err(SubmitError::Full {
-                            max: self.max_queue,
-                            retry_after: self.retry_after(),
-                        }));
-                        continue;
-                    }
-                    if let Some(c) = &s.contract {
-                        if st.ids.contains(&c.id) || ids.contains(&c.id) {
-                            let _ = s.reply.send(Err(SubmitError::Duplicate {
-                                id: c.id.to_hex(),
-                                state: "queued".into(),
-                            }));
-                            continue;
+                    let verdict = self.admit(&st, &mut seen, snapshot.as_ref(), &s.items);
+                    match verdict {
+                        Ok(()) => {
+                            let mut items = s.items;
+                            for q in &mut items {
+                                q.arrival = st.next;
+                                st.next += 1;
+                            }
+                            accepted.push((items, s.reply));
                         }
-                        let applied = snapshot
-                            .as_ref()
-                            .and_then(|snap| swarmvm_vm::nonce_of(snap, &c.signer).ok())
-                            .unwrap_or(0);
-                        let queued = st.nonces.get(&c.signer).map_or(0, |q| q.0);
-                        let batch_last = nonces.get(&c.signer).copied().unwrap_or(0);
-                        let last = applied.max(queued).max(batch_last);
-                        if c.nonce <= last {
-                            let _ =
-                                s.reply.send(Err(SubmitError::StaleNonce { nonce: c.nonce, last }));
-                            continue;
+                        Err(e) => {
+                            let _ = s.reply.send(Err(e));
                         }
-                        ids.insert(c.id);
-                        nonces.insert(c.signer.clone(), c.nonce);
                     }
-                    let arrival = st.next;
-                    st.next += 1;
-                    accepted
-                        .push((Queued { arrival, item: s.item, contract: s.contract }, s.reply));
                 }
             }
-            drop(snapshot);
             if accepted.is_empty() {
                 continue;
             }
             let me = self.clone();
-            let items: Vec<(u64, Item)> =
-                accepted.iter().map(|(q, _)| (q.arrival, q.item.clone())).collect();
+            let items: Vec<(u64, Item)> = accepted
+                .iter()
+                .flat_map(|(group, _)| group.iter().map(|q| (q.arrival, q.item.clone())))
+                .collect();
             let written = tokio::task::spawn_blocking(move || {
                 let refs: Vec<(u64, &Item)> = items.iter().map(|(a, i)| (*a, i)).collect();
                 me.with_queue(|q| q.append(&refs))
@@ -306,8 +409,10 @@ impl Sequencer {
                     let contracts = {
                         let mut st = lock(&self.state);
                         let mut replies = Vec::with_capacity(accepted.len());
-                        for (q, reply) in accepted {
-                            st.push(q);
+                        for (group, reply) in accepted {
+                            for q in group {
+                                st.push(q);
+                            }
                             replies.push(reply);
                         }
                         drop(st);
@@ -336,8 +441,19 @@ impl Sequencer {
     /// every `cut_every` or as soon as `cut_at` contracts are queued, and signs heads.
     async fn cut_loop(self: Arc<Self>, node: Node) {
         let mut stop = node.stopping();
-        node.wait_resumed(Duration::from_secs(60)).await;
-        self.recheck(&node);
+        // The bundles it stored before a restart apply first (a cut stored and not applied
+        // would otherwise be cut again as another bundle for its seq), then what it queued is
+        // checked again; only then are submissions taken.
+        tokio::select! {
+            () = node.wait_resumed() => {}
+            _ = stop.wait_for(|s| *s) => {
+                // Waiters of readiness hear that it will not come.
+                self.ready.send_replace(true);
+                return;
+            }
+        }
+        self.recheck(&node).await;
+        self.ready.send_replace(true);
         node.refresh_head();
         let refresh = (self.max_head_age / 3).max(Duration::from_millis(200));
         let every = self.cut_every.max(Duration::from_millis(10));
@@ -378,37 +494,96 @@ impl Sequencer {
         !lock(&self.state).items.is_empty()
     }
 
-    /// After a restart: contracts the ledger holds already (a cut applied before its items
-    /// were removed) are dropped; the others are checked again as at submission.
-    fn recheck(&self, node: &Node) {
-        let Some(snapshot) = node.snapshot() else { return };
-        let network = node.network().id().to_owned();
-        let mut drop_list = HashSet::new();
+    /// After a restart: what the queue held is checked again, off the runtime's threads and
+    /// without holding the queue: contracts as at submission (those the ledger holds already,
+    /// from a cut applied before its items were removed, are dropped), registration tokens
+    /// against the set in force and the tokens applied, modules against the tokens kept.
+    async fn recheck(self: &Arc<Self>, node: &Node) {
+        let items: Vec<Queued> = {
+            let mut st = lock(&self.state);
+            let next = st.next;
+            let items = std::mem::take(&mut st.items);
+            *st = QueueState { next, ..QueueState::default() };
+            items.into()
+        };
+        if items.is_empty() {
+            return;
+        }
+        let (me, n) = (self.clone(), node.clone());
+        let checked = tokio::task::spawn_blocking(move || me.check_stored(&n, items)).await;
+        let (kept, dropped) = checked.unwrap_or_default();
         let mut st = lock(&self.state);
-        let items: Vec<Queued> = st.items.drain(..).collect();
-        *st = QueueState { next: st.next, ..QueueState::default() };
-        for mut q in items {
-            if let Item::Contract(token) = &q.item
-                && q.contract.is_none()
-            {
-                match crate::submit::check(&snapshot, token, &network, &self.wallet_keys) {
-                    Ok(c) => q.contract = Some(c),
-                    Err(e) => {
-                        info!(arrival = q.arrival, "dropping a queued contract after restart: {e}");
-                        drop_list.insert(q.arrival);
-                        continue;
-                    }
-                }
-            }
+        for q in kept {
             st.push(q);
         }
         drop(st);
-        if !drop_list.is_empty() {
-            let list: Vec<u64> = drop_list.into_iter().collect();
+        if !dropped.is_empty() {
+            let list: Vec<u64> = dropped.into_iter().collect();
             if let Err(e) = self.with_queue(|q| q.remove(&list)) {
                 warn!("{e}");
             }
         }
+    }
+
+    /// [`Sequencer::recheck`]'s checks: the items kept, and the arrivals dropped.
+    fn check_stored(&self, node: &Node, items: Vec<Queued>) -> (Vec<Queued>, Vec<u64>) {
+        use swarmvm_bundle::ChainView as _;
+        let Some(snapshot) = node.snapshot() else { return (items, Vec::new()) };
+        let network = node.network().id().to_owned();
+        let set = node.authorities();
+        let now = unix_now();
+        let (mut kept, mut dropped) = (Vec::new(), Vec::new());
+        let mut named = HashSet::new();
+        for mut q in items {
+            let verdict: Result<(), String> = match &q.item {
+                Item::Contract(token) if q.contract.is_none() => {
+                    match crate::submit::check(&snapshot, token, &network, &self.wallet_keys) {
+                        Ok(c) => {
+                            q.contract = Some(c);
+                            Ok(())
+                        }
+                        // Kept unverified: the cut verifies it as any bundle's.
+                        Err(SubmitError::Unavailable(_)) => Ok(()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                Item::Registration(token) => {
+                    match swarmvm_token::verify_registration(
+                        token,
+                        set.trust(),
+                        TimeCheck::at(now),
+                        swarmvm_vm::HANDLER_NAMES,
+                    ) {
+                        Ok(reg) if snapshot.token_used(&reg.replay_key()).unwrap_or(false) => {
+                            Err("its token was applied already".into())
+                        }
+                        Ok(reg) => {
+                            named.extend(wasm_modules(&reg));
+                            q.replay = Some(reg.replay_key());
+                            Ok(())
+                        }
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                _ => Ok(()),
+            };
+            match verdict {
+                Ok(()) => kept.push(q),
+                Err(why) => {
+                    info!(arrival = q.arrival, "dropping a queued item after restart: {why}");
+                    dropped.push(q.arrival);
+                }
+            }
+        }
+        // Modules no kept token names would make the cut refused.
+        kept.retain(|q| match &q.item {
+            Item::Module(bytes) if !named.contains(&Hash32::digest(bytes)) => {
+                dropped.push(q.arrival);
+                false
+            }
+            _ => true,
+        });
+        (kept, dropped)
     }
 
     /// Cuts the next bundle from the queue: every registration and module, and the first
@@ -504,6 +679,7 @@ impl Sequencer {
         let dir = staging.join(format!("bundle-{seq}"));
         let me = self.clone();
         let network = node.network().clone();
+        let set = node.authorities();
         let (tokens, contracts, modules) = (tokens.to_vec(), contracts.to_vec(), modules.to_vec());
         let folder = dir.clone();
         let staged = staging.clone();
@@ -512,7 +688,12 @@ impl Sequencer {
             write_folder(&folder, &tokens, &contracts, &modules)
                 .map_err(|e| CutError::Failed(format!("cannot write {}: {e}", folder.display())))?;
             let keys = me.keys();
-            let options = CreateOptions { follows: last, now, ..CreateOptions::default() };
+            let options = CreateOptions {
+                follows: last,
+                now,
+                members: Some(&set),
+                ..CreateOptions::default()
+            };
             create_bundle(&folder, &keys, &network, &options)
                 .map_err(|e| CutError::Refused(one_line(&e)))
         })
@@ -536,9 +717,14 @@ impl Sequencer {
         tokens: Vec<String>,
         modules: Vec<Vec<u8>>,
     ) -> Result<usize, SubmitError> {
+        use swarmvm_bundle::ChainView as _;
         let set = node.authorities();
         let now = unix_now();
+        let snapshot = node
+            .snapshot()
+            .ok_or_else(|| SubmitError::Unavailable("the ledger cannot be read now".into()))?;
         let mut named = HashSet::new();
+        let mut queued = Vec::new();
         for (i, token) in tokens.iter().enumerate() {
             let reg = swarmvm_token::verify_registration(
                 token,
@@ -547,14 +733,23 @@ impl Sequencer {
                 swarmvm_vm::HANDLER_NAMES,
             )
             .map_err(|e| SubmitError::Refused(format!("token {}: {e}", i + 1)))?;
-            if let RegistrationBody::Operations(ops) = &reg.body {
-                for op in ops.values() {
-                    if let Operation::Wasm { module, .. } = op {
-                        named.insert(*module);
-                    }
-                }
+            let replay = reg.replay_key();
+            if snapshot.token_used(&replay).map_err(|e| SubmitError::Unavailable(e.to_string()))? {
+                return Err(SubmitError::Refused(format!(
+                    "token {}: it was applied already ({})",
+                    i + 1,
+                    swarmvm_primitives::text::shown(&replay)
+                )));
             }
+            named.extend(wasm_modules(&reg));
+            queued.push(Queued {
+                arrival: 0,
+                item: Item::Registration(token.clone()),
+                contract: None,
+                replay: Some(replay),
+            });
         }
+        drop(snapshot);
         for (i, bytes) in modules.iter().enumerate() {
             let info = swarmvm_wasm::check_module(bytes)
                 .map_err(|e| SubmitError::Refused(format!("module {}: {e}", i + 1)))?;
@@ -570,12 +765,15 @@ impl Sequencer {
         if count == 0 {
             return Err(SubmitError::Refused("nothing to queue: no tokens and no modules".into()));
         }
-        for token in tokens {
-            self.submit(Item::Registration(token), None).await?;
-        }
         for bytes in modules {
-            self.submit(Item::Module(bytes), None).await?;
+            queued.push(Queued {
+                arrival: 0,
+                item: Item::Module(bytes),
+                contract: None,
+                replay: None,
+            });
         }
+        self.submit_all(queued).await?;
         Ok(count)
     }
 
@@ -589,6 +787,20 @@ impl Sequencer {
     ) -> Result<u64, CutError> {
         let _one = self.cutting.lock().await;
         node.publish_stored(staging, dir, swarmvm_bundle::KnownContracts::new()).await
+    }
+}
+
+/// The modules an operations token binds actions to.
+fn wasm_modules(reg: &swarmvm_token::Registration) -> Vec<Hash32> {
+    match &reg.body {
+        RegistrationBody::Operations(ops) => ops
+            .values()
+            .filter_map(|op| match op {
+                Operation::Wasm { module, .. } => Some(*module),
+                Operation::Handler(_) => None,
+            })
+            .collect(),
+        RegistrationBody::Wallets(_) => Vec::new(),
     }
 }
 

@@ -314,6 +314,13 @@ impl crate::Node {
                 crate::node::lock(&self.inner.forwarded).insert(id);
                 return Ok(id);
             }
+            if reply.status >= 500 {
+                return Err(SubmitError::Unavailable(format!(
+                    "the nodes it follows did not reach the sequencer: {}",
+                    reply.error_line()
+                ))
+                .into());
+            }
             return Err(Refusal::relayed(&reply));
         };
         let snapshot = self

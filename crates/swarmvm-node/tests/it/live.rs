@@ -588,3 +588,41 @@ async fn a_follower_waits_for_the_rotation_that_adds_the_keys_a_head_is_signed_b
         node.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_tokens_applied_or_queued_already_are_refused_and_cannot_wedge_the_cuts() {
+    let live = Live::new(1);
+    let seq = live
+        .sequencer("seq", SequencerOptions { cut_every: Duration::from_millis(300), ..fast() })
+        .await;
+    live.register(&seq);
+    assert!(seq.wait_applied(1, LIMIT).await);
+    // The tokens of the genesis are public: sent again, they are refused, not queued.
+    let again = json!({ "tokens": [live.net.tokens[1]] }).to_string();
+    let (code, answer) = request(http(&seq), "POST", "/v1/registrations", Some(&again));
+    assert_eq!(code, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("applied already"), "{answer}");
+    // A new token is queued once; the same token in the same request or queued is refused,
+    // and a request is queued whole or not at all.
+    let newcomer = Wallet::generate(Algorithm::Ed25519).unwrap();
+    let token = swarmvm_token::issue_wallets(
+        &Signer::Wallet(&live.net.authority),
+        &[WalletEntry { label: "n".into(), key: newcomer.public_key().clone() }],
+        IssueTime { now: swarmvm_test_support::now(), ttl: 3600 },
+    )
+    .unwrap();
+    let twice = json!({ "tokens": [token, token] }).to_string();
+    let (code, answer) = request(http(&seq), "POST", "/v1/registrations", Some(&twice));
+    assert_eq!(code, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("queued already"), "{answer}");
+    assert_eq!(seq.status().sequencer.unwrap().queued, 0);
+    let once = json!({ "tokens": [token] }).to_string();
+    assert_eq!(request(http(&seq), "POST", "/v1/registrations", Some(&once)).0, 202);
+    // Contracts keep being cut whatever was refused.
+    assert!(seq.wait_applied(2, LIMIT).await);
+    assert_eq!(submit(&seq, &live.net.contract(0, 1, &[student("S1")])).0, 202);
+    assert!(seq.wait_applied(3, LIMIT).await);
+    let (_, wallet) = get(http(&seq), &format!("/v1/wallets/{}", newcomer.id()));
+    assert_eq!(wallet["label"], "n");
+    seq.shutdown().await;
+}

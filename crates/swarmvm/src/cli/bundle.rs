@@ -162,6 +162,7 @@ pub(crate) fn run(cmd: BundleCommand, out: OutputArgs) -> Result<ExitCode> {
                     force,
                     authority_set: rotation.as_ref(),
                     follows: None,
+                    members: None,
                 };
                 let refs: Vec<&Wallet> = signers.iter().collect();
                 let created = create_bundle(&dir, &refs, &network, &options)

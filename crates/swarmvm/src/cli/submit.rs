@@ -131,6 +131,10 @@ pub(crate) fn contract_submit(args: ContractSubmitArgs, out: OutputArgs) -> Resu
                         reply.error_line()
                     )));
                 }
+                // The sequencer is starting, or a follower cannot reach it for now.
+                503 if Instant::now() + Duration::from_secs(1) < deadline => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
                 _ => return Err(answer_error(url, &reply)),
             }
         };

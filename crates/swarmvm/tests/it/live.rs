@@ -231,24 +231,43 @@ fn a_sequencer_killed_after_answering_202_applies_every_accepted_contract_exactl
             env.ok(&["contract", "submit", "c.json", "--node", &url(http), "--wallet", wallet]);
         ids.push(id.trim().to_owned());
     }
+    // One more, signed beforehand: its client will submit it again after the crash.
+    env.write("last.json", r#"{"actions": [{"action": "register_student", "student": {"id": "L", "name": "n", "department": "d"}}]}"#);
+    let last = env.ok(&[
+        "contract",
+        "sign",
+        "last.json",
+        "--wallet",
+        "peer1.pem",
+        "--network",
+        "auth.pub",
+        "--nonce",
+        "7",
+    ]);
+    env.write("last.jwt", &last);
+    let id = env.ok(&["contract", "submit", "last.jwt", "--node", &url(http)]);
+    ids.push(id.trim().to_owned());
     let (_, status) = get(http, "/v1/status");
-    assert_eq!(status["sequencer"]["queued"], 12, "{status}");
+    assert_eq!(status["sequencer"]["queued"], 13, "{status}");
     assert_eq!(status["last_seq"], 1);
     assert_eq!(seq.signal("KILL"), -1);
 
     let seq = sequencer(&env, "200ms");
     let http = http_of(&seq);
+    // The client that did not hear the 202 submits again: the same contract, not a second.
+    let again = env.ok(&["contract", "submit", "last.jwt", "--node", &url(http)]);
+    assert_eq!(again.trim(), ids[12]);
     for id in &ids {
         assert_eq!(wait_contract(http, id)["state"], "applied");
     }
-    // Exactly once: twelve receipts in all, each wallet's nonce at six.
+    // Exactly once: thirteen receipts in all; peer1's nonce at seven, peer2's at six.
     let (_, log) = get(http, "/v1/log?from=1&limit=100");
     let contracts: u64 =
         log["log"].as_array().unwrap().iter().map(|e| e["contracts"].as_u64().unwrap()).sum();
-    assert_eq!(contracts, 12, "{log}");
-    for wallet in ["peer1.pem", "peer2.pem"] {
+    assert_eq!(contracts, 13, "{log}");
+    for (wallet, nonce) in [("peer1.pem", 7), ("peer2.pem", 6)] {
         let (_, w) = get(http, &format!("/v1/wallets/{}", wallet_id(&env, wallet)));
-        assert_eq!(w["nonce"], 6, "{w}");
+        assert_eq!(w["nonce"], nonce, "{w}");
     }
     let (_, status) = get(http, "/v1/status");
     assert_eq!(status["sequencer"]["queued"], 0, "{status}");
