@@ -96,7 +96,9 @@ echo "$(wc -l < contracts.jsonl) contracts"
 echo "== the bundle, seeded by the authority"
 swarmvm bundle create bundle-1 --key authority.pem \
   --tokens registration_tokens.txt --contracts contracts.jsonl
-swarmvm bundle seed bundle-1.torrent --dir bundle-1 --no-dht --listen 127.0.0.1:0 --json \
+# The binary itself in the background (not the shell function), so that $! is its pid and
+# the cleanup stops it.
+"$SWARMVM" bundle seed bundle-1.torrent --dir bundle-1 --no-dht --listen 127.0.0.1:0 --json \
   > seeder.json 2> seeder.log &
 seeder=$!
 listen=""
