@@ -495,9 +495,12 @@ impl Node {
             .map_err(|e| NodeError::BadRequest(one_line(&e)))?;
         let seq = opened.manifest.seq;
         let node = self.clone();
-        let applied = tokio::task::spawn_blocking(move || node.apply_one(opened))
-            .await
-            .map_err(|e| NodeError::BadRequest(format!("apply failed: {e}")))?;
+        let applied = tokio::task::spawn_blocking(move || {
+            let _turn = node.inner.sequencer.as_ref().map(|s| s.cutting.blocking_lock());
+            node.apply_one(opened)
+        })
+        .await
+        .map_err(|e| NodeError::BadRequest(format!("apply failed: {e}")))?;
         let applied = match applied {
             Err(e) if !e.is_already_applied() => return Err(NodeError::BadRequest(one_line(&e))),
             other => other.ok(),
@@ -859,7 +862,13 @@ impl Node {
                     e.state = BundleState::Applying;
                     e.reason = None;
                 });
-                match self.apply_one(bundle) {
+                // On a sequencer, a bundle from elsewhere (a genesis made with `bundle
+                // create`) applies between cuts, never during one: a cut always extends the
+                // chain it read, so it is never refused as a fork of its own node.
+                let turn = self.inner.sequencer.as_ref().map(|s| s.cutting.blocking_lock());
+                let result = self.apply_one(bundle);
+                drop(turn);
+                match result {
                     Ok(applied) => {
                         self.update(hash, |e| {
                             e.state = BundleState::Applied;

@@ -140,8 +140,8 @@ pub(crate) struct Sequencer {
     intake: mpsc::Sender<Submission>,
     /// Wakes the cut loop when `cut_at` contracts are queued.
     cut_now: Notify,
-    /// One cut (or published folder) at a time.
-    cutting: tokio::sync::Mutex<()>,
+    /// One cut (or published folder, or bundle from elsewhere applied) at a time.
+    pub(crate) cutting: tokio::sync::Mutex<()>,
     /// Registered wallets' keys, as submissions looked them up.
     pub(crate) wallet_keys: crate::submit::KeyCache,
     /// False until the items stored before a restart were checked again: submissions wait.

@@ -626,3 +626,61 @@ async fn registration_tokens_applied_or_queued_already_are_refused_and_cannot_we
     assert_eq!(wallet["label"], "n");
     seq.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bundles_from_elsewhere_apply_between_cuts_and_a_cut_is_never_a_fork_of_its_own_node() {
+    use swarmvm_bundle::{CreateOptions, create_bundle};
+    use swarmvm_swarm::{Source, TorrentFile};
+    let live = Live::new(1);
+    let seq = live
+        .sequencer("seq", SequencerOptions { cut_every: Duration::from_millis(20), ..fast() })
+        .await;
+    live.register(&seq);
+    assert!(seq.wait_applied(1, LIMIT).await);
+    // Contracts keep the sequencer cutting while the authority hands it bundles of its own,
+    // each made after the last bundle the sequencer shows: some apply, some lose to a cut.
+    let mut outside = std::collections::BTreeSet::new();
+    for round in 1..=12u64 {
+        let c = live.net.contract(0, round, &[student(&format!("S{round}"))]);
+        assert_eq!(submit(&seq, &c).0, 202);
+        let last = seq.snapshot().unwrap().last_bundle().unwrap();
+        let dir = live.dir.path().join(format!("outside-{round}"));
+        let options = CreateOptions {
+            follows: Some(last),
+            now: swarmvm_test_support::now().max(last.issued_at),
+            ..CreateOptions::default()
+        };
+        let created =
+            create_bundle(&dir, &[&live.net.authority], &live.net.network, &options).unwrap();
+        outside.insert(created.id);
+        let torrent = TorrentFile::create(&dir, &[], None).unwrap();
+        // Handed over as a torrent whose data is already in place.
+        let target = live.dir.path().join("seq/bundles").join(torrent.info_hash().to_string());
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::rename(&dir, target.join(torrent.name())).unwrap();
+        seq.add(Source::Torrent(torrent)).unwrap();
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    until("every contract applied", || {
+        seq.status().sequencer.unwrap().queued == 0
+            && swarmvm_vm::nonce_of(&seq.snapshot().unwrap(), live.net.peers[0].id().as_ref())
+                .unwrap()
+                == 12
+    })
+    .await;
+    until("the bundles from elsewhere settled", || {
+        seq.bundles().iter().all(|b| !b.state.is_pending())
+    })
+    .await;
+    // Every fork recorded keeps a bundle and refuses one from elsewhere, never a cut.
+    for e in seq.evidence().unwrap() {
+        assert!(outside.contains(&e.other), "the sequencer refused its own cut {}", e.other);
+    }
+    let follower = live.follower("f", vec![url(&seq)]).await;
+    let last = seq.status().last_seq;
+    assert!(follower.wait_applied(last, LIMIT).await, "{:?}", follower.status());
+    assert_eq!(follower.state_root(), seq.state_root());
+    for node in [seq, follower] {
+        node.shutdown().await;
+    }
+}
