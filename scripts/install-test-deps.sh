@@ -24,8 +24,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
-if ! python3 -c 'import jwt, jwcrypto, cryptography, libtorrent' 2>/dev/null; then
-  echo "installing PyPI packages: pyjwt[crypto] jwcrypto libtorrent"
+if ! python3 -c 'import jwt, jwcrypto, cryptography, libtorrent, prometheus_client' 2>/dev/null; then
+  echo "installing PyPI packages: pyjwt[crypto] jwcrypto libtorrent prometheus-client"
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-    'pyjwt[crypto]>=2.8' 'jwcrypto>=1.5' 'libtorrent>=2.0.9'
+    'pyjwt[crypto]>=2.8' 'jwcrypto>=1.5' 'libtorrent>=2.0.9' 'prometheus-client>=0.20'
 fi

@@ -46,8 +46,10 @@ impl IntoResponse for ApiError {
     }
 }
 
-const ROUTES: [&str; 18] = [
+const ROUTES: [&str; 20] = [
     "GET /v1/status",
+    "GET /v1/health (200 ok, 503 unhealthy: the ledger unreadable, diverged, or stale)",
+    "GET /metrics (Prometheus text exposition format)",
     "GET /v1/head?seq=N&iat=T&wait=SECONDS (the newest signed head; waits for a newer one)",
     "POST /v1/contracts (body: a signed contract, compact JWS, application/jose)",
     "POST /v1/registrations {\"tokens\": [...], \"modules\": [base64...], \"manifest\"?: ..., \"contracts\"?: [...]}",
@@ -79,6 +81,23 @@ pub fn router(node: Node) -> Router {
     Router::new()
         .route("/", get(|| async { Json(json!({ "routes": ROUTES })) }))
         .route("/v1/status", get(|State(n): State<Node>| async move { Json(n.status()) }))
+        .route(
+            "/v1/health",
+            get(|State(n): State<Node>| async move {
+                let (ok, body) = crate::metrics::health(&n);
+                let code = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                (code, Json(body))
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(n): State<Node>| async move {
+                let text = tokio::task::spawn_blocking(move || crate::metrics::render(&n))
+                    .await
+                    .unwrap_or_default();
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
+            }),
+        )
         .route("/v1/state", get(whole_state))
         .route("/v1/state/{table}", get(state_page))
         .route(
@@ -722,8 +741,13 @@ pub(crate) async fn serve(node: Node, addr: SocketAddr) -> Result<(), crate::Nod
                 continue;
             }
             let (id, slot) = connections.open();
-            let conn =
-                Conn { app: app.clone(), hosts: hosts.clone(), limits: limits.clone(), slot };
+            let conn = Conn {
+                app: app.clone(),
+                hosts: hosts.clone(),
+                limits: limits.clone(),
+                slot,
+                node: node.clone(),
+            };
             let connections = connections.clone();
             let stop = node.stopping();
             tokio::spawn(async move {
@@ -741,6 +765,8 @@ struct Conn {
     hosts: HostCheck,
     limits: HttpLimits,
     slot: Arc<Slot>,
+    /// The node, for its counters.
+    node: Node,
 }
 
 impl Conn {
@@ -749,11 +775,12 @@ impl Conn {
         stream: tokio::net::TcpStream,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
-        let Self { app, hosts, limits, slot } = self;
+        let Self { app, hosts, limits, slot, node } = self;
         let request_timeout = limits.request_timeout;
         let service_slot = slot.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let app = app.clone();
+            let node = node.clone();
             let slot = service_slot.clone();
             let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
             let refused =
@@ -785,6 +812,7 @@ impl Conn {
                 };
                 slot.touch();
                 slot.busy.fetch_sub(1, Ordering::AcqRel);
+                node.inner.metrics.http(response.status().as_u16());
                 Ok::<_, std::convert::Infallible>(response)
             }
         });

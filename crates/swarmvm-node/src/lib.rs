@@ -30,6 +30,7 @@ pub mod client;
 mod error;
 mod follow;
 mod http;
+mod metrics;
 mod node;
 mod pipeline;
 mod queue;

@@ -239,6 +239,8 @@ pub(crate) struct Inner {
     pub(crate) client: crate::client::Client,
     /// Contracts this node forwarded and the sequencer accepted (pending until applied here).
     pub(crate) forwarded: Mutex<crate::follow::Forwarded>,
+    /// Counters for `/metrics`.
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 /// A running peer. Cloning gives another handle to the same peer.
@@ -344,6 +346,7 @@ impl Node {
                 poll,
                 client: crate::client::Client::new(Duration::from_secs(30)),
                 forwarded: Mutex::new(crate::follow::Forwarded::default()),
+                metrics: crate::metrics::Metrics::default(),
             }),
         };
         info!(data_dir = %dir.display(), last_seq = summary.last_seq, "node started");
@@ -818,8 +821,10 @@ impl Node {
             return Err(ReadError::Corrupt("the node stopped".into()).into());
         };
         info!(seq = bundle.manifest.seq, bundle = %bundle.id(), "applying bundle");
+        let started = std::time::Instant::now();
         let applied =
             crate::pipeline::apply_opened_with(ledger, bundle, &self.inner.network, known)?;
+        self.inner.metrics.applied(started.elapsed());
         if let Ok(snapshot) = ledger.snapshot() {
             *lock(&self.inner.last_status) = Some(Summary::of(&snapshot));
         }

@@ -23,6 +23,8 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
     /// The body as JSON (`Value::Null` when it is not).
     pub json: Value,
+    /// The body as text.
+    pub body: String,
 }
 
 impl Response {
@@ -100,7 +102,7 @@ pub fn parse_response(raw: &[u8]) -> Response {
         .collect();
     let chunked = headers.iter().any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
     let body = if chunked { dechunk(body) } else { body.to_owned() };
-    Response { status, headers, json: serde_json::from_str(&body).unwrap_or(Value::Null) }
+    Response { status, headers, json: serde_json::from_str(&body).unwrap_or(Value::Null), body }
 }
 
 fn dechunk(mut body: &str) -> String {

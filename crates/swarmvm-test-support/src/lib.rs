@@ -121,7 +121,7 @@ pub fn require_python_modules(modules: &[&str]) {
     let ok = Command::new("python3").args(["-c", &code]).output().is_ok_and(|o| o.status.success());
     assert!(
         ok,
-        "python3 cannot import {modules:?}; install them (`pip install pyjwt[crypto] jwcrypto`, as .ci/run does)"
+        "python3 cannot import {modules:?}; install them (scripts/install-test-deps.sh, as .ci/run does)"
     );
 }
 

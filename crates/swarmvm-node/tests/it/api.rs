@@ -196,3 +196,57 @@ async fn torrents_dropped_in_the_watched_folder_are_added() {
     assert_eq!(node.status().wallet.as_deref(), Some("peer-wallet-id"));
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_in_the_prometheus_text_format_and_health_says_ok() {
+    let a = Authority::new(1).await;
+    let (_b1, t1) =
+        a.publish("bundle-1", true, &[a.net.contract(0, 1, &[student("S1")])], None).await;
+    let node = a.node("peer").await;
+    let http = node.http_addr().unwrap();
+    add(&node, &t1);
+    assert!(node.wait_applied(1, LIMIT).await);
+    let (code, health) = get(http, "/v1/health");
+    assert_eq!((code, health["status"].clone()), (200, json!("ok")), "{health}");
+    let host = http.to_string();
+    let r = swarmvm_test_support::http::exchange(http, "GET", "/metrics", &[("Host", &host)], "");
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    let text = r.body;
+    for line in [
+        "swarmvm_last_seq 1",
+        "swarmvm_bundles{state=\"applied\"} 1",
+        "swarmvm_bundles_applied_total 1",
+        "swarmvm_apply_seconds_count 1",
+        "swarmvm_apply_seconds_bucket{le=\"+Inf\"} 1",
+        "swarmvm_stale 0",
+        "swarmvm_diverged 0",
+        "# TYPE swarmvm_apply_seconds histogram",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+    let value = |name: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(name)).unwrap();
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(value("swarmvm_downloaded_bytes_total") > 0.0, "{text}");
+    assert!(value("swarmvm_http_requests_total{code=\"2xx\"}") >= 1.0, "{text}");
+    // Prometheus's own Python client parses every family and sample.
+    swarmvm_test_support::require_python_modules(&["prometheus_client"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("metrics.txt"), &text).unwrap();
+    let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\n\
+        fams = {f.name: f for f in p(open(sys.argv[1]).read())}\n\
+        print(len(fams), fams['swarmvm_apply_seconds'].type, fams['swarmvm_last_seq'].samples[0].value)\n";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &dir.path().join("metrics.txt").to_string_lossy()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let fields: Vec<&str> = stdout.split_whitespace().collect();
+    assert_eq!(fields[0].parse::<usize>().unwrap(), 14, "{stdout}");
+    assert_eq!(fields[1], "histogram", "{stdout}");
+    assert_eq!(fields[2].parse::<f64>().unwrap(), 1.0, "{stdout}");
+    node.shutdown().await;
+}

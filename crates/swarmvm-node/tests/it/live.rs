@@ -521,6 +521,9 @@ async fn a_follower_reports_stale_once_the_sequencer_stops_publishing() {
     let (code, answer) = get(http(&follower), "/v1/head");
     assert_eq!(code, 404);
     assert!(answer["error"].as_str().unwrap().contains("expired"), "{answer}");
+    let (code, health) = get(http(&follower), "/v1/health");
+    assert_eq!((code, health["status"].clone()), (503, json!("unhealthy")), "{health}");
+    assert!(health["problems"][0].as_str().unwrap().starts_with("stale"), "{health}");
     follower.shutdown().await;
 }
 

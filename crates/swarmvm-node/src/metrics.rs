@@ -1,0 +1,216 @@
+//! What operators scrape: `GET /metrics` in the Prometheus text exposition format (version
+//! 0.0.4), and `GET /v1/health`. Counters are kept as the node works (HTTP answers, bundle
+//! applies and their durations); gauges are read from the node when scraped.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::node::Node;
+use crate::status::BundleState;
+
+/// Upper bounds (seconds) of the apply-time histogram's buckets.
+const APPLY_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// The node's counters.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    /// HTTP answers by status class (1xx to 5xx).
+    http: [AtomicU64; 5],
+    /// Bundle applies by bucket of [`APPLY_BUCKETS`] (not cumulative), the last one beyond.
+    apply_buckets: [AtomicU64; 12],
+    /// Sum of apply times, in microseconds.
+    apply_micros: AtomicU64,
+    /// Bundles applied (this run).
+    applied: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts an HTTP answer.
+    pub(crate) fn http(&self, status: u16) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.http[class].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records one bundle applied in `took`.
+    pub(crate) fn applied(&self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        let bucket =
+            APPLY_BUCKETS.iter().position(|b| seconds <= *b).unwrap_or(APPLY_BUCKETS.len());
+        self.apply_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.apply_micros
+            .fetch_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.applied.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One metric family: `# HELP`, `# TYPE`, then its samples.
+fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
+}
+
+fn one(value: f64) -> Vec<(String, f64)> {
+    vec![(String::new(), value)]
+}
+
+/// The exposition text for `node`.
+pub(crate) fn render(node: &Node) -> String {
+    let m = &node.inner.metrics;
+    let status = node.status();
+    let mut out = String::with_capacity(4096);
+    family(
+        &mut out,
+        "swarmvm_last_seq",
+        "gauge",
+        "The last applied bundle's seq.",
+        &one(status.last_seq as f64),
+    );
+    family(
+        &mut out,
+        "swarmvm_ledger_batches",
+        "gauge",
+        "Batches in the ledger's log.",
+        &one(status.batches as f64),
+    );
+    let states = [
+        BundleState::Resolving,
+        BundleState::Fetching,
+        BundleState::Waiting,
+        BundleState::Applying,
+        BundleState::Applied,
+        BundleState::Rejected,
+    ];
+    let by_state: Vec<(String, f64)> = states
+        .iter()
+        .map(|s| {
+            let name = serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_owned));
+            let count = status.torrents.iter().filter(|t| t.state == *s).count();
+            (format!("{{state=\"{}\"}}", name.unwrap_or_default()), count as f64)
+        })
+        .collect();
+    family(&mut out, "swarmvm_bundles", "gauge", "Bundles this node knows, by state.", &by_state);
+    let fetched: u64 = status.torrents.iter().map(|t| t.fetched).sum();
+    let uploaded: u64 = status.torrents.iter().map(|t| t.uploaded).sum();
+    let peers: u32 = status.torrents.iter().map(|t| t.peers).sum();
+    family(
+        &mut out,
+        "swarmvm_downloaded_bytes_total",
+        "counter",
+        "Bytes downloaded from peers for the bundles known (this run).",
+        &one(fetched as f64),
+    );
+    family(
+        &mut out,
+        "swarmvm_uploaded_bytes_total",
+        "counter",
+        "Bytes uploaded to peers of the bundles known (this run).",
+        &one(uploaded as f64),
+    );
+    family(
+        &mut out,
+        "swarmvm_peers",
+        "gauge",
+        "Peer connections over all bundles.",
+        &one(f64::from(peers)),
+    );
+    family(
+        &mut out,
+        "swarmvm_bundles_applied_total",
+        "counter",
+        "Bundles applied (this run).",
+        &one(m.applied.load(Ordering::Relaxed) as f64),
+    );
+    // The apply-time histogram: cumulative buckets, sum and count.
+    let _ = writeln!(
+        out,
+        "# HELP swarmvm_apply_seconds Time to verify, execute and commit one bundle."
+    );
+    let _ = writeln!(out, "# TYPE swarmvm_apply_seconds histogram");
+    let mut cumulative = 0;
+    for (i, bound) in APPLY_BUCKETS.iter().enumerate() {
+        cumulative += m.apply_buckets[i].load(Ordering::Relaxed);
+        let _ = writeln!(out, "swarmvm_apply_seconds_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    cumulative += m.apply_buckets[APPLY_BUCKETS.len()].load(Ordering::Relaxed);
+    let _ = writeln!(out, "swarmvm_apply_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
+    let _ = writeln!(
+        out,
+        "swarmvm_apply_seconds_sum {}",
+        m.apply_micros.load(Ordering::Relaxed) as f64 / 1e6
+    );
+    let _ = writeln!(out, "swarmvm_apply_seconds_count {cumulative}");
+    let queued = status.sequencer.as_ref().map_or(0, |s| s.queued);
+    family(
+        &mut out,
+        "swarmvm_sequencer_queue_length",
+        "gauge",
+        "Items waiting in the sequencer's queue (0 on other nodes).",
+        &one(queued as f64),
+    );
+    family(
+        &mut out,
+        "swarmvm_head_seq",
+        "gauge",
+        "The seq of the newest signed head known (0 before any).",
+        &one(status.head.as_ref().map_or(0, |h| h.seq) as f64),
+    );
+    family(
+        &mut out,
+        "swarmvm_stale",
+        "gauge",
+        "1 when the newest head has expired.",
+        &one(f64::from(u8::from(status.stale))),
+    );
+    family(
+        &mut out,
+        "swarmvm_diverged",
+        "gauge",
+        "1 when this node's root differs from a head's (it stopped applying).",
+        &one(f64::from(u8::from(status.diverged))),
+    );
+    family(
+        &mut out,
+        "swarmvm_fork_evidence",
+        "gauge",
+        "Forks seen: validly signed bundles for a seq already applied.",
+        &one(status.evidence.len() as f64),
+    );
+    let http: Vec<(String, f64)> = m
+        .http
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("{{code=\"{}xx\"}}", i + 1), c.load(Ordering::Relaxed) as f64))
+        .collect();
+    family(
+        &mut out,
+        "swarmvm_http_requests_total",
+        "counter",
+        "HTTP requests answered, by status class.",
+        &http,
+    );
+    out
+}
+
+/// `GET /v1/health`: `{"status": "ok" | "unhealthy", "problems": [...]}` and whether it is
+/// healthy: the ledger can be read, the node has not diverged, its newest head is fresh.
+pub(crate) fn health(node: &Node) -> (bool, Value) {
+    let mut problems = Vec::new();
+    if node.snapshot().is_none() {
+        problems
+            .push("the ledger cannot be read (a storage failure, or the node stopped)".to_owned());
+    }
+    if let Some(why) = node.diverged() {
+        problems.push(format!("diverged: {why}"));
+    }
+    if node.is_stale() {
+        problems.push("stale: the newest head has expired".to_owned());
+    }
+    let ok = problems.is_empty();
+    (ok, json!({ "status": if ok { "ok" } else { "unhealthy" }, "problems": problems }))
+}
