@@ -489,7 +489,6 @@ impl Node {
     /// Returns its torrent.
     pub async fn publish(&self, dir: &Path) -> Result<TorrentFile, NodeError> {
         let torrent = TorrentFile::create(dir, &[], None)?;
-        let hash = torrent.info_hash();
         let folder = dir.to_path_buf();
         let (network, set) = self.in_force();
         let opened = tokio::task::spawn_blocking(move || open_bundle(&folder, network.id(), &set))
@@ -509,32 +508,7 @@ impl Node {
             other => other.ok(),
         };
         let transfer = Arc::new(self.inner.swarm.seed(&torrent, dir).await?);
-        let mut b = lock(&self.inner.bundles);
-        if !b.entries.contains_key(&hash) {
-            b.order.push(hash);
-        }
-        b.entries.insert(
-            hash,
-            Entry {
-                name: Some(torrent.name().to_owned()),
-                state: BundleState::Applied,
-                seq: Some(seq),
-                reason: None,
-                transfer: Some(transfer),
-                failures: 0,
-                peers: Vec::new(),
-            },
-        );
-        drop(b);
-        if let Some(a) = applied {
-            self.after_applied(
-                a.seq,
-                a.id,
-                a.report.state_root,
-                Some(torrent.magnet().to_string()),
-            );
-            self.inner.applied.send_replace(a.seq);
-        }
+        self.seeding(&torrent, seq, Some(transfer), applied.as_ref());
         Ok(torrent)
     }
 
@@ -612,6 +586,21 @@ impl Node {
                 None
             }
         };
+        self.seeding(&torrent, applied.seq, transfer, Some(&applied));
+        Ok(applied.seq)
+    }
+
+    /// Records a bundle of this node's own as applied and seeded (its `transfer`, when
+    /// seeding started), then, when this call applied it, signs a head on a sequencer (or
+    /// checks the head elsewhere) and tells the waiters.
+    fn seeding(
+        &self,
+        torrent: &TorrentFile,
+        seq: u64,
+        transfer: Option<Arc<Transfer>>,
+        applied: Option<&crate::Applied>,
+    ) {
+        let hash = torrent.info_hash();
         {
             let mut b = lock(&self.inner.bundles);
             if !b.entries.contains_key(&hash) {
@@ -620,9 +609,9 @@ impl Node {
             b.entries.insert(
                 hash,
                 Entry {
-                    name: Some(name),
+                    name: Some(torrent.name().to_owned()),
                     state: BundleState::Applied,
-                    seq: Some(applied.seq),
+                    seq: Some(seq),
                     reason: None,
                     transfer,
                     failures: 0,
@@ -630,14 +619,11 @@ impl Node {
                 },
             );
         }
-        self.after_applied(
-            applied.seq,
-            applied.id,
-            applied.report.state_root,
-            Some(torrent.magnet().to_string()),
-        );
-        self.inner.applied.send_replace(applied.seq);
-        Ok(applied.seq)
+        if let Some(a) = applied {
+            let magnet = torrent.magnet().to_string();
+            self.after_applied(a.seq, a.id, a.report.state_root, Some(magnet));
+            self.inner.applied.send_replace(a.seq);
+        }
     }
 
     /// Waits until no bundle the node knows is being resolved, fetched (or checked) or
