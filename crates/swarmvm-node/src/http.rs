@@ -685,6 +685,19 @@ fn cross_origin_write(req: &Request<Incoming>) -> bool {
     !origin_host.eq_ignore_ascii_case(host)
 }
 
+/// Headers on every answer: the API's answers are data, never a page a browser may render,
+/// frame or sniff into one (no CORS header is ever sent, so pages of other origins cannot
+/// read them either).
+fn harden(headers: &mut axum::http::HeaderMap) {
+    use axum::http::HeaderValue;
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+}
+
 fn refusal(status: StatusCode, message: String) -> Response {
     ApiError { status, message }.into_response()
 }
@@ -813,6 +826,8 @@ impl Conn {
                 slot.touch();
                 slot.busy.fetch_sub(1, Ordering::AcqRel);
                 node.inner.metrics.http(response.status().as_u16());
+                let mut response = response;
+                harden(response.headers_mut());
                 Ok::<_, std::convert::Infallible>(response)
             }
         });

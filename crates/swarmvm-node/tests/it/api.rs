@@ -250,3 +250,40 @@ async fn metrics_are_in_the_prometheus_text_format_and_health_says_ok() {
     assert_eq!(fields[2].parse::<f64>().unwrap(), 1.0, "{stdout}");
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_give_other_origins_no_cors_permission_and_carry_a_strict_csp() {
+    let a = Authority::new(1).await;
+    let node = a.node("peer").await;
+    let http = node.http_addr().unwrap();
+    let host = http.to_string();
+    let evil = [("Host", host.as_str()), ("Origin", "https://evil.example")];
+    let preflight = [
+        ("Host", host.as_str()),
+        ("Origin", "https://evil.example"),
+        ("Access-Control-Request-Method", "POST"),
+    ];
+    for (method, path, headers) in [
+        ("GET", "/v1/status", &evil[..]),
+        ("GET", "/metrics", &evil[..]),
+        ("OPTIONS", "/v1/contracts", &preflight[..]),
+        ("POST", "/v1/contracts", &evil[..]),
+    ] {
+        let r = swarmvm_test_support::http::exchange(http, method, path, headers, "x");
+        assert!(
+            !r.headers.iter().any(|(n, _)| n.starts_with("access-control-")),
+            "{method} {path}: {:?}",
+            r.headers
+        );
+        assert_eq!(
+            r.header("content-security-policy"),
+            Some("default-src 'none'; frame-ancestors 'none'"),
+            "{method} {path}"
+        );
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    }
+    // A write from a page of another origin is refused outright.
+    let r = swarmvm_test_support::http::exchange(http, "POST", "/v1/contracts", &evil, "x");
+    assert_eq!(r.status, 403, "{}", r.body);
+    node.shutdown().await;
+}
