@@ -289,8 +289,10 @@ fn an_interrupted_fetch_resumes_without_fetching_verified_pieces_again() {
     let env = Env::new();
     let dir = bundle(&env, "bundle-7", [1_000, 1_500_000, 1_000]);
     env.ok(&["bundle", "create", &dir, "--piece-length", "16384"]);
-    // A slow seeder, so the fetch can be killed halfway.
-    let (_seeder, listen) = seed(&env, "bundle-7.torrent", &dir, &["--upload-limit", "400000"]);
+    // A slow seeder, so the fetch can be killed halfway: about 10 s for the whole bundle, so
+    // that even a fetcher starved of CPU for seconds on a busy machine reports progress
+    // between 30% and 100%.
+    let (_seeder, listen) = seed(&env, "bundle-7.torrent", &dir, &["--upload-limit", "150000"]);
     let mut args =
         vec!["bundle", "fetch", "bundle-7.torrent", "--out", "dl", "--peer", &listen, "--json"];
     args.extend_from_slice(&LOOPBACK);
