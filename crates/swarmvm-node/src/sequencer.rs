@@ -527,7 +527,6 @@ impl Sequencer {
 
     /// [`Sequencer::recheck`]'s checks: the items kept, and the arrivals dropped.
     fn check_stored(&self, node: &Node, items: Vec<Queued>) -> (Vec<Queued>, Vec<u64>) {
-        use swarmvm_bundle::ChainView as _;
         let Some(snapshot) = node.snapshot() else { return (items, Vec::new()) };
         let network = node.network().id().to_owned();
         let set = node.authorities();
@@ -548,18 +547,10 @@ impl Sequencer {
                     }
                 }
                 Item::Registration(token) => {
-                    match swarmvm_token::verify_registration(
-                        token,
-                        set.trust(),
-                        TimeCheck::at(now),
-                        swarmvm_vm::HANDLER_NAMES,
-                    ) {
-                        Ok(reg) if snapshot.token_used(&reg.replay_key()).unwrap_or(false) => {
-                            Err("its token was applied already".into())
-                        }
-                        Ok(reg) => {
-                            named.extend(wasm_modules(&reg));
-                            q.replay = Some(reg.replay_key());
+                    match check_registration(&snapshot, &set, token, now) {
+                        Ok((replay, modules)) => {
+                            named.extend(modules);
+                            q.replay = Some(replay);
                             Ok(())
                         }
                         Err(e) => Err(e.to_string()),
@@ -717,7 +708,6 @@ impl Sequencer {
         tokens: Vec<String>,
         modules: Vec<Vec<u8>>,
     ) -> Result<usize, SubmitError> {
-        use swarmvm_bundle::ChainView as _;
         let set = node.authorities();
         let now = unix_now();
         let snapshot = node
@@ -726,22 +716,14 @@ impl Sequencer {
         let mut named = HashSet::new();
         let mut queued = Vec::new();
         for (i, token) in tokens.iter().enumerate() {
-            let reg = swarmvm_token::verify_registration(
-                token,
-                set.trust(),
-                TimeCheck::at(now),
-                swarmvm_vm::HANDLER_NAMES,
-            )
-            .map_err(|e| SubmitError::Refused(format!("token {}: {e}", i + 1)))?;
-            let replay = reg.replay_key();
-            if snapshot.token_used(&replay).map_err(|e| SubmitError::Unavailable(e.to_string()))? {
-                return Err(SubmitError::Refused(format!(
-                    "token {}: it was applied already ({})",
-                    i + 1,
-                    swarmvm_primitives::text::shown(&replay)
-                )));
-            }
-            named.extend(wasm_modules(&reg));
+            let (replay, modules) =
+                check_registration(&snapshot, &set, token, now).map_err(|e| match e {
+                    SubmitError::Refused(why) => {
+                        SubmitError::Refused(format!("token {}: {why}", i + 1))
+                    }
+                    other => other,
+                })?;
+            named.extend(modules);
             queued.push(Queued {
                 arrival: 0,
                 item: Item::Registration(token.clone()),
@@ -788,6 +770,32 @@ impl Sequencer {
         let _one = self.cutting.lock().await;
         node.publish_stored(staging, dir, swarmvm_bundle::KnownContracts::new()).await
     }
+}
+
+/// A registration token the sequencer can queue: signed by a member of `set` (checked at
+/// `now`) and not applied before. Returns its replay key and the modules it names.
+fn check_registration(
+    snapshot: &swarmvm_ledger::Snapshot,
+    set: &swarmvm_token::AuthoritySet,
+    token: &str,
+    now: u64,
+) -> Result<(String, Vec<Hash32>), SubmitError> {
+    use swarmvm_bundle::ChainView as _;
+    let reg = swarmvm_token::verify_registration(
+        token,
+        set.trust(),
+        TimeCheck::at(now),
+        swarmvm_vm::HANDLER_NAMES,
+    )
+    .map_err(|e| SubmitError::Refused(e.to_string()))?;
+    let replay = reg.replay_key();
+    if snapshot.token_used(&replay).map_err(|e| SubmitError::Unavailable(e.to_string()))? {
+        return Err(SubmitError::Refused(format!(
+            "it was applied already ({})",
+            swarmvm_primitives::text::shown(&replay)
+        )));
+    }
+    Ok((replay, wasm_modules(&reg)))
 }
 
 /// The modules an operations token binds actions to.
