@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond the Rust toolchain: from Debian OpenSSL's command line
 # (key interoperability), opentracker and aria2 (BitTorrent interoperability), clang and lld
-# (the C example module), iproute2 (network namespaces), wrk (HTTP
-# load); from PyPI PyJWT and jwcrypto (tokens, thumbprints) and libtorrent (BitTorrent). Debian's
-# python3-* packages serve only Debian's own python3, hence pip. Idempotent; skips what is
-# already there. Needs root for apt-get.
+# (the C example module), iproute2 (network namespaces), wrk (HTTP load), chromium and
+# nodejs (the explorer's browser tests); from PyPI PyJWT and jwcrypto (tokens, thumbprints),
+# libtorrent (BitTorrent) and prometheus-client; from npm playwright-core, pinned by
+# tests/browser/package-lock.json (it drives Debian's chromium; it downloads no browser).
+# Debian's python3-* packages serve only Debian's own python3, hence pip. Idempotent; skips
+# what is already there. Needs root for apt-get.
 set -euo pipefail
 
-apt_packages=(openssl opentracker aria2 wrk iproute2 python3 clang lld)
+apt_packages=(openssl opentracker aria2 wrk iproute2 python3 clang lld chromium)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -28,4 +30,16 @@ if ! python3 -c 'import jwt, jwcrypto, cryptography, libtorrent, prometheus_clie
   echo "installing PyPI packages: pyjwt[crypto] jwcrypto libtorrent prometheus-client"
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
     'pyjwt[crypto]>=2.8' 'jwcrypto>=1.5' 'libtorrent>=2.0.9' 'prometheus-client>=0.20'
+fi
+
+# Node.js with npm (the machine image has them; Debian's nodejs and npm otherwise).
+if ! command -v npm >/dev/null 2>&1; then
+  echo "installing Debian packages: nodejs npm"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+browser_tests="$(dirname "$0")/../tests/browser"
+if [ ! -d "$browser_tests/node_modules/playwright-core" ]; then
+  echo "installing npm packages in tests/browser: playwright-core"
+  (cd "$browser_tests" && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -46,8 +46,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-const ROUTES: [&str; 20] = [
+pub(crate) const ROUTES: [&str; 23] = [
+    "GET / (the explorer page to browsers, Accept: text/html; this list otherwise)",
+    "GET /v1 (this list)",
     "GET /v1/status",
+    "GET /v1/events (server-sent events: a status event at once and at every change)",
     "GET /v1/health (200 ok, 503 unhealthy: the ledger unreadable, diverged, or stale)",
     "GET /metrics (Prometheus text exposition format)",
     "GET /v1/head?seq=N&iat=T&wait=SECONDS (the newest signed head; waits for a newer one)",
@@ -79,7 +82,10 @@ const MAX_POSTS: usize = 8;
 /// The API's routes over `node`.
 pub fn router(node: Node) -> Router {
     Router::new()
-        .route("/", get(|| async { Json(json!({ "routes": ROUTES })) }))
+        .route("/", get(crate::explorer::index))
+        .route("/v1", get(|| async { Json(json!({ "routes": ROUTES })) }))
+        .route("/explorer/{name}", get(crate::explorer::asset))
+        .route("/v1/events", get(crate::events::stream))
         .route("/v1/status", get(|State(n): State<Node>| async move { Json(n.status()) }))
         .route(
             "/v1/health",
@@ -150,6 +156,18 @@ async fn not_found(method: Method, uri: Uri) -> ApiError {
         status: StatusCode::NOT_FOUND,
         message: format!("no route {method} {}; GET / lists them", uri.path()),
     }
+}
+
+/// The 404 for a `GET` of `path`.
+pub(crate) fn not_found_response(path: &str) -> Response {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: format!(
+            "no route GET {}; GET / lists them",
+            swarmvm_primitives::text::shown(path)
+        ),
+    }
+    .into_response()
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
@@ -576,6 +594,43 @@ impl Slot {
     }
 }
 
+/// A request in progress on a connection, until dropped (when its answer's body is sent or
+/// given up).
+struct Busy(Arc<Slot>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// An answer's body, with the request it answers marked busy until it is sent.
+struct Sending {
+    body: axum::body::Body,
+    _busy: Busy,
+}
+
+impl axum::body::HttpBody for Sending {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// The open connections.
 #[derive(Debug, Default)]
 struct Connections {
@@ -687,13 +742,12 @@ fn cross_origin_write(req: &Request<Incoming>) -> bool {
 
 /// Headers on every answer: the API's answers are data, never a page a browser may render,
 /// frame or sniff into one (no CORS header is ever sent, so pages of other origins cannot
-/// read them either).
+/// read them either). The explorer's files set their own, still strict, policy.
 fn harden(headers: &mut axum::http::HeaderMap) {
     use axum::http::HeaderValue;
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
-    );
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
 }
@@ -808,6 +862,8 @@ impl Conn {
             });
             slot.busy.fetch_add(1, Ordering::AcqRel);
             slot.touch();
+            // Busy until the answer's body is sent, or the request is given up.
+            let busy = Busy(slot);
             async move {
                 let response = match refused {
                     Some(r) => r,
@@ -823,12 +879,14 @@ impl Conn {
                         ),
                     },
                 };
-                slot.touch();
-                slot.busy.fetch_sub(1, Ordering::AcqRel);
                 node.inner.metrics.http(response.status().as_u16());
                 let mut response = response;
                 harden(response.headers_mut());
-                Ok::<_, std::convert::Infallible>(response)
+                // The connection stays busy until the body is sent (a streamed state, an
+                // event stream): the idle timeout and the make-room rule leave it alone.
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| axum::body::Body::new(Sending { body, _busy: busy })),
+                )
             }
         });
         let conn = hyper::server::conn::http1::Builder::new()

@@ -28,6 +28,8 @@
 
 pub mod client;
 mod error;
+mod events;
+mod explorer;
 mod follow;
 mod http;
 mod metrics;

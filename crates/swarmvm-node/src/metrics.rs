@@ -121,6 +121,13 @@ pub(crate) fn render(node: &Node) -> String {
     );
     family(
         &mut out,
+        "swarmvm_event_streams",
+        "gauge",
+        "Open GET /v1/events streams (explorer pages watching this node).",
+        &one(node.inner.events.streams() as f64),
+    );
+    family(
+        &mut out,
         "swarmvm_bundles_applied_total",
         "counter",
         "Bundles applied (this run).",

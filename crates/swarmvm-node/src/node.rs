@@ -241,6 +241,10 @@ pub(crate) struct Inner {
     pub(crate) forwarded: Mutex<crate::follow::Forwarded>,
     /// Counters for `/metrics`.
     pub(crate) metrics: crate::metrics::Metrics,
+    /// The live status for `GET /v1/events`.
+    pub(crate) events: crate::events::Events,
+    /// When the node started (Unix seconds).
+    started_at: u64,
 }
 
 /// A running peer. Cloning gives another handle to the same peer.
@@ -347,6 +351,8 @@ impl Node {
                 client: crate::client::Client::new(Duration::from_secs(30)),
                 forwarded: Mutex::new(crate::follow::Forwarded::default()),
                 metrics: crate::metrics::Metrics::default(),
+                events: crate::events::Events::default(),
+                started_at: swarmvm_token::unix_now(),
             }),
         };
         info!(data_dir = %dir.display(), last_seq = summary.last_seq, "node started");
@@ -1108,6 +1114,7 @@ impl Node {
         }
         Status {
             peer_id: self.inner.swarm.peer_id(),
+            started_at: self.inner.started_at,
             wallet: self.inner.wallet.clone(),
             listen: self.listen_addr().map(|a| a.to_string()),
             network,
@@ -1156,8 +1163,15 @@ impl Node {
                     seq: e.seq,
                     reason: e.reason.clone(),
                     percent: p.as_ref().map_or(0.0, |p| (p.percent() * 100.0).round() / 100.0),
+                    size: p.as_ref().map_or(0, |p| p.total),
                     fetched: p.as_ref().map_or(0, |p| p.fetched),
                     uploaded: p.as_ref().map_or(0, |p| p.uploaded),
+                    // The engine's estimate decays slowly; a finished download takes nothing.
+                    down_bps: p
+                        .as_ref()
+                        .filter(|p| !p.finished)
+                        .map_or(0, |p| p.down_bps.round() as u64),
+                    up_bps: p.as_ref().map_or(0, |p| p.up_bps.round() as u64),
                     peers: p.as_ref().map_or(0, |p| p.peers),
                 }
             })

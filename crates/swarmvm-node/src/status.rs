@@ -57,10 +57,16 @@ pub struct BundleStatus {
     pub reason: Option<String>,
     /// Percent of its data verified on disk.
     pub percent: f64,
+    /// Bytes in its torrent (0 until its metadata is known).
+    pub size: u64,
     /// Bytes this node downloaded for it from peers (this run).
     pub fetched: u64,
     /// Bytes this node uploaded of it to peers (this run).
     pub uploaded: u64,
+    /// Receive rate now, bytes per second.
+    pub down_bps: u64,
+    /// Send rate now, bytes per second.
+    pub up_bps: u64,
     /// Peers connected for it now.
     pub peers: u32,
 }
@@ -89,6 +95,8 @@ impl AuthoritySummary {
 pub struct Status {
     /// The BitTorrent peer id (hex).
     pub peer_id: String,
+    /// When the node started (Unix seconds).
+    pub started_at: u64,
     /// The node's wallet id, if it was given one.
     pub wallet: Option<String>,
     /// Where peers reach it.

@@ -4,6 +4,7 @@
 mod api;
 mod authority;
 mod busy;
+mod explorer;
 mod fuzz_corpus;
 mod hostile;
 mod limits;

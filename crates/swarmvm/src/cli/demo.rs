@@ -36,23 +36,27 @@ use crate::output;
 pub(crate) struct DemoArgs {
     /// Number of peers.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
-    peers: u16,
+    pub(crate) peers: u16,
     /// Give up if the peers have not applied the bundle by then.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
-    timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Work in this folder (new or empty) and keep it: wallets, tokens, the bundle and every
     /// peer's data, for inspection. By default a temporary folder is used and removed.
     #[arg(long, value_name = "DIR")]
-    dir: Option<std::path::PathBuf>,
+    pub(crate) dir: Option<std::path::PathBuf>,
     /// Register vote_proposal as the tally WebAssembly module (docs/wasm/tally.wat, built
     /// into this binary) instead of the built-in handler; the module travels in the bundle.
     #[arg(long)]
-    wasm: bool,
+    pub(crate) wasm: bool,
     /// Run the scenario on a network that runs itself: a sequencer and N following peers;
     /// each peer submits its contracts through its own node, and the bundles reach the peers
     /// by signed heads. Prints each contract's submit-to-applied latency.
     #[arg(long)]
-    live: bool,
+    pub(crate) live: bool,
+    /// Keep the peers running after the scenario, each with its explorer page on 127.0.0.1
+    /// (printed), until Ctrl-C.
+    #[arg(long)]
+    pub(crate) explore: bool,
 }
 
 /// `docs/wasm/tally.wat`, compiled by `demo --wasm` (no toolchain needed).
@@ -120,15 +124,9 @@ pub(crate) fn summary(state: &Value) -> Vec<String> {
 pub(crate) fn run(args: DemoArgs, out: OutputArgs) -> Result<ExitCode> {
     let n = usize::from(args.peers);
     if args.live {
-        return runtime()?.block_on(super::demo_live::demo(
-            n,
-            args.timeout,
-            args.dir,
-            args.wasm,
-            out,
-        ));
+        return runtime()?.block_on(super::demo_live::demo(n, &args, out));
     }
-    runtime()?.block_on(demo(n, args.timeout, args.dir, args.wasm, out))
+    runtime()?.block_on(demo(n, &args, out))
 }
 
 /// The demo's folder: a kept one the user named, or a temporary one removed at the end.
@@ -215,15 +213,31 @@ pub(crate) fn scenario(root: &std::path::Path, n: usize, wasm: bool) -> Result<S
     Ok(Scenario { authority, network, peers, tokens, modules, now })
 }
 
-async fn demo(
-    n: usize,
-    limit: Duration,
-    dir: Option<std::path::PathBuf>,
-    wasm: bool,
-    out: OutputArgs,
-) -> Result<ExitCode> {
+/// With `--explore`: prints each node's explorer address, then waits for Ctrl-C (or SIGTERM)
+/// while the nodes keep running.
+pub(crate) async fn explore(nodes: &[(String, &Node)], json: bool) -> Result<()> {
+    for (name, node) in nodes {
+        let addr = node.http_addr().context("a node has no http address")?;
+        if json {
+            output::json(
+                &json!({"event": "explorer", "peer": name, "url": format!("http://{addr}/")}),
+            );
+        } else {
+            output::line(format!("explorer  {name:<10} http://{addr}/"));
+        }
+    }
+    if !json {
+        output::line("the peers keep running; press Ctrl-C to stop");
+    }
+    super::net::stop_signal().await?;
+    Ok(())
+}
+
+async fn demo(n: usize, args: &DemoArgs, out: OutputArgs) -> Result<ExitCode> {
+    let (limit, wasm) = (args.timeout, args.wasm);
+    let http = args.explore.then(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     let started = Instant::now();
-    let tmp = Workspace::new(dir)?;
+    let tmp = Workspace::new(args.dir.clone())?;
     let root = tmp.path();
 
     let Scenario { authority, network, peers, tokens, modules, now } = scenario(root, n, wasm)?;
@@ -247,6 +261,7 @@ async fn demo(
         network: Some(trust.clone()),
         swarm: SwarmOptions::loopback(),
         wallet: Some(network.clone()),
+        http,
         ..NodeOptions::default()
     })
     .await?;
@@ -260,6 +275,7 @@ async fn demo(
             network: Some(trust.clone()),
             swarm: SwarmOptions { peers: known.clone(), ..SwarmOptions::loopback() },
             wallet: Some(wallet.id().to_string()),
+            http,
             ..NodeOptions::default()
         })
         .await?;
@@ -289,11 +305,13 @@ async fn demo(
             applied: bundle_status.is_some_and(|b| b.state == BundleState::Applied),
         });
     }
-    for node in &nodes {
-        node.shutdown().await;
-    }
-    authority_node.shutdown().await;
     let seconds = started.elapsed().as_secs_f64();
+    if !args.explore {
+        for node in &nodes {
+            node.shutdown().await;
+        }
+        authority_node.shutdown().await;
+    }
 
     let first_root = reports[0].state_root.clone();
     let agree = reports.iter().all(|r| r.state_root == first_root && r.applied);
@@ -345,6 +363,15 @@ async fn demo(
         } else {
             output::line(format!("state roots DISAGREE ({seconds:.2} s)"));
         }
+    }
+    if args.explore {
+        let mut named = vec![("authority".to_owned(), &authority_node)];
+        named.extend(nodes.iter().enumerate().map(|(i, node)| (format!("peer{}", i + 1), node)));
+        explore(&named, out.json).await?;
+        for node in &nodes {
+            node.shutdown().await;
+        }
+        authority_node.shutdown().await;
     }
     drop(tmp);
     if !all_fetched {

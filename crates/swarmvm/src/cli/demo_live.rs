@@ -19,7 +19,7 @@ use swarmvm_token::Network;
 use swarmvm_vm::Hash32;
 
 use super::OutputArgs;
-use super::demo::{Scenario, Workspace, contracts, scenario, summary};
+use super::demo::{DemoArgs, Scenario, Workspace, contracts, explore, scenario, summary};
 use crate::exit::refused;
 use crate::output;
 
@@ -30,16 +30,11 @@ fn url(node: &Node) -> Result<String> {
     Ok(format!("http://{}", node.http_addr().context("a node has no http address")?))
 }
 
-pub(crate) async fn demo(
-    n: usize,
-    limit: Duration,
-    dir: Option<std::path::PathBuf>,
-    wasm: bool,
-    out: OutputArgs,
-) -> Result<ExitCode> {
+pub(crate) async fn demo(n: usize, args: &DemoArgs, out: OutputArgs) -> Result<ExitCode> {
+    let (limit, wasm) = (args.timeout, args.wasm);
     let started = Instant::now();
     let deadline = started + limit;
-    let tmp = Workspace::new(dir)?;
+    let tmp = Workspace::new(args.dir.clone())?;
     let root = tmp.path();
     let Scenario { authority, network, peers, tokens, modules, now } = scenario(root, n, wasm)?;
     let trust = Network::single(authority.public_key().clone());
@@ -140,11 +135,13 @@ pub(crate) async fn demo(
     let roots: Vec<String> = all.iter().map(|n| n.status().state_root).collect();
     let states: Vec<Value> = all.iter().map(|n| n.state()).collect();
     let last_seqs: Vec<u64> = all.iter().map(|n| n.status().last_seq).collect();
-    for node in &nodes {
-        node.shutdown().await;
-    }
-    sequencer.shutdown().await;
     let seconds = started.elapsed().as_secs_f64();
+    if !args.explore {
+        for node in &nodes {
+            node.shutdown().await;
+        }
+        sequencer.shutdown().await;
+    }
     let done = everywhere.iter().all(Option::is_some);
     let agree = done && roots.iter().all(|r| *r == roots[0]);
     let ms = |d: &Option<Duration>| d.map(|d| (d.as_secs_f64() * 1000.0 * 10.0).round() / 10.0);
@@ -194,6 +191,15 @@ pub(crate) async fn demo(
         } else {
             output::line(format!("state roots DISAGREE or contracts missing ({seconds:.2} s)"));
         }
+    }
+    if args.explore {
+        let mut named = vec![("sequencer".to_owned(), &sequencer)];
+        named.extend(nodes.iter().enumerate().map(|(i, node)| (format!("peer{}", i + 1), node)));
+        explore(&named, out.json).await?;
+        for node in &nodes {
+            node.shutdown().await;
+        }
+        sequencer.shutdown().await;
     }
     drop(tmp);
     if agree {

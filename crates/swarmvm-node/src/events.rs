@@ -1,0 +1,171 @@
+//! Live updates: `GET /v1/events`, a stream of server-sent events. Each `status` event
+//! carries the whole `GET /v1/status` document; one is sent when the stream opens and
+//! another whenever the status changes (a bundle arrives, moves on, applies; a head comes;
+//! a transfer makes progress). The explorer page redraws from these events instead of
+//! polling.
+//!
+//! One task per node samples the status (every half second, and at once when a bundle
+//! applies or a head arrives) and only while someone listens, so any number of open pages
+//! cost one status a sample. Streams are bounded in number and end when the node stops.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::node::Node;
+
+/// Event streams open at once, at most; more are refused with 503 and `Retry-After`.
+pub(crate) const MAX_STREAMS: usize = 64;
+/// How often the status is sampled while someone listens.
+const SAMPLE: Duration = Duration::from_millis(500);
+/// How long a browser waits before it reconnects a dropped stream.
+const RETRY: Duration = Duration::from_secs(2);
+/// A comment line this often keeps proxies from closing a quiet stream.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The node's event streams: the newest status as JSON text, and how many listen.
+#[derive(Debug)]
+pub(crate) struct Events {
+    latest: watch::Sender<Arc<str>>,
+    sampling: AtomicBool,
+    streams: AtomicUsize,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Self {
+            latest: watch::channel(Arc::from("")).0,
+            sampling: AtomicBool::new(false),
+            streams: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Events {
+    /// Streams open now.
+    pub(crate) fn streams(&self) -> usize {
+        self.streams.load(Ordering::Acquire)
+    }
+}
+
+/// The status as JSON text, read off the runtime (it reads the ledger).
+async fn status_text(node: &Node) -> Option<Arc<str>> {
+    let node = node.clone();
+    let text = tokio::task::spawn_blocking(move || serde_json::to_string(&node.status()))
+        .await
+        .ok()?
+        .ok()?;
+    Some(Arc::from(text))
+}
+
+/// Samples the status while anyone listens, until the node stops.
+async fn sample(node: Node) {
+    let events = &node.inner.events;
+    let mut stop = node.stopping();
+    let mut applied = node.inner.applied.subscribe();
+    let mut heads = node.inner.head_changed.subscribe();
+    let mut tick = tokio::time::interval(SAMPLE);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            r = applied.changed() => { if r.is_err() { return } }
+            r = heads.changed() => { if r.is_err() { return } }
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if events.latest.receiver_count() == 0 {
+            continue;
+        }
+        if let Some(text) = status_text(&node).await {
+            events.latest.send_if_modified(|current| {
+                let changed = **current != *text;
+                if changed {
+                    *current = text;
+                }
+                changed
+            });
+        }
+    }
+}
+
+/// Counts one open stream until dropped.
+struct Open(Node);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.inner.events.streams.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn status_event(text: &str) -> Result<Event, Infallible> {
+    Ok(Event::default().event("status").data(text))
+}
+
+/// `GET /v1/events`: `text/event-stream` of `status` events (see the module's doc).
+pub(crate) async fn stream(State(node): State<Node>) -> Response {
+    let events = &node.inner.events;
+    if events.streams.fetch_add(1, Ordering::AcqRel) >= MAX_STREAMS {
+        events.streams.fetch_sub(1, Ordering::AcqRel);
+        let mut refused = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({
+                "error": format!("{MAX_STREAMS} event streams are open already; try again later")
+            })),
+        )
+            .into_response();
+        refused.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        return refused;
+    }
+    let open = Open(node.clone());
+    if !events.sampling.swap(true, Ordering::AcqRel) {
+        let sampler = node.clone();
+        node.spawn(sample(sampler));
+    }
+    let first = status_text(&node).await.unwrap_or_else(|| Arc::from("{}"));
+    // The newest status is the one just read, so the sampler does not send it again.
+    events.latest.send_if_modified(|current| {
+        let changed = **current != *first;
+        if changed {
+            *current = first.clone();
+        }
+        changed
+    });
+    let mut rx = events.latest.subscribe();
+    rx.mark_unchanged();
+    let stop = node.stopping();
+    let retry = Event::default().retry(RETRY);
+    let first_event = status_event(&first);
+    // Each stream also skips a status equal to the last it sent (a sample that raced the
+    // first read).
+    let state = (rx, stop, first, open);
+    let updates =
+        futures_util::stream::unfold(state, |(mut rx, mut stop, mut last, open)| async move {
+            loop {
+                let changed = tokio::select! {
+                    r = rx.changed() => r.is_ok(),
+                    _ = stop.wait_for(|s| *s) => false,
+                };
+                if !changed {
+                    return None;
+                }
+                let text = rx.borrow_and_update().clone();
+                if text != last {
+                    last = text;
+                    return Some((status_event(&last), (rx, stop, last, open)));
+                }
+            }
+        });
+    let stream = futures_util::StreamExt::chain(
+        futures_util::stream::iter([Ok::<_, Infallible>(retry), first_event]),
+        updates,
+    );
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)).into_response()
+}

@@ -1,0 +1,177 @@
+//! The explorer page in Debian's chromium, driven by playwright-core (`tests/browser/`),
+//! against real `node run` processes: every node's page shows the state with the same root,
+//! a hostile name renders as text, a rejected contract shows its reason, a bundle fetched
+//! while the page is open shows progress and then applied without a reload, and the page
+//! makes no request outside the node and logs no error. Screenshots of every view land in
+//! `target/explorer-screenshots/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::json;
+use swarmvm_test_support::require_program;
+use swarmvm_wallet::Algorithm;
+
+use crate::node::{http_of, wait_status};
+use crate::support::{Daemon, Env, NOTE_OPS};
+
+/// A student name that would run script if the page ever treated text as markup.
+const XSS: &str = "<img src=x onerror=alert(1)>";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+/// `tests/browser` with its npm packages installed (by `make test-deps`).
+fn browser_tests() -> PathBuf {
+    let dir = repo_root().join("tests/browser");
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed in {}; run `make test-deps` (npm ci there)",
+        dir.display()
+    );
+    require_program("node", "nodejs");
+    require_program("chromium", "chromium");
+    dir
+}
+
+/// Signs `action` as `wallet` with `nonce` for the network of auth.pub.
+fn sign(env: &Env, name: &str, wallet: &str, nonce: u64, action: &serde_json::Value) -> String {
+    env.write(name, json!({ "actions": [action] }).to_string());
+    env.ok(&[
+        "contract",
+        "sign",
+        name,
+        "--wallet",
+        wallet,
+        "--network",
+        "auth.pub",
+        "--nonce",
+        &nonce.to_string(),
+    ])
+}
+
+#[test]
+fn the_explorer_shows_each_nodes_state_live_and_safely_in_chromium() {
+    let browser = browser_tests();
+    let env = Env::new();
+    env.wallet("auth.pem", "ed25519");
+    env.public("auth.pem", "auth.pub");
+    env.wallet("peer1.pem", "ed25519");
+    env.wallet("peer2.pem", "ed25519");
+    // A third wallet signs bundle 2's many contracts in this process (the CLI would take a
+    // process per contract).
+    let bulk = swarmvm_test_support::wallet(Algorithm::Ed25519, 3);
+    swarmvm_wallet::write_key_file(&env.path("bulk.pem"), bulk, None, false).unwrap();
+    env.write("ops.json", NOTE_OPS);
+    let ops = env.ok(&["token", "issue", "operations", "--key", "auth.pem", "--ops", "ops.json"]);
+    let wallets = env.ok(&[
+        "token",
+        "issue",
+        "wallets",
+        "--key",
+        "auth.pem",
+        "--wallet",
+        "peer1.pem",
+        "--wallet",
+        "peer2.pem",
+        "--wallet",
+        "bulk.pem",
+    ]);
+    env.write("tokens.txt", format!("{ops}{wallets}"));
+
+    // Bundle 1: a student, a student whose name is markup, and a contract the VM rejects.
+    let s1 = json!({"action": "register_student", "student": {"id": "S001", "name": "John Doe", "department": "Computer Science"}});
+    let s2 = json!({"action": "register_student", "student": {"id": "S002", "name": XSS, "department": "<script>alert(2)</script>"}});
+    let again = json!({"action": "register_student", "student": {"id": "S001", "name": "Jane Roe", "department": "Physics"}});
+    let contracts = [
+        sign(&env, "c1.json", "peer1.pem", 1, &s1),
+        sign(&env, "c2.json", "peer1.pem", 2, &s2),
+        sign(&env, "c3.json", "peer2.pem", 1, &again),
+    ];
+    env.write("contracts1.jsonl", contracts.concat());
+    env.ok(&[
+        "bundle",
+        "create",
+        "b1",
+        "--key",
+        "auth.pem",
+        "--tokens",
+        "tokens.txt",
+        "--contracts",
+        "contracts1.jsonl",
+    ]);
+
+    // Bundle 2: 400 contracts (about 200 kB), seeded at 40 kB/s so the page sees it arrive.
+    let network = env.json(&["wallet", "show", "auth.pem"])["id"].as_str().unwrap().to_owned();
+    let now = swarmvm_test_support::now();
+    let many: Vec<String> = (1..=400u64)
+        .map(|n| {
+            let action = json!({"action": "register_student", "student": {
+                "id": format!("B{n:04}"), "name": format!("Bulk Student {n}"), "department": "Mathematics"}});
+            swarmvm_token::sign_contract(bulk, &network, n, &[action], now).unwrap() + "\n"
+        })
+        .collect();
+    env.write("contracts2.jsonl", many.concat());
+    env.ok(&[
+        "bundle",
+        "create",
+        "b2",
+        "--key",
+        "auth.pem",
+        "--contracts",
+        "contracts2.jsonl",
+        "--after",
+        "b1",
+    ]);
+    let loopback = ["--no-dht", "--listen", "127.0.0.1:0"];
+    let seed = |name: &str, extra: &[&str]| {
+        let torrent = format!("{name}.torrent");
+        let mut args = vec!["bundle", "seed", torrent.as_str(), "--dir", name];
+        args.extend(loopback);
+        args.extend_from_slice(extra);
+        let seeder = Daemon::start(&env, &args);
+        let addr = seeder.first_line["listen"].as_str().unwrap().to_owned();
+        (seeder, addr)
+    };
+    let (_seeder1, addr1) = seed("b1", &[]);
+    let (_seeder2, addr2) = seed("b2", &["--upload-limit", "40000"]);
+
+    let node = |dir: &str, wallet: &str| {
+        let mut args = vec!["node", "run", "--data-dir", dir, "--trust", "auth.pub"];
+        args.extend(["--bundle", "b1.torrent", "--peer", &addr1, "--peer", &addr2]);
+        args.extend(loopback);
+        args.extend(["--http", "127.0.0.1:0", "--wallet", wallet]);
+        Daemon::start(&env, &args)
+    };
+    let nodes = [node("a", "peer1.pem"), node("b", "peer2.pem")];
+    let urls: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            let http = http_of(n);
+            wait_status(http, |s| s["last_seq"] == 1);
+            format!("http://{http}")
+        })
+        .collect();
+
+    let shots = repo_root().join("target/explorer-screenshots");
+    let out = Command::new("node")
+        .arg("explorer.test.mjs")
+        .current_dir(&browser)
+        .env("SWARMVM_NODES", urls.join(","))
+        .env("SWARMVM_TORRENT", env.path("b2.torrent"))
+        .env("SWARMVM_XSS", XSS)
+        .env("SWARMVM_SHOTS", &shots)
+        .output()
+        .expect("cannot run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(out.status.success(), "the browser checks failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("all explorer checks passed"), "{stdout}");
+    for view in ["overview", "bundles", "state", "receipts", "bundles-fetching", "state-phone"] {
+        let shot = shots.join(format!("{view}.png"));
+        let bytes = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+        assert!(bytes > 10_000, "{} is missing or empty", shot.display());
+    }
+}
