@@ -175,3 +175,71 @@ fn the_explorer_shows_each_nodes_state_live_and_safely_in_chromium() {
         assert!(bytes > 10_000, "{} is missing or empty", shot.display());
     }
 }
+
+#[test]
+fn demo_explore_keeps_every_peer_serving_its_explorer_until_ctrl_c() {
+    use std::io::BufRead as _;
+    let env = Env::new();
+    let demo = Command::new(env!("CARGO_BIN_EXE_swarmvm"))
+        .args(["demo", "--explore", "--peers", "2", "--json", "--dir", &env.p("demo")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut child = swarmvm_test_support::tools::KillOnDrop(demo);
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = |what: &str| {
+        let text = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("demo --explore printed no {what}"));
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()
+    };
+    let result = line("result");
+    assert_eq!(result["agree"], true, "{result}");
+    let root = result["state_root"].as_str().unwrap().to_owned();
+    let explorers: Vec<serde_json::Value> = (0..3).map(|_| line("explorer address")).collect();
+    let names: Vec<&str> = explorers.iter().map(|e| e["peer"].as_str().unwrap()).collect();
+    assert_eq!(names, ["authority", "peer1", "peer2"]);
+    for e in &explorers {
+        assert_eq!(e["event"], "explorer");
+        let url = e["url"].as_str().unwrap();
+        let addr: std::net::SocketAddr =
+            url.trim_start_matches("http://").trim_end_matches('/').parse().unwrap();
+        let host = addr.to_string();
+        let page = swarmvm_test_support::http::exchange(
+            addr,
+            "GET",
+            "/",
+            &[("Host", &host), ("Accept", "text/html")],
+            "",
+        );
+        assert_eq!(page.status, 200, "{url}");
+        assert!(page.body.contains("swarmvm explorer"), "{url}");
+        // The peers stay up with the demo's state after it printed its result.
+        let (code, status) = swarmvm_test_support::http::get(addr, "/v1/status");
+        assert_eq!((code, status["state_root"].as_str()), (200, Some(root.as_str())), "{url}");
+    }
+    Command::new("kill").args(["-s", "INT", &child.0.id().to_string()]).status().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let code = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(std::time::Instant::now() < deadline, "demo --explore did not stop on SIGINT");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(0));
+    // The kept folder holds each peer's closed ledger with the same root.
+    for peer in ["peer1", "peer2"] {
+        let dir = env.p(&format!("demo/{peer}"));
+        assert_eq!(env.ok(&["state", "root", "--data-dir", &dir]).trim(), root);
+    }
+}
