@@ -5,6 +5,7 @@
 test: test-deps
 	cargo nextest run --workspace --profile ci
 	cargo test --workspace --doc
+	cargo test --manifest-path vendor/librqbit/Cargo.toml --target-dir target --locked --lib
 
 test-deps:
 	bash scripts/install-test-deps.sh

@@ -44,6 +44,12 @@ pub trait PeerConnectionHandler {
     ) -> anyhow::Result<()>;
     async fn on_received_message(&self, msg: Message<'_>) -> anyhow::Result<()>;
     fn should_transmit_have(&self, id: ValidPieceIndex) -> bool;
+    /// swarmvm patch: the haves to send again after this connection's writer fell behind
+    /// the have broadcast and lost some: every piece we have that the peer is not known
+    /// to have.
+    fn haves_to_resend(&self) -> Vec<ValidPieceIndex> {
+        Vec::new()
+    }
     fn on_uploaded_bytes(&self, bytes: u32);
     fn read_chunk(&self, chunk: &ChunkInfo, buf: &mut [u8]) -> anyhow::Result<()>;
     fn update_my_extended_handshake(
@@ -349,9 +355,17 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
             trace!("sent unchoke");
 
             let mut broadcast_closed = false;
+            // swarmvm patch: haves lost to a lagging broadcast, sent one by one.
+            let mut resend: std::collections::VecDeque<ValidPieceIndex> = Default::default();
 
             loop {
                 let req = loop {
+                    if let Some(id) = resend.pop_front() {
+                        if self.handler.should_transmit_have(id) {
+                            break WriterRequest::Message(Message::Have(id.get()));
+                        }
+                        continue;
+                    }
                     break tokio::select! {
                         r = have_broadcast.recv(), if !broadcast_closed => match r {
                             Ok(id) => {
@@ -366,7 +380,13 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
                                 debug!("broadcast channel closed, will not poll it anymore");
                                 continue
                             },
-                            _ => continue
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                                // Upstream dropped the lost haves: the peer then never
+                                // learned of those pieces from us.
+                                debug!(lost = n, "have broadcast lagged; sending the missing haves");
+                                resend = self.handler.haves_to_resend().into();
+                                continue
+                            }
                         },
                         r = timeout(keep_alive_interval, outgoing_chan.recv()) => match r {
                             Ok(Some(msg)) => msg,

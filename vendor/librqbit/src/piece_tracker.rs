@@ -120,11 +120,52 @@ impl PieceTracker {
     ///
     /// If `Stolen` is returned, the caller MUST call `peers.on_steal()` to notify
     /// the old peer and update counters.
-    pub fn acquire_piece<I, P, S>(&mut self, mut req: AcquireRequest<I, P, S>) -> AcquireResult
+    // swarmvm patch: the live path calls `acquire_piece_rarest`; upstream's in-order
+    // version stays for its tests and as the reference.
+    #[allow(dead_code)]
+    pub fn acquire_piece<I, P, S>(&mut self, req: AcquireRequest<I, P, S>) -> AcquireResult
     where
         I: Iterator<Item = ValidPieceIndex>,
         P: Fn(ValidPieceIndex) -> bool,
         S: Fn(ValidPieceIndex) -> bool,
+    {
+        self.acquire(req, None::<fn(ValidPieceIndex) -> u32>, 0)
+    }
+
+    /// swarmvm patch: [`Self::acquire_piece`] with rarest-first selection. Priority pieces
+    /// (streaming) still come first. Among the queued pieces the peer has, the one fewest
+    /// live peers have (`availability`) is reserved; equals are taken in an order that starts
+    /// at a random place (`start`, any number), so fetchers that start together spread over
+    /// different pieces instead of all asking the seeder for piece 0. Endgame: when no queued
+    /// piece is left for this peer, it takes over an in-flight piece from a peer at least 2x
+    /// slower than itself (upstream: 3x); librqbit keeps one owner per piece, so there are no
+    /// duplicate requests to cancel.
+    pub fn acquire_piece_rarest<I, P, S, A>(
+        &mut self,
+        req: AcquireRequest<I, P, S>,
+        availability: A,
+        start: u64,
+    ) -> AcquireResult
+    where
+        I: Iterator<Item = ValidPieceIndex>,
+        P: Fn(ValidPieceIndex) -> bool,
+        S: Fn(ValidPieceIndex) -> bool,
+        A: Fn(ValidPieceIndex) -> u32,
+    {
+        self.acquire(req, Some(availability), start)
+    }
+
+    fn acquire<I, P, S, A>(
+        &mut self,
+        mut req: AcquireRequest<I, P, S>,
+        availability: Option<A>,
+        start: u64,
+    ) -> AcquireResult
+    where
+        I: Iterator<Item = ValidPieceIndex>,
+        P: Fn(ValidPieceIndex) -> bool,
+        S: Fn(ValidPieceIndex) -> bool,
+        A: Fn(ValidPieceIndex) -> u32,
     {
         // 1. Try steal with 10x threshold (very slow peer)
         if let Some(result) = self.try_steal(&req, 10.0) {
@@ -149,14 +190,23 @@ impl PieceTracker {
             .iter_queued_pieces(req.file_priorities, req.file_infos)
             .collect();
 
-        for piece in queued {
-            if (req.peer_has_piece)(piece) {
-                return self.reserve_piece(piece, req.peer);
+        let Some(availability) = availability else {
+            for piece in queued {
+                if (req.peer_has_piece)(piece) {
+                    return self.reserve_piece(piece, req.peer);
+                }
             }
+            // 3. Try steal with 3x threshold (moderately slow peer)
+            if let Some(result) = self.try_steal(&req, 3.0) {
+                return result;
+            }
+            return AcquireResult::NoneAvailable;
+        };
+        if let Some(piece) = rarest(&queued, &req.peer_has_piece, &availability, start) {
+            return self.reserve_piece(piece, req.peer);
         }
-
-        // 3. Try steal with 3x threshold (moderately slow peer)
-        if let Some(result) = self.try_steal(&req, 3.0) {
+        // 3. Endgame: take over a piece from a peer at least 2x slower.
+        if let Some(result) = self.try_steal(&req, 2.0) {
             return result;
         }
 
@@ -313,6 +363,35 @@ impl PieceTracker {
     pub fn flush_have_pieces(&mut self, flush_async: bool) -> anyhow::Result<()> {
         self.chunks.get_have_pieces_mut().flush(flush_async)
     }
+}
+
+/// swarmvm patch: the piece of `queued` that `peer_has` with the lowest `availability`; the
+/// scan starts at `start % queued.len()` and wraps, so equals are taken from a random place,
+/// and it stops at a piece only one peer has (none can be rarer for a peer that has it).
+fn rarest(
+    queued: &[ValidPieceIndex],
+    peer_has: impl Fn(ValidPieceIndex) -> bool,
+    availability: impl Fn(ValidPieceIndex) -> u32,
+    start: u64,
+) -> Option<ValidPieceIndex> {
+    if queued.is_empty() {
+        return None;
+    }
+    let offset = (start % queued.len() as u64) as usize;
+    let mut best: Option<(u32, ValidPieceIndex)> = None;
+    for piece in queued[offset..].iter().chain(&queued[..offset]) {
+        if !peer_has(*piece) {
+            continue;
+        }
+        let count = availability(*piece);
+        if best.is_none_or(|(b, _)| count < b) {
+            best = Some((count, *piece));
+            if count <= 1 {
+                break;
+            }
+        }
+    }
+    best.map(|(_, piece)| piece)
 }
 
 #[cfg(test)]
@@ -800,5 +879,134 @@ mod tests {
             }
             _ => panic!("Expected Stolen, got {:?}", result),
         }
+    }
+
+    // swarmvm patch: rarest-first.
+
+    fn reserve_rarest(
+        tracker: &mut PieceTracker,
+        who: PeerHandle,
+        has: impl Fn(ValidPieceIndex) -> bool,
+        counts: &[u32],
+        start: u64,
+    ) -> Option<u32> {
+        let file_infos = make_test_file_infos(counts.len() as u32);
+        let file_priorities = make_default_file_priorities(&file_infos);
+        let result = tracker.acquire_piece_rarest(
+            AcquireRequest {
+                peer: who,
+                peer_avg_time: None,
+                priority_pieces: std::iter::empty(),
+                file_priorities: &file_priorities,
+                file_infos: &file_infos,
+                peer_has_piece: has,
+                can_steal: |_| true,
+            },
+            |p| counts[p.get_usize()],
+            start,
+        );
+        match result {
+            AcquireResult::Reserved(p) => Some(p.get()),
+            AcquireResult::NoneAvailable => None,
+            other => panic!("expected a reservation, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rarest_piece_the_peer_has_is_taken_first() {
+        let mut tracker = PieceTracker::new(make_test_chunk_tracker(6));
+        let counts = [3, 2, 5, 1, 2, 1];
+        // The peer lacks piece 3: of what it has, piece 5 is the rarest.
+        let first = reserve_rarest(&mut tracker, peer(1), |p| p.get() != 3, &counts, 0);
+        assert_eq!(first, Some(5));
+        // Then among the pieces two peers have, then three, then five.
+        let next: Vec<_> = (0..4)
+            .map(|_| reserve_rarest(&mut tracker, peer(1), |p| p.get() != 3, &counts, 0).unwrap())
+            .collect();
+        assert_eq!(&next[2..], &[0, 2]);
+        let mut twos = next[..2].to_vec();
+        twos.sort();
+        assert_eq!(twos, [1, 4]);
+        assert_eq!(reserve_rarest(&mut tracker, peer(1), |p| p.get() != 3, &counts, 0), None);
+    }
+
+    #[test]
+    fn equally_rare_pieces_are_taken_from_a_random_place() {
+        // Eight peers starting together with everything equally rare: the start spreads them
+        // over different pieces, where in-order picking would give every one piece 0.
+        let counts = [1u32; 16];
+        let firsts: HashSet<u32> = (0..8u64)
+            .map(|start| {
+                let mut tracker = PieceTracker::new(make_test_chunk_tracker(16));
+                reserve_rarest(&mut tracker, peer(1), |_| true, &counts, start * 7).unwrap()
+            })
+            .collect();
+        assert_eq!(firsts.len(), 8, "{firsts:?}");
+        // Upstream's order, for contrast: always piece 0.
+        let mut tracker = PieceTracker::new(make_test_chunk_tracker(16));
+        let file_infos = make_test_file_infos(16);
+        let file_priorities = make_default_file_priorities(&file_infos);
+        let upstream = tracker.acquire_piece(AcquireRequest {
+            peer: peer(1),
+            peer_avg_time: None,
+            priority_pieces: std::iter::empty(),
+            file_priorities: &file_priorities,
+            file_infos: &file_infos,
+            peer_has_piece: |_| true,
+            can_steal: |_| true,
+        });
+        assert!(matches!(upstream, AcquireResult::Reserved(p) if p.get() == 0));
+    }
+
+    #[test]
+    fn priority_pieces_come_before_rare_ones_for_streaming() {
+        let mut tracker = PieceTracker::new(make_test_chunk_tracker(4));
+        let file_infos = make_test_file_infos(4);
+        let file_priorities = make_default_file_priorities(&file_infos);
+        let lengths = *tracker.chunks().get_lengths();
+        let wanted = lengths.validate_piece_index(2).unwrap();
+        let result = tracker.acquire_piece_rarest(
+            AcquireRequest {
+                peer: peer(1),
+                peer_avg_time: None,
+                priority_pieces: std::iter::once(wanted),
+                file_priorities: &file_priorities,
+                file_infos: &file_infos,
+                peer_has_piece: |_| true,
+                can_steal: |_| true,
+            },
+            |p| if p.get() == 2 { 9 } else { 1 },
+            0,
+        );
+        assert!(matches!(result, AcquireResult::Reserved(p) if p == wanted), "{result:?}");
+    }
+
+    #[test]
+    fn endgame_takes_over_a_piece_from_a_peer_twice_as_slow() {
+        let mut tracker = PieceTracker::new(make_test_chunk_tracker(1));
+        let counts = [1u32];
+        assert_eq!(reserve_rarest(&mut tracker, peer(1), |_| true, &counts, 0), Some(0));
+        std::thread::sleep(Duration::from_millis(25));
+        let file_infos = make_test_file_infos(1);
+        let file_priorities = make_default_file_priorities(&file_infos);
+        // Peer 2 takes 10 ms a piece; the piece has been with peer 1 for 25 ms: over 2x
+        // (upstream's 3x would not take it).
+        let result = tracker.acquire_piece_rarest(
+            AcquireRequest {
+                peer: peer(2),
+                peer_avg_time: Some(Duration::from_millis(10)),
+                priority_pieces: std::iter::empty(),
+                file_priorities: &file_priorities,
+                file_infos: &file_infos,
+                peer_has_piece: |_| true,
+                can_steal: |_| true,
+            },
+            |_| 1,
+            0,
+        );
+        assert!(
+            matches!(result, AcquireResult::Stolen { from_peer, .. } if from_peer == peer(1)),
+            "{result:?}"
+        );
     }
 }

@@ -1825,11 +1825,7 @@ impl tracker_comms::TorrentStatsProvider for PeerRxTorrentInfo {
 
 #[cfg(test)]
 mod tests {
-    use buffers::ByteBuf;
-    use itertools::Itertools;
-    use librqbit_core::torrent_metainfo::{TorrentMetaV1, torrent_from_bytes};
-
-    use super::{is_bare_info_hash, torrent_file_from_info_bytes};
+    use super::is_bare_info_hash;
 
     #[test]
     fn test_is_bare_info_hash() {
@@ -1846,27 +1842,5 @@ mod tests {
         assert!(!is_bare_info_hash(
             "08ada5a7a6183aae1e09d831df6748d566095a1"
         ));
-    }
-
-    #[test]
-    fn test_torrent_file_from_info_and_bytes() {
-        fn get_trackers(info: &TorrentMetaV1<ByteBuf>) -> Vec<url::Url> {
-            info.iter_announce()
-                .filter_map(|t| std::str::from_utf8(t.as_ref()).ok().map(|t| t.to_owned()))
-                .filter_map(|t| t.parse().ok())
-                .collect_vec()
-        }
-
-        let orig_full_torrent =
-            include_bytes!("../resources/ubuntu-21.04-desktop-amd64.iso.torrent");
-        let parsed = torrent_from_bytes(&orig_full_torrent[..]).unwrap();
-        let parsed_trackers = get_trackers(&parsed);
-
-        let generated_torrent =
-            torrent_file_from_info_bytes(parsed.info.raw_bytes.as_ref(), &parsed_trackers).unwrap();
-        let generated_parsed = torrent_from_bytes(generated_torrent.as_ref()).unwrap();
-        assert_eq!(parsed.info_hash, generated_parsed.info_hash);
-        assert_eq!(parsed.info, generated_parsed.info);
-        assert_eq!(parsed_trackers, get_trackers(&generated_parsed));
     }
 }

@@ -269,6 +269,9 @@ impl TorrentStateLive {
             shared: paused.shared.clone(),
             metadata: paused.metadata.clone(),
             peers: PeerStates {
+                availability: peers::availability::PieceAvailability::new(
+                    lengths.total_pieces() as usize,
+                ),
                 session_stats: session_stats.peers.clone(),
                 stats: Default::default(),
                 states: Default::default(),
@@ -1233,14 +1236,35 @@ impl PeerConnectionHandler for &'_ PeerHandler {
         if self.state.shared.options.disable_upload() {
             return false;
         }
+        // swarmvm patch: a peer that sent no bitfield (it joined empty; an empty bitfield
+        // here) has no piece, so it hears about each one we get. Upstream 9.1.0 treated it
+        // as having every piece, so leechers never told each other what they had.
         let have = self
             .state
             .peers
             .with_live(self.addr, |l| {
-                l.bitfield.get(id.get_usize()).map(|p| *p).unwrap_or(true)
+                l.bitfield.get(id.get_usize()).map(|p| *p).unwrap_or(false)
             })
             .unwrap_or(true);
         !have
+    }
+
+    fn haves_to_resend(&self) -> Vec<ValidPieceIndex> {
+        let have: Vec<ValidPieceIndex> = {
+            let g = self.state.lock_read("haves_to_resend");
+            let Ok(chunks) = g.get_chunks() else {
+                return Vec::new();
+            };
+            chunks
+                .get_have_pieces()
+                .as_slice()
+                .iter_ones()
+                .filter_map(|p| self.state.lengths.validate_piece_index(p as u32))
+                .collect()
+        };
+        have.into_iter()
+            .filter(|id| self.should_transmit_have(*id))
+            .collect()
     }
 
     fn update_my_extended_handshake(
@@ -1446,7 +1470,14 @@ impl PeerHandler {
                     ..
                 } = &mut **g;
                 let pieces = pieces.as_mut().ok_or(Error::ChunkTrackerEmpty)?;
-                let result = pieces.acquire_piece(AcquireRequest {
+                // swarmvm patch: rarest first (upstream: in order), from a random place
+                // among equals.
+                let availability = &self.state.peers.availability;
+                let start = {
+                    use rand::RngExt;
+                    rand::rng().random::<u64>()
+                };
+                let request = AcquireRequest {
                     peer: self.addr,
                     peer_avg_time: self.counters.average_piece_download_time(),
                     priority_pieces: self.state.streams.iter_next_pieces(&self.state.lengths),
@@ -1458,7 +1489,12 @@ impl PeerHandler {
                             .try_write()
                             .is_some()
                     },
-                });
+                };
+                let result = pieces.acquire_piece_rarest(
+                    request,
+                    |p| availability.get(p.get_usize()),
+                    start,
+                );
 
                 match result {
                     AcquireResult::Reserved(piece) => {
@@ -1542,7 +1578,12 @@ impl PeerHandler {
                     live.bitfield = make_piece_bitfield(&self.state.lengths);
                 }
                 match live.bitfield.get_mut(have as usize) {
-                    Some(mut v) => *v = true,
+                    Some(mut v) => {
+                        if !*v {
+                            self.state.peers.availability.add_piece(have as usize);
+                        }
+                        *v = true
+                    }
                     None => {
                         warn!(
                             id = self.state.shared.id,

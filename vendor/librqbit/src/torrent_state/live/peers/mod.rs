@@ -10,10 +10,12 @@ use crate::{
     type_aliases::{BF, PeerHandle},
 };
 
+use self::availability::PieceAvailability;
 use self::stats::{AggregatePeerStats, AggregatePeerStatsAtomic};
 
 use super::peer::{LivePeerState, Peer, PeerRx, PeerState, PeerTx};
 
+pub(crate) mod availability;
 pub mod stats;
 
 pub(crate) struct PeerStates {
@@ -23,6 +25,8 @@ pub(crate) struct PeerStates {
     pub live_outgoing_peers: RwLock<HashSet<PeerHandle>>,
     pub stats: AggregatePeerStatsAtomic,
     pub states: DashMap<PeerHandle, Peer>,
+    // swarmvm patch: per-piece counts of live peers that have it, for rarest-first.
+    pub availability: PieceAvailability,
 }
 
 impl Drop for PeerStates {
@@ -88,6 +92,9 @@ impl PeerStates {
         let s = p.get_state();
         self.stats.dec(s);
         self.session_stats.dec(s);
+        if let PeerState::Live(live) = s {
+            self.availability.remove_bitfield(&live.bitfield);
+        }
 
         Some(p)
     }
@@ -118,6 +125,8 @@ impl PeerStates {
         total_pieces: usize,
     ) -> Option<()> {
         self.with_live_mut(handle, "update_bitfield", |live| {
+            self.availability.remove_bitfield(&live.bitfield);
+            self.availability.add_bitfield(&bitfield);
             live.bitfield = bitfield;
             self.update_seeder_flag(live, total_pieces);
         })
@@ -199,6 +208,7 @@ mod tests {
 
     fn make_peer_states() -> PeerStates {
         PeerStates {
+            availability: PieceAvailability::new(TOTAL_PIECES),
             session_stats: Default::default(),
             live_outgoing_peers: Default::default(),
             stats: Default::default(),
