@@ -24,6 +24,10 @@ use crate::{
     type_aliases::{FileInfos, FilePriorities, PeerHandle},
 };
 
+/// swarmvm patch: the shortest time a piece is in flight before another peer may take it
+/// over (see `try_steal`).
+pub const MIN_STEAL_AFTER: Duration = Duration::from_millis(300);
+
 /// Tracks a piece currently being downloaded.
 #[derive(Debug, Clone)]
 pub struct InflightPiece {
@@ -238,7 +242,11 @@ impl PieceTracker {
         S: Fn(ValidPieceIndex) -> bool,
     {
         let my_avg = req.peer_avg_time?;
-        let min_elapsed = Duration::from_secs_f64(my_avg.as_secs_f64() * threshold);
+        // swarmvm patch: never before MIN_STEAL_AFTER. Averages of a few milliseconds (fast
+        // links, or loopback) made pieces change hands while their data was on the wire,
+        // and every chunk then arrived twice (leechers uploaded 4x what they needed).
+        let min_elapsed =
+            Duration::from_secs_f64(my_avg.as_secs_f64() * threshold).max(MIN_STEAL_AFTER);
 
         // Find the slowest piece from another peer that exceeds threshold
         // and that the stealing peer actually has (can download)
@@ -853,8 +861,8 @@ mod tests {
             _ => panic!("Expected Reserved"),
         };
 
-        // Sleep briefly so pieces become stealable
-        std::thread::sleep(Duration::from_millis(5));
+        // Sleep so pieces become stealable (swarmvm patch: past the floor too)
+        std::thread::sleep(MIN_STEAL_AFTER + Duration::from_millis(5));
 
         // Peer B tries to acquire with:
         // - Very short avg_time (1ms) so 3x threshold = 3ms < 5ms elapsed
@@ -986,15 +994,15 @@ mod tests {
         let mut tracker = PieceTracker::new(make_test_chunk_tracker(1));
         let counts = [1u32];
         assert_eq!(reserve_rarest(&mut tracker, peer(1), |_| true, &counts, 0), Some(0));
-        std::thread::sleep(Duration::from_millis(25));
+        std::thread::sleep(MIN_STEAL_AFTER + Duration::from_millis(25));
         let file_infos = make_test_file_infos(1);
         let file_priorities = make_default_file_priorities(&file_infos);
-        // Peer 2 takes 10 ms a piece; the piece has been with peer 1 for 25 ms: over 2x
-        // (upstream's 3x would not take it).
+        // Peer 2 takes 150 ms a piece; the piece has been with peer 1 for 325 ms: over 2x
+        // and over the floor (upstream's 3x would not take it).
         let result = tracker.acquire_piece_rarest(
             AcquireRequest {
                 peer: peer(2),
-                peer_avg_time: Some(Duration::from_millis(10)),
+                peer_avg_time: Some(Duration::from_millis(150)),
                 priority_pieces: std::iter::empty(),
                 file_priorities: &file_priorities,
                 file_infos: &file_infos,

@@ -1720,14 +1720,24 @@ impl PeerHandler {
 
             // Acquire a piece using the strategy: try steal (10x) → reserve → steal (3x).
             let new_piece_notify = self.state.new_pieces_notify.notified();
+            // swarmvm patch: also wake when this peer announces a piece (a have or its
+            // bitfield). Upstream slept up to 5 s here, so a leecher that had nothing for us
+            // when we looked was not asked again for seconds after it got pieces.
+            let peer_has_more = self.on_bitfield_notify.notified();
             let next = match self.acquire_next_piece()? {
                 Some(next) => next,
                 None => {
                     debug!("no pieces to request");
+                    let woken = async {
+                        tokio::select! {
+                            () = new_piece_notify => {}
+                            () = peer_has_more => {}
+                        }
+                    };
                     match aframe!(tokio::time::timeout(
                         // Half of default rw timeout not to race with it.
                         Duration::from_secs(5),
-                        new_piece_notify
+                        woken
                     ))
                     .await
                     {
