@@ -1,6 +1,8 @@
 //! Whole-transfer benchmark: a bundle from one seeder to 1, 3 and 8 fetchers on loopback,
 //! swarmvm (librqbit) against libtorrent in the same run, and the bytes the first seeder
-//! uploads as the number of fetchers grows. Fetchers also peer with each other.
+//! uploads as the number of fetchers grows. Fetchers also peer with each other. swarmvm runs
+//! twice: with a plain seeder and with a super-seeding one (`SwarmOptions::super_seed`, what
+//! `bundle seed` and a publishing node use).
 //!
 //! `cargo bench -p swarmvm-swarm --bench swarm` (libtorrent from `pip install libtorrent`).
 //! Prints a markdown table for BENCHMARKS.md. Each figure is the median of 3 runs.
@@ -26,8 +28,10 @@ async fn swarmvm_run(
     bundle: &Path,
     n: usize,
     work: &Path,
+    super_seed: bool,
 ) -> (f64, u64, u64) {
-    let seeder = Swarm::start(SwarmOptions::loopback(), &work.join("seed")).await.unwrap();
+    let options = SwarmOptions { super_seed, ..SwarmOptions::loopback() };
+    let seeder = Swarm::start(options, &work.join("seed")).await.unwrap();
     let seeding = seeder.seed(torrent, bundle).await.unwrap();
     seeding.wait_complete().await.unwrap();
     let mut fetchers = Vec::new();
@@ -97,22 +101,26 @@ fn main() {
         let size = torrent.total_length();
         println!("\n{label} bundle ({size} bytes, piece length {}):\n", torrent.piece_length());
         println!(
-            "| fetchers | swarmvm | libtorrent | swarmvm seeder upload | swarmvm fetcher-to-fetcher | libtorrent seeder upload |"
+            "| fetchers | swarmvm, super-seeding | swarmvm, plain seeder | libtorrent | seeder upload: super-seeding | plain | libtorrent | fetcher-to-fetcher: super-seeding | plain |"
         );
-        println!("| --- | --- | --- | --- | --- | --- |");
+        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         for &n in counts {
-            let ours = median(
-                (0..RUNS)
-                    .map(|r| {
-                        let work =
-                            dir.path().join(format!("ours-{label}-{n}-{r}").replace(' ', ""));
-                        let (secs, up, traded) =
-                            rt.block_on(swarmvm_run(&torrent, bundle, n, &work));
-                        let _ = std::fs::remove_dir_all(&work);
-                        (secs, (up, traded))
-                    })
-                    .collect(),
-            );
+            let ours = |super_seed: bool| {
+                median(
+                    (0..RUNS)
+                        .map(|r| {
+                            let work = dir.path().join(
+                                format!("ours-{label}-{n}-{r}-{super_seed}").replace(' ', ""),
+                            );
+                            let (secs, up, traded) =
+                                rt.block_on(swarmvm_run(&torrent, bundle, n, &work, super_seed));
+                            let _ = std::fs::remove_dir_all(&work);
+                            (secs, (up, traded))
+                        })
+                        .collect(),
+                )
+            };
+            let (sup, plain) = (ours(true), ours(false));
             let theirs: Vec<(f64, u64)> = (0..RUNS)
                 .filter_map(|r| {
                     let work = dir.path().join(format!("lt-{label}-{n}-{r}").replace(' ', ""));
@@ -129,10 +137,13 @@ fn main() {
                 (format!("{:.3} s", m.0), ratio(m.1))
             };
             println!(
-                "| {n} | {:.3} s | {lt_time} | {} | {} | {lt_up} |",
-                ours.0,
-                ratio(ours.1.0),
-                ratio(ours.1.1)
+                "| {n} | {:.3} s | {:.3} s | {lt_time} | {} | {} | {lt_up} | {} | {} |",
+                sup.0,
+                plain.0,
+                ratio(sup.1.0),
+                ratio(plain.1.0),
+                ratio(sup.1.1),
+                ratio(plain.1.1)
             );
         }
     }

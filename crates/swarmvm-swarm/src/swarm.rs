@@ -54,6 +54,11 @@ pub struct SwarmOptions {
     pub upload_limit: Option<NonZeroU32>,
     /// Download limit in bytes per second.
     pub download_limit: Option<NonZeroU32>,
+    /// Super-seed what [`Swarm::seed`] seeds (BEP 16, in the vendored librqbit; on by
+    /// default): show each peer a few pieces at a time instead of a bitfield, so a first
+    /// seeder sends each piece about once and the fetchers trade the rest. Torrents fetched
+    /// and then seeded seed normally.
+    pub super_seed: bool,
 }
 
 impl Default for SwarmOptions {
@@ -70,6 +75,7 @@ impl Default for SwarmOptions {
             peers: Vec::new(),
             upload_limit: None,
             download_limit: None,
+            super_seed: true,
         }
     }
 }
@@ -244,6 +250,7 @@ impl Swarm {
         base: &Path,
         prefix: &Path,
         peers: &[SocketAddr],
+        super_seed: bool,
     ) -> Result<(Arc<ManagedTorrent>, StorageFailure)> {
         let failure = StorageFailure::default();
         let mut initial_peers = self.options.peers.clone();
@@ -256,6 +263,7 @@ impl Swarm {
             storage_factory: Some(
                 NoFollowStorageFactory::new(base, prefix, failure.clone()).boxed_factory(),
             ),
+            super_seed,
             ..AddTorrentOptions::default()
         };
         let bytes = torrent.as_bytes().to_vec();
@@ -285,7 +293,8 @@ impl Swarm {
             .await
             .map_err(|e| SwarmError::Engine(format!("data check failed: {e}")))?
             .map_err(|detail| SwarmError::DataMismatch { dir: dir.to_path_buf(), detail })?;
-        let (handle, failure) = self.add(torrent, &root, Path::new(""), &[]).await?;
+        let (handle, failure) =
+            self.add(torrent, &root, Path::new(""), &[], self.options.super_seed).await?;
         let path =
             if torrent.is_multi_file() { dir.to_path_buf() } else { dir.join(torrent.name()) };
         Ok(Transfer {
@@ -380,7 +389,7 @@ impl Swarm {
         let claim = self.claims.claim(torrent, out)?;
         let prefix =
             if torrent.is_multi_file() { Path::new(torrent.name()) } else { Path::new("") };
-        let (handle, failure) = self.add(torrent, out, prefix, peers).await?;
+        let (handle, failure) = self.add(torrent, out, prefix, peers, false).await?;
         Ok(Transfer {
             handle,
             failure,

@@ -290,6 +290,12 @@ pub struct AddTorrentOptions {
     /// Max concurrent connected peers.
     pub peer_limit: Option<usize>,
 
+    /// swarmvm patch: super-seed (BEP 16) while this session has the whole torrent: show
+    /// each peer a few pieces at a time, the ones shown least, instead of a full bitfield,
+    /// so that an initial seeder sends each piece about once and the peers trade the rest.
+    #[serde(default)]
+    pub super_seed: bool,
+
     /// This is used to restore the session from serialized state.
     pub preferred_id: Option<usize>,
 
@@ -1374,6 +1380,7 @@ impl Session {
                     ratelimits: opts.ratelimits,
                     initial_peers: opts.initial_peers.clone().unwrap_or_default(),
                     peer_limit: opts.peer_limit.or(self.peer_limit),
+                    super_seed: opts.super_seed,
                     #[cfg(feature = "disable-upload")]
                     _disable_upload: self._disable_upload,
                 },

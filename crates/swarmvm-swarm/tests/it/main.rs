@@ -6,3 +6,4 @@ mod hostile_peers;
 mod interop;
 mod magnet;
 mod support;
+mod trade;

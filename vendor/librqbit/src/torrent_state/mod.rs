@@ -118,6 +118,8 @@ pub(crate) struct ManagedTorrentOptions {
     pub ratelimits: LimitsConfig,
     pub initial_peers: Vec<SocketAddr>,
     pub peer_limit: Option<usize>,
+    /// swarmvm patch: super-seed while complete (`AddTorrentOptions::super_seed`).
+    pub super_seed: bool,
     #[cfg(feature = "disable-upload")]
     pub _disable_upload: bool,
 }

@@ -42,6 +42,7 @@
 pub mod peer;
 pub mod peers;
 pub mod stats;
+pub(crate) mod super_seed;
 
 use std::{
     borrow::Cow,
@@ -208,6 +209,8 @@ pub struct TorrentStateLive {
 
     pub(crate) streams: Arc<TorrentStreams>,
     have_broadcast_tx: tokio::sync::broadcast::Sender<ValidPieceIndex>,
+    // swarmvm patch: super-seeding, when asked for.
+    super_seed: Option<super_seed::SuperSeed>,
 
     ratelimit_upload_tx: tokio::sync::mpsc::UnboundedSender<(
         tokio::sync::mpsc::UnboundedSender<WriterRequest>,
@@ -299,6 +302,11 @@ impl TorrentStateLive {
             up_speed_estimator,
             cancellation_token,
             have_broadcast_tx,
+            super_seed: paused
+                .shared
+                .options
+                .super_seed
+                .then(|| super_seed::SuperSeed::new(lengths.total_pieces() as usize)),
             session_stats,
             streams: paused.streams,
             per_piece_locks: (0..lengths.total_pieces())
@@ -1228,6 +1236,13 @@ impl PeerConnectionHandler for &'_ PeerHandler {
         if self.state.torrent().options.disable_upload() {
             return false;
         }
+        // swarmvm patch: a super-seeder shows pieces by have messages instead. The writer
+        // asks this once, before anything else, for incoming and outgoing connections alike,
+        // so the first pieces are queued here (sent right after the unchoke).
+        if self.super_seeding().is_some() {
+            self.show_pieces();
+            return false;
+        }
 
         self.state.get_approx_have_bytes() > 0
     }
@@ -1565,6 +1580,37 @@ impl PeerHandler {
         self.state
             .ratelimit_upload_tx
             .send((self.tx.clone(), chunk_info))?;
+
+        // swarmvm patch: a super-seeder counts a piece whose last chunk a peer asked for as
+        // that peer's (the peer never announces it to us: it believes we have it, and a lone
+        // peer would otherwise wait for it to spread forever), and shows it the next one.
+        if self.super_seeding().is_some()
+            && request.begin + request.length == self.state.lengths.piece_length(piece_index)
+        {
+            let total = self.state.lengths.total_pieces() as usize;
+            self.state
+                .peers
+                .with_live_mut(self.addr, "super_seed_sent", |live| {
+                    if live.bitfield.is_empty() {
+                        live.bitfield = make_piece_bitfield(&self.state.lengths);
+                    }
+                    if let Some(mut bit) = live.bitfield.get_mut(piece_index.get_usize())
+                        && !*bit
+                    {
+                        *bit = true;
+                        self.state
+                            .peers
+                            .availability
+                            .add_piece(piece_index.get_usize());
+                        live.progress_at = std::time::Instant::now();
+                    }
+                    self.state.peers.update_seeder_flag(live, total);
+                });
+            // The peer's requester task waits for a first bitfield before it loops (and,
+            // here, looks for a stalled peer): this may be the first.
+            self.on_bitfield_notify.notify_waiters();
+            self.show_pieces();
+        }
         Ok(())
     }
 
@@ -1581,6 +1627,7 @@ impl PeerHandler {
                     Some(mut v) => {
                         if !*v {
                             self.state.peers.availability.add_piece(have as usize);
+                            live.progress_at = std::time::Instant::now();
                         }
                         *v = true
                     }
@@ -1604,6 +1651,7 @@ impl PeerHandler {
                 }
             });
         self.on_bitfield_notify.notify_waiters();
+        self.show_pieces();
     }
 
     fn on_bitfield(&self, bitfield: ByteBufOwned) -> anyhow::Result<()> {
@@ -1625,7 +1673,62 @@ impl PeerHandler {
             .peers
             .update_bitfield(self.addr, bf, self.state.lengths.total_pieces() as usize);
         self.on_bitfield_notify.notify_waiters();
+        self.show_pieces();
         Ok(())
+    }
+
+    /// swarmvm patch: the super-seeding state, while this session super-seeds (asked for,
+    /// and holding the whole torrent).
+    fn super_seeding(&self) -> Option<&super_seed::SuperSeed> {
+        let ss = self.state.super_seed.as_ref()?;
+        self.state.is_finished().then_some(ss)
+    }
+
+    /// swarmvm patch: while super-seeding, keeps this peer shown `SHOW_AHEAD` pieces it does
+    /// not have yet (have messages for pieces chosen by `SuperSeed::pick`).
+    fn show_pieces(&self) {
+        let Some(ss) = self.super_seeding() else {
+            return;
+        };
+        let start = {
+            use rand::RngExt;
+            rand::rng().random::<u64>()
+        };
+        let availability = &self.state.peers.availability;
+        let picks = self
+            .state
+            .peers
+            .with_live_mut(self.addr, "super_seed", |live| {
+                if live.shown.is_empty() {
+                    live.shown = make_piece_bitfield(&self.state.lengths);
+                }
+                let outstanding = ss.outstanding(&live.bitfield, &live.shown, availability);
+                let want = super_seed::SHOW_AHEAD.saturating_sub(outstanding);
+                let mut picks =
+                    ss.pick(&live.bitfield, &live.shown, want, availability, start, live.stalled);
+                if picks.is_empty()
+                    && want > 0
+                    && !live.stalled
+                    && live.progress_at.elapsed() >= super_seed::STALL
+                    && !live.has_full_torrent(self.state.lengths.total_pieces() as usize)
+                {
+                    live.stalled = true;
+                    picks = ss.pick(&live.bitfield, &live.shown, want, availability, start, true);
+                }
+                if !picks.is_empty() {
+                    live.progress_at = std::time::Instant::now();
+                }
+                for p in &picks {
+                    live.shown.set(*p, true);
+                }
+                picks
+            })
+            .unwrap_or_default();
+        for p in picks {
+            let _ = self
+                .tx
+                .send(WriterRequest::Message(Message::Have(p as u32)));
+        }
     }
 
     async fn wait_for_any_notify(&self, notify: &Notify, check: impl Fn() -> bool) {
@@ -1667,7 +1770,11 @@ impl PeerHandler {
     // The moment this ends, the peer is disconnected.
     async fn task_peer_chunk_requester(&self) -> crate::Result<()> {
         let handle = self.addr;
-        self.wait_for_bitfield().await;
+        // swarmvm patch: a super-seeder needs no bitfield from the peer to show it pieces,
+        // and must reach its loop below (which shows them) even for a peer that has none.
+        if self.super_seeding().is_none() {
+            self.wait_for_bitfield().await;
+        }
 
         let mut update_interest = {
             let mut current = false;
@@ -1707,6 +1814,12 @@ impl PeerHandler {
                     // wait until the receiver gets the message so that it doesn't finish with an error.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     return Ok(());
+                } else if self.super_seeding().is_some() {
+                    // swarmvm patch: a super-seeder looks again soon at a peer that may have
+                    // stalled (see `show_pieces`).
+                    tokio::time::sleep(super_seed::STALL / 2).await;
+                    self.show_pieces();
+                    continue;
                 } else {
                     // TODO: wait for a notification of interest, e.g. update of selected files or new streams or change
                     // in peer interest.

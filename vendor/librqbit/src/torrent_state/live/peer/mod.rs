@@ -274,6 +274,13 @@ pub(crate) struct LivePeerState {
     // with the bitfield by PeerStates::update_seeder_flag.
     pub seeder: bool,
 
+    // swarmvm patch: pieces a super-seeding session showed this peer (empty otherwise),
+    // when the peer last made progress a super-seeder could see, and whether it stalled
+    // (see `super_seed::STALL`).
+    pub shown: BF,
+    pub progress_at: std::time::Instant,
+    pub stalled: bool,
+
     // When the peer sends us data this is used to track if we asked for it.
     inflight_requests: HashSet<InflightRequest>,
 
@@ -303,6 +310,9 @@ impl LivePeerState {
             peer_interested: initial_interested,
             bitfield: BF::default(),
             seeder: false,
+            shown: BF::default(),
+            progress_at: std::time::Instant::now(),
+            stalled: false,
             inflight_requests: Default::default(),
             late_cancelled_request_tolerance: 0,
             request_slots_changed: Default::default(),

@@ -1,0 +1,147 @@
+//! swarmvm patch: super-seeding (BEP 16) for an initial seeder.
+//!
+//! A super-seeding session that holds the whole torrent sends no bitfield. It shows each peer
+//! [`SHOW_AHEAD`] pieces with have messages and shows it another as soon as one of them is
+//! no longer outstanding: the peer asked for its last chunk (the seeder then counts the
+//! piece as the peer's, since a peer never announces a piece it believes the seeder has), or
+//! another peer announced it. Only pieces no peer has (as far as the seeder knows) are
+//! shown, those shown least first, so each piece leaves the seeder about once and the peers
+//! get everything else from each other; a piece is shown a second time only while nobody
+//! has it yet (its first peer left, or is still fetching it at the end of the transfer). A
+//! seeder whose link is the slowest in the swarm (the authority's uplink, say) then carries
+//! little more than one copy, however many peers fetch.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::type_aliases::BF;
+
+use super::peers::availability::PieceAvailability;
+
+/// Pieces shown to a peer and not yet announced by it, at most.
+pub(crate) const SHOW_AHEAD: usize = 4;
+
+/// How long a peer that lacks pieces may go without progress before it is shown pieces other
+/// peers have too.
+pub(crate) const STALL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How many times each piece was shown to a peer.
+#[derive(Debug)]
+pub(crate) struct SuperSeed {
+    shown: Box<[AtomicU32]>,
+}
+
+impl SuperSeed {
+    pub fn new(total_pieces: usize) -> Self {
+        Self {
+            shown: (0..total_pieces).map(|_| AtomicU32::new(0)).collect(),
+        }
+    }
+
+    /// How many pieces shown to a peer have not spread yet: no peer announced them, and the
+    /// peer did not have them before.
+    pub fn outstanding(
+        &self,
+        peer_has: &BF,
+        shown_to_peer: &BF,
+        availability: &PieceAvailability,
+    ) -> usize {
+        shown_to_peer
+            .iter_ones()
+            .filter(|p| *p < self.shown.len())
+            .filter(|p| !peer_has.get(*p).is_some_and(|b| *b) && availability.get(*p) == 0)
+            .count()
+    }
+
+    /// Up to `want` pieces to show a peer: ones it does not have and was not shown, and (unless
+    /// `relaxed`) that no peer has, those shown least first, from a random place (`start`)
+    /// among equals. Counts them as shown. A peer is relaxed once it stalled: it may not be
+    /// connected to the peers that have what it lacks (a node that knows only the seeder).
+    pub fn pick(
+        &self,
+        peer_has: &BF,
+        shown_to_peer: &BF,
+        want: usize,
+        availability: &PieceAvailability,
+        start: u64,
+        relaxed: bool,
+    ) -> Vec<usize> {
+        let total = self.shown.len();
+        if want == 0 || total == 0 {
+            return Vec::new();
+        }
+        let bit = |bf: &BF, p: usize| bf.get(p).is_some_and(|b| *b);
+        let offset = (start % total as u64) as usize;
+        // The `want` best (smallest keys), kept sorted; `want` is small.
+        let mut best: Vec<(u32, usize)> = Vec::with_capacity(want + 1);
+        for p in (offset..total).chain(0..offset) {
+            if bit(peer_has, p) || bit(shown_to_peer, p) || (!relaxed && availability.get(p) > 0)
+            {
+                continue;
+            }
+            let key = self.shown[p].load(Ordering::Relaxed);
+            if best.len() == want && key >= best[want - 1].0 {
+                continue;
+            }
+            let at = best.partition_point(|(k, _)| *k <= key);
+            best.insert(at, (key, p));
+            best.truncate(want);
+        }
+        best.into_iter()
+            .map(|(_, p)| {
+                self.shown[p].fetch_add(1, Ordering::Relaxed);
+                p
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitvec::{bitbox, order::Msb0};
+
+    fn bf(bits: &[usize]) -> BF {
+        let mut b: BF = bitbox![u8, Msb0; 0; 16];
+        for i in bits {
+            b.set(*i, true);
+        }
+        b
+    }
+
+    #[test]
+    fn each_piece_is_shown_once_before_any_is_shown_twice() {
+        let ss = SuperSeed::new(8);
+        let avail = PieceAvailability::new(8);
+        let mut seen = Vec::new();
+        // Four peers with nothing, two pieces each: eight different pieces.
+        for start in [0u64, 3, 5, 7] {
+            seen.extend(ss.pick(&bf(&[]), &bf(&[]), 2, &avail, start, false));
+        }
+        seen.sort();
+        assert_eq!(seen, (0..8).collect::<Vec<_>>());
+        // A fifth peer gets pieces shown once, never one it has or was shown.
+        let again = ss.pick(&bf(&[0, 1, 2]), &bf(&[3]), 2, &avail, 0, false);
+        assert_eq!(again.len(), 2);
+        assert!(again.iter().all(|p| *p >= 4), "{again:?}");
+    }
+
+    #[test]
+    fn pieces_some_peer_announced_are_not_shown_and_spread_ones_are_not_outstanding() {
+        let ss = SuperSeed::new(6);
+        let avail = PieceAvailability::new(6);
+        for p in [0, 1, 2, 4, 5] {
+            avail.add_piece(p);
+        }
+        // Only piece 3 has not spread: it is shown, and nothing else.
+        assert_eq!(ss.pick(&bf(&[]), &bf(&[]), 2, &avail, 0, false), [3]);
+        assert_eq!(ss.outstanding(&bf(&[]), &bf(&[3]), &avail), 1);
+        // Once a peer announces it, it has spread.
+        avail.add_piece(3);
+        assert_eq!(ss.outstanding(&bf(&[]), &bf(&[3]), &avail), 0);
+        assert!(ss.pick(&bf(&[]), &bf(&[]), 2, &avail, 0, false).is_empty());
+        // A stalled peer is shown what others have, least shown first (piece 3 was shown).
+        let relaxed = ss.pick(&bf(&[0]), &bf(&[]), 2, &avail, 0, true);
+        assert_eq!(relaxed.len(), 2);
+        assert!(!relaxed.contains(&0) && !relaxed.contains(&3), "{relaxed:?}");
+    }
+}
