@@ -89,7 +89,10 @@ try {
       const rrow = page.locator(`#receipts tbody tr[data-contract="${rejected.contract}"]`);
       await rrow.waitFor({ timeout: TIMEOUT });
       assert.equal(await rrow.locator('[data-field="reason"]').textContent(), rejected.reason);
+      // The filter holds: no applied receipt is drawn, now or by a late answer.
+      await page.waitForTimeout(300);
       assert.equal(await page.locator('#receipts tbody tr[data-status="applied"]').count(), 0);
+      assert.equal(await rrow.count(), 1);
       step(`node ${i + 1}: the rejected contract shows its reason: ${rejected.reason}`);
 
       // Operations and wallets from the registration tokens.

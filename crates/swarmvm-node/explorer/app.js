@@ -262,7 +262,7 @@
   const TABLES = ["students", "courses", "enrollments", "proposals", "votes", "nfts", "wasm",
     "operations", "wallets", "nonces", "authorities", "revocations", "tokens"];
   const PAGE = 100;
-  const stateView = { table: "students", rows: [], next: null, ids: [] };
+  const stateView = { table: "students", rows: [], next: null, asked: 0 };
 
   function setupState() {
     const select = $("state-table");
@@ -276,6 +276,8 @@
   }
 
   async function loadState(more) {
+    // Only the newest request draws: an older answer arriving late is dropped.
+    const asked = ++stateView.asked;
     const table = stateView.table;
     $("state-json").setAttribute("href", route`/v1/state/${table}`);
     if (!more) { stateView.rows = []; stateView.next = null; }
@@ -283,12 +285,12 @@
     if (more && stateView.next !== null) path += "&after=" + encodeURIComponent(stateView.next);
     try {
       const page = await getJson(path);
-      if (table !== stateView.table) return;
+      if (asked !== stateView.asked) return;
       stateView.rows = stateView.rows.concat(page.entries);
       stateView.next = page.next;
       drawState();
     } catch (err) {
-      failed($("state").tBodies[0], 1, err);
+      if (asked === stateView.asked) failed($("state").tBodies[0], 1, err);
     }
   }
 
@@ -364,9 +366,11 @@
   }
 
   const RECEIPT_BATCHES = 20;
-  const receiptsView = { end: null };
+  const receiptsView = { end: null, asked: 0 };
 
   async function loadReceipts() {
+    // Only the newest request draws: an older answer arriving late is dropped.
+    const asked = ++receiptsView.asked;
     const tbody = $("receipts").tBodies[0];
     const batches = status ? status.batches : 0;
     const end = receiptsView.end === null ? batches : Math.min(receiptsView.end, batches);
@@ -378,6 +382,7 @@
     try {
       const list = (await getJson("/v1/receipts?from=" + from + "&limit=10000")).receipts
         .filter((r) => r.position <= end).reverse();
+      if (asked !== receiptsView.asked) return;
       const filter = $("receipts-filter").value;
       const rows = filter === "all" ? list : list.filter((r) => r.status === filter);
       if (!rows.length) { emptyRow(tbody, 7, "No " + (filter === "all" ? "" : filter + " ") + "receipt in these batches."); return; }
@@ -389,7 +394,7 @@
         h("td", { class: "num" }, r.nonce ?? "–"),
         h("td", {}, badge(r.status, r.status === "applied" ? "good" : "bad")),
         h("td", { "data-field": "reason" }, r.reason || ""))));
-    } catch (err) { failed(tbody, 7, err); }
+    } catch (err) { if (asked === receiptsView.asked) failed(tbody, 7, err); }
   }
 
   function setupReceipts() {
