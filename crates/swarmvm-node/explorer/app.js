@@ -2,8 +2,8 @@
 //
 // Safety rule: every value from the network is put into the page as text (textContent,
 // attribute values through setAttribute on fixed names, hrefs built from encoded parts),
-// never as markup. The page's Content-Security-Policy requires Trusted Types with no policy,
-// so an innerHTML assignment would throw rather than render.
+// never as markup. In browsers that enforce Trusted Types (Chromium), the page's
+// Content-Security-Policy also makes an innerHTML assignment throw rather than render.
 "use strict";
 
 (() => {
@@ -77,12 +77,24 @@
     return String(v);
   }
 
+  /** Runs `draw`, which replaces what `box` holds, and gives the focus back to the link
+   * (same href) or control (same id) that had it, so redraws do not lose a keyboard user. */
+  function keepFocus(box, draw) {
+    const had = document.activeElement;
+    const key = had && box.contains(had) ? (had.getAttribute("href") || had.id) : null;
+    draw();
+    if (!key) return;
+    const again = [...box.querySelectorAll("a[href], [id]")]
+      .find((el) => el.getAttribute("href") === key || el.id === key);
+    if (again) again.focus({ preventScroll: true });
+  }
+
   /** A <dl> filled from [term, value] pairs; a value may be a node. */
   function fill(dl, pairs) {
-    dl.replaceChildren(...pairs.flatMap(([term, value, field]) => [
+    keepFocus(dl, () => dl.replaceChildren(...pairs.flatMap(([term, value, field]) => [
       h("dt", {}, term),
       h("dd", { "data-field": field }, value instanceof Node ? value : value ?? "–"),
-    ]));
+    ])));
   }
 
   function code(text, title) { return h("code", { title: title || text }, text); }
@@ -146,7 +158,8 @@
       ["Seq", h("a", { href: route`/v1/bundles/${head.seq}` }, String(head.seq)), "head_seq"],
       ["Bundle", code(short(head.bundle, 16), head.bundle), "head_bundle"],
       ["State root", code(head.state_root), "head_root"],
-      ["Matches this node", head.seq === s.last_seq ? (head.state_root === s.state_root ? "yes" : "NO") : "not applied here yet", "head_match"],
+      ["Matches this node", head.seq === s.last_seq ? (head.state_root === s.state_root ? "yes" : "NO")
+        : head.seq > s.last_seq ? "not applied here yet" : "this node is ahead of it", "head_match"],
       ["Signed", ago(head.issued_at), "head_iat"],
       ["Expires", ago(head.expires_at), "head_exp"],
       ["Signers", h("ul", {}, head.signers.map((id) => h("li", {}, code(id)))), "head_signers"],
@@ -164,7 +177,7 @@
   function renderBundles(s) {
     const tbody = $("bundles").tBodies[0];
     if (!s.torrents.length) { emptyRow(tbody, 10, "No bundle yet."); return; }
-    tbody.replaceChildren(...s.torrents.map((t) => {
+    keepFocus(tbody, () => tbody.replaceChildren(...s.torrents.map((t) => {
       const link = t.seq !== null && t.state === "applied" ? route`/v1/bundles/${t.seq}` : "/v1/bundles";
       const ratio = t.size > 0 ? (t.uploaded / t.size).toFixed(2) : "–";
       const percent = Math.min(100, Math.max(0, t.percent));
@@ -181,7 +194,7 @@
         h("td", { class: "num" }, t.peers),
         h("td", { class: "num", title: bytes(t.uploaded) + " uploaded" }, ratio),
         h("td", { "data-field": "reason" }, t.reason || ""));
-    }));
+    })));
   }
 
   /** Adds the rates of the newest status to the chart: at each status event and, between
@@ -223,6 +236,10 @@
   }
 
   function onStatus(s) {
+    if (!s || !Array.isArray(s.torrents) || typeof s.state_root !== "string") {
+      console.warn("ignoring a status that is not one");
+      return;
+    }
     status = s;
     document.title = "swarmvm · seq " + s.last_seq + (s.stale ? " · stale" : "");
     renderNode(s);
@@ -230,7 +247,7 @@
     renderAuthorities(s);
     renderBundles(s);
     sample();
-    const root = s.last_seq + ":" + s.state_root + ":" + s.evidence.length;
+    const root = s.last_seq + ":" + s.batches + ":" + s.state_root + ":" + s.evidence.length;
     if (root !== lastRoot) {
       lastRoot = root;
       // The ledger moved: what the tables show is out of date.
@@ -241,19 +258,31 @@
     document.body.dataset.ready = "1";
   }
 
-  function connect() {
+  function setConnection(text, kind) {
     const conn = $("connection");
+    if (conn.textContent !== text) conn.textContent = text;
+    conn.className = "badge " + kind;
+  }
+
+  function connect() {
     const events = new EventSource("/v1/events");
     events.addEventListener("status", (e) => {
-      conn.textContent = "live";
-      conn.className = "badge good";
+      setConnection("live", "good");
       try { onStatus(JSON.parse(e.data)); } catch (err) { console.warn("bad status event", err); }
     });
-    events.addEventListener("open", () => { conn.textContent = "live"; conn.className = "badge good"; });
+    events.addEventListener("open", () => setConnection("live", "good"));
     events.addEventListener("error", () => {
-      // The browser reconnects by itself (the node asks for 2 s).
-      conn.textContent = events.readyState === EventSource.CLOSED ? "disconnected" : "reconnecting";
-      conn.className = "badge warn";
+      if (events.readyState !== EventSource.CLOSED) {
+        // The browser reconnects by itself (the node asks for 2 s).
+        setConnection("reconnecting", "warn");
+        return;
+      }
+      // Refused (a busy node answers 503): browsers do not retry that. Show the status
+      // once, and try again in a few seconds.
+      setConnection("disconnected; retrying", "warn");
+      events.close();
+      getJson("/v1/status").then(onStatus, () => {});
+      setTimeout(connect, 5000 + Math.random() * 2000);
     });
   }
 
@@ -321,25 +350,25 @@
       (stateView.next === null ? "" : ", more on the node");
   }
 
-  /** Every page of a table (bounded: the explorer shows at most 5,000 entries). */
-  async function wholeTable(table) {
+  /** Every page of a table from `after` (bounded: at most 5,000 entries; `truncated` says
+   * there were more). */
+  async function wholeTable(table, after = null) {
     let rows = [];
-    let after = null;
     for (let i = 0; i < 5; i++) {
       let path = route`/v1/state/${table}` + "?limit=1000";
       if (after !== null) path += "&after=" + encodeURIComponent(after);
       const page = await getJson(path);
       rows = rows.concat(page.entries);
       after = page.next;
-      if (after === null) break;
+      if (after === null) return { rows, truncated: false };
     }
-    return rows;
+    return { rows, truncated: true };
   }
 
   async function loadOperations() {
     const tbody = $("operations").tBodies[0];
     try {
-      const rows = await wholeTable("operations");
+      const { rows } = await wholeTable("operations");
       if (!rows.length) { emptyRow(tbody, 3, "No operation registered yet."); return; }
       tbody.replaceChildren(...rows.map((r) => {
         const wasm = r.wasm ? h("span", {}, "WebAssembly module ", code(short(r.wasm, 16), r.wasm)) : h("span", {}, "built-in handler ", code(shown(r.value)));
@@ -351,17 +380,22 @@
   async function loadWallets() {
     const tbody = $("wallets").tBodies[0];
     try {
-      const [rows, revoked] = await Promise.all([wholeTable("wallets"), wholeTable("revocations")]);
-      const gone = new Set(revoked.map((r) => r.id));
+      // Wallet revocations are the revocations table's ids under "wallet/".
+      const [wallets, revoked] = await Promise.all([wholeTable("wallets"), wholeTable("revocations", "wallet/")]);
+      const rows = wallets.rows;
+      const gone = new Set(revoked.rows.map((r) => r.id).filter((id) => id.startsWith("wallet/")));
+      const unsure = revoked.truncated && revoked.rows.every((r) => r.id.startsWith("wallet/"));
       if (!rows.length) { emptyRow(tbody, 4, "No wallet registered yet."); return; }
       tbody.replaceChildren(...rows.map((r) => {
         const out = gone.has("wallet/" + r.id);
+        const standing = out ? badge("revoked", "bad") : unsure ? h("a", { href: route`/v1/wallets/${r.id}` }, "see its JSON") : badge("registered", "good");
         return h("tr", { "data-id": r.id },
           h("th", { scope: "row" }, h("a", { href: route`/v1/wallets/${r.id}` }, code(r.id))),
           h("td", {}, r.label ?? ""),
           h("td", {}, r.jwk ? r.jwk.kty + " " + (r.jwk.crv || "") : ""),
-          h("td", {}, out ? badge("revoked", "bad") : badge("registered", "good")));
+          h("td", {}, standing));
       }));
+      if (wallets.truncated) tbody.append(h("tr", { class: "empty" }, h("td", { colspan: 4 }, "The first 5,000 wallets; the rest are in the JSON.")));
     } catch (err) { failed(tbody, 4, err); }
   }
 
@@ -380,9 +414,11 @@
     $("receipts-older").disabled = from <= 1;
     if (!batches) { emptyRow(tbody, 7, "No receipt yet."); return; }
     try {
-      const list = (await getJson("/v1/receipts?from=" + from + "&limit=10000")).receipts
-        .filter((r) => r.position <= end).reverse();
+      const all = (await getJson("/v1/receipts?from=" + from + "&limit=10000")).receipts;
       if (asked !== receiptsView.asked) return;
+      const cut = all.length === 10000;
+      const list = all.filter((r) => r.position <= end).reverse();
+      $("receipts-range").textContent += cut ? " (the first 10,000 receipts of these batches; the rest are in the JSON)" : "";
       const filter = $("receipts-filter").value;
       const rows = filter === "all" ? list : list.filter((r) => r.status === filter);
       if (!rows.length) { emptyRow(tbody, 7, "No " + (filter === "all" ? "" : filter + " ") + "receipt in these batches."); return; }
@@ -433,9 +469,13 @@
     evidence: { load: loadEvidence },
   };
 
+  let lastView = "overview";
+
+  /** The view the address names; another hash (the skip link's #main) keeps the last. */
   function currentView() {
     const name = location.hash.slice(1).split("?")[0];
-    return Object.hasOwn(views, name) ? name : "overview";
+    if (Object.hasOwn(views, name)) lastView = name;
+    return lastView;
   }
 
   function show() {

@@ -5,8 +5,10 @@
 //! polling.
 //!
 //! One task per node samples the status (every half second, and at once when a bundle
-//! applies or a head arrives) and only while someone listens, so any number of open pages
-//! cost one status a sample. Streams are bounded in number and end when the node stops.
+//! applies or a head arrives) and only while someone listens, so open pages share one
+//! status a sample (each new stream reads one more when it opens). Streams are bounded in
+//! number (at most half the node's connections), refused to pages of other sites, and end
+//! when the node stops.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -22,7 +24,8 @@ use tokio::sync::watch;
 
 use crate::node::Node;
 
-/// Event streams open at once, at most; more are refused with 503 and `Retry-After`.
+/// Event streams open at once, at most (or half of `--max-connections`, if fewer); more are
+/// refused with 503 and `Retry-After`.
 pub(crate) const MAX_STREAMS: usize = 64;
 /// How often the status is sampled while someone listens.
 const SAMPLE: Duration = Duration::from_millis(500);
@@ -109,42 +112,69 @@ fn status_event(text: &str) -> Result<Event, Infallible> {
     Ok(Event::default().event("status").data(text))
 }
 
-/// `GET /v1/events`: `text/event-stream` of `status` events (see the module's doc).
-pub(crate) async fn stream(State(node): State<Node>) -> Response {
-    let events = &node.inner.events;
-    if events.streams.fetch_add(1, Ordering::AcqRel) >= MAX_STREAMS {
-        events.streams.fetch_sub(1, Ordering::AcqRel);
-        let mut refused = (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({
-                "error": format!("{MAX_STREAMS} event streams are open already; try again later")
-            })),
-        )
-            .into_response();
+/// Streams open at once for this node: [`MAX_STREAMS`], and at most half its connections,
+/// so streams can never take every connection.
+fn max_streams(node: &Node) -> usize {
+    MAX_STREAMS.min(node.http_settings().0.max_connections / 2).max(1)
+}
+
+fn refuse(status: StatusCode, message: String) -> Response {
+    let mut refused = (status, axum::Json(json!({ "error": message }))).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
         refused.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
-        return refused;
+    }
+    refused
+}
+
+/// True when a page of another site opened the stream (browsers send `Origin` with every
+/// `EventSource` request, and `Sec-Fetch-Site`): the budget of streams is this node's own
+/// pages', not any site's its visitors open.
+fn cross_site(headers: &HeaderMap) -> bool {
+    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if matches!(site, Some("cross-site" | "same-site")) {
+        return true;
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return false;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    !origin_host.eq_ignore_ascii_case(host)
+}
+
+/// `GET /v1/events`: `text/event-stream` of `status` events (see the module's doc).
+pub(crate) async fn stream(State(node): State<Node>, headers: HeaderMap) -> Response {
+    if cross_site(&headers) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "a page of another site may not open this node's event stream".into(),
+        );
+    }
+    let events = &node.inner.events;
+    let max = max_streams(&node);
+    if events.streams.fetch_add(1, Ordering::AcqRel) >= max {
+        events.streams.fetch_sub(1, Ordering::AcqRel);
+        return refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{max} event streams are open already; try again later"),
+        );
     }
     let open = Open(node.clone());
     if !events.sampling.swap(true, Ordering::AcqRel) {
         let sampler = node.clone();
         node.spawn(sample(sampler));
     }
-    let first = status_text(&node).await.unwrap_or_else(|| Arc::from("{}"));
-    // The newest status is the one just read, so the sampler does not send it again.
-    events.latest.send_if_modified(|current| {
-        let changed = **current != *first;
-        if changed {
-            *current = first.clone();
-        }
-        changed
-    });
+    // Subscribe first, then read: a sample sent in between is then seen as a change (and
+    // skipped below if it equals this read), never missed.
     let mut rx = events.latest.subscribe();
-    rx.mark_unchanged();
+    rx.mark_changed();
+    let Some(first) = status_text(&node).await else {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "the node's status cannot be read".into());
+    };
     let stop = node.stopping();
     let retry = Event::default().retry(RETRY);
     let first_event = status_event(&first);
-    // Each stream also skips a status equal to the last it sent (a sample that raced the
-    // first read).
+    // Each stream skips a status equal to the last it sent.
     let state = (rx, stop, first, open);
     let updates =
         futures_util::stream::unfold(state, |(mut rx, mut stop, mut last, open)| async move {
@@ -157,7 +187,7 @@ pub(crate) async fn stream(State(node): State<Node>) -> Response {
                     return None;
                 }
                 let text = rx.borrow_and_update().clone();
-                if text != last {
+                if !text.is_empty() && text != last {
                     last = text;
                     return Some((status_event(&last), (rx, stop, last, open)));
                 }

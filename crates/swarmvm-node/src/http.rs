@@ -154,7 +154,7 @@ pub fn router(node: Node) -> Router {
 async fn not_found(method: Method, uri: Uri) -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
-        message: format!("no route {method} {}; GET / lists them", uri.path()),
+        message: format!("no route {method} {}; GET /v1 lists them", uri.path()),
     }
 }
 
@@ -163,7 +163,7 @@ pub(crate) fn not_found_response(path: &str) -> Response {
     ApiError {
         status: StatusCode::NOT_FOUND,
         message: format!(
-            "no route GET {}; GET / lists them",
+            "no route GET {}; GET /v1 lists them",
             swarmvm_primitives::text::shown(path)
         ),
     }
@@ -575,10 +575,14 @@ impl Default for HttpLimits {
 /// One open connection, as the accept loop and the connection's task see it.
 #[derive(Debug)]
 struct Slot {
-    /// Requests in progress on it.
+    /// Requests in progress on it (until their answer's body is sent).
     busy: AtomicUsize,
     /// When it last started or finished a request (or was accepted).
     last: Mutex<Instant>,
+    /// Since when an answer's body waits for the client to read what it was handed (a frame
+    /// was produced and the body was not asked for more since); `None` while the body itself
+    /// has nothing to send yet (a quiet event stream), or no body is being sent.
+    body_wait: Mutex<Option<Instant>>,
     /// Closes it.
     kill: Notify,
 }
@@ -588,9 +592,20 @@ impl Slot {
         *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
     }
 
+    /// How long the connection has waited on its client: with no request in progress, since
+    /// the last one; while an answer is being sent, since the client last took a part of it.
+    /// `None` while the node is still working on an answer (or has nothing new to stream).
     fn idle_for(&self) -> Option<Duration> {
-        let last = *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        (self.busy.load(Ordering::Acquire) == 0).then(|| last.elapsed())
+        if self.busy.load(Ordering::Acquire) == 0 {
+            let last = *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            return Some(last.elapsed());
+        }
+        let wait = *self.body_wait.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        wait.map(|since| since.elapsed())
+    }
+
+    fn set_body_wait(&self, since: Option<Instant>) {
+        *self.body_wait.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = since;
     }
 }
 
@@ -601,6 +616,7 @@ struct Busy(Arc<Slot>);
 impl Drop for Busy {
     fn drop(&mut self) {
         self.0.touch();
+        self.0.set_body_wait(None);
         self.0.busy.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -619,7 +635,15 @@ impl axum::body::HttpBody for Sending {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+        // Asked for more: the client took what it was handed. A frame handed out starts the
+        // wait on the client again, so one that stops reading is shed like an idle one.
+        let slot = self._busy.0.clone();
+        slot.set_body_wait(None);
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(_))) = &polled {
+            slot.set_body_wait(Some(Instant::now()));
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -665,6 +689,7 @@ impl Connections {
         let slot = Arc::new(Slot {
             busy: AtomicUsize::new(0),
             last: Mutex::new(Instant::now()),
+            body_wait: Mutex::new(None),
             kill: Notify::new(),
         });
         self.slots
@@ -921,6 +946,26 @@ impl Conn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_is_idle_without_a_request_or_while_its_client_does_not_read() {
+        let slot = Slot {
+            busy: AtomicUsize::new(0),
+            last: Mutex::new(Instant::now() - Duration::from_secs(5)),
+            body_wait: Mutex::new(None),
+            kill: Notify::new(),
+        };
+        assert!(slot.idle_for().unwrap() >= Duration::from_secs(5), "no request: idle");
+        slot.busy.fetch_add(1, Ordering::AcqRel);
+        assert_eq!(slot.idle_for(), None, "the node works on the answer (or waits for news)");
+        slot.set_body_wait(Some(Instant::now() - Duration::from_secs(3)));
+        assert!(
+            slot.idle_for().unwrap() >= Duration::from_secs(3),
+            "a part handed out and not read for 3 s: idle for 3 s"
+        );
+        slot.set_body_wait(None);
+        assert_eq!(slot.idle_for(), None, "the client read it");
+    }
 
     #[test]
     fn hosts_are_ip_addresses_localhost_or_allowed_names() {

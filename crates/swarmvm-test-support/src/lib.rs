@@ -9,6 +9,7 @@ pub mod http;
 pub mod live;
 pub mod load;
 pub mod net;
+pub mod netns;
 pub mod tools;
 
 use std::process::Command;

@@ -251,11 +251,20 @@ async fn event_streams_are_bounded_and_a_closed_one_frees_its_place() {
     })
     .await
     .unwrap();
+    // Pages of other sites may not open streams at all.
+    let host = http.to_string();
+    for headers in [
+        [("Host", host.as_str()), ("Origin", "https://evil.example")],
+        [("Host", host.as_str()), ("Sec-Fetch-Site", "cross-site")],
+    ] {
+        let r = exchange(http, "GET", "/v1/events", &headers, "");
+        assert_eq!(r.status, 403, "{headers:?}: {}", r.body);
+        assert!(r.json["error"].as_str().unwrap().contains("another site"));
+    }
     let refused = refused.expect("the 65th stream is refused");
     assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
     assert!(refused.to_ascii_lowercase().contains("retry-after: 5"), "{refused}");
     assert!(after.is_some(), "a place freed by a closed stream is given again");
-    let host = http.to_string();
     let metrics = exchange(http, "GET", "/metrics", &[("Host", &host)], "");
     assert_eq!(metrics.status, 200);
     assert!(metrics.body.contains("\nswarmvm_event_streams 64\n"), "{}", metrics.body);

@@ -216,6 +216,9 @@ pub(crate) fn scenario(root: &std::path::Path, n: usize, wasm: bool) -> Result<S
 /// With `--explore`: prints each node's explorer address, then waits for Ctrl-C (or SIGTERM)
 /// while the nodes keep running.
 pub(crate) async fn explore(nodes: &[(String, &Node)], json: bool) -> Result<()> {
+    // Listen for the signals before printing the addresses: a script that stops the demo as
+    // soon as it reads them must still get a clean shutdown.
+    let stop = super::net::stop_signals()?;
     for (name, node) in nodes {
         let addr = node.http_addr().context("a node has no http address")?;
         if json {
@@ -229,7 +232,7 @@ pub(crate) async fn explore(nodes: &[(String, &Node)], json: bool) -> Result<()>
     if !json {
         output::line("the peers keep running; press Ctrl-C to stop");
     }
-    super::net::stop_signal().await?;
+    stop.await;
     Ok(())
 }
 

@@ -184,13 +184,20 @@ pub(crate) async fn wait_with_progress(
     }
 }
 
-/// Waits for SIGINT or SIGTERM.
-pub(crate) async fn stop_signal() -> Result<&'static str> {
+/// Watches SIGINT and SIGTERM from now on; the future ends at the first of them.
+pub(crate) fn stop_signals() -> Result<impl std::future::Future<Output = &'static str>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    tokio::select! {
-        _ = int.recv() => Ok("SIGINT"),
-        _ = term.recv() => Ok("SIGTERM"),
-    }
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
+    })
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub(crate) async fn stop_signal() -> Result<&'static str> {
+    Ok(stop_signals()?.await)
 }

@@ -17,6 +17,7 @@ mod resources;
 mod script;
 mod secrets;
 mod support;
+mod testbed;
 mod token;
 mod vectors;
 mod wallet;

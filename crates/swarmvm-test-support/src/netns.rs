@@ -1,0 +1,123 @@
+//! A testbed of Linux network namespaces: one per peer, each joined by a veth pair to a
+//! bridge in a hub namespace of its own, each link shaped with `tc ... tbf` on both ends of
+//! its pair (tbf shapes only what leaves an interface, so the peer's end limits its upload
+//! and the hub's end its download). Addresses are `10.232.K.(i+1)/24`, used only inside
+//! these namespaces; no namespace has a route anywhere else, so no traffic leaves them.
+//! Names are unique per process and testbed; everything is removed when the testbed is
+//! dropped, also when a test fails. Needs root and iproute2; a testbed that cannot be made
+//! panics with the reason (tests that need one fail, they are never skipped).
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// Testbeds made by this process so far (for unique names).
+static MADE: AtomicU32 = AtomicU32::new(0);
+
+/// One peer's namespace and link.
+#[derive(Debug)]
+pub struct NetPeer {
+    /// The namespace's name.
+    pub ns: String,
+    /// Its address on the bridge.
+    pub addr: Ipv4Addr,
+    /// The hub's end of its veth pair (in the hub namespace).
+    hub_end: String,
+}
+
+/// N peers on one bridge, each behind a rate-limited link.
+#[derive(Debug)]
+pub struct Testbed {
+    hub: String,
+    /// The peers, in the order of the rates given.
+    pub peers: Vec<NetPeer>,
+}
+
+fn ip(args: &[&str]) {
+    run("ip", args);
+}
+
+fn run(program: &str, args: &[&str]) {
+    let out = Command::new(program).args(args).output().unwrap_or_else(|e| {
+        panic!("cannot run {program}: {e}; install the Debian package iproute2 (as .ci/run does)")
+    });
+    assert!(
+        out.status.success(),
+        "{program} {}: {} (the namespace testbed needs root)",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}
+
+/// Shapes what leaves `dev` (in namespace `ns`) to `mbit` megabits per second, with a burst
+/// of 64 KiB.
+fn shape(ns: &str, dev: &str, mbit: u32) {
+    let rate = format!("{mbit}mbit");
+    run(
+        "ip",
+        &[
+            "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", &rate,
+            "burst", "64kb", "latency", "200ms",
+        ],
+    );
+}
+
+impl Testbed {
+    /// A testbed with one peer per entry of `mbit`, its link's rate in both directions.
+    pub fn new(tag: &str, mbit: &[u32]) -> Self {
+        assert!(mbit.len() < 250, "at most 249 peers");
+        let n = MADE.fetch_add(1, Ordering::Relaxed);
+        let id = std::process::id() % 10_000 * 10 + n % 10;
+        let subnet = 1 + (std::process::id() + n) % 250;
+        let hub = format!("svm-{tag}-{id}-hub");
+        let mut bed = Self { hub: hub.clone(), peers: Vec::new() };
+        ip(&["netns", "add", &hub]);
+        ip(&["-n", &hub, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &hub, "link", "set", "br0", "up"]);
+        for (i, rate) in mbit.iter().enumerate() {
+            let ns = format!("svm-{tag}-{id}-{i}");
+            // Interface names are at most 15 bytes.
+            let (peer_end, hub_end) = (format!("s{id}p{i}"), format!("s{id}h{i}"));
+            let addr = Ipv4Addr::new(10, 232, subnet as u8, i as u8 + 1);
+            ip(&["netns", "add", &ns]);
+            bed.peers.push(NetPeer { ns: ns.clone(), addr, hub_end: hub_end.clone() });
+            ip(&["link", "add", &peer_end, "type", "veth", "peer", "name", &hub_end]);
+            ip(&["link", "set", &peer_end, "netns", &ns]);
+            ip(&["link", "set", &hub_end, "netns", &hub]);
+            ip(&["-n", &hub, "link", "set", &hub_end, "master", "br0"]);
+            ip(&["-n", &hub, "link", "set", &hub_end, "up"]);
+            ip(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", &peer_end]);
+            ip(&["-n", &ns, "link", "set", &peer_end, "up"]);
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+            shape(&ns, &peer_end, *rate);
+            shape(&hub, &hub_end, *rate);
+        }
+        bed
+    }
+
+    /// `program ARGS` inside peer `i`'s namespace.
+    pub fn command(&self, i: usize, program: &std::path::Path) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.peers[i].ns]).arg(program);
+        cmd
+    }
+
+    /// Cuts peer `i`'s link (a partition): its packets go nowhere until [`Self::restore`].
+    pub fn cut(&self, i: usize) {
+        ip(&["-n", &self.hub, "link", "set", &self.peers[i].hub_end, "down"]);
+    }
+
+    /// Restores peer `i`'s link.
+    pub fn restore(&self, i: usize) {
+        ip(&["-n", &self.hub, "link", "set", &self.peers[i].hub_end, "up"]);
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        for p in &self.peers {
+            let _ = Command::new("ip").args(["netns", "del", &p.ns]).status();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.hub]).status();
+    }
+}
