@@ -111,6 +111,23 @@ impl Testbed {
     pub fn restore(&self, i: usize) {
         ip(&["-n", &self.hub, "link", "set", &self.peers[i].hub_end, "up"]);
     }
+
+    /// Cuts peers `a` and `b` off from each other only (a partition between two peers that
+    /// both still reach everyone else): each drops what it would send the other.
+    pub fn separate(&self, a: usize, b: usize) {
+        for (from, to) in [(a, b), (b, a)] {
+            let dest = format!("{}/32", self.peers[to].addr);
+            ip(&["-n", &self.peers[from].ns, "route", "add", "blackhole", &dest]);
+        }
+    }
+
+    /// Undoes [`Self::separate`].
+    pub fn join(&self, a: usize, b: usize) {
+        for (from, to) in [(a, b), (b, a)] {
+            let dest = format!("{}/32", self.peers[to].addr);
+            ip(&["-n", &self.peers[from].ns, "route", "del", "blackhole", &dest]);
+        }
+    }
 }
 
 impl Drop for Testbed {

@@ -186,3 +186,97 @@ fn fetchers_behind_shaped_links_find_each_other_by_tracker_and_spare_a_slow_seed
         f.interrupt();
     }
 }
+
+#[test]
+fn fetchers_cut_off_from_the_seeder_mid_transfer_finish_from_the_others() {
+    require_program("tc", "iproute2");
+    let env = Env::new();
+    let dir = bundle(&env, "bundle-p", [2_000, 4 * 1024 * 1024, 1_000]);
+    // A 16 Mbit/s seeder and six fetchers at 80: one copy from the seeder takes 2.1 s.
+    let mut rates = vec![16];
+    rates.extend([80; 6]);
+    let bed = Testbed::new("part", &rates);
+    let made = env.json(&["bundle", "create", &dir, "--piece-length", "65536"]);
+    let info_hash = made["info_hash"].as_str().unwrap().to_owned();
+    let size = made["bytes"].as_u64().unwrap();
+    let (_tracker, announce) = tracker_in(&bed, 0, &env, &info_hash);
+    let listen = |i: usize| format!("{}:6881", bed.peers[i].addr);
+    let seeder_listen = listen(0);
+    let seeder = Proc::start(
+        &bed,
+        0,
+        &env,
+        &[
+            "bundle",
+            "seed",
+            "bundle-p.torrent",
+            "--dir",
+            &dir,
+            "--no-dht",
+            "--tracker",
+            &announce,
+            "--listen",
+            &seeder_listen,
+        ],
+    );
+    seeder.wait_event("seeding", Duration::from_secs(30));
+    let fetchers: Vec<Proc> = (1..bed.peers.len())
+        .map(|i| {
+            let out = format!("f{i}");
+            let l = listen(i);
+            Proc::start(
+                &bed,
+                i,
+                &env,
+                &[
+                    "bundle",
+                    "fetch",
+                    "bundle-p.torrent",
+                    "--out",
+                    &out,
+                    "--no-dht",
+                    "--tracker",
+                    &announce,
+                    "--listen",
+                    &l,
+                    "--timeout",
+                    "120s",
+                    "--seed",
+                ],
+            )
+        })
+        .collect();
+    // Once fetcher 1 has a tenth of the bundle, fetchers 1 to 3 lose the seeder (the tracker,
+    // in its namespace too) but keep each other and fetchers 4 to 6.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first = loop {
+        let p = fetchers[0].wait_event("progress", Duration::from_secs(60));
+        if p["percent"].as_f64().unwrap_or(0.0) >= 10.0 {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "fetcher 1 never reached 10%");
+    };
+    assert!(first["percent"].as_f64().unwrap() < 100.0, "the partition came too late: {first}");
+    for i in 1..=3 {
+        bed.separate(0, i);
+    }
+    eprintln!("partitioned at {}% of fetcher 1", first["percent"]);
+    for (k, f) in fetchers.iter().enumerate() {
+        let done = f.wait_event("complete", Duration::from_secs(120));
+        assert_eq!(done["done"].as_u64(), Some(size), "fetcher {}", k + 1);
+    }
+    for i in 1..bed.peers.len() {
+        same_files(&env.path(&format!("f{i}/bundle-p")), &env.path("bundle-p"));
+    }
+    for i in 1..=3 {
+        bed.join(0, i);
+    }
+    seeder.interrupt();
+    let stopped = seeder.wait_event("stopped", Duration::from_secs(20));
+    let uploaded = stopped["uploaded"].as_u64().unwrap();
+    eprintln!("the seeder uploaded {:.2}x", uploaded as f64 / size as f64);
+    assert!(uploaded < 2 * size, "the seeder uploaded {uploaded} bytes of a {size}-byte bundle");
+    for f in &fetchers {
+        f.interrupt();
+    }
+}
