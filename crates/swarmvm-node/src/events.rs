@@ -131,15 +131,7 @@ fn refuse(status: StatusCode, message: String) -> Response {
 /// pages', not any site's its visitors open.
 fn cross_site(headers: &HeaderMap) -> bool {
     let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-    if matches!(site, Some("cross-site" | "same-site")) {
-        return true;
-    }
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
-        return false;
-    };
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-    !origin_host.eq_ignore_ascii_case(host)
+    matches!(site, Some("cross-site" | "same-site")) || crate::http::from_other_origin(headers)
 }
 
 /// `GET /v1/events`: `text/event-stream` of `status` events (see the module's doc).

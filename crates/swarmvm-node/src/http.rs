@@ -754,13 +754,16 @@ impl HostCheck {
 
 /// True when a request that may change something comes from a page of another origin.
 fn cross_origin_write(req: &Request<Incoming>) -> bool {
-    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
-        return false;
-    }
-    let Some(origin) = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+    !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+        && from_other_origin(req.headers())
+}
+
+/// True when the request names an `Origin` that is not this node (the `Host` it asked for).
+pub(crate) fn from_other_origin(headers: &axum::http::HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
         return false;
     };
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
     let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
     !origin_host.eq_ignore_ascii_case(host)
 }

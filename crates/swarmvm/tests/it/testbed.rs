@@ -102,68 +102,48 @@ impl Proc {
     }
 }
 
+/// A swarm in `bed`: peer 0 seeds `name` (made from `env`'s folder `name`, 64 KiB pieces,
+/// announced to an opentracker in peer 0's namespace), every other peer runs
+/// `bundle fetch --seed` into `f{i}`, finding the others through the tracker only. Returns the
+/// bundle's size, the tracker, the seeder and the fetchers, the fetchers started last.
+fn swarm(bed: &Testbed, env: &Env, name: &str) -> (u64, KillOnDrop, Proc, Vec<Proc>) {
+    let dir = bundle(env, name, [2_000, 4 * 1024 * 1024, 1_000]);
+    let made = env.json(&["bundle", "create", &dir, "--piece-length", "65536"]);
+    let info_hash = made["info_hash"].as_str().unwrap().to_owned();
+    let size = made["bytes"].as_u64().unwrap();
+    let (tracker, announce) = tracker_in(bed, 0, env, &info_hash);
+    let torrent = format!("{name}.torrent");
+    let listen = |i: usize| format!("{}:6881", bed.peers[i].addr);
+    let net =
+        |i: usize| ["--no-dht", "--tracker", &announce, "--listen", &listen(i)].map(String::from);
+    let start = |i: usize, args: &[&str]| {
+        let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        all.extend(net(i));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        Proc::start(bed, i, env, &all)
+    };
+    let seeder = start(0, &["bundle", "seed", &torrent, "--dir", &dir]);
+    seeder.wait_event("seeding", Duration::from_secs(30));
+    let fetchers = (1..bed.peers.len())
+        .map(|i| {
+            let out = format!("f{i}");
+            start(i, &["bundle", "fetch", &torrent, "--out", &out, "--timeout", "120s", "--seed"])
+        })
+        .collect();
+    (size, tracker, seeder, fetchers)
+}
+
 #[test]
 fn fetchers_behind_shaped_links_find_each_other_by_tracker_and_spare_a_slow_seeder() {
     require_program("tc", "iproute2");
     let env = Env::new();
-    let dir = bundle(&env, "bundle-n", [2_000, 4 * 1024 * 1024, 1_000]);
     // The seeder's link is 16 Mbit/s, every fetcher's 80: one copy from the seeder takes
     // about 2.1 s, seven would take 15 s.
     let mut rates = vec![16];
     rates.extend([80; 7]);
     let bed = Testbed::new("swarm", &rates);
-    let made = env.json(&["bundle", "create", &dir, "--piece-length", "65536"]);
-    let info_hash = made["info_hash"].as_str().unwrap().to_owned();
-    let size = made["bytes"].as_u64().unwrap();
-    let (_tracker, announce) = tracker_in(&bed, 0, &env, &info_hash);
-
-    let listen = |i: usize| format!("{}:6881", bed.peers[i].addr);
-    let seeder_listen = listen(0);
-    let seeder = Proc::start(
-        &bed,
-        0,
-        &env,
-        &[
-            "bundle",
-            "seed",
-            "bundle-n.torrent",
-            "--dir",
-            &dir,
-            "--no-dht",
-            "--tracker",
-            &announce,
-            "--listen",
-            &seeder_listen,
-        ],
-    );
-    seeder.wait_event("seeding", Duration::from_secs(30));
     let started = Instant::now();
-    let fetchers: Vec<Proc> = (1..bed.peers.len())
-        .map(|i| {
-            let out = format!("f{i}");
-            let l = listen(i);
-            Proc::start(
-                &bed,
-                i,
-                &env,
-                &[
-                    "bundle",
-                    "fetch",
-                    "bundle-n.torrent",
-                    "--out",
-                    &out,
-                    "--no-dht",
-                    "--tracker",
-                    &announce,
-                    "--listen",
-                    &l,
-                    "--timeout",
-                    "120s",
-                    "--seed",
-                ],
-            )
-        })
-        .collect();
+    let (size, _tracker, seeder, fetchers) = swarm(&bed, &env, "bundle-n");
     let mut fetched = 0u64;
     for f in &fetchers {
         let done = f.wait_event("complete", Duration::from_secs(120));
@@ -191,61 +171,11 @@ fn fetchers_behind_shaped_links_find_each_other_by_tracker_and_spare_a_slow_seed
 fn fetchers_cut_off_from_the_seeder_mid_transfer_finish_from_the_others() {
     require_program("tc", "iproute2");
     let env = Env::new();
-    let dir = bundle(&env, "bundle-p", [2_000, 4 * 1024 * 1024, 1_000]);
     // A 16 Mbit/s seeder and six fetchers at 80: one copy from the seeder takes 2.1 s.
     let mut rates = vec![16];
     rates.extend([80; 6]);
     let bed = Testbed::new("part", &rates);
-    let made = env.json(&["bundle", "create", &dir, "--piece-length", "65536"]);
-    let info_hash = made["info_hash"].as_str().unwrap().to_owned();
-    let size = made["bytes"].as_u64().unwrap();
-    let (_tracker, announce) = tracker_in(&bed, 0, &env, &info_hash);
-    let listen = |i: usize| format!("{}:6881", bed.peers[i].addr);
-    let seeder_listen = listen(0);
-    let seeder = Proc::start(
-        &bed,
-        0,
-        &env,
-        &[
-            "bundle",
-            "seed",
-            "bundle-p.torrent",
-            "--dir",
-            &dir,
-            "--no-dht",
-            "--tracker",
-            &announce,
-            "--listen",
-            &seeder_listen,
-        ],
-    );
-    seeder.wait_event("seeding", Duration::from_secs(30));
-    let fetchers: Vec<Proc> = (1..bed.peers.len())
-        .map(|i| {
-            let out = format!("f{i}");
-            let l = listen(i);
-            Proc::start(
-                &bed,
-                i,
-                &env,
-                &[
-                    "bundle",
-                    "fetch",
-                    "bundle-p.torrent",
-                    "--out",
-                    &out,
-                    "--no-dht",
-                    "--tracker",
-                    &announce,
-                    "--listen",
-                    &l,
-                    "--timeout",
-                    "120s",
-                    "--seed",
-                ],
-            )
-        })
-        .collect();
+    let (size, _tracker, seeder, fetchers) = swarm(&bed, &env, "bundle-p");
     // Once fetcher 1 has a tenth of the bundle, fetchers 1 to 3 lose the seeder (the tracker,
     // in its namespace too) but keep each other and fetchers 4 to 6.
     let deadline = Instant::now() + Duration::from_secs(60);
