@@ -160,6 +160,22 @@ fn is_bare_info_hash(s: &str) -> bool {
     s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// The session's HTTP client (trackers, torrents by URL, IP lists). swarmvm: it keeps no idle
+/// connection for reuse. Trackers such as opentracker close the connection after each answer
+/// without saying so; a pooled connection then fails the next announce ("connection closed
+/// before message completed") and the tracker is not asked again for 14 s or more, leaving a
+/// peer without peers. Trackers are asked every few minutes, so reuse saves nothing.
+fn http_client(
+    builder: reqwest::ClientBuilder,
+    user_agent: &str,
+) -> anyhow::Result<reqwest::Client> {
+    builder
+        .user_agent(user_agent)
+        .pool_max_idle_per_host(0)
+        .build()
+        .context("error building HTTP(S) client")
+}
+
 async fn torrent_from_url(
     reqwest_client: &reqwest::Client,
     url: &str,
@@ -731,10 +747,7 @@ impl Session {
                     b
                 };
 
-                builder
-                    .user_agent(&client_name_and_version)
-                    .build()
-                    .context("error building HTTP(S) client")?
+                http_client(builder, &client_name_and_version)?
             };
 
             let stream_connector = Arc::new(
@@ -1832,7 +1845,44 @@ impl tracker_comms::TorrentStatsProvider for PeerRxTorrentInfo {
 
 #[cfg(test)]
 mod tests {
-    use super::is_bare_info_hash;
+    use super::{http_client, is_bare_info_hash};
+
+    /// Two requests to a server that keeps each connection open after answering (as a
+    /// tracker may, before it closes without a word) use two connections: none is reused.
+    #[tokio::test]
+    async fn test_http_client_reuses_no_connection() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        let server = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((mut conn, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                conn.write_all(answer).await.unwrap();
+                open.push(conn);
+            }
+        });
+        let client = http_client(reqwest::Client::builder(), "test").unwrap();
+        for _ in 0..2 {
+            let body = client
+                .get(format!("http://{addr}/announce"))
+                .timeout(std::time::Duration::from_secs(5))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert_eq!(body, "ok");
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+        server.abort();
+    }
 
     #[test]
     fn test_is_bare_info_hash() {

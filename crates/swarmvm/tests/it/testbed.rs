@@ -16,14 +16,15 @@ use crate::support::Env;
 
 const SWARMVM: &str = env!("CARGO_BIN_EXE_swarmvm");
 
-/// opentracker inside peer `i`'s namespace, tracking `info_hash`; its announce URL.
-fn tracker_in(bed: &Testbed, i: usize, env: &Env, info_hash: &str) -> (KillOnDrop, String) {
+/// opentracker inside peer `i`'s namespace, tracking `info_hashes`; its announce URL.
+fn tracker_in(bed: &Testbed, i: usize, env: &Env, info_hashes: &[&str]) -> (KillOnDrop, String) {
     require_program("opentracker", "opentracker");
     let dir = env.path("tracker");
     std::fs::create_dir_all(&dir).unwrap();
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::write(dir.join("whitelist"), format!("{info_hash}\n")).unwrap();
+    let list: String = info_hashes.iter().map(|h| format!("{h}\n")).collect();
+    std::fs::write(dir.join("whitelist"), list).unwrap();
     let addr = bed.peers[i].addr.to_string();
     let port = "6969";
     let child = bed
@@ -111,7 +112,7 @@ fn swarm(bed: &Testbed, env: &Env, name: &str) -> (u64, KillOnDrop, Proc, Vec<Pr
     let made = env.json(&["bundle", "create", &dir, "--piece-length", "65536"]);
     let info_hash = made["info_hash"].as_str().unwrap().to_owned();
     let size = made["bytes"].as_u64().unwrap();
-    let (tracker, announce) = tracker_in(bed, 0, env, &info_hash);
+    let (tracker, announce) = tracker_in(bed, 0, env, &[&info_hash]);
     let torrent = format!("{name}.torrent");
     let listen = |i: usize| format!("{}:6881", bed.peers[i].addr);
     let net =
@@ -208,5 +209,149 @@ fn fetchers_cut_off_from_the_seeder_mid_transfer_finish_from_the_others() {
     assert!(uploaded < 2 * size, "the seeder uploaded {uploaded} bytes of a {size}-byte bundle");
     for f in &fetchers {
         f.interrupt();
+    }
+}
+
+/// Polls `GET /v1/status` of every node at `addrs` from inside peer `i`'s namespace (the
+/// nodes answer only there) until each has applied `seq`, for at most `limit`; each node's
+/// state root (null for a node that never got there).
+fn roots_at(bed: &Testbed, i: usize, addrs: &[String], seq: u64, limit: Duration) -> Vec<Value> {
+    const POLL: &str = r#"
+import json, sys, time, urllib.request
+seq, limit, addrs = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3:]
+roots, deadline = {}, time.monotonic() + limit
+while len(roots) < len(addrs) and time.monotonic() < deadline:
+    for a in addrs:
+        if a in roots:
+            continue
+        try:
+            with urllib.request.urlopen(f"http://{a}/v1/status", timeout=2) as r:
+                status = json.load(r)
+        except Exception:
+            continue
+        if status["last_seq"] >= seq:
+            roots[a] = status["state_root"]
+            print(f"{a} at seq {seq} after {time.monotonic() - deadline + limit:.1f} s", file=sys.stderr)
+    time.sleep(0.2)
+print(json.dumps([roots.get(a) for a in addrs]))
+"#;
+    let out = bed
+        .command(i, std::path::Path::new("python3"))
+        .args(["-c", POLL, &seq.to_string(), &limit.as_secs_f64().to_string()])
+        .args(addrs)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("cannot run python3");
+    assert!(out.status.success(), "the status poller failed");
+    serde_json::from_slice(&out.stdout).expect("the poller's answer")
+}
+
+#[test]
+fn thirty_two_nodes_in_namespaces_find_each_other_by_tracker_and_converge_on_one_root() {
+    require_program("tc", "iproute2");
+    let env = Env::new();
+    crate::node::network(&env);
+    let b1 = crate::node::create_b1(&env);
+    let b2 = env.json(&[
+        "bundle",
+        "create",
+        "b2",
+        "--key",
+        "auth.pem",
+        "--contracts",
+        "contracts2.jsonl",
+        "--after",
+        "b1",
+    ]);
+    // The root every node must reach, computed offline.
+    for b in ["b1", "b2"] {
+        env.ok(&["node", "apply", b, "--data-dir", "reference", "--trust", "auth.pub"]);
+    }
+    let reference = env.ok(&["state", "root", "--data-dir", "reference"]).trim().to_owned();
+
+    // Peer 0 holds the tracker and seeds both bundles behind 16 Mbit/s; peers 1 to 32 run
+    // `node run` behind 80 Mbit/s, knowing the torrents and the tracker, no peer address.
+    let mut rates = vec![16];
+    rates.extend([80; 32]);
+    let bed = Testbed::new("conv", &rates);
+    let hashes = [&b1, &b2].map(|b| b["info_hash"].as_str().expect("info_hash").to_owned());
+    let (_tracker, announce) = tracker_in(&bed, 0, &env, &[&hashes[0], &hashes[1]]);
+    let net = |i: usize, port: u16| {
+        let listen = format!("{}:{port}", bed.peers[i].addr);
+        ["--no-dht", "--tracker", &announce, "--listen", &listen].map(String::from).to_vec()
+    };
+    let start = |i: usize, mut args: Vec<String>, port: u16| {
+        args.extend(net(i, port));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Proc::start(&bed, i, &env, &args)
+    };
+    let seeders: Vec<Proc> = ["b1", "b2"]
+        .iter()
+        .zip([6881, 6882])
+        .map(|(b, port)| {
+            let args = ["bundle", "seed", &format!("{b}.torrent"), "--dir", b];
+            start(0, args.map(String::from).to_vec(), port)
+        })
+        .collect();
+    for s in &seeders {
+        s.wait_event("seeding", Duration::from_secs(30));
+    }
+    let started = Instant::now();
+    let http = |i: usize| format!("{}:8080", bed.peers[i].addr);
+    let nodes: Vec<Proc> = (1..bed.peers.len())
+        .map(|i| {
+            let args = [
+                "node",
+                "run",
+                "--data-dir",
+                &format!("n{i}"),
+                "--trust",
+                "auth.pub",
+                "--bundle",
+                "b2.torrent",
+                "--bundle",
+                "b1.torrent",
+                "--http",
+                &http(i),
+            ];
+            start(i, args.map(String::from).to_vec(), 6881)
+        })
+        .collect();
+    for n in &nodes {
+        assert_eq!(n.wait_event("started", Duration::from_secs(60))["last_seq"], 0);
+    }
+    let addrs: Vec<String> = (1..bed.peers.len()).map(http).collect();
+    let roots = roots_at(&bed, 0, &addrs, 2, Duration::from_secs(120));
+    let seconds = started.elapsed().as_secs_f64();
+    let behind: Vec<&String> =
+        addrs.iter().zip(&roots).filter(|(_, r)| r.is_null()).map(|(a, _)| a).collect();
+    assert!(behind.is_empty(), "{} of 32 nodes never applied seq 2: {behind:?}", behind.len());
+    for (a, root) in addrs.iter().zip(&roots) {
+        assert_eq!(root.as_str(), Some(reference.as_str()), "node {a}");
+    }
+    eprintln!("32 nodes applied both bundles with one root in {seconds:.1} s");
+    // Most nodes got each bundle from other nodes, whom they could find only through the
+    // tracker (no DHT, no peer addresses): the seeder sent fewer than 16 copies of each.
+    for (name, s) in ["b1", "b2"].iter().zip(&seeders) {
+        s.interrupt();
+        let stopped = s.wait_event("stopped", Duration::from_secs(20));
+        let (uploaded, size) =
+            (stopped["uploaded"].as_u64().unwrap(), stopped["total"].as_u64().unwrap());
+        eprintln!(
+            "the seeder of {name} uploaded {:.1} copies for 32 nodes",
+            uploaded as f64 / size as f64
+        );
+        assert!(uploaded < 16 * size, "the seeder of {name} uploaded {uploaded} bytes of {size}");
+    }
+    // Each stops cleanly and says the same.
+    for n in &nodes {
+        n.interrupt();
+    }
+    for n in &nodes {
+        let stopped = n.wait_event("stopped", Duration::from_secs(30));
+        assert_eq!(
+            (stopped["last_seq"].as_u64(), stopped["state_root"].as_str()),
+            (Some(2), Some(reference.as_str()))
+        );
     }
 }
