@@ -469,12 +469,15 @@ pub enum TransferState {
 pub struct Progress {
     /// What it is doing.
     pub state: TransferState,
-    /// Bytes verified and on disk.
+    /// Bytes verified and on disk (0 while the data on disk is being checked).
     pub done: u64,
     /// Bytes in the torrent.
     pub total: u64,
-    /// Bytes received from peers in this session.
+    /// Bytes received from peers in this session (a chunk two peers sent counts twice).
     pub fetched: u64,
+    /// Bytes of the pieces fetched and verified in this session: `done` at the start plus
+    /// this is `done` now, and `fetched` minus this is what was received in vain.
+    pub verified: u64,
     /// Bytes sent to peers in this session.
     pub uploaded: u64,
     /// Receive rate, bytes per second.
@@ -562,11 +565,12 @@ impl Transfer {
             TorrentStatsState::Paused => TransferState::Paused,
             TorrentStatsState::Error => TransferState::Error,
         };
-        let (fetched, uploaded, down_bps, up_bps, peers, peers_seen) = match &stats.live {
+        let (fetched, verified, uploaded, down_bps, up_bps, peers, peers_seen) = match &stats.live {
             Some(live) => {
                 let p = &live.snapshot.peer_stats;
                 (
                     live.snapshot.fetched_bytes,
+                    live.snapshot.downloaded_and_checked_bytes,
                     live.snapshot.uploaded_bytes,
                     live.download_speed.mbps * 1_048_576.0,
                     live.upload_speed.mbps * 1_048_576.0,
@@ -574,13 +578,17 @@ impl Transfer {
                     p.seen,
                 )
             }
-            None => (0, stats.uploaded_bytes, 0.0, 0.0, 0, 0),
+            None => (0, 0, stats.uploaded_bytes, 0.0, 0.0, 0, 0),
         };
+        // While it checks, the engine's progress is how far the check got, not what is
+        // verified: nothing is claimed until the check ends.
+        let done = if state == TransferState::Checking { 0 } else { stats.progress_bytes };
         Progress {
             state,
-            done: stats.progress_bytes,
+            done,
             total: stats.total_bytes,
             fetched,
+            verified,
             uploaded,
             down_bps,
             up_bps,

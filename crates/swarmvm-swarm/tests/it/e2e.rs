@@ -52,3 +52,30 @@ async fn one_seeder_to_three_fetchers_with_explicit_peers() {
     seeder.stop().await;
     eprintln!("seeder stopped after {:?}", t1.elapsed());
 }
+
+/// While a transfer checks what is on disk it claims nothing (the engine's own figure is how
+/// far the check got, which read 100% at once for an empty folder); once checked, all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transfer_claims_nothing_until_its_check_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = bundle_dir(dir.path(), "bundle-1", [1_000, 64 * 1024 * 1024, 1_000]);
+    let torrent = TorrentFile::create(&bundle, &[], None).unwrap();
+    let swarm = Swarm::start(SwarmOptions::loopback(), &dir.path().join("w")).await.unwrap();
+    let transfer = swarm.fetch(&torrent, dir.path(), &[]).await.unwrap();
+    let deadline = std::time::Instant::now() + LIMIT;
+    let mut checking = 0;
+    let p = loop {
+        let p = transfer.progress();
+        if p.state != swarmvm_swarm::TransferState::Checking {
+            break p;
+        }
+        assert_eq!(p.done, 0, "claimed while checking: {p:?}");
+        checking += 1;
+        assert!(std::time::Instant::now() < deadline, "the check never ended");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    assert!(checking > 0, "the check of 64 MiB ended before the first look");
+    timeout(LIMIT, transfer.wait_complete()).await.unwrap().unwrap();
+    assert_eq!(transfer.progress().done, torrent.total_length(), "after the check: {p:?}");
+    swarm.stop().await;
+}

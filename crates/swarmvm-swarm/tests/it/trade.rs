@@ -150,13 +150,12 @@ async fn fetchers_stopped_mid_transfer_resume_and_fetch_nothing_they_had_verifie
         assert_eq!(tree(&dir.path().join(format!("f{i}/bundle-1"))), tree(&bundle));
     }
     for (&i, had) in churned.iter().zip(had) {
-        let fetched = transfers[i].progress().fetched;
-        // Data already verified is not fetched again: at most what was missing, plus one
-        // piece of slack for a chunk that raced the completion.
-        assert!(
-            fetched <= size - had + 64 * 1024,
-            "fetcher {i} fetched {fetched} bytes after restart, with {had} of {size} verified"
-        );
+        let p = transfers[i].progress();
+        // Data already verified is not fetched again: what it verified after the restart is
+        // exactly what it lacked. Chunks two peers both sent in the endgame are received in
+        // vain; a few at most.
+        assert_eq!(had + p.verified, size, "fetcher {i} fetched again what it had: {p:?}");
+        assert!(p.fetched - p.verified <= 4 * 64 * 1024, "fetcher {i}: {p:?}");
     }
     for s in &swarms {
         s.stop().await;

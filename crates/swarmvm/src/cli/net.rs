@@ -143,6 +143,7 @@ pub(crate) fn progress_json(event: &str, p: &Progress) -> serde_json::Value {
         "done": p.done,
         "total": p.total,
         "fetched": p.fetched,
+        "verified": p.verified,
         "uploaded": p.uploaded,
         "down_bps": p.down_bps.round(),
         "up_bps": p.up_bps.round(),

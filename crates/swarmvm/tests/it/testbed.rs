@@ -97,41 +97,63 @@ impl Proc {
         }
     }
 
+    /// SIGKILL: the process stops at once, with nothing saved or said.
+    fn kill(&mut self) {
+        self.child.0.kill().unwrap();
+        self.child.0.wait().unwrap();
+    }
+
     fn interrupt(&self) {
         let pid = self.child.0.id().to_string();
         Command::new("kill").args(["-s", "INT", &pid]).status().unwrap();
     }
 }
 
-/// A swarm in `bed`: peer 0 seeds `name` (made from `env`'s folder `name`, 64 KiB pieces,
-/// announced to an opentracker in peer 0's namespace), every other peer runs
-/// `bundle fetch --seed` into `f{i}`, finding the others through the tracker only. Returns the
-/// bundle's size, the tracker, the seeder and the fetchers, the fetchers started last.
-fn swarm(bed: &Testbed, env: &Env, name: &str) -> (u64, KillOnDrop, Proc, Vec<Proc>) {
+/// A swarm in `bed` (see [`swarm`]).
+struct Swarm {
+    /// The bundle's size.
+    size: u64,
+    /// The tracker's announce URL.
+    announce: String,
+    _tracker: KillOnDrop,
+    seeder: Proc,
+    /// Fetcher `k` runs in peer `k + 1`'s namespace.
+    fetchers: Vec<Proc>,
+}
+
+/// `swarmvm ARGS` in peer `i`'s namespace, finding peers through the tracker at `announce`
+/// only (no DHT), listening on its bridge address and `port`.
+fn start_in(bed: &Testbed, i: usize, env: &Env, announce: &str, port: u16, args: &[&str]) -> Proc {
+    let listen = format!("{}:{port}", bed.peers[i].addr);
+    let mut all = args.to_vec();
+    all.extend(["--no-dht", "--tracker", announce, "--listen", &listen]);
+    Proc::start(bed, i, env, &all)
+}
+
+/// `bundle fetch NAME.torrent --out f{i} --seed` in peer `i`'s namespace.
+fn start_fetcher(bed: &Testbed, i: usize, env: &Env, announce: &str, name: &str) -> Proc {
+    let (torrent, out) = (format!("{name}.torrent"), format!("f{i}"));
+    let args = ["bundle", "fetch", &torrent, "--out", &out, "--timeout", "120s", "--seed"];
+    start_in(bed, i, env, announce, 6881, &args)
+}
+
+/// A swarm in `bed`: peer 0 seeds `name` (made from `env`'s folder `name`, 4 MiB in 64 KiB
+/// pieces, announced to an opentracker in peer 0's namespace), every other peer runs
+/// `bundle fetch --seed` into `f{i}`, finding the others through the tracker only. The
+/// fetchers start last.
+fn swarm(bed: &Testbed, env: &Env, name: &str) -> Swarm {
     let dir = bundle(env, name, [2_000, 4 * 1024 * 1024, 1_000]);
     let made = env.json(&["bundle", "create", &dir, "--piece-length", "65536"]);
     let info_hash = made["info_hash"].as_str().unwrap().to_owned();
     let size = made["bytes"].as_u64().unwrap();
     let (tracker, announce) = tracker_in(bed, 0, env, &[&info_hash]);
     let torrent = format!("{name}.torrent");
-    let listen = |i: usize| format!("{}:6881", bed.peers[i].addr);
-    let net =
-        |i: usize| ["--no-dht", "--tracker", &announce, "--listen", &listen(i)].map(String::from);
-    let start = |i: usize, args: &[&str]| {
-        let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-        all.extend(net(i));
-        let all: Vec<&str> = all.iter().map(String::as_str).collect();
-        Proc::start(bed, i, env, &all)
-    };
-    let seeder = start(0, &["bundle", "seed", &torrent, "--dir", &dir]);
+    let seeder =
+        start_in(bed, 0, env, &announce, 6881, &["bundle", "seed", &torrent, "--dir", &dir]);
     seeder.wait_event("seeding", Duration::from_secs(30));
-    let fetchers = (1..bed.peers.len())
-        .map(|i| {
-            let out = format!("f{i}");
-            start(i, &["bundle", "fetch", &torrent, "--out", &out, "--timeout", "120s", "--seed"])
-        })
-        .collect();
-    (size, tracker, seeder, fetchers)
+    let fetchers =
+        (1..bed.peers.len()).map(|i| start_fetcher(bed, i, env, &announce, name)).collect();
+    Swarm { size, announce, _tracker: tracker, seeder, fetchers }
 }
 
 #[test]
@@ -144,7 +166,7 @@ fn fetchers_behind_shaped_links_find_each_other_by_tracker_and_spare_a_slow_seed
     rates.extend([80; 7]);
     let bed = Testbed::new("swarm", &rates);
     let started = Instant::now();
-    let (size, _tracker, seeder, fetchers) = swarm(&bed, &env, "bundle-n");
+    let Swarm { size, seeder, fetchers, _tracker, .. } = swarm(&bed, &env, "bundle-n");
     let mut fetched = 0u64;
     for f in &fetchers {
         let done = f.wait_event("complete", Duration::from_secs(120));
@@ -176,7 +198,7 @@ fn fetchers_cut_off_from_the_seeder_mid_transfer_finish_from_the_others() {
     let mut rates = vec![16];
     rates.extend([80; 6]);
     let bed = Testbed::new("part", &rates);
-    let (size, _tracker, seeder, fetchers) = swarm(&bed, &env, "bundle-p");
+    let Swarm { size, seeder, fetchers, _tracker, .. } = swarm(&bed, &env, "bundle-p");
     // Once fetcher 1 has a tenth of the bundle, fetchers 1 to 3 lose the seeder (the tracker,
     // in its namespace too) but keep each other and fetchers 4 to 6.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -207,6 +229,107 @@ fn fetchers_cut_off_from_the_seeder_mid_transfer_finish_from_the_others() {
     let uploaded = stopped["uploaded"].as_u64().unwrap();
     eprintln!("the seeder uploaded {:.2}x", uploaded as f64 / size as f64);
     assert!(uploaded < 2 * size, "the seeder uploaded {uploaded} bytes of a {size}-byte bundle");
+    for f in &fetchers {
+        f.interrupt();
+    }
+}
+
+/// Bytes of the pieces of `torrent` that folder `out` holds whole and right (compared with
+/// the original folder `original`): what a fetcher killed at this moment has, however far its
+/// own records got before the kill.
+fn pieces_on_disk(
+    torrent: &std::path::Path,
+    out: &std::path::Path,
+    original: &std::path::Path,
+) -> u64 {
+    let torrent = swarmvm_swarm::TorrentFile::read(torrent).unwrap();
+    let concat = |root: &std::path::Path| -> Vec<u8> {
+        let mut all = Vec::new();
+        for f in torrent.files() {
+            let mut data = std::fs::read(root.join(&f.path)).unwrap_or_default();
+            data.resize(f.length as usize, 0);
+            all.extend(data);
+        }
+        all
+    };
+    let (have, want) = (concat(out), concat(original));
+    let piece = torrent.piece_length() as usize;
+    have.chunks(piece)
+        .zip(want.chunks(piece))
+        .filter(|(h, w)| h == w)
+        .map(|(h, _)| h.len() as u64)
+        .sum()
+}
+
+#[test]
+fn fetchers_killed_mid_transfer_and_restarted_finish_and_fetch_no_piece_they_held() {
+    require_program("tc", "iproute2");
+    let env = Env::new();
+    // A 16 Mbit/s seeder and seven fetchers at 80; two of them (a quarter) are killed.
+    let mut rates = vec![16];
+    rates.extend([80; 7]);
+    let bed = Testbed::new("churn", &rates);
+    let Swarm { size, announce, _tracker, seeder, mut fetchers } = swarm(&bed, &env, "bundle-c");
+    let churned = [1, 2];
+    // Once fetcher 1 holds a fifth of the bundle, fetchers 1 and 2 get SIGKILL.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let last = loop {
+        let p = fetchers[0].wait_event("progress", Duration::from_secs(60));
+        if p["percent"].as_f64().unwrap_or(0.0) >= 20.0 {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "fetcher 1 never reached 20%");
+    };
+    for &i in &churned {
+        fetchers[i - 1].kill();
+    }
+    let torrent = env.path("bundle-c.torrent");
+    let mut held = Vec::new();
+    for &i in &churned {
+        let out = env.path(&format!("f{i}/bundle-c"));
+        let bytes = pieces_on_disk(&torrent, &out, &env.path("bundle-c"));
+        assert!(bytes < size, "fetcher {i} had finished before the kill");
+        held.push(bytes);
+    }
+    let said = last["done"].as_u64().unwrap();
+    assert!(held[0] >= said, "fetcher 1 said it had {said} bytes; {} are on disk", held[0]);
+    eprintln!("killed at {}% of fetcher 1; on disk: {held:?} of {size} bytes", last["percent"]);
+    for &i in &churned {
+        fetchers[i - 1] = start_fetcher(&bed, i, &env, &announce, "bundle-c");
+    }
+    for (k, f) in fetchers.iter().enumerate() {
+        let done = f.wait_event("complete", Duration::from_secs(120));
+        assert_eq!(done["done"].as_u64(), Some(size), "fetcher {}", k + 1);
+        if let Some(c) = churned.iter().position(|&i| i == k + 1) {
+            // After the restart it verified exactly the pieces that were not on disk: none
+            // it held was fetched again. Chunks two peers both sent in the endgame are
+            // received in vain; a few at most.
+            let verified = done["verified"].as_u64().unwrap();
+            let fetched = done["fetched"].as_u64().unwrap();
+            eprintln!(
+                "fetcher {}: {} bytes held, {verified} fetched and verified after the restart, {} received in vain",
+                k + 1,
+                held[c],
+                fetched - verified
+            );
+            assert_eq!(held[c] + verified, size, "fetcher {} fetched what it held", k + 1);
+            assert!(
+                fetched - verified <= 4 * 65_536,
+                "fetcher {} received {} bytes in vain",
+                k + 1,
+                fetched - verified
+            );
+        }
+    }
+    for i in 1..bed.peers.len() {
+        same_files(&env.path(&format!("f{i}/bundle-c")), &env.path("bundle-c"));
+    }
+    seeder.interrupt();
+    let stopped = seeder.wait_event("stopped", Duration::from_secs(20));
+    eprintln!(
+        "the seeder uploaded {:.2}x",
+        stopped["uploaded"].as_u64().unwrap() as f64 / size as f64
+    );
     for f in &fetchers {
         f.interrupt();
     }
@@ -276,21 +399,12 @@ fn thirty_two_nodes_in_namespaces_find_each_other_by_tracker_and_converge_on_one
     let bed = Testbed::new("conv", &rates);
     let hashes = [&b1, &b2].map(|b| b["info_hash"].as_str().expect("info_hash").to_owned());
     let (_tracker, announce) = tracker_in(&bed, 0, &env, &[&hashes[0], &hashes[1]]);
-    let net = |i: usize, port: u16| {
-        let listen = format!("{}:{port}", bed.peers[i].addr);
-        ["--no-dht", "--tracker", &announce, "--listen", &listen].map(String::from).to_vec()
-    };
-    let start = |i: usize, mut args: Vec<String>, port: u16| {
-        args.extend(net(i, port));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Proc::start(&bed, i, &env, &args)
-    };
     let seeders: Vec<Proc> = ["b1", "b2"]
         .iter()
         .zip([6881, 6882])
         .map(|(b, port)| {
-            let args = ["bundle", "seed", &format!("{b}.torrent"), "--dir", b];
-            start(0, args.map(String::from).to_vec(), port)
+            let torrent = format!("{b}.torrent");
+            start_in(&bed, 0, &env, &announce, port, &["bundle", "seed", &torrent, "--dir", b])
         })
         .collect();
     for s in &seeders {
@@ -300,11 +414,12 @@ fn thirty_two_nodes_in_namespaces_find_each_other_by_tracker_and_converge_on_one
     let http = |i: usize| format!("{}:8080", bed.peers[i].addr);
     let nodes: Vec<Proc> = (1..bed.peers.len())
         .map(|i| {
+            let (data_dir, http) = (format!("n{i}"), http(i));
             let args = [
                 "node",
                 "run",
                 "--data-dir",
-                &format!("n{i}"),
+                &data_dir,
                 "--trust",
                 "auth.pub",
                 "--bundle",
@@ -312,9 +427,9 @@ fn thirty_two_nodes_in_namespaces_find_each_other_by_tracker_and_converge_on_one
                 "--bundle",
                 "b1.torrent",
                 "--http",
-                &http(i),
+                &http,
             ];
-            start(i, args.map(String::from).to_vec(), 6881)
+            start_in(&bed, i, &env, &announce, 6881, &args)
         })
         .collect();
     for n in &nodes {
