@@ -8,8 +8,12 @@
 //! panics with the reason (tests that need one fail, they are never skipped).
 
 use std::net::Ipv4Addr;
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::tools::KillOnDrop;
 
 /// Testbeds made by this process so far (for unique names).
 static MADE: AtomicU32 = AtomicU32::new(0);
@@ -100,6 +104,44 @@ impl Testbed {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.peers[i].ns]).arg(program);
         cmd
+    }
+
+    /// An opentracker in peer `i`'s namespace on port 6969, tracking only `info_hashes` (40
+    /// hex characters each; Debian's opentracker is built in whitelist mode), its files in
+    /// `dir` (made here); the process (killed on drop) and its announce URL.
+    pub fn opentracker(&self, i: usize, dir: &Path, info_hashes: &[&str]) -> (KillOnDrop, String) {
+        crate::require_program("opentracker", "opentracker");
+        std::fs::create_dir_all(dir).unwrap();
+        // opentracker drops root for `nobody` and chroots into its folder.
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let list: String = info_hashes.iter().map(|h| format!("{h}\n")).collect();
+        std::fs::write(dir.join("whitelist"), list).unwrap();
+        let addr = self.peers[i].addr.to_string();
+        let port = "6969";
+        let child = self
+            .command(i, Path::new("opentracker"))
+            .args(["-i", &addr, "-p", port, "-P", port, "-d"])
+            .arg(dir)
+            .args(["-u", "nobody", "-w", "whitelist"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot run opentracker");
+        let child = KillOnDrop(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ss = Command::new("ip")
+                .args(["netns", "exec", &self.peers[i].ns, "ss", "-ltn"])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&ss.stdout).contains(&format!("{addr}:{port}")) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "opentracker did not start in the namespace");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        (child, format!("http://{addr}:{port}/announce"))
     }
 
     /// Cuts peer `i`'s link (a partition): its packets go nowhere until [`Self::restore`].

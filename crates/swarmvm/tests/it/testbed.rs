@@ -16,42 +16,6 @@ use crate::support::Env;
 
 const SWARMVM: &str = env!("CARGO_BIN_EXE_swarmvm");
 
-/// opentracker inside peer `i`'s namespace, tracking `info_hashes`; its announce URL.
-fn tracker_in(bed: &Testbed, i: usize, env: &Env, info_hashes: &[&str]) -> (KillOnDrop, String) {
-    require_program("opentracker", "opentracker");
-    let dir = env.path("tracker");
-    std::fs::create_dir_all(&dir).unwrap();
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let list: String = info_hashes.iter().map(|h| format!("{h}\n")).collect();
-    std::fs::write(dir.join("whitelist"), list).unwrap();
-    let addr = bed.peers[i].addr.to_string();
-    let port = "6969";
-    let child = bed
-        .command(i, std::path::Path::new("opentracker"))
-        .args(["-i", &addr, "-p", port, "-P", port, "-d"])
-        .arg(&dir)
-        .args(["-u", "nobody", "-w", "whitelist"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("cannot run opentracker");
-    let child = KillOnDrop(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let ss = Command::new("ip")
-            .args(["netns", "exec", &bed.peers[i].ns, "ss", "-ltn"])
-            .output()
-            .unwrap();
-        if String::from_utf8_lossy(&ss.stdout).contains(&format!("{addr}:{port}")) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "opentracker did not start in the namespace");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (child, format!("http://{addr}:{port}/announce"))
-}
-
 /// A `swarmvm ... --json` process in peer `i`'s namespace, with its JSON lines on a channel.
 struct Proc {
     child: KillOnDrop,
@@ -146,7 +110,7 @@ fn swarm(bed: &Testbed, env: &Env, name: &str) -> Swarm {
     let made = env.json(&["bundle", "create", &dir, "--piece-length", "65536"]);
     let info_hash = made["info_hash"].as_str().unwrap().to_owned();
     let size = made["bytes"].as_u64().unwrap();
-    let (tracker, announce) = tracker_in(bed, 0, env, &[&info_hash]);
+    let (tracker, announce) = bed.opentracker(0, &env.path("tracker"), &[&info_hash]);
     let torrent = format!("{name}.torrent");
     let seeder =
         start_in(bed, 0, env, &announce, 6881, &["bundle", "seed", &torrent, "--dir", &dir]);
@@ -398,7 +362,7 @@ fn thirty_two_nodes_in_namespaces_find_each_other_by_tracker_and_converge_on_one
     rates.extend([80; 32]);
     let bed = Testbed::new("conv", &rates);
     let hashes = [&b1, &b2].map(|b| b["info_hash"].as_str().expect("info_hash").to_owned());
-    let (_tracker, announce) = tracker_in(&bed, 0, &env, &[&hashes[0], &hashes[1]]);
+    let (_tracker, announce) = bed.opentracker(0, &env.path("tracker"), &[&hashes[0], &hashes[1]]);
     let seeders: Vec<Proc> = ["b1", "b2"]
         .iter()
         .zip([6881, 6882])

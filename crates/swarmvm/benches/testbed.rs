@@ -1,0 +1,273 @@
+//! A bundle from one seeder to N fetchers in the namespace testbed
+//! (`swarmvm_test_support::netns`): every peer in its own network namespace behind an
+//! 80 Mbit/s link (tbf on both ends of its veth pair), finding the others only through an
+//! opentracker in the seeder's namespace. The same torrent, testbed and links for swarmvm
+//! (`bundle seed` and `bundle fetch --seed`, the release binary) and for libtorrent
+//! (`benches/lt_peer.py`, one Python process per peer), one after the other in one run.
+//! Prints markdown for BENCHMARKS.md: when the last and the median fetcher had everything
+//! (from the moment the fetchers are started, process start-up included), against the time
+//! one copy takes at the link's rate; what the seeder uploaded; and the CPU time of all the
+//! peers' processes (the machine has 2 cores: a run whose CPU time nears 2x its wall time is
+//! CPU-bound).
+//!
+//! `cargo bench -p swarmvm --bench testbed` (root, iproute2, opentracker, python3 with
+//! libtorrent). `SWARMVM_TESTBED=64m:32,4k:32` picks the cases (default
+//! `64m:32,64m:64,4k:32`).
+#![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
+
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use swarmvm_test_support::live::cpu_seconds;
+use swarmvm_test_support::netns::Testbed;
+use swarmvm_test_support::tools::KillOnDrop;
+
+const SWARMVM: &str = env!("CARGO_BIN_EXE_swarmvm");
+const LT_PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/lt_peer.py");
+const MBIT: u32 = 80;
+/// A fetcher that has not finished by then fails the run.
+const LIMIT: Duration = Duration::from_secs(600);
+
+fn main() {
+    let cases = std::env::var("SWARMVM_TESTBED").unwrap_or_else(|_| "64m:32,64m:64,4k:32".into());
+    println!(
+        "| bundle | fetchers | implementation | last fetcher done | median fetcher | seeder uploaded | CPU time (all peers) |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for case in cases.split(',') {
+        let (size, n) = case.split_once(':').expect("SIZE:FETCHERS");
+        let n: usize = n.parse().unwrap();
+        let bytes = match size.strip_suffix('m') {
+            Some(m) => m.parse::<usize>().unwrap() * 1024 * 1024,
+            None => {
+                size.strip_suffix('k').expect("a size like 64m or 4k").parse::<usize>().unwrap()
+                    * 1024
+            }
+        };
+        run_case(size, bytes, n);
+    }
+}
+
+fn run_case(label: &str, bytes: usize, n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    // Three files as a bundle has; the contracts carry the bulk.
+    let small = (bytes / 4).min(2_000);
+    let name = format!("bundle-{label}");
+    let data =
+        swarmvm_test_support::bundle_dir(dir.path(), &name, [small, bytes - 2 * small, small]);
+    let made =
+        Command::new(SWARMVM).args(["bundle", "create"]).arg(&data).arg("--json").output().unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let made: Value = serde_json::from_slice(&made.stdout).unwrap();
+    let info_hash = made["info_hash"].as_str().unwrap().to_owned();
+    let size = made["bytes"].as_u64().unwrap();
+    let torrent = PathBuf::from(made["torrent"].as_str().unwrap());
+    let copy = size as f64 * 8.0 / (f64::from(MBIT) * 1e6);
+    let bed = Testbed::new("bench", &vec![MBIT; n + 1]);
+    for implementation in [Impl::Swarmvm, Impl::Libtorrent] {
+        let r = run(&bed, dir.path(), implementation, &torrent, &data, &info_hash);
+        let startup = r.startup.map(|s| format!(" (start-up {s:.2} s)")).unwrap_or_default();
+        println!(
+            "| {label} | {n} | {}{startup} | {:.1} s ({:.2}x one copy) | {:.1} s | {:.2}x | {:.1} s ({:.2} cores) |",
+            implementation.name(),
+            r.last,
+            r.last / copy,
+            r.median,
+            r.seeder_uploaded as f64 / size as f64,
+            r.cpu,
+            r.cpu / r.last,
+        );
+    }
+    eprintln!("one copy of {size} bytes at {MBIT} Mbit/s takes {copy:.2} s");
+}
+
+#[derive(Clone, Copy)]
+enum Impl {
+    Swarmvm,
+    Libtorrent,
+}
+
+impl Impl {
+    fn name(self) -> &'static str {
+        match self {
+            Impl::Swarmvm => "swarmvm",
+            Impl::Libtorrent => "libtorrent 2 (Python)",
+        }
+    }
+}
+
+struct Outcome {
+    /// When the median fetcher process had started and added the torrent (lt_peer.py says
+    /// so; swarmvm's processes do not), from the start of the fetchers.
+    startup: Option<f64>,
+    last: f64,
+    median: f64,
+    seeder_uploaded: u64,
+    cpu: f64,
+}
+
+/// A peer's process in its namespace, with its JSON lines on a channel.
+struct Peer {
+    child: KillOnDrop,
+    lines: Receiver<Value>,
+    /// Stopped by SIGINT (swarmvm) rather than by closing its stdin (lt_peer.py).
+    interrupt: bool,
+}
+
+impl Peer {
+    fn start(bed: &Testbed, i: usize, program: &str, args: &[String], cwd: &Path) -> Self {
+        let mut child = bed
+            .command(i, Path::new(program))
+            .args(args)
+            .current_dir(cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && tx.send(v).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Self { child: KillOnDrop(child), lines, interrupt: program == SWARMVM }
+    }
+
+    /// Waits for the line whose `event` is `event`.
+    fn wait(&self, event: &str, until: Instant) -> Value {
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) if v["event"] == event => return v,
+                Ok(_) => {}
+                Err(_) => panic!("no {event} event in time"),
+            }
+        }
+    }
+
+    /// Asks it to stop: SIGINT for swarmvm, stdin closed for lt_peer.py.
+    fn stop(&mut self) {
+        drop(self.child.0.stdin.take());
+        if self.interrupt {
+            let pid = self.child.0.id().to_string();
+            let _ = Command::new("kill").args(["-s", "INT", &pid]).status();
+        }
+    }
+}
+
+fn run(
+    bed: &Testbed,
+    work: &Path,
+    implementation: Impl,
+    torrent: &Path,
+    data: &Path,
+    info_hash: &str,
+) -> Outcome {
+    let tag = implementation.name().split(' ').next().unwrap();
+    let (_tracker, announce) =
+        bed.opentracker(0, &work.join(format!("tracker-{tag}")), &[info_hash]);
+    let args = |i: usize, seed: bool| -> (&str, Vec<String>) {
+        let ip = bed.peers[i].addr.to_string();
+        let out = work.join(format!("{tag}-{i}"));
+        let t = torrent.to_string_lossy().into_owned();
+        match implementation {
+            Impl::Swarmvm => {
+                let mut a: Vec<String> = if seed {
+                    vec![
+                        "bundle".into(),
+                        "seed".into(),
+                        t,
+                        "--dir".into(),
+                        data.to_string_lossy().into(),
+                    ]
+                } else {
+                    let out = out.to_string_lossy().into_owned();
+                    ["bundle", "fetch", &t, "--out", &out, "--timeout", "600s", "--seed"]
+                        .map(String::from)
+                        .to_vec()
+                };
+                a.extend(
+                    [
+                        "--no-dht",
+                        "--tracker",
+                        &announce,
+                        "--listen",
+                        &format!("{ip}:6881"),
+                        "--json",
+                    ]
+                    .map(String::from),
+                );
+                (SWARMVM, a)
+            }
+            Impl::Libtorrent => {
+                let save = if seed { data.parent().unwrap().to_path_buf() } else { out };
+                std::fs::create_dir_all(&save).unwrap();
+                let a = [LT_PEER.into(), t, save.to_string_lossy().into(), ip, announce.clone()];
+                ("python3", a.to_vec())
+            }
+        }
+    };
+    let until = Instant::now() + LIMIT;
+    let (program, a) = args(0, true);
+    let mut seeder = Peer::start(bed, 0, program, &a, work);
+    seeder
+        .wait(if matches!(implementation, Impl::Swarmvm) { "seeding" } else { "complete" }, until);
+    let started = Instant::now();
+    let mut fetchers: Vec<Peer> = (1..bed.peers.len())
+        .map(|i| {
+            let (program, a) = args(i, false);
+            Peer::start(bed, i, program, &a, work)
+        })
+        .collect();
+    let mut done: Vec<f64> = Vec::new();
+    let mut ready: Vec<f64> = Vec::new();
+    // Events arrive on separate channels: take each fetcher's in turn; the times are when
+    // each event was read, so read them all promptly by polling.
+    let mut pending: Vec<usize> = (0..fetchers.len()).collect();
+    while !pending.is_empty() {
+        assert!(Instant::now() < until, "{} fetchers did not finish", pending.len());
+        pending.retain(|&k| {
+            while let Ok(v) = fetchers[k].lines.try_recv() {
+                if v["event"] == "started" {
+                    ready.push(started.elapsed().as_secs_f64());
+                }
+                if v["event"] == "complete" {
+                    done.push(started.elapsed().as_secs_f64());
+                    return false;
+                }
+            }
+            true
+        });
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let cpu: f64 =
+        std::iter::once(&seeder).chain(&fetchers).map(|p| cpu_seconds(p.child.0.id())).sum();
+    seeder.stop();
+    let stopped = seeder.wait("stopped", Instant::now() + Duration::from_secs(30));
+    for f in &mut fetchers {
+        f.stop();
+    }
+    drop(fetchers);
+    for i in 1..bed.peers.len() {
+        let _ = std::fs::remove_dir_all(work.join(format!("{tag}-{i}")));
+    }
+    done.sort_by(f64::total_cmp);
+    ready.sort_by(f64::total_cmp);
+    Outcome {
+        startup: ready.get(ready.len() / 2).copied(),
+        last: *done.last().unwrap(),
+        median: done[done.len() / 2],
+        seeder_uploaded: stopped["uploaded"].as_u64().unwrap(),
+        cpu,
+    }
+}
