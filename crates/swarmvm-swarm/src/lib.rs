@@ -34,7 +34,10 @@ mod torrent;
 
 pub use error::{Result, SwarmError};
 pub use partial::PARTIAL_DIR;
-pub use swarm::{Listen, PeerView, Progress, Source, Swarm, SwarmOptions, Transfer, TransferState};
+pub use swarm::{
+    Listen, PeerView, Progress, REQUEST_WINDOW, Source, Swarm, SwarmOptions, Transfer,
+    TransferState,
+};
 pub use torrent::{
     InfoHash, MAX_FILES, MAX_MAGNET_LEN, MAX_MAGNET_TRACKERS, MAX_PIECE_LENGTH, MAX_PIECES,
     MAX_TORRENT_FILE, MIN_PIECE_LENGTH, MagnetLink, TorrentEntry, TorrentFile, auto_piece_length,

@@ -12,7 +12,7 @@
 //!
 //! `cargo bench -p swarmvm --bench testbed` (root, iproute2, opentracker, python3 with
 //! libtorrent). `SWARMVM_TESTBED=64m:32,4k:32` picks the cases (default
-//! `64m:32,64m:64,4k:32`).
+//! `64m:32,64m:64,4k:32`); `SWARMVM_TESTBED_ONLY=swarmvm` (or `libtorrent`) runs one side.
 #![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
 
 use std::io::BufRead as _;
@@ -35,9 +35,9 @@ const LIMIT: Duration = Duration::from_secs(600);
 fn main() {
     let cases = std::env::var("SWARMVM_TESTBED").unwrap_or_else(|_| "64m:32,64m:64,4k:32".into());
     println!(
-        "| bundle | fetchers | implementation | last fetcher done | median fetcher | seeder uploaded | CPU time (all peers) |"
+        "| bundle | fetchers | implementation | last fetcher done | median fetcher | seeder uploaded | fetchers received | CPU time (all peers) |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for case in cases.split(',') {
         let (size, n) = case.split_once(':').expect("SIZE:FETCHERS");
         let n: usize = n.parse().unwrap();
@@ -68,16 +68,21 @@ fn run_case(label: &str, bytes: usize, n: usize) {
     let torrent = PathBuf::from(made["torrent"].as_str().unwrap());
     let copy = size as f64 * 8.0 / (f64::from(MBIT) * 1e6);
     let bed = Testbed::new("bench", &vec![MBIT; n + 1]);
+    let only = std::env::var("SWARMVM_TESTBED_ONLY").ok();
     for implementation in [Impl::Swarmvm, Impl::Libtorrent] {
+        if only.as_deref().is_some_and(|o| !implementation.name().starts_with(o)) {
+            continue;
+        }
         let r = run(&bed, dir.path(), implementation, &torrent, &data, &info_hash);
         let startup = r.startup.map(|s| format!(" (start-up {s:.2} s)")).unwrap_or_default();
         println!(
-            "| {label} | {n} | {}{startup} | {:.1} s ({:.2}x one copy) | {:.1} s | {:.2}x | {:.1} s ({:.2} cores) |",
+            "| {label} | {n} | {}{startup} | {:.1} s ({:.2}x one copy) | {:.1} s | {:.2}x | {:.2}x | {:.1} s ({:.2} cores) |",
             implementation.name(),
             r.last,
             r.last / copy,
             r.median,
             r.seeder_uploaded as f64 / size as f64,
+            r.received as f64 / (size as f64 * n as f64),
             r.cpu,
             r.cpu / r.last,
         );
@@ -107,6 +112,8 @@ struct Outcome {
     last: f64,
     median: f64,
     seeder_uploaded: u64,
+    /// Bytes all fetchers received (a chunk received twice counts twice).
+    received: u64,
     cpu: f64,
 }
 
@@ -231,6 +238,8 @@ fn run(
         .collect();
     let mut done: Vec<f64> = Vec::new();
     let mut ready: Vec<f64> = Vec::new();
+    // What the fetchers received (swarmvm says so when complete, lt_peer.py when stopped).
+    let mut received = 0u64;
     // Events arrive on separate channels: take each fetcher's in turn; the times are when
     // each event was read, so read them all promptly by polling.
     let mut pending: Vec<usize> = (0..fetchers.len()).collect();
@@ -243,6 +252,7 @@ fn run(
                 }
                 if v["event"] == "complete" {
                     done.push(started.elapsed().as_secs_f64());
+                    received += v["fetched"].as_u64().unwrap_or(0);
                     return false;
                 }
             }
@@ -257,6 +267,13 @@ fn run(
     for f in &mut fetchers {
         f.stop();
     }
+    if !fetchers[0].interrupt {
+        for f in &fetchers {
+            received += f.wait("stopped", Instant::now() + Duration::from_secs(30))["downloaded"]
+                .as_u64()
+                .unwrap();
+        }
+    }
     drop(fetchers);
     for i in 1..bed.peers.len() {
         let _ = std::fs::remove_dir_all(work.join(format!("{tag}-{i}")));
@@ -268,6 +285,7 @@ fn run(
         last: *done.last().unwrap(),
         median: done[done.len() / 2],
         seeder_uploaded: stopped["uploaded"].as_u64().unwrap(),
+        received,
         cpu,
     }
 }
