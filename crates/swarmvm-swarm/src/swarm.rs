@@ -60,17 +60,16 @@ pub struct SwarmOptions {
     /// and then seeded seed normally.
     pub super_seed: bool,
     /// Chunk requests (16 KiB each) kept outstanding per peer, at most; by default
-    /// [`REQUEST_WINDOW`].
+    /// [`REQUEST_WINDOW`]. Each peer's window starts at 16 and follows its rate (what it
+    /// sends in half a second; the vendored librqbit, `PATCHED.md` section 8) up to this.
     pub request_window: usize,
 }
 
-/// The default [`SwarmOptions::request_window`]: 16 chunks, 256 KiB per peer. librqbit's own
-/// default, 128 (2 MiB), lets a fetcher spread its requests over many peers and many pieces
-/// at once: every piece then arrives slowly and few are whole, so there is little to trade.
-/// 64 MiB to 32 fetchers behind 80 Mbit/s links took 70 s with 128 and 19 s with 16
-/// (BENCHMARKS.md). The cost: one peer alone cannot send faster than 256 KiB per round trip
-/// (about 40 Mbit/s at 50 ms).
-pub const REQUEST_WINDOW: usize = 16;
+/// The default [`SwarmOptions::request_window`]: 128 chunks (2 MiB), librqbit's own. A fixed
+/// window of 128 made a fetcher with many slow peers hold many half-fetched pieces at once,
+/// with little whole to trade (64 MiB to 32 fetchers behind 80 Mbit/s links: 70 s); a fixed
+/// 16 cost round trips on loopback. The window now follows each peer's rate up to this.
+pub const REQUEST_WINDOW: usize = 128;
 
 impl Default for SwarmOptions {
     fn default() -> Self {

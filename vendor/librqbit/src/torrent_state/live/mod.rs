@@ -1017,17 +1017,63 @@ impl TorrentStateLive {
 
 const DEFAULT_PEER_REQUEST_WINDOW: usize = 128;
 
+/// swarmvm: a peer's request window starts here and never goes below it (nor above the
+/// configured maximum and the peer's reqq).
+const MIN_PEER_REQUEST_WINDOW: usize = 16;
+/// swarmvm: the window holds what the peer sends in this long at its measured rate.
+const REQUEST_QUEUE_TIME: Duration = Duration::from_millis(500);
+/// swarmvm: how often a peer's rate is measured.
+const RATE_PERIOD: Duration = Duration::from_millis(250);
+
+/// swarmvm: the request window for a peer that sends `rate` bytes per second: what it sends
+/// in [`REQUEST_QUEUE_TIME`] in 16 KiB chunks, at least [`MIN_PEER_REQUEST_WINDOW`], at
+/// most `cap`. A fixed large window (upstream: 128 chunks, 2 MiB per peer) makes a fetcher
+/// with many slow peers hold many half-fetched pieces at once, with little whole to trade;
+/// a fixed small one costs round trips on fast links.
+fn adaptive_request_window(rate: f64, cap: usize) -> usize {
+    let chunks = rate * REQUEST_QUEUE_TIME.as_secs_f64() / f64::from(CHUNK_SIZE);
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let chunks = chunks.ceil().min(cap as f64) as usize;
+    chunks.clamp(MIN_PEER_REQUEST_WINDOW.min(cap), cap)
+}
+
 struct PeerFlowControl {
     i_am_choked: bool,
     request_window: usize,
+    /// The most the window may grow to: the configured maximum, or the peer's reqq if lower.
+    window_cap: usize,
+    /// Bytes received since `period_start`, for the rate.
+    period_bytes: u64,
+    period_start: Instant,
 }
 
 impl PeerFlowControl {
     fn new(max_request_window: usize) -> Self {
         Self {
             i_am_choked: true,
-            request_window: max_request_window,
+            request_window: MIN_PEER_REQUEST_WINDOW.min(max_request_window),
+            window_cap: max_request_window,
+            period_bytes: 0,
+            period_start: Instant::now(),
         }
+    }
+
+    /// Counts `bytes` received; at the end of each period, sizes the window to the rate.
+    /// True when the window grew.
+    fn on_received(&mut self, bytes: u64) -> bool {
+        self.period_bytes += bytes;
+        let elapsed = self.period_start.elapsed();
+        if elapsed < RATE_PERIOD {
+            return false;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let rate = self.period_bytes as f64 / elapsed.as_secs_f64();
+        self.period_bytes = 0;
+        self.period_start = Instant::now();
+        let window = adaptive_request_window(rate, self.window_cap);
+        let grew = window > self.request_window;
+        self.request_window = window;
+        grew
     }
 }
 
@@ -1187,15 +1233,16 @@ impl PeerConnectionHandler for &'_ PeerHandler {
         if let Some(reqq) = hs.reqq.and_then(|reqq| usize::try_from(reqq).ok())
             && reqq > 0
         {
-            let request_window = reqq.min(self.state.max_request_window());
+            let cap = reqq.min(self.state.max_request_window());
             let mut flow = self.lock_flow_control("update request window");
-            if flow.request_window != request_window {
-                debug!(
-                    reqq,
-                    request_window, "updated peer request window from extended handshake"
-                );
-                flow.request_window = request_window;
-                self.notify_request_slots_changed();
+            if flow.window_cap != cap {
+                debug!(reqq, cap, "updated peer request window cap from extended handshake");
+                flow.window_cap = cap;
+                let request_window = flow.request_window.min(cap);
+                if flow.request_window != request_window {
+                    flow.request_window = request_window;
+                    self.notify_request_slots_changed();
+                }
             }
         }
 
@@ -1960,6 +2007,12 @@ impl PeerHandler {
             .fetched_bytes
             .fetch_add(piece.len() as u64, Ordering::Relaxed);
         self.counters.fetched_chunks.fetch_add(1, Ordering::Relaxed);
+        let grew = self
+            .lock_flow_control("measure rate")
+            .on_received(piece.len() as u64);
+        if grew {
+            self.notify_request_slots_changed();
+        }
 
         let should_process = self
             .state
@@ -2268,4 +2321,44 @@ fn format_peer_client_name(value: &ByteBuf<'_>) -> Option<String> {
     }
 
     Some(client_name)
+}
+
+#[cfg(test)]
+mod request_window_tests {
+    use std::time::{Duration, Instant};
+
+    use super::{
+        MIN_PEER_REQUEST_WINDOW, PeerFlowControl, RATE_PERIOD, adaptive_request_window,
+    };
+
+    #[test]
+    fn the_window_holds_half_a_second_at_the_peers_rate_within_bounds() {
+        // 330 KB/s (an 80 Mbit/s uplink shared by 31 peers): the floor.
+        assert_eq!(adaptive_request_window(330_000.0, 128), MIN_PEER_REQUEST_WINDOW);
+        // 1 MiB/s: 32 chunks of 16 KiB in half a second.
+        assert_eq!(adaptive_request_window(1_048_576.0, 128), 32);
+        // Loopback speeds: the cap.
+        assert_eq!(adaptive_request_window(1e9, 128), 128);
+        // A peer whose reqq is below the floor keeps its reqq.
+        assert_eq!(adaptive_request_window(1e9, 8), 8);
+        assert_eq!(adaptive_request_window(0.0, 8), 8);
+        assert_eq!(adaptive_request_window(0.0, 128), MIN_PEER_REQUEST_WINDOW);
+    }
+
+    #[test]
+    fn the_window_starts_small_grows_with_the_rate_and_shrinks_back() {
+        let mut flow = PeerFlowControl::new(128);
+        assert_eq!(flow.request_window, MIN_PEER_REQUEST_WINDOW);
+        // 8 MiB within one period: a fast peer, the window grows to the cap.
+        flow.period_start = Instant::now() - RATE_PERIOD;
+        assert!(flow.on_received(8 << 20));
+        assert_eq!(flow.request_window, 128);
+        // Before the period ends nothing changes.
+        assert!(!flow.on_received(16_384));
+        assert_eq!(flow.request_window, 128);
+        // One chunk in a whole second: back to the floor.
+        flow.period_start = Instant::now() - Duration::from_secs(1);
+        assert!(!flow.on_received(16_384));
+        assert_eq!(flow.request_window, MIN_PEER_REQUEST_WINDOW);
+    }
 }
