@@ -113,17 +113,7 @@ fn the_explorer_shows_each_nodes_state_live_and_safely_in_chromium() {
         })
         .collect();
     env.write("contracts2.jsonl", many.concat());
-    env.ok(&[
-        "bundle",
-        "create",
-        "b2",
-        "--key",
-        "auth.pem",
-        "--contracts",
-        "contracts2.jsonl",
-        "--after",
-        "b1",
-    ]);
+    crate::node::create_b2(&env);
     let loopback = ["--no-dht", "--listen", "127.0.0.1:0"];
     let seed = |name: &str, extra: &[&str]| {
         let torrent = format!("{name}.torrent");

@@ -6,26 +6,9 @@
 use std::os::unix::fs::symlink;
 use std::process::Command;
 
-use serde_json::Value;
-
 use crate::bundle::{LOOPBACK, bundle, seed};
-use crate::node::{create_b1, http_of, network};
+use crate::node::{create_b1, create_b2, http_of, network};
 use crate::support::{Daemon, Env, REFUSED};
-
-/// `bundle create b2 --after b1` of contracts2.jsonl.
-fn create_b2(env: &Env) -> Value {
-    env.json(&[
-        "bundle",
-        "create",
-        "b2",
-        "--key",
-        "auth.pem",
-        "--contracts",
-        "contracts2.jsonl",
-        "--after",
-        "b1",
-    ])
-}
 
 fn apply(env: &Env, bundle: &str, data_dir: &str) -> crate::support::Run {
     env.run(&["node", "apply", bundle, "--data-dir", data_dir, "--trust", "auth.pub"])

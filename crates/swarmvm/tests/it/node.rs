@@ -84,6 +84,21 @@ pub(crate) fn create_b1(env: &Env) -> Value {
     ])
 }
 
+/// `bundle create b2 --after b1` of contracts2.jsonl, signed by auth.pem.
+pub(crate) fn create_b2(env: &Env) -> Value {
+    env.json(&[
+        "bundle",
+        "create",
+        "b2",
+        "--key",
+        "auth.pem",
+        "--contracts",
+        "contracts2.jsonl",
+        "--after",
+        "b1",
+    ])
+}
+
 /// An authority, two peers, tokens.txt and two contract files.
 pub(crate) fn network(env: &Env) {
     env.network("ed25519", "tokens.txt");
@@ -121,17 +136,7 @@ fn bundles_made_with_key_apply_offline_in_order_only() {
     network(&env);
     let b1 = create_b1(&env);
     assert_eq!((b1["seq"].as_u64(), b1["parent"].is_null()), (Some(1), true));
-    let b2 = env.json(&[
-        "bundle",
-        "create",
-        "b2",
-        "--key",
-        "auth.pem",
-        "--contracts",
-        "contracts2.jsonl",
-        "--after",
-        "b1",
-    ]);
+    let b2 = create_b2(&env);
     assert_eq!(b2["seq"], 2);
     assert_eq!(b2["parent"], b1["bundle"], "parent is the previous bundle's identity");
     assert!(env.path("b2/registration_tokens.txt").exists(), "both files are present, one empty");
@@ -424,17 +429,7 @@ fn node_run_watch_adds_torrents_and_magnet_files_dropped_in_its_folder() {
     let env = Env::new();
     network(&env);
     create_b1(&env);
-    let b2 = env.json(&[
-        "bundle",
-        "create",
-        "b2",
-        "--key",
-        "auth.pem",
-        "--contracts",
-        "contracts2.jsonl",
-        "--after",
-        "b1",
-    ]);
+    let b2 = create_b2(&env);
     let (_s1, addr1) = seed_bundle(&env, "b1");
     let (_s2, addr2) = seed_bundle(&env, "b2");
     std::fs::create_dir(env.path("drop")).unwrap();

@@ -339,17 +339,7 @@ fn thirty_two_nodes_in_namespaces_find_each_other_by_tracker_and_converge_on_one
     let env = Env::new();
     crate::node::network(&env);
     let b1 = crate::node::create_b1(&env);
-    let b2 = env.json(&[
-        "bundle",
-        "create",
-        "b2",
-        "--key",
-        "auth.pem",
-        "--contracts",
-        "contracts2.jsonl",
-        "--after",
-        "b1",
-    ]);
+    let b2 = crate::node::create_b2(&env);
     // The root every node must reach, computed offline.
     for b in ["b1", "b2"] {
         env.ok(&["node", "apply", b, "--data-dir", "reference", "--trust", "auth.pub"]);
