@@ -131,3 +131,71 @@ fn lt_seed_with(torrent: &Path, save_path: &Path, mode: &str) -> (KillOnDrop, u1
     let port = u16::try_from(v["port"].as_u64().unwrap()).unwrap();
     (child, port)
 }
+
+/// A process that prints JSON lines (`swarmvm ... --json`, the Python peers), its lines on a
+/// channel as they come; killed when dropped. Configure stdin and stderr on the command.
+#[derive(Debug)]
+pub struct JsonProcess {
+    child: KillOnDrop,
+    lines: std::sync::mpsc::Receiver<serde_json::Value>,
+}
+
+impl JsonProcess {
+    /// Spawns `cmd` with its stdout piped and read on a thread (lines that are not JSON are
+    /// skipped).
+    pub fn spawn(mut cmd: Command) -> Self {
+        let mut child = cmd.stdout(Stdio::piped()).spawn().expect("cannot spawn");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                    && tx.send(v).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Self { child: KillOnDrop(child), lines }
+    }
+
+    /// The next line whose `event` is `event`, skipping others; panics after `limit`.
+    pub fn wait_event(&self, event: &str, limit: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(v) if v["event"] == event => return v,
+                Ok(_) => {}
+                Err(_) => panic!("no {event} event within {limit:?}"),
+            }
+        }
+    }
+
+    /// The next line if one has come.
+    pub fn try_next(&self) -> Option<serde_json::Value> {
+        self.lines.try_recv().ok()
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// Sends SIGINT.
+    pub fn interrupt(&self) {
+        let pid = self.pid().to_string();
+        let _ = Command::new("kill").args(["-s", "INT", &pid]).status();
+    }
+
+    /// Closes its stdin (a process that stops at end of input).
+    pub fn close_stdin(&mut self) {
+        drop(self.child.0.stdin.take());
+    }
+
+    /// SIGKILL: it stops at once, with nothing saved or said.
+    pub fn kill(&mut self) {
+        self.child.0.kill().unwrap();
+        self.child.0.wait().unwrap();
+    }
+}

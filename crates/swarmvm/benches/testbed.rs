@@ -15,16 +15,14 @@
 //! `64m:32,64m:64,4k:32`); `SWARMVM_TESTBED_ONLY=swarmvm` (or `libtorrent`) runs one side.
 #![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
 
-use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use swarmvm_test_support::live::cpu_seconds;
 use swarmvm_test_support::netns::Testbed;
-use swarmvm_test_support::tools::KillOnDrop;
+use swarmvm_test_support::tools::JsonProcess;
 
 const SWARMVM: &str = env!("CARGO_BIN_EXE_swarmvm");
 const LT_PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/lt_peer.py");
@@ -117,57 +115,30 @@ struct Outcome {
     cpu: f64,
 }
 
-/// A peer's process in its namespace, with its JSON lines on a channel.
+/// A peer's process in its namespace.
 struct Peer {
-    child: KillOnDrop,
-    lines: Receiver<Value>,
+    process: JsonProcess,
     /// Stopped by SIGINT (swarmvm) rather than by closing its stdin (lt_peer.py).
     interrupt: bool,
 }
 
 impl Peer {
     fn start(bed: &Testbed, i: usize, program: &str, args: &[String], cwd: &Path) -> Self {
-        let mut child = bed
-            .command(i, Path::new(program))
-            .args(args)
-            .current_dir(cwd)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && tx.send(v).is_err()
-                {
-                    break;
-                }
-            }
-        });
-        Self { child: KillOnDrop(child), lines, interrupt: program == SWARMVM }
+        let mut cmd = bed.command(i, Path::new(program));
+        cmd.args(args).current_dir(cwd).stdin(Stdio::piped()).stderr(Stdio::null());
+        Self { process: JsonProcess::spawn(cmd), interrupt: program == SWARMVM }
     }
 
     /// Waits for the line whose `event` is `event`.
     fn wait(&self, event: &str, until: Instant) -> Value {
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(v) if v["event"] == event => return v,
-                Ok(_) => {}
-                Err(_) => panic!("no {event} event in time"),
-            }
-        }
+        self.process.wait_event(event, until.saturating_duration_since(Instant::now()))
     }
 
     /// Asks it to stop: SIGINT for swarmvm, stdin closed for lt_peer.py.
     fn stop(&mut self) {
-        drop(self.child.0.stdin.take());
+        self.process.close_stdin();
         if self.interrupt {
-            let pid = self.child.0.id().to_string();
-            let _ = Command::new("kill").args(["-s", "INT", &pid]).status();
+            self.process.interrupt();
         }
     }
 }
@@ -246,7 +217,7 @@ fn run(
     while !pending.is_empty() {
         assert!(Instant::now() < until, "{} fetchers did not finish", pending.len());
         pending.retain(|&k| {
-            while let Ok(v) = fetchers[k].lines.try_recv() {
+            while let Some(v) = fetchers[k].process.try_next() {
                 if v["event"] == "started" {
                     ready.push(started.elapsed().as_secs_f64());
                 }
@@ -261,7 +232,7 @@ fn run(
         std::thread::sleep(Duration::from_millis(5));
     }
     let cpu: f64 =
-        std::iter::once(&seeder).chain(&fetchers).map(|p| cpu_seconds(p.child.0.id())).sum();
+        std::iter::once(&seeder).chain(&fetchers).map(|p| cpu_seconds(p.process.pid())).sum();
     seeder.stop();
     let stopped = seeder.wait("stopped", Instant::now() + Duration::from_secs(30));
     for f in &mut fetchers {

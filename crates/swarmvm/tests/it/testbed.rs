@@ -2,75 +2,25 @@
 //! peer in its own network namespace behind a tbf-shaped link, finding the others through an
 //! opentracker, not through a list of addresses.
 
-use std::io::BufRead as _;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use swarmvm_test_support::netns::Testbed;
 use swarmvm_test_support::require_program;
-use swarmvm_test_support::tools::KillOnDrop;
+use swarmvm_test_support::tools::{JsonProcess as Proc, KillOnDrop};
 
 use crate::bundle::{bundle, same_files};
 use crate::support::Env;
 
 const SWARMVM: &str = env!("CARGO_BIN_EXE_swarmvm");
 
-/// A `swarmvm ... --json` process in peer `i`'s namespace, with its JSON lines on a channel.
-struct Proc {
-    child: KillOnDrop,
-    lines: std::sync::mpsc::Receiver<Value>,
-}
-
-impl Proc {
-    fn start(bed: &Testbed, i: usize, env: &Env, args: &[&str]) -> Self {
-        let mut child = bed
-            .command(i, std::path::Path::new(SWARMVM))
-            .args(args)
-            .arg("--json")
-            .current_dir(env.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && tx.send(v).is_err()
-                {
-                    break;
-                }
-            }
-        });
-        Self { child: KillOnDrop(child), lines }
-    }
-
-    /// The next line whose `event` is `event` (bounded).
-    fn wait_event(&self, event: &str, limit: Duration) -> Value {
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(v) if v["event"] == event => return v,
-                Ok(_) => {}
-                Err(_) => panic!("no {event} event within {limit:?}"),
-            }
-        }
-    }
-
-    /// SIGKILL: the process stops at once, with nothing saved or said.
-    fn kill(&mut self) {
-        self.child.0.kill().unwrap();
-        self.child.0.wait().unwrap();
-    }
-
-    fn interrupt(&self) {
-        let pid = self.child.0.id().to_string();
-        Command::new("kill").args(["-s", "INT", &pid]).status().unwrap();
-    }
+/// `swarmvm ARGS --json` in peer `i`'s namespace.
+fn spawn(bed: &Testbed, i: usize, env: &Env, args: &[&str]) -> Proc {
+    let mut cmd = bed.command(i, std::path::Path::new(SWARMVM));
+    cmd.args(args).arg("--json").current_dir(env.dir.path());
+    cmd.stdin(Stdio::null()).stderr(Stdio::inherit());
+    Proc::spawn(cmd)
 }
 
 /// A swarm in `bed` (see [`swarm`]).
@@ -91,7 +41,7 @@ fn start_in(bed: &Testbed, i: usize, env: &Env, announce: &str, port: u16, args:
     let listen = format!("{}:{port}", bed.peers[i].addr);
     let mut all = args.to_vec();
     all.extend(["--no-dht", "--tracker", announce, "--listen", &listen]);
-    Proc::start(bed, i, env, &all)
+    spawn(bed, i, env, &all)
 }
 
 /// `bundle fetch NAME.torrent --out f{i} --seed` in peer `i`'s namespace.
