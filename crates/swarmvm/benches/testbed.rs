@@ -125,7 +125,14 @@ struct Peer {
 impl Peer {
     fn start(bed: &Testbed, i: usize, program: &str, args: &[String], cwd: &Path) -> Self {
         let mut cmd = bed.command(i, Path::new(program));
-        cmd.args(args).current_dir(cwd).stdin(Stdio::piped()).stderr(Stdio::null());
+        cmd.args(args).current_dir(cwd).stdin(Stdio::piped());
+        match std::env::var_os("SWARMVM_TESTBED_LOGS") {
+            Some(logs) => {
+                let log = Path::new(&logs).join(format!("peer-{i}.log"));
+                cmd.stderr(std::fs::File::create(log).unwrap())
+            }
+            None => cmd.stderr(Stdio::null()),
+        };
         Self { process: JsonProcess::spawn(cmd), interrupt: program == SWARMVM }
     }
 

@@ -12,3 +12,11 @@ pub(crate) fn init() {
         .with_target(false)
         .try_init();
 }
+
+/// Starts logging only if `RUST_LOG` is set: for `bundle seed` and `bundle fetch`, whose
+/// stderr otherwise carries nothing but a failure's one-line reason.
+pub(crate) fn init_if_asked() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        init();
+    }
+}

@@ -191,9 +191,11 @@ pub(crate) fn run(cmd: BundleCommand, out: OutputArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         BundleCommand::Seed { torrent, dir, net } => {
+            crate::logging::init_if_asked();
             runtime()?.block_on(seed(&torrent, &dir, &net, out))
         }
         BundleCommand::Fetch { torrent_or_magnet, out: dest, timeout, seed, net } => {
+            crate::logging::init_if_asked();
             runtime()?.block_on(fetch(&torrent_or_magnet, &dest, timeout, seed, &net, out))
         }
     }

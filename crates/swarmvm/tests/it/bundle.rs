@@ -47,6 +47,31 @@ pub(crate) fn seed(env: &Env, torrent: &str, dir: &str, extra: &[&str]) -> (Daem
     (d, listen)
 }
 
+/// `bundle fetch` logs (librqbit's and swarmvm's) only when `RUST_LOG` asks; otherwise its
+/// stderr is a failure's one-line reason.
+#[test]
+fn fetch_logs_to_stderr_only_when_rust_log_asks() {
+    let env = Env::new();
+    let dir = bundle(&env, "bundle-log", [100, 1_000, 100]);
+    env.ok(&["bundle", "create", &dir]);
+    let args = ["bundle", "fetch", "bundle-log.torrent", "--out", "o", "--timeout", "1s", "--json"];
+    let args: Vec<&str> = args.into_iter().chain(LOOPBACK).collect();
+    let quiet = env.run(&args);
+    assert_eq!(quiet.code, TIMED_OUT, "{}", quiet.stderr);
+    assert_eq!(quiet.stderr.lines().count(), 1, "{}", quiet.stderr);
+    let logged = Command::new(env!("CARGO_BIN_EXE_swarmvm"))
+        .args(&args)
+        .current_dir(env.path(""))
+        .env("RUST_LOG", "librqbit=info")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&logged.stderr);
+    assert_eq!(logged.status.code(), Some(TIMED_OUT), "{stderr}");
+    assert!(stderr.contains("added torrent"), "{stderr}");
+    assert!(stderr.lines().last().unwrap().starts_with("error: timed out after 1s"), "{stderr}");
+}
+
 #[test]
 fn create_prints_info_hash_and_magnet_and_writes_a_v1_torrent() {
     let env = Env::new();

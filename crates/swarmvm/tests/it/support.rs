@@ -67,6 +67,7 @@ impl Env {
             .env_remove("SWARMVM_TRUST")
             .env_remove("SWARMVM_NETWORK")
             .env_remove("SWARMVM_PASSPHRASE_FILE")
+            .env_remove("RUST_LOG")
             .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
