@@ -1884,6 +1884,108 @@ mod tests {
         server.abort();
     }
 
+    /// What a scripted tracker does with one connection.
+    #[derive(Clone, Copy)]
+    enum TrackerTurn {
+        /// Accept and close at once, answering nothing.
+        Close,
+        /// Accept, read the request and never answer.
+        Hang,
+        /// Answer the announce with one peer, 127.0.0.9:6881.
+        Answer,
+    }
+
+    /// A tracker on 127.0.0.1 that treats its connections as `turns` says, in order; returns
+    /// its announce URL.
+    async fn scripted_tracker(turns: Vec<TrackerTurn>) -> (url::Url, tokio::task::JoinHandle<()>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/announce", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            for turn in turns {
+                let Ok((mut conn, _)) = listener.accept().await else {
+                    return;
+                };
+                match turn {
+                    TrackerTurn::Close => drop(conn),
+                    TrackerTurn::Hang => {
+                        let _ = conn.read(&mut [0u8; 4096]).await;
+                        held.push(conn);
+                    }
+                    TrackerTurn::Answer => {
+                        let _ = conn.read(&mut [0u8; 4096]).await;
+                        let mut body = b"d8:intervali60e5:peers6:".to_vec();
+                        body.extend_from_slice(&[127, 0, 0, 9, 0x1a, 0xe1]);
+                        body.push(b'e');
+                        let head =
+                            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                        let _ = conn.write_all(head.as_bytes()).await;
+                        let _ = conn.write_all(&body).await;
+                        held.push(conn);
+                    }
+                }
+            }
+            std::future::pending::<()>().await;
+        });
+        (url.parse().unwrap(), server)
+    }
+
+    /// Announces to `tracker` as librqbit does and returns how long the first peer took.
+    async fn first_peer_after(
+        tracker: url::Url,
+        limit: std::time::Duration,
+    ) -> std::time::Duration {
+        use futures::StreamExt;
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let udp = tracker_comms::UdpTrackerClient::new(cancel.clone(), None)
+            .await
+            .unwrap();
+        let mut peers = tracker_comms::TrackerComms::start(
+            librqbit_core::hash_id::Id20::new([7; 20]),
+            librqbit_core::hash_id::Id20::new([8; 20]),
+            [tracker].into_iter().collect(),
+            Box::new(()),
+            None,
+            6881,
+            http_client(reqwest::Client::builder(), "test").unwrap(),
+            udp,
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let peer = tokio::time::timeout(limit, peers.next())
+            .await
+            .expect("no peer from the tracker in time")
+            .unwrap();
+        assert_eq!(peer, "127.0.0.9:6881".parse().unwrap());
+        cancel.cancel();
+        started.elapsed()
+    }
+
+    /// A first announce whose connection the tracker closes is retried within seconds, not
+    /// after upstream's 10 s or more (PATCHED.md 9): the peer gets its peers at once.
+    #[tokio::test]
+    async fn test_tracker_retries_a_failed_first_announce_within_seconds() {
+        let (url, server) = scripted_tracker(vec![TrackerTurn::Close, TrackerTurn::Answer]).await;
+        // The first retry waits 1 to 2 s; upstream's waited 10 to 20 s.
+        first_peer_after(url, std::time::Duration::from_secs(8)).await;
+        server.abort();
+    }
+
+    /// An announce the tracker accepts and never answers times out and is retried: it no
+    /// longer holds that tracker's announce loop forever (PATCHED.md 9).
+    #[tokio::test]
+    async fn test_tracker_announce_that_never_answers_times_out() {
+        let (url, server) = scripted_tracker(vec![TrackerTurn::Hang, TrackerTurn::Answer]).await;
+        let timeout = tracker_comms::HTTP_ANNOUNCE_TIMEOUT;
+        let took = first_peer_after(url, timeout + std::time::Duration::from_secs(10)).await;
+        assert!(
+            took >= timeout,
+            "answered after {took:?}, before the timeout"
+        );
+        server.abort();
+    }
+
     #[test]
     fn test_is_bare_info_hash() {
         assert!(is_bare_info_hash(
