@@ -4,7 +4,7 @@
 //! handshake with garbage. The fetch completes with the right bytes, bad data is never kept,
 //! and the hostile peers are dropped.
 
-use std::io::{Read as _, Write as _};
+use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -282,4 +282,112 @@ async fn a_failed_handshake_does_not_stall_a_pending_good_one() {
     let reply = result.expect("the seeder answers the good handshake within 2 s");
     assert_eq!(&reply[1..20], b"BitTorrent protocol");
     assert_eq!(reply[28..48], info_hash);
+}
+
+/// Takes the whole length-prefixed peer messages off the front of `buf`.
+fn take_messages(buf: &mut Vec<u8>) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while buf.len() >= 4 {
+        let len = u32::from_le_bytes([buf[3], buf[2], buf[1], buf[0]]) as usize; // big-endian
+        if buf.len() < 4 + len {
+            break;
+        }
+        out.push(buf[4..4 + len].to_vec());
+        buf.drain(..4 + len);
+    }
+    out
+}
+
+/// A peer that tells a super-seeder it has every piece but the last, so that the seeder takes
+/// them for spread and shows them to nobody else, must not stop an honest fetcher that knows
+/// only the seeder: once that fetcher goes a second without progress it is shown pieces
+/// others (here the liar) claim to have (SECURITY.md, "Hostile peers and the piece
+/// exchange"). Without that rule the fetcher gets the last piece and nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_lying_to_a_super_seeder_does_not_stop_an_honest_fetch() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = bundle_dir(dir.path(), "bundle-s", [1_000, 1_500_000, 1_000]);
+    let torrent = TorrentFile::create(&bundle, &[], Some(64 * 1024)).unwrap();
+    let pieces = torrent.total_length().div_ceil(u64::from(torrent.piece_length())) as u32;
+    assert!(pieces > 8, "enough pieces that the lie matters: {pieces}");
+    let seeder = Swarm::start(SwarmOptions::loopback(), &dir.path().join("s")).await.unwrap();
+    assert!(SwarmOptions::loopback().super_seed, "the seeder super-seeds");
+    let seeding = seeder.seed(&torrent, &bundle).await.unwrap();
+    let seeder_addr = seeder.listen_addr().unwrap();
+    let info_hash = torrent.info_hash().0;
+
+    // The liar: handshake, a have for every piece but the last, interested; the seeder's
+    // unchoke answers the interested, so it has taken every have before.
+    let dropped = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (lied_tx, lied_rx) = tokio::sync::oneshot::channel();
+    let liar = {
+        let (dropped, stop) = (dropped.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(seeder_addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            s.write_all(&handshake(info_hash, b"-XX0001-superliar001")).unwrap();
+            let mut reply = [0u8; 68];
+            s.read_exact(&mut reply).unwrap();
+            let mut lies = Vec::new();
+            for p in 0..pieces - 1 {
+                lies.extend_from_slice(&[0, 0, 0, 5, 4]);
+                lies.extend(p.to_le_bytes().iter().rev()); // big-endian
+            }
+            lies.extend_from_slice(&[0, 0, 0, 1, 2]); // interested
+            s.write_all(&lies).unwrap();
+            let deadline = Instant::now() + LIMIT;
+            let mut lied = Some(lied_tx);
+            let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
+            let mut kept_alive = Instant::now();
+            while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                // Keep-alives, so the seeder does not drop a quiet peer (and its lie with it).
+                if kept_alive.elapsed() >= Duration::from_secs(1) {
+                    if s.write_all(&[0, 0, 0, 0]).is_err() {
+                        break;
+                    }
+                    kept_alive = Instant::now();
+                }
+                match s.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                        continue;
+                    }
+                    Err(_) => break,
+                }
+                if take_messages(&mut buf).iter().any(|m| m == &[1])
+                    && let Some(tx) = lied.take()
+                {
+                    let _ = tx.send(());
+                }
+            }
+            if !stop.load(Ordering::SeqCst) {
+                dropped.store(true, Ordering::SeqCst);
+            }
+        })
+    };
+    timeout(Duration::from_secs(10), lied_rx)
+        .await
+        .expect("the seeder unchokes the liar after reading its haves")
+        .unwrap();
+
+    let out = dir.path().join("out");
+    let fetcher = Swarm::start(SwarmOptions::loopback(), &out).await.unwrap();
+    let t = fetcher.fetch(&torrent, &out, &[seeder_addr]).await.unwrap();
+    timeout(Duration::from_secs(30), t.wait_complete())
+        .await
+        .expect("the honest fetcher finishes despite the liar")
+        .unwrap();
+    assert_eq!(tree(&out.join("bundle-s")), tree(&bundle));
+    assert!(!dropped.load(Ordering::SeqCst), "the liar stayed connected, its lie in force");
+    assert!(
+        seeding.peers().iter().any(|p| p.state == "live" && p.fetched == 0 && p.uploaded == 0),
+        "the liar is live at the seeder and got nothing: {:?}",
+        seeding.peers()
+    );
+    stop.store(true, Ordering::SeqCst);
+    liar.join().unwrap();
+    fetcher.stop().await;
+    seeder.stop().await;
 }

@@ -1670,14 +1670,14 @@ impl PeerHandler {
                 if live.bitfield.is_empty() {
                     live.bitfield = make_piece_bitfield(&self.state.lengths);
                 }
-                match live.bitfield.get_mut(have as usize) {
-                    Some(mut v) => {
-                        if !*v {
-                            self.state.peers.availability.add_piece(have as usize);
-                            live.progress_at = std::time::Instant::now();
-                        }
-                        *v = true
-                    }
+                match self
+                    .state
+                    .peers
+                    .availability
+                    .record_have(&mut live.bitfield, have as usize)
+                {
+                    Some(true) => live.progress_at = std::time::Instant::now(),
+                    Some(false) => {}
                     None => {
                         warn!(
                             id = self.state.shared.id,

@@ -55,6 +55,23 @@ impl PieceAvailability {
             c.fetch_add(1, Ordering::Relaxed);
         }
     }
+
+    /// A live peer's have message for `piece`, with `peer_has` its bitfield: sets the piece's
+    /// bit and counts the piece once, the first time only, so a peer repeating a have cannot
+    /// make a piece look common. `None` for a piece past the end of the torrent (nothing
+    /// changes), else whether the piece is new for this peer.
+    pub fn record_have(&self, peer_has: &mut BF, piece: usize) -> Option<bool> {
+        if piece >= self.counts.len() {
+            return None;
+        }
+        let mut bit = peer_has.get_mut(piece)?;
+        if *bit {
+            return Some(false);
+        }
+        *bit = true;
+        self.add_piece(piece);
+        Some(true)
+    }
 }
 
 #[cfg(test)]
@@ -82,6 +99,28 @@ mod tests {
         a.remove_bitfield(&bitfield(&[0, 1, 2], 16));
         let counts: Vec<u32> = (0..10).map(|p| a.get(p)).collect();
         assert_eq!(counts, [0, 1, 2, 0, 0, 1, 0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn a_repeated_have_counts_once_and_a_have_past_the_end_changes_nothing() {
+        let a = PieceAvailability::new(10);
+        let mut peer = bitfield(&[], 16);
+        assert_eq!(a.record_have(&mut peer, 4), Some(true));
+        for _ in 0..5 {
+            assert_eq!(a.record_have(&mut peer, 4), Some(false));
+        }
+        assert_eq!(a.get(4), 1, "one peer counts once per piece");
+        assert!(peer[4]);
+        // Piece 12 is a padding bit of the peer's bitfield, 99 is past it: both refused.
+        assert_eq!(a.record_have(&mut peer, 12), None);
+        assert_eq!(a.record_have(&mut peer, 99), None);
+        assert_eq!(peer, bitfield(&[4], 16));
+        // A second peer's have counts again; the first peer leaving takes its count away.
+        let mut other = bitfield(&[], 16);
+        assert_eq!(a.record_have(&mut other, 4), Some(true));
+        assert_eq!(a.get(4), 2);
+        a.remove_bitfield(&peer);
+        assert_eq!(a.get(4), 1);
     }
 
     #[test]
