@@ -6,6 +6,15 @@
 //! Names are unique per process and testbed; everything is removed when the testbed is
 //! dropped, also when a test fails. Needs root and iproute2; a testbed that cannot be made
 //! panics with the reason (tests that need one fail, they are never skipped).
+//!
+//! Every namespace knows every peer's MAC address from the start (permanent neighbour
+//! entries), so peers never ARP for each other. Linux keeps one ARP cache for all namespaces,
+//! 1024 entries by default (`net.ipv4.neigh.default.gc_thresh3`), and N peers that all talk
+//! to each other need about N² of them: from about 32 peers on, the table overflowed
+//! ("neighbor table overflow!" in the kernel log), new connections were dropped before they
+//! left the namespace, and with 64 fetchers half of them reached neither the tracker nor any
+//! peer for 20 s and more. Separate hosts each have a cache of their own; permanent entries
+//! do not count toward the limit.
 
 use std::net::Ipv4Addr;
 use std::path::Path;
@@ -27,6 +36,9 @@ pub struct NetPeer {
     pub addr: Ipv4Addr,
     /// The hub's end of its veth pair (in the hub namespace).
     hub_end: String,
+    /// Its end of the veth pair (in its namespace) and that end's MAC address.
+    peer_end: String,
+    mac: String,
 }
 
 /// N peers on one bridge, each behind a rate-limited link.
@@ -39,6 +51,25 @@ pub struct Testbed {
 
 fn ip(args: &[&str]) {
     run("ip", args);
+}
+
+/// Runs `commands` (one `ip` command per line, without the `ip`) in namespace `ns`.
+fn ip_batch(ns: &str, commands: &str) {
+    use std::io::Write as _;
+    let mut child = Command::new("ip")
+        .args(["-n", ns, "-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run ip: {e}; install the Debian package iproute2"));
+    child.stdin.take().unwrap().write_all(commands.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip -n {ns} -batch: {} (the namespace testbed needs root)",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
 }
 
 fn run(program: &str, args: &[&str]) {
@@ -83,9 +114,20 @@ impl Testbed {
             // Interface names are at most 15 bytes.
             let (peer_end, hub_end) = (format!("s{id}p{i}"), format!("s{id}h{i}"));
             let addr = Ipv4Addr::new(10, 232, subnet as u8, i as u8 + 1);
+            // Locally administered, unique within the testbed.
+            let [c, b, a, _] = id.to_le_bytes();
+            let mac = format!("02:5e:{a:02x}:{b:02x}:{c:02x}:{i:02x}");
             ip(&["netns", "add", &ns]);
-            bed.peers.push(NetPeer { ns: ns.clone(), addr, hub_end: hub_end.clone() });
-            ip(&["link", "add", &peer_end, "type", "veth", "peer", "name", &hub_end]);
+            bed.peers.push(NetPeer {
+                ns: ns.clone(),
+                addr,
+                hub_end: hub_end.clone(),
+                peer_end: peer_end.clone(),
+                mac: mac.clone(),
+            });
+            ip(&[
+                "link", "add", &peer_end, "address", &mac, "type", "veth", "peer", "name", &hub_end,
+            ]);
             ip(&["link", "set", &peer_end, "netns", &ns]);
             ip(&["link", "set", &hub_end, "netns", &hub]);
             ip(&["-n", &hub, "link", "set", &hub_end, "master", "br0"]);
@@ -95,6 +137,20 @@ impl Testbed {
             ip(&["-n", &ns, "link", "set", "lo", "up"]);
             shape(&ns, &peer_end, *rate);
             shape(&hub, &hub_end, *rate);
+        }
+        for p in &bed.peers {
+            let neighbours: String = bed
+                .peers
+                .iter()
+                .filter(|q| q.addr != p.addr)
+                .map(|q| {
+                    format!(
+                        "neigh replace {} lladdr {} dev {} nud permanent\n",
+                        q.addr, q.mac, p.peer_end
+                    )
+                })
+                .collect();
+            ip_batch(&p.ns, &neighbours);
         }
         bed
     }

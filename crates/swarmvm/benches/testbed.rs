@@ -1,7 +1,8 @@
 //! A bundle from one seeder to N fetchers in the namespace testbed
 //! (`swarmvm_test_support::netns`): every peer in its own network namespace behind an
 //! 80 Mbit/s link (tbf on both ends of its veth pair), finding the others only through an
-//! opentracker in the seeder's namespace. The same torrent, testbed and links for swarmvm
+//! opentracker in a namespace of its own (`SWARMVM_TESTBED_TRACKER=seeder` puts it in the
+//! seeder's namespace instead, behind the seeder's busy uplink). The same torrent, testbed and links for swarmvm
 //! (`bundle seed` and `bundle fetch --seed`, the release binary) and for libtorrent
 //! (`benches/lt_peer.py`, one Python process per peer), one after the other in one run.
 //! Prints markdown for BENCHMARKS.md: when the last and the median fetcher had everything
@@ -65,13 +66,18 @@ fn run_case(label: &str, bytes: usize, n: usize) {
     let size = made["bytes"].as_u64().unwrap();
     let torrent = PathBuf::from(made["torrent"].as_str().unwrap());
     let copy = size as f64 * 8.0 / (f64::from(MBIT) * 1e6);
-    let bed = Testbed::new("bench", &vec![MBIT; n + 1]);
+    // Peer 0 seeds, 1 to n fetch; the tracker has a namespace and link of its own, last,
+    // unless it shares the seeder's.
+    let tracker_with_seeder = std::env::var("SWARMVM_TESTBED_TRACKER").is_ok_and(|t| t == "seeder");
+    let links = if tracker_with_seeder { n + 1 } else { n + 2 };
+    let bed = Testbed::new("bench", &vec![MBIT; links]);
+    let tracker = if tracker_with_seeder { 0 } else { n + 1 };
     let only = std::env::var("SWARMVM_TESTBED_ONLY").ok();
     for implementation in [Impl::Swarmvm, Impl::Libtorrent] {
         if only.as_deref().is_some_and(|o| !implementation.name().starts_with(o)) {
             continue;
         }
-        let r = run(&bed, dir.path(), implementation, &torrent, &data, &info_hash);
+        let r = run(&bed, n, tracker, dir.path(), implementation, &torrent, &data, &info_hash);
         let startup = r.startup.map(|s| format!(" (start-up {s:.2} s)")).unwrap_or_default();
         println!(
             "| {label} | {n} | {}{startup} | {:.1} s ({:.2}x one copy) | {:.1} s | {:.2}x | {:.2}x | {:.1} s ({:.2} cores) |",
@@ -150,8 +156,13 @@ impl Peer {
     }
 }
 
+/// One implementation's run: peer 0 seeds to peers 1 to `n`, which find each other through
+/// an opentracker in peer `tracker`'s namespace.
+#[allow(clippy::too_many_arguments)]
 fn run(
     bed: &Testbed,
+    n: usize,
+    tracker: usize,
     work: &Path,
     implementation: Impl,
     torrent: &Path,
@@ -160,7 +171,7 @@ fn run(
 ) -> Outcome {
     let tag = implementation.name().split(' ').next().unwrap();
     let (_tracker, announce) =
-        bed.opentracker(0, &work.join(format!("tracker-{tag}")), &[info_hash]);
+        bed.opentracker(tracker, &work.join(format!("tracker-{tag}")), &[info_hash]);
     let args = |i: usize, seed: bool| -> (&str, Vec<String>) {
         let ip = bed.peers[i].addr.to_string();
         let out = work.join(format!("{tag}-{i}"));
@@ -208,7 +219,7 @@ fn run(
     seeder
         .wait(if matches!(implementation, Impl::Swarmvm) { "seeding" } else { "complete" }, until);
     let started = Instant::now();
-    let mut fetchers: Vec<Peer> = (1..bed.peers.len())
+    let mut fetchers: Vec<Peer> = (1..=n)
         .map(|i| {
             let (program, a) = args(i, false);
             Peer::start(bed, i, program, &a, work)
@@ -216,6 +227,10 @@ fn run(
         .collect();
     let mut done: Vec<f64> = Vec::new();
     let mut ready: Vec<f64> = Vec::new();
+    // For swarmvm, per fetcher: its first progress line (process up, torrent added) and the
+    // first progress line with a verified byte (it found a peer and got a piece).
+    let mut up: Vec<Option<f64>> = vec![None; n];
+    let mut first_piece: Vec<Option<f64>> = vec![None; n];
     // What the fetchers received (swarmvm says so when complete, lt_peer.py when stopped).
     let mut received = 0u64;
     // Events arrive on separate channels: take each fetcher's in turn; the times are when
@@ -225,8 +240,15 @@ fn run(
         assert!(Instant::now() < until, "{} fetchers did not finish", pending.len());
         pending.retain(|&k| {
             while let Some(v) = fetchers[k].process.try_next() {
+                let now = started.elapsed().as_secs_f64();
                 if v["event"] == "started" {
-                    ready.push(started.elapsed().as_secs_f64());
+                    ready.push(now);
+                }
+                if v["event"] == "progress" {
+                    up[k].get_or_insert(now);
+                    if v["verified"].as_u64().is_some_and(|b| b > 0) {
+                        first_piece[k].get_or_insert(now);
+                    }
                 }
                 if v["event"] == "complete" {
                     done.push(started.elapsed().as_secs_f64());
@@ -253,11 +275,26 @@ fn run(
         }
     }
     drop(fetchers);
-    for i in 1..bed.peers.len() {
+    for i in 1..=n {
         let _ = std::fs::remove_dir_all(work.join(format!("{tag}-{i}")));
     }
     done.sort_by(f64::total_cmp);
     ready.sort_by(f64::total_cmp);
+    if up.iter().any(Option::is_some) {
+        let spread = |v: &[Option<f64>]| {
+            let mut v: Vec<f64> = v.iter().flatten().copied().collect();
+            v.sort_by(f64::total_cmp);
+            let q = |f: f64| v.get(((v.len() as f64 - 1.0) * f) as usize).copied().unwrap_or(0.0);
+            format!(
+                "{} of {n}: median {:.1} s, 90% {:.1} s, last {:.1} s",
+                v.len(),
+                q(0.5),
+                q(0.9),
+                q(1.0)
+            )
+        };
+        eprintln!("{tag}: up {}; first piece {}", spread(&up), spread(&first_piece));
+    }
     Outcome {
         startup: ready.get(ready.len() / 2).copied(),
         last: *done.last().unwrap(),

@@ -70,6 +70,36 @@ fn swarm(bed: &Testbed, env: &Env, name: &str) -> Swarm {
     Swarm { size, announce, _tracker: tracker, seeder, fetchers }
 }
 
+/// Every namespace knows the other peers' MAC addresses from the start (permanent neighbour
+/// entries), so peers never ARP for each other: Linux keeps one ARP table for all namespaces
+/// (1024 entries by default), and 64 peers resolving each other overflowed it, dropping new
+/// connections for 20 s and more (the `netns` module's docs).
+#[test]
+fn testbed_peers_know_each_other_without_arp() {
+    let bed = Testbed::new("arp", &[80, 80, 80]);
+    for (i, me) in bed.peers.iter().enumerate() {
+        let out = bed
+            .command(i, std::path::Path::new("ip"))
+            .args(["neigh", "show", "nud", "permanent"])
+            .output()
+            .expect("ip neigh");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let entries = String::from_utf8_lossy(&out.stdout).into_owned();
+        let others: Vec<_> = bed.peers.iter().filter(|p| p.addr != me.addr).collect();
+        assert_eq!(entries.lines().count(), others.len(), "{}: {entries}", me.ns);
+        for other in others {
+            assert!(
+                entries
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{} ", other.addr)) && l.contains("PERMANENT")),
+                "{} has no permanent entry for {}: {entries}",
+                me.ns,
+                other.addr
+            );
+        }
+    }
+}
+
 #[test]
 fn fetchers_behind_shaped_links_find_each_other_by_tracker_and_spare_a_slow_seeder() {
     require_program("tc", "iproute2");
