@@ -1048,7 +1048,7 @@ mod tests {
         std::thread::sleep(MIN_STEAL_AFTER + Duration::from_millis(25));
         // Peer 2 (30 ms a piece) has only piece 0, held 325 ms by peer 1: over 10x, but piece
         // 1 is still queued, so this is not the endgame and nothing is taken over.
-        let mut acquire = |tracker: &mut PieceTracker| {
+        let acquire = |tracker: &mut PieceTracker| {
             tracker.acquire_piece_rarest(
                 AcquireRequest {
                     peer: peer(2),
