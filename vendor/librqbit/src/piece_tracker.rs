@@ -137,6 +137,11 @@ impl PieceTracker {
         P: Fn(ValidPieceIndex) -> bool,
         S: Fn(ValidPieceIndex) -> bool,
     {
+        // 1. Try steal with 10x threshold (very slow peer). swarmvm patch: moved here from
+        // the shared `acquire`, as upstream's in-order picking alone keeps this rule.
+        if let Some(result) = self.try_steal(&req, 10.0) {
+            return result;
+        }
         self.acquire(req, None::<fn(ValidPieceIndex) -> u32>, 0)
     }
 
@@ -144,10 +149,11 @@ impl PieceTracker {
     /// (streaming) still come first. Among the queued pieces the peer has, the one fewest
     /// live peers have (`availability`) is reserved; equals are taken in an order that starts
     /// at a random place (`start`, any number), so fetchers that start together spread over
-    /// different pieces instead of all asking the seeder for piece 0. Endgame: when no queued
-    /// piece is left for this peer, it takes over an in-flight piece from a peer at least 2x
-    /// slower than itself (upstream: 3x); librqbit keeps one owner per piece, so there are no
-    /// duplicate requests to cancel.
+    /// different pieces instead of all asking the seeder for piece 0. Endgame: only when no
+    /// piece at all is left queued, it takes over an in-flight piece held
+    /// [`ENDGAME_TAKE_OVER`] times its own average piece time (upstream takes over at 10x
+    /// first and at 3x when nothing is left for this peer); librqbit keeps one owner per
+    /// piece, so there are no duplicate requests to cancel.
     pub fn acquire_piece_rarest<I, P, S, A>(
         &mut self,
         req: AcquireRequest<I, P, S>,
@@ -175,17 +181,12 @@ impl PieceTracker {
         S: Fn(ValidPieceIndex) -> bool,
         A: Fn(ValidPieceIndex) -> u32,
     {
-        // 1. Try steal with 10x threshold (very slow peer). swarmvm patch: upstream's in-order
-        // picking only. With rarest first a peer takes over pieces in the endgame alone (3.
-        // below): taken over while it has queued pieces to fetch, a piece's chunks already
-        // on the wire from its first peer arrive twice, and in a busy swarm, where a peer's
-        // upload is shared by dozens and piece times vary tenfold, that was 15 to 20% of all
-        // that fetchers received.
-        if availability.is_none()
-            && let Some(result) = self.try_steal(&req, 10.0)
-        {
-            return result;
-        }
+        // 1. (Upstream's take-over at 10x before anything else is in `acquire_piece`.) With
+        // rarest first a peer takes over pieces in the endgame alone (3. below): taken over
+        // while it has queued pieces to fetch, a piece's chunks already on the wire from its
+        // first peer arrive twice, and in a busy swarm, where a peer's upload is shared by
+        // dozens and piece times vary tenfold, that was 15 to 20% of all that fetchers
+        // received.
 
         // 2. Try reserve from priority_pieces then queued pieces
         // First check priority pieces that aren't already downloaded or in-flight
@@ -1008,29 +1009,40 @@ mod tests {
         assert!(matches!(result, AcquireResult::Reserved(p) if p == wanted), "{result:?}");
     }
 
+    /// What `who`, whose pieces take `avg_ms` on average, is given by the rarest-first
+    /// picker when every piece is equally rare and it has the pieces `has` says.
+    fn acquire_timed(
+        tracker: &mut PieceTracker,
+        who: PeerHandle,
+        avg_ms: u64,
+        has: impl Fn(ValidPieceIndex) -> bool,
+    ) -> AcquireResult {
+        let file_infos = make_test_file_infos(tracker.chunks().get_lengths().total_pieces());
+        let file_priorities = make_default_file_priorities(&file_infos);
+        tracker.acquire_piece_rarest(
+            AcquireRequest {
+                peer: who,
+                peer_avg_time: Some(Duration::from_millis(avg_ms)),
+                priority_pieces: std::iter::empty(),
+                file_priorities: &file_priorities,
+                file_infos: &file_infos,
+                peer_has_piece: has,
+                can_steal: |_| true,
+            },
+            |_| 1,
+            0,
+        )
+    }
+
     #[test]
     fn no_take_over_while_the_peer_has_queued_pieces_to_fetch() {
         let mut tracker = PieceTracker::new(make_test_chunk_tracker(2));
         let counts = [1u32, 1];
         let first = reserve_rarest(&mut tracker, peer(1), |_| true, &counts, 0).unwrap();
         std::thread::sleep(MIN_STEAL_AFTER + Duration::from_millis(25));
-        let file_infos = make_test_file_infos(2);
-        let file_priorities = make_default_file_priorities(&file_infos);
         // Peer 2 takes 10 ms a piece; peer 1 has held its piece for 325 ms, over 10x (where
         // upstream takes it over first), but another piece is still queued: peer 2 gets that.
-        let result = tracker.acquire_piece_rarest(
-            AcquireRequest {
-                peer: peer(2),
-                peer_avg_time: Some(Duration::from_millis(10)),
-                priority_pieces: std::iter::empty(),
-                file_priorities: &file_priorities,
-                file_infos: &file_infos,
-                peer_has_piece: |_| true,
-                can_steal: |_| true,
-            },
-            |_| 1,
-            0,
-        );
+        let result = acquire_timed(&mut tracker, peer(2), 10, |_| true);
         assert!(
             matches!(result, AcquireResult::Reserved(p) if p.get() == 1 - first),
             "{result:?}"
@@ -1041,33 +1053,17 @@ mod tests {
     fn no_take_over_before_the_endgame_even_when_the_peer_has_nothing_queued() {
         let mut tracker = PieceTracker::new(make_test_chunk_tracker(2));
         let counts = [1u32, 1];
-        let file_infos = make_test_file_infos(2);
-        let file_priorities = make_default_file_priorities(&file_infos);
         // Peer 1 fetches piece 0; piece 1 stays queued.
         assert_eq!(reserve_rarest(&mut tracker, peer(1), |p| p.get() == 0, &counts, 0), Some(0));
         std::thread::sleep(MIN_STEAL_AFTER + Duration::from_millis(25));
         // Peer 2 (30 ms a piece) has only piece 0, held 325 ms by peer 1: over 10x, but piece
         // 1 is still queued, so this is not the endgame and nothing is taken over.
-        let acquire = |tracker: &mut PieceTracker| {
-            tracker.acquire_piece_rarest(
-                AcquireRequest {
-                    peer: peer(2),
-                    peer_avg_time: Some(Duration::from_millis(30)),
-                    priority_pieces: std::iter::empty(),
-                    file_priorities: &file_priorities,
-                    file_infos: &file_infos,
-                    peer_has_piece: |p: ValidPieceIndex| p.get() == 0,
-                    can_steal: |_| true,
-                },
-                |_| 1,
-                0,
-            )
-        };
-        let result = acquire(&mut tracker);
+        let only_piece_0 = |p: ValidPieceIndex| p.get() == 0;
+        let result = acquire_timed(&mut tracker, peer(2), 30, only_piece_0);
         assert!(matches!(result, AcquireResult::NoneAvailable), "{result:?}");
         // Once piece 1 is in flight too, it is the endgame: peer 2 takes piece 0 over.
         assert_eq!(reserve_rarest(&mut tracker, peer(3), |_| true, &counts, 0), Some(1));
-        let result = acquire(&mut tracker);
+        let result = acquire_timed(&mut tracker, peer(2), 30, only_piece_0);
         assert!(
             matches!(result, AcquireResult::Stolen { piece, from_peer } if piece.get() == 0 && from_peer == peer(1)),
             "{result:?}"
@@ -1080,28 +1076,11 @@ mod tests {
         let counts = [1u32];
         assert_eq!(reserve_rarest(&mut tracker, peer(1), |_| true, &counts, 0), Some(0));
         std::thread::sleep(MIN_STEAL_AFTER + Duration::from_millis(25));
-        let file_infos = make_test_file_infos(1);
-        let file_priorities = make_default_file_priorities(&file_infos);
         // Peer 2 takes 30 ms a piece; the piece has been with peer 1 for 325 ms: over 10x and
         // over the floor. At 60 ms a piece (5x) it stays with peer 1.
-        let acquire = |tracker: &mut PieceTracker, avg: u64| {
-            tracker.acquire_piece_rarest(
-                AcquireRequest {
-                    peer: peer(2),
-                    peer_avg_time: Some(Duration::from_millis(avg)),
-                    priority_pieces: std::iter::empty(),
-                    file_priorities: &file_priorities,
-                    file_infos: &file_infos,
-                    peer_has_piece: |_| true,
-                    can_steal: |_| true,
-                },
-                |_| 1,
-                0,
-            )
-        };
-        let result = acquire(&mut tracker, 60);
+        let result = acquire_timed(&mut tracker, peer(2), 60, |_| true);
         assert!(matches!(result, AcquireResult::NoneAvailable), "{result:?}");
-        let result = acquire(&mut tracker, 30);
+        let result = acquire_timed(&mut tracker, peer(2), 30, |_| true);
         assert!(
             matches!(result, AcquireResult::Stolen { from_peer, .. } if from_peer == peer(1)),
             "{result:?}"
