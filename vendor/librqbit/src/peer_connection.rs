@@ -122,10 +122,98 @@ pub(crate) async fn with_timeout<T>(
     fut.await
 }
 
+/// swarmvm patch: the writer's buffer holds several messages, so that the messages waiting
+/// at once go out in one write (four 16 KiB pieces, or hundreds of haves and requests).
+const WRITE_BUF_LEN: usize = 4 * MAX_MSG_LEN;
+
+/// swarmvm patch: what the writer sends, from the torrent's have broadcast and from this
+/// peer's own channel, with the haves to send again after the broadcast lagged.
+struct WriterQueue {
+    outgoing_chan: tokio::sync::mpsc::UnboundedReceiver<WriterRequest>,
+    have_broadcast: tokio::sync::broadcast::Receiver<ValidPieceIndex>,
+    broadcast_closed: bool,
+    /// Haves lost to a lagging broadcast, sent one by one.
+    resend: std::collections::VecDeque<ValidPieceIndex>,
+}
+
+impl WriterQueue {
+    /// A resent have the peer still needs, if any is left.
+    fn next_resend(&mut self, handler: &impl PeerConnectionHandler) -> Option<WriterRequest> {
+        while let Some(id) = self.resend.pop_front() {
+            if handler.should_transmit_have(id) {
+                return Some(WriterRequest::Message(Message::Have(id.get())));
+            }
+        }
+        None
+    }
+
+    /// After the broadcast lagged: upstream dropped the lost haves, and the peer then never
+    /// learned of those pieces from us.
+    fn on_lagged(&mut self, handler: &impl PeerConnectionHandler, lost: u64) {
+        debug!(lost, "have broadcast lagged; sending the missing haves");
+        self.resend = handler.haves_to_resend().into();
+    }
+
+    /// The next message that is ready to send, without waiting.
+    fn try_next(&mut self, handler: &impl PeerConnectionHandler) -> Option<WriterRequest> {
+        use tokio::sync::broadcast::error::TryRecvError;
+        loop {
+            if let Some(have) = self.next_resend(handler) {
+                return Some(have);
+            }
+            if self.broadcast_closed {
+                break;
+            }
+            match self.have_broadcast.try_recv() {
+                Ok(id) if handler.should_transmit_have(id) => {
+                    return Some(WriterRequest::Message(Message::Have(id.get())));
+                }
+                Ok(_) => {}
+                Err(TryRecvError::Lagged(n)) => self.on_lagged(handler, n),
+                Err(TryRecvError::Closed) => self.broadcast_closed = true,
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+        self.outgoing_chan.try_recv().ok()
+    }
+
+    /// The next message to send, waiting for one; a keep-alive after `keep_alive` of quiet.
+    async fn next(
+        &mut self,
+        handler: &impl PeerConnectionHandler,
+        keep_alive: Duration,
+    ) -> Result<WriterRequest> {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            if let Some(have) = self.next_resend(handler) {
+                return Ok(have);
+            }
+            tokio::select! {
+                r = self.have_broadcast.recv(), if !self.broadcast_closed => match r {
+                    Ok(id) if handler.should_transmit_have(id) => {
+                        return Ok(WriterRequest::Message(Message::Have(id.get())));
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Closed) => {
+                        self.broadcast_closed = true;
+                        debug!("broadcast channel closed, will not poll it anymore");
+                    }
+                    Err(RecvError::Lagged(n)) => self.on_lagged(handler, n),
+                },
+                r = timeout(keep_alive, self.outgoing_chan.recv()) => return match r {
+                    Ok(Some(msg)) => Ok(msg),
+                    Ok(None) => Err(Error::TorrentIsNotLive),
+                    Err(_) => Ok(WriterRequest::Message(Message::KeepAlive)),
+                },
+            }
+        }
+    }
+}
+
 struct ManagePeerArgs {
     handshake_supports_extended: bool,
     read_buf: ReadBuf,
-    write_buf: Box<[u8; MAX_MSG_LEN]>,
+    write_buf: Box<[u8; WRITE_BUF_LEN]>,
     read: BoxAsyncReadVectored,
     write: BoxAsyncWrite,
     outgoing_chan: tokio::sync::mpsc::UnboundedReceiver<WriterRequest>,
@@ -181,7 +269,7 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
             try_decode_peer_id(incoming.handshake.peer_id)
         );
 
-        let mut write_buf = Box::new([0u8; MAX_MSG_LEN]);
+        let mut write_buf = Box::new([0u8; WRITE_BUF_LEN]);
         let my_handshake = Handshake::new(self.info_hash, self.peer_id);
         let hlen = my_handshake.serialize_unchecked_len(&mut *write_buf);
         with_timeout(
@@ -240,7 +328,7 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
         async move {
             self.handler.on_connected(now.elapsed());
 
-            let mut write_buf = Box::new([0u8; MAX_MSG_LEN]);
+            let mut write_buf = Box::new([0u8; WRITE_BUF_LEN]);
             let handshake = Handshake::new(self.info_hash, self.peer_id);
             let hsz = handshake.serialize_unchecked_len(&mut *write_buf);
             with_timeout(
@@ -292,8 +380,8 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
             mut write_buf,
             mut read,
             mut write,
-            mut outgoing_chan,
-            mut have_broadcast,
+            outgoing_chan,
+            have_broadcast,
         } = args;
 
         use tokio::io::AsyncWriteExt;
@@ -354,139 +442,124 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
             .await?;
             trace!("sent unchoke");
 
-            let mut broadcast_closed = false;
-            // swarmvm patch: haves lost to a lagging broadcast, sent one by one.
-            let mut resend: std::collections::VecDeque<ValidPieceIndex> = Default::default();
+            let mut queue = WriterQueue {
+                outgoing_chan,
+                have_broadcast,
+                broadcast_closed: false,
+                resend: Default::default(),
+            };
 
             loop {
-                let req = loop {
-                    if let Some(id) = resend.pop_front() {
-                        if self.handler.should_transmit_have(id) {
-                            break WriterRequest::Message(Message::Have(id.get()));
-                        }
-                        continue;
-                    }
-                    break tokio::select! {
-                        r = have_broadcast.recv(), if !broadcast_closed => match r {
-                            Ok(id) => {
-                                if self.handler.should_transmit_have(id) {
-                                     WriterRequest::Message(Message::Have(id.get()))
-                                } else {
-                                    continue
-                                }
-                            },
-                            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                                broadcast_closed = true;
-                                debug!("broadcast channel closed, will not poll it anymore");
-                                continue
-                            },
-                            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                                // Upstream dropped the lost haves: the peer then never
-                                // learned of those pieces from us.
-                                debug!(lost = n, "have broadcast lagged; sending the missing haves");
-                                resend = self.handler.haves_to_resend().into();
-                                continue
-                            }
-                        },
-                        r = timeout(keep_alive_interval, outgoing_chan.recv()) => match r {
-                            Ok(Some(msg)) => msg,
-                            Ok(None) => {
-                                return Err(Error::TorrentIsNotLive);
-                            }
-                            Err(_) => WriterRequest::Message(Message::KeepAlive),
-                        }
-                    };
-                };
+                let first = queue.next(&self.handler, keep_alive_interval).await?;
 
                 tokio::task::yield_now().await;
 
-                let mut uploaded_add = None;
+                // swarmvm patch: every message already waiting goes out with the first in
+                // one write, while the buffer has room for one more of the largest size.
+                // Upstream wrote each message, every 9-byte have and 17-byte request
+                // included, with a system call of its own.
+                let mut len = 0;
+                let mut uploaded = 0;
+                let mut disconnect = None;
+                let mut next = Some(first);
+                while let Some(req) = next.take() {
+                    trace!("about to send: {:?}", &req);
+                    let ext_msg_ids = &|| {
+                        extended_handshake_ref
+                            .read()
+                            .as_ref()
+                            .map(|e| *e)
+                            .unwrap_or_default()
+                    };
+                    let out = &mut write_buf[len..];
 
-                trace!("about to send: {:?}", &req);
-                let ext_msg_ids = &|| {
-                    extended_handshake_ref
-                        .read()
-                        .as_ref()
-                        .map(|e| *e)
-                        .unwrap_or_default()
-                };
+                    len += match req {
+                        WriterRequest::Message(msg) => msg.serialize(out, ext_msg_ids)?,
+                        WriterRequest::UtMetadata(utm) => {
+                            Message::Extended(ExtendedMessage::UtMetadata(utm.as_borrowed()))
+                                .serialize(out, ext_msg_ids)?
+                        }
+                        WriterRequest::UtPex(ut_pex) => {
+                            Message::Extended(ExtendedMessage::UtPex(ut_pex.as_borrowed()))
+                                .serialize(out, ext_msg_ids)?
+                        }
+                        WriterRequest::ReadChunkRequest(chunk) => {
+                            #[allow(unused_mut)]
+                            let mut skip_reading_for_e2e_tests = false;
 
-                let len = match req {
-                    WriterRequest::Message(msg) => msg.serialize(&mut *write_buf, ext_msg_ids)?,
-                    WriterRequest::UtMetadata(utm) => {
-                        Message::Extended(ExtendedMessage::UtMetadata(utm.as_borrowed()))
-                            .serialize(&mut *write_buf, ext_msg_ids)?
-                    }
-                    WriterRequest::UtPex(ut_pex) => {
-                        Message::Extended(ExtendedMessage::UtPex(ut_pex.as_borrowed()))
-                            .serialize(&mut *write_buf, ext_msg_ids)?
-                    }
-                    WriterRequest::ReadChunkRequest(chunk) => {
-                        #[allow(unused_mut)]
-                        let mut skip_reading_for_e2e_tests = false;
+                            #[cfg(test)]
+                            {
+                                use tracing::warn;
+                                // This is poor-mans fault injection for running e2e tests.
+                                use crate::tests::test_util::TestPeerMetadata;
+                                let tpm = TestPeerMetadata::from_peer_id(self.peer_id);
+                                use rand::RngExt;
+                                if rand::rng().random_bool(tpm.disconnect_probability()) {
+                                    return Err(Error::TestDisconnect);
+                                }
 
-                        #[cfg(test)]
-                        {
-                            use tracing::warn;
-                            // This is poor-mans fault injection for running e2e tests.
-                            use crate::tests::test_util::TestPeerMetadata;
-                            let tpm = TestPeerMetadata::from_peer_id(self.peer_id);
-                            use rand::RngExt;
-                            if rand::rng().random_bool(tpm.disconnect_probability()) {
-                                return Err(Error::TestDisconnect);
+                                #[allow(clippy::cast_possible_truncation)]
+                                let sleep_ms = (rand::rng().random::<f64>()
+                                    * (tpm.max_random_sleep_ms as f64))
+                                    as u64;
+                                if sleep_ms > 0 {
+                                    tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
+                                }
+
+                                if rand::rng().random_bool(tpm.bad_data_probability()) {
+                                    warn!(
+                                        "will NOT actually read the data to simulate a malicious peer that sends garbage"
+                                    );
+                                    out.fill(0);
+                                    skip_reading_for_e2e_tests = true;
+                                }
                             }
 
-                            #[allow(clippy::cast_possible_truncation)]
-                            let sleep_ms = (rand::rng().random::<f64>()
-                                * (tpm.max_random_sleep_ms as f64))
-                                as u64;
-                            if sleep_ms > 0 {
-                                tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
+                            // this whole section is an optimization
+                            let preamble_len = serialize_piece_preamble(&chunk, out);
+                            let full_len = preamble_len + chunk.size as usize;
+                            if !skip_reading_for_e2e_tests {
+                                self.spawner
+                                    .block_in_place_with_semaphore(|| {
+                                        self.handler
+                                            .read_chunk(&chunk, &mut out[preamble_len..full_len])
+                                    })
+                                    .await
+                                    .map_err(Error::ReadChunk)?;
                             }
 
-                            if rand::rng().random_bool(tpm.bad_data_probability()) {
-                                warn!(
-                                    "will NOT actually read the data to simulate a malicious peer that sends garbage"
-                                );
-                                write_buf.fill(0);
-                                skip_reading_for_e2e_tests = true;
-                            }
+                            uploaded += chunk.size;
+                            full_len
                         }
-
-                        // this whole section is an optimization
-                        let preamble_len = serialize_piece_preamble(&chunk, &mut *write_buf);
-                        let full_len = preamble_len + chunk.size as usize;
-                        if !skip_reading_for_e2e_tests {
-                            self.spawner
-                                .block_in_place_with_semaphore(|| {
-                                    self.handler
-                                        .read_chunk(&chunk, &mut write_buf[preamble_len..full_len])
-                                })
-                                .await
-                                .map_err(Error::ReadChunk)?;
+                        WriterRequest::Disconnect(res) => {
+                            trace!("disconnect requested, closing writer");
+                            disconnect = Some(res);
+                            break;
                         }
+                    };
 
-                        uploaded_add = Some(chunk.size);
-                        full_len
+                    if WRITE_BUF_LEN - len >= MAX_MSG_LEN {
+                        next = queue.try_next(&self.handler);
                     }
-                    WriterRequest::Disconnect(res) => {
-                        trace!("disconnect requested, closing writer");
-                        match res {
-                            Ok(()) => return Err(Error::Disconnect),
-                            Err(e) => return Err(Error::DisconnectWithSource(e)),
-                        }
-                    }
-                };
+                }
 
-                with_timeout(
-                    "writing",
-                    rwtimeout,
-                    write.write_all(&write_buf[..len]).map_err(Error::Write),
-                )
-                .await?;
+                if len > 0 {
+                    with_timeout(
+                        "writing",
+                        rwtimeout,
+                        write.write_all(&write_buf[..len]).map_err(Error::Write),
+                    )
+                    .await?;
+                }
 
-                if let Some(uploaded_add) = uploaded_add {
-                    self.handler.on_uploaded_bytes(uploaded_add)
+                if uploaded > 0 {
+                    self.handler.on_uploaded_bytes(uploaded)
+                }
+
+                match disconnect {
+                    None => {}
+                    Some(Ok(())) => return Err(Error::Disconnect),
+                    Some(Err(e)) => return Err(Error::DisconnectWithSource(e)),
                 }
             }
 
@@ -539,4 +612,167 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
             }
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream_connect::StreamConnector;
+    use crate::vectored_traits::AsyncReadVectoredIntoCompat;
+    use librqbit_core::lengths::Lengths;
+    use peer_binary_protocol::Request;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A peer that should hear of even pieces only, and whose chunks are all 7s.
+    #[derive(Default)]
+    struct Handler {
+        uploaded: AtomicU64,
+    }
+
+    impl PeerConnectionHandler for Handler {
+        fn should_send_bitfield(&self) -> bool {
+            false
+        }
+        fn serialize_bitfield_message_to_buf(&self, _: &mut [u8]) -> anyhow::Result<usize> {
+            anyhow::bail!("no bitfield")
+        }
+        fn on_handshake(&self, _: Handshake, _: ConnectionKind) -> anyhow::Result<()> {
+            Ok(())
+        }
+        fn on_extended_handshake(&self, _: &ExtendedHandshake<ByteBuf>) -> anyhow::Result<()> {
+            Ok(())
+        }
+        async fn on_received_message(&self, _: Message<'_>) -> anyhow::Result<()> {
+            Ok(())
+        }
+        fn should_transmit_have(&self, id: ValidPieceIndex) -> bool {
+            id.get() % 2 == 0
+        }
+        fn on_uploaded_bytes(&self, bytes: u32) {
+            self.uploaded.fetch_add(u64::from(bytes), Ordering::Relaxed);
+        }
+        fn read_chunk(&self, _: &ChunkInfo, buf: &mut [u8]) -> anyhow::Result<()> {
+            buf.fill(7);
+            Ok(())
+        }
+    }
+
+    /// Keeps every write it is given, one entry per `poll_write`.
+    #[derive(Clone, Default)]
+    struct Writes(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl tokio::io::AsyncWrite for Writes {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.0.lock().unwrap().push(buf.to_vec());
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// The message ids in one write, checking that it holds whole messages only.
+    fn message_ids(mut write: &[u8]) -> Vec<u8> {
+        let mut ids = Vec::new();
+        while !write.is_empty() {
+            let len = u32::from_be_bytes(write[..4].try_into().unwrap()) as usize;
+            assert!(len >= 1 && write.len() >= 4 + len, "a message cut in two");
+            ids.push(write[4]);
+            write = &write[4 + len..];
+        }
+        ids
+    }
+
+    #[tokio::test]
+    async fn messages_waiting_together_go_out_in_one_write_each_bufferful() {
+        const HAVE: u8 = 4;
+        const REQUEST: u8 = 6;
+        const PIECE: u8 = 7;
+        let lengths = Lengths::new(64 * CHUNK, CHUNK as u32).unwrap();
+        let piece = |i| lengths.validate_piece_index(i).unwrap();
+
+        let (outgoing, outgoing_chan) = tokio::sync::mpsc::unbounded_channel();
+        let (haves, have_broadcast) = tokio::sync::broadcast::channel(128);
+        for i in 0..20 {
+            haves.send(piece(i)).unwrap();
+        }
+        for index in 0..2 {
+            let request = Request {
+                index,
+                begin: 0,
+                length: CHUNK as u32,
+            };
+            outgoing
+                .send(WriterRequest::Message(Message::Request(request)))
+                .unwrap();
+        }
+        for i in 0..6 {
+            let chunk = lengths.iter_chunk_infos(piece(i)).next().unwrap();
+            outgoing
+                .send(WriterRequest::ReadChunkRequest(chunk))
+                .unwrap();
+        }
+
+        let connector = StreamConnector::new(crate::stream_connect::StreamConnectorArgs {
+            enable_tcp: true,
+            ..Default::default()
+        });
+        let connector = Arc::new(connector.await.unwrap());
+        let conn = PeerConnection::new(
+            "127.0.0.1:1".parse().unwrap(),
+            Id20::new([1; 20]),
+            Id20::new([2; 20]),
+            Handler::default(),
+            None,
+            BlockingSpawner::new(1),
+            connector,
+        );
+        // The peer never says anything, and never hangs up.
+        let (quiet, _peer) = tokio::io::duplex(64);
+        let writes = Writes::default();
+        let args = ManagePeerArgs {
+            handshake_supports_extended: false,
+            read_buf: ReadBuf::new(),
+            write_buf: Box::new([0u8; WRITE_BUF_LEN]),
+            read: Box::new(quiet.into_vectored_compat()),
+            write: Box::new(writes.clone()),
+            outgoing_chan,
+            have_broadcast,
+        };
+        let run = tokio::time::timeout(Duration::from_millis(500), conn.manage_peer(args)).await;
+        assert!(run.is_err(), "the connection ended: {run:?}");
+
+        let writes = writes.0.lock().unwrap().clone();
+        let ids: Vec<Vec<u8>> = writes.iter().map(|w| message_ids(w)).collect();
+        assert_eq!(ids[0], [1], "the unchoke comes first, on its own");
+        // 10 haves (odd pieces are filtered out), 2 requests and 6 pieces of 16 KiB: a
+        // bufferful with four pieces, and the rest.
+        assert_eq!(ids.len(), 3, "{ids:?}");
+        assert!(writes.iter().all(|w| w.len() <= WRITE_BUF_LEN));
+        let all: Vec<u8> = ids[1..].concat();
+        let count = |id| all.iter().filter(|&&i| i == id).count();
+        assert_eq!(
+            (count(HAVE), count(REQUEST), count(PIECE)),
+            (10, 2, 6),
+            "{ids:?}"
+        );
+        assert_eq!(all.len(), 18);
+        assert_eq!(conn.handler.uploaded.load(Ordering::Relaxed), 6 * CHUNK);
+    }
+
+    const CHUNK: u64 = 16384;
 }
