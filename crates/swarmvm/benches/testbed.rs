@@ -13,7 +13,9 @@
 //!
 //! `cargo bench -p swarmvm --bench testbed` (root, iproute2, opentracker, python3 with
 //! libtorrent). `SWARMVM_TESTBED=64m:32,4k:32` picks the cases (default
-//! `64m:32,64m:64,4k:32`); `SWARMVM_TESTBED_ONLY=swarmvm` (or `libtorrent`) runs one side.
+//! `64m:32,64m:64,4k:32`); `SWARMVM_TESTBED_ONLY=swarmvm` (or `libtorrent`) runs one side;
+//! `SWARMVM_TESTBED_RUNS=5` runs each case that many times (default 3), alternating the
+//! implementations, and adds a row of medians (runs on this machine vary a lot).
 #![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
 
 use std::path::{Path, PathBuf};
@@ -34,9 +36,9 @@ const LIMIT: Duration = Duration::from_secs(600);
 fn main() {
     let cases = std::env::var("SWARMVM_TESTBED").unwrap_or_else(|_| "64m:32,64m:64,4k:32".into());
     println!(
-        "| bundle | fetchers | implementation | last fetcher done | median fetcher | seeder uploaded | fetchers received | CPU time (all peers) |"
+        "| bundle | fetchers | implementation | run | last fetcher done | median fetcher | seeder uploaded | fetchers received | CPU time (all peers) |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for case in cases.split(',') {
         let (size, n) = case.split_once(':').expect("SIZE:FETCHERS");
         let n: usize = n.parse().unwrap();
@@ -73,25 +75,52 @@ fn run_case(label: &str, bytes: usize, n: usize) {
     let bed = Testbed::new("bench", &vec![MBIT; links]);
     let tracker = if tracker_with_seeder { 0 } else { n + 1 };
     let only = std::env::var("SWARMVM_TESTBED_ONLY").ok();
-    for implementation in [Impl::Swarmvm, Impl::Libtorrent] {
-        if only.as_deref().is_some_and(|o| !implementation.name().starts_with(o)) {
-            continue;
+    let implementations: Vec<Impl> = [Impl::Swarmvm, Impl::Libtorrent]
+        .into_iter()
+        .filter(|i| only.as_deref().is_none_or(|o| i.name().starts_with(o)))
+        .collect();
+    let runs: usize = std::env::var("SWARMVM_TESTBED_RUNS").map_or(3, |r| r.parse().unwrap());
+    let mut outcomes: Vec<Vec<Outcome>> = implementations.iter().map(|_| Vec::new()).collect();
+    // Rounds alternate the implementations, so that a slow spell of the machine falls on both.
+    for round in 1..=runs {
+        for (k, &implementation) in implementations.iter().enumerate() {
+            let r = run(&bed, n, tracker, dir.path(), implementation, &torrent, &data, &info_hash);
+            println!("{}", row(label, n, implementation, &round.to_string(), &r, size, copy));
+            outcomes[k].push(r);
         }
-        let r = run(&bed, n, tracker, dir.path(), implementation, &torrent, &data, &info_hash);
-        let startup = r.startup.map(|s| format!(" (start-up {s:.2} s)")).unwrap_or_default();
-        println!(
-            "| {label} | {n} | {}{startup} | {:.1} s ({:.2}x one copy) | {:.1} s | {:.2}x | {:.2}x | {:.1} s ({:.2} cores) |",
-            implementation.name(),
-            r.last,
-            r.last / copy,
-            r.median,
-            r.seeder_uploaded as f64 / size as f64,
-            r.received as f64 / (size as f64 * n as f64),
-            r.cpu,
-            r.cpu / r.last,
-        );
+    }
+    if runs > 1 {
+        for (implementation, outcomes) in implementations.iter().zip(&outcomes) {
+            let median = Outcome::median(outcomes);
+            let run = format!("median of {runs}");
+            println!("{}", row(label, n, *implementation, &run, &median, size, copy));
+        }
     }
     eprintln!("one copy of {size} bytes at {MBIT} Mbit/s takes {copy:.2} s");
+}
+
+/// One line of the table.
+fn row(
+    label: &str,
+    n: usize,
+    implementation: Impl,
+    run: &str,
+    r: &Outcome,
+    size: u64,
+    copy: f64,
+) -> String {
+    let startup = r.startup.map(|s| format!(" (start-up {s:.2} s)")).unwrap_or_default();
+    format!(
+        "| {label} | {n} | {}{startup} | {run} | {:.1} s ({:.2}x one copy) | {:.1} s | {:.2}x | {:.2}x | {:.1} s ({:.2} cores) |",
+        implementation.name(),
+        r.last,
+        r.last / copy,
+        r.median,
+        r.seeder_uploaded as f64 / size as f64,
+        r.received as f64 / (size as f64 * n as f64),
+        r.cpu,
+        r.cpu / r.last,
+    )
 }
 
 #[derive(Clone, Copy)]
@@ -119,6 +148,25 @@ struct Outcome {
     /// Bytes all fetchers received (a chunk received twice counts twice).
     received: u64,
     cpu: f64,
+}
+
+impl Outcome {
+    /// Each figure's median over several runs (the figures of one row may come from
+    /// different runs).
+    fn median(runs: &[Outcome]) -> Outcome {
+        fn mid<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            v[v.len() / 2]
+        }
+        Outcome {
+            startup: runs.iter().map(|r| r.startup).collect::<Option<Vec<_>>>().map(mid),
+            last: mid(runs.iter().map(|r| r.last).collect()),
+            median: mid(runs.iter().map(|r| r.median).collect()),
+            seeder_uploaded: mid(runs.iter().map(|r| r.seeder_uploaded).collect()),
+            received: mid(runs.iter().map(|r| r.received).collect()),
+            cpu: mid(runs.iter().map(|r| r.cpu).collect()),
+        }
+    }
 }
 
 /// A peer's process in its namespace.
