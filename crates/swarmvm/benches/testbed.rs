@@ -110,11 +110,13 @@ fn row(
     copy: f64,
 ) -> String {
     let startup = r.startup.map(|s| format!(" (start-up {s:.2} s)")).unwrap_or_default();
+    // Against a bundle that takes no time to send, the ratio says nothing.
+    let ratio =
+        if copy >= 0.1 { format!(" ({:.2}x one copy)", r.last / copy) } else { String::new() };
     format!(
-        "| {label} | {n} | {}{startup} | {run} | {:.1} s ({:.2}x one copy) | {:.1} s | {:.2}x | {:.2}x | {:.1} s ({:.2} cores) |",
+        "| {label} | {n} | {}{startup} | {run} | {:.1} s{ratio} | {:.1} s | {:.2}x | {:.2}x | {:.1} s ({:.2} cores) |",
         implementation.name(),
         r.last,
-        r.last / copy,
         r.median,
         r.seeder_uploaded as f64 / size as f64,
         r.received as f64 / (size as f64 * n as f64),
