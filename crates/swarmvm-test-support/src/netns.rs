@@ -3,6 +3,8 @@
 //! its pair (tbf shapes only what leaves an interface, so the peer's end limits its upload
 //! and the hub's end its download). Addresses are `10.232.K.(i+1)/24`, used only inside
 //! these namespaces; no namespace has a route anywhere else, so no traffic leaves them.
+//! Multicast (local service discovery, BEP 14) crosses the bridge as on a LAN's switch and
+//! stays in the hub too.
 //! Names are unique per process and testbed; everything is removed when the testbed is
 //! dropped, also when a test fails. Needs root and iproute2; a testbed that cannot be made
 //! panics with the reason (tests that need one fail, they are never skipped).

@@ -1,6 +1,6 @@
 //! Whole `swarmvm` processes in the namespace testbed (`swarmvm_test_support::netns`): each
 //! peer in its own network namespace behind a tbf-shaped link, finding the others through an
-//! opentracker, not through a list of addresses.
+//! opentracker or by local service discovery, not through a list of addresses.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -172,6 +172,67 @@ fn fetchers_cut_off_from_the_seeder_mid_transfer_finish_from_the_others() {
     let stopped = seeder.wait_event("stopped", Duration::from_secs(20));
     let uploaded = stopped["uploaded"].as_u64().unwrap();
     eprintln!("the seeder uploaded {:.2}x", uploaded as f64 / size as f64);
+    assert!(uploaded < 2 * size, "the seeder uploaded {uploaded} bytes of a {size}-byte bundle");
+    for f in &fetchers {
+        f.interrupt();
+    }
+}
+
+/// With no tracker and no address given, peers find each other by local service discovery
+/// (BEP 14): multicast announces cross the testbed's bridge like a LAN's switch. The seeder's
+/// link is slow, so the fetchers must also have found each other to spare it.
+#[test]
+fn fetchers_find_the_seeder_and_each_other_by_lsd_across_the_bridge() {
+    require_program("tc", "iproute2");
+    let env = Env::new();
+    let mut rates = vec![16];
+    rates.extend([80; 4]);
+    let bed = Testbed::new("lsd", &rates);
+    let dir = bundle(&env, "bundle-l", [2_000, 4 * 1024 * 1024, 1_000]);
+    let made = env.json(&["bundle", "create", &dir, "--piece-length", "65536"]);
+    let size = made["bytes"].as_u64().unwrap();
+    let lsd_only = |i: usize, args: &[&str]| {
+        let listen = format!("{}:6881", bed.peers[i].addr);
+        let mut all = args.to_vec();
+        all.extend(["--no-dht", "--lsd", "--listen", &listen]);
+        spawn(&bed, i, &env, &all)
+    };
+    let seeder = lsd_only(0, &["bundle", "seed", "bundle-l.torrent", "--dir", &dir]);
+    seeder.wait_event("seeding", Duration::from_secs(30));
+    let fetchers: Vec<Proc> = (1..bed.peers.len())
+        .map(|i| {
+            let out = format!("f{i}");
+            let args = [
+                "bundle",
+                "fetch",
+                "bundle-l.torrent",
+                "--out",
+                &out,
+                "--timeout",
+                "90s",
+                "--seed",
+            ];
+            lsd_only(i, &args)
+        })
+        .collect();
+    let mut uploaded_by_fetchers = 0;
+    for (k, f) in fetchers.iter().enumerate() {
+        let done = f.wait_event("complete", Duration::from_secs(90));
+        assert_eq!(done["done"].as_u64(), Some(size), "fetcher {}", k + 1);
+        uploaded_by_fetchers += done["uploaded"].as_u64().unwrap();
+    }
+    for i in 1..bed.peers.len() {
+        same_files(&env.path(&format!("f{i}/bundle-l")), &env.path("bundle-l"));
+    }
+    seeder.interrupt();
+    let stopped = seeder.wait_event("stopped", Duration::from_secs(20));
+    let uploaded = stopped["uploaded"].as_u64().unwrap();
+    eprintln!(
+        "the seeder uploaded {:.2}x, the fetchers {:.2}x by the time each finished",
+        uploaded as f64 / size as f64,
+        uploaded_by_fetchers as f64 / size as f64
+    );
+    assert!(uploaded_by_fetchers > 0, "the fetchers never found each other");
     assert!(uploaded < 2 * size, "the seeder uploaded {uploaded} bytes of a {size}-byte bundle");
     for f in &fetchers {
         f.interrupt();
