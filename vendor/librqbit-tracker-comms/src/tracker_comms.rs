@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use anyhow::bail;
-use backon::ExponentialBuilder;
 use backon::Retryable;
+use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::FutureExt;
 use futures::StreamExt;
 use futures::future::Either;
@@ -86,16 +86,17 @@ type Sender = tokio::sync::mpsc::Sender<SocketAddr>;
 /// A tracker that accepts and never answers would otherwise hold its announce loop forever.
 pub const HTTP_ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// swarmvm: the first wait after a failed HTTP announce. Upstream waits at least 10 s; a peer
-/// whose first announce was lost (a dropped SYN-ACK on a full uplink, a tracker restarting)
-/// then sits 10 to 40 s without peers. Retrying after 1 s, doubling to the same 10-minute
-/// ceiling, costs a healthy tracker nothing and a failing one a few extra requests.
+/// swarmvm: the first wait after a failed announce, HTTP or UDP. Upstream waits at least 10 s
+/// (HTTP) or 60 s (UDP); a peer whose first announce was lost (a dropped SYN-ACK on a full
+/// uplink, a tracker restarting) then sits that long without peers. Retrying after 1 s,
+/// doubling to a 10-minute ceiling, costs a healthy tracker nothing and a failing one a few
+/// extra requests.
 pub const HTTP_ANNOUNCE_FIRST_RETRY: Duration = Duration::from_secs(1);
 
-/// The waits between retries of a failed HTTP announce: from [`HTTP_ANNOUNCE_FIRST_RETRY`],
+/// The waits between retries of a failed announce: from [`HTTP_ANNOUNCE_FIRST_RETRY`],
 /// doubling, at most 10 minutes, each with up to as much again of random jitter so that a
 /// swarm whose announces failed together does not retry together.
-fn http_announce_backoff() -> ExponentialBuilder {
+fn announce_backoff() -> ExponentialBuilder {
     ExponentialBuilder::new()
         .without_max_times()
         .with_jitter()
@@ -263,7 +264,7 @@ impl TrackerComms {
 
         loop {
             let interval = (|| self.tracker_one_request_http(&tracker_url, event))
-                .retry(http_announce_backoff())
+                .retry(announce_backoff())
                 .notify(|err, retry_in| debug!(?retry_in, "error calling tracker: {err:#}"))
                 .await
                 .context("this shouldn't fail")?;
@@ -353,6 +354,8 @@ impl TrackerComms {
 
         let mut sleep_interval: Option<Duration> = None;
         let mut prev_addrs: Option<UdpTrackerResolveResult> = None;
+        // swarmvm: the waits after failed announces; a success starts them again.
+        let mut failure_waits = announce_backoff().build();
         loop {
             if let Some(i) = sleep_interval {
                 trace!(interval=?sleep_interval, "sleeping");
@@ -385,10 +388,12 @@ impl TrackerComms {
                         .instrument(trace_span!("udp request", ?addr))
                         .await
                     {
-                        Ok(sleep) => sleep_interval = Some(sleep),
-                        Err(_) => {
-                            sleep_interval = Some(sleep_interval.unwrap_or(Duration::from_secs(60)))
+                        Ok(sleep) => {
+                            sleep_interval = Some(sleep);
+                            failure_waits = announce_backoff().build();
                         }
+                        // Upstream waited the last interval, or 60 s before any success.
+                        Err(_) => sleep_interval = failure_waits.next(),
                     }
                 }
                 UdpTrackerResolveResult::Two(v4, v6) => {
@@ -398,12 +403,13 @@ impl TrackerComms {
                         self.tracker_one_request_udp(v6.into(), &client)
                             .instrument(trace_span!("udp request", addr=?v6))
                     );
-                    sleep_interval = Some(
-                        r4.or(r6)
-                            .ok()
-                            .or(sleep_interval)
-                            .unwrap_or(Duration::from_secs(60)),
-                    )
+                    match r4.or(r6) {
+                        Ok(sleep) => {
+                            sleep_interval = Some(sleep);
+                            failure_waits = announce_backoff().build();
+                        }
+                        Err(_) => sleep_interval = failure_waits.next(),
+                    }
                 }
             }
         }

@@ -1980,6 +1980,56 @@ mod tests {
         server.abort();
     }
 
+    /// A UDP tracker (BEP 15) on 127.0.0.1 that answers its first request with an error and
+    /// then serves announces with one peer, 127.0.0.9:6881; returns its announce URL.
+    async fn udp_tracker_refusing_once() -> (url::Url, tokio::task::JoinHandle<()>) {
+        let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("udp://{}/announce", sock.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            for n in 0..16 {
+                let Ok((len, from)) = sock.recv_from(&mut buf).await else {
+                    return;
+                };
+                if len < 16 {
+                    continue;
+                }
+                // Connect and announce requests both carry the action at 8 and the
+                // transaction id at 12.
+                let action = u32::from_be_bytes(buf[8..12].try_into().unwrap());
+                let tid = &buf[12..16];
+                let mut reply = Vec::new();
+                if n == 0 {
+                    reply.extend(3u32.to_be_bytes());
+                    reply.extend(tid);
+                    reply.extend(b"not now");
+                } else if action == 0 {
+                    reply.extend(0u32.to_be_bytes());
+                    reply.extend(tid);
+                    reply.extend(42u64.to_be_bytes());
+                } else {
+                    reply.extend(1u32.to_be_bytes());
+                    reply.extend(tid);
+                    for field in [60u32, 1, 1] {
+                        reply.extend(field.to_be_bytes());
+                    }
+                    reply.extend([127, 0, 0, 9, 0x1a, 0xe1]);
+                }
+                let _ = sock.send_to(&reply, from).await;
+            }
+        });
+        (url.parse().unwrap(), server)
+    }
+
+    /// A UDP tracker's failed first announce is retried within seconds, as an HTTP one is;
+    /// upstream waited 60 s (PATCHED.md 9).
+    #[tokio::test]
+    async fn test_udp_tracker_retries_a_failed_first_announce_within_seconds() {
+        let (url, server) = udp_tracker_refusing_once().await;
+        first_peer_after(url, std::time::Duration::from_secs(8)).await;
+        server.abort();
+    }
+
     /// An announce the tracker accepts and never answers times out and is retried: it no
     /// longer holds that tracker's announce loop forever (PATCHED.md 9).
     #[tokio::test]
