@@ -70,6 +70,16 @@ fn swarm(bed: &Testbed, env: &Env, name: &str) -> Swarm {
     Swarm { size, announce, _tracker: tracker, seeder, fetchers }
 }
 
+/// Checks that every fetcher's copy of `name` (in `f{i}`) is the original, stops the
+/// seeder and returns what it uploaded.
+fn check_copies_and_stop_seeder(bed: &Testbed, env: &Env, name: &str, seeder: &Proc) -> u64 {
+    for i in 1..bed.peers.len() {
+        same_files(&env.path(&format!("f{i}/{name}")), &env.path(name));
+    }
+    seeder.interrupt();
+    seeder.wait_event("stopped", Duration::from_secs(20))["uploaded"].as_u64().unwrap()
+}
+
 /// Every namespace knows the other peers' MAC addresses from the start (permanent neighbour
 /// entries), so peers never ARP for each other: Linux keeps one ARP table for all namespaces
 /// (1024 entries by default), and 64 peers resolving each other overflowed it, dropping new
@@ -117,12 +127,7 @@ fn fetchers_behind_shaped_links_find_each_other_by_tracker_and_spare_a_slow_seed
         fetched += done["fetched"].as_u64().unwrap();
     }
     let seconds = started.elapsed().as_secs_f64();
-    for i in 1..bed.peers.len() {
-        same_files(&env.path(&format!("f{i}/bundle-n")), &env.path("bundle-n"));
-    }
-    seeder.interrupt();
-    let stopped = seeder.wait_event("stopped", Duration::from_secs(20));
-    let uploaded = stopped["uploaded"].as_u64().unwrap();
+    let uploaded = check_copies_and_stop_seeder(&bed, &env, "bundle-n", &seeder);
     eprintln!(
         "7 fetchers in {seconds:.1} s; the seeder uploaded {:.2}x, the fetchers received {:.2}x",
         uploaded as f64 / size as f64,
@@ -162,15 +167,10 @@ fn fetchers_cut_off_from_the_seeder_mid_transfer_finish_from_the_others() {
         let done = f.wait_event("complete", Duration::from_secs(120));
         assert_eq!(done["done"].as_u64(), Some(size), "fetcher {}", k + 1);
     }
-    for i in 1..bed.peers.len() {
-        same_files(&env.path(&format!("f{i}/bundle-p")), &env.path("bundle-p"));
-    }
     for i in 1..=3 {
         bed.join(0, i);
     }
-    seeder.interrupt();
-    let stopped = seeder.wait_event("stopped", Duration::from_secs(20));
-    let uploaded = stopped["uploaded"].as_u64().unwrap();
+    let uploaded = check_copies_and_stop_seeder(&bed, &env, "bundle-p", &seeder);
     eprintln!("the seeder uploaded {:.2}x", uploaded as f64 / size as f64);
     assert!(uploaded < 2 * size, "the seeder uploaded {uploaded} bytes of a {size}-byte bundle");
     for f in &fetchers {
@@ -221,12 +221,7 @@ fn fetchers_find_the_seeder_and_each_other_by_lsd_across_the_bridge() {
         assert_eq!(done["done"].as_u64(), Some(size), "fetcher {}", k + 1);
         uploaded_by_fetchers += done["uploaded"].as_u64().unwrap();
     }
-    for i in 1..bed.peers.len() {
-        same_files(&env.path(&format!("f{i}/bundle-l")), &env.path("bundle-l"));
-    }
-    seeder.interrupt();
-    let stopped = seeder.wait_event("stopped", Duration::from_secs(20));
-    let uploaded = stopped["uploaded"].as_u64().unwrap();
+    let uploaded = check_copies_and_stop_seeder(&bed, &env, "bundle-l", &seeder);
     eprintln!(
         "the seeder uploaded {:.2}x, the fetchers {:.2}x by the time each finished",
         uploaded as f64 / size as f64,
