@@ -200,8 +200,8 @@ async fn start_session(
         }),
         // Bundles are small and live in the page cache: handing a worker's core to another
         // thread for every 16 KiB read or write (upstream's block_in_place) cost about half
-        // of all CPU time with 64 fetchers (BENCHMARKS.md, "Namespace testbed").
-        inline_disk_io: true,
+        // of all CPU time with 64 fetchers (BENCHMARKS.md, "In network namespaces").
+        inline_chunk_io: true,
         ..SessionOptions::default()
     };
     Session::new_with_opts(work_dir.to_path_buf(), opts)

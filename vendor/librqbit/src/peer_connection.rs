@@ -520,7 +520,7 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
                             let full_len = preamble_len + chunk.size as usize;
                             if !skip_reading_for_e2e_tests {
                                 self.spawner
-                                    .block_in_place_with_semaphore(|| {
+                                    .chunk_io(|| {
                                         self.handler
                                             .read_chunk(&chunk, &mut out[preamble_len..full_len])
                                     })
@@ -544,9 +544,13 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
                 }
 
                 if len > 0 {
+                    // As long per message of the largest size as upstream gave one message,
+                    // so that a slow peer is not dropped for being sent more at once.
+                    #[allow(clippy::cast_possible_truncation)]
+                    let bufferfuls = len.div_ceil(MAX_MSG_LEN) as u32;
                     with_timeout(
                         "writing",
-                        rwtimeout,
+                        rwtimeout * bufferfuls,
                         write.write_all(&write_buf[..len]).map_err(Error::Write),
                     )
                     .await?;

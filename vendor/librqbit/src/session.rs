@@ -482,11 +482,12 @@ pub struct SessionOptions {
     /// Will limit blocking work to that number to avoid starving the runtime.
     pub runtime_worker_threads: Option<usize>,
 
-    /// swarmvm patch: do disk I/O (chunk reads and writes, piece checks) directly on the
-    /// runtime's worker threads instead of through `tokio::task::block_in_place`
-    /// (`BlockingSpawner::with_inline_io`). Right for storage that is mostly in the page
-    /// cache; a slow disk then stalls a worker for one I/O. Off by default, as upstream.
-    pub inline_disk_io: bool,
+    /// swarmvm patch: do each chunk's disk I/O (reading a chunk to send, writing a received
+    /// one and checking the piece it completes) directly on the runtime's worker threads
+    /// instead of through `tokio::task::block_in_place` (`BlockingSpawner::with_inline_chunk_io`).
+    /// Right for storage that is mostly in the page cache; a slow disk then stalls a worker
+    /// for one chunk's I/O. Off by default, as upstream.
+    pub inline_chunk_io: bool,
 
     /// the root span to use. If not set will be None.
     pub root_span: Option<tracing::Span>,
@@ -531,7 +532,7 @@ impl Default for SessionOptions {
             cancellation_token: None,
             concurrent_init_limit: None,
             runtime_worker_threads: None,
-            inline_disk_io: false,
+            inline_chunk_io: false,
             root_span: None,
             ratelimits: LimitsConfig::default(),
             blocklist_url: None,
@@ -721,7 +722,7 @@ impl Session {
                 opts.runtime_worker_threads
                     .unwrap_or(DEFAULT_BLOCKING_THREADS_IF_NOT_SET),
             )
-            .with_inline_io(opts.inline_disk_io);
+            .with_inline_chunk_io(opts.inline_chunk_io);
 
             let (persistence, bitv_factory) = persistence_factory(&opts, spawner.clone())
                 .await

@@ -2212,7 +2212,7 @@ impl PeerHandler {
         self.state
             .shared
             .spawner
-            .block_in_place_with_semaphore(|| {
+            .chunk_io(|| {
                 write_to_disk(&self.state, self.addr, &self.counters, &piece, &chunk_info)
             })
             .await
