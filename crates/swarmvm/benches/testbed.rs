@@ -301,7 +301,7 @@ fn run(
                     }
                 }
                 if v["event"] == "complete" {
-                    done.push(started.elapsed().as_secs_f64());
+                    done.push(now);
                     received += v["fetched"].as_u64().unwrap_or(0);
                     return false;
                 }

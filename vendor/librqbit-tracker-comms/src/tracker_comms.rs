@@ -91,9 +91,9 @@ pub const HTTP_ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(15);
 /// uplink, a tracker restarting) then sits that long without peers. Retrying after 1 s,
 /// doubling to a 10-minute ceiling, costs a healthy tracker nothing and a failing one a few
 /// extra requests.
-pub const HTTP_ANNOUNCE_FIRST_RETRY: Duration = Duration::from_secs(1);
+pub const ANNOUNCE_FIRST_RETRY: Duration = Duration::from_secs(1);
 
-/// The waits between retries of a failed announce: from [`HTTP_ANNOUNCE_FIRST_RETRY`],
+/// The waits between retries of a failed announce: from [`ANNOUNCE_FIRST_RETRY`],
 /// doubling, at most 10 minutes, each with up to as much again of random jitter so that a
 /// swarm whose announces failed together does not retry together.
 fn announce_backoff() -> ExponentialBuilder {
@@ -101,7 +101,7 @@ fn announce_backoff() -> ExponentialBuilder {
         .without_max_times()
         .with_jitter()
         .with_factor(2.)
-        .with_min_delay(HTTP_ANNOUNCE_FIRST_RETRY)
+        .with_min_delay(ANNOUNCE_FIRST_RETRY)
         .with_max_delay(Duration::from_secs(600))
 }
 
@@ -381,20 +381,11 @@ impl TrackerComms {
 
             prev_addrs = Some(addrs);
 
-            match addrs {
+            let announced = match addrs {
                 UdpTrackerResolveResult::One(addr) => {
-                    match self
-                        .tracker_one_request_udp(addr, &client)
+                    self.tracker_one_request_udp(addr, &client)
                         .instrument(trace_span!("udp request", ?addr))
                         .await
-                    {
-                        Ok(sleep) => {
-                            sleep_interval = Some(sleep);
-                            failure_waits = announce_backoff().build();
-                        }
-                        // Upstream waited the last interval, or 60 s before any success.
-                        Err(_) => sleep_interval = failure_waits.next(),
-                    }
                 }
                 UdpTrackerResolveResult::Two(v4, v6) => {
                     let (r4, r6) = tokio::join!(
@@ -403,14 +394,16 @@ impl TrackerComms {
                         self.tracker_one_request_udp(v6.into(), &client)
                             .instrument(trace_span!("udp request", addr=?v6))
                     );
-                    match r4.or(r6) {
-                        Ok(sleep) => {
-                            sleep_interval = Some(sleep);
-                            failure_waits = announce_backoff().build();
-                        }
-                        Err(_) => sleep_interval = failure_waits.next(),
-                    }
+                    r4.or(r6)
                 }
+            };
+            match announced {
+                Ok(sleep) => {
+                    sleep_interval = Some(sleep);
+                    failure_waits = announce_backoff().build();
+                }
+                // Upstream waited the last interval, or 60 s before any success.
+                Err(_) => sleep_interval = failure_waits.next(),
             }
         }
     }

@@ -147,16 +147,38 @@ impl WriterQueue {
         None
     }
 
-    /// After the broadcast lagged: upstream dropped the lost haves, and the peer then never
-    /// learned of those pieces from us.
-    fn on_lagged(&mut self, handler: &impl PeerConnectionHandler, lost: u64) {
-        debug!(lost, "have broadcast lagged; sending the missing haves");
-        self.resend = handler.haves_to_resend().into();
+    /// What one receive from the have broadcast means for this peer: a have to send, or
+    /// nothing (the peer has the piece; the broadcast lagged, and the lost haves are queued
+    /// to resend; it closed).
+    fn on_broadcast(
+        &mut self,
+        handler: &impl PeerConnectionHandler,
+        got: std::result::Result<ValidPieceIndex, tokio::sync::broadcast::error::RecvError>,
+    ) -> Option<WriterRequest> {
+        use tokio::sync::broadcast::error::RecvError;
+        match got {
+            Ok(id) if handler.should_transmit_have(id) => {
+                Some(WriterRequest::Message(Message::Have(id.get())))
+            }
+            Ok(_) => None,
+            Err(RecvError::Lagged(lost)) => {
+                // Upstream dropped the lost haves, and the peer then never learned of those
+                // pieces from us.
+                debug!(lost, "have broadcast lagged; sending the missing haves");
+                self.resend = handler.haves_to_resend().into();
+                None
+            }
+            Err(RecvError::Closed) => {
+                debug!("broadcast channel closed, will not poll it anymore");
+                self.broadcast_closed = true;
+                None
+            }
+        }
     }
 
     /// The next message that is ready to send, without waiting.
     fn try_next(&mut self, handler: &impl PeerConnectionHandler) -> Option<WriterRequest> {
-        use tokio::sync::broadcast::error::TryRecvError;
+        use tokio::sync::broadcast::error::{RecvError, TryRecvError};
         loop {
             if let Some(have) = self.next_resend(handler) {
                 return Some(have);
@@ -164,14 +186,14 @@ impl WriterQueue {
             if self.broadcast_closed {
                 break;
             }
-            match self.have_broadcast.try_recv() {
-                Ok(id) if handler.should_transmit_have(id) => {
-                    return Some(WriterRequest::Message(Message::Have(id.get())));
-                }
-                Ok(_) => {}
-                Err(TryRecvError::Lagged(n)) => self.on_lagged(handler, n),
-                Err(TryRecvError::Closed) => self.broadcast_closed = true,
+            let got = match self.have_broadcast.try_recv() {
+                Ok(id) => Ok(id),
                 Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                Err(TryRecvError::Closed) => Err(RecvError::Closed),
+            };
+            if let Some(have) = self.on_broadcast(handler, got) {
+                return Some(have);
             }
         }
         self.outgoing_chan.try_recv().ok()
@@ -183,23 +205,16 @@ impl WriterQueue {
         handler: &impl PeerConnectionHandler,
         keep_alive: Duration,
     ) -> Result<WriterRequest> {
-        use tokio::sync::broadcast::error::RecvError;
         loop {
             if let Some(have) = self.next_resend(handler) {
                 return Ok(have);
             }
             tokio::select! {
-                r = self.have_broadcast.recv(), if !self.broadcast_closed => match r {
-                    Ok(id) if handler.should_transmit_have(id) => {
-                        return Ok(WriterRequest::Message(Message::Have(id.get())));
+                got = self.have_broadcast.recv(), if !self.broadcast_closed => {
+                    if let Some(have) = self.on_broadcast(handler, got) {
+                        return Ok(have);
                     }
-                    Ok(_) => {}
-                    Err(RecvError::Closed) => {
-                        self.broadcast_closed = true;
-                        debug!("broadcast channel closed, will not poll it anymore");
-                    }
-                    Err(RecvError::Lagged(n)) => self.on_lagged(handler, n),
-                },
+                }
                 r = timeout(keep_alive, self.outgoing_chan.recv()) => return match r {
                     Ok(Some(msg)) => Ok(msg),
                     Ok(None) => Err(Error::TorrentIsNotLive),

@@ -23,51 +23,77 @@ fn spawn(bed: &Testbed, i: usize, env: &Env, args: &[&str]) -> Proc {
     Proc::spawn(cmd)
 }
 
+/// How the testbed's peers find each other: never through a list of addresses.
+enum Discovery {
+    /// Through the opentracker at this announce URL.
+    Tracker(String),
+    /// By local service discovery (BEP 14): multicast across the bridge.
+    Lsd,
+}
+
 /// A swarm in `bed` (see [`swarm`]).
 struct Swarm {
     /// The bundle's size.
     size: u64,
-    /// The tracker's announce URL.
-    announce: String,
-    _tracker: KillOnDrop,
+    /// How its peers find each other.
+    discovery: Discovery,
+    /// The tracker, if they find each other through one.
+    _tracker: Option<KillOnDrop>,
     seeder: Proc,
     /// Fetcher `k` runs in peer `k + 1`'s namespace.
     fetchers: Vec<Proc>,
 }
 
-/// `swarmvm ARGS` in peer `i`'s namespace, finding peers through the tracker at `announce`
-/// only (no DHT), listening on its bridge address and `port`.
-fn start_in(bed: &Testbed, i: usize, env: &Env, announce: &str, port: u16, args: &[&str]) -> Proc {
+/// `swarmvm ARGS` in peer `i`'s namespace, finding peers as `discovery` says only (no DHT),
+/// listening on its bridge address and `port`.
+fn start_in(
+    bed: &Testbed,
+    i: usize,
+    env: &Env,
+    discovery: &Discovery,
+    port: u16,
+    args: &[&str],
+) -> Proc {
     let listen = format!("{}:{port}", bed.peers[i].addr);
     let mut all = args.to_vec();
-    all.extend(["--no-dht", "--tracker", announce, "--listen", &listen]);
+    all.push("--no-dht");
+    match discovery {
+        Discovery::Tracker(announce) => all.extend(["--tracker", announce]),
+        Discovery::Lsd => all.push("--lsd"),
+    }
+    all.extend(["--listen", &listen]);
     spawn(bed, i, env, &all)
 }
 
 /// `bundle fetch NAME.torrent --out f{i} --seed` in peer `i`'s namespace.
-fn start_fetcher(bed: &Testbed, i: usize, env: &Env, announce: &str, name: &str) -> Proc {
+fn start_fetcher(bed: &Testbed, i: usize, env: &Env, discovery: &Discovery, name: &str) -> Proc {
     let (torrent, out) = (format!("{name}.torrent"), format!("f{i}"));
     let args = ["bundle", "fetch", &torrent, "--out", &out, "--timeout", "120s", "--seed"];
-    start_in(bed, i, env, announce, 6881, &args)
+    start_in(bed, i, env, discovery, 6881, &args)
 }
 
 /// A swarm in `bed`: peer 0 seeds `name` (made from `env`'s folder `name`, 4 MiB in 64 KiB
-/// pieces, announced to an opentracker in peer 0's namespace), every other peer runs
-/// `bundle fetch --seed` into `f{i}`, finding the others through the tracker only. The
-/// fetchers start last.
-fn swarm(bed: &Testbed, env: &Env, name: &str) -> Swarm {
+/// pieces), every other peer runs `bundle fetch --seed` into `f{i}`. They find each other
+/// through an opentracker in peer 0's namespace, or by local service discovery alone if
+/// `by_lsd`. The fetchers start last.
+fn swarm(bed: &Testbed, env: &Env, name: &str, by_lsd: bool) -> Swarm {
     let dir = bundle(env, name, [2_000, 4 * 1024 * 1024, 1_000]);
     let made = env.json(&["bundle", "create", &dir, "--piece-length", "65536"]);
     let info_hash = made["info_hash"].as_str().unwrap().to_owned();
     let size = made["bytes"].as_u64().unwrap();
-    let (tracker, announce) = bed.opentracker(0, &env.path("tracker"), &[&info_hash]);
+    let (tracker, discovery) = if by_lsd {
+        (None, Discovery::Lsd)
+    } else {
+        let (tracker, announce) = bed.opentracker(0, &env.path("tracker"), &[&info_hash]);
+        (Some(tracker), Discovery::Tracker(announce))
+    };
     let torrent = format!("{name}.torrent");
-    let seeder =
-        start_in(bed, 0, env, &announce, 6881, &["bundle", "seed", &torrent, "--dir", &dir]);
+    let seed = ["bundle", "seed", &torrent, "--dir", &dir];
+    let seeder = start_in(bed, 0, env, &discovery, 6881, &seed);
     seeder.wait_event("seeding", Duration::from_secs(30));
     let fetchers =
-        (1..bed.peers.len()).map(|i| start_fetcher(bed, i, env, &announce, name)).collect();
-    Swarm { size, announce, _tracker: tracker, seeder, fetchers }
+        (1..bed.peers.len()).map(|i| start_fetcher(bed, i, env, &discovery, name)).collect();
+    Swarm { size, discovery, _tracker: tracker, seeder, fetchers }
 }
 
 /// Checks that every fetcher's copy of `name` (in `f{i}`) is the original, stops the
@@ -120,7 +146,7 @@ fn fetchers_behind_shaped_links_find_each_other_by_tracker_and_spare_a_slow_seed
     rates.extend([80; 7]);
     let bed = Testbed::new("swarm", &rates);
     let started = Instant::now();
-    let Swarm { size, seeder, fetchers, _tracker, .. } = swarm(&bed, &env, "bundle-n");
+    let Swarm { size, seeder, fetchers, _tracker, .. } = swarm(&bed, &env, "bundle-n", false);
     let mut fetched = 0u64;
     for f in &fetchers {
         let done = f.wait_event("complete", Duration::from_secs(120));
@@ -147,7 +173,7 @@ fn fetchers_cut_off_from_the_seeder_mid_transfer_finish_from_the_others() {
     let mut rates = vec![16];
     rates.extend([80; 6]);
     let bed = Testbed::new("part", &rates);
-    let Swarm { size, seeder, fetchers, _tracker, .. } = swarm(&bed, &env, "bundle-p");
+    let Swarm { size, seeder, fetchers, _tracker, .. } = swarm(&bed, &env, "bundle-p", false);
     // Once fetcher 1 has a tenth of the bundle, fetchers 1 to 3 lose the seeder (the tracker,
     // in its namespace too) but keep each other and fetchers 4 to 6.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -188,33 +214,7 @@ fn fetchers_find_the_seeder_and_each_other_by_lsd_across_the_bridge() {
     let mut rates = vec![16];
     rates.extend([80; 4]);
     let bed = Testbed::new("lsd", &rates);
-    let dir = bundle(&env, "bundle-l", [2_000, 4 * 1024 * 1024, 1_000]);
-    let made = env.json(&["bundle", "create", &dir, "--piece-length", "65536"]);
-    let size = made["bytes"].as_u64().unwrap();
-    let lsd_only = |i: usize, args: &[&str]| {
-        let listen = format!("{}:6881", bed.peers[i].addr);
-        let mut all = args.to_vec();
-        all.extend(["--no-dht", "--lsd", "--listen", &listen]);
-        spawn(&bed, i, &env, &all)
-    };
-    let seeder = lsd_only(0, &["bundle", "seed", "bundle-l.torrent", "--dir", &dir]);
-    seeder.wait_event("seeding", Duration::from_secs(30));
-    let fetchers: Vec<Proc> = (1..bed.peers.len())
-        .map(|i| {
-            let out = format!("f{i}");
-            let args = [
-                "bundle",
-                "fetch",
-                "bundle-l.torrent",
-                "--out",
-                &out,
-                "--timeout",
-                "90s",
-                "--seed",
-            ];
-            lsd_only(i, &args)
-        })
-        .collect();
+    let Swarm { size, seeder, fetchers, .. } = swarm(&bed, &env, "bundle-l", true);
     let mut uploaded_by_fetchers = 0;
     for (k, f) in fetchers.iter().enumerate() {
         let done = f.wait_event("complete", Duration::from_secs(90));
@@ -269,7 +269,8 @@ fn fetchers_killed_mid_transfer_and_restarted_finish_and_fetch_no_piece_they_hel
     let mut rates = vec![16];
     rates.extend([80; 7]);
     let bed = Testbed::new("churn", &rates);
-    let Swarm { size, announce, _tracker, seeder, mut fetchers } = swarm(&bed, &env, "bundle-c");
+    let Swarm { size, discovery, _tracker, seeder, mut fetchers } =
+        swarm(&bed, &env, "bundle-c", false);
     let churned = [1, 2];
     // Once fetcher 1 holds a fifth of the bundle, fetchers 1 and 2 get SIGKILL.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -295,7 +296,7 @@ fn fetchers_killed_mid_transfer_and_restarted_finish_and_fetch_no_piece_they_hel
     assert!(held[0] >= said, "fetcher 1 said it had {said} bytes; {} are on disk", held[0]);
     eprintln!("killed at {}% of fetcher 1; on disk: {held:?} of {size} bytes", last["percent"]);
     for &i in &churned {
-        fetchers[i - 1] = start_fetcher(&bed, i, &env, &announce, "bundle-c");
+        fetchers[i - 1] = start_fetcher(&bed, i, &env, &discovery, "bundle-c");
     }
     for (k, f) in fetchers.iter().enumerate() {
         let done = f.wait_event("complete", Duration::from_secs(120));
@@ -389,12 +390,13 @@ fn thirty_two_nodes_in_namespaces_find_each_other_by_tracker_and_converge_on_one
     let bed = Testbed::new("conv", &rates);
     let hashes = [&b1, &b2].map(|b| b["info_hash"].as_str().expect("info_hash").to_owned());
     let (_tracker, announce) = bed.opentracker(0, &env.path("tracker"), &[&hashes[0], &hashes[1]]);
+    let discovery = Discovery::Tracker(announce);
     let seeders: Vec<Proc> = ["b1", "b2"]
         .iter()
         .zip([6881, 6882])
         .map(|(b, port)| {
             let torrent = format!("{b}.torrent");
-            start_in(&bed, 0, &env, &announce, port, &["bundle", "seed", &torrent, "--dir", b])
+            start_in(&bed, 0, &env, &discovery, port, &["bundle", "seed", &torrent, "--dir", b])
         })
         .collect();
     for s in &seeders {
@@ -419,7 +421,7 @@ fn thirty_two_nodes_in_namespaces_find_each_other_by_tracker_and_converge_on_one
                 "--http",
                 &http,
             ];
-            start_in(&bed, i, &env, &announce, 6881, &args)
+            start_in(&bed, i, &env, &discovery, 6881, &args)
         })
         .collect();
     for n in &nodes {
