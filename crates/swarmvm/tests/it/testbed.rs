@@ -96,6 +96,14 @@ fn swarm(bed: &Testbed, env: &Env, name: &str, by_lsd: bool) -> Swarm {
     Swarm { size, discovery, _tracker: tracker, seeder, fetchers }
 }
 
+/// A testbed whose peer 0 (the seeder) is behind a 16 Mbit/s link and its `fetchers` other
+/// peers behind 80 Mbit/s links.
+fn slow_seeder_testbed(tag: &str, fetchers: usize) -> Testbed {
+    let mut rates = vec![16];
+    rates.extend(std::iter::repeat_n(80, fetchers));
+    Testbed::new(tag, &rates)
+}
+
 /// Checks that every fetcher's copy of `name` (in `f{i}`) is the original, stops the
 /// seeder and returns what it uploaded.
 fn check_copies_and_stop_seeder(bed: &Testbed, env: &Env, name: &str, seeder: &Proc) -> u64 {
@@ -142,9 +150,7 @@ fn fetchers_behind_shaped_links_find_each_other_by_tracker_and_spare_a_slow_seed
     let env = Env::new();
     // The seeder's link is 16 Mbit/s, every fetcher's 80: one copy from the seeder takes
     // about 2.1 s, seven would take 15 s.
-    let mut rates = vec![16];
-    rates.extend([80; 7]);
-    let bed = Testbed::new("swarm", &rates);
+    let bed = slow_seeder_testbed("swarm", 7);
     let started = Instant::now();
     let Swarm { size, seeder, fetchers, _tracker, .. } = swarm(&bed, &env, "bundle-n", false);
     let mut fetched = 0u64;
@@ -170,9 +176,7 @@ fn fetchers_cut_off_from_the_seeder_mid_transfer_finish_from_the_others() {
     require_program("tc", "iproute2");
     let env = Env::new();
     // A 16 Mbit/s seeder and six fetchers at 80: one copy from the seeder takes 2.1 s.
-    let mut rates = vec![16];
-    rates.extend([80; 6]);
-    let bed = Testbed::new("part", &rates);
+    let bed = slow_seeder_testbed("part", 6);
     let Swarm { size, seeder, fetchers, _tracker, .. } = swarm(&bed, &env, "bundle-p", false);
     // Once fetcher 1 has a tenth of the bundle, fetchers 1 to 3 lose the seeder (the tracker,
     // in its namespace too) but keep each other and fetchers 4 to 6.
@@ -211,9 +215,7 @@ fn fetchers_cut_off_from_the_seeder_mid_transfer_finish_from_the_others() {
 fn fetchers_find_the_seeder_and_each_other_by_lsd_across_the_bridge() {
     require_program("tc", "iproute2");
     let env = Env::new();
-    let mut rates = vec![16];
-    rates.extend([80; 4]);
-    let bed = Testbed::new("lsd", &rates);
+    let bed = slow_seeder_testbed("lsd", 4);
     let Swarm { size, seeder, fetchers, .. } = swarm(&bed, &env, "bundle-l", true);
     let mut uploaded_by_fetchers = 0;
     for (k, f) in fetchers.iter().enumerate() {
@@ -266,9 +268,7 @@ fn fetchers_killed_mid_transfer_and_restarted_finish_and_fetch_no_piece_they_hel
     require_program("tc", "iproute2");
     let env = Env::new();
     // A 16 Mbit/s seeder and seven fetchers at 80; two of them (a quarter) are killed.
-    let mut rates = vec![16];
-    rates.extend([80; 7]);
-    let bed = Testbed::new("churn", &rates);
+    let bed = slow_seeder_testbed("churn", 7);
     let Swarm { size, discovery, _tracker, seeder, mut fetchers } =
         swarm(&bed, &env, "bundle-c", false);
     let churned = [1, 2];
@@ -385,9 +385,7 @@ fn thirty_two_nodes_in_namespaces_find_each_other_by_tracker_and_converge_on_one
 
     // Peer 0 holds the tracker and seeds both bundles behind 16 Mbit/s; peers 1 to 32 run
     // `node run` behind 80 Mbit/s, knowing the torrents and the tracker, no peer address.
-    let mut rates = vec![16];
-    rates.extend([80; 32]);
-    let bed = Testbed::new("conv", &rates);
+    let bed = slow_seeder_testbed("conv", 32);
     let hashes = [&b1, &b2].map(|b| b["info_hash"].as_str().expect("info_hash").to_owned());
     let (_tracker, announce) = bed.opentracker(0, &env.path("tracker"), &[&hashes[0], &hashes[1]]);
     let discovery = Discovery::Tracker(announce);
