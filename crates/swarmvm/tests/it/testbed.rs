@@ -322,15 +322,8 @@ fn fetchers_killed_mid_transfer_and_restarted_finish_and_fetch_no_piece_they_hel
             );
         }
     }
-    for i in 1..bed.peers.len() {
-        same_files(&env.path(&format!("f{i}/bundle-c")), &env.path("bundle-c"));
-    }
-    seeder.interrupt();
-    let stopped = seeder.wait_event("stopped", Duration::from_secs(20));
-    eprintln!(
-        "the seeder uploaded {:.2}x",
-        stopped["uploaded"].as_u64().unwrap() as f64 / size as f64
-    );
+    let uploaded = check_copies_and_stop_seeder(&bed, &env, "bundle-c", &seeder);
+    eprintln!("the seeder uploaded {:.2}x", uploaded as f64 / size as f64);
     for f in &fetchers {
         f.interrupt();
     }
