@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use swarmvm_primitives::BundleId;
+use swarmvm_primitives::{BundleId, Rules};
 use swarmvm_token::{
     AuthoritySet, MANIFEST_FILE, MAX_BUNDLE_FILE, MAX_MODULES, ManifestContent, Network, TimeCheck,
     VerifyError, add_manifest_signature, module_file, module_hash, peek_manifest, sign_manifest,
@@ -56,6 +56,9 @@ pub struct CreateOptions<'a> {
     /// registration tokens signed by any of its members are taken besides those of the
     /// network's first set and the signers.
     pub members: Option<&'a AuthoritySet>,
+    /// The rules version the manifest names (default: the newest, [`Rules::CURRENT`]);
+    /// older versions only to extend or reproduce an old chain.
+    pub rules: Rules,
 }
 
 /// Writes a bundle of `network` into `dir` (created if missing): the token files from
@@ -141,6 +144,7 @@ pub fn create_bundle(
         network: network.id(),
         authority_set: options.authority_set,
         now,
+        rules: options.rules,
     };
     let manifest = sign_manifest(signers, &content).map_err(issue_error)?;
     let id = peek_manifest(&manifest).map_err(BundleError::Manifest)?.id;

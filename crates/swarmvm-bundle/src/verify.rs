@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use rayon::prelude::*;
-use swarmvm_primitives::BundleId;
+use swarmvm_primitives::{BundleId, Rules};
 use swarmvm_token::{
     AuthoritySet, Network, Operation, Registration, RegistrationBody, TimeCheck, TrustStore,
     VerifiedContract, VerifyError, contract_signer, verify_contract, verify_manifest,
@@ -30,6 +30,8 @@ pub struct BundlePosition {
     pub id: BundleId,
     /// Its manifest's `iat`.
     pub issued_at: u64,
+    /// The rules version its manifest names: the least the next bundle may name.
+    pub rules: Rules,
 }
 
 /// What verification needs to know of the chain a batch would extend: a ledger's last
@@ -169,6 +171,18 @@ pub enum BatchError {
         /// The parent manifest's `iat`.
         parent_iat: u64,
     },
+    /// A manifest naming an older rules version than its parent's.
+    #[error(
+        "bundle seq {seq} names rules version {rules}, below its parent's ({parent_rules}); a chain's rules never go back"
+    )]
+    RulesLowered {
+        /// The bundle's `seq`.
+        seq: u64,
+        /// The version it names.
+        rules: Rules,
+        /// Its parent's version.
+        parent_rules: Rules,
+    },
     /// A local batch for a chain that follows a network's bundles.
     #[error(
         "this ledger follows network {network}'s bundles (last seq {seq}); a local exec would use nonces that later bundles need and the node would diverge; use another --data-dir"
@@ -270,9 +284,15 @@ pub struct VerifiedBatch {
     modules: Vec<(Hash32, Vec<u8>)>,
     authorities: Option<AuthoritySet>,
     remember_tokens: bool,
+    rules: Rules,
 }
 
 impl VerifiedBatch {
+    /// The rules it is executed under: its manifest's (the newest for a local batch).
+    pub fn rules(&self) -> Rules {
+        self.rules
+    }
+
     /// The authority set to store in the state with it: a rotation's new set, or the first
     /// set of a network started with `network init` at its first bundle.
     pub fn authorities(&self) -> Option<&AuthoritySet> {
@@ -391,7 +411,7 @@ pub fn verify_bundle_with(
     if remember_tokens {
         check_replays(&registrations, view)?;
     }
-    let modules = check_modules(bundle.modules, &registrations, view)?;
+    let modules = check_modules(bundle.modules, &registrations, view, m.rules)?;
     let contracts = verify_contracts(&bundle.contracts, &registrations, view, network.id(), known)?;
     let authorities = match &m.authority_set {
         Some(new) => Some(new.clone()),
@@ -414,6 +434,7 @@ pub fn verify_bundle_with(
         contracts,
         authorities,
         remember_tokens,
+        rules: m.rules,
     })
 }
 
@@ -474,6 +495,15 @@ fn check_order(view: &dyn ChainView, bundle: &OpenedBundle) -> Result<(), BatchE
             parent_iat: last.issued_at,
         });
     }
+    if let Some(last) = last
+        && m.rules < last.rules
+    {
+        return Err(BatchError::RulesLowered {
+            seq: m.seq,
+            rules: m.rules,
+            parent_rules: last.rules,
+        });
+    }
     Ok(())
 }
 
@@ -483,9 +513,10 @@ fn check_modules(
     modules: Vec<(Hash32, Vec<u8>)>,
     registrations: &[Registration],
     view: &dyn ChainView,
+    rules: Rules,
 ) -> Result<Vec<(Hash32, Vec<u8>)>, BatchError> {
     for (hash, bytes) in &modules {
-        swarmvm_wasm::check_module(bytes)
+        swarmvm_wasm::check_module_under(bytes, rules)
             .map_err(|source| BatchError::Module { module: *hash, source })?;
     }
     for (i, reg) in registrations.iter().enumerate() {
@@ -543,7 +574,7 @@ pub fn verify_local_with_modules(
     let set = set_in_force(view, network)?;
     let verified = verify_registrations(registrations, &set, TimeCheck::at(now))?;
     check_replays(&verified, view)?;
-    let modules = check_modules(modules, &verified, view)?;
+    let modules = check_modules(modules, &verified, view, Rules::CURRENT)?;
     let checked =
         verify_contracts(contracts, &verified, view, network.id(), &KnownContracts::new())?;
     let first = view.network().is_none() && !verified.is_empty();
@@ -557,6 +588,7 @@ pub fn verify_local_with_modules(
         contracts: checked,
         authorities: (first && !network.is_single_key()).then(|| network.genesis().clone()),
         remember_tokens: true,
+        rules: Rules::CURRENT,
     })
 }
 
@@ -585,6 +617,7 @@ pub fn verify_local_contracts(
         contracts: checked,
         authorities: None,
         remember_tokens: true,
+        rules: Rules::CURRENT,
     })
 }
 

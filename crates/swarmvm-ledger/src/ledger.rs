@@ -18,8 +18,9 @@ use crate::reader::{CACHE_BYTES, Db, LedgerReader, Snapshot};
 use crate::record::{BundleRecord, Evidence, LogEntry, Receipt};
 use crate::store::{
     BUNDLES, CONTRACTS, EVIDENCE, FORMAT, FORMAT_V1, FORMAT_V2, LOG, META, META_BUNDLE_IAT,
-    META_BUNDLE_ID, META_BUNDLE_SEQ, META_CONTRACT_INDEX, META_FORMAT, META_LOCAL, META_LOG_LEN,
-    META_NETWORK, META_ROOT, MODULES, RECEIPTS, STATE, StateTable, TRIE, TrieTable, read_head,
+    META_BUNDLE_ID, META_BUNDLE_RULES, META_BUNDLE_SEQ, META_CONTRACT_INDEX, META_FORMAT,
+    META_LOCAL, META_LOG_LEN, META_NETWORK, META_ROOT, MODULES, RECEIPTS, STATE, StateTable, TRIE,
+    TrieTable, read_head,
 };
 
 /// Trie keys updated per pass: the nodes a pass loads are bounded, whatever the batch.
@@ -200,7 +201,8 @@ impl Ledger {
         overlay: &mut Overlay<'_>,
     ) -> Result<Vec<Receipt>, ApplyError> {
         let mut receipts = Vec::with_capacity(batch.contracts().len());
-        let block = Block { seq: batch.seq().unwrap_or(0), time: batch.time() };
+        let block =
+            Block { seq: batch.seq().unwrap_or(0), time: batch.time(), rules: batch.rules() };
         for (index, checked) in batch.contracts().iter().enumerate() {
             let index = u32::try_from(index).map_err(|_| corrupt("batch too large"))?;
             let contract = checked.hash.to_hex();
@@ -403,6 +405,8 @@ fn record(
                 meta.insert(META_BUNDLE_SEQ, seq.to_le_bytes().as_slice()).map_err(storage)?;
                 meta.insert(META_BUNDLE_ID, id.hash().as_bytes().as_slice()).map_err(storage)?;
                 meta.insert(META_BUNDLE_IAT, issued_at.to_le_bytes().as_slice())
+                    .map_err(storage)?;
+                meta.insert(META_BUNDLE_RULES, batch.rules().number().to_le_bytes().as_slice())
                     .map_err(storage)?;
                 let record = BundleRecord {
                     seq: *seq,

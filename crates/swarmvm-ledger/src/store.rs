@@ -3,7 +3,7 @@
 
 use redb::{ReadableTable, TableDefinition};
 use swarmvm_bundle::BundlePosition;
-use swarmvm_primitives::BundleId;
+use swarmvm_primitives::{BundleId, Rules};
 use swarmvm_vm::{
     Hash32, NodeStore, Record, StateError, StoredNode, Table, decode_key, encode_key,
 };
@@ -44,6 +44,8 @@ pub(crate) const META_LOG_LEN: &str = "log_len";
 pub(crate) const META_BUNDLE_SEQ: &str = "bundle_seq";
 pub(crate) const META_BUNDLE_ID: &str = "bundle_id";
 pub(crate) const META_BUNDLE_IAT: &str = "bundle_iat";
+/// The rules version the last bundle named (absent: version 1, as before rules versions).
+pub(crate) const META_BUNDLE_RULES: &str = "bundle_rules";
 /// Set once a local (`exec`) batch applied: such a ledger never takes bundles.
 pub(crate) const META_LOCAL: &str = "local";
 
@@ -97,6 +99,10 @@ pub(crate) fn read_head(
             seq: meta_u64(&seq)?,
             id: BundleId(meta_hash(&id)?),
             issued_at: meta_u64(&iat)?,
+            rules: match get(META_BUNDLE_RULES)? {
+                None => Rules::V1,
+                Some(n) => Rules::new(meta_u64(&n)?).map_err(corrupt)?,
+            },
         }),
         (None, None, None) => None,
         _ => return Err(corrupt("the last bundle's seq, identity and time are incomplete")),

@@ -18,6 +18,8 @@
 
 pub mod fuel;
 mod hash;
+mod rules;
 pub mod text;
 
 pub use hash::{BundleId, Hash32, InvalidHash};
+pub use rules::{Rules, UnknownRules};

@@ -193,7 +193,7 @@ pub fn wasm_module(data: &[u8]) -> bool {
     let root = m.state_root();
     let actions =
         [serde_json::json!({"action": "run", "n": 1}), serde_json::json!({"action": "run"})];
-    let block = swarmvm_vm::Block { seq: 1, time: FUZZ_TIME };
+    let block = swarmvm_vm::Block { seq: 1, time: FUZZ_TIME, ..swarmvm_vm::Block::default() };
     let outcome =
         m.execute_in(&swarmvm_vm::Contract { signer: wallet, nonce: 1, actions: &actions }, block);
     if let swarmvm_vm::Outcome::Rejected(r) = &outcome {
@@ -201,6 +201,35 @@ pub fn wasm_module(data: &[u8]) -> bool {
         assert!(!r.to_string().contains('\n'));
     }
     outcome.is_applied()
+}
+
+/// Module compilation: any bytes through the ABI's checks; every module the check accepts
+/// must load in the runtime (compiled by its wasmi engine, as when a bundle that carries the
+/// module applies). A module that passes the check and that the engine refuses would be
+/// registered, then fail every bundle that carries it (issue 25, finding 3): a crash here.
+pub fn wasm_compile(data: &[u8]) -> bool {
+    let info = match swarmvm_wasm::check_module(data) {
+        Ok(info) => info,
+        Err(e) => {
+            one_line(&e);
+            return false;
+        }
+    };
+    match swarmvm_wasm::Runtime::new().load(data) {
+        Ok(hash) => assert_eq!(hash, info.hash, "the runtime names the module otherwise"),
+        Err(e) => panic!("the check accepted a module the runtime cannot load: {e}"),
+    }
+    true
+}
+
+/// A module whose `run` declares `locals` i32 locals and uses the last one: beyond about
+/// 30,000 the validator accepts it (up to 50,000) but wasmi cannot compile it.
+pub fn many_locals(locals: usize) -> Vec<u8> {
+    let last = locals.saturating_sub(1);
+    wasm(&format!(
+        r#"(module (memory (export "memory") 1) (func (export "run") (result i32) (local {}) (local.set {last} (i32.const 1)) (i32.sub (i32.add (local.get 0) (local.get {last})) (i32.const 1))))"#,
+        "i32 ".repeat(locals.max(1))
+    ))
 }
 
 /// The three members of the fuzz targets' 2-of-3 network (fixed seeds).
@@ -260,7 +289,7 @@ pub fn authority_set(data: &[u8]) -> bool {
 pub type Target = fn(&[u8]) -> bool;
 
 /// Every target by name, for the replay test.
-pub const TARGETS: [(&str, Target); 8] = [
+pub const TARGETS: [(&str, Target); 9] = [
     ("token_verify", token_verify),
     ("contract_execute", contract_execute),
     ("manifest_parse", manifest_parse),
@@ -269,6 +298,7 @@ pub const TARGETS: [(&str, Target); 8] = [
     ("key_parse", key_parse),
     ("wasm_module", wasm_module),
     ("authority_set", authority_set),
+    ("wasm_compile", wasm_compile),
 ];
 
 /// One seed input of a fuzz target, and whether the target must accept it: the valid seeds
@@ -356,6 +386,7 @@ pub fn seeds() -> Vec<Seed> {
         network: net.id(),
         authority_set: None,
         now: FUZZ_TIME,
+        rules: swarmvm_primitives::Rules::CURRENT,
     };
     let two = swarmvm_token::sign_manifest(&[m0, m1], &content).unwrap();
     let three = swarmvm_token::add_manifest_signature(&two, m2).unwrap();
@@ -392,6 +423,11 @@ pub fn seeds() -> Vec<Seed> {
         Seed { target: "authority_set", bytes: three.into_bytes(), accepted: true },
         Seed { target: "authority_set", bytes: one.into_bytes(), accepted: false },
         Seed { target: "authority_set", bytes: wrong_id.to_string().into_bytes(), accepted: false },
+        Seed { target: "wasm_compile", bytes: wasm(include_str!("../../../docs/wasm/counter.wat")), accepted: true },
+        Seed { target: "wasm_compile", bytes: wasm(include_str!("../../../docs/wasm/tally.wat")), accepted: true },
+        Seed { target: "wasm_compile", bytes: many_locals(1_000), accepted: true },
+        Seed { target: "wasm_compile", bytes: many_locals(40_000), accepted: false },
+        Seed { target: "wasm_compile", bytes: b"\0asm\x01\0\0\0".to_vec(), accepted: false },
     ]
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use swarmvm_primitives::BundleId;
+use swarmvm_primitives::{BundleId, Rules};
 use swarmvm_token::{
     FileDigest, IssueTime, ManifestContent, Network, Signer, TrustStore, WalletEntry,
     issue_operations, issue_wallets, sign_contract,
@@ -106,6 +106,19 @@ impl TestNet {
         contracts: &[String],
         after: Option<&Path>,
     ) -> PathBuf {
+        self.bundle_under(parent, name, with_tokens, contracts, after, Rules::CURRENT)
+    }
+
+    /// [`TestNet::bundle`] whose manifest names `rules`.
+    pub fn bundle_under(
+        &self,
+        parent: &Path,
+        name: &str,
+        with_tokens: bool,
+        contracts: &[String],
+        after: Option<&Path>,
+        rules: Rules,
+    ) -> PathBuf {
         let dir = parent.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let tokens = if with_tokens { self.tokens.join("\n") + "\n" } else { String::new() };
@@ -116,6 +129,7 @@ impl TestNet {
             after,
             now: self.issued_at,
             force: true,
+            rules,
             ..Default::default()
         };
         swarmvm_bundle::create_bundle(&dir, &[&self.authority], &self.network, &options).unwrap();
@@ -150,8 +164,20 @@ pub fn sign_single(
     files: &BTreeMap<String, FileDigest>,
     now: u64,
 ) -> String {
+    sign_single_under(wallet, seq, parent, files, now, Rules::CURRENT)
+}
+
+/// [`sign_single`], naming `rules`.
+pub fn sign_single_under(
+    wallet: &Wallet,
+    seq: u64,
+    parent: Option<BundleId>,
+    files: &BTreeMap<String, FileDigest>,
+    now: u64,
+    rules: Rules,
+) -> String {
     let network = wallet.id().to_string();
     let content =
-        ManifestContent { seq, parent, files, network: &network, authority_set: None, now };
+        ManifestContent { seq, parent, files, network: &network, authority_set: None, now, rules };
     swarmvm_token::sign_manifest(&[wallet], &content).unwrap()
 }

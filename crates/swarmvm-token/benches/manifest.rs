@@ -40,6 +40,7 @@ fn bench(c: &mut Criterion) {
                 network: network.id(),
                 authority_set: None,
                 now: 1_700_000_000,
+                rules: swarmvm_primitives::Rules::CURRENT,
             };
             let signers: Vec<&Wallet> = keys.iter().take(k).collect();
             let manifest = sign_manifest(&signers, &content).expect("sign");

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
-use swarmvm_primitives::{BundleId, Hash32};
+use swarmvm_primitives::{BundleId, Hash32, Rules};
 use swarmvm_wallet::Wallet;
 
 use swarmvm_wallet::{PublicKey, WalletId};
@@ -67,6 +67,8 @@ pub struct VerifiedManifest {
     pub authority_set: Option<AuthoritySet>,
     /// The canonical text of the set its signatures were counted against.
     pub verified_against: String,
+    /// The rules it is verified and executed under (`rules`; version 1 when absent).
+    pub rules: Rules,
 }
 
 /// What a manifest claims besides its signer and time.
@@ -84,6 +86,9 @@ pub struct ManifestContent<'a> {
     pub authority_set: Option<&'a AuthoritySet>,
     /// `iat`, Unix seconds.
     pub now: u64,
+    /// The rules it names (`rules`, written only above version 1, so a version-1 manifest
+    /// has the second wave's bytes).
+    pub rules: Rules,
 }
 
 #[derive(Serialize)]
@@ -97,6 +102,8 @@ struct ManifestClaims<'a> {
     files: &'a BTreeMap<String, FileDigest>,
     #[serde(skip_serializing_if = "Option::is_none")]
     authority_set: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rules: Option<u64>,
 }
 
 fn invalid(claim: impl Into<String>, reason: impl Into<String>) -> VerifyError {
@@ -133,6 +140,7 @@ pub fn sign_manifest(
         parent: content.parent,
         files: content.files,
         authority_set: content.authority_set.map(AuthoritySet::to_json),
+        rules: (content.rules != Rules::V1).then(|| content.rules.number()),
     };
     finish(sign_all(signers, Kind::Manifest, &encode_payload(&claims)?)?)
 }
@@ -459,6 +467,7 @@ pub fn verify_manifest(text: &str, network: &str, set: &AuthoritySet) -> Result<
     };
     let files = parse_files(claims)?;
     check_shape(seq, parent, &files)?;
+    let rules = rules_claim(claims)?;
     let id = BundleId::of_payload(&first.payload);
     signers.sort();
     Ok(VerifiedManifest {
@@ -472,7 +481,19 @@ pub fn verify_manifest(text: &str, network: &str, set: &AuthoritySet) -> Result<
         audience,
         authority_set: rotation,
         verified_against: set.canonical().to_owned(),
+        rules,
     })
+}
+
+/// The `rules` claim: absent means version 1; a version this build does not know is refused.
+fn rules_claim(claims: &Map<String, Value>) -> Result<Rules> {
+    match claims.get("rules") {
+        None => Ok(Rules::V1),
+        Some(v) => {
+            let n = v.as_u64().ok_or_else(|| invalid("rules", "not a positive integer"))?;
+            Rules::new(n).map_err(|e| invalid("rules", e.to_string()))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -495,7 +516,55 @@ mod tests {
         parent: Option<BundleId>,
         now: u64,
     ) -> ManifestContent<'a> {
-        ManifestContent { seq, parent, files, network, authority_set: None, now }
+        ManifestContent {
+            seq,
+            parent,
+            files,
+            network,
+            authority_set: None,
+            now,
+            rules: Rules::CURRENT,
+        }
+    }
+
+    #[test]
+    fn the_rules_claim_names_a_known_version_and_absent_is_version_1() {
+        let w = Wallet::generate(Algorithm::Ed25519).unwrap();
+        let set = AuthoritySet::single(w.public_key().clone());
+        let net = w.id().to_string();
+        let f = files();
+        let v1 = ManifestContent { rules: Rules::V1, ..content(&f, &net, 1, None, 5) };
+        let m1 = sign_manifest(&[&w], &v1).unwrap();
+        let payload = m1.split('.').nth(1).unwrap();
+        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
+        assert!(!String::from_utf8(claims).unwrap().contains("rules"), "absent for version 1");
+        assert_eq!(verify_manifest(&m1, &net, &set).unwrap().rules, Rules::V1);
+        let m2 = sign_manifest(&[&w], &content(&f, &net, 1, None, 5)).unwrap();
+        assert_eq!(verify_manifest(&m2, &net, &set).unwrap().rules, Rules::V2);
+        // Claims another build might write: a version this one does not know, or junk.
+        for (rules, says) in [
+            (serde_json::json!(3), "rules version 3 is not known here"),
+            (serde_json::json!(0), "rules version 0 is not known here"),
+            (serde_json::json!("2"), "not a positive integer"),
+        ] {
+            let mut claims = serde_json::to_value(ManifestClaims {
+                iss: w.id().to_string(),
+                aud: &net,
+                iat: 5,
+                seq: 1,
+                parent: None,
+                files: &f,
+                authority_set: None,
+                rules: None,
+            })
+            .unwrap();
+            claims["rules"] = rules;
+            let token =
+                finish(sign_all(&[&w], Kind::Manifest, &encode_payload(&claims).unwrap()).unwrap())
+                    .unwrap();
+            let err = verify_manifest(&token, &net, &set).unwrap_err().to_string();
+            assert!(err.contains("invalid claim 'rules'") && err.contains(says), "{err}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use compact_str::CompactString;
 
 use crate::state::{Record, Table};
+use crate::wasm::Budget;
 
 /// A store could not be read: the caller's storage failed. Not a rejection of input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,6 +93,9 @@ pub struct Overlay<'s> {
     writes: BTreeMap<Slot, Option<Record>>,
     /// Every write with what the overlay held before it (`None`: nothing, so the base).
     journal: Vec<(Slot, Option<Option<Record>>)>,
+    /// What the applied contracts' modules wrote in this batch (rules version 2 counts it
+    /// against the bundle's budget).
+    module_writes: Budget,
 }
 
 impl std::fmt::Debug for Overlay<'_> {
@@ -103,7 +107,22 @@ impl std::fmt::Debug for Overlay<'_> {
 impl<'s> Overlay<'s> {
     /// An overlay with no writes over `base`.
     pub fn new(base: &'s dyn StateRead) -> Self {
-        Self { base, writes: BTreeMap::new(), journal: Vec::new() }
+        Self {
+            base,
+            writes: BTreeMap::new(),
+            journal: Vec::new(),
+            module_writes: Budget::default(),
+        }
+    }
+
+    /// What the applied contracts' modules wrote in this batch so far.
+    pub fn module_writes(&self) -> Budget {
+        self.module_writes
+    }
+
+    /// Counts what an applied contract's modules wrote.
+    pub(crate) fn add_module_writes(&mut self, written: Budget) {
+        self.module_writes = self.module_writes.plus(written);
     }
 
     /// Sets `id` to `record` (in the record's table).

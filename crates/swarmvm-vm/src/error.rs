@@ -112,6 +112,15 @@ pub enum ActionError {
     /// A WebAssembly operation's `run` returned something other than 0.
     #[error("module returned {0}")]
     ModuleReturned(i32),
+    /// The module sessions of one contract hold more memory together than the rules allow
+    /// (rules version 2).
+    #[error("the modules of this contract hold {pages} pages of memory together (at most {max})")]
+    ModuleMemory {
+        /// Pages held.
+        pages: u64,
+        /// The limit.
+        max: u64,
+    },
     /// A WebAssembly operation whose module this peer does not hold: never after a verified
     /// registration; a peer fault rather than the contract's.
     #[error("module {0} is not loaded")]

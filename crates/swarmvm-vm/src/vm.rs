@@ -12,7 +12,11 @@ use crate::fields::is_id;
 use crate::handlers::{Catalogue, Ctx, Handler};
 use crate::hash::Hash32;
 use crate::state::{MemoryState, Record, Table};
-use crate::wasm::{Block, Call, ModuleRunner, ModuleSession, SharedOverlay, canonical_input};
+use crate::wasm::{
+    Block, Budget, Call, MAX_CONTRACT_PAGES, ModuleRunner, ModuleSession, SharedOverlay,
+    WriteLimit, canonical_input,
+};
+use swarmvm_primitives::Rules;
 
 /// A contract as the VM runs it: who signed it (already verified by the caller), its nonce
 /// and its actions, each a JSON object with an `action` member.
@@ -294,6 +298,9 @@ impl Vm {
         }
         // Contracts often repeat one action; resolve a name once per run of it. Module
         // sessions last the contract; the overlay is lent to them and to handlers by turns.
+        let budgets = block.rules.has(Rules::V2);
+        let bundle_spent = state.module_writes();
+        let mut contract_spent = Budget::default();
         let shared = SharedOverlay(std::cell::RefCell::new(&mut *state));
         let mut sessions: Vec<(Hash32, Box<dyn ModuleSession + '_>)> = Vec::new();
         let mut resolved: Option<(&str, Binding<'_>)> = None;
@@ -334,11 +341,34 @@ impl Vm {
                             }
                         }
                     };
-                    canonical_input(action).and_then(|input| {
-                        let call =
-                            Call { action: name, input: &input, caller: signer, block, fuel };
-                        session.run(&call).map(|_| ())
-                    })
+                    let limit = if budgets {
+                        WriteLimit::tightest(contract_spent, bundle_spent)
+                    } else {
+                        WriteLimit::V1
+                    };
+                    canonical_input(action)
+                        .and_then(|input| {
+                            let call = Call {
+                                action: name,
+                                input: &input,
+                                caller: signer,
+                                block,
+                                fuel,
+                                limit,
+                            };
+                            session.run(&call)
+                        })
+                        .and_then(|used| {
+                            contract_spent = contract_spent.plus(used.written);
+                            let pages: u64 = sessions.iter().map(|(_, s)| s.pages()).sum();
+                            if budgets && pages > MAX_CONTRACT_PAGES {
+                                return Err(ActionError::ModuleMemory {
+                                    pages,
+                                    max: MAX_CONTRACT_PAGES,
+                                });
+                            }
+                            Ok(())
+                        })
                 }
             };
             if let Err(error) = result {
@@ -347,6 +377,7 @@ impl Vm {
         }
         drop(sessions);
         let state = shared.0.into_inner();
+        state.add_module_writes(contract_spent);
         state.put(signer, Record::Nonce { last: contract.nonce });
         Ok(())
     }

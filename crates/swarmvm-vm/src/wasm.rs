@@ -13,6 +13,7 @@ use crate::error::ActionError;
 use crate::fields::{Limits, write_canonical};
 use crate::hash::Hash32;
 use crate::state::{Record, Table};
+use swarmvm_primitives::Rules;
 
 /// Longest key a module may use, in bytes (the shortest is 1).
 pub const MAX_KEY_LEN: usize = 256;
@@ -20,15 +21,106 @@ pub const MAX_KEY_LEN: usize = 256;
 pub const MAX_VALUE_LEN: usize = 64 * 1024;
 /// Deepest nesting of an action given to a module.
 pub const MAX_INPUT_DEPTH: usize = 32;
+/// Version 1: the most key and value bytes one action may set (removals are not counted).
+pub const V1_MAX_WRITTEN: u64 = 1024 * 1024;
+/// From rules version 2: the bytes counted for every entry a module sets or removes (absent
+/// keys included), besides its key and value, for what storing or deleting it costs.
+pub const ENTRY_COST: u64 = 64;
+/// From rules version 2: what one action may write.
+pub const ACTION_BUDGET: Budget = Budget { bytes: 1024 * 1024, entries: 4096 };
+/// From rules version 2: what the actions of one contract may write together.
+pub const CONTRACT_BUDGET: Budget = Budget { bytes: 4 * 1024 * 1024, entries: 16_384 };
+/// From rules version 2: what the applied contracts of one bundle may write together.
+pub const BUNDLE_BUDGET: Budget = Budget { bytes: 32 * 1024 * 1024, entries: 65_536 };
+/// From rules version 2: the most memory, in 64 KiB pages, that the module sessions of one
+/// contract may hold together.
+pub const MAX_CONTRACT_PAGES: u64 = 1024;
 
 /// Where in the chain a batch runs: what a module's `seq()` and `time()` return (a bundle's
-/// `seq` and its manifest's `iat`; 0 and the clock for a local `exec`).
+/// `seq` and its manifest's `iat`; 0 and the clock for a local `exec`), and the rules it runs
+/// under (its manifest's; the newest for a local `exec`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Block {
     /// The bundle's `seq`.
     pub seq: u64,
     /// The manifest's `iat`, Unix seconds.
     pub time: u64,
+    /// The rules version.
+    pub rules: Rules,
+}
+
+/// Module writes, counted (from rules version 2) as key bytes, value bytes and
+/// [`ENTRY_COST`] for each entry set or removed: a budget, or what was spent of one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Budget {
+    /// Bytes.
+    pub bytes: u64,
+    /// Entries set or removed.
+    pub entries: u64,
+}
+
+impl Budget {
+    /// What is left of this budget after `spent`.
+    pub fn left(self, spent: Budget) -> Budget {
+        Budget {
+            bytes: self.bytes.saturating_sub(spent.bytes),
+            entries: self.entries.saturating_sub(spent.entries),
+        }
+    }
+
+    /// `self` and `other` added.
+    pub fn plus(self, other: Budget) -> Budget {
+        Budget {
+            bytes: self.bytes.saturating_add(other.bytes),
+            entries: self.entries.saturating_add(other.entries),
+        }
+    }
+}
+
+/// What an action may write: a budget and which limit it comes from (`action`, `contract`
+/// or `bundle`), for the message when it runs out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteLimit {
+    /// What is left to write.
+    pub left: Budget,
+    /// Whose budget that is.
+    pub scope: &'static str,
+}
+
+impl WriteLimit {
+    /// Version 1's limit: [`V1_MAX_WRITTEN`] bytes of keys and values set by the action,
+    /// entries uncounted.
+    pub const V1: WriteLimit =
+        WriteLimit { left: Budget { bytes: V1_MAX_WRITTEN, entries: u64::MAX }, scope: "action" };
+
+    /// The tightest of an action's own budget and what is left of its contract's and its
+    /// bundle's (rules version 2).
+    pub fn tightest(contract_spent: Budget, bundle_spent: Budget) -> WriteLimit {
+        let contract = CONTRACT_BUDGET.left(contract_spent);
+        let bundle = BUNDLE_BUDGET.left(bundle_spent);
+        let mut limit = WriteLimit { left: ACTION_BUDGET, scope: "action" };
+        for (scope, left) in [("contract", contract), ("bundle", bundle)] {
+            if left.bytes < limit.left.bytes || left.entries < limit.left.entries {
+                limit = WriteLimit {
+                    left: Budget {
+                        bytes: left.bytes.min(limit.left.bytes),
+                        entries: left.entries.min(limit.left.entries),
+                    },
+                    scope,
+                };
+            }
+        }
+        limit
+    }
+}
+
+/// What an action that applied used: fuel, and its writes as counted under its rules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Used {
+    /// Fuel, instantiation and resets included (rules version 2).
+    pub fuel: u64,
+    /// Writes.
+    pub written: Budget,
 }
 
 /// The entries of WebAssembly operations, as a module session reads and writes them: each
@@ -57,14 +149,20 @@ pub struct Call<'a> {
     pub block: Block,
     /// Fuel for this action.
     pub fuel: u64,
+    /// What it may write.
+    pub limit: WriteLimit,
 }
 
 /// A module ready to run actions of one contract, one after the other. Each action starts
 /// from the module's initial memory and globals, whatever earlier actions did.
 pub trait ModuleSession {
     /// Runs the module's `run` for one action, its writes made to the session's state only
-    /// if it succeeds; returns the fuel used. An error rejects the contract.
-    fn run(&mut self, call: &Call<'_>) -> Result<u64, ActionError>;
+    /// if it succeeds; returns what it used. An error rejects the contract.
+    fn run(&mut self, call: &Call<'_>) -> Result<Used, ActionError>;
+
+    /// The memory the session holds, in 64 KiB pages (the instance's memory and the image it
+    /// is reset from).
+    fn pages(&self) -> u64;
 }
 
 /// Runs WebAssembly modules, by hash, metered: the VM opens a session per module per

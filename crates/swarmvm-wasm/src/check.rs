@@ -1,7 +1,7 @@
 //! A module's admission: the ABI's rules checked on its bytes before it is registered,
 //! stored or run (see `docs/wasm.md`).
 
-use swarmvm_primitives::Hash32;
+use swarmvm_primitives::{Hash32, Rules};
 use wasmparser::{
     ExternalKind, FuncType, Parser, Payload, TypeRef, ValType, Validator, WasmFeatures,
 };
@@ -49,13 +49,57 @@ pub struct ModuleInfo {
     pub exports: Vec<String>,
     /// Its memory's initial size, in pages.
     pub initial_pages: u32,
+    /// Its tables' initial elements, together.
+    pub table_elements: u64,
 }
+
+/// From rules version 2: the most table elements a module may have (its tables' initial
+/// sizes together). Each costs fuel when the module is instantiated.
+pub const MAX_TABLE_ELEMENTS: u64 = 65_536;
 
 /// Checks `bytes` against the ABI: at most 1 MiB; valid WebAssembly in the accepted feature
 /// set; imports only the ABI's functions, with their types; no start function; one memory
 /// of its own, exported as `memory`, initially at most 256 pages; `run` exported as a
-/// function of no parameters returning an `i32`.
+/// function of no parameters returning an `i32`. Then compiles it exactly as execution will
+/// (the runtime's engine configuration, the bytes prepared as the runtime prepares them): a
+/// module the engine cannot compile (one function with 40,000 locals passes the validator,
+/// which allows 50,000, but not wasmi) is refused here, when it is checked or registered,
+/// never when a bundle that carries it applies.
+/// Its tables may have at most [`MAX_TABLE_ELEMENTS`] elements (the newest rules).
 pub fn check_module(bytes: &[u8]) -> Result<ModuleInfo, ModuleError> {
+    check_module_under(bytes, Rules::CURRENT)
+}
+
+/// [`check_module`] under `rules`: the table bound applies from version 2, so a bundle of an
+/// older chain is checked as it was.
+pub fn check_module_under(bytes: &[u8], rules: Rules) -> Result<ModuleInfo, ModuleError> {
+    let info = check_abi(bytes)?;
+    if rules.has(Rules::V2) && info.table_elements > MAX_TABLE_ELEMENTS {
+        return Err(ModuleError::TableTooLarge { elements: info.table_elements });
+    }
+    compile(bytes)?;
+    Ok(info)
+}
+
+/// Compiles `bytes` exactly as the runtime does when it loads a module: the engine's one
+/// configuration (`runtime::config`, metered, eager compilation, the accepted feature set)
+/// and the same bytes (with its globals exported for resets when that can be done, as
+/// sessions use it). In an engine of its own that is dropped with the module: wasmi keeps
+/// compiled code as long as its engine lives, so checks leave nothing behind.
+fn compile(bytes: &[u8]) -> Result<(), ModuleError> {
+    let engine = wasmi::Engine::new(&crate::runtime::config(true));
+    let compile = |b: &[u8]| {
+        wasmi::Module::new(&engine, b).map(drop).map_err(|e| ModuleError::Compile(e.to_string()))
+    };
+    match crate::globals::export_globals(bytes) {
+        Some((prepared, _)) => compile(&prepared),
+        None => compile(bytes),
+    }
+}
+
+/// [`check_module`] without the compilation: the ABI's rules on the bytes alone. For a
+/// caller that compiles the module right after with the runtime's engine anyway.
+pub(crate) fn check_abi(bytes: &[u8]) -> Result<ModuleInfo, ModuleError> {
     if bytes.len() > MAX_MODULE_LEN {
         return Err(ModuleError::TooLarge { len: bytes.len() });
     }
@@ -67,6 +111,7 @@ pub fn check_module(bytes: &[u8]) -> Result<ModuleInfo, ModuleError> {
     let mut imports = Vec::new();
     let mut exports = Vec::new();
     let mut memories: Vec<u64> = Vec::new();
+    let mut table_elements = 0u64;
     let mut run = None;
     let mut memory_exported = false;
     for payload in Parser::new(0).parse_all(bytes) {
@@ -101,6 +146,12 @@ pub fn check_module(bytes: &[u8]) -> Result<ModuleInfo, ModuleError> {
                     let memory =
                         memory.map_err(|e| ModuleError::Invalid(e.message().to_owned()))?;
                     memories.push(memory.initial);
+                }
+            }
+            Payload::TableSection(section) => {
+                for table in section {
+                    let table = table.map_err(|e| ModuleError::Invalid(e.message().to_owned()))?;
+                    table_elements = table_elements.saturating_add(table.ty.initial);
                 }
             }
             Payload::ExportSection(section) => {
@@ -141,6 +192,7 @@ pub fn check_module(bytes: &[u8]) -> Result<ModuleInfo, ModuleError> {
         imports,
         exports,
         initial_pages: u32::try_from(initial_pages).unwrap_or(MAX_PAGES),
+        table_elements,
     })
 }
 
@@ -164,4 +216,43 @@ pub fn module_bytes(bytes: &[u8]) -> Result<Vec<u8>, ModuleError> {
     wat::parse_bytes(bytes)
         .map(|b| b.into_owned())
         .map_err(|e| ModuleError::Text(e.to_string().lines().next().unwrap_or_default().to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A module whose `run` declares `locals` i32 locals and uses the last one (and a
+    /// temporary after them all).
+    fn with_locals(locals: usize) -> Vec<u8> {
+        let last = locals - 1;
+        let text = format!(
+            r#"(module (memory (export "memory") 1)
+                (func (export "run") (result i32) (local {})
+                  (local.set {last} (i32.const 1))
+                  (i32.sub (i32.add (local.get 0) (local.get {last})) (i32.const 1))))"#,
+            "i32 ".repeat(locals)
+        );
+        module_bytes(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_module_the_engine_cannot_compile_is_refused_by_the_check() {
+        // The validator alone allows it (it allows 50,000 locals a function)...
+        let wasm = with_locals(40_000);
+        Validator::new_with_features(features()).validate_all(&wasm).unwrap();
+        check_abi(&wasm).unwrap();
+        // ... wasmi does not, so neither does the check, with a clear reason.
+        let refused = check_module(&wasm).unwrap_err();
+        assert!(matches!(refused, ModuleError::Compile(_)), "{refused}");
+        let text = refused.to_string();
+        assert!(text.starts_with("the engine cannot compile the module: "), "{text}");
+        assert!(!text.contains('\n'), "{text}");
+        // And the runtime refuses it as well: what the check refuses is what cannot run.
+        assert!(crate::Runtime::new().load(&wasm).is_err());
+        // Many locals, within what the engine compiles, are accepted and load.
+        let fine = with_locals(1_000);
+        let info = check_module(&fine).unwrap();
+        assert_eq!(crate::Runtime::new().load(&fine).unwrap(), info.hash);
+    }
 }

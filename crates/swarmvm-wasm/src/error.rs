@@ -46,6 +46,15 @@ pub enum ModuleError {
         /// Its initial pages.
         pages: u64,
     },
+    /// A table of more elements than the ABI allows (from rules version 2).
+    #[error(
+        "module's tables have {elements} elements initially; at most {max} (each costs fuel to set up, from rules version 2)",
+        max = crate::check::MAX_TABLE_ELEMENTS
+    )]
+    TableTooLarge {
+        /// Its tables' initial elements.
+        elements: u64,
+    },
     /// `memory` or `run` not exported.
     #[error("module does not export '{0}'")]
     MissingExport(&'static str),

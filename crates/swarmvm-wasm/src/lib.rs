@@ -19,7 +19,13 @@ mod error;
 mod globals;
 mod runtime;
 
-pub use check::{ABI, MAX_MODULE_LEN, MAX_PAGES, ModuleInfo, check_module, features, module_bytes};
+pub use check::{
+    ABI, MAX_MODULE_LEN, MAX_PAGES, MAX_TABLE_ELEMENTS, ModuleInfo, check_module,
+    check_module_under, features, module_bytes,
+};
 pub use error::ModuleError;
-pub use runtime::{IMPORT_FUEL, MAX_CALL_DEPTH, MAX_MESSAGE, MAX_WRITTEN, Runtime, fuel_used};
+pub use runtime::{
+    IMPORT_FUEL, INSTANCE_FUEL, MAX_CALL_DEPTH, MAX_MESSAGE, MAX_WRITTEN, PAGE_FUEL, Runtime,
+    TABLE_ELEMENT_FUEL, fuel_used,
+};
 pub use swarmvm_primitives::fuel::{DEFAULT_FUEL, MAX_FUEL};

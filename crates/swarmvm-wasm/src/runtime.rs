@@ -12,15 +12,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
-use swarmvm_primitives::Hash32;
-use swarmvm_vm::wasm::{MAX_KEY_LEN, MAX_VALUE_LEN, WasmState};
+use swarmvm_primitives::{Hash32, Rules};
+use swarmvm_vm::wasm::{
+    Budget, ENTRY_COST, MAX_KEY_LEN, MAX_VALUE_LEN, Used, V1_MAX_WRITTEN, WasmState, WriteLimit,
+};
 use swarmvm_vm::{ActionError, Block, Call, ModuleRunner, ModuleSession};
 use wasmi::{
     Caller, CompilationMode, Config, Engine, Global, Instance, Linker, Memory, Module, Store,
     StoreLimits, StoreLimitsBuilder, TrapCode, TypedFunc, Val,
 };
 
-use crate::check::{MAX_PAGES, check_module};
+use crate::check::{MAX_PAGES, check_abi};
 use crate::error::ModuleError;
 
 /// The deepest call stack a module may build.
@@ -28,8 +30,19 @@ pub const MAX_CALL_DEPTH: usize = 512;
 /// Fuel every import call costs, besides what the module's instructions cost; imports that
 /// move bytes also cost one unit per byte.
 pub const IMPORT_FUEL: u64 = 100;
-/// The most key and value bytes one action may write.
-pub const MAX_WRITTEN: usize = 1024 * 1024;
+/// The most key and value bytes one action may write under rules version 1 (version 2
+/// counts removals and entries too: [`swarmvm_vm::wasm::ACTION_BUDGET`]).
+pub const MAX_WRITTEN: usize = V1_MAX_WRITTEN as usize;
+/// From rules version 2: fuel every instantiation of a module costs, besides its memory and
+/// table.
+pub const INSTANCE_FUEL: u64 = 10_000;
+/// From rules version 2: fuel for each 64 KiB page of memory an instantiation sets up or a
+/// reset restores.
+pub const PAGE_FUEL: u64 = 1_024;
+/// From rules version 2: fuel for each table element an instantiation sets up.
+pub const TABLE_ELEMENT_FUEL: u64 = 1;
+/// The size of a WebAssembly page.
+const PAGE: u64 = 65_536;
 /// The most bytes of a `fail` message kept in a receipt.
 pub const MAX_MESSAGE: usize = 256;
 /// The prefix of the export names under which a module's globals are exported for resets.
@@ -42,6 +55,8 @@ struct Loaded {
     /// How many globals it defines (all exported under [`GLOBAL_EXPORT`] names), or `None`
     /// when that could not be done (then every action gets a fresh instance).
     globals: Option<u32>,
+    /// The elements of its tables when instantiated.
+    table_elements: u64,
 }
 
 /// What the imports of one session see.
@@ -55,7 +70,12 @@ struct Data<'h> {
     limits: StoreLimits,
     /// This action's writes (`None`: removed), made to the state when it succeeds.
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    written: usize,
+    /// What it wrote, as its rules count it.
+    written: Budget,
+    /// What it may write.
+    limit: WriteLimit,
+    /// The rules it runs under: version 2 counts removals and entries.
+    rules: Rules,
 }
 
 /// Why an import stopped the module.
@@ -98,7 +118,7 @@ impl Default for Runtime {
 
 /// The engine's configuration: the accepted feature set, fuel, eager compilation (a module
 /// is compiled whole when it is loaded, never lazily during a run), the call depth.
-fn config(metered: bool) -> Config {
+pub(crate) fn config(metered: bool) -> Config {
     let mut c = Config::default();
     c.consume_fuel(metered)
         .compilation_mode(CompilationMode::Eager)
@@ -142,18 +162,21 @@ impl Runtime {
     /// Checks `bytes` against the ABI, compiles them and keeps the module under its hash
     /// (only once). Returns the hash.
     pub fn load(&self, bytes: &[u8]) -> Result<Hash32, ModuleError> {
-        let info = check_module(bytes)?;
+        // The ABI's rules; compiling below is the check's other half (`check_module` does the
+        // same with an engine of its own).
+        let info = check_abi(bytes)?;
         if self.has_module(&info.hash) {
             return Ok(info.hash);
         }
         let compile = |b: &[u8]| {
             Module::new(&self.engine, b).map_err(|e| ModuleError::Compile(e.to_string()))
         };
+        let table_elements = info.table_elements;
         let loaded = match crate::globals::export_globals(bytes) {
             Some((prepared, globals)) => {
-                Loaded { module: compile(&prepared)?, globals: Some(globals) }
+                Loaded { module: compile(&prepared)?, globals: Some(globals), table_elements }
             }
-            None => Loaded { module: compile(bytes)?, globals: None },
+            None => Loaded { module: compile(bytes)?, globals: None, table_elements },
         };
         let mut modules = self.modules.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         modules.insert(info.hash, Arc::new(loaded));
@@ -233,7 +256,9 @@ impl<'h> Session<'h> {
                 .trap_on_grow_failure(false)
                 .build(),
             writes: BTreeMap::new(),
-            written: 0,
+            written: Budget::default(),
+            limit: WriteLimit::V1,
+            rules: Rules::V1,
         };
         let mut store = Store::new(self.engine, data);
         store.limiter(|d| &mut d.limits);
@@ -260,18 +285,26 @@ impl<'h> Session<'h> {
         Ok(Live { store, memory, run, pristine, globals, fresh: true })
     }
 
-    /// The instance for the next action: the current one put back as it was, or a new one.
-    fn ready(&mut self) -> Result<&mut Live<'h>, ActionError> {
+    /// The instance for the next action: the current one put back as it was, or a new one;
+    /// and the fuel that cost under rules version 2 (an instantiation: [`INSTANCE_FUEL`], its
+    /// memory's pages and its table; a reset: the pages restored).
+    fn ready(&mut self) -> Result<(&mut Live<'h>, u64), ActionError> {
         let reusable = self.loaded.globals.is_some()
             && self
                 .live
                 .as_ref()
                 .is_some_and(|l| l.fresh || l.memory.data(&l.store).len() == l.pristine.len());
+        let mut cost = 0;
         if !reusable {
-            self.live = Some(self.instantiate()?);
+            let live = self.instantiate()?;
+            cost = INSTANCE_FUEL
+                + pages_of(live.pristine.len()) * PAGE_FUEL
+                + self.loaded.table_elements * TABLE_ELEMENT_FUEL;
+            self.live = Some(live);
         }
         let live = self.live.as_mut().ok_or_else(|| ActionError::Trap("no instance".into()))?;
         if !live.fresh {
+            cost += pages_of(live.pristine.len()) * PAGE_FUEL;
             live.memory.data_mut(&mut live.store).copy_from_slice(&live.pristine);
             for (global, value) in &live.globals {
                 global
@@ -280,15 +313,25 @@ impl<'h> Session<'h> {
             }
         }
         live.fresh = false;
-        Ok(live)
+        Ok((live, cost))
     }
 }
 
+/// Pages of `bytes` of memory.
+fn pages_of(bytes: usize) -> u64 {
+    (bytes as u64).div_ceil(PAGE)
+}
+
 impl ModuleSession for Session<'_> {
-    fn run(&mut self, call: &Call<'_>) -> Result<u64, ActionError> {
+    fn run(&mut self, call: &Call<'_>) -> Result<Used, ActionError> {
         let metered = self.metered;
         let state = self.state;
-        let live = self.ready()?;
+        let instance_fuel = call.block.rules.has(Rules::V2);
+        let (live, cost) = self.ready()?;
+        let cost = if instance_fuel { cost } else { 0 };
+        if metered && cost > call.fuel {
+            return Err(ActionError::OutOfFuel(call.fuel));
+        }
         let data = live.store.data_mut();
         data.action.clear();
         data.action.push_str(call.action);
@@ -298,13 +341,16 @@ impl ModuleSession for Session<'_> {
         data.caller.extend_from_slice(call.caller.as_bytes());
         data.block = call.block;
         data.writes.clear();
-        data.written = 0;
+        data.written = Budget::default();
+        data.limit = call.limit;
+        data.rules = call.block.rules;
         if metered {
-            live.store.set_fuel(call.fuel).map_err(|e| ActionError::Trap(e.to_string()))?;
+            live.store.set_fuel(call.fuel - cost).map_err(|e| ActionError::Trap(e.to_string()))?;
         }
         let result = live.run.call(&mut live.store, ());
         // Whatever happened, the next action starts over.
         let writes = std::mem::take(&mut live.store.data_mut().writes);
+        let written = live.store.data().written;
         match result {
             Ok(0) => {}
             Ok(n) => return Err(ActionError::ModuleReturned(n)),
@@ -316,14 +362,20 @@ impl ModuleSession for Session<'_> {
                 });
             }
         }
-        let used = if metered { call.fuel - live.store.get_fuel().unwrap_or(0) } else { 0 };
+        let fuel = if metered { call.fuel - live.store.get_fuel().unwrap_or(0) } else { 0 };
         for (key, value) in writes {
             match value {
                 Some(v) => state.set(call.action, &key, &v),
                 None => state.remove(call.action, &key),
             }
         }
-        Ok(used)
+        Ok(Used { fuel, written })
+    }
+
+    fn pages(&self) -> u64 {
+        self.live
+            .as_ref()
+            .map_or(0, |l| pages_of(l.memory.data(&l.store).len()) + pages_of(l.pristine.len()))
     }
 }
 
@@ -460,11 +512,30 @@ fn set(mut c: C<'_, '_>, kptr: i32, klen: i32, vptr: i32, vlen: i32) -> HostResu
     charge(&mut c, (key.len() + (end - start)) as u64)?;
     let value = memory.data(&c)[start..end].to_vec();
     let data = c.data_mut();
-    data.written += key.len() + value.len();
-    if data.written > MAX_WRITTEN {
-        return Err(bad(format!("set: more than {MAX_WRITTEN} bytes written by one action")));
+    if !data.rules.has(Rules::V2) {
+        data.written.bytes += (key.len() + value.len()) as u64;
+        if data.written.bytes > V1_MAX_WRITTEN {
+            return Err(bad(format!("set: more than {MAX_WRITTEN} bytes written by one action")));
+        }
+    } else {
+        count_write(data, (key.len() + value.len()) as u64, "set")?;
     }
     data.writes.insert(key, Some(value));
+    Ok(())
+}
+
+/// Counts one entry written (set or removed, rules version 2): its bytes and
+/// [`ENTRY_COST`]; traps once the action's limit is passed.
+fn count_write(data: &mut Data<'_>, bytes: u64, what: &str) -> HostResult<()> {
+    data.written.bytes += bytes + ENTRY_COST;
+    data.written.entries += 1;
+    let left = data.limit.left;
+    if data.written.bytes > left.bytes || data.written.entries > left.entries {
+        return Err(bad(format!(
+            "{what}: the {} write budget is spent ({} bytes and {} entries were left to this action)",
+            data.limit.scope, left.bytes, left.entries
+        )));
+    }
     Ok(())
 }
 
@@ -473,7 +544,11 @@ fn remove(mut c: C<'_, '_>, kptr: i32, klen: i32) -> HostResult<()> {
     let memory = memory_of(&c)?;
     let key = key_of(&c, memory, kptr, klen, "remove")?;
     charge(&mut c, key.len() as u64)?;
-    c.data_mut().writes.insert(key, None);
+    let data = c.data_mut();
+    if data.rules.has(Rules::V2) {
+        count_write(data, key.len() as u64, "remove")?;
+    }
+    data.writes.insert(key, None);
     Ok(())
 }
 
@@ -511,5 +586,5 @@ pub fn fuel_used(
     state: &dyn WasmState,
     call: &Call<'_>,
 ) -> Result<u64, ActionError> {
-    runtime.session(module, state)?.run(call)
+    runtime.session(module, state)?.run(call).map(|used| used.fuel)
 }

@@ -97,45 +97,111 @@ fn tally_in_c_and_in_webassembly_text_give_the_same_state() {
 }
 
 mod determinism {
+    use std::sync::Arc;
+
     use proptest::prelude::*;
     use serde_json::json;
+    use swarmvm_vm::{HANDLER_NAMES, Machine, Record, Table};
+    use swarmvm_wasm::Runtime;
 
     use crate::{WALLETS, default_fuel, example, machine, run, wat};
+
+    /// [`machine`] built the other way round: the modules first and in the other order, then
+    /// the wallets and the operations, each list reversed, the root asked after every
+    /// registration (so that its trie takes the entries one at a time, in another order).
+    fn machine_reversed(modules: &[(&str, &[u8], u64)]) -> Machine {
+        let runtime = Arc::new(Runtime::new());
+        let mut m = Machine::new().with_runner(runtime.clone());
+        for (action, bytes, fuel) in modules.iter().rev() {
+            let hash = runtime.load(bytes).unwrap();
+            m.register_module(action, hash, *fuel).unwrap();
+            m.state_root();
+        }
+        for (i, w) in WALLETS.iter().enumerate().rev() {
+            m.register_wallet(w, &format!("peer{}", i + 1), "{}").unwrap();
+            m.state_root();
+        }
+        for h in HANDLER_NAMES.iter().rev() {
+            m.register_operation(h, h).unwrap();
+            m.state_root();
+        }
+        m
+    }
+
+    /// Every entry of `m`'s state.
+    fn entries(m: &Machine) -> Vec<(Table, String, Record)> {
+        m.state().iter().map(|(t, id, r)| (t, id.to_owned(), r.clone())).collect()
+    }
+
+    /// The root of `entries` put into a fresh state in a random order (from `seed`), one
+    /// batch each, the root asked after each.
+    fn root_put_one_by_one(
+        mut entries: Vec<(Table, String, Record)>,
+        seed: u64,
+    ) -> swarmvm_vm::Hash32 {
+        let mut x = seed | 1;
+        for i in (1..entries.len()).rev() {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let j = usize::try_from(x >> 33).unwrap() % (i + 1);
+            entries.swap(i, j);
+        }
+        let mut m = Machine::new();
+        for (_, id, record) in entries {
+            m.batch(|_, overlay| overlay.put(&id, record));
+            m.state_root();
+        }
+        m.state_root()
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
-        /// The same contracts from the same state give the same outcomes and root, on fresh
-        /// machines and runtimes.
+        /// The same contracts from the same state give the same outcomes, entries and root on
+        /// fresh machines and runtimes whose state was built in different orders: one that
+        /// registers as usual and asks for its root only at the end (its trie takes every
+        /// entry at once, sorted), one that registers the other way round and asks after
+        /// every registration and contract; and the same entries put one at a time in a
+        /// random order give that root too.
         #[test]
-        fn the_same_contracts_give_the_same_root(
+        fn the_same_contracts_give_the_same_root_whatever_the_order_of_insertion(
             contracts in proptest::collection::vec(
                 (0usize..3, proptest::collection::vec((any::<bool>(), 0u8..4), 1..6)),
                 1..12,
-            )
+            ),
+            seed in any::<u64>()
         ) {
             let counter = wat(&std::fs::read_to_string(example("counter.wat")).unwrap());
             let tally = wat(&std::fs::read_to_string(example("tally.wat")).unwrap());
-            let mut results = Vec::new();
-            for _ in 0..2 {
-                let (mut m, _) = machine(&[("count", &counter, default_fuel()), ("tally", &tally, default_fuel())]);
-                let mut outcomes = Vec::new();
-                for (wallet, actions) in &contracts {
-                    let actions: Vec<_> = actions
-                        .iter()
-                        .map(|(is_vote, p)| {
-                            if *is_vote {
-                                json!({"action": "tally", "proposal": {"id": format!("P{p}"), "description": "d"}})
-                            } else {
-                                json!({"action": "count"})
-                            }
-                        })
-                        .collect();
-                    outcomes.push(run(&mut m, WALLETS[*wallet], &actions).is_applied());
-                }
-                results.push((outcomes, m.state_root()));
+            let modules: [(&str, &[u8], u64); 2] =
+                [("count", &counter, default_fuel()), ("tally", &tally, default_fuel())];
+            let (mut a, _) = machine(&modules);
+            let mut b = machine_reversed(&modules);
+            let mut applied = 0;
+            for (wallet, actions) in &contracts {
+                let actions: Vec<_> = actions
+                    .iter()
+                    .map(|(is_vote, p)| {
+                        if *is_vote {
+                            json!({"action": "tally", "proposal": {"id": format!("P{p}"), "description": "d"}})
+                        } else {
+                            json!({"action": "count"})
+                        }
+                    })
+                    .collect();
+                let oa = run(&mut a, WALLETS[*wallet], &actions);
+                let ob = run(&mut b, WALLETS[*wallet], &actions);
+                applied += usize::from(oa.is_applied());
+                prop_assert_eq!(oa, ob);
+                b.state_root();
             }
-            prop_assert_eq!(&results[0], &results[1]);
+            let all = entries(&a);
+            prop_assert_eq!(&all, &entries(&b), "the same entries");
+            let root = a.state_root();
+            prop_assert_eq!(b.state_root(), root);
+            prop_assert_eq!(root_put_one_by_one(all, seed), root);
+            // The modules wrote: a contract of counts alone always applies.
+            let counts_only = contracts.iter().any(|(_, acts)| acts.iter().all(|(vote, _)| !vote));
+            prop_assert!(!counts_only || applied > 0, "no contract applied");
         }
     }
 }

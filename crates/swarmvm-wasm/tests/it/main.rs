@@ -2,6 +2,7 @@
 //! determinism, through the VM as a peer runs it.
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
+mod budgets;
 mod examples;
 mod hostile;
 mod vectors;
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::Value;
+use swarmvm_primitives::Rules;
 use swarmvm_vm::{Block, Contract, HANDLER_NAMES, Hash32, Machine, Outcome};
 use swarmvm_wasm::{DEFAULT_FUEL, Runtime, module_bytes};
 
@@ -48,10 +50,20 @@ pub fn machine(modules: &[(&str, &[u8], u64)]) -> (Machine, Arc<Runtime>) {
     (m, runtime)
 }
 
-/// Runs `actions` signed by `signer` with its next nonce.
+/// Runs `actions` signed by `signer` with its next nonce, under the newest rules.
 pub fn run(m: &mut Machine, signer: &str, actions: &[Value]) -> Outcome {
+    run_under(m, signer, actions, Rules::CURRENT)
+}
+
+/// Runs `actions` signed by `signer` with its next nonce, under `rules`.
+pub fn run_under(m: &mut Machine, signer: &str, actions: &[Value], rules: Rules) -> Outcome {
     let nonce = m.nonce(signer) + 1;
-    m.execute_in(&Contract { signer, nonce, actions }, Block { seq: 7, time: 1_700_000_000 })
+    m.execute_in(&Contract { signer, nonce, actions }, block(rules))
+}
+
+/// The block the tests run in, under `rules`.
+pub fn block(rules: Rules) -> Block {
+    Block { seq: 7, time: 1_700_000_000, rules }
 }
 
 pub fn default_fuel() -> u64 {

@@ -10,6 +10,7 @@ use swarmvm_swarm::{Source, Swarm, TorrentFile};
 use url::Url;
 
 use swarmvm_bundle::{CreateOptions, CreatedBundle, create_bundle, sign_bundle};
+use swarmvm_primitives::Rules;
 use swarmvm_token::{AuthoritySet, Network, unix_now};
 use swarmvm_wallet::Wallet;
 
@@ -62,6 +63,11 @@ pub(crate) enum BundleCommand {
         /// this makes a second bundle for its seq: a fork, which every node keeps as evidence.
         #[arg(long, requires = "keys")]
         force: bool,
+        /// The rules version the manifest names (default: the newest this build knows). An
+        /// older one only extends or reproduces a chain that runs under it; a chain's rules
+        /// never go back.
+        #[arg(long, value_name = "N", requires = "keys", value_parser = parse_rules)]
+        rules: Option<Rules>,
         #[command(flatten)]
         passphrase: PassphraseArgs,
         /// A tracker for the torrent's announce-list. Repeat for several (none by default).
@@ -135,6 +141,7 @@ pub(crate) fn run(cmd: BundleCommand, out: OutputArgs) -> Result<ExitCode> {
             modules,
             after,
             force,
+            rules,
             passphrase,
             trackers,
             out: torrent_path,
@@ -163,6 +170,7 @@ pub(crate) fn run(cmd: BundleCommand, out: OutputArgs) -> Result<ExitCode> {
                     authority_set: rotation.as_ref(),
                     follows: None,
                     members: None,
+                    rules: rules.unwrap_or_default(),
                 };
                 let refs: Vec<&Wallet> = signers.iter().collect();
                 let created = create_bundle(&dir, &refs, &network, &options)
@@ -365,4 +373,10 @@ async fn fetch(
     }
     swarm.stop().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A `--rules` version this build knows.
+fn parse_rules(text: &str) -> Result<Rules, String> {
+    let n: u64 = text.parse().map_err(|_| format!("'{text}' is not a rules version number"))?;
+    Rules::new(n).map_err(|e| e.to_string())
 }

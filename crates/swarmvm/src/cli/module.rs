@@ -36,6 +36,7 @@ pub(crate) fn run(cmd: ModuleCommand, out: OutputArgs) -> Result<ExitCode> {
                     "imports": info.imports,
                     "exports": info.exports,
                     "initial_pages": info.initial_pages,
+                    "table_elements": info.table_elements,
                 }));
             } else {
                 output::line(format!("module   {}", info.hash));
@@ -43,6 +44,7 @@ pub(crate) fn run(cmd: ModuleCommand, out: OutputArgs) -> Result<ExitCode> {
                 output::line(format!("imports  {}", info.imports.join(", ")));
                 output::line(format!("exports  {}", info.exports.join(", ")));
                 output::line(format!("memory   {} pages initially", info.initial_pages));
+                output::line(format!("table    {} elements", info.table_elements));
             }
             Ok(ExitCode::SUCCESS)
         }

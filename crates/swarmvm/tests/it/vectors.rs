@@ -179,6 +179,32 @@ fn the_demo_vector_gives_its_pinned_contracts_bundle_and_root() {
         serde_json::to_string_pretty(&got).unwrap()
     );
 
+    // Signed under rules version 1, the same bundle is the one the second wave pinned, byte
+    // for byte, and applies to the same root.
+    let pinned = &v["rules_1"];
+    let v1 = env.path("bundle-rules-1");
+    std::fs::create_dir_all(&v1).unwrap();
+    for file in ["registration_tokens.txt", "contracts.jsonl"] {
+        std::fs::copy(dir.join(file), v1.join(file)).unwrap();
+    }
+    let options = CreateOptions { now, rules: swarmvm_primitives::Rules::V1, ..Default::default() };
+    let network_of_one = swarmvm_token::Network::single(authority.public_key().clone());
+    create_bundle(&v1, &[&authority], &network_of_one, &options).unwrap();
+    let manifest_v1 = std::fs::read_to_string(v1.join("manifest.jwt")).unwrap();
+    assert_eq!(manifest_v1.trim_end(), pinned["manifest"].as_str().unwrap());
+    let applied = env.json(&[
+        "node",
+        "apply",
+        "bundle-rules-1",
+        "--data-dir",
+        "rules-1-peer",
+        "--trust",
+        "authority.pub",
+    ]);
+    assert_eq!(applied["bundle"], pinned["bundle_id"], "{applied}");
+    let root_v1 = env.ok(&["state", "root", "--data-dir", "rules-1-peer"]);
+    assert_eq!(root_v1.trim(), root);
+
     // The same bundle as the first version signed it (no `aud`) still applies, to the root
     // pinned then: its tokens are not remembered under the root.
     let old = &v["first_version"];

@@ -49,6 +49,7 @@ fn module_check_prints_the_hash_and_refuses_what_the_abi_does_not_allow() {
     assert_eq!(info["hash"], swarmvm_primitives::Hash32::digest(&wasm).to_hex());
     assert_eq!(info["imports"], json!(["get", "set"]));
     assert_eq!(info["exports"], json!(["memory", "run"]));
+    assert_eq!(info["table_elements"], 0);
     let text = env.ok(&["module", "check", "tally.wasm"]);
     assert!(text.contains("imports  input_len, input_read, caller, get, set, fail"), "{text}");
     for (name, module, says) in [
@@ -73,6 +74,11 @@ fn module_check_prints_the_hash_and_refuses_what_the_abi_does_not_allow() {
             "257 pages",
         ),
         ("norun.wat", r#"(module (memory (export "memory") 1))"#, "does not export 'run'"),
+        (
+            "table.wat",
+            r#"(module (memory (export "memory") 1) (table 65537 funcref) (func (export "run") (result i32) (i32.const 0)))"#,
+            "tables have 65537 elements initially; at most 65536",
+        ),
     ] {
         env.write(name, module);
         let err = env.fails(&["module", "check", name], REFUSED);
@@ -286,4 +292,73 @@ fn demo_wasm_counts_the_votes_with_the_tally_module_on_eight_peers() {
         );
         assert_eq!(peer["state_root"], out["state_root"]);
     }
+}
+
+/// A module that removes `n` distinct keys in one action.
+fn remover(n: u32) -> String {
+    format!(
+        r#"(module
+            (import "swarmvm" "remove" (func $remove (param i32 i32)))
+            (memory (export "memory") 1)
+            (func (export "run") (result i32) (local $i i32)
+              (loop $l
+                (i32.store (i32.const 0) (local.get $i))
+                (call $remove (i32.const 0) (i32.const 4))
+                (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                (br_if $l (i32.lt_u (local.get $i) (i32.const {n}))))
+              (i32.const 0)))"#
+    )
+}
+
+#[test]
+fn bundles_apply_under_the_rules_their_manifest_names_and_rules_never_go_back() {
+    let env = setup();
+    env.write("rm.wat", remover(10_000));
+    env.write("ops.json", json!({"rm": {"wasm": "rm.wat", "fuel": 100_000_000}}).to_string());
+    let ops = env.ok(&["token", "issue", "operations", "--key", "auth.pem", "--ops", "ops.json"]);
+    env.write("tokens.txt", format!("{}{ops}", env.read("note_tokens.txt")));
+    env.write("c.jsonl", contract(&env, "peer1.pem", 1, json!([{"action": "rm"}])));
+    let create = |dir: &str, extra: &[&str]| {
+        let mut args = vec!["bundle", "create", dir, "--key", "auth.pem"];
+        args.extend_from_slice(extra);
+        env.json(&args)
+    };
+    let bundle = ["--tokens", "tokens.txt", "--contracts", "c.jsonl", "--module", "rm.wat"];
+    create("old", &[&bundle[..], &["--rules", "1"]].concat());
+    create("new", &bundle);
+    let claims = |dir: &str| {
+        use base64::Engine as _;
+        let manifest = env.read(&format!("{dir}/manifest.jwt"));
+        let payload = manifest.trim().split('.').nth(1).unwrap().to_owned();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
+        serde_json::from_slice::<Value>(&bytes).unwrap()
+    };
+    assert_eq!(claims("old").get("rules"), None, "version 1 is written as the second wave did");
+    assert_eq!(claims("new")["rules"], 2, "new bundles name the newest rules");
+
+    // 10,000 removals in one action: version 1 applies them, version 2 counts them.
+    let old = env.json(&["node", "apply", "old", "--data-dir", "p-old", "--trust", "auth.pub"]);
+    assert_eq!((old["applied"].as_u64(), old["rejected"].as_u64()), (Some(1), Some(0)), "{old}");
+    let new = env.json(&["node", "apply", "new", "--data-dir", "p-new", "--trust", "auth.pub"]);
+    assert_eq!((new["applied"].as_u64(), new["rejected"].as_u64()), (Some(0), Some(1)), "{new}");
+    let reason = new["receipts"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("remove: the action write budget is spent"), "{reason}");
+
+    // The next bundle may not go back to version 1, and nothing changes when it tries.
+    let student = json!({"action": "register_student",
+        "student": {"id": "S9", "name": "N", "department": "D"}});
+    env.write("c2.jsonl", contract(&env, "peer2.pem", 1, json!([student])));
+    create("back", &["--after", "new", "--contracts", "c2.jsonl", "--rules", "1"]);
+    let root = env.ok(&["state", "root", "--data-dir", "p-new"]);
+    let err = env
+        .fails(&["node", "apply", "back", "--data-dir", "p-new", "--trust", "auth.pub"], REFUSED);
+    assert!(err.contains("names rules version 1, below its parent's (2)"), "{err}");
+    assert_eq!(env.ok(&["state", "root", "--data-dir", "p-new"]), root);
+    // An old chain may move up.
+    create("up", &["--after", "old", "--contracts", "c2.jsonl"]);
+    env.json(&["node", "apply", "up", "--data-dir", "p-old", "--trust", "auth.pub"]);
+    // And a version this build does not know is a usage error that names it.
+    let run = env.run(&["bundle", "create", "x", "--key", "auth.pem", "--rules", "3"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("rules version 3 is not known here"), "{run:?}");
 }

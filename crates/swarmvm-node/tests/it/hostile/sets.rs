@@ -79,7 +79,7 @@ impl SetWorld {
         json!({
             "iss": self.id(&self.keys[0]), "aud": self.network.id(), "iat": self.time,
             "seq": last.seq + 1, "parent": last.id.to_string(),
-            "files": empty_digests(),
+            "files": empty_digests(), "rules": swarmvm_primitives::Rules::CURRENT.number(),
         })
     }
 
