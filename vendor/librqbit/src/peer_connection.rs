@@ -434,6 +434,9 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
                 .keep_alive_interval
                 .unwrap_or_else(|| Duration::from_secs(120));
 
+            // The bitfield (an empty one to a peer we super-seed, see PATCHED.md 12) is the
+            // first message after the handshakes, before the unchoke: a peer that gets a have
+            // before any bitfield takes it for a bitfield omitted (libtorrent logs HAVE_NONE).
             if self.handler.should_send_bitfield() {
                 let len = self
                     .handler
@@ -643,18 +646,24 @@ mod tests {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    /// A peer that should hear of even pieces only, and whose chunks are all 7s.
+    /// A peer that should hear of even pieces only, and whose chunks are all 7s; sent
+    /// `bitfield`, if any, as a bitfield message.
     #[derive(Default)]
     struct Handler {
         uploaded: AtomicU64,
+        bitfield: Option<Vec<u8>>,
     }
 
     impl PeerConnectionHandler for Handler {
         fn should_send_bitfield(&self) -> bool {
-            false
+            self.bitfield.is_some()
         }
-        fn serialize_bitfield_message_to_buf(&self, _: &mut [u8]) -> anyhow::Result<usize> {
-            anyhow::bail!("no bitfield")
+        fn serialize_bitfield_message_to_buf(&self, buf: &mut [u8]) -> anyhow::Result<usize> {
+            let Some(bits) = &self.bitfield else {
+                anyhow::bail!("no bitfield")
+            };
+            let len = Message::Bitfield(ByteBuf(&bits[..])).serialize(buf, &Default::default)?;
+            Ok(len)
         }
         fn on_handshake(&self, _: Handshake, _: ConnectionKind) -> anyhow::Result<()> {
             Ok(())
@@ -746,36 +755,7 @@ mod tests {
                 .unwrap();
         }
 
-        let connector = StreamConnector::new(crate::stream_connect::StreamConnectorArgs {
-            enable_tcp: true,
-            ..Default::default()
-        });
-        let connector = Arc::new(connector.await.unwrap());
-        let conn = PeerConnection::new(
-            "127.0.0.1:1".parse().unwrap(),
-            Id20::new([1; 20]),
-            Id20::new([2; 20]),
-            Handler::default(),
-            None,
-            BlockingSpawner::new(1),
-            connector,
-        );
-        // The peer never says anything, and never hangs up.
-        let (quiet, _peer) = tokio::io::duplex(64);
-        let writes = Writes::default();
-        let args = ManagePeerArgs {
-            handshake_supports_extended: false,
-            read_buf: ReadBuf::new(),
-            write_buf: Box::new([0u8; WRITE_BUF_LEN]),
-            read: Box::new(quiet.into_vectored_compat()),
-            write: Box::new(writes.clone()),
-            outgoing_chan,
-            have_broadcast,
-        };
-        let run = tokio::time::timeout(Duration::from_millis(500), conn.manage_peer(args)).await;
-        assert!(run.is_err(), "the connection ended: {run:?}");
-
-        let writes = writes.0.lock().unwrap().clone();
+        let (conn, writes) = run_writer(Handler::default(), outgoing_chan, have_broadcast).await;
         let ids: Vec<Vec<u8>> = writes.iter().map(|w| message_ids(w)).collect();
         assert_eq!(ids[0], [1], "the unchoke comes first, on its own");
         // 10 haves (odd pieces are filtered out), 2 requests and 6 pieces of 16 KiB: a
@@ -791,6 +771,75 @@ mod tests {
         );
         assert_eq!(all.len(), 18);
         assert_eq!(conn.handler.uploaded.load(Ordering::Relaxed), 6 * CHUNK);
+    }
+
+    /// Runs a connection with `handler` to a peer that never says anything and never hangs
+    /// up, for half a second, from right after the handshake, with what is queued in
+    /// `outgoing_chan` and `have_broadcast`; returns it and its writes, one entry per write.
+    async fn run_writer(
+        handler: Handler,
+        outgoing_chan: tokio::sync::mpsc::UnboundedReceiver<WriterRequest>,
+        have_broadcast: tokio::sync::broadcast::Receiver<ValidPieceIndex>,
+    ) -> (PeerConnection<Handler>, Vec<Vec<u8>>) {
+        let connector = StreamConnector::new(crate::stream_connect::StreamConnectorArgs {
+            enable_tcp: true,
+            ..Default::default()
+        });
+        let connector = Arc::new(connector.await.unwrap());
+        let conn = PeerConnection::new(
+            "127.0.0.1:1".parse().unwrap(),
+            Id20::new([1; 20]),
+            Id20::new([2; 20]),
+            handler,
+            None,
+            BlockingSpawner::new(1),
+            connector,
+        );
+        let (quiet, _peer) = tokio::io::duplex(64);
+        let writes = Writes::default();
+        let args = ManagePeerArgs {
+            handshake_supports_extended: false,
+            read_buf: ReadBuf::new(),
+            write_buf: Box::new([0u8; WRITE_BUF_LEN]),
+            read: Box::new(quiet.into_vectored_compat()),
+            write: Box::new(writes.clone()),
+            outgoing_chan,
+            have_broadcast,
+        };
+        let run = tokio::time::timeout(Duration::from_millis(500), conn.manage_peer(args)).await;
+        assert!(run.is_err(), "the connection ended: {run:?}");
+        let writes = writes.0.lock().unwrap().clone();
+        (conn, writes)
+    }
+
+    /// A super-seeder's first messages (PATCHED.md 12): the empty bitfield first, then the
+    /// unchoke, then the haves that show pieces, queued before the writer started. With the
+    /// haves first (or with no bitfield), libtorrent takes the first have for the end of an
+    /// omitted bitfield (it logs HAVE_NONE).
+    #[tokio::test]
+    async fn an_empty_bitfield_goes_before_the_unchoke_and_the_haves_after() {
+        const BITFIELD: u8 = 5;
+        const UNCHOKE: u8 = 1;
+        const HAVE: u8 = 4;
+        let (outgoing, outgoing_chan) = tokio::sync::mpsc::unbounded_channel();
+        let (_haves, have_broadcast) = tokio::sync::broadcast::channel(8);
+        for piece in [3, 5] {
+            outgoing
+                .send(WriterRequest::Message(Message::Have(piece)))
+                .unwrap();
+        }
+        let handler = Handler {
+            bitfield: Some(vec![0; 1]),
+            ..Default::default()
+        };
+        let (_conn, writes) = run_writer(handler, outgoing_chan, have_broadcast).await;
+        let ids: Vec<Vec<u8>> = writes.iter().map(|w| message_ids(w)).collect();
+        assert_eq!(
+            ids,
+            [vec![BITFIELD], vec![UNCHOKE], vec![HAVE, HAVE]],
+            "{writes:?}"
+        );
+        assert_eq!(writes[0], [0, 0, 0, 2, BITFIELD, 0], "an empty bitfield");
     }
 
     const CHUNK: u64 = 16384;

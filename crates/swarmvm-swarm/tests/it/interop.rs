@@ -1,10 +1,11 @@
 //! Other BitTorrent implementations download what we seed and seed what we download:
 //! libtorrent (Python binding from PyPI), aria2, and opentracker as the tracker.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
-use swarmvm_swarm::{MagnetLink, Swarm, SwarmOptions, TorrentFile};
+use swarmvm_swarm::{MIN_PIECE_LENGTH, MagnetLink, Swarm, SwarmOptions, TorrentFile};
 use swarmvm_test_support::tools::{Tracker, lt_run, lt_seed};
 use tokio::time::timeout;
 use url::Url;
@@ -19,6 +20,16 @@ async fn seeder(torrent: &TorrentFile, bundle: &Path, work: &Path, trackers: Vec
     swarm
 }
 
+/// libtorrent (`lt_tool.py fetch`) downloads `source`, a `.torrent` path or a magnet link,
+/// into `out`, from `peer` alone, within `seconds`; panics if it fails.
+async fn lt_fetch(source: String, out: &Path, peer: SocketAddr, seconds: u32) {
+    let out = out.display().to_string();
+    let (peer, seconds) = (peer.to_string(), seconds.to_string());
+    tokio::task::spawn_blocking(move || lt_run(&["fetch", &source, &out, &peer, &seconds]))
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn libtorrent_downloads_what_we_create_and_seed() {
     let dir = tempfile::tempdir().unwrap();
@@ -26,20 +37,9 @@ async fn libtorrent_downloads_what_we_create_and_seed() {
     let torrent = TorrentFile::create(&bundle, &[], None).unwrap();
     std::fs::write(dir.path().join("b.torrent"), torrent.as_bytes()).unwrap();
     let swarm = seeder(&torrent, &bundle, &dir.path().join("s"), vec![]).await;
-    let peer = swarm.listen_addr().unwrap().to_string();
     let out = dir.path().join("lt");
-    let args: Vec<String> = vec![
-        "fetch".into(),
-        dir.path().join("b.torrent").display().to_string(),
-        out.display().to_string(),
-        peer,
-        "60".into(),
-    ];
-    tokio::task::spawn_blocking(move || {
-        lt_run(&args.iter().map(String::as_str).collect::<Vec<_>>())
-    })
-    .await
-    .unwrap();
+    let source = dir.path().join("b.torrent").display().to_string();
+    lt_fetch(source, &out, swarm.listen_addr().unwrap(), 60).await;
     assert_eq!(tree(&out.join("bundle-7")), tree(&bundle));
     swarm.stop().await;
 }
@@ -50,15 +50,38 @@ async fn libtorrent_fetches_our_magnet_link() {
     let bundle = bundle_dir(dir.path(), "bundle-m", [2_000, 40_000, 500]);
     let torrent = TorrentFile::create(&bundle, &[], None).unwrap();
     let swarm = seeder(&torrent, &bundle, &dir.path().join("s"), vec![]).await;
-    let peer = swarm.listen_addr().unwrap().to_string();
-    let magnet = torrent.magnet().to_string();
     let out = dir.path().join("lt");
-    let out_s = out.to_str().unwrap().to_owned();
-    tokio::task::spawn_blocking(move || lt_run(&["fetch", &magnet, &out_s, &peer, "60"]))
-        .await
-        .unwrap();
+    lt_fetch(torrent.magnet().to_string(), &out, swarm.listen_addr().unwrap(), 60).await;
     assert_eq!(tree(&out.join("bundle-m")), tree(&bundle));
     swarm.stop().await;
+}
+
+/// Most bundles are one piece. libtorrent 2.1.1 could not fetch one from a super-seeding
+/// first seeder, what `bundle seed` and a publishing node run (`Swarm::seed`): its first news
+/// of us was a have that made us a seed before it was interested, and it hung up (issue 25,
+/// finding 9; vendored librqbit, PATCHED.md 12). Two and three pieces are the smallest
+/// torrents still super-seeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libtorrent_fetches_one_two_and_three_piece_bundles_we_seed() {
+    for pieces in 1..=3u32 {
+        let dir = tempfile::tempdir().unwrap();
+        let name = format!("bundle-{pieces}p");
+        // 1,500 bytes short of `pieces` whole pieces of 16 KiB.
+        let contracts = (pieces * MIN_PIECE_LENGTH - 3_000) as usize;
+        let bundle = bundle_dir(dir.path(), &name, [1_000, contracts, 500]);
+        let torrent = TorrentFile::create(&bundle, &[], None).unwrap();
+        assert_eq!(torrent.piece_length(), MIN_PIECE_LENGTH);
+        let count = torrent.total_length().div_ceil(u64::from(MIN_PIECE_LENGTH));
+        assert_eq!(count, u64::from(pieces));
+        let torrent_path = dir.path().join("b.torrent");
+        std::fs::write(&torrent_path, torrent.as_bytes()).unwrap();
+        let swarm = seeder(&torrent, &bundle, &dir.path().join("s"), vec![]).await;
+        let out = dir.path().join("lt");
+        let source = torrent_path.display().to_string();
+        lt_fetch(source, &out, swarm.listen_addr().unwrap(), 30).await;
+        assert_eq!(tree(&out.join(&name)), tree(&bundle), "{pieces} pieces");
+        swarm.stop().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

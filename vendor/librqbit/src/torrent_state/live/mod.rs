@@ -499,6 +499,7 @@ impl TorrentStateLive {
             tx,
             counters,
             first_message_received: AtomicBool::new(false),
+            super_seeded: AtomicBool::new(false),
             cancel_token: self.cancellation_token.child_token(),
             client_name_and_version: self.shared.client_name_and_version().to_owned(),
         };
@@ -563,6 +564,7 @@ impl TorrentStateLive {
             tx,
             counters,
             first_message_received: AtomicBool::new(false),
+            super_seeded: AtomicBool::new(false),
             cancel_token: state.cancellation_token.child_token(),
             client_name_and_version: state.shared.client_name_and_version().to_owned(),
         };
@@ -1099,6 +1101,11 @@ struct PeerHandler {
 
     first_message_received: AtomicBool,
 
+    // swarmvm patch: whether this connection is super-seeded. Decided once, when the writer
+    // starts (`should_send_bitfield`), and kept for the connection's life, so a peer shown
+    // pieces by have messages is never switched to a bitfield, nor the other way round.
+    super_seeded: AtomicBool,
+
     cancel_token: CancellationToken,
 
     client_name_and_version: String,
@@ -1190,6 +1197,15 @@ impl PeerConnectionHandler for &'_ PeerHandler {
     }
 
     fn serialize_bitfield_message_to_buf(&self, buf: &mut [u8]) -> anyhow::Result<usize> {
+        // swarmvm patch: a super-seeded peer is told first that we have nothing yet (an empty
+        // bitfield, BEP 3's form of BEP 6's HAVE_NONE, which librqbit does not negotiate);
+        // the pieces it is shown follow as have messages.
+        if self.super_seeded.load(Ordering::Relaxed) {
+            let empty = vec![0u8; self.state.lengths.piece_bitfield_bytes()];
+            let len = Message::Bitfield(ByteBuf(&empty[..])).serialize(buf, &Default::default)?;
+            trace!("sending an empty bitfield (super-seeding), length={}", len);
+            return Ok(len);
+        }
         let g = self.state.lock_read("serialize_bitfield_message_to_buf");
         let msg = Message::Bitfield(ByteBuf(g.get_chunks()?.get_have_pieces().as_bytes()));
         let len = msg.serialize(buf, &Default::default)?;
@@ -1283,12 +1299,17 @@ impl PeerConnectionHandler for &'_ PeerHandler {
         if self.state.torrent().options.disable_upload() {
             return false;
         }
-        // swarmvm patch: a super-seeder shows pieces by have messages instead. The writer
-        // asks this once, before anything else, for incoming and outgoing connections alike,
-        // so the first pieces are queued here (sent right after the unchoke).
-        if self.super_seeding().is_some() {
+        // swarmvm patch: whether to super-seed this peer is decided here, once per
+        // connection. The writer asks this before it sends anything (after the handshakes),
+        // for incoming and outgoing connections alike, and before the reader handles the
+        // peer's first message (the reader yields after each read, and the writer decides
+        // without awaiting). A super-seeded peer gets an empty bitfield as its first message,
+        // before the unchoke (`serialize_bitfield_message_to_buf`); the first pieces it is
+        // shown are queued here as have messages and go out right after the unchoke. Any
+        // other peer gets our bitfield, as upstream.
+        if self.decide_super_seeding() {
             self.show_pieces();
-            return false;
+            return true;
         }
 
         self.state.get_approx_have_bytes() > 0
@@ -1724,11 +1745,40 @@ impl PeerHandler {
         Ok(())
     }
 
-    /// swarmvm patch: the super-seeding state, while this session super-seeds (asked for,
-    /// and holding the whole torrent).
-    fn super_seeding(&self) -> Option<&super_seed::SuperSeed> {
+    /// swarmvm patch: the super-seeding state, while this torrent super-seeds (asked for,
+    /// and holding the whole torrent). Whether a given peer is super-seeded is
+    /// `super_seeding`.
+    fn torrent_super_seeds(&self) -> Option<&super_seed::SuperSeed> {
         let ss = self.state.super_seed.as_ref()?;
         self.state.is_finished().then_some(ss)
+    }
+
+    /// swarmvm patch: the super-seeding state, while this peer is super-seeded: the torrent
+    /// super-seeds, and this connection started super-seeded (`decide_super_seeding`).
+    fn super_seeding(&self) -> Option<&super_seed::SuperSeed> {
+        if !self.super_seeded.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.torrent_super_seeds()
+    }
+
+    /// swarmvm patch: decides, once per connection (from `should_send_bitfield`, before
+    /// anything is sent), whether to super-seed this peer: only while the torrent
+    /// super-seeds, and only where it can help (`super_seed::helps`: more than one piece, and
+    /// no fewer pieces than the live peers that lack them, this one included: it is live
+    /// since its handshake, and has told us nothing yet).
+    fn decide_super_seeding(&self) -> bool {
+        if self.torrent_super_seeds().is_none() {
+            return false;
+        }
+        let stats = self.state.peers.stats();
+        let leechers = stats.live.saturating_sub(stats.live_seeders).max(1);
+        let yes = super_seed::helps(
+            self.state.lengths.total_pieces() as usize,
+            leechers as usize,
+        );
+        self.super_seeded.store(yes, Ordering::Relaxed);
+        yes
     }
 
     /// swarmvm patch: while super-seeding, keeps this peer shown `SHOW_AHEAD` pieces it does
@@ -1819,7 +1869,9 @@ impl PeerHandler {
         let handle = self.addr;
         // swarmvm patch: a super-seeder needs no bitfield from the peer to show it pieces,
         // and must reach its loop below (which shows them) even for a peer that has none.
-        if self.super_seeding().is_none() {
+        // This task starts before the handshake, before the connection decides whether it
+        // is super-seeded, so it asks the torrent.
+        if self.torrent_super_seeds().is_none() {
             self.wait_for_bitfield().await;
         }
 
@@ -1861,9 +1913,10 @@ impl PeerHandler {
                     // wait until the receiver gets the message so that it doesn't finish with an error.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     return Ok(());
-                } else if self.super_seeding().is_some() {
+                } else if self.torrent_super_seeds().is_some() {
                     // swarmvm patch: a super-seeder looks again soon at a peer that may have
-                    // stalled (see `show_pieces`).
+                    // stalled (see `show_pieces`; it shows nothing to a peer that is not
+                    // super-seeded).
                     tokio::time::sleep(super_seed::STALL / 2).await;
                     self.show_pieces();
                     continue;
@@ -2360,5 +2413,187 @@ mod request_window_tests {
         flow.period_start = Instant::now() - Duration::from_secs(1);
         assert!(!flow.on_received(16_384));
         assert_eq!(flow.request_window, MIN_PEER_REQUEST_WINDOW);
+    }
+}
+
+/// swarmvm patch: what a super-seeding session sends a new peer first (PATCHED.md 12), seen
+/// from a peer on the wire.
+#[cfg(test)]
+mod super_seed_wire_tests {
+    use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+    use librqbit_core::hash_id::Id20;
+    use peer_binary_protocol::Handshake;
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpStream,
+    };
+
+    use super::super_seed::SHOW_AHEAD;
+    use crate::{
+        AddTorrent, AddTorrentOptions, CreateTorrentOptions, ListenerMode, ListenerOptions,
+        Session, SessionOptions, create_torrent, spawn_utils::BlockingSpawner,
+        tests::test_util::create_new_file_with_random_content,
+    };
+
+    const PIECE: u32 = 16384;
+    const UNCHOKE: u8 = 1;
+    const HAVE: u8 = 4;
+    const BITFIELD: u8 = 5;
+    const EXTENDED: u8 = 20;
+
+    /// A session on 127.0.0.1 that super-seeds a torrent of `pieces` pieces of 16 KiB, once
+    /// it holds all of them; returns it, its address, the info hash and the data's folder.
+    async fn super_seeder(pieces: u32) -> (Arc<Session>, SocketAddr, Id20, tempfile::TempDir) {
+        let dir = tempfile::TempDir::with_prefix("rqbit_super_seed").unwrap();
+        let len = (pieces - 1) * PIECE + 1000;
+        create_new_file_with_random_content(&dir.path().join("0.data"), len as usize);
+        let torrent = create_torrent(
+            dir.path(),
+            CreateTorrentOptions {
+                piece_length: Some(PIECE),
+                ..Default::default()
+            },
+            &BlockingSpawner::new(1),
+        )
+        .await
+        .unwrap();
+        let session = Session::new_with_opts(
+            std::env::temp_dir().join("does_not_exist"),
+            SessionOptions {
+                dht: None,
+                persistence: None,
+                listen: Some(ListenerOptions {
+                    mode: ListenerMode::TcpOnly,
+                    listen_addr: (std::net::Ipv4Addr::LOCALHOST, 0).into(),
+                    ipv4_only: true,
+                    ..Default::default()
+                }),
+                disable_local_service_discovery: true,
+                ipv4_only: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+        let handle = session
+            .add_torrent(
+                AddTorrent::TorrentFileBytes(torrent.as_bytes().unwrap()),
+                Some(AddTorrentOptions {
+                    overwrite: true,
+                    output_folder: Some(dir.path().to_str().unwrap().to_owned()),
+                    super_seed: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .unwrap()
+            .into_handle()
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(30), handle.wait_until_completed())
+            .await
+            .expect("the seeder checks its data in time")
+            .unwrap();
+        let addr = session.listen_addr().unwrap();
+        (session, addr, torrent.info_hash(), dir)
+    }
+
+    /// Connects to `addr` for `info_hash` as a peer with nothing that speaks the extension
+    /// protocol (as libtorrent does), and reads the seeder's handshake.
+    async fn connect(addr: SocketAddr, info_hash: Id20, id: u8) -> TcpStream {
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        let mut buf = [0u8; 68];
+        let len = Handshake::new(info_hash, Id20::new([id; 20])).serialize_unchecked_len(&mut buf);
+        conn.write_all(&buf[..len]).await.unwrap();
+        conn.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf[28..48], &info_hash.0[..], "the seeder's handshake");
+        conn
+    }
+
+    /// The next message's id and payload, skipping keep-alives and extended messages (the
+    /// extended handshake, sent right after the handshake).
+    async fn next_message(conn: &mut TcpStream) -> (u8, Vec<u8>) {
+        loop {
+            let mut len = [0u8; 4];
+            conn.read_exact(&mut len).await.unwrap();
+            let len = u32::from_be_bytes(len) as usize;
+            if len == 0 {
+                continue;
+            }
+            let mut msg = vec![0u8; len];
+            conn.read_exact(&mut msg).await.unwrap();
+            if msg[0] != EXTENDED {
+                return (msg[0], msg[1..].to_vec());
+            }
+        }
+    }
+
+    /// `next_message`, within 5 s.
+    async fn next(conn: &mut TcpStream) -> (u8, Vec<u8>) {
+        tokio::time::timeout(Duration::from_secs(5), next_message(conn))
+            .await
+            .expect("a message within 5 s")
+    }
+
+    /// The pieces of `count` have messages, sorted.
+    async fn haves(conn: &mut TcpStream, count: usize) -> Vec<u32> {
+        let mut pieces = Vec::new();
+        for _ in 0..count {
+            let (id, payload) = next(conn).await;
+            assert_eq!(id, HAVE, "{payload:?}");
+            pieces.push(u32::from_be_bytes(payload.try_into().unwrap()));
+        }
+        pieces.sort_unstable();
+        pieces
+    }
+
+    /// A torrent of one piece is not super-seeded: the peer gets our bitfield (the piece)
+    /// before the unchoke, and no have. A have as the peer's first news of us made
+    /// libtorrent see a seed before it was interested, and hang up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_one_piece_torrent_is_not_super_seeded_the_peer_gets_a_bitfield() {
+        let (session, addr, info_hash, _dir) = super_seeder(1).await;
+        let mut conn = connect(addr, info_hash, 1).await;
+        assert_eq!(next(&mut conn).await, (BITFIELD, vec![0x80]));
+        assert_eq!(next(&mut conn).await, (UNCHOKE, vec![]));
+        let more = tokio::time::timeout(Duration::from_millis(1500), next_message(&mut conn)).await;
+        assert!(more.is_err(), "a message after the unchoke: {more:?}");
+        session.stop().await;
+    }
+
+    /// A super-seeded peer hears first that we have nothing (an empty bitfield: BEP 6's
+    /// HAVE_NONE in BEP 3's terms) before the unchoke, then is shown `SHOW_AHEAD` pieces by
+    /// have messages.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_super_seeded_peer_gets_an_empty_bitfield_before_the_unchoke_then_haves() {
+        let (session, addr, info_hash, _dir) = super_seeder(8).await;
+        let mut conn = connect(addr, info_hash, 1).await;
+        assert_eq!(next(&mut conn).await, (BITFIELD, vec![0]));
+        assert_eq!(next(&mut conn).await, (UNCHOKE, vec![]));
+        let mut shown = haves(&mut conn, SHOW_AHEAD).await;
+        shown.dedup();
+        assert_eq!(shown.len(), SHOW_AHEAD, "{shown:?}");
+        assert!(shown.iter().all(|p| *p < 8), "{shown:?}");
+        session.stop().await;
+    }
+
+    /// With more peers lacking pieces than there are pieces, a newcomer is not super-seeded
+    /// (it gets our bitfield), and the peers already super-seeded stay so.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_beyond_the_number_of_pieces_gets_a_bitfield() {
+        let (session, addr, info_hash, _dir) = super_seeder(2).await;
+        // Each peer's first message is read before the next connects: it is live by then.
+        let mut first = connect(addr, info_hash, 1).await;
+        assert_eq!(next(&mut first).await, (BITFIELD, vec![0]));
+        let mut second = connect(addr, info_hash, 2).await;
+        assert_eq!(next(&mut second).await, (BITFIELD, vec![0]));
+        let mut third = connect(addr, info_hash, 3).await;
+        assert_eq!(next(&mut third).await, (BITFIELD, vec![0xc0]));
+        assert_eq!(next(&mut third).await, (UNCHOKE, vec![]));
+        for conn in [&mut first, &mut second] {
+            assert_eq!(next(conn).await, (UNCHOKE, vec![]));
+            assert_eq!(haves(conn, 2).await, [0, 1]);
+        }
+        session.stop().await;
     }
 }

@@ -10,6 +10,10 @@
 //! has it yet (its first peer left, or is still fetching it at the end of the transfer). A
 //! seeder whose link is the slowest in the swarm (the authority's uplink, say) then carries
 //! little more than one copy, however many peers fetch.
+//!
+//! Whether a peer is super-seeded is decided once, when its connection starts ([`helps`]):
+//! a torrent of one piece, or one with fewer pieces than the peers that lack them, is seeded
+//! to that peer with a normal bitfield.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -23,6 +27,17 @@ pub(crate) const SHOW_AHEAD: usize = 4;
 /// How long a peer that lacks pieces may go without progress before it is shown pieces other
 /// peers have too.
 pub(crate) const STALL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether super-seeding a peer that is connecting can help: the torrent has more than one
+/// piece, and no fewer pieces than `leechers`, the live peers that lack pieces (the new one
+/// included). A lone piece leaves the seeder once per peer whatever is shown, and showing it
+/// by a have message makes the peer see the whole torrent in the first have, before it could
+/// say it is interested: libtorrent then drops us as an "uninteresting upload-only peer".
+/// With fewer pieces than leechers, a late peer would be shown only pieces others already
+/// fetch, and could only wait for them.
+pub(crate) fn helps(total_pieces: usize, leechers: usize) -> bool {
+    total_pieces > 1 && total_pieces >= leechers
+}
 
 /// How many times each piece was shown to a peer.
 #[derive(Debug)]
@@ -106,6 +121,23 @@ mod tests {
             b.set(*i, true);
         }
         b
+    }
+
+    #[test]
+    fn a_torrent_of_one_piece_is_never_super_seeded() {
+        for leechers in 0..4 {
+            assert!(!helps(1, leechers), "{leechers} leechers");
+        }
+        assert!(!helps(0, 1));
+        assert!(helps(2, 1));
+    }
+
+    #[test]
+    fn a_torrent_of_fewer_pieces_than_leechers_is_not_super_seeded() {
+        assert!(helps(3, 1));
+        assert!(helps(3, 3), "as many pieces as leechers");
+        assert!(!helps(3, 4), "a fourth leecher");
+        assert!(helps(256, 64));
     }
 
     #[test]
