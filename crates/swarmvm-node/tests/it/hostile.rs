@@ -68,10 +68,10 @@ impl World {
         std::fs::create_dir_all(&first).unwrap();
         let mut ops = BTreeMap::new();
         let mut module_files = Vec::new();
-        for (action, text) in RUNAWAY_MODULES {
+        for (action, fuel, text) in RUNAWAY_MODULES {
             let bytes = swarmvm_wasm::module_bytes(text.as_bytes()).unwrap();
             let hash = swarmvm_wasm::check_module(&bytes).unwrap().hash;
-            ops.insert((*action).to_owned(), Operation::Wasm { module: hash, fuel: 1_000_000 });
+            ops.insert(action.to_owned(), Operation::Wasm { module: hash, fuel });
             let path = dir.path().join(format!("{action}.wasm"));
             std::fs::write(&path, bytes).unwrap();
             module_files.push(path);
@@ -99,7 +99,8 @@ impl World {
 
     /// The next bundle in the chain holding `tokens`, `contracts` and module files `modules`
     /// (file name below `modules/`, bytes), with a manifest the authority signs over them as
-    /// they are, whatever they are (a forged token or module is carried unchecked).
+    /// they are, whatever they are (a forged token or module is carried unchecked). It names
+    /// the newest rules, as the chain's bundles do (a chain's rules never go back).
     fn carrying_modules(
         &mut self,
         tokens: &[String],
@@ -120,6 +121,7 @@ impl World {
         }
         let claims = json!({
             "iss": self.net.id(), "iat": self.net.issued_at, "seq": self.next_seq(),
+            "rules": swarmvm_primitives::Rules::CURRENT.number(),
             "parent": self.last_id(), "files": files.iter().map(|(n, f)| (n.clone(), json!({"size": f.size, "sha256": f.sha256.to_hex()}))).collect::<serde_json::Map<_, _>>(),
         });
         let header = json!({"alg": "EdDSA", "typ": "swarmvm-manifest+jwt", "kid": self.net.id()});
@@ -305,47 +307,86 @@ fn empty_digests() -> BTreeMap<String, FileDigest> {
         .collect()
 }
 
-/// Modules registered by the first bundle; running one rejects only its contract.
-const RUNAWAY_MODULES: [(&str, &str); 7] = [
+/// Fuel the first bundle registers most runaway modules with.
+const RUNAWAY_FUEL: u64 = 1_000_000;
+
+/// Modules registered by the first bundle (under the newest rules), with their fuel; running
+/// one rejects only its contract.
+const RUNAWAY_MODULES: [(&str, u64, &str); 9] = [
     (
         "loop",
+        RUNAWAY_FUEL,
         r#"(module (memory (export "memory") 1) (func (export "run") (result i32) (loop $l (br $l)) (i32.const 0)))"#,
     ),
     (
         "grow",
+        RUNAWAY_FUEL,
         r#"(module (memory (export "memory") 1) (func (export "run") (result i32) (drop (memory.grow (i32.const 300))) (i32.store (i32.const 0x1000000) (i32.const 1)) (i32.const 0)))"#,
     ),
     (
         "deep",
+        RUNAWAY_FUEL,
         r#"(module (memory (export "memory") 1) (func $d (call $d)) (func (export "run") (result i32) (call $d) (i32.const 0)))"#,
     ),
     (
         "failbig",
+        RUNAWAY_FUEL,
         r#"(module (import "swarmvm" "fail" (func $f (param i32 i32))) (memory (export "memory") 17) (func (export "run") (result i32) (call $f (i32.const 0) (i32.const 1048576)) (i32.const 0)))"#,
     ),
     (
         "failbin",
+        RUNAWAY_FUEL,
         r#"(module (import "swarmvm" "fail" (func $f (param i32 i32))) (memory (export "memory") 1) (data (i32.const 0) "\ff\fe\fd") (func (export "run") (result i32) (call $f (i32.const 0) (i32.const 3)) (i32.const 0)))"#,
     ),
     (
         "bigkey",
+        RUNAWAY_FUEL,
         r#"(module (import "swarmvm" "set" (func $s (param i32 i32 i32 i32))) (memory (export "memory") 1) (func (export "run") (result i32) (call $s (i32.const 0) (i32.const 257) (i32.const 0) (i32.const 1)) (i32.const 0)))"#,
     ),
     (
         "bigvalue",
+        RUNAWAY_FUEL,
         r#"(module (import "swarmvm" "set" (func $s (param i32 i32 i32 i32))) (memory (export "memory") 2) (func (export "run") (result i32) (call $s (i32.const 0) (i32.const 1) (i32.const 0) (i32.const 65537)) (i32.const 0)))"#,
+    ),
+    // Removes a new 4-byte key on every turn, for ever: version 1 did not count removals
+    // (about 42 MB of pending removals per action in the review); version 2 counts each,
+    // absent keys included, and stops it at the action's 4,096 entries, long before its fuel
+    // (10 times what those removals cost) runs out.
+    (
+        "removes",
+        10 * RUNAWAY_FUEL,
+        r#"(module (import "swarmvm" "remove" (func $r (param i32 i32))) (memory (export "memory") 1) (func (export "run") (result i32) (local $i i32) (loop $l (i32.store (i32.const 0) (local.get $i)) (call $r (i32.const 0) (i32.const 4)) (local.set $i (i32.add (local.get $i) (i32.const 1))) (br $l)) (i32.const 0)))"#,
+    ),
+    // 256 pages that it never touches, with 100,000 fuel: two units an action under version
+    // 1 (about 1.3 s of copies per contract of 1,024 actions in the review); under version 2
+    // the instance alone costs 10,000 + 256 × 1,024 units.
+    (
+        "pages256",
+        RUNAWAY_FUEL / 10,
+        r#"(module (memory (export "memory") 256) (func (export "run") (result i32) (i32.const 0)))"#,
     ),
 ];
 
+/// A module whose `run` declares `locals` i32 locals and uses the last one: beyond about
+/// 30,000 the validator accepts it (up to 50,000) but wasmi cannot compile it.
+fn many_locals(locals: usize) -> String {
+    let last = locals - 1;
+    format!(
+        r#"(module (memory (export "memory") 1) (func (export "run") (result i32) (local {}) (local.set {last} (i32.const 1)) (i32.sub (i32.add (local.get 0) (local.get {last})) (i32.const 1))))"#,
+        "i32 ".repeat(locals)
+    )
+}
+
 fn modules() -> Vec<Case> {
-    let refused_module = |name: &'static str, text: &'static str| {
-        case("module", name, move |w| {
-            let bytes = swarmvm_wasm::module_bytes(text.as_bytes()).unwrap();
-            let hash = Hash32::digest(&bytes);
-            let token = w.binding("evil", hash);
-            w.carrying_modules(&[token], &[], &[(format!("{}.wasm", hash.to_hex()), bytes)])
-        })
+    // A bundle registering action `evil` to the module of `text`, and carrying it.
+    let register = |w: &mut World, text: &str| {
+        let bytes = swarmvm_wasm::module_bytes(text.as_bytes()).unwrap();
+        let hash = Hash32::digest(&bytes);
+        let token = w.binding("evil", hash);
+        w.carrying_modules(&[token], &[], &[(format!("{}.wasm", hash.to_hex()), bytes)])
     };
+    let refused_module =
+        |name: &'static str, text: &'static str| case("module", name, move |w| register(w, text));
     let mut cases = vec![
         refused_module(
             "a float instruction",
@@ -364,20 +405,20 @@ fn modules() -> Vec<Case> {
             r#"(module (memory (export "memory") 1) (func (export "run") (result i32) (memory.fill (i32.const 0) (i32.const 0) (i32.const 1)) (i32.const 0)))"#,
         ),
         case("module", "a 2 MiB module", |w| {
-            let mut bytes = swarmvm_wasm::module_bytes(RUNAWAY_MODULES[0].1.as_bytes()).unwrap();
+            let mut bytes = swarmvm_wasm::module_bytes(RUNAWAY_MODULES[0].2.as_bytes()).unwrap();
             bytes.extend(std::iter::repeat_n(0u8, 2 << 20));
             let hash = Hash32::digest(&bytes);
             let token = w.binding("evil", hash);
             w.carrying_modules(&[token], &[], &[(format!("{}.wasm", hash.to_hex()), bytes)])
         }),
         case("module", "bytes that do not match the hash in the token", |w| {
-            let bytes = swarmvm_wasm::module_bytes(RUNAWAY_MODULES[0].1.as_bytes()).unwrap();
+            let bytes = swarmvm_wasm::module_bytes(RUNAWAY_MODULES[0].2.as_bytes()).unwrap();
             let token = w.binding("evil", Hash32::digest(b"another module"));
             let name = format!("{}.wasm", Hash32::digest(&bytes).to_hex());
             w.carrying_modules(&[token], &[], &[(name, bytes)])
         }),
         case("module", "a module file named by another hash", |w| {
-            let bytes = swarmvm_wasm::module_bytes(RUNAWAY_MODULES[0].1.as_bytes()).unwrap();
+            let bytes = swarmvm_wasm::module_bytes(RUNAWAY_MODULES[0].2.as_bytes()).unwrap();
             let other = Hash32::digest(b"another module");
             let token = w.binding("evil", other);
             w.carrying_modules(&[token], &[], &[(format!("{}.wasm", other.to_hex()), bytes)])
@@ -386,8 +427,16 @@ fn modules() -> Vec<Case> {
             let token = w.binding("evil", Hash32::digest(b"nowhere"));
             w.carrying_modules(&[token], &[], &[])
         }),
+        // The validator allows 50,000 locals a function; wasmi refuses this one, so the check
+        // (which compiles as execution will) refuses it at registration.
+        case("module", "a function of 40,000 locals", move |w| register(w, &many_locals(40_000))),
+        // A million table elements (12.6 ms an action in the review): refused under rules 2.
+        refused_module(
+            "a table of 1,000,000 elements",
+            r#"(module (memory (export "memory") 1) (table 1000000 funcref) (func (export "run") (result i32) (i32.const 0)))"#,
+        ),
     ];
-    for (action, _) in RUNAWAY_MODULES {
+    for (action, _, _) in RUNAWAY_MODULES {
         cases.push(case("module", action, move |w| {
             // Rejected contracts use no nonce: each case can sign with nonce 1.
             let c = w.net.contract(1, 1, &[json!({"action": action})]);
@@ -626,6 +675,10 @@ const RULES: &[(&str, &str, &str)] = &[
     ("module", "failbin", "module failed: \u{fffd}\u{fffd}\u{fffd}"),
     ("module", "bigkey", "a key of 257 bytes"),
     ("module", "bigvalue", "a value of 65537 bytes"),
+    ("module", "a function of 40,000 locals", "the engine cannot compile the module"),
+    ("module", "a table of 1,000,000 elements", "tables have 1000000 elements initially"),
+    ("module", "removes", "remove: the action write budget is spent"),
+    ("module", "pages256", "module ran out of fuel (100000 units)"),
 ];
 
 /// The part of its reason that names the rule refusing `case`.
