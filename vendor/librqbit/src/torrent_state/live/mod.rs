@@ -306,7 +306,7 @@ impl TorrentStateLive {
                 .shared
                 .options
                 .super_seed
-                .then(|| super_seed::SuperSeed::new(lengths.total_pieces() as usize)),
+                .then(|| super_seed::SuperSeed::new(lengths.total_pieces() as usize, lengths.total_length())),
             session_stats,
             streams: paused.streams,
             per_piece_locks: (0..lengths.total_pieces())
@@ -1806,7 +1806,7 @@ impl PeerHandler {
                 if picks.is_empty()
                     && want > 0
                     && !live.stalled
-                    && live.progress_at.elapsed() >= super_seed::STALL
+                    && live.progress_at.elapsed() >= ss.stall()
                     && !live.has_full_torrent(self.state.lengths.total_pieces() as usize)
                 {
                     live.stalled = true;
@@ -1913,11 +1913,11 @@ impl PeerHandler {
                     // wait until the receiver gets the message so that it doesn't finish with an error.
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     return Ok(());
-                } else if self.torrent_super_seeds().is_some() {
+                } else if let Some(ss) = self.torrent_super_seeds() {
                     // swarmvm patch: a super-seeder looks again soon at a peer that may have
                     // stalled (see `show_pieces`; it shows nothing to a peer that is not
                     // super-seeded).
-                    tokio::time::sleep(super_seed::STALL / 2).await;
+                    tokio::time::sleep(ss.stall() / 2).await;
                     self.show_pieces();
                     continue;
                 } else {

@@ -25,8 +25,23 @@ use super::peers::availability::PieceAvailability;
 pub(crate) const SHOW_AHEAD: usize = 4;
 
 /// How long a peer that lacks pieces may go without progress before it is shown pieces other
-/// peers have too.
+/// peers have too, at most (for a torrent of [`STALL_FULL_BYTES`] or more).
 pub(crate) const STALL: std::time::Duration = std::time::Duration::from_secs(1);
+/// The shortest stall, for the smallest torrents.
+pub(crate) const MIN_STALL: std::time::Duration = std::time::Duration::from_millis(100);
+/// The size from which a torrent's stall is the whole [`STALL`].
+pub(crate) const STALL_FULL_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The stall of a torrent of `bytes`: [`STALL`] in proportion to its size up to
+/// [`STALL_FULL_BYTES`], and at least [`MIN_STALL`]. A peer that knows only the seeder waits
+/// this long for each piece it could have had from another peer; for a bundle of a few
+/// hundred KiB (a second of contracts) a whole second was most of the time it took to reach
+/// every follower, while the bytes it saves the seeder are few.
+pub(crate) fn stall_for(bytes: u64) -> std::time::Duration {
+    let full = u64::try_from(STALL.as_micros()).unwrap_or(u64::MAX);
+    let scaled = full * bytes.min(STALL_FULL_BYTES) / STALL_FULL_BYTES;
+    std::time::Duration::from_micros(scaled).max(MIN_STALL)
+}
 
 /// Whether super-seeding a peer that is connecting can help: the torrent has more than one
 /// piece, and no fewer pieces than `leechers`, the live peers that lack pieces (the new one
@@ -43,13 +58,22 @@ pub(crate) fn helps(total_pieces: usize, leechers: usize) -> bool {
 #[derive(Debug)]
 pub(crate) struct SuperSeed {
     shown: Box<[AtomicU32]>,
+    stall: std::time::Duration,
 }
 
 impl SuperSeed {
-    pub fn new(total_pieces: usize) -> Self {
+    /// The state for a torrent of `total_pieces` pieces and `total_bytes` bytes.
+    pub fn new(total_pieces: usize, total_bytes: u64) -> Self {
         Self {
             shown: (0..total_pieces).map(|_| AtomicU32::new(0)).collect(),
+            stall: stall_for(total_bytes),
         }
+    }
+
+    /// How long a peer may go without progress before it is shown pieces others have too
+    /// ([`stall_for`] the torrent's size).
+    pub fn stall(&self) -> std::time::Duration {
+        self.stall
     }
 
     /// How many pieces shown to a peer have not spread yet: no peer announced them, and the
@@ -124,6 +148,15 @@ mod tests {
     }
 
     #[test]
+    fn small_torrents_stall_sooner_in_proportion_to_their_size() {
+        assert_eq!(stall_for(0), MIN_STALL);
+        assert_eq!(stall_for(400 * 1024), MIN_STALL, "a second of contracts");
+        assert_eq!(stall_for(STALL_FULL_BYTES / 2), STALL / 2);
+        assert_eq!(stall_for(STALL_FULL_BYTES), STALL);
+        assert_eq!(stall_for(64 * 1024 * 1024), STALL, "the testbed's bundles keep a second");
+    }
+
+    #[test]
     fn a_torrent_of_one_piece_is_never_super_seeded() {
         for leechers in 0..4 {
             assert!(!helps(1, leechers), "{leechers} leechers");
@@ -142,7 +175,7 @@ mod tests {
 
     #[test]
     fn each_piece_is_shown_once_before_any_is_shown_twice() {
-        let ss = SuperSeed::new(8);
+        let ss = SuperSeed::new(8, 8 * 16384);
         let avail = PieceAvailability::new(8);
         let mut seen = Vec::new();
         // Four peers with nothing, two pieces each: eight different pieces.
@@ -159,7 +192,7 @@ mod tests {
 
     #[test]
     fn pieces_some_peer_announced_are_not_shown_and_spread_ones_are_not_outstanding() {
-        let ss = SuperSeed::new(6);
+        let ss = SuperSeed::new(6, 6 * 16384);
         let avail = PieceAvailability::new(6);
         for p in [0, 1, 2, 4, 5] {
             avail.add_piece(p);

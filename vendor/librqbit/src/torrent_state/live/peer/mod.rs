@@ -276,7 +276,7 @@ pub(crate) struct LivePeerState {
 
     // swarmvm patch: pieces a super-seeding session showed this peer (empty otherwise),
     // when the peer last made progress a super-seeder could see, and whether it stalled
-    // (see `super_seed::STALL`).
+    // (see `SuperSeed::stall`).
     pub shown: BF,
     pub progress_at: std::time::Instant,
     pub stalled: bool,
