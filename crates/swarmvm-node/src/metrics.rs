@@ -86,18 +86,26 @@ pub(crate) fn render(node: &Node) -> String {
         BundleState::Applied,
         BundleState::Rejected,
     ];
+    // Every bundle the node knows, not only the newest that the status lists; one applying
+    // whose seq the ledger holds already is applied, as the status shows it.
+    let bundles = node.bundles();
+    let shown = |t: &crate::BundleStatus| match t.state {
+        BundleState::Applying if t.seq.is_some_and(|q| q <= status.last_seq) => {
+            BundleState::Applied
+        }
+        state => state,
+    };
     let by_state: Vec<(String, f64)> = states
         .iter()
         .map(|s| {
             let name = serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_owned));
-            let count = status.torrents.iter().filter(|t| t.state == *s).count();
+            let count = bundles.iter().filter(|t| shown(t) == *s).count();
             (format!("{{state=\"{}\"}}", name.unwrap_or_default()), count as f64)
         })
         .collect();
     family(&mut out, "swarmvm_bundles", "gauge", "Bundles this node knows, by state.", &by_state);
-    let fetched: u64 = status.torrents.iter().map(|t| t.fetched).sum();
-    let uploaded: u64 = status.torrents.iter().map(|t| t.uploaded).sum();
-    let peers: u32 = status.torrents.iter().map(|t| t.peers).sum();
+    let (fetched, uploaded, peers) =
+        (status.transfer.fetched, status.transfer.uploaded, status.transfer.peers);
     family(
         &mut out,
         "swarmvm_downloaded_bytes_total",
@@ -204,8 +212,12 @@ pub(crate) fn render(node: &Node) -> String {
     out
 }
 
-/// `GET /v1/health`: `{"status": "ok" | "unhealthy", "problems": [...]}` and whether it is
-/// healthy: the ledger can be read, the node has not diverged, its newest head is fresh.
+/// `GET /v1/health`: `{"status": "ok" | "unhealthy", "problems": [...], "sequencer": ...}`
+/// and whether it is healthy: the ledger can be read, the node has not diverged, its newest
+/// head is fresh, and on a sequencer its cuts go through (unhealthy after
+/// [`FAILING_CUTS`](crate::sequencer::FAILING_CUTS) failed in a row). `sequencer` is `null`
+/// on other nodes, else `{"failed_cuts": N, "last_failure": "..." | null}`: the cuts that
+/// failed since the last one that went through, and why the last failed.
 pub(crate) fn health(node: &Node) -> (bool, Value) {
     let mut problems = Vec::new();
     if node.snapshot().is_none() {
@@ -218,6 +230,24 @@ pub(crate) fn health(node: &Node) -> (bool, Value) {
     if node.is_stale() {
         problems.push("stale: the newest head has expired".to_owned());
     }
+    let cuts = node.inner.sequencer.as_ref().map(|s| s.cut_failures());
+    if let Some(f) = &cuts
+        && f.in_a_row >= crate::sequencer::FAILING_CUTS
+    {
+        problems.push(format!(
+            "sequencer: the last {} cuts failed: {}",
+            f.in_a_row,
+            f.last.as_deref().unwrap_or("no reason recorded")
+        ));
+    }
+    let sequencer = cuts.map(|f| json!({ "failed_cuts": f.in_a_row, "last_failure": f.last }));
     let ok = problems.is_empty();
-    (ok, json!({ "status": if ok { "ok" } else { "unhealthy" }, "problems": problems }))
+    (
+        ok,
+        json!({
+            "status": if ok { "ok" } else { "unhealthy" },
+            "problems": problems,
+            "sequencer": sequencer,
+        }),
+    )
 }

@@ -5,11 +5,12 @@
 //! applies it, seeds it, and signs a head for it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use swarmvm_bundle::{CreateOptions, create_bundle};
+use swarmvm_swarm::{Source, TorrentFile};
 use swarmvm_token::{Operation, RegistrationBody, TimeCheck, unix_now};
 use swarmvm_vm::Hash32;
 use swarmvm_wallet::Wallet;
@@ -146,6 +147,29 @@ pub(crate) struct Sequencer {
     pub(crate) wallet_keys: crate::submit::KeyCache,
     /// False until the items stored before a restart were checked again: submissions wait.
     ready: tokio::sync::watch::Sender<bool>,
+    /// Cuts that failed in a row, and why the last did (`GET /v1/health`).
+    failures: Mutex<CutFailures>,
+    /// Per queued registration (by arrival): rounds in which its cut alone failed while
+    /// nothing else could be cut to tell whether the node or the registration is at fault.
+    strikes: Mutex<HashMap<u64, u32>>,
+    /// The seq of a stored cut held back from the resume (the node died applying it twice),
+    /// until the resumed bundles applied ([`Sequencer::settle_held`]).
+    held: Mutex<Option<u64>>,
+}
+
+/// Cuts that failed in a row before `GET /v1/health` reports the sequencer unhealthy.
+pub(crate) const FAILING_CUTS: u32 = 3;
+
+/// Rounds a registration's cut alone may fail, with nothing else to cut, before it is dropped.
+const MAX_STRIKES: u32 = 5;
+
+/// Cuts that failed in a row, and why the last one did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct CutFailures {
+    /// Cuts that failed since the last one that went through (0: the last went through).
+    pub(crate) in_a_row: u32,
+    /// Why the last failed cut failed.
+    pub(crate) last: Option<String>,
 }
 
 impl std::fmt::Debug for Sequencer {
@@ -174,8 +198,9 @@ impl Sequencer {
         data_dir: &Path,
         options: SequencerOptions,
     ) -> Result<(Arc<Self>, mpsc::Receiver<Submission>), String> {
-        let (queue, stored) =
+        let (queue, mut stored) =
             Queue::open(&data_dir.join("sequencer.redb")).map_err(|e| e.to_string())?;
+        let held = recover_applying(data_dir, &queue, &mut stored);
         let (intake, rx) = mpsc::channel(GROUP * 4);
         let mut state = QueueState::default();
         for (arrival, item) in stored {
@@ -195,6 +220,9 @@ impl Sequencer {
             cutting: tokio::sync::Mutex::new(()),
             wallet_keys: crate::submit::KeyCache::default(),
             ready: tokio::sync::watch::channel(false).0,
+            failures: Mutex::new(CutFailures::default()),
+            strikes: Mutex::new(HashMap::new()),
+            held: Mutex::new(held),
         });
         Ok((sequencer, rx))
     }
@@ -230,6 +258,24 @@ impl Sequencer {
     /// Items queued.
     pub(crate) fn queued(&self) -> usize {
         lock(&self.state).items.len()
+    }
+
+    /// Cuts that failed in a row, and why the last did.
+    pub(crate) fn cut_failures(&self) -> CutFailures {
+        lock(&self.failures).clone()
+    }
+
+    /// Records how a cut ended: a bundle cut (or the queue cleared of what could not apply)
+    /// ends a run of failures; a failure extends it.
+    fn note_cut(&self, failure: Option<&str>) {
+        let mut f = lock(&self.failures);
+        match failure {
+            None => *f = CutFailures::default(),
+            Some(why) => {
+                f.in_a_row = f.in_a_row.saturating_add(1);
+                f.last = Some(why.to_owned());
+            }
+        }
     }
 
     /// True when contract `id` is queued.
@@ -452,6 +498,7 @@ impl Sequencer {
                 return;
             }
         }
+        self.settle_held(&node);
         self.recheck(&node).await;
         self.ready.send_replace(true);
         node.refresh_head();
@@ -474,6 +521,7 @@ impl Sequencer {
                     Ok(false) => break,
                     Err(e) => {
                         warn!("cut failed: {e}");
+                        self.note_cut(Some(e.as_str()));
                         break;
                     }
                 }
@@ -578,7 +626,9 @@ impl Sequencer {
     }
 
     /// Cuts the next bundle from the queue: every registration and module, and the first
-    /// `cut_at` contracts. True when a bundle was cut.
+    /// `cut_at` contracts. True when a bundle was cut. When that cut fails and holds
+    /// registrations or modules, they are cut apart ([`Sequencer::isolate`]), so that one that
+    /// cannot apply never holds up the contracts or the others.
     async fn cut(self: &Arc<Self>, node: &Node) -> Result<bool, String> {
         let _one = self.cutting.lock().await;
         let chosen: Vec<Queued> = {
@@ -599,45 +649,148 @@ impl Sequencer {
         if chosen.is_empty() {
             return Ok(false);
         }
-        let mut tokens = Vec::new();
-        let mut contracts = Vec::new();
-        let mut modules = Vec::new();
-        let known: swarmvm_bundle::KnownContracts = chosen
+        let why = match self.publish_items(node, &chosen).await {
+            Ok(seq) => {
+                let contracts =
+                    chosen.iter().filter(|q| matches!(q.item, Item::Contract(_))).count();
+                let registrations =
+                    chosen.iter().filter(|q| matches!(q.item, Item::Registration(_))).count();
+                info!(seq, contracts, registrations, "cut bundle");
+                self.forget(&arrivals(&chosen)).await;
+                self.note_cut(None);
+                return Ok(true);
+            }
+            Err(e) => e.to_string(),
+        };
+        if chosen.iter().all(|q| matches!(q.item, Item::Contract(_))) {
+            return Err(why);
+        }
+        warn!("cut failed: {why}; cutting its registrations one at a time, then its contracts");
+        self.isolate(node, &chosen, why).await
+    }
+
+    /// After a cut of `chosen` (registrations, modules and contracts) failed with `why`: each
+    /// registration is cut alone, in arrival order, with the modules it names, then the
+    /// contracts alone. A registration whose cut is refused (or that the set in force no
+    /// longer accepts) is dropped with the reason logged. One whose cut fails otherwise (the
+    /// ledger could not apply it: a module the engine cannot compile, say) is dropped too
+    /// when another cut went through meanwhile, since the node works; when the contracts
+    /// failed as well the node is at fault and it stays; with nothing else to cut it stays
+    /// for [`MAX_STRIKES`] such rounds. Modules no registration left names are dropped. True
+    /// when a bundle was cut.
+    async fn isolate(
+        self: &Arc<Self>,
+        node: &Node,
+        chosen: &[Queued],
+        why: String,
+    ) -> Result<bool, String> {
+        let set = node.authorities();
+        let now = unix_now();
+        let modules: Vec<(Hash32, &Queued)> = chosen
             .iter()
-            .filter_map(|q| q.contract.as_ref())
-            .map(|c| (c.id, (*c.verified).clone()))
+            .filter_map(|q| match &q.item {
+                Item::Module(b) => Some((Hash32::digest(b), q)),
+                _ => None,
+            })
             .collect();
-        for q in &chosen {
-            match &q.item {
-                Item::Contract(t) => contracts.push(t.clone()),
-                Item::Registration(t) => tokens.push(t.clone()),
-                Item::Module(b) => modules.push(b.clone()),
+        let mut cut_any = false;
+        let mut done: HashSet<u64> = HashSet::new();
+        let mut published: HashSet<Hash32> = HashSet::new();
+        let mut dropped: Vec<(u64, String)> = Vec::new();
+        // Registrations whose cut failed, not refused: (arrival, modules named, why).
+        let mut suspects: Vec<(u64, Vec<Hash32>, String)> = Vec::new();
+        for q in chosen {
+            let Item::Registration(token) = &q.item else { continue };
+            let checked = match node.snapshot() {
+                Some(snapshot) => check_registration(&snapshot, &set, token, now),
+                None => Err(SubmitError::Unavailable("the node stopped".into())),
+            };
+            let named = match checked {
+                Ok((_, named)) => named,
+                Err(SubmitError::Refused(e)) => {
+                    dropped.push((q.arrival, e));
+                    continue;
+                }
+                Err(e) => {
+                    suspects.push((q.arrival, Vec::new(), e.to_string()));
+                    continue;
+                }
+            };
+            let mut items = vec![q.clone()];
+            let mut carried = Vec::new();
+            for (hash, m) in &modules {
+                if named.contains(hash) && !published.contains(hash) && !carried.contains(hash) {
+                    items.push((*m).clone());
+                    carried.push(*hash);
+                }
+            }
+            match self.publish_items(node, &items).await {
+                Ok(seq) => {
+                    info!(seq, arrival = q.arrival, "cut bundle of one registration alone");
+                    let cut = arrivals(&items);
+                    self.forget(&cut).await;
+                    done.extend(cut);
+                    published.extend(carried);
+                    lock(&self.strikes).remove(&q.arrival);
+                    cut_any = true;
+                }
+                Err(CutError::Refused(e)) => dropped.push((q.arrival, e)),
+                Err(CutError::Failed(e)) => suspects.push((q.arrival, named, e)),
             }
         }
-        let arrivals: HashSet<u64> = chosen.iter().map(|q| q.arrival).collect();
-        let result = self.publish_cut(node, &tokens, &contracts, &modules, known).await;
-        match result {
-            Ok(seq) => {
-                info!(seq, contracts = contracts.len(), registrations = tokens.len(), "cut bundle");
-                self.forget(&arrivals).await;
-                Ok(true)
+        let contracts: Vec<Queued> =
+            chosen.iter().filter(|q| matches!(q.item, Item::Contract(_))).cloned().collect();
+        let mut failure = None;
+        if !contracts.is_empty() {
+            match self.publish_items(node, &contracts).await {
+                Ok(seq) => {
+                    info!(seq, contracts = contracts.len(), "cut bundle without the registrations");
+                    let cut = arrivals(&contracts);
+                    self.forget(&cut).await;
+                    done.extend(cut);
+                    cut_any = true;
+                }
+                Err(e) => failure = Some(e.to_string()),
             }
-            Err(CutError::Refused(why)) if !tokens.is_empty() || !modules.is_empty() => {
-                // A registration the set in force no longer accepts (expired, say) must not
-                // hold the queue up: registrations and modules of this cut are dropped.
-                let dropped: HashSet<u64> = chosen
-                    .iter()
-                    .filter(|q| !matches!(q.item, Item::Contract(_)))
-                    .map(|q| q.arrival)
-                    .collect();
-                warn!(
-                    count = dropped.len(),
-                    "dropping queued registrations and modules the cut refused: {why}"
-                );
-                self.forget(&dropped).await;
-                Err(why)
+        }
+        // What the registrations kept still need.
+        let mut needed: HashSet<Hash32> = HashSet::new();
+        {
+            let mut strikes = lock(&self.strikes);
+            for (arrival, named, e) in suspects {
+                let struck = strikes.entry(arrival).or_insert(0);
+                if !cut_any && contracts.is_empty() {
+                    *struck += 1;
+                }
+                if cut_any || *struck >= MAX_STRIKES {
+                    strikes.remove(&arrival);
+                    dropped.push((arrival, format!("it cannot be applied: {e}")));
+                } else {
+                    needed.extend(named);
+                }
             }
-            Err(CutError::Refused(why) | CutError::Failed(why)) => Err(why),
+        }
+        for (hash, m) in &modules {
+            if !done.contains(&m.arrival) && !needed.contains(hash) {
+                dropped
+                    .push((m.arrival, format!("module {hash} is named by no registration left")));
+            }
+        }
+        let resolved = !dropped.is_empty();
+        if resolved {
+            for (arrival, reason) in &dropped {
+                warn!(arrival, "dropping a queued registration or module: {reason}");
+            }
+            let gone: HashSet<u64> = dropped.iter().map(|(a, _)| *a).collect();
+            self.forget(&gone).await;
+        }
+        match failure {
+            Some(e) => Err(e),
+            None if cut_any || resolved => {
+                self.note_cut(None);
+                Ok(cut_any)
+            }
+            None => Err(why),
         }
     }
 
@@ -652,6 +805,34 @@ impl Sequencer {
         }
     }
 
+    /// Cuts `items` into the next bundle and publishes it. While it is stored and applied,
+    /// `sequencer-applying.json` names it ([`recover_applying`]).
+    async fn publish_items(
+        self: &Arc<Self>,
+        node: &Node,
+        items: &[Queued],
+    ) -> Result<u64, CutError> {
+        let mut tokens = Vec::new();
+        let mut contracts = Vec::new();
+        let mut modules = Vec::new();
+        let known: swarmvm_bundle::KnownContracts = items
+            .iter()
+            .filter_map(|q| q.contract.as_ref())
+            .map(|c| (c.id, (*c.verified).clone()))
+            .collect();
+        for q in items {
+            match &q.item {
+                Item::Contract(t) => contracts.push(t.clone()),
+                Item::Registration(t) => tokens.push(t.clone()),
+                Item::Module(b) => modules.push(b.clone()),
+            }
+        }
+        let arrivals: Vec<u64> = items.iter().map(|q| q.arrival).collect();
+        let result = self.publish_cut(node, &tokens, &contracts, &modules, known, arrivals).await;
+        Applying::clear(node.data_dir());
+        result
+    }
+
     async fn publish_cut(
         self: &Arc<Self>,
         node: &Node,
@@ -659,6 +840,7 @@ impl Sequencer {
         contracts: &[String],
         modules: &[Vec<u8>],
         known: swarmvm_bundle::KnownContracts,
+        arrivals: Vec<u64>,
     ) -> Result<u64, CutError> {
         let snapshot =
             node.snapshot().ok_or_else(|| CutError::Failed("the node stopped".into()))?;
@@ -674,7 +856,11 @@ impl Sequencer {
         let (tokens, contracts, modules) = (tokens.to_vec(), contracts.to_vec(), modules.to_vec());
         let folder = dir.clone();
         let staged = staging.clone();
+        let data_dir = node.data_dir().to_path_buf();
         tokio::task::spawn_blocking(move || {
+            Applying { seq, attempts: 1, arrivals }
+                .write(&data_dir)
+                .map_err(|e| CutError::Failed(format!("cannot write {}: {e}", APPLYING_FILE)))?;
             crate::node::remove_tree(&staged).map_err(|e| CutError::Failed(e.to_string()))?;
             write_folder(&folder, &tokens, &contracts, &modules)
                 .map_err(|e| CutError::Failed(format!("cannot write {}: {e}", folder.display())))?;
@@ -697,6 +883,53 @@ impl Sequencer {
                 Err(e)
             }
         }
+    }
+
+    /// After a restart, once the resumed bundles applied: a stored cut held back from the
+    /// resume ([`recover_applying`]) is seeded again if it is the bundle the ledger applied
+    /// at its seq (the node died after applying it), else dropped with its files. Then the
+    /// record of the cut being applied is cleared: the resume did not stop the node.
+    fn settle_held(&self, node: &Node) {
+        let dir = node.data_dir().to_path_buf();
+        let Some(seq) = lock(&self.held).take() else {
+            Applying::clear(&dir);
+            return;
+        };
+        let applied = node.snapshot().and_then(|s| s.bundle(seq).ok().flatten()).map(|b| b.id);
+        let held: Vec<PathBuf> = std::fs::read_dir(dir.join(HELD_DIR))
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        for path in held {
+            let Ok(torrent) = TorrentFile::read(&path) else {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            };
+            let hash = torrent.info_hash();
+            let data = dir.join("bundles").join(hash.to_string());
+            let manifest = data.join(torrent.name()).join(swarmvm_token::MANIFEST_FILE);
+            let id = std::fs::read_to_string(&manifest)
+                .ok()
+                .and_then(|m| swarmvm_token::peek_manifest(m.trim()).ok())
+                .map(|p| p.id);
+            if id.is_some() && id == applied {
+                let back = dir.join("torrents").join(format!("{hash}.torrent"));
+                if std::fs::rename(&path, &back).is_ok()
+                    && let Err(e) = node.add(Source::Torrent(torrent))
+                {
+                    warn!(info_hash = %hash, "cannot seed the cut for seq {seq} again: {}", one_line(&e));
+                }
+                continue;
+            }
+            warn!(
+                info_hash = %hash,
+                seq,
+                "dropping the stored cut for seq {seq}: the node stopped twice while applying it"
+            );
+            let _ = std::fs::remove_file(&path);
+            let _ = crate::node::remove_tree(&data);
+        }
+        let _ = crate::node::remove_tree(&dir.join(HELD_DIR));
+        Applying::clear(&dir);
     }
 
     /// Checks registration tokens (against the set in force) and modules (against the ABI;
@@ -812,6 +1045,129 @@ fn wasm_modules(reg: &swarmvm_token::Registration) -> Vec<Hash32> {
     }
 }
 
+/// The arrivals of `items`.
+fn arrivals(items: &[Queued]) -> HashSet<u64> {
+    items.iter().map(|q| q.arrival).collect()
+}
+
+/// The file naming the cut being stored and applied, in the data folder.
+const APPLYING_FILE: &str = "sequencer-applying.json";
+/// Where stored cuts held back from the resume wait, in the data folder.
+const HELD_DIR: &str = "held-cuts";
+/// Times the node may stop while applying one stored cut (when it was cut, then each time the
+/// resume applies it again); the next restart holds it back. More than one, since a kill is
+/// no fault of the cut.
+const MAX_APPLY_ATTEMPTS: u32 = 3;
+
+/// The cut being stored and applied ([`APPLYING_FILE`], while it is): its seq, the times the
+/// node started applying it, and its queued items. A sequencer that stops while applying a
+/// cut finds it at restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Applying {
+    seq: u64,
+    attempts: u32,
+    arrivals: Vec<u64>,
+}
+
+impl Applying {
+    fn read(dir: &Path) -> Option<Self> {
+        let bytes = std::fs::read(dir.join(APPLYING_FILE)).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        Some(Self {
+            seq: v["seq"].as_u64()?,
+            attempts: u32::try_from(v["attempts"].as_u64()?).ok()?,
+            arrivals: v["arrivals"]
+                .as_array()?
+                .iter()
+                .filter_map(serde_json::Value::as_u64)
+                .collect(),
+        })
+    }
+
+    fn write(&self, dir: &Path) -> std::io::Result<()> {
+        let v = serde_json::json!({
+            "seq": self.seq,
+            "attempts": self.attempts,
+            "arrivals": self.arrivals,
+        });
+        let temp = dir.join(format!("{APPLYING_FILE}.tmp"));
+        std::fs::write(&temp, v.to_string())?;
+        std::fs::rename(&temp, dir.join(APPLYING_FILE))
+    }
+
+    fn clear(dir: &Path) {
+        let _ = std::fs::remove_file(dir.join(APPLYING_FILE));
+    }
+}
+
+/// At open, before the node resumes its stored bundles: when the node stopped while applying
+/// a stored cut (a kill, a crash), the resume applies it again; once it stopped
+/// [`MAX_APPLY_ATTEMPTS`] times so, the cut is held back from the resume (its torrent moved to
+/// [`HELD_DIR`]) and its items are dropped from the queue, so that no stored cut keeps the
+/// sequencer in a crash loop. (A cut that was not stored yet is simply cut again.) Returns
+/// the seq of a cut held back.
+fn recover_applying(data_dir: &Path, queue: &Queue, stored: &mut Vec<(u64, Item)>) -> Option<u64> {
+    let mut applying = Applying::read(data_dir)?;
+    if stored_cuts(data_dir, applying.seq).is_empty() {
+        return None;
+    }
+    if applying.attempts < MAX_APPLY_ATTEMPTS {
+        applying.attempts += 1;
+        warn!(
+            seq = applying.seq,
+            "the node stopped while applying the cut for seq {}; the resume applies it again",
+            applying.seq
+        );
+        if let Err(e) = applying.write(data_dir) {
+            warn!("cannot write {APPLYING_FILE}: {e}");
+        }
+        return None;
+    }
+    let held = hold_stored_cut(data_dir, applying.seq);
+    let dropped: HashSet<u64> = applying.arrivals.iter().copied().collect();
+    stored.retain(|(arrival, _)| !dropped.contains(arrival));
+    if let Err(e) = queue.remove(&applying.arrivals) {
+        warn!("{e}");
+    }
+    warn!(
+        seq = applying.seq,
+        held,
+        items = applying.arrivals.len(),
+        "the node stopped {} times while applying the cut for seq {}: the cut is held back from \
+         the resume and its queued items are dropped",
+        applying.attempts,
+        applying.seq
+    );
+    Some(applying.seq)
+}
+
+/// The stored torrents (in `torrents/`) of bundles named `bundle-<seq>`: a sequencer's cut
+/// for `seq`.
+fn stored_cuts(data_dir: &Path, seq: u64) -> Vec<PathBuf> {
+    let name = format!("bundle-{seq}");
+    let Ok(entries) = std::fs::read_dir(data_dir.join("torrents")) else { return Vec::new() };
+    entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "torrent"))
+        .filter(|path| TorrentFile::read(path).is_ok_and(|t| t.name() == name))
+        .collect()
+}
+
+/// Moves the stored torrents of the cut for `seq` to [`HELD_DIR`]. Returns how many it moved.
+fn hold_stored_cut(data_dir: &Path, seq: u64) -> usize {
+    let held = data_dir.join(HELD_DIR);
+    let mut moved = 0;
+    for path in stored_cuts(data_dir, seq) {
+        let Some(file) = path.file_name() else { continue };
+        if std::fs::create_dir_all(&held).is_ok() && std::fs::rename(&path, held.join(file)).is_ok()
+        {
+            moved += 1;
+        }
+    }
+    moved
+}
+
 /// Why a cut was not published.
 #[derive(Debug)]
 pub(crate) enum CutError {
@@ -849,4 +1205,76 @@ pub(crate) fn write_folder(
         std::fs::write(dir.join(swarmvm_token::module_file(&hash)), bytes)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stored torrent of a folder `bundle-<seq>` (as a cut is stored), in `torrents/`.
+    fn stored_torrent(data_dir: &Path, seq: u64) -> PathBuf {
+        let folder = data_dir.join("made").join(format!("bundle-{seq}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("contracts.jsonl"), format!("{seq}\n")).unwrap();
+        let torrent = TorrentFile::create(&folder, &[], None).unwrap();
+        let path = data_dir.join("torrents").join(format!("{}.torrent", torrent.info_hash()));
+        std::fs::write(&path, torrent.as_bytes()).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_stored_cut_the_node_keeps_stopping_on_is_held_back_and_its_items_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path();
+        std::fs::create_dir_all(data.join("torrents")).unwrap();
+        let five = stored_torrent(data, 5);
+        let four = stored_torrent(data, 4);
+        let (queue, _) = Queue::open(&data.join("sequencer.redb")).unwrap();
+        let a = Item::Contract("a.b.c".into());
+        let r = Item::Registration("r.s.t".into());
+        let c = Item::Contract("c.d.e".into());
+        queue.append(&[(1, &a), (2, &r), (3, &c)]).unwrap();
+        let mut stored = vec![(1, a), (2, r), (3, c.clone())];
+        // No cut was being applied: nothing changes.
+        assert_eq!(recover_applying(data, &queue, &mut stored), None);
+        assert_eq!(stored.len(), 3);
+        // A cut for seq 6 was being made when the node stopped, not stored yet: cut again.
+        Applying { seq: 6, attempts: 1, arrivals: vec![1, 2] }.write(data).unwrap();
+        assert_eq!(recover_applying(data, &queue, &mut stored), None);
+        assert_eq!(Applying::read(data).unwrap().attempts, 1);
+        // The node stopped while applying the stored cut of items 1 and 2 for seq 5, then
+        // again while the resume applied it: the resume applies it again each time.
+        Applying { seq: 5, attempts: 1, arrivals: vec![1, 2] }.write(data).unwrap();
+        for attempts in 2..=MAX_APPLY_ATTEMPTS {
+            assert_eq!(recover_applying(data, &queue, &mut stored), None);
+            assert_eq!(Applying::read(data).unwrap().attempts, attempts);
+            assert!(five.exists());
+            assert_eq!(stored.len(), 3);
+        }
+        // Once more: the cut is held back from the resume and its items are dropped; other
+        // stored bundles stay.
+        assert_eq!(recover_applying(data, &queue, &mut stored), Some(5));
+        assert!(!five.exists());
+        assert!(data.join(HELD_DIR).join(five.file_name().unwrap()).exists());
+        assert!(four.exists());
+        assert_eq!(stored, vec![(3, c.clone())]);
+        drop(queue);
+        let (_, left) = Queue::open(&data.join("sequencer.redb")).unwrap();
+        assert_eq!(left, vec![(3, c)]);
+    }
+
+    #[test]
+    fn cut_failures_count_in_a_row_until_a_cut_goes_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sequencer, _rx) = Sequencer::open(dir.path(), SequencerOptions::default()).unwrap();
+        assert_eq!(sequencer.cut_failures(), CutFailures::default());
+        for _ in 0..FAILING_CUTS {
+            sequencer.note_cut(Some("cannot write"));
+        }
+        let failures = sequencer.cut_failures();
+        assert_eq!(failures.in_a_row, FAILING_CUTS);
+        assert_eq!(failures.last.as_deref(), Some("cannot write"));
+        sequencer.note_cut(None);
+        assert_eq!(sequencer.cut_failures(), CutFailures::default());
+    }
 }
