@@ -177,7 +177,7 @@
   function renderBundles(s) {
     const tbody = $("bundles").tBodies[0];
     if (!s.torrents.length) { emptyRow(tbody, 10, "No bundle yet."); return; }
-    keepFocus(tbody, () => tbody.replaceChildren(...s.torrents.map((t) => {
+    keepFocus(tbody, () => tbody.replaceChildren(...olderRows(s), ...s.torrents.map((t) => {
       const link = t.seq !== null && t.state === "applied" ? route`/v1/bundles/${t.seq}` : "/v1/bundles";
       const ratio = t.size > 0 ? (t.uploaded / t.size).toFixed(2) : "–";
       const percent = Math.min(100, Math.max(0, t.percent));
@@ -197,6 +197,26 @@
     })));
   }
 
+  /** The status lists only the newest bundles: a first row saying how many older ones there
+   * are, with a link to them (`GET /v1/bundles` pages through every bundle); none when it lists
+   * them all. */
+  function olderRows(s) {
+    const older = (s.torrents_known || 0) - s.torrents.length;
+    if (older <= 0) return [];
+    return [h("tr", { class: "empty", "data-older": older },
+      h("td", { colspan: 10 }, older + (older === 1 ? " older bundle: " : " older bundles: "),
+        h("a", { href: route`/v1/bundles?from=1&limit=${Math.min(older, 1000)}` }, "JSON")))];
+  }
+
+  /** Transfers summed over every bundle the node knows (the status lists only the newest). */
+  function totals(s) {
+    if (s.transfer) return s.transfer;
+    return s.torrents.reduce((a, t) => ({
+      fetched: a.fetched + t.fetched, uploaded: a.uploaded + t.uploaded,
+      down_bps: a.down_bps + t.down_bps, up_bps: a.up_bps + t.up_bps,
+    }), { fetched: 0, uploaded: 0, down_bps: 0, up_bps: 0 });
+  }
+
   /** Adds the rates of the newest status to the chart: at each status event and, between
    * events (no change on the node), once a second so the time axis moves. No request. */
   function sample() {
@@ -204,8 +224,9 @@
     const s = status;
     const now = Date.now() / 1000;
     samples.t.push(now);
-    samples.down.push(s.torrents.reduce((a, t) => a + t.down_bps, 0));
-    samples.up.push(s.torrents.reduce((a, t) => a + t.up_bps, 0));
+    const sum = totals(s);
+    samples.down.push(sum.down_bps);
+    samples.up.push(sum.up_bps);
     while (samples.t.length && samples.t[0] < now - SAMPLE_WINDOW) {
       samples.t.shift(); samples.down.shift(); samples.up.shift();
     }
@@ -231,8 +252,8 @@
       if (Math.abs(chart.width - width) > 4) chart.setSize({ width, height: 180 });
       chart.setData(data);
     }
-    const total = status ? status.torrents.reduce((a, t) => [a[0] + t.fetched, a[1] + t.uploaded], [0, 0]) : [0, 0];
-    $("chart-note").textContent = "This run: " + bytes(total[0]) + " down, " + bytes(total[1]) + " up.";
+    const sum = status ? totals(status) : { fetched: 0, uploaded: 0 };
+    $("chart-note").textContent = "This run: " + bytes(sum.fetched) + " down, " + bytes(sum.uploaded) + " up.";
   }
 
   function onStatus(s) {

@@ -63,9 +63,12 @@ pub struct Client {
 const MAX_REPLY: usize = 4 * 1024 * 1024;
 
 impl Client {
-    /// A client whose requests each take at most `timeout`.
+    /// A client whose requests each take at most `timeout`. Redirects are never followed: a
+    /// node answering one is answered as it is (a 3xx), so a submission is never posted again
+    /// to wherever it points.
     pub fn new(timeout: Duration) -> Self {
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .pool_idle_timeout(Duration::from_secs(20))

@@ -2,7 +2,10 @@
 //! carries the whole `GET /v1/status` document; one is sent when the stream opens and
 //! another whenever the status changes (a bundle arrives, moves on, applies; a head comes;
 //! a transfer makes progress). The explorer page redraws from these events instead of
-//! polling.
+//! polling. Like the status, an event lists only the newest bundles
+//! ([`STATUS_BUNDLES`](crate::STATUS_BUNDLES)), with their count and transfers summed over
+//! all, so its size stays bounded however long the chain (`GET /v1/bundles` pages through
+//! the rest).
 //!
 //! One task per node samples the status (every half second, and at once when a bundle
 //! applies or a head arrives) and only while someone listens, so open pages share one

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -65,7 +65,7 @@ pub(crate) const ROUTES: [&str; 23] = [
     "GET /v1/wallets/{id}",
     "GET /v1/bundles/{seq}",
     "GET /v1/contracts/{id}",
-    "GET /v1/bundles",
+    "GET /v1/bundles?from=N&limit=N (every bundle known, oldest first; the status lists the newest)",
     "POST /v1/bundles {\"magnet\": ...} | {\"torrent_base64\": ...}",
     "GET /v1/receipts?from=N&limit=N",
     "GET /v1/log?from=N&limit=N",
@@ -183,6 +183,81 @@ const MAX_CONTRACT_BODY: usize = swarmvm_token::MAX_TOKEN_LEN + 2;
 const MAX_REGISTRATIONS_BODY: usize = 64 * 1024 * 1024;
 /// The longest `GET /v1/head` waits for a newer head.
 const MAX_HEAD_WAIT: u64 = 25;
+/// Long polls (`GET /v1/head?wait=`) waiting at once, at most (or a quarter of
+/// `--max-connections`, if fewer); more are answered at once with the head known, without
+/// waiting. With event streams (at most half the connections) they never take every
+/// connection, and when every connection is busy a long poll is the first to be ended (early,
+/// with the head known) to make room for a new one.
+const MAX_LONG_POLLS: usize = 64;
+
+/// Long polls waiting at once for this node: [`MAX_LONG_POLLS`], and at most a quarter of its
+/// connections.
+fn max_long_polls(node: &Node) -> usize {
+    MAX_LONG_POLLS.min(node.http_settings().0.max_connections / 4).max(1)
+}
+
+/// One long poll counted among the node's, until dropped.
+struct LongPoll(Node);
+
+impl LongPoll {
+    /// Counts one more long poll, unless as many as the node takes wait already.
+    fn begin(node: &Node) -> Option<Self> {
+        let polls = &node.inner.long_polls;
+        if polls.fetch_add(1, Ordering::AcqRel) >= max_long_polls(node) {
+            polls.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Self(node.clone()))
+    }
+}
+
+impl Drop for LongPoll {
+    fn drop(&mut self) {
+        self.0.inner.long_polls.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The connection a request came on, for a long poll to be ended early to make room
+/// ([`Connections::make_room`]). Absent when the router is served some other way.
+#[derive(Clone)]
+struct PollSlot(Arc<Slot>);
+
+/// Marks a connection's long poll as sheddable while it waits; clears the mark however the
+/// wait ends (the request given up included).
+struct Polling<'a>(&'a Slot);
+
+impl Drop for Polling<'_> {
+    fn drop(&mut self) {
+        self.0.long_poll.store(false, Ordering::Release);
+    }
+}
+
+/// Waits until a head newer than (`seq`, `iat`) is known, at most `wait`, or until the accept
+/// loop ends the wait to make room for a new connection: then true, and the answer closes the
+/// connection.
+async fn wait_or_shed(
+    node: &Node,
+    slot: Option<&Slot>,
+    seq: u64,
+    iat: u64,
+    wait: Duration,
+) -> bool {
+    let Some(slot) = slot else {
+        node.wait_head(seq, iat, wait).await;
+        return false;
+    };
+    slot.long_poll.store(true, Ordering::Release);
+    let polling = Polling(slot);
+    tokio::select! {
+        () = node.wait_head(seq, iat, wait) => {}
+        () = slot.shed.notified() => {}
+    }
+    // Still marked: this wait ended by itself. Unmarked: the accept loop took it (and counts
+    // the connection gone already), whether or not the wait had just ended too.
+    let shed = !slot.long_poll.swap(false, Ordering::AcqRel);
+    drop(polling);
+    shed
+}
 
 /// `?seq=N&iat=T&wait=SECONDS` for `GET /v1/head`.
 #[derive(Debug, Deserialize)]
@@ -195,16 +270,37 @@ struct HeadQuery {
 
 /// `GET /v1/head`: `{"head": "<JWS>"}`, the newest valid head this node knows (404 before
 /// any, or once it expired). With `wait`, waits (at most 25 s) for a head newer than
-/// (`seq`, `iat`) before answering with the newest.
+/// (`seq`, `iat`) before answering with the newest; as a long poll, within the bounds of
+/// [`MAX_LONG_POLLS`]: beyond them it answers at once, and a long poll ended early to make
+/// room answers with the head known and closes its connection.
 async fn head(
     State(node): State<Node>,
+    slot: Option<axum::Extension<PollSlot>>,
     q: Result<Query<HeadQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_request(one_line_rejection(&e.body_text())))?;
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return ApiError::bad_request(one_line_rejection(&e.body_text())).into_response(),
+    };
     let wait = Duration::from_secs(q.wait.unwrap_or(0).min(MAX_HEAD_WAIT));
-    if !wait.is_zero() {
-        node.wait_head(q.seq.unwrap_or(0), q.iat.unwrap_or(0), wait).await;
+    let mut shed = false;
+    if !wait.is_zero()
+        && let Some(_counted) = LongPoll::begin(&node)
+    {
+        let slot = slot.as_ref().map(|s| &*s.0.0);
+        shed = wait_or_shed(&node, slot, q.seq.unwrap_or(0), q.iat.unwrap_or(0), wait).await;
     }
+    let mut response = current_head(&node).into_response();
+    if shed {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// The newest valid head this node knows, as `GET /v1/head` answers it.
+fn current_head(node: &Node) -> Result<Json<Value>, ApiError> {
     match node.head() {
         Some((text, h)) if h.expires_at > swarmvm_token::unix_now() => {
             Ok(Json(json!({ "head": text })))
@@ -229,6 +325,19 @@ fn hops(headers: &axum::http::HeaderMap) -> u32 {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// The nodes a forwarded submission went through (the `swarmvm-via` header; empty for a
+/// client's own).
+fn via(headers: &axum::http::HeaderMap) -> &str {
+    headers.get(crate::follow::VIA_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+/// True when a forwarded submission came back to this node (its id is among those it went
+/// through): the nodes it went through follow each other.
+fn came_back(headers: &axum::http::HeaderMap, node: &Node) -> bool {
+    let via = via(headers);
+    !via.is_empty() && crate::follow::went_through(via, &node.node_id())
 }
 
 fn refused(r: crate::submit::Refusal) -> Response {
@@ -268,7 +377,7 @@ async fn post_contract(
         Ok(b) => b,
         Err(e) => return body_refused(&e),
     };
-    match node.submit_contract(&body, hops(&headers)).await {
+    match node.submit_contract(&body, hops(&headers), via(&headers)).await {
         Ok(id) => (StatusCode::ACCEPTED, Json(json!({ "id": id.to_hex(), "state": "pending" })))
             .into_response(),
         Err(r) => refused(r),
@@ -286,7 +395,7 @@ async fn post_registrations(
         Ok(b) => b,
         Err(e) => return body_refused(&e),
     };
-    match node.submit_registrations(&body, hops(&headers)).await {
+    match node.submit_registrations(&body, hops(&headers), via(&headers)).await {
         Ok((status, value)) => {
             (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), Json(value)).into_response()
         }
@@ -340,8 +449,21 @@ async fn bundle_at(
     })
 }
 
-async fn list_bundles(State(node): State<Node>) -> Json<Value> {
-    Json(json!({ "bundles": node.bundles() }))
+/// `GET /v1/bundles?from=N&limit=N`: a page of the bundles this node knows, oldest first
+/// (position 1 is the oldest; 100 a page unless told, at most [`MAX_PAGE`]), as `{"bundles",
+/// "known", "from", "next"}`, `next` the position of the next page (`null` after the last).
+/// `GET /v1/status` lists only the newest.
+async fn list_bundles(
+    State(node): State<Node>,
+    q: Result<Query<Page>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(p) = q.map_err(|e| ApiError::bad_request(one_line_rejection(&e.body_text())))?;
+    let limit = p.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::bad_request(format!("limit must be from 1 to {MAX_PAGE}")));
+    }
+    let page = node.bundles_page(p.from.unwrap_or(1), limit);
+    Ok(Json(json!(page)))
 }
 
 /// `POST /v1/bundles`: exactly one of `magnet` and `torrent_base64`.
@@ -585,9 +707,26 @@ struct Slot {
     body_wait: Mutex<Option<Instant>>,
     /// Closes it.
     kill: Notify,
+    /// True while a request on it waits in a long poll that may be ended early to make room;
+    /// cleared by whichever of the poll and the accept loop ([`Connections::make_room`]) is
+    /// first.
+    long_poll: AtomicBool,
+    /// Ends its long poll early.
+    shed: Notify,
 }
 
 impl Slot {
+    fn new(last: Instant) -> Self {
+        Self {
+            busy: AtomicUsize::new(0),
+            last: Mutex::new(last),
+            body_wait: Mutex::new(None),
+            kill: Notify::new(),
+            long_poll: AtomicBool::new(false),
+            shed: Notify::new(),
+        }
+    }
+
     fn touch(&self) {
         *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
     }
@@ -664,7 +803,9 @@ struct Connections {
 
 impl Connections {
     /// Makes room for one more connection under `max`: closes the connection idle the
-    /// longest. False when every connection is busy.
+    /// longest; when every connection is busy, ends a long poll early (it answers with the
+    /// head known, then its connection closes). False when every connection is busy with
+    /// something else.
     fn make_room(&self, max: usize) -> bool {
         let mut slots = self.slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if slots.len() < max {
@@ -675,9 +816,23 @@ impl Connections {
             .filter_map(|(id, s)| s.idle_for().map(|idle| (idle, *id)))
             .max()
             .map(|(_, id)| id);
-        match victim.and_then(|id| slots.remove(&id)) {
+        if let Some(slot) = victim.and_then(|id| slots.remove(&id)) {
+            slot.kill.notify_one();
+            return true;
+        }
+        // The oldest connection in a long poll: taken (unmarked) here, so that its poll, which
+        // may be ending by itself just now, knows to close the connection after its answer.
+        let poll = slots
+            .iter()
+            .find(|(_, s)| {
+                s.long_poll
+                    .compare_exchange(true, false, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            })
+            .map(|(id, _)| *id);
+        match poll.and_then(|id| slots.remove(&id)) {
             Some(slot) => {
-                slot.kill.notify_one();
+                slot.shed.notify_one();
                 true
             }
             None => false,
@@ -686,12 +841,7 @@ impl Connections {
 
     fn open(&self) -> (u64, Arc<Slot>) {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let slot = Arc::new(Slot {
-            busy: AtomicUsize::new(0),
-            last: Mutex::new(Instant::now()),
-            body_wait: Mutex::new(None),
-            kill: Notify::new(),
-        });
+        let slot = Arc::new(Slot::new(Instant::now()));
         self.slots
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -873,7 +1023,7 @@ impl Conn {
         let Self { app, hosts, limits, slot, node } = self;
         let request_timeout = limits.request_timeout;
         let service_slot = slot.clone();
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
             let app = app.clone();
             let node = node.clone();
             let slot = service_slot.clone();
@@ -888,6 +1038,13 @@ impl Conn {
                     )
                 })
             });
+            // A forwarded submission that came back is refused before any route's bound on
+            // requests at once, which the loop itself would hold.
+            let refused = refused.or_else(|| {
+                came_back(req.headers(), &node)
+                    .then(|| refusal(StatusCode::LOOP_DETECTED, crate::follow::came_back()))
+            });
+            req.extensions_mut().insert(PollSlot(slot.clone()));
             slot.busy.fetch_add(1, Ordering::AcqRel);
             slot.touch();
             // Busy until the answer's body is sent, or the request is given up.
@@ -952,12 +1109,7 @@ mod tests {
 
     #[test]
     fn a_connection_is_idle_without_a_request_or_while_its_client_does_not_read() {
-        let slot = Slot {
-            busy: AtomicUsize::new(0),
-            last: Mutex::new(Instant::now() - Duration::from_secs(5)),
-            body_wait: Mutex::new(None),
-            kill: Notify::new(),
-        };
+        let slot = Slot::new(Instant::now() - Duration::from_secs(5));
         assert!(slot.idle_for().unwrap() >= Duration::from_secs(5), "no request: idle");
         slot.busy.fetch_add(1, Ordering::AcqRel);
         assert_eq!(slot.idle_for(), None, "the node works on the answer (or waits for news)");

@@ -48,7 +48,7 @@ pub use node::{Node, NodeLimits, NodeOptions};
 pub use pipeline::{Applied, PipelineError, apply_opened, apply_opened_with};
 pub use sequencer::SequencerOptions;
 pub use status::{
-    AuthoritySummary, BundleState, BundleStatus, EvidenceSummary, HeadSummary, SequencerSummary,
-    Status,
+    AuthoritySummary, BundlePage, BundleState, BundleStatus, EvidenceSummary, HeadSummary,
+    STATUS_BUNDLES, SequencerSummary, Status, TransferTotals,
 };
 pub use submit::SubmitError;

@@ -16,14 +16,18 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::error::NodeError;
-use crate::status::{BundleState, BundleStatus, EvidenceSummary, Status};
+use crate::status::{
+    BundlePage, BundleState, BundleStatus, EvidenceSummary, STATUS_BUNDLES, Status, TransferTotals,
+};
 
 /// Bounds on what strangers can make a node hold or wait for. Every bundle source (the API,
 /// the drop folder, `--bundle`) meets them before it costs memory, disk or time.
 #[derive(Debug, Clone)]
 pub struct NodeLimits {
     /// Bundles being resolved, fetched or waiting for their turn, at most; more are refused
-    /// (`POST /v1/bundles` answers 429).
+    /// (`POST /v1/bundles` answers 429). The node's own fetches (the bundles a follower
+    /// fetches, those given with [`Node::add_own`]) have as many slots again, apart, so that
+    /// bundles strangers post can never hold up the node's own.
     pub max_pending: usize,
     /// Refused bundles remembered for the status, newest first; older ones are forgotten.
     pub max_rejected: usize,
@@ -102,6 +106,26 @@ fn check_sequencer_keys(
     Ok(())
 }
 
+/// A bundle as the status shows it.
+fn bundle_status(hash: &InfoHash, e: &Entry) -> BundleStatus {
+    let p = e.transfer.as_ref().map(|t| t.progress());
+    BundleStatus {
+        info_hash: hash.to_string(),
+        name: e.name.clone(),
+        state: e.state,
+        seq: e.seq,
+        reason: e.reason.clone(),
+        percent: p.as_ref().map_or(0.0, |p| (p.percent() * 100.0).round() / 100.0),
+        size: p.as_ref().map_or(0, |p| p.total),
+        fetched: p.as_ref().map_or(0, |p| p.fetched),
+        uploaded: p.as_ref().map_or(0, |p| p.uploaded),
+        // The engine's estimate decays slowly; a finished download takes nothing.
+        down_bps: p.as_ref().filter(|p| !p.finished).map_or(0, |p| p.down_bps.round() as u64),
+        up_bps: p.as_ref().map_or(0, |p| p.up_bps.round() as u64),
+        peers: p.as_ref().map_or(0, |p| p.peers),
+    }
+}
+
 /// The longest wait before a bundle is applied again after a storage failure.
 const RETRY_MAX: Duration = Duration::from_secs(60);
 
@@ -115,6 +139,30 @@ struct Entry {
     failures: u32,
     /// Peers to ask for it besides the session's own (the node a follower learned it from).
     peers: Vec<SocketAddr>,
+    /// The node's own fetch (a followed head's bundle, `--bundle`): counted in the slots of
+    /// its own, not in those of bundles strangers post.
+    own: bool,
+}
+
+/// How a transfer being waited for ended ([`Node::fetched`]).
+enum Fetched {
+    /// Every piece is here and verified.
+    Complete,
+    /// It failed or stalled; why.
+    Failed(String),
+    /// Its peers were renewed: it is added again with the new ones.
+    Renewed,
+}
+
+/// Whose a bundle being admitted is, for the bound on pending bundles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    /// Posted by anyone (the API, the drop folder): bounded by `max_pending`.
+    Stranger,
+    /// The node's own (followed heads, `--bundle`): bounded by `max_pending` slots of its own.
+    Own,
+    /// Stored before a restart: resumed whatever the bound (it passed every check then).
+    Resumed,
 }
 
 #[derive(Default)]
@@ -126,6 +174,11 @@ struct Bundles {
 }
 
 impl Bundles {
+    /// Every bundle known, oldest first.
+    fn listed(&self) -> impl Iterator<Item = (&InfoHash, &Entry)> + '_ {
+        self.order.iter().filter_map(|h| self.entries.get(h).map(|e| (h, e)))
+    }
+
     fn forget(&mut self, hash: InfoHash) {
         self.entries.remove(&hash);
         self.order.retain(|h| *h != hash);
@@ -218,6 +271,9 @@ pub(crate) struct Inner {
     /// cannot be read (after a storage failure, until it is open again; once stopped).
     last_status: Mutex<Option<Summary>>,
     bundles: Mutex<Bundles>,
+    /// Changes whenever [`Node::renew_peers`] gave a bundle being resolved or fetched other
+    /// peers: its intake asks them from then on.
+    peers_renewed: watch::Sender<u64>,
     pub(crate) applied: watch::Sender<u64>,
     stop: watch::Sender<bool>,
     http_addr: OnceLock<SocketAddr>,
@@ -243,6 +299,8 @@ pub(crate) struct Inner {
     pub(crate) metrics: crate::metrics::Metrics,
     /// The live status for `GET /v1/events`.
     pub(crate) events: crate::events::Events,
+    /// `GET /v1/head` requests waiting for a newer head now (long polls).
+    pub(crate) long_polls: std::sync::atomic::AtomicUsize,
     /// When the node started (Unix seconds).
     started_at: u64,
 }
@@ -313,6 +371,8 @@ impl Node {
                 let set = swarmvm_bundle::set_in_force(&ledger.snapshot()?, &network)
                     .map_err(|e| NodeError::BadRequest(one_line(&e)))?;
                 check_sequencer_keys(&seq_options.keys, &set)?;
+                crate::follow::check_head_age(seq_options.max_head_age)
+                    .map_err(NodeError::BadRequest)?;
                 let _ = remove_tree(&dir.join("cuts"));
                 let (sequencer, rx) = crate::sequencer::Sequencer::open(&dir, seq_options)
                     .map_err(NodeError::BadRequest)?;
@@ -338,6 +398,7 @@ impl Node {
                 reader: RwLock::new(Some(reader)),
                 last_status: Mutex::new(Some(summary.clone())),
                 bundles: Mutex::new(Bundles::default()),
+                peers_renewed: watch::channel(0).0,
                 applied: watch::channel(summary.last_seq).0,
                 stop: watch::channel(false).0,
                 http_addr: OnceLock::new(),
@@ -352,6 +413,7 @@ impl Node {
                 forwarded: Mutex::new(crate::follow::Forwarded::default()),
                 metrics: crate::metrics::Metrics::default(),
                 events: crate::events::Events::default(),
+                long_polls: std::sync::atomic::AtomicUsize::new(0),
                 started_at: swarmvm_token::unix_now(),
             }),
         };
@@ -366,7 +428,9 @@ impl Node {
                     // Stored torrents passed every check when they came; they are resumed
                     // whatever the bound on pending bundles.
                     Ok(t) => {
-                        if let Err(e) = node.admit(Source::Torrent(t), false, Vec::new()) {
+                        if let Err(e) =
+                            node.admit(Source::Torrent(t), Admission::Resumed, Vec::new())
+                        {
                             warn!(file = %path.display(), "ignoring a stored torrent: {}", one_line(&e));
                         }
                     }
@@ -403,6 +467,12 @@ impl Node {
         self.inner.swarm.listen_addr()
     }
 
+    /// This node's name in the path of a forwarded submission (its BitTorrent peer id, hex):
+    /// a submission that comes back to it went round a loop of followers.
+    pub(crate) fn node_id(&self) -> String {
+        self.inner.swarm.peer_id()
+    }
+
     /// Where the HTTP API listens, if it does.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.inner.http_addr.get().copied()
@@ -434,9 +504,10 @@ impl Node {
     /// on in the background. Adding a bundle the node knows already changes nothing, unless
     /// it was refused: then it is tried again. A torrent that cannot be a bundle is refused
     /// at once, before anything is fetched or reserved for it, and so is any bundle beyond
-    /// the bound on pending ones ([`NodeError::Busy`]).
+    /// the bound on pending ones ([`NodeError::Busy`]). This is how bundles from anyone come
+    /// (the API, the drop folder); the node's own take [`Node::add_own`].
     pub fn add(&self, source: Source) -> Result<InfoHash, NodeError> {
-        self.admit(source, true, Vec::new())
+        self.admit(source, Admission::Stranger, Vec::new())
     }
 
     /// [`Node::add`], asking `peers` for it besides the session's own.
@@ -445,13 +516,20 @@ impl Node {
         source: Source,
         peers: Vec<SocketAddr>,
     ) -> Result<InfoHash, NodeError> {
-        self.admit(source, true, peers)
+        self.admit(source, Admission::Stranger, peers)
+    }
+
+    /// Adds one of the node's own bundles (given with `--bundle`, or a followed head's), asking
+    /// `peers` for it besides the session's own: as [`Node::add`], but in pending slots of its
+    /// own (`max_pending` more), which bundles strangers post never take.
+    pub fn add_own(&self, source: Source, peers: Vec<SocketAddr>) -> Result<InfoHash, NodeError> {
+        self.admit(source, Admission::Own, peers)
     }
 
     fn admit(
         &self,
         source: Source,
-        bounded: bool,
+        admission: Admission,
         peers: Vec<SocketAddr>,
     ) -> Result<InfoHash, NodeError> {
         let (hash, name, state) = match &source {
@@ -468,15 +546,28 @@ impl Node {
                 Some(_) => return Ok(hash),
                 None => {}
             }
-            let pending = b.entries.values().filter(|e| e.state.is_pending()).count();
+            // Strangers' bundles and the node's own are counted apart; resumed ones count as
+            // strangers' (whoever added them before the restart).
+            let own = admission == Admission::Own;
+            let pending =
+                b.entries.values().filter(|e| e.state.is_pending() && e.own == own).count();
             let max = self.inner.limits.max_pending;
-            if bounded && pending >= max {
+            if admission != Admission::Resumed && pending >= max {
                 return Err(NodeError::Busy { pending, max });
             }
             b.order.push(hash);
             b.entries.insert(
                 hash,
-                Entry { name, state, seq: None, reason: None, transfer: None, failures: 0, peers },
+                Entry {
+                    name,
+                    state,
+                    seq: None,
+                    reason: None,
+                    transfer: None,
+                    failures: 0,
+                    peers,
+                    own,
+                },
             );
         }
         let node = self.clone();
@@ -622,6 +713,7 @@ impl Node {
                     transfer,
                     failures: 0,
                     peers: Vec::new(),
+                    own: true,
                 },
             );
         }
@@ -662,6 +754,112 @@ impl Node {
     /// The state of the bundle `hash`, if the node knows it.
     pub(crate) fn bundle_state(&self, hash: InfoHash) -> Option<BundleState> {
         lock(&self.inner.bundles).entries.get(&hash).map(|e| e.state)
+    }
+
+    /// The state of the bundle `hash` and the seq its manifest names (known once it was
+    /// fetched and opened), if the node knows it.
+    pub(crate) fn bundle_progress(&self, hash: InfoHash) -> Option<(BundleState, Option<u64>)> {
+        lock(&self.inner.bundles).entries.get(&hash).map(|e| (e.state, e.seq))
+    }
+
+    /// True when this node announces to the tracker `url` (`--tracker`): one it chose.
+    pub(crate) fn own_tracker(&self, url: &str) -> bool {
+        self.inner.swarm.trackers().iter().any(|t| t.as_str() == url)
+    }
+
+    /// The peers the bundle `hash` is asked from besides the session's own.
+    fn entry_peers(&self, hash: InfoHash) -> Vec<SocketAddr> {
+        lock(&self.inner.bundles).entries.get(&hash).map(|e| e.peers.clone()).unwrap_or_default()
+    }
+
+    /// Asks `peers` (besides the session's own) for the bundle `hash` from now on, if it is
+    /// still being resolved or fetched and they differ from those it has: its resolve starts
+    /// again with them (within the same resolve timeout), or its transfer is added again with
+    /// them (keeping the pieces it has). A follower does this when a node it follows moved to
+    /// another BitTorrent address (restarted on another port): the transfer's engine would
+    /// otherwise go on dialling the old one until the stall timeout.
+    pub(crate) fn renew_peers(&self, hash: InfoHash, peers: Vec<SocketAddr>) {
+        let renewed = {
+            let mut b = lock(&self.inner.bundles);
+            match b.entries.get_mut(&hash) {
+                Some(e)
+                    if matches!(e.state, BundleState::Resolving | BundleState::Fetching)
+                        && e.peers != peers =>
+                {
+                    e.peers = peers;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if renewed {
+            info!(info_hash = %hash, "asking other peers for a bundle: a followed node moved");
+            self.inner.peers_renewed.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// Resolves `magnet`, the bundle `hash`'s, within `limit`, asking the entry's peers; when
+    /// they are renewed meanwhile ([`Node::renew_peers`]), asks again with the new ones (the
+    /// limit still counts from the start).
+    async fn resolve_renewing(
+        &self,
+        hash: InfoHash,
+        magnet: &MagnetLink,
+        limit: Duration,
+    ) -> Result<Result<TorrentFile, String>, tokio::time::error::Elapsed> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut renewed = self.inner.peers_renewed.subscribe();
+        let mut watching = true;
+        loop {
+            let peers = self.entry_peers(hash);
+            let resolving = tokio::time::timeout_at(deadline, self.resolve(magnet, &peers));
+            tokio::pin!(resolving);
+            loop {
+                tokio::select! {
+                    r = &mut resolving => return r,
+                    changed = renewed.changed(), if watching => {
+                        if changed.is_err() {
+                            watching = false;
+                        } else if self.entry_peers(hash) != peers {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until `transfer`, the bundle `hash`'s, completes, fails or stalls, or until the
+    /// entry's peers are renewed ([`Node::renew_peers`]) away from `peers`.
+    async fn fetched(
+        &self,
+        hash: InfoHash,
+        transfer: &Transfer,
+        peers: &[SocketAddr],
+        renewed: &mut watch::Receiver<u64>,
+    ) -> Fetched {
+        let stalled = stall(transfer, self.inner.limits.stall_timeout);
+        let done = transfer.wait_complete();
+        tokio::pin!(stalled, done);
+        let mut watching = true;
+        loop {
+            tokio::select! {
+                r = &mut done => {
+                    return match r {
+                        Ok(()) => Fetched::Complete,
+                        Err(e) => Fetched::Failed(one_line(&e)),
+                    };
+                }
+                reason = &mut stalled => return Fetched::Failed(reason),
+                changed = renewed.changed(), if watching => {
+                    if changed.is_err() {
+                        watching = false;
+                    } else if self.entry_peers(hash) != peers {
+                        return Fetched::Renewed;
+                    }
+                }
+            }
+        }
     }
 
     fn update(&self, hash: InfoHash, f: impl FnOnce(&mut Entry)) {
@@ -712,12 +910,7 @@ impl Node {
             Source::Torrent(t) => t,
             Source::Magnet(m) => {
                 let limit = self.inner.limits.resolve_timeout;
-                let peers = lock(&self.inner.bundles)
-                    .entries
-                    .get(&hash)
-                    .map(|e| e.peers.clone())
-                    .unwrap_or_default();
-                let torrent = match tokio::time::timeout(limit, self.resolve(&m, &peers)).await {
+                let torrent = match self.resolve_renewing(hash, &m, limit).await {
                     Ok(Ok(t)) => t,
                     Ok(Err(reason)) => return self.reject(hash, reason).await,
                     Err(_) => {
@@ -741,30 +934,29 @@ impl Node {
             warn!(file = %stored.display(), "cannot store the torrent, so it will not resume after a restart: {e}");
         }
         let out = self.inner.data_dir.join("bundles").join(hash.to_string());
-        let peers = lock(&self.inner.bundles)
-            .entries
-            .get(&hash)
-            .map(|e| e.peers.clone())
-            .unwrap_or_default();
-        let transfer = match self.inner.swarm.fetch(&torrent, &out, &peers).await {
-            Ok(t) => Arc::new(t),
-            Err(e) => return self.reject(hash, one_line(&e)).await,
-        };
-        self.update(hash, |e| {
-            e.name = Some(torrent.name().to_owned());
-            e.state = BundleState::Fetching;
-            e.transfer = Some(transfer.clone());
-        });
-        info!(info_hash = %hash, name = torrent.name(), "fetching bundle");
-        let stalled = stall(&transfer, self.inner.limits.stall_timeout);
-        tokio::select! {
-            done = transfer.wait_complete() => {
-                if let Err(e) = done {
-                    return self.reject(hash, one_line(&e)).await;
-                }
+        let mut renewed = self.inner.peers_renewed.subscribe();
+        let mut peers = self.entry_peers(hash);
+        let transfer = loop {
+            let transfer = match self.inner.swarm.fetch(&torrent, &out, &peers).await {
+                Ok(t) => Arc::new(t),
+                Err(e) => return self.reject(hash, one_line(&e)).await,
+            };
+            self.update(hash, |e| {
+                e.name = Some(torrent.name().to_owned());
+                e.state = BundleState::Fetching;
+                e.transfer = Some(transfer.clone());
+            });
+            info!(info_hash = %hash, name = torrent.name(), "fetching bundle");
+            match self.fetched(hash, &transfer, &peers, &mut renewed).await {
+                Fetched::Complete => break transfer,
+                Fetched::Failed(reason) => return self.reject(hash, reason).await,
+                Fetched::Renewed => {}
             }
-            reason = stalled => return self.reject(hash, reason).await,
-        }
+            // Other peers: the transfer is added again with them (the pieces it has stay).
+            peers = self.entry_peers(hash);
+            self.update(hash, |e| e.transfer = None);
+            self.inner.swarm.remove(&transfer).await;
+        };
         let path = transfer.path().to_path_buf();
         let node = self.clone();
         let opened = tokio::task::spawn_blocking(move || node.open_for(&path)).await;
@@ -1067,7 +1259,7 @@ impl Node {
 
     /// The network, and the authority set in force after the last commit (the network's
     /// first set when the ledger cannot be read: verification repeats the check anyway).
-    fn in_force(&self) -> (Network, AuthoritySet) {
+    pub(crate) fn in_force(&self) -> (Network, AuthoritySet) {
         let network = self.inner.network.clone();
         let set = self
             .snapshot()
@@ -1104,7 +1296,15 @@ impl Node {
     pub fn status(&self) -> Status {
         // The bundles first, then the ledger: a bundle shown applying whose seq the ledger
         // already holds was committed in between, and is shown applied, so the two agree.
+        // Only the newest are listed, so that the status (and each status event) stays
+        // bounded however long the chain; the transfers are summed over all.
         let mut torrents = self.bundles();
+        let mut transfer = TransferTotals::default();
+        for t in &torrents {
+            transfer.add(t);
+        }
+        let torrents_known = torrents.len();
+        let mut torrents = torrents.split_off(torrents_known.saturating_sub(STATUS_BUNDLES));
         let Summary { network, last_seq, state_root, batches } = self.summary();
         for t in &mut torrents {
             if t.state == BundleState::Applying && t.seq.is_some_and(|s| s <= last_seq) {
@@ -1123,6 +1323,8 @@ impl Node {
             state_root,
             batches,
             torrents,
+            torrents_known,
+            transfer,
             evidence: self
                 .evidence()
                 .unwrap_or_default()
@@ -1151,31 +1353,21 @@ impl Node {
     /// Every bundle the node knows, oldest first.
     pub fn bundles(&self) -> Vec<BundleStatus> {
         let b = lock(&self.inner.bundles);
-        b.order
-            .iter()
-            .filter_map(|h| b.entries.get(h).map(|e| (h, e)))
-            .map(|(hash, e)| {
-                let p = e.transfer.as_ref().map(|t| t.progress());
-                BundleStatus {
-                    info_hash: hash.to_string(),
-                    name: e.name.clone(),
-                    state: e.state,
-                    seq: e.seq,
-                    reason: e.reason.clone(),
-                    percent: p.as_ref().map_or(0.0, |p| (p.percent() * 100.0).round() / 100.0),
-                    size: p.as_ref().map_or(0, |p| p.total),
-                    fetched: p.as_ref().map_or(0, |p| p.fetched),
-                    uploaded: p.as_ref().map_or(0, |p| p.uploaded),
-                    // The engine's estimate decays slowly; a finished download takes nothing.
-                    down_bps: p
-                        .as_ref()
-                        .filter(|p| !p.finished)
-                        .map_or(0, |p| p.down_bps.round() as u64),
-                    up_bps: p.as_ref().map_or(0, |p| p.up_bps.round() as u64),
-                    peers: p.as_ref().map_or(0, |p| p.peers),
-                }
-            })
-            .collect()
+        b.listed().map(|(hash, e)| bundle_status(hash, e)).collect()
+    }
+
+    /// The bundles the node knows from position `from` on (1 is the oldest; 0 is taken as
+    /// 1), at most `limit`, oldest first: `GET /v1/bundles?from=N&limit=N`.
+    pub fn bundles_page(&self, from: u64, limit: usize) -> BundlePage {
+        let b = lock(&self.inner.bundles);
+        let known = b.listed().count();
+        let from = from.max(1);
+        let skip = usize::try_from(from - 1).unwrap_or(usize::MAX);
+        let bundles: Vec<BundleStatus> =
+            b.listed().skip(skip).take(limit).map(|(hash, e)| bundle_status(hash, e)).collect();
+        let end = from.saturating_add(bundles.len() as u64);
+        let next = (!bundles.is_empty() && end <= known as u64).then_some(end);
+        BundlePage { bundles, known, from, next }
     }
 
     /// The whole state as one JSON value, with the network, root and position (`null` once

@@ -71,6 +71,49 @@ pub struct BundleStatus {
     pub peers: u32,
 }
 
+/// Bundles `GET /v1/status` (and so each status event) lists at most: the newest. Every
+/// bundle the node knows is at `GET /v1/bundles?from=N&limit=N`, page by page.
+pub const STATUS_BUNDLES: usize = 32;
+
+/// Transfers summed over every bundle the node knows, listed in the status or not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TransferTotals {
+    /// Bytes downloaded from peers (this run).
+    pub fetched: u64,
+    /// Bytes uploaded to peers (this run).
+    pub uploaded: u64,
+    /// Receive rate now, bytes per second.
+    pub down_bps: u64,
+    /// Send rate now, bytes per second.
+    pub up_bps: u64,
+    /// Peers connected now, over all bundles.
+    pub peers: u32,
+}
+
+impl TransferTotals {
+    /// Adds one bundle's figures.
+    pub fn add(&mut self, b: &BundleStatus) {
+        self.fetched = self.fetched.saturating_add(b.fetched);
+        self.uploaded = self.uploaded.saturating_add(b.uploaded);
+        self.down_bps = self.down_bps.saturating_add(b.down_bps);
+        self.up_bps = self.up_bps.saturating_add(b.up_bps);
+        self.peers = self.peers.saturating_add(b.peers);
+    }
+}
+
+/// One page of the bundles a node knows (`GET /v1/bundles?from=N&limit=N`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BundlePage {
+    /// The bundles at positions `from` on, oldest first.
+    pub bundles: Vec<BundleStatus>,
+    /// How many bundles the node knows (positions 1 to `known`).
+    pub known: usize,
+    /// The position of the first bundle listed (1 is the oldest).
+    pub from: u64,
+    /// The position to ask for next; `None` after the last page.
+    pub next: Option<u64>,
+}
+
 /// The authority set in force, as the status shows it (the keys: `GET /v1/authorities`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuthoritySummary {
@@ -111,8 +154,14 @@ pub struct Status {
     pub state_root: String,
     /// Batches in the ledger's log.
     pub batches: u64,
-    /// Every bundle the node knows, oldest first (refused ones: only the newest).
+    /// The newest bundles the node knows (at most [`STATUS_BUNDLES`]), oldest first; of the
+    /// refused, the node keeps only the newest. `GET /v1/bundles?from=N&limit=N` pages
+    /// through all of them.
     pub torrents: Vec<BundleStatus>,
+    /// How many bundles the node knows: `torrents` lists the newest of them.
+    pub torrents_known: usize,
+    /// Transfers summed over every bundle the node knows (not only those listed).
+    pub transfer: TransferTotals,
     /// Fork evidence: validly signed bundles that claim a seq already applied.
     pub evidence: Vec<EvidenceSummary>,
     /// The newest signed head this node knows (`GET /v1/head` has the token).

@@ -88,7 +88,10 @@ pub(crate) struct Checked {
     pub(crate) verified: std::sync::Arc<swarmvm_token::VerifiedContract>,
 }
 
-/// The token in a submission's body: the bytes as text, without a trailing line end.
+/// The token in a submission's body: the bytes as text, without a trailing line end. The
+/// token is exactly what is queued, cut and hashed into the contract's id, so anything else
+/// (a second line end, spaces, another line) is refused rather than given an id that the
+/// ledger would never know: a compact JWS holds only base64url characters and dots.
 pub(crate) fn token_of(body: &[u8]) -> Result<&str, SubmitError> {
     let text = std::str::from_utf8(body).map_err(|_| {
         SubmitError::Malformed("not a signed contract: the body is not text".into())
@@ -104,6 +107,13 @@ pub(crate) fn token_of(body: &[u8]) -> Result<&str, SubmitError> {
         return Err(SubmitError::Malformed(format!(
             "the contract is {} bytes; at most {MAX_TOKEN_LEN} are accepted",
             token.len()
+        )));
+    }
+    if let Some(c) =
+        token.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(SubmitError::Malformed(format!(
+            "not a signed contract: the body holds {c:?}, and a contract is one compact JWS (base64url characters and dots), at most one line end after it"
         )));
     }
     Ok(token)
@@ -168,6 +178,28 @@ impl KeyCache {
     }
 }
 
+/// Why [`verify_contract`] refused a contract, as a submission's refusal: only what concerns
+/// its signature and signer is a bad signature; a claim out of its range or of the wrong form
+/// says so.
+fn refused_contract(e: &VerifyError) -> SubmitError {
+    match e {
+        VerifyError::AudienceMismatch { .. } => SubmitError::WrongNetwork(e.to_string()),
+        VerifyError::InvalidClaim { claim, .. } if claim == "nonce" => {
+            SubmitError::Malformed(format!("nonce out of range: {e}"))
+        }
+        VerifyError::AlgNone
+        | VerifyError::AlgorithmMismatch { .. }
+        | VerifyError::UnsupportedHeader { .. }
+        | VerifyError::UnknownKid(_)
+        | VerifyError::UnknownIssuer(_)
+        | VerifyError::NoSigner
+        | VerifyError::IssuerMismatch { .. }
+        | VerifyError::BadSignature(_)
+        | VerifyError::Hs256NotAllowed(_) => SubmitError::BadSignature(e.to_string()),
+        _ => SubmitError::Malformed(format!("not a signed contract: {e}")),
+    }
+}
+
 /// The sequencer's check against its ledger's last commit.
 pub(crate) fn check(
     snapshot: &Snapshot,
@@ -187,14 +219,8 @@ pub(crate) fn check(
         .key(snapshot, &signer)
         .map_err(|e| unavailable(&e))?
         .ok_or_else(|| SubmitError::Unregistered(swarmvm_primitives::text::shown(&signer)))?;
-    let verified =
-        verify_contract(token, &TrustStore::with_keys([&key]), network).map_err(|e| match e {
-            VerifyError::AudienceMismatch { .. } => SubmitError::WrongNetwork(e.to_string()),
-            VerifyError::WrongKind { .. } | VerifyError::Malformed(_) => {
-                SubmitError::Malformed(format!("not a signed contract: {e}"))
-            }
-            other => SubmitError::BadSignature(other.to_string()),
-        })?;
+    let verified = verify_contract(token, &TrustStore::with_keys([&key]), network)
+        .map_err(|e| refused_contract(&e))?;
     if snapshot
         .record(Table::Revocation, &swarmvm_vm::revoked_id(&verified.signer))
         .map_err(|e| unavailable(&e))?
@@ -229,6 +255,11 @@ mod tests {
         assert_eq!(token_of(b"a.b.c\r\n").unwrap(), "a.b.c");
         assert!(token_of(b"").is_err());
         assert!(token_of(&[0xff, 0xfe]).is_err());
+        // Exactly what is hashed into the id is applied: one line end at most, nothing else.
+        for bad in [&b"a.b.c\n\n"[..], b"a.b.c\r\n\r\n", b"a.b.c \n", b"a.b.c\n\r", b"a.b\n.c"] {
+            let e = token_of(bad).unwrap_err();
+            assert!(matches!(e, SubmitError::Malformed(_)), "{e}");
+        }
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let make = |typ: &str, aud: &str| {
             format!(
@@ -300,14 +331,21 @@ impl crate::Node {
     /// Takes a signed contract (`POST /v1/contracts`): the sequencer checks it and queues it
     /// durably; any other node checks its form and network and forwards it to the nodes it
     /// follows until the sequencer answers. Returns its id once the sequencer stored it.
-    pub async fn submit_contract(&self, body: &[u8], hops: u32) -> Result<Hash32, Refusal> {
+    /// `hops` and `via` say which nodes forwarded it already (the `swarmvm-hops` and
+    /// `swarmvm-via` headers; 0 and `""` for a client's own submission).
+    pub async fn submit_contract(
+        &self,
+        body: &[u8],
+        hops: u32,
+        via: &str,
+    ) -> Result<Hash32, Refusal> {
         let token = token_of(body)?;
         let network = self.network().id().to_owned();
         precheck(token, &network)?;
         let Some(sequencer) = self.inner.sequencer.clone() else {
             let id = Hash32::digest(token.as_bytes());
             let reply = self
-                .forward("/v1/contracts", "application/jose", token.as_bytes().to_vec(), hops)
+                .forward("/v1/contracts", "application/jose", token.as_bytes().to_vec(), hops, via)
                 .await
                 .map_err(SubmitError::Unavailable)?;
             if reply.status == 202 {
@@ -336,15 +374,17 @@ impl crate::Node {
     /// Takes registration tokens and modules for the next cut, or a whole folder signed
     /// elsewhere to publish as the next bundle (`POST /v1/registrations`, a JSON body
     /// `{"tokens", "modules" (base64), "manifest"?, "contracts"?}`); other nodes forward it.
-    /// Returns the status and the JSON answer.
+    /// Returns the status and the JSON answer. `hops` and `via` as for
+    /// [`Node::submit_contract`](crate::Node::submit_contract).
     pub async fn submit_registrations(
         &self,
         body: &[u8],
         hops: u32,
+        via: &str,
     ) -> Result<(u16, Value), Refusal> {
         let Some(sequencer) = self.inner.sequencer.clone() else {
             let reply = self
-                .forward("/v1/registrations", "application/json", body.to_vec(), hops)
+                .forward("/v1/registrations", "application/json", body.to_vec(), hops, via)
                 .await
                 .map_err(SubmitError::Unavailable)?;
             if reply.is_success() {
@@ -357,6 +397,20 @@ impl crate::Node {
                 "the body must be {{\"tokens\": [...], \"modules\": [base64...], \"manifest\"?: ..., \"contracts\"?: [...]}}: {e}"
             ))
         })?;
+        // A signed folder's manifest is verified first, against the authority set in force:
+        // nothing of a folder signed by anyone else is decoded, hashed or written.
+        let verified = match request.manifest.as_deref() {
+            Some(manifest) => {
+                let (network, set) = self.in_force();
+                let verified = swarmvm_token::verify_manifest(manifest.trim(), network.id(), &set)
+                    .map_err(|e| SubmitError::Refused(format!("manifest: {e}")))?;
+                // Then the files sent must be those it lists, of its sizes (their hashes are
+                // checked when the folder is opened).
+                check_text_files(&verified, &request.tokens, &request.contracts)?;
+                Some(verified)
+            }
+            None => None,
+        };
         let b64 = base64::engine::general_purpose::STANDARD;
         let modules = request
             .modules
@@ -367,7 +421,7 @@ impl crate::Node {
                     .map_err(|_| SubmitError::Refused(format!("module {} is not base64", i + 1)))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let Some(manifest) = request.manifest else {
+        let (Some(manifest), Some(verified)) = (request.manifest, verified) else {
             if !request.contracts.is_empty() {
                 return Err(SubmitError::Refused(
                     "contracts go to POST /v1/contracts one by one (or send the folder with its manifest)"
@@ -378,13 +432,12 @@ impl crate::Node {
             let queued = sequencer.submit_registrations(self, request.tokens, modules).await?;
             return Ok((202, serde_json::json!({ "queued": queued })));
         };
-        let peek = swarmvm_token::peek_manifest(manifest.trim())
-            .map_err(|e| SubmitError::Refused(format!("manifest: {e}")))?;
+        check_modules(&verified, &modules)?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let staging = self.data_dir().join("cuts").join(format!("submitted-{nanos}"));
-        let dir = staging.join(format!("bundle-{}", peek.seq));
+        let dir = staging.join(format!("bundle-{}", verified.seq));
         let written =
             crate::sequencer::write_folder(&dir, &request.tokens, &request.contracts, &modules)
                 .and_then(|()| {
@@ -398,7 +451,7 @@ impl crate::Node {
             return Err(SubmitError::Unavailable(format!("cannot stage the folder: {e}")).into());
         }
         match sequencer.publish_signed(self, &staging, &dir).await {
-            Ok(seq) => Ok((200, serde_json::json!({ "seq": seq, "bundle": peek.id }))),
+            Ok(seq) => Ok((200, serde_json::json!({ "seq": seq, "bundle": verified.id }))),
             Err(e) => {
                 let _ = crate::node::remove_tree(&staging);
                 Err(match e {
@@ -409,6 +462,70 @@ impl crate::Node {
             }
         }
     }
+}
+
+/// The bytes of a bundle's text file of `lines`, one item a line (as
+/// [`write_folder`](crate::sequencer::write_folder) writes it).
+fn lines_size(lines: &[String]) -> u64 {
+    lines.iter().map(|l| l.len() as u64 + 1).sum()
+}
+
+/// Refuses a posted folder whose registration tokens or contracts are not of the sizes its
+/// (verified) manifest lists; nothing is hashed or written.
+fn check_text_files(
+    manifest: &swarmvm_token::VerifiedManifest,
+    tokens: &[String],
+    contracts: &[String],
+) -> Result<(), SubmitError> {
+    use swarmvm_bundle::layout::{CONTRACTS_FILE, TOKENS_FILE};
+    for (name, lines) in [(TOKENS_FILE, tokens), (CONTRACTS_FILE, contracts)] {
+        let sent = lines_size(lines);
+        let declared = manifest.files.get(name).map_or(0, |d| d.size);
+        if sent != declared {
+            return Err(SubmitError::Refused(format!(
+                "the folder's {name} would be {sent} bytes (one item a line), its manifest lists {declared}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a posted folder whose modules are not exactly those its (verified) manifest lists,
+/// of its sizes.
+fn check_modules(
+    manifest: &swarmvm_token::VerifiedManifest,
+    modules: &[Vec<u8>],
+) -> Result<(), SubmitError> {
+    let listed: std::collections::BTreeMap<&str, u64> = manifest
+        .files
+        .iter()
+        .filter(|(name, _)| swarmvm_token::module_hash(name).is_some())
+        .map(|(name, d)| (name.as_str(), d.size))
+        .collect();
+    // Sizes first: a module the manifest cannot list is refused before it is hashed.
+    if let Some(m) = modules.iter().find(|m| !listed.values().any(|size| *size == m.len() as u64)) {
+        return Err(SubmitError::Refused(format!(
+            "a module of {} bytes was sent that the manifest does not list",
+            m.len()
+        )));
+    }
+    let sent: std::collections::BTreeMap<String, u64> = modules
+        .iter()
+        .map(|m| (swarmvm_token::module_file(&Hash32::digest(m)), m.len() as u64))
+        .collect();
+    if let Some(name) = sent.keys().find(|name| !listed.contains_key(name.as_str())) {
+        return Err(SubmitError::Refused(format!(
+            "module {} was sent but the manifest does not list it",
+            swarmvm_primitives::text::shown(name)
+        )));
+    }
+    if let Some(name) = listed.keys().find(|name| !sent.contains_key(**name)) {
+        return Err(SubmitError::Refused(format!(
+            "the manifest lists {}, which was not sent",
+            swarmvm_primitives::text::shown(name)
+        )));
+    }
+    Ok(())
 }
 
 /// `POST /v1/registrations`'s body.

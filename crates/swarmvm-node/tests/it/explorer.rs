@@ -271,3 +271,129 @@ async fn event_streams_are_bounded_and_a_closed_one_frees_its_place() {
     drop(open);
     node.shutdown().await;
 }
+
+/// Posts magnets `range` that nobody can resolve (their tracker's port answers nothing): each
+/// stays a bundle the node knows, resolving. Returns their info-hashes, in order.
+fn dead_magnets(http: SocketAddr, range: std::ops::Range<u32>) -> Vec<String> {
+    range
+        .map(|i| {
+            let magnet = format!(
+                "magnet:?xt=urn:btih:{:040x}&tr=http%3A%2F%2F127.0.0.1%3A9%2Fannounce",
+                u128::from(i) + 1
+            );
+            let body = serde_json::json!({ "magnet": magnet }).to_string();
+            let (code, answer) = swarmvm_test_support::http::post(http, "/v1/bundles", &body);
+            assert_eq!(code, 202, "{answer}");
+            answer["info_hash"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+fn info_hashes(list: &Value) -> Vec<String> {
+    list.as_array().unwrap().iter().map(|b| b["info_hash"].as_str().unwrap().to_owned()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_and_its_events_list_the_newest_bundles_and_the_rest_are_paged() {
+    use swarmvm_node::STATUS_BUNDLES;
+    let a = Authority::new(1).await;
+    let limits = NodeLimits {
+        max_pending: 100,
+        resolve_timeout: Duration::from_secs(600),
+        ..NodeLimits::default()
+    };
+    let node = swarmvm_node::Node::start(NodeOptions {
+        data_dir: a.dir.path().join("peer"),
+        network: Some(a.net.network.clone()),
+        swarm: SwarmOptions::loopback(),
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        limits,
+        ..NodeOptions::default()
+    })
+    .await
+    .unwrap();
+    let http = node.http_addr().unwrap();
+    let n = STATUS_BUNDLES + 13;
+    let hashes = dead_magnets(http, 0..n as u32);
+
+    // The status lists the newest, with how many there are and transfers summed over all.
+    let (code, status) = get(http, "/v1/status");
+    assert_eq!(code, 200, "{status}");
+    assert_eq!(info_hashes(&status["torrents"]), hashes[n - STATUS_BUNDLES..].to_vec());
+    assert_eq!(status["torrents_known"], n);
+    assert_eq!(status["transfer"]["fetched"], 0);
+    assert_eq!(status["transfer"]["peers"], 0);
+    let size = status.to_string().len();
+
+    // The rest, a page at a time, oldest first; a page of all, and past the end.
+    let (code, older) = get(http, &format!("/v1/bundles?from=1&limit={}", n - STATUS_BUNDLES));
+    assert_eq!(code, 200, "{older}");
+    assert_eq!(info_hashes(&older["bundles"]), hashes[..n - STATUS_BUNDLES].to_vec());
+    assert_eq!(older["known"], n);
+    assert_eq!(older["from"], 1);
+    assert_eq!(older["next"], n - STATUS_BUNDLES + 1);
+    let mut all = Vec::new();
+    let mut from = 1;
+    loop {
+        let (code, page) = get(http, &format!("/v1/bundles?from={from}&limit=10"));
+        assert_eq!(code, 200, "{page}");
+        assert!(page["bundles"].as_array().unwrap().len() <= 10, "{page}");
+        all.extend(info_hashes(&page["bundles"]));
+        assert!(all.len() <= n, "{page}");
+        match page["next"].as_u64() {
+            Some(next) => from = next,
+            None => break,
+        }
+    }
+    assert_eq!(all, hashes);
+    let (code, page) = get(http, "/v1/bundles");
+    assert_eq!((code, info_hashes(&page["bundles"])), (200, hashes.clone()));
+    assert_eq!(page["next"], Value::Null);
+    let (code, page) = get(http, &format!("/v1/bundles?from={}", n + 1));
+    assert_eq!((code, page["bundles"].as_array().map(Vec::len)), (200, Some(0)), "{page}");
+    assert_eq!(page["next"], Value::Null);
+    for bad in ["limit=0", "limit=1001", "from=x", "after=3"] {
+        let (code, answer) = get(http, &format!("/v1/bundles?{bad}"));
+        assert_eq!(code, 400, "{bad}: {answer}");
+    }
+
+    // Each status event is as bounded as the status.
+    let mut events =
+        tokio::task::spawn_blocking(move || Events::open(http)).await.unwrap().unwrap();
+    let (first, mut events) = tokio::task::spawn_blocking(move || {
+        let s = events.next_status(Duration::from_secs(10));
+        (s, events)
+    })
+    .await
+    .unwrap();
+    let first = first.expect("a status event at once");
+    assert_eq!(first["torrents"].as_array().unwrap().len(), STATUS_BUNDLES);
+    assert_eq!(first["torrents_known"], n);
+
+    // Twenty more: the status and the events stay the same size; the metrics count them all.
+    let more = dead_magnets(http, n as u32..n as u32 + 20);
+    let (_, status) = get(http, "/v1/status");
+    let newest: Vec<String> =
+        hashes.iter().chain(&more).skip(n + 20 - STATUS_BUNDLES).cloned().collect();
+    assert_eq!(info_hashes(&status["torrents"]), newest);
+    assert_eq!(status["torrents_known"], n + 20);
+    let later = status.to_string().len();
+    assert!(later <= size + 16, "the status grew from {size} to {later} bytes");
+    let last = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let s = events.next_status(Duration::from_secs(10)).expect("status events");
+            if s["torrents_known"] == n + 20 || Instant::now() > deadline {
+                return s;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(last["torrents_known"], n + 20, "{last}");
+    assert_eq!(info_hashes(&last["torrents"]), newest);
+    let metrics = exchange(http, "GET", "/metrics", &[("Host", &http.to_string())], "");
+    let resolving = format!("\nswarmvm_bundles{{state=\"resolving\"}} {}\n", n + 20);
+    assert!(metrics.body.contains(&resolving), "{}", metrics.body);
+    node.shutdown().await;
+}

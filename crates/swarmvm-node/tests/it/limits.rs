@@ -468,3 +468,119 @@ async fn only_the_hosts_served_and_same_origin_writes_are_answered() {
     let _: Value = get(http, "/v1/status").1;
     node.shutdown().await;
 }
+
+/// Opens a connection holding a follower's long poll, `GET /v1/head?wait=25` (kept alive).
+fn long_poll(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(format!("GET /v1/head?wait=25 HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .unwrap();
+    s
+}
+
+/// Opens a connection whose request's body never comes: busy until the request timeout.
+fn body_never_sent(addr: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(
+        format!("POST /v1/contracts HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 100\r\n\r\nab")
+            .as_bytes(),
+    )
+    .unwrap();
+    s
+}
+
+/// The status line and headers of an answer on `stream`, if one comes within `limit`.
+fn answer_within(stream: &mut TcpStream, limit: Duration) -> Option<String> {
+    let deadline = Instant::now() + limit;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(n) if n > 0 => raw.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    text.starts_with("HTTP/1.1 ").then_some(text)
+}
+
+/// `GET /v1/status` on a new connection: its status code, or `None` when the node refused or
+/// dropped the connection (or did not answer within 5 s).
+fn status_code(addr: SocketAddr) -> Option<u16> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.write_all(
+        format!("GET /v1/status HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .ok()?;
+    let head = answer_within(&mut s, Duration::from_secs(5))?;
+    head.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn with_connections(max_connections: usize) -> NodeOptions {
+    let http = HttpLimits { max_connections, ..HttpLimits::default() };
+    NodeOptions { limits: NodeLimits { http, ..NodeLimits::default() }, ..NodeOptions::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_polls_are_capped_so_they_never_take_every_connection() {
+    let a = Authority::new(1).await;
+    let node = node_with(&a, "peer", with_connections(8)).await;
+    let http = node.http_addr().unwrap();
+    let (answered, status, took) = tokio::task::spawn_blocking(move || {
+        // As many long polls as the node takes connections. No head is known here, so each
+        // would wait its whole 25 s.
+        let mut polls: Vec<TcpStream> = (0..8).map(|_| long_poll(http)).collect();
+        std::thread::sleep(Duration::from_millis(500));
+        let answered: Vec<String> =
+            polls.iter_mut().filter_map(|p| answer_within(p, Duration::from_millis(500))).collect();
+        let started = Instant::now();
+        let status = status_code(http);
+        let took = started.elapsed();
+        drop(polls);
+        (answered, status, took)
+    })
+    .await
+    .unwrap();
+    // A quarter of the connections wait; the polls beyond are answered at once with the head
+    // known (none yet), and their connections can be taken back.
+    assert_eq!(answered.len(), 6, "{answered:?}");
+    for a in &answered {
+        assert!(a.starts_with("HTTP/1.1 404"), "{a}");
+    }
+    assert_eq!(status, Some(200), "a status request found no connection (after {took:?})");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_is_ended_early_to_make_room_when_every_connection_is_busy() {
+    let a = Authority::new(1).await;
+    let node = node_with(&a, "peer", with_connections(4)).await;
+    let http = node.http_addr().unwrap();
+    let (shed, status, took) = tokio::task::spawn_blocking(move || {
+        let mut poll = long_poll(http);
+        std::thread::sleep(Duration::from_millis(300));
+        // Every other connection is busy with a request whose body never comes.
+        let busy: Vec<TcpStream> = (0..3).map(|_| body_never_sent(http)).collect();
+        std::thread::sleep(Duration::from_millis(500));
+        let started = Instant::now();
+        let status = status_code(http);
+        let took = started.elapsed();
+        let shed = answer_within(&mut poll, Duration::from_secs(5));
+        drop(busy);
+        (shed, status, took)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, Some(200), "a status request found no connection (after {took:?})");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    // The long poll made room: answered early with the head known (none yet), and closed.
+    let shed = shed.expect("the long poll was answered early");
+    assert!(shed.starts_with("HTTP/1.1 404"), "{shed}");
+    assert!(shed.to_ascii_lowercase().contains("connection: close"), "{shed}");
+    node.shutdown().await;
+}

@@ -687,3 +687,223 @@ async fn bundles_from_elsewhere_apply_between_cuts_and_a_cut_is_never_a_fork_of_
         node.shutdown().await;
     }
 }
+
+/// A magnet nobody can resolve (its tracker is a port where nothing answers), as a stranger
+/// posts it.
+fn dead_magnet(i: u8) -> String {
+    json!({"magnet": format!("magnet:?xt=urn:btih:{:040x}&tr=http%3A%2F%2F127.0.0.1%3A9%2Fannounce", u128::from(i) + 1)})
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_filling_the_pending_slots_never_hold_up_a_followers_own_fetches() {
+    use swarmvm_node::{BundleState, NodeLimits};
+    let live = Live::new(1);
+    let seq = live.sequencer("seq", SequencerOptions { cut_at: 1, ..fast() }).await;
+    live.register(&seq);
+    assert!(seq.wait_applied(1, LIMIT).await);
+    // Dead magnets would hold their slots far longer than this test waits.
+    let limits = NodeLimits {
+        max_pending: 2,
+        resolve_timeout: Duration::from_secs(600),
+        ..NodeLimits::default()
+    };
+    let follow = FollowOptions { urls: vec![url(&seq)], poll: Duration::from_millis(100) };
+    let follower = live
+        .start("f", NodeOptions { follow: Some(follow), limits, ..NodeOptions::default() })
+        .await;
+    assert!(follower.wait_applied(1, LIMIT).await, "{:?}", follower.status());
+    // Strangers post dead magnets until the node refuses more.
+    let mut accepted = 0;
+    for i in 0..10 {
+        let (code, answer) = request(http(&follower), "POST", "/v1/bundles", Some(&dead_magnet(i)));
+        if code == 429 {
+            break;
+        }
+        assert_eq!(code, 202, "{answer}");
+        accepted += 1;
+    }
+    assert_eq!(accepted, 2, "the slots for strangers' bundles are full");
+    // The sequencer goes on: the follower's own fetches have slots of their own.
+    for nonce in 1..=3 {
+        let c = live.net.contract(0, nonce, &[student(&format!("S{nonce}"))]);
+        assert_eq!(submit(&seq, &c).0, 202);
+        assert!(seq.wait_applied(nonce + 1, LIMIT).await);
+    }
+    assert!(
+        follower.wait_applied(4, Duration::from_secs(30)).await,
+        "the follower stayed behind: {:?}",
+        follower.status()
+    );
+    assert_eq!(follower.state_root(), seq.state_root());
+    // Nothing of the strangers' was dropped to make room, and they still hold their slots.
+    let resolving = follower.bundles().iter().filter(|b| b.state == BundleState::Resolving).count();
+    assert_eq!(resolving, 2, "{:?}", follower.bundles());
+    let (code, _) = request(http(&follower), "POST", "/v1/bundles", Some(&dead_magnet(20)));
+    assert_eq!(code, 429);
+    for node in [seq, follower] {
+        node.shutdown().await;
+    }
+}
+
+/// A node answering every request with a redirect (307, which re-sends a body) to `target`.
+async fn redirecting(target: String) -> String {
+    use axum::http::{StatusCode, header};
+    let app = axum::Router::new().fallback(move || {
+        let target = target.clone();
+        async move { (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, target)], "") }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+/// A node that takes anything (202) and counts the requests it got.
+async fn counting(hits: Arc<std::sync::atomic::AtomicUsize>) -> String {
+    let app =
+        axum::Router::new().fallback(move || {
+            hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                (axum::http::StatusCode::ACCEPTED, axum::Json(json!({"id": "0", "queued": 1})))
+            }
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_never_follows_a_redirect_with_a_submission() {
+    let live = Live::new(1);
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let elsewhere = counting(hits.clone()).await;
+    let redirect = redirecting(format!("{elsewhere}/v1/contracts")).await;
+    let follower = live.follower("f", vec![redirect.clone()]).await;
+    let contract = live.net.contract(0, 1, &[student("S1")]);
+    let (code, answer) = submit(&follower, &contract);
+    assert_eq!(code, 503, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("redirect"), "{answer}");
+    let tokens = json!({ "tokens": live.net.tokens }).to_string();
+    let (code, answer) = request(http(&follower), "POST", "/v1/registrations", Some(&tokens));
+    assert_eq!(code, 503, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("redirect"), "{answer}");
+    // The client answers with the redirect itself.
+    let client = swarmvm_node::client::Client::new(Duration::from_secs(5));
+    let reply = client
+        .post(&redirect, "/v1/contracts", "application/jose", contract.into_bytes(), &[])
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 307);
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a request was sent where the redirect pointed"
+    );
+    follower.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contract_body_with_more_than_one_line_end_is_refused_not_given_an_id_never_applied() {
+    let live = Live::new(1);
+    let seq = live.sequencer("seq", fast()).await;
+    live.register(&seq);
+    assert!(seq.wait_applied(1, LIMIT).await);
+    let follower = live.follower("f", vec![url(&seq)]).await;
+    assert!(follower.wait_applied(1, LIMIT).await);
+    let contract = live.net.contract(0, 1, &[student("S1")]);
+    for node in [&seq, &follower] {
+        for body in [
+            format!("{contract}\n\n"),
+            format!("{contract}\r\n\r\n"),
+            format!("{contract} \n"),
+            format!("{contract}\n{contract}\n"),
+        ] {
+            let (code, answer) = submit(node, &body);
+            assert_eq!(code, 400, "{body:?}: {answer}");
+            assert!(
+                answer["error"].as_str().unwrap().contains("not a signed contract"),
+                "{answer}"
+            );
+        }
+    }
+    assert_eq!(seq.status().sequencer.unwrap().queued, 0, "nothing refused was queued");
+    // With one line end, the id given is the id of what applies.
+    let id = Hash32::digest(contract.as_bytes()).to_hex();
+    let (code, answer) = submit(&follower, &format!("{contract}\n"));
+    assert_eq!((code, answer["id"].clone()), (202, json!(id)), "{answer}");
+    assert!(seq.wait_applied(2, LIMIT).await);
+    until("the contract applied under its id", || contract_state(&seq, &id) == "applied").await;
+    for node in [seq, follower] {
+        node.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonce_out_of_range_is_refused_as_such_not_as_a_bad_signature() {
+    use swarmvm_test_support::{ForgeKey, forge};
+    let live = Live::new(1);
+    let seq = live.sequencer("seq", fast()).await;
+    live.register(&seq);
+    assert!(seq.wait_applied(1, LIMIT).await);
+    let peer = &live.net.peers[0];
+    let id = peer.id().to_string();
+    let header = json!({"alg": "EdDSA", "typ": "swarmvm-contract+jwt", "kid": id});
+    for nonce in [json!(1u64 << 53), json!(u64::MAX), json!(0)] {
+        let claims = json!({
+            "iss": id,
+            "aud": live.net.id(),
+            "iat": swarmvm_test_support::now(),
+            "nonce": nonce,
+            "actions": [student("S1")],
+        });
+        // Validly signed by a registered wallet: only the nonce is wrong.
+        let token = forge(&header, &claims, ForgeKey::Wallet(peer));
+        let (code, answer) = submit(&seq, &token);
+        assert_eq!(code, 400, "{nonce}: {answer}");
+        let error = answer["error"].as_str().unwrap();
+        assert!(error.contains("nonce out of range"), "{nonce}: {error}");
+        assert!(!error.contains("signature"), "{nonce}: {error}");
+    }
+    assert_eq!(seq.status().sequencer.unwrap().queued, 0);
+    seq.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_followers_that_follow_each_other_answer_submissions_at_once() {
+    let live = Live::new(1);
+    // b's address is chosen first, so that a can follow b and b follow a.
+    let b_addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let a = live.follower("a", vec![format!("http://{b_addr}")]).await;
+    let b = Node::start(NodeOptions {
+        data_dir: live.dir.path().join("b"),
+        network: Some(live.net.network.clone()),
+        swarm: SwarmOptions::loopback(),
+        http: Some(b_addr),
+        follow: Some(FollowOptions { urls: vec![url(&a)], poll: Duration::from_millis(100) }),
+        ..NodeOptions::default()
+    })
+    .await
+    .unwrap();
+    let to = http(&a);
+    let tokens = json!({ "tokens": live.net.tokens }).to_string();
+    let contract = live.net.contract(0, 1, &[student("S1")]);
+    let answers = tokio::task::spawn_blocking(move || {
+        [("/v1/registrations", tokens), ("/v1/contracts", contract)].map(|(path, body)| {
+            let started = Instant::now();
+            let (code, answer) = request(to, "POST", path, Some(&body));
+            (path, code, answer, started.elapsed())
+        })
+    })
+    .await
+    .unwrap();
+    for (path, code, answer, took) in answers {
+        assert!(took < Duration::from_secs(5), "{path} took {took:?}: {answer}");
+        assert_eq!(code, 503, "{path}: {answer}");
+        assert!(answer["error"].as_str().unwrap().contains("back"), "{path}: {answer}");
+    }
+    for node in [a, b] {
+        node.shutdown().await;
+    }
+}

@@ -4,10 +4,13 @@
 mod api;
 mod authority;
 mod busy;
+mod cuts;
 mod explorer;
+mod following;
 mod fuzz_corpus;
 mod hostile;
 mod limits;
 mod live;
 mod order;
+mod registrations;
 mod support;

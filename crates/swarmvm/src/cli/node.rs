@@ -183,7 +183,7 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
                 })
                 .await?;
                 for s in sources {
-                    node.add(s)?;
+                    node.add_own(s, Vec::new())?;
                 }
                 let status = node.status();
                 let started = json!({
