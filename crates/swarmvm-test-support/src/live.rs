@@ -202,6 +202,41 @@ impl LiveNet {
         self.dir.path()
     }
 
+    /// The network's authority (the key the sequencer signs with), to sign registrations.
+    pub fn authority(&self) -> Wallet {
+        let (key, _) =
+            swarmvm_wallet::read_key_file(&self.dir.path().join("auth.pem"), None).unwrap();
+        match key {
+            swarmvm_wallet::KeyMaterial::Private(wallet) => wallet,
+            swarmvm_wallet::KeyMaterial::Public(_) => panic!("auth.pem holds no private key"),
+        }
+    }
+
+    /// Starts one more follower of the sequencer, with its data in folder `name` (`--follow`
+    /// the sequencer, `--poll 200ms`, and `extra`; every other flag at its default, unlike
+    /// [`LiveNet::start`]'s followers), and waits until it applied the sequencer's last bundle.
+    /// `bin` is the `swarmvm` binary.
+    pub fn start_follower(&self, bin: &Path, name: &str, extra: &[String]) -> Proc {
+        let mut args: Vec<String> = vec![
+            "--data-dir".into(),
+            name.into(),
+            "--trust".into(),
+            "auth.pub".into(),
+            "--follow".into(),
+            format!("http://{}", self.sequencer.http),
+            "--poll".into(),
+            "200ms".into(),
+        ];
+        args.extend_from_slice(extra);
+        let follower = start_node(bin, self.dir.path(), &args);
+        let (_, status) = get(self.sequencer.http, "/v1/status");
+        let last = status["last_seq"].as_u64().unwrap_or(0);
+        wait_status(follower.http, Duration::from_secs(60), |s| {
+            s["last_seq"].as_u64() >= Some(last)
+        });
+        follower
+    }
+
     /// Waits (at most ten minutes) until the sequencer's queue is empty and every node
     /// applied its last bundle, then checks that every node holds exactly the `accepted`
     /// contracts of `contracts` (its log counts as many, and each wallet's nonce is the
