@@ -11,7 +11,9 @@ use swarmvm_test_support::http::get;
 use crate::node::{http_of, wait_status};
 use crate::support::{Daemon, Env};
 
-fn sequencer(env: &Env, cut_every: &str) -> Daemon {
+/// `node run --sequencer --key auth.pem` on data folder `seq`, cutting every `cut_every`, on
+/// loopback with an HTTP API.
+pub(crate) fn sequencer(env: &Env, cut_every: &str) -> Daemon {
     Daemon::start(
         env,
         &[
@@ -207,7 +209,7 @@ fn contract_submit_times_out_with_exit_3_when_nothing_is_cut() {
 
 /// The network's registrations, submitted to the sequencer as a folder of tokens alone,
 /// cut into the genesis.
-fn genesis(env: &Env, seq: SocketAddr) {
+pub(crate) fn genesis(env: &Env, seq: SocketAddr) {
     std::fs::create_dir_all(env.path("genesis")).unwrap();
     std::fs::copy(env.path("tokens.txt"), env.path("genesis/registration_tokens.txt")).unwrap();
     env.ok(&["bundle", "submit", "genesis", "--node", &url(seq)]);

@@ -10,6 +10,7 @@ mod hardening;
 mod interop;
 mod lan;
 mod ledger;
+mod libtorrent;
 mod live;
 mod load;
 mod node;
