@@ -96,6 +96,12 @@ pub fn create_bundle(
             Some(previous) if previous.issued_at > now => {
                 return Err(BundleError::BeforeParent { parent: previous.issued_at, now });
             }
+            Some(previous) if previous.rules > options.rules => {
+                return Err(BundleError::RulesLowered {
+                    parent: previous.rules,
+                    rules: options.rules,
+                });
+            }
             Some(previous) => (previous.seq + 1, Some(previous.id)),
         },
         Some(prev) => {
@@ -110,6 +116,12 @@ pub fn create_bundle(
             }
             if previous.issued_at > now {
                 return Err(BundleError::BeforeParent { parent: previous.issued_at, now });
+            }
+            if previous.rules > options.rules {
+                return Err(BundleError::RulesLowered {
+                    parent: previous.rules,
+                    rules: options.rules,
+                });
             }
             (previous.seq + 1, Some(previous.id))
         }

@@ -91,6 +91,16 @@ pub enum BundleError {
         /// This network.
         expected: String,
     },
+    /// A rules version below the previous bundle's.
+    #[error(
+        "the previous bundle names rules version {parent}; a bundle after it may not name {rules} (a chain's rules never go back)"
+    )]
+    RulesLowered {
+        /// The previous bundle's version.
+        parent: swarmvm_primitives::Rules,
+        /// The version asked for.
+        rules: swarmvm_primitives::Rules,
+    },
     /// The clock is before the previous bundle's time.
     #[error(
         "the previous bundle was signed at {parent} (unix seconds), after now ({now}); a manifest's iat is never below its parent's"

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use swarmvm_bundle::{CreateOptions, create_bundle};
+use swarmvm_primitives::Rules;
 use swarmvm_swarm::{Source, TorrentFile};
 use swarmvm_token::{Operation, RegistrationBody, TimeCheck, unix_now};
 use swarmvm_vm::Hash32;
@@ -35,6 +36,10 @@ pub struct SequencerOptions {
     pub max_queue: usize,
     /// Heads expire this long after they are signed; they are signed again before.
     pub max_head_age: Duration,
+    /// The rules version its bundles name (never below the chain's): the newest by default.
+    /// An older one keeps a chain at its version until every node runs a build that knows the
+    /// newer, since a build that does not know `rules` applies such bundles under version 1.
+    pub rules: Rules,
 }
 
 impl Default for SequencerOptions {
@@ -45,6 +50,7 @@ impl Default for SequencerOptions {
             cut_at: 1000,
             max_queue: 100_000,
             max_head_age: Duration::from_secs(60),
+            rules: Rules::CURRENT,
         }
     }
 }
@@ -131,6 +137,7 @@ pub(crate) struct Submission {
 /// The sequencer's part of a node.
 pub(crate) struct Sequencer {
     keys: Vec<Wallet>,
+    rules: Rules,
     pub(crate) cut_every: Duration,
     cut_at: usize,
     max_queue: usize,
@@ -209,6 +216,7 @@ impl Sequencer {
         }
         let sequencer = Arc::new(Self {
             keys: options.keys,
+            rules: options.rules,
             cut_every: options.cut_every,
             cut_at: options.cut_at.max(1),
             max_queue: options.max_queue.max(1),
@@ -869,6 +877,8 @@ impl Sequencer {
                 follows: last,
                 now,
                 members: Some(&set),
+                // The version asked for, never below the chain's.
+                rules: me.rules.max(last.map_or(Rules::V1, |l| l.rules)),
                 ..CreateOptions::default()
             };
             create_bundle(&folder, &keys, &network, &options)

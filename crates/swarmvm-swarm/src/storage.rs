@@ -437,7 +437,14 @@ impl NoFollowStorage {
             return Ok(file);
         }
         let file = Arc::new(self.open_file(rel, create)?);
-        Ok(self.factory.cache.insert(key, file))
+        let file = self.factory.cache.insert(key, file);
+        // Taken over while the file was being opened: its entry must not outlive `take`,
+        // which forgot this storage's files before the insert.
+        if self.dead.load(Ordering::Acquire) {
+            self.factory.cache.forget(|k| *k == key);
+            anyhow::bail!("storage was taken over");
+        }
+        Ok(file)
     }
 
     /// Opens the torrent's folder (creating it and its parents below `base`), notes which

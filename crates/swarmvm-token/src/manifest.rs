@@ -287,6 +287,8 @@ pub struct ManifestPeek {
     pub signers: Vec<String>,
     /// The rotation it claims (`authority_set`), if any.
     pub authority_set: Option<AuthoritySet>,
+    /// The rules version it names.
+    pub rules: Rules,
 }
 
 /// Reads a manifest's claims and signers without checking the signatures.
@@ -312,6 +314,7 @@ pub fn peek_manifest(text: &str) -> Result<ManifestPeek> {
                 AuthoritySet::from_json(v).map_err(|e| invalid("authority_set", e.to_string()))
             })
             .transpose()?,
+        rules: rules_claim(claims)?,
     })
 }
 

@@ -342,7 +342,8 @@ impl Vm {
                         }
                     };
                     let limit = if budgets {
-                        WriteLimit::tightest(contract_spent, bundle_spent)
+                        // The bundle's budget less what earlier contracts and this one wrote.
+                        WriteLimit::tightest(contract_spent, bundle_spent.plus(contract_spent))
                     } else {
                         WriteLimit::V1
                     };

@@ -22,7 +22,7 @@ use wasmi::{
     StoreLimits, StoreLimitsBuilder, TrapCode, TypedFunc, Val,
 };
 
-use crate::check::{MAX_PAGES, check_abi};
+use crate::check::{MAX_PAGES, MAX_TABLE_ELEMENTS, check_abi};
 use crate::error::ModuleError;
 
 /// The deepest call stack a module may build.
@@ -327,6 +327,14 @@ impl ModuleSession for Session<'_> {
         let metered = self.metered;
         let state = self.state;
         let instance_fuel = call.block.rules.has(Rules::V2);
+        // A module stored under rules 1 may have a larger table than rules 2 register; it does
+        // not run under rules 2 (refused before anything is set up, on every peer alike).
+        let elements = self.loaded.table_elements;
+        if instance_fuel && elements > MAX_TABLE_ELEMENTS {
+            return Err(ActionError::Trap(format!(
+                "the module's tables have {elements} elements; at most {MAX_TABLE_ELEMENTS} under rules 2"
+            )));
+        }
         let (live, cost) = self.ready()?;
         let cost = if instance_fuel { cost } else { 0 };
         if metered && cost > call.fuel {

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use swarmvm_bundle::{BatchError, verify_bundle, verify_local};
 use swarmvm_ledger::{Evidence, Ledger};
-use swarmvm_primitives::BundleId;
-use swarmvm_test_support::net::{TestNet, student};
+use swarmvm_primitives::{BundleId, Rules};
+use swarmvm_test_support::net::{TestNet, sign_single_under, student};
 use swarmvm_token::MANIFEST_FILE;
 
 struct Chain<'n> {
@@ -199,4 +199,37 @@ fn a_ledger_either_follows_bundles_or_runs_local_batches() {
     drop(local.ledger);
     let reopened = Ledger::open(&path).unwrap();
     assert!(reopened.snapshot().unwrap().is_local(), "the mode survives reopening");
+}
+
+#[test]
+fn a_bundle_may_not_name_older_rules_than_its_parent() {
+    let net = TestNet::new(1);
+    let mut c = chain(&net);
+    // A chain under rules 1 may move up to 2, and the ledger remembers where it is.
+    let b1 = net.bundle_under(c.dir.path(), "b1", true, &[], None, Rules::V1);
+    c.apply(&b1).unwrap();
+    assert_eq!(c.ledger.snapshot().unwrap().last_bundle().unwrap().rules, Rules::V1);
+    let b2 = c.bundle("b2", false, &[], Some(&b1));
+    c.apply(&b2).unwrap();
+    let path = c.ledger.path().to_path_buf();
+    drop(std::mem::replace(&mut c.ledger, Ledger::open(&c.dir.path().join("other.redb")).unwrap()));
+    c.ledger = Ledger::open(&path).unwrap();
+    assert_eq!(c.ledger.snapshot().unwrap().last_bundle().unwrap().rules, Rules::V2);
+    // A bundle after it signed under rules 1 (elsewhere: `bundle create` refuses) is refused,
+    // and changes nothing.
+    let b3 = c.bundle("b3", false, &[], Some(&b2));
+    let m = net.open(&b3).unwrap().manifest;
+    let v1 = sign_single_under(&net.authority, m.seq, m.parent, &m.files, net.issued_at, Rules::V1);
+    std::fs::write(b3.join(MANIFEST_FILE), v1).unwrap();
+    let root = c.root();
+    let err = c.apply(&b3).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BatchError::RulesLowered { seq: 3, rules: Rules::V1, parent_rules: Rules::V2 }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("names rules version 1, below its parent's (2)"), "{err}");
+    assert_eq!((c.ledger.snapshot().unwrap().log_len(), c.root()), (2, root));
 }

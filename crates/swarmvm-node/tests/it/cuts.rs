@@ -201,3 +201,49 @@ async fn health_reports_a_sequencer_whose_cuts_keep_failing_until_one_goes_throu
     assert_eq!(body["sequencer"]["failed_cuts"], 0, "{body}");
     seq.shutdown().await;
 }
+
+/// A sequencer asked to keep an older rules version (`node run --rules 1`, until every node
+/// runs a build that knows the newer one) cuts bundles naming it, and moves up when asked; it
+/// never cuts below the chain's version, whatever it is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequencer_cuts_under_the_rules_it_is_given_never_below_the_chains() {
+    use swarmvm_primitives::Rules;
+    let net = TestNet::new(2);
+    let dir = tempfile::tempdir().unwrap();
+    let start = |rules: Rules| {
+        Node::start(NodeOptions {
+            data_dir: dir.path().join("seq"),
+            network: Some(net.network.clone()),
+            swarm: SwarmOptions::loopback(),
+            http: Some("127.0.0.1:0".parse().unwrap()),
+            sequencer: Some(SequencerOptions {
+                keys: vec![copy(&net.authority)],
+                cut_every: Duration::from_millis(100),
+                rules,
+                ..SequencerOptions::default()
+            }),
+            ..NodeOptions::default()
+        })
+    };
+    let rules_of = |node: &Node| node.snapshot().unwrap().last_bundle().unwrap().rules;
+    let node = start(Rules::V1).await.unwrap();
+    let (code, answer) = register(&node, &net.tokens, &[]);
+    assert_eq!(code, 202, "{answer}");
+    assert!(node.wait_applied(1, LIMIT).await);
+    assert_eq!(rules_of(&node), Rules::V1);
+    node.shutdown().await;
+    drop(node);
+    let node = start(Rules::V2).await.unwrap();
+    let (code, answer) = submit(&node, &net.contract(0, 1, &[student("S1")]));
+    assert_eq!(code, 202, "{answer}");
+    assert!(node.wait_applied(2, LIMIT).await);
+    assert_eq!(rules_of(&node), Rules::V2);
+    node.shutdown().await;
+    drop(node);
+    let node = start(Rules::V1).await.unwrap();
+    let (code, answer) = submit(&node, &net.contract(0, 2, &[student("S2")]));
+    assert_eq!(code, 202, "{answer}");
+    assert!(node.wait_applied(3, LIMIT).await);
+    assert_eq!(rules_of(&node), Rules::V2, "never below the chain's");
+    node.shutdown().await;
+}

@@ -130,6 +130,31 @@ fn a_bundle_has_a_write_budget_of_its_own_from_rules_2() {
 }
 
 #[test]
+fn a_contract_s_own_writes_count_against_what_is_left_of_the_bundle_s_budget() {
+    // Contracts of four actions (each within the contract's 4 MiB) until the bundle's 32 MiB
+    // cannot hold another: the contract that crosses it is rejected at the action that would,
+    // not let through because its bundle still had room when it began.
+    let per_action = 16 * (4 + 61_440 + ENTRY_COST);
+    let four = actions("put", 4);
+    let (mut m, _) = machine(&[("put", &setter(), 1_000_000_000)]);
+    let (outcomes, _) = m.batch(|vm, overlay| {
+        (1..=12u64)
+            .map(|nonce| {
+                let contract = Contract { signer: WALLETS[0], nonce, actions: &four };
+                let outcome = vm.execute_in(overlay, &contract, block(Rules::V2)).unwrap();
+                (outcome, overlay.module_writes().bytes)
+            })
+            .collect::<Vec<_>>()
+    });
+    let applied = outcomes.iter().filter(|(o, _)| o.is_applied()).count() as u64;
+    assert_eq!(applied, BUNDLE_BUDGET.bytes / (4 * per_action), "{outcomes:?}");
+    let written = outcomes.last().unwrap().1;
+    assert!(written <= BUNDLE_BUDGET.bytes, "the bundle wrote {written} bytes");
+    let Outcome::Rejected(reason) = &outcomes[applied as usize].0 else { unreachable!() };
+    assert!(reason.to_string().contains("set: the bundle write budget is spent"), "{reason}");
+}
+
+#[test]
 fn instances_pay_fuel_for_their_memory_and_table_from_rules_2() {
     let instance = INSTANCE_FUEL + 256 * PAGE_FUEL;
     // 256 pages: two fuel units per action under version 1, whatever the copies cost.
@@ -143,11 +168,19 @@ fn instances_pay_fuel_for_their_memory_and_table_from_rules_2() {
     let (mut m, _) = machine(&[("big", &idle(256, 0, 0), instance - 1)]);
     assert!(outcome(&mut m, &actions("big", 1), Rules::V2).is_some(), "one unit short");
 
-    // A table of a million elements costs a unit each to set up.
-    let (mut m, _) = machine(&[("tab", &idle(1, 1_000_000, 0), 500_000)]);
+    // A table costs a unit an element to set up.
+    let (mut m, _) = machine(&[("tab", &idle(1, 60_000, 0), 50_000)]);
     assert_eq!(outcome(&mut m, &actions("tab", 1), Rules::V1), None);
     let reason = outcome(&mut m, &actions("tab", 1), Rules::V2).expect("rejected");
     assert!(reason.contains("out of fuel"), "{reason}");
+    let (mut m, _) = machine(&[("tab", &idle(1, 60_000, 0), 100_000)]);
+    assert_eq!(outcome(&mut m, &actions("tab", 1), Rules::V2), None);
+    // A table over the bound (a module stored under rules 1, which had none) does not run
+    // under rules 2, whatever the fuel.
+    let (mut m, _) = machine(&[("tab", &idle(1, 1_000_000, 0), 500_000_000)]);
+    assert_eq!(outcome(&mut m, &actions("tab", 1), Rules::V1), None);
+    let reason = outcome(&mut m, &actions("tab", 1), Rules::V2).expect("rejected");
+    assert!(reason.contains("tables have 1000000 elements; at most 65536"), "{reason}");
 }
 
 #[test]

@@ -376,7 +376,7 @@ async fn fetch(
 }
 
 /// A `--rules` version this build knows.
-fn parse_rules(text: &str) -> Result<Rules, String> {
+pub(super) fn parse_rules(text: &str) -> Result<Rules, String> {
     let n: u64 = text.parse().map_err(|_| format!("'{text}' is not a rules version number"))?;
     Rules::new(n).map_err(|e| e.to_string())
 }

@@ -70,6 +70,11 @@ pub(crate) struct RunArgs {
     /// Heads expire this long after they are signed (the sequencer signs them again before).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, requires = "sequencer")]
     max_head_age: Duration,
+    /// The rules version the sequencer's bundles name (default: the newest this build
+    /// knows; never below the chain's). Keep a chain at its version until every node runs a
+    /// build that knows the newer one.
+    #[arg(long, value_name = "N", requires = "sequencer", value_parser = super::bundle::parse_rules)]
+    rules: Option<swarmvm_primitives::Rules>,
     /// Follow the signed heads of the node at this URL (`http://host:port`): fetch the
     /// bundles it lacks and forward submitted contracts there. Repeat for several.
     #[arg(long = "follow", value_name = "URL", conflicts_with = "sequencer")]
@@ -131,6 +136,7 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
                 cut_at,
                 max_queue,
                 max_head_age,
+                rules,
                 follow,
                 poll,
                 passphrase,
@@ -147,6 +153,7 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
                     cut_at,
                     max_queue,
                     max_head_age,
+                    rules: rules.unwrap_or_default(),
                 })
             } else {
                 None

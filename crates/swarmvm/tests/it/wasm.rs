@@ -344,16 +344,16 @@ fn bundles_apply_under_the_rules_their_manifest_names_and_rules_never_go_back() 
     let reason = new["receipts"][0]["reason"].as_str().unwrap();
     assert!(reason.contains("remove: the action write budget is spent"), "{reason}");
 
-    // The next bundle may not go back to version 1, and nothing changes when it tries.
+    // The next bundle may not go back to version 1: `bundle create` refuses to sign it (a
+    // node refuses one signed elsewhere: `order::a_bundle_may_not_name_older_rules_than_its_parent`).
     let student = json!({"action": "register_student",
         "student": {"id": "S9", "name": "N", "department": "D"}});
     env.write("c2.jsonl", contract(&env, "peer2.pem", 1, json!([student])));
-    create("back", &["--after", "new", "--contracts", "c2.jsonl", "--rules", "1"]);
-    let root = env.ok(&["state", "root", "--data-dir", "p-new"]);
-    let err = env
-        .fails(&["node", "apply", "back", "--data-dir", "p-new", "--trust", "auth.pub"], REFUSED);
-    assert!(err.contains("names rules version 1, below its parent's (2)"), "{err}");
-    assert_eq!(env.ok(&["state", "root", "--data-dir", "p-new"]), root);
+    let back = ["--after", "new", "--contracts", "c2.jsonl", "--rules", "1"];
+    let run = env.run(&[&["bundle", "create", "back", "--key", "auth.pem"][..], &back].concat());
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.one_line_error().contains("the previous bundle names rules version 2"), "{run:?}");
+    assert!(!env.path("back/manifest.jwt").exists());
     // An old chain may move up.
     create("up", &["--after", "old", "--contracts", "c2.jsonl"]);
     env.json(&["node", "apply", "up", "--data-dir", "p-old", "--trust", "auth.pub"]);
