@@ -300,7 +300,11 @@ impl Node {
     fn sign_head(&self, seq: u64, bundle: BundleId, state_root: Hash32, magnet: &str) {
         let Some(sequencer) = &self.inner.sequencer else { return };
         let network = self.network().id().to_owned();
-        let now = unix_now();
+        // Followers order heads by `iat`: a clock stepped back must not make the new head
+        // older than the one it replaces (or than its bundle).
+        let known = self.head().map_or(0, |(_, h)| h.issued_at);
+        let bundled = self.snapshot().and_then(|s| s.last_bundle()).map_or(0, |b| b.issued_at);
+        let now = unix_now().max(known).max(bundled);
         let content = HeadContent {
             network: &network,
             seq,
@@ -371,7 +375,7 @@ impl Node {
         }
         let me = self.node_id();
         if went_through(via, &me) {
-            return Err(came_back());
+            return Err(format!("{LOOP_MARK}{}", came_back()));
         }
         let hops = hops.max(u32::try_from(via_ids(via).count()).unwrap_or(u32::MAX));
         if hops >= MAX_HOPS {
@@ -402,10 +406,11 @@ impl Node {
             }
         }
         if looped == self.inner.follow.len() {
-            return Err(
-                "every node this node follows sent the submission back to it (they follow it in turn): none of them reaches the sequencer"
-                    .into(),
-            );
+            // Answered as a loop too (508), so that a node that forwarded it here passes this
+            // one over for another it follows.
+            return Err(format!(
+                "{LOOP_MARK}every node this node follows sent the submission back to it (they follow it in turn): none of them reaches the sequencer"
+            ));
         }
         Err(format!("no node it follows could be reached ({last})"))
     }
@@ -419,6 +424,18 @@ pub(crate) const HOPS_HEADER: &str = "swarmvm-hops";
 pub(crate) const VIA_HEADER: &str = "swarmvm-via";
 /// The status of a submission that came back to a node it went through already.
 pub(crate) const LOOP_DETECTED: u16 = 508;
+/// How [`Node::forward`]'s error begins when every followed node sent the submission back:
+/// it is answered [`LOOP_DETECTED`], not 503 ([`forward_failure`]).
+const LOOP_MARK: &str = "loop: ";
+
+/// A failed forward as the submission's refusal: 508 when every followed node sent it back
+/// (so the node that forwarded it here tries another), else 503.
+pub(crate) fn forward_failure(e: String) -> crate::submit::SubmitError {
+    match e.strip_prefix(LOOP_MARK) {
+        Some(why) => crate::submit::SubmitError::Looped(why.to_owned()),
+        None => crate::submit::SubmitError::Unavailable(e),
+    }
+}
 
 /// The node ids a [`VIA_HEADER`] value names.
 fn via_ids(via: &str) -> impl Iterator<Item = &str> {
@@ -720,6 +737,9 @@ async fn want(
             failed.extend(asked.from.iter().map(|url| (url.clone(), *hash)));
         }
     }
+    // Failed magnets are held against their sources once and then forgotten, so a source
+    // that hands out a new junk magnet every round cannot grow what is kept for the seq.
+    wanted.asked.retain(|_, asked| !asked.judged);
     let since = wanted.last.map(|t| t.elapsed());
     let every: Vec<Option<String>> =
         signed.map(|_| None).into_iter().chain(ranked.iter().map(|u| Some(u.clone()))).collect();

@@ -1450,6 +1450,11 @@ impl Node {
     pub fn contract(&self, id: &Hash32) -> Result<Option<Value>, ReadError> {
         let Some(snapshot) = self.snapshot() else { return Ok(None) };
         let Some((receipt, entry)) = snapshot.contract(id)? else {
+            if let Some(reason) = self.inner.sequencer.as_ref().and_then(|s| s.dropped(id)) {
+                return Ok(Some(
+                    json!({ "id": id.to_hex(), "state": "rejected", "reason": reason }),
+                ));
+            }
             let queued = self.inner.sequencer.as_ref().is_some_and(|s| s.is_queued(id));
             let pending = queued || lock(&self.inner.forwarded).contains(id);
             return Ok(pending.then(|| json!({ "id": id.to_hex(), "state": "pending" })));

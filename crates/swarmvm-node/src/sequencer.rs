@@ -162,6 +162,8 @@ pub(crate) struct Sequencer {
     /// The seq of a stored cut held back from the resume (the node died applying it twice),
     /// until the resumed bundles applied ([`Sequencer::settle_held`]).
     held: Mutex<Option<u64>>,
+    /// Contracts dropped with held-back cuts, and why ([`DROPPED_FILE`]).
+    dropped: Mutex<HashMap<Hash32, String>>,
 }
 
 /// Cuts that failed in a row before `GET /v1/health` reports the sequencer unhealthy.
@@ -208,6 +210,7 @@ impl Sequencer {
         let (queue, mut stored) =
             Queue::open(&data_dir.join("sequencer.redb")).map_err(|e| e.to_string())?;
         let held = recover_applying(data_dir, &queue, &mut stored);
+        let dropped = read_dropped(data_dir).into_iter().collect();
         let (intake, rx) = mpsc::channel(GROUP * 4);
         let mut state = QueueState::default();
         for (arrival, item) in stored {
@@ -231,6 +234,7 @@ impl Sequencer {
             failures: Mutex::new(CutFailures::default()),
             strikes: Mutex::new(HashMap::new()),
             held: Mutex::new(held),
+            dropped: Mutex::new(dropped),
         });
         Ok((sequencer, rx))
     }
@@ -289,6 +293,11 @@ impl Sequencer {
     /// True when contract `id` is queued.
     pub(crate) fn is_queued(&self, id: &Hash32) -> bool {
         lock(&self.state).ids.contains(id)
+    }
+
+    /// Why contract `id` was dropped with a held-back cut, if it was.
+    pub(crate) fn dropped(&self, id: &Hash32) -> Option<String> {
+        lock(&self.dropped).get(id).cloned()
     }
 
     /// Whether the items of one submission can be queued, all of them, after what the queue
@@ -836,9 +845,10 @@ impl Sequencer {
             }
         }
         let arrivals: Vec<u64> = items.iter().map(|q| q.arrival).collect();
-        let result = self.publish_cut(node, &tokens, &contracts, &modules, known, arrivals).await;
-        Applying::clear(node.data_dir());
-        result
+        // Cleared however the cut ends, a stop of the node included (its task dropped at
+        // shutdown): only a crash leaves the record, and only crashes count against a cut.
+        let _record = ClearOnDrop(node.data_dir());
+        self.publish_cut(node, &tokens, &contracts, &modules, known, arrivals).await
     }
 
     async fn publish_cut(
@@ -902,7 +912,7 @@ impl Sequencer {
     fn settle_held(&self, node: &Node) {
         let dir = node.data_dir().to_path_buf();
         let Some(seq) = lock(&self.held).take() else {
-            Applying::clear(&dir);
+            clear_once_applied(node, &dir);
             return;
         };
         let applied = node.snapshot().and_then(|s| s.bundle(seq).ok().flatten()).map(|b| b.id);
@@ -939,7 +949,7 @@ impl Sequencer {
             let _ = crate::node::remove_tree(&data);
         }
         let _ = crate::node::remove_tree(&dir.join(HELD_DIR));
-        Applying::clear(&dir);
+        clear_once_applied(node, &dir);
     }
 
     /// Checks registration tokens (against the set in force) and modules (against the ABI;
@@ -1062,6 +1072,58 @@ fn arrivals(items: &[Queued]) -> HashSet<u64> {
 
 /// The file naming the cut being stored and applied, in the data folder.
 const APPLYING_FILE: &str = "sequencer-applying.json";
+
+/// Clears the record of the cut being applied once the ledger holds its seq, or its stored cut
+/// is gone: a resume that has not applied it yet (still fetching it, say) may still crash on it.
+fn clear_once_applied(node: &Node, dir: &Path) {
+    let Some(applying) = Applying::read(dir) else { return };
+    let last = node.snapshot().and_then(|s| s.last_bundle()).map_or(0, |b| b.seq);
+    if last >= applying.seq || stored_cuts(dir, applying.seq).is_empty() {
+        Applying::clear(dir);
+    }
+}
+
+/// Clears the record of the cut being applied ([`APPLYING_FILE`]) when dropped, unless a panic
+/// is unwinding (that is a crash on the cut, which the record is there to count).
+struct ClearOnDrop<'a>(&'a Path);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            Applying::clear(self.0);
+        }
+    }
+}
+
+/// The contracts dropped with a held-back cut, by id, with why ([`DROPPED_FILE`]): answered as
+/// rejected by `GET /v1/contracts/{id}`, so that a client told 202 learns what became of its
+/// contract. The newest [`MAX_DROPPED`] are kept.
+const DROPPED_FILE: &str = "sequencer-dropped.json";
+/// Dropped contracts remembered, at most.
+const MAX_DROPPED: usize = 10_000;
+
+/// Reads the dropped contracts ([`DROPPED_FILE`]), oldest first; none when absent or unreadable.
+fn read_dropped(dir: &Path) -> Vec<(Hash32, String)> {
+    std::fs::read(dir.join(DROPPED_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Vec<(String, String)>>(&b).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(id, why)| id.parse().ok().map(|id| (id, why)))
+        .collect()
+}
+
+/// Adds `ids` to the dropped contracts, keeping the newest [`MAX_DROPPED`].
+fn write_dropped(dir: &Path, ids: &[Hash32], why: &str) -> std::io::Result<()> {
+    let mut all = read_dropped(dir);
+    all.extend(ids.iter().map(|id| (*id, why.to_owned())));
+    let excess = all.len().saturating_sub(MAX_DROPPED);
+    all.drain(..excess);
+    let json: Vec<(String, &String)> = all.iter().map(|(id, why)| (id.to_hex(), why)).collect();
+    let temp = dir.join(format!("{DROPPED_FILE}.tmp"));
+    std::fs::write(&temp, serde_json::to_vec(&json).map_err(std::io::Error::other)?)?;
+    std::fs::rename(&temp, dir.join(DROPPED_FILE))
+}
 /// Where stored cuts held back from the resume wait, in the data folder.
 const HELD_DIR: &str = "held-cuts";
 /// Times the node may stop while applying one stored cut (when it was cut, then each time the
@@ -1135,6 +1197,21 @@ fn recover_applying(data_dir: &Path, queue: &Queue, stored: &mut Vec<(u64, Item)
     }
     let held = hold_stored_cut(data_dir, applying.seq);
     let dropped: HashSet<u64> = applying.arrivals.iter().copied().collect();
+    let contracts: Vec<Hash32> = stored
+        .iter()
+        .filter(|(arrival, _)| dropped.contains(arrival))
+        .filter_map(|(_, item)| match item {
+            Item::Contract(token) => Some(Hash32::digest(token.as_bytes())),
+            _ => None,
+        })
+        .collect();
+    let why = format!(
+        "dropped by the sequencer: the node stopped {} times while applying the cut for seq {} that held it",
+        applying.attempts, applying.seq
+    );
+    if let Err(e) = write_dropped(data_dir, &contracts, &why) {
+        warn!("cannot write {DROPPED_FILE}: {e}");
+    }
     stored.retain(|(arrival, _)| !dropped.contains(arrival));
     if let Err(e) = queue.remove(&applying.arrivals) {
         warn!("{e}");
@@ -1271,6 +1348,30 @@ mod tests {
         drop(queue);
         let (_, left) = Queue::open(&data.join("sequencer.redb")).unwrap();
         assert_eq!(left, vec![(3, c)]);
+        // The dropped contract (not the registration, nor the contract kept) is remembered
+        // with the reason, for `GET /v1/contracts/{id}` to answer it rejected.
+        let dropped = read_dropped(data);
+        assert_eq!(dropped.len(), 1, "{dropped:?}");
+        assert_eq!(dropped[0].0, Hash32::digest(b"a.b.c"));
+        assert!(dropped[0].1.contains("stopped 3 times while applying the cut for seq 5"));
+    }
+
+    #[test]
+    fn a_cut_dropped_without_a_crash_clears_its_record_and_a_panic_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path();
+        Applying { seq: 5, attempts: 1, arrivals: vec![1] }.write(data).unwrap();
+        drop(ClearOnDrop(data));
+        assert!(Applying::read(data).is_none(), "a stop of the node is no crash on the cut");
+        Applying { seq: 5, attempts: 1, arrivals: vec![1] }.write(data).unwrap();
+        let owned = data.to_path_buf();
+        let crashed = std::thread::spawn(move || {
+            let _record = ClearOnDrop(&owned);
+            panic!("the cut crashed the node");
+        })
+        .join();
+        assert!(crashed.is_err());
+        assert!(Applying::read(data).is_some(), "a panic on the cut is counted");
     }
 
     #[test]

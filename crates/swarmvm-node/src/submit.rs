@@ -60,6 +60,10 @@ pub enum SubmitError {
     /// No sequencer could be reached, or it could not store the submission.
     #[error("{0}")]
     Unavailable(String),
+    /// It went round a loop of nodes that follow each other (508: the node that forwarded it
+    /// here passes this one over).
+    #[error("{0}")]
+    Looped(String),
 }
 
 impl SubmitError {
@@ -74,6 +78,7 @@ impl SubmitError {
             Self::StaleNonce { .. } | Self::Duplicate { .. } => 409,
             Self::Full { .. } => 429,
             Self::Unavailable(_) => 503,
+            Self::Looped(_) => crate::follow::LOOP_DETECTED,
         }
     }
 }
@@ -347,7 +352,7 @@ impl crate::Node {
             let reply = self
                 .forward("/v1/contracts", "application/jose", token.as_bytes().to_vec(), hops, via)
                 .await
-                .map_err(SubmitError::Unavailable)?;
+                .map_err(crate::follow::forward_failure)?;
             if reply.status == 202 {
                 crate::node::lock(&self.inner.forwarded).insert(id);
                 return Ok(id);
@@ -386,7 +391,7 @@ impl crate::Node {
             let reply = self
                 .forward("/v1/registrations", "application/json", body.to_vec(), hops, via)
                 .await
-                .map_err(SubmitError::Unavailable)?;
+                .map_err(crate::follow::forward_failure)?;
             if reply.is_success() {
                 return Ok((reply.status, reply.body));
             }

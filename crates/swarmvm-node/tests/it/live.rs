@@ -900,10 +900,42 @@ async fn two_followers_that_follow_each_other_answer_submissions_at_once() {
     .unwrap();
     for (path, code, answer, took) in answers {
         assert!(took < Duration::from_secs(5), "{path} took {took:?}: {answer}");
-        assert_eq!(code, 503, "{path}: {answer}");
+        assert_eq!(code, 508, "a loop, not a node that is down: {path}: {answer}");
         assert!(answer["error"].as_str().unwrap().contains("back"), "{path}: {answer}");
     }
     for node in [a, b] {
+        node.shutdown().await;
+    }
+}
+
+/// A follows B first and the sequencer second, B follows A: a submission to A goes to B, comes
+/// back, B answers it as a loop (508), and A passes B over for the sequencer, which takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_among_followed_nodes_is_passed_over_for_one_that_reaches_the_sequencer() {
+    let live = Live::new(1);
+    let seq = live.sequencer("seq", fast()).await;
+    let b_addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let a = live.follower("a", vec![format!("http://{b_addr}"), url(&seq)]).await;
+    let b = Node::start(NodeOptions {
+        data_dir: live.dir.path().join("b"),
+        network: Some(live.net.network.clone()),
+        swarm: SwarmOptions::loopback(),
+        http: Some(b_addr),
+        follow: Some(FollowOptions { urls: vec![url(&a)], poll: Duration::from_millis(100) }),
+        ..NodeOptions::default()
+    })
+    .await
+    .unwrap();
+    let to = http(&a);
+    let tokens = json!({ "tokens": live.net.tokens }).to_string();
+    let (code, answer) = tokio::task::spawn_blocking(move || {
+        request(to, "POST", "/v1/registrations", Some(&tokens))
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 202, "the sequencer took it through a: {answer}");
+    assert!(seq.wait_applied(1, LIMIT).await);
+    for node in [a, b, seq] {
         node.shutdown().await;
     }
 }
