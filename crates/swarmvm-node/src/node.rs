@@ -543,7 +543,21 @@ impl Node {
             let mut b = lock(&self.inner.bundles);
             match b.entries.get(&hash).map(|e| e.state) {
                 Some(BundleState::Rejected) => b.forget(hash),
-                Some(_) => return Ok(hash),
+                Some(_) => {
+                    // A stranger posted the node's own bundle first: it becomes the node's own
+                    // (its slot among strangers' is free again), asked of the node's peers too.
+                    if admission == Admission::Own
+                        && let Some(e) = b.entries.get_mut(&hash)
+                        && !e.own
+                    {
+                        e.own = true;
+                        let mut merged = e.peers.clone();
+                        merged.extend(peers.iter().filter(|p| !e.peers.contains(p)));
+                        drop(b);
+                        self.renew_peers(hash, merged);
+                    }
+                    return Ok(hash);
+                }
                 None => {}
             }
             // Strangers' bundles and the node's own are counted apart; resumed ones count as

@@ -813,6 +813,7 @@ impl Sequencer {
 
     async fn forget(self: &Arc<Self>, arrivals: &HashSet<u64>) {
         lock(&self.state).remove(arrivals);
+        lock(&self.strikes).retain(|arrival, _| !arrivals.contains(arrival));
         let me = self.clone();
         let list: Vec<u64> = arrivals.iter().copied().collect();
         match tokio::task::spawn_blocking(move || me.with_queue(|q| q.remove(&list))).await {
@@ -934,7 +935,7 @@ impl Sequencer {
             if id.is_some() && id == applied {
                 let back = dir.join("torrents").join(format!("{hash}.torrent"));
                 if std::fs::rename(&path, &back).is_ok()
-                    && let Err(e) = node.add(Source::Torrent(torrent))
+                    && let Err(e) = node.add_own(Source::Torrent(torrent), Vec::new())
                 {
                     warn!(info_hash = %hash, "cannot seed the cut for seq {seq} again: {}", one_line(&e));
                 }
