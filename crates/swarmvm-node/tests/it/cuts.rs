@@ -36,9 +36,14 @@ async fn until(what: &str, mut ok: impl FnMut() -> bool) {
     }
 }
 
-/// A network's sequencer (cutting every `cut_every`), its genesis registrations applied.
-async fn sequencer(net: &TestNet, dir: &tempfile::TempDir, cut_every: Duration) -> Node {
-    let node = Node::start(NodeOptions {
+/// A network's sequencer in `dir`/seq (cutting every `cut_every`, under `rules`), started.
+async fn start_sequencer(
+    net: &TestNet,
+    dir: &tempfile::TempDir,
+    cut_every: Duration,
+    rules: swarmvm_primitives::Rules,
+) -> Node {
+    Node::start(NodeOptions {
         data_dir: dir.path().join("seq"),
         network: Some(net.network.clone()),
         swarm: SwarmOptions::loopback(),
@@ -46,12 +51,18 @@ async fn sequencer(net: &TestNet, dir: &tempfile::TempDir, cut_every: Duration) 
         sequencer: Some(SequencerOptions {
             keys: vec![copy(&net.authority)],
             cut_every,
+            rules,
             ..SequencerOptions::default()
         }),
         ..NodeOptions::default()
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// A network's sequencer (cutting every `cut_every`), its genesis registrations applied.
+async fn sequencer(net: &TestNet, dir: &tempfile::TempDir, cut_every: Duration) -> Node {
+    let node = start_sequencer(net, dir, cut_every, swarmvm_primitives::Rules::CURRENT).await;
     let (code, answer) = register(&node, &net.tokens, &[]);
     assert_eq!(code, 202, "{answer}");
     assert!(node.wait_applied(1, LIMIT).await);
@@ -210,37 +221,23 @@ async fn a_sequencer_cuts_under_the_rules_it_is_given_never_below_the_chains() {
     use swarmvm_primitives::Rules;
     let net = TestNet::new(2);
     let dir = tempfile::tempdir().unwrap();
-    let start = |rules: Rules| {
-        Node::start(NodeOptions {
-            data_dir: dir.path().join("seq"),
-            network: Some(net.network.clone()),
-            swarm: SwarmOptions::loopback(),
-            http: Some("127.0.0.1:0".parse().unwrap()),
-            sequencer: Some(SequencerOptions {
-                keys: vec![copy(&net.authority)],
-                cut_every: Duration::from_millis(100),
-                rules,
-                ..SequencerOptions::default()
-            }),
-            ..NodeOptions::default()
-        })
-    };
+    let start = |rules: Rules| start_sequencer(&net, &dir, Duration::from_millis(100), rules);
     let rules_of = |node: &Node| node.snapshot().unwrap().last_bundle().unwrap().rules;
-    let node = start(Rules::V1).await.unwrap();
+    let node = start(Rules::V1).await;
     let (code, answer) = register(&node, &net.tokens, &[]);
     assert_eq!(code, 202, "{answer}");
     assert!(node.wait_applied(1, LIMIT).await);
     assert_eq!(rules_of(&node), Rules::V1);
     node.shutdown().await;
     drop(node);
-    let node = start(Rules::V2).await.unwrap();
+    let node = start(Rules::V2).await;
     let (code, answer) = submit(&node, &net.contract(0, 1, &[student("S1")]));
     assert_eq!(code, 202, "{answer}");
     assert!(node.wait_applied(2, LIMIT).await);
     assert_eq!(rules_of(&node), Rules::V2);
     node.shutdown().await;
     drop(node);
-    let node = start(Rules::V1).await.unwrap();
+    let node = start(Rules::V1).await;
     let (code, answer) = submit(&node, &net.contract(0, 2, &[student("S2")]));
     assert_eq!(code, 202, "{answer}");
     assert!(node.wait_applied(3, LIMIT).await);

@@ -939,3 +939,45 @@ async fn a_loop_among_followed_nodes_is_passed_over_for_one_that_reaches_the_seq
         node.shutdown().await;
     }
 }
+
+/// A stranger who posts the node's own next bundle first (with a tracker that never answers)
+/// does not hold it: when the node asks for it as its own, the entry moves to the node's own
+/// slots (a stranger's slot is free again) and is asked of the node's peers, so it applies
+/// in seconds rather than when the stranger's resolve times out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_who_posts_the_nodes_own_bundle_first_does_not_hold_it() {
+    use swarmvm_node::NodeLimits;
+    use swarmvm_swarm::Source;
+    let live = Live::new(1);
+    let seq = live.sequencer("seq", fast()).await;
+    live.register(&seq);
+    assert!(seq.wait_applied(1, LIMIT).await);
+    let magnet = get(http(&seq), "/v1/bundles/1").1["magnet"].as_str().unwrap().to_owned();
+    let tarpit = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tracker = format!("http://{}/announce", tarpit.local_addr().unwrap());
+    let limits = NodeLimits {
+        max_pending: 1,
+        resolve_timeout: Duration::from_secs(60),
+        ..NodeLimits::default()
+    };
+    let node = live.start("n", NodeOptions { limits, ..NodeOptions::default() }).await;
+    let posted = json!({ "magnet": format!("{magnet}&tr={}", tracker.replace(':', "%3A").replace('/', "%2F")) });
+    let (code, answer) = request(http(&node), "POST", "/v1/bundles", Some(&posted.to_string()));
+    assert_eq!(code, 202, "{answer}");
+    let other = json!({ "magnet": "magnet:?xt=urn:btih:1111111111111111111111111111111111111111" });
+    let (code, _) = request(http(&node), "POST", "/v1/bundles", Some(&other.to_string()));
+    assert_eq!(code, 429, "the stranger's slot is taken");
+    let own = Source::parse(&magnet).unwrap();
+    node.add_own(own, vec![seq.listen_addr().unwrap()]).unwrap();
+    let (code, answer) = request(http(&node), "POST", "/v1/bundles", Some(&other.to_string()));
+    assert_eq!(code, 202, "the bundle left the strangers' slots: {answer}");
+    assert!(
+        node.wait_applied(1, Duration::from_secs(15)).await,
+        "the node's own bundle waited for the stranger's tracker: {:?}",
+        node.status()
+    );
+    drop(tarpit);
+    for n in [node, seq] {
+        n.shutdown().await;
+    }
+}
