@@ -904,7 +904,8 @@ async fn check_peers(node: &Node, urls: &[String], state: &mut Following) {
 
 /// The followed nodes' BitTorrent addresses (each node's status's `listen`, with the URL's
 /// host when it listens on every address). Each is read again after [`PEERS_TTL`], after
-/// [`PEERS_RETRY`] when the last read failed, or now when `fresh`; the reads due run at once,
+/// [`PEERS_RETRY`] when the last read failed, or now when `fresh` (unless the last read failed
+/// within [`PEERS_RETRY`]); the reads due run at once,
 /// each for at most [`READ_TIMEOUT`], so that a node that does not answer costs the loop that
 /// long at most. When a read fails (the node is down, say), the address known before is kept:
 /// the node may come back there.
@@ -917,10 +918,13 @@ async fn followed_peers(
     let due: Vec<&String> = urls
         .iter()
         .filter(|url| {
-            fresh
-                || state.peers.get(url.as_str()).is_none_or(|known| {
-                    known.at.elapsed() >= if known.read { PEERS_TTL } else { PEERS_RETRY }
-                })
+            // A node whose last read failed is read again only after PEERS_RETRY, even when a
+            // fresh read is asked for: one that does not answer costs the loop a read timeout
+            // that often at most.
+            state.peers.get(url.as_str()).is_none_or(|known| {
+                let due = if known.read { PEERS_TTL } else { PEERS_RETRY };
+                (fresh && known.read) || known.at.elapsed() >= due
+            })
         })
         .collect();
     let reads = futures_util::future::join_all(due.iter().map(|url| read_listen(node, url))).await;
