@@ -17,6 +17,7 @@ use crate::layout::{
     CONTRACTS_FILE, MAX_MODULE_LEN, MODULES_DIR, TOKENS_FILE, digest, lenient_lines, read_bounded,
 };
 use crate::open::read_manifest_text;
+use crate::verify::BundlePosition;
 
 /// What [`create_bundle`] made.
 #[derive(Debug, Clone)]
@@ -43,7 +44,7 @@ pub struct CreateOptions<'a> {
     pub after: Option<&'a Path>,
     /// The previous bundle's position, when its folder is not at hand (a sequencer cutting
     /// the next bundle after its ledger's last): this one comes next. `after` wins.
-    pub follows: Option<crate::BundlePosition>,
+    pub follows: Option<BundlePosition>,
     /// The manifest's `iat` (Unix seconds).
     pub now: u64,
     /// Sign again a folder that already holds a manifest (which makes a second bundle for its
@@ -90,20 +91,9 @@ pub fn create_bundle(
     {
         trust.add(key.clone());
     }
-    let (seq, parent) = match options.after {
-        None => match &options.follows {
-            None => (1, None),
-            Some(previous) if previous.issued_at > now => {
-                return Err(BundleError::BeforeParent { parent: previous.issued_at, now });
-            }
-            Some(previous) if previous.rules > options.rules => {
-                return Err(BundleError::RulesLowered {
-                    parent: previous.rules,
-                    rules: options.rules,
-                });
-            }
-            Some(previous) => (previous.seq + 1, Some(previous.id)),
-        },
+    // The previous bundle's position, from its folder (`after`) or as given (`follows`).
+    let previous = match options.after {
+        None => options.follows,
         Some(prev) => {
             let text = read_manifest_text(prev)?;
             let previous = peek_manifest(&text).map_err(BundleError::Manifest)?;
@@ -114,17 +104,23 @@ pub fn create_bundle(
                     expected: network.id().to_owned(),
                 });
             }
-            if previous.issued_at > now {
-                return Err(BundleError::BeforeParent { parent: previous.issued_at, now });
-            }
-            if previous.rules > options.rules {
-                return Err(BundleError::RulesLowered {
-                    parent: previous.rules,
-                    rules: options.rules,
-                });
-            }
-            (previous.seq + 1, Some(previous.id))
+            Some(BundlePosition {
+                seq: previous.seq,
+                id: previous.id,
+                issued_at: previous.issued_at,
+                rules: previous.rules,
+            })
         }
+    };
+    let (seq, parent) = match previous {
+        None => (1, None),
+        Some(previous) if previous.issued_at > now => {
+            return Err(BundleError::BeforeParent { parent: previous.issued_at, now });
+        }
+        Some(previous) if previous.rules > options.rules => {
+            return Err(BundleError::RulesLowered { parent: previous.rules, rules: options.rules });
+        }
+        Some(previous) => (previous.seq + 1, Some(previous.id)),
     };
     let mut files = BTreeMap::new();
     for (source, name) in [(options.tokens, TOKENS_FILE), (options.contracts, CONTRACTS_FILE)] {

@@ -723,13 +723,7 @@ async fn want(
     let mut any_failed = false;
     let wanted = state.wanted.entry(seq).or_default();
     for (hash, asked) in &mut wanted.asked {
-        let ok = match node.bundle_progress(*hash) {
-            None | Some((BundleState::Rejected, _)) => false,
-            // Opened: it must be this seq's bundle (a magnet of another seq's is a lie too).
-            Some((_, Some(s))) => s == seq,
-            Some((_, None)) => true,
-        };
-        if ok {
+        if on_its_way(node, *hash, seq) {
             going = true;
         } else if !asked.judged {
             asked.judged = true;
@@ -802,13 +796,7 @@ async fn want(
         }
         // A magnet asked already and on its way: another source is sought instead.
         let hash = link.info_hash;
-        let on_its_way = wanted.asked.contains_key(&hash)
-            && match node.bundle_progress(hash) {
-                None | Some((BundleState::Rejected, _)) => false,
-                Some((_, Some(s))) => s == seq,
-                Some((_, None)) => true,
-            };
-        if on_its_way {
+        if wanted.asked.contains_key(&hash) && on_its_way(node, hash, seq) {
             if let (Some(url), Some(asked)) = (&candidate, wanted.asked.get_mut(&hash))
                 && !asked.from.contains(url)
             {
@@ -850,6 +838,16 @@ async fn want(
         state.demote(&url, &why);
     }
     added
+}
+
+/// True while the bundle `hash`, asked for `seq`, is on its way: known, not refused, and once
+/// opened, that seq's bundle (a magnet of another seq's is a lie too).
+fn on_its_way(node: &Node, hash: InfoHash, seq: u64) -> bool {
+    match node.bundle_progress(hash) {
+        None | Some((BundleState::Rejected, _)) => false,
+        Some((_, Some(s))) => s == seq,
+        Some((_, None)) => true,
+    }
 }
 
 /// The magnet the followed node at `url` gives for bundle `seq`: `None` when it has none

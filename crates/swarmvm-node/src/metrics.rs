@@ -89,17 +89,11 @@ pub(crate) fn render(node: &Node) -> String {
     // Every bundle the node knows, not only the newest that the status lists; one applying
     // whose seq the ledger holds already is applied, as the status shows it.
     let bundles = node.bundles();
-    let shown = |t: &crate::BundleStatus| match t.state {
-        BundleState::Applying if t.seq.is_some_and(|q| q <= status.last_seq) => {
-            BundleState::Applied
-        }
-        state => state,
-    };
     let by_state: Vec<(String, f64)> = states
         .iter()
         .map(|s| {
             let name = serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_owned));
-            let count = bundles.iter().filter(|t| shown(t) == *s).count();
+            let count = bundles.iter().filter(|t| t.shown(status.last_seq) == *s).count();
             (format!("{{state=\"{}\"}}", name.unwrap_or_default()), count as f64)
         })
         .collect();

@@ -823,22 +823,30 @@ impl Node {
     ) -> Result<Result<TorrentFile, String>, tokio::time::error::Elapsed> {
         let deadline = tokio::time::Instant::now() + limit;
         let mut renewed = self.inner.peers_renewed.subscribe();
-        let mut watching = true;
         loop {
             let peers = self.entry_peers(hash);
-            let resolving = tokio::time::timeout_at(deadline, self.resolve(magnet, &peers));
-            tokio::pin!(resolving);
-            loop {
-                tokio::select! {
-                    r = &mut resolving => return r,
-                    changed = renewed.changed(), if watching => {
-                        if changed.is_err() {
-                            watching = false;
-                        } else if self.entry_peers(hash) != peers {
-                            break;
-                        }
-                    }
-                }
+            tokio::select! {
+                r = tokio::time::timeout_at(deadline, self.resolve(magnet, &peers)) => return r,
+                () = self.peers_moved(hash, &peers, &mut renewed) => {}
+            }
+        }
+    }
+
+    /// Returns once the bundle `hash` is to be asked of other peers than `peers`
+    /// ([`Node::renew_peers`]).
+    async fn peers_moved(
+        &self,
+        hash: InfoHash,
+        peers: &[SocketAddr],
+        renewed: &mut watch::Receiver<u64>,
+    ) {
+        loop {
+            if renewed.changed().await.is_err() {
+                // The node holds the sender: gone only while it stops.
+                return std::future::pending().await;
+            }
+            if self.entry_peers(hash) != peers {
+                return;
             }
         }
     }
@@ -852,27 +860,13 @@ impl Node {
         peers: &[SocketAddr],
         renewed: &mut watch::Receiver<u64>,
     ) -> Fetched {
-        let stalled = stall(transfer, self.inner.limits.stall_timeout);
-        let done = transfer.wait_complete();
-        tokio::pin!(stalled, done);
-        let mut watching = true;
-        loop {
-            tokio::select! {
-                r = &mut done => {
-                    return match r {
-                        Ok(()) => Fetched::Complete,
-                        Err(e) => Fetched::Failed(one_line(&e)),
-                    };
-                }
-                reason = &mut stalled => return Fetched::Failed(reason),
-                changed = renewed.changed(), if watching => {
-                    if changed.is_err() {
-                        watching = false;
-                    } else if self.entry_peers(hash) != peers {
-                        return Fetched::Renewed;
-                    }
-                }
-            }
+        tokio::select! {
+            r = transfer.wait_complete() => match r {
+                Ok(()) => Fetched::Complete,
+                Err(e) => Fetched::Failed(one_line(&e)),
+            },
+            reason = stall(transfer, self.inner.limits.stall_timeout) => Fetched::Failed(reason),
+            () = self.peers_moved(hash, peers, renewed) => Fetched::Renewed,
         }
     }
 
@@ -1321,8 +1315,8 @@ impl Node {
         let mut torrents = torrents.split_off(torrents_known.saturating_sub(STATUS_BUNDLES));
         let Summary { network, last_seq, state_root, batches } = self.summary();
         for t in &mut torrents {
-            if t.state == BundleState::Applying && t.seq.is_some_and(|s| s <= last_seq) {
-                t.state = BundleState::Applied;
+            if t.shown(last_seq) != t.state {
+                t.state = t.shown(last_seq);
                 t.reason = None;
             }
         }

@@ -1121,9 +1121,14 @@ fn write_dropped(dir: &Path, ids: &[Hash32], why: &str) -> std::io::Result<()> {
     let excess = all.len().saturating_sub(MAX_DROPPED);
     all.drain(..excess);
     let json: Vec<(String, &String)> = all.iter().map(|(id, why)| (id.to_hex(), why)).collect();
-    let temp = dir.join(format!("{DROPPED_FILE}.tmp"));
-    std::fs::write(&temp, serde_json::to_vec(&json).map_err(std::io::Error::other)?)?;
-    std::fs::rename(&temp, dir.join(DROPPED_FILE))
+    replace_file(dir, DROPPED_FILE, &serde_json::to_vec(&json).map_err(std::io::Error::other)?)
+}
+
+/// Writes `dir`/`name` whole or not at all (a temporary file, then a rename).
+fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let temp = dir.join(format!("{name}.tmp"));
+    std::fs::write(&temp, bytes)?;
+    std::fs::rename(&temp, dir.join(name))
 }
 /// Where stored cuts held back from the resume wait, in the data folder.
 const HELD_DIR: &str = "held-cuts";
@@ -1135,7 +1140,7 @@ const MAX_APPLY_ATTEMPTS: u32 = 3;
 /// The cut being stored and applied ([`APPLYING_FILE`], while it is): its seq, the times the
 /// node started applying it, and its queued items. A sequencer that stops while applying a
 /// cut finds it at restart.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Applying {
     seq: u64,
     attempts: u32,
@@ -1144,28 +1149,11 @@ struct Applying {
 
 impl Applying {
     fn read(dir: &Path) -> Option<Self> {
-        let bytes = std::fs::read(dir.join(APPLYING_FILE)).ok()?;
-        let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-        Some(Self {
-            seq: v["seq"].as_u64()?,
-            attempts: u32::try_from(v["attempts"].as_u64()?).ok()?,
-            arrivals: v["arrivals"]
-                .as_array()?
-                .iter()
-                .filter_map(serde_json::Value::as_u64)
-                .collect(),
-        })
+        serde_json::from_slice(&std::fs::read(dir.join(APPLYING_FILE)).ok()?).ok()
     }
 
     fn write(&self, dir: &Path) -> std::io::Result<()> {
-        let v = serde_json::json!({
-            "seq": self.seq,
-            "attempts": self.attempts,
-            "arrivals": self.arrivals,
-        });
-        let temp = dir.join(format!("{APPLYING_FILE}.tmp"));
-        std::fs::write(&temp, v.to_string())?;
-        std::fs::rename(&temp, dir.join(APPLYING_FILE))
+        replace_file(dir, APPLYING_FILE, &serde_json::to_vec(self).map_err(std::io::Error::other)?)
     }
 
     fn clear(dir: &Path) {

@@ -90,6 +90,19 @@ pub struct TransferTotals {
     pub peers: u32,
 }
 
+impl BundleStatus {
+    /// Its state as the status shows it beside a ledger at `last_seq`: a bundle applying
+    /// whose seq the ledger holds already was committed in between, and is applied.
+    pub fn shown(&self, last_seq: u64) -> BundleState {
+        match self.state {
+            BundleState::Applying if self.seq.is_some_and(|s| s <= last_seq) => {
+                BundleState::Applied
+            }
+            state => state,
+        }
+    }
+}
+
 impl TransferTotals {
     /// Adds one bundle's figures.
     pub fn add(&mut self, b: &BundleStatus) {

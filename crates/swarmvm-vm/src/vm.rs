@@ -361,8 +361,11 @@ impl Vm {
                         })
                         .and_then(|used| {
                             contract_spent = contract_spent.plus(used.written);
+                            if !budgets {
+                                return Ok(());
+                            }
                             let pages: u64 = sessions.iter().map(|(_, s)| s.pages()).sum();
-                            if budgets && pages > MAX_CONTRACT_PAGES {
+                            if pages > MAX_CONTRACT_PAGES {
                                 return Err(ActionError::ModuleMemory {
                                     pages,
                                     max: MAX_CONTRACT_PAGES,

@@ -88,13 +88,7 @@ pub fn check_module_under(bytes: &[u8], rules: Rules) -> Result<ModuleInfo, Modu
 /// compiled code as long as its engine lives, so checks leave nothing behind.
 fn compile(bytes: &[u8]) -> Result<(), ModuleError> {
     let engine = wasmi::Engine::new(&crate::runtime::config(true));
-    let compile = |b: &[u8]| {
-        wasmi::Module::new(&engine, b).map(drop).map_err(|e| ModuleError::Compile(e.to_string()))
-    };
-    match crate::globals::export_globals(bytes) {
-        Some((prepared, _)) => compile(&prepared),
-        None => compile(bytes),
-    }
+    crate::runtime::compile(&engine, bytes).map(drop)
 }
 
 /// [`check_module`] without the compilation: the ABI's rules on the bytes alone. For a

@@ -168,16 +168,8 @@ impl Runtime {
         if self.has_module(&info.hash) {
             return Ok(info.hash);
         }
-        let compile = |b: &[u8]| {
-            Module::new(&self.engine, b).map_err(|e| ModuleError::Compile(e.to_string()))
-        };
-        let table_elements = info.table_elements;
-        let loaded = match crate::globals::export_globals(bytes) {
-            Some((prepared, globals)) => {
-                Loaded { module: compile(&prepared)?, globals: Some(globals), table_elements }
-            }
-            None => Loaded { module: compile(bytes)?, globals: None, table_elements },
-        };
+        let (module, globals) = compile(&self.engine, bytes)?;
+        let loaded = Loaded { module, globals, table_elements: info.table_elements };
         let mut modules = self.modules.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         modules.insert(info.hash, Arc::new(loaded));
         Ok(info.hash)
@@ -314,6 +306,18 @@ impl<'h> Session<'h> {
         }
         live.fresh = false;
         Ok((live, cost))
+    }
+}
+
+/// Compiles `bytes` in `engine` as sessions run them: with its globals exported for resets
+/// when that can be done (then also how many there are). The check compiles through here
+/// too, so that it refuses exactly what execution would.
+pub(crate) fn compile(engine: &Engine, bytes: &[u8]) -> Result<(Module, Option<u32>), ModuleError> {
+    let compile =
+        |b: &[u8]| Module::new(engine, b).map_err(|e| ModuleError::Compile(e.to_string()));
+    match crate::globals::export_globals(bytes) {
+        Some((prepared, globals)) => Ok((compile(&prepared)?, Some(globals))),
+        None => Ok((compile(bytes)?, None)),
     }
 }
 

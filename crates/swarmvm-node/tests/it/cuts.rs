@@ -4,8 +4,7 @@
 //! registrations queued with it apply; and `GET /v1/health` reports cuts that keep failing.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -17,24 +16,7 @@ use swarmvm_token::{IssueTime, Operation, Signer, WalletEntry};
 use swarmvm_vm::Hash32;
 use swarmvm_wallet::{Algorithm, Wallet};
 
-use crate::support::LIMIT;
-
-fn copy(w: &Wallet) -> Wallet {
-    Wallet::from_pkcs8_der(&w.to_pkcs8_der()).unwrap()
-}
-
-fn http(node: &Node) -> SocketAddr {
-    node.http_addr().unwrap()
-}
-
-/// Waits (bounded) until `ok`.
-async fn until(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + LIMIT;
-    while !ok() {
-        assert!(Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use crate::support::{LIMIT, copy, http, until};
 
 /// A network's sequencer in `dir`/seq (cutting every `cut_every`, under `rules`), started.
 async fn start_sequencer(

@@ -2,7 +2,6 @@
 //! behind the head, a head for a seq no node will ever have, heads that would live too long,
 //! and a sequencer that comes back on another BitTorrent port.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use swarmvm_token::{HeadContent, sign_head};
 use swarmvm_vm::Hash32;
 use swarmvm_wallet::Wallet;
 
-use crate::support::LIMIT;
+use crate::support::{LIMIT, http, url, within};
 
 /// A network and its folder; nodes started on loopback.
 struct Net {
@@ -25,25 +24,8 @@ struct Net {
     dir: tempfile::TempDir,
 }
 
-fn url(node: &Node) -> String {
-    format!("http://{}", node.http_addr().unwrap())
-}
-
-fn http(node: &Node) -> SocketAddr {
-    node.http_addr().unwrap()
-}
-
 fn submit(node: &Node, contract: &str) -> (u16, Value) {
     request(http(node), "POST", "/v1/contracts", Some(contract))
-}
-
-/// Waits until `ok`, at most `limit`.
-async fn within(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ok() {
-        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 impl Net {

@@ -18,33 +18,12 @@ use swarmvm_token::{HeadContent, IssueTime, Signer, WalletEntry, sign_contract, 
 use swarmvm_vm::Hash32;
 use swarmvm_wallet::{Algorithm, Wallet};
 
-use crate::support::LIMIT;
+use crate::support::{LIMIT, copy, http, until, url};
 
 /// A network, its folder, and nodes started on loopback.
 struct Live {
     net: TestNet,
     dir: tempfile::TempDir,
-}
-
-fn copy(w: &Wallet) -> Wallet {
-    Wallet::from_pkcs8_der(&w.to_pkcs8_der()).unwrap()
-}
-
-fn url(node: &Node) -> String {
-    format!("http://{}", node.http_addr().unwrap())
-}
-
-fn http(node: &Node) -> SocketAddr {
-    node.http_addr().unwrap()
-}
-
-/// Waits (bounded) until `ok`.
-async fn until(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + LIMIT;
-    while !ok() {
-        assert!(Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 impl Live {

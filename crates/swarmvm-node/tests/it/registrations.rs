@@ -3,7 +3,6 @@
 //! written.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,15 +18,7 @@ use swarmvm_token::{FileDigest, ManifestContent, sign_manifest};
 use swarmvm_vm::Hash32;
 use swarmvm_wallet::{Algorithm, Wallet};
 
-use crate::support::LIMIT;
-
-fn copy(w: &Wallet) -> Wallet {
-    Wallet::from_pkcs8_der(&w.to_pkcs8_der()).unwrap()
-}
-
-fn http(node: &Node) -> SocketAddr {
-    node.http_addr().unwrap()
-}
+use crate::support::{LIMIT, copy, http};
 
 /// Every name in the folders `dirs` (each `folder/name`).
 fn names(dirs: &[PathBuf]) -> BTreeSet<String> {

@@ -94,3 +94,32 @@ pub fn add(node: &Node, torrent: &TorrentFile) -> String {
 pub fn is(state: BundleState) -> impl Fn(&BundleStatus) -> bool {
     move |b| b.state == state
 }
+
+/// An owned copy of a wallet (nodes take their keys by value).
+pub fn copy(w: &swarmvm_wallet::Wallet) -> swarmvm_wallet::Wallet {
+    swarmvm_wallet::Wallet::from_pkcs8_der(&w.to_pkcs8_der()).unwrap()
+}
+
+/// The node's HTTP address.
+pub fn http(node: &Node) -> std::net::SocketAddr {
+    node.http_addr().unwrap()
+}
+
+/// The node's HTTP base URL.
+pub fn url(node: &Node) -> String {
+    format!("http://{}", http(node))
+}
+
+/// Waits until `ok`, at most `limit`.
+pub async fn within(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `ok`, at most [`LIMIT`].
+pub async fn until(what: &str, ok: impl FnMut() -> bool) {
+    within(LIMIT, what, ok).await;
+}
