@@ -34,6 +34,15 @@ pub enum NodeError {
     /// A request that cannot be taken (a bad torrent or magnet).
     #[error("{0}")]
     BadRequest(String),
+    /// A bundle folder was refused (its manifest or files), or could not be read.
+    #[error(transparent)]
+    Bundle(#[from] swarmvm_bundle::BundleError),
+    /// A bundle was not applied: refused by a rule, or the ledger failed to store it.
+    #[error(transparent)]
+    Apply(#[from] crate::pipeline::PipelineError),
+    /// A task of the node failed (a panic, or the runtime stopping).
+    #[error("a node task failed: {0}")]
+    Task(String),
     /// Too many bundles in progress; try again later.
     #[error(
         "{pending} bundles are in progress, the most this node takes at once is {max}; try again later"
@@ -44,4 +53,23 @@ pub enum NodeError {
         /// The bound.
         max: usize,
     },
+}
+
+impl NodeError {
+    /// A task that did not finish.
+    pub(crate) fn task(e: tokio::task::JoinError) -> Self {
+        Self::Task(e.to_string())
+    }
+}
+
+/// One line for an error and its causes, as the command line prints them.
+pub(crate) fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out.replace('\n', " ")
 }

@@ -18,14 +18,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::node::Node;
+use crate::api::Api;
 
 /// Event streams open at once, at most (or half of `--max-connections`, if fewer); more are
 /// refused with 503 and `Retry-After`.
@@ -38,24 +37,27 @@ const RETRY: Duration = Duration::from_secs(2);
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// The node's event streams: the newest status as JSON text, and how many listen.
-#[derive(Debug)]
 pub(crate) struct Events {
+    api: Api,
+    /// Streams open at once, at most: [`MAX_STREAMS`], and at most half the node's
+    /// connections, so streams can never take every connection.
+    max_streams: usize,
     latest: watch::Sender<Arc<str>>,
     sampling: AtomicBool,
     streams: AtomicUsize,
 }
 
-impl Default for Events {
-    fn default() -> Self {
+impl Events {
+    pub(crate) fn new(api: Api, max_connections: usize) -> Self {
         Self {
+            api,
+            max_streams: MAX_STREAMS.min(max_connections / 2).max(1),
             latest: watch::channel(Arc::from("")).0,
             sampling: AtomicBool::new(false),
             streams: AtomicUsize::new(0),
         }
     }
-}
 
-impl Events {
     /// Streams open now.
     pub(crate) fn streams(&self) -> usize {
         self.streams.load(Ordering::Acquire)
@@ -63,7 +65,7 @@ impl Events {
 }
 
 /// The status as JSON text, read off the runtime (it reads the ledger).
-async fn status_text(node: &Node) -> Option<Arc<str>> {
+async fn status_text(node: &Api) -> Option<Arc<str>> {
     let node = node.clone();
     let text = tokio::task::spawn_blocking(move || serde_json::to_string(&node.status()))
         .await
@@ -73,11 +75,11 @@ async fn status_text(node: &Node) -> Option<Arc<str>> {
 }
 
 /// Samples the status while anyone listens, until the node stops.
-async fn sample(node: Node) {
-    let events = &node.inner.events;
-    let mut stop = node.stopping();
-    let mut applied = node.inner.applied.subscribe();
-    let mut heads = node.inner.head_changed.subscribe();
+async fn sample(events: Arc<Events>) {
+    let node = &events.api;
+    let mut stop = node.tasks().stopping();
+    let mut applied = node.applier().subscribe();
+    let mut heads = node.heads().subscribe();
     let mut tick = tokio::time::interval(SAMPLE);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -90,7 +92,7 @@ async fn sample(node: Node) {
         if events.latest.receiver_count() == 0 {
             continue;
         }
-        if let Some(text) = status_text(&node).await {
+        if let Some(text) = status_text(node).await {
             events.latest.send_if_modified(|current| {
                 let changed = **current != *text;
                 if changed {
@@ -103,22 +105,16 @@ async fn sample(node: Node) {
 }
 
 /// Counts one open stream until dropped.
-struct Open(Node);
+struct Open(Arc<Events>);
 
 impl Drop for Open {
     fn drop(&mut self) {
-        self.0.inner.events.streams.fetch_sub(1, Ordering::AcqRel);
+        self.0.streams.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 fn status_event(text: &str) -> Result<Event, Infallible> {
     Ok(Event::default().event("status").data(text))
-}
-
-/// Streams open at once for this node: [`MAX_STREAMS`], and at most half its connections,
-/// so streams can never take every connection.
-fn max_streams(node: &Node) -> usize {
-    MAX_STREAMS.min(node.http_settings().0.max_connections / 2).max(1)
 }
 
 fn refuse(status: StatusCode, message: String) -> Response {
@@ -134,19 +130,18 @@ fn refuse(status: StatusCode, message: String) -> Response {
 /// pages', not any site's its visitors open.
 fn cross_site(headers: &HeaderMap) -> bool {
     let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-    matches!(site, Some("cross-site" | "same-site")) || crate::http::from_other_origin(headers)
+    matches!(site, Some("cross-site" | "same-site")) || crate::web::from_other_origin(headers)
 }
 
 /// `GET /v1/events`: `text/event-stream` of `status` events (see the module's doc).
-pub(crate) async fn stream(State(node): State<Node>, headers: HeaderMap) -> Response {
+pub(crate) async fn stream(events: Arc<Events>, headers: HeaderMap) -> Response {
     if cross_site(&headers) {
         return refuse(
             StatusCode::FORBIDDEN,
             "a page of another site may not open this node's event stream".into(),
         );
     }
-    let events = &node.inner.events;
-    let max = max_streams(&node);
+    let max = events.max_streams;
     if events.streams.fetch_add(1, Ordering::AcqRel) >= max {
         events.streams.fetch_sub(1, Ordering::AcqRel);
         return refuse(
@@ -154,19 +149,18 @@ pub(crate) async fn stream(State(node): State<Node>, headers: HeaderMap) -> Resp
             format!("{max} event streams are open already; try again later"),
         );
     }
-    let open = Open(node.clone());
+    let open = Open(events.clone());
     if !events.sampling.swap(true, Ordering::AcqRel) {
-        let sampler = node.clone();
-        node.spawn(sample(sampler));
+        events.api.tasks().spawn(sample(events.clone()));
     }
     // Subscribe first, then read: a sample sent in between is then seen as a change (and
     // skipped below if it equals this read), never missed.
     let mut rx = events.latest.subscribe();
     rx.mark_changed();
-    let Some(first) = status_text(&node).await else {
+    let Some(first) = status_text(&events.api).await else {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "the node's status cannot be read".into());
     };
-    let stop = node.stopping();
+    let stop = events.api.tasks().stopping();
     let retry = Event::default().retry(RETRY);
     let first_event = status_event(&first);
     // Each stream skips a status equal to the last it sent.

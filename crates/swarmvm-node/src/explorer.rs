@@ -119,7 +119,7 @@ pub(crate) async fn index(request: HeaderMap) -> Response {
     let mut response = if wants_html(&request) {
         serve(&PAGE, &TAGS[0], &request)
     } else {
-        axum::Json(json!({ "routes": crate::http::ROUTES })).into_response()
+        axum::Json(json!({ "routes": crate::protocol::ROUTES })).into_response()
     };
     response.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept"));
     response
@@ -129,7 +129,7 @@ pub(crate) async fn index(request: HeaderMap) -> Response {
 pub(crate) async fn asset(Path(name): Path<String>, request: HeaderMap) -> Response {
     match ASSETS.iter().position(|a| a.name == name) {
         Some(i) => serve(&ASSETS[i], &TAGS[i + 1], &request),
-        None => crate::http::not_found_response(&format!("/explorer/{name}")),
+        None => crate::web::not_found_response(&format!("/explorer/{name}")),
     }
 }
 

@@ -1,20 +1,24 @@
-//! Heads and following: the newest signed head a node knows (signed by its own sequencer, or
-//! polled from the nodes it follows), checked against its ledger; and the follower's loop,
-//! which fetches the bundles it lacks, parents first, over BitTorrent.
+//! Following: the follower polls the heads of the nodes it follows (offering each to the
+//! [`HeadStore`](crate::heads::HeadStore)), fetches the bundles it lacks, parents first, over
+//! BitTorrent through the [`Fetcher`](crate::fetcher::Fetcher), and forwards submissions to
+//! the nodes it follows.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use serde_json::Value;
-use swarmvm_primitives::BundleId;
 use swarmvm_swarm::{InfoHash, MagnetLink, Source};
-use swarmvm_token::{HeadContent, VerifiedHead, VerifyError, sign_head, unix_now, verify_head};
 use swarmvm_vm::Hash32;
 use tracing::{debug, info, warn};
 
-use crate::node::{Node, lock, one_line};
-use crate::status::BundleState;
+use crate::client::Client;
+use crate::core::Core;
+use crate::error::one_line;
+use crate::protocol::BundleState;
+use crate::protocol::{HOPS_HEADER, LOOP_DETECTED, VIA_HEADER, came_back, via_ids, went_through};
 
 /// How a node follows others (`node run --follow URL... --poll 1s`).
 #[derive(Debug, Clone)]
@@ -23,25 +27,6 @@ pub struct FollowOptions {
     pub urls: Vec<String>,
     /// How long to wait between polls when a node answered nothing new, and after an error.
     pub poll: Duration,
-}
-
-/// A head this node verified.
-#[derive(Debug, Clone)]
-pub(crate) struct KnownHead {
-    pub(crate) text: String,
-    pub(crate) head: VerifiedHead,
-}
-
-/// The newest head known, and the last refusal.
-#[derive(Debug, Default)]
-pub(crate) struct Heads {
-    pub(crate) newest: Option<KnownHead>,
-    pub(crate) refused: Option<String>,
-    stale_warned: bool,
-    /// A head signed by keys this node does not know yet (a rotation it has not applied
-    /// adds them), and the seq it claims: the bundles up to it are fetched by seq, and it is
-    /// verified again after each apply.
-    waiting: Option<(String, u64)>,
 }
 
 /// Contract ids this node forwarded, the newest [`MAX_FORWARDED`].
@@ -75,283 +60,66 @@ const WINDOW: u64 = 16;
 /// The longest a head poll waits for a newer head at the polled node.
 const LONG_POLL: Duration = Duration::from_secs(10);
 
-/// The longest a head may live (`exp - iat`): a follower refuses a head that claims to live
-/// longer, and a sequencer refuses to start with a longer `--max-head-age`. Without a cap, one
-/// head signed to live for years would hide for as long that its network stopped.
-pub(crate) const MAX_HEAD_LIFETIME: Duration = Duration::from_secs(3600);
-
-/// Refuses a `--max-head-age` longer than [`MAX_HEAD_LIFETIME`].
-pub(crate) fn check_head_age(age: Duration) -> Result<(), String> {
-    if age > MAX_HEAD_LIFETIME {
-        return Err(format!(
-            "--max-head-age {} is longer than a head may live ({}): followers would refuse every head",
-            humantime::format_duration(age),
-            humantime::format_duration(MAX_HEAD_LIFETIME)
-        ));
-    }
-    Ok(())
+/// The follower: follows the newest signed head of other nodes and fetches the bundles it
+/// lacks, and forwards submissions to them. A client of the [`Core`]'s parts.
+#[derive(Clone)]
+pub(crate) struct Follower {
+    core: Core,
+    /// The nodes it follows (and forwards submissions to).
+    urls: Arc<Vec<String>>,
+    /// How often it polls them.
+    poll: Duration,
+    /// A client for talking to them.
+    client: Client,
+    /// Contracts this node forwarded and the sequencer accepted (pending until applied here).
+    forwarded: Arc<Mutex<Forwarded>>,
+    /// This node's name in the path of a forwarded submission (its BitTorrent peer id, hex).
+    node_id: String,
 }
 
-/// True when `head` is newer than `known`: heads are ordered by when they were signed, then
-/// by seq. A head is its authority's statement of the newest bundle at `iat`, so a later
-/// statement supersedes an earlier one even when it names a lower seq: one head for a seq far
-/// ahead (whose bundles no node has) is replaced by the next head signed, instead of hiding
-/// every later head. A head signed ahead of the clock holds its place for at most the clock
-/// leeway heads are verified with.
-fn newer(head: &VerifiedHead, known: &VerifiedHead) -> bool {
-    (head.issued_at, head.seq) > (known.issued_at, known.seq)
-}
-
-/// What a head says against this node's ledger.
-enum Against {
-    /// It names a bundle this node has not applied yet.
-    Ahead,
-    /// It agrees with the ledger.
-    Agrees,
-    /// It names another bundle for a seq this node applied.
-    OtherBundle(String),
-    /// Same bundle, another root after it.
-    OtherRoot(String),
-}
-
-impl Node {
-    /// The newest head this node verified (expired or not), as its token and its claims.
-    pub fn head(&self) -> Option<(String, VerifiedHead)> {
-        lock(&self.inner.heads).newest.as_ref().map(|k| (k.text.clone(), k.head.clone()))
-    }
-
-    /// True when the newest head known has expired.
-    pub fn is_stale(&self) -> bool {
-        lock(&self.inner.heads).newest.as_ref().is_some_and(|k| k.head.expires_at <= unix_now())
-    }
-
-    /// Why this node stopped applying, if it diverged from the heads.
-    pub fn diverged(&self) -> Option<String> {
-        lock(&self.inner.diverged).clone()
-    }
-
-    /// Waits until a head newer than (`seq`, `iat`) is known, at most `limit`.
-    /// (Newer as [`newer`] orders heads: by `iat`, then seq.)
-    pub(crate) async fn wait_head(&self, seq: u64, iat: u64, limit: Duration) {
-        let mut rx = self.inner.head_changed.subscribe();
-        let _ = tokio::time::timeout(limit, rx.wait_for(|&(s, i)| (i, s) > (iat, seq))).await;
-    }
-
-    /// Keeps `head` as the newest known if it is newer ([`newer`]); a sequencer's own heads
-    /// replace the one before when they name a later seq or, for the same seq, are signed
-    /// later (its clock may have stepped back).
-    fn store_head(&self, text: String, head: VerifiedHead, own: bool) {
-        let position = (head.seq, head.issued_at);
-        let mut heads = lock(&self.inner.heads);
-        if let Some(k) = &heads.newest {
-            let replaces =
-                if own { position > (k.head.seq, k.head.issued_at) } else { newer(&head, &k.head) };
-            if !replaces {
-                return;
-            }
-        }
-        heads.newest = Some(KnownHead { text, head });
-        heads.stale_warned = false;
-        drop(heads);
-        self.inner.head_changed.send_if_modified(|h| {
-            let changed = *h != position;
-            if changed {
-                *h = position;
-            }
-            changed
-        });
-    }
-
-    fn refuse_head(&self, reason: String) {
-        warn!("head refused: {reason}");
-        lock(&self.inner.heads).refused = Some(reason);
-    }
-
-    /// What `head` says against the ledger.
-    fn against(&self, head: &VerifiedHead) -> Against {
-        let Some(snapshot) = self.snapshot() else { return Against::Ahead };
-        let Ok(Some(record)) = snapshot.bundle(head.seq) else { return Against::Ahead };
-        if record.id != head.bundle {
-            return Against::OtherBundle(format!(
-                "the head names bundle {} for seq {}, and this node applied bundle {}",
-                head.bundle, head.seq, record.id
-            ));
-        }
-        let root = snapshot
-            .log(record.position, 1)
-            .ok()
-            .and_then(|l| l.into_iter().next())
-            .map(|e| e.state_root)
-            .unwrap_or_default();
-        if root != head.state_root.to_hex() {
-            return Against::OtherRoot(format!(
-                "after bundle seq {} this node's state root is {root}, the head's is {}",
-                head.seq, head.state_root
-            ));
-        }
-        Against::Agrees
-    }
-
-    /// Takes a head polled from another node: verified against the set in force and the
-    /// ledger. Returns true when it is newer than the newest known.
-    pub(crate) fn offer_head(&self, text: &str) -> bool {
-        let set = self.authorities();
-        let network = self.network().id().to_owned();
-        let head = match verify_head(text, &network, &set, unix_now()) {
-            Ok(h) => h,
-            Err(
-                e @ (VerifyError::NotAMember(_)
-                | VerifyError::UnknownKid(_)
-                | VerifyError::ThresholdNotMet { .. }),
-            ) => {
-                // Perhaps signed by keys a rotation this node has not applied yet adds.
-                let last = self.snapshot().and_then(|s| s.last_bundle()).map_or(0, |b| b.seq);
-                if let Some(seq) = claimed_seq(text).filter(|s| *s > last) {
-                    lock(&self.inner.heads).waiting = Some((text.to_owned(), seq));
-                    self.refuse_head(format!(
-                        "{e}; waiting: the bundles up to seq {seq} may rotate the keys in"
-                    ));
-                } else {
-                    self.refuse_head(e.to_string());
-                }
-                return false;
-            }
-            Err(e) => {
-                self.refuse_head(e.to_string());
-                return false;
-            }
+impl Follower {
+    pub(crate) fn new(core: Core, options: Option<FollowOptions>) -> Self {
+        let (urls, poll) = match options {
+            Some(f) => (f.urls, f.poll),
+            None => (Vec::new(), Duration::from_secs(1)),
         };
-        let lifetime = head.expires_at.saturating_sub(head.issued_at);
-        if lifetime > MAX_HEAD_LIFETIME.as_secs() {
-            self.refuse_head(format!(
-                "the head for seq {} would live {lifetime} s (iat {} to exp {}), longer than the {} s a head may live",
-                head.seq,
-                head.issued_at,
-                head.expires_at,
-                MAX_HEAD_LIFETIME.as_secs()
-            ));
-            return false;
-        }
-        if let Some((_, known)) = self.head()
-            && !newer(&head, &known)
-        {
-            return false;
-        }
-        match self.against(&head) {
-            Against::OtherBundle(why) => {
-                self.refuse_head(why);
-                return false;
-            }
-            Against::OtherRoot(why) => self.diverge(why),
-            Against::Ahead | Against::Agrees => {}
-        }
-        self.store_head(text.to_owned(), head, false);
-        true
-    }
-
-    fn diverge(&self, why: String) {
-        let mut diverged = lock(&self.inner.diverged);
-        if diverged.is_none() {
-            warn!("diverged, not applying any more bundles: {why}");
-            *diverged = Some(why);
+        let node_id = core.fetcher.swarm().peer_id();
+        Self {
+            core,
+            urls: Arc::new(urls),
+            poll,
+            client: Client::new(Duration::from_secs(30)),
+            forwarded: Arc::default(),
+            node_id,
         }
     }
 
-    /// After a bundle applied: a sequencer signs a head for it; any other node checks it
-    /// against the newest head.
-    pub(crate) fn after_applied(
-        &self,
-        seq: u64,
-        id: BundleId,
-        root: Hash32,
-        magnet: Option<String>,
-    ) {
-        if self.inner.sequencer.is_some() {
-            if let Some(magnet) = magnet {
-                self.sign_head(seq, id, root, &magnet);
-            }
-            return;
-        }
-        // A head waiting for keys a rotation adds: verified again (and kept waiting while
-        // its signers are still unknown).
-        let waiting = lock(&self.inner.heads).waiting.take();
-        if let Some((text, _)) = waiting {
-            self.offer_head(&text);
-        }
-        let Some((_, head)) = self.head() else { return };
-        if head.seq != seq {
-            return;
-        }
-        if head.bundle != id {
-            self.refuse_head(format!(
-                "the head names bundle {} for seq {seq}, and the bundle applied there is {id}",
-                head.bundle
-            ));
-            lock(&self.inner.heads).newest = None;
-        } else if head.state_root != root {
-            self.diverge(format!(
-                "after bundle seq {seq} this node's state root is {root}, the head's is {}",
-                head.state_root
-            ));
-        }
+    /// The nodes it follows.
+    pub(crate) fn urls(&self) -> &[String] {
+        &self.urls
     }
 
-    /// The sequencer signs a head for bundle `seq`.
-    fn sign_head(&self, seq: u64, bundle: BundleId, state_root: Hash32, magnet: &str) {
-        let Some(sequencer) = &self.inner.sequencer else { return };
-        let network = self.network().id().to_owned();
-        // Followers order heads by `iat`: a clock stepped back must not make the new head
-        // older than the one it replaces (or than its bundle).
-        let known = self.head().map_or(0, |(_, h)| h.issued_at);
-        let bundled = self.snapshot().and_then(|s| s.last_bundle()).map_or(0, |b| b.issued_at);
-        let now = unix_now().max(known).max(bundled);
-        let content = HeadContent {
-            network: &network,
-            seq,
-            bundle,
-            magnet,
-            state_root,
-            now,
-            max_age: sequencer.max_head_age.as_secs().clamp(1, MAX_HEAD_LIFETIME.as_secs()),
-        };
-        let signed =
-            sign_head(&sequencer.keys(), &content).map_err(|e| one_line(&e)).and_then(|text| {
-                verify_head(&text, &network, &self.authorities(), now).map(|h| (text, h)).map_err(
-                    |e| format!("the sequencer's keys cannot sign for the set in force: {e}"),
-                )
-            });
-        match signed {
-            Ok((text, head)) => self.store_head(text, head, true),
-            Err(e) => warn!("cannot sign a head for seq {seq}: {e}"),
-        }
+    /// This node's name in the path of a forwarded submission: one that comes back to it
+    /// went round a loop of followers.
+    pub(crate) fn node_id(&self) -> &str {
+        &self.node_id
     }
 
-    /// The sequencer signs its head again (a new `iat` and `exp`) for its last applied
-    /// bundle, so that followers never see it expire while it runs.
-    pub(crate) fn refresh_head(&self) {
-        let Some(snapshot) = self.snapshot() else { return };
-        let Some(last) = snapshot.last_bundle() else { return };
-        let root = snapshot.state_root();
-        drop(snapshot);
-        match self.magnet_of(last.seq) {
-            Some(magnet) => self.sign_head(last.seq, last.id, root, &magnet),
-            None => {
-                debug!(seq = last.seq, "no head yet: this node does not seed bundle {}", last.seq)
-            }
-        }
+    /// Remembers a contract this node forwarded and the sequencer accepted.
+    pub(crate) fn forwarded(&self, id: Hash32) {
+        self.forwarded.lock().insert(id);
     }
 
-    /// Warns once when the newest head expired.
-    fn check_stale(&self) {
-        let mut heads = lock(&self.inner.heads);
-        let Some(k) = &heads.newest else { return };
-        if k.head.expires_at <= unix_now() && !heads.stale_warned {
-            warn!(
-                seq = k.head.seq,
-                expired_at = k.head.expires_at,
-                "stale: the newest head expired; the sequencer stopped publishing or cannot be reached"
-            );
-            heads.stale_warned = true;
+    /// True when this node forwarded contract `id` and the sequencer accepted it.
+    pub(crate) fn was_forwarded(&self, id: &Hash32) -> bool {
+        self.forwarded.lock().contains(id)
+    }
+
+    /// Starts following, if it follows any node.
+    pub(crate) fn start(&self) {
+        if !self.urls.is_empty() {
+            let follower = self.clone();
+            self.core.tasks.spawn(async move { follow_loop(follower).await });
         }
     }
 
@@ -367,13 +135,13 @@ impl Node {
         hops: u32,
         via: &str,
     ) -> Result<crate::client::Reply, String> {
-        if self.inner.follow.is_empty() {
+        if self.urls.is_empty() {
             return Err(
                 "this node is not the sequencer and follows no node; submit to the sequencer or to a node that follows it"
                     .into(),
             );
         }
-        let me = self.node_id();
+        let me = self.node_id.clone();
         if went_through(via, &me) {
             return Err(format!("{LOOP_MARK}{}", came_back()));
         }
@@ -388,9 +156,9 @@ impl Node {
         // is away.
         let mut last = String::new();
         let mut looped = 0;
-        for url in &self.inner.follow {
+        for url in self.urls.iter() {
             let headers = [(HOPS_HEADER, (hops + 1).to_string()), (VIA_HEADER, via.clone())];
-            match self.inner.client.post(url, path, content_type, body.clone(), &headers).await {
+            match self.client.post(url, path, content_type, body.clone(), &headers).await {
                 Ok(reply) if reply.status == LOOP_DETECTED => {
                     looped += 1;
                     last = format!("{url} sent it back here");
@@ -405,7 +173,7 @@ impl Node {
                 Err(e) => last = e.to_string(),
             }
         }
-        if looped == self.inner.follow.len() {
+        if looped == self.urls.len() {
             // Answered as a loop too (508), so that a node that forwarded it here passes this
             // one over for another it follows.
             return Err(format!(
@@ -416,16 +184,8 @@ impl Node {
     }
 }
 
-/// The header counting the nodes a forwarded submission went through.
-pub(crate) const HOPS_HEADER: &str = "swarmvm-hops";
-/// The header naming the nodes a forwarded submission went through ([`Node::node_id`]s,
-/// comma-separated), so that one that comes back to a node is refused at once instead of
-/// going round a loop of followers.
-pub(crate) const VIA_HEADER: &str = "swarmvm-via";
-/// The status of a submission that came back to a node it went through already.
-pub(crate) const LOOP_DETECTED: u16 = 508;
-/// How [`Node::forward`]'s error begins when every followed node sent the submission back:
-/// it is answered [`LOOP_DETECTED`], not 503 ([`forward_failure`]).
+/// How [`Follower::forward`]'s error begins when every followed node sent the submission back:
+/// it is answered [`LOOP_DETECTED`](crate::protocol::LOOP_DETECTED), not 503 ([`forward_failure`]).
 const LOOP_MARK: &str = "loop: ";
 
 /// A failed forward as the submission's refusal: 508 when every followed node sent it back
@@ -435,22 +195,6 @@ pub(crate) fn forward_failure(e: String) -> crate::submit::SubmitError {
         Some(why) => crate::submit::SubmitError::Looped(why.to_owned()),
         None => crate::submit::SubmitError::Unavailable(e),
     }
-}
-
-/// The node ids a [`VIA_HEADER`] value names.
-fn via_ids(via: &str) -> impl Iterator<Item = &str> {
-    via.split(',').map(str::trim).filter(|id| !id.is_empty())
-}
-
-/// True when the [`VIA_HEADER`] value `via` names the node `id`.
-pub(crate) fn went_through(via: &str, id: &str) -> bool {
-    via_ids(via).any(|v| v == id)
-}
-
-/// Why a submission that came back is refused.
-pub(crate) fn came_back() -> String {
-    "this submission came back to a node it was forwarded through: the nodes it went through follow each other, and none of them reaches the sequencer this way"
-        .into()
 }
 
 /// Nodes a submission may go through before it reaches the sequencer.
@@ -568,13 +312,13 @@ impl Following {
 
     /// Forgets the seqs up to `last` (applied), holding against each followed node a magnet
     /// it gave for one of them that is not the bundle applied there.
-    fn settle(&mut self, node: &Node, last: u64) {
+    fn settle(&mut self, node: &Follower, last: u64) {
         let done: Vec<u64> = self.wanted.range(..=last).map(|(s, _)| *s).collect();
         for seq in done {
             let Some(wanted) = self.wanted.remove(&seq) else { continue };
             for (hash, asked) in wanted.asked {
                 let applied = matches!(
-                    node.bundle_progress(hash),
+                    node.core.fetcher.bundle_progress(hash),
                     Some((BundleState::Applied, Some(s))) if s == seq
                 );
                 for url in &asked.from {
@@ -597,43 +341,45 @@ impl Following {
 /// Follows: one task per followed node polls its heads (each poll waits at the node for a
 /// newer head), and this loop fetches the bundles between the last applied one and the
 /// newest head whenever either changes, and at least every `poll`.
-pub(crate) async fn follow_loop(node: Node) {
-    let urls = node.inner.follow.clone();
+async fn follow_loop(node: Follower) {
+    let urls = node.urls.to_vec();
     info!(urls = ?urls, "following");
     for url in &urls {
         let (n, url) = (node.clone(), url.clone());
-        node.spawn(async move { poll_heads(n, url).await });
+        node.core.tasks.spawn(async move { poll_heads(n, url).await });
     }
-    let mut stop = node.stopping();
-    let mut heads = node.inner.head_changed.subscribe();
-    let mut applied = node.inner.applied.subscribe();
+    let mut stop = node.core.tasks.stopping();
+    let mut heads = node.core.heads.subscribe();
+    let mut applied = node.core.applier.subscribe();
     let mut state = Following::default();
     loop {
         fetch_missing(&node, &urls, &mut state).await;
-        node.check_stale();
+        node.core.heads.check_stale();
         tokio::select! {
             _ = heads.changed() => {}
             _ = applied.changed() => {}
-            () = tokio::time::sleep(node.inner.poll) => {}
+            () = tokio::time::sleep(node.poll) => {}
             _ = stop.wait_for(|s| *s) => break,
         }
     }
 }
 
 /// Polls the heads of the node at `url`, offering each to this node.
-async fn poll_heads(node: Node, url: String) {
-    let mut stop = node.stopping();
+async fn poll_heads(node: Follower, url: String) {
+    let mut stop = node.core.tasks.stopping();
     loop {
-        let (seq, iat) = node.head().map_or((0, 0), |(_, h)| (h.seq, h.issued_at));
+        let (seq, iat) = node.core.heads.head().map_or((0, 0), |(_, h)| (h.seq, h.issued_at));
         let path = format!("/v1/head?seq={seq}&iat={iat}&wait={}", LONG_POLL.as_secs());
         let polled = tokio::select! {
-            r = node.inner.client.get(&url, &path) => r,
+            r = node.client.get(&url, &path) => r,
             _ = stop.wait_for(|s| *s) => break,
         };
         let newer = match polled {
-            Ok(reply) if reply.status == 200 => {
-                reply.body.get("head").and_then(Value::as_str).is_some_and(|t| node.offer_head(t))
-            }
+            Ok(reply) if reply.status == 200 => reply
+                .body
+                .get("head")
+                .and_then(Value::as_str)
+                .is_some_and(|t| node.core.heads.offer(t)),
             Ok(reply) => {
                 debug!(url, "no head: {}", reply.error_line());
                 false
@@ -645,7 +391,7 @@ async fn poll_heads(node: Node, url: String) {
         };
         if !newer {
             tokio::select! {
-                () = tokio::time::sleep(node.inner.poll) => {}
+                () = tokio::time::sleep(node.poll) => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
         }
@@ -663,13 +409,13 @@ async fn poll_heads(node: Node, url: String) {
 /// whose magnet was not the bundle applied is asked last for a while. Trackers in those
 /// magnets are dropped unless this node chose them (`--tracker`) or the head's signed magnet
 /// names them: a relay cannot make a follower announce itself anywhere.
-async fn fetch_missing(node: &Node, urls: &[String], state: &mut Following) {
-    if node.diverged().is_some() {
+async fn fetch_missing(node: &Follower, urls: &[String], state: &mut Following) {
+    if node.core.heads.diverged().is_some() {
         return;
     }
-    let head = node.head().map(|(_, h)| h);
-    let waiting = lock(&node.inner.heads).waiting.as_ref().map(|(_, s)| *s);
-    let last = node.snapshot().and_then(|s| s.last_bundle()).map_or(0, |b| b.seq);
+    let head = node.core.heads.head().map(|(_, h)| h);
+    let waiting = node.core.heads.waiting_seq();
+    let last = node.core.applier.snapshot().and_then(|s| s.last_bundle()).map_or(0, |b| b.seq);
     let verified = head.as_ref().map_or(0, |h| h.seq);
     // Beyond the verified head, toward a head whose signers a rotation may add, one bundle at
     // a time: each may change the set the next is signed by.
@@ -690,7 +436,7 @@ async fn fetch_missing(node: &Node, urls: &[String], state: &mut Following) {
     }
     let peers = followed_peers(node, urls, state, fresh).await;
     let signed = head.as_ref().and_then(|h| MagnetLink::parse(&h.magnet).ok().map(|m| (h.seq, m)));
-    let retry = node.inner.poll.max(Duration::from_secs(1));
+    let retry = node.poll.max(Duration::from_secs(1));
     for seq in first..=end {
         let magnet = signed.as_ref().filter(|(s, _)| *s == seq).map(|(_, m)| m);
         let trusted = signed.as_ref().map(|(_, m)| m);
@@ -707,7 +453,7 @@ async fn fetch_missing(node: &Node, urls: &[String], state: &mut Following) {
 /// slot left for its own fetches.
 #[allow(clippy::too_many_arguments)]
 async fn want(
-    node: &Node,
+    node: &Follower,
     urls: &[String],
     state: &mut Following,
     seq: u64,
@@ -784,7 +530,8 @@ async fn want(
         };
         let before = link.trackers.len();
         link.trackers.retain(|t| {
-            node.own_tracker(t.as_str()) || trusted.is_some_and(|m| m.trackers.contains(t))
+            node.core.fetcher.own_tracker(t.as_str())
+                || trusted.is_some_and(|m| m.trackers.contains(t))
         });
         if link.trackers.len() < before {
             debug!(
@@ -805,7 +552,7 @@ async fn want(
             continue;
         }
         // The node's own fetch: in slots of its own, which bundles strangers post never take.
-        match node.add_own(Source::Magnet(link), peers.to_vec()) {
+        match node.core.fetcher.add_own(Source::Magnet(link), peers.to_vec()) {
             Ok(hash) => {
                 let asked = wanted.asked.entry(hash).or_insert_with(|| Asked {
                     from: Vec::new(),
@@ -842,8 +589,8 @@ async fn want(
 
 /// True while the bundle `hash`, asked for `seq`, is on its way: known, not refused, and once
 /// opened, that seq's bundle (a magnet of another seq's is a lie too).
-fn on_its_way(node: &Node, hash: InfoHash, seq: u64) -> bool {
-    match node.bundle_progress(hash) {
+fn on_its_way(node: &Follower, hash: InfoHash, seq: u64) -> bool {
+    match node.core.fetcher.bundle_progress(hash) {
         None | Some((BundleState::Rejected, _)) => false,
         Some((_, Some(s))) => s == seq,
         Some((_, None)) => true,
@@ -853,9 +600,9 @@ fn on_its_way(node: &Node, hash: InfoHash, seq: u64) -> bool {
 /// The magnet the followed node at `url` gives for bundle `seq`: `None` when it has none
 /// (or cannot be reached), an error when what it gives is not a magnet link or it does not
 /// answer within [`READ_TIMEOUT`].
-async fn magnet_at(node: &Node, url: &str, seq: u64) -> Option<Result<MagnetLink, String>> {
+async fn magnet_at(node: &Follower, url: &str, seq: u64) -> Option<Result<MagnetLink, String>> {
     let path = format!("/v1/bundles/{seq}");
-    let asked = node.inner.client.get(url, &path);
+    let asked = node.client.get(url, &path);
     let Ok(reply) = tokio::time::timeout(READ_TIMEOUT, asked).await else {
         return Some(Err(format!(
             "it did not answer for the magnet of seq {seq} within {}",
@@ -876,11 +623,11 @@ async fn magnet_at(node: &Node, url: &str, seq: u64) -> Option<Result<MagnetLink
 /// the followed nodes' BitTorrent addresses again (at most that often) and gives them to
 /// every bundle still resolving or fetching that was asked with others (a followed node
 /// restarted on another port), so that none waits on an address nobody listens at any more.
-async fn check_peers(node: &Node, urls: &[String], state: &mut Following) {
+async fn check_peers(node: &Follower, urls: &[String], state: &mut Following) {
     let stuck = state.wanted.values().flat_map(|w| &w.asked).any(|(hash, asked)| {
         asked.at.elapsed() >= PEERS_PATIENCE
             && matches!(
-                node.bundle_state(*hash),
+                node.core.fetcher.bundle_state(*hash),
                 Some(BundleState::Resolving | BundleState::Fetching)
             )
     });
@@ -892,11 +639,11 @@ async fn check_peers(node: &Node, urls: &[String], state: &mut Following) {
     if peers.is_empty() {
         return;
     }
-    // Only bundles asked with other peers are renewed (see `Node::renew_peers`).
+    // Only bundles asked with other peers are renewed (see `Fetcher::renew_peers`).
     let pending: Vec<InfoHash> =
         state.wanted.values().flat_map(|w| w.asked.keys().copied()).collect();
     for hash in pending {
-        node.renew_peers(hash, peers.clone());
+        node.core.fetcher.renew_peers(hash, peers.clone());
     }
 }
 
@@ -908,7 +655,7 @@ async fn check_peers(node: &Node, urls: &[String], state: &mut Following) {
 /// long at most. When a read fails (the node is down, say), the address known before is kept:
 /// the node may come back there.
 async fn followed_peers(
-    node: &Node,
+    node: &Follower,
     urls: &[String],
     state: &mut Following,
     fresh: bool,
@@ -942,11 +689,9 @@ async fn followed_peers(
 
 /// The BitTorrent address the node at `url` gives in its status (none when it gives none);
 /// `None` when it cannot be read.
-async fn read_listen(node: &Node, url: &str) -> Option<Vec<SocketAddr>> {
-    let reply = tokio::time::timeout(READ_TIMEOUT, node.inner.client.get(url, "/v1/status"))
-        .await
-        .ok()?
-        .ok()?;
+async fn read_listen(node: &Follower, url: &str) -> Option<Vec<SocketAddr>> {
+    let reply =
+        tokio::time::timeout(READ_TIMEOUT, node.client.get(url, "/v1/status")).await.ok()?.ok()?;
     if reply.status != 200 {
         return None;
     }
@@ -963,20 +708,6 @@ async fn read_listen(node: &Node, url: &str) -> Option<Vec<SocketAddr>> {
         peers.push(addr);
     }
     Some(peers)
-}
-
-/// The `seq` a head claims, read without verifying anything (compact or JSON serialization).
-fn claimed_seq(text: &str) -> Option<u64> {
-    use base64::Engine as _;
-    let payload = if text.starts_with('{') {
-        let v: Value = serde_json::from_str(text).ok()?;
-        v.get("payload")?.as_str()?.to_owned()
-    } else {
-        text.split('.').nth(1)?.to_owned()
-    };
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
-    let claims: Value = serde_json::from_slice(&bytes).ok()?;
-    claims.get("seq")?.as_u64()
 }
 
 /// The IP address in a URL's host, if it is one (`localhost` is loopback).
@@ -1011,27 +742,6 @@ mod tests {
         assert!(!f.contains(&Hash32::digest(&0u64.to_le_bytes())));
         assert!(f.contains(&Hash32::digest(&(MAX_FORWARDED as u64 + 4).to_le_bytes())));
         assert_eq!(f.ids.len(), MAX_FORWARDED);
-    }
-
-    #[test]
-    fn heads_are_ordered_by_when_they_were_signed_then_by_seq_and_live_an_hour_at_most() {
-        let head = |seq, iat| VerifiedHead {
-            signers: Vec::new(),
-            seq,
-            bundle: BundleId::of_payload(b"b"),
-            magnet: String::new(),
-            state_root: Hash32::digest(b"r"),
-            issued_at: iat,
-            expires_at: iat + 60,
-        };
-        // A head for a seq far ahead gives way to the next one signed.
-        let far = head(1_000_000_000, 100);
-        assert!(newer(&head(2, 101), &far));
-        assert!(!newer(&head(2, 100), &far));
-        assert!(!newer(&far, &far));
-        assert!(newer(&head(3, 100), &head(2, 100)));
-        assert!(check_head_age(MAX_HEAD_LIFETIME).is_ok());
-        assert!(check_head_age(MAX_HEAD_LIFETIME + Duration::from_secs(1)).is_err());
     }
 
     #[test]

@@ -26,29 +26,40 @@
 //! ```
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod api;
+mod applier;
 pub mod client;
+mod conns;
+mod core;
+mod counters;
 mod error;
 mod events;
 mod explorer;
+mod fetcher;
 mod follow;
+mod heads;
 mod http;
 mod metrics;
 mod node;
 mod pipeline;
+pub mod protocol;
 mod queue;
 mod sequencer;
-mod status;
 mod submit;
+mod tasks;
 mod watch;
+mod web;
 
+pub use api::Api;
+pub use conns::HttpLimits;
 pub use error::NodeError;
 pub use follow::FollowOptions;
-pub use http::{ApiError, HttpLimits, router};
 pub use node::{Node, NodeLimits, NodeOptions};
 pub use pipeline::{Applied, PipelineError, apply_opened, apply_opened_with};
-pub use sequencer::SequencerOptions;
-pub use status::{
-    AuthoritySummary, BundlePage, BundleState, BundleStatus, EvidenceSummary, HeadSummary,
+pub use protocol::{
+    AuthoritySummary, BundlePage, BundleState, BundleStatus, EvidenceSummary, HeadSummary, Refusal,
     STATUS_BUNDLES, SequencerSummary, Status, TransferTotals,
 };
+pub use sequencer::SequencerOptions;
 pub use submit::SubmitError;
+pub use web::ApiError;

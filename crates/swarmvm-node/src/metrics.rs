@@ -3,48 +3,10 @@
 //! applies and their durations); gauges are read from the node when scraped.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use serde_json::{Value, json};
-
-use crate::node::Node;
-use crate::status::BundleState;
-
-/// Upper bounds (seconds) of the apply-time histogram's buckets.
-const APPLY_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-
-/// The node's counters.
-#[derive(Debug, Default)]
-pub(crate) struct Metrics {
-    /// HTTP answers by status class (1xx to 5xx).
-    http: [AtomicU64; 5],
-    /// Bundle applies by bucket of [`APPLY_BUCKETS`] (not cumulative), the last one beyond.
-    apply_buckets: [AtomicU64; 12],
-    /// Sum of apply times, in microseconds.
-    apply_micros: AtomicU64,
-    /// Bundles applied (this run).
-    applied: AtomicU64,
-}
-
-impl Metrics {
-    /// Counts an HTTP answer.
-    pub(crate) fn http(&self, status: u16) {
-        let class = usize::from(status / 100).clamp(1, 5) - 1;
-        self.http[class].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Records one bundle applied in `took`.
-    pub(crate) fn applied(&self, took: Duration) {
-        let seconds = took.as_secs_f64();
-        let bucket =
-            APPLY_BUCKETS.iter().position(|b| seconds <= *b).unwrap_or(APPLY_BUCKETS.len());
-        self.apply_buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.apply_micros
-            .fetch_add(u64::try_from(took.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
-        self.applied.fetch_add(1, Ordering::Relaxed);
-    }
-}
+use crate::api::Api;
+use crate::counters::{APPLY_BUCKETS, HttpCounts};
+use crate::protocol::{BundleState, CutHealth, Health};
 
 /// One metric family: `# HELP`, `# TYPE`, then its samples.
 fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
@@ -59,9 +21,10 @@ fn one(value: f64) -> Vec<(String, f64)> {
     vec![(String::new(), value)]
 }
 
-/// The exposition text for `node`.
-pub(crate) fn render(node: &Node) -> String {
-    let m = &node.inner.metrics;
+/// The exposition text for `node`, with its HTTP answers `http` and its open event
+/// `streams`.
+pub(crate) fn render(node: &Api, http: &HttpCounts, streams: usize) -> String {
+    let times = node.apply_times();
     let status = node.status();
     let mut out = String::with_capacity(4096);
     family(
@@ -126,14 +89,14 @@ pub(crate) fn render(node: &Node) -> String {
         "swarmvm_event_streams",
         "gauge",
         "Open GET /v1/events streams (explorer pages watching this node).",
-        &one(node.inner.events.streams() as f64),
+        &one(streams as f64),
     );
     family(
         &mut out,
         "swarmvm_bundles_applied_total",
         "counter",
         "Bundles applied (this run).",
-        &one(m.applied.load(Ordering::Relaxed) as f64),
+        &one(times.count() as f64),
     );
     // The apply-time histogram: cumulative buckets, sum and count.
     let _ = writeln!(
@@ -141,18 +104,15 @@ pub(crate) fn render(node: &Node) -> String {
         "# HELP swarmvm_apply_seconds Time to verify, execute and commit one bundle."
     );
     let _ = writeln!(out, "# TYPE swarmvm_apply_seconds histogram");
+    let buckets = times.buckets();
     let mut cumulative = 0;
     for (i, bound) in APPLY_BUCKETS.iter().enumerate() {
-        cumulative += m.apply_buckets[i].load(Ordering::Relaxed);
+        cumulative += buckets[i];
         let _ = writeln!(out, "swarmvm_apply_seconds_bucket{{le=\"{bound}\"}} {cumulative}");
     }
-    cumulative += m.apply_buckets[APPLY_BUCKETS.len()].load(Ordering::Relaxed);
+    cumulative += buckets[APPLY_BUCKETS.len()];
     let _ = writeln!(out, "swarmvm_apply_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
-    let _ = writeln!(
-        out,
-        "swarmvm_apply_seconds_sum {}",
-        m.apply_micros.load(Ordering::Relaxed) as f64 / 1e6
-    );
+    let _ = writeln!(out, "swarmvm_apply_seconds_sum {}", times.seconds());
     let _ = writeln!(out, "swarmvm_apply_seconds_count {cumulative}");
     let queued = status.sequencer.as_ref().map_or(0, |s| s.queued);
     family(
@@ -190,11 +150,11 @@ pub(crate) fn render(node: &Node) -> String {
         "Forks seen: validly signed bundles for a seq already applied.",
         &one(status.evidence.len() as f64),
     );
-    let http: Vec<(String, f64)> = m
-        .http
+    let http: Vec<(String, f64)> = http
+        .by_class()
         .iter()
         .enumerate()
-        .map(|(i, c)| (format!("{{code=\"{}xx\"}}", i + 1), c.load(Ordering::Relaxed) as f64))
+        .map(|(i, c)| (format!("{{code=\"{}xx\"}}", i + 1), *c as f64))
         .collect();
     family(
         &mut out,
@@ -206,13 +166,13 @@ pub(crate) fn render(node: &Node) -> String {
     out
 }
 
-/// `GET /v1/health`: `{"status": "ok" | "unhealthy", "problems": [...], "sequencer": ...}`
-/// and whether it is healthy: the ledger can be read, the node has not diverged, its newest
+/// `GET /v1/health`: `{"status": "ok" | "unhealthy", "problems": [...], "sequencer": ...}`,
+/// healthy when: the ledger can be read, the node has not diverged, its newest
 /// head is fresh, and on a sequencer its cuts go through (unhealthy after
 /// [`FAILING_CUTS`](crate::sequencer::FAILING_CUTS) failed in a row). `sequencer` is `null`
 /// on other nodes, else `{"failed_cuts": N, "last_failure": "..." | null}`: the cuts that
 /// failed since the last one that went through, and why the last failed.
-pub(crate) fn health(node: &Node) -> (bool, Value) {
+pub(crate) fn health(node: &Api) -> Health {
     let mut problems = Vec::new();
     if node.snapshot().is_none() {
         problems
@@ -224,7 +184,7 @@ pub(crate) fn health(node: &Node) -> (bool, Value) {
     if node.is_stale() {
         problems.push("stale: the newest head has expired".to_owned());
     }
-    let cuts = node.inner.sequencer.as_ref().map(|s| s.cut_failures());
+    let cuts = node.cut_failures();
     if let Some(f) = &cuts
         && f.in_a_row >= crate::sequencer::FAILING_CUTS
     {
@@ -234,14 +194,7 @@ pub(crate) fn health(node: &Node) -> (bool, Value) {
             f.last.as_deref().unwrap_or("no reason recorded")
         ));
     }
-    let sequencer = cuts.map(|f| json!({ "failed_cuts": f.in_a_row, "last_failure": f.last }));
-    let ok = problems.is_empty();
-    (
-        ok,
-        json!({
-            "status": if ok { "ok" } else { "unhealthy" },
-            "problems": problems,
-            "sequencer": sequencer,
-        }),
-    )
+    let sequencer = cuts.map(|f| CutHealth { failed_cuts: f.in_a_row, last_failure: f.last });
+    let status = if problems.is_empty() { "ok" } else { "unhealthy" };
+    Health { status: status.into(), problems, sequencer }
 }

@@ -6,7 +6,9 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use swarmvm_bundle::{CreateOptions, create_bundle};
@@ -18,7 +20,10 @@ use swarmvm_wallet::Wallet;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{info, warn};
 
-use crate::node::{Node, lock, one_line};
+use crate::core::Core;
+use crate::error::one_line;
+use crate::fetcher::CutError;
+use crate::heads::Signer;
 use crate::queue::{Item, Queue};
 use crate::submit::{Checked, SubmitError};
 
@@ -136,20 +141,18 @@ pub(crate) struct Submission {
 
 /// The sequencer's part of a node.
 pub(crate) struct Sequencer {
-    keys: Vec<Wallet>,
+    /// The authority keys it signs bundles (and, through the heads, heads) with.
+    signer: Arc<Signer>,
     rules: Rules,
     pub(crate) cut_every: Duration,
     cut_at: usize,
     max_queue: usize,
-    pub(crate) max_head_age: Duration,
     /// The queue's file; `None` once the node stopped (the file is closed then).
     queue: Mutex<Option<Queue>>,
     state: Mutex<QueueState>,
     intake: mpsc::Sender<Submission>,
     /// Wakes the cut loop when `cut_at` contracts are queued.
     cut_now: Notify,
-    /// One cut (or published folder, or bundle from elsewhere applied) at a time.
-    pub(crate) cutting: tokio::sync::Mutex<()>,
     /// Registered wallets' keys, as submissions looked them up.
     pub(crate) wallet_keys: crate::submit::KeyCache,
     /// False until the items stored before a restart were checked again: submissions wait.
@@ -183,7 +186,7 @@ pub(crate) struct CutFailures {
 
 impl std::fmt::Debug for Sequencer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sequencer").field("keys", &self.keys.len()).finish_non_exhaustive()
+        f.debug_struct("Sequencer").field("keys", &self.signer.keys().len()).finish_non_exhaustive()
     }
 }
 
@@ -206,6 +209,7 @@ impl Sequencer {
     pub(crate) fn open(
         data_dir: &Path,
         options: SequencerOptions,
+        signer: Arc<Signer>,
     ) -> Result<(Arc<Self>, mpsc::Receiver<Submission>), String> {
         let (queue, mut stored) =
             Queue::open(&data_dir.join("sequencer.redb")).map_err(|e| e.to_string())?;
@@ -218,17 +222,15 @@ impl Sequencer {
             state.push(Queued { arrival, item, contract: None, replay: None });
         }
         let sequencer = Arc::new(Self {
-            keys: options.keys,
+            signer,
             rules: options.rules,
             cut_every: options.cut_every,
             cut_at: options.cut_at.max(1),
             max_queue: options.max_queue.max(1),
-            max_head_age: options.max_head_age,
             queue: Mutex::new(Some(queue)),
             state: Mutex::new(state),
             intake,
             cut_now: Notify::new(),
-            cutting: tokio::sync::Mutex::new(()),
             wallet_keys: crate::submit::KeyCache::default(),
             ready: tokio::sync::watch::channel(false).0,
             failures: Mutex::new(CutFailures::default()),
@@ -243,7 +245,7 @@ impl Sequencer {
         &self,
         f: impl FnOnce(&Queue) -> Result<(), crate::queue::QueueError>,
     ) -> Result<(), crate::queue::QueueError> {
-        match lock(&self.queue).as_ref() {
+        match self.queue.lock().as_ref() {
             Some(q) => f(q),
             None => Err(crate::queue::QueueError::closed()),
         }
@@ -259,28 +261,28 @@ impl Sequencer {
     /// Closes the queue's file (once the node's tasks ended), so that the data folder can be
     /// opened again.
     pub(crate) fn close(&self) {
-        lock(&self.queue).take();
+        self.queue.lock().take();
     }
 
     /// The keys heads and bundles are signed with.
     pub(crate) fn keys(&self) -> Vec<&Wallet> {
-        self.keys.iter().collect()
+        self.signer.keys()
     }
 
     /// Items queued.
     pub(crate) fn queued(&self) -> usize {
-        lock(&self.state).items.len()
+        self.state.lock().items.len()
     }
 
     /// Cuts that failed in a row, and why the last did.
     pub(crate) fn cut_failures(&self) -> CutFailures {
-        lock(&self.failures).clone()
+        self.failures.lock().clone()
     }
 
     /// Records how a cut ended: a bundle cut (or the queue cleared of what could not apply)
     /// ends a run of failures; a failure extends it.
     fn note_cut(&self, failure: Option<&str>) {
-        let mut f = lock(&self.failures);
+        let mut f = self.failures.lock();
         match failure {
             None => *f = CutFailures::default(),
             Some(why) => {
@@ -292,12 +294,12 @@ impl Sequencer {
 
     /// True when contract `id` is queued.
     pub(crate) fn is_queued(&self, id: &Hash32) -> bool {
-        lock(&self.state).ids.contains(id)
+        self.state.lock().ids.contains(id)
     }
 
     /// Why contract `id` was dropped with a held-back cut, if it was.
     pub(crate) fn dropped(&self, id: &Hash32) -> Option<String> {
-        lock(&self.dropped).get(id).cloned()
+        self.dropped.lock().get(id).cloned()
     }
 
     /// Whether the items of one submission can be queued, all of them, after what the queue
@@ -403,18 +405,18 @@ impl Sequencer {
     }
 
     /// Starts the queue writer, the cut loop and the head refresher.
-    pub(crate) fn run(self: &Arc<Self>, node: &Node, rx: mpsc::Receiver<Submission>) {
+    pub(crate) fn run(self: &Arc<Self>, node: &Core, rx: mpsc::Receiver<Submission>) {
         let (me, n) = (self.clone(), node.clone());
-        node.spawn(async move { me.write_loop(n, rx).await });
+        node.tasks.spawn(async move { me.write_loop(n, rx).await });
         let (me, n) = (self.clone(), node.clone());
-        node.spawn(async move { me.cut_loop(n).await });
+        node.tasks.spawn(async move { me.cut_loop(n).await });
     }
 
     /// Takes submissions as they come, many at a time: checks each against the queue (its
     /// nonce above the wallet's last queued one, not queued already, room left) and the
     /// ledger's nonces, writes the accepted ones in one synced transaction, then answers all.
-    async fn write_loop(self: Arc<Self>, node: Node, mut rx: mpsc::Receiver<Submission>) {
-        let mut stop = node.stopping();
+    async fn write_loop(self: Arc<Self>, node: Core, mut rx: mpsc::Receiver<Submission>) {
+        let mut stop = node.tasks.stopping();
         loop {
             let first = tokio::select! {
                 s = rx.recv() => s,
@@ -430,10 +432,10 @@ impl Sequencer {
             }
             let mut accepted: Vec<(Vec<Queued>, Reply)> = Vec::new();
             {
-                let mut st = lock(&self.state);
+                let mut st = self.state.lock();
                 // Read after the queue is locked: a cut applied before has its items removed
                 // from the queue already, so its nonces are in this snapshot.
-                let snapshot = node.snapshot();
+                let snapshot = node.applier.snapshot();
                 let mut seen = Pending::default();
                 for s in batch {
                     let verdict = self.admit(&st, &mut seen, snapshot.as_ref(), &s.items);
@@ -470,7 +472,7 @@ impl Sequencer {
             match written {
                 Ok(()) => {
                     let contracts = {
-                        let mut st = lock(&self.state);
+                        let mut st = self.state.lock();
                         let mut replies = Vec::with_capacity(accepted.len());
                         for (group, reply) in accepted {
                             for q in group {
@@ -482,7 +484,7 @@ impl Sequencer {
                         for reply in replies {
                             let _ = reply.send(Ok(()));
                         }
-                        lock(&self.state).ids.len()
+                        self.state.lock().ids.len()
                     };
                     if contracts >= self.cut_at {
                         self.cut_now.notify_one();
@@ -502,13 +504,13 @@ impl Sequencer {
 
     /// Waits for the bundles the node resumed, drops what the ledger already holds, then cuts
     /// every `cut_every` or as soon as `cut_at` contracts are queued, and signs heads.
-    async fn cut_loop(self: Arc<Self>, node: Node) {
-        let mut stop = node.stopping();
+    async fn cut_loop(self: Arc<Self>, node: Core) {
+        let mut stop = node.tasks.stopping();
         // The bundles it stored before a restart apply first (a cut stored and not applied
         // would otherwise be cut again as another bundle for its seq), then what it queued is
         // checked again; only then are submissions taken.
         tokio::select! {
-            () = node.wait_resumed() => {}
+            () = node.fetcher.wait_resumed() => {}
             _ = stop.wait_for(|s| *s) => {
                 // Waiters of readiness hear that it will not come.
                 self.ready.send_replace(true);
@@ -518,8 +520,8 @@ impl Sequencer {
         self.settle_held(&node);
         self.recheck(&node).await;
         self.ready.send_replace(true);
-        node.refresh_head();
-        let refresh = (self.max_head_age / 3).max(Duration::from_millis(200));
+        refresh_head(&node);
+        let refresh = (self.signer.max_head_age() / 3).max(Duration::from_millis(200));
         let every = self.cut_every.max(Duration::from_millis(10));
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -542,30 +544,30 @@ impl Sequencer {
                         break;
                     }
                 }
-                if lock(&self.state).ids.len() < self.cut_at {
+                if self.state.lock().ids.len() < self.cut_at {
                     break;
                 }
             }
             if cut {
                 last_head = tokio::time::Instant::now();
             } else if last_head.elapsed() >= refresh {
-                node.refresh_head();
+                refresh_head(&node);
                 last_head = tokio::time::Instant::now();
             }
         }
     }
 
     fn has_work(&self) -> bool {
-        !lock(&self.state).items.is_empty()
+        !self.state.lock().items.is_empty()
     }
 
     /// After a restart: what the queue held is checked again, off the runtime's threads and
     /// without holding the queue: contracts as at submission (those the ledger holds already,
     /// from a cut applied before its items were removed, are dropped), registration tokens
     /// against the set in force and the tokens applied, modules against the tokens kept.
-    async fn recheck(self: &Arc<Self>, node: &Node) {
+    async fn recheck(self: &Arc<Self>, node: &Core) {
         let items: Vec<Queued> = {
-            let mut st = lock(&self.state);
+            let mut st = self.state.lock();
             let next = st.next;
             let items = std::mem::take(&mut st.items);
             *st = QueueState { next, ..QueueState::default() };
@@ -577,7 +579,7 @@ impl Sequencer {
         let (me, n) = (self.clone(), node.clone());
         let checked = tokio::task::spawn_blocking(move || me.check_stored(&n, items)).await;
         let (kept, dropped) = checked.unwrap_or_default();
-        let mut st = lock(&self.state);
+        let mut st = self.state.lock();
         for q in kept {
             st.push(q);
         }
@@ -591,10 +593,10 @@ impl Sequencer {
     }
 
     /// [`Sequencer::recheck`]'s checks: the items kept, and the arrivals dropped.
-    fn check_stored(&self, node: &Node, items: Vec<Queued>) -> (Vec<Queued>, Vec<u64>) {
-        let Some(snapshot) = node.snapshot() else { return (items, Vec::new()) };
-        let network = node.network().id().to_owned();
-        let set = node.authorities();
+    fn check_stored(&self, node: &Core, items: Vec<Queued>) -> (Vec<Queued>, Vec<u64>) {
+        let Some(snapshot) = node.applier.snapshot() else { return (items, Vec::new()) };
+        let network = node.applier.network().id().to_owned();
+        let set = node.applier.authorities();
         let now = unix_now();
         let (mut kept, mut dropped) = (Vec::new(), Vec::new());
         let mut named = HashSet::new();
@@ -646,10 +648,10 @@ impl Sequencer {
     /// `cut_at` contracts. True when a bundle was cut. When that cut fails and holds
     /// registrations or modules, they are cut apart ([`Sequencer::isolate`]), so that one that
     /// cannot apply never holds up the contracts or the others.
-    async fn cut(self: &Arc<Self>, node: &Node) -> Result<bool, String> {
-        let _one = self.cutting.lock().await;
+    async fn cut(self: &Arc<Self>, node: &Core) -> Result<bool, String> {
+        let _one = node.applier.turn().lock().await;
         let chosen: Vec<Queued> = {
-            let st = lock(&self.state);
+            let st = self.state.lock();
             let mut contracts = 0;
             st.items
                 .iter()
@@ -697,11 +699,11 @@ impl Sequencer {
     /// when a bundle was cut.
     async fn isolate(
         self: &Arc<Self>,
-        node: &Node,
+        node: &Core,
         chosen: &[Queued],
         why: String,
     ) -> Result<bool, String> {
-        let set = node.authorities();
+        let set = node.applier.authorities();
         let now = unix_now();
         let modules: Vec<(Hash32, &Queued)> = chosen
             .iter()
@@ -718,7 +720,7 @@ impl Sequencer {
         let mut suspects: Vec<(u64, Vec<Hash32>, String)> = Vec::new();
         for q in chosen {
             let Item::Registration(token) = &q.item else { continue };
-            let checked = match node.snapshot() {
+            let checked = match node.applier.snapshot() {
                 Some(snapshot) => check_registration(&snapshot, &set, token, now),
                 None => Err(SubmitError::Unavailable("the node stopped".into())),
             };
@@ -748,7 +750,7 @@ impl Sequencer {
                     self.forget(&cut).await;
                     done.extend(cut);
                     published.extend(carried);
-                    lock(&self.strikes).remove(&q.arrival);
+                    self.strikes.lock().remove(&q.arrival);
                     cut_any = true;
                 }
                 Err(CutError::Refused(e)) => dropped.push((q.arrival, e)),
@@ -773,7 +775,7 @@ impl Sequencer {
         // What the registrations kept still need.
         let mut needed: HashSet<Hash32> = HashSet::new();
         {
-            let mut strikes = lock(&self.strikes);
+            let mut strikes = self.strikes.lock();
             for (arrival, named, e) in suspects {
                 let struck = strikes.entry(arrival).or_insert(0);
                 if !cut_any && contracts.is_empty() {
@@ -812,8 +814,8 @@ impl Sequencer {
     }
 
     async fn forget(self: &Arc<Self>, arrivals: &HashSet<u64>) {
-        lock(&self.state).remove(arrivals);
-        lock(&self.strikes).retain(|arrival, _| !arrivals.contains(arrival));
+        self.state.lock().remove(arrivals);
+        self.strikes.lock().retain(|arrival, _| !arrivals.contains(arrival));
         let me = self.clone();
         let list: Vec<u64> = arrivals.iter().copied().collect();
         match tokio::task::spawn_blocking(move || me.with_queue(|q| q.remove(&list))).await {
@@ -827,7 +829,7 @@ impl Sequencer {
     /// `sequencer-applying.json` names it ([`recover_applying`]).
     async fn publish_items(
         self: &Arc<Self>,
-        node: &Node,
+        node: &Core,
         items: &[Queued],
     ) -> Result<u64, CutError> {
         let mut tokens = Vec::new();
@@ -848,13 +850,13 @@ impl Sequencer {
         let arrivals: Vec<u64> = items.iter().map(|q| q.arrival).collect();
         // Cleared however the cut ends, a stop of the node included (its task dropped at
         // shutdown): only a crash leaves the record, and only crashes count against a cut.
-        let _record = ClearOnDrop(node.data_dir());
+        let _record = ClearOnDrop(node.fetcher.data_dir());
         self.publish_cut(node, &tokens, &contracts, &modules, known, arrivals).await
     }
 
     async fn publish_cut(
         self: &Arc<Self>,
-        node: &Node,
+        node: &Core,
         tokens: &[String],
         contracts: &[String],
         modules: &[Vec<u8>],
@@ -862,25 +864,25 @@ impl Sequencer {
         arrivals: Vec<u64>,
     ) -> Result<u64, CutError> {
         let snapshot =
-            node.snapshot().ok_or_else(|| CutError::Failed("the node stopped".into()))?;
+            node.applier.snapshot().ok_or_else(|| CutError::Failed("the node stopped".into()))?;
         let last = snapshot.last_bundle();
         drop(snapshot);
         let seq = last.map_or(1, |b| b.seq + 1);
         let now = unix_now().max(last.map_or(0, |b| b.issued_at));
-        let staging = node.data_dir().join("cuts").join(seq.to_string());
+        let staging = node.fetcher.data_dir().join("cuts").join(seq.to_string());
         let dir = staging.join(format!("bundle-{seq}"));
         let me = self.clone();
-        let network = node.network().clone();
-        let set = node.authorities();
+        let network = node.applier.network().clone();
+        let set = node.applier.authorities();
         let (tokens, contracts, modules) = (tokens.to_vec(), contracts.to_vec(), modules.to_vec());
         let folder = dir.clone();
         let staged = staging.clone();
-        let data_dir = node.data_dir().to_path_buf();
+        let data_dir = node.fetcher.data_dir().to_path_buf();
         tokio::task::spawn_blocking(move || {
             Applying { seq, attempts: 1, arrivals }
                 .write(&data_dir)
                 .map_err(|e| CutError::Failed(format!("cannot write {}: {e}", APPLYING_FILE)))?;
-            crate::node::remove_tree(&staged).map_err(|e| CutError::Failed(e.to_string()))?;
+            crate::fetcher::remove_tree(&staged).map_err(|e| CutError::Failed(e.to_string()))?;
             write_folder(&folder, &tokens, &contracts, &modules)
                 .map_err(|e| CutError::Failed(format!("cannot write {}: {e}", folder.display())))?;
             let keys = me.keys();
@@ -897,10 +899,10 @@ impl Sequencer {
         })
         .await
         .map_err(|e| CutError::Failed(e.to_string()))??;
-        match node.publish_stored(&staging, &dir, known).await {
+        match node.fetcher.publish_stored(&staging, &dir, known).await {
             Ok(seq) => Ok(seq),
             Err(e) => {
-                let _ = crate::node::remove_tree(&staging);
+                let _ = crate::fetcher::remove_tree(&staging);
                 Err(e)
             }
         }
@@ -910,13 +912,14 @@ impl Sequencer {
     /// resume ([`recover_applying`]) is seeded again if it is the bundle the ledger applied
     /// at its seq (the node died after applying it), else dropped with its files. Then the
     /// record of the cut being applied is cleared: the resume did not stop the node.
-    fn settle_held(&self, node: &Node) {
-        let dir = node.data_dir().to_path_buf();
-        let Some(seq) = lock(&self.held).take() else {
+    fn settle_held(&self, node: &Core) {
+        let dir = node.fetcher.data_dir().to_path_buf();
+        let Some(seq) = self.held.lock().take() else {
             clear_once_applied(node, &dir);
             return;
         };
-        let applied = node.snapshot().and_then(|s| s.bundle(seq).ok().flatten()).map(|b| b.id);
+        let applied =
+            node.applier.snapshot().and_then(|s| s.bundle(seq).ok().flatten()).map(|b| b.id);
         let held: Vec<PathBuf> = std::fs::read_dir(dir.join(HELD_DIR))
             .map(|entries| entries.flatten().map(|e| e.path()).collect())
             .unwrap_or_default();
@@ -935,7 +938,7 @@ impl Sequencer {
             if id.is_some() && id == applied {
                 let back = dir.join("torrents").join(format!("{hash}.torrent"));
                 if std::fs::rename(&path, &back).is_ok()
-                    && let Err(e) = node.add_own(Source::Torrent(torrent), Vec::new())
+                    && let Err(e) = node.fetcher.add_own(Source::Torrent(torrent), Vec::new())
                 {
                     warn!(info_hash = %hash, "cannot seed the cut for seq {seq} again: {}", one_line(&e));
                 }
@@ -947,9 +950,9 @@ impl Sequencer {
                 "dropping the stored cut for seq {seq}: the node stopped twice while applying it"
             );
             let _ = std::fs::remove_file(&path);
-            let _ = crate::node::remove_tree(&data);
+            let _ = crate::fetcher::remove_tree(&data);
         }
-        let _ = crate::node::remove_tree(&dir.join(HELD_DIR));
+        let _ = crate::fetcher::remove_tree(&dir.join(HELD_DIR));
         clear_once_applied(node, &dir);
     }
 
@@ -958,13 +961,14 @@ impl Sequencer {
     /// many items were queued.
     pub(crate) async fn submit_registrations(
         &self,
-        node: &Node,
+        node: &Core,
         tokens: Vec<String>,
         modules: Vec<Vec<u8>>,
     ) -> Result<usize, SubmitError> {
-        let set = node.authorities();
+        let set = node.applier.authorities();
         let now = unix_now();
         let snapshot = node
+            .applier
             .snapshot()
             .ok_or_else(|| SubmitError::Unavailable("the ledger cannot be read now".into()))?;
         let mut named = HashSet::new();
@@ -1017,12 +1021,12 @@ impl Sequencer {
     /// between cuts.
     pub(crate) async fn publish_signed(
         &self,
-        node: &Node,
+        node: &Core,
         staging: &Path,
         dir: &Path,
     ) -> Result<u64, CutError> {
-        let _one = self.cutting.lock().await;
-        node.publish_stored(staging, dir, swarmvm_bundle::KnownContracts::new()).await
+        let _one = node.applier.turn().lock().await;
+        node.fetcher.publish_stored(staging, dir, swarmvm_bundle::KnownContracts::new()).await
     }
 }
 
@@ -1076,9 +1080,9 @@ const APPLYING_FILE: &str = "sequencer-applying.json";
 
 /// Clears the record of the cut being applied once the ledger holds its seq, or its stored cut
 /// is gone: a resume that has not applied it yet (still fetching it, say) may still crash on it.
-fn clear_once_applied(node: &Node, dir: &Path) {
+fn clear_once_applied(node: &Core, dir: &Path) {
     let Some(applying) = Applying::read(dir) else { return };
-    let last = node.snapshot().and_then(|s| s.last_bundle()).map_or(0, |b| b.seq);
+    let last = node.applier.snapshot().and_then(|s| s.last_bundle()).map_or(0, |b| b.seq);
     if last >= applying.seq || stored_cuts(dir, applying.seq).is_empty() {
         Applying::clear(dir);
     }
@@ -1244,19 +1248,21 @@ fn hold_stored_cut(data_dir: &Path, seq: u64) -> usize {
     moved
 }
 
-/// Why a cut was not published.
-#[derive(Debug)]
-pub(crate) enum CutError {
-    /// The bundle was refused (a token, the chain): not the node's fault.
-    Refused(String),
-    /// The node failed (storage, stopping).
-    Failed(String),
-}
-
-impl std::fmt::Display for CutError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Refused(w) | Self::Failed(w) => f.write_str(w),
+/// Signs the head again (a new `iat` and `exp`) for the last applied bundle, so that
+/// followers never see it expire while the sequencer runs.
+fn refresh_head(node: &Core) {
+    let Some(snapshot) = node.applier.snapshot() else { return };
+    let Some(last) = snapshot.last_bundle() else { return };
+    let root = snapshot.state_root();
+    drop(snapshot);
+    match node.fetcher.magnet_of(last.seq) {
+        Some(magnet) => node.heads.sign(last.seq, last.id, root, &magnet),
+        None => {
+            tracing::debug!(
+                seq = last.seq,
+                "no head yet: this node does not seed bundle {}",
+                last.seq
+            );
         }
     }
 }
@@ -1286,6 +1292,11 @@ pub(crate) fn write_folder(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A signer with no keys (the tests here sign nothing).
+    fn signer() -> Arc<Signer> {
+        Arc::new(Signer::new(Vec::new(), Duration::from_secs(60)))
+    }
 
     /// A stored torrent of a folder `bundle-<seq>` (as a cut is stored), in `torrents/`.
     fn stored_torrent(data_dir: &Path, seq: u64) -> PathBuf {
@@ -1366,7 +1377,8 @@ mod tests {
     #[test]
     fn cut_failures_count_in_a_row_until_a_cut_goes_through() {
         let dir = tempfile::tempdir().unwrap();
-        let (sequencer, _rx) = Sequencer::open(dir.path(), SequencerOptions::default()).unwrap();
+        let (sequencer, _rx) =
+            Sequencer::open(dir.path(), SequencerOptions::default(), signer()).unwrap();
         assert_eq!(sequencer.cut_failures(), CutFailures::default());
         for _ in 0..FAILING_CUTS {
             sequencer.note_cut(Some("cannot write"));

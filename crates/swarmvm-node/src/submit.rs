@@ -11,6 +11,8 @@ use swarmvm_token::{
 };
 use swarmvm_vm::{Hash32, Table};
 
+use crate::protocol::Refusal;
+
 /// Why a submission was refused (or could not be taken now).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -78,7 +80,25 @@ impl SubmitError {
             Self::StaleNonce { .. } | Self::Duplicate { .. } => 409,
             Self::Full { .. } => 429,
             Self::Unavailable(_) => 503,
-            Self::Looped(_) => crate::follow::LOOP_DETECTED,
+            Self::Looped(_) => crate::protocol::LOOP_DETECTED,
+        }
+    }
+}
+
+impl From<SubmitError> for Refusal {
+    fn from(e: SubmitError) -> Self {
+        Self {
+            status: e.status(),
+            message: e.to_string(),
+            retry_after: match &e {
+                SubmitError::Full { retry_after, .. } => Some(*retry_after),
+                _ => None,
+            },
+            next_nonce: match &e {
+                SubmitError::StaleNonce { last, .. } => Some(last + 1),
+                _ => None,
+            },
+            duplicate: matches!(e, SubmitError::Duplicate { .. }),
         }
     }
 }
@@ -156,7 +176,7 @@ pub(crate) fn precheck(token: &str, network: &str) -> Result<(), SubmitError> {
 /// decoding and checking the key again for every contract.
 #[derive(Debug, Default)]
 pub(crate) struct KeyCache(
-    std::sync::Mutex<std::collections::HashMap<String, swarmvm_wallet::PublicKey>>,
+    parking_lot::Mutex<std::collections::HashMap<String, swarmvm_wallet::PublicKey>>,
 );
 
 /// Keys remembered at most; beyond it the cache starts over.
@@ -168,12 +188,12 @@ impl KeyCache {
         snapshot: &Snapshot,
         id: &str,
     ) -> Result<Option<swarmvm_wallet::PublicKey>, swarmvm_vm::StateError> {
-        if let Some(k) = crate::node::lock(&self.0).get(id) {
+        if let Some(k) = self.0.lock().get(id) {
             return Ok(Some(k.clone()));
         }
         let found = snapshot.wallet(id)?;
         if let Some(k) = &found {
-            let mut cache = crate::node::lock(&self.0);
+            let mut cache = self.0.lock();
             if cache.len() >= MAX_CACHED_KEYS {
                 cache.clear();
             }
@@ -285,199 +305,15 @@ mod tests {
     }
 }
 
-/// A refusal as the API answers it: the status, one line, and what a client needs to try
-/// again (`Retry-After`, the next nonce) or to know it was taken already.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    /// The HTTP status.
-    pub status: u16,
-    /// One line.
-    pub message: String,
-    /// Seconds to wait before trying again (429).
-    pub retry_after: Option<u64>,
-    /// The wallet's next nonce (a stale nonce).
-    pub next_nonce: Option<u64>,
-    /// The very contract was taken already.
-    pub duplicate: bool,
-}
-
-impl From<SubmitError> for Refusal {
-    fn from(e: SubmitError) -> Self {
-        Self {
-            status: e.status(),
-            message: e.to_string(),
-            retry_after: match &e {
-                SubmitError::Full { retry_after, .. } => Some(*retry_after),
-                _ => None,
-            },
-            next_nonce: match &e {
-                SubmitError::StaleNonce { last, .. } => Some(last + 1),
-                _ => None,
-            },
-            duplicate: matches!(e, SubmitError::Duplicate { .. }),
-        }
-    }
-}
-
-impl Refusal {
-    /// Another node's answer, relayed.
-    fn relayed(reply: &crate::client::Reply) -> Self {
-        Self {
-            status: reply.status,
-            message: reply.error_line(),
-            retry_after: reply.retry_after,
-            next_nonce: reply.body.get("next_nonce").and_then(Value::as_u64),
-            duplicate: reply.body.get("duplicate").and_then(Value::as_bool).unwrap_or(false),
-        }
-    }
-}
-
-impl crate::Node {
-    /// Takes a signed contract (`POST /v1/contracts`): the sequencer checks it and queues it
-    /// durably; any other node checks its form and network and forwards it to the nodes it
-    /// follows until the sequencer answers. Returns its id once the sequencer stored it.
-    /// `hops` and `via` say which nodes forwarded it already (the `swarmvm-hops` and
-    /// `swarmvm-via` headers; 0 and `""` for a client's own submission).
-    pub async fn submit_contract(
-        &self,
-        body: &[u8],
-        hops: u32,
-        via: &str,
-    ) -> Result<Hash32, Refusal> {
-        let token = token_of(body)?;
-        let network = self.network().id().to_owned();
-        precheck(token, &network)?;
-        let Some(sequencer) = self.inner.sequencer.clone() else {
-            let id = Hash32::digest(token.as_bytes());
-            let reply = self
-                .forward("/v1/contracts", "application/jose", token.as_bytes().to_vec(), hops, via)
-                .await
-                .map_err(crate::follow::forward_failure)?;
-            if reply.status == 202 {
-                crate::node::lock(&self.inner.forwarded).insert(id);
-                return Ok(id);
-            }
-            if reply.status >= 500 {
-                return Err(SubmitError::Unavailable(format!(
-                    "the nodes it follows did not reach the sequencer: {}",
-                    reply.error_line()
-                ))
-                .into());
-            }
-            return Err(Refusal::relayed(&reply));
-        };
-        let snapshot = self
-            .snapshot()
-            .ok_or_else(|| SubmitError::Unavailable("the ledger cannot be read now".into()))?;
-        let checked = check(&snapshot, token, &network, &sequencer.wallet_keys)?;
-        drop(snapshot);
-        let id = checked.id;
-        sequencer.submit(crate::queue::Item::Contract(token.to_owned()), Some(checked)).await?;
-        Ok(id)
-    }
-
-    /// Takes registration tokens and modules for the next cut, or a whole folder signed
-    /// elsewhere to publish as the next bundle (`POST /v1/registrations`, a JSON body
-    /// `{"tokens", "modules" (base64), "manifest"?, "contracts"?}`); other nodes forward it.
-    /// Returns the status and the JSON answer. `hops` and `via` as for
-    /// [`Node::submit_contract`](crate::Node::submit_contract).
-    pub async fn submit_registrations(
-        &self,
-        body: &[u8],
-        hops: u32,
-        via: &str,
-    ) -> Result<(u16, Value), Refusal> {
-        let Some(sequencer) = self.inner.sequencer.clone() else {
-            let reply = self
-                .forward("/v1/registrations", "application/json", body.to_vec(), hops, via)
-                .await
-                .map_err(crate::follow::forward_failure)?;
-            if reply.is_success() {
-                return Ok((reply.status, reply.body));
-            }
-            return Err(Refusal::relayed(&reply));
-        };
-        let request: RegistrationsBody = serde_json::from_slice(body).map_err(|e| {
-            SubmitError::Refused(format!(
-                "the body must be {{\"tokens\": [...], \"modules\": [base64...], \"manifest\"?: ..., \"contracts\"?: [...]}}: {e}"
-            ))
-        })?;
-        // A signed folder's manifest is verified first, against the authority set in force:
-        // nothing of a folder signed by anyone else is decoded, hashed or written.
-        let verified = match request.manifest.as_deref() {
-            Some(manifest) => {
-                let (network, set) = self.in_force();
-                let verified = swarmvm_token::verify_manifest(manifest.trim(), network.id(), &set)
-                    .map_err(|e| SubmitError::Refused(format!("manifest: {e}")))?;
-                // Then the files sent must be those it lists, of its sizes (their hashes are
-                // checked when the folder is opened).
-                check_text_files(&verified, &request.tokens, &request.contracts)?;
-                Some(verified)
-            }
-            None => None,
-        };
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let modules = request
-            .modules
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                b64.decode(m.trim())
-                    .map_err(|_| SubmitError::Refused(format!("module {} is not base64", i + 1)))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let (Some(manifest), Some(verified)) = (request.manifest, verified) else {
-            if !request.contracts.is_empty() {
-                return Err(SubmitError::Refused(
-                    "contracts go to POST /v1/contracts one by one (or send the folder with its manifest)"
-                        .into(),
-                )
-                .into());
-            }
-            let queued = sequencer.submit_registrations(self, request.tokens, modules).await?;
-            return Ok((202, serde_json::json!({ "queued": queued })));
-        };
-        check_modules(&verified, &modules)?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let staging = self.data_dir().join("cuts").join(format!("submitted-{nanos}"));
-        let dir = staging.join(format!("bundle-{}", verified.seq));
-        let written =
-            crate::sequencer::write_folder(&dir, &request.tokens, &request.contracts, &modules)
-                .and_then(|()| {
-                    std::fs::write(
-                        dir.join(swarmvm_token::MANIFEST_FILE),
-                        format!("{}\n", manifest.trim()),
-                    )
-                });
-        if let Err(e) = written {
-            let _ = crate::node::remove_tree(&staging);
-            return Err(SubmitError::Unavailable(format!("cannot stage the folder: {e}")).into());
-        }
-        match sequencer.publish_signed(self, &staging, &dir).await {
-            Ok(seq) => Ok((200, serde_json::json!({ "seq": seq, "bundle": verified.id }))),
-            Err(e) => {
-                let _ = crate::node::remove_tree(&staging);
-                Err(match e {
-                    crate::sequencer::CutError::Refused(why) => SubmitError::Refused(why),
-                    crate::sequencer::CutError::Failed(why) => SubmitError::Unavailable(why),
-                }
-                .into())
-            }
-        }
-    }
-}
-
 /// The bytes of a bundle's text file of `lines`, one item a line (as
-/// [`write_folder`](crate::sequencer::write_folder) writes it).
+/// `write_folder` writes it).
 fn lines_size(lines: &[String]) -> u64 {
     lines.iter().map(|l| l.len() as u64 + 1).sum()
 }
 
 /// Refuses a posted folder whose registration tokens or contracts are not of the sizes its
 /// (verified) manifest lists; nothing is hashed or written.
-fn check_text_files(
+pub(crate) fn check_text_files(
     manifest: &swarmvm_token::VerifiedManifest,
     tokens: &[String],
     contracts: &[String],
@@ -497,7 +333,7 @@ fn check_text_files(
 
 /// Refuses a posted folder whose modules are not exactly those its (verified) manifest lists,
 /// of its sizes.
-fn check_modules(
+pub(crate) fn check_modules(
     manifest: &swarmvm_token::VerifiedManifest,
     modules: &[Vec<u8>],
 ) -> Result<(), SubmitError> {
@@ -531,17 +367,4 @@ fn check_modules(
         )));
     }
     Ok(())
-}
-
-/// `POST /v1/registrations`'s body.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RegistrationsBody {
-    #[serde(default)]
-    tokens: Vec<String>,
-    #[serde(default)]
-    modules: Vec<String>,
-    manifest: Option<String>,
-    #[serde(default)]
-    contracts: Vec<String>,
 }

@@ -15,7 +15,8 @@ use swarmvm_swarm::{MagnetLink, Source, SwarmError, TorrentFile};
 use tracing::warn;
 
 use crate::error::NodeError;
-use crate::node::{Node, one_line};
+use crate::error::one_line;
+use crate::fetcher::Fetcher;
 
 /// How often the folder is read.
 const POLL: Duration = Duration::from_millis(250);
@@ -36,11 +37,11 @@ struct Watcher {
     retry: BTreeMap<Key, String>,
 }
 
-pub(crate) fn spawn(node: Node, folder: PathBuf) {
+pub(crate) fn spawn(node: Fetcher, folder: PathBuf) {
     let task_node = node.clone();
-    node.spawn(async move {
+    node.tasks().spawn(async move {
         let node = task_node;
-        let mut stop = node.stopping();
+        let mut stop = node.tasks().stopping();
         let mut watcher = Watcher::default();
         loop {
             watcher.scan(&node, &folder);
@@ -77,7 +78,7 @@ fn read_source(path: &Path) -> Result<Source, (bool, String)> {
     }
 }
 
-fn try_add(node: &Node, path: &Path) -> Outcome {
+fn try_add(node: &Fetcher, path: &Path) -> Outcome {
     match read_source(path) {
         Ok(source) => match node.add(source) {
             Ok(_) => Outcome::Done,
@@ -96,7 +97,7 @@ fn try_add(node: &Node, path: &Path) -> Outcome {
 }
 
 impl Watcher {
-    fn scan(&mut self, node: &Node, folder: &Path) {
+    fn scan(&mut self, node: &Fetcher, folder: &Path) {
         let entries = match std::fs::read_dir(folder) {
             Ok(entries) => entries,
             Err(e) => {

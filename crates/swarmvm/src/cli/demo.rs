@@ -85,7 +85,7 @@ pub(crate) fn contracts(peers: &[Wallet], network: &str, now: u64) -> Result<Vec
 struct PeerReport {
     name: String,
     wallet: String,
-    operations: Value,
+    operations: swarmvm_node::protocol::Table,
     state: Value,
     state_root: String,
     fetched: u64,
@@ -349,8 +349,7 @@ async fn demo(n: usize, args: &DemoArgs, out: OutputArgs) -> Result<ExitCode> {
                 r.fetched,
                 if r.applied { "applied" } else { "NOT applied" }
             ));
-            let ops: Vec<&String> =
-                r.operations.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+            let ops: Vec<&String> = r.operations.keys().collect();
             output::line(format!(
                 "  operations  {}",
                 ops.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")

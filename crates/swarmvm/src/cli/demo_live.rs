@@ -13,6 +13,7 @@ use anyhow::{Context as _, Result, bail};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use swarmvm_node::client::Client;
+use swarmvm_node::protocol::ContractState;
 use swarmvm_node::{FollowOptions, Node, NodeOptions, SequencerOptions};
 use swarmvm_swarm::SwarmOptions;
 use swarmvm_token::Network;
@@ -119,9 +120,12 @@ pub(crate) async fn demo(n: usize, args: &DemoArgs, out: OutputArgs) -> Result<E
             let states: Vec<String> = all
                 .iter()
                 .map(|node| {
-                    node.contract(&id_hash).ok().flatten().map_or_else(String::new, |v| {
-                        v["state"].as_str().unwrap_or_default().to_owned()
-                    })
+                    let state = node.contract(&id_hash).ok().flatten().map(|v| v.state);
+                    match state {
+                        Some(ContractState::Applied) => "applied".to_owned(),
+                        Some(ContractState::Rejected) => "rejected".to_owned(),
+                        Some(ContractState::Pending) | None => String::new(),
+                    }
                 })
                 .collect();
             if states.iter().all(|s| s == "applied" || s == "rejected") {

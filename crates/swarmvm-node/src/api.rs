@@ -1,0 +1,564 @@
+//! The node's API: typed reads (status, bundles, state pages, receipts, head, wallets,
+//! contracts), each answered from the ledger's last commit and the parts' state, and the
+//! writes anyone may ask of a node (bundles to fetch, submissions). The HTTP routes, the
+//! event stream, the explorer and the command line all call it; it calls the parts.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use swarmvm_ledger::{Evidence, LogEntry, ReadError, Receipt, Snapshot};
+use swarmvm_swarm::{InfoHash, Source, TorrentFile};
+use swarmvm_token::{AuthoritySet, Network, VerifiedHead};
+use swarmvm_vm::{Hash32, Record, StateScan as _, Table};
+
+use crate::applier::Applier;
+use crate::client::Reply;
+use crate::core::Core;
+use crate::counters::ApplyTimes;
+use crate::error::NodeError;
+use crate::follow::{Follower, forward_failure};
+use crate::heads::HeadStore;
+use crate::protocol::{
+    AuthoritySummary, BundleAt, BundlePage, BundleStatus, ContractState, ContractView,
+    EvidenceSummary, HeadSummary, Refusal, RegistrationsAnswer, RegistrationsBody, STATUS_BUNDLES,
+    SequencerSummary, StatePage, Status, TransferTotals, WalletView,
+};
+use crate::sequencer::{CutFailures, Sequencer};
+use crate::submit::{SubmitError, check, check_modules, check_text_files, precheck, token_of};
+use crate::tasks::Tasks;
+
+struct Inner {
+    core: Core,
+    sequencer: Option<Arc<Sequencer>>,
+    follower: Follower,
+    wallet: Option<String>,
+    started_at: u64,
+    http_addr: OnceLock<SocketAddr>,
+    times: Arc<ApplyTimes>,
+}
+
+/// The API of a running node. Cloning gives another handle to the same node.
+#[derive(Clone)]
+pub struct Api {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").field("data_dir", &self.data_dir()).finish_non_exhaustive()
+    }
+}
+
+impl Api {
+    pub(crate) fn new(
+        core: Core,
+        sequencer: Option<Arc<Sequencer>>,
+        follower: Follower,
+        wallet: Option<String>,
+        times: Arc<ApplyTimes>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                core,
+                sequencer,
+                follower,
+                wallet,
+                started_at: swarmvm_token::unix_now(),
+                http_addr: OnceLock::new(),
+                times,
+            }),
+        }
+    }
+
+    pub(crate) fn applier(&self) -> &Applier {
+        &self.inner.core.applier
+    }
+
+    pub(crate) fn heads(&self) -> &HeadStore {
+        &self.inner.core.heads
+    }
+
+    pub(crate) fn tasks(&self) -> &Tasks {
+        &self.inner.core.tasks
+    }
+
+    pub(crate) fn apply_times(&self) -> &ApplyTimes {
+        &self.inner.times
+    }
+
+    /// The sequencer's cuts that failed in a row (`None` on other nodes).
+    pub(crate) fn cut_failures(&self) -> Option<CutFailures> {
+        self.inner.sequencer.as_ref().map(|s| s.cut_failures())
+    }
+
+    /// This node's name in the path of a forwarded submission.
+    pub(crate) fn node_id(&self) -> &str {
+        self.inner.follower.node_id()
+    }
+
+    pub(crate) fn set_http_addr(&self, addr: SocketAddr) {
+        let _ = self.inner.http_addr.set(addr);
+    }
+
+    /// Waits until a head newer than (`seq`, `iat`) is known, at most `limit`.
+    pub(crate) async fn wait_head(&self, seq: u64, iat: u64, limit: Duration) {
+        self.heads().wait_head(seq, iat, limit).await;
+    }
+
+    /// The data folder.
+    pub fn data_dir(&self) -> &Path {
+        self.inner.core.fetcher.data_dir()
+    }
+
+    /// Where peers reach this node.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.inner.core.fetcher.swarm().listen_addr()
+    }
+
+    /// Where the HTTP API listens, if it does.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.inner.http_addr.get().copied()
+    }
+
+    /// Adds a bundle to fetch, verify and apply. Returns its info-hash at once; the work goes
+    /// on in the background. Adding a bundle the node knows already changes nothing, unless
+    /// it was refused: then it is tried again. A torrent that cannot be a bundle is refused
+    /// at once, before anything is fetched or reserved for it, and so is any bundle beyond
+    /// the bound on pending ones ([`NodeError::Busy`]). This is how bundles from anyone come
+    /// (the API, the drop folder); the node's own take [`Api::add_own`].
+    pub fn add(&self, source: Source) -> Result<InfoHash, NodeError> {
+        self.inner.core.fetcher.add(source)
+    }
+
+    /// [`Api::add`], asking `peers` for it besides the session's own.
+    pub fn add_with_peers(
+        &self,
+        source: Source,
+        peers: Vec<SocketAddr>,
+    ) -> Result<InfoHash, NodeError> {
+        self.inner.core.fetcher.add_with_peers(source, peers)
+    }
+
+    /// Adds one of the node's own bundles (given with `--bundle`, or a followed head's),
+    /// asking `peers` for it besides the session's own: as [`Api::add`], but in pending
+    /// slots of its own (`max_pending` more), which bundles strangers post never take.
+    pub fn add_own(&self, source: Source, peers: Vec<SocketAddr>) -> Result<InfoHash, NodeError> {
+        self.inner.core.fetcher.add_own(source, peers)
+    }
+
+    /// Applies a bundle folder of this node's own (an authority publishing, the demo's
+    /// authority) through the same path as fetched ones, then seeds it from where it is.
+    /// Returns its torrent.
+    pub async fn publish(&self, dir: &Path) -> Result<TorrentFile, NodeError> {
+        self.inner.core.fetcher.publish(dir).await
+    }
+
+    /// Waits until the bundle `seq` has applied, at most `limit`. True if it did.
+    pub async fn wait_applied(&self, seq: u64, limit: Duration) -> bool {
+        self.applier().wait_applied(seq, limit).await
+    }
+
+    /// The network this node follows.
+    pub fn network(&self) -> &Network {
+        self.applier().network()
+    }
+
+    /// The authority set in force: the state's, or the network's first set.
+    pub fn authorities(&self) -> AuthoritySet {
+        self.applier().authorities()
+    }
+
+    /// The ledger as its last commit left it (`None` once the node stopped). Never waits for
+    /// a bundle being applied.
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        self.applier().snapshot()
+    }
+
+    /// The newest head this node verified (expired or not), as its token and its claims.
+    pub fn head(&self) -> Option<(String, VerifiedHead)> {
+        self.heads().head()
+    }
+
+    /// True when the newest head known has expired.
+    pub fn is_stale(&self) -> bool {
+        self.heads().is_stale()
+    }
+
+    /// Why this node stopped applying, if it diverged from the heads.
+    pub fn diverged(&self) -> Option<String> {
+        self.heads().diverged()
+    }
+
+    /// The node's status. After the node stopped it is the status at that moment.
+    pub fn status(&self) -> Status {
+        // The bundles first, then the ledger: a bundle shown applying whose seq the ledger
+        // already holds was committed in between, and is shown applied, so the two agree.
+        // Only the newest are listed, so that the status (and each status event) stays
+        // bounded however long the chain; the transfers are summed over all.
+        let mut torrents = self.bundles();
+        let mut transfer = TransferTotals::default();
+        for t in &torrents {
+            transfer.add(t);
+        }
+        let torrents_known = torrents.len();
+        let mut torrents = torrents.split_off(torrents_known.saturating_sub(STATUS_BUNDLES));
+        let summary = self.applier().summary();
+        let last_seq = summary.last_seq;
+        for t in &mut torrents {
+            if t.shown(last_seq) != t.state {
+                t.state = t.shown(last_seq);
+                t.reason = None;
+            }
+        }
+        let diverged = self.diverged();
+        Status {
+            peer_id: self.inner.core.fetcher.swarm().peer_id(),
+            started_at: self.inner.started_at,
+            wallet: self.inner.wallet.clone(),
+            listen: self.listen_addr().map(|a| a.to_string()),
+            network: summary.network,
+            authorities: AuthoritySummary::of(&self.authorities()),
+            last_seq,
+            state_root: summary.state_root.to_hex(),
+            batches: summary.batches,
+            torrents,
+            torrents_known,
+            transfer,
+            evidence: self
+                .evidence()
+                .unwrap_or_default()
+                .iter()
+                .map(|e| EvidenceSummary { seq: e.seq, kept: e.kept, other: e.other })
+                .collect(),
+            head: self.head().map(|(_, h)| HeadSummary::of(&h)),
+            stale: self.is_stale(),
+            diverged: diverged.is_some(),
+            diverged_reason: diverged,
+            head_refused: self.heads().refused(),
+            sequencer: self
+                .inner
+                .sequencer
+                .as_ref()
+                .map(|s| SequencerSummary { queued: s.queued() }),
+            following: self.inner.follower.urls().to_vec(),
+        }
+    }
+
+    /// Fork evidence: pairs of validly signed bundles for one seq (empty once stopped).
+    pub fn evidence(&self) -> Result<Vec<Evidence>, ReadError> {
+        self.snapshot().map_or(Ok(Vec::new()), |s| s.evidence())
+    }
+
+    /// Every bundle the node knows, oldest first.
+    pub fn bundles(&self) -> Vec<BundleStatus> {
+        self.inner.core.fetcher.bundles()
+    }
+
+    /// The bundles the node knows from position `from` on (1 is the oldest; 0 is taken as
+    /// 1), at most `limit`, oldest first: `GET /v1/bundles?from=N&limit=N`.
+    pub fn bundles_page(&self, from: u64, limit: usize) -> BundlePage {
+        self.inner.core.fetcher.bundles_page(from, limit)
+    }
+
+    /// The whole state as one JSON value, with the network, root and position (`null` once
+    /// the node stopped). Built in memory: for large states, stream
+    /// [`Snapshot::write_json`] instead.
+    pub fn state(&self) -> Value {
+        let Some(snapshot) = self.snapshot() else { return Value::Null };
+        let mut bytes = Vec::new();
+        match snapshot.write_json(&mut bytes) {
+            Ok(()) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        }
+    }
+
+    /// A page of the state table `table`, in id order: at most `limit` entries after the id
+    /// `after`. `None` once the node stopped.
+    pub fn state_page(
+        &self,
+        table: Table,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Option<Result<StatePage, ReadError>> {
+        let snapshot = self.snapshot()?;
+        Some(snapshot.page(table, after, limit).map(|(entries, next)| StatePage {
+            table: table.name().to_owned(),
+            entries,
+            next,
+        }))
+    }
+
+    /// The state root (as it was when the node stopped, once stopped).
+    pub fn state_root(&self) -> Hash32 {
+        match self.snapshot() {
+            Some(s) => s.state_root(),
+            None => self.applier().summary().state_root,
+        }
+    }
+
+    /// Every entry of `table` as id → value (the registrations, which stay small).
+    fn table(&self, table: Table) -> crate::protocol::Table {
+        let mut out = crate::protocol::Table::new();
+        let Some(snapshot) = self.snapshot() else { return out };
+        let _ = snapshot.scan(table, None, &mut |id, record| {
+            let value = match &record {
+                Record::Operation { handler } => json!(handler.as_str()),
+                _ => swarmvm_vm::view::value_json(&snapshot, id, &record).unwrap_or(Value::Null),
+            };
+            out.insert(id.to_owned(), value);
+            true
+        });
+        out
+    }
+
+    /// Registered operations: action → handler.
+    pub fn operations(&self) -> crate::protocol::Table {
+        self.table(Table::Operation)
+    }
+
+    /// Registered wallets with their labels and keys.
+    pub fn wallets(&self) -> crate::protocol::Table {
+        self.table(Table::Wallet)
+    }
+
+    /// One registered wallet, with its last used nonce (the next contract's is one more);
+    /// `None` when it is not registered.
+    pub fn wallet(&self, id: &str) -> Option<WalletView> {
+        let snapshot = self.snapshot()?;
+        let record = snapshot.record(Table::Wallet, id).ok()??;
+        let mut value = swarmvm_vm::view::value_json(&snapshot, id, &record).ok()?;
+        let nonce = swarmvm_vm::nonce_of(&snapshot, id).ok()?;
+        let revoked =
+            snapshot.record(Table::Revocation, &swarmvm_vm::revoked_id(id)).ok()?.is_some();
+        Some(WalletView {
+            id: id.to_owned(),
+            label: value["label"].take(),
+            jwk: value["jwk"].take(),
+            nonce,
+            revoked,
+        })
+    }
+
+    /// The applied bundle `seq`, with the magnet of a torrent of it this node seeds (`None`
+    /// when it applied it offline). `None` when it has not applied that bundle.
+    pub fn bundle_at(&self, seq: u64) -> Option<BundleAt> {
+        let record = self.snapshot()?.bundle(seq).ok()??;
+        Some(BundleAt {
+            seq,
+            bundle: record.id,
+            parent: record.parent,
+            manifest: record.manifest,
+            magnet: self.inner.core.fetcher.magnet_of(seq),
+        })
+    }
+
+    /// What became of contract `id` (the SHA-256 of its token): pending while it waits in
+    /// the sequencer's queue (on the sequencer) or after this node forwarded it there;
+    /// applied or rejected once a batch held it; `None` when unknown here.
+    pub fn contract(&self, id: &Hash32) -> Result<Option<ContractView>, ReadError> {
+        let Some(snapshot) = self.snapshot() else { return Ok(None) };
+        let Some((receipt, entry)) = snapshot.contract(id)? else {
+            let pending = ContractView {
+                id: *id,
+                state: ContractState::Pending,
+                receipt: None,
+                seq: None,
+                reason: None,
+            };
+            if let Some(reason) = self.inner.sequencer.as_ref().and_then(|s| s.dropped(id)) {
+                return Ok(Some(ContractView {
+                    state: ContractState::Rejected,
+                    reason: Some(reason),
+                    ..pending
+                }));
+            }
+            let queued = self.inner.sequencer.as_ref().is_some_and(|s| s.is_queued(id));
+            let pending_here = queued || self.inner.follower.was_forwarded(id);
+            return Ok(pending_here.then_some(pending));
+        };
+        let state = if receipt.status == "applied" {
+            ContractState::Applied
+        } else {
+            ContractState::Rejected
+        };
+        Ok(Some(ContractView {
+            id: *id,
+            state,
+            seq: entry.seq,
+            reason: receipt.reason.clone(),
+            receipt: Some(receipt),
+        }))
+    }
+
+    /// Receipts from log position `from`, at most `limit`.
+    pub fn receipts(&self, from: u64, limit: usize) -> Result<Vec<Receipt>, ReadError> {
+        self.snapshot().map_or(Ok(Vec::new()), |s| s.receipts(from, limit))
+    }
+
+    /// The ledger's log from position `from`, at most `limit`.
+    pub fn log(&self, from: u64, limit: usize) -> Result<Vec<LogEntry>, ReadError> {
+        self.snapshot().map_or(Ok(Vec::new()), |s| s.log(from, limit))
+    }
+
+    /// Takes a signed contract (`POST /v1/contracts`): the sequencer checks it and queues it
+    /// durably; any other node checks its form and network and forwards it to the nodes it
+    /// follows until the sequencer answers. Returns its id once the sequencer stored it.
+    /// `hops` and `via` say which nodes forwarded it already (the `swarmvm-hops` and
+    /// `swarmvm-via` headers; 0 and `""` for a client's own submission).
+    pub async fn submit_contract(
+        &self,
+        body: &[u8],
+        hops: u32,
+        via: &str,
+    ) -> Result<Hash32, Refusal> {
+        let token = token_of(body)?;
+        let network = self.network().id().to_owned();
+        precheck(token, &network)?;
+        let Some(sequencer) = self.inner.sequencer.clone() else {
+            let id = Hash32::digest(token.as_bytes());
+            let reply = self
+                .inner
+                .follower
+                .forward("/v1/contracts", "application/jose", token.as_bytes().to_vec(), hops, via)
+                .await
+                .map_err(forward_failure)?;
+            if reply.status == 202 {
+                self.inner.follower.forwarded(id);
+                return Ok(id);
+            }
+            if reply.status >= 500 {
+                return Err(SubmitError::Unavailable(format!(
+                    "the nodes it follows did not reach the sequencer: {}",
+                    reply.error_line()
+                ))
+                .into());
+            }
+            return Err(relayed(&reply));
+        };
+        let snapshot = self
+            .snapshot()
+            .ok_or_else(|| SubmitError::Unavailable("the ledger cannot be read now".into()))?;
+        let checked = check(&snapshot, token, &network, &sequencer.wallet_keys)?;
+        drop(snapshot);
+        let id = checked.id;
+        sequencer.submit(crate::queue::Item::Contract(token.to_owned()), Some(checked)).await?;
+        Ok(id)
+    }
+
+    /// Takes registration tokens and modules for the next cut, or a whole folder signed
+    /// elsewhere to publish as the next bundle (`POST /v1/registrations`, a JSON body
+    /// `{"tokens", "modules" (base64), "manifest"?, "contracts"?}`); other nodes forward it.
+    /// Returns the status and the answer. `hops` and `via` as for
+    /// [`Api::submit_contract`].
+    pub async fn submit_registrations(
+        &self,
+        body: &[u8],
+        hops: u32,
+        via: &str,
+    ) -> Result<(u16, Value), Refusal> {
+        let Some(sequencer) = self.inner.sequencer.clone() else {
+            let reply = self
+                .inner
+                .follower
+                .forward("/v1/registrations", "application/json", body.to_vec(), hops, via)
+                .await
+                .map_err(forward_failure)?;
+            if reply.is_success() {
+                return Ok((reply.status, reply.body));
+            }
+            return Err(relayed(&reply));
+        };
+        let request: RegistrationsBody = serde_json::from_slice(body).map_err(|e| {
+            SubmitError::Refused(format!(
+                "the body must be {{\"tokens\": [...], \"modules\": [base64...], \"manifest\"?: ..., \"contracts\"?: [...]}}: {e}"
+            ))
+        })?;
+        // A signed folder's manifest is verified first, against the authority set in force:
+        // nothing of a folder signed by anyone else is decoded, hashed or written.
+        let verified = match request.manifest.as_deref() {
+            Some(manifest) => {
+                let (network, set) = self.applier().in_force();
+                let verified = swarmvm_token::verify_manifest(manifest.trim(), network.id(), &set)
+                    .map_err(|e| SubmitError::Refused(format!("manifest: {e}")))?;
+                // Then the files sent must be those it lists, of its sizes (their hashes are
+                // checked when the folder is opened).
+                check_text_files(&verified, &request.tokens, &request.contracts)?;
+                Some(verified)
+            }
+            None => None,
+        };
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let modules = request
+            .modules
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                b64.decode(m.trim())
+                    .map_err(|_| SubmitError::Refused(format!("module {} is not base64", i + 1)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (Some(manifest), Some(verified)) = (request.manifest, verified) else {
+            if !request.contracts.is_empty() {
+                return Err(SubmitError::Refused(
+                    "contracts go to POST /v1/contracts one by one (or send the folder with its manifest)"
+                        .into(),
+                )
+                .into());
+            }
+            let queued =
+                sequencer.submit_registrations(&self.inner.core, request.tokens, modules).await?;
+            return Ok((202, answer(&RegistrationsAnswer::Queued { queued })));
+        };
+        check_modules(&verified, &modules)?;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let staging = self.data_dir().join("cuts").join(format!("submitted-{nanos}"));
+        let dir = staging.join(format!("bundle-{}", verified.seq));
+        let written =
+            crate::sequencer::write_folder(&dir, &request.tokens, &request.contracts, &modules)
+                .and_then(|()| {
+                    std::fs::write(
+                        dir.join(swarmvm_bundle::layout::MANIFEST_FILE),
+                        format!("{}\n", manifest.trim()),
+                    )
+                });
+        if let Err(e) = written {
+            let _ = crate::fetcher::remove_tree(&staging);
+            return Err(SubmitError::Unavailable(format!("cannot stage the folder: {e}")).into());
+        }
+        match sequencer.publish_signed(&self.inner.core, &staging, &dir).await {
+            Ok(seq) => {
+                Ok((200, answer(&RegistrationsAnswer::Published { seq, bundle: verified.id })))
+            }
+            Err(e) => {
+                let _ = crate::fetcher::remove_tree(&staging);
+                Err(match e {
+                    crate::fetcher::CutError::Refused(why) => SubmitError::Refused(why),
+                    crate::fetcher::CutError::Failed(why) => SubmitError::Unavailable(why),
+                }
+                .into())
+            }
+        }
+    }
+}
+
+/// An answer as JSON.
+fn answer(a: &RegistrationsAnswer) -> Value {
+    serde_json::to_value(a).unwrap_or(Value::Null)
+}
+
+/// Another node's refusal, relayed.
+fn relayed(reply: &Reply) -> Refusal {
+    Refusal {
+        status: reply.status,
+        message: reply.error_line(),
+        retry_after: reply.retry_after,
+        next_nonce: reply.body.get("next_nonce").and_then(Value::as_u64),
+        duplicate: reply.body.get("duplicate").and_then(Value::as_bool).unwrap_or(false),
+    }
+}
