@@ -459,9 +459,7 @@ fn check_order(view: &dyn ChainView, bundle: &OpenedBundle) -> Result<(), BatchE
     let expected = last.map_or(1, |b| b.seq + 1);
     if m.seq < expected {
         let Some((kept, kept_manifest)) = view.applied(m.seq)? else {
-            return Err(
-                StateError::new(format!("no record of applied bundle seq {}", m.seq)).into()
-            );
+            return Err(StateError::MissingBundle { seq: m.seq }.into());
         };
         if kept == m.id {
             return Err(BatchError::AlreadyApplied { seq: m.seq, id: m.id });

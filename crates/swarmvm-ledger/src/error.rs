@@ -110,11 +110,10 @@ pub(crate) fn corrupt(what: impl std::fmt::Display) -> ReadError {
 
 impl From<ReadError> for StateError {
     fn from(e: ReadError) -> Self {
-        let mut text = e.to_string();
-        if let ReadError::Storage(inner) = &e {
-            text = format!("{text}: {inner}");
+        match e {
+            ReadError::Storage(inner) => StateError::storage(inner),
+            ReadError::Corrupt(what) => StateError::Corrupt(what),
         }
-        StateError::new(text)
     }
 }
 
@@ -132,7 +131,9 @@ mod tests {
     fn a_storage_failure_while_registering_is_fatal_not_a_refusal() {
         let storage = ApplyError::Registry {
             line: 1,
-            source: RegistrationError::Storage(StateError("disk".into())),
+            source: RegistrationError::Storage(StateError::storage(std::io::Error::other(
+                "disk",
+            ))),
         };
         assert!(storage.is_fatal(), "the bundle is retried, not refused");
         let refused =
