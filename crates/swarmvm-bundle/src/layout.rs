@@ -8,16 +8,14 @@
 use std::io::Read as _;
 use std::path::Path;
 
-pub use swarmvm_token::{BUNDLE_FILES, MANIFEST_FILE, MAX_BUNDLE_FILE, MAX_MODULES};
+pub use swarmvm_token::{
+    BUNDLE_FILES, CONTRACTS_FILE, MANIFEST_FILE, MAX_BUNDLE_FILE, MAX_MODULES, TOKENS_FILE,
+};
 use swarmvm_token::{FileDigest, MAX_MANIFEST_LEN};
 use swarmvm_vm::Hash32;
 
 use crate::error::BundleError;
 
-/// The registration tokens file.
-pub const TOKENS_FILE: &str = "registration_tokens.txt";
-/// The signed contracts file.
-pub const CONTRACTS_FILE: &str = "contracts.jsonl";
 /// The folder of WebAssembly modules (`modules/<sha256>.wasm`) a bundle may carry.
 pub const MODULES_DIR: &str = "modules";
 /// The largest module, in bytes (1 MiB).

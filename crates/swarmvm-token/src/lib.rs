@@ -51,9 +51,10 @@ pub use json::{find_private_key_material, parse_strict};
 pub use jws::{MAX_SIGNATURES, MAX_TOKEN_LEN, Serialization, Signer};
 pub use kind::Kind;
 pub use manifest::{
-    BUNDLE_FILES, FileDigest, MANIFEST_FILE, MAX_BUNDLE_FILE, MAX_MANIFEST_LEN, MAX_MODULE_FILE,
-    MAX_MODULES, MAX_SEQ, ManifestContent, ManifestPeek, VerifiedManifest, add_manifest_signature,
-    module_file, module_hash, peek_manifest, sign_manifest, verify_manifest,
+    BUNDLE_FILES, CONTRACTS_FILE, FileDigest, MANIFEST_FILE, MAX_BUNDLE_FILE, MAX_MANIFEST_LEN,
+    MAX_MODULE_FILE, MAX_MODULES, MAX_SEQ, ManifestContent, ManifestPeek, TOKENS_FILE,
+    VerifiedManifest, add_manifest_signature, module_file, module_hash, peek_manifest,
+    sign_manifest, verify_manifest,
 };
 pub use registration::{
     DEFAULT_TTL_SECS, IssueTime, MAX_JTI_LEN, MAX_LABEL_LEN, MAX_NAME_LEN, MAX_OPERATIONS,
