@@ -170,9 +170,7 @@ mod tests {
     fn a_storage_failure_while_registering_is_fatal_not_a_refusal() {
         let storage = ApplyError::Registry {
             line: 1,
-            source: RegistrationError::Storage(StateError::storage(std::io::Error::other(
-                "disk",
-            ))),
+            source: RegistrationError::Storage(StateError::storage(std::io::Error::other("disk"))),
         };
         assert!(storage.is_fatal(), "the bundle is retried, not refused");
         let refused =
@@ -195,10 +193,7 @@ mod tests {
             assert_ne!(e.class(), ErrorClass::TimedOut);
         }
         assert_eq!(OpenError::Corrupt("x".into()).class(), ErrorClass::Failed);
-        assert_eq!(
-            CheckError::Read(ReadError::Corrupt("x".into())).class(),
-            ErrorClass::Failed
-        );
+        assert_eq!(CheckError::Read(ReadError::Corrupt("x".into())).class(), ErrorClass::Failed);
         assert_eq!(CheckError::Log("x".into()).class(), ErrorClass::Refused);
     }
 }
