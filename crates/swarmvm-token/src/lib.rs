@@ -43,7 +43,8 @@ mod trust;
 
 pub use authority::{AuthoritySet, MAX_AUTHORITIES, MAX_NETWORK_FILE, Network, SetError};
 pub use contract::{
-    MAX_CONTRACT_NONCE, VerifiedContract, contract_signer, sign_contract, verify_contract,
+    ContractPeek, MAX_CONTRACT_NONCE, VerifiedContract, contract_signer, peek_contract,
+    sign_contract, verify_contract,
 };
 pub use error::{IssueError, Result, VerifyError};
 pub use head::{HeadContent, MAX_HEAD_LEN, MAX_HEAD_MAGNET, VerifiedHead, sign_head, verify_head};
