@@ -15,6 +15,7 @@ use swarmvm_wallet::Wallet;
 use crate::error::BundleError;
 use crate::layout::{
     CONTRACTS_FILE, MAX_MODULE_LEN, MODULES_DIR, TOKENS_FILE, digest, lenient_lines, read_bounded,
+    text_file,
 };
 use crate::open::read_manifest_text;
 use crate::verify::BundlePosition;
@@ -137,7 +138,7 @@ pub fn create_bundle(
                     .map_err(|source| BundleError::Token { line: i + 1, source })?;
             }
         }
-        let bytes: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let bytes = text_file(&lines);
         std::fs::write(&target, bytes.as_bytes())
             .map_err(|e| BundleError::io("cannot write", &target, e))?;
         files.insert(name.to_owned(), digest(bytes.as_bytes()));

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use swarmvm_primitives::{Classify, ErrorClass};
 use swarmvm_token::VerifyError;
 
 /// Why a bundle folder cannot be used. Every variant but `Io` is a refusal of the bundle.
@@ -125,8 +126,41 @@ pub enum BundleError {
     Signing(String),
 }
 
+/// A file that could not be read or written is a failure; everything else refuses the
+/// bundle.
+impl Classify for BundleError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Io { .. } => ErrorClass::Failed,
+            _ => ErrorClass::Refused,
+        }
+    }
+}
+
 impl BundleError {
     pub(crate) fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
         Self::Io { action, path: path.to_path_buf(), source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use swarmvm_vm::StateError;
+
+    use super::*;
+    use crate::BatchError;
+
+    #[test]
+    fn io_and_storage_fail_and_the_rest_refuses() {
+        let io = BundleError::io("cannot read", Path::new("f"), std::io::Error::other("x"));
+        assert_eq!(io.class(), ErrorClass::Failed);
+        assert_eq!(BundleError::Missing("manifest.jwt").class(), ErrorClass::Refused);
+        assert_eq!(BundleError::Manifest(VerifyError::NoKind).class(), ErrorClass::Refused);
+        let storage = BatchError::Storage(StateError::MissingBundle { seq: 1 });
+        assert!(storage.is_fatal());
+        assert_eq!(storage.class(), ErrorClass::Failed);
+        let refused = BatchError::NoRegistrations;
+        assert!(!refused.is_fatal());
+        assert_eq!(refused.class(), ErrorClass::Refused);
     }
 }

@@ -8,16 +8,14 @@
 use std::io::Read as _;
 use std::path::Path;
 
-pub use swarmvm_token::{BUNDLE_FILES, MANIFEST_FILE, MAX_BUNDLE_FILE, MAX_MODULES};
-use swarmvm_token::{FileDigest, MAX_MANIFEST_LEN};
+pub use swarmvm_token::{
+    BUNDLE_FILES, CONTRACTS_FILE, MANIFEST_FILE, MAX_BUNDLE_FILE, MAX_MODULES, TOKENS_FILE,
+};
+use swarmvm_token::{FileDigest, MAX_MANIFEST_LEN, module_file};
 use swarmvm_vm::Hash32;
 
 use crate::error::BundleError;
 
-/// The registration tokens file.
-pub const TOKENS_FILE: &str = "registration_tokens.txt";
-/// The signed contracts file.
-pub const CONTRACTS_FILE: &str = "contracts.jsonl";
 /// The folder of WebAssembly modules (`modules/<sha256>.wasm`) a bundle may carry.
 pub const MODULES_DIR: &str = "modules";
 /// The largest module, in bytes (1 MiB).
@@ -166,6 +164,40 @@ pub(crate) fn canonical_lines(
         .collect()
 }
 
+/// A bundle's text file (registration tokens or contracts) of `lines`, in its canonical form:
+/// each line followed by one `\n`, nothing else.
+pub fn text_file(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// The size in bytes of [`text_file`] of `lines`, without making it: what a manifest lists
+/// for the file.
+pub fn text_file_size(lines: &[String]) -> u64 {
+    lines.iter().map(|l| l.len() as u64 + 1).sum()
+}
+
+/// Writes a bundle's files into `dir` (created if missing), unsigned: the registration
+/// tokens and the contracts, one a line ([`text_file`]), and each module as
+/// `modules/<sha256>.wasm`. [`create_bundle`](crate::create_bundle) or a manifest signed
+/// elsewhere makes it a bundle.
+pub fn write_folder(
+    dir: &Path,
+    tokens: &[String],
+    contracts: &[String],
+    modules: &[Vec<u8>],
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join(TOKENS_FILE), text_file(tokens))?;
+    std::fs::write(dir.join(CONTRACTS_FILE), text_file(contracts))?;
+    if !modules.is_empty() {
+        std::fs::create_dir_all(dir.join(MODULES_DIR))?;
+    }
+    for bytes in modules {
+        std::fs::write(dir.join(module_file(&Hash32::digest(bytes))), bytes)?;
+    }
+    Ok(())
+}
+
 /// Tokens from a file written by hand or by appending lines: trimmed, blank lines skipped.
 pub(crate) fn lenient_lines(bytes: &[u8], file: &str) -> Result<Vec<String>, BundleError> {
     let text = std::str::from_utf8(bytes).map_err(|_| BundleError::NotText(file.to_owned()))?;
@@ -201,6 +233,30 @@ mod tests {
         ] {
             assert!(manifest_token(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn text_files_are_one_item_a_line_and_their_size_is_known_before_they_are_made() {
+        let lines = vec!["a.b.c".to_owned(), "de".to_owned()];
+        assert_eq!(text_file(&lines), "a.b.c\nde\n");
+        assert_eq!(text_file_size(&lines), text_file(&lines).len() as u64);
+        assert_eq!((text_file(&[]), text_file_size(&[])), (String::new(), 0));
+        let read = canonical_lines(text_file(&lines).into_bytes(), CONTRACTS_FILE).unwrap();
+        assert_eq!(read, lines, "read back as written");
+    }
+
+    #[test]
+    fn a_written_folder_holds_the_files_one_item_a_line_and_the_modules_by_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("bundle-1");
+        let module = b"\0asm\x01\0\0\0".to_vec();
+        write_folder(&folder, &["t".to_owned()], &[], std::slice::from_ref(&module)).unwrap();
+        assert_eq!(std::fs::read(folder.join(TOKENS_FILE)).unwrap(), b"t\n");
+        assert_eq!(std::fs::read(folder.join(CONTRACTS_FILE)).unwrap(), b"");
+        let name = module_file(&Hash32::digest(&module));
+        assert_eq!(std::fs::read(folder.join(name)).unwrap(), module);
+        write_folder(&dir.path().join("bare"), &[], &[], &[]).unwrap();
+        assert!(!dir.path().join("bare").join(MODULES_DIR).exists(), "no modules, no folder");
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! fetch (a folder) → [`open_bundle`] ([`OpenedBundle`]) → [`verify_bundle`]
 //! ([`VerifiedBatch`]) → the ledger's commit (execute and persist) → seed.
 //!
+//! A sequencer making the next bundle first admits what goes into it by the same rules
+//! ([`admit_registration`], [`check_parts`] for a folder signed elsewhere and sent apart),
+//! then writes it ([`write_folder`]) and signs it ([`create_bundle`]).
+//!
 //! ```no_run
 //! use swarmvm_bundle::{ChainView, open_bundle, set_in_force, verify_bundle};
 //! use swarmvm_token::Network;
@@ -20,17 +24,22 @@
 //! ```
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod admit;
 mod create;
 mod error;
 pub mod layout;
 mod open;
 mod verify;
 
+pub use admit::{
+    AdmitError, Admitted, PartsError, admit_registration, check_module_parts, check_parts,
+    check_text_parts,
+};
 pub use create::{CreateOptions, CreatedBundle, create_bundle, sign_bundle};
 pub use error::BundleError;
 pub use layout::{
     CONTRACTS_FILE, MAX_BUNDLE_TOTAL, MAX_MANIFEST_FILE, MAX_MODULE_LEN, MAX_MODULES, MODULES_DIR,
-    TOKENS_FILE, check_torrent_shape, manifest_token,
+    TOKENS_FILE, check_torrent_shape, manifest_token, text_file, text_file_size, write_folder,
 };
 pub use open::{OpenedBundle, open_bundle};
 pub use verify::{

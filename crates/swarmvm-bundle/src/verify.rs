@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use rayon::prelude::*;
-use swarmvm_primitives::{BundleId, Rules};
+use swarmvm_primitives::{BundleId, Classify, ErrorClass, Rules};
 use swarmvm_token::{
     AuthoritySet, Network, Operation, Registration, RegistrationBody, TimeCheck, TrustStore,
     VerifiedContract, VerifyError, contract_signer, verify_contract, verify_manifest,
@@ -229,6 +229,17 @@ impl BatchError {
     /// True when the chain could not be read, rather than the batch refused.
     pub fn is_fatal(&self) -> bool {
         matches!(self, Self::Storage(_))
+    }
+}
+
+/// The chain not read is the storage's failure ([`BatchError::is_fatal`]); everything else
+/// refuses the batch.
+impl Classify for BatchError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Storage(e) => e.class(),
+            _ => ErrorClass::Refused,
+        }
     }
 }
 
@@ -459,9 +470,7 @@ fn check_order(view: &dyn ChainView, bundle: &OpenedBundle) -> Result<(), BatchE
     let expected = last.map_or(1, |b| b.seq + 1);
     if m.seq < expected {
         let Some((kept, kept_manifest)) = view.applied(m.seq)? else {
-            return Err(
-                StateError::new(format!("no record of applied bundle seq {}", m.seq)).into()
-            );
+            return Err(StateError::MissingBundle { seq: m.seq }.into());
         };
         if kept == m.id {
             return Err(BatchError::AlreadyApplied { seq: m.seq, id: m.id });

@@ -1,5 +1,6 @@
 //! Errors of opening a ledger, reading it, and applying batches to it.
 
+use swarmvm_primitives::{Classify, ErrorClass};
 use swarmvm_vm::{Hash32, RegistrationError, StateError};
 
 /// Why a ledger file could not be opened.
@@ -100,6 +101,44 @@ pub enum CheckError {
     Read(#[from] ReadError),
 }
 
+/// A ledger that cannot be opened is the peer's failure, whatever the reason.
+impl Classify for OpenError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Failed
+    }
+}
+
+/// A ledger that cannot be read is the peer's failure.
+impl Classify for ReadError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Failed
+    }
+}
+
+/// A batch verified against another state, or a registration that cannot be applied, is
+/// refused; the ledger failing (reading it, or reading the state while registering) is a
+/// failure, as [`ApplyError::is_fatal`] says.
+impl Classify for ApplyError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Stale { .. } => ErrorClass::Refused,
+            Self::Registry { source, .. } => source.class(),
+            Self::Read(e) => e.class(),
+        }
+    }
+}
+
+/// What `ledger verify` found wrong is a verification that failed; a ledger it could not
+/// read is a failure.
+impl Classify for CheckError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Read(e) => e.class(),
+            Self::RootMismatch { .. } | Self::Trie(_) | Self::Log(_) => ErrorClass::Refused,
+        }
+    }
+}
+
 pub(crate) fn storage(e: impl Into<redb::Error>) -> ReadError {
     ReadError::Storage(e.into())
 }
@@ -110,11 +149,10 @@ pub(crate) fn corrupt(what: impl std::fmt::Display) -> ReadError {
 
 impl From<ReadError> for StateError {
     fn from(e: ReadError) -> Self {
-        let mut text = e.to_string();
-        if let ReadError::Storage(inner) = &e {
-            text = format!("{text}: {inner}");
+        match e {
+            ReadError::Storage(inner) => StateError::storage(inner),
+            ReadError::Corrupt(what) => StateError::Corrupt(what),
         }
-        StateError::new(text)
     }
 }
 
@@ -132,11 +170,30 @@ mod tests {
     fn a_storage_failure_while_registering_is_fatal_not_a_refusal() {
         let storage = ApplyError::Registry {
             line: 1,
-            source: RegistrationError::Storage(StateError("disk".into())),
+            source: RegistrationError::Storage(StateError::storage(std::io::Error::other("disk"))),
         };
         assert!(storage.is_fatal(), "the bundle is retried, not refused");
         let refused =
             ApplyError::Registry { line: 1, source: RegistrationError::Revoked("w".into()) };
         assert!(!refused.is_fatal());
+    }
+
+    #[test]
+    fn the_class_of_an_apply_error_agrees_with_is_fatal() {
+        let storage = || StateError::storage(std::io::Error::other("disk"));
+        let cases = [
+            ApplyError::Stale { verified: "a".into(), now: "b".into() },
+            ApplyError::Registry { line: 1, source: RegistrationError::Storage(storage()) },
+            ApplyError::Registry { line: 1, source: RegistrationError::Revoked("w".into()) },
+            ApplyError::Read(ReadError::Corrupt("x".into())),
+        ];
+        for e in &cases {
+            let fatal = e.class() == ErrorClass::Failed;
+            assert_eq!(fatal, e.is_fatal(), "{e}");
+            assert_ne!(e.class(), ErrorClass::TimedOut);
+        }
+        assert_eq!(OpenError::Corrupt("x".into()).class(), ErrorClass::Failed);
+        assert_eq!(CheckError::Read(ReadError::Corrupt("x".into())).class(), ErrorClass::Failed);
+        assert_eq!(CheckError::Log("x".into()).class(), ErrorClass::Refused);
     }
 }

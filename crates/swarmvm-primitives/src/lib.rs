@@ -16,10 +16,12 @@
 //! ```
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod error;
 pub mod fuel;
 mod hash;
 mod rules;
 pub mod text;
 
+pub use error::{Classify, ErrorClass};
 pub use hash::{BundleId, Hash32, InvalidHash};
 pub use rules::{Rules, UnknownRules};

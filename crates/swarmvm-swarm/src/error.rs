@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use swarmvm_primitives::{Classify, ErrorClass};
+
 /// Why a torrent could not be made, read, seeded or fetched. One line each.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -99,5 +101,45 @@ impl SwarmError {
     }
 }
 
+/// A timeout timed out, a refused input ([`SwarmError::is_refusal`]) is refused, and the
+/// machine or the network failing is a failure.
+impl Classify for SwarmError {
+    fn class(&self) -> ErrorClass {
+        if self.is_timeout() {
+            ErrorClass::TimedOut
+        } else if self.is_refusal() {
+            ErrorClass::Refused
+        } else {
+            ErrorClass::Failed
+        }
+    }
+}
+
 /// `Result` with [`SwarmError`].
 pub type Result<T, E = SwarmError> = core::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_class_agrees_with_is_timeout_and_is_refusal() {
+        let cases = [
+            SwarmError::TimedOut { seconds: 1, peers: 0, percent: 0.0 },
+            SwarmError::BadTorrent("x".into()),
+            SwarmError::BadMagnet("x".into()),
+            SwarmError::Session("x".into()),
+            SwarmError::Engine("x".into()),
+            SwarmError::io("cannot read", Path::new("f"), std::io::Error::other("x")),
+        ];
+        for e in &cases {
+            let expected = match (e.is_timeout(), e.is_refusal()) {
+                (true, _) => ErrorClass::TimedOut,
+                (false, true) => ErrorClass::Refused,
+                (false, false) => ErrorClass::Failed,
+            };
+            assert_eq!(e.class(), expected, "{e}");
+        }
+        assert_eq!(cases[0].class().exit_code(), 3);
+    }
+}

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use crate::error::{Result, SwarmError};
 use crate::torrent::TorrentFile;
@@ -26,8 +28,7 @@ pub(crate) struct Claim {
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        let mut claimed =
-            self.claims.claimed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut claimed = self.claims.claimed.lock();
         if let Some(total) = claimed.get_mut(&self.device) {
             *total = total.saturating_sub(self.bytes);
         }
@@ -53,7 +54,7 @@ impl Claims {
         let stat = rustix::fs::statvfs(out)
             .map_err(|e| SwarmError::io("cannot inspect", out, e.into()))?;
         let available = stat.f_bavail.saturating_mul(stat.f_frsize);
-        let mut claimed = self.claimed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut claimed = self.claimed.lock();
         let others = claimed.get(&device).copied().unwrap_or(0);
         if needed.saturating_add(others) > available {
             return Err(SwarmError::DiskFull {
@@ -71,7 +72,7 @@ impl Claims {
     #[cfg(test)]
     pub(crate) fn claimed(&self, path: &Path) -> u64 {
         let device = std::fs::metadata(path).map(|m| m.dev()).unwrap_or_default();
-        self.claimed.lock().unwrap().get(&device).copied().unwrap_or(0)
+        self.claimed.lock().get(&device).copied().unwrap_or(0)
     }
 }
 

@@ -24,13 +24,14 @@ use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
 use librqbit::storage::{
     BoxStorageFactory, StorageFactory, StorageFactoryExt as _, TorrentStorage,
 };
 use librqbit::{ManagedTorrentShared, TorrentMetadata};
+use parking_lot::{Mutex, MutexGuard};
 use rustix::fs::{AtFlags, CWD, Mode, OFlags};
 use rustix::io::Errno;
 
@@ -129,7 +130,7 @@ impl FileCache {
     }
 
     fn lock(&self) -> MutexGuard<'_, Lru> {
-        self.lru.lock().unwrap_or_else(PoisonError::into_inner)
+        self.lru.lock()
     }
 
     /// A key for a new transfer.

@@ -325,7 +325,7 @@ impl Swarm {
             torrent: torrent.clone(),
             path,
             out: None,
-            claim: std::sync::Mutex::new(None),
+            claim: parking_lot::Mutex::new(None),
         })
     }
 
@@ -418,7 +418,7 @@ impl Swarm {
             torrent: torrent.clone(),
             path,
             out: Some(out.to_path_buf()),
-            claim: std::sync::Mutex::new(Some(claim)),
+            claim: parking_lot::Mutex::new(Some(claim)),
         })
     }
 
@@ -550,7 +550,7 @@ pub struct Transfer {
     /// For a fetch: the folder it fetches into (where its partial marker is).
     out: Option<PathBuf>,
     /// For a fetch: the disk space it claimed, released once the data is complete.
-    claim: std::sync::Mutex<Option<crate::space::Claim>>,
+    claim: parking_lot::Mutex<Option<crate::space::Claim>>,
 }
 
 impl std::fmt::Debug for Transfer {
@@ -686,6 +686,6 @@ impl Transfer {
         if let Some(out) = &self.out {
             partial::unmark(out, &self.torrent);
         }
-        self.claim.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        self.claim.lock().take();
     }
 }

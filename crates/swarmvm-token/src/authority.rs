@@ -62,6 +62,13 @@ pub enum SetError {
     },
 }
 
+/// An authority set or network file that breaks a rule is refused.
+impl swarmvm_primitives::Classify for SetError {
+    fn class(&self) -> swarmvm_primitives::ErrorClass {
+        swarmvm_primitives::ErrorClass::Refused
+    }
+}
+
 /// Public keys with a threshold: K distinct members must sign. Keys are held by wallet id;
 /// the trust store of the members and the canonical text are made once, when the set is.
 #[derive(Clone)]

@@ -2,7 +2,7 @@
 //! `swarmvm-contract+jwt`), bound to one network by `aud`.
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use swarmvm_wallet::Wallet;
 
 use crate::error::{IssueError, Result, VerifyError};
@@ -73,6 +73,53 @@ pub fn contract_signer(token: &str) -> Option<String> {
     field(header, "kid").or_else(|| field(parts.next(), "iss"))
 }
 
+/// What a contract says of itself, read by [`peek_contract`] without checking its signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContractPeek {
+    /// The network it is signed for (`aud`), as written (not shortened or escaped).
+    pub network: String,
+    /// The wallet it names as its signer (`kid`, else `iss`), if it names one.
+    pub signer: Option<String>,
+}
+
+/// Reads a signed contract's network and signer without checking its signature, with the
+/// parsing and the checks [`verify_contract`] makes before it needs the signer's key: a strict
+/// compact JWS (size, encoding, strict JSON, no refused header member, no `alg: none`, no
+/// private key material), of the contract kind as `typ` and the claims decide it
+/// ([`VerifyError::WrongKind`], [`VerifyError::TypMismatch`], [`VerifyError::UnknownTyp`]
+/// otherwise), with a string `aud`. For a node that checks a submission's form and network
+/// before it forwards it; nothing read here is trusted until [`verify_contract`] verified it.
+pub fn peek_contract(token: &str) -> Result<ContractPeek> {
+    let decoded = Decoded::parse(token)?;
+    contract_kind(&decoded)?;
+    let network = audience(&decoded.claims)?.to_owned();
+    let signer = decoded
+        .kid
+        .clone()
+        .or_else(|| decoded.claims.get("iss").and_then(Value::as_str).map(str::to_owned));
+    Ok(ContractPeek { network, signer })
+}
+
+/// The kind of a parsed token, which must be a contract.
+fn contract_kind(decoded: &Decoded<'_>) -> Result<Kind> {
+    let kind = Kind::resolve(decoded.typ.as_deref(), &decoded.claims)?;
+    if kind != Kind::Contract {
+        return Err(VerifyError::WrongKind { found: kind, expected: "a contract".into() });
+    }
+    Ok(kind)
+}
+
+/// A contract's `aud`: present, and a string.
+fn audience(claims: &Map<String, Value>) -> Result<&str> {
+    match claims.get("aud") {
+        Some(Value::String(aud)) => Ok(aud.as_str()),
+        Some(_) => {
+            Err(VerifyError::InvalidClaim { claim: "aud".into(), reason: "not a string".into() })
+        }
+        None => Err(VerifyError::MissingClaim("aud")),
+    }
+}
+
 /// Verifies a signed contract: strict parsing, a `contract` kind, a signer among `signers`
 /// (the registered wallets) with its key's algorithm, `iss` naming it, and `aud` equal to
 /// `network`. HS256 is refused.
@@ -82,27 +129,12 @@ pub fn verify_contract(
     network: &str,
 ) -> Result<VerifiedContract> {
     let decoded = Decoded::parse(token)?;
-    let kind = Kind::resolve(decoded.typ.as_deref(), &decoded.claims)?;
-    if kind != Kind::Contract {
-        return Err(VerifyError::WrongKind { found: kind, expected: "a contract".into() });
-    }
+    let kind = contract_kind(&decoded)?;
     let (signer, _alg) = signers.authenticate(&decoded, kind)?;
     let claims = &decoded.claims;
-    match claims.get("aud") {
-        Some(Value::String(aud)) if aud == network => {}
-        Some(Value::String(aud)) => {
-            return Err(VerifyError::AudienceMismatch {
-                aud: shorten(aud),
-                network: shorten(network),
-            });
-        }
-        Some(_) => {
-            return Err(VerifyError::InvalidClaim {
-                claim: "aud".into(),
-                reason: "not a string".into(),
-            });
-        }
-        None => return Err(VerifyError::MissingClaim("aud")),
+    let aud = audience(claims)?;
+    if aud != network {
+        return Err(VerifyError::AudienceMismatch { aud: shorten(aud), network: shorten(network) });
     }
     let nonce = match claims.get("nonce") {
         Some(v) => {
@@ -152,5 +184,51 @@ mod tests {
         assert!(matches!(err, VerifyError::UnknownKid(_)), "{err}");
         assert!(sign_contract(&w, "net-A", 0, &actions, 1).is_err());
         assert!(sign_contract(&w, "net-A", 1 << 53, &actions, 1).is_err());
+    }
+
+    /// A compact token of `header` and `payload` (JSON text) with a signature that is not one.
+    fn unsigned(header: &str, payload: &str) -> String {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!("{}.{}.c2ln", b64.encode(header), b64.encode(payload))
+    }
+
+    #[test]
+    fn a_peek_reads_network_and_signer_strictly_without_the_signature() {
+        let w = Wallet::generate(Algorithm::Ed25519).unwrap();
+        let token = sign_contract(&w, "net-A", 7, &[json!({"action": "x"})], 1_000).unwrap();
+        let peek = peek_contract(&token).unwrap();
+        assert_eq!(peek.network, "net-A");
+        assert_eq!(peek.signer.as_deref(), Some(w.id().as_str()));
+        // The signature is not checked: a changed one reads the same.
+        let altered = format!("{}AAAA", &token[..token.len() - 4]);
+        assert_eq!(peek_contract(&altered).unwrap(), peek);
+
+        let contract = r#"{"alg":"EdDSA","typ":"swarmvm-contract+jwt"}"#;
+        let peek = peek_contract(&unsigned(contract, r#"{"aud":"n","iss":"me","actions":[]}"#));
+        assert_eq!(peek.unwrap(), ContractPeek { network: "n".into(), signer: Some("me".into()) });
+        let no_signer = peek_contract(&unsigned(contract, r#"{"aud":"n","actions":[]}"#));
+        assert_eq!(no_signer.unwrap().signer, None);
+        // The kind as verify_contract decides it: no typ, or JWT, leaves it to the claims.
+        let bare = unsigned(r#"{"alg":"EdDSA"}"#, r#"{"aud":"n","actions":[]}"#);
+        assert_eq!(peek_contract(&bare).unwrap().network, "n");
+
+        let refused = |token: &str| peek_contract(token).unwrap_err();
+        assert!(matches!(refused("not-a-token"), VerifyError::Malformed(_)));
+        let wallets = r#"{"alg":"EdDSA","typ":"swarmvm-wallets+jwt"}"#;
+        let e = refused(&unsigned(wallets, r#"{"aud":"n","wallets":[]}"#));
+        assert!(matches!(e, VerifyError::WrongKind { found: Kind::Wallets, .. }), "{e}");
+        let e = refused(&unsigned(wallets, r#"{"aud":"n","actions":[]}"#));
+        assert!(matches!(e, VerifyError::TypMismatch { .. }), "{e}");
+        let e = refused(&unsigned(r#"{"alg":"EdDSA","typ":"at+jwt"}"#, r#"{"actions":[]}"#));
+        assert!(matches!(e, VerifyError::UnknownTyp(_)), "{e}");
+        let e = refused(&unsigned(contract, r#"{"actions":[]}"#));
+        assert!(matches!(e, VerifyError::MissingClaim("aud")), "{e}");
+        let e = refused(&unsigned(contract, r#"{"aud":5,"actions":[]}"#));
+        assert!(matches!(&e, VerifyError::InvalidClaim { claim, .. } if claim == "aud"), "{e}");
+        let e = refused(&unsigned(contract, r#"{"aud":"n","aud":"m","actions":[]}"#));
+        assert!(matches!(e, VerifyError::InvalidJson { part: "payload", .. }), "{e}");
+        let e = refused(&unsigned(r#"{"alg":"none"}"#, r#"{"aud":"n","actions":[]}"#));
+        assert!(matches!(e, VerifyError::AlgNone), "{e}");
     }
 }

@@ -1,5 +1,6 @@
 //! Errors of verification and issuing.
 
+use swarmvm_primitives::{Classify, ErrorClass};
 use swarmvm_wallet::KeyError;
 
 use crate::kind::Kind;
@@ -222,6 +223,25 @@ pub enum IssueError {
     BadTtl(u64),
 }
 
+/// Every verification error is a refusal of the token.
+impl Classify for VerifyError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Refused
+    }
+}
+
+/// Content that breaks a rule (of verification, or a weak secret) is refused; a signing
+/// backend failure, an oversized result or a time-to-live out of range is a failure.
+impl Classify for IssueError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Invalid(e) => e.class(),
+            Self::WeakSecret(_) => ErrorClass::Refused,
+            Self::Signing(_) | Self::TooLarge { .. } | Self::BadTtl(_) => ErrorClass::Failed,
+        }
+    }
+}
+
 /// Formats Unix seconds as RFC 3339 UTC.
 pub(crate) fn fmt_time(secs: u64) -> String {
     let time = std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_secs(secs));
@@ -233,3 +253,18 @@ pub(crate) fn fmt_time(secs: u64) -> String {
 
 /// `Result` with [`VerifyError`] as the default error.
 pub type Result<T, E = VerifyError> = core::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verification_refuses_and_issuing_fails_unless_a_rule_refused() {
+        assert_eq!(VerifyError::AlgNone.class(), ErrorClass::Refused);
+        assert_eq!(IssueError::Invalid(VerifyError::NoKind).class(), ErrorClass::Refused);
+        assert_eq!(IssueError::WeakSecret(3).class(), ErrorClass::Refused);
+        assert_eq!(IssueError::Signing("x".into()).class(), ErrorClass::Failed);
+        assert_eq!(IssueError::TooLarge { size: 2, max: 1 }.class(), ErrorClass::Failed);
+        assert_eq!(IssueError::BadTtl(0).class(), ErrorClass::Failed);
+    }
+}

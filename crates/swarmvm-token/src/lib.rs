@@ -43,7 +43,8 @@ mod trust;
 
 pub use authority::{AuthoritySet, MAX_AUTHORITIES, MAX_NETWORK_FILE, Network, SetError};
 pub use contract::{
-    MAX_CONTRACT_NONCE, VerifiedContract, contract_signer, sign_contract, verify_contract,
+    ContractPeek, MAX_CONTRACT_NONCE, VerifiedContract, contract_signer, peek_contract,
+    sign_contract, verify_contract,
 };
 pub use error::{IssueError, Result, VerifyError};
 pub use head::{HeadContent, MAX_HEAD_LEN, MAX_HEAD_MAGNET, VerifiedHead, sign_head, verify_head};
@@ -51,9 +52,10 @@ pub use json::{find_private_key_material, parse_strict};
 pub use jws::{MAX_SIGNATURES, MAX_TOKEN_LEN, Serialization, Signer};
 pub use kind::Kind;
 pub use manifest::{
-    BUNDLE_FILES, FileDigest, MANIFEST_FILE, MAX_BUNDLE_FILE, MAX_MANIFEST_LEN, MAX_MODULE_FILE,
-    MAX_MODULES, MAX_SEQ, ManifestContent, ManifestPeek, VerifiedManifest, add_manifest_signature,
-    module_file, module_hash, peek_manifest, sign_manifest, verify_manifest,
+    BUNDLE_FILES, CONTRACTS_FILE, FileDigest, MANIFEST_FILE, MAX_BUNDLE_FILE, MAX_MANIFEST_LEN,
+    MAX_MODULE_FILE, MAX_MODULES, MAX_SEQ, ManifestContent, ManifestPeek, TOKENS_FILE,
+    VerifiedManifest, add_manifest_signature, module_file, module_hash, peek_manifest,
+    sign_manifest, verify_manifest,
 };
 pub use registration::{
     DEFAULT_TTL_SECS, IssueTime, MAX_JTI_LEN, MAX_LABEL_LEN, MAX_NAME_LEN, MAX_OPERATIONS,

@@ -17,8 +17,13 @@ use crate::kind::{Kind, shorten};
 use crate::time::numeric_date;
 use crate::trust::TrustStore;
 
-/// The files a bundle holds besides its manifest, in the order they are listed.
-pub const BUNDLE_FILES: [&str; 2] = ["contracts.jsonl", "registration_tokens.txt"];
+/// The signed contracts file of a bundle, one contract a line.
+pub const CONTRACTS_FILE: &str = "contracts.jsonl";
+/// The registration tokens file of a bundle, one token a line.
+pub const TOKENS_FILE: &str = "registration_tokens.txt";
+/// The files a bundle holds besides its manifest and its modules, in the order a manifest
+/// lists them (by name).
+pub const BUNDLE_FILES: [&str; 2] = [CONTRACTS_FILE, TOKENS_FILE];
 /// The manifest's own file name.
 pub const MANIFEST_FILE: &str = "manifest.jwt";
 /// The largest size a manifest may declare for a file (256 MiB).
@@ -201,8 +206,7 @@ fn check_shape(
         return Err(invalid(
             "files",
             format!(
-                "must list exactly {} and {}, and modules/<sha256>.wasm files",
-                BUNDLE_FILES[1], BUNDLE_FILES[0]
+                "must list exactly {TOKENS_FILE} and {CONTRACTS_FILE}, and modules/<sha256>.wasm files"
             ),
         ));
     }

@@ -67,6 +67,21 @@ impl Registration {
             RegistrationBody::Wallets(_) => Kind::Wallets,
         }
     }
+
+    /// The modules an operations token binds actions to (its WebAssembly operations), in the
+    /// order of the actions, once per action; none for a wallets token.
+    pub fn modules(&self) -> Vec<Hash32> {
+        match &self.body {
+            RegistrationBody::Operations(ops) => ops
+                .values()
+                .filter_map(|op| match op {
+                    Operation::Wasm { module, .. } => Some(*module),
+                    Operation::Handler(_) => None,
+                })
+                .collect(),
+            RegistrationBody::Wallets(_) => Vec::new(),
+        }
+    }
 }
 
 /// What a registration token registers.

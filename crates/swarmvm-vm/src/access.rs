@@ -3,21 +3,80 @@
 //! writes become. The VM never writes a store itself: the caller commits the changes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use compact_str::CompactString;
+use swarmvm_primitives::{Classify, ErrorClass};
 
 use crate::state::{Record, Table};
 use crate::wasm::Budget;
 
-/// A store could not be read: the caller's storage failed. Not a rejection of input.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("storage failure: {0}")]
-pub struct StateError(pub String);
+/// A store could not be read: the caller's storage failed, or what it holds is not what was
+/// written. Never a rejection of input: the batch that met it stops and is tried again.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    /// The storage failed to read (a database or disk error). The error is kept as the
+    /// storage gave it, and its text is part of this one's (so it is not also a `source`,
+    /// which would show it twice in a chain).
+    #[error("storage failure: storage failure: {0}")]
+    Storage(Arc<dyn std::error::Error + Send + Sync>),
+    /// A stored record, trie node or key is not what any version wrote.
+    #[error("storage failure: ledger is corrupt: {0}")]
+    Corrupt(String),
+    /// A trie node an update needs is not loaded, and the trie has no store to load it from.
+    #[error("storage failure: trie node {path:02x?} is not loaded and there is no store")]
+    NoStore {
+        /// The node's path.
+        path: Vec<u8>,
+    },
+    /// A trie node an update needs is missing from its store.
+    #[error("storage failure: trie node {path:02x?} is missing from the store")]
+    MissingNode {
+        /// The node's path.
+        path: Vec<u8>,
+    },
+    /// The chain has no record of a bundle it applied (below its last `seq`).
+    #[error("storage failure: no record of applied bundle seq {seq}")]
+    MissingBundle {
+        /// The bundle's `seq`.
+        seq: u64,
+    },
+}
 
 impl StateError {
-    /// A failure described by `what`.
-    pub fn new(what: impl std::fmt::Display) -> Self {
-        Self(what.to_string())
+    /// The storage failed to read, with `source`, the storage's error.
+    pub fn storage(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Storage(Arc::new(source))
+    }
+
+    /// What the store holds is corrupt, as `what` says.
+    pub fn corrupt(what: impl std::fmt::Display) -> Self {
+        Self::Corrupt(what.to_string())
+    }
+}
+
+/// Equal when of the same kind and with the same details; storage errors compare by their
+/// text.
+impl PartialEq for StateError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Storage(a), Self::Storage(b)) => a.to_string() == b.to_string(),
+            (Self::Corrupt(a), Self::Corrupt(b)) => a == b,
+            (Self::NoStore { path: a }, Self::NoStore { path: b })
+            | (Self::MissingNode { path: a }, Self::MissingNode { path: b }) => a == b,
+            (Self::MissingBundle { seq: a }, Self::MissingBundle { seq: b }) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for StateError {}
+
+/// Every state error is the peer's failure, never the input's.
+impl Classify for StateError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Failed
     }
 }
 
@@ -184,6 +243,32 @@ impl StateRead for Overlay<'_> {
 mod tests {
     use super::*;
     use crate::state::MemoryState;
+
+    #[test]
+    fn state_errors_say_what_failed_in_the_words_they_always_had() {
+        let disk = StateError::storage(std::io::Error::other("disk gone"));
+        assert_eq!(disk.to_string(), "storage failure: storage failure: disk gone");
+        assert!(std::error::Error::source(&disk).is_none(), "its text is in the message");
+        assert_eq!(disk, StateError::storage(std::io::Error::other("disk gone")));
+        assert_ne!(disk, StateError::corrupt("disk gone"));
+        assert_eq!(
+            StateError::corrupt("bad record").to_string(),
+            "storage failure: ledger is corrupt: bad record"
+        );
+        assert_eq!(
+            StateError::MissingNode { path: vec![0x0a, 0xff] }.to_string(),
+            "storage failure: trie node [0a, ff] is missing from the store"
+        );
+        assert_eq!(
+            StateError::NoStore { path: vec![] }.to_string(),
+            "storage failure: trie node [] is not loaded and there is no store"
+        );
+        assert_eq!(
+            StateError::MissingBundle { seq: 7 }.to_string(),
+            "storage failure: no record of applied bundle seq 7"
+        );
+        assert_eq!(disk.class(), ErrorClass::Failed);
+    }
 
     #[test]
     fn overlay_reads_its_writes_and_rolls_back_to_a_mark() {

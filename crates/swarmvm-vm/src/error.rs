@@ -16,6 +16,7 @@ pub const MAX_ACTIONS: usize = 1024;
 pub const MAX_NONCE: u64 = (1 << 53) - 1;
 
 pub(crate) use swarmvm_primitives::text::shown;
+use swarmvm_primitives::{Classify, ErrorClass};
 
 /// Why one action failed. Messages name the field or the entity concerned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -239,4 +240,56 @@ pub enum RegistrationError {
         /// The value (shortened).
         value: String,
     },
+}
+
+/// The state not read, or a module this peer should hold and does not, is the peer's
+/// failure; everything else rejects the action.
+impl Classify for ActionError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Storage(e) => e.class(),
+            Self::ModuleMissing(_) => ErrorClass::Failed,
+            _ => ErrorClass::Refused,
+        }
+    }
+}
+
+/// A rejected contract is refused, with its action's class when an action failed.
+impl Classify for Rejection {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Action { error, .. } => error.class(),
+            _ => ErrorClass::Refused,
+        }
+    }
+}
+
+/// A registration that cannot be applied is refused; the state not read is a failure.
+impl Classify for RegistrationError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::Storage(e) => e.class(),
+            _ => ErrorClass::Refused,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::StateError;
+
+    #[test]
+    fn storage_errors_are_failures_wherever_they_are_wrapped() {
+        let storage = || StateError::storage(std::io::Error::other("disk"));
+        assert_eq!(ActionError::Storage(storage()).class(), ErrorClass::Failed);
+        assert_eq!(ActionError::ModuleMissing("m".into()).class(), ErrorClass::Failed);
+        assert_eq!(ActionError::Missing("id").class(), ErrorClass::Refused);
+        assert_eq!(RegistrationError::Storage(storage()).class(), ErrorClass::Failed);
+        assert_eq!(RegistrationError::Revoked("w".into()).class(), ErrorClass::Refused);
+        assert_eq!(Rejection::NoActions.class(), ErrorClass::Refused);
+        let action = |error| Rejection::Action { index: 0, action: "a".into(), error };
+        assert_eq!(action(ActionError::Missing("id")).class(), ErrorClass::Refused);
+        assert_eq!(action(ActionError::Storage(storage())).class(), ErrorClass::Failed);
+    }
 }

@@ -293,6 +293,13 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 #[error("corrupt state encoding: {0}")]
 pub struct DecodeError(&'static str);
 
+/// Stored bytes that are not a valid encoding: the store is corrupt, the peer's failure.
+impl swarmvm_primitives::Classify for DecodeError {
+    fn class(&self) -> swarmvm_primitives::ErrorClass {
+        swarmvm_primitives::ErrorClass::Failed
+    }
+}
+
 impl DecodeError {
     pub(crate) fn new(what: &'static str) -> Self {
         Self(what)

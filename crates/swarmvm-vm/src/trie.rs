@@ -342,7 +342,7 @@ impl Node {
 }
 
 fn no_store(path: &[u8]) -> Result<StoredNode, StateError> {
-    Err(StateError::new(format!("trie node {path:02x?} is not loaded and there is no store")))
+    Err(StateError::NoStore { path: path.to_vec() })
 }
 
 /// A Merkle radix trie of leaf hashes by key, wholly in memory.
@@ -410,9 +410,7 @@ impl<'s> TrieUpdate<'s> {
     pub fn set(&mut self, key: &[u8], leaf: Option<Hash32>) -> Result<(), StateError> {
         let store = self.store;
         let mut load = |path: &[u8]| {
-            store.node(path)?.ok_or_else(|| {
-                StateError::new(format!("trie node {path:02x?} is missing from the store"))
-            })
+            store.node(path)?.ok_or_else(|| StateError::MissingNode { path: path.to_vec() })
         };
         let mut path = Vec::new();
         match leaf {

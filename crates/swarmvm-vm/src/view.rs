@@ -23,6 +23,16 @@ pub enum ViewError {
     Io(#[from] std::io::Error),
 }
 
+/// The state not read, or the output not written, is a failure.
+impl swarmvm_primitives::Classify for ViewError {
+    fn class(&self) -> swarmvm_primitives::ErrorClass {
+        match self {
+            Self::Storage(e) => swarmvm_primitives::Classify::class(e),
+            Self::Io(_) => swarmvm_primitives::ErrorClass::Failed,
+        }
+    }
+}
+
 /// The tables the whole-state JSON shows, by name. Enrollments and votes are shown inside
 /// their students and proposals.
 const SHOWN: [Table; 10] = [

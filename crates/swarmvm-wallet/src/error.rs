@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 pub(crate) use swarmvm_primitives::text::shown;
+use swarmvm_primitives::{Classify, ErrorClass};
 
 /// Why a key could not be generated, read, parsed or written.
 ///
@@ -106,5 +107,34 @@ impl KeyError {
     }
 }
 
+/// A key refused by a rule ([`KeyError::is_refusal`]) is refused; one that could not be read,
+/// parsed or written is a failure.
+impl Classify for KeyError {
+    fn class(&self) -> ErrorClass {
+        if self.is_refusal() { ErrorClass::Refused } else { ErrorClass::Failed }
+    }
+}
+
 /// `Result` with [`KeyError`] as the default error.
 pub type Result<T, E = KeyError> = core::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_refused_and_the_rest_failures() {
+        for e in [
+            KeyError::WrongPassphrase,
+            KeyError::RsaKeyTooSmall { bits: 1024 },
+            KeyError::WeakKey("small order"),
+        ] {
+            assert!(e.is_refusal());
+            assert_eq!(e.class(), ErrorClass::Refused, "{e}");
+        }
+        for e in [KeyError::NotAKey, KeyError::PassphraseRequired, KeyError::Crypto("x")] {
+            assert!(!e.is_refusal());
+            assert_eq!(e.class(), ErrorClass::Failed, "{e}");
+        }
+    }
+}

@@ -39,6 +39,13 @@ impl WalletId {
 #[error("'{0}' is not a wallet id (43 base64url characters)")]
 pub struct InvalidWalletId(String);
 
+/// Text given as a wallet id (on the command line, in a file) that is not one: a usage error.
+impl swarmvm_primitives::Classify for InvalidWalletId {
+    fn class(&self) -> swarmvm_primitives::ErrorClass {
+        swarmvm_primitives::ErrorClass::Failed
+    }
+}
+
 impl FromStr for WalletId {
     type Err = InvalidWalletId;
 

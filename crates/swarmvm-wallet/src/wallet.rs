@@ -62,6 +62,13 @@ impl fmt::Display for Algorithm {
 #[error("unknown key algorithm '{0}'; expected ed25519, rsa-2048, rsa-3072 or rsa-4096")]
 pub struct UnknownAlgorithm(String);
 
+/// An algorithm name given that is not one: a usage error.
+impl swarmvm_primitives::Classify for UnknownAlgorithm {
+    fn class(&self) -> swarmvm_primitives::ErrorClass {
+        swarmvm_primitives::ErrorClass::Failed
+    }
+}
+
 impl FromStr for Algorithm {
     type Err = UnknownAlgorithm;
 

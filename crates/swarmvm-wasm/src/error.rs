@@ -65,3 +65,23 @@ pub enum ModuleError {
     #[error("the engine cannot compile the module: {}", shown(.0))]
     Compile(String),
 }
+
+/// A module the ABI or the engine does not accept is refused.
+impl swarmvm_primitives::Classify for ModuleError {
+    fn class(&self) -> swarmvm_primitives::ErrorClass {
+        swarmvm_primitives::ErrorClass::Refused
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use swarmvm_primitives::{Classify as _, ErrorClass};
+
+    use super::*;
+
+    #[test]
+    fn a_module_error_refuses_the_module() {
+        assert_eq!(ModuleError::NoMemory.class(), ErrorClass::Refused);
+        assert_eq!(ModuleError::Compile("x".into()).class(), ErrorClass::Refused);
+    }
+}

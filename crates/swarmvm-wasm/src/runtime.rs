@@ -10,8 +10,9 @@
 //! module's initial memory rather than a new instance.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
+use parking_lot::RwLock;
 use swarmvm_primitives::{Hash32, Rules};
 use swarmvm_vm::wasm::{
     Budget, ENTRY_COST, MAX_KEY_LEN, MAX_VALUE_LEN, Used, V1_MAX_WRITTEN, WasmState, WriteLimit,
@@ -105,7 +106,7 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.modules.read().map_or(0, |m| m.len());
+        let n = self.modules.read().len();
         f.debug_struct("Runtime").field("modules", &n).finish_non_exhaustive()
     }
 }
@@ -170,20 +171,18 @@ impl Runtime {
         }
         let (module, globals) = compile(&self.engine, bytes)?;
         let loaded = Loaded { module, globals, table_elements: info.table_elements };
-        let mut modules = self.modules.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        modules.insert(info.hash, Arc::new(loaded));
+        self.modules.write().insert(info.hash, Arc::new(loaded));
         Ok(info.hash)
     }
 
     /// True when the module is loaded.
     pub fn has_module(&self, hash: &Hash32) -> bool {
-        self.modules.read().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(hash)
+        self.modules.read().contains_key(hash)
     }
 
     fn loaded(&self, hash: &Hash32) -> Result<Arc<Loaded>, ActionError> {
         self.modules
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(hash)
             .cloned()
             .ok_or_else(|| ActionError::ModuleMissing(hash.to_hex()))
