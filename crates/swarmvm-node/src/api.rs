@@ -28,7 +28,7 @@ use crate::protocol::{
     SequencerSummary, StatePage, Status, TransferTotals, WalletView,
 };
 use crate::sequencer::{CutFailures, Sequencer};
-use crate::submit::{SubmitError, check, check_modules, check_text_files, precheck, token_of};
+use crate::submit::{SubmitError, check, precheck, token_of};
 use crate::tasks::Tasks;
 
 struct Inner {
@@ -486,7 +486,8 @@ impl Api {
                     .map_err(|e| SubmitError::Refused(format!("manifest: {e}")))?;
                 // Then the files sent must be those it lists, of its sizes (their hashes are
                 // checked when the folder is opened).
-                check_text_files(&verified, &request.tokens, &request.contracts)?;
+                swarmvm_bundle::check_text_parts(&verified, &request.tokens, &request.contracts)
+                    .map_err(|e| SubmitError::Refused(e.to_string()))?;
                 Some(verified)
             }
             None => None,
@@ -513,14 +514,15 @@ impl Api {
                 sequencer.submit_registrations(&self.inner.core, request.tokens, modules).await?;
             return Ok((202, answer(&RegistrationsAnswer::Queued { queued })));
         };
-        check_modules(&verified, &modules)?;
+        swarmvm_bundle::check_module_parts(&verified, &modules)
+            .map_err(|e| SubmitError::Refused(e.to_string()))?;
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let staging = self.data_dir().join("cuts").join(format!("submitted-{nanos}"));
         let dir = staging.join(format!("bundle-{}", verified.seq));
         let written =
-            crate::sequencer::write_folder(&dir, &request.tokens, &request.contracts, &modules)
+            swarmvm_bundle::write_folder(&dir, &request.tokens, &request.contracts, &modules)
                 .and_then(|()| {
                     std::fs::write(
                         dir.join(swarmvm_bundle::layout::MANIFEST_FILE),

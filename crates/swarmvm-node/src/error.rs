@@ -1,4 +1,7 @@
-//! Errors of starting and driving a node.
+//! Errors of starting and driving a node, each classed as the command line exits on it
+//! ([`Classify`]).
+
+use swarmvm_primitives::{Classify, ErrorClass};
 
 /// Why a node could not start or take a request.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +56,22 @@ pub enum NodeError {
         /// The bound.
         max: usize,
     },
+}
+
+impl Classify for NodeError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            Self::BadRequest(_) => ErrorClass::Refused,
+            Self::Swarm(e) => e.class(),
+            Self::Bundle(e) => e.class(),
+            Self::Apply(e) => e.class(),
+            Self::Open(e) => e.class(),
+            Self::Read(e) => e.class(),
+            Self::DataDir { .. } | Self::Http { .. } | Self::Busy { .. } | Self::Task(_) => {
+                ErrorClass::Failed
+            }
+        }
+    }
 }
 
 impl NodeError {

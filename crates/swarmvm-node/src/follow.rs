@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use serde_json::Value;
 use swarmvm_swarm::{InfoHash, MagnetLink, Source};
 use swarmvm_vm::Hash32;
 use tracing::{debug, info, warn};
@@ -18,7 +17,9 @@ use crate::client::Client;
 use crate::core::Core;
 use crate::error::one_line;
 use crate::protocol::BundleState;
-use crate::protocol::{HOPS_HEADER, LOOP_DETECTED, VIA_HEADER, came_back, via_ids, went_through};
+use crate::protocol::{
+    HOPS_HEADER, HeadQuery, LOOP_DETECTED, VIA_HEADER, came_back, via_ids, went_through,
+};
 
 /// How a node follows others (`node run --follow URL... --poll 1s`).
 #[derive(Debug, Clone)]
@@ -369,19 +370,15 @@ async fn poll_heads(node: Follower, url: String) {
     let mut stop = node.core.tasks.stopping();
     loop {
         let (seq, iat) = node.core.heads.head().map_or((0, 0), |(_, h)| (h.seq, h.issued_at));
-        let path = format!("/v1/head?seq={seq}&iat={iat}&wait={}", LONG_POLL.as_secs());
+        let q = HeadQuery { seq: Some(seq), iat: Some(iat), wait: Some(LONG_POLL.as_secs()) };
         let polled = tokio::select! {
-            r = node.client.get(&url, &path) => r,
+            r = node.client.head(&url, &q) => r,
             _ = stop.wait_for(|s| *s) => break,
         };
         let newer = match polled {
-            Ok(reply) if reply.status == 200 => reply
-                .body
-                .get("head")
-                .and_then(Value::as_str)
-                .is_some_and(|t| node.core.heads.offer(t)),
-            Ok(reply) => {
-                debug!(url, "no head: {}", reply.error_line());
+            Ok(Some(answer)) => node.core.heads.offer(&answer.head),
+            Ok(None) => {
+                debug!(url, "no head known there");
                 false
             }
             Err(e) => {
@@ -601,20 +598,15 @@ fn on_its_way(node: &Follower, hash: InfoHash, seq: u64) -> bool {
 /// (or cannot be reached), an error when what it gives is not a magnet link or it does not
 /// answer within [`READ_TIMEOUT`].
 async fn magnet_at(node: &Follower, url: &str, seq: u64) -> Option<Result<MagnetLink, String>> {
-    let path = format!("/v1/bundles/{seq}");
-    let asked = node.client.get(url, &path);
+    let asked = node.client.bundle_at(url, seq);
     let Ok(reply) = tokio::time::timeout(READ_TIMEOUT, asked).await else {
         return Some(Err(format!(
             "it did not answer for the magnet of seq {seq} within {}",
             humantime::format_duration(READ_TIMEOUT)
         )));
     };
-    let reply = reply.ok()?;
-    if reply.status != 200 {
-        return None;
-    }
-    let text = reply.body.get("magnet").and_then(Value::as_str)?;
-    Some(MagnetLink::parse(text).map_err(|e| {
+    let text = reply.ok()??.magnet?;
+    Some(MagnetLink::parse(&text).map_err(|e| {
         format!("it gave something that is not a magnet link for seq {seq}: {}", one_line(&e))
     }))
 }
@@ -690,13 +682,9 @@ async fn followed_peers(
 /// The BitTorrent address the node at `url` gives in its status (none when it gives none);
 /// `None` when it cannot be read.
 async fn read_listen(node: &Follower, url: &str) -> Option<Vec<SocketAddr>> {
-    let reply =
-        tokio::time::timeout(READ_TIMEOUT, node.client.get(url, "/v1/status")).await.ok()?.ok()?;
-    if reply.status != 200 {
-        return None;
-    }
+    let status = tokio::time::timeout(READ_TIMEOUT, node.client.status(url)).await.ok()?.ok()?;
     let mut peers = Vec::new();
-    if let Some(listen) = reply.body.get("listen").and_then(Value::as_str)
+    if let Some(listen) = status.listen
         && let Ok(mut addr) = listen.parse::<SocketAddr>()
     {
         if addr.ip().is_unspecified() {

@@ -35,6 +35,16 @@ pub enum PipelineError {
     Read(#[from] ReadError),
 }
 
+impl swarmvm_primitives::Classify for PipelineError {
+    fn class(&self) -> swarmvm_primitives::ErrorClass {
+        match self {
+            Self::Refused(e) => e.class(),
+            Self::Apply(e) => e.class(),
+            Self::Read(e) => e.class(),
+        }
+    }
+}
+
 impl PipelineError {
     /// True when the peer itself failed (storage), rather than the bundle being refused.
     pub fn is_fatal(&self) -> bool {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use swarmvm_bundle::{CreateOptions, create_bundle};
 use swarmvm_primitives::Rules;
 use swarmvm_swarm::{Source, TorrentFile};
-use swarmvm_token::{Operation, RegistrationBody, TimeCheck, unix_now};
+use swarmvm_token::unix_now;
 use swarmvm_vm::Hash32;
 use swarmvm_wallet::Wallet;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -883,7 +883,7 @@ impl Sequencer {
                 .write(&data_dir)
                 .map_err(|e| CutError::Failed(format!("cannot write {}: {e}", APPLYING_FILE)))?;
             crate::fetcher::remove_tree(&staged).map_err(|e| CutError::Failed(e.to_string()))?;
-            write_folder(&folder, &tokens, &contracts, &modules)
+            swarmvm_bundle::write_folder(&folder, &tokens, &contracts, &modules)
                 .map_err(|e| CutError::Failed(format!("cannot write {}: {e}", folder.display())))?;
             let keys = me.keys();
             let options = CreateOptions {
@@ -1031,43 +1031,19 @@ impl Sequencer {
 }
 
 /// A registration token the sequencer can queue: signed by a member of `set` (checked at
-/// `now`) and not applied before. Returns its replay key and the modules it names.
+/// `now`) and not applied before ([`swarmvm_bundle::admit_registration`]). Returns its replay
+/// key and the modules it names.
 fn check_registration(
     snapshot: &swarmvm_ledger::Snapshot,
     set: &swarmvm_token::AuthoritySet,
     token: &str,
     now: u64,
 ) -> Result<(String, Vec<Hash32>), SubmitError> {
-    use swarmvm_bundle::ChainView as _;
-    let reg = swarmvm_token::verify_registration(
-        token,
-        set.trust(),
-        TimeCheck::at(now),
-        swarmvm_vm::HANDLER_NAMES,
-    )
-    .map_err(|e| SubmitError::Refused(e.to_string()))?;
-    let replay = reg.replay_key();
-    if snapshot.token_used(&replay).map_err(|e| SubmitError::Unavailable(e.to_string()))? {
-        return Err(SubmitError::Refused(format!(
-            "it was applied already ({})",
-            swarmvm_primitives::text::shown(&replay)
-        )));
-    }
-    Ok((replay, wasm_modules(&reg)))
-}
-
-/// The modules an operations token binds actions to.
-fn wasm_modules(reg: &swarmvm_token::Registration) -> Vec<Hash32> {
-    match &reg.body {
-        RegistrationBody::Operations(ops) => ops
-            .values()
-            .filter_map(|op| match op {
-                Operation::Wasm { module, .. } => Some(*module),
-                Operation::Handler(_) => None,
-            })
-            .collect(),
-        RegistrationBody::Wallets(_) => Vec::new(),
-    }
+    let a = swarmvm_bundle::admit_registration(snapshot, set, token, now).map_err(|e| match e {
+        swarmvm_bundle::AdmitError::Storage(e) => SubmitError::Unavailable(e.to_string()),
+        e => SubmitError::Refused(e.to_string()),
+    })?;
+    Ok((a.replay_key, a.modules))
 }
 
 /// The arrivals of `items`.
@@ -1265,28 +1241,6 @@ fn refresh_head(node: &Core) {
             );
         }
     }
-}
-
-/// The bundle's files, each one item a line, and its modules, in `dir` (created).
-pub(crate) fn write_folder(
-    dir: &Path,
-    tokens: &[String],
-    contracts: &[String],
-    modules: &[Vec<u8>],
-) -> std::io::Result<()> {
-    use swarmvm_bundle::layout::{CONTRACTS_FILE, MODULES_DIR, TOKENS_FILE};
-    std::fs::create_dir_all(dir)?;
-    let lines = |items: &[String]| -> String { items.iter().map(|l| format!("{l}\n")).collect() };
-    std::fs::write(dir.join(TOKENS_FILE), lines(tokens))?;
-    std::fs::write(dir.join(CONTRACTS_FILE), lines(contracts))?;
-    if !modules.is_empty() {
-        std::fs::create_dir_all(dir.join(MODULES_DIR))?;
-    }
-    for bytes in modules {
-        let hash = Hash32::digest(bytes);
-        std::fs::write(dir.join(swarmvm_token::module_file(&hash)), bytes)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

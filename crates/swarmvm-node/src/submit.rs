@@ -2,13 +2,9 @@
 //! what the sequencer checks against its ledger (signature, registration, revocation, nonce,
 //! not already applied). Each refusal has its HTTP status and one line.
 
-use base64::Engine as _;
-use serde_json::Value;
 use swarmvm_bundle::ChainView as _;
 use swarmvm_ledger::Snapshot;
-use swarmvm_token::{
-    Kind, MAX_TOKEN_LEN, TrustStore, VerifyError, contract_signer, verify_contract,
-};
+use swarmvm_token::{Kind, MAX_TOKEN_LEN, TrustStore, VerifyError, verify_contract};
 use swarmvm_vm::{Hash32, Table};
 
 use crate::protocol::Refusal;
@@ -66,6 +62,17 @@ pub enum SubmitError {
     /// here passes this one over).
     #[error("{0}")]
     Looped(String),
+}
+
+impl swarmvm_primitives::Classify for SubmitError {
+    /// A 4xx is a refusal; a sequencer that cannot take it now (503) failed.
+    fn class(&self) -> swarmvm_primitives::ErrorClass {
+        if self.status() >= 500 {
+            swarmvm_primitives::ErrorClass::Failed
+        } else {
+            swarmvm_primitives::ErrorClass::Refused
+        }
+    }
 }
 
 impl SubmitError {
@@ -147,28 +154,29 @@ pub(crate) fn token_of(body: &[u8]) -> Result<&str, SubmitError> {
 /// What any node checks alone: a compact JWS of the contract kind whose `aud` is `network`.
 /// (The signature needs the wallet's key, which only a node that applied its registration has:
 /// the sequencer checks it.)
-pub(crate) fn precheck(token: &str, network: &str) -> Result<(), SubmitError> {
+pub(crate) fn precheck(token: &str, network: &str) -> Result<Option<String>, SubmitError> {
     let not = |why: &str| SubmitError::Malformed(format!("not a signed contract: {why}"));
-    let parts: Vec<&str> = token.split('.').collect();
-    let [header, payload, _sig] = parts.as_slice() else {
-        return Err(not("a contract is a compact JWS (three base64url parts)"));
-    };
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let json =
-        |part: &str| -> Option<Value> { serde_json::from_slice(&b64.decode(part).ok()?).ok() };
-    let header = json(header).ok_or_else(|| not("its header is not base64url JSON"))?;
-    let claims = json(payload).ok_or_else(|| not("its payload is not base64url JSON"))?;
-    if header.get("typ").and_then(Value::as_str) != Some(Kind::Contract.typ()) {
-        return Err(not(&format!("its typ is not {}", Kind::Contract.typ())));
-    }
-    match claims.get("aud").and_then(Value::as_str) {
-        Some(aud) if aud == network => Ok(()),
-        Some(aud) => Err(SubmitError::WrongNetwork(format!(
+    let peek = swarmvm_token::peek_contract(token).map_err(|e| match e {
+        VerifyError::WrongKind { .. } | VerifyError::UnknownTyp(_) => {
+            not(&format!("its typ is not {}", Kind::Contract.typ()))
+        }
+        VerifyError::MissingClaim("aud") => not("it has no aud (network)"),
+        VerifyError::InvalidClaim { ref claim, .. } if claim == "aud" => {
+            not("it has no aud (network)")
+        }
+        VerifyError::InvalidJson { part: "header", .. } => not("its header is not base64url JSON"),
+        VerifyError::InvalidJson { part: "payload", .. } => {
+            not("its payload is not base64url JSON")
+        }
+        e => refused_contract(&e),
+    })?;
+    if peek.network != network {
+        return Err(SubmitError::WrongNetwork(format!(
             "the contract is for network {}, this node's is {network}",
-            swarmvm_primitives::text::shown(aud)
-        ))),
-        None => Err(not("it has no aud (network)")),
+            swarmvm_primitives::text::shown(&peek.network)
+        )));
     }
+    Ok(peek.signer)
 }
 
 /// Registered wallets' public keys, as the sequencer looked them up: a wallet id is its key's
@@ -232,11 +240,10 @@ pub(crate) fn check(
     network: &str,
     keys: &KeyCache,
 ) -> Result<Checked, SubmitError> {
-    precheck(token, network)?;
-    let id = Hash32::digest(token.as_bytes());
-    let signer = contract_signer(token).ok_or_else(|| {
+    let signer = precheck(token, network)?.ok_or_else(|| {
         SubmitError::Malformed("not a signed contract: it names no signer".into())
     })?;
+    let id = Hash32::digest(token.as_bytes());
     let unavailable = |e: &dyn std::fmt::Display| {
         SubmitError::Unavailable(format!("cannot read the ledger: {e}"))
     };
@@ -272,6 +279,8 @@ pub(crate) fn check(
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+
     use super::*;
 
     #[test]
@@ -303,68 +312,4 @@ mod tests {
         assert_eq!(SubmitError::StaleNonce { nonce: 3, last: 5 }.status(), 409);
         assert_eq!(SubmitError::Full { max: 1, retry_after: 2 }.status(), 429);
     }
-}
-
-/// The bytes of a bundle's text file of `lines`, one item a line (as
-/// `write_folder` writes it).
-fn lines_size(lines: &[String]) -> u64 {
-    lines.iter().map(|l| l.len() as u64 + 1).sum()
-}
-
-/// Refuses a posted folder whose registration tokens or contracts are not of the sizes its
-/// (verified) manifest lists; nothing is hashed or written.
-pub(crate) fn check_text_files(
-    manifest: &swarmvm_token::VerifiedManifest,
-    tokens: &[String],
-    contracts: &[String],
-) -> Result<(), SubmitError> {
-    use swarmvm_bundle::layout::{CONTRACTS_FILE, TOKENS_FILE};
-    for (name, lines) in [(TOKENS_FILE, tokens), (CONTRACTS_FILE, contracts)] {
-        let sent = lines_size(lines);
-        let declared = manifest.files.get(name).map_or(0, |d| d.size);
-        if sent != declared {
-            return Err(SubmitError::Refused(format!(
-                "the folder's {name} would be {sent} bytes (one item a line), its manifest lists {declared}"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Refuses a posted folder whose modules are not exactly those its (verified) manifest lists,
-/// of its sizes.
-pub(crate) fn check_modules(
-    manifest: &swarmvm_token::VerifiedManifest,
-    modules: &[Vec<u8>],
-) -> Result<(), SubmitError> {
-    let listed: std::collections::BTreeMap<&str, u64> = manifest
-        .files
-        .iter()
-        .filter(|(name, _)| swarmvm_token::module_hash(name).is_some())
-        .map(|(name, d)| (name.as_str(), d.size))
-        .collect();
-    // Sizes first: a module the manifest cannot list is refused before it is hashed.
-    if let Some(m) = modules.iter().find(|m| !listed.values().any(|size| *size == m.len() as u64)) {
-        return Err(SubmitError::Refused(format!(
-            "a module of {} bytes was sent that the manifest does not list",
-            m.len()
-        )));
-    }
-    let sent: std::collections::BTreeMap<String, u64> = modules
-        .iter()
-        .map(|m| (swarmvm_token::module_file(&Hash32::digest(m)), m.len() as u64))
-        .collect();
-    if let Some(name) = sent.keys().find(|name| !listed.contains_key(name.as_str())) {
-        return Err(SubmitError::Refused(format!(
-            "module {} was sent but the manifest does not list it",
-            swarmvm_primitives::text::shown(name)
-        )));
-    }
-    if let Some(name) = listed.keys().find(|name| !sent.contains_key(**name)) {
-        return Err(SubmitError::Refused(format!(
-            "the manifest lists {}, which was not sent",
-            swarmvm_primitives::text::shown(name)
-        )));
-    }
-    Ok(())
 }

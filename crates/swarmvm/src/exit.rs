@@ -2,15 +2,14 @@
 
 use std::process::ExitCode;
 
+use swarmvm_bundle::{BatchError, BundleError};
+use swarmvm_ledger::ApplyError;
+use swarmvm_node::client::ClientError;
+use swarmvm_node::{NodeError, PipelineError};
+use swarmvm_primitives::{Classify, ErrorClass};
+use swarmvm_swarm::SwarmError;
 use swarmvm_token::{IssueError, VerifyError};
 use swarmvm_wallet::KeyError;
-
-/// Refused: verification or a rule failed.
-pub(crate) const REFUSED: u8 = 1;
-/// Usage, I/O or internal error.
-pub(crate) const FAILURE: u8 = 2;
-/// Timed out.
-pub(crate) const TIMED_OUT: u8 = 3;
 
 /// An error that carries its exit code explicitly.
 #[derive(Debug)]
@@ -29,57 +28,40 @@ impl std::error::Error for Coded {}
 
 /// A refusal with the given message (exit 1).
 pub(crate) fn refused(message: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(Coded { code: REFUSED, message: message.into() })
+    anyhow::Error::new(Coded { code: ErrorClass::Refused.exit_code(), message: message.into() })
 }
 
-/// The exit code an error deserves: 1 for refusals by a rule, 2 for everything else.
+/// The class of one error of the chain, if it is of a type that knows its class.
+fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
+    fn as_<E: Classify + std::error::Error + 'static>(
+        c: &(dyn std::error::Error + 'static),
+    ) -> Option<ErrorClass> {
+        c.downcast_ref::<E>().map(Classify::class)
+    }
+    as_::<NodeError>(cause)
+        .or_else(|| as_::<PipelineError>(cause))
+        .or_else(|| as_::<ClientError>(cause))
+        .or_else(|| as_::<VerifyError>(cause))
+        .or_else(|| as_::<KeyError>(cause))
+        .or_else(|| as_::<IssueError>(cause))
+        .or_else(|| as_::<SwarmError>(cause))
+        .or_else(|| as_::<BundleError>(cause))
+        .or_else(|| as_::<BatchError>(cause))
+        .or_else(|| as_::<ApplyError>(cause))
+}
+
+/// The exit code an error deserves: the class of the first error in its chain that knows
+/// its class (1 refused, 2 failed, 3 timed out), else 2.
 pub(crate) fn code_of(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(coded) = cause.downcast_ref::<Coded>() {
             return coded.code;
         }
-        if cause.downcast_ref::<VerifyError>().is_some() {
-            return REFUSED;
-        }
-        if cause.downcast_ref::<KeyError>().is_some_and(KeyError::is_refusal) {
-            return REFUSED;
-        }
-        if let Some(e) = cause.downcast_ref::<swarmvm_swarm::SwarmError>() {
-            if e.is_timeout() {
-                return TIMED_OUT;
-            }
-            if e.is_refusal() {
-                return REFUSED;
-            }
-        }
-        if let Some(e) = cause.downcast_ref::<swarmvm_bundle::BundleError>() {
-            return if matches!(e, swarmvm_bundle::BundleError::Io { .. }) {
-                FAILURE
-            } else {
-                REFUSED
-            };
-        }
-        if let Some(e) = cause.downcast_ref::<swarmvm_bundle::BatchError>() {
-            return if e.is_fatal() { FAILURE } else { REFUSED };
-        }
-        if let Some(e) = cause.downcast_ref::<swarmvm_node::PipelineError>() {
-            return if e.is_fatal() { FAILURE } else { REFUSED };
-        }
-        if let Some(swarmvm_node::NodeError::BadRequest(_)) =
-            cause.downcast_ref::<swarmvm_node::NodeError>()
-        {
-            return REFUSED;
-        }
-        if let Some(e) = cause.downcast_ref::<swarmvm_ledger::ApplyError>() {
-            return if e.is_fatal() { FAILURE } else { REFUSED };
-        }
-        if let Some(IssueError::Invalid(_) | IssueError::WeakSecret(_)) =
-            cause.downcast_ref::<IssueError>()
-        {
-            return REFUSED;
+        if let Some(class) = class_of(cause) {
+            return class.exit_code();
         }
     }
-    FAILURE
+    ErrorClass::Failed.exit_code()
 }
 
 /// Prints `error: <chain joined by ': '>` on one line of stderr and returns the exit code.

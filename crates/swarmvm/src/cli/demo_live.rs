@@ -13,7 +13,7 @@ use anyhow::{Context as _, Result, bail};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use swarmvm_node::client::Client;
-use swarmvm_node::protocol::ContractState;
+use swarmvm_node::protocol::{ContractState, RegistrationsBody};
 use swarmvm_node::{FollowOptions, Node, NodeOptions, SequencerOptions};
 use swarmvm_swarm::SwarmOptions;
 use swarmvm_token::Network;
@@ -62,11 +62,12 @@ pub(crate) async fn demo(n: usize, args: &DemoArgs, out: OutputArgs) -> Result<E
         .iter()
         .map(|m| std::fs::read(m).map(|b| base64::engine::general_purpose::STANDARD.encode(b)))
         .collect::<Result<_, _>>()?;
-    let body = serde_json::to_vec(&json!({ "tokens": tokens, "modules": modules }))?;
-    let reply = client.post(&seq_url, "/v1/registrations", "application/json", body, &[]).await?;
-    if !reply.is_success() {
-        bail!("the sequencer refused the registrations: {}", reply.error_line());
-    }
+    let body =
+        RegistrationsBody { tokens: tokens.to_vec(), modules, ..RegistrationsBody::default() };
+    client
+        .submit_registrations(&seq_url, &body)
+        .await
+        .context("the sequencer refused the registrations")?;
     if !sequencer.wait_applied(1, deadline.saturating_duration_since(Instant::now())).await {
         bail!("the sequencer did not cut the registrations in time");
     }
@@ -98,12 +99,10 @@ pub(crate) async fn demo(n: usize, args: &DemoArgs, out: OutputArgs) -> Result<E
         let peer = i.saturating_sub(3); // peer 1 signs the first four
         let via = url(&nodes[peer])?;
         let at = Instant::now();
-        let reply = client
-            .post(&via, "/v1/contracts", "application/jose", token.clone().into_bytes(), &[])
-            .await?;
-        if reply.status != 202 {
-            bail!("peer{} could not submit a contract: {}", peer + 1, reply.error_line());
-        }
+        client
+            .submit_contract(&via, token)
+            .await
+            .with_context(|| format!("peer{} could not submit a contract", peer + 1))?;
         submitted.push((peer, Hash32::digest(token.as_bytes()).to_hex(), at));
     }
 

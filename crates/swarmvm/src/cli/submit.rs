@@ -6,16 +6,19 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
+use backon::{ExponentialBuilder, Retryable as _};
 use base64::Engine as _;
-use serde_json::{Value, json};
-use swarmvm_node::client::{Client, Reply};
+use serde_json::Value;
+use swarmvm_node::client::{Client, ClientError};
+use swarmvm_node::protocol::{ContractState, ContractView, RegistrationsAnswer, RegistrationsBody};
+use swarmvm_primitives::{ErrorClass, Hash32};
 use swarmvm_token::{sign_contract, unix_now};
 use swarmvm_wallet::Wallet;
 
 use super::OutputArgs;
 use super::args::{PassphraseArgs, load_wallet, read_token_lines};
 use super::duration::parse_duration;
-use crate::exit::{Coded, TIMED_OUT, refused};
+use crate::exit::{Coded, refused};
 use crate::output;
 
 /// `contract submit`'s flags.
@@ -60,13 +63,18 @@ pub(crate) struct BundleSubmitArgs {
 }
 
 fn timed_out(what: String) -> anyhow::Error {
-    anyhow::Error::new(Coded { code: TIMED_OUT, message: what })
+    anyhow::Error::new(Coded { code: ErrorClass::TimedOut.exit_code(), message: what })
 }
 
-/// A refusal by the node (4xx): exit 1 with its line; anything else: exit 2.
-fn answer_error(url: &str, reply: &Reply) -> anyhow::Error {
-    let line = format!("{url} refused it: {}", reply.error_line());
-    if (400..500).contains(&reply.status) { refused(line) } else { anyhow::anyhow!(line) }
+/// Retries while the node is busy or cannot reach the sequencer for now (429, 503), with a
+/// growing delay (or the node's `Retry-After`), until `deadline`.
+fn while_passing(deadline: Instant) -> ExponentialBuilder {
+    let left = deadline.saturating_duration_since(Instant::now());
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(Duration::from_secs(30))
+        .with_total_delay(Some(left))
+        .without_max_times()
 }
 
 pub(crate) fn contract_submit(args: ContractSubmitArgs, out: OutputArgs) -> Result<ExitCode> {
@@ -89,7 +97,7 @@ pub(crate) fn contract_submit(args: ContractSubmitArgs, out: OutputArgs) -> Resu
             (Some(w), None) => {
                 let network = match network {
                     Some(n) => n,
-                    None => node_network(&client, url).await?,
+                    None => client.network(url).await?,
                 };
                 let nonce = next_nonce(&client, url, w.id().as_ref()).await?;
                 let actions = actions.as_deref().unwrap_or_default();
@@ -97,107 +105,90 @@ pub(crate) fn contract_submit(args: ContractSubmitArgs, out: OutputArgs) -> Resu
             }
             (None, None) => unreachable!("a contract is read or signed"),
         };
-        let mut attempts = 0;
+        // A stale nonce (another contract of this wallet took it first, or is queued) is
+        // signed again with the next one the sequencer names, a few times at most.
+        let mut signings = 1;
         let id = loop {
-            attempts += 1;
-            let reply = client
-                .post(url, "/v1/contracts", "application/jose", token.clone().into_bytes(), &[])
-                .await?;
-            match reply.status {
-                202 => break id_of(&reply)?,
-                409 if reply.body.get("duplicate").and_then(Value::as_bool) == Some(true) => {
-                    break swarmvm_vm::Hash32::digest(token.as_bytes()).to_hex();
-                }
-                409 if attempts < 5 && wallet.is_some() => {
-                    // Another contract of this wallet took the nonce first (or is queued):
-                    // sign again with the next one the sequencer names.
-                    let Some(next) = reply.body.get("next_nonce").and_then(Value::as_u64) else {
-                        return Err(answer_error(url, &reply));
-                    };
-                    let (w, network) =
-                        (wallet.as_ref().unwrap_or_else(|| unreachable!()), aud_of(&token)?);
+            let submitted = (|| client.submit_contract(url, &token))
+                .retry(while_passing(deadline))
+                .when(|e: &ClientError| e.is_passing() && Instant::now() < deadline)
+                .adjust(|e: &ClientError, delay| {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let asked = e.retry_after().map(|s| Duration::from_secs(s.clamp(1, 30)));
+                    asked.or(delay).map(|d| d.min(left))
+                })
+                .await;
+            let e = match submitted {
+                Ok(view) => break view.id,
+                Err(e) => e,
+            };
+            let refusal = e.refusal().cloned().unwrap_or_default();
+            match e.status() {
+                Some(409) if refusal.duplicate => break Hash32::digest(token.as_bytes()),
+                Some(409) if signings < 5 && wallet.is_some() => {
+                    let Some(next) = refusal.next_nonce else { return Err(e.into()) };
+                    let w = wallet.as_ref().unwrap_or_else(|| unreachable!());
+                    let network = swarmvm_token::peek_contract(&token)?.network;
                     token = sign(w, &network, next, actions.as_deref().unwrap_or_default())?.1;
+                    signings += 1;
                 }
-                429 if Instant::now() < deadline => {
-                    let wait = Duration::from_secs(reply.retry_after.unwrap_or(1).clamp(1, 30));
-                    tokio::time::sleep(
-                        wait.min(deadline.saturating_duration_since(Instant::now())),
-                    )
-                    .await;
-                }
-                429 => {
+                Some(429) => {
                     return Err(timed_out(format!(
                         "{url}: the queue stayed full: {}",
-                        reply.error_line()
+                        refusal.error
                     )));
                 }
-                // The sequencer is starting, or a follower cannot reach it for now.
-                503 if Instant::now() + Duration::from_secs(1) < deadline => {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                _ => return Err(answer_error(url, &reply)),
+                _ => return Err(e.into()),
             }
         };
         if !args.wait {
             if out.json {
-                output::json(&json!({ "id": id, "state": "pending" }));
+                output::json(&ContractView::pending(id));
             } else {
-                output::line(&id);
+                output::line(id.to_hex());
             }
             return Ok(ExitCode::SUCCESS);
         }
-        let mut delay = Duration::from_millis(50);
-        loop {
-            let reply = client.get(url, &format!("/v1/contracts/{id}")).await;
-            if let Ok(r) = &reply
-                && r.status == 200
-            {
-                match r.body.get("state").and_then(Value::as_str) {
-                    Some("applied") => {
-                        report(&r.body, &id, out);
-                        return Ok(ExitCode::SUCCESS);
-                    }
-                    Some("rejected") => {
-                        report(&r.body, &id, out);
-                        return Ok(ExitCode::from(crate::exit::REFUSED));
-                    }
-                    _ => {}
-                }
+        // Asked again with a growing delay (50 ms to 500 ms) until it is applied or rejected.
+        let settled = (|| async {
+            match client.contract(url, &id).await {
+                Ok(Some(v)) if v.state != ContractState::Pending => Ok(v),
+                _ => Err(()),
             }
-            if Instant::now() + delay >= deadline {
-                return Err(timed_out(format!(
-                    "contract {id} was accepted but not applied within {}",
-                    humantime::format_duration(args.timeout)
-                )));
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_millis(500));
+        })
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(50))
+                .with_max_delay(Duration::from_millis(500))
+                .without_max_times(),
+        )
+        .when(|()| Instant::now() < deadline)
+        .await;
+        let Ok(view) = settled else {
+            return Err(timed_out(format!(
+                "contract {id} was accepted but not applied within {}",
+                humantime::format_duration(args.timeout)
+            )));
+        };
+        report(&view, out);
+        if view.state == ContractState::Rejected {
+            return Ok(ExitCode::from(ErrorClass::Refused.exit_code()));
         }
+        Ok(ExitCode::SUCCESS)
     })
 }
 
-fn report(body: &Value, id: &str, out: OutputArgs) {
+fn report(view: &ContractView, out: OutputArgs) {
     if out.json {
-        output::json(body);
+        output::json(view);
         return;
     }
-    let seq = body
-        .get("seq")
-        .and_then(Value::as_u64)
-        .map_or_else(String::new, |s| format!(" in bundle seq {s}"));
-    match body.get("reason").and_then(Value::as_str) {
+    let id = view.id;
+    let seq = view.seq.map_or_else(String::new, |s| format!(" in bundle seq {s}"));
+    match &view.reason {
         Some(reason) => output::line(format!("{id} rejected{seq}: {reason}")),
         None => output::line(format!("{id} applied{seq}")),
     }
-}
-
-fn id_of(reply: &Reply) -> Result<String> {
-    reply
-        .body
-        .get("id")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .context("the node's 202 names no contract id")
 }
 
 fn sign(wallet: &Wallet, network: &str, nonce: u64, actions: &[Value]) -> Result<(u64, String)> {
@@ -206,33 +197,10 @@ fn sign(wallet: &Wallet, network: &str, nonce: u64, actions: &[Value]) -> Result
     Ok((nonce, token))
 }
 
-/// The `aud` of a token this command signed.
-fn aud_of(token: &str) -> Result<String> {
-    let payload = token.split('.').nth(1).context("not a compact JWS")?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?;
-    let claims: Value = serde_json::from_slice(&bytes)?;
-    claims.get("aud").and_then(Value::as_str).map(str::to_owned).context("no aud")
-}
-
-async fn node_network(client: &Client, url: &str) -> Result<String> {
-    let reply = client.get(url, "/v1/authorities").await?;
-    if reply.status != 200 {
-        return Err(answer_error(url, &reply));
-    }
-    reply
-        .body
-        .get("network")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .with_context(|| format!("{url} names no network"))
-}
-
 async fn next_nonce(client: &Client, url: &str, wallet: &str) -> Result<u64> {
-    let reply = client.get(url, &format!("/v1/wallets/{wallet}")).await?;
-    match reply.status {
-        200 => Ok(reply.body.get("nonce").and_then(Value::as_u64).unwrap_or(0) + 1),
-        404 => Err(refused(format!("wallet {wallet} is not registered on the network of {url}"))),
-        _ => Err(answer_error(url, &reply)),
+    match client.wallet(url, wallet).await? {
+        Some(w) => Ok(w.nonce + 1),
+        None => Err(refused(format!("wallet {wallet} is not registered on the network of {url}"))),
     }
 }
 
@@ -286,27 +254,25 @@ pub(crate) fn bundle_submit(args: BundleSubmitArgs, out: OutputArgs) -> Result<E
             dir.display()
         );
     }
-    let mut body = json!({ "tokens": tokens, "modules": modules });
-    if let Some(m) = manifest {
-        body["manifest"] = json!(m);
-        body["contracts"] = json!(contracts);
-    }
+    let (manifest, contracts) = match manifest {
+        Some(m) => (Some(m), contracts),
+        None => (None, Vec::new()),
+    };
+    let body = RegistrationsBody { tokens, modules, manifest, contracts };
     super::net::runtime()?.block_on(async move {
         let client = Client::new(args.timeout);
-        let url = args.node.as_str();
-        let reply = client
-            .post(url, "/v1/registrations", "application/json", serde_json::to_vec(&body)?, &[])
-            .await?;
-        if !reply.is_success() {
-            return Err(answer_error(url, &reply));
-        }
+        let answer = client.submit_registrations(args.node.as_str(), &body).await?;
         if out.json {
-            output::json(&reply.body);
-        } else if let Some(seq) = reply.body.get("seq").and_then(Value::as_u64) {
-            output::line(format!("published as bundle seq {seq}"));
+            output::json(&answer);
         } else {
-            let n = reply.body.get("queued").and_then(Value::as_u64).unwrap_or(0);
-            output::line(format!("{n} items queued for the next cut"));
+            match answer {
+                RegistrationsAnswer::Published { seq, .. } => {
+                    output::line(format!("published as bundle seq {seq}"));
+                }
+                RegistrationsAnswer::Queued { queued } => {
+                    output::line(format!("{queued} items queued for the next cut"));
+                }
+            }
         }
         Ok(ExitCode::SUCCESS)
     })

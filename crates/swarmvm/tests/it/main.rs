@@ -5,6 +5,7 @@
 mod authority;
 mod bundle;
 mod crash;
+mod exit;
 mod explorer;
 mod hardening;
 mod interop;
