@@ -9,11 +9,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use base64::Engine as _;
-use serde_json::{Value, json};
+use serde_json::Value;
 use swarmvm_ledger::{Evidence, LogEntry, ReadError, Receipt, Snapshot};
 use swarmvm_swarm::{InfoHash, Source, TorrentFile};
 use swarmvm_token::{AuthoritySet, Network, VerifiedHead};
-use swarmvm_vm::{Hash32, Record, StateScan as _, Table};
+use swarmvm_vm::{Hash32, Table};
 
 use crate::applier::Applier;
 use crate::client::Reply;
@@ -250,7 +250,7 @@ impl Api {
 
     /// Fork evidence: pairs of validly signed bundles for one seq (empty once stopped).
     pub fn evidence(&self) -> Result<Vec<Evidence>, ReadError> {
-        self.snapshot().map_or(Ok(Vec::new()), |s| s.evidence())
+        self.snapshot().map_or(Ok(Vec::new()), |s| Ok(crate::reads::evidence(&s)?.evidence))
     }
 
     /// Every bundle the node knows, oldest first.
@@ -284,12 +284,7 @@ impl Api {
         after: Option<&str>,
         limit: usize,
     ) -> Option<Result<StatePage, ReadError>> {
-        let snapshot = self.snapshot()?;
-        Some(snapshot.page(table, after, limit).map(|(entries, next)| StatePage {
-            table: table.name().to_owned(),
-            entries,
-            next,
-        }))
+        Some(crate::reads::state_page(&self.snapshot()?, table, after, limit))
     }
 
     /// The state root (as it was when the node stopped, once stopped).
@@ -300,19 +295,9 @@ impl Api {
         }
     }
 
-    /// Every entry of `table` as id → value (the registrations, which stay small).
+    /// Every entry of `table` as id → value (empty once stopped).
     fn table(&self, table: Table) -> crate::protocol::Table {
-        let mut out = crate::protocol::Table::new();
-        let Some(snapshot) = self.snapshot() else { return out };
-        let _ = snapshot.scan(table, None, &mut |id, record| {
-            let value = match &record {
-                Record::Operation { handler } => json!(handler.as_str()),
-                _ => swarmvm_vm::view::value_json(&snapshot, id, &record).unwrap_or(Value::Null),
-            };
-            out.insert(id.to_owned(), value);
-            true
-        });
-        out
+        self.snapshot().map(|s| crate::reads::table(&s, table)).unwrap_or_default()
     }
 
     /// Registered operations: action → handler.
@@ -328,19 +313,7 @@ impl Api {
     /// One registered wallet, with its last used nonce (the next contract's is one more);
     /// `None` when it is not registered.
     pub fn wallet(&self, id: &str) -> Option<WalletView> {
-        let snapshot = self.snapshot()?;
-        let record = snapshot.record(Table::Wallet, id).ok()??;
-        let mut value = swarmvm_vm::view::value_json(&snapshot, id, &record).ok()?;
-        let nonce = swarmvm_vm::nonce_of(&snapshot, id).ok()?;
-        let revoked =
-            snapshot.record(Table::Revocation, &swarmvm_vm::revoked_id(id)).ok()?.is_some();
-        Some(WalletView {
-            id: id.to_owned(),
-            label: value["label"].take(),
-            jwk: value["jwk"].take(),
-            nonce,
-            revoked,
-        })
+        crate::reads::wallet(&self.snapshot()?, id)
     }
 
     /// The applied bundle `seq`, with the magnet of a torrent of it this node seeds (`None`
@@ -361,47 +334,30 @@ impl Api {
     /// applied or rejected once a batch held it; `None` when unknown here.
     pub fn contract(&self, id: &Hash32) -> Result<Option<ContractView>, ReadError> {
         let Some(snapshot) = self.snapshot() else { return Ok(None) };
-        let Some((receipt, entry)) = snapshot.contract(id)? else {
-            let pending = ContractView {
-                id: *id,
-                state: ContractState::Pending,
-                receipt: None,
-                seq: None,
-                reason: None,
-            };
-            if let Some(reason) = self.inner.sequencer.as_ref().and_then(|s| s.dropped(id)) {
-                return Ok(Some(ContractView {
-                    state: ContractState::Rejected,
-                    reason: Some(reason),
-                    ..pending
-                }));
-            }
-            let queued = self.inner.sequencer.as_ref().is_some_and(|s| s.is_queued(id));
-            let pending_here = queued || self.inner.follower.was_forwarded(id);
-            return Ok(pending_here.then_some(pending));
-        };
-        let state = if receipt.status == "applied" {
-            ContractState::Applied
-        } else {
-            ContractState::Rejected
-        };
-        Ok(Some(ContractView {
-            id: *id,
-            state,
-            seq: entry.seq,
-            reason: receipt.reason.clone(),
-            receipt: Some(receipt),
-        }))
+        if let Some(view) = crate::reads::contract(&snapshot, id)? {
+            return Ok(Some(view));
+        }
+        if let Some(reason) = self.inner.sequencer.as_ref().and_then(|s| s.dropped(id)) {
+            return Ok(Some(ContractView {
+                state: ContractState::Rejected,
+                reason: Some(reason),
+                ..ContractView::pending(*id)
+            }));
+        }
+        let queued = self.inner.sequencer.as_ref().is_some_and(|s| s.is_queued(id));
+        let pending = queued || self.inner.follower.was_forwarded(id);
+        Ok(pending.then(|| ContractView::pending(*id)))
     }
 
     /// Receipts from log position `from`, at most `limit`.
     pub fn receipts(&self, from: u64, limit: usize) -> Result<Vec<Receipt>, ReadError> {
-        self.snapshot().map_or(Ok(Vec::new()), |s| s.receipts(from, limit))
+        self.snapshot()
+            .map_or(Ok(Vec::new()), |s| Ok(crate::reads::receipts(&s, from, limit)?.receipts))
     }
 
     /// The ledger's log from position `from`, at most `limit`.
     pub fn log(&self, from: u64, limit: usize) -> Result<Vec<LogEntry>, ReadError> {
-        self.snapshot().map_or(Ok(Vec::new()), |s| s.log(from, limit))
+        self.snapshot().map_or(Ok(Vec::new()), |s| Ok(crate::reads::log(&s, from, limit)?.log))
     }
 
     /// Takes a signed contract (`POST /v1/contracts`): the sequencer checks it and queues it

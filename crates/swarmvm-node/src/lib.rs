@@ -44,6 +44,7 @@ mod node;
 mod pipeline;
 pub mod protocol;
 mod queue;
+pub mod reads;
 mod sequencer;
 mod submit;
 mod tasks;

@@ -9,6 +9,7 @@ mod explorer;
 mod following;
 mod fuzz_corpus;
 mod hostile;
+mod layers;
 mod limits;
 mod live;
 mod order;

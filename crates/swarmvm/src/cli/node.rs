@@ -225,13 +225,15 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
             })
         }
         NodeCommand::Evidence { data_dir } => {
-            let evidence = data_dir.snapshot()?.evidence().context("cannot read the evidence")?;
+            let list = swarmvm_node::reads::evidence(&data_dir.snapshot()?)
+                .context("cannot read the evidence")?;
+            let evidence = &list.evidence;
             if out.json {
-                output::json(&json!({ "evidence": evidence }));
+                output::json(&list);
             } else if evidence.is_empty() {
                 output::line("no fork evidence");
             } else {
-                for e in &evidence {
+                for e in evidence {
                     output::line(format!(
                         "fork at seq {}: kept {}, refused {} (seen at {})",
                         e.seq, e.kept, e.other, e.seen_at

@@ -177,24 +177,24 @@ pub(crate) fn run(cmd: StateCommand, out: OutputArgs) -> Result<ExitCode> {
                 bail!("--limit must be from 1 to 10000");
             }
             let snapshot = data_dir.snapshot()?;
-            let (entries, next) = snapshot.page(table, after.as_deref(), limit)?;
+            let page = swarmvm_node::reads::state_page(&snapshot, table, after.as_deref(), limit)?;
             if out.json {
-                output::json(&json!({"table": table.name(), "entries": entries, "next": next}));
+                output::json(&page);
             } else {
-                for e in &entries {
+                for e in &page.entries {
                     output::line(e.to_string());
                 }
-                if let Some(next) = next {
+                if let Some(next) = page.next {
                     output::line(format!("next: --after {next}"));
                 }
             }
         }
         StateCommand::Root { data_dir } => {
-            let root = data_dir.snapshot()?.state_root().to_hex();
+            let root = swarmvm_node::reads::state_root(&data_dir.snapshot()?);
             if out.json {
-                output::json(&json!({"state_root": root}));
+                output::json(&root);
             } else {
-                output::line(root);
+                output::line(root.state_root.to_hex());
             }
         }
     }

@@ -1,0 +1,88 @@
+//! The typed reads of one ledger snapshot: what a running node's [`Api`](crate::Api) answers
+//! from its last commit, and what the command line's offline commands (`state show`, `state
+//! root`, `node evidence`) answer from a data folder, with the same types.
+
+use swarmvm_ledger::{ReadError, Snapshot};
+use swarmvm_vm::{Hash32, Record, StateScan as _, Table};
+
+use crate::protocol::{
+    ContractState, ContractView, EvidenceList, Log, Receipts, StatePage, StateRoot, WalletView,
+};
+
+/// The state root.
+pub fn state_root(snapshot: &Snapshot) -> StateRoot {
+    StateRoot { state_root: snapshot.state_root() }
+}
+
+/// A page of the state table `table`, in id order: at most `limit` entries after the id
+/// `after`, and the id to ask after for the next page.
+pub fn state_page(
+    snapshot: &Snapshot,
+    table: Table,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<StatePage, ReadError> {
+    let (entries, next) = snapshot.page(table, after, limit)?;
+    Ok(StatePage { table: table.name().to_owned(), entries, next })
+}
+
+/// Every entry of `table` as id → value (the registrations, which stay small).
+pub fn table(snapshot: &Snapshot, table: Table) -> crate::protocol::Table {
+    let mut out = crate::protocol::Table::new();
+    let _ = snapshot.scan(table, None, &mut |id, record| {
+        let value = match &record {
+            Record::Operation { handler } => serde_json::json!(handler.as_str()),
+            _ => swarmvm_vm::view::value_json(snapshot, id, &record)
+                .unwrap_or(serde_json::Value::Null),
+        };
+        out.insert(id.to_owned(), value);
+        true
+    });
+    out
+}
+
+/// One registered wallet with its last used nonce (the next contract's is one more); `None`
+/// when it is not registered (or cannot be read).
+pub fn wallet(snapshot: &Snapshot, id: &str) -> Option<WalletView> {
+    let record = snapshot.record(Table::Wallet, id).ok()??;
+    let mut value = swarmvm_vm::view::value_json(snapshot, id, &record).ok()?;
+    let nonce = swarmvm_vm::nonce_of(snapshot, id).ok()?;
+    let revoked = snapshot.record(Table::Revocation, &swarmvm_vm::revoked_id(id)).ok()?.is_some();
+    Some(WalletView {
+        id: id.to_owned(),
+        label: value["label"].take(),
+        jwk: value["jwk"].take(),
+        nonce,
+        revoked,
+    })
+}
+
+/// What the ledger says of contract `id`: applied or rejected, with its receipt and its
+/// bundle's seq; `None` when no batch held it.
+pub fn contract(snapshot: &Snapshot, id: &Hash32) -> Result<Option<ContractView>, ReadError> {
+    let Some((receipt, entry)) = snapshot.contract(id)? else { return Ok(None) };
+    let state =
+        if receipt.status == "applied" { ContractState::Applied } else { ContractState::Rejected };
+    Ok(Some(ContractView {
+        id: *id,
+        state,
+        seq: entry.seq,
+        reason: receipt.reason.clone(),
+        receipt: Some(receipt),
+    }))
+}
+
+/// Fork evidence: pairs of validly signed bundles for one seq.
+pub fn evidence(snapshot: &Snapshot) -> Result<EvidenceList, ReadError> {
+    Ok(EvidenceList { evidence: snapshot.evidence()? })
+}
+
+/// Receipts from log position `from`, at most `limit`.
+pub fn receipts(snapshot: &Snapshot, from: u64, limit: usize) -> Result<Receipts, ReadError> {
+    Ok(Receipts { receipts: snapshot.receipts(from, limit)? })
+}
+
+/// The log from position `from`, at most `limit`.
+pub fn log(snapshot: &Snapshot, from: u64, limit: usize) -> Result<Log, ReadError> {
+    Ok(Log { log: snapshot.log(from, limit)? })
+}
