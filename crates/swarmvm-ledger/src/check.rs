@@ -138,7 +138,7 @@ fn check_log(snapshot: &crate::Snapshot) -> Result<(u64, u64, u64), CheckError> 
         )));
     }
     if let Some(last) = entries.last()
-        && last.state_root != snapshot.state_root().to_hex()
+        && last.state_root != snapshot.state_root()
     {
         return Err(CheckError::Log("the last batch's root is not the head's".into()));
     }

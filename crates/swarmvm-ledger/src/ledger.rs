@@ -205,7 +205,7 @@ impl Ledger {
             Block { seq: batch.seq().unwrap_or(0), time: batch.time(), rules: batch.rules() };
         for (index, checked) in batch.contracts().iter().enumerate() {
             let index = u32::try_from(index).map_err(|_| corrupt("batch too large"))?;
-            let contract = checked.hash.to_hex();
+            let contract = checked.hash;
             let receipt = match &checked.verified {
                 Err(e) => Receipt::rejected(index, contract, None, None, e.to_string()),
                 Ok(c) => {
@@ -320,7 +320,7 @@ fn index_receipt(
     receipts: &redb::Table<'_, (u64, u32), &'static [u8]>,
     receipt: &Receipt,
 ) -> Result<(), ReadError> {
-    let Ok(id) = receipt.contract.parse::<Hash32>() else { return Ok(()) };
+    let id = receipt.contract;
     let earlier = index.get(id.as_bytes()).map_err(storage)?.map(|v| v.value());
     if let Some(at) = earlier
         && let Some(old) = receipts.get(at).map_err(storage)?
@@ -381,7 +381,7 @@ fn record(
         applied,
         rejected: receipts.len() - applied,
         checked_at: batch.time(),
-        state_root: state_root.to_hex(),
+        state_root,
     };
     {
         let mut table = txn.open_table(RECEIPTS).map_err(storage)?;

@@ -35,6 +35,6 @@ pub use check::{CheckReport, check};
 pub use error::{ApplyError, CheckError, OpenError, ReadError};
 pub use ledger::{BatchReport, Ledger};
 pub use reader::{LedgerReader, Snapshot};
-pub use record::{BundleRecord, Evidence, LogEntry, Receipt};
+pub use record::{BundleRecord, Evidence, LogEntry, Outcome, Receipt};
 pub use store::FORMAT;
 pub use swarmvm_bundle::{BundlePosition, VerifiedBatch};

@@ -2,7 +2,7 @@
 //! receipt per contract. Both lie outside the state root.
 
 use serde::{Deserialize, Serialize};
-use swarmvm_primitives::BundleId;
+use swarmvm_primitives::{BundleId, Hash32};
 
 /// An applied bundle, as the ledger keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,7 +64,17 @@ pub struct LogEntry {
     /// The time (Unix seconds) token time rules were checked at.
     pub checked_at: u64,
     /// The state root after the batch (hex).
-    pub state_root: String,
+    pub state_root: Hash32,
+}
+
+/// What became of one contract in its batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Its actions ran and their writes are in the state.
+    Applied,
+    /// It was refused (see the reason); nothing of it is in the state.
+    Rejected,
 }
 
 /// What happened to one contract.
@@ -75,7 +85,7 @@ pub struct Receipt {
     /// Its index in the batch (0-based).
     pub index: u32,
     /// SHA-256 (hex) of the contract token's bytes.
-    pub contract: String,
+    pub contract: Hash32,
     /// The verified signer, when the signature verified.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signer: Option<String>,
@@ -83,7 +93,7 @@ pub struct Receipt {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nonce: Option<u64>,
     /// `applied` or `rejected`.
-    pub status: String,
+    pub status: Outcome,
     /// Why it was rejected.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -93,17 +103,17 @@ impl Receipt {
     /// An applied contract's receipt (its batch position filled in when it is logged).
     pub fn applied(
         index: u32,
-        contract: String,
+        contract: Hash32,
         signer: Option<String>,
         nonce: Option<u64>,
     ) -> Self {
-        Self { position: 0, index, contract, signer, nonce, status: "applied".into(), reason: None }
+        Self { position: 0, index, contract, signer, nonce, status: Outcome::Applied, reason: None }
     }
 
     /// A rejected contract's receipt, with the reason.
     pub fn rejected(
         index: u32,
-        contract: String,
+        contract: Hash32,
         signer: Option<String>,
         nonce: Option<u64>,
         reason: String,
@@ -114,13 +124,13 @@ impl Receipt {
             contract,
             signer,
             nonce,
-            status: "rejected".into(),
+            status: Outcome::Rejected,
             reason: Some(reason),
         }
     }
 
     /// True when the contract applied.
     pub fn is_applied(&self) -> bool {
-        self.status == "applied"
+        self.status == Outcome::Applied
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::Value;
 use swarmvm_ledger::{Evidence, LogEntry, ReadError, Receipt, Snapshot};
+use swarmvm_primitives::WalletId;
 use swarmvm_swarm::{InfoHash, Source, TorrentFile};
 use swarmvm_token::{AuthoritySet, Network, VerifiedHead};
 use swarmvm_vm::{Hash32, Table};
@@ -35,7 +36,7 @@ struct Inner {
     core: Core,
     sequencer: Option<Arc<Sequencer>>,
     follower: Follower,
-    wallet: Option<String>,
+    wallet: Option<WalletId>,
     started_at: u64,
     http_addr: OnceLock<SocketAddr>,
     times: Arc<ApplyTimes>,
@@ -58,7 +59,7 @@ impl Api {
         core: Core,
         sequencer: Option<Arc<Sequencer>>,
         follower: Follower,
-        wallet: Option<String>,
+        wallet: Option<WalletId>,
         times: Arc<ApplyTimes>,
     ) -> Self {
         Self {
@@ -223,7 +224,7 @@ impl Api {
             network: summary.network,
             authorities: AuthoritySummary::of(&self.authorities()),
             last_seq,
-            state_root: summary.state_root.to_hex(),
+            state_root: summary.state_root,
             batches: summary.batches,
             torrents,
             torrents_known,

@@ -39,7 +39,7 @@ pub(crate) struct Position {
 /// until it is open again; once stopped): its position at its last commit.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Summary {
-    pub(crate) network: Option<String>,
+    pub(crate) network: Option<swarmvm_primitives::NetworkId>,
     pub(crate) last_seq: u64,
     pub(crate) state_root: Hash32,
     pub(crate) batches: u64,
@@ -48,7 +48,7 @@ pub(crate) struct Summary {
 impl Summary {
     fn of(s: &Snapshot) -> Self {
         Self {
-            network: s.network().map(str::to_owned),
+            network: s.network().and_then(|n| n.parse().ok()),
             last_seq: s.last_bundle().map_or(0, |b| b.seq),
             state_root: s.state_root(),
             batches: s.log_len(),
@@ -124,7 +124,7 @@ impl Applier {
             let ledger = Ledger::open(&opened)?;
             let summary = Summary::of(&ledger.snapshot()?);
             if let Some(found) = &summary.network
-                && *found != expected
+                && found.as_str() != expected
             {
                 return Err(NodeError::BadRequest(format!(
                     "this data dir's ledger belongs to network {found}, not to network {expected}"

@@ -204,7 +204,7 @@ impl HeadStore {
             .and_then(|l| l.into_iter().next())
             .map(|e| e.state_root)
             .unwrap_or_default();
-        if root != head.state_root.to_hex() {
+        if root != head.state_root {
             return Against::OtherRoot(format!(
                 "after bundle seq {} this node's state root is {root}, the head's is {}",
                 head.seq, head.state_root

@@ -68,7 +68,7 @@ pub struct NodeOptions {
     /// How it finds and talks to peers.
     pub swarm: SwarmOptions,
     /// Its own wallet id, shown in its status.
-    pub wallet: Option<String>,
+    pub wallet: Option<swarmvm_primitives::WalletId>,
     /// Serve the HTTP API here.
     pub http: Option<SocketAddr>,
     /// Pick up `.torrent` and `.magnet` files dropped in this folder.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use swarmvm_ledger::{Evidence, LogEntry, Receipt};
-use swarmvm_primitives::{BundleId, Hash32};
+use swarmvm_primitives::{BundleId, Hash32, NetworkId, WalletId};
 
 /// Where a bundle is in its life on this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,7 +140,7 @@ pub struct AuthoritySummary {
     /// Distinct members whose signatures the next bundle needs.
     pub threshold: usize,
     /// The members' wallet ids, sorted.
-    pub members: Vec<String>,
+    pub members: Vec<WalletId>,
 }
 
 impl AuthoritySummary {
@@ -148,7 +148,7 @@ impl AuthoritySummary {
     pub fn of(set: &swarmvm_token::AuthoritySet) -> Self {
         Self {
             threshold: set.threshold(),
-            members: set.members().map(|(id, _)| id.to_string()).collect(),
+            members: set.members().map(|(id, _)| id.clone()).collect(),
         }
     }
 }
@@ -161,17 +161,17 @@ pub struct Status {
     /// When the node started (Unix seconds).
     pub started_at: u64,
     /// The node's wallet id, if it was given one.
-    pub wallet: Option<String>,
+    pub wallet: Option<WalletId>,
     /// Where peers reach it.
     pub listen: Option<String>,
     /// The network it belongs to, once a bundle applied.
-    pub network: Option<String>,
+    pub network: Option<NetworkId>,
     /// The authority set in force: the next bundle needs `threshold` of `members`.
     pub authorities: AuthoritySummary,
     /// The last applied bundle's `seq` (0 before the first).
     pub last_seq: u64,
     /// The state root.
-    pub state_root: String,
+    pub state_root: Hash32,
     /// Batches in the ledger's log.
     pub batches: u64,
     /// The newest bundles the node knows (at most [`STATUS_BUNDLES`]), oldest first; of the
@@ -209,13 +209,13 @@ pub struct HeadSummary {
     /// Its identity.
     pub bundle: BundleId,
     /// The state root after it.
-    pub state_root: String,
+    pub state_root: Hash32,
     /// When the head was signed (Unix seconds).
     pub issued_at: u64,
     /// When it expires.
     pub expires_at: u64,
     /// Its signers.
-    pub signers: Vec<String>,
+    pub signers: Vec<WalletId>,
 }
 
 impl HeadSummary {
@@ -224,10 +224,11 @@ impl HeadSummary {
         Self {
             seq: head.seq,
             bundle: head.bundle,
-            state_root: head.state_root.to_hex(),
+            state_root: head.state_root,
             issued_at: head.issued_at,
             expires_at: head.expires_at,
-            signers: head.signers.clone(),
+            // Verified, so each is a wallet id.
+            signers: head.signers.iter().filter_map(|s| s.parse().ok()).collect(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! from its last commit, and what the command line's offline commands (`state show`, `state
 //! root`, `node evidence`) answer from a data folder, with the same types.
 
-use swarmvm_ledger::{ReadError, Snapshot};
+use swarmvm_ledger::{Outcome, ReadError, Snapshot};
 use swarmvm_vm::{Hash32, Record, StateScan as _, Table};
 
 use crate::protocol::{
@@ -61,8 +61,11 @@ pub fn wallet(snapshot: &Snapshot, id: &str) -> Option<WalletView> {
 /// bundle's seq; `None` when no batch held it.
 pub fn contract(snapshot: &Snapshot, id: &Hash32) -> Result<Option<ContractView>, ReadError> {
     let Some((receipt, entry)) = snapshot.contract(id)? else { return Ok(None) };
-    let state =
-        if receipt.status == "applied" { ContractState::Applied } else { ContractState::Rejected };
+    let state = if receipt.status == Outcome::Applied {
+        ContractState::Applied
+    } else {
+        ContractState::Rejected
+    };
     Ok(Some(ContractView {
         id: *id,
         state,

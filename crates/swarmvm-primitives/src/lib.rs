@@ -19,9 +19,11 @@
 mod error;
 pub mod fuel;
 mod hash;
+mod id;
 mod rules;
 pub mod text;
 
 pub use error::{Classify, ErrorClass};
 pub use hash::{BundleId, Hash32, InvalidHash};
+pub use id::{InvalidNetworkId, InvalidWalletId, NetworkId, WALLET_ID_LEN, WalletId};
 pub use rules::{Rules, UnknownRules};

@@ -256,7 +256,7 @@ pub fn authority_set(data: &[u8]) -> bool {
         Ok(network) => {
             let again = Network::parse(network.to_file().as_bytes()).unwrap();
             assert_eq!(again, network);
-            assert_eq!(network.id(), network.genesis().network_id());
+            assert_eq!(network.network_id(), &network.genesis().network_id());
             true
         }
         Err(e) => {

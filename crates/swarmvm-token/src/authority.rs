@@ -4,10 +4,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
-use swarmvm_primitives::Hash32;
+use swarmvm_primitives::{Hash32, NetworkId};
 use swarmvm_wallet::{PublicKey, WalletId};
 
 use crate::json::{find_private_key_material, parse_strict};
@@ -169,10 +167,10 @@ impl AuthoritySet {
 
     /// The network id a network started with this set has: the unpadded base64url SHA-256 of
     /// the canonical JSON `{"authorities":[sorted wallet ids],"threshold":K}`.
-    pub fn network_id(&self) -> String {
+    pub fn network_id(&self) -> NetworkId {
         let ids: Vec<&str> = self.keys.keys().map(WalletId::as_str).collect();
         let canonical = json!({"authorities": ids, "threshold": self.threshold}).to_string();
-        URL_SAFE_NO_PAD.encode(Hash32::digest(canonical.as_bytes()).as_bytes())
+        NetworkId::from_digest(Hash32::digest(canonical.as_bytes()).as_bytes())
     }
 
     /// The id of the single member of a set of one with threshold 1: such a set names the
@@ -246,7 +244,7 @@ fn only_members(map: &Map<String, Value>, allowed: &[&str], what: &str) -> Resul
 /// `swarmvm network init` writes and nodes are given out of band), or a single trusted key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Network {
-    id: String,
+    id: NetworkId,
     genesis: AuthoritySet,
 }
 
@@ -259,7 +257,7 @@ impl Network {
 
     /// The first-version network of one key (`--trust`): its id is the key's wallet id.
     pub fn single(key: PublicKey) -> Self {
-        Self { id: key.id().to_string(), genesis: AuthoritySet::single(key) }
+        Self { id: key.id().into(), genesis: AuthoritySet::single(key) }
     }
 
     /// Reads a network file, `{"network": ID, "threshold": K, "authorities": [JWKs]}`, and
@@ -282,8 +280,11 @@ impl Network {
         };
         let set = AuthoritySet::from_members(&map)?;
         let network = Self::from_set(set);
-        if *stated != network.id {
-            return Err(SetError::IdMismatch { stated: shorten(stated), computed: network.id });
+        if network.id != stated.as_str() {
+            return Err(SetError::IdMismatch {
+                stated: shorten(stated),
+                computed: network.id.to_string(),
+            });
         }
         Ok(network)
     }
@@ -291,12 +292,17 @@ impl Network {
     /// The network file's JSON text (one line).
     pub fn to_file(&self) -> String {
         let mut value = self.genesis.to_json();
-        value["network"] = Value::String(self.id.clone());
+        value["network"] = Value::String(self.id.to_string());
         value.to_string()
     }
 
-    /// The network id: contracts' and manifests' `aud`.
+    /// The network id as text: contracts' and manifests' `aud`.
     pub fn id(&self) -> &str {
+        self.id.as_str()
+    }
+
+    /// The network id.
+    pub fn network_id(&self) -> &NetworkId {
         &self.id
     }
 
@@ -308,12 +314,15 @@ impl Network {
     /// True for a first-version network of one key, whose id is that key's wallet id: its
     /// set is implied by its id and is never written into the state until it rotates.
     pub fn is_single_key(&self) -> bool {
-        self.genesis.sole_member().is_some_and(|m| m.as_str() == self.id)
+        self.genesis.sole_member().is_some_and(|m| m.as_str() == self.id.as_str())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
     use super::*;
     use swarmvm_wallet::{Algorithm, Wallet};
 
@@ -356,7 +365,7 @@ mod tests {
             ids[0], ids[1], ids[2]
         );
         let expected = URL_SAFE_NO_PAD.encode(Hash32::digest(canonical.as_bytes()).as_bytes());
-        assert_eq!(a.network_id(), expected);
+        assert_eq!(a.network_id().as_str(), expected);
         let c = AuthoritySet::new(k, 3).unwrap();
         assert_ne!(a.network_id(), c.network_id(), "the threshold is part of the id");
     }

@@ -181,7 +181,7 @@ mod tests {
         let w: Vec<Wallet> =
             (0..3).map(|_| Wallet::generate(Algorithm::Ed25519).unwrap()).collect();
         let set = AuthoritySet::new(w.iter().map(|k| k.public_key().clone()).collect(), 2).unwrap();
-        let net = set.network_id();
+        let net = set.network_id().to_string();
         let content = HeadContent {
             network: &net,
             seq: 3,

@@ -623,7 +623,7 @@ mod tests {
             (0..4).map(|_| Wallet::generate(Algorithm::Ed25519).unwrap()).collect();
         let set =
             AuthoritySet::new(w[..3].iter().map(|w| w.public_key().clone()).collect(), 2).unwrap();
-        let net = set.network_id();
+        let net = set.network_id().to_string();
         let f = files();
         let one = sign_manifest(&[&w[0]], &content(&f, &net, 1, None, 5)).unwrap();
         let err = verify_manifest(&one, &net, &set).unwrap_err();
@@ -672,7 +672,7 @@ mod tests {
         let key = |i: usize| w[i].public_key().clone();
         let old = AuthoritySet::new(vec![key(0), key(1), key(2)], 2).unwrap();
         let new = AuthoritySet::new(vec![key(1), key(2), key(3)], 2).unwrap();
-        let net = old.network_id();
+        let net = old.network_id().to_string();
         let f = files();
         let rotate = ManifestContent { authority_set: Some(&new), ..content(&f, &net, 1, None, 5) };
         let ok = sign_manifest(&[&w[0], &w[1], &w[3]], &rotate).unwrap();

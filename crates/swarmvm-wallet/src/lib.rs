@@ -22,7 +22,6 @@
 
 mod error;
 mod file;
-mod id;
 mod jwk;
 mod parse;
 mod public;
@@ -32,8 +31,8 @@ pub use error::{KeyError, Result};
 pub use file::{
     PRIVATE_KEY_MODE, read_key_file, read_passphrase_file, write_key_file, write_private_file,
 };
-pub use id::{InvalidWalletId, WALLET_ID_LEN, WalletId};
 pub use jwk::PRIVATE_JWK_MEMBERS;
 pub use parse::{KeyFormat, KeyMaterial, MAX_KEY_INPUT};
 pub use public::{KeyKind, PublicKey, RSA_MAX_BITS, RSA_MIN_BITS};
+pub use swarmvm_primitives::{InvalidWalletId, WALLET_ID_LEN, WalletId};
 pub use wallet::{Algorithm, SigningKey, UnknownAlgorithm, Wallet};

@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 use spki::{AlgorithmIdentifierRef, ObjectIdentifier, SubjectPublicKeyInfoRef};
 
 use crate::error::{KeyError, Result};
-use crate::id::WalletId;
+use swarmvm_primitives::WalletId;
 
 /// OID of Ed25519 keys (RFC 8410).
 pub(crate) const ED25519_OID: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
@@ -197,7 +197,7 @@ impl PublicKey {
     /// The wallet id: the RFC 7638 SHA-256 thumbprint of the public JWK, base64url without padding.
     pub fn id(&self) -> WalletId {
         let digest = Sha256::digest(self.thumbprint_input().as_bytes());
-        WalletId::from_digest(&digest)
+        WalletId::from_digest(&digest.into())
     }
 
     /// The RFC 7638 thumbprint input: the required members in lexicographic order, no spaces.

@@ -13,8 +13,8 @@ use spki::AlgorithmIdentifierRef;
 use zeroize::Zeroizing;
 
 use crate::error::{KeyError, Result};
-use crate::id::WalletId;
 use crate::public::{ED25519_OID, KeyKind, PublicKey, RSA_OID, encode_der, pem_encode};
+use swarmvm_primitives::WalletId;
 
 /// scrypt cost for encrypted key files: N = 2^14, r = 8, p = 1 (16 MiB), the same as
 /// `openssl pkcs8 -scrypt` and within OpenSSL's default 32 MiB limit for reading.

@@ -13,7 +13,9 @@
 //! node's log holds as many contracts as were accepted, and each wallet's nonce is the count
 //! of its accepted contracts.
 //!
-//! `cargo bench -p swarmvm --bench live`. `SWARMVM_LIVE_SECONDS` shortens the runs.
+//! `cargo bench -p swarmvm --bench live`. `SWARMVM_LIVE_SECONDS` shortens the runs;
+//! `SWARMVM_BENCH_BIN` runs another `swarmvm` binary (an older build, for a before/after
+//! comparison in the same hour) through the same harness.
 #![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
 
 use std::sync::Arc;
@@ -25,7 +27,9 @@ use swarmvm_test_support::live::{LiveNet, LiveOptions, quantile, sample, seqs_of
 fn main() {
     let seconds: u64 =
         std::env::var("SWARMVM_LIVE_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
-    let bin = env!("CARGO_BIN_EXE_swarmvm");
+    let bin = std::env::var("SWARMVM_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_swarmvm").to_owned());
+    let bin = bin.as_str();
     println!("| measurement | figure | details |");
     println!("| --- | --- | --- |");
     throughput(bin, seconds, true);

@@ -4,7 +4,8 @@
 //! node's API. Prints a markdown table for BENCHMARKS.md.
 //!
 //! `cargo bench -p swarmvm --bench load` (needs opentracker and wrk: `apt-get install
-//! opentracker wrk`). `SWARMVM_LOAD_NODES` changes the number of nodes.
+//! opentracker wrk`). `SWARMVM_LOAD_NODES` changes the number of nodes; `SWARMVM_BENCH_BIN`
+//! runs another `swarmvm` binary (an older build, for a before/after comparison).
 #![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
 
 use std::time::{Duration, Instant};
@@ -16,7 +17,10 @@ const ROUNDS: usize = 3;
 fn main() {
     let nodes: usize =
         std::env::var("SWARMVM_LOAD_NODES").ok().and_then(|v| v.parse().ok()).unwrap_or(32);
-    let plan = Plan { bin: env!("CARGO_BIN_EXE_swarmvm").into(), bundles: 3, contracts: 1_000 };
+    // `SWARMVM_BENCH_BIN` runs another binary (an older build) through the same harness.
+    let bin = std::env::var("SWARMVM_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_swarmvm").to_owned());
+    let plan = Plan { bin: bin.into(), bundles: 3, contracts: 1_000 };
     let bundles = Bundles::create(&plan);
     let last = bundles.roots.last().unwrap().clone();
     println!(

@@ -3,7 +3,7 @@
 
 use redb::{Database, ReadableTable as _, TableDefinition};
 use swarmvm_bundle::{BatchError, verify_local};
-use swarmvm_ledger::{ApplyError, BatchReport, CheckError, Ledger, OpenError, check};
+use swarmvm_ledger::{ApplyError, BatchReport, CheckError, Ledger, OpenError, Outcome, check};
 use swarmvm_test_support::net::{TestNet, course, nft, student, vote};
 use swarmvm_token::Network;
 use swarmvm_vm::{Record, Table, nonce_of};
@@ -64,7 +64,7 @@ fn registrations_and_contracts_apply_and_survive_reopening() {
     };
     assert_eq!(owner.as_str(), net.peers[2].id().as_str());
     assert_eq!(snapshot.receipts(1, 100).unwrap().len(), 5);
-    assert_eq!(snapshot.log(1, 10).unwrap()[0].state_root, root.to_hex());
+    assert_eq!(snapshot.log(1, 10).unwrap()[0].state_root, root);
     let report = check(&ledger.reader()).unwrap();
     assert_eq!((report.state_root, report.batches, report.receipts), (root, 1, 5));
     assert!(report.entries > 10 && report.trie_nodes > report.entries);
@@ -297,13 +297,13 @@ fn receipts_are_found_by_contract_id_also_in_a_ledger_written_before_the_index()
     let found = |ledger: &Ledger, t: &str| {
         ledger.snapshot().unwrap().contract(&id(t)).unwrap().map(|(r, e)| (r.status, e.position))
     };
-    assert_eq!(found(&ledger, &ok), Some(("applied".into(), 1)));
-    assert_eq!(found(&ledger, &twice), Some(("rejected".into(), 1)));
+    assert_eq!(found(&ledger, &ok), Some((Outcome::Applied, 1)));
+    assert_eq!(found(&ledger, &twice), Some((Outcome::Rejected, 1)));
     assert_eq!(ledger.snapshot().unwrap().contract(&id("unknown")).unwrap(), None);
     // The rejected one again in a later batch: its latest rejection; the applied one stays.
     local(&mut ledger, &net.network, &[], &[ok.clone(), twice.clone()], at(&net)).unwrap();
-    assert_eq!(found(&ledger, &ok), Some(("applied".into(), 1)), "an applied receipt stays");
-    assert_eq!(found(&ledger, &twice), Some(("rejected".into(), 2)));
+    assert_eq!(found(&ledger, &ok), Some((Outcome::Applied, 1)), "an applied receipt stays");
+    assert_eq!(found(&ledger, &twice), Some((Outcome::Rejected, 2)));
     drop(ledger);
     {
         // As a ledger written before the index: no table, no marker.
@@ -314,6 +314,6 @@ fn receipts_are_found_by_contract_id_also_in_a_ledger_written_before_the_index()
         txn.commit().unwrap();
     }
     let ledger = Ledger::open(&path).unwrap();
-    assert_eq!(found(&ledger, &ok), Some(("applied".into(), 1)), "indexed when opened");
-    assert_eq!(found(&ledger, &twice), Some(("rejected".into(), 2)));
+    assert_eq!(found(&ledger, &ok), Some((Outcome::Applied, 1)), "indexed when opened");
+    assert_eq!(found(&ledger, &twice), Some((Outcome::Rejected, 2)));
 }

@@ -182,7 +182,7 @@ async fn torrents_dropped_in_the_watched_folder_are_added() {
             peers: vec![a.seeder.listen_addr().unwrap()],
             ..swarmvm_swarm::SwarmOptions::loopback()
         },
-        wallet: Some("peer-wallet-id".into()),
+        wallet: Some(PEER_WALLET.parse().unwrap()),
         http: None,
         watch: Some(drop_dir.clone()),
         ..Default::default()
@@ -193,7 +193,7 @@ async fn torrents_dropped_in_the_watched_folder_are_added() {
     std::fs::write(drop_dir.join("b1.torrent"), t1.as_bytes()).unwrap();
     assert!(node.wait_applied(1, LIMIT).await);
     assert_eq!(node.bundles().len(), 1, "the junk file was ignored");
-    assert_eq!(node.status().wallet.as_deref(), Some("peer-wallet-id"));
+    assert_eq!(node.status().wallet.map(|w| w.to_string()).as_deref(), Some(PEER_WALLET));
     node.shutdown().await;
 }
 
@@ -287,3 +287,6 @@ async fn answers_give_other_origins_no_cors_permission_and_carry_a_strict_csp() 
     assert_eq!(r.status, 403, "{}", r.body);
     node.shutdown().await;
 }
+
+/// A wallet id (the RFC 7638 example key's thumbprint).
+const PEER_WALLET: &str = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs";

@@ -75,9 +75,9 @@ async fn a_re_signed_torrent_is_the_same_bundle_and_the_set_in_force_is_shown() 
 
     // The status and the API show the set in force and the network id.
     let status = node.status();
-    assert_eq!(status.network.as_deref(), Some(network.id()));
+    assert_eq!(status.network.as_ref(), Some(network.network_id()));
     assert_eq!(status.authorities.threshold, 2);
-    let mut ids: Vec<String> = keys.iter().map(|k| k.id().to_string()).collect();
+    let mut ids: Vec<_> = keys.iter().map(|k| k.id()).collect();
     ids.sort();
     assert_eq!(status.authorities.members, ids);
     let http = node.http_addr().unwrap();

@@ -218,7 +218,7 @@ async fn event_streams_send_the_status_at_once_and_on_each_change_and_outlive_th
     .unwrap();
     let last = seen.last().expect("status events after the bundle came");
     assert_eq!(last["last_seq"], 1);
-    assert_eq!(last["state_root"], root);
+    assert_eq!(last["state_root"], root.to_hex());
     let bundle = &last["torrents"][0];
     assert_eq!(bundle["state"], "applied");
     assert_eq!(bundle["size"], t1.total_length());

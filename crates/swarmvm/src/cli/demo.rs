@@ -263,7 +263,7 @@ async fn demo(n: usize, args: &DemoArgs, out: OutputArgs) -> Result<ExitCode> {
         data_dir: root.join("authority"),
         network: Some(trust.clone()),
         swarm: SwarmOptions::loopback(),
-        wallet: Some(network.clone()),
+        wallet: Some(authority.id()),
         http,
         ..NodeOptions::default()
     })
@@ -277,7 +277,7 @@ async fn demo(n: usize, args: &DemoArgs, out: OutputArgs) -> Result<ExitCode> {
             data_dir: root.join(format!("peer{}", i + 1)),
             network: Some(trust.clone()),
             swarm: SwarmOptions { peers: known.clone(), ..SwarmOptions::loopback() },
-            wallet: Some(wallet.id().to_string()),
+            wallet: Some(wallet.id()),
             http,
             ..NodeOptions::default()
         })
@@ -300,10 +300,10 @@ async fn demo(n: usize, args: &DemoArgs, out: OutputArgs) -> Result<ExitCode> {
         let bundle_status = status.torrents.first();
         reports.push(PeerReport {
             name: format!("peer{}", i + 1),
-            wallet: status.wallet.clone().unwrap_or_default(),
+            wallet: status.wallet.as_ref().map(ToString::to_string).unwrap_or_default(),
             operations: node.operations(),
             state: node.state(),
-            state_root: status.state_root.clone(),
+            state_root: status.state_root.to_hex(),
             fetched: bundle_status.map_or(0, |b| b.fetched),
             applied: bundle_status.is_some_and(|b| b.state == BundleState::Applied),
         });

@@ -46,7 +46,7 @@ pub(crate) async fn demo(n: usize, args: &DemoArgs, out: OutputArgs) -> Result<E
         data_dir: root.join("sequencer"),
         network: Some(trust.clone()),
         swarm: SwarmOptions::loopback(),
-        wallet: Some(network.clone()),
+        wallet: Some(authority.id()),
         http: loopback(),
         sequencer: Some(SequencerOptions {
             keys,
@@ -83,7 +83,7 @@ pub(crate) async fn demo(n: usize, args: &DemoArgs, out: OutputArgs) -> Result<E
             data_dir: root.join(format!("peer{}", i + 1)),
             network: Some(trust.clone()),
             swarm: SwarmOptions::loopback(),
-            wallet: Some(wallet.id().to_string()),
+            wallet: Some(wallet.id()),
             http: loopback(),
             follow: Some(FollowOptions { urls, poll: Duration::from_millis(200) }),
             ..NodeOptions::default()
@@ -135,7 +135,7 @@ pub(crate) async fn demo(n: usize, args: &DemoArgs, out: OutputArgs) -> Result<E
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 
-    let roots: Vec<String> = all.iter().map(|n| n.status().state_root).collect();
+    let roots: Vec<String> = all.iter().map(|n| n.status().state_root.to_hex()).collect();
     let states: Vec<Value> = all.iter().map(|n| n.state()).collect();
     let last_seqs: Vec<u64> = all.iter().map(|n| n.status().last_seq).collect();
     let seconds = started.elapsed().as_secs_f64();

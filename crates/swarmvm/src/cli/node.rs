@@ -169,7 +169,7 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
             };
             let network = trust.load()?;
             let wallet = match wallet {
-                Some(path) => Some(load_key(&path, &passphrase)?.public_key().id().to_string()),
+                Some(path) => Some(load_key(&path, &passphrase)?.public_key().id()),
                 None => None,
             };
             let sources =
