@@ -157,6 +157,18 @@ impl Applier {
         })
     }
 
+    /// Hands `bundle` to the writer's thread: the receiver of its outcome.
+    fn send(
+        &self,
+        bundle: OpenedBundle,
+        known: KnownContracts,
+    ) -> Result<oneshot::Receiver<Result<Applied, PipelineError>>, PipelineError> {
+        let (reply, rx) = oneshot::channel();
+        let job = Job::Apply { bundle: Box::new(bundle), known, reply };
+        self.jobs.send(job).map_err(|_| stopped())?;
+        Ok(rx)
+    }
+
     /// Verifies `bundle` against the last commit and commits it, trusting the signatures of
     /// the contracts in `known` (verified already). Waits for the bundles sent before it.
     pub(crate) async fn apply(
@@ -164,10 +176,7 @@ impl Applier {
         bundle: OpenedBundle,
         known: KnownContracts,
     ) -> Result<Applied, PipelineError> {
-        let (reply, rx) = oneshot::channel();
-        let job = Job::Apply { bundle: Box::new(bundle), known, reply };
-        self.jobs.send(job).map_err(|_| stopped())?;
-        rx.await.unwrap_or_else(|_| Err(stopped()))
+        self.send(bundle, known)?.await.unwrap_or_else(|_| Err(stopped()))
     }
 
     /// [`Applier::apply`] from a blocking thread.
@@ -176,10 +185,7 @@ impl Applier {
         bundle: OpenedBundle,
         known: KnownContracts,
     ) -> Result<Applied, PipelineError> {
-        let (reply, rx) = oneshot::channel();
-        let job = Job::Apply { bundle: Box::new(bundle), known, reply };
-        self.jobs.send(job).map_err(|_| stopped())?;
-        rx.blocking_recv().unwrap_or_else(|_| Err(stopped()))
+        self.send(bundle, known)?.blocking_recv().unwrap_or_else(|_| Err(stopped()))
     }
 
     /// Closes the ledger after a storage failure (blocking): readers see the last commit's

@@ -183,17 +183,36 @@ pub(crate) fn remove_tree(path: &Path) -> std::io::Result<()> {
     }
 }
 
+/// What a fetcher is made of.
+pub(crate) struct FetcherParts {
+    /// The node's data folder.
+    pub(crate) data_dir: PathBuf,
+    /// Its bounds.
+    pub(crate) limits: FetchLimits,
+    /// The BitTorrent session.
+    pub(crate) swarm: Swarm,
+    /// Where opened bundles are applied.
+    pub(crate) applier: Applier,
+    /// What is told of each bundle applied.
+    pub(crate) heads: HeadStore,
+    /// The node's tasks.
+    pub(crate) tasks: Tasks,
+}
+
 struct Inner {
-    data_dir: PathBuf,
-    limits: FetchLimits,
-    swarm: Swarm,
-    applier: Applier,
-    heads: HeadStore,
-    tasks: Tasks,
+    parts: FetcherParts,
     bundles: Mutex<Bundles>,
     /// Changes whenever [`Fetcher::renew_peers`] gave a bundle being resolved or fetched other
     /// peers: its intake asks them from then on.
     peers_renewed: watch::Sender<u64>,
+}
+
+impl std::ops::Deref for Inner {
+    type Target = FetcherParts;
+
+    fn deref(&self) -> &FetcherParts {
+        &self.parts
+    }
 }
 
 /// The handle to the fetcher. Cloning gives another handle to the same one.
@@ -203,22 +222,10 @@ pub(crate) struct Fetcher {
 }
 
 impl Fetcher {
-    pub(crate) fn new(
-        data_dir: PathBuf,
-        limits: FetchLimits,
-        swarm: Swarm,
-        applier: Applier,
-        heads: HeadStore,
-        tasks: Tasks,
-    ) -> Self {
+    pub(crate) fn new(parts: FetcherParts) -> Self {
         Self {
             inner: Arc::new(Inner {
-                data_dir,
-                limits,
-                swarm,
-                applier,
-                heads,
-                tasks,
+                parts,
                 bundles: Mutex::new(Bundles::default()),
                 peers_renewed: watch::channel(0).0,
             }),

@@ -277,17 +277,40 @@ fn body_refused(e: &axum::extract::rejection::BytesRejection) -> Response {
     refusal(status, one_line_rejection(&e.body_text()))
 }
 
-/// `POST /v1/contracts`: 202 `{"id", "state": "pending"}` once the sequencer stored it.
-async fn post_contract(
-    State(node): State<Web>,
+/// A submission as it comes: its headers (which nodes forwarded it) and its body.
+struct Submitted {
     headers: axum::http::HeaderMap,
     body: Result<bytes::Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => return body_refused(&e),
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Submitted {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let headers = req.headers().clone();
+        let body = bytes::Bytes::from_request(req, state).await;
+        Ok(Self { headers, body })
+    }
+}
+
+impl Submitted {
+    /// Its body, the nodes it went through (`swarmvm-hops`) and their ids (`swarmvm-via`);
+    /// or the answer to a body that cannot be taken.
+    fn parts(&self) -> Result<(bytes::Bytes, u32, &str), Response> {
+        match &self.body {
+            Ok(b) => Ok((b.clone(), hops(&self.headers), via(&self.headers))),
+            Err(e) => Err(body_refused(e)),
+        }
+    }
+}
+
+/// `POST /v1/contracts`: 202 `{"id", "state": "pending"}` once the sequencer stored it.
+async fn post_contract(State(node): State<Web>, post: Submitted) -> Response {
+    let (body, hops, via) = match post.parts() {
+        Ok(parts) => parts,
+        Err(refused) => return refused,
     };
-    match node.submit_contract(&body, hops(&headers), via(&headers)).await {
+    match node.submit_contract(&body, hops, via).await {
         Ok(id) => {
             (StatusCode::ACCEPTED, Json(crate::protocol::ContractView::pending(id))).into_response()
         }
@@ -297,16 +320,12 @@ async fn post_contract(
 
 /// `POST /v1/registrations`: 202 `{"queued": N}` for tokens and modules queued for the next
 /// cut; 200 `{"seq", "bundle"}` for a signed folder published.
-async fn post_registrations(
-    State(node): State<Web>,
-    headers: axum::http::HeaderMap,
-    body: Result<bytes::Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    let body = match body {
-        Ok(b) => b,
-        Err(e) => return body_refused(&e),
+async fn post_registrations(State(node): State<Web>, post: Submitted) -> Response {
+    let (body, hops, via) = match post.parts() {
+        Ok(parts) => parts,
+        Err(refused) => return refused,
     };
-    match node.submit_registrations(&body, hops(&headers), via(&headers)).await {
+    match node.submit_registrations(&body, hops, via).await {
         Ok((status, value)) => {
             (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), Json(value)).into_response()
         }

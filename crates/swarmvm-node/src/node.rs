@@ -19,7 +19,7 @@ use crate::conns::HttpLimits;
 use crate::core::Core;
 use crate::counters::ApplyTimes;
 use crate::error::{NodeError, one_line};
-use crate::fetcher::{FetchLimits, Fetcher, remove_tree};
+use crate::fetcher::{FetchLimits, Fetcher, FetcherParts, remove_tree};
 use crate::follow::Follower;
 use crate::heads::{HeadStore, Signer, check_head_age};
 use crate::sequencer::Sequencer;
@@ -180,14 +180,14 @@ impl Node {
             resolve_timeout: limits.resolve_timeout,
             stall_timeout: limits.stall_timeout,
         };
-        let fetcher = Fetcher::new(
-            dir.clone(),
-            fetch_limits,
+        let fetcher = Fetcher::new(FetcherParts {
+            data_dir: dir.clone(),
+            limits: fetch_limits,
             swarm,
-            applier.clone(),
-            heads.clone(),
-            tasks.clone(),
-        );
+            applier: applier.clone(),
+            heads: heads.clone(),
+            tasks: tasks.clone(),
+        });
         let core = Core { applier, heads, fetcher, tasks };
         let follower = Follower::new(core.clone(), options.follow);
         let api = Api::new(

@@ -178,28 +178,15 @@ pub fn write_state_json(
         }
         write!(out, "{}:{{", json!(table.name()))?;
         let mut first = true;
-        let mut failed = None;
-        state.scan(table, None, &mut |id, record| {
-            let written =
-                value_json(state, id, &record).map_err(ViewError::from).and_then(|value| {
-                    if !first {
-                        out.write_all(b",")?;
-                    }
-                    first = false;
-                    write!(out, "{}:{}", json!(id), value)?;
-                    Ok(())
-                });
-            match written {
-                Ok(()) => true,
-                Err(e) => {
-                    failed = Some(e);
-                    false
-                }
+        scan_writing(state, table, &mut |id, record| {
+            let value = value_json(state, id, &record)?;
+            if !first {
+                out.write_all(b",")?;
             }
+            first = false;
+            write!(out, "{}:{}", json!(id), value)?;
+            Ok(())
         })?;
-        if let Some(e) = failed {
-            return Err(e);
-        }
         out.write_all(b"}")?;
     }
     write_wasm_json(state, out)?;
@@ -210,15 +197,32 @@ pub fn write_state_json(
     Ok(())
 }
 
+/// Scans `table` entry by entry with `f`, which writes; the first error it returns stops
+/// the scan and is returned.
+fn scan_writing(
+    state: &dyn StateScan,
+    table: Table,
+    f: &mut dyn FnMut(&str, Record) -> Result<(), ViewError>,
+) -> Result<(), ViewError> {
+    let mut failed = None;
+    state.scan(table, None, &mut |id, record| match f(id, record) {
+        Ok(()) => true,
+        Err(e) => {
+            failed = Some(e);
+            false
+        }
+    })?;
+    failed.map_or(Ok(()), Err)
+}
+
 /// `,"wasm":{ACTION:{KEY:VALUE,...},...}`: an action's entries are contiguous in id order,
 /// since action names hold no `/`.
 fn write_wasm_json(state: &dyn StateScan, out: &mut dyn Write) -> Result<(), ViewError> {
     out.write_all(br#","wasm":{"#)?;
     let mut current: Option<String> = None;
-    let mut failed = None;
-    state.scan(Table::Wasm, None, &mut |id, record| {
+    scan_writing(state, Table::Wasm, &mut |id, record| {
         let (Some((action, key)), Record::Data { value }) = (split_wasm_id(id), &record) else {
-            return true;
+            return Ok(());
         };
         let written = (|| -> std::io::Result<()> {
             match &current {
@@ -231,17 +235,8 @@ fn write_wasm_json(state: &dyn StateScan, out: &mut dyn Write) -> Result<(), Vie
         if current.as_deref() != Some(action) {
             current = Some(action.to_owned());
         }
-        match written {
-            Ok(()) => true,
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
-        }
+        Ok(written?)
     })?;
-    if let Some(e) = failed {
-        return Err(e.into());
-    }
     if current.is_some() {
         out.write_all(b"}")?;
     }

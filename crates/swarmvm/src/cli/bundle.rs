@@ -70,15 +70,8 @@ pub(crate) enum BundleCommand {
         rules: Option<Rules>,
         #[command(flatten)]
         passphrase: PassphraseArgs,
-        /// A tracker for the torrent's announce-list. Repeat for several (none by default).
-        #[arg(long = "tracker", value_name = "URL", value_parser = parse_tracker)]
-        trackers: Vec<Url>,
-        /// Where to write the torrent (default DIR.torrent).
-        #[arg(long, short = 'o', value_name = "FILE")]
-        out: Option<PathBuf>,
-        /// Piece length in bytes, a power of two (default: chosen from the size).
-        #[arg(long, value_name = "BYTES")]
-        piece_length: Option<u32>,
+        #[command(flatten)]
+        torrent: TorrentArgs,
     },
     /// Add a signature to a bundle's manifest (`--key` of another member), and write its
     /// torrent again. The bundle's identity does not change; either torrent is the same bundle.
@@ -90,15 +83,8 @@ pub(crate) enum BundleCommand {
         key: PathBuf,
         #[command(flatten)]
         passphrase: PassphraseArgs,
-        /// A tracker for the torrent's announce-list. Repeat for several (none by default).
-        #[arg(long = "tracker", value_name = "URL", value_parser = parse_tracker)]
-        trackers: Vec<Url>,
-        /// Where to write the torrent (default DIR.torrent).
-        #[arg(long, short = 'o', value_name = "FILE")]
-        out: Option<PathBuf>,
-        /// Piece length in bytes, a power of two (default: chosen from the size).
-        #[arg(long, value_name = "BYTES")]
-        piece_length: Option<u32>,
+        #[command(flatten)]
+        torrent: TorrentArgs,
     },
     /// Check a folder against a torrent, then seed it until SIGINT or SIGTERM.
     Seed {
@@ -128,6 +114,20 @@ pub(crate) enum BundleCommand {
     },
 }
 
+/// How `bundle create` and `bundle sign` write a bundle's torrent.
+#[derive(Debug, clap::Args)]
+pub(crate) struct TorrentArgs {
+    /// A tracker for the torrent's announce-list. Repeat for several (none by default).
+    #[arg(long = "tracker", value_name = "URL", value_parser = parse_tracker)]
+    trackers: Vec<Url>,
+    /// Where to write the torrent (default DIR.torrent).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Piece length in bytes, a power of two (default: chosen from the size).
+    #[arg(long, value_name = "BYTES")]
+    piece_length: Option<u32>,
+}
+
 pub(crate) fn run(cmd: BundleCommand, out: OutputArgs) -> Result<ExitCode> {
     match cmd {
         BundleCommand::Submit(args) => super::submit::bundle_submit(args, out),
@@ -143,9 +143,7 @@ pub(crate) fn run(cmd: BundleCommand, out: OutputArgs) -> Result<ExitCode> {
             force,
             rules,
             passphrase,
-            trackers,
-            out: torrent_path,
-            piece_length,
+            torrent,
         } => {
             let signed = if keys.is_empty() {
                 None
@@ -177,13 +175,13 @@ pub(crate) fn run(cmd: BundleCommand, out: OutputArgs) -> Result<ExitCode> {
                     .with_context(|| format!("cannot make bundle {}", dir.display()))?;
                 Some(created)
             };
-            create(&dir, &trackers, torrent_path, piece_length, signed, out)
+            create(&dir, torrent, signed, out)
         }
-        BundleCommand::Sign { dir, key, passphrase, trackers, out: torrent_path, piece_length } => {
+        BundleCommand::Sign { dir, key, passphrase, torrent } => {
             let wallet = load_wallet(&key, &passphrase)?;
             let (id, signers) = sign_bundle(&dir, &wallet)
                 .with_context(|| format!("cannot sign bundle {}", dir.display()))?;
-            let (torrent, path) = write_torrent(&dir, &trackers, torrent_path, piece_length)?;
+            let (torrent, path) = write_torrent(&dir, torrent)?;
             if out.json {
                 let mut v = describe(&torrent, &path);
                 v["bundle"] = json!(id);
@@ -244,17 +242,12 @@ pub(crate) fn describe(torrent: &TorrentFile, path: &Path) -> serde_json::Value 
 }
 
 /// Writes the torrent of the folder `dir` (default `DIR.torrent`).
-fn write_torrent(
-    dir: &Path,
-    trackers: &[Url],
-    out: Option<PathBuf>,
-    piece_length: Option<u32>,
-) -> Result<(TorrentFile, PathBuf)> {
+fn write_torrent(dir: &Path, args: TorrentArgs) -> Result<(TorrentFile, PathBuf)> {
     if !dir.is_dir() {
         bail!("{} is not a folder", dir.display());
     }
-    let torrent = TorrentFile::create(dir, trackers, piece_length)?;
-    let path = match out {
+    let torrent = TorrentFile::create(dir, &args.trackers, args.piece_length)?;
+    let path = match args.out {
         Some(p) => p,
         None => default_torrent_path(dir)?,
     };
@@ -265,13 +258,11 @@ fn write_torrent(
 
 fn create(
     dir: &Path,
-    trackers: &[Url],
-    out: Option<PathBuf>,
-    piece_length: Option<u32>,
+    args: TorrentArgs,
     signed: Option<CreatedBundle>,
     json: OutputArgs,
 ) -> Result<ExitCode> {
-    let (torrent, path) = write_torrent(dir, trackers, out, piece_length)?;
+    let (torrent, path) = write_torrent(dir, args)?;
     if json.json {
         let mut v = describe(&torrent, &path);
         if let Some(b) = &signed {
