@@ -323,7 +323,7 @@ mod tests {
 
         let e = check_module_parts(&manifest, &[vec![0; 3]]).unwrap_err();
         assert_eq!(e.to_string(), "a module of 3 bytes was sent that the manifest does not list");
-        let mut other = module.clone();
+        let mut other = module;
         *other.last_mut().unwrap() ^= 1;
         let e = check_module_parts(&manifest, &[other.clone()]).unwrap_err();
         assert_eq!(

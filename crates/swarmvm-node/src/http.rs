@@ -295,12 +295,12 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for Submitted {
 
 impl Submitted {
     /// Its body, the nodes it went through (`swarmvm-hops`) and their ids (`swarmvm-via`);
-    /// or the answer to a body that cannot be taken.
-    fn parts(&self) -> Result<(bytes::Bytes, u32, &str), Response> {
-        match &self.body {
-            Ok(b) => Ok((b.clone(), hops(&self.headers), via(&self.headers))),
-            Err(e) => Err(body_refused(e)),
-        }
+    /// or why its body cannot be taken.
+    fn parts(
+        &self,
+    ) -> Result<(bytes::Bytes, u32, &str), &axum::extract::rejection::BytesRejection> {
+        let body = self.body.as_ref()?;
+        Ok((body.clone(), hops(&self.headers), via(&self.headers)))
     }
 }
 
@@ -308,7 +308,7 @@ impl Submitted {
 async fn post_contract(State(node): State<Web>, post: Submitted) -> Response {
     let (body, hops, via) = match post.parts() {
         Ok(parts) => parts,
-        Err(refused) => return refused,
+        Err(e) => return body_refused(e),
     };
     match node.submit_contract(&body, hops, via).await {
         Ok(id) => {
@@ -323,7 +323,7 @@ async fn post_contract(State(node): State<Web>, post: Submitted) -> Response {
 async fn post_registrations(State(node): State<Web>, post: Submitted) -> Response {
     let (body, hops, via) = match post.parts() {
         Ok(parts) => parts,
-        Err(refused) => return refused,
+        Err(e) => return body_refused(e),
     };
     match node.submit_registrations(&body, hops, via).await {
         Ok((status, value)) => {
