@@ -29,7 +29,7 @@ use crate::protocol::{
     SequencerSummary, StatePage, Status, TransferTotals, WalletView,
 };
 use crate::sequencer::{CutFailures, Sequencer};
-use crate::submit::{SubmitError, check, precheck, token_of};
+use crate::submit::{SubmitError, check_prechecked, precheck, token_of};
 use crate::tasks::Tasks;
 
 struct Inner {
@@ -374,7 +374,7 @@ impl Api {
     ) -> Result<Hash32, Refusal> {
         let token = token_of(body)?;
         let network = self.network().id().to_owned();
-        precheck(token, &network)?;
+        let signer = precheck(token, &network)?;
         let Some(sequencer) = self.inner.sequencer.clone() else {
             let id = Hash32::digest(token.as_bytes());
             let reply = self
@@ -399,7 +399,7 @@ impl Api {
         let snapshot = self
             .snapshot()
             .ok_or_else(|| SubmitError::Unavailable("the ledger cannot be read now".into()))?;
-        let checked = check(&snapshot, token, &network, &sequencer.wallet_keys)?;
+        let checked = check_prechecked(&snapshot, token, signer, &network, &sequencer.wallet_keys)?;
         drop(snapshot);
         let id = checked.id;
         sequencer.submit(crate::queue::Item::Contract(token.to_owned()), Some(checked)).await?;

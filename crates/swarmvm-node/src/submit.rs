@@ -240,7 +240,20 @@ pub(crate) fn check(
     network: &str,
     keys: &KeyCache,
 ) -> Result<Checked, SubmitError> {
-    let signer = precheck(token, network)?.ok_or_else(|| {
+    let signer = precheck(token, network)?;
+    check_prechecked(snapshot, token, signer, network, keys)
+}
+
+/// [`check`] of a token [`precheck`] passed already, naming `signer`: it is not parsed
+/// again before its signature is verified.
+pub(crate) fn check_prechecked(
+    snapshot: &Snapshot,
+    token: &str,
+    signer: Option<String>,
+    network: &str,
+    keys: &KeyCache,
+) -> Result<Checked, SubmitError> {
+    let signer = signer.ok_or_else(|| {
         SubmitError::Malformed("not a signed contract: it names no signer".into())
     })?;
     let id = Hash32::digest(token.as_bytes());
