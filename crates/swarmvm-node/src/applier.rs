@@ -19,7 +19,7 @@ use swarmvm_ledger::{Ledger, LedgerReader, OpenError, ReadError, Snapshot};
 use swarmvm_token::{AuthoritySet, Network};
 use swarmvm_vm::Hash32;
 use tokio::sync::{oneshot, watch};
-use tracing::info;
+use tracing::{error, info};
 
 use crate::counters::ApplyTimes;
 use crate::error::NodeError;
@@ -79,6 +79,9 @@ struct Shared {
     reader: RwLock<Option<LedgerReader>>,
     last: Mutex<Summary>,
     times: Arc<ApplyTimes>,
+    /// Tests: the seq whose apply panics (0: none).
+    #[cfg(test)]
+    panic_at: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -103,6 +106,17 @@ impl std::fmt::Debug for Applier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Applier").field("path", &self.shared.path).finish_non_exhaustive()
     }
+}
+
+/// Why the ledger could not be opened again.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReopenError {
+    /// The file could not be opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The writer's thread has ended.
+    #[error("the node stopped")]
+    Stopped,
 }
 
 /// The error of an apply sent to an applier that stopped.
@@ -141,6 +155,8 @@ impl Applier {
             reader: RwLock::new(Some(ledger.reader())),
             last: Mutex::new(summary),
             times,
+            #[cfg(test)]
+            panic_at: std::sync::atomic::AtomicU64::new(0),
         });
         let (jobs, rx) = std::sync::mpsc::channel();
         let writer = shared.clone();
@@ -198,12 +214,10 @@ impl Applier {
     }
 
     /// Opens the ledger again if it is closed (blocking).
-    pub(crate) fn reopen_blocking(&self) -> Result<(), OpenError> {
+    pub(crate) fn reopen_blocking(&self) -> Result<(), ReopenError> {
         let (reply, rx) = oneshot::channel();
-        if self.jobs.send(Job::Reopen { reply }).is_err() {
-            return Ok(());
-        }
-        rx.blocking_recv().unwrap_or(Ok(()))
+        self.jobs.send(Job::Reopen { reply }).map_err(|_| ReopenError::Stopped)?;
+        Ok(rx.blocking_recv().map_err(|_| ReopenError::Stopped)??)
     }
 
     /// Waits for the apply in progress, closes the ledger file and ends the writer's thread.
@@ -215,6 +229,9 @@ impl Applier {
         if self.jobs.send(Job::Stop { reply }).is_ok() {
             let _ = rx.await;
         }
+        // The writer's thread clears it; if the thread is gone, it is cleared here, so the
+        // file is closed either way.
+        self.shared.reader.write().take();
         let thread = self.thread.lock().take();
         if let Some(t) = thread {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
@@ -337,7 +354,27 @@ fn write_loop(shared: &Shared, mut ledger: Option<Ledger>, jobs: &std::sync::mps
         match job {
             Job::Apply { bundle, known, reply } => {
                 let result = match ledger.as_mut() {
-                    Some(l) => commit(shared, l, *bundle, &known),
+                    Some(l) => {
+                        let run =
+                            std::panic::AssertUnwindSafe(|| commit(shared, l, *bundle, &known));
+                        std::panic::catch_unwind(run).unwrap_or_else(|panic| {
+                            // The write transaction was dropped unfinished, so the file holds
+                            // the last commit; what the ledger kept in memory may not, so it
+                            // is opened again from the file.
+                            let why = panic_message(panic.as_ref());
+                            error!(%why, "applying a bundle panicked; reopening the ledger");
+                            ledger = None;
+                            shared.reader.write().take();
+                            match Ledger::open(&shared.path) {
+                                Ok(l) => {
+                                    *shared.reader.write() = Some(l.reader());
+                                    ledger = Some(l);
+                                }
+                                Err(e) => error!(error = %e, "cannot open the ledger again"),
+                            }
+                            Err(PipelineError::Panicked(why))
+                        })
+                    }
                     None => Err(ReadError::Corrupt(
                         "the ledger is closed after a storage failure".into(),
                     )
@@ -370,6 +407,15 @@ fn write_loop(shared: &Shared, mut ledger: Option<Ledger>, jobs: &std::sync::mps
     }
 }
 
+/// The text of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
 /// Applies one bundle: the one place a node commits a bundle to its ledger.
 fn commit(
     shared: &Shared,
@@ -379,6 +425,12 @@ fn commit(
 ) -> Result<Applied, PipelineError> {
     info!(seq = bundle.manifest.seq, bundle = %bundle.id(), "applying bundle");
     let started = std::time::Instant::now();
+    #[cfg(test)]
+    assert_ne!(
+        shared.panic_at.load(std::sync::atomic::Ordering::SeqCst),
+        bundle.manifest.seq,
+        "injected panic"
+    );
     let applied = crate::pipeline::apply_opened_with(ledger, bundle, &shared.network, known)?;
     shared.times.record(started.elapsed());
     if let Ok(snapshot) = ledger.snapshot() {
@@ -393,4 +445,50 @@ fn commit(
         "bundle applied"
     );
     Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use swarmvm_test_support::net::{TestNet, student};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_while_applying_fails_that_apply_only_and_the_ledger_stays_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = TestNet::new(1);
+        let contracts = [net.contract(0, 1, &[student("S001")])];
+        let b1 = net.bundle(dir.path(), "bundle-1", true, &contracts, None);
+        let path = dir.path().join("ledger.redb");
+        let applier =
+            Applier::open(path.clone(), net.network.clone(), Arc::default()).await.unwrap();
+        let before = applier.snapshot().unwrap().state_root();
+
+        applier.shared.panic_at.store(1, Ordering::SeqCst);
+        let e = applier.apply(applier.open_bundle(&b1).unwrap(), KnownContracts::new()).await;
+        let Err(e) = e else { panic!("the apply did not fail") };
+        assert!(
+            matches!(&e, PipelineError::Panicked(why) if why.contains("injected panic")),
+            "{e}"
+        );
+        assert!(e.is_fatal(), "a panic is this node's failure, not the bundle's refusal");
+        let snapshot = applier.snapshot().expect("the ledger was opened again");
+        assert_eq!((snapshot.state_root(), applier.last_seq()), (before, 0));
+        drop(snapshot);
+
+        // The writer's thread lives on: the same bundle applies once nothing panics.
+        applier.shared.panic_at.store(0, Ordering::SeqCst);
+        let applied =
+            applier.apply(applier.open_bundle(&b1).unwrap(), KnownContracts::new()).await.unwrap();
+        assert_eq!((applied.seq, applier.last_seq()), (1, 1));
+        assert_ne!(applier.snapshot().unwrap().state_root(), before);
+
+        // Stopping closes the file: it opens again at once.
+        applier.stop().await;
+        assert!(applier.snapshot().is_none());
+        assert!(applier.reopen_blocking().is_err(), "a stopped applier does not pretend");
+        Ledger::open(&path).unwrap();
+    }
 }

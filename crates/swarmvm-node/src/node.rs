@@ -138,8 +138,8 @@ impl Node {
     /// Starts a node: opens its ledger, starts its BitTorrent session, resumes every bundle
     /// it knew (fetching what is missing, seeding what it has), then serves the HTTP API and
     /// watches the drop folder if asked.
-    pub async fn start(options: NodeOptions) -> Result<Self, NodeError> {
-        let Some(network) = options.network else {
+    pub async fn start(mut options: NodeOptions) -> Result<Self, NodeError> {
+        let Some(network) = options.network.take() else {
             return Err(NodeError::BadRequest(
                 "no network given: a node needs --network FILE or --trust PUBFILE".into(),
             ));
@@ -151,6 +151,23 @@ impl Node {
         }
         let times = Arc::new(ApplyTimes::default());
         let applier = Applier::open(dir.join("ledger.redb"), network, times.clone()).await?;
+        let opened = applier.clone();
+        let started = Self::assemble(options, dir, applier, times).await;
+        if started.is_err() {
+            // The ledger is closed before the error is returned, so the caller can open the
+            // data folder again at once.
+            opened.stop().await;
+        }
+        started
+    }
+
+    /// The rest of [`Node::start`], once the ledger is open.
+    async fn assemble(
+        options: NodeOptions,
+        dir: PathBuf,
+        applier: Applier,
+        times: Arc<ApplyTimes>,
+    ) -> Result<Self, NodeError> {
         let (sequencer, signer) = match options.sequencer {
             Some(mut seq_options) => {
                 let snapshot = applier.snapshot().ok_or_else(|| {

@@ -33,6 +33,10 @@ pub enum PipelineError {
     /// The ledger could not be read.
     #[error(transparent)]
     Read(#[from] ReadError),
+    /// Applying it panicked (a bug): nothing was committed, and the ledger was opened again
+    /// from its file.
+    #[error("applying the bundle failed inside this node: {0}")]
+    Panicked(String),
 }
 
 impl swarmvm_primitives::Classify for PipelineError {
@@ -41,6 +45,7 @@ impl swarmvm_primitives::Classify for PipelineError {
             Self::Refused(e) => e.class(),
             Self::Apply(e) => e.class(),
             Self::Read(e) => e.class(),
+            Self::Panicked(_) => swarmvm_primitives::ErrorClass::Failed,
         }
     }
 }
@@ -49,7 +54,7 @@ impl PipelineError {
     /// True when the peer itself failed (storage), rather than the bundle being refused.
     pub fn is_fatal(&self) -> bool {
         match self {
-            Self::Read(_) => true,
+            Self::Read(_) | Self::Panicked(_) => true,
             Self::Refused(e) => e.is_fatal(),
             Self::Apply(e) => e.is_fatal(),
         }

@@ -281,6 +281,12 @@ async fn heads_that_would_live_longer_than_an_hour_are_refused_and_never_signed(
         Ok(_) => panic!("a sequencer started with --max-head-age 2h"),
         Err(e) => assert!(e.to_string().contains("max-head-age"), "{e}"),
     }
+    // The start that failed closed its ledger before it returned: the folder opens at once.
+    let again =
+        Node::start(NodeOptions { sequencer: Some(net.sequencing()), ..net.options("long") })
+            .await
+            .unwrap();
+    again.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
