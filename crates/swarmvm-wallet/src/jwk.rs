@@ -34,10 +34,12 @@ fn b64_member(obj: &Map<String, Value>, name: &str) -> Result<Zeroizing<Vec<u8>>
         .map_err(|_| KeyError::jwk(format!("member '{name}' is not unpadded base64url")))
 }
 
-fn check_alg(obj: &Map<String, Value>, expected: &str) -> Result<()> {
+/// Checks a JWK's `alg`, if it has one: `expected`, or one of the `also` names that mean the
+/// same for this key type.
+fn check_alg(obj: &Map<String, Value>, expected: &str, also: &[&str]) -> Result<()> {
     match obj.get("alg") {
         None => Ok(()),
-        Some(Value::String(alg)) if alg == expected => Ok(()),
+        Some(Value::String(alg)) if alg == expected || also.contains(&alg.as_str()) => Ok(()),
         Some(other) => Err(KeyError::jwk(format!(
             "'alg' is {} but this key type signs with {expected}",
             crate::error::shown(&other.to_string())
@@ -56,14 +58,16 @@ pub(crate) fn public_from_members(obj: &Map<String, Value>) -> Result<PublicKey>
                     crate::error::shown(crv)
                 )));
             }
-            check_alg(obj, "EdDSA")?;
+            // WebCrypto exports Ed25519 keys with the fully-specified name of RFC 9864,
+            // which is EdDSA on Ed25519: the one thing this key type signs with.
+            check_alg(obj, "EdDSA", &["Ed25519"])?;
             let x = b64_member(obj, "x")?;
             let x: [u8; 32] =
                 x.as_slice().try_into().map_err(|_| KeyError::jwk("'x' is not 32 bytes"))?;
             PublicKey::from_ed25519_bytes(x)
         }
         "RSA" => {
-            check_alg(obj, "RS256")?;
+            check_alg(obj, "RS256", &[])?;
             if obj.contains_key("oth") {
                 return Err(KeyError::jwk("multi-prime rsa keys are not supported"));
             }

@@ -421,6 +421,37 @@ mod tests {
         assert_eq!(PublicKey::from_jwk(&jwk).unwrap(), ed);
     }
 
+    /// WebCrypto exports an Ed25519 public key with `"alg": "Ed25519"` (RFC 9864's fully
+    /// specified name), `ext` and `key_ops`: it is read as the EdDSA key it is. Other names,
+    /// the name on an RSA key, and private members are still refused.
+    #[test]
+    fn webcrypto_ed25519_jwks_are_read_and_other_algs_are_not() {
+        let ed = crate::Wallet::generate(crate::Algorithm::Ed25519).unwrap().public_key().clone();
+        let x = ed.to_jwk()["x"].clone();
+        let browser = serde_json::json!({
+            "key_ops": ["verify"], "ext": true, "crv": "Ed25519", "x": x, "kty": "OKP",
+            "alg": "Ed25519",
+        });
+        assert_eq!(PublicKey::from_jwk(&browser).unwrap(), ed);
+        for alg in ["Ed448", "ES256", "ed25519", "RS256"] {
+            let mut jwk = browser.clone();
+            jwk["alg"] = alg.into();
+            let err = PublicKey::from_jwk(&jwk).unwrap_err().to_string();
+            assert!(err.contains("signs with EdDSA"), "{alg}: {err}");
+        }
+        let mut private = browser;
+        private["d"] = "AAAA".into();
+        assert!(
+            matches!(PublicKey::from_jwk(&private), Err(KeyError::PrivateKeyInJwk(m)) if m == "d")
+        );
+        let mut n = vec![0xc5; 256];
+        n[255] |= 1;
+        let mut rsa = PublicKey::from_rsa_components(&n, &[1, 0, 1]).unwrap().to_jwk();
+        rsa["alg"] = "Ed25519".into();
+        let err = PublicKey::from_jwk(&rsa).unwrap_err().to_string();
+        assert!(err.contains("signs with RS256"), "{err}");
+    }
+
     /// The eight points of small order (the identity and the torsion points), canonically
     /// encoded, and non-canonical encodings of the identity and of -1 (from "Taming the many
     /// EdDSAs", Chalkias, Garillot and Nikolaenko, 2020).

@@ -317,3 +317,53 @@ fn jwcrypto_verifies_our_multi_signature_manifests_and_we_verify_its() {
     let applied = env.json(&["node", "apply", "b2", "--data-dir", "r", "--network", "one.json"]);
     assert_eq!(applied["seq"], 1);
 }
+
+/// Keys as browsers write them: WebCrypto (here Node.js's, the same API) exports an Ed25519
+/// public key as a JWK with `"alg": "Ed25519"` (RFC 9864), `ext` and `key_ops`. We read it
+/// wherever a key file is read, with the id its RFC 7638 thumbprint gives, and the private
+/// export works as a wallet key file, as a private PEM does.
+#[test]
+fn webcrypto_ed25519_jwks_are_read_as_key_files() {
+    require_program("node", "nodejs");
+    let env = Env::new();
+    let script = r#"
+const key = await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"]);
+const pub = await crypto.subtle.exportKey("jwk", key.publicKey);
+const priv = await crypto.subtle.exportKey("jwk", key.privateKey);
+const input = new TextEncoder().encode(JSON.stringify({ crv: pub.crv, kty: pub.kty, x: pub.x }));
+const id = Buffer.from(await crypto.subtle.digest("SHA-256", input)).toString("base64url");
+console.log(JSON.stringify({ pub, priv, id }));
+"#;
+    let out = external("node", &["--input-type=module", "-e", script], env.dir.path());
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["pub"]["alg"], "Ed25519", "WebCrypto names the algorithm as RFC 9864 does");
+    assert_eq!(out["pub"]["key_ops"], json!(["verify"]));
+    let id = out["id"].as_str().unwrap();
+    env.write("browser.jwk", out["pub"].to_string());
+    env.write("browser-private.jwk", out["priv"].to_string());
+
+    let shown = env.json(&["wallet", "show", "browser.jwk"]);
+    assert_eq!(shown["id"], id, "{shown}");
+    let public: Value =
+        serde_json::from_str(&env.ok(&["wallet", "public", "--format", "jwk", "browser.jwk"]))
+            .unwrap();
+    assert_eq!(
+        (&public["x"], &public["alg"], &public["kid"]),
+        (&out["pub"]["x"], &json!("EdDSA"), &json!(id))
+    );
+    assert_eq!(env.json(&["wallet", "show", "browser-private.jwk"])["id"], id);
+
+    env.wallet("auth.pem", "ed25519");
+    let token =
+        env.ok(&["token", "issue", "wallets", "--key", "auth.pem", "--wallet", "browser.jwk"]);
+    env.public("auth.pem", "auth.pub");
+    let verified = env.json(&["token", "verify", "--trust", "auth.pub", token.trim()]);
+    assert!(verified.to_string().contains(id), "the token registers the browser's key: {verified}");
+
+    // Another algorithm's name is still refused, with the reason.
+    let mut other = out["pub"].clone();
+    other["alg"] = "Ed448".into();
+    env.write("other.jwk", other.to_string());
+    let err = env.fails(&["wallet", "show", "other.jwk"], 2);
+    assert!(err.contains("signs with EdDSA"), "{err}");
+}
