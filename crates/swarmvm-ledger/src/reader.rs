@@ -226,6 +226,12 @@ impl Snapshot {
         Ok(out)
     }
 
+    /// The entry `id` of `table` as a page of its table shows it (`None` when absent).
+    pub fn entry(&self, table: Table, id: &str) -> Result<Option<Value>, ReadError> {
+        let Some(record) = self.record(table, id)? else { return Ok(None) };
+        swarmvm_vm::view::entry_json(self, id, &record).map(Some).map_err(corrupt)
+    }
+
     /// A page of `table`: at most `limit` entries with ids above `after`, and the id to ask
     /// after for the next page.
     pub fn page(

@@ -288,6 +288,16 @@ impl Api {
         Some(crate::reads::state_page(&self.snapshot()?, table, after, limit))
     }
 
+    /// The entry `id` of the state table `table` (`Ok(None)` when absent). `None` once the
+    /// node stopped.
+    pub fn state_entry(
+        &self,
+        table: Table,
+        id: &str,
+    ) -> Option<Result<Option<crate::protocol::StateEntry>, ReadError>> {
+        Some(crate::reads::state_entry(&self.snapshot()?, table, id))
+    }
+
     /// The state root (as it was when the node stopped, once stopped).
     pub fn state_root(&self) -> Hash32 {
         match self.snapshot() {

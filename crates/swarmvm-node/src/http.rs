@@ -91,6 +91,7 @@ fn router(node: Web) -> Router {
         )
         .route("/v1/state", get(whole_state))
         .route("/v1/state/{table}", get(state_page))
+        .route("/v1/state/{table}/{*id}", get(state_entry))
         .route(
             "/v1/state/root",
             get(|State(n): State<Web>| async move {
@@ -514,17 +515,7 @@ async fn state_page(
     q: Result<Query<StatePageQuery>, QueryRejection>,
 ) -> Result<Json<crate::protocol::StatePage>, ApiError> {
     let Query(p) = q.map_err(|e| ApiError::bad_request(one_line_rejection(&e.body_text())))?;
-    let Some(table) = swarmvm_vm::Table::from_name(&name) else {
-        let names: Vec<&str> = swarmvm_vm::Table::ALL.iter().map(|t| t.name()).collect();
-        return Err(ApiError {
-            status: StatusCode::NOT_FOUND,
-            message: format!(
-                "no state table '{}'; the tables are {}",
-                swarmvm_primitives::text::shown(&name),
-                names.join(", ")
-            ),
-        });
-    };
+    let table = table_named(&name)?;
     let limit = p.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_PAGE {
         return Err(ApiError::bad_request(format!("limit must be from 1 to {MAX_PAGE}")));
@@ -537,6 +528,42 @@ async fn state_page(
     .await
     .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(Json(page?))
+}
+
+/// The state table `name`, or a 404 that lists the tables.
+fn table_named(name: &str) -> Result<swarmvm_vm::Table, ApiError> {
+    swarmvm_vm::Table::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = swarmvm_vm::Table::ALL.iter().map(|t| t.name()).collect();
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!(
+                "no state table '{}'; the tables are {}",
+                swarmvm_primitives::text::shown(name),
+                names.join(", ")
+            ),
+        }
+    })
+}
+
+/// `GET /v1/state/{table}/{id}`: one entry (its id may hold `/`, as an enrollment's or a
+/// vote's does), 404 when absent.
+async fn state_entry(
+    State(node): State<Web>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Json<crate::protocol::StateEntry>, ApiError> {
+    let table = table_named(&name)?;
+    let entry = node
+        .state_entry(table, &id)
+        .ok_or_else(|| ApiError::internal("the node stopped"))?
+        .map_err(|e| ApiError::internal(one_line(&e)))?;
+    entry.map(Json).ok_or_else(|| ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: format!(
+            "no entry '{}' in the state table {}",
+            swarmvm_primitives::text::shown(&id),
+            table.name()
+        ),
+    })
 }
 
 async fn evidence(State(node): State<Web>) -> Result<Json<EvidenceList>, ApiError> {

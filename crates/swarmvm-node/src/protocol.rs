@@ -340,6 +340,20 @@ pub struct StatePage {
     pub next: Option<String>,
 }
 
+/// `GET /v1/state/{table}/{id}`: one entry, as a page of its table shows it, with the state it
+/// was read from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateEntry {
+    /// The table.
+    pub table: String,
+    /// The entry: `{"id", ...its fields}`.
+    pub entry: Value,
+    /// The root of the state it was read from.
+    pub state_root: Hash32,
+    /// The last bundle applied to that state (0: none).
+    pub last_seq: u64,
+}
+
 /// `GET /v1/state/root`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateRoot {
@@ -529,7 +543,7 @@ pub(crate) fn came_back() -> String {
 }
 
 /// Every route the API serves, as `GET /v1` lists them.
-pub const ROUTES: [&str; 23] = [
+pub const ROUTES: [&str; 24] = [
     "GET / (the explorer page to browsers, Accept: text/html; this list otherwise)",
     "GET /v1 (this list)",
     "GET /v1/status",
@@ -543,6 +557,7 @@ pub const ROUTES: [&str; 23] = [
     "GET /v1/state (the whole state, streamed)",
     "GET /v1/state/root",
     "GET /v1/state/{table}?after=ID&limit=N",
+    "GET /v1/state/{table}/{id} (one entry; 404 when absent)",
     "GET /v1/operations",
     "GET /v1/wallets",
     "GET /v1/wallets/{id}",

@@ -6,7 +6,8 @@ use swarmvm_ledger::{Outcome, ReadError, Snapshot};
 use swarmvm_vm::{Hash32, Record, StateScan as _, Table};
 
 use crate::protocol::{
-    ContractState, ContractView, EvidenceList, Log, Receipts, StatePage, StateRoot, WalletView,
+    ContractState, ContractView, EvidenceList, Log, Receipts, StateEntry, StatePage, StateRoot,
+    WalletView,
 };
 
 /// The state root.
@@ -24,6 +25,22 @@ pub fn state_page(
 ) -> Result<StatePage, ReadError> {
     let (entries, next) = snapshot.page(table, after, limit)?;
     Ok(StatePage { table: table.name().to_owned(), entries, next })
+}
+
+/// The entry `id` of the state table `table`, with the root and seq of the state it was read
+/// from; `None` when there is no such entry.
+pub fn state_entry(
+    snapshot: &Snapshot,
+    table: Table,
+    id: &str,
+) -> Result<Option<StateEntry>, ReadError> {
+    let Some(entry) = snapshot.entry(table, id)? else { return Ok(None) };
+    Ok(Some(StateEntry {
+        table: table.name().to_owned(),
+        entry,
+        state_root: snapshot.state_root(),
+        last_seq: snapshot.last_bundle().map_or(0, |b| b.seq),
+    }))
 }
 
 /// Every entry of `table` as id → value (the registrations, which stay small).

@@ -61,6 +61,24 @@ async fn every_route_answers_json() {
     let (_, proposals) = get(http, "/v1/state/proposals");
     assert_eq!(proposals["entries"][0]["votes"], 1);
     assert_eq!(root["state_root"], state["state_root"]);
+    // One entry: as its table's page shows it, with the state it was read from.
+    let (code, one) = get(http, "/v1/state/students/S001");
+    assert_eq!(code, 200, "{one}");
+    assert_eq!((&one["table"], &one["entry"]), (&json!("students"), &students["entries"][0]));
+    assert_eq!((&one["state_root"], &one["last_seq"]), (&root["state_root"], &json!(1)));
+    // An id with a slash, as it is and escaped.
+    let vote_id = format!("P001/{}", a.net.peers[1].id());
+    let (_, votes) = get(http, "/v1/state/votes");
+    assert_eq!(votes["entries"][0]["id"], vote_id.as_str());
+    for path in [
+        format!("/v1/state/votes/{vote_id}"),
+        format!("/v1/state/votes/{}", vote_id.replace('/', "%2F")),
+    ] {
+        let (code, one) = get(http, &path);
+        assert_eq!((code, &one["entry"]), (200, &votes["entries"][0]), "{path}");
+    }
+    let (code, wallet) = get(http, &format!("/v1/state/nonces/{}", a.net.peers[0].id()));
+    assert_eq!((code, &wallet["entry"]["value"]), (200, &json!(1)), "{wallet}");
 
     let (code, ops) = get(http, "/v1/operations");
     assert_eq!(code, 200);
@@ -154,6 +172,15 @@ async fn bad_requests_get_4xx_with_a_json_error() {
         ("GET", "/v1/state/students?limit=0", None, 400, "limit must be from 1 to 1000"),
         ("GET", "/v1/state/students?limit=1001", None, 400, "limit must be from 1 to 1000"),
         ("GET", "/v1/state/students?from=1", None, 400, "unknown field"),
+        (
+            "GET",
+            "/v1/state/students/S999",
+            None,
+            404,
+            "no entry 'S999' in the state table students",
+        ),
+        ("GET", "/v1/state/people/S001", None, 404, "no state table 'people'"),
+        ("GET", "/v1/state/students/S%0A1", None, 404, "no entry 'S\\n1'"),
     ];
     for &(method, path, body, code, says) in cases {
         let (got, json) = request(http, method, path, body);
