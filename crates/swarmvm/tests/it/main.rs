@@ -4,6 +4,7 @@
 
 mod authority;
 mod bundle;
+mod clients;
 mod crash;
 mod exit;
 mod explorer;
