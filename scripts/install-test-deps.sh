@@ -3,7 +3,7 @@
 # (key interoperability), opentracker and aria2 (BitTorrent interoperability), clang and lld
 # (the C example module), iproute2 (network namespaces), wrk (HTTP load), chromium and
 # nodejs (the explorer's browser tests); from PyPI PyJWT and jwcrypto (tokens, thumbprints),
-# libtorrent (BitTorrent) and prometheus-client; from npm playwright-core, pinned by
+# libtorrent (BitTorrent) and prometheus-client; from npm playwright-core and terser, pinned by
 # tests/browser/package-lock.json (it drives Debian's chromium; it downloads no browser).
 # Debian's python3-* packages serve only Debian's own python3, hence pip. Idempotent; skips
 # what is already there. Needs root for apt-get.
@@ -39,7 +39,7 @@ if ! command -v npm >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 browser_tests="$(dirname "$0")/../tests/browser"
-if [ ! -d "$browser_tests/node_modules/playwright-core" ]; then
-  echo "installing npm packages in tests/browser: playwright-core"
+if [ ! -d "$browser_tests/node_modules/playwright-core" ] || [ ! -d "$browser_tests/node_modules/terser" ]; then
+  echo "installing npm packages in tests/browser: playwright-core terser"
   (cd "$browser_tests" && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -1,6 +1,7 @@
-//! The Python client for wallet holders (`clients/python`, package `swarmvm_client`):
-//! installed offline with pip into a fresh virtual environment, it gives the shared vectors'
-//! bytes, and signs, submits and follows a contract against a live sequencer.
+//! The clients for wallet holders. The Python package (`clients/python`, `swarmvm_client`),
+//! installed offline with pip into a fresh virtual environment, and the JavaScript module
+//! (`clients/js/swarmvm.mjs`, in Node.js) each give the shared vectors' bytes, and sign,
+//! submit and follow a contract against a live sequencer.
 
 use serde_json::{Value, json};
 use swarmvm_test_support::{require_program, require_python_modules};
@@ -61,5 +62,56 @@ fn the_python_client_installs_offline_and_signs_submits_and_follows_a_contract()
     // What the client applied is what the node holds.
     let state = env.json(&["state", "show", "--data-dir", "seq"]);
     assert_eq!(state["students"]["PY1"]["name"], "Zoë Python");
+    drop(seq);
+}
+
+#[test]
+fn the_javascript_client_is_small_and_signs_submits_and_follows_a_contract() {
+    require_program("node", "nodejs");
+    let terser = format!("{ROOT}/tests/browser/node_modules/terser/main.js");
+    assert!(
+        std::path::Path::new(&terser).exists(),
+        "terser is missing: make test-deps installs it"
+    );
+    let env = Env::new();
+    env.network("ed25519", "tokens.txt");
+    let seq = sequencer(&env, "200ms");
+    let http = http_of(&seq);
+    genesis(&env, http);
+    let peer1 = env.json(&["wallet", "show", "peer1.pem"]);
+    let out = external(
+        "node",
+        &[
+            &format!("{ROOT}/clients/js/test.mjs"),
+            &format!("{ROOT}/tests/vectors/contracts.json"),
+            &terser,
+            &format!("http://{http}"),
+            &env.p("peer1.pem"),
+        ],
+        env.dir.path(),
+    );
+    let out: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+
+    let vectors = out["vectors"].as_array().unwrap();
+    assert!(vectors.len() >= 8 && vectors.iter().all(|v| v == true), "{out}");
+    assert_eq!(out["order"], "{\"10\":2,\"9\":3,\"a\":{\"\u{ff61}\":2,\"\u{1f600}\":1},\"b\":1}");
+    let gzipped = out["size"]["gzipped"].as_u64().unwrap();
+    assert!(gzipped <= 5 * 1024, "at most 5 KB minified and gzipped: {out}");
+    assert!(out["size"]["minified"].as_u64().unwrap() < out["size"]["source"].as_u64().unwrap());
+    assert_eq!(out["generated"], json!({"id": 43, "extractable": false}));
+    assert_eq!(out["wallet"], peer1["id"]);
+    assert_eq!((&out["nonce"], &out["nextNonce"]), (&json!(1), &json!(2)), "{out}");
+    assert_eq!(out["submitted"]["state"], "pending", "{out}");
+    assert_eq!(out["outcome"]["state"], "applied", "{out}");
+    assert_eq!(
+        out["entry"],
+        json!({"id": "JS1", "name": "Zoë Script", "department": "Webs", "courses": []})
+    );
+    assert_eq!(out["absent"], Value::Null);
+    assert_eq!(out["replay"]["status"], 409, "{out}");
+    let after = out["timeout"]["after"].as_f64().unwrap_or_else(|| panic!("{out}"));
+    assert!((0.4..5.0).contains(&after), "{out}");
+    let state = env.json(&["state", "show", "--data-dir", "seq"]);
+    assert_eq!(state["students"]["JS1"]["name"], "Zoë Script");
     drop(seq);
 }
