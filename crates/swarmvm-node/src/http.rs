@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -306,6 +306,26 @@ impl Submitted {
 }
 
 /// `POST /v1/contracts`: 202 `{"id", "state": "pending"}` once the sequencer stored it.
+/// A route's path parameters; parameters that cannot be read (not UTF-8 once decoded) get a
+/// 400 with a JSON error like every other bad request.
+struct Path<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for Path<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(t)| Self(t))
+            .map_err(|e| ApiError::bad_request(one_line_rejection(&e.body_text())))
+    }
+}
+
 async fn post_contract(State(node): State<Web>, post: Submitted) -> Response {
     let (body, hops, via) = match post.parts() {
         Ok(parts) => parts,

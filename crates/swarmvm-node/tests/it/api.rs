@@ -135,6 +135,7 @@ async fn bad_requests_get_4xx_with_a_json_error() {
     let a = Authority::new(1).await;
     let node = a.node("peer").await;
     let http = node.http_addr().unwrap();
+    let long_id = format!("/v1/state/students/{}", "S".repeat(4000));
     let cases: &[(&str, &str, Option<&str>, u16, &str)] = &[
         ("POST", "/v1/bundles", Some("{not json"), 400, "json"),
         ("POST", "/v1/bundles", Some("{}"), 400, "exactly one of"),
@@ -181,6 +182,19 @@ async fn bad_requests_get_4xx_with_a_json_error() {
         ),
         ("GET", "/v1/state/people/S001", None, 404, "no state table 'people'"),
         ("GET", "/v1/state/students/S%0A1", None, 404, "no entry 'S\\n1'"),
+        (
+            "GET",
+            "/v1/state/students/..%2F..%2Fetc%2Fpasswd",
+            None,
+            404,
+            "no entry '../../etc/passwd'",
+        ),
+        ("GET", "/v1/state/students/%00", None, 404, "no entry"),
+        ("GET", "/v1/state/students/%ff%fe", None, 400, "utf-8"),
+        ("GET", "/v1/wallets/%ff", None, 400, "utf-8"),
+        ("GET", "/v1/bundles/%c3%28", None, 400, "utf-8"),
+        ("GET", "/v1/state/students/", None, 404, "no route"),
+        ("GET", long_id.as_str(), None, 404, "…' in the state table students"),
     ];
     for &(method, path, body, code, says) in cases {
         let (got, json) = request(http, method, path, body);

@@ -484,6 +484,10 @@ const RULES: &[(&str, &str, &str)] = &[
     ("token", "manifest typ on operations claims", "does not match the claims"),
     ("token", "a contract offered as a registration", "is not accepted here"),
     ("token", "private jwk in a wallets token", "private key material"),
+    ("token", "a wallet jwk whose alg names another curve (Ed448)", "signs with EdDSA"),
+    ("token", "a wallet jwk whose alg is Ed25519 in lower case", "signs with EdDSA"),
+    ("token", "a wallet jwk whose alg is Ed25519 with a trailing space", "signs with EdDSA"),
+    ("token", "a wallet jwk naming Ed25519 on an rsa key", "signs with RS256"),
     ("token", "the note's private_key member", "private key material"),
     ("token", "a 1024-bit rsa wallet", "at least 2048 are required"),
     ("token", "a handler the catalogue lacks", "unknown handler"),
@@ -979,6 +983,33 @@ fn tokens() -> Vec<Case> {
         c("a label with a zero-width space", |w| wallets_token(w, "peer\u{200b}1", None)),
         c("a label with a byte order mark", |w| wallets_token(w, "\u{feff}peer1", None)),
         c("a label with a line separator", |w| wallets_token(w, "peer1\u{2028}admin", None)),
+        // WebCrypto's `"alg": "Ed25519"` (RFC 9864) is EdDSA on Ed25519 and is taken; other
+        // names, near misses and the name on another key type are not.
+        c("a wallet jwk whose alg names another curve (Ed448)", |w| {
+            wallets_token(
+                w,
+                "evil",
+                Some(jwk_with_alg(w.net.peers[1].public_key().to_jwk(), "Ed448")),
+            )
+        }),
+        c("a wallet jwk whose alg is Ed25519 in lower case", |w| {
+            wallets_token(
+                w,
+                "evil",
+                Some(jwk_with_alg(w.net.peers[1].public_key().to_jwk(), "ed25519")),
+            )
+        }),
+        c("a wallet jwk whose alg is Ed25519 with a trailing space", |w| {
+            wallets_token(
+                w,
+                "evil",
+                Some(jwk_with_alg(w.net.peers[1].public_key().to_jwk(), "Ed25519 ")),
+            )
+        }),
+        c("a wallet jwk naming Ed25519 on an rsa key", |w| {
+            let rsa = swarmvm_test_support::wallet(swarmvm_wallet::Algorithm::Rsa2048, 0);
+            wallets_token(w, "evil", Some(jwk_with_alg(rsa.public_key().to_jwk(), "Ed25519")))
+        }),
     ]
     .into_iter()
     .chain(WEAK_ED25519.iter().enumerate().map(|(i, hex)| {
@@ -992,6 +1023,11 @@ fn tokens() -> Vec<Case> {
         })
     }))
     .collect()
+}
+
+/// `jwk` with its `alg` member replaced.
+fn jwk_with_alg(jwk: Value, alg: &str) -> Value {
+    with(jwk, "alg", json!(alg))
 }
 
 /// A wallets token registering one key (peer 1's, or `jwk`) under `label`, signed by the
