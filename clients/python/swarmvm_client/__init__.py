@@ -129,7 +129,7 @@ class Client:
         self.url = url.rstrip("/")
         self.timeout = timeout
 
-    def _request(self, method, path, body=None, content_type=None, missing_ok=False):
+    def _request(self, method, path, body=None, content_type=None):
         request = urllib.request.Request(self.url + path, data=body, method=method)
         request.add_header("Accept", "application/json")
         if content_type:
@@ -138,8 +138,6 @@ class Client:
             with urllib.request.urlopen(request, timeout=self.timeout) as answer:
                 return json.loads(answer.read())
         except urllib.error.HTTPError as e:
-            if missing_ok and e.code == 404:
-                return None
             try:
                 reason = json.loads(e.read()).get("error", e.reason)
             except ValueError:
@@ -152,7 +150,12 @@ class Client:
 
     def wallet(self, wallet_id: str):
         """`GET /v1/wallets/{id}`: label, jwk, last `nonce`, revoked; None when unknown."""
-        return self._request("GET", "/v1/wallets/" + urllib.parse.quote(wallet_id, safe=""), missing_ok=True)
+        try:
+            return self._request("GET", "/v1/wallets/" + urllib.parse.quote(wallet_id, safe=""))
+        except SwarmvmError as e:
+            if e.status == 404:
+                return None
+            raise
 
     def next_nonce(self, wallet_id: str) -> int:
         """The next nonce of a registered wallet: its last applied nonce + 1."""

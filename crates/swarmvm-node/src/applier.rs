@@ -363,14 +363,9 @@ fn write_loop(shared: &Shared, mut ledger: Option<Ledger>, jobs: &std::sync::mps
                             // is opened again from the file.
                             let why = panic_message(panic.as_ref());
                             error!(%why, "applying a bundle panicked; reopening the ledger");
-                            ledger = None;
-                            shared.reader.write().take();
-                            match Ledger::open(&shared.path) {
-                                Ok(l) => {
-                                    *shared.reader.write() = Some(l.reader());
-                                    ledger = Some(l);
-                                }
-                                Err(e) => error!(error = %e, "cannot open the ledger again"),
+                            close(shared, &mut ledger);
+                            if let Err(e) = reopen(shared, &mut ledger) {
+                                error!(error = %e, "cannot open the ledger again");
                             }
                             Err(PipelineError::Panicked(why))
                         })
@@ -383,28 +378,35 @@ fn write_loop(shared: &Shared, mut ledger: Option<Ledger>, jobs: &std::sync::mps
                 let _ = reply.send(result);
             }
             Job::Close { reply } => {
-                ledger = None;
-                shared.reader.write().take();
+                close(shared, &mut ledger);
                 let _ = reply.send(());
             }
             Job::Reopen { reply } => {
-                let result = match ledger {
-                    Some(_) => Ok(()),
-                    None => Ledger::open(&shared.path).map(|l| {
-                        *shared.reader.write() = Some(l.reader());
-                        ledger = Some(l);
-                    }),
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(reopen(shared, &mut ledger));
             }
             Job::Stop { reply } => {
-                drop(ledger.take());
-                shared.reader.write().take();
+                close(shared, &mut ledger);
                 let _ = reply.send(());
                 return;
             }
         }
     }
+}
+
+/// Closes the ledger: readers see the last commit's [`Summary`] until it opens again.
+fn close(shared: &Shared, ledger: &mut Option<Ledger>) {
+    *ledger = None;
+    shared.reader.write().take();
+}
+
+/// Opens the ledger from its file if it is closed, for the writer and the readers.
+fn reopen(shared: &Shared, ledger: &mut Option<Ledger>) -> Result<(), OpenError> {
+    if ledger.is_none() {
+        let l = Ledger::open(&shared.path)?;
+        *shared.reader.write() = Some(l.reader());
+        *ledger = Some(l);
+    }
+    Ok(())
 }
 
 /// The text of a caught panic.

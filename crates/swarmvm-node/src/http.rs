@@ -305,7 +305,6 @@ impl Submitted {
     }
 }
 
-/// `POST /v1/contracts`: 202 `{"id", "state": "pending"}` once the sequencer stored it.
 /// A route's path parameters; parameters that cannot be read (not UTF-8 once decoded) get a
 /// 400 with a JSON error like every other bad request.
 struct Path<T>(T);
@@ -326,6 +325,7 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromR
     }
 }
 
+/// `POST /v1/contracts`: 202 `{"id", "state": "pending"}` once the sequencer stored it.
 async fn post_contract(State(node): State<Web>, post: Submitted) -> Response {
     let (body, hops, via) = match post.parts() {
         Ok(parts) => parts,

@@ -8,9 +8,19 @@ use swarmvm_test_support::{require_program, require_python_modules};
 
 use crate::live::{genesis, sequencer};
 use crate::node::http_of;
-use crate::support::{Env, external};
+use crate::support::{Daemon, Env, external};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+/// A network whose sequencer (cutting every 200 ms) applied its registrations; its HTTP
+/// address, and peer 1's `wallet show`.
+fn live_sequencer(env: &Env) -> (Daemon, std::net::SocketAddr, Value) {
+    env.network("ed25519", "tokens.txt");
+    let seq = sequencer(env, "200ms");
+    let http = http_of(&seq);
+    genesis(env, http);
+    (seq, http, env.json(&["wallet", "show", "peer1.pem"]))
+}
 
 #[test]
 fn the_python_client_installs_offline_and_signs_submits_and_follows_a_contract() {
@@ -26,11 +36,7 @@ fn the_python_client_installs_offline_and_signs_submits_and_follows_a_contract()
     // Run from outside the source tree, so the installed copy is the one imported.
     let python = env.p("venv/bin/python");
 
-    env.network("ed25519", "tokens.txt");
-    let seq = sequencer(&env, "200ms");
-    let http = http_of(&seq);
-    genesis(&env, http);
-    let peer1 = env.json(&["wallet", "show", "peer1.pem"]);
+    let (seq, http, peer1) = live_sequencer(&env);
     let script = format!("{ROOT}/clients/python/tests/live.py");
     let vectors = format!("{ROOT}/tests/vectors/contracts.json");
     let out = external(
@@ -74,11 +80,7 @@ fn the_javascript_client_is_small_and_signs_submits_and_follows_a_contract() {
         "terser is missing: make test-deps installs it"
     );
     let env = Env::new();
-    env.network("ed25519", "tokens.txt");
-    let seq = sequencer(&env, "200ms");
-    let http = http_of(&seq);
-    genesis(&env, http);
-    let peer1 = env.json(&["wallet", "show", "peer1.pem"]);
+    let (seq, http, peer1) = live_sequencer(&env);
     let out = external(
         "node",
         &[
