@@ -2,7 +2,8 @@
 """Recomputes swarmvm state roots from docs/format.md alone, with hashlib.
 
     recompute_root.py state < state.json   # `swarmvm state show --json`: prints its root
-    recompute_root.py trie trie.json       # every case of the trie vectors: prints its root
+    recompute_root.py trie trie.json       # every case of the trie vectors: prints its roots
+    add --flat to hash nodes as rules 1 and 2 did (`state`; `trie` prints both roots)
 
 Nothing here comes from the Rust code: the entries are rebuilt from the JSON view of the
 state ("State as JSON"), encoded as "State" says, and hashed into the trie "State root"
@@ -113,7 +114,20 @@ def common_prefix(a, b):
     return a[:n]
 
 
-def node_hash(segment, depth, items):
+def children_root(children):
+    """Rules 3: a node's children, (first byte, hash) in byte order, as a binary tree split
+    at the first bit where their first bytes differ; one child stands for itself."""
+    if len(children) == 1:
+        return children[0][1]
+    diff = children[0][0] ^ children[-1][0]
+    depth = 8 - diff.bit_length()
+    bit = 0x80 >> depth
+    at = next(i for i, (b, _) in enumerate(children) if b & bit)
+    left, right = children_root(children[:at]), children_root(children[at:])
+    return hashlib.sha256(b"\x02" + bytes([depth]) + left + right).digest()
+
+
+def node_hash(segment, depth, items, flat):
     """The node whose full path is items' common first `depth` bytes; `segment` is the
     part of that path below its parent. `items` are (key, leaf), sorted by key."""
     value = b"\x00"
@@ -134,28 +148,36 @@ def node_hash(segment, depth, items):
         prefix = group[0][0]
         for key, _ in group[1:]:
             prefix = common_prefix(prefix, key)
-        children.append(node_hash(prefix[depth:], len(prefix), group))
+        children.append((first, node_hash(prefix[depth:], len(prefix), group, flat)))
         i = j
-    body = b"\x01" + u32(len(segment)) + segment + value + u32(len(children)) + b"".join(children)
+    head = b"\x01" + u32(len(segment)) + segment + value
+    if flat:
+        body = head + u32(len(children)) + b"".join(h for _, h in children)
+    elif children:
+        body = head + b"\x01" + children_root(children)
+    else:
+        body = head + b"\x00"
     return hashlib.sha256(body).digest()
 
 
-def root(entries):
+def root(entries, flat=False):
     items = sorted(entries)
     keys = [k for k, _ in items]
     if len(set(keys)) != len(keys):
         raise SystemExit("duplicate keys")
     if not items:
         return hashlib.sha256(b"").digest()
-    return node_hash(b"", 0, items)
+    return node_hash(b"", 0, items, flat)
 
 
 def main():
-    if len(sys.argv) == 2 and sys.argv[1] == "state":
+    args = [a for a in sys.argv[1:] if a != "--flat"]
+    flat = len(args) < len(sys.argv) - 1
+    if args == ["state"]:
         state = json.load(sys.stdin)
-        print(root(entries_of_state(state)).hex())
-    elif len(sys.argv) == 3 and sys.argv[1] == "trie":
-        with open(sys.argv[2], encoding="utf-8") as f:
+        print(root(entries_of_state(state), flat).hex())
+    elif len(args) == 2 and args[0] == "trie":
+        with open(args[1], encoding="utf-8") as f:
             vectors = json.load(f)
         for case in vectors["cases"]:
             removed = {bytes.fromhex(k) for k in case.get("remove", [])}
@@ -164,7 +186,7 @@ def main():
                 for k, v in case["entries"]
                 if bytes.fromhex(k) not in removed
             ]
-            print(case["name"], root(entries).hex())
+            print(case["name"], root(entries, True).hex(), root(entries).hex())
     else:
         raise SystemExit(__doc__)
 

@@ -61,7 +61,7 @@ pub fn check(reader: &LedgerReader) -> Result<CheckReport, CheckError> {
     });
     let mut nodes = 0u64;
     let mut trie_failed: Option<CheckError> = None;
-    let computed = build_sorted(leaves, &mut |path, node| {
+    let computed = build_sorted(leaves, snapshot.node_hashing(), &mut |path, node| {
         nodes += 1;
         if trie_failed.is_some() {
             return;

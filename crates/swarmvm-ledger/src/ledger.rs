@@ -9,7 +9,8 @@ use redb::{Database, ReadableTable as _, WriteTransaction};
 use swarmvm_bundle::{Origin, VerifiedBatch};
 use swarmvm_token::{Operation, RegistrationBody};
 use swarmvm_vm::{
-    Block, Contract, Hash32, Outcome, Overlay, TrieUpdate, Vm, build_sorted, encode_key, entry_leaf,
+    Block, Contract, Hash32, NodeHashing, Outcome, Overlay, TrieUpdate, Vm, build_sorted,
+    encode_key, entry_leaf,
 };
 use swarmvm_wasm::Runtime;
 
@@ -17,10 +18,10 @@ use crate::error::{ApplyError, OpenError, ReadError, corrupt, storage};
 use crate::reader::{CACHE_BYTES, Db, LedgerReader, Snapshot};
 use crate::record::{BundleRecord, Evidence, LogEntry, Receipt};
 use crate::store::{
-    BUNDLES, CONTRACTS, EVIDENCE, FORMAT, FORMAT_V1, FORMAT_V2, LOG, META, META_BUNDLE_IAT,
-    META_BUNDLE_ID, META_BUNDLE_RULES, META_BUNDLE_SEQ, META_CONTRACT_INDEX, META_FORMAT,
-    META_LOCAL, META_LOG_LEN, META_NETWORK, META_ROOT, MODULES, RECEIPTS, STATE, StateTable, TRIE,
-    TrieTable, read_head,
+    BUNDLES, CONTRACTS, EVIDENCE, FORMAT, FORMAT_V1, FORMAT_V2, FORMAT_V3, HEADS, LOG, META,
+    META_BUNDLE_IAT, META_BUNDLE_ID, META_BUNDLE_RULES, META_BUNDLE_SEQ, META_CONTRACT_INDEX,
+    META_FORMAT, META_LOCAL, META_LOG_LEN, META_NETWORK, META_NODE_HASHING, META_ROOT, MODULES,
+    RECEIPTS, ROTATIONS, STATE, StateTable, TRIE, TrieTable, read_head,
 };
 
 /// Trie keys updated per pass: the nodes a pass loads are bounded, whatever the batch.
@@ -109,6 +110,12 @@ impl Ledger {
             return Err(ApplyError::Stale { verified: show(base.last), now: show(now_last) });
         }
         self.store_modules(&txn, batch)?;
+        let hashing = NodeHashing::for_rules(batch.rules());
+        if head.hashing != hashing {
+            // The first batch under rules that hash the trie otherwise: every node is hashed
+            // again, in this transaction, before the batch's changes.
+            rehash_trie(&txn, hashing)?;
+        }
         let (changes, receipts) = {
             let state = StateTable(txn.open_table(STATE).map_err(storage)?);
             let view = StateView(&state);
@@ -117,7 +124,7 @@ impl Ledger {
             let receipts = self.run(batch, &mut overlay)?;
             (overlay.into_changes(), receipts)
         };
-        let state_root = store_changes(&txn, &changes)?;
+        let state_root = store_changes(&txn, &changes, hashing)?;
         let report = record(&txn, batch, &head, state_root, receipts)?;
         txn.commit().map_err(storage)?;
         Ok(report)
@@ -228,6 +235,21 @@ impl Ledger {
         Ok(receipts)
     }
 
+    /// Keeps `head` (its JWS) as the newest head for the applied `seq`, in place of an earlier
+    /// one. The caller verified it and checked that it names this ledger's bundle and root
+    /// at `seq`. Written without waiting for the disk: a head lost to a crash is signed again
+    /// or fetched again, and the next batch's commit makes it durable.
+    pub fn keep_head(&mut self, seq: u64, head: &str) -> Result<(), ReadError> {
+        let db = write_db(&self.db)?;
+        let mut txn = db.begin_write().map_err(storage)?;
+        txn.set_durability(redb::Durability::None).map_err(|e| corrupt(e.to_string()))?;
+        {
+            let mut table = txn.open_table(HEADS).map_err(storage)?;
+            table.insert(seq, head).map_err(storage)?;
+        }
+        txn.commit().map_err(storage)
+    }
+
     /// Keeps a second validly signed bundle for an applied seq as evidence (once).
     pub fn record_evidence(&mut self, evidence: &Evidence) -> Result<(), ReadError> {
         let db = write_db(&self.db)?;
@@ -260,10 +282,12 @@ impl<T: redb::ReadableTable<&'static [u8], &'static [u8]>> swarmvm_vm::StateRead
     }
 }
 
-/// Writes a batch's changes to the state table and the trie; returns the new root.
+/// Writes a batch's changes to the state table and the trie (hashed with `hashing`); returns
+/// the new root.
 fn store_changes(
     txn: &WriteTransaction,
     changes: &swarmvm_vm::ChangeSet,
+    hashing: NodeHashing,
 ) -> Result<Hash32, ReadError> {
     let mut leaves = Vec::with_capacity(changes.len());
     {
@@ -290,7 +314,7 @@ fn store_changes(
     for chunk in leaves.chunks(TRIE_CHUNK) {
         let changes = {
             let mut update =
-                TrieUpdate::open(&trie).map_err(|e| ReadError::Corrupt(e.to_string()))?;
+                TrieUpdate::open(&trie, hashing).map_err(|e| ReadError::Corrupt(e.to_string()))?;
             for (key, leaf) in chunk {
                 update.set(key, *leaf).map_err(|e| ReadError::Corrupt(e.to_string()))?;
             }
@@ -400,6 +424,8 @@ fn record(
         }
         meta.insert(META_ROOT, state_root.as_bytes().as_slice()).map_err(storage)?;
         meta.insert(META_LOG_LEN, position.to_le_bytes().as_slice()).map_err(storage)?;
+        let hashing = NodeHashing::for_rules(batch.rules()).number();
+        meta.insert(META_NODE_HASHING, hashing.to_le_bytes().as_slice()).map_err(storage)?;
         match batch.origin() {
             Origin::Bundle { seq, id, parent, issued_at, manifest } => {
                 meta.insert(META_BUNDLE_SEQ, seq.to_le_bytes().as_slice()).map_err(storage)?;
@@ -419,6 +445,12 @@ fn record(
                 let json = serde_json::to_vec(&record).map_err(corrupt)?;
                 let mut bundles = txn.open_table(BUNDLES).map_err(storage)?;
                 bundles.insert(*seq, json.as_slice()).map_err(storage)?;
+                if batch.authorities().is_some() {
+                    txn.open_table(ROTATIONS)
+                        .map_err(storage)?
+                        .insert(*seq, ())
+                        .map_err(storage)?;
+                }
             }
             Origin::Local => {
                 meta.insert(META_LOCAL, [1u8].as_slice()).map_err(storage)?;
@@ -444,6 +476,8 @@ fn init(db: &Database) -> Result<(), OpenError> {
         txn.open_table(EVIDENCE).map_err(s)?;
         txn.open_table(MODULES).map_err(s)?;
         txn.open_table(CONTRACTS).map_err(s)?;
+        txn.open_table(HEADS).map_err(s)?;
+        txn.open_table(ROTATIONS).map_err(s)?;
         let format = meta
             .get(META_FORMAT)
             .map_err(|e| OpenError::Storage(e.into()))?
@@ -465,6 +499,11 @@ fn init(db: &Database) -> Result<(), OpenError> {
             }
             Some(FORMAT_V1 | FORMAT_V2) => {
                 build_trie(&txn)?;
+                index_rotations(&txn)?;
+                set_format(&txn)?;
+            }
+            Some(FORMAT_V3) => {
+                index_rotations(&txn)?;
                 set_format(&txn)?;
             }
             Some(other) => {
@@ -502,15 +541,61 @@ fn set_format(txn: &WriteTransaction) -> Result<(), OpenError> {
     Ok(())
 }
 
+/// Notes which applied bundles rotated the authority set, in a ledger older than that note:
+/// every stored manifest is read once.
+fn index_rotations(txn: &WriteTransaction) -> Result<(), OpenError> {
+    let s = |e: redb::Error| OpenError::Storage(e);
+    let bundles = txn.open_table(BUNDLES).map_err(|e| s(e.into()))?;
+    let mut rotations = txn.open_table(ROTATIONS).map_err(|e| s(e.into()))?;
+    for row in bundles.iter().map_err(|e| s(e.into()))? {
+        let (seq, v) = row.map_err(|e| s(e.into()))?;
+        let record: BundleRecord =
+            serde_json::from_slice(v.value()).map_err(|e| OpenError::Corrupt(e.to_string()))?;
+        let peek = swarmvm_token::peek_manifest(&record.manifest)
+            .map_err(|e| OpenError::Corrupt(format!("stored manifest {}: {e}", seq.value())))?;
+        if peek.authority_set.is_some() {
+            rotations.insert(seq.value(), ()).map_err(|e| s(e.into()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Hashes every node of the stored trie again with `hashing` (a batch under rules that hash
+/// nodes otherwise), and records the new root and hashing in `meta`.
+fn rehash_trie(txn: &WriteTransaction, hashing: NodeHashing) -> Result<(), ReadError> {
+    txn.delete_table(TRIE).map_err(storage)?;
+    let root = fill_trie(txn, hashing).map_err(|e| match e {
+        OpenError::Storage(e) => ReadError::Storage(e),
+        other => ReadError::Corrupt(other.to_string()),
+    })?;
+    let mut meta = txn.open_table(META).map_err(storage)?;
+    meta.insert(META_ROOT, root.as_bytes().as_slice()).map_err(storage)?;
+    meta.insert(META_NODE_HASHING, hashing.number().to_le_bytes().as_slice()).map_err(storage)?;
+    Ok(())
+}
+
 /// Fills the trie table from the stored entries (an older ledger kept no trie), streaming
 /// them in order, and checks the result against the recorded root.
 fn build_trie(txn: &WriteTransaction) -> Result<(), OpenError> {
-    let s = |e: redb::StorageError| OpenError::Storage(e.into());
     let head = read_head(&txn.open_table(META).map_err(|e| OpenError::Storage(e.into()))?)
         .map_err(|e| match e {
             ReadError::Storage(e) => OpenError::Storage(e),
             ReadError::Corrupt(what) => OpenError::Corrupt(what),
         })?;
+    let root = fill_trie(txn, head.hashing)?;
+    if head.state_root() != root {
+        return Err(OpenError::Corrupt(format!(
+            "stored root {} but the entries hash to {root}",
+            head.state_root()
+        )));
+    }
+    Ok(())
+}
+
+/// Writes the trie of the stored entries, hashed with `hashing`, into an empty trie table;
+/// returns its root.
+fn fill_trie(txn: &WriteTransaction, hashing: NodeHashing) -> Result<Hash32, OpenError> {
+    let s = |e: redb::StorageError| OpenError::Storage(e.into());
     let state = txn.open_table(STATE).map_err(|e| OpenError::Storage(e.into()))?;
     let mut trie = txn.open_table(TRIE).map_err(|e| OpenError::Storage(e.into()))?;
     let mut failed: Option<OpenError> = None;
@@ -532,7 +617,7 @@ fn build_trie(txn: &WriteTransaction) -> Result<(), OpenError> {
     });
     let mut buf = Vec::new();
     let mut write_failed = None;
-    let root = build_sorted(entries, &mut |path, node| {
+    let root = build_sorted(entries, hashing, &mut |path, node| {
         buf.clear();
         node.encode(&mut buf);
         if let Err(e) = trie.insert(path, buf.as_slice()) {
@@ -542,12 +627,5 @@ fn build_trie(txn: &WriteTransaction) -> Result<(), OpenError> {
     if let Some(e) = failed.or(write_failed) {
         return Err(e);
     }
-    let root = root.ok_or_else(|| OpenError::Corrupt("state keys are not in order".into()))?;
-    if head.state_root() != root {
-        return Err(OpenError::Corrupt(format!(
-            "stored root {} but the entries hash to {root}",
-            head.state_root()
-        )));
-    }
-    Ok(())
+    root.ok_or_else(|| OpenError::Corrupt("state keys are not in order".into()))
 }

@@ -11,14 +11,16 @@ use swarmvm_bundle::{BundlePosition, ChainView};
 use swarmvm_primitives::BundleId;
 use swarmvm_token::AuthoritySet;
 use swarmvm_vm::view::{ViewError, page, write_state_json};
-use swarmvm_vm::{Hash32, Record, StateError, StateRead, StateScan, Table, encode_key};
+use swarmvm_vm::{
+    Hash32, NodeHashing, Record, StateError, StateRead, StateScan, Table, encode_key,
+};
 use swarmvm_wallet::PublicKey;
 
 use crate::error::{OpenError, ReadError, corrupt, storage};
 use crate::record::{BundleRecord, Evidence, LogEntry, Receipt};
 use crate::store::{
-    BUNDLES, CONTRACTS, EVIDENCE, FORMAT, Head, LOG, META, META_FORMAT, MODULES, RECEIPTS, STATE,
-    StateTable, json, read_head,
+    BUNDLES, CONTRACTS, EVIDENCE, FORMAT, HEADS, Head, LOG, META, META_FORMAT, MODULES, RECEIPTS,
+    ROTATIONS, STATE, StateTable, TRIE, TrieTable, json, read_head,
 };
 
 /// The file, open for writing (one process) or for reading (any number, beside the writer).
@@ -69,7 +71,8 @@ impl LedgerReader {
         let meta = txn.open_table(META).map_err(|e| OpenError::Storage(e.into()))?;
         let format = meta.get(META_FORMAT).map_err(|e| OpenError::Storage(e.into()))?;
         let format = format.map(|v| String::from_utf8_lossy(v.value()).into_owned());
-        let known = [FORMAT, crate::store::FORMAT_V1, crate::store::FORMAT_V2];
+        let known =
+            [FORMAT, crate::store::FORMAT_V1, crate::store::FORMAT_V2, crate::store::FORMAT_V3];
         if let Some(other) = format.as_deref().filter(|f| !known.contains(f)) {
             return Err(OpenError::UnknownFormat { found: swarmvm_primitives::text::shown(other) });
         }
@@ -143,6 +146,39 @@ impl Snapshot {
     /// True when local (`exec`) batches were applied: such a ledger takes no bundles.
     pub fn is_local(&self) -> bool {
         self.head.local
+    }
+
+    /// How the trie's nodes are hashed: binary from the first batch under rules 3.
+    pub fn node_hashing(&self) -> NodeHashing {
+        self.head.hashing
+    }
+
+    /// The newest head kept for the applied `seq` (its JWS), if any.
+    pub fn head_at(&self, seq: u64) -> Result<Option<String>, ReadError> {
+        let table = self.txn.open_table(HEADS).map_err(storage)?;
+        Ok(table.get(seq).map_err(storage)?.map(|v| v.value().to_owned()))
+    }
+
+    /// The applied bundles whose manifests rotated the authority set, in seq order.
+    pub fn rotations(&self) -> Result<Vec<BundleRecord>, ReadError> {
+        let table = self.txn.open_table(ROTATIONS).map_err(storage)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(storage)? {
+            let (seq, _) = row.map_err(storage)?;
+            let seq = seq.value();
+            out.push(self.bundle(seq)?.ok_or_else(|| {
+                corrupt(format!("bundle {seq} rotated the set but is not recorded"))
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// The proof (`docs/format.md`, "Proofs") of the entry at the storage key `key`, present
+    /// or absent, against [`Self::state_root`]. Only a trie hashed with
+    /// [`NodeHashing::Binary`] proves entries this way: see [`Self::node_hashing`].
+    pub fn prove(&self, key: &[u8]) -> Result<Vec<u8>, ReadError> {
+        let trie = TrieTable(self.txn.open_table(TRIE).map_err(storage)?);
+        swarmvm_vm::prove(&trie, key).map_err(|e| corrupt(e.to_string()))
     }
 
     /// The record at `id` in `table`.

@@ -5,7 +5,7 @@ use redb::{ReadableTable, TableDefinition};
 use swarmvm_bundle::BundlePosition;
 use swarmvm_primitives::{BundleId, Rules};
 use swarmvm_vm::{
-    Hash32, NodeStore, Record, StateError, StoredNode, Table, decode_key, encode_key,
+    Hash32, NodeHashing, NodeStore, Record, StateError, StoredNode, Table, decode_key, encode_key,
 };
 
 use crate::error::{ReadError, corrupt, storage};
@@ -29,6 +29,12 @@ pub(crate) const MODULES: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinitio
 pub(crate) const EVIDENCE: TableDefinition<'_, (u64, &[u8; 32]), &[u8]> =
     TableDefinition::new("evidence");
 
+/// Heads by seq: the newest head this ledger's node verified (or signed) for each applied
+/// seq, its JWS serialization.
+pub(crate) const HEADS: TableDefinition<'_, u64, &str> = TableDefinition::new("heads");
+/// The seqs of applied bundles whose manifest rotated the authority set.
+pub(crate) const ROTATIONS: TableDefinition<'_, u64, ()> = TableDefinition::new("rotations");
+
 /// Receipts by contract id (the SHA-256 of its token): (log position, index) of the receipt
 /// that applied it, else of its latest rejection.
 pub(crate) const CONTRACTS: TableDefinition<'_, &[u8; 32], (u64, u32)> =
@@ -48,22 +54,29 @@ pub(crate) const META_BUNDLE_IAT: &str = "bundle_iat";
 pub(crate) const META_BUNDLE_RULES: &str = "bundle_rules";
 /// Set once a local (`exec`) batch applied: such a ledger never takes bundles.
 pub(crate) const META_LOCAL: &str = "local";
+/// How the stored trie's nodes are hashed ([`NodeHashing::number`]; absent: flat, as every
+/// ledger before rules 3).
+pub(crate) const META_NODE_HASHING: &str = "node_hashing";
 
-/// The version of what this code writes. Version 3 keeps the state trie in the file (version
-/// 2 rebuilt it in memory on every open); version 2 identified bundles by the hash of their
-/// manifest's signed payload (version 1 hashed the file) and kept every applied manifest.
-pub const FORMAT: &str = "swarmvm-ledger/3";
+/// The version of what this code writes. Version 4 keeps a head for every applied seq, the
+/// seqs that rotated the authority set, and how the trie's nodes are hashed; version 3 keeps
+/// the state trie in the file (version 2 rebuilt it in memory on every open); version 2
+/// identified bundles by the hash of their manifest's signed payload (version 1 hashed the
+/// file) and kept every applied manifest.
+pub const FORMAT: &str = "swarmvm-ledger/4";
+pub(crate) const FORMAT_V3: &str = "swarmvm-ledger/3";
 pub(crate) const FORMAT_V2: &str = "swarmvm-ledger/2";
 pub(crate) const FORMAT_V1: &str = "swarmvm-ledger/1";
 
 /// What `meta` says: the ledger's position.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Head {
     pub(crate) network: Option<String>,
     pub(crate) root: Option<Hash32>,
     pub(crate) log_len: u64,
     pub(crate) last: Option<BundlePosition>,
     pub(crate) local: bool,
+    pub(crate) hashing: NodeHashing,
 }
 
 impl Head {
@@ -108,7 +121,12 @@ pub(crate) fn read_head(
         _ => return Err(corrupt("the last bundle's seq, identity and time are incomplete")),
     };
     let local = get(META_LOCAL)?.is_some();
-    Ok(Head { network, root, log_len, last, local })
+    let hashing = match get(META_NODE_HASHING)? {
+        None => NodeHashing::Flat,
+        Some(n) => NodeHashing::from_number(meta_u64(&n)?)
+            .ok_or_else(|| corrupt("unknown node hashing"))?,
+    };
+    Ok(Head { network, root, log_len, last, local, hashing })
 }
 
 /// The JSON value of a stored record row.

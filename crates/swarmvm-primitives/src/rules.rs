@@ -26,14 +26,19 @@ impl Rules {
     /// module costs fuel in proportion to its memory and table; the modules of one contract
     /// hold a bounded memory together.
     pub const V2: Self = Self(2);
+    /// Version 2 and: the state trie's nodes hash their children as a binary tree, so that
+    /// an entry or its absence is proved by the hashes along one path (the state root
+    /// differs from version 2's for the same entries).
+    pub const V3: Self = Self(3);
     /// The newest version, named by the bundles this build makes.
-    pub const CURRENT: Self = Self::V2;
+    pub const CURRENT: Self = Self::V3;
 
     /// The version numbered `n`, if this build knows it.
     pub fn new(n: u64) -> Result<Self, UnknownRules> {
         match n {
             1 => Ok(Self::V1),
             2 => Ok(Self::V2),
+            3 => Ok(Self::V3),
             n => Err(UnknownRules(n)),
         }
     }
@@ -71,8 +76,10 @@ mod tests {
         assert_eq!(Rules::new(1), Ok(Rules::V1));
         assert_eq!(Rules::new(2), Ok(Rules::V2));
         assert_eq!(Rules::new(0), Err(UnknownRules(0)));
-        assert_eq!(Rules::new(3), Err(UnknownRules(3)));
+        assert_eq!(Rules::new(3), Ok(Rules::V3));
+        assert_eq!(Rules::new(4), Err(UnknownRules(4)));
         assert!(Rules::V2.has(Rules::V1) && Rules::V2.has(Rules::V2) && !Rules::V1.has(Rules::V2));
+        assert!(Rules::V3.has(Rules::V2) && !Rules::V2.has(Rules::V3));
         assert_eq!(Rules::default(), Rules::CURRENT);
         assert!(UnknownRules(9).to_string().contains("rules version 9 is not known"));
     }

@@ -8,6 +8,8 @@ pub use swarmvm_primitives::{Hash32, InvalidHash};
 pub const LEAF_PREFIX: u8 = 0x00;
 /// Domain-separation prefix of interior (trie node) hashes (RFC 6962 §2.1).
 pub const NODE_PREFIX: u8 = 0x01;
+/// Domain-separation prefix of the hashes joining a node's children in pairs (rules 3).
+pub const SPLIT_PREFIX: u8 = 0x02;
 
 /// The leaf hash of one encoded entry: SHA-256(0x00 || entry).
 pub fn leaf_hash(entry: &[u8]) -> Hash32 {

@@ -35,6 +35,7 @@ pub mod fields;
 mod handlers;
 mod hash;
 mod key;
+pub mod proof;
 mod state;
 mod trie;
 pub mod view;
@@ -52,12 +53,16 @@ pub use handlers::{
     AddCourse, Catalogue, Ctx, EnrollStudent, GenerateNft, Handler, RegisterStudent, TransferNft,
     VoteProposal,
 };
-pub use hash::{Hash32, InvalidHash, LEAF_PREFIX, NODE_PREFIX, leaf_hash};
+pub use hash::{Hash32, InvalidHash, LEAF_PREFIX, NODE_PREFIX, SPLIT_PREFIX, leaf_hash};
+pub use proof::{MAX_PROOF_LEN, ProofError, proof_root, prove, verify_proof};
 pub use state::{
     DecodeError, MemoryState, Record, Table, WASM_HANDLER, decode_key, encode_entry, encode_key,
     entry_leaf,
 };
-pub use trie::{NodeStore, StoredNode, TrieChanges, TrieUpdate, build_sorted, root_of_sorted};
+pub use trie::{
+    NodeHashing, NodeStore, StoredNode, TrieChanges, TrieUpdate, build_sorted, children_root,
+    root_of_sorted,
+};
 pub use vm::{
     AUTHORITY_SET_ID, Contract, Machine, Outcome, Vm, nonce_of, revoked_id, withdrawn_id,
 };

@@ -5,9 +5,12 @@
 //! root holds an entry or branches into at least two children, so its shape — and so the root
 //! — depends only on the set of entries, never on the order they were written.
 //!
-//! A node's hash is `SHA-256(0x01 || u32le(len segment) || segment || 0x00 | (0x01 || leaf)
-//! || u32le(children) || child hashes in byte order)`. The trie of no entries hashes to
-//! `SHA-256("")`. `docs/format.md` gives the same definition.
+//! How a node's children enter its hash is [`NodeHashing`]: all at once under rules 1 and 2
+//! (`SHA-256(0x01 || u32le(len segment) || segment || 0x00 | (0x01 || leaf) || u32le(children)
+//! || child hashes in byte order)`), or, from rules 3, as a binary tree split on the bits of
+//! their first bytes, so that one entry, or its absence, is proved by the sibling hashes along
+//! one path ([`crate::proof`]). The trie of no entries hashes to `SHA-256("")`.
+//! `docs/format.md` gives the same definitions.
 //!
 //! The same trie serves two homes. [`Trie`] holds every node in memory ([`crate::MemoryState`]).
 //! [`TrieUpdate`] works over a [`NodeStore`] (the ledger's redb file): it loads only the nodes
@@ -17,10 +20,80 @@
 //! checked against an independent computation.
 
 use sha2::{Digest as _, Sha256};
+use swarmvm_primitives::Rules;
 
 use crate::access::StateError;
-use crate::hash::{Hash32, NODE_PREFIX};
+use crate::hash::{Hash32, NODE_PREFIX, SPLIT_PREFIX};
 use crate::state::DecodeError;
+
+/// How a node's children enter its hash.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum NodeHashing {
+    /// Rules 1 and 2: every child's hash, in byte order, inside the node's hash.
+    Flat,
+    /// Rules 3 on: the children as a binary tree ([`children_root`]), committed by one hash.
+    #[default]
+    Binary,
+}
+
+impl NodeHashing {
+    /// The hashing a bundle under `rules` is committed with.
+    pub fn for_rules(rules: Rules) -> Self {
+        if rules.has(Rules::V3) { Self::Binary } else { Self::Flat }
+    }
+
+    /// Its number as a ledger records it (1 flat, 2 binary).
+    pub fn number(self) -> u64 {
+        match self {
+            Self::Flat => 1,
+            Self::Binary => 2,
+        }
+    }
+
+    /// The hashing numbered `n`.
+    pub fn from_number(n: u64) -> Option<Self> {
+        match n {
+            1 => Some(Self::Flat),
+            2 => Some(Self::Binary),
+            _ => None,
+        }
+    }
+}
+
+/// The hash joining two subtrees of a node's children that split at bit `depth` (0 the most
+/// significant) of their first bytes: `SHA-256(0x02 || u8(depth) || left || right)`.
+pub(crate) fn split_hash(depth: u8, left: &Hash32, right: &Hash32) -> Hash32 {
+    let mut h = Sha256::new();
+    h.update([SPLIT_PREFIX, depth]);
+    h.update(left.0);
+    h.update(right.0);
+    Hash32(h.finalize().into())
+}
+
+/// The root of a node's children as a binary tree (rules 3): the children, as (first byte of
+/// their segment, hash) in byte order, are split at the first bit where their first bytes
+/// differ, those with 0 there on the left, until one child is left, which stands for itself.
+/// `None` for no children.
+pub fn children_root(children: &[(u8, Hash32)]) -> Option<Hash32> {
+    match children {
+        [] => None,
+        [(_, only)] => Some(*only),
+        [(first, _), .., (last, _)] => {
+            let (depth, at) = split_point(children, *first, *last);
+            let left = children_root(&children[..at])?;
+            let right = children_root(&children[at..])?;
+            Some(split_hash(depth, &left, &right))
+        }
+    }
+}
+
+/// Where children in byte order split: the first bit (0 the most significant) at which the
+/// first bytes `first` and `last` differ, and the index of the first child with a 1 there.
+pub(crate) fn split_point(children: &[(u8, Hash32)], first: u8, last: u8) -> (u8, usize) {
+    let depth = (first ^ last).leading_zeros().min(7) as u8;
+    let bit = 0x80u8 >> depth;
+    (depth, children.partition_point(|(b, _)| b & bit == 0))
+}
 
 /// A node as a store keeps it, under its full path (the key bytes from the root to it): the
 /// leaf ending here, and each child's segment (the key bytes from here to it) with its hash.
@@ -87,16 +160,60 @@ impl StoredNode {
     }
 
     /// The node's hash when its segment is `segment`.
-    pub fn hash(&self, segment: &[u8]) -> Hash32 {
-        node_hash(segment, self.value.as_ref(), self.children.iter().map(|(_, h)| h))
+    pub fn hash(&self, segment: &[u8], hashing: NodeHashing) -> Hash32 {
+        let children: Vec<(u8, Hash32)> =
+            self.children.iter().map(|(s, h)| (s.first().copied().unwrap_or(0), *h)).collect();
+        node_hash(segment, self.value.as_ref(), &children, hashing)
+    }
+
+    /// The (first byte, hash) of each child, in order.
+    pub fn child_hashes(&self) -> Vec<(u8, Hash32)> {
+        self.children.iter().map(|(s, h)| (s.first().copied().unwrap_or(0), *h)).collect()
     }
 }
 
-fn node_hash<'h>(
+/// A node's hash from its segment, the leaf ending at it, and its children as (first byte of
+/// their segment, hash) in byte order.
+pub(crate) fn node_hash(
     segment: &[u8],
     value: Option<&Hash32>,
-    children: impl ExactSizeIterator<Item = &'h Hash32>,
+    children: &[(u8, Hash32)],
+    hashing: NodeHashing,
 ) -> Hash32 {
+    match hashing {
+        NodeHashing::Flat => {
+            let mut h = node_head(segment, value);
+            h.update(u32::try_from(children.len()).unwrap_or(u32::MAX).to_le_bytes());
+            for (_, child) in children {
+                h.update(child.0);
+            }
+            Hash32(h.finalize().into())
+        }
+        NodeHashing::Binary => binary_node_hash(segment, value, children_root(children).as_ref()),
+    }
+}
+
+/// A node's hash under [`NodeHashing::Binary`], from the root of its children:
+/// `SHA-256(0x01 || u32le(len segment) || segment || 0x00 | (0x01 || leaf) || 0x00 | (0x01 ||
+/// children root))`.
+pub(crate) fn binary_node_hash(
+    segment: &[u8],
+    value: Option<&Hash32>,
+    children: Option<&Hash32>,
+) -> Hash32 {
+    let mut h = node_head(segment, value);
+    match children {
+        None => h.update([0]),
+        Some(c) => {
+            h.update([1]);
+            h.update(c.0);
+        }
+    }
+    Hash32(h.finalize().into())
+}
+
+/// The hasher fed with what both hashings start with: the prefix, segment and leaf.
+fn node_head(segment: &[u8], value: Option<&Hash32>) -> Sha256 {
     let mut h = Sha256::new();
     h.update([NODE_PREFIX]);
     h.update(u32::try_from(segment.len()).unwrap_or(u32::MAX).to_le_bytes());
@@ -108,11 +225,7 @@ fn node_hash<'h>(
             h.update(v.0);
         }
     }
-    h.update(u32::try_from(children.len()).unwrap_or(u32::MAX).to_le_bytes());
-    for child in children {
-        h.update(child.0);
-    }
-    Hash32(h.finalize().into())
+    h
 }
 
 /// Where stored nodes come from, by full path.
@@ -303,6 +416,7 @@ impl Node {
     fn flush(
         &mut self,
         path: &mut Vec<u8>,
+        hashing: NodeHashing,
         mut writes: Option<&mut Vec<(Vec<u8>, StoredNode)>>,
     ) -> Hash32 {
         if let Some(h) = self.hash {
@@ -311,24 +425,25 @@ impl Node {
         let mut hashes = Vec::with_capacity(self.children.len());
         for child in &mut self.children {
             match child {
-                Child::Stub { hash, .. } => hashes.push(*hash),
+                Child::Stub { segment, hash } => hashes.push((segment[0], *hash)),
                 Child::Loaded(node) => {
                     let at = path.len();
                     if writes.is_some() {
                         path.extend_from_slice(&node.segment);
                     }
-                    hashes.push(node.flush(path, writes.as_deref_mut()));
+                    let first = node.segment[0];
+                    hashes.push((first, node.flush(path, hashing, writes.as_deref_mut())));
                     path.truncate(at);
                 }
             }
         }
-        let hash = node_hash(&self.segment, self.value.as_ref(), hashes.iter());
+        let hash = node_hash(&self.segment, self.value.as_ref(), &hashes, hashing);
         if let Some(writes) = writes {
             let children = self
                 .children
                 .iter()
                 .zip(hashes)
-                .map(|(c, h)| (Box::<[u8]>::from(c.segment()), h))
+                .map(|(c, (_, h))| (Box::<[u8]>::from(c.segment()), h))
                 .collect();
             writes.push((path.clone(), StoredNode { value: self.value, children }));
         }
@@ -345,7 +460,8 @@ fn no_store(path: &[u8]) -> Result<StoredNode, StateError> {
     Err(StateError::NoStore { path: path.to_vec() })
 }
 
-/// A Merkle radix trie of leaf hashes by key, wholly in memory.
+/// A Merkle radix trie of leaf hashes by key, wholly in memory, hashed with
+/// [`NodeHashing::Binary`] (its cached hashes are of that hashing).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Trie {
     root: Node,
@@ -368,7 +484,7 @@ impl Trie {
         if self.root.is_empty() {
             return Hash32::digest(&[]);
         }
-        self.root.flush(&mut Vec::new(), None)
+        self.root.flush(&mut Vec::new(), NodeHashing::Binary, None)
     }
 }
 
@@ -386,6 +502,7 @@ pub struct TrieChanges {
 /// Changes to a trie kept in a [`NodeStore`]: only the nodes on changed paths are loaded.
 pub struct TrieUpdate<'s> {
     store: &'s dyn NodeStore,
+    hashing: NodeHashing,
     root: Node,
     deleted: Vec<Vec<u8>>,
 }
@@ -397,13 +514,14 @@ impl std::fmt::Debug for TrieUpdate<'_> {
 }
 
 impl<'s> TrieUpdate<'s> {
-    /// Starts from the trie in `store` (its root node is at the empty path).
-    pub fn open(store: &'s dyn NodeStore) -> Result<Self, StateError> {
+    /// Starts from the trie in `store` (its root node is at the empty path), whose nodes are
+    /// hashed with `hashing`.
+    pub fn open(store: &'s dyn NodeStore, hashing: NodeHashing) -> Result<Self, StateError> {
         let root = match store.node(&[])? {
             Some(stored) => Node::from_stored(Box::default(), stored),
             None => Node::default(),
         };
-        Ok(Self { store, root, deleted: Vec::new() })
+        Ok(Self { store, hashing, root, deleted: Vec::new() })
     }
 
     /// Sets the leaf at `key`, or removes it (`None`).
@@ -426,21 +544,25 @@ impl<'s> TrieUpdate<'s> {
             self.deleted.push(Vec::new());
             return TrieChanges { root: Hash32::digest(&[]), deletes: self.deleted, writes };
         }
-        let root = self.root.flush(&mut Vec::new(), Some(&mut writes));
+        let root = self.root.flush(&mut Vec::new(), self.hashing, Some(&mut writes));
         TrieChanges { root, deletes: self.deleted, writes }
     }
 }
 
 /// The root of the trie holding `entries` (storage key, leaf hash), which must come in
 /// strictly increasing key order; `None` if they do not. Keeps one path in memory.
-pub fn root_of_sorted(entries: impl IntoIterator<Item = (Vec<u8>, Hash32)>) -> Option<Hash32> {
-    build_sorted(entries, &mut |_, _| {})
+pub fn root_of_sorted(
+    entries: impl IntoIterator<Item = (Vec<u8>, Hash32)>,
+    hashing: NodeHashing,
+) -> Option<Hash32> {
+    build_sorted(entries, hashing, &mut |_, _| {})
 }
 
 /// [`root_of_sorted`], handing every node of the trie to `on_node` (full path, content) as it
 /// is finished, children before parents: how a store is filled or checked from its entries.
 pub fn build_sorted(
     entries: impl IntoIterator<Item = (Vec<u8>, Hash32)>,
+    hashing: NodeHashing,
     on_node: &mut dyn FnMut(&[u8], StoredNode),
 ) -> Option<Hash32> {
     /// A node whose subtree is still being read: its full path length, the entry ending
@@ -454,6 +576,7 @@ pub fn build_sorted(
         stack: &mut Vec<Open>,
         key: &[u8],
         down_to: usize,
+        hashing: NodeHashing,
         on_node: &mut dyn FnMut(&[u8], StoredNode),
     ) {
         while stack.last().is_some_and(|n| n.depth > down_to) {
@@ -468,7 +591,7 @@ pub fn build_sorted(
             };
             let segment: Box<[u8]> = key[depth..node.depth].into();
             let stored = StoredNode { value: node.value, children: node.children };
-            let hash = stored.hash(&segment);
+            let hash = stored.hash(&segment, hashing);
             on_node(&key[..node.depth], stored);
             if let Some(parent) = stack.last_mut() {
                 parent.children.push((segment, hash));
@@ -484,7 +607,7 @@ pub fn build_sorted(
             Some(p) => common_prefix(p, &key),
         };
         if let Some(p) = &previous {
-            close(&mut stack, p, shared, on_node);
+            close(&mut stack, p, shared, hashing, on_node);
         }
         if key.is_empty() {
             stack[0].value = Some(leaf);
@@ -494,10 +617,10 @@ pub fn build_sorted(
         previous = Some(key);
     }
     let Some(last) = previous else { return Some(Hash32::digest(&[])) };
-    close(&mut stack, &last, 0, on_node);
+    close(&mut stack, &last, 0, hashing, on_node);
     let root = stack.pop()?;
     let stored = StoredNode { value: root.value, children: root.children };
-    let hash = stored.hash(&[]);
+    let hash = stored.hash(&[], hashing);
     on_node(&[], stored);
     Some(hash)
 }
@@ -593,7 +716,7 @@ mod tests {
 
     impl Store {
         fn apply(&mut self, changes: &[(Vec<u8>, Option<Hash32>)]) -> Hash32 {
-            let mut update = TrieUpdate::open(self).unwrap();
+            let mut update = TrieUpdate::open(self, NodeHashing::Binary).unwrap();
             for (k, v) in changes {
                 update.set(k, *v).unwrap();
             }
@@ -624,7 +747,11 @@ mod tests {
                 for (segment, hash) in &node.children {
                     let mut child = path.clone();
                     child.extend_from_slice(segment);
-                    assert_eq!(self.nodes[&child].hash(segment), *hash, "hash of {child:?}");
+                    assert_eq!(
+                        self.nodes[&child].hash(segment, NodeHashing::Binary),
+                        *hash,
+                        "hash of {child:?}"
+                    );
                     stack.push(child);
                 }
             }
@@ -681,7 +808,10 @@ mod tests {
                 let root = store.apply(&changes);
                 assert_eq!(root, memory.root(), "seed {seed} round {round}");
                 assert_eq!(
-                    root_of_sorted(present.iter().map(|(k, v)| (k.clone(), *v))),
+                    root_of_sorted(
+                        present.iter().map(|(k, v)| (k.clone(), *v)),
+                        NodeHashing::Binary
+                    ),
                     Some(root),
                     "seed {seed} round {round}: from sorted entries"
                 );
@@ -711,7 +841,7 @@ mod tests {
         let changes: Vec<_> = entries.iter().map(|(k, v)| (k.clone(), Some(*v))).collect();
         let root = updated.apply(&changes);
         let mut built = BTreeMap::new();
-        let r = build_sorted(entries, &mut |path, node| {
+        let r = build_sorted(entries, NodeHashing::Binary, &mut |path, node| {
             assert!(built.insert(path.to_vec(), node).is_none(), "a node twice");
         });
         assert_eq!(r, Some(root));
@@ -720,11 +850,11 @@ mod tests {
 
     #[test]
     fn root_of_sorted_needs_sorted_unique_keys() {
-        assert_eq!(root_of_sorted(Vec::new()), Some(Hash32::digest(&[])));
+        assert_eq!(root_of_sorted(Vec::new(), NodeHashing::Binary), Some(Hash32::digest(&[])));
         let a = (b"a".to_vec(), leaf_hash(b"a"));
         let b = (b"b".to_vec(), leaf_hash(b"b"));
-        assert!(root_of_sorted(vec![a.clone(), b.clone()]).is_some());
-        assert_eq!(root_of_sorted(vec![b, a.clone()]), None);
-        assert_eq!(root_of_sorted(vec![a.clone(), a]), None);
+        assert!(root_of_sorted(vec![a.clone(), b.clone()], NodeHashing::Binary).is_some());
+        assert_eq!(root_of_sorted(vec![b, a.clone()], NodeHashing::Flat), None);
+        assert_eq!(root_of_sorted(vec![a.clone(), a], NodeHashing::Binary), None);
     }
 }

@@ -133,6 +133,121 @@ pub fn entry_json(state: &dyn StateScan, id: &str, record: &Record) -> Result<Va
     Ok(Value::Object(entry))
 }
 
+/// A record as a proof's `value` shows it: its fields by the names `docs/format.md` gives
+/// them, each as it is encoded (text as a string, numbers as integers, a module hash as hex, a
+/// module's stored bytes as [`shown_bytes`]), so that a verifier rebuilds the record's bytes
+/// from it alone. Records without fields are `{}`.
+pub fn record_value(record: &Record) -> Value {
+    match record {
+        Record::Operation { handler } => json!({"handler": handler.as_str()}),
+        Record::WasmOperation { module, fuel } => {
+            json!({"handler": crate::WASM_HANDLER, "module": module.to_hex(), "fuel": fuel})
+        }
+        Record::Wallet { label, key } => json!({"label": label.as_str(), "key": key.as_str()}),
+        Record::Nonce { last } => json!({"last": last}),
+        Record::Student { name, department } | Record::Course { name, department } => {
+            json!({"name": name.as_str(), "department": department.as_str()})
+        }
+        Record::Proposal { description, votes } => {
+            json!({"description": description.as_str(), "votes": votes})
+        }
+        Record::Nft { name, metadata, owner } => json!({
+            "name": name.as_str(), "metadata": metadata.as_str(), "owner": owner.as_str(),
+        }),
+        Record::Data { value } => json!({"value": shown_bytes(value)}),
+        Record::AuthoritySet { set } => json!({"set": set.as_str()}),
+        Record::Enrollment | Record::Vote | Record::Revoked | Record::TokenUsed => json!({}),
+    }
+}
+
+/// The record of `table` that a proof's `value` ([`record_value`]) shows: exactly the
+/// table's fields, of their types, and nothing else.
+pub fn record_from_value(table: Table, value: &Value) -> Result<Record, String> {
+    let Value::Object(fields) = value else {
+        return Err("a value is a JSON object".into());
+    };
+    let text = |name: &str| -> Result<crate::CompactString, String> {
+        match fields.get(name) {
+            Some(Value::String(s)) => Ok(s.as_str().into()),
+            Some(_) => Err(format!("'{name}' is not a string")),
+            None => Err(format!("'{name}' is missing")),
+        }
+    };
+    let number = |name: &str| -> Result<u64, String> {
+        fields.get(name).and_then(Value::as_u64).ok_or_else(|| format!("'{name}' is not a u64"))
+    };
+    let expect = |names: &[&str]| -> Result<(), String> {
+        match fields.keys().find(|k| !names.contains(&k.as_str())) {
+            Some(extra) => Err(format!(
+                "'{}' is not a field of {}",
+                swarmvm_primitives::text::shown(extra),
+                table.name()
+            )),
+            None => Ok(()),
+        }
+    };
+    let record = match table {
+        Table::Operation => {
+            let handler = text("handler")?;
+            if handler == crate::WASM_HANDLER {
+                expect(&["handler", "module", "fuel"])?;
+                let module = text("module")?
+                    .parse()
+                    .map_err(|_| "'module' is not 64 lowercase hex characters".to_owned())?;
+                Record::WasmOperation { module, fuel: number("fuel")? }
+            } else {
+                expect(&["handler"])?;
+                Record::Operation { handler }
+            }
+        }
+        Table::Wallet => {
+            expect(&["label", "key"])?;
+            Record::Wallet { label: text("label")?, key: text("key")? }
+        }
+        Table::Nonce => {
+            expect(&["last"])?;
+            Record::Nonce { last: number("last")? }
+        }
+        Table::Student | Table::Course => {
+            expect(&["name", "department"])?;
+            let (name, department) = (text("name")?, text("department")?);
+            if table == Table::Student {
+                Record::Student { name, department }
+            } else {
+                Record::Course { name, department }
+            }
+        }
+        Table::Proposal => {
+            expect(&["description", "votes"])?;
+            Record::Proposal { description: text("description")?, votes: number("votes")? }
+        }
+        Table::Nft => {
+            expect(&["name", "metadata", "owner"])?;
+            Record::Nft { name: text("name")?, metadata: text("metadata")?, owner: text("owner")? }
+        }
+        Table::Wasm => {
+            expect(&["value"])?;
+            let value = parse_shown_bytes(&text("value")?)
+                .ok_or_else(|| "'value' is \"hex:\" and not lowercase hex".to_owned())?;
+            Record::Data { value: value.into() }
+        }
+        Table::Authority => {
+            expect(&["set"])?;
+            Record::AuthoritySet { set: text("set")? }
+        }
+        Table::Enrollment | Table::Vote | Table::Revocation | Table::Token => {
+            expect(&[])?;
+            match table {
+                Table::Enrollment => Record::Enrollment,
+                Table::Vote => Record::Vote,
+                Table::Revocation => Record::Revoked,
+                _ => Record::TokenUsed,
+            }
+        }
+    };
+    Ok(record)
+}
+
 /// A page of `table`: at most `limit` entries with ids above `after`, and the id to ask
 /// after for the next page (`None` at the end).
 pub fn page(

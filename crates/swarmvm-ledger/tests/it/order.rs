@@ -209,7 +209,7 @@ fn a_bundle_may_not_name_older_rules_than_its_parent() {
     let b1 = net.bundle_under(c.dir.path(), "b1", true, &[], None, Rules::V1);
     c.apply(&b1).unwrap();
     assert_eq!(c.ledger.snapshot().unwrap().last_bundle().unwrap().rules, Rules::V1);
-    let b2 = c.bundle("b2", false, &[], Some(&b1));
+    let b2 = net.bundle_under(c.dir.path(), "b2", false, &[], Some(&b1), Rules::V2);
     c.apply(&b2).unwrap();
     let path = c.ledger.path().to_path_buf();
     drop(std::mem::replace(&mut c.ledger, Ledger::open(&c.dir.path().join("other.redb")).unwrap()));
@@ -217,7 +217,7 @@ fn a_bundle_may_not_name_older_rules_than_its_parent() {
     assert_eq!(c.ledger.snapshot().unwrap().last_bundle().unwrap().rules, Rules::V2);
     // A bundle after it signed under rules 1 (elsewhere: `bundle create` refuses) is refused,
     // and changes nothing.
-    let b3 = c.bundle("b3", false, &[], Some(&b2));
+    let b3 = net.bundle_under(c.dir.path(), "b3", false, &[], Some(&b2), Rules::V2);
     let m = net.open(&b3).unwrap().manifest;
     let v1 = sign_single_under(&net.authority, m.seq, m.parent, &m.files, net.issued_at, Rules::V1);
     std::fs::write(b3.join(MANIFEST_FILE), v1).unwrap();
@@ -232,4 +232,67 @@ fn a_bundle_may_not_name_older_rules_than_its_parent() {
     );
     assert!(err.to_string().contains("names rules version 1, below its parent's (2)"), "{err}");
     assert_eq!((c.ledger.snapshot().unwrap().log_len(), c.root()), (2, root));
+}
+
+#[test]
+fn the_first_bundle_under_rules_3_hashes_the_trie_again_and_older_roots_stay_as_they_were() {
+    use swarmvm_vm::{NodeHashing, Table, encode_key, entry_leaf, root_of_sorted, verify_proof};
+    let net = TestNet::new(1);
+    let mut c = chain(&net);
+    let contracts = [net.contract(0, 1, &[student("S1")]), net.contract(0, 2, &[student("S2")])];
+    let b1 = net.bundle_under(c.dir.path(), "b1", true, &contracts, None, Rules::V2);
+    c.apply(&b1).unwrap();
+    let snapshot = c.ledger.snapshot().unwrap();
+    assert_eq!(snapshot.node_hashing(), NodeHashing::Flat);
+    let leaves = |ledger: &Ledger| {
+        let mut out = Vec::new();
+        let s = ledger.snapshot().unwrap();
+        s.for_each_entry(&mut |table, id, record| {
+            out.push((encode_key(table, id), entry_leaf(table, id, &record)));
+            true
+        })
+        .unwrap();
+        out
+    };
+    let flat = c.root();
+    assert_eq!(root_of_sorted(leaves(&c.ledger), NodeHashing::Flat), Some(flat), "rules 2: flat");
+    drop(snapshot);
+    // An empty bundle under rules 3: the same entries, hashed the new way.
+    let b2 = net.bundle_under(c.dir.path(), "b2", false, &[], Some(&b1), Rules::V3);
+    c.apply(&b2).unwrap();
+    let binary = c.root();
+    assert_ne!(binary, flat);
+    assert_eq!(
+        root_of_sorted(leaves(&c.ledger), NodeHashing::Binary),
+        Some(binary),
+        "rules 3: binary"
+    );
+    let snapshot = c.ledger.snapshot().unwrap();
+    assert_eq!(snapshot.node_hashing(), NodeHashing::Binary);
+    let log = snapshot.log(1, 10).unwrap();
+    assert_eq!((log[0].state_root, log[1].state_root), (flat, binary), "the log keeps both");
+    swarmvm_ledger::check(&c.ledger.reader()).unwrap();
+    // Entries are proved against the new root, present and absent.
+    let s1 = snapshot.record(Table::Student, "S1").unwrap().unwrap();
+    let key = encode_key(Table::Student, "S1");
+    let leaf = entry_leaf(Table::Student, "S1", &s1);
+    verify_proof(&snapshot.prove(&key).unwrap(), &key, Some(&leaf), &binary).unwrap();
+    let absent = encode_key(Table::Student, "S3");
+    verify_proof(&snapshot.prove(&absent).unwrap(), &absent, None, &binary).unwrap();
+    // Reopened, the ledger still knows its hashing, and a later bundle builds on it.
+    let path = c.ledger.path().to_path_buf();
+    drop(snapshot);
+    drop(std::mem::replace(&mut c.ledger, Ledger::open(&c.dir.path().join("other.redb")).unwrap()));
+    c.ledger = Ledger::open(&path).unwrap();
+    let b3 = net.bundle_under(
+        c.dir.path(),
+        "b3",
+        false,
+        &[net.contract(0, 3, &[student("S3")])],
+        Some(&b2),
+        Rules::V3,
+    );
+    c.apply(&b3).unwrap();
+    assert_eq!(root_of_sorted(leaves(&c.ledger), NodeHashing::Binary), Some(c.root()));
+    swarmvm_ledger::check(&c.ledger.reader()).unwrap();
 }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub)]
 
 mod handlers;
+mod proofs;
 mod properties;
 mod vectors;
 

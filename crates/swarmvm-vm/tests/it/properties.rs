@@ -179,7 +179,7 @@ proptest! {
         let sorted = vm.state().iter().map(|(t, id, r)| {
             (swarmvm_vm::encode_key(t, id), swarmvm_vm::entry_leaf(t, id, r))
         });
-        prop_assert_eq!(swarmvm_vm::root_of_sorted(sorted), Some(vm.state_root()));
+        prop_assert_eq!(swarmvm_vm::root_of_sorted(sorted, swarmvm_vm::NodeHashing::Binary), Some(vm.state_root()));
     }
 
     #[test]
