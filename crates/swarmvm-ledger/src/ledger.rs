@@ -237,12 +237,10 @@ impl Ledger {
 
     /// Keeps `head` (its JWS) as the newest head for the applied `seq`, in place of an earlier
     /// one. The caller verified it and checked that it names this ledger's bundle and root
-    /// at `seq`. Written without waiting for the disk: a head lost to a crash is signed again
-    /// or fetched again, and the next batch's commit makes it durable.
+    /// at `seq`.
     pub fn keep_head(&mut self, seq: u64, head: &str) -> Result<(), ReadError> {
         let db = write_db(&self.db)?;
-        let mut txn = db.begin_write().map_err(storage)?;
-        txn.set_durability(redb::Durability::None).map_err(|e| corrupt(e.to_string()))?;
+        let txn = db.begin_write().map_err(storage)?;
         {
             let mut table = txn.open_table(HEADS).map_err(storage)?;
             table.insert(seq, head).map_err(storage)?;
@@ -445,7 +443,7 @@ fn record(
                 let json = serde_json::to_vec(&record).map_err(corrupt)?;
                 let mut bundles = txn.open_table(BUNDLES).map_err(storage)?;
                 bundles.insert(*seq, json.as_slice()).map_err(storage)?;
-                if batch.authorities().is_some() {
+                if batch.authorities().is_some() && rotates(manifest) {
                     txn.open_table(ROTATIONS)
                         .map_err(storage)?
                         .insert(*seq, ())
@@ -541,6 +539,12 @@ fn set_format(txn: &WriteTransaction) -> Result<(), OpenError> {
     Ok(())
 }
 
+/// True when `manifest` claims a new authority set (a network's first bundle stores the set
+/// it starts with, and rotates nothing).
+fn rotates(manifest: &str) -> bool {
+    swarmvm_token::peek_manifest(manifest).is_ok_and(|m| m.authority_set.is_some())
+}
+
 /// Notes which applied bundles rotated the authority set, in a ledger older than that note:
 /// every stored manifest is read once.
 fn index_rotations(txn: &WriteTransaction) -> Result<(), OpenError> {
@@ -551,9 +555,7 @@ fn index_rotations(txn: &WriteTransaction) -> Result<(), OpenError> {
         let (seq, v) = row.map_err(|e| s(e.into()))?;
         let record: BundleRecord =
             serde_json::from_slice(v.value()).map_err(|e| OpenError::Corrupt(e.to_string()))?;
-        let peek = swarmvm_token::peek_manifest(&record.manifest)
-            .map_err(|e| OpenError::Corrupt(format!("stored manifest {}: {e}", seq.value())))?;
-        if peek.authority_set.is_some() {
+        if rotates(&record.manifest) {
             rotations.insert(seq.value(), ()).map_err(|e| s(e.into()))?;
         }
     }

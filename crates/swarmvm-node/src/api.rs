@@ -298,6 +298,16 @@ impl Api {
         Some(crate::reads::state_entry(&self.snapshot()?, table, id))
     }
 
+    /// The entry `id` of `table`, or its absence, with its proof against the head of the last
+    /// commit. `None` once the node stopped.
+    pub fn proof(
+        &self,
+        table: Table,
+        id: &str,
+    ) -> Option<Result<crate::protocol::ProofAnswer, crate::reads::ProveError>> {
+        Some(crate::reads::proof(&self.snapshot()?, table, id))
+    }
+
     /// The state root (as it was when the node stopped, once stopped).
     pub fn state_root(&self) -> Hash32 {
         match self.snapshot() {

@@ -19,7 +19,7 @@ use swarmvm_ledger::{Ledger, LedgerReader, OpenError, ReadError, Snapshot};
 use swarmvm_token::{AuthoritySet, Network};
 use swarmvm_vm::Hash32;
 use tokio::sync::{oneshot, watch};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::counters::ApplyTimes;
 use crate::error::NodeError;
@@ -68,6 +68,8 @@ enum Job {
     Close { reply: oneshot::Sender<()> },
     /// Opens the ledger again if it is closed.
     Reopen { reply: oneshot::Sender<Result<(), OpenError>> },
+    /// Keeps a verified head that agrees with the ledger as the one for its seq.
+    KeepHead { seq: u64, text: String },
     /// Closes the ledger and ends the thread.
     Stop { reply: oneshot::Sender<()> },
 }
@@ -238,6 +240,12 @@ impl Applier {
         }
     }
 
+    /// Keeps `head` (verified, and naming this ledger's bundle and root at `seq`) as the head
+    /// of `seq`, so proofs against the state at `seq` can name it. Does not wait.
+    pub(crate) fn keep_head(&self, seq: u64, head: String) {
+        let _ = self.jobs.send(Job::KeepHead { seq, text: head });
+    }
+
     /// Tells every waiter that `applied` is in: the caller recorded it (the bundle's entry,
     /// the head) first.
     pub(crate) fn announce(&self, applied: &Applied) {
@@ -383,6 +391,13 @@ fn write_loop(shared: &Shared, mut ledger: Option<Ledger>, jobs: &std::sync::mps
             }
             Job::Reopen { reply } => {
                 let _ = reply.send(reopen(shared, &mut ledger));
+            }
+            Job::KeepHead { seq, text } => {
+                if let Some(l) = ledger.as_mut()
+                    && let Err(e) = l.keep_head(seq, &text)
+                {
+                    warn!(seq, error = %e, "cannot keep the head");
+                }
             }
             Job::Stop { reply } => {
                 close(shared, &mut ledger);

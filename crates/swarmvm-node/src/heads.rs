@@ -159,6 +159,10 @@ impl HeadStore {
     /// later (its clock may have stepped back).
     fn store(&self, text: String, head: VerifiedHead, own: bool) {
         let position = (head.seq, head.issued_at);
+        if own {
+            // Signed just after its bundle applied: it agrees with the ledger.
+            self.applier.keep_head(head.seq, text.clone());
+        }
         {
             let mut state = self.state.lock();
             if let Some(k) = &state.newest {
@@ -263,7 +267,8 @@ impl HeadStore {
                 return false;
             }
             Against::OtherRoot(why) => self.diverge(why),
-            Against::Ahead | Against::Agrees => {}
+            Against::Agrees => self.applier.keep_head(head.seq, text.to_owned()),
+            Against::Ahead => {}
         }
         self.store(text.to_owned(), head, false);
         true
@@ -298,11 +303,13 @@ impl HeadStore {
         if let Some((text, _)) = waiting {
             self.offer(&text);
         }
-        let Some((_, head)) = self.head() else { return };
+        let Some((text, head)) = self.head() else { return };
         if head.seq != seq {
             return;
         }
-        if head.bundle != id {
+        if head.bundle == id && head.state_root == root {
+            self.applier.keep_head(seq, text);
+        } else if head.bundle != id {
             self.refuse(format!(
                 "the head names bundle {} for seq {seq}, and the bundle applied there is {id}",
                 head.bundle

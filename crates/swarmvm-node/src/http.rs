@@ -92,6 +92,7 @@ fn router(node: Web) -> Router {
         .route("/v1/state", get(whole_state))
         .route("/v1/state/{table}", get(state_page))
         .route("/v1/state/{table}/{*id}", get(state_entry))
+        .route("/v1/proof/{table}/{*id}", get(proof))
         .route(
             "/v1/state/root",
             get(|State(n): State<Web>| async move {
@@ -585,6 +586,34 @@ async fn state_entry(
         ),
     })
 }
+
+/// `GET /v1/proof/{table}/{id}`: the entry or its absence, with a proof against the head of
+/// the last commit.
+async fn proof(
+    State(node): State<Web>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Json<crate::protocol::ProofAnswer>, ApiError> {
+    let table = table_named(&name)?;
+    if id.len() > MAX_PROVED_ID {
+        return Err(ApiError::bad_request(format!("an id is at most {MAX_PROVED_ID} bytes")));
+    }
+    let answer = tokio::task::spawn_blocking(move || {
+        node.proof(table, &id).ok_or_else(|| ApiError::internal("the node stopped"))?.map_err(|e| {
+            match e {
+                crate::reads::ProveError::OldHashing => {
+                    ApiError { status: StatusCode::CONFLICT, message: one_line(&e) }
+                }
+                other => ApiError::internal(one_line(&other)),
+            }
+        })
+    })
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(Json(answer?))
+}
+
+/// The longest id a proof is asked for: longer than any id the machine stores.
+const MAX_PROVED_ID: usize = 1024;
 
 async fn evidence(State(node): State<Web>) -> Result<Json<EvidenceList>, ApiError> {
     let list = node.evidence().map_err(|e| ApiError::internal(one_line(&e)))?;

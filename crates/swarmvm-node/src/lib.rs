@@ -42,6 +42,7 @@ mod http;
 mod metrics;
 mod node;
 mod pipeline;
+pub mod proofs;
 pub mod protocol;
 mod queue;
 pub mod reads;

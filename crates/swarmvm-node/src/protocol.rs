@@ -354,6 +354,31 @@ pub struct StateEntry {
     pub last_seq: u64,
 }
 
+/// `GET /v1/proof/{table}/{id}` and `swarmvm state prove`: one entry, or its absence, with a
+/// proof (`docs/format.md`, "Proofs") against the state root a head names.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProofAnswer {
+    /// The signed head of the state proved: its `state_root` is the root the proof leads to.
+    /// Absent when this node keeps no head for its last seq (check the proof with a root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+    /// The table (its name in the routes: `students`, `wallets`, ...).
+    pub table: String,
+    /// The entry's id.
+    pub id: String,
+    /// The entry's record (`docs/format.md`, "Proofs"), `null` when there is no such entry.
+    pub value: Value,
+    /// The proof, base64url without padding.
+    pub proof: String,
+    /// The state root proved against, when no head covers it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<Hash32>,
+    /// The manifests (JWS) of the bundles that rotated the authority set up to the head, in
+    /// seq order: a verifier that starts from the network's first set follows them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub manifests: Vec<String>,
+}
+
 /// `GET /v1/state/root`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateRoot {
@@ -543,7 +568,7 @@ pub(crate) fn came_back() -> String {
 }
 
 /// Every route the API serves, as `GET /v1` lists them.
-pub const ROUTES: [&str; 24] = [
+pub const ROUTES: [&str; 25] = [
     "GET / (the explorer page to browsers, Accept: text/html; this list otherwise)",
     "GET /v1 (this list)",
     "GET /v1/status",
@@ -558,6 +583,7 @@ pub const ROUTES: [&str; 24] = [
     "GET /v1/state/root",
     "GET /v1/state/{table}?after=ID&limit=N",
     "GET /v1/state/{table}/{id} (one entry; 404 when absent)",
+    "GET /v1/proof/{table}/{id} (the entry or its absence, with a proof against a signed head)",
     "GET /v1/operations",
     "GET /v1/wallets",
     "GET /v1/wallets/{id}",

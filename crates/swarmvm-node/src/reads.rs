@@ -43,6 +43,63 @@ pub fn state_entry(
     }))
 }
 
+/// Why a ledger cannot prove an entry.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProveError {
+    /// The ledger could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// Its state is hashed as before rules 3, where a proof would hold every sibling.
+    #[error(
+        "this ledger's state root is hashed under rules 2 or older; proofs start at the first bundle under rules 3"
+    )]
+    OldHashing,
+}
+
+/// Reading failed; old hashing is a refusal of the request.
+impl swarmvm_primitives::Classify for ProveError {
+    fn class(&self) -> swarmvm_primitives::ErrorClass {
+        match self {
+            Self::Read(e) => e.class(),
+            Self::OldHashing => swarmvm_primitives::ErrorClass::Refused,
+        }
+    }
+}
+
+/// The entry `id` of `table`, or its absence, with its proof against the snapshot's root, the
+/// head kept for the snapshot's last seq (else the root itself), and the manifests that
+/// rotated the authority set up to it.
+pub fn proof(
+    snapshot: &Snapshot,
+    table: Table,
+    id: &str,
+) -> Result<crate::protocol::ProofAnswer, ProveError> {
+    use base64::Engine as _;
+    if snapshot.node_hashing() != swarmvm_vm::NodeHashing::Binary {
+        return Err(ProveError::OldHashing);
+    }
+    let key = swarmvm_vm::encode_key(table, id);
+    let proof = snapshot.prove(&key)?;
+    let value = snapshot
+        .record(table, id)?
+        .map_or(serde_json::Value::Null, |r| swarmvm_vm::view::record_value(&r));
+    let head = match snapshot.last_bundle() {
+        Some(last) => snapshot.head_at(last.seq)?,
+        None => None,
+    };
+    let manifests = snapshot.rotations()?.into_iter().map(|b| b.manifest).collect();
+    Ok(crate::protocol::ProofAnswer {
+        root: head.is_none().then(|| snapshot.state_root()),
+        head,
+        table: table.name().to_owned(),
+        id: id.to_owned(),
+        value,
+        proof: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(proof),
+        manifests,
+    })
+}
+
 /// Every entry of `table` as id → value (the registrations, which stay small).
 pub fn table(snapshot: &Snapshot, table: Table) -> crate::protocol::Table {
     let mut out = crate::protocol::Table::new();

@@ -48,6 +48,8 @@ fn class_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
         .or_else(|| as_::<BundleError>(cause))
         .or_else(|| as_::<BatchError>(cause))
         .or_else(|| as_::<ApplyError>(cause))
+        .or_else(|| as_::<swarmvm_node::proofs::AnswerError>(cause))
+        .or_else(|| as_::<swarmvm_node::reads::ProveError>(cause))
 }
 
 /// The exit code an error deserves: the class of the first error in its chain that knows

@@ -70,6 +70,9 @@ enum Command {
     /// Check a peer's ledger file.
     #[command(subcommand)]
     Ledger(state::LedgerCommand),
+    /// Check proofs of entries against signed heads.
+    #[command(subcommand)]
+    Proof(state::ProofCommand),
 }
 
 /// Runs the parsed command.
@@ -86,6 +89,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Exec(args) => exec::run(args, cli.output),
         Command::State(cmd) => state::run(cmd, cli.output),
         Command::Ledger(cmd) => state::run_ledger(cmd, cli.output),
+        Command::Proof(cmd) => state::run_proof(cmd, cli.output),
     }
 }
 

@@ -1,4 +1,4 @@
-//! `swarmvm state show|root` and `swarmvm ledger verify`.
+//! `swarmvm state show|root|prove`, `swarmvm proof verify` and `swarmvm ledger verify`.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -35,6 +35,36 @@ pub(crate) enum StateCommand {
     Root {
         #[command(flatten)]
         data_dir: DataDirArgs,
+    },
+    /// Print one entry, or its absence, with a proof against the head of the ledger's state
+    /// (the document `GET /v1/proof/{table}/{id}` answers; `swarmvm proof verify` checks it).
+    Prove {
+        #[command(flatten)]
+        data_dir: DataDirArgs,
+        /// The table (students, wallets, nonces, ...).
+        #[arg(long, value_name = "TABLE")]
+        table: String,
+        /// The entry's id.
+        #[arg(long, value_name = "ID", allow_hyphen_values = true)]
+        id: String,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum ProofCommand {
+    /// Check a proof document (from `state prove` or `GET /v1/proof/...`): the value against
+    /// the proof, the proof against the head's state root, and the head against the
+    /// network's authorities (through the rotations the document carries) and its expiry.
+    /// Prints the value or its absence; exits 1 when anything does not hold.
+    Verify {
+        /// The proof document (JSON), or - for standard input.
+        #[arg(value_name = "FILE")]
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        network: super::args::NetworkArgs,
+        /// Check against this state root (64 hex characters) instead of a head.
+        #[arg(long, value_name = "HEX", conflicts_with_all = ["network", "trust"])]
+        root: Option<swarmvm_primitives::Hash32>,
     },
 }
 
@@ -189,6 +219,17 @@ pub(crate) fn run(cmd: StateCommand, out: OutputArgs) -> Result<ExitCode> {
                 }
             }
         }
+        StateCommand::Prove { data_dir, table, id } => {
+            let table = table_named(&table)?;
+            let answer = swarmvm_node::reads::proof(&data_dir.snapshot()?, table, &id)?;
+            if out.json {
+                output::json(&answer);
+            } else {
+                output::line(
+                    serde_json::to_string_pretty(&answer).context("cannot print the proof")?,
+                );
+            }
+        }
         StateCommand::Root { data_dir } => {
             let root = swarmvm_node::reads::state_root(&data_dir.snapshot()?);
             if out.json {
@@ -200,6 +241,74 @@ pub(crate) fn run(cmd: StateCommand, out: OutputArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Runs `swarmvm proof ...`.
+pub(crate) fn run_proof(cmd: ProofCommand, out: OutputArgs) -> Result<ExitCode> {
+    use swarmvm_node::proofs::{Anchor, verify_answer};
+    let ProofCommand::Verify { file, network, root } = cmd;
+    let bytes = if file.as_os_str() == "-" {
+        use std::io::Read as _;
+        let mut bytes = Vec::new();
+        std::io::stdin()
+            .take(MAX_PROOF_DOCUMENT + 1)
+            .read_to_end(&mut bytes)
+            .context("cannot read the proof document")?;
+        bytes
+    } else {
+        super::args::read_bounded_file(&file, MAX_PROOF_DOCUMENT)?
+    };
+    if bytes.len() as u64 > MAX_PROOF_DOCUMENT {
+        return Err(refused(format!("a proof document is at most {MAX_PROOF_DOCUMENT} bytes")));
+    }
+    let answer: swarmvm_node::protocol::ProofAnswer = serde_json::from_slice(&bytes)
+        .map_err(|e| refused(format!("not a proof document: {e}")))?;
+    if root.is_none() && network.network.is_none() && network.trust.is_empty() {
+        bail!("nothing to check against: give --network FILE, --trust PUBFILE or --root HEX");
+    }
+    let network = match root {
+        Some(_) => None,
+        None => Some(network.load()?),
+    };
+    let anchor = match (&network, root) {
+        (_, Some(root)) => Anchor::Root(root),
+        (Some(n), None) => Anchor::Network(n),
+        (None, None) => unreachable!("a network is loaded when no root is given"),
+    };
+    let verified = verify_answer(&answer, anchor, swarmvm_token::unix_now())?;
+    if out.json {
+        output::json(&json!({
+            "ok": true,
+            "table": verified.table.name(),
+            "id": verified.id,
+            "present": verified.value.is_some(),
+            "value": verified.value,
+            "state_root": verified.root,
+            "head": verified.head.as_ref().map(|h| json!({
+                "seq": h.seq, "signers": h.signers, "expires_at": h.expires_at,
+            })),
+        }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let what = format!("{} {}", verified.table.name(), verified.id);
+    match &verified.value {
+        Some(v) => output::line(format!("present: {what} = {v}")),
+        None => output::line(format!("absent: {what}")),
+    }
+    match &verified.head {
+        Some(h) => output::line(format!(
+            "verified against head seq {} (state root {}), signed by {}; it expires at {}",
+            h.seq,
+            verified.root,
+            h.signers.join(", "),
+            h.expires_at
+        )),
+        None => output::line(format!("verified against state root {}", verified.root)),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The largest proof document read: the head, the proof and the rotations with room.
+const MAX_PROOF_DOCUMENT: u64 = 16 * 1024 * 1024;
 
 pub(crate) fn run_ledger(cmd: LedgerCommand, out: OutputArgs) -> Result<ExitCode> {
     match cmd {

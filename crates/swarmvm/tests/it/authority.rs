@@ -294,6 +294,34 @@ fn a_rotation_replaces_the_set_from_the_next_bundle_and_a_late_joiner_replays_it
     assert_eq!(root(&env, "late"), root(&env, "p"));
     let check = env.json(&["ledger", "verify", "--data-dir", "late"]);
     assert_eq!(check["report"]["state_root"], root(&env, "p"), "{check}");
+
+    // A proof of S3 carries the rotation's manifest, so a head signed by the new set (C and
+    // D) verifies from the first network file; without the manifest it does not.
+    let mut doc =
+        env.json(&["state", "prove", "--data-dir", "p", "--table", "students", "--id", "S3"]);
+    assert_eq!(doc["manifests"].as_array().map(Vec::len), Some(1), "{doc}");
+    assert_eq!(doc["root"], root(&env, "p"), "no head is kept offline: the root is named");
+    env.write("doc.json", doc.to_string());
+    env.ok(&["proof", "verify", "doc.json", "--root", &root(&env, "p")]);
+    let err = env.fails(&["proof", "verify", "doc.json", "--network", "net.json"], REFUSED);
+    assert!(err.contains("carries no head"), "{err}");
+    let state = env.json(&["state", "show", "--data-dir", "p"]);
+    let like = serde_json::json!({
+        "seq": 3,
+        "bundle": state["last_bundle"]["id"],
+        "magnet": "magnet:?xt=urn:btih:0000000000000000000000000000000000000000",
+        "state_root": root(&env, "p"),
+    });
+    let (c, d) = (crate::proofs::wallet(&env, "c.pem"), crate::proofs::wallet(&env, "d.pem"));
+    let now = swarmvm_token::unix_now();
+    doc["head"] = crate::proofs::head_like(&like, &[&c, &d], &id, now).into();
+    env.write("doc.json", doc.to_string());
+    let out = env.ok(&["proof", "verify", "doc.json", "--network", "net.json"]);
+    assert!(out.contains("present: students S3") && out.contains("head seq 3"), "{out}");
+    doc["manifests"] = serde_json::json!([]);
+    env.write("doc.json", doc.to_string());
+    let err = env.fails(&["proof", "verify", "doc.json", "--network", "net.json"], REFUSED);
+    assert!(err.contains("the head does not verify"), "{err}");
 }
 
 #[test]

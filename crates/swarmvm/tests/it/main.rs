@@ -16,6 +16,7 @@ mod libtorrent;
 mod live;
 mod load;
 mod node;
+mod proofs;
 mod resources;
 mod script;
 mod secrets;
