@@ -486,6 +486,22 @@ impl MemoryState {
     }
 }
 
+impl MemoryState {
+    /// The state root with nodes hashed as `hashing` says: [`MemoryState::root`] for binary
+    /// hashing (rules 3 on); for rules 1 and 2's, computed from every entry.
+    pub fn root_with(&self, hashing: crate::NodeHashing) -> Hash32 {
+        if hashing == crate::NodeHashing::Binary {
+            return self.root();
+        }
+        let mut leaves: Vec<(Vec<u8>, Hash32)> = self
+            .iter()
+            .map(|(table, id, record)| (encode_key(table, id), entry_leaf(table, id, record)))
+            .collect();
+        leaves.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        crate::trie::root_of_sorted(leaves, hashing).unwrap_or_default()
+    }
+}
+
 impl StateRead for MemoryState {
     fn get(&self, table: Table, id: &str) -> Result<Option<Record>, StateError> {
         Ok(self.record(table, id).cloned())

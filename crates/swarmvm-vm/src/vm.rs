@@ -486,9 +486,14 @@ impl Machine {
         &self.state
     }
 
-    /// The state root.
+    /// The state root (nodes hashed as rules 3 and later hash them).
     pub fn state_root(&self) -> Hash32 {
         self.state.root()
+    }
+
+    /// The state root as a chain under `rules` commits it.
+    pub fn state_root_under(&self, rules: swarmvm_primitives::Rules) -> Hash32 {
+        self.state.root_with(crate::NodeHashing::for_rules(rules))
     }
 
     /// The last nonce `wallet` used.

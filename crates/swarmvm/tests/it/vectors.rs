@@ -203,7 +203,8 @@ fn the_demo_vector_gives_its_pinned_contracts_bundle_and_root() {
     ]);
     assert_eq!(applied["bundle"], pinned["bundle_id"], "{applied}");
     let root_v1 = env.ok(&["state", "root", "--data-dir", "rules-1-peer"]);
-    assert_eq!(root_v1.trim(), root);
+    assert_eq!(root_v1.trim(), pinned["state_root"], "rules 1 hash the trie as before");
+    assert_ne!(root_v1.trim(), root, "rules 3 hash it as a binary tree");
 
     // The same bundle as the first version signed it (no `aud`) still applies, to the root
     // pinned then: its tokens are not remembered under the root.
@@ -238,7 +239,9 @@ fn python_gives_every_pinned_trie_root() {
     assert_eq!(lines.len(), cases.len(), "{out}");
     for (case, line) in cases.iter().zip(lines) {
         let name = case["name"].as_str().unwrap();
-        assert_eq!(line, format!("{name} {}", case["root"].as_str().unwrap()));
+        let (flat, binary) =
+            (case["root"].as_str().unwrap(), case["binary_root"].as_str().unwrap());
+        assert_eq!(line, format!("{name} {flat} {binary}"));
     }
 }
 
