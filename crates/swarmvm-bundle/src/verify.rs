@@ -304,6 +304,15 @@ impl VerifiedBatch {
         self.rules
     }
 
+    /// A local batch (`exec`) run under `rules` instead of the newest: how rules versions are
+    /// compared on the same contracts. A bundle keeps the rules its manifest names.
+    pub fn with_local_rules(mut self, rules: Rules) -> Self {
+        if matches!(self.origin, Origin::Local) {
+            self.rules = rules;
+        }
+        self
+    }
+
     /// The authority set to store in the state with it: a rotation's new set, or the first
     /// set of a network started with `network init` at its first bundle.
     pub fn authorities(&self) -> Option<&AuthoritySet> {

@@ -10,7 +10,7 @@ use swarmvm_vm::{Hash32, Record, StoredNode, build_sorted, decode_key, entry_lea
 use crate::error::{CheckError, ReadError, corrupt, storage};
 use crate::reader::LedgerReader;
 use crate::record::{BundleRecord, LogEntry, Receipt};
-use crate::store::{BUNDLES, LOG, MODULES, RECEIPTS, STATE, TRIE, json};
+use crate::store::{BUNDLES, LOG, MODULES, RECEIPTS, STATE, TRIE, decode_row};
 
 /// What a check went through.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -124,7 +124,7 @@ fn check_log(snapshot: &crate::Snapshot) -> Result<(u64, u64, u64), CheckError> 
     let mut entries: Vec<LogEntry> = Vec::new();
     for (i, row) in log.iter().map_err(storage)?.enumerate() {
         let (k, v) = row.map_err(storage)?;
-        let entry: LogEntry = json(v.value())?;
+        let entry: LogEntry = decode_row(v.value())?;
         if k.value() != i as u64 + 1 || entry.position != k.value() {
             return Err(CheckError::Log(format!("log position {} is out of place", k.value())));
         }
@@ -148,7 +148,7 @@ fn check_log(snapshot: &crate::Snapshot) -> Result<(u64, u64, u64), CheckError> 
     for row in table.iter().map_err(storage)? {
         let (k, v) = row.map_err(storage)?;
         let (position, index) = k.value();
-        let receipt: Receipt = json(v.value())?;
+        let receipt: Receipt = decode_row(v.value())?;
         let slot = usize::try_from(position).ok().and_then(|p| p.checked_sub(1));
         match slot.and_then(|s| counts.get_mut(s)) {
             Some(count) if receipt.position == position && receipt.index == index => *count += 1,
@@ -173,7 +173,7 @@ fn check_log(snapshot: &crate::Snapshot) -> Result<(u64, u64, u64), CheckError> 
     let mut bundles = 0u64;
     for row in table.iter().map_err(storage)? {
         let (k, v) = row.map_err(storage)?;
-        let record: BundleRecord = json(v.value())?;
+        let record: BundleRecord = decode_row(v.value())?;
         let expected_seq = previous.as_ref().map_or(1, |p| p.seq + 1);
         if k.value() != expected_seq || record.seq != expected_seq {
             return Err(CheckError::Log(format!("bundle seq {} is out of place", k.value())));

@@ -14,6 +14,7 @@ use swarmvm_vm::{
 };
 use swarmvm_wasm::Runtime;
 
+use crate::codec::Stored as _;
 use crate::error::{ApplyError, OpenError, ReadError, corrupt, storage};
 use crate::reader::{CACHE_BYTES, Db, LedgerReader, Snapshot};
 use crate::record::{BundleRecord, Evidence, LogEntry, Receipt};
@@ -21,7 +22,7 @@ use crate::store::{
     BUNDLES, CONTRACTS, EVIDENCE, FORMAT, FORMAT_V1, FORMAT_V2, FORMAT_V3, HEADS, LOG, META,
     META_BUNDLE_IAT, META_BUNDLE_ID, META_BUNDLE_RULES, META_BUNDLE_SEQ, META_CONTRACT_INDEX,
     META_FORMAT, META_LOCAL, META_LOG_LEN, META_NETWORK, META_NODE_HASHING, META_ROOT, MODULES,
-    RECEIPTS, ROTATIONS, STATE, StateTable, TRIE, TrieTable, read_head,
+    RECEIPTS, ROTATIONS, STATE, StateTable, TRIE, TrieTable, decode_row, json_row, read_head,
 };
 
 /// Trie keys updated per pass: the nodes a pass loads are bounded, whatever the batch.
@@ -257,8 +258,7 @@ impl Ledger {
             let hash = evidence.other.hash();
             let key = (evidence.seq, hash.as_bytes());
             if table.get(key).map_err(storage)?.is_none() {
-                let json = serde_json::to_vec(evidence).map_err(corrupt)?;
-                table.insert(key, json.as_slice()).map_err(storage)?;
+                table.insert(key, evidence.to_bytes().as_slice()).map_err(storage)?;
             }
         }
         txn.commit().map_err(storage)
@@ -347,7 +347,7 @@ fn index_receipt(
     if let Some(at) = earlier
         && let Some(old) = receipts.get(at).map_err(storage)?
     {
-        let old: Receipt = serde_json::from_slice(old.value()).map_err(corrupt)?;
+        let old: Receipt = decode_row(old.value())?;
         if old.is_applied() {
             return Ok(());
         }
@@ -369,7 +369,7 @@ fn index_contracts(txn: &WriteTransaction) -> Result<(), OpenError> {
     for row in receipts.iter().map_err(|e| s(e.into()))? {
         let (_, v) = row.map_err(|e| s(e.into()))?;
         let receipt: Receipt =
-            serde_json::from_slice(v.value()).map_err(|e| OpenError::Corrupt(e.to_string()))?;
+            decode_row(v.value()).map_err(|e| OpenError::Corrupt(e.to_string()))?;
         index_receipt(&mut index, &receipts, &receipt).map_err(bad)?;
     }
     meta.insert(META_CONTRACT_INDEX, [1u8].as_slice()).map_err(|e| s(e.into()))?;
@@ -409,13 +409,11 @@ fn record(
         let mut table = txn.open_table(RECEIPTS).map_err(storage)?;
         let mut index = txn.open_table(CONTRACTS).map_err(storage)?;
         for r in &receipts {
-            let json = serde_json::to_vec(r).map_err(corrupt)?;
-            table.insert((position, r.index), json.as_slice()).map_err(storage)?;
+            table.insert((position, r.index), r.to_bytes().as_slice()).map_err(storage)?;
             index_receipt(&mut index, &table, r)?;
         }
         let mut log = txn.open_table(LOG).map_err(storage)?;
-        let json = serde_json::to_vec(&entry).map_err(corrupt)?;
-        log.insert(position, json.as_slice()).map_err(storage)?;
+        log.insert(position, entry.to_bytes().as_slice()).map_err(storage)?;
         let mut meta = txn.open_table(META).map_err(storage)?;
         if let Some(n) = batch.network() {
             meta.insert(META_NETWORK, n.as_bytes()).map_err(storage)?;
@@ -440,9 +438,8 @@ fn record(
                     position,
                     manifest: manifest.clone(),
                 };
-                let json = serde_json::to_vec(&record).map_err(corrupt)?;
                 let mut bundles = txn.open_table(BUNDLES).map_err(storage)?;
-                bundles.insert(*seq, json.as_slice()).map_err(storage)?;
+                bundles.insert(*seq, record.to_bytes().as_slice()).map_err(storage)?;
                 if batch.authorities().is_some() && rotates(manifest) {
                     txn.open_table(ROTATIONS)
                         .map_err(storage)?
@@ -497,10 +494,12 @@ fn init(db: &Database) -> Result<(), OpenError> {
             }
             Some(FORMAT_V1 | FORMAT_V2) => {
                 build_trie(&txn)?;
+                compact_records(&txn)?;
                 index_rotations(&txn)?;
                 set_format(&txn)?;
             }
             Some(FORMAT_V3) => {
+                compact_records(&txn)?;
                 index_rotations(&txn)?;
                 set_format(&txn)?;
             }
@@ -539,6 +538,60 @@ fn set_format(txn: &WriteTransaction) -> Result<(), OpenError> {
     Ok(())
 }
 
+/// Rewrites the JSON rows of `log`, `receipts`, `bundles` and `evidence` (format 3 and older)
+/// as compact records, each read back and compared before the transaction commits.
+fn compact_records(txn: &WriteTransaction) -> Result<(), OpenError> {
+    fn rewrite<K, T>(
+        txn: &WriteTransaction,
+        def: redb::TableDefinition<'_, K, &'static [u8]>,
+    ) -> Result<(), OpenError>
+    where
+        K: redb::Key + 'static,
+        for<'a> K: redb::Value<SelfType<'a> = K> + Clone,
+        T: crate::codec::Stored + serde::de::DeserializeOwned + PartialEq,
+    {
+        let s = |e: redb::Error| OpenError::Storage(e);
+        let bad = |e: ReadError| OpenError::Corrupt(e.to_string());
+        let mut table = txn.open_table(def).map_err(|e| s(e.into()))?;
+        let mut rows: Vec<(K, Vec<u8>)> = Vec::new();
+        for row in table.iter().map_err(|e| s(e.into()))? {
+            let (k, v) = row.map_err(|e| s(e.into()))?;
+            let record: T = json_row(v.value()).map_err(bad)?;
+            let bytes = record.to_bytes();
+            if T::from_bytes(&bytes).map_err(bad)? != record {
+                return Err(OpenError::Corrupt("a record does not survive compaction".into()));
+            }
+            rows.push((k.value(), bytes));
+        }
+        for (k, bytes) in rows {
+            table.insert(k, bytes.as_slice()).map_err(|e| s(e.into()))?;
+        }
+        Ok(())
+    }
+    rewrite::<u64, LogEntry>(txn, LOG)?;
+    rewrite::<(u64, u32), Receipt>(txn, RECEIPTS)?;
+    rewrite::<u64, BundleRecord>(txn, BUNDLES)?;
+    rewrite_evidence(txn)
+}
+
+/// [`compact_records`] for `evidence`, whose key borrows.
+fn rewrite_evidence(txn: &WriteTransaction) -> Result<(), OpenError> {
+    let s = |e: redb::Error| OpenError::Storage(e);
+    let bad = |e: ReadError| OpenError::Corrupt(e.to_string());
+    let mut table = txn.open_table(EVIDENCE).map_err(|e| s(e.into()))?;
+    let mut rows: Vec<(u64, [u8; 32], Vec<u8>)> = Vec::new();
+    for row in table.iter().map_err(|e| s(e.into()))? {
+        let (k, v) = row.map_err(|e| s(e.into()))?;
+        let (seq, other) = k.value();
+        let record: Evidence = json_row(v.value()).map_err(bad)?;
+        rows.push((seq, *other, record.to_bytes()));
+    }
+    for (seq, other, bytes) in rows {
+        table.insert((seq, &other), bytes.as_slice()).map_err(|e| s(e.into()))?;
+    }
+    Ok(())
+}
+
 /// True when `manifest` claims a new authority set (a network's first bundle stores the set
 /// it starts with, and rotates nothing).
 fn rotates(manifest: &str) -> bool {
@@ -554,7 +607,7 @@ fn index_rotations(txn: &WriteTransaction) -> Result<(), OpenError> {
     for row in bundles.iter().map_err(|e| s(e.into()))? {
         let (seq, v) = row.map_err(|e| s(e.into()))?;
         let record: BundleRecord =
-            serde_json::from_slice(v.value()).map_err(|e| OpenError::Corrupt(e.to_string()))?;
+            decode_row(v.value()).map_err(|e| OpenError::Corrupt(e.to_string()))?;
         if rotates(&record.manifest) {
             rotations.insert(seq.value(), ()).map_err(|e| s(e.into()))?;
         }

@@ -25,6 +25,7 @@
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
 mod check;
+mod codec;
 mod error;
 mod ledger;
 mod reader;

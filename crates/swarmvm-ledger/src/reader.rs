@@ -20,7 +20,7 @@ use crate::error::{OpenError, ReadError, corrupt, storage};
 use crate::record::{BundleRecord, Evidence, LogEntry, Receipt};
 use crate::store::{
     BUNDLES, CONTRACTS, EVIDENCE, FORMAT, HEADS, Head, LOG, META, META_FORMAT, MODULES, RECEIPTS,
-    ROTATIONS, STATE, StateTable, TRIE, TrieTable, json, read_head,
+    ROTATIONS, STATE, StateTable, TRIE, TrieTable, decode_row, read_head,
 };
 
 /// The file, open for writing (one process) or for reading (any number, beside the writer).
@@ -189,7 +189,7 @@ impl Snapshot {
     /// The applied bundle at `seq`, with its manifest.
     pub fn bundle(&self, seq: u64) -> Result<Option<BundleRecord>, ReadError> {
         let table = self.txn.open_table(BUNDLES).map_err(storage)?;
-        table.get(seq).map_err(storage)?.map(|v| json(v.value())).transpose()
+        table.get(seq).map_err(storage)?.map(|v| decode_row(v.value())).transpose()
     }
 
     /// A WebAssembly module's bytes, if a batch carried it.
@@ -215,7 +215,7 @@ impl Snapshot {
         let mut out = Vec::new();
         for row in table.iter().map_err(storage)? {
             let (_, v) = row.map_err(storage)?;
-            out.push(json(v.value())?);
+            out.push(decode_row(v.value())?);
         }
         Ok(out)
     }
@@ -226,7 +226,7 @@ impl Snapshot {
         let mut out = Vec::new();
         for row in table.range(from.max(1)..).map_err(storage)?.take(limit) {
             let (_, v) = row.map_err(storage)?;
-            out.push(json(v.value())?);
+            out.push(decode_row(v.value())?);
         }
         Ok(out)
     }
@@ -248,7 +248,7 @@ impl Snapshot {
             .get(at.0)
             .map_err(storage)?
             .ok_or_else(|| corrupt("a receipt of a missing log entry"))?;
-        Ok(Some((json(receipt.value())?, json(entry.value())?)))
+        Ok(Some((decode_row(receipt.value())?, decode_row(entry.value())?)))
     }
 
     /// Receipts of the batches from log position `from`, at most `limit`.
@@ -257,7 +257,7 @@ impl Snapshot {
         let mut out = Vec::new();
         for row in table.range((from.max(1), 0)..).map_err(storage)?.take(limit) {
             let (_, v) = row.map_err(storage)?;
-            out.push(json(v.value())?);
+            out.push(decode_row(v.value())?);
         }
         Ok(out)
     }

@@ -16,16 +16,16 @@ pub(crate) const STATE: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new
 pub(crate) const TRIE: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("trie");
 /// Ledger facts: format, network, root, positions.
 pub(crate) const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
-/// Applied batches by log position (JSON [`crate::LogEntry`]).
+/// Applied batches by log position ([`crate::LogEntry`], `crate::codec`).
 pub(crate) const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("log");
-/// Receipts by (log position, index) (JSON [`crate::Receipt`]).
+/// Receipts by (log position, index) ([`crate::Receipt`], `crate::codec`).
 pub(crate) const RECEIPTS: TableDefinition<'_, (u64, u32), &[u8]> =
     TableDefinition::new("receipts");
-/// Applied bundles by seq (JSON [`crate::BundleRecord`], with the manifest).
+/// Applied bundles by seq ([`crate::BundleRecord`], with the manifest; `crate::codec`).
 pub(crate) const BUNDLES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("bundles");
 /// WebAssembly modules by SHA-256: the bytes, stored once whichever batch carried them.
 pub(crate) const MODULES: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new("modules");
-/// Fork evidence by (seq, the other bundle's identity) (JSON [`crate::Evidence`]).
+/// Fork evidence by (seq, the other bundle's identity) ([`crate::Evidence`], `crate::codec`).
 pub(crate) const EVIDENCE: TableDefinition<'_, (u64, &[u8; 32]), &[u8]> =
     TableDefinition::new("evidence");
 
@@ -129,8 +129,13 @@ pub(crate) fn read_head(
     Ok(Head { network, root, log_len, last, local, hashing })
 }
 
-/// The JSON value of a stored record row.
-pub(crate) fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ReadError> {
+/// The record stored in a row of `log`, `receipts`, `bundles` or `evidence` (format 4).
+pub(crate) fn decode_row<T: crate::codec::Stored>(bytes: &[u8]) -> Result<T, ReadError> {
+    T::from_bytes(bytes)
+}
+
+/// A row of a format 3 or older ledger: the record as JSON.
+pub(crate) fn json_row<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ReadError> {
     serde_json::from_slice(bytes).map_err(corrupt)
 }
 

@@ -182,10 +182,51 @@ const TRIE: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("trie");
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 
 fn filled(net: &TestNet, path: &std::path::Path) -> swarmvm_vm::Hash32 {
+    filled_under(net, path, swarmvm_primitives::Rules::CURRENT)
+}
+
+/// A ledger of 20 students registered in one local batch under `rules`; its root.
+fn filled_under(
+    net: &TestNet,
+    path: &std::path::Path,
+    rules: swarmvm_primitives::Rules,
+) -> swarmvm_vm::Hash32 {
     let mut ledger = Ledger::open(path).unwrap();
     let contracts: Vec<String> =
         (0..20).map(|i| net.contract(0, i + 1, &[student(&format!("S{i:03}"))])).collect();
-    local(&mut ledger, &net.network, &net.tokens, &contracts, at(net)).unwrap().state_root
+    let snapshot = ledger.snapshot().unwrap();
+    let verified = verify_local(&net.tokens, &contracts, &net.network, &snapshot, at(net)).unwrap();
+    drop(snapshot);
+    ledger.commit(&verified.with_local_rules(rules)).unwrap().state_root
+}
+
+/// Turns the ledger at `path` into what a format 3 (or older) swarmvm wrote: its log,
+/// receipts, bundles and evidence as JSON rows, no heads or rotations tables, no
+/// `node_hashing` (it must have been filled under rules 2); then labels it `format`.
+fn as_older_format(path: &std::path::Path, format: &str) {
+    let ledger = Ledger::open(path).unwrap();
+    let snapshot = ledger.snapshot().unwrap();
+    let log = snapshot.log(1, usize::MAX).unwrap();
+    let receipts = snapshot.receipts(1, usize::MAX).unwrap();
+    drop((snapshot, ledger));
+    let db = Database::create(path).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut t = txn.open_table(TableDefinition::<u64, &[u8]>::new("log")).unwrap();
+        for e in &log {
+            t.insert(e.position, serde_json::to_vec(e).unwrap().as_slice()).unwrap();
+        }
+        let mut t = txn.open_table(TableDefinition::<(u64, u32), &[u8]>::new("receipts")).unwrap();
+        for r in &receipts {
+            t.insert((r.position, r.index), serde_json::to_vec(r).unwrap().as_slice()).unwrap();
+        }
+        let mut meta = txn.open_table(META).unwrap();
+        assert_eq!(meta.remove("node_hashing").unwrap().unwrap().value(), 1u64.to_le_bytes());
+        meta.insert("format", format.as_bytes()).unwrap();
+    }
+    txn.delete_table(TableDefinition::<u64, &str>::new("heads")).unwrap();
+    txn.delete_table(TableDefinition::<u64, ()>::new("rotations")).unwrap();
+    txn.commit().unwrap();
 }
 
 #[test]
@@ -236,40 +277,56 @@ fn tampered_storage_is_found_by_the_check() {
 
 #[test]
 fn an_older_format_is_carried_over_or_refused_with_a_reason() {
+    use swarmvm_primitives::Rules;
     let net = TestNet::new(1);
     let dir = tempfile::tempdir().unwrap();
-    // A version 2 ledger: the same tables but no trie.
-    let v2 = dir.path().join("v2.redb");
-    let root = filled(&net, &v2);
-    let forge = |path: &std::path::Path, format: &str, bundle_seq: bool| {
+    let forge = |path: &std::path::Path, format: &str, trie: bool, bundle_seq: bool| {
+        as_older_format(path, format);
         let db = Database::create(path).unwrap();
         let txn = db.begin_write().unwrap();
         {
-            txn.delete_table(TRIE).unwrap();
+            if !trie {
+                txn.delete_table(TRIE).unwrap();
+            }
             let mut meta = txn.open_table(META).unwrap();
-            meta.insert("format", format.as_bytes()).unwrap();
             if bundle_seq {
                 meta.insert("bundle_seq", 1u64.to_le_bytes().as_slice()).unwrap();
             }
         }
         txn.commit().unwrap();
     };
-    forge(&v2, "swarmvm-ledger/2", false);
-    let ledger = Ledger::open(&v2).unwrap();
-    assert_eq!(ledger.snapshot().unwrap().state_root(), root);
-    check(&ledger.reader()).unwrap();
-    drop(ledger);
+    // Versions 3 (JSON records) and 2 (JSON records and no trie), written under rules 2:
+    // carried over to the same root, with the same log and receipts, and checked.
+    for (name, format, trie) in
+        [("v3.redb", "swarmvm-ledger/3", true), ("v2.redb", "swarmvm-ledger/2", false)]
+    {
+        let path = dir.path().join(name);
+        let root = filled_under(&net, &path, Rules::V2);
+        let before = {
+            let l = Ledger::open(&path).unwrap();
+            let s = l.snapshot().unwrap();
+            (s.log(1, 100).unwrap(), s.receipts(1, 100).unwrap())
+        };
+        forge(&path, format, trie, false);
+        let ledger = Ledger::open(&path).unwrap();
+        let snapshot = ledger.snapshot().unwrap();
+        assert_eq!(snapshot.state_root(), root, "{format}");
+        assert_eq!((snapshot.log(1, 100).unwrap(), snapshot.receipts(1, 100).unwrap()), before);
+        assert_eq!(snapshot.node_hashing(), swarmvm_vm::NodeHashing::Flat);
+        check(&ledger.reader()).unwrap();
+    }
+    let root = filled_under(&net, &dir.path().join("v2-root.redb"), Rules::V2);
     // A version 1 ledger that applied bundles cannot know their identities.
     let v1 = dir.path().join("v1.redb");
-    filled(&net, &v1);
-    forge(&v1, "swarmvm-ledger/1", true);
+    filled_under(&net, &v1, Rules::V2);
+    forge(&v1, "swarmvm-ledger/1", false, true);
     let err = Ledger::open(&v1).unwrap_err();
     assert!(matches!(err, OpenError::OldFormat { .. }), "{err}");
     assert!(err.to_string().contains("identified bundles by a hash of the manifest file"));
     // Unknown formats are refused too.
     let odd = dir.path().join("odd.redb");
-    filled(&net, &odd);
-    forge(&odd, "swarmvm-ledger/99", false);
+    filled_under(&net, &odd, Rules::V2);
+    forge(&odd, "swarmvm-ledger/99", false, false);
     let err = Ledger::open(&odd).unwrap_err();
     assert!(matches!(err, OpenError::UnknownFormat { .. }), "{err}");
     assert!(err.to_string().contains("swarmvm-ledger/99"), "{err}");
@@ -277,8 +334,8 @@ fn an_older_format_is_carried_over_or_refused_with_a_reason() {
     assert!(matches!(err, OpenError::UnknownFormat { .. }), "{err}");
     // A reader does not migrate: it says how.
     let v2_again = dir.path().join("v2-again.redb");
-    filled(&net, &v2_again);
-    forge(&v2_again, "swarmvm-ledger/2", false);
+    filled_under(&net, &v2_again, Rules::V2);
+    forge(&v2_again, "swarmvm-ledger/2", false, false);
     let err = swarmvm_ledger::LedgerReader::open_read_only(&v2_again).unwrap_err();
     assert!(err.to_string().contains("open it for writing once"), "{err}");
     assert_eq!(Ledger::open(&v2_again).unwrap().snapshot().unwrap().state_root(), root);

@@ -449,6 +449,21 @@ fn modules() -> Vec<Case> {
 /// The rule that must refuse each case, by category and name (a generated name by its
 /// beginning): a part of its one-line reason.
 const RULES: &[(&str, &str, &str)] = &[
+    ("proof", "a cyclic path", "an empty segment below the root"),
+    ("proof", "a path deeper than its key", "more nodes than the key has bytes"),
+    ("proof", "an oversized proof", "the proof is over 65536 bytes"),
+    ("proof", "split bits out of order", "split depths are not increasing"),
+    ("proof", "a split bit past 7", "split depths are not increasing"),
+    ("proof", "bytes after the last node", "bytes after the last node"),
+    ("proof", "a truncated proof", "truncated"),
+    ("proof", "an unknown proof version", "unknown version 2"),
+    ("proof", "a proof of another key", "malformed proof"),
+    ("proof", "a tampered value", "the proof leads to root"),
+    ("proof", "absence claimed for a present entry", "shows the entry present"),
+    ("proof", "a value with a field its table lacks", "is not a field of students"),
+    ("proof", "a value missing a field", "'department' is missing"),
+    ("proof", "an unknown table", "no state table"),
+    ("proof", "a proof that is not base64url", "not base64url"),
     ("token", "alg none", "unsigned token (alg 'none')"),
     ("token", "alg None (case variant)", "unsigned token (alg 'none')"),
     ("token", "hs256 keyed with the authority's public pem (key confusion)", "algorithm mismatch"),
@@ -1656,15 +1671,114 @@ fn magnets() -> Vec<Case> {
     ]
 }
 
+/// The proof document of student S001 (present, applied by the first bundle) from the world's
+/// ledger, and the root it holds against.
+fn proof_of_s001(w: &World) -> (swarmvm_node::protocol::ProofAnswer, swarmvm_vm::Hash32) {
+    let snapshot = w.ledger.snapshot().unwrap();
+    let doc = swarmvm_node::reads::proof(&snapshot, swarmvm_vm::Table::Student, "S001").unwrap();
+    (doc, snapshot.state_root())
+}
+
+/// Checks S001's proof document, changed by `change` (the document, and the proof's bytes),
+/// against the world's root.
+fn check_proof(
+    w: &World,
+    change: impl Fn(&mut swarmvm_node::protocol::ProofAnswer, &mut Vec<u8>),
+) -> Result<(), String> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (mut doc, root) = proof_of_s001(w);
+    let original = doc.proof.clone();
+    let mut bytes = b64.decode(&doc.proof).unwrap();
+    change(&mut doc, &mut bytes);
+    if doc.proof == original {
+        doc.proof = b64.encode(&bytes);
+    }
+    let anchor = swarmvm_node::proofs::Anchor::Root(root);
+    swarmvm_node::proofs::verify_answer(&doc, anchor, swarmvm_token::unix_now())
+        .map(|_| ())
+        .map_err(|e| one_line(&e))
+}
+
+/// A node of a proof: a segment, no entry, and the way down with no split.
+fn down(segment: &[u8]) -> Vec<u8> {
+    let mut node = (segment.len() as u16).to_le_bytes().to_vec();
+    node.extend_from_slice(segment);
+    node.extend_from_slice(&[0, 1, 0]);
+    node
+}
+
+fn proofs() -> Vec<Case> {
+    let c = |name, f: fn(&mut swarmvm_node::protocol::ProofAnswer, &mut Vec<u8>)| {
+        case("proof", name, move |w| check_proof(w, f))
+    };
+    vec![
+        c("a cyclic path (children with empty segments)", |_, p| {
+            *p = vec![1];
+            p.extend(down(b""));
+            for _ in 0..4 {
+                p.extend(down(b""));
+            }
+            p.extend_from_slice(&[0, 0, 0, 0, 0]);
+        }),
+        c("a path deeper than its key", |_, p| {
+            *p = vec![1];
+            p.extend(down(b""));
+            for _ in 0..40 {
+                p.extend(down(b"S"));
+            }
+            p.extend_from_slice(&[1, 0, b'S', 0, 0, 0]);
+        }),
+        c("an oversized proof (1 MiB)", |_, p| p.resize(1 << 20, 0)),
+        c("split bits out of order", |_, p| {
+            *p = vec![1];
+            p.extend_from_slice(&[0, 0, 0, 1, 2, 5]);
+            p.extend_from_slice(&[0; 32]);
+            p.push(3);
+            p.extend_from_slice(&[0; 32]);
+        }),
+        c("a split bit past 7", |_, p| {
+            *p = vec![1];
+            p.extend_from_slice(&[0, 0, 0, 1, 1, 8]);
+            p.extend_from_slice(&[0; 32]);
+        }),
+        c("bytes after the last node", |_, p| p.push(0)),
+        c("a truncated proof", |_, p| {
+            p.pop();
+        }),
+        c("an unknown proof version", |_, p| p[0] = 2),
+        c("a proof of another key", |d, _| d.id = "S002".into()),
+        c("a tampered value", |d, _| d.value["name"] = "Mallory".into()),
+        c("absence claimed for a present entry", |d, _| d.value = Value::Null),
+        c("a value with a field its table lacks", |d, _| d.value["admin"] = true.into()),
+        c("a value missing a field", |d, _| {
+            d.value.as_object_mut().unwrap().remove("department");
+        }),
+        c("an unknown table", |d, _| d.table = "people".into()),
+        c("a proof that is not base64url", |d, p| {
+            p.clear();
+            d.proof = "not base64!".into();
+        }),
+    ]
+}
+
 #[test]
 fn every_hostile_input_is_refused_and_changes_nothing() {
     let mut world = World::new();
     let root = world.ledger.snapshot().unwrap().state_root();
-    let all: Vec<Case> =
-        [tokens(), contracts(), bundles(), torrents(), magnets(), modules(), sets::cases()]
-            .into_iter()
-            .flatten()
-            .collect();
+    let all: Vec<Case> = [
+        tokens(),
+        contracts(),
+        bundles(),
+        torrents(),
+        magnets(),
+        modules(),
+        proofs(),
+        sets::cases(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let mut tally: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     let mut failures = Vec::new();
     for case in &all {

@@ -163,7 +163,7 @@ fn entries_and_absences_are_proved_against_the_sequencers_head_and_every_forgery
     bent["proof"] = b64().encode(&bytes).into();
     refused(&bent, "proof.json", &trust, "proof");
     assert_eq!(python(&env, "proof.json", &[]).0, 1);
-    let mut claimed = absent.clone();
+    let mut claimed = absent;
     claimed["value"] = serde_json::json!({"name": "Ghost", "department": "None"});
     refused(&claimed, "claimed.json", &trust, "shows the entry absent");
     assert_eq!(python(&env, "claimed.json", &[]).0, 1);
@@ -188,7 +188,7 @@ fn entries_and_absences_are_proved_against_the_sequencers_head_and_every_forgery
     assert!(code == 1 && out.contains("leads to root"), "{out}");
     // A head over the same root re-signed by the authority now verifies: only what the
     // signatures cover counts.
-    let mut again = present.clone();
+    let mut again = present;
     again["head"] = head_like(&like, &[&auth], &network, now).into();
     env.write("again.json", again.to_string());
     env.ok(&["proof", "verify", "again.json", "--trust", "auth.pub"]);
