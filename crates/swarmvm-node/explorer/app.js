@@ -323,6 +323,10 @@
     select.addEventListener("change", () => { stateView.table = select.value; loadState(); });
     $("state-search").addEventListener("input", drawState);
     $("state-more").addEventListener("click", () => loadState(true));
+    $("state").addEventListener("click", (e) => {
+      const button = e.target.closest("button[data-verify]");
+      if (button) verifyEntry(stateView.table, button.getAttribute("data-verify"));
+    });
   }
 
   async function loadState(more) {
@@ -353,22 +357,57 @@
       ? rows.filter((r) => columns.some((c) => shown(r[c]).toLowerCase().includes(query)))
       : rows;
     const t = $("state");
-    t.tHead.replaceChildren(h("tr", {}, columns.map((c) => h("th", { scope: "col" }, c)), h("th", { scope: "col" }, "JSON")));
+    t.tHead.replaceChildren(h("tr", {}, columns.map((c) => h("th", { scope: "col" }, c)),
+      h("th", { scope: "col" }, "JSON"), h("th", { scope: "col" }, "Proof")));
     const tbody = t.tBodies[0];
     if (!shownRows.length) {
-      emptyRow(tbody, columns.length + 1, rows.length ? "Nothing loaded matches." : "This table is empty.");
+      emptyRow(tbody, columns.length + 2, rows.length ? "Nothing loaded matches." : "This table is empty.");
     } else {
       tbody.replaceChildren(...shownRows.map((r) => {
         const i = rows.indexOf(r);
         const after = i > 0 ? "&after=" + encodeURIComponent(rows[i - 1].id) : "";
         return h("tr", { "data-id": r.id },
           columns.map((c) => h("td", { "data-col": c }, shown(r[c]))),
-          h("td", {}, jsonLink(route`/v1/state/${table}` + "?limit=1" + after)));
+          h("td", {}, jsonLink(route`/v1/state/${table}` + "?limit=1" + after)),
+          h("td", {}, h("button", { type: "button", class: "verify", "data-verify": r.id }, "verify")));
       }));
     }
     $("state-more").hidden = stateView.next === null;
     $("state-count").textContent = (query ? shownRows.length + " of " : "") + rows.length + " loaded" +
       (stateView.next === null ? "" : ", more on the node");
+  }
+
+  /** Fetches the proof of `id` in `table` and checks it here (proof.js): the value against
+   * the proof, the proof against the head's root, the head's signatures against the set in
+   * force this node reports. Says which, in #state-proof. */
+  async function verifyEntry(table, id) {
+    const out = $("state-proof");
+    const what = table + " " + id;
+    out.dataset.state = "checking";
+    out.textContent = what + ": checking…";
+    try {
+      const [doc, set] = await Promise.all([
+        getJson(route`/v1/proof/${table}/${id}`), getJson("/v1/authorities"),
+      ]);
+      const r = await globalThis.swarmvmProof.verifyAnswer(doc, set, Math.floor(Date.now() / 1000));
+      const is = r.ok && (r.present ? "present" : "absent");
+      if (!r.ok) {
+        out.dataset.state = "failed";
+        out.textContent = `${what}: NOT verified: ${r.reason}`;
+      } else if (r.head && r.head.unsupported) {
+        out.dataset.state = "unchecked";
+        out.textContent = `${what}: ${is}; the proof holds against the root its head names, but this browser cannot verify ${r.head.unsupported} signatures, so the head is not checked`;
+      } else if (r.head) {
+        out.dataset.state = "verified";
+        out.textContent = `${what}: ${is}, verified against head seq ${r.head.seq}, signed by ${r.head.signers.join(", ")} (${set.threshold} of ${set.authorities.length} of the authority set this node reports)`;
+      } else {
+        out.dataset.state = "root";
+        out.textContent = `${what}: ${is}; the proof holds against root ${short(r.root)}, but this node keeps no signed head for it`;
+      }
+    } catch (err) {
+      out.dataset.state = "failed";
+      out.textContent = `${what}: cannot check: ${err.message}`;
+    }
   }
 
   /** Every page of a table from `after` (bounded: at most 5,000 entries; `truncated` says

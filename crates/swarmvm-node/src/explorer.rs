@@ -35,11 +35,16 @@ const PAGE: Asset = Asset {
 };
 
 /// The files under `/explorer/`.
-const ASSETS: [Asset; 5] = [
+const ASSETS: [Asset; 6] = [
     Asset {
         name: "app.js",
         content_type: "text/javascript; charset=utf-8",
         bytes: include_bytes!("../explorer/app.js"),
+    },
+    Asset {
+        name: "proof.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../explorer/proof.js"),
     },
     Asset {
         name: "style.css",

@@ -66,7 +66,8 @@ fn main() {
     let http = net.nodes[0].http;
     // A proof of a present student (the bundles register S0, S4, S8, ...) and of an absent
     // one: the whole route, read from redb and hashed, per request.
-    for path in ["/v1/status", "/v1/state/root", "/v1/proof/students/S400", "/v1/proof/students/X1"] {
+    for path in ["/v1/status", "/v1/state/root", "/v1/proof/students/S400", "/v1/proof/students/X1"]
+    {
         let r = wrk(&format!("http://{http}{path}"), 2, 64, 10);
         assert_eq!((r.non_2xx, r.socket_errors), (0, 0), "{path}: {r:?}");
         println!(

@@ -3,7 +3,9 @@
 //! a hostile name renders as text, a rejected contract shows its reason, a bundle fetched
 //! while the page is open shows progress and then applied without a reload, and the page
 //! makes no request outside the node and logs no error. Screenshots of every view land in
-//! `target/explorer-screenshots/`.
+//! `target/explorer-screenshots/`. Against a sequencer, the page verifies an entry's proof
+//! and signed head in the browser, refuses a changed value or head, and says when the
+//! browser cannot check Ed25519.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -164,6 +166,43 @@ fn the_explorer_shows_each_nodes_state_live_and_safely_in_chromium() {
         let bytes = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
         assert!(bytes > 10_000, "{} is missing or empty", shot.display());
     }
+}
+
+#[test]
+fn the_explorer_verifies_an_entry_against_the_signed_head_in_chromium() {
+    let browser = browser_tests();
+    let env = Env::new();
+    env.network("ed25519", "tokens.txt");
+    let seq = crate::live::sequencer(&env, "200ms");
+    let http = http_of(&seq);
+    crate::live::genesis(&env, http);
+    env.write(
+        "c.json",
+        r#"{"actions": [{"action": "register_student", "student": {"id": "S0000001", "name": "Zoë", "department": "Physics"}}]}"#,
+    );
+    let url = format!("http://{http}");
+    env.ok(&["contract", "submit", "c.json", "--node", &url, "--wallet", "peer1.pem", "--wait"]);
+    // The head of the seq that applied it is kept just after it applies.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !swarmvm_test_support::http::get(http, "/v1/proof/students/S0000001").1["head"]
+        .is_string()
+    {
+        assert!(std::time::Instant::now() < deadline, "no head kept");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = Command::new("node")
+        .arg("proof.test.mjs")
+        .current_dir(&browser)
+        .env("SWARMVM_NODE", &url)
+        .env("SWARMVM_ID", "S0000001")
+        .output()
+        .expect("cannot run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(out.status.success(), "the browser checks failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("all proof checks passed"), "{stdout}");
+    drop(seq);
 }
 
 #[test]
