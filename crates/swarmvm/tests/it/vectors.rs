@@ -205,6 +205,12 @@ fn the_demo_vector_gives_its_pinned_contracts_bundle_and_root() {
     let root_v1 = env.ok(&["state", "root", "--data-dir", "rules-1-peer"]);
     assert_eq!(root_v1.trim(), pinned["state_root"], "rules 1 hash the trie as before");
     assert_ne!(root_v1.trim(), root, "rules 3 hash it as a binary tree");
+    // A ledger hashed as rules 1 and 2 hash it cannot prove entries in rules 3's form.
+    let err = env.fails(
+        &["state", "prove", "--data-dir", "rules-1-peer", "--table", "students", "--id", "S001"],
+        crate::support::REFUSED,
+    );
+    assert!(err.contains("hashed under rules 2 or older"), "{err}");
 
     // The same bundle as the first version signed it (no `aud`) still applies, to the root
     // pinned then: its tokens are not remembered under the root.
