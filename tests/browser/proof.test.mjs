@@ -33,7 +33,7 @@ try {
   const status = await (await fetch(base + "/v1/status")).json();
   let [state, text] = await verify(page);
   assert.equal(state, "verified", text);
-  assert.match(text, new RegExp(`^students ${id}: present, verified against head seq ${status.last_seq}, signed by `));
+  assert.match(text, new RegExp(`^students ${id}: present \\{.*"name":"Zoë".*\\}, verified against head seq ${status.last_seq}, signed by `));
   const authority = (await (await fetch(base + "/v1/authorities")).json()).authorities[0].kid;
   assert.ok(text.includes(authority), text);
   step("an entry is verified against the signed head: " + text);
@@ -49,6 +49,17 @@ try {
   assert.equal(state, "failed", text);
   assert.match(text, /NOT verified: the proof leads to root/);
   step("a changed value is refused: " + text);
+
+  // A valid proof of another entry (an absent one) served for this one.
+  await page.unroute("**/v1/proof/**");
+  await page.route("**/v1/proof/**", async (route) => {
+    const response = await route.fetch({ url: base + "/v1/proof/students/NOBODY" });
+    await route.fulfill({ response, json: await response.json() });
+  });
+  [state, text] = await verify(page);
+  assert.equal(state, "failed", text);
+  assert.match(text, /NOT verified: the node answered for another entry than the one asked/);
+  step("a proof of another entry is refused: " + text);
 
   await page.unroute("**/v1/proof/**");
   await page.route("**/v1/proof/**", async (route) => {
@@ -78,7 +89,7 @@ try {
   await oldPage.locator(`#state tbody tr[data-id="${id}"]`).waitFor({ timeout: TIMEOUT });
   [state, text] = await verify(oldPage);
   assert.equal(state, "unchecked", text);
-  assert.match(text, /present; the proof holds against the root its head names, but this browser cannot verify Ed25519 signatures/);
+  assert.match(text, /present \{.*\}; the proof holds against the root its head names, but this browser cannot verify Ed25519 signatures/);
   step("without Ed25519 in WebCrypto the page says the head is not checked: " + text);
 
   assert.deepEqual(seen.errors, [], "console or page errors");

@@ -539,52 +539,76 @@ fn set_format(txn: &WriteTransaction) -> Result<(), OpenError> {
 }
 
 /// Rewrites the JSON rows of `log`, `receipts`, `bundles` and `evidence` (format 3 and older)
-/// as compact records, each read back and compared before the transaction commits.
+/// as compact records, each read back and compared, [`COMPACT_CHUNK`] rows at a time (the keys
+/// stay, so the next chunk starts after the last key rewritten).
 fn compact_records(txn: &WriteTransaction) -> Result<(), OpenError> {
-    fn rewrite<K, T>(
-        txn: &WriteTransaction,
-        def: redb::TableDefinition<'_, K, &'static [u8]>,
-    ) -> Result<(), OpenError>
-    where
-        K: redb::Key + 'static,
-        for<'a> K: redb::Value<SelfType<'a> = K> + Clone,
-        T: crate::codec::Stored + serde::de::DeserializeOwned + PartialEq,
-    {
-        let s = |e: redb::Error| OpenError::Storage(e);
-        let bad = |e: ReadError| OpenError::Corrupt(e.to_string());
-        let mut table = txn.open_table(def).map_err(|e| s(e.into()))?;
-        let mut rows: Vec<(K, Vec<u8>)> = Vec::new();
-        for row in table.iter().map_err(|e| s(e.into()))? {
-            let (k, v) = row.map_err(|e| s(e.into()))?;
-            let record: T = json_row(v.value()).map_err(bad)?;
-            let bytes = record.to_bytes();
-            if T::from_bytes(&bytes).map_err(bad)? != record {
-                return Err(OpenError::Corrupt("a record does not survive compaction".into()));
-            }
-            rows.push((k.value(), bytes));
-        }
-        for (k, bytes) in rows {
-            table.insert(k, bytes.as_slice()).map_err(|e| s(e.into()))?;
-        }
-        Ok(())
-    }
     rewrite::<u64, LogEntry>(txn, LOG)?;
     rewrite::<(u64, u32), Receipt>(txn, RECEIPTS)?;
     rewrite::<u64, BundleRecord>(txn, BUNDLES)?;
     rewrite_evidence(txn)
 }
 
-/// [`compact_records`] for `evidence`, whose key borrows.
+/// Rows [`compact_records`] holds in memory at once.
+const COMPACT_CHUNK: usize = 10_000;
+
+/// A row's JSON record as compact bytes, checked to read back as the same record.
+fn compacted<T>(json: &[u8]) -> Result<Vec<u8>, OpenError>
+where
+    T: crate::codec::Stored + serde::de::DeserializeOwned + PartialEq,
+{
+    let bad = |e: ReadError| OpenError::Corrupt(e.to_string());
+    let record: T = json_row(json).map_err(bad)?;
+    let bytes = record.to_bytes();
+    if T::from_bytes(&bytes).map_err(bad)? != record {
+        return Err(OpenError::Corrupt("a record does not survive compaction".into()));
+    }
+    Ok(bytes)
+}
+
+fn rewrite<K, T>(
+    txn: &WriteTransaction,
+    def: redb::TableDefinition<'_, K, &'static [u8]>,
+) -> Result<(), OpenError>
+where
+    K: redb::Key + 'static,
+    for<'a> K: redb::Value<SelfType<'a> = K> + Clone,
+    T: crate::codec::Stored + serde::de::DeserializeOwned + PartialEq,
+{
+    let s = |e: redb::Error| OpenError::Storage(e);
+    let mut table = txn.open_table(def).map_err(|e| s(e.into()))?;
+    let mut after: Option<K> = None;
+    loop {
+        let mut rows: Vec<(K, Vec<u8>)> = Vec::with_capacity(COMPACT_CHUNK);
+        {
+            let range = match after.clone() {
+                None => table.range::<K>(..),
+                Some(k) => {
+                    table.range::<K>((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded))
+                }
+            }
+            .map_err(|e| s(e.into()))?;
+            for row in range.take(COMPACT_CHUNK) {
+                let (k, v) = row.map_err(|e| s(e.into()))?;
+                rows.push((k.value(), compacted::<T>(v.value())?));
+            }
+        }
+        let Some((last, _)) = rows.last() else { return Ok(()) };
+        after = Some(last.clone());
+        for (k, bytes) in rows {
+            table.insert(k, bytes.as_slice()).map_err(|e| s(e.into()))?;
+        }
+    }
+}
+
+/// [`compact_records`] for `evidence`, whose key borrows (fork evidence is rare: one pass).
 fn rewrite_evidence(txn: &WriteTransaction) -> Result<(), OpenError> {
     let s = |e: redb::Error| OpenError::Storage(e);
-    let bad = |e: ReadError| OpenError::Corrupt(e.to_string());
     let mut table = txn.open_table(EVIDENCE).map_err(|e| s(e.into()))?;
     let mut rows: Vec<(u64, [u8; 32], Vec<u8>)> = Vec::new();
     for row in table.iter().map_err(|e| s(e.into()))? {
         let (k, v) = row.map_err(|e| s(e.into()))?;
         let (seq, other) = k.value();
-        let record: Evidence = json_row(v.value()).map_err(bad)?;
-        rows.push((seq, *other, record.to_bytes()));
+        rows.push((seq, *other, compacted::<Evidence>(v.value())?));
     }
     for (seq, other, bytes) in rows {
         table.insert((seq, &other), bytes.as_slice()).map_err(|e| s(e.into()))?;

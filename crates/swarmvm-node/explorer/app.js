@@ -389,8 +389,10 @@
       const [doc, set] = await Promise.all([
         getJson(route`/v1/proof/${table}/${id}`), getJson("/v1/authorities"),
       ]);
-      const r = await globalThis.swarmvmProof.verifyAnswer(doc, set, Math.floor(Date.now() / 1000));
-      const is = r.ok && (r.present ? "present" : "absent");
+      const r = await globalThis.swarmvmProof.verifyAnswer(doc, set, Math.floor(Date.now() / 1000), { table, id });
+      // What was verified is the value the proof holds, shown as it is: the row above came
+      // from another answer of the node's.
+      const is = r.ok && (r.present ? "present " + JSON.stringify(r.value) : "absent");
       if (!r.ok) {
         out.dataset.state = "failed";
         out.textContent = `${what}: NOT verified: ${r.reason}`;

@@ -23,6 +23,7 @@
   };
   const HEAD_TYP = "swarmvm-head+jwt";
   const LEEWAY = 60;
+  const MAX_LIFETIME = 3600;
 
   class Refused extends Error {}
 
@@ -87,7 +88,7 @@
 
   /** The root that `proof` and the claim (`leaf`, or null for absent) hash to. */
   async function proofRoot(proof, key, leaf) {
-    if (proof.length > 65536) throw new Refused("the proof is over 65536 bytes");
+    if (proof.length > 262144) throw new Refused("the proof is over 262144 bytes");
     if (proof[0] !== 1) throw new Refused("not a version 1 proof");
     let pos = 1;
     const take = (n) => {
@@ -217,7 +218,9 @@
       throw new Refused(`signed by ${signers.size} member(s), the set needs ${set.threshold}`);
     }
     const claims = JSON.parse(new TextDecoder().decode(fromB64url(parts[0][1])));
+    if (!members.has(claims.iss)) throw new Refused("the head's issuer is not a member of the authority set");
     if (claims.aud !== set.network) throw new Refused("the head is for another network");
+    if (!(claims.exp - claims.iat <= MAX_LIFETIME)) throw new Refused("the head would live longer than a head may");
     if (!(claims.exp > now)) throw new Refused("the head expired");
     if (claims.iat > now + LEEWAY) throw new Refused("the head is issued in the future");
     if (!/^[0-9a-f]{64}$/.test(claims.state_root)) throw new Refused("the head's state root is malformed");
@@ -226,14 +229,19 @@
 
   /**
    * Checks a proof document against `set` (GET /v1/authorities: network, threshold,
-   * authorities) at `now` (Unix seconds). Resolves to {ok: true, present, root, head} where
+   * authorities) at `now` (Unix seconds), and that it answers `asked` ({table, id}) when
+   * given. Resolves to {ok: true, present, value, root, head} where
    * head is the verified head's claims, null when the document carries none (the proof then
    * holds against its `root` only), or {unsupported} when this browser cannot verify its
    * signatures; or to {ok: false, reason}.
    */
-  async function verifyAnswer(doc, set, now) {
+  async function verifyAnswer(doc, set, now, asked) {
     try {
-      if (!(doc.table in TABLES)) throw new Refused("no state table " + doc.table);
+      if (typeof doc.table !== "string" || !Object.hasOwn(TABLES, doc.table)) throw new Refused("no such state table");
+      if (typeof doc.id !== "string") throw new Refused("the document has no id");
+      if (asked && (doc.table !== asked.table || doc.id !== asked.id)) {
+        throw new Refused("the node answered for another entry than the one asked");
+      }
       const tag = Uint8Array.of(TABLES[doc.table][0]);
       const id = enc.encode(doc.id);
       const key = concat(tag, id);
@@ -252,7 +260,7 @@
       }
       const got = hex(await proofRoot(fromB64url(doc.proof), key, leaf));
       if (got !== root) throw new Refused(`the proof leads to root ${got}, not to ${root}`);
-      return { ok: true, present: leaf !== null, root, head };
+      return { ok: true, present: leaf !== null, value: doc.value, root, head };
     } catch (e) {
       return { ok: false, reason: e instanceof Refused ? e.message : "not a proof document: " + e.message };
     }

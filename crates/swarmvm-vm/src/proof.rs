@@ -22,9 +22,11 @@ use crate::trie::{NodeStore, binary_node_hash, children_root, split_hash, split_
 
 /// The proof encoding's version byte.
 pub const PROOF_VERSION: u8 = 1;
-/// The largest proof read: far above any proof of a real trie (about 1 KiB at a million
-/// entries), far below what would cost a verifier.
-pub const MAX_PROOF_LEN: usize = 64 * 1024;
+/// The largest proof read or made: above the largest proof any trie can give for the longest
+/// key the state holds (a WebAssembly entry's key is at most about 600 bytes; a node below
+/// the root takes at least one key byte and at most 301 bytes besides its segment, so about
+/// 181 KiB even for keys chosen to branch at every byte), far below what would cost a verifier.
+pub const MAX_PROOF_LEN: usize = 256 * 1024;
 
 /// Why a proof does not prove a claim.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,6 +95,9 @@ pub fn prove(store: &dyn NodeStore, key: &[u8]) -> Result<Vec<u8>, StateError> {
             }
             return Ok(out);
         };
+        if out.len() > MAX_PROOF_LEN {
+            return Err(StateError::corrupt("a proof longer than any trie can give"));
+        }
         out.push(1);
         let (splits, index) = path_to(&children, byte);
         out.push(u8::try_from(splits.len()).unwrap_or(u8::MAX));
@@ -102,6 +107,9 @@ pub fn prove(store: &dyn NodeStore, key: &[u8]) -> Result<Vec<u8>, StateError> {
         }
         consumed += segment.len();
         segment = node.children[index].0.clone();
+        if segment.is_empty() {
+            return Err(StateError::corrupt("a trie node has a child with an empty segment"));
+        }
         let mut path = key[..consumed].to_vec();
         path.extend_from_slice(&segment);
         node = store.node(&path)?.ok_or(StateError::MissingNode { path })?;

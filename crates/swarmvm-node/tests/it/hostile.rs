@@ -451,7 +451,7 @@ fn modules() -> Vec<Case> {
 const RULES: &[(&str, &str, &str)] = &[
     ("proof", "a cyclic path", "an empty segment below the root"),
     ("proof", "a path deeper than its key", "more nodes than the key has bytes"),
-    ("proof", "an oversized proof", "the proof is over 65536 bytes"),
+    ("proof", "an oversized proof", "the proof is over 262144 bytes"),
     ("proof", "split bits out of order", "split depths are not increasing"),
     ("proof", "a split bit past 7", "split depths are not increasing"),
     ("proof", "bytes after the last node", "bytes after the last node"),

@@ -289,7 +289,9 @@ pub(crate) fn run_proof(cmd: ProofCommand, out: OutputArgs) -> Result<ExitCode> 
         }));
         return Ok(ExitCode::SUCCESS);
     }
-    let what = format!("{} {}", verified.table.name(), verified.id);
+    // The id comes from the document: shown escaped, so it cannot draw lines of its own.
+    let what =
+        format!("{} {}", verified.table.name(), swarmvm_primitives::text::shown(&verified.id));
     match &verified.value {
         Some(v) => output::line(format!("present: {what} = {v}")),
         None => output::line(format!("absent: {what}")),

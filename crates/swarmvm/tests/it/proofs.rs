@@ -122,6 +122,13 @@ fn entries_and_absences_are_proved_against_the_sequencers_head_and_every_forgery
     assert_eq!(root, claims(present["head"].as_str().unwrap())["state_root"]);
     env.ok(&["proof", "verify", "present.json", "--root", &root]);
 
+    // An id is printed escaped: a proof of a made-up id cannot draw a line of its own.
+    let odd = proof_with_head(http, "/v1/proof/students/X%0Apresent:%20students%20Y");
+    env.write("odd.json", odd.to_string());
+    let out = env.ok(&["proof", "verify", "odd.json", "--trust", "auth.pub"]);
+    assert!(out.starts_with("absent: students X\\npresent: students Y\n"), "{out}");
+    assert_eq!(out.lines().count(), 2, "{out}");
+
     // The offline command reads the same document from the data folder of the running node.
     let offline = env.json(&[
         "state",
@@ -142,7 +149,7 @@ fn entries_and_absences_are_proved_against_the_sequencers_head_and_every_forgery
         assert_eq!(code, 0, "{out}");
     }
     let (code, out) = python(&env, "present.json", &["--root", &root]);
-    assert!(code == 0 && out.starts_with("present students S0000001"), "{out}");
+    assert!(code == 0 && out.starts_with("present students \"S0000001\""), "{out}");
 
     // Forgeries: each exits 1 with one line saying why, here and in Python.
     let refused = |doc: &Value, name: &str, args: &[&str], says: &str| {
