@@ -45,5 +45,5 @@ pub use open::{OpenedBundle, open_bundle};
 pub use verify::{
     Base, BatchError, BundlePosition, ChainView, CheckedContract, KnownContracts, Origin,
     VerifiedBatch, set_in_force, verify_bundle, verify_bundle_with, verify_local,
-    verify_local_contracts, verify_local_with_modules,
+    verify_local_contracts, verify_local_contracts_under, verify_local_with_modules,
 };

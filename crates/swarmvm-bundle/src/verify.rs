@@ -13,8 +13,8 @@ use rayon::prelude::*;
 use swarmvm_primitives::{BundleId, Classify, ErrorClass, Rules};
 use swarmvm_token::{
     AuthoritySet, Network, Operation, Registration, RegistrationBody, TimeCheck, TrustStore,
-    VerifiedContract, VerifyError, contract_signer, verify_contract, verify_manifest,
-    verify_registration,
+    VerifiedContract, VerifyError, contract_signer, prepare_contract, verify_contract,
+    verify_manifest, verify_registration,
 };
 use swarmvm_vm::{HANDLER_NAMES, Hash32, StateError};
 use swarmvm_wallet::{PublicKey, WalletId};
@@ -432,7 +432,8 @@ pub fn verify_bundle_with(
         check_replays(&registrations, view)?;
     }
     let modules = check_modules(bundle.modules, &registrations, view, m.rules)?;
-    let contracts = verify_contracts(&bundle.contracts, &registrations, view, network.id(), known)?;
+    let contracts =
+        verify_contracts(&bundle.contracts, &registrations, view, network.id(), known, m.rules)?;
     let authorities = match &m.authority_set {
         Some(new) => Some(new.clone()),
         None if m.seq == 1 && !network.is_single_key() => Some(network.genesis().clone()),
@@ -593,8 +594,14 @@ pub fn verify_local_with_modules(
     let verified = verify_registrations(registrations, &set, TimeCheck::at(now))?;
     check_replays(&verified, view)?;
     let modules = check_modules(modules, &verified, view, Rules::CURRENT)?;
-    let checked =
-        verify_contracts(contracts, &verified, view, network.id(), &KnownContracts::new())?;
+    let checked = verify_contracts(
+        contracts,
+        &verified,
+        view,
+        network.id(),
+        &KnownContracts::new(),
+        Rules::CURRENT,
+    )?;
     let first = view.network().is_none() && !verified.is_empty();
     Ok(VerifiedBatch {
         modules,
@@ -617,6 +624,17 @@ pub fn verify_local_contracts(
     view: &dyn ChainView,
     now: u64,
 ) -> Result<VerifiedBatch, BatchError> {
+    verify_local_contracts_under(contracts, view, now, Rules::CURRENT)
+}
+
+/// [`verify_local_contracts`] under `rules` (how their signatures are checked, and then how
+/// they run): for comparing rules versions on the same contracts.
+pub fn verify_local_contracts_under(
+    contracts: &[String],
+    view: &dyn ChainView,
+    now: u64,
+    rules: Rules,
+) -> Result<VerifiedBatch, BatchError> {
     if let Some(last) = view.last_bundle() {
         return Err(BatchError::FollowsNetwork {
             network: view.network().unwrap_or_default(),
@@ -624,7 +642,7 @@ pub fn verify_local_contracts(
         });
     }
     let network = view.network().ok_or(BatchError::NoRegistrations)?;
-    let checked = verify_contracts(contracts, &[], view, &network, &KnownContracts::new())?;
+    let checked = verify_contracts(contracts, &[], view, &network, &KnownContracts::new(), rules)?;
     Ok(VerifiedBatch {
         modules: Vec::new(),
         origin: Origin::Local,
@@ -635,7 +653,7 @@ pub fn verify_local_contracts(
         contracts: checked,
         authorities: None,
         remember_tokens: true,
-        rules: Rules::CURRENT,
+        rules,
     })
 }
 
@@ -663,14 +681,20 @@ fn verify_registrations(
         .collect()
 }
 
+/// Contract signatures checked in one batch under rules 4 (ZIP-215), at most.
+const SIGNATURE_BATCH: usize = 64;
+
 /// Each contract's signature checked (on every core) against the wallets registered before
-/// it: by `registrations`, or in the chain.
+/// it: by `registrations`, or in the chain. Under rules 4, Ed25519 signatures are checked
+/// under ZIP-215 in batches of [`SIGNATURE_BATCH`] (a batch that fails is checked one by one,
+/// so each outcome is the one checking it alone gives); before, each strictly, alone.
 fn verify_contracts(
     tokens: &[String],
     registrations: &[Registration],
     view: &dyn ChainView,
     network: &str,
     known: &KnownContracts,
+    rules: Rules,
 ) -> Result<Vec<CheckedContract>, BatchError> {
     let mut in_batch: BTreeMap<String, &PublicKey> = BTreeMap::new();
     for reg in registrations {
@@ -694,15 +718,69 @@ fn verify_contracts(
             signers.add(key);
         }
     }
-    Ok(tokens
+    if !rules.has(Rules::V4) {
+        return Ok(tokens
+            .par_iter()
+            .map(|token| {
+                let hash = Hash32::digest(token.as_bytes());
+                let verified = match known.get(&hash).filter(|v| v.network == network) {
+                    Some(v) => Ok(v.clone()),
+                    None => verify_contract(token, &signers, network),
+                };
+                CheckedContract { hash, verified }
+            })
+            .collect());
+    }
+    // Everything but the Ed25519 signatures, on every core; then those in batches.
+    let prepared: Vec<(Hash32, Result<Prepared, VerifyError>)> = tokens
         .par_iter()
         .map(|token| {
             let hash = Hash32::digest(token.as_bytes());
-            let verified = match known.get(&hash).filter(|v| v.network == network) {
-                Some(v) => Ok(v.clone()),
-                None => verify_contract(token, &signers, network),
+            let prepared = match known.get(&hash).filter(|v| v.network == network) {
+                Some(v) => Ok(Prepared::Known(v.clone())),
+                None => prepare_contract(token, &signers, network).map(Prepared::Pending),
             };
+            (hash, prepared)
+        })
+        .collect();
+    let pending: Vec<(usize, &swarmvm_token::zip215::Ed25519Check)> = prepared
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (_, p))| match p {
+            Ok(Prepared::Pending(c)) => c.signature().map(|s| (i, s)),
+            _ => None,
+        })
+        .collect();
+    let mut holds = vec![true; prepared.len()];
+    let outcomes: Vec<(usize, bool)> = pending
+        .par_chunks(SIGNATURE_BATCH)
+        .flat_map_iter(|chunk| {
+            let checks: Vec<&swarmvm_token::zip215::Ed25519Check> =
+                chunk.iter().map(|(_, c)| *c).collect();
+            let results = swarmvm_token::zip215::verify_batch(&checks);
+            chunk.iter().map(|(i, _)| *i).zip(results).collect::<Vec<_>>()
+        })
+        .collect();
+    for (i, ok) in outcomes {
+        holds[i] = ok;
+    }
+    Ok(prepared
+        .into_iter()
+        .zip(holds)
+        .map(|((hash, prepared), ok)| {
+            let verified = prepared.and_then(|p| match p {
+                Prepared::Known(v) => Ok(v),
+                Prepared::Pending(c) => c.finish(ok),
+            });
             CheckedContract { hash, verified }
         })
         .collect())
+}
+
+/// A contract on its way through [`verify_contracts`] under rules 4.
+enum Prepared {
+    /// Verified before (by a sequencer, at submission, strictly).
+    Known(VerifiedContract),
+    /// Verified but for its Ed25519 signature.
+    Pending(swarmvm_token::PendingContract),
 }

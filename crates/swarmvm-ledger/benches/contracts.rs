@@ -2,7 +2,8 @@
 //! every core), execution, and one redb commit (fsync) per batch of 1,000.
 //!
 //! `cargo bench -p swarmvm-ledger --bench contracts`. Target: at least 20,000 contracts/s;
-//! rules 3 (binary node hashing) at most 10% slower than rules 2 (measured in the same run).
+//! rules 3 (binary node hashing) at most 10% slower than rules 2, and rules 4 (batched
+//! ZIP-215 signatures) against rules 3, measured in the same run.
 //! Each sample applies fresh batches to one growing ledger (signing happens outside the
 //! timed part). Contracts mix `register_student`, `add_course` + `register_student`, and
 //! `vote_proposal`, from 16 wallets.
@@ -11,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use swarmvm_bundle::{verify_local, verify_local_contracts};
+use swarmvm_bundle::{verify_local, verify_local_contracts_under};
 use swarmvm_ledger::Ledger;
 use swarmvm_primitives::Rules;
 use swarmvm_test_support::net::{TestNet, course, student, vote};
@@ -62,9 +63,11 @@ impl<'n> Run<'n> {
     fn apply(&mut self, contracts: &[String]) -> Duration {
         let start = Instant::now();
         let snapshot = self.ledger.snapshot().unwrap();
-        let batch = verify_local_contracts(contracts, &snapshot, self.net.issued_at).unwrap();
+        let batch =
+            verify_local_contracts_under(contracts, &snapshot, self.net.issued_at, self.rules)
+                .unwrap();
         drop(snapshot);
-        let report = self.ledger.commit(&batch.with_local_rules(self.rules)).unwrap();
+        let report = self.ledger.commit(&batch).unwrap();
         let took = start.elapsed();
         assert_eq!(report.entry.applied, BATCH, "every contract applies");
         took
@@ -76,11 +79,13 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("ledger");
     group.throughput(Throughput::Elements(BATCH as u64));
     group.sample_size(10).measurement_time(Duration::from_secs(20));
-    // The same contracts under rules 2 (trie nodes hash their children at once) and rules 3
-    // (as a binary tree), each into its own growing ledger, in one run.
+    // The same contracts under rules 2 (trie nodes hash their children at once), rules 3 (as a
+    // binary tree) and rules 4 (signatures checked under ZIP-215 in batches), each into its
+    // own growing ledger, in one run.
     for (rules, name) in [
         (Rules::V2, "verify + execute + commit, 1000 contracts per batch (rules 2)"),
         (Rules::V3, "verify + execute + commit, 1000 contracts per batch (rules 3)"),
+        (Rules::V4, "verify + execute + commit, 1000 contracts per batch (rules 4)"),
     ] {
         let mut run = Run::new(&net, rules);
         group.bench_function(name, |b| {

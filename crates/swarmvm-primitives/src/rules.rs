@@ -30,8 +30,12 @@ impl Rules {
     /// an entry or its absence is proved by the hashes along one path (the state root
     /// differs from version 2's for the same entries).
     pub const V3: Self = Self(3);
+    /// Version 3 and: contracts' Ed25519 signatures are verified under ZIP-215 (the
+    /// cofactored equation, lenient encodings), in batches; tokens, manifests and heads stay
+    /// strictly verified.
+    pub const V4: Self = Self(4);
     /// The newest version, named by the bundles this build makes.
-    pub const CURRENT: Self = Self::V3;
+    pub const CURRENT: Self = Self::V4;
 
     /// The version numbered `n`, if this build knows it.
     pub fn new(n: u64) -> Result<Self, UnknownRules> {
@@ -39,6 +43,7 @@ impl Rules {
             1 => Ok(Self::V1),
             2 => Ok(Self::V2),
             3 => Ok(Self::V3),
+            4 => Ok(Self::V4),
             n => Err(UnknownRules(n)),
         }
     }
@@ -77,7 +82,8 @@ mod tests {
         assert_eq!(Rules::new(2), Ok(Rules::V2));
         assert_eq!(Rules::new(0), Err(UnknownRules(0)));
         assert_eq!(Rules::new(3), Ok(Rules::V3));
-        assert_eq!(Rules::new(4), Err(UnknownRules(4)));
+        assert_eq!(Rules::new(4), Ok(Rules::V4));
+        assert_eq!(Rules::new(5), Err(UnknownRules(5)));
         assert!(Rules::V2.has(Rules::V1) && Rules::V2.has(Rules::V2) && !Rules::V1.has(Rules::V2));
         assert!(Rules::V3.has(Rules::V2) && !Rules::V2.has(Rules::V3));
         assert_eq!(Rules::default(), Rules::CURRENT);

@@ -289,7 +289,7 @@ pub fn authority_set(data: &[u8]) -> bool {
 pub type Target = fn(&[u8]) -> bool;
 
 /// Every target by name, for the replay test.
-pub const TARGETS: [(&str, Target); 9] = [
+pub const TARGETS: [(&str, Target); 10] = [
     ("token_verify", token_verify),
     ("contract_execute", contract_execute),
     ("manifest_parse", manifest_parse),
@@ -299,7 +299,63 @@ pub const TARGETS: [(&str, Target); 9] = [
     ("wasm_module", wasm_module),
     ("authority_set", authority_set),
     ("wasm_compile", wasm_compile),
+    ("zip215_batch", zip215_batch),
 ];
+
+/// The fixed authority's Ed25519 signature of `message` (RFC 8032 test key 1).
+fn authority_signs(message: &[u8]) -> [u8; 64] {
+    let swarmvm_wallet::SigningKey::Ed25519Pkcs8(pkcs8) = authority().signing_key() else {
+        unreachable!("the authority is an Ed25519 key")
+    };
+    let pair = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).unwrap();
+    pair.sign(message).as_ref().try_into().unwrap()
+}
+
+/// Batched and single ZIP-215 verification (rules 4's contracts) on up to 64 signatures from
+/// `data`, 129 bytes each: a flag, a key, a signature and a 32-byte message; with the flag's
+/// low bit set the key and signature are the authority's own over the message (bit 1 set:
+/// then one byte of the signature changed, chosen by the flag). Each signature's outcome in
+/// the batch must be its outcome alone. Returns whether any held.
+pub fn zip215_batch(data: &[u8]) -> bool {
+    use swarmvm_token::zip215::{Ed25519Check, verify_batch};
+    let checks: Vec<Ed25519Check> = data
+        .chunks_exact(129)
+        .take(64)
+        .map(|c| {
+            let (flag, key, signature, message) = (c[0], &c[1..33], &c[33..97], &c[97..129]);
+            let mut key: [u8; 32] = key.try_into().unwrap_or_default();
+            let mut signature: [u8; 64] = signature.try_into().unwrap_or([0; 64]);
+            if flag & 1 == 1 {
+                key = *authority().public_key().ed25519_bytes().unwrap_or(&[0; 32]);
+                signature = authority_signs(message);
+                if flag & 2 == 2 {
+                    signature[usize::from(flag >> 2) % 64] ^= 1 << (flag % 8);
+                }
+            }
+            Ed25519Check::new(key, signature, message.to_vec())
+        })
+        .collect();
+    if checks.is_empty() {
+        return false;
+    }
+    let refs: Vec<&Ed25519Check> = checks.iter().collect();
+    let single: Vec<bool> = checks.iter().map(Ed25519Check::verify_one).collect();
+    assert_eq!(verify_batch(&refs), single, "batched and single ZIP-215 disagree");
+    single.iter().any(|ok| *ok)
+}
+
+/// A [`zip215_batch`] input of one signature per flag, over distinct messages (the key and
+/// signature bytes are the speccheck's first case where the flag leaves them).
+fn zip215_seed(flags: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (i, flag) in flags.iter().enumerate() {
+        out.push(*flag);
+        out.extend_from_slice(&[0xc7; 32]);
+        out.extend_from_slice(&[0u8; 64]);
+        out.extend_from_slice(&[u8::try_from(i).unwrap_or(0); 32]);
+    }
+    out
+}
 
 /// One seed input of a fuzz target, and whether the target must accept it: the valid seeds
 /// prove that the target reaches the code past parsing and signature checks.
@@ -428,6 +484,8 @@ pub fn seeds() -> Vec<Seed> {
         Seed { target: "wasm_compile", bytes: many_locals(1_000), accepted: true },
         Seed { target: "wasm_compile", bytes: many_locals(40_000), accepted: false },
         Seed { target: "wasm_compile", bytes: b"\0asm\x01\0\0\0".to_vec(), accepted: false },
+        Seed { target: "zip215_batch", bytes: zip215_seed(&[1, 1, 3, 0, 1, 7]), accepted: true },
+        Seed { target: "zip215_batch", bytes: zip215_seed(&[0, 2]), accepted: false },
     ]
 }
 

@@ -121,8 +121,8 @@ fn audience(claims: &Map<String, Value>) -> Result<&str> {
 }
 
 /// Verifies a signed contract: strict parsing, a `contract` kind, a signer among `signers`
-/// (the registered wallets) with its key's algorithm, `iss` naming it, and `aud` equal to
-/// `network`. HS256 is refused.
+/// (the registered wallets) with its key's algorithm, its signature (Ed25519 strictly, as
+/// rules 1 to 3 check it), `iss` naming it, and `aud` equal to `network`. HS256 is refused.
 pub fn verify_contract(
     token: &str,
     signers: &TrustStore,
@@ -131,6 +131,54 @@ pub fn verify_contract(
     let decoded = Decoded::parse(token)?;
     let kind = contract_kind(&decoded)?;
     let (signer, _alg) = signers.authenticate(&decoded, kind)?;
+    contract_claims(&decoded, signer, network)
+}
+
+/// A contract verified but for its Ed25519 signature, which is left to a batch (rules 4).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingContract {
+    contract: VerifiedContract,
+    signature: Option<crate::zip215::Ed25519Check>,
+}
+
+impl PendingContract {
+    /// The Ed25519 signature still to check; `None` when the signature was checked already
+    /// (an RSA wallet's).
+    pub fn signature(&self) -> Option<&crate::zip215::Ed25519Check> {
+        self.signature.as_ref()
+    }
+
+    /// The contract, once its signature is known to hold (`holds`), or the refusal a bad
+    /// signature gets.
+    pub fn finish(self, holds: bool) -> Result<VerifiedContract> {
+        if self.signature.is_some() && !holds {
+            return Err(VerifyError::BadSignature(shorten(&self.contract.signer)));
+        }
+        Ok(self.contract)
+    }
+}
+
+/// [`verify_contract`] as rules 4 verify contracts: everything but an Ed25519 signature,
+/// which the caller checks under ZIP-215, in a batch with others
+/// ([`crate::zip215::verify_batch`]), then hands to [`PendingContract::finish`].
+pub fn prepare_contract(
+    token: &str,
+    signers: &TrustStore,
+    network: &str,
+) -> Result<PendingContract> {
+    let decoded = Decoded::parse(token)?;
+    let kind = contract_kind(&decoded)?;
+    let (signer, signature) = signers.authenticate_deferring(&decoded, kind)?;
+    let contract = contract_claims(&decoded, signer, network)?;
+    Ok(PendingContract { contract, signature })
+}
+
+/// A contract's claims once its signer is known: `aud`, `nonce`, `actions`, `iat`.
+fn contract_claims(
+    decoded: &Decoded<'_>,
+    signer: String,
+    network: &str,
+) -> Result<VerifiedContract> {
     let claims = &decoded.claims;
     let aud = audience(claims)?;
     if aud != network {

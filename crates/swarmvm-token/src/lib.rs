@@ -40,11 +40,12 @@ mod manifest;
 mod registration;
 mod time;
 mod trust;
+pub mod zip215;
 
 pub use authority::{AuthoritySet, MAX_AUTHORITIES, MAX_NETWORK_FILE, Network, SetError};
 pub use contract::{
-    ContractPeek, MAX_CONTRACT_NONCE, VerifiedContract, contract_signer, peek_contract,
-    sign_contract, verify_contract,
+    ContractPeek, MAX_CONTRACT_NONCE, PendingContract, VerifiedContract, contract_signer,
+    peek_contract, prepare_contract, sign_contract, verify_contract,
 };
 pub use error::{IssueError, Result, VerifyError};
 pub use head::{HeadContent, MAX_HEAD_LEN, MAX_HEAD_MAGNET, VerifiedHead, sign_head, verify_head};

@@ -550,7 +550,7 @@ mod tests {
         assert_eq!(verify_manifest(&m2, &net, &set).unwrap().rules, Rules::CURRENT);
         // Claims another build might write: a version this one does not know, or junk.
         for (rules, says) in [
-            (serde_json::json!(4), "rules version 4 is not known here"),
+            (serde_json::json!(5), "rules version 5 is not known here"),
             (serde_json::json!(0), "rules version 0 is not known here"),
             (serde_json::json!("2"), "not a positive integer"),
         ] {

@@ -140,6 +140,41 @@ impl TrustStore {
         self.authenticate_signature(token, kind, true)
     }
 
+    /// [`TrustStore::authenticate`], except that an Ed25519 signature is not checked here:
+    /// it is handed back, to be checked with others in a batch under ZIP-215 rules (rules
+    /// 4, contracts only). Every other check is made, an RSA signature's too.
+    pub(crate) fn authenticate_deferring(
+        &self,
+        token: &Decoded<'_>,
+        kind: Kind,
+    ) -> Result<(String, Option<crate::zip215::Ed25519Check>)> {
+        let (signer, iss) = signer_of(token)?;
+        let Some(trusted) = signer.parse::<WalletId>().ok().and_then(|id| self.keys.get(&id))
+        else {
+            // Not a registered wallet: refused as the strict path refuses it.
+            return self.authenticate(token, kind).map(|(s, _)| (s, None));
+        };
+        let (Some(key), None) = (trusted.key.ed25519_bytes(), &trusted.rsa) else {
+            return self.authenticate(token, kind).map(|(s, _)| (s, None));
+        };
+        let expected = trusted.key.kind().jws_algorithm();
+        if token.alg != expected {
+            return Err(VerifyError::AlgorithmMismatch { found: token.alg.clone(), expected });
+        }
+        let signature = decode_signature(token.signature).ok_or_else(|| {
+            VerifyError::Malformed(
+                "signature is not unpadded base64url or has the wrong length".into(),
+            )
+        })?;
+        let signer = issuer_is(signer, iss, true)?;
+        let check = crate::zip215::Ed25519Check {
+            key: *key,
+            signature,
+            message: token.signing_input.as_bytes().to_vec(),
+        };
+        Ok((signer, Some(check)))
+    }
+
     /// [`TrustStore::authenticate`]; with `iss_is_signer` false, `iss` may name another
     /// signer (one signature of several over a manifest), and the caller checks it.
     pub(crate) fn authenticate_signature(
@@ -148,21 +183,8 @@ impl TrustStore {
         kind: Kind,
         iss_is_signer: bool,
     ) -> Result<(String, &'static str)> {
-        let iss = match token.claims.get("iss") {
-            None => None,
-            Some(Value::String(s)) => Some(s.as_str()),
-            Some(_) => {
-                return Err(VerifyError::InvalidClaim {
-                    claim: "iss".into(),
-                    reason: "not a string".into(),
-                });
-            }
-        };
-        let (signer, by_kid) = match (&token.kid, iss) {
-            (Some(kid), _) => (kid.as_str(), true),
-            (None, Some(iss)) => (iss, false),
-            (None, None) => return Err(VerifyError::NoSigner),
-        };
+        let (signer, iss) = signer_of(token)?;
+        let by_kid = token.kid.is_some();
         let wallet = signer.parse::<WalletId>().ok().and_then(|id| self.keys.get(&id));
         let hs256;
         let trusted = match (wallet, &self.hs256) {
@@ -185,6 +207,52 @@ impl TrustStore {
     }
 }
 
+/// The signer a token names (its `kid`, else its `iss`) and its `iss`.
+fn signer_of<'t>(token: &'t Decoded<'_>) -> Result<(&'t str, Option<&'t str>)> {
+    let iss = match token.claims.get("iss") {
+        None => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => {
+            return Err(VerifyError::InvalidClaim {
+                claim: "iss".into(),
+                reason: "not a string".into(),
+            });
+        }
+    };
+    match (&token.kid, iss) {
+        (Some(kid), _) => Ok((kid.as_str(), iss)),
+        (None, Some(iss)) => Ok((iss, Some(iss))),
+        (None, None) => Err(VerifyError::NoSigner),
+    }
+}
+
+/// A 64-byte signature from its unpadded base64url text (exactly 86 characters).
+fn decode_signature(signature: &str) -> Option<[u8; 64]> {
+    use base64::Engine as _;
+    if signature.len() != 86 {
+        return None;
+    }
+    let mut raw = [0u8; 66];
+    let n =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode_slice(signature, &mut raw).ok()?;
+    (n == 64).then(|| {
+        let mut out = [0u8; 64];
+        out.copy_from_slice(&raw[..64]);
+        out
+    })
+}
+
+/// The signer, once `iss` is checked against it (`iss_is_signer`: it must name it).
+fn issuer_is(signer: &str, iss: Option<&str>, iss_is_signer: bool) -> Result<String> {
+    match iss {
+        Some(iss) if iss == signer || !iss_is_signer => Ok(signer.to_owned()),
+        Some(iss) => {
+            Err(VerifyError::IssuerMismatch { signer: shorten(signer), iss: shorten(iss) })
+        }
+        None => Err(VerifyError::MissingClaim("iss")),
+    }
+}
+
 /// One signature check to make.
 enum Check<'k> {
     /// Strict Ed25519 (RFC 8032 with canonical `S`, no small-order `R` or key): the check the
@@ -200,16 +268,8 @@ impl Check<'_> {
     fn verify(&self, signature: &str, input: &[u8]) -> Option<bool> {
         match self {
             Self::Ed25519(key) => {
-                use base64::Engine as _;
                 // 64 bytes are exactly 86 characters; decoded on the stack.
-                if signature.len() != 86 {
-                    return None;
-                }
-                let mut raw = [0u8; 66];
-                let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode_slice(signature, &mut raw)
-                    .ok()?;
-                (n == 64).then(|| key.verify_ed25519_strict(input, &raw[..64]))
+                decode_signature(signature).map(|raw| key.verify_ed25519_strict(input, &raw))
             }
             Self::Rsa(key) => {
                 jsonwebtoken::crypto::verify(signature, input, key, jsonwebtoken::Algorithm::RS256)
@@ -243,11 +303,5 @@ fn check(
             ));
         }
     }
-    match iss {
-        Some(iss) if iss == signer || !iss_is_signer => Ok((signer.to_owned(), expected)),
-        Some(iss) => {
-            Err(VerifyError::IssuerMismatch { signer: shorten(signer), iss: shorten(iss) })
-        }
-        None => Err(VerifyError::MissingClaim("iss")),
-    }
+    issuer_is(signer, iss, iss_is_signer).map(|s| (s, expected))
 }

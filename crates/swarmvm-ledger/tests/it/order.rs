@@ -296,3 +296,109 @@ fn the_first_bundle_under_rules_3_hashes_the_trie_again_and_older_roots_stay_as_
     assert_eq!(root_of_sorted(leaves(&c.ledger), NodeHashing::Binary), Some(c.root()));
     swarmvm_ledger::check(&c.ledger.reader()).unwrap();
 }
+
+/// `token` signed again by `wallet` (an Ed25519 key) with a nonce `R` that has a component
+/// of order 2: the cofactored equation of ZIP-215 holds, the cofactorless one of the strict
+/// check does not. Only the key's holder can make such a signature.
+fn with_mixed_order_signature(token: &str, wallet: &swarmvm_wallet::Wallet) -> String {
+    use base64::Engine as _;
+    use curve25519_dalek::constants::ED25519_BASEPOINT_POINT as B;
+    use curve25519_dalek::edwards::CompressedEdwardsY;
+    use curve25519_dalek::scalar::Scalar;
+    use sha2::{Digest as _, Sha512};
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let der = wallet.to_pkcs8_der();
+    let seed = &der[der.len() - 32..];
+    let mut expanded: [u8; 64] = Sha512::digest(seed).into();
+    expanded[0] &= 248;
+    expanded[31] &= 127;
+    expanded[31] |= 64;
+    let a = Scalar::from_bytes_mod_order(expanded[..32].try_into().unwrap());
+    let public = wallet.public_key().ed25519_bytes().unwrap();
+    let input = &token[..token.rfind('.').unwrap()];
+    // The point of order 2, (0, -1).
+    let mut minus_one = [0xff; 32];
+    minus_one[0] = 0xec;
+    minus_one[31] = 0x7f;
+    let torsion = CompressedEdwardsY(minus_one).decompress().unwrap();
+    let r = Scalar::from_bytes_mod_order_wide(&Sha512::digest(input.as_bytes()).into());
+    let big_r = (B * r + torsion).compress();
+    let mut h = Sha512::new();
+    h.update(big_r.as_bytes());
+    h.update(public);
+    h.update(input.as_bytes());
+    let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+    let s = r + k * a;
+    let mut signature = big_r.to_bytes().to_vec();
+    signature.extend_from_slice(s.as_bytes());
+    format!("{input}.{}", b64.encode(signature))
+}
+
+#[test]
+fn a_contract_signed_with_a_mixed_order_nonce_is_rejected_under_rules_3_and_applies_under_rules_4()
+{
+    let net = TestNet::new(1);
+    let mut c = chain(&net);
+    let b1 = net.bundle_under(c.dir.path(), "b1", true, &[], None, Rules::V3);
+    c.apply(&b1).unwrap();
+    let signed = net.contract(0, 1, &[student("S1")]);
+    let odd = with_mixed_order_signature(&signed, &net.peers[0]);
+    assert_ne!(odd, signed);
+    // Rules 3: the strict check refuses it, and the contract is rejected with that reason.
+    let b2 = net.bundle_under(
+        c.dir.path(),
+        "b2",
+        false,
+        std::slice::from_ref(&odd),
+        Some(&b1),
+        Rules::V3,
+    );
+    c.apply(&b2).unwrap();
+    let snapshot = c.ledger.snapshot().unwrap();
+    let receipt = &snapshot.receipts(2, 10).unwrap()[0];
+    assert!(!receipt.is_applied());
+    assert!(receipt.reason.as_deref().unwrap().contains("signature"), "{receipt:?}");
+    assert!(snapshot.record(swarmvm_vm::Table::Student, "S1").unwrap().is_none());
+    drop(snapshot);
+    // Rules 4 (ZIP-215, in a batch with good signatures): the same token applies.
+    let others: Vec<String> =
+        (2..40).map(|n| net.contract(0, n, &[student(&format!("T{n}"))])).collect();
+    let mut contracts = vec![odd];
+    contracts.extend(others);
+    let b3 = net.bundle_under(c.dir.path(), "b3", false, &contracts, Some(&b2), Rules::V4);
+    c.apply(&b3).unwrap();
+    let snapshot = c.ledger.snapshot().unwrap();
+    let receipts = snapshot.receipts(3, 100).unwrap();
+    assert_eq!(receipts.len(), 39);
+    assert!(
+        receipts.iter().all(|r| r.is_applied()),
+        "{:?}",
+        receipts.iter().find(|r| !r.is_applied())
+    );
+    assert!(snapshot.record(swarmvm_vm::Table::Student, "S1").unwrap().is_some());
+}
+
+#[test]
+fn under_rules_4_a_bad_signature_among_good_ones_rejects_that_contract_only() {
+    let net = TestNet::new(2);
+    let mut c = chain(&net);
+    let b1 = net.bundle_under(c.dir.path(), "b1", true, &[], None, Rules::V4);
+    c.apply(&b1).unwrap();
+    let mut contracts: Vec<String> =
+        (1..=100).map(|n| net.contract(0, n, &[student(&format!("S{n}"))])).collect();
+    // Contract 50 with another contract's signature.
+    let stolen = contracts[10].rsplit('.').next().unwrap().to_owned();
+    let at = contracts[50].rfind('.').unwrap();
+    contracts[50] = format!("{}.{stolen}", &contracts[50][..at]);
+    let b2 = net.bundle_under(c.dir.path(), "b2", false, &contracts, Some(&b1), Rules::V4);
+    c.apply(&b2).unwrap();
+    let receipts = c.ledger.snapshot().unwrap().receipts(2, 200).unwrap();
+    let rejected: Vec<(u32, String)> = receipts
+        .iter()
+        .filter(|r| !r.is_applied())
+        .map(|r| (r.index, r.reason.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0].0, 50);
+    assert!(rejected[0].1.contains("signature"), "{rejected:?}");
+}

@@ -4,3 +4,4 @@
 mod refusals;
 mod round_trip;
 mod vectors;
+mod zip215;

@@ -334,7 +334,7 @@ fn bundles_apply_under_the_rules_their_manifest_names_and_rules_never_go_back() 
         serde_json::from_slice::<Value>(&bytes).unwrap()
     };
     assert_eq!(claims("old").get("rules"), None, "version 1 is written as the second wave did");
-    assert_eq!(claims("new")["rules"], 3, "new bundles name the newest rules");
+    assert_eq!(claims("new")["rules"], 4, "new bundles name the newest rules");
 
     // 10,000 removals in one action: version 1 applies them, version 2 counts them.
     let old = env.json(&["node", "apply", "old", "--data-dir", "p-old", "--trust", "auth.pub"]);
@@ -352,13 +352,13 @@ fn bundles_apply_under_the_rules_their_manifest_names_and_rules_never_go_back() 
     let back = ["--after", "new", "--contracts", "c2.jsonl", "--rules", "1"];
     let run = env.run(&[&["bundle", "create", "back", "--key", "auth.pem"][..], &back].concat());
     assert_ne!(run.code, 0, "{run:?}");
-    assert!(run.one_line_error().contains("the previous bundle names rules version 3"), "{run:?}");
+    assert!(run.one_line_error().contains("the previous bundle names rules version 4"), "{run:?}");
     assert!(!env.path("back/manifest.jwt").exists());
     // An old chain may move up.
     create("up", &["--after", "old", "--contracts", "c2.jsonl"]);
     env.json(&["node", "apply", "up", "--data-dir", "p-old", "--trust", "auth.pub"]);
     // And a version this build does not know is a usage error that names it.
-    let run = env.run(&["bundle", "create", "x", "--key", "auth.pem", "--rules", "4"]);
+    let run = env.run(&["bundle", "create", "x", "--key", "auth.pem", "--rules", "5"]);
     assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.stderr.contains("rules version 4 is not known here"), "{run:?}");
+    assert!(run.stderr.contains("rules version 5 is not known here"), "{run:?}");
 }
