@@ -52,6 +52,21 @@ fn bench(c: &mut Criterion) {
                 b.iter(|| key.verify(black_box(input), black_box(&sig)).expect("valid"));
             });
         }
+        if algorithm == Algorithm::Ed25519 {
+            // Rules 4's contract signatures: ZIP-215 alone, and in batches of 64.
+            let x = *authority.public_key().ed25519_bytes().expect("ed25519");
+            let signature: [u8; 64] = sig.as_slice().try_into().expect("64 bytes");
+            let check = swarmvm_token::zip215::Ed25519Check::new(x, signature, input.to_vec());
+            group.bench_function("raw signature, ZIP-215 alone", |b| {
+                b.iter(|| assert!(black_box(&check).verify_one()));
+            });
+            let batch: Vec<&swarmvm_token::zip215::Ed25519Check> = vec![&check; 64];
+            group.throughput(Throughput::Elements(64));
+            group.bench_function("raw signatures, ZIP-215 in a batch of 64", |b| {
+                b.iter(|| assert!(swarmvm_token::zip215::verify_batch(black_box(&batch))[63]));
+            });
+            group.throughput(Throughput::Elements(1));
+        }
         group.bench_function("raw signature", |b| match algorithm {
             Algorithm::Ed25519 => {
                 let key = authority.public_key();
