@@ -36,6 +36,41 @@ pub fn features() -> WasmFeatures {
     WasmFeatures::MUTABLE_GLOBAL | WasmFeatures::SIGN_EXTENSION
 }
 
+/// The features outside the accepted set that a compiler may emit, by name: what
+/// [`features_used`] looks for.
+const OTHER_FEATURES: [(WasmFeatures, &str); 12] = [
+    (WasmFeatures::FLOATS, "floating point"),
+    (WasmFeatures::SATURATING_FLOAT_TO_INT, "saturating float-to-int conversions"),
+    (WasmFeatures::BULK_MEMORY, "bulk memory"),
+    (WasmFeatures::REFERENCE_TYPES, "reference types"),
+    (WasmFeatures::MULTI_VALUE, "multi-value"),
+    (WasmFeatures::SIMD, "SIMD"),
+    (WasmFeatures::RELAXED_SIMD, "relaxed SIMD"),
+    (WasmFeatures::THREADS, "threads"),
+    (WasmFeatures::TAIL_CALL, "tail calls"),
+    (WasmFeatures::EXCEPTIONS, "exceptions"),
+    (WasmFeatures::EXTENDED_CONST, "extended constant expressions"),
+    (WasmFeatures::MULTI_MEMORY, "multiple memories"),
+];
+
+/// The features of [`OTHER_FEATURES`] that `bytes` needs, when they are what keeps it from
+/// validating: with all of them it validates, and without each of those named it does not.
+/// Empty when the module is invalid for another reason (then the validator's message says
+/// why).
+fn features_used(bytes: &[u8]) -> Vec<&'static str> {
+    let all = OTHER_FEATURES.iter().fold(features(), |f, (x, _)| f | *x);
+    if Validator::new_with_features(all).validate_all(bytes).is_err() {
+        return Vec::new();
+    }
+    OTHER_FEATURES
+        .iter()
+        .filter(|(x, _)| {
+            Validator::new_with_features(all.difference(*x)).validate_all(bytes).is_err()
+        })
+        .map(|(_, name)| *name)
+        .collect()
+}
+
 /// What [`check_module`] found in a module that passed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleInfo {
@@ -97,9 +132,13 @@ pub(crate) fn check_abi(bytes: &[u8]) -> Result<ModuleInfo, ModuleError> {
     if bytes.len() > MAX_MODULE_LEN {
         return Err(ModuleError::TooLarge { len: bytes.len() });
     }
-    Validator::new_with_features(features())
-        .validate_all(bytes)
-        .map_err(|e| ModuleError::Invalid(e.message().to_owned()))?;
+    if let Err(e) = Validator::new_with_features(features()).validate_all(bytes) {
+        let used = features_used(bytes);
+        if !used.is_empty() {
+            return Err(ModuleError::Feature(used.join(", ")));
+        }
+        return Err(ModuleError::Invalid(e.message().to_owned()));
+    }
     let mut types: Vec<FuncType> = Vec::new();
     let mut funcs: Vec<u32> = Vec::new();
     let mut imports = Vec::new();

@@ -20,6 +20,12 @@ pub enum ModuleError {
         shown(.0)
     )]
     Invalid(String),
+    /// Valid WebAssembly that uses features outside the accepted set (named, as a compiler
+    /// newer than the one a module was meant for may emit them).
+    #[error(
+        "not valid WebAssembly 1.0 with sign-extension and mutable globals (no floats): the module uses {0}; build it for WebAssembly 1.0 (for Rust: -C target-cpu=mvp, as sdk/rust does)"
+    )]
+    Feature(String),
     /// WebAssembly text that does not parse.
     #[error("cannot read the WebAssembly text: {}", shown(.0))]
     Text(String),

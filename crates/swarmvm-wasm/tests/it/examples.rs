@@ -1,4 +1,5 @@
-//! The examples of `docs/wasm/`: counter and tally, in WebAssembly text and in C.
+//! The examples of `docs/wasm/`: counter and tally, in WebAssembly text and in C, and the
+//! tally of `sdk/rust/` in Rust.
 
 use serde_json::json;
 
@@ -67,14 +68,66 @@ pub fn tally_from_c() -> Vec<u8> {
     std::fs::read(wasm).unwrap()
 }
 
+/// `sdk/rust`'s tally, built by `sdk/rust/build.sh` (Debian's rustc 1.63 and its wasm32
+/// standard library) into `out`.
+pub fn tally_from_rust(out: &std::path::Path) -> Vec<u8> {
+    assert!(
+        std::path::Path::new("/usr/bin/rustc").is_file()
+            && std::path::Path::new("/usr/lib/rustlib/wasm32-unknown-unknown").is_dir(),
+        "Debian's rustc and its wasm32 standard library are not installed; install the Debian packages rustc and libstd-rust-dev-wasm32 (as .ci/run does)"
+    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk/rust/build.sh");
+    let output = std::process::Command::new("sh").arg(script).arg(out).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    std::fs::read(out.join("tally.wasm")).unwrap()
+}
+
 #[test]
-fn tally_in_c_and_in_webassembly_text_give_the_same_state() {
+fn tally_in_rust_is_built_byte_for_byte_the_same_anywhere_and_pinned() {
+    let vectors: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/vectors/wasm.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // The second build from a copy of the sources in another folder, into a deeper one.
+    let copy = two.path().join("elsewhere/sdk");
+    std::fs::create_dir_all(copy.join("rust/swarmvm-sdk/src")).unwrap();
+    std::fs::create_dir_all(copy.join("rust/tally/src")).unwrap();
+    let sdk = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk/rust");
+    for file in ["build.sh", "swarmvm-sdk/src/lib.rs", "tally/src/lib.rs"] {
+        std::fs::copy(format!("{sdk}/{file}"), copy.join("rust").join(file)).unwrap();
+    }
+    let first = tally_from_rust(one.path());
+    let out = two.path().join("out/deeper");
+    let status = std::process::Command::new("sh")
+        .arg(copy.join("rust/build.sh"))
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let second = std::fs::read(out.join("tally.wasm")).unwrap();
+    assert_eq!(first, second, "two builds in different folders differ");
+    let info = swarmvm_wasm::check_module(&first).unwrap();
+    assert_eq!(info.hash.to_hex(), vectors["rust_tally"]["hash"].as_str().unwrap());
+    assert_eq!(info.imports, ["input_len", "input_read", "caller", "get", "set", "fail"]);
+    let text = String::from_utf8_lossy(&first);
+    assert!(!text.contains("/tmp") && !text.contains("/work"), "a path of this machine inside");
+}
+
+#[test]
+fn tally_in_c_in_rust_and_in_webassembly_text_give_the_same_state() {
     let from_c = tally_from_c();
     let info = swarmvm_wasm::check_module(&from_c).unwrap();
     assert_eq!(info.imports, ["input_len", "input_read", "caller", "get", "set", "fail"]);
     let from_wat = wat(&std::fs::read_to_string(example("tally.wat")).unwrap());
+    let out = tempfile::tempdir().unwrap();
+    let from_rust = tally_from_rust(out.path());
     let mut states = Vec::new();
-    for module in [&from_c, &from_wat] {
+    for module in [&from_c, &from_wat, &from_rust] {
         let (mut m, _) = machine(&[("vote_proposal", module, default_fuel())]);
         let vote = |id: &str| json!({"action": "vote_proposal", "proposal": {"id": id, "description": "d\\u00e9 \\\"q\\\""}});
         let mut outcomes = Vec::new();
@@ -93,6 +146,7 @@ fn tally_in_c_and_in_webassembly_text_give_the_same_state() {
         states.push(state);
     }
     assert_eq!(states[0], states[1], "the same state, entry for entry");
+    assert_eq!(states[0], states[2], "the same state from the Rust module");
     assert_eq!(states[0]["wasm"]["vote_proposal"]["P1"], "3");
 }
 
