@@ -135,9 +135,14 @@ pub fn verify_contract(
 }
 
 /// A contract verified but for its Ed25519 signature, which is left to a batch (rules 4).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub struct PendingContract {
-    contract: VerifiedContract,
+    /// The signer the token names (its `kid`, else its `iss`).
+    signer: String,
+    /// The contract, or what its `iss` and claims were refused for: reported only once the
+    /// signature holds, so a token refused twice is refused for its signature, as under the
+    /// strict check.
+    contract: Result<VerifiedContract>,
     signature: Option<crate::zip215::Ed25519Check>,
 }
 
@@ -152,9 +157,9 @@ impl PendingContract {
     /// signature gets.
     pub fn finish(self, holds: bool) -> Result<VerifiedContract> {
         if self.signature.is_some() && !holds {
-            return Err(VerifyError::BadSignature(shorten(&self.contract.signer)));
+            return Err(VerifyError::BadSignature(shorten(&self.signer)));
         }
-        Ok(self.contract)
+        self.contract
     }
 }
 
@@ -168,9 +173,9 @@ pub fn prepare_contract(
 ) -> Result<PendingContract> {
     let decoded = Decoded::parse(token)?;
     let kind = contract_kind(&decoded)?;
-    let (signer, signature) = signers.authenticate_deferring(&decoded, kind)?;
-    let contract = contract_claims(&decoded, signer, network)?;
-    Ok(PendingContract { contract, signature })
+    let (signer, signature, issuer) = signers.authenticate_deferring(&decoded, kind)?;
+    let contract = issuer.and_then(|s| contract_claims(&decoded, s, network));
+    Ok(PendingContract { signer, contract, signature })
 }
 
 /// A contract's claims once its signer is known: `aud`, `nonce`, `actions`, `iat`.

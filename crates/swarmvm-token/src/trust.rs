@@ -147,15 +147,15 @@ impl TrustStore {
         &self,
         token: &Decoded<'_>,
         kind: Kind,
-    ) -> Result<(String, Option<crate::zip215::Ed25519Check>)> {
+    ) -> Result<(String, Option<crate::zip215::Ed25519Check>, Result<String>)> {
         let (signer, iss) = signer_of(token)?;
         let Some(trusted) = signer.parse::<WalletId>().ok().and_then(|id| self.keys.get(&id))
         else {
             // Not a registered wallet: refused as the strict path refuses it.
-            return self.authenticate(token, kind).map(|(s, _)| (s, None));
+            return self.authenticate(token, kind).map(|(s, _)| (s.clone(), None, Ok(s)));
         };
         let (Some(key), None) = (trusted.key.ed25519_bytes(), &trusted.rsa) else {
-            return self.authenticate(token, kind).map(|(s, _)| (s, None));
+            return self.authenticate(token, kind).map(|(s, _)| (s.clone(), None, Ok(s)));
         };
         let expected = trusted.key.kind().jws_algorithm();
         if token.alg != expected {
@@ -166,13 +166,15 @@ impl TrustStore {
                 "signature is not unpadded base64url or has the wrong length".into(),
             )
         })?;
-        let signer = issuer_is(signer, iss, true)?;
+        // As the strict path does, `iss` is judged after the signature: its result is kept
+        // for when the signature holds.
+        let issuer = issuer_is(signer, iss, true);
         let check = crate::zip215::Ed25519Check {
             key: *key,
             signature,
             message: token.signing_input.as_bytes().to_vec(),
         };
-        Ok((signer, Some(check)))
+        Ok((signer.to_owned(), Some(check), issuer))
     }
 
     /// [`TrustStore::authenticate`]; with `iss_is_signer` false, `iss` may name another

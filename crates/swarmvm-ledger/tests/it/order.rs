@@ -390,6 +390,18 @@ fn under_rules_4_a_bad_signature_among_good_ones_rejects_that_contract_only() {
     let stolen = contracts[10].rsplit('.').next().unwrap().to_owned();
     let at = contracts[50].rfind('.').unwrap();
     contracts[50] = format!("{}.{stolen}", &contracts[50][..at]);
+    // Contract 70 for another network, with a stolen signature too: refused for its
+    // signature first, as the strict check of rules 3 refuses it.
+    let other = swarmvm_token::sign_contract(
+        &net.peers[0],
+        "another-network",
+        71,
+        &[student("S71")],
+        net.issued_at,
+    )
+    .unwrap();
+    let at = other.rfind('.').unwrap();
+    contracts[70] = format!("{}.{stolen}", &other[..at]);
     let b2 = net.bundle_under(c.dir.path(), "b2", false, &contracts, Some(&b1), Rules::V4);
     c.apply(&b2).unwrap();
     let receipts = c.ledger.snapshot().unwrap().receipts(2, 200).unwrap();
@@ -398,7 +410,7 @@ fn under_rules_4_a_bad_signature_among_good_ones_rejects_that_contract_only() {
         .filter(|r| !r.is_applied())
         .map(|r| (r.index, r.reason.clone().unwrap_or_default()))
         .collect();
-    assert_eq!(rejected.len(), 1, "{rejected:?}");
-    assert_eq!(rejected[0].0, 50);
-    assert!(rejected[0].1.contains("signature"), "{rejected:?}");
+    assert_eq!(rejected.len(), 2, "{rejected:?}");
+    assert_eq!((rejected[0].0, rejected[1].0), (50, 70));
+    assert!(rejected.iter().all(|(_, why)| why.contains("signature")), "{rejected:?}");
 }
