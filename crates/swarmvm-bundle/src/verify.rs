@@ -294,6 +294,8 @@ pub struct VerifiedBatch {
     contracts: Vec<CheckedContract>,
     modules: Vec<(Hash32, Vec<u8>)>,
     authorities: Option<AuthoritySet>,
+    /// True when `authorities` is a rotation's new set (not a network's first).
+    rotation: bool,
     remember_tokens: bool,
     rules: Rules,
 }
@@ -317,6 +319,11 @@ impl VerifiedBatch {
     /// set of a network started with `network init` at its first bundle.
     pub fn authorities(&self) -> Option<&AuthoritySet> {
         self.authorities.as_ref()
+    }
+
+    /// True when its manifest rotates the authority set.
+    pub fn rotates(&self) -> bool {
+        self.rotation
     }
 
     /// Whether its registration tokens are remembered (by `jti`) under the state root: for
@@ -454,6 +461,7 @@ pub fn verify_bundle_with(
         registrations,
         contracts,
         authorities,
+        rotation: m.authority_set.is_some(),
         remember_tokens,
         rules: m.rules,
     })
@@ -612,6 +620,7 @@ pub fn verify_local_with_modules(
         registrations: verified,
         contracts: checked,
         authorities: (first && !network.is_single_key()).then(|| network.genesis().clone()),
+        rotation: false,
         remember_tokens: true,
         rules: Rules::CURRENT,
     })
@@ -652,6 +661,7 @@ pub fn verify_local_contracts_under(
         registrations: Vec::new(),
         contracts: checked,
         authorities: None,
+        rotation: false,
         remember_tokens: true,
         rules,
     })
@@ -718,27 +728,19 @@ fn verify_contracts(
             signers.add(key);
         }
     }
-    if !rules.has(Rules::V4) {
-        return Ok(tokens
-            .par_iter()
-            .map(|token| {
-                let hash = Hash32::digest(token.as_bytes());
-                let verified = match known.get(&hash).filter(|v| v.network == network) {
-                    Some(v) => Ok(v.clone()),
-                    None => verify_contract(token, &signers, network),
-                };
-                CheckedContract { hash, verified }
-            })
-            .collect());
-    }
-    // Everything but the Ed25519 signatures, on every core; then those in batches.
+    // Everything but the Ed25519 signatures under rules 4 (those follow in batches), the
+    // whole contract strictly before; on every core.
+    let batched = rules.has(Rules::V4);
     let prepared: Vec<(Hash32, Result<Prepared, VerifyError>)> = tokens
         .par_iter()
         .map(|token| {
             let hash = Hash32::digest(token.as_bytes());
             let prepared = match known.get(&hash).filter(|v| v.network == network) {
-                Some(v) => Ok(Prepared::Known(v.clone())),
-                None => prepare_contract(token, &signers, network).map(Prepared::Pending),
+                Some(v) => Ok(Prepared::Done(v.clone())),
+                None if batched => {
+                    prepare_contract(token, &signers, network).map(Prepared::Pending)
+                }
+                None => verify_contract(token, &signers, network).map(Prepared::Done),
             };
             (hash, prepared)
         })
@@ -769,7 +771,7 @@ fn verify_contracts(
         .zip(holds)
         .map(|((hash, prepared), ok)| {
             let verified = prepared.and_then(|p| match p {
-                Prepared::Known(v) => Ok(v),
+                Prepared::Done(v) => Ok(v),
                 Prepared::Pending(c) => c.finish(ok),
             });
             CheckedContract { hash, verified }
@@ -777,10 +779,11 @@ fn verify_contracts(
         .collect())
 }
 
-/// A contract on its way through [`verify_contracts`] under rules 4.
+/// A contract on its way through [`verify_contracts`].
 enum Prepared {
-    /// Verified before (by a sequencer, at submission, strictly).
-    Known(VerifiedContract),
+    /// Verified: strictly (before rules 4), or before this batch (by a sequencer at
+    /// submission, strictly).
+    Done(VerifiedContract),
     /// Verified but for its Ed25519 signature.
     Pending(swarmvm_token::PendingContract),
 }

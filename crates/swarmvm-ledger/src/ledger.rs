@@ -440,7 +440,7 @@ fn record(
                 };
                 let mut bundles = txn.open_table(BUNDLES).map_err(storage)?;
                 bundles.insert(*seq, record.to_bytes().as_slice()).map_err(storage)?;
-                if batch.authorities().is_some() && rotates(manifest) {
+                if batch.rotates() {
                     txn.open_table(ROTATIONS)
                         .map_err(storage)?
                         .insert(*seq, ())
@@ -616,12 +616,6 @@ fn rewrite_evidence(txn: &WriteTransaction) -> Result<(), OpenError> {
     Ok(())
 }
 
-/// True when `manifest` claims a new authority set (a network's first bundle stores the set
-/// it starts with, and rotates nothing).
-fn rotates(manifest: &str) -> bool {
-    swarmvm_token::peek_manifest(manifest).is_ok_and(|m| m.authority_set.is_some())
-}
-
 /// Notes which applied bundles rotated the authority set, in a ledger older than that note:
 /// every stored manifest is read once.
 fn index_rotations(txn: &WriteTransaction) -> Result<(), OpenError> {
@@ -632,7 +626,9 @@ fn index_rotations(txn: &WriteTransaction) -> Result<(), OpenError> {
         let (seq, v) = row.map_err(|e| s(e.into()))?;
         let record: BundleRecord =
             decode_row(v.value()).map_err(|e| OpenError::Corrupt(e.to_string()))?;
-        if rotates(&record.manifest) {
+        let rotates =
+            swarmvm_token::peek_manifest(&record.manifest).is_ok_and(|m| m.authority_set.is_some());
+        if rotates {
             rotations.insert(seq.value(), ()).map_err(|e| s(e.into()))?;
         }
     }

@@ -178,7 +178,7 @@
     RS256: { key: { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" }, verify: { name: "RSASSA-PKCS1-v1_5" } },
   };
 
-  /** The head's claims once K members of `set` signed it, or `{unsupported}` when this
+  /** The head's claims once K members of `set` signed it, or `{unsupported, stateRoot}` when this
    * browser cannot check a member's algorithm. */
   async function verifyHead(text, set, now) {
     let parts;
@@ -206,7 +206,10 @@
         const { kid, alg: _a, use: _u, key_ops: _k, ...material } = jwk;
         key = await crypto.subtle.importKey("jwk", material, alg.key, false, ["verify"]);
       } catch (e) {
-        if (header.alg === "EdDSA") return { unsupported: "Ed25519" };
+        if (header.alg === "EdDSA") {
+          const claims = JSON.parse(new TextDecoder().decode(fromB64url(payload)));
+          return { unsupported: "Ed25519", stateRoot: claims.state_root };
+        }
         throw new Refused("a member's key cannot be used: " + e.message);
       }
       const ok = await crypto.subtle.verify(alg.verify, key, fromB64url(signature),
@@ -252,9 +255,7 @@
         // Against the set in force that `set` gives; `swarmvm proof verify --network` follows
         // the document's rotations from the network file instead.
         head = await verifyHead(doc.head, set, now);
-        root = head.unsupported ? JSON.parse(new TextDecoder().decode(
-          fromB64url(doc.head.startsWith("{") ? JSON.parse(doc.head).payload : doc.head.split(".")[1]))).state_root
-          : head.stateRoot;
+        root = head.stateRoot;
       } else {
         root = doc.root;
       }

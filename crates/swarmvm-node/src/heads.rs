@@ -23,6 +23,13 @@ use crate::error::one_line;
 /// head signed to live for years would hide for as long that its network stopped.
 pub(crate) const MAX_HEAD_LIFETIME: Duration = Duration::from_secs(3600);
 
+/// How long `head` claims to live (`exp - iat`, seconds) when that is longer than
+/// [`MAX_HEAD_LIFETIME`]: what a follower and a proof's verifier refuse.
+pub(crate) fn too_long_lived(head: &VerifiedHead) -> Option<u64> {
+    let lifetime = head.expires_at.saturating_sub(head.issued_at);
+    (lifetime > MAX_HEAD_LIFETIME.as_secs()).then_some(lifetime)
+}
+
 /// Refuses a `--max-head-age` longer than [`MAX_HEAD_LIFETIME`].
 pub(crate) fn check_head_age(age: Duration) -> Result<(), String> {
     if age > MAX_HEAD_LIFETIME {
@@ -245,8 +252,7 @@ impl HeadStore {
                 return false;
             }
         };
-        let lifetime = head.expires_at.saturating_sub(head.issued_at);
-        if lifetime > MAX_HEAD_LIFETIME.as_secs() {
+        if let Some(lifetime) = too_long_lived(&head) {
             self.refuse(format!(
                 "the head for seq {} would live {lifetime} s (iat {} to exp {}), longer than the {} s a head may live",
                 head.seq,

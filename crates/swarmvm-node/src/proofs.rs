@@ -146,8 +146,7 @@ fn verify_chain(
             .ok_or_else(|| rotation(format!("bundle {} rotates nothing", verified.seq)))?;
     }
     let head = verify_head(text, network.id(), &set, now)?;
-    let lifetime = head.expires_at.saturating_sub(head.issued_at);
-    if lifetime > MAX_HEAD_LIFETIME.as_secs() {
+    if let Some(lifetime) = crate::heads::too_long_lived(&head) {
         return Err(AnswerError::HeadLifetime(lifetime));
     }
     if last_seq > head.seq {

@@ -122,8 +122,7 @@ fn path_to(children: &[(u8, Hash32)], byte: u8) -> (Vec<(u8, Hash32)>, usize) {
     let mut splits = Vec::new();
     let (mut lo, mut hi) = (0, children.len());
     while hi - lo > 1 {
-        let part = &children[lo..hi];
-        let (depth, at) = split_point(part, part[0].0, part[part.len() - 1].0);
+        let (depth, at) = split_point(&children[lo..hi]);
         let goes_right = byte & (0x80 >> depth) != 0;
         let (ours, theirs) = if goes_right {
             ((lo + at, hi), (lo, lo + at))

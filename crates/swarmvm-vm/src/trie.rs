@@ -78,8 +78,8 @@ pub fn children_root(children: &[(u8, Hash32)]) -> Option<Hash32> {
     match children {
         [] => None,
         [(_, only)] => Some(*only),
-        [(first, _), .., (last, _)] => {
-            let (depth, at) = split_point(children, *first, *last);
+        _ => {
+            let (depth, at) = split_point(children);
             let left = children_root(&children[..at])?;
             let right = children_root(&children[at..])?;
             Some(split_hash(depth, &left, &right))
@@ -87,9 +87,11 @@ pub fn children_root(children: &[(u8, Hash32)]) -> Option<Hash32> {
     }
 }
 
-/// Where children in byte order split: the first bit (0 the most significant) at which the
-/// first bytes `first` and `last` differ, and the index of the first child with a 1 there.
-pub(crate) fn split_point(children: &[(u8, Hash32)], first: u8, last: u8) -> (u8, usize) {
+/// Where two or more children in byte order split: the first bit (0 the most significant) at
+/// which the first bytes of the first and the last differ, and the index of the first child
+/// with a 1 there.
+pub(crate) fn split_point(children: &[(u8, Hash32)]) -> (u8, usize) {
+    let (first, last) = (children[0].0, children[children.len() - 1].0);
     let depth = (first ^ last).leading_zeros().min(7) as u8;
     let bit = 0x80u8 >> depth;
     (depth, children.partition_point(|(b, _)| b & bit == 0))
@@ -161,9 +163,7 @@ impl StoredNode {
 
     /// The node's hash when its segment is `segment`.
     pub fn hash(&self, segment: &[u8], hashing: NodeHashing) -> Hash32 {
-        let children: Vec<(u8, Hash32)> =
-            self.children.iter().map(|(s, h)| (s.first().copied().unwrap_or(0), *h)).collect();
-        node_hash(segment, self.value.as_ref(), &children, hashing)
+        node_hash(segment, self.value.as_ref(), &self.child_hashes(), hashing)
     }
 
     /// The (first byte, hash) of each child, in order.

@@ -22,7 +22,23 @@ fn hex(v: &Value) -> Vec<u8> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
-fn cases() -> Vec<(Ed25519Check, bool, bool)> {
+/// One case of the vectors: its key, signature and message, and its two pinned outcomes.
+struct Case {
+    key: [u8; 32],
+    signature: Vec<u8>,
+    message: Vec<u8>,
+    zip215: bool,
+    strict: bool,
+}
+
+impl Case {
+    fn check(&self) -> Ed25519Check {
+        let signature = self.signature.clone().try_into().unwrap();
+        Ed25519Check::new(self.key, signature, self.message.clone())
+    }
+}
+
+fn cases() -> Vec<Case> {
     let v: Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -35,13 +51,12 @@ fn cases() -> Vec<(Ed25519Check, bool, bool)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| {
-            let check = Ed25519Check::new(
-                hex(&c["pub_key"]).try_into().unwrap(),
-                hex(&c["signature"]).try_into().unwrap(),
-                hex(&c["message"]),
-            );
-            (check, c["zip215"].as_bool().unwrap(), c["strict"].as_bool().unwrap())
+        .map(|c| Case {
+            key: hex(&c["pub_key"]).try_into().unwrap(),
+            signature: hex(&c["signature"]),
+            message: hex(&c["message"]),
+            zip215: c["zip215"].as_bool().unwrap(),
+            strict: c["strict"].as_bool().unwrap(),
         })
         .collect()
 }
@@ -55,22 +70,12 @@ fn strict(key: [u8; 32], sig: &[u8], msg: &[u8]) -> bool {
 fn single_and_batched_zip215_agree_on_every_edge_case_and_strict_keeps_its_outcomes() {
     let cases = cases();
     assert_eq!(cases.len(), 12);
-    let v: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../tests/vectors/ed25519-speccheck.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
     for (i, case) in cases.iter().enumerate() {
-        let (check, zip215, strict_ok) = case;
-        assert_eq!(check.verify_one(), *zip215, "case {i}: single ZIP-215");
-        assert_eq!(verify_batch(&[check]), vec![*zip215], "case {i}: a batch of one");
-        let raw = &v["cases"][i];
-        let key: [u8; 32] = hex(&raw["pub_key"]).try_into().unwrap();
-        let got = strict(key, &hex(&raw["signature"]), &hex(&raw["message"]));
-        assert_eq!(got, *strict_ok, "case {i}: strict");
+        let check = case.check();
+        assert_eq!(check.verify_one(), case.zip215, "case {i}: single ZIP-215");
+        assert_eq!(verify_batch(&[&check]), vec![case.zip215], "case {i}: a batch of one");
+        let strictly = strict(case.key, &case.signature, &case.message);
+        assert_eq!(strictly, case.strict, "case {i}: strict");
     }
     // All twelve in one batch, among good signatures: each outcome is its single one.
     let (key, sign) = key_pair();
@@ -80,7 +85,7 @@ fn single_and_batched_zip215_agree_on_every_edge_case_and_strict_keeps_its_outco
             Ed25519Check::new(key, sign(&message), message)
         })
         .collect();
-    checks.extend(cases.iter().map(|(c, _, _)| c.clone()));
+    checks.extend(cases.iter().map(Case::check));
     let refs: Vec<&Ed25519Check> = checks.iter().collect();
     let singles: Vec<bool> = checks.iter().map(Ed25519Check::verify_one).collect();
     assert_eq!(verify_batch(&refs), singles);

@@ -265,14 +265,13 @@ pub(crate) fn run_proof(cmd: ProofCommand, out: OutputArgs) -> Result<ExitCode> 
     if root.is_none() && network.network.is_none() && network.trust.is_empty() {
         bail!("nothing to check against: give --network FILE, --trust PUBFILE or --root HEX");
     }
-    let network = match root {
-        Some(_) => None,
-        None => Some(network.load()?),
-    };
-    let anchor = match (&network, root) {
-        (_, Some(root)) => Anchor::Root(root),
-        (Some(n), None) => Anchor::Network(n),
-        (None, None) => unreachable!("a network is loaded when no root is given"),
+    let loaded;
+    let anchor = match root {
+        Some(root) => Anchor::Root(root),
+        None => {
+            loaded = network.load()?;
+            Anchor::Network(&loaded)
+        }
     };
     let verified = verify_answer(&answer, anchor, swarmvm_token::unix_now())?;
     if out.json {

@@ -6,8 +6,6 @@
 use serde_json::{Value, json};
 use swarmvm_test_support::{require_program, require_python_modules};
 
-use crate::live::{genesis, sequencer};
-use crate::node::http_of;
 use crate::support::{Daemon, Env, external};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -15,10 +13,7 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 /// A network whose sequencer (cutting every 200 ms) applied its registrations; its HTTP
 /// address, and peer 1's `wallet show`.
 fn live_sequencer(env: &Env) -> (Daemon, std::net::SocketAddr, Value) {
-    env.network("ed25519", "tokens.txt");
-    let seq = sequencer(env, "200ms");
-    let http = http_of(&seq);
-    genesis(env, http);
+    let (seq, http) = crate::live::live_sequencer(env);
     (seq, http, env.json(&["wallet", "show", "peer1.pem"]))
 }
 

@@ -37,6 +37,23 @@ fn browser_tests() -> PathBuf {
     dir
 }
 
+/// Runs the Node.js script `script` of `tests/browser` with `vars` in its environment; it
+/// must exit 0 and print `done` (its last check). Its report is printed, as a test's output.
+#[allow(clippy::print_stdout)]
+fn run_script(browser: &Path, script: &str, vars: &[(&str, &str)], done: &str) {
+    let out = Command::new("node")
+        .arg(script)
+        .current_dir(browser)
+        .envs(vars.iter().copied())
+        .output()
+        .expect("cannot run node");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(out.status.success(), "the browser checks failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains(done), "{stdout}");
+}
+
 /// Signs `action` as `wallet` with `nonce` for the network of auth.pub.
 fn sign(env: &Env, name: &str, wallet: &str, nonce: u64, action: &serde_json::Value) -> String {
     env.write(name, json!({ "actions": [action] }).to_string());
@@ -147,20 +164,15 @@ fn the_explorer_shows_each_nodes_state_live_and_safely_in_chromium() {
         .collect();
 
     let shots = repo_root().join("target/explorer-screenshots");
-    let out = Command::new("node")
-        .arg("explorer.test.mjs")
-        .current_dir(&browser)
-        .env("SWARMVM_NODES", urls.join(","))
-        .env("SWARMVM_TORRENT", env.path("b2.torrent"))
-        .env("SWARMVM_XSS", XSS)
-        .env("SWARMVM_SHOTS", &shots)
-        .output()
-        .expect("cannot run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(out.status.success(), "the browser checks failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("all explorer checks passed"), "{stdout}");
+    let (nodes_var, torrent) = (urls.join(","), env.p("b2.torrent"));
+    let shots_var = shots.to_string_lossy();
+    let env_vars = [
+        ("SWARMVM_NODES", nodes_var.as_str()),
+        ("SWARMVM_TORRENT", torrent.as_str()),
+        ("SWARMVM_XSS", XSS),
+        ("SWARMVM_SHOTS", &shots_var),
+    ];
+    run_script(&browser, "explorer.test.mjs", &env_vars, "all explorer checks passed");
     for view in ["overview", "bundles", "state", "receipts", "bundles-fetching", "state-phone"] {
         let shot = shots.join(format!("{view}.png"));
         let bytes = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
@@ -172,36 +184,10 @@ fn the_explorer_shows_each_nodes_state_live_and_safely_in_chromium() {
 fn the_explorer_verifies_an_entry_against_the_signed_head_in_chromium() {
     let browser = browser_tests();
     let env = Env::new();
-    env.network("ed25519", "tokens.txt");
-    let seq = crate::live::sequencer(&env, "200ms");
-    let http = http_of(&seq);
-    crate::live::genesis(&env, http);
-    env.write(
-        "c.json",
-        r#"{"actions": [{"action": "register_student", "student": {"id": "S0000001", "name": "Zoë", "department": "Physics"}}]}"#,
-    );
+    let (seq, http) = crate::proofs::sequencer_with_a_student(&env);
     let url = format!("http://{http}");
-    env.ok(&["contract", "submit", "c.json", "--node", &url, "--wallet", "peer1.pem", "--wait"]);
-    // The head of the seq that applied it is kept just after it applies.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !swarmvm_test_support::http::get(http, "/v1/proof/students/S0000001").1["head"]
-        .is_string()
-    {
-        assert!(std::time::Instant::now() < deadline, "no head kept");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let out = Command::new("node")
-        .arg("proof.test.mjs")
-        .current_dir(&browser)
-        .env("SWARMVM_NODE", &url)
-        .env("SWARMVM_ID", "S0000001")
-        .output()
-        .expect("cannot run node");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("{stdout}");
-    assert!(out.status.success(), "the browser checks failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("all proof checks passed"), "{stdout}");
+    let env_vars = [("SWARMVM_NODE", url.as_str()), ("SWARMVM_ID", "S0000001")];
+    run_script(&browser, "proof.test.mjs", &env_vars, "all proof checks passed");
     drop(seq);
 }
 

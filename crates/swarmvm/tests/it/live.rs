@@ -209,6 +209,16 @@ fn contract_submit_times_out_with_exit_3_when_nothing_is_cut() {
 
 /// The network's registrations, submitted to the sequencer as a folder of tokens alone,
 /// cut into the genesis.
+/// A network (`Env::network`) whose sequencer, cutting every 200 ms, applied its
+/// registrations; and its HTTP address.
+pub(crate) fn live_sequencer(env: &Env) -> (Daemon, SocketAddr) {
+    env.network("ed25519", "tokens.txt");
+    let seq = sequencer(env, "200ms");
+    let http = crate::node::http_of(&seq);
+    genesis(env, http);
+    (seq, http)
+}
+
 pub(crate) fn genesis(env: &Env, seq: SocketAddr) {
     std::fs::create_dir_all(env.path("genesis")).unwrap();
     std::fs::copy(env.path("tokens.txt"), env.path("genesis/registration_tokens.txt")).unwrap();

@@ -11,9 +11,8 @@ use swarmvm_test_support::require_program;
 use swarmvm_token::{HeadContent, sign_head};
 use swarmvm_wallet::{Wallet, read_key_file};
 
-use crate::live::{genesis, sequencer};
-use crate::node::http_of;
-use crate::support::{Env, REFUSED};
+use crate::live::live_sequencer;
+use crate::support::{Daemon, Env, REFUSED};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
@@ -58,6 +57,21 @@ fn python(env: &Env, doc: &str, extra: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// A live sequencer that applied a contract registering student S0000001 (Zoë, Physics), and
+/// kept the head of that bundle's seq; its HTTP address.
+pub(crate) fn sequencer_with_a_student(env: &Env) -> (Daemon, std::net::SocketAddr) {
+    let (seq, http) = live_sequencer(env);
+    env.write(
+        "c.json",
+        r#"{"actions": [{"action": "register_student", "student": {"id": "S0000001", "name": "Zoë", "department": "Physics"}}]}"#,
+    );
+    let url = format!("http://{http}");
+    let submit = ["contract", "submit", "c.json", "--node", &url, "--wallet", "peer1.pem"];
+    env.ok(&[&submit[..], &["--wait", "--timeout", "30s"]].concat());
+    proof_with_head(http, "/v1/proof/students/S0000001");
+    (seq, http)
+}
+
 /// The proof document for `path` once it names a head (the head of a seq is kept just after
 /// its bundle applies).
 fn proof_with_head(http: std::net::SocketAddr, path: &str) -> Value {
@@ -77,26 +91,7 @@ fn proof_with_head(http: std::net::SocketAddr, path: &str) -> Value {
 fn entries_and_absences_are_proved_against_the_sequencers_head_and_every_forgery_exits_1() {
     require_program("python3", "python3");
     let env = Env::new();
-    env.network("ed25519", "tokens.txt");
-    let seq = sequencer(&env, "200ms");
-    let http = http_of(&seq);
-    genesis(&env, http);
-    env.write(
-        "c.json",
-        r#"{"actions": [{"action": "register_student", "student": {"id": "S0000001", "name": "Zoë", "department": "Physics"}}]}"#,
-    );
-    env.ok(&[
-        "contract",
-        "submit",
-        "c.json",
-        "--node",
-        &format!("http://{http}"),
-        "--wallet",
-        "peer1.pem",
-        "--wait",
-        "--timeout",
-        "30s",
-    ]);
+    let (seq, http) = sequencer_with_a_student(&env);
 
     let present = proof_with_head(http, "/v1/proof/students/S0000001");
     let absent = proof_with_head(http, "/v1/proof/students/S0000002");
@@ -205,10 +200,7 @@ fn entries_and_absences_are_proved_against_the_sequencers_head_and_every_forgery
 #[test]
 fn proof_requests_for_unknown_tables_and_overlong_ids_are_refused() {
     let env = Env::new();
-    env.network("ed25519", "tokens.txt");
-    let seq = sequencer(&env, "200ms");
-    let http = http_of(&seq);
-    genesis(&env, http);
+    let (seq, http) = live_sequencer(&env);
     let (code, body) = get(http, "/v1/proof/people/S1");
     assert!(code == 404 && body["error"].as_str().unwrap().contains("no state table"), "{body}");
     let long = "x".repeat(2000);
