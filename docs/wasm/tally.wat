@@ -14,7 +14,7 @@
   (import "swarmvm" "fail" (func $fail (param i32 i32)))
   (memory (export "memory") 1)
 
-  ;; Memory: 0..256 literals and messages; 256..512 the key (ID "/" WALLET); 512..532 the
+  ;; Memory: 0..256 literals and messages; 256..512 the key (ID "/" WALLET); 512..540 the
   ;; count's text; 600..620 digits written backwards; 1024.. the input (at most 32 KiB: a
   ;; vote is far smaller). One page, so the runtime's reset between actions copies little.
   (global $in i32 (i32.const 1024))
@@ -29,42 +29,46 @@
 
   (func $shape (call $fail (i32.const 64) (i32.const 56)))
 
-  ;; True when the input at pos starts with the len bytes at lit.
+  ;; True when the input at pos starts with the len bytes at lit, for 2 <= len <= 16: two
+  ;; loads from each, 8, 4 or 2 bytes wide, one at the start and one ending at the end (they
+  ;; overlap when len is not twice the width), rather than a loop over bytes.
   (func $at (param $pos i32) (param $lit i32) (param $len i32) (result i32)
-    (local $i i32)
+    (local $in i32) (local $in_end i32) (local $lit_end i32)
     (if (i32.gt_u (i32.add (local.get $pos) (local.get $len)) (global.get $n))
       (then (return (i32.const 0))))
-    (block $differ
-      (loop $byte
-        (if (i32.eq (local.get $i) (local.get $len)) (then (return (i32.const 1))))
-        (br_if $differ
-          (i32.ne
-            (i32.load8_u offset=1024 (i32.add (local.get $pos) (local.get $i)))
-            (i32.load8_u (i32.add (local.get $lit) (local.get $i)))))
-        (local.set $i (i32.add (local.get $i) (i32.const 1)))
-        (br $byte)))
-    (i32.const 0))
+    (local.set $in (i32.add (global.get $in) (local.get $pos)))
+    (local.set $in_end (i32.add (local.get $in) (local.get $len)))
+    (local.set $lit_end (i32.add (local.get $lit) (local.get $len)))
+    (if (i32.ge_u (local.get $len) (i32.const 8))
+      (then
+        (return
+          (i32.and
+            (i64.eq (i64.load (local.get $in)) (i64.load (local.get $lit)))
+            (i64.eq (i64.load offset=0 (i32.sub (local.get $in_end) (i32.const 8)))
+                    (i64.load offset=0 (i32.sub (local.get $lit_end) (i32.const 8))))))))
+    (if (i32.ge_u (local.get $len) (i32.const 4))
+      (then
+        (return
+          (i32.and
+            (i32.eq (i32.load (local.get $in)) (i32.load (local.get $lit)))
+            (i32.eq (i32.load (i32.sub (local.get $in_end) (i32.const 4)))
+                    (i32.load (i32.sub (local.get $lit_end) (i32.const 4))))))))
+    (i32.and
+      (i32.eq (i32.load16_u (local.get $in)) (i32.load16_u (local.get $lit)))
+      (i32.eq (i32.load16_u (i32.sub (local.get $in_end) (i32.const 2)))
+              (i32.load16_u (i32.sub (local.get $lit_end) (i32.const 2))))))
 
-  ;; True for the characters of an id: A-Z a-z 0-9 _ . : -
-  (func $id_char (param $c i32) (result i32)
-    (i32.or
-      (i32.or
-        (i32.and (i32.ge_u (local.get $c) (i32.const 48)) (i32.le_u (local.get $c) (i32.const 58)))
-        (i32.and (i32.ge_u (i32.or (local.get $c) (i32.const 32)) (i32.const 97))
-                 (i32.le_u (i32.or (local.get $c) (i32.const 32)) (i32.const 122))))
-      (i32.or
-        (i32.or (i32.eq (local.get $c) (i32.const 95)) (i32.eq (local.get $c) (i32.const 46)))
-        (i32.eq (local.get $c) (i32.const 45)))))
-
+  ;; Copies len bytes from src to dst eight at a time: it may write up to 7 bytes past
+  ;; dst + len (every caller has that room, and writes what follows afterwards).
   (func $copy (param $dst i32) (param $src i32) (param $len i32)
     (block $done
-      (loop $byte
-        (br_if $done (i32.eqz (local.get $len)))
-        (i32.store8 (local.get $dst) (i32.load8_u (local.get $src)))
-        (local.set $dst (i32.add (local.get $dst) (i32.const 1)))
-        (local.set $src (i32.add (local.get $src) (i32.const 1)))
-        (local.set $len (i32.sub (local.get $len) (i32.const 1)))
-        (br $byte))))
+      (loop $word
+        (br_if $done (i32.le_s (local.get $len) (i32.const 0)))
+        (i64.store (local.get $dst) (i64.load (local.get $src)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 8)))
+        (local.set $src (i32.add (local.get $src) (i32.const 8)))
+        (local.set $len (i32.sub (local.get $len) (i32.const 8)))
+        (br $word))))
 
   (func $parse (param $ptr i32) (param $len i32) (result i64)
     (local $v i64) (local $end i32)
@@ -95,6 +99,7 @@
 
   (func (export "run") (result i32)
     (local $p i32) (local $c i32) (local $id i32) (local $id_len i32) (local $len i32)
+    (local $w i64) (local $q i64)
     (global.set $n (call $input_len))
     (if (i32.gt_u (global.get $n) (i32.const 32768)) (then (call $shape)))
     (call $input_read (global.get $in))
@@ -118,6 +123,26 @@
         (local.set $p (i32.add (local.get $p) (i32.const 15)))
         (block $text_end
           (loop $text
+            ;; Eight bytes at a time while none of them is a quote or a backslash: x has a
+            ;; zero byte exactly when (x - 0x0101..) & ~x & 0x8080.. is not zero, and
+            ;; w ^ 0x2222.. has one where w has a quote.
+            (if (i32.le_u (i32.add (local.get $p) (i32.const 8)) (global.get $n))
+              (then
+                (local.set $w (i64.load offset=1024 (local.get $p)))
+                (local.set $q (i64.xor (local.get $w) (i64.const 0x2222222222222222)))
+                (local.set $w (i64.xor (local.get $w) (i64.const 0x5c5c5c5c5c5c5c5c)))
+                (if (i64.eqz
+                      (i64.and
+                        (i64.or
+                          (i64.and (i64.sub (local.get $q) (i64.const 0x0101010101010101))
+                                   (i64.xor (local.get $q) (i64.const -1)))
+                          (i64.and (i64.sub (local.get $w) (i64.const 0x0101010101010101))
+                                   (i64.xor (local.get $w) (i64.const -1))))
+                        (i64.const 0x8080808080808080)))
+                  (then
+                    (local.set $p (i32.add (local.get $p) (i32.const 8)))
+                    (br $text)))))
+            ;; Otherwise (or near the end) one byte.
             (if (i32.ge_u (local.get $p) (global.get $n)) (then (call $shape)))
             (local.set $c (i32.load8_u offset=1024 (local.get $p)))
             (local.set $p (i32.add (local.get $p) (i32.const 1)))
@@ -137,7 +162,17 @@
         (if (i32.ge_u (local.get $p) (global.get $n)) (then (call $shape)))
         (local.set $c (i32.load8_u offset=1024 (local.get $p)))
         (br_if $id_end (i32.eq (local.get $c) (i32.const 34)))
-        (if (i32.eqz (call $id_char (local.get $c))) (then (call $shape)))
+        ;; An id's characters: 0-9 (and ':', just after), A-Z or a-z (c | 32 in a..z), _ . -
+        (if (i32.eqz
+              (i32.or
+                (i32.or
+                  (i32.lt_u (i32.sub (local.get $c) (i32.const 48)) (i32.const 11))
+                  (i32.lt_u (i32.sub (i32.or (local.get $c) (i32.const 32)) (i32.const 97))
+                            (i32.const 26)))
+                (i32.or
+                  (i32.or (i32.eq (local.get $c) (i32.const 95)) (i32.eq (local.get $c) (i32.const 46)))
+                  (i32.eq (local.get $c) (i32.const 45)))))
+          (then (call $shape)))
         (local.set $p (i32.add (local.get $p) (i32.const 1)))
         (br $id_chars)))
     (local.set $id_len (i32.sub (local.get $p) (local.get $id)))

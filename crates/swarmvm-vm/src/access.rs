@@ -120,28 +120,34 @@ pub type Slot = (Table, CompactString);
 /// canonical order (table, then id bytes).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChangeSet {
-    changes: BTreeMap<Slot, Option<Record>>,
+    changes: Tables,
 }
+
+/// One map per table (indexed as [`Table::ALL`], which is in tag order), so that an id is
+/// looked up as a `&str`, with no key built for it.
+type Tables = [BTreeMap<CompactString, Option<Record>>; Table::ALL.len()];
 
 impl ChangeSet {
     /// The changes, in canonical order.
     pub fn iter(&self) -> impl Iterator<Item = (Table, &str, Option<&Record>)> {
-        self.changes.iter().map(|((t, id), r)| (*t, id.as_str(), r.as_ref()))
+        Table::ALL.into_iter().flat_map(move |t| {
+            self.changes[t.index()].iter().map(move |(id, r)| (t, id.as_str(), r.as_ref()))
+        })
     }
 
     /// Entries changed.
     pub fn len(&self) -> usize {
-        self.changes.len()
+        self.changes.iter().map(BTreeMap::len).sum()
     }
 
     /// True when nothing changed.
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty()
+        self.changes.iter().all(BTreeMap::is_empty)
     }
 
     /// The new record at `id` in `table`: `Some(None)` when removed, `None` when unchanged.
     pub fn get(&self, table: Table, id: &str) -> Option<Option<&Record>> {
-        self.changes.get(&(table, CompactString::from(id))).map(Option::as_ref)
+        self.changes[table.index()].get(id).map(Option::as_ref)
     }
 }
 
@@ -149,7 +155,7 @@ impl ChangeSet {
 /// by rolling back to a [`Overlay::mark`]; the batch's writes become a [`ChangeSet`].
 pub struct Overlay<'s> {
     base: &'s dyn StateRead,
-    writes: BTreeMap<Slot, Option<Record>>,
+    writes: Tables,
     /// Every write with what the overlay held before it (`None`: nothing, so the base).
     journal: Vec<(Slot, Option<Option<Record>>)>,
     /// What the applied contracts' modules wrote in this batch (rules version 2 counts it
@@ -159,7 +165,8 @@ pub struct Overlay<'s> {
 
 impl std::fmt::Debug for Overlay<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Overlay").field("writes", &self.writes.len()).finish_non_exhaustive()
+        let writes: usize = self.writes.iter().map(BTreeMap::len).sum();
+        f.debug_struct("Overlay").field("writes", &writes).finish_non_exhaustive()
     }
 }
 
@@ -168,7 +175,7 @@ impl<'s> Overlay<'s> {
     pub fn new(base: &'s dyn StateRead) -> Self {
         Self {
             base,
-            writes: BTreeMap::new(),
+            writes: Tables::default(),
             journal: Vec::new(),
             module_writes: Budget::default(),
         }
@@ -186,8 +193,12 @@ impl<'s> Overlay<'s> {
 
     /// Sets `id` to `record` (in the record's table).
     pub fn put(&mut self, id: &str, record: Record) {
-        let slot = (record.table(), CompactString::from(id));
-        self.write(slot, Some(record));
+        self.put_id(CompactString::from(id), record);
+    }
+
+    /// [`Overlay::put`] with an id already made.
+    pub fn put_id(&mut self, id: CompactString, record: Record) {
+        self.write((record.table(), id), Some(record));
     }
 
     /// Removes the entry at `id` in `table`.
@@ -196,7 +207,7 @@ impl<'s> Overlay<'s> {
     }
 
     fn write(&mut self, slot: Slot, value: Option<Record>) {
-        let before = self.writes.insert(slot.clone(), value);
+        let before = self.writes[slot.0.index()].insert(slot.1.clone(), value);
         self.journal.push((slot, before));
     }
 
@@ -207,13 +218,14 @@ impl<'s> Overlay<'s> {
 
     /// Undoes every write made since `mark`.
     pub fn rollback(&mut self, mark: usize) {
-        for (slot, before) in self.journal.drain(mark..).rev() {
+        for ((table, id), before) in self.journal.drain(mark..).rev() {
+            let writes = &mut self.writes[table.index()];
             match before {
                 Some(value) => {
-                    self.writes.insert(slot, value);
+                    writes.insert(id, value);
                 }
                 None => {
-                    self.writes.remove(&slot);
+                    writes.remove(&id);
                 }
             }
         }
@@ -232,7 +244,7 @@ impl<'s> Overlay<'s> {
 
 impl StateRead for Overlay<'_> {
     fn get(&self, table: Table, id: &str) -> Result<Option<Record>, StateError> {
-        match self.writes.get(&(table, CompactString::from(id))) {
+        match self.writes[table.index()].get(id) {
             Some(value) => Ok(value.clone()),
             None => self.base.get(table, id),
         }

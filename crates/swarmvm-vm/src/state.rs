@@ -100,7 +100,7 @@ impl Table {
         }
     }
 
-    fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         usize::from(self.tag() - 1)
     }
 }

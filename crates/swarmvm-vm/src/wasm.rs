@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::fmt;
 
+use compact_str::CompactString;
 use serde_json::Value;
 
 use crate::access::{Overlay, StateError, StateRead as _};
@@ -183,11 +184,16 @@ pub trait ModuleRunner: Send + Sync + fmt::Debug {
 /// The state id of `key` in `action`'s namespace: `action/` then the key in lowercase hex,
 /// so ids sort as the keys' bytes do within an action.
 pub fn wasm_id(action: &str, key: &[u8]) -> String {
+    wasm_slot(action, key).into_string()
+}
+
+/// [`wasm_id`] as a state id (a long id keeps the string's buffer).
+fn wasm_slot(action: &str, key: &[u8]) -> CompactString {
     let mut id = String::with_capacity(action.len() + 1 + key.len() * 2);
     id.push_str(action);
     id.push('/');
-    id.push_str(&data_encoding::HEXLOWER.encode(key));
-    id
+    data_encoding::HEXLOWER.encode_append(key, &mut id);
+    CompactString::from(id)
 }
 
 /// The action and key of a [`wasm_id`]; `None` for anything else.
@@ -215,18 +221,18 @@ pub(crate) struct SharedOverlay<'a, 's>(pub(crate) RefCell<&'a mut Overlay<'s>>)
 
 impl WasmState for SharedOverlay<'_, '_> {
     fn get(&self, action: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
-        Ok(match self.0.borrow().get(Table::Wasm, &wasm_id(action, key))? {
+        Ok(match self.0.borrow().get(Table::Wasm, &wasm_slot(action, key))? {
             Some(Record::Data { value }) => Some(value.into_vec()),
             _ => None,
         })
     }
 
     fn set(&self, action: &str, key: &[u8], value: &[u8]) {
-        self.0.borrow_mut().put(&wasm_id(action, key), Record::Data { value: value.into() });
+        self.0.borrow_mut().put_id(wasm_slot(action, key), Record::Data { value: value.into() });
     }
 
     fn remove(&self, action: &str, key: &[u8]) {
-        self.0.borrow_mut().remove(Table::Wasm, &wasm_id(action, key));
+        self.0.borrow_mut().remove(Table::Wasm, &wasm_slot(action, key));
     }
 }
 

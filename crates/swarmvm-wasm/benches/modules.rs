@@ -2,13 +2,19 @@
 //!
 //! `cargo bench -p swarmvm-wasm --bench modules`
 //!
-//! - `tally` (docs/wasm/tally.wat) against the built-in `vote_proposal` on the same
-//!   contracts: 1,000 one-vote actions per contract, each a new proposal, so every action
+//! - `tally` in WebAssembly text (docs/wasm/tally.wat) and in Rust (sdk/rust, built here by
+//!   `sdk/rust/build.sh` with Debian's rustc 1.63) against the built-in `vote_proposal`, on the
+//!   same contracts: 1,000 one-vote actions per contract, each a new proposal, so every action
 //!   reads two absent keys and writes two. Throughput in actions.
 //! - Compiling and checking a module, per KiB of module.
-//! - The same tally with and without fuel metering.
+//! - The text tally with and without fuel metering.
+//!
+//! Each case starts over from an empty state every 64 contracts (outside the timed part), so
+//! the state stays between 0 and 128,000 entries rather than growing for as long as the
+//! case runs: first touches of ever new memory would otherwise be measured as VM time.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -21,6 +27,8 @@ use swarmvm_wasm::{DEFAULT_FUEL, Runtime, module_bytes};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const ACTIONS: usize = 1_000;
+/// Contracts between two fresh states.
+const ROUNDS_PER_STATE: usize = 64;
 const WALLET: &str = "alice00000000000000000000000000000000000000";
 
 fn tally() -> Vec<u8> {
@@ -28,8 +36,22 @@ fn tally() -> Vec<u8> {
     module_bytes(std::fs::read_to_string(path).unwrap().as_bytes()).unwrap()
 }
 
-fn machine(runtime: Option<Arc<Runtime>>) -> Machine {
-    let mut m = match &runtime {
+/// `sdk/rust`'s tally, built by `sdk/rust/build.sh` with Debian's rustc 1.63.
+fn rust_tally() -> Vec<u8> {
+    assert!(
+        std::path::Path::new("/usr/bin/rustc").is_file(),
+        "Debian's rustc is not installed: apt-get install rustc libstd-rust-dev-wasm32 (make test-deps)"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk/rust/build.sh");
+    let built = std::process::Command::new("sh").arg(script).arg(out.path()).output().unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    std::fs::read(out.path().join("tally.wasm")).unwrap()
+}
+
+/// A VM with the built-in operations, one wallet and, with a runtime, `module` as `tally`.
+fn machine(runtime: Option<&Arc<Runtime>>, module: &[u8]) -> Machine {
+    let mut m = match runtime {
         Some(r) => Machine::new().with_runner(r.clone()),
         None => Machine::new(),
     };
@@ -38,7 +60,7 @@ fn machine(runtime: Option<Arc<Runtime>>) -> Machine {
     }
     m.register_wallet(WALLET, "peer1", "{}").unwrap();
     if let Some(r) = runtime {
-        let hash = r.load(&tally()).unwrap();
+        let hash = r.load(module).unwrap();
         m.register_module("tally", hash, DEFAULT_FUEL).unwrap();
     }
     m
@@ -50,25 +72,34 @@ fn votes(action: &str, round: usize) -> Vec<Value> {
         .collect()
 }
 
+/// A case: its name, the action it runs, the runtime (none: built-in) and the module.
+type Case<'m> = (&'static str, &'static str, Option<Arc<Runtime>>, &'m [u8]);
+
 fn bench_tally(c: &mut Criterion) {
     let mut g = c.benchmark_group("1,000 votes per contract");
     g.throughput(Throughput::Elements(ACTIONS as u64));
     g.sample_size(20);
-    let cases: [(&str, &str, Option<Arc<Runtime>>); 3] = [
-        ("built-in vote_proposal", "vote_proposal", None),
-        ("tally module, metered", "tally", Some(Arc::new(Runtime::new()))),
-        ("tally module, unmetered", "tally", Some(Arc::new(Runtime::unmetered()))),
+    let (text, rust) = (tally(), rust_tally());
+    let cases: [Case<'_>; 4] = [
+        ("built-in vote_proposal", "vote_proposal", None, &[]),
+        ("tally.wat module, metered", "tally", Some(Arc::new(Runtime::new())), &text),
+        ("tally in Rust module, metered", "tally", Some(Arc::new(Runtime::new())), &rust),
+        ("tally.wat module, unmetered", "tally", Some(Arc::new(Runtime::unmetered())), &text),
     ];
-    for (name, action, runtime) in cases {
-        let mut m = machine(runtime);
+    for (name, action, runtime, module) in cases {
+        let m = RefCell::new(machine(runtime.as_ref(), module));
         let mut round = 0;
         g.bench_function(name, |b| {
             b.iter_batched(
                 || {
                     round += 1;
+                    if round % ROUNDS_PER_STATE == 0 {
+                        *m.borrow_mut() = machine(runtime.as_ref(), module);
+                    }
                     votes(action, round)
                 },
                 |actions| {
+                    let mut m = m.borrow_mut();
                     let nonce = m.nonce(WALLET) + 1;
                     let out = m.execute(&Contract { signer: WALLET, nonce, actions: &actions });
                     assert!(out.is_applied(), "{out:?}");

@@ -3,11 +3,12 @@
 //!
 //! A contract opens one session per module it calls. The session instantiates the module
 //! once and, before every further action, puts the instance back as it was when
-//! instantiated: its memory's bytes copied from a pristine image and every global set to its
-//! initial value (the module is compiled with its globals exported under reserved names to
-//! make that possible). An action that grew the memory gets a fresh instance instead. So no
-//! action sees what another left in memory or globals, at the cost of a copy of the
-//! module's initial memory rather than a new instance.
+//! instantiated: its memory's bytes made equal to a pristine image again and every global set
+//! to its initial value (the module is compiled with its globals exported under reserved names
+//! to make that possible). An action that grew the memory gets a fresh instance instead. So no
+//! action sees what another left in memory or globals, at the cost of a pass over the module's
+//! memory rather than a new instance: chunks that are zeros in the image are only read, and
+//! written only when the action left something there ([`Pristine::restore`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -58,6 +59,45 @@ struct Loaded {
     globals: Option<u32>,
     /// The elements of its tables when instantiated.
     table_elements: u64,
+    /// Its memory as instantiated: the same for every instance, so taken once.
+    pristine: std::sync::OnceLock<Arc<Pristine>>,
+}
+
+/// The bytes of a chunk [`Pristine`] checks or restores at once.
+const CHUNK: usize = 1024;
+
+/// A module's memory as instantiated, and which of its chunks hold only zeros.
+#[derive(Debug)]
+struct Pristine {
+    bytes: Vec<u8>,
+    zero: Vec<bool>,
+}
+
+impl Pristine {
+    fn new(bytes: Vec<u8>) -> Self {
+        let zero = bytes.chunks(CHUNK).map(is_zero).collect();
+        Self { bytes, zero }
+    }
+
+    /// Makes `memory`, as long as the image, equal to it again. A chunk that is zeros in the
+    /// image is only read unless the action left something there (most of a module's memory,
+    /// usually); the others are copied.
+    fn restore(&self, memory: &mut [u8]) {
+        debug_assert_eq!(memory.len(), self.bytes.len());
+        let chunks = memory.chunks_mut(CHUNK).zip(self.bytes.chunks(CHUNK));
+        for ((now, then), &zero) in chunks.zip(&self.zero) {
+            if !zero {
+                now.copy_from_slice(then);
+            } else if !is_zero(now) {
+                now.fill(0);
+            }
+        }
+    }
+}
+
+/// True when every byte is zero (without an early exit, so the loop vectorizes).
+fn is_zero(bytes: &[u8]) -> bool {
+    bytes.iter().fold(0, |acc, b| acc | b) == 0
 }
 
 /// What the imports of one session see.
@@ -170,7 +210,12 @@ impl Runtime {
             return Ok(info.hash);
         }
         let (module, globals) = compile(&self.engine, bytes)?;
-        let loaded = Loaded { module, globals, table_elements: info.table_elements };
+        let loaded = Loaded {
+            module,
+            globals,
+            table_elements: info.table_elements,
+            pristine: std::sync::OnceLock::new(),
+        };
         self.modules.write().insert(info.hash, Arc::new(loaded));
         Ok(info.hash)
     }
@@ -216,7 +261,7 @@ struct Live<'h> {
     store: Store<Data<'h>>,
     memory: Memory,
     run: TypedFunc<(), i32>,
-    pristine: Vec<u8>,
+    pristine: Arc<Pristine>,
     globals: Vec<(Global, Val)>,
     /// False once an action ran: the next one resets first.
     fresh: bool,
@@ -272,7 +317,11 @@ impl<'h> Session<'h> {
                 .collect(),
             None => Vec::new(),
         };
-        let pristine = memory.data(&store).to_vec();
+        let pristine = self
+            .loaded
+            .pristine
+            .get_or_init(|| Arc::new(Pristine::new(memory.data(&store).to_vec())))
+            .clone();
         Ok(Live { store, memory, run, pristine, globals, fresh: true })
     }
 
@@ -281,22 +330,21 @@ impl<'h> Session<'h> {
     /// memory's pages and its table; a reset: the pages restored).
     fn ready(&mut self) -> Result<(&mut Live<'h>, u64), ActionError> {
         let reusable = self.loaded.globals.is_some()
-            && self
-                .live
-                .as_ref()
-                .is_some_and(|l| l.fresh || l.memory.data(&l.store).len() == l.pristine.len());
+            && self.live.as_ref().is_some_and(|l| {
+                l.fresh || l.memory.data(&l.store).len() == l.pristine.bytes.len()
+            });
         let mut cost = 0;
         if !reusable {
             let live = self.instantiate()?;
             cost = INSTANCE_FUEL
-                + pages_of(live.pristine.len()) * PAGE_FUEL
+                + pages_of(live.pristine.bytes.len()) * PAGE_FUEL
                 + self.loaded.table_elements * TABLE_ELEMENT_FUEL;
             self.live = Some(live);
         }
         let live = self.live.as_mut().ok_or_else(|| ActionError::Trap("no instance".into()))?;
         if !live.fresh {
-            cost += pages_of(live.pristine.len()) * PAGE_FUEL;
-            live.memory.data_mut(&mut live.store).copy_from_slice(&live.pristine);
+            cost += pages_of(live.pristine.bytes.len()) * PAGE_FUEL;
+            live.pristine.restore(live.memory.data_mut(&mut live.store));
             for (global, value) in &live.globals {
                 global
                     .set(&mut live.store, value.clone())
@@ -384,9 +432,9 @@ impl ModuleSession for Session<'_> {
     }
 
     fn pages(&self) -> u64 {
-        self.live
-            .as_ref()
-            .map_or(0, |l| pages_of(l.memory.data(&l.store).len()) + pages_of(l.pristine.len()))
+        self.live.as_ref().map_or(0, |l| {
+            pages_of(l.memory.data(&l.store).len()) + pages_of(l.pristine.bytes.len())
+        })
     }
 }
 
@@ -441,6 +489,20 @@ fn memory_of(caller: &C<'_, '_>) -> HostResult<Memory> {
     caller.data().memory.ok_or_else(|| bad("no memory".into()))
 }
 
+/// Where a key of `len` bytes at `ptr` is in memory, or a trap.
+fn key_range(
+    caller: &C<'_, '_>,
+    memory: Memory,
+    ptr: i32,
+    len: i32,
+    what: &str,
+) -> HostResult<(usize, usize)> {
+    if !(1..=MAX_KEY_LEN as i32).contains(&len) {
+        return Err(bad(format!("{what}: a key of {len} bytes (1 to {MAX_KEY_LEN})")));
+    }
+    range(caller, memory, ptr, len, what)
+}
+
 fn key_of(
     caller: &C<'_, '_>,
     memory: Memory,
@@ -448,10 +510,7 @@ fn key_of(
     len: i32,
     what: &str,
 ) -> HostResult<Vec<u8>> {
-    if !(1..=MAX_KEY_LEN as i32).contains(&len) {
-        return Err(bad(format!("{what}: a key of {len} bytes (1 to {MAX_KEY_LEN})")));
-    }
-    let (start, end) = range(caller, memory, ptr, len, what)?;
+    let (start, end) = key_range(caller, memory, ptr, len, what)?;
     Ok(memory.data(caller)[start..end].to_vec())
 }
 
@@ -493,15 +552,19 @@ fn time(mut c: C<'_, '_>) -> HostResult<i64> {
 fn get(mut c: C<'_, '_>, kptr: i32, klen: i32, vptr: i32, vcap: i32) -> HostResult<i32> {
     charge(&mut c, IMPORT_FUEL)?;
     let memory = memory_of(&c)?;
-    let key = key_of(&c, memory, kptr, klen, "get")?;
-    charge(&mut c, key.len() as u64)?;
+    let (kstart, kend) = key_range(&c, memory, kptr, klen, "get")?;
+    charge(&mut c, (kend - kstart) as u64)?;
     // The value's room must be inside memory, whether or not the value is written there.
     let (start, _) = range(&c, memory, vptr, vcap, "get")?;
-    let value = match c.data().writes.get(&key) {
-        Some(v) => v.clone(),
-        None => {
-            let data = c.data();
-            data.state.get(&data.action, &key).map_err(|e| wasmi::Error::host(Exit::Storage(e)))?
+    let value = {
+        let key = &memory.data(&c)[kstart..kend];
+        let data = c.data();
+        match data.writes.get(key) {
+            Some(v) => v.clone(),
+            None => data
+                .state
+                .get(&data.action, key)
+                .map_err(|e| wasmi::Error::host(Exit::Storage(e)))?,
         }
     };
     let Some(value) = value else { return Ok(-1) };

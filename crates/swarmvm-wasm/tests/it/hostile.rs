@@ -238,3 +238,31 @@ fn an_action_never_sees_what_an_earlier_one_left_in_memory_or_globals() {
     let many: Vec<_> = (0..10).map(|_| json!({"action": "still"})).collect();
     assert!(run(&mut m, WALLETS[0], &many).is_applied(), "reused instances are reset");
 }
+
+#[test]
+fn a_reset_restores_data_and_zeros_in_every_chunk_of_every_page() {
+    // Two pages with data in the first and in the last kilobyte of the first page; every
+    // action checks bytes that are data or zeros at instantiation, across both pages, then
+    // changes them all (so the reset must copy data back and zero what it finds written).
+    let spots = [(2_000, 97), (65_530, 122), (0, 0), (1_024, 0), (65_535, 0), (65_536, 0), (131_071, 0)];
+    let checks: String = spots
+        .iter()
+        .map(|(at, was)| {
+            format!(
+                "(if (i32.ne (i32.load8_u (i32.const {at})) (i32.const {was})) (then (return (i32.const 9))))
+                 (i32.store8 (i32.const {at}) (i32.const 255))"
+            )
+        })
+        .collect();
+    let module_text = format!(
+        r#"(module (memory (export "memory") 2)
+            (data (i32.const 2000) "abc") (data (i32.const 65530) "z")
+            (func (export "run") (result i32) {checks} (i32.const 0)))"#
+    );
+    let bytes = wat(&module_text);
+    let (mut m, _) = machine(&[("spots", &bytes, default_fuel())]);
+    let many: Vec<_> = (0..5).map(|_| json!({"action": "spots"})).collect();
+    // Two contracts: the second's instance starts from the image the first one kept.
+    assert!(run(&mut m, WALLETS[0], &many).is_applied(), "one contract");
+    assert!(run(&mut m, WALLETS[0], &many).is_applied(), "a second contract");
+}
