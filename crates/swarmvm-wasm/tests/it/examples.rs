@@ -127,6 +127,7 @@ fn tally_in_c_in_rust_and_in_webassembly_text_give_the_same_state() {
     let out = tempfile::tempdir().unwrap();
     let from_rust = tally_from_rust(out.path());
     let mut states = Vec::new();
+    let mut refusals = Vec::new();
     for module in [&from_c, &from_wat, &from_rust] {
         let (mut m, _) = machine(&[("vote_proposal", module, default_fuel())]);
         let vote = |id: &str| json!({"action": "vote_proposal", "proposal": {"id": id, "description": "d\\u00e9 \\\"q\\\""}});
@@ -136,6 +137,19 @@ fn tally_in_c_in_rust_and_in_webassembly_text_give_the_same_state() {
             outcomes.push(run(&mut m, w, &[vote("P1")]).is_applied());
         }
         assert_eq!(outcomes, [true, false, true, false, true, false]);
+        // Refusals: no id, and an input longer than the 32 KiB each module has room for.
+        let long = "x".repeat(40_000);
+        let refused: Vec<String> = [
+            json!({"action": "vote_proposal", "proposal": {}}),
+            json!({"action": "vote_proposal", "proposal": {"id": "P9", "description": long}}),
+        ]
+        .iter()
+        .map(|a| match run(&mut m, WALLETS[0], std::slice::from_ref(a)) {
+            swarmvm_vm::Outcome::Rejected(r) => r.to_string(),
+            applied => panic!("{applied:?}"),
+        })
+        .collect();
+        refusals.push(refused);
         let mut state = m.state().to_json();
         // The one difference: which module the action is bound to.
         let bound = state["operations"]["vote_proposal"]["wasm"].take();
@@ -148,6 +162,8 @@ fn tally_in_c_in_rust_and_in_webassembly_text_give_the_same_state() {
     assert_eq!(states[0], states[1], "the same state, entry for entry");
     assert_eq!(states[0], states[2], "the same state from the Rust module");
     assert_eq!(states[0]["wasm"]["vote_proposal"]["P1"], "3");
+    assert!(refusals[0][1].contains("tally: expected"), "{refusals:?}");
+    assert!(refusals.iter().all(|r| *r == refusals[0]), "the same refusals: {refusals:?}");
 }
 
 mod determinism {
