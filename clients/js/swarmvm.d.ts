@@ -64,4 +64,39 @@ export class Client {
   wait(id: string, options?: { timeoutMs?: number; pollMs?: number }): Promise<ContractAnswer>;
   /** One state entry, or null when absent. */
   state(table: string, id: string): Promise<Record<string, unknown> | null>;
+  /** `GET /v1/proof/{table}/{id}`: the proof document, not checked. */
+  proof(table: string, id: string): Promise<ProofDocument>;
+  /** The entry's value checked with a proof against a head signed by K members of the set
+   * `network` puts in force (through the rotations the node sends); null when proved absent.
+   * Rejects with a VerificationError when the answer does not hold. */
+  verified(table: string, id: string, network: NetworkFile): Promise<Record<string, unknown> | null>;
 }
+
+/** A network file (`swarmvm network init`): the root of trust, handed over out of band. */
+export interface NetworkFile {
+  authorities: Record<string, unknown>[];
+  network: string;
+  threshold: number;
+}
+
+/** A proof document (docs/format.md, "Proofs"). */
+export interface ProofDocument {
+  head?: string;
+  table: string;
+  id: string;
+  value: Record<string, unknown> | null;
+  proof: string;
+  root?: string;
+  manifests?: string[];
+}
+
+/** A proof document that does not hold; the message says why. */
+export class VerificationError extends Error {}
+
+/** Checks a proof document against a network file at `now` (Unix seconds; default now), and
+ * that it answers `asked` ([table, id]) when given. */
+export function verifyAnswer(
+  doc: ProofDocument,
+  network: NetworkFile,
+  options?: { now?: number; asked?: [string, string] },
+): Promise<{ value: Record<string, unknown> | null; head: Record<string, unknown> }>;

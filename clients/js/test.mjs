@@ -3,14 +3,14 @@
 // followed and read back. Prints what it saw as JSON; crates/swarmvm/tests/it/clients.rs
 // runs it and asserts on the output.
 //
-//   node test.mjs VECTORS_JSON TERSER_MODULE [NODE_URL WALLET_PEM]
+//   node test.mjs VECTORS_JSON TERSER_MODULE [NODE_URL WALLET_PEM NETWORK_JSON]
 
 import fs from "node:fs";
 import zlib from "node:zlib";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { Client, Wallet, signContract, canonical } from "./swarmvm.mjs";
+import { Client, Wallet, signContract, canonical, verifyAnswer } from "./swarmvm.mjs";
 
-const [vectorsPath, terserPath, url, pem] = process.argv.slice(2);
+const [vectorsPath, terserPath, url, pem, networkPath] = process.argv.slice(2);
 const out = {};
 const pkcs8Prefix = Buffer.from("302e020100300506032b657004220420", "hex");
 
@@ -64,5 +64,24 @@ if (url) {
   } catch (e) {
     out.timeout = { after: (Date.now() - started) / 1000, message: e.message };
   }
+
+  // Verified reads: present and absent against the network file, then tampered answers.
+  const networkFile = JSON.parse(fs.readFileSync(networkPath, "utf8"));
+  out.verified = await client.verified("students", "JS1", networkFile);
+  out.verifiedAbsent = await client.verified("students", "NOPE", networkFile);
+  const doc = await client.proof("students", "JS1");
+  const head = JSON.parse(Buffer.from(doc.head.split(".")[1], "base64url"));
+  const refusal = (d, net, options) => verifyAnswer(d, net, options).then(() => "accepted", (e) => e.message);
+  const proof = Buffer.from(doc.proof, "base64url");
+  proof[proof.length >> 1] ^= 1;
+  out.refusals = {
+    untouched: await refusal(doc, networkFile),
+    value: await refusal({ ...doc, value: { ...doc.value, name: "Mallory" } }, networkFile),
+    proof: await refusal({ ...doc, proof: proof.toString("base64url") }, networkFile),
+    network: await refusal(doc, { ...networkFile, network: "another-network" }),
+    expired: await refusal(doc, networkFile, { now: head.exp + 1 }),
+    outsiders: await refusal(doc, { ...networkFile, authorities: [(await Wallet.generate()).publicJwk] }),
+    asked: await refusal(doc, networkFile, { asked: ["students", "JS2"] }),
+  };
 }
 console.log(JSON.stringify(out));

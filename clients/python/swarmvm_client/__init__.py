@@ -11,6 +11,7 @@
     answer = client.submit(jws)                   # {"id": ..., "state": "pending"}
     outcome = client.wait(answer["id"], timeout=60)  # applied or rejected, with its receipt
     entry = client.state("students", "S001")      # one state entry, or None
+    value = client.verified("students", "S001", "network.json")  # checked with a proof
 
 A contract is signed exactly as the swarmvm command line signs it (docs/format.md,
 "Contracts and actions"), so the same key, actions, nonce and iat give the same bytes
@@ -36,7 +37,9 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
-__all__ = ["Client", "SwarmvmError", "Wallet", "MAX_NONCE"]
+from .proof import VerificationError, verify_answer
+
+__all__ = ["Client", "SwarmvmError", "VerificationError", "Wallet", "MAX_NONCE", "verify_answer"]
 
 #: The largest nonce: 2^53 - 1, exact in every JSON implementation.
 MAX_NONCE = (1 << 53) - 1
@@ -201,3 +204,21 @@ class Client:
             if e.status == 404 and e.message.startswith("no entry"):
                 return None
             raise
+
+    def proof(self, table: str, entry_id: str) -> dict:
+        """`GET /v1/proof/{table}/{id}`: the proof document, not checked (see `verified`)."""
+        path = f"/v1/proof/{urllib.parse.quote(table, safe='')}/{urllib.parse.quote(entry_id, safe='')}"
+        return self._request("GET", path)
+
+    def verified(self, table: str, entry_id: str, network):
+        """The entry's value (its record's fields, as the proof document gives them), or None
+        when it is proved absent, checked rather than trusted: the node's proof against a head
+        signed by K members of the authority set that `network` (a network file's path, or
+        its parsed JSON) puts in force, followed through the rotations the node sends.
+        Raises VerificationError (a ValueError) when the answer does not hold."""
+        if not isinstance(network, dict):
+            with open(network, encoding="utf-8") as f:
+                network = json.load(f)
+        doc = self.proof(table, entry_id)
+        value, _head = verify_answer(doc, network, asked=(table, entry_id))
+        return value

@@ -1,18 +1,20 @@
 """Drives a live node with the installed swarmvm_client; prints what it saw as JSON.
 
-    python live.py NODE_URL WALLET_PEM VECTORS_JSON
+    python live.py NODE_URL WALLET_PEM VECTORS_JSON NETWORK_JSON
 
 Run by crates/swarmvm/tests/it/clients.rs, which starts the node and asserts on the output.
 """
 
+import base64
+import copy
 import json
 import sys
 import time
 
 import swarmvm_client
-from swarmvm_client import Client, SwarmvmError, Wallet
+from swarmvm_client import Client, SwarmvmError, VerificationError, Wallet, verify_answer
 
-url, pem, vectors_path = sys.argv[1:4]
+url, pem, vectors_path, network_path = sys.argv[1:5]
 out = {"module": swarmvm_client.__file__}
 
 # The shared vectors, byte for byte.
@@ -61,5 +63,39 @@ try:
     out["timeout"] = "returned"
 except TimeoutError as e:
     out["timeout"] = {"after": round(time.monotonic() - started, 2), "message": str(e)}
+
+# Verified reads: present and absent, checked against the network file.
+out["verified"] = client.verified("students", "PY1", network_path)
+out["verified_absent"] = client.verified("students", "NOPE", network_path)
+with open(network_path, encoding="utf-8") as f:
+    network = json.load(f)
+doc = client.proof("students", "PY1")
+head_claims = json.loads(base64.urlsafe_b64decode(doc["head"].split(".")[1] + "=="))
+
+
+def refusal(doc, network, now=None, asked=None):
+    try:
+        verify_answer(doc, network, now=now, asked=asked)
+        return "accepted"
+    except VerificationError as e:
+        return str(e)
+
+
+tampered_value = copy.deepcopy(doc)
+tampered_value["value"]["name"] = "Mallory"
+proof = bytearray(base64.urlsafe_b64decode(doc["proof"] + "=="))
+proof[len(proof) // 2] ^= 1
+tampered_proof = dict(doc, proof=base64.urlsafe_b64encode(bytes(proof)).rstrip(b"=").decode())
+other_network = dict(network, network="another-network")
+outsiders = dict(network, authorities=[Wallet.generate().public_jwk])
+out["refusals"] = {
+    "untouched": refusal(doc, network),
+    "value": refusal(tampered_value, network),
+    "proof": refusal(tampered_proof, network),
+    "network": refusal(doc, other_network),
+    "expired": refusal(doc, network, now=head_claims["exp"] + 1),
+    "outsiders": refusal(doc, outsiders),
+    "asked": refusal(doc, network, asked=("students", "PY2")),
+}
 
 print(json.dumps(out))

@@ -244,7 +244,8 @@ fn a_reset_restores_data_and_zeros_in_every_chunk_of_every_page() {
     // Two pages with data in the first and in the last kilobyte of the first page; every
     // action checks bytes that are data or zeros at instantiation, across both pages, then
     // changes them all (so the reset must copy data back and zero what it finds written).
-    let spots = [(2_000, 97), (65_530, 122), (0, 0), (1_024, 0), (65_535, 0), (65_536, 0), (131_071, 0)];
+    let spots =
+        [(2_000, 97), (65_530, 122), (0, 0), (1_024, 0), (65_535, 0), (65_536, 0), (131_071, 0)];
     let checks: String = spots
         .iter()
         .map(|(at, was)| {

@@ -11,10 +11,33 @@ use crate::support::{Daemon, Env, external};
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 /// A network whose sequencer (cutting every 200 ms) applied its registrations; its HTTP
-/// address, and peer 1's `wallet show`.
+/// address, and peer 1's `wallet show`. Writes `network.json`: the network of the
+/// sequencer's one key (`--trust auth.pub`) as a network file, made from the key, not asked
+/// of the node.
 fn live_sequencer(env: &Env) -> (Daemon, std::net::SocketAddr, Value) {
     let (seq, http) = crate::live::live_sequencer(env);
+    let auth = env.json(&["wallet", "show", "auth.pub"]);
+    let network = json!({"authorities": [auth["jwk"]], "network": auth["id"], "threshold": 1});
+    env.write("network.json", network.to_string());
     (seq, http, env.json(&["wallet", "show", "peer1.pem"]))
+}
+
+/// A client's verified reads: the untouched answer holds, and each tampered one is refused
+/// for its reason.
+fn assert_refusals(out: &Value) {
+    let refusals = &out["refusals"];
+    assert_eq!(refusals["untouched"], "accepted", "{out}");
+    for (case, reason) in [
+        ("value", "the proof leads to root"),
+        ("proof", ""),
+        ("network", "another network"),
+        ("expired", "the head expired"),
+        ("outsiders", "not a member of the set"),
+        ("asked", "another entry than the one asked"),
+    ] {
+        let got = refusals[case].as_str().unwrap_or_else(|| panic!("{case}: {out}"));
+        assert!(got != "accepted" && got.contains(reason), "{case}: {got}");
+    }
 }
 
 #[test]
@@ -36,7 +59,13 @@ fn the_python_client_installs_offline_and_signs_submits_and_follows_a_contract()
     let vectors = format!("{ROOT}/tests/vectors/contracts.json");
     let out = external(
         &python,
-        &[&script, &format!("http://{http}"), &env.p("peer1.pem"), &vectors],
+        &[
+            &script,
+            &format!("http://{http}"),
+            &env.p("peer1.pem"),
+            &vectors,
+            &env.p("network.json"),
+        ],
         env.dir.path(),
     );
     let out: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
@@ -60,6 +89,10 @@ fn the_python_client_installs_offline_and_signs_submits_and_follows_a_contract()
     assert_eq!(out["unknown_table"], 404);
     let after = out["timeout"]["after"].as_f64().unwrap_or_else(|| panic!("{out}"));
     assert!((0.4..5.0).contains(&after), "{out}");
+    // Verified reads: the value with a proof against a head K members signed, and an absence.
+    assert_eq!(out["verified"], json!({"name": "Zoë Python", "department": "Snakes"}), "{out}");
+    assert_eq!(out["verified_absent"], Value::Null, "{out}");
+    assert_refusals(&out);
     // What the client applied is what the node holds.
     let state = env.json(&["state", "show", "--data-dir", "seq"]);
     assert_eq!(state["students"]["PY1"]["name"], "Zoë Python");
@@ -84,6 +117,7 @@ fn the_javascript_client_is_small_and_signs_submits_and_follows_a_contract() {
             &terser,
             &format!("http://{http}"),
             &env.p("peer1.pem"),
+            &env.p("network.json"),
         ],
         env.dir.path(),
     );
@@ -108,6 +142,9 @@ fn the_javascript_client_is_small_and_signs_submits_and_follows_a_contract() {
     assert_eq!(out["replay"]["status"], 409, "{out}");
     let after = out["timeout"]["after"].as_f64().unwrap_or_else(|| panic!("{out}"));
     assert!((0.4..5.0).contains(&after), "{out}");
+    assert_eq!(out["verified"], json!({"name": "Zoë Script", "department": "Webs"}), "{out}");
+    assert_eq!(out["verifiedAbsent"], Value::Null, "{out}");
+    assert_refusals(&out);
     let state = env.json(&["state", "show", "--data-dir", "seq"]);
     assert_eq!(state["students"]["JS1"]["name"], "Zoë Script");
     drop(seq);
