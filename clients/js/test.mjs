@@ -46,7 +46,10 @@ if (url) {
   const nonce = await client.nextNonce(wallet.id);
   out.nonce = nonce;
   const student = { action: "register_student", student: { id: "JS1", name: "Zoë Script", department: "Webs" } };
-  out.submitted = await client.submit(await signContract(wallet, [student], { network, nonce }));
+  out.signed = await signContract(wallet, [student], { network, nonce });
+  out.network = network;
+  out.publicJwk = wallet.publicJwk;
+  out.submitted = await client.submit(out.signed);
   out.outcome = await client.wait(out.submitted.id, { timeoutMs: 60000 });
   out.entry = await client.state("students", "JS1");
   out.absent = await client.state("students", "NOPE");

@@ -35,7 +35,10 @@ out["public_jwk"] = wallet.public_jwk
 nonce = client.next_nonce(wallet.id)
 out["nonce"] = nonce
 student = {"action": "register_student", "student": {"id": "PY1", "name": "Zoë Python", "department": "Snakes"}}
-submitted = client.submit(wallet.sign_contract([student], network=network, nonce=nonce))
+signed = wallet.sign_contract([student], network=network, nonce=nonce)
+out["signed"] = signed
+out["network"] = network
+submitted = client.submit(signed)
 out["submitted"] = submitted
 out["outcome"] = client.wait(submitted["id"], timeout=60)
 out["entry"] = client.state("students", "PY1")

@@ -529,6 +529,7 @@
     wallets: { load: loadWallets },
     receipts: { load: loadReceipts },
     evidence: { load: loadEvidence },
+    wallet: { load: null }, // wallet.js (a module) runs the view
   };
 
   let lastView = "overview";

@@ -35,7 +35,7 @@ const PAGE: Asset = Asset {
 };
 
 /// The files under `/explorer/`.
-const ASSETS: [Asset; 6] = [
+const ASSETS: [Asset; 8] = [
     Asset {
         name: "app.js",
         content_type: "text/javascript; charset=utf-8",
@@ -45,6 +45,17 @@ const ASSETS: [Asset; 6] = [
         name: "proof.js",
         content_type: "text/javascript; charset=utf-8",
         bytes: include_bytes!("../explorer/proof.js"),
+    },
+    Asset {
+        name: "wallet.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../explorer/wallet.js"),
+    },
+    // The client module for wallet holders, served as it is committed.
+    Asset {
+        name: "swarmvm.mjs",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../../clients/js/swarmvm.mjs"),
     },
     Asset {
         name: "style.css",

@@ -3,6 +3,9 @@
   jwt_tool.py verify TOKEN PUBLIC_KEY_FILE ALG      -> claims as JSON (PyJWT checks exp/nbf/iat)
   jwt_tool.py issue PRIVATE_KEY_FILE ALG CLAIMS_JSON [HEADERS_JSON] -> token (PyJWT)
   jwt_tool.py thumbprint KEY_FILE                   -> RFC 7638 SHA-256 thumbprint (jwcrypto)
+  jwt_tool.py contract TOKEN PUBLIC_JWK_FILE NETWORK -> a contract's header and claims (PyJWT:
+                                                       EdDSA, aud NETWORK) and its key's
+                                                       thumbprint (jwcrypto), as JSON
 For HS256 the key file holds the shared secret.
 """
 import json
@@ -47,6 +50,19 @@ def main(argv):
         else:
             key = jwk.JWK.from_pem(data)
         print(key.thumbprint())
+    elif cmd == "contract":
+        token, key_file, network = argv[2], argv[3], argv[4]
+        public = json.loads(read(key_file))
+        claims = jwt.decode(
+            token,
+            jwt.PyJWK(public).key,
+            algorithms=["EdDSA"],
+            audience=network,
+            options={"require": ["iss", "aud", "iat", "nonce"]},
+        )
+        header = jwt.get_unverified_header(token)
+        thumbprint = jwk.JWK(**public).thumbprint()
+        print(json.dumps({"header": header, "claims": claims, "thumbprint": thumbprint}))
     else:
         sys.exit("unknown command " + cmd)
 

@@ -22,6 +22,26 @@ fn live_sequencer(env: &Env) -> (Daemon, std::net::SocketAddr, Value) {
     (seq, http, env.json(&["wallet", "show", "peer1.pem"]))
 }
 
+/// PyJWT verifies the contract a client signed (EdDSA, `aud` the network) with the client's
+/// public JWK, and jwcrypto computes that key's thumbprint: the wallet id.
+fn assert_pyjwt_accepts(env: &Env, out: &Value, public_jwk: &Value, wallet: &Value) {
+    require_python_modules(&["jwt", "jwcrypto"]);
+    env.write("client.jwk", public_jwk.to_string());
+    let tool = format!("{ROOT}/crates/swarmvm/tests/interop/jwt_tool.py");
+    let signed = out["signed"].as_str().unwrap_or_else(|| panic!("{out}"));
+    let network = out["network"].as_str().unwrap();
+    let checked = external(
+        "python3",
+        &[&tool, "contract", signed, &env.p("client.jwk"), network],
+        env.dir.path(),
+    );
+    let checked: Value = serde_json::from_str(&checked).unwrap();
+    assert_eq!(checked["claims"]["iss"], *wallet, "{checked}");
+    assert_eq!(checked["claims"]["aud"], network);
+    assert_eq!(checked["header"]["typ"], "swarmvm-contract+jwt");
+    assert_eq!(checked["thumbprint"], *wallet, "jwcrypto's thumbprint is the wallet id");
+}
+
 /// A client's verified reads: the untouched answer holds, and each tampered one is refused
 /// for its reason.
 fn assert_refusals(out: &Value) {
@@ -93,6 +113,7 @@ fn the_python_client_installs_offline_and_signs_submits_and_follows_a_contract()
     assert_eq!(out["verified"], json!({"name": "Zoë Python", "department": "Snakes"}), "{out}");
     assert_eq!(out["verified_absent"], Value::Null, "{out}");
     assert_refusals(&out);
+    assert_pyjwt_accepts(&env, &out, &out["public_jwk"], &out["wallet"]);
     // What the client applied is what the node holds.
     let state = env.json(&["state", "show", "--data-dir", "seq"]);
     assert_eq!(state["students"]["PY1"]["name"], "Zoë Python");
@@ -145,6 +166,7 @@ fn the_javascript_client_is_small_and_signs_submits_and_follows_a_contract() {
     assert_eq!(out["verified"], json!({"name": "Zoë Script", "department": "Webs"}), "{out}");
     assert_eq!(out["verifiedAbsent"], Value::Null, "{out}");
     assert_refusals(&out);
+    assert_pyjwt_accepts(&env, &out, &out["publicJwk"], &out["wallet"]);
     let state = env.json(&["state", "show", "--data-dir", "seq"]);
     assert_eq!(state["students"]["JS1"]["name"], "Zoë Script");
     drop(seq);

@@ -192,6 +192,27 @@ fn the_explorer_verifies_an_entry_against_the_signed_head_in_chromium() {
 }
 
 #[test]
+fn the_explorer_wallet_makes_a_key_that_signs_a_contract_applied_without_a_reload_in_chromium() {
+    let browser = browser_tests();
+    let env = Env::new();
+    // A sequencer cutting every second, as the submit-to-receipt figure is measured.
+    env.network("ed25519", "tokens.txt");
+    let seq = crate::live::sequencer(&env, "1s");
+    let http = http_of(&seq);
+    crate::live::genesis(&env, http);
+    let url = format!("http://{http}");
+    let shots = repo_root().join("target/explorer-screenshots");
+    let env_vars = [
+        ("SWARMVM_NODE", url.as_str()),
+        ("SWARMVM_BIN", env!("CARGO_BIN_EXE_swarmvm")),
+        ("SWARMVM_DIR", &env.p("")),
+        ("SWARMVM_SHOTS", &shots.to_string_lossy()),
+    ];
+    run_script(&browser, "wallet.test.mjs", &env_vars, "all wallet checks passed");
+    drop(seq);
+}
+
+#[test]
 fn demo_explore_keeps_every_peer_serving_its_explorer_until_ctrl_c() {
     use std::io::BufRead as _;
     let env = Env::new();
