@@ -3,14 +3,14 @@
 # (key interoperability), opentracker and aria2 (BitTorrent interoperability), clang and lld
 # (the C example module), rustc 1.63 and libstd-rust-dev-wasm32 (the Rust example module,
 # built by /usr/bin/rustc: rustup's comes first on PATH), iproute2 (network namespaces), wrk (HTTP load), chromium and
-# nodejs (the explorer's browser tests); from PyPI PyJWT and jwcrypto (tokens, thumbprints),
+# nodejs (the explorer's browser tests), systemd (systemd-analyze checks docs/swarmvm.service); from PyPI PyJWT and jwcrypto (tokens, thumbprints),
 # libtorrent (BitTorrent) and prometheus-client; from npm playwright-core and terser, pinned by
 # tests/browser/package-lock.json (it drives Debian's chromium; it downloads no browser).
 # Debian's python3-* packages serve only Debian's own python3, hence pip. Idempotent; skips
 # what is already there. Needs root for apt-get.
 set -euo pipefail
 
-apt_packages=(openssl opentracker aria2 wrk iproute2 python3 clang lld rustc libstd-rust-dev-wasm32 chromium)
+apt_packages=(openssl opentracker aria2 wrk iproute2 python3 clang lld rustc libstd-rust-dev-wasm32 chromium systemd)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -11,6 +11,7 @@ mod module;
 mod net;
 mod network;
 mod node;
+mod notify;
 mod state;
 mod submit;
 mod token;

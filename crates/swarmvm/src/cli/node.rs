@@ -215,7 +215,10 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
                         status.state_root
                     ));
                 }
+                // The ledger is open and the API bound: ready, for a service manager.
+                super::notify::notify(&format!("READY=1\nSTATUS=last seq {}", status.last_seq));
                 let signal = stop_signal().await?;
+                super::notify::notify("STOPPING=1");
                 node.shutdown().await;
                 let status = node.status();
                 if out.json {

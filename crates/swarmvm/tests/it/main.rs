@@ -16,6 +16,7 @@ mod libtorrent;
 mod live;
 mod load;
 mod node;
+mod operators;
 mod proofs;
 mod resources;
 mod script;
