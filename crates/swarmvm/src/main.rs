@@ -44,7 +44,12 @@ fn main() -> ExitCode {
         let place = info.location().map(|l| (l.file(), l.line()));
         eprintln!("{}", panic_line(info.payload(), place));
     }));
-    let cli = cli::Cli::parse();
+    // `node run --config FILE` and SWARMVM_* variables become flags first.
+    let args = match cli::config::expand(std::env::args_os().collect()) {
+        Ok(args) => args,
+        Err(err) => return exit::report(&err),
+    };
+    let cli = cli::Cli::parse_from(args);
     match cli::run(cli) {
         Ok(code) => code,
         Err(err) => exit::report(&err),

@@ -2,6 +2,7 @@
 
 mod args;
 mod bundle;
+pub(crate) mod config;
 mod contract;
 mod demo;
 mod demo_live;

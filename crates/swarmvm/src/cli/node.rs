@@ -13,12 +13,18 @@ use swarmvm_swarm::Source;
 use super::OutputArgs;
 use super::args::{DataDirArgs, NetworkArgs, PassphraseArgs, load_key};
 use super::duration::{parse_duration, parse_interval};
-use super::net::{NetArgs, runtime, stop_signal};
+use super::net::{NetArgs, runtime};
 use crate::output;
 
 /// `node run`'s flags.
 #[derive(Debug, clap::Args)]
 pub(crate) struct RunArgs {
+    /// Read flags from this TOML file first: each flag's long name as a key (`data-dir =
+    /// "..."`, `no-dht = true`, repeated flags as arrays). Then SWARMVM_<FLAG> variables
+    /// (repeated flags comma-separated), then the command line, each over the one before.
+    /// Annotated example: docs/node.toml.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(flatten)]
     data_dir: DataDirArgs,
     #[command(flatten)]
@@ -119,6 +125,7 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
     match cmd {
         NodeCommand::Run(args) => {
             let RunArgs {
+                config: _,
                 data_dir,
                 trust,
                 bundles,
@@ -192,6 +199,9 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
                 for s in sources {
                     node.add_own(s, Vec::new())?;
                 }
+                // Signals are watched before anyone is told the node started: a SIGTERM sent
+                // on that news stops it cleanly.
+                let stop = super::net::stop_signals()?;
                 let status = node.status();
                 let started = json!({
                     "event": "started",
@@ -217,7 +227,7 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
                 }
                 // The ledger is open and the API bound: ready, for a service manager.
                 super::notify::notify(&format!("READY=1\nSTATUS=last seq {}", status.last_seq));
-                let signal = stop_signal().await?;
+                let signal = stop.await;
                 super::notify::notify("STOPPING=1");
                 node.shutdown().await;
                 let status = node.status();

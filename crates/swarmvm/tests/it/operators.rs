@@ -81,3 +81,79 @@ fn the_service_unit_in_docs_passes_systemd_analyze_verify() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// `node run --config node.toml` with `vars` in its environment and `flags` after it; the id
+/// of the wallet the started node names.
+fn started_wallet(env: &Env, vars: &[(&str, &str)], flags: &[&str]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarmvm"));
+    cmd.args(["node", "run", "--config", "node.toml", "--json"])
+        .args(flags)
+        .envs(vars.iter().copied())
+        .current_dir(env.dir.path());
+    let mut node = Daemon::spawn(cmd, &["node", "run", "--config"]);
+    let wallet = node.first_line["wallet"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(node.signal("TERM"), 0);
+    wallet
+}
+
+#[test]
+fn node_run_reads_a_config_file_then_the_environment_then_flags() {
+    let env = Env::new();
+    env.wallet("auth.pem", "ed25519");
+    env.public("auth.pem", "auth.pub");
+    let mut ids = Vec::new();
+    for name in ["file.pem", "env.pem", "flag.pem"] {
+        env.wallet(name, "ed25519");
+        ids.push(env.json(&["wallet", "show", name])["id"].as_str().unwrap().to_owned());
+    }
+    // Repeated flags are arrays; switches are booleans.
+    env.write(
+        "node.toml",
+        r#"# a node
+data-dir = "d"
+trust = ["auth.pub"]
+no-dht = true
+listen = "127.0.0.1:0"
+http = "127.0.0.1:0"
+max-pending = 8
+wallet = "file.pem"
+"#,
+    );
+    assert_eq!(started_wallet(&env, &[], &[]), ids[0], "the file alone");
+    let from_env = [("SWARMVM_WALLET", "env.pem")];
+    assert_eq!(started_wallet(&env, &from_env, &[]), ids[1], "the environment over the file");
+    assert_eq!(
+        started_wallet(&env, &from_env, &["--wallet", "flag.pem"]),
+        ids[2],
+        "a flag over both"
+    );
+    // A switch off in the environment, and a repeated flag comma-separated there.
+    let vars = [("SWARMVM_NO_DHT", "true"), ("SWARMVM_ALLOW_HOST", "a.example, b.example")];
+    assert_eq!(started_wallet(&env, &vars, &[]), ids[0]);
+}
+
+#[test]
+fn a_config_file_with_an_unknown_key_or_a_wrong_type_is_refused_in_one_line() {
+    let env = Env::new();
+    env.wallet("auth.pem", "ed25519");
+    env.public("auth.pem", "auth.pub");
+    let run = ["node", "run", "--config", "node.toml"];
+    env.write("node.toml", "data-dir = \"d\"\ntrust = [\"auth.pub\"]\nhttp-port = 8080\n");
+    let line = env.fails(&run, 2);
+    assert!(line.contains("unknown key 'http-port'"), "{line}");
+    env.write("node.toml", "data-dir = \"d\"\ntrust = [\"auth.pub\"]\nno-dht = \"yes\"\n");
+    let line = env.fails(&run, 2);
+    assert!(line.contains("'no-dht' is a string; it is true or false"), "{line}");
+    env.write("node.toml", "data-dir = \"d\"\nhttp = [\"127.0.0.1:0\"]\n");
+    let line = env.fails(&run, 2);
+    assert!(line.contains("'http' is given once, not as an array"), "{line}");
+    env.write("node.toml", "data-dir = \"d\"\nhttp = \n");
+    let line = env.fails(&run, 2);
+    assert!(line.contains("node.toml is not TOML"), "{line}");
+    // A value of the right type goes through the flag's own check (clap's usage error).
+    env.write("node.toml", "data-dir = \"d\"\ntrust = [\"auth.pub\"]\nmax-pending = 0\n");
+    let out = env.run(&run);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("--max-pending"), "{out:?}");
+    assert!(!env.path("d").exists(), "nothing was created");
+}
