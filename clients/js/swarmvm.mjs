@@ -312,15 +312,21 @@ async function authoritySet(authorities, threshold) {
   return { members, threshold };
 }
 
-/** The claims of a JWS (compact or JSON) of kind `typ`, and the members of `members` whose
- * signatures on it verify (any other signer refuses it). */
-async function signedBy(text, typ, members) {
+/** The claims of a JWS (compact or JSON) of kind `typ`, and its signatures as
+ * [protected, payload, signature] parts. */
+function jws(text, typ) {
   if (typeof text !== "string") fail(`a ${typ} is not text`);
   let parts;
   if (text.startsWith("{")) {
     const j = JSON.parse(text);
     parts = j.signatures.map((s) => [s.protected, j.payload, s.signature]);
   } else if ((parts = [text.split(".")])[0].length !== 3) fail(`the ${typ} is not a JWS`);
+  return { claims: JSON.parse(dec.decode(unb64(parts[0][1]))), parts, typ };
+}
+
+/** The ids of `members` whose signatures on `signed` (from `jws`) verify; any other signer,
+ * a mismatched algorithm or a bad signature refuses the whole object. */
+async function signersOf({ parts, typ }, members) {
   const signers = new Set();
   for (const [protectedB64, payload, signature] of parts) {
     const header = JSON.parse(dec.decode(unb64(protectedB64)));
@@ -332,7 +338,7 @@ async function signedBy(text, typ, members) {
     }
     signers.add(header.kid);
   }
-  return { claims: JSON.parse(dec.decode(unb64(parts[0][1]))), signers };
+  return signers;
 }
 
 /** Checks a proof document against `network` (a parsed network file) at `now` (Unix
@@ -348,11 +354,12 @@ export async function verifyAnswer(doc, network, { now = Math.floor(Date.now() /
     let lastSeq = 0;
     for (const manifest of manifests) {
       // K signatures of the set in force, and one of every key the rotation adds.
-      const peek = JSON.parse(dec.decode(unb64(manifest.startsWith("{") ? JSON.parse(manifest).payload : manifest.split(".")[1])));
-      const next = peek.authority_set ? await authoritySet(peek.authority_set.authorities, peek.authority_set.threshold)
-        : fail(`bundle ${peek.seq} rotates nothing`);
+      const signed = jws(manifest, "swarmvm-manifest+jwt");
+      const { claims } = signed;
+      const next = claims.authority_set ? await authoritySet(claims.authority_set.authorities, claims.authority_set.threshold)
+        : fail(`bundle ${claims.seq} rotates nothing`);
       const added = [...next.members].filter(([k]) => !set.members.has(k));
-      const { claims, signers } = await signedBy(manifest, "swarmvm-manifest+jwt", new Map([...set.members, ...added]));
+      const signers = await signersOf(signed, new Map([...set.members, ...added]));
       if (claims.aud !== network.network) fail("a rotation manifest is for another network");
       const old = [...signers].filter((k) => set.members.has(k)).length;
       if (old < set.threshold) fail(`a rotation is signed by ${old} member(s) of the set, which needs ${set.threshold}`);
@@ -362,7 +369,9 @@ export async function verifyAnswer(doc, network, { now = Math.floor(Date.now() /
       set = next;
     }
     if (typeof doc.head !== "string") fail("the document carries no head to check the proof against");
-    const { claims: head, signers } = await signedBy(doc.head, "swarmvm-head+jwt", set.members);
+    const signedHead = jws(doc.head, "swarmvm-head+jwt");
+    const head = signedHead.claims;
+    const signers = await signersOf(signedHead, set.members);
     if (signers.size < set.threshold) fail(`the head is signed by ${signers.size} member(s), the set needs ${set.threshold}`);
     if (!set.members.has(head.iss)) fail("the head's issuer is not a member of the set");
     if (head.aud !== network.network) fail("the head is for another network");

@@ -22,6 +22,9 @@ use serde_json::{Value, json};
 use swarmvm_vm::{Contract, HANDLER_NAMES, Machine};
 use swarmvm_wasm::{DEFAULT_FUEL, Runtime, module_bytes};
 
+#[path = "../tests/it/rust_tally.rs"]
+mod rust_tally;
+
 /// The allocator the `swarmvm` binary uses.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -38,15 +41,8 @@ fn tally() -> Vec<u8> {
 
 /// `sdk/rust`'s tally, built by `sdk/rust/build.sh` with Debian's rustc 1.63.
 fn rust_tally() -> Vec<u8> {
-    assert!(
-        std::path::Path::new("/usr/bin/rustc").is_file(),
-        "Debian's rustc is not installed: apt-get install rustc libstd-rust-dev-wasm32 (make test-deps)"
-    );
     let out = tempfile::tempdir().unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk/rust/build.sh");
-    let built = std::process::Command::new("sh").arg(script).arg(out.path()).output().unwrap();
-    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
-    std::fs::read(out.path().join("tally.wasm")).unwrap()
+    rust_tally::build(out.path())
 }
 
 /// A VM with the built-in operations, one wallet and, with a runtime, `module` as `tally`.

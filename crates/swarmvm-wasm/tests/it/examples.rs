@@ -68,20 +68,6 @@ pub fn tally_from_c() -> Vec<u8> {
     std::fs::read(wasm).unwrap()
 }
 
-/// `sdk/rust`'s tally, built by `sdk/rust/build.sh` (Debian's rustc 1.63 and its wasm32
-/// standard library) into `out`.
-pub fn tally_from_rust(out: &std::path::Path) -> Vec<u8> {
-    assert!(
-        std::path::Path::new("/usr/bin/rustc").is_file()
-            && std::path::Path::new("/usr/lib/rustlib/wasm32-unknown-unknown").is_dir(),
-        "Debian's rustc and its wasm32 standard library are not installed; install the Debian packages rustc and libstd-rust-dev-wasm32 (as .ci/run does)"
-    );
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk/rust/build.sh");
-    let output = std::process::Command::new("sh").arg(script).arg(out).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    std::fs::read(out.join("tally.wasm")).unwrap()
-}
-
 #[test]
 fn tally_in_rust_is_built_byte_for_byte_the_same_anywhere_and_pinned() {
     let vectors: serde_json::Value = serde_json::from_str(
@@ -101,7 +87,7 @@ fn tally_in_rust_is_built_byte_for_byte_the_same_anywhere_and_pinned() {
     for file in ["build.sh", "swarmvm-sdk/src/lib.rs", "tally/src/lib.rs"] {
         std::fs::copy(format!("{sdk}/{file}"), copy.join("rust").join(file)).unwrap();
     }
-    let first = tally_from_rust(one.path());
+    let first = crate::rust_tally::build(one.path());
     let out = two.path().join("out/deeper");
     let status = std::process::Command::new("sh")
         .arg(copy.join("rust/build.sh"))
@@ -125,7 +111,7 @@ fn tally_in_c_in_rust_and_in_webassembly_text_give_the_same_state() {
     assert_eq!(info.imports, ["input_len", "input_read", "caller", "get", "set", "fail"]);
     let from_wat = wat(&std::fs::read_to_string(example("tally.wat")).unwrap());
     let out = tempfile::tempdir().unwrap();
-    let from_rust = tally_from_rust(out.path());
+    let from_rust = crate::rust_tally::build(out.path());
     let mut states = Vec::new();
     let mut refusals = Vec::new();
     for module in [&from_c, &from_wat, &from_rust] {

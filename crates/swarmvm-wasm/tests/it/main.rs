@@ -5,6 +5,7 @@
 mod budgets;
 mod examples;
 mod hostile;
+mod rust_tally;
 mod vectors;
 
 use std::path::PathBuf;

@@ -15,6 +15,16 @@ fn next(socket: &UnixDatagram) -> String {
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
+/// `swarmvm node run` on loopback with no DHT for the network of auth.pub, in `env`'s folder,
+/// printing JSON.
+fn node_run(env: &Env) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarmvm"));
+    cmd.args(["node", "run", "--data-dir", "d", "--trust", "auth.pub", "--no-dht"])
+        .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--json"])
+        .current_dir(env.dir.path());
+    cmd
+}
+
 #[test]
 fn node_run_tells_systemd_it_is_ready_once_the_api_answers_and_that_it_is_stopping() {
     let env = Env::new();
@@ -23,11 +33,8 @@ fn node_run_tells_systemd_it_is_ready_once_the_api_answers_and_that_it_is_stoppi
     let path = env.path("notify.sock");
     let socket = UnixDatagram::bind(&path).unwrap();
     socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarmvm"));
-    cmd.args(["node", "run", "--data-dir", "d", "--trust", "auth.pub", "--no-dht"])
-        .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--json"])
-        .env("NOTIFY_SOCKET", &path)
-        .current_dir(env.dir.path());
+    let mut cmd = node_run(&env);
+    cmd.env("NOTIFY_SOCKET", &path);
     let mut node = Daemon::spawn(cmd, &["node", "run"]);
     let ready = next(&socket);
     assert!(ready.starts_with("READY=1\nSTATUS=last seq 0"), "{ready:?}");
@@ -44,11 +51,8 @@ fn node_run_runs_the_same_when_notify_socket_leads_nowhere() {
     let env = Env::new();
     env.wallet("auth.pem", "ed25519");
     env.public("auth.pem", "auth.pub");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_swarmvm"));
-    cmd.args(["node", "run", "--data-dir", "d", "--trust", "auth.pub", "--no-dht"])
-        .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--json"])
-        .env("NOTIFY_SOCKET", env.path("nobody-listens.sock"))
-        .current_dir(env.dir.path());
+    let mut cmd = node_run(&env);
+    cmd.env("NOTIFY_SOCKET", env.path("nobody-listens.sock"));
     let mut node = Daemon::spawn(cmd, &["node", "run"]);
     let (code, _) = get(crate::node::http_of(&node), "/v1/status");
     assert_eq!(code, 200);
