@@ -24,6 +24,7 @@
 //! ```
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 
+mod backup;
 mod check;
 mod codec;
 mod error;
@@ -32,6 +33,7 @@ mod reader;
 mod record;
 mod store;
 
+pub use backup::{BackupError, BackupReport};
 pub use check::{CheckReport, check};
 pub use error::{ApplyError, CheckError, OpenError, ReadError};
 pub use ledger::{BatchReport, Ledger};

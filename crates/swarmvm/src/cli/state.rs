@@ -1,4 +1,4 @@
-//! `swarmvm state show|root|prove`, `swarmvm proof verify` and `swarmvm ledger verify`.
+//! `swarmvm state show|root|prove`, `swarmvm proof verify` and `swarmvm ledger verify|backup`.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -76,6 +76,16 @@ pub(crate) enum LedgerCommand {
     Verify {
         #[command(flatten)]
         data_dir: DataDirArgs,
+    },
+    /// Copy the ledger's last commit into a new file, consistently, also while a node runs
+    /// on it (one read transaction; the node keeps committing). The copy is read back and
+    /// checked; restore it by putting it at DIR/ledger.redb while no node runs there.
+    Backup {
+        #[command(flatten)]
+        data_dir: DataDirArgs,
+        /// The file to write; it must not exist.
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
     },
 }
 
@@ -337,6 +347,25 @@ pub(crate) fn run_ledger(cmd: LedgerCommand, out: OutputArgs) -> Result<ExitCode
                 }
                 Err(e) => Err(refused(format!("ledger verify failed: {e}"))),
             }
+        }
+        LedgerCommand::Backup { data_dir, out: file } => {
+            let snapshot = data_dir.snapshot()?;
+            let report = snapshot
+                .backup(&file)
+                .with_context(|| format!("cannot back up {}", data_dir.ledger_path().display()))?;
+            if out.json {
+                output::json(&json!({"ok": true, "backup": report}));
+            } else {
+                let at = report.seq.map_or_else(|| "no bundle".to_owned(), |s| format!("seq {s}"));
+                output::line(format!(
+                    "backed up {} at {at} (state root {}): {} rows, {} bytes",
+                    file.display(),
+                    report.state_root,
+                    report.rows,
+                    report.bytes
+                ));
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -161,3 +161,91 @@ fn a_config_file_with_an_unknown_key_or_a_wrong_type_is_refused_in_one_line() {
     assert!(out.stderr.contains("--max-pending"), "{out:?}");
     assert!(!env.path("d").exists(), "nothing was created");
 }
+
+/// The live sequencer's log entry for `seq`.
+fn log_entry(http: std::net::SocketAddr, seq: u64) -> serde_json::Value {
+    let (code, log) = get(http, "/v1/log?from=1&limit=1000");
+    assert_eq!(code, 200, "{log}");
+    let entries = log["log"].as_array().unwrap();
+    entries.iter().find(|e| e["seq"] == seq).cloned().unwrap_or_else(|| panic!("no seq {seq}"))
+}
+
+#[test]
+fn a_backup_taken_while_the_node_commits_is_one_commit_and_a_node_restored_from_it_catches_up() {
+    let env = Env::new();
+    let (seq, http) = crate::live::live_sequencer(&env);
+    let url = format!("http://{http}");
+    // Contracts applied one after another while backups are taken.
+    let backups = std::thread::scope(|s| {
+        let load = s.spawn(|| {
+            for i in 0..8 {
+                env.write(
+                    &format!("c{i}.json"),
+                    format!(r#"{{"actions": [{{"action": "register_student", "student": {{"id": "S{i}", "name": "n", "department": "d"}}}}]}}"#),
+                );
+                let file = format!("c{i}.json");
+                let args = ["contract", "submit", &file, "--node", &url, "--wallet", "peer1.pem"];
+                env.ok(&[&args[..], &["--wait", "--timeout", "30s"]].concat());
+            }
+        });
+        let mut backups = Vec::new();
+        for i in 0..3 {
+            std::thread::sleep(Duration::from_millis(400));
+            let out = format!("b{i}.redb");
+            let report = env.json(&["ledger", "backup", "--data-dir", "seq", "--out", &out]);
+            assert_eq!(report["ok"], true, "{report}");
+            backups.push((out, report["backup"].clone()));
+        }
+        load.join().unwrap();
+        backups
+    });
+    let last = crate::node::wait_status(http, |s| s["last_seq"].as_u64() >= Some(9))["last_seq"]
+        .as_u64()
+        .unwrap();
+    let mut seqs = Vec::new();
+    for (file, report) in &backups {
+        // Each copy is the commit of one bundle: its root is the one the node logged then.
+        let at = report["seq"].as_u64().unwrap();
+        assert_eq!(log_entry(http, at)["state_root"], report["state_root"], "{report}");
+        let dir = format!("r-{file}");
+        std::fs::create_dir(env.path(&dir)).unwrap();
+        std::fs::copy(env.path(file), env.path(&format!("{dir}/ledger.redb"))).unwrap();
+        let verify = env.json(&["ledger", "verify", "--data-dir", &dir]);
+        assert_eq!(verify["report"]["state_root"], report["state_root"], "{verify}");
+        assert_eq!(env.ok(&["state", "root", "--data-dir", &dir]).trim(), report["state_root"]);
+        seqs.push(at);
+    }
+    assert!(seqs.windows(2).all(|w| w[0] <= w[1]) && seqs[0] < last, "{seqs:?} of {last}");
+    // A backup never replaces a file.
+    let again = env.run(&["ledger", "backup", "--data-dir", "seq", "--out", &backups[0].0]);
+    assert_eq!(again.code, 2, "{again:?}");
+    assert!(again.one_line_error().contains("exists"), "{again:?}");
+
+    // Restored: a node started on the oldest copy follows the sequencer to its root.
+    let dir = format!("r-{}", backups[0].0);
+    let follower = Daemon::start(
+        &env,
+        &[
+            "node",
+            "run",
+            "--data-dir",
+            &dir,
+            "--trust",
+            "auth.pub",
+            "--follow",
+            &url,
+            "--poll",
+            "100ms",
+            "--no-dht",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ],
+    );
+    let root = get(http, "/v1/state/root").1["state_root"].clone();
+    crate::node::wait_status(crate::node::http_of(&follower), |s| {
+        s["last_seq"] == last && s["state_root"] == root
+    });
+    drop(seq);
+}
