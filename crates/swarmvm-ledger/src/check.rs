@@ -174,9 +174,22 @@ fn check_log(snapshot: &crate::Snapshot) -> Result<(u64, u64, u64), CheckError> 
     for row in table.iter().map_err(storage)? {
         let (k, v) = row.map_err(storage)?;
         let record: BundleRecord = decode_row(v.value())?;
-        let expected_seq = previous.as_ref().map_or(1, |p| p.seq + 1);
+        let first = snapshot.snapshot_seq().unwrap_or(1);
+        let expected_seq = previous.as_ref().map_or(first, |p| p.seq + 1);
         if k.value() != expected_seq || record.seq != expected_seq {
             return Err(CheckError::Log(format!("bundle seq {} is out of place", k.value())));
+        }
+        if snapshot.snapshot_seq() == Some(record.seq) {
+            // The bundle a snapshot stands after: no batch of this ledger applied it.
+            if record.position != 0 {
+                return Err(CheckError::Log(format!(
+                    "bundle seq {} came with the snapshot but is logged",
+                    record.seq
+                )));
+            }
+            bundles += 1;
+            previous = Some(record);
+            continue;
         }
         if record.parent != previous.as_ref().map(|p| p.id) {
             return Err(CheckError::Log(format!(

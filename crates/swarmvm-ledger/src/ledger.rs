@@ -43,10 +43,10 @@ pub struct BatchReport {
 /// transaction, so after a crash the file holds the whole batch or none of it; readers
 /// ([`Ledger::reader`]) see the last commit and never wait for a batch in progress.
 pub struct Ledger {
-    db: Arc<Db>,
+    pub(crate) db: Arc<Db>,
     path: PathBuf,
     vm: Vm,
-    runtime: Arc<Runtime>,
+    pub(crate) runtime: Arc<Runtime>,
 }
 
 impl fmt::Debug for Ledger {
@@ -55,7 +55,7 @@ impl fmt::Debug for Ledger {
     }
 }
 
-fn write_db(db: &Db) -> Result<&Database, ReadError> {
+pub(crate) fn write_db(db: &Db) -> Result<&Database, ReadError> {
     match db {
         Db::Writable(db) => Ok(db),
         Db::ReadOnly(_) => Err(corrupt("ledger is open read-only")),
@@ -669,7 +669,7 @@ fn build_trie(txn: &WriteTransaction) -> Result<(), OpenError> {
 
 /// Writes the trie of the stored entries, hashed with `hashing`, into an empty trie table;
 /// returns its root.
-fn fill_trie(txn: &WriteTransaction, hashing: NodeHashing) -> Result<Hash32, OpenError> {
+pub(crate) fn fill_trie(txn: &WriteTransaction, hashing: NodeHashing) -> Result<Hash32, OpenError> {
     let s = |e: redb::StorageError| OpenError::Storage(e.into());
     let state = txn.open_table(STATE).map_err(|e| OpenError::Storage(e.into()))?;
     let mut trie = txn.open_table(TRIE).map_err(|e| OpenError::Storage(e.into()))?;

@@ -31,6 +31,7 @@ mod error;
 mod ledger;
 mod reader;
 mod record;
+mod snapshot;
 mod store;
 
 pub use backup::{BackupError, BackupReport};
@@ -39,5 +40,6 @@ pub use error::{ApplyError, CheckError, OpenError, ReadError};
 pub use ledger::{BatchReport, Ledger};
 pub use reader::{LedgerReader, Snapshot};
 pub use record::{BundleRecord, Evidence, LogEntry, Outcome, Receipt};
+pub use snapshot::{InstallReport, SNAPSHOT_PIECE, SnapshotError, SnapshotInfo, SnapshotTarget};
 pub use store::FORMAT;
 pub use swarmvm_bundle::{BundlePosition, VerifiedBatch};

@@ -123,6 +123,11 @@ impl Snapshot {
         &self.txn
     }
 
+    /// The seq of the snapshot the ledger started from (`None`: it replayed from genesis).
+    pub fn snapshot_seq(&self) -> Option<u64> {
+        self.head.snapshot_seq
+    }
+
     /// The state root.
     pub fn state_root(&self) -> Hash32 {
         self.head.state_root()

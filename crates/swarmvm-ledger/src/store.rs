@@ -52,6 +52,9 @@ pub(crate) const META_BUNDLE_ID: &str = "bundle_id";
 pub(crate) const META_BUNDLE_IAT: &str = "bundle_iat";
 /// The rules version the last bundle named (absent: version 1, as before rules versions).
 pub(crate) const META_BUNDLE_RULES: &str = "bundle_rules";
+/// The seq of the snapshot this ledger started from (absent: it started from genesis). Its
+/// bundle is recorded with log position 0, and no bundle before it is.
+pub(crate) const META_SNAPSHOT_SEQ: &str = "snapshot_seq";
 /// Set once a local (`exec`) batch applied: such a ledger never takes bundles.
 pub(crate) const META_LOCAL: &str = "local";
 /// How the stored trie's nodes are hashed ([`NodeHashing::number`]; absent: flat, as every
@@ -77,6 +80,8 @@ pub(crate) struct Head {
     pub(crate) last: Option<BundlePosition>,
     pub(crate) local: bool,
     pub(crate) hashing: NodeHashing,
+    /// The seq of the snapshot the ledger started from, if it did.
+    pub(crate) snapshot_seq: Option<u64>,
 }
 
 impl Head {
@@ -126,7 +131,8 @@ pub(crate) fn read_head(
         Some(n) => NodeHashing::from_number(meta_u64(&n)?)
             .ok_or_else(|| corrupt("unknown node hashing"))?,
     };
-    Ok(Head { network, root, log_len, last, local, hashing })
+    let snapshot_seq = get(META_SNAPSHOT_SEQ)?.map(|b| meta_u64(&b)).transpose()?;
+    Ok(Head { network, root, log_len, last, local, hashing, snapshot_seq })
 }
 
 /// The record stored in a row of `log`, `receipts`, `bundles` or `evidence` (format 4).

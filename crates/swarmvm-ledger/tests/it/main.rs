@@ -3,3 +3,4 @@
 
 mod apply;
 mod order;
+mod snapshot;
