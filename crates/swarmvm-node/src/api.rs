@@ -246,6 +246,8 @@ impl Api {
                 .as_ref()
                 .map(|s| SequencerSummary { queued: s.queued() }),
             following: self.inner.follower.urls().to_vec(),
+            snapshot: self.inner.core.heads.published_snapshot(),
+            joined: self.inner.core.snapshots.joined(),
         }
     }
 

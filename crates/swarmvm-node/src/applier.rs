@@ -15,7 +15,10 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use swarmvm_bundle::{BundleError, KnownContracts, OpenedBundle, open_bundle};
-use swarmvm_ledger::{Ledger, LedgerReader, OpenError, ReadError, Snapshot};
+use swarmvm_ledger::{
+    InstallReport, Ledger, LedgerReader, OpenError, ReadError, Snapshot, SnapshotError,
+    SnapshotTarget,
+};
 use swarmvm_token::{AuthoritySet, Network};
 use swarmvm_vm::Hash32;
 use tokio::sync::{oneshot, watch};
@@ -70,6 +73,12 @@ enum Job {
     Reopen { reply: oneshot::Sender<Result<(), OpenError>> },
     /// Keeps a verified head that agrees with the ledger as the one for its seq.
     KeepHead { seq: u64, text: String },
+    /// Installs a snapshot file into the (empty) ledger.
+    InstallSnapshot {
+        path: PathBuf,
+        target: Box<SnapshotTarget>,
+        reply: oneshot::Sender<Result<InstallReport, SnapshotError>>,
+    },
     /// Closes the ledger and ends the thread.
     Stop { reply: oneshot::Sender<()> },
 }
@@ -81,6 +90,9 @@ struct Shared {
     reader: RwLock<Option<LedgerReader>>,
     last: Mutex<Summary>,
     times: Arc<ApplyTimes>,
+    /// Where the commit of every Nth bundle goes, as a read snapshot taken before the next
+    /// commit (`--snapshot-every N`): N and the channel.
+    snapshots: Mutex<Option<(u64, tokio::sync::mpsc::UnboundedSender<Snapshot>)>>,
     /// Tests: the seq whose apply panics (0: none).
     #[cfg(test)]
     panic_at: std::sync::atomic::AtomicU64,
@@ -157,6 +169,7 @@ impl Applier {
             reader: RwLock::new(Some(ledger.reader())),
             last: Mutex::new(summary),
             times,
+            snapshots: Mutex::new(None),
             #[cfg(test)]
             panic_at: std::sync::atomic::AtomicU64::new(0),
         });
@@ -238,6 +251,36 @@ impl Applier {
         if let Some(t) = thread {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
+    }
+
+    /// From now on, the commit of every bundle whose seq is a multiple of `every` is sent, as
+    /// a read snapshot of exactly that commit, to the receiver returned.
+    pub(crate) fn snapshots_every(
+        &self,
+        every: u64,
+    ) -> tokio::sync::mpsc::UnboundedReceiver<Snapshot> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        *self.shared.snapshots.lock() = Some((every.max(1), tx));
+        rx
+    }
+
+    /// Installs the snapshot file at `path` into the ledger, which must be empty, as the state
+    /// after `target`'s bundle ([`Ledger::install_snapshot`]), and announces the new position.
+    pub(crate) async fn install_snapshot(
+        &self,
+        path: PathBuf,
+        target: SnapshotTarget,
+    ) -> Result<InstallReport, SnapshotError> {
+        let (reply, rx) = oneshot::channel();
+        let job = Job::InstallSnapshot { path, target: Box::new(target), reply };
+        let gone = || SnapshotError::Ledger(ReadError::Corrupt("the node stopped".into()));
+        self.jobs.send(job).map_err(|_| gone())?;
+        let report = rx.await.map_err(|_| gone())??;
+        if let Some(s) = self.snapshot() {
+            *self.shared.last.lock() = Summary::of(&s);
+        }
+        self.applied.send_replace(Position { seq: report.seq, root: report.state_root });
+        Ok(report)
     }
 
     /// Keeps `head` (verified, and naming this ledger's bundle and root at `seq`) as the head
@@ -399,6 +442,20 @@ fn write_loop(shared: &Shared, mut ledger: Option<Ledger>, jobs: &std::sync::mps
                     warn!(seq, error = %e, "cannot keep the head");
                 }
             }
+            Job::InstallSnapshot { path, target, reply } => {
+                let result = match ledger.as_mut() {
+                    Some(l) => {
+                        std::fs::File::open(&path).map_err(SnapshotError::Io).and_then(|f| {
+                            let mut input = std::io::BufReader::with_capacity(1 << 20, f);
+                            l.install_snapshot(&mut input, &target)
+                        })
+                    }
+                    None => Err(SnapshotError::Ledger(ReadError::Corrupt(
+                        "the ledger is closed after a storage failure".into(),
+                    ))),
+                };
+                let _ = reply.send(result);
+            }
             Job::Stop { reply } => {
                 close(shared, &mut ledger);
                 let _ = reply.send(());
@@ -452,6 +509,12 @@ fn commit(
     shared.times.record(started.elapsed());
     if let Ok(snapshot) = ledger.snapshot() {
         *shared.last.lock() = Summary::of(&snapshot);
+    }
+    if let Some((every, tx)) = &*shared.snapshots.lock()
+        && applied.seq % every == 0
+        && let Ok(snapshot) = ledger.snapshot()
+    {
+        let _ = tx.send(snapshot);
     }
     info!(
         seq = applied.seq,

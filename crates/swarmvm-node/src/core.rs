@@ -4,15 +4,17 @@
 use crate::applier::Applier;
 use crate::fetcher::Fetcher;
 use crate::heads::HeadStore;
+use crate::snapshots::Snapshots;
 use crate::tasks::Tasks;
 
 /// The node's parts with one owner each: the [`Applier`] (the ledger's writer), the
-/// [`Fetcher`] (bundles in and out over BitTorrent), the [`HeadStore`] (signed heads) and the
-/// node's [`Tasks`]. Cloning is cheap: each part is a handle.
+/// [`Fetcher`] (bundles in and out over BitTorrent), the [`HeadStore`] (signed heads), the
+/// node's [`Tasks`] and its [`Snapshots`]. Cloning is cheap: each part is a handle.
 #[derive(Clone)]
 pub(crate) struct Core {
     pub(crate) applier: Applier,
     pub(crate) heads: HeadStore,
     pub(crate) fetcher: Fetcher,
     pub(crate) tasks: Tasks,
+    pub(crate) snapshots: Snapshots,
 }

@@ -156,7 +156,7 @@ fn check_shape(torrent: &TorrentFile) -> Result<(), NodeError> {
 }
 
 /// Resolves once `transfer` has gone `limit` without a new verified byte; says so.
-async fn stall(transfer: &Transfer, limit: Duration) -> String {
+pub(crate) async fn stall(transfer: &Transfer, limit: Duration) -> String {
     let tick = (limit / 8).clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut last = (transfer.progress().done, tokio::time::Instant::now());
     loop {
@@ -230,6 +230,11 @@ impl Fetcher {
                 peers_renewed: watch::channel(0).0,
             }),
         }
+    }
+
+    /// The node's bounds on resolving and fetching.
+    pub(crate) fn limits(&self) -> &FetchLimits {
+        &self.inner.limits
     }
 
     /// The BitTorrent session.

@@ -28,6 +28,9 @@ pub struct FollowOptions {
     pub urls: Vec<String>,
     /// How long to wait between polls when a node answered nothing new, and after an error.
     pub poll: Duration,
+    /// Start an empty ledger from the snapshot the newest head names (`--from-snapshot`),
+    /// then follow; without one, replay from genesis.
+    pub from_snapshot: bool,
 }
 
 /// Contract ids this node forwarded, the newest [`MAX_FORWARDED`].
@@ -76,13 +79,15 @@ pub(crate) struct Follower {
     forwarded: Arc<Mutex<Forwarded>>,
     /// This node's name in the path of a forwarded submission (its BitTorrent peer id, hex).
     node_id: String,
+    /// Start from a snapshot ([`FollowOptions::from_snapshot`]).
+    from_snapshot: bool,
 }
 
 impl Follower {
     pub(crate) fn new(core: Core, options: Option<FollowOptions>) -> Self {
-        let (urls, poll) = match options {
-            Some(f) => (f.urls, f.poll),
-            None => (Vec::new(), Duration::from_secs(1)),
+        let (urls, poll, from_snapshot) = match options {
+            Some(f) => (f.urls, f.poll, f.from_snapshot),
+            None => (Vec::new(), Duration::from_secs(1), false),
         };
         let node_id = core.fetcher.swarm().peer_id();
         Self {
@@ -92,6 +97,7 @@ impl Follower {
             client: Client::new(Duration::from_secs(30)),
             forwarded: Arc::default(),
             node_id,
+            from_snapshot,
         }
     }
 
@@ -348,6 +354,30 @@ async fn follow_loop(node: Follower) {
     for url in &urls {
         let (n, url) = (node.clone(), url.clone());
         node.core.tasks.spawn(async move { poll_heads(n, url).await });
+    }
+    if node.from_snapshot {
+        let mut peers = Vec::new();
+        for url in &urls {
+            peers.extend(read_listen(&node, url).await.unwrap_or_default());
+        }
+        let manifests = |seq: u64| {
+            let node = node.clone();
+            let urls = urls.clone();
+            async move {
+                let mut found = Vec::new();
+                for url in &urls {
+                    if let Ok(Some(at)) = node.client.bundle_at(url, seq).await {
+                        found.push(at.manifest);
+                    }
+                }
+                found
+            }
+        };
+        let mut stop = node.core.tasks.stopping();
+        tokio::select! {
+            () = crate::snapshots::join(&node.core, peers, manifests) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
     }
     let mut stop = node.core.tasks.stopping();
     let mut heads = node.core.heads.subscribe();

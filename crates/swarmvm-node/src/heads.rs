@@ -9,7 +9,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde_json::Value;
 use swarmvm_primitives::BundleId;
-use swarmvm_token::{HeadContent, VerifiedHead, VerifyError, sign_head, unix_now, verify_head};
+use swarmvm_token::{
+    HeadContent, SnapshotClaim, VerifiedHead, VerifyError, sign_head, unix_now, verify_head,
+};
 use swarmvm_vm::Hash32;
 use swarmvm_wallet::Wallet;
 use tokio::sync::watch;
@@ -117,11 +119,32 @@ pub(crate) struct HeadStore {
     changed: Arc<watch::Sender<(u64, u64)>>,
     /// On a sequencer: the keys it signs heads with.
     signer: Option<Arc<Signer>>,
+    /// The newest snapshot this node publishes: every head it signs names it.
+    snapshot: Arc<Mutex<Option<SnapshotClaim>>>,
 }
 
 impl HeadStore {
     pub(crate) fn new(applier: Applier, signer: Option<Arc<Signer>>) -> Self {
-        Self { applier, state: Arc::default(), changed: Arc::new(watch::channel((0, 0)).0), signer }
+        Self {
+            applier,
+            state: Arc::default(),
+            changed: Arc::new(watch::channel((0, 0)).0),
+            signer,
+            snapshot: Arc::default(),
+        }
+    }
+
+    /// Names `claim` in every head this node signs from now on (a newer claim only).
+    pub(crate) fn publish_snapshot(&self, claim: SnapshotClaim) {
+        let mut current = self.snapshot.lock();
+        if current.as_ref().is_none_or(|c| c.seq < claim.seq) {
+            *current = Some(claim);
+        }
+    }
+
+    /// The newest snapshot this node publishes.
+    pub(crate) fn published_snapshot(&self) -> Option<SnapshotClaim> {
+        self.snapshot.lock().clone()
     }
 
     /// The newest head this node verified (expired or not), as its token and its claims.
@@ -340,6 +363,7 @@ impl HeadStore {
         let bundled =
             self.applier.snapshot().and_then(|s| s.last_bundle()).map_or(0, |b| b.issued_at);
         let now = unix_now().max(known).max(bundled);
+        let snapshot = self.published_snapshot().filter(|c| c.seq <= seq);
         let content = HeadContent {
             network: network.id(),
             seq,
@@ -348,6 +372,7 @@ impl HeadStore {
             state_root,
             now,
             max_age: signer.max_head_age.as_secs().clamp(1, MAX_HEAD_LIFETIME.as_secs()),
+            snapshot: snapshot.as_ref(),
         };
         let signed =
             sign_head(&signer.keys(), &content).map_err(|e| one_line(&e)).and_then(|text| {
@@ -404,6 +429,7 @@ mod tests {
             state_root: Hash32::digest(b"r"),
             issued_at: iat,
             expires_at: iat + 60,
+            snapshot: None,
         };
         // A head for a seq far ahead gives way to the next one signed.
         let far = head(1_000_000_000, 100);

@@ -83,6 +83,9 @@ pub struct NodeOptions {
     pub sequencer: Option<crate::SequencerOptions>,
     /// Follow the newest signed head of these nodes and fetch the bundles it lacks.
     pub follow: Option<crate::FollowOptions>,
+    /// Publish a snapshot of the state every this many bundles (`--snapshot-every N`), seed
+    /// it, and name the newest in the heads this node signs.
+    pub snapshot_every: Option<u64>,
 }
 
 /// Refuses to run a sequencer whose keys cannot sign for the set in force: each must be a
@@ -205,7 +208,8 @@ impl Node {
             heads: heads.clone(),
             tasks: tasks.clone(),
         });
-        let core = Core { applier, heads, fetcher, tasks };
+        let snapshots = crate::snapshots::Snapshots::new(&dir);
+        let core = Core { applier, heads, fetcher, tasks, snapshots };
         let follower = Follower::new(core.clone(), options.follow);
         let api = Api::new(
             core.clone(),
@@ -216,6 +220,9 @@ impl Node {
         );
         info!(data_dir = %dir.display(), last_seq = core.applier.last_seq(), "node started");
         core.fetcher.resume()?;
+        if let Some(every) = options.snapshot_every {
+            crate::snapshots::start_publishing(&core, every);
+        }
         if let Some(addr) = options.http {
             crate::http::serve(&api, addr, options.limits.http.clone(), &options.allow_hosts)?;
         }

@@ -199,6 +199,26 @@ pub struct Status {
     pub sequencer: Option<SequencerSummary>,
     /// The nodes this node follows.
     pub following: Vec<String>,
+    /// The newest state snapshot this node seeds (`--snapshot-every`, or the one it started
+    /// from), as heads name it.
+    #[serde(default)]
+    pub snapshot: Option<swarmvm_token::SnapshotClaim>,
+    /// How its ledger began, when it was asked to start from a snapshot (`--from-snapshot`).
+    #[serde(default)]
+    pub joined: Option<Joined>,
+}
+
+/// How a node's ledger began (`/v1/status` `joined`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Joined {
+    /// `snapshot` when it started from one, `genesis` when it replays every bundle.
+    pub from: String,
+    /// The snapshot's seq (from a snapshot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// Why it replays instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A head, as the status shows it.

@@ -36,6 +36,20 @@ pub struct HeadContent<'a> {
     pub now: u64,
     /// Seconds until `exp`.
     pub max_age: u64,
+    /// The newest snapshot of the state the signers publish (`snapshot` claim), if any.
+    pub snapshot: Option<&'a SnapshotClaim>,
+}
+
+/// A head's `snapshot` claim: the newest state snapshot, `{"seq", "state_root", "magnet"}`:
+/// the state after bundle `seq`, whose root is `state_root`, as a torrent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SnapshotClaim {
+    /// The seq whose state it holds (at most the head's).
+    pub seq: u64,
+    /// That state's root: every piece is checked against it.
+    pub state_root: Hash32,
+    /// The snapshot torrent's magnet link.
+    pub magnet: String,
 }
 
 #[derive(Serialize)]
@@ -48,6 +62,8 @@ struct HeadClaims<'a> {
     state_root: String,
     iat: u64,
     exp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot: Option<&'a SnapshotClaim>,
 }
 
 /// A head whose signatures and claims verified.
@@ -67,6 +83,8 @@ pub struct VerifiedHead {
     pub issued_at: u64,
     /// When it expires.
     pub expires_at: u64,
+    /// The newest snapshot it names.
+    pub snapshot: Option<SnapshotClaim>,
 }
 
 fn invalid(claim: &str, reason: impl Into<String>) -> VerifyError {
@@ -78,7 +96,12 @@ pub fn sign_head(signers: &[&Wallet], content: &HeadContent<'_>) -> Result<Strin
     let Some(first) = signers.first() else {
         return Err(IssueError::Signing("a head needs at least one signer".into()));
     };
-    if content.magnet.len() > MAX_HEAD_MAGNET || !(1..=MAX_SEQ).contains(&content.seq) {
+    if content.magnet.len() > MAX_HEAD_MAGNET
+        || !(1..=MAX_SEQ).contains(&content.seq)
+        || content.snapshot.is_some_and(|s| {
+            s.magnet.len() > MAX_HEAD_MAGNET || !(1..=content.seq).contains(&s.seq)
+        })
+    {
         return Err(IssueError::Signing("head seq or magnet out of range".into()));
     }
     let claims = HeadClaims {
@@ -90,6 +113,7 @@ pub fn sign_head(signers: &[&Wallet], content: &HeadContent<'_>) -> Result<Strin
         state_root: content.state_root.to_hex(),
         iat: content.now,
         exp: content.now.saturating_add(content.max_age),
+        snapshot: content.snapshot,
     };
     let text = sign_all(signers, Kind::Head, &encode_payload(&claims)?)?;
     if text.len() > MAX_HEAD_LEN {
@@ -159,6 +183,23 @@ pub fn verify_head(
     if issued_at > now.saturating_add(crate::time::DEFAULT_LEEWAY) {
         return Err(VerifyError::IssuedInFuture { iat: issued_at, now });
     }
+    let snapshot = match claims.get("snapshot") {
+        None => None,
+        Some(v) => {
+            let claim: SnapshotClaim = serde_json::from_value(v.clone())
+                .map_err(|_| invalid("snapshot", "not {\"seq\", \"state_root\", \"magnet\"}"))?;
+            if !(1..=seq).contains(&claim.seq) {
+                return Err(invalid("snapshot", "its seq is not from 1 to the head's"));
+            }
+            if claim.magnet.len() > MAX_HEAD_MAGNET || !claim.magnet.starts_with("magnet:?") {
+                return Err(invalid(
+                    "snapshot",
+                    "its magnet is not a magnet link of at most 8 KiB",
+                ));
+            }
+            Some(claim)
+        }
+    };
     signers.sort();
     Ok(VerifiedHead {
         signers,
@@ -168,6 +209,7 @@ pub fn verify_head(
         state_root,
         issued_at,
         expires_at,
+        snapshot,
     })
 }
 
@@ -190,6 +232,7 @@ mod tests {
             state_root: Hash32::digest(b"root"),
             now: 1_000,
             max_age: 60,
+            snapshot: None,
         };
         let head = sign_head(&[&w[0], &w[2]], &content).unwrap();
         let v = verify_head(&head, &net, &set, 1_010).unwrap();
@@ -210,5 +253,49 @@ mod tests {
         // A manifest is not a head, nor the other way round.
         let err = crate::verify_manifest(&head, &net, &set).unwrap_err();
         assert!(matches!(err, VerifyError::WrongKind { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_head_carries_the_newest_snapshot_and_a_snapshot_beyond_it_is_refused() {
+        let w: Vec<Wallet> =
+            (0..2).map(|_| Wallet::generate(Algorithm::Ed25519).unwrap()).collect();
+        let set = AuthoritySet::new(w.iter().map(|k| k.public_key().clone()).collect(), 1).unwrap();
+        let net = set.network_id().to_string();
+        let claim = SnapshotClaim {
+            seq: 3,
+            state_root: Hash32::digest(b"state at 3"),
+            magnet: "magnet:?xt=urn:btih:1111111111111111111111111111111111111111".into(),
+        };
+        let mut content = HeadContent {
+            network: &net,
+            seq: 3,
+            bundle: BundleId::of_payload(b"x"),
+            magnet: "magnet:?xt=urn:btih:0000000000000000000000000000000000000000",
+            state_root: Hash32::digest(b"root"),
+            now: 1_000,
+            max_age: 60,
+            snapshot: Some(&claim),
+        };
+        let head = sign_head(&[&w[0]], &content).unwrap();
+        let v = verify_head(&head, &net, &set, 1_010).unwrap();
+        assert_eq!(v.snapshot.as_ref(), Some(&claim));
+        content.snapshot = None;
+        let v = verify_head(&sign_head(&[&w[0]], &content).unwrap(), &net, &set, 1_010).unwrap();
+        assert_eq!(v.snapshot, None);
+        // A snapshot of a later seq than the head's is not signed, nor accepted.
+        let later = SnapshotClaim { seq: 4, ..claim.clone() };
+        content.snapshot = Some(&later);
+        assert!(sign_head(&[&w[0]], &content).is_err());
+        let claims = serde_json::json!({
+            "iss": w[0].id().to_string(), "aud": net, "seq": 3,
+            "bundle": BundleId::of_payload(b"x"),
+            "magnet": "magnet:?xt=urn:btih:0000000000000000000000000000000000000000",
+            "state_root": Hash32::digest(b"root").to_hex(), "iat": 1_000, "exp": 1_060,
+            "snapshot": later,
+        });
+        let forged =
+            crate::jws::sign_all(&[&w[0]], Kind::Head, &encode_payload(&claims).unwrap()).unwrap();
+        let err = verify_head(&forged, &net, &set, 1_010).unwrap_err();
+        assert!(err.to_string().contains("snapshot"), "{err}");
     }
 }

@@ -48,7 +48,9 @@ pub use contract::{
     peek_contract, prepare_contract, sign_contract, verify_contract,
 };
 pub use error::{IssueError, Result, VerifyError};
-pub use head::{HeadContent, MAX_HEAD_LEN, MAX_HEAD_MAGNET, VerifiedHead, sign_head, verify_head};
+pub use head::{
+    HeadContent, MAX_HEAD_LEN, MAX_HEAD_MAGNET, SnapshotClaim, VerifiedHead, sign_head, verify_head,
+};
 pub use json::{find_private_key_material, parse_strict};
 pub use jws::{MAX_SIGNATURES, MAX_TOKEN_LEN, Serialization, Signer};
 pub use kind::Kind;

@@ -67,7 +67,7 @@ impl Net {
     }
 
     async fn follower(&self, name: &str, urls: Vec<String>) -> Node {
-        let follow = FollowOptions { urls, poll: Duration::from_millis(100) };
+        let follow = FollowOptions { urls, poll: Duration::from_millis(100), from_snapshot: false };
         Node::start(NodeOptions { follow: Some(follow), ..self.options(name) }).await.unwrap()
     }
 
@@ -82,6 +82,7 @@ impl Net {
             state_root: root,
             now,
             max_age,
+            snapshot: None,
         };
         sign_head(&[&self.net.authority], &content).unwrap()
     }

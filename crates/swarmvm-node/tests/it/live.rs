@@ -50,7 +50,7 @@ impl Live {
     }
 
     async fn follower(&self, name: &str, urls: Vec<String>) -> Node {
-        let follow = FollowOptions { urls, poll: Duration::from_millis(100) };
+        let follow = FollowOptions { urls, poll: Duration::from_millis(100), from_snapshot: false };
         self.start(name, NodeOptions { follow: Some(follow), ..NodeOptions::default() }).await
     }
 
@@ -367,6 +367,7 @@ fn head_of(
         state_root: root,
         now,
         max_age: 60,
+        snapshot: None,
     };
     sign_head(signers, &content).unwrap()
 }
@@ -521,8 +522,11 @@ async fn a_follower_waits_for_the_rotation_that_adds_the_keys_a_head_is_signed_b
             swarm: SwarmOptions::loopback(),
             http: Some("127.0.0.1:0".parse().unwrap()),
             sequencer: keys.map(|keys| SequencerOptions { keys, ..fast() }),
-            follow: follow
-                .map(|url| FollowOptions { urls: vec![url], poll: Duration::from_millis(100) }),
+            follow: follow.map(|url| FollowOptions {
+                urls: vec![url],
+                poll: Duration::from_millis(100),
+                from_snapshot: false,
+            }),
             ..NodeOptions::default()
         };
         async move { Node::start(options).await.unwrap() }
@@ -687,7 +691,11 @@ async fn strangers_filling_the_pending_slots_never_hold_up_a_followers_own_fetch
         resolve_timeout: Duration::from_secs(600),
         ..NodeLimits::default()
     };
-    let follow = FollowOptions { urls: vec![url(&seq)], poll: Duration::from_millis(100) };
+    let follow = FollowOptions {
+        urls: vec![url(&seq)],
+        poll: Duration::from_millis(100),
+        from_snapshot: false,
+    };
     let follower = live
         .start("f", NodeOptions { follow: Some(follow), limits, ..NodeOptions::default() })
         .await;
@@ -860,7 +868,11 @@ async fn two_followers_that_follow_each_other_answer_submissions_at_once() {
         network: Some(live.net.network.clone()),
         swarm: SwarmOptions::loopback(),
         http: Some(b_addr),
-        follow: Some(FollowOptions { urls: vec![url(&a)], poll: Duration::from_millis(100) }),
+        follow: Some(FollowOptions {
+            urls: vec![url(&a)],
+            poll: Duration::from_millis(100),
+            from_snapshot: false,
+        }),
         ..NodeOptions::default()
     })
     .await
@@ -900,7 +912,11 @@ async fn a_loop_among_followed_nodes_is_passed_over_for_one_that_reaches_the_seq
         network: Some(live.net.network.clone()),
         swarm: SwarmOptions::loopback(),
         http: Some(b_addr),
-        follow: Some(FollowOptions { urls: vec![url(&a)], poll: Duration::from_millis(100) }),
+        follow: Some(FollowOptions {
+            urls: vec![url(&a)],
+            poll: Duration::from_millis(100),
+            from_snapshot: false,
+        }),
         ..NodeOptions::default()
     })
     .await

@@ -85,7 +85,11 @@ pub(crate) async fn demo(n: usize, args: &DemoArgs, out: OutputArgs) -> Result<E
             swarm: SwarmOptions::loopback(),
             wallet: Some(wallet.id()),
             http: loopback(),
-            follow: Some(FollowOptions { urls, poll: Duration::from_millis(200) }),
+            follow: Some(FollowOptions {
+                urls,
+                poll: Duration::from_millis(200),
+                from_snapshot: false,
+            }),
             ..NodeOptions::default()
         })
         .await?;

@@ -88,6 +88,15 @@ pub(crate) struct RunArgs {
     /// How long a follower waits between polls when nothing changed, and after an error.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
     poll: Duration,
+    /// With --follow and an empty ledger: start from the state snapshot the newest head names
+    /// (fetched over BitTorrent, every piece checked against the signed root), then follow.
+    /// Without a snapshot anywhere, replay every bundle (and say so).
+    #[arg(long, requires = "follow")]
+    from_snapshot: bool,
+    /// Publish the state every N bundles as a snapshot torrent, seed the newest two, and name
+    /// the newest in the heads this node signs.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    snapshot_every: Option<u64>,
     #[command(flatten)]
     passphrase: PassphraseArgs,
     #[command(flatten)]
@@ -146,6 +155,8 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
                 rules,
                 follow,
                 poll,
+                from_snapshot,
+                snapshot_every,
                 passphrase,
                 net,
             } = *args;
@@ -165,8 +176,11 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
             } else {
                 None
             };
-            let follow =
-                (!follow.is_empty()).then_some(swarmvm_node::FollowOptions { urls: follow, poll });
+            let follow = (!follow.is_empty()).then_some(swarmvm_node::FollowOptions {
+                urls: follow,
+                poll,
+                from_snapshot,
+            });
             let limits = NodeLimits {
                 max_pending,
                 resolve_timeout,
@@ -194,6 +208,7 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
                     limits,
                     sequencer,
                     follow,
+                    snapshot_every,
                 })
                 .await?;
                 for s in sources {

@@ -21,6 +21,7 @@ mod proofs;
 mod resources;
 mod script;
 mod secrets;
+mod snapshots;
 mod support;
 mod testbed;
 mod token;

@@ -32,6 +32,8 @@ pub(crate) fn wallet(env: &Env, path: &str) -> Wallet {
 
 /// A head over `like`'s claims, signed by `by` for `network`, issued at `iat`.
 pub(crate) fn head_like(like: &Value, by: &[&Wallet], network: &str, iat: u64) -> String {
+    let snapshot: Option<swarmvm_token::SnapshotClaim> =
+        like.get("snapshot").map(|s| serde_json::from_value(s.clone()).unwrap());
     let content = HeadContent {
         network,
         seq: like["seq"].as_u64().unwrap(),
@@ -40,6 +42,7 @@ pub(crate) fn head_like(like: &Value, by: &[&Wallet], network: &str, iat: u64) -
         state_root: like["state_root"].as_str().unwrap().parse().unwrap(),
         now: iat,
         max_age: 600,
+        snapshot: snapshot.as_ref(),
     };
     sign_head(by, &content).unwrap()
 }
