@@ -339,6 +339,21 @@ impl Api {
         crate::reads::wallet(&self.snapshot()?, id)
     }
 
+    /// Why this node no longer holds (or never held) bundle `seq`, though the chain has it:
+    /// pruned (`--keep-bundles`), or before the snapshot its ledger started from.
+    pub fn bundle_gone(&self, seq: u64) -> Option<String> {
+        let pruned = self.inner.core.snapshots.pruned_through();
+        if seq <= pruned {
+            return Some(format!(
+                "bundle seq {seq} was pruned here (bundles up to seq {pruned}; --keep-bundles): ask a node that keeps it"
+            ));
+        }
+        let started = self.snapshot()?.snapshot_seq()?;
+        (seq < started).then(|| {
+            format!("this node started from the snapshot of seq {started} and never held bundle seq {seq}")
+        })
+    }
+
     /// The applied bundle `seq`, with the magnet of a torrent of it this node seeds (`None`
     /// when it applied it offline). `None` when it has not applied that bundle.
     pub fn bundle_at(&self, seq: u64) -> Option<BundleAt> {

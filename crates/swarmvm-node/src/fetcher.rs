@@ -531,6 +531,39 @@ impl Fetcher {
         }
     }
 
+    /// Stops seeding the applied bundles up to seq `through` and removes their torrents and
+    /// folders (the ledger keeps their records, receipts and log). Returns how many.
+    pub(crate) async fn prune(&self, through: u64) -> usize {
+        let gone: Vec<(InfoHash, Option<Arc<Transfer>>)> = {
+            let mut b = self.inner.bundles.lock();
+            let hashes: Vec<InfoHash> = b
+                .listed()
+                .filter(|(_, e)| {
+                    e.state == BundleState::Applied && e.seq.is_some_and(|s| s <= through)
+                })
+                .map(|(h, _)| *h)
+                .collect();
+            hashes
+                .into_iter()
+                .map(|h| {
+                    let transfer = b.entries.get(&h).and_then(|e| e.transfer.clone());
+                    b.forget(h);
+                    (h, transfer)
+                })
+                .collect()
+        };
+        for (hash, transfer) in &gone {
+            if let Some(t) = transfer {
+                self.inner.swarm.remove(t).await;
+            }
+            let _ = std::fs::remove_file(self.torrent_path(*hash));
+            if let Err(e) = remove_tree(&self.data_path(*hash)) {
+                warn!(%hash, "cannot remove a pruned bundle's folder: {e}");
+            }
+        }
+        gone.len()
+    }
+
     /// The magnet of a torrent of the applied bundle `seq` this node seeds.
     pub(crate) fn magnet_of(&self, seq: u64) -> Option<String> {
         let b = self.inner.bundles.lock();

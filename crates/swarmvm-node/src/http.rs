@@ -398,6 +398,9 @@ async fn bundle_at(
     let Ok(seq) = seq.parse::<u64>() else {
         return Err(ApiError::bad_request("seq is not a number"));
     };
+    if let Some(message) = node.bundle_gone(seq) {
+        return Err(ApiError { status: StatusCode::GONE, message });
+    }
     node.bundle_at(seq).map(Json).ok_or_else(|| ApiError {
         status: StatusCode::NOT_FOUND,
         message: format!("bundle seq {seq} is not applied here"),

@@ -86,6 +86,9 @@ pub struct NodeOptions {
     /// Publish a snapshot of the state every this many bundles (`--snapshot-every N`), seed
     /// it, and name the newest in the heads this node signs.
     pub snapshot_every: Option<u64>,
+    /// Keep seeding only the newest this many bundles (`--keep-bundles N`), pruning older
+    /// ones below the newest snapshot.
+    pub keep_bundles: Option<u64>,
 }
 
 /// Refuses to run a sequencer whose keys cannot sign for the set in force: each must be a
@@ -222,6 +225,9 @@ impl Node {
         core.fetcher.resume()?;
         if let Some(every) = options.snapshot_every {
             crate::snapshots::start_publishing(&core, every);
+        }
+        if let Some(keep) = options.keep_bundles {
+            crate::snapshots::start_pruning(&core, keep);
         }
         if let Some(addr) = options.http {
             crate::http::serve(&api, addr, options.limits.http.clone(), &options.allow_hosts)?;

@@ -49,18 +49,34 @@ struct Inner {
     dir: PathBuf,
     seeded: Mutex<Vec<Seeded>>,
     joined: Mutex<Option<Joined>>,
+    /// The applied bundles up to this seq were pruned (`--keep-bundles`; kept in the file
+    /// `pruned` of the data folder).
+    pruned: Mutex<u64>,
+    pruned_file: PathBuf,
 }
 
 impl Snapshots {
     /// The snapshots of the node whose data folder is `data_dir` (in `snapshots/`).
     pub(crate) fn new(data_dir: &Path) -> Self {
+        let pruned_file = data_dir.join("pruned");
+        let pruned = std::fs::read_to_string(&pruned_file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
         Self {
             inner: Arc::new(Inner {
                 dir: data_dir.join("snapshots"),
                 seeded: Mutex::default(),
                 joined: Mutex::default(),
+                pruned: Mutex::new(pruned),
+                pruned_file,
             }),
         }
+    }
+
+    /// The applied bundles up to this seq were pruned here (0: none).
+    pub(crate) fn pruned_through(&self) -> u64 {
+        *self.inner.pruned.lock()
     }
 
     /// How the ledger began, once a join decided it.
@@ -220,6 +236,47 @@ fn write(
         .map_err(|e| format!("cannot write {}: {e}", torrent_file.display()))?;
     let _ = remove_tree(&building);
     Ok((torrent, folder))
+}
+
+/// Prunes, after every applied bundle, the bundles older than the newest `keep` that lie
+/// below the newest snapshot this node seeds (never one above it, nor the snapshot's own,
+/// whose manifest joiners read): no bundle is pruned until there is a snapshot.
+pub(crate) fn start_pruning(core: &Core, keep: u64) {
+    let core = core.clone();
+    let tasks = core.tasks.clone();
+    tasks.spawn(async move {
+        let mut applied = core.applier.subscribe();
+        let mut stop = core.tasks.stopping();
+        loop {
+            let last = applied.borrow_and_update().seq;
+            if let Some(snapshot) = core.heads.published_snapshot() {
+                let through = last.saturating_sub(keep).min(snapshot.seq.saturating_sub(1));
+                if through > core.snapshots.pruned_through() {
+                    prune(&core, through).await;
+                }
+            }
+            tokio::select! {
+                r = applied.changed() => if r.is_err() { break },
+                // A snapshot published since is seen at the next tick.
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
+    });
+}
+
+/// Records that the bundles up to `through` are pruned, then prunes them.
+async fn prune(core: &Core, through: u64) {
+    let file = &core.snapshots.inner.pruned_file;
+    let partial = file.with_extension("partial");
+    let written = std::fs::write(&partial, format!("{through}\n"))
+        .and_then(|()| std::fs::rename(&partial, file));
+    if let Err(e) = written {
+        return warn!("cannot record the pruned bundles in {}: {e}", file.display());
+    }
+    *core.snapshots.inner.pruned.lock() = through;
+    let n = core.fetcher.prune(through).await;
+    info!(through, removed = n, "bundles pruned");
 }
 
 /// Why a join replays instead.

@@ -97,6 +97,11 @@ pub(crate) struct RunArgs {
     /// the newest in the heads this node signs.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     snapshot_every: Option<u64>,
+    /// Keep seeding only the newest N bundles: older ones below the newest snapshot this node
+    /// seeds are removed (their records, receipts and log stay in the ledger; GET
+    /// /v1/bundles/SEQ answers 410 for them). Default: keep all.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    keep_bundles: Option<u64>,
     #[command(flatten)]
     passphrase: PassphraseArgs,
     #[command(flatten)]
@@ -157,6 +162,7 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
                 poll,
                 from_snapshot,
                 snapshot_every,
+                keep_bundles,
                 passphrase,
                 net,
             } = *args;
@@ -209,6 +215,7 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
                     sequencer,
                     follow,
                     snapshot_every,
+                    keep_bundles,
                 })
                 .await?;
                 for s in sources {
