@@ -1225,8 +1225,9 @@ fn hold_stored_cut(data_dir: &Path, seq: u64) -> usize {
 }
 
 /// Signs the head again (a new `iat` and `exp`) for the last applied bundle, so that
-/// followers never see it expire while the sequencer runs.
-fn refresh_head(node: &Core) {
+/// followers never see it expire while the sequencer runs, and so that it names a snapshot
+/// published since (on a sequencer; elsewhere it does nothing).
+pub(crate) fn refresh_head(node: &Core) {
     let Some(snapshot) = node.applier.snapshot() else { return };
     let Some(last) = snapshot.last_bundle() else { return };
     let root = snapshot.state_root();

@@ -161,6 +161,7 @@ async fn reseed(core: &Core) {
                 let magnet = torrent.magnet().to_string();
                 core.heads.publish_snapshot(SnapshotClaim { seq: *seq, state_root: root, magnet });
                 core.snapshots.keep(core, *seq, transfer).await;
+                crate::sequencer::refresh_head(core);
             }
             Err(e) => warn!(seq, "cannot seed the snapshot kept: {e}"),
         }
@@ -201,6 +202,8 @@ async fn publish(core: &Core, snapshot: Snapshot) -> Result<(), String> {
     );
     core.heads.publish_snapshot(SnapshotClaim { seq, state_root: root, magnet });
     core.snapshots.keep(core, seq, transfer).await;
+    // The head of the newest bundle names it at once, not from the next head on.
+    crate::sequencer::refresh_head(core);
     Ok(())
 }
 
