@@ -67,7 +67,7 @@ pub enum BackupError {
     /// Reading the ledger or writing the copy failed.
     #[error("storage failure: {0}")]
     Storage(#[from] redb::Error),
-    /// The copy, read back, is not the commit it copied (it is left for inspection).
+    /// The copy, read back, is not the commit it copied (it is removed).
     #[error("the copy does not read back as the ledger: {0}")]
     Unreadable(String),
     /// The ledger holds a table this version does not know, so a copy would lose it.
@@ -111,6 +111,13 @@ impl Snapshot {
             }
         };
         File::open(&partial).and_then(|f| f.sync_all()).map_err(io(&partial))?;
+        let seq = self.last_bundle().map(|b| b.seq);
+        // The copy is read back as a node would open it, before it takes the target's name:
+        // the same position and root.
+        if let Err(e) = self.compare(&partial, seq) {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
         // Not atomic against a file created at `out` meanwhile: `hard_link` then fails, where a
         // rename would replace it.
         std::fs::hard_link(&partial, out).map_err(|e| {
@@ -126,9 +133,20 @@ impl Snapshot {
             File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
         }
         let bytes = std::fs::metadata(out).map_err(io(out))?.len();
-        let seq = self.last_bundle().map(|b| b.seq);
-        // The copy is read back as a node would open it: the same position and root.
-        let copy = LedgerReader::open_read_only(out)
+        Ok(BackupReport {
+            path: out.to_path_buf(),
+            seq,
+            state_root: self.state_root(),
+            rows,
+            bytes,
+        })
+    }
+}
+
+impl Snapshot {
+    /// Opens the copy at `path` and compares its position and root with this commit's.
+    fn compare(&self, path: &Path, seq: Option<u64>) -> Result<(), BackupError> {
+        let copy = LedgerReader::open_read_only(path)
             .map_err(|e| BackupError::Unreadable(e.to_string()))?
             .snapshot()
             .map_err(|e| BackupError::Unreadable(e.to_string()))?;
@@ -139,13 +157,7 @@ impl Snapshot {
                 self.state_root()
             )));
         }
-        Ok(BackupReport {
-            path: out.to_path_buf(),
-            seq,
-            state_root: self.state_root(),
-            rows,
-            bytes,
-        })
+        Ok(())
     }
 }
 

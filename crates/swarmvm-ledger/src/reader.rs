@@ -125,7 +125,19 @@ impl Snapshot {
 
     /// The seq of the snapshot the ledger started from (`None`: it replayed from genesis).
     pub fn snapshot_seq(&self) -> Option<u64> {
-        self.head.snapshot_seq
+        self.head.snapshot.map(|(seq, _)| seq)
+    }
+
+    /// The state root after bundle `seq`: from its log entry, or the snapshot's root for the
+    /// bundle of the snapshot the ledger started from. `None` when it is not applied here.
+    pub fn root_after(&self, seq: u64) -> Result<Option<Hash32>, ReadError> {
+        if let Some((at, root)) = self.head.snapshot
+            && at == seq
+        {
+            return Ok(Some(root));
+        }
+        let Some(record) = self.bundle(seq)? else { return Ok(None) };
+        Ok(self.log(record.position, 1)?.into_iter().next().map(|e| e.state_root))
     }
 
     /// The state root.

@@ -45,8 +45,8 @@ use crate::reader::Snapshot;
 use crate::record::BundleRecord;
 use crate::store::{
     BUNDLES, HEADS, META, META_BUNDLE_IAT, META_BUNDLE_ID, META_BUNDLE_RULES, META_BUNDLE_SEQ,
-    META_NETWORK, META_NODE_HASHING, META_ROOT, META_SNAPSHOT_SEQ, MODULES, STATE, TRIE, TrieTable,
-    read_head,
+    META_NETWORK, META_NODE_HASHING, META_ROOT, META_SNAPSHOT_ROOT, META_SNAPSHOT_SEQ, MODULES,
+    STATE, TRIE, TrieTable, read_head,
 };
 
 /// The piece length of a snapshot's torrent; every section starts on a multiple of it.
@@ -56,14 +56,17 @@ const KIND_HEADER: u8 = 1;
 const KIND_CHUNK: u8 = 2;
 const KIND_MODULE: u8 = 3;
 const SECTION_HEAD: usize = 9;
-/// A subtree whose entries take at most this many bytes goes whole into one chunk, and a
-/// chunk holds at most this many bytes of subtrees unless one subtree alone is larger (an
-/// entry larger than a piece).
+/// A subtree that takes at most this many bytes ([`cost`]) goes whole into one chunk, and a
+/// chunk holds at most this many bytes of subtrees unless one subtree alone is larger (a
+/// single entry larger than a piece): a chunk is one piece.
 const CHUNK_BUDGET: usize = SNAPSHOT_PIECE - SECTION_HEAD - 4;
 /// The largest section read: far above any header or module a state can need.
 const MAX_SECTION: usize = 64 * 1024 * 1024;
 /// The longest path in a header or a chunk (keys are at most about 600 bytes).
-const MAX_PATH: usize = 4096;
+const MAX_PATH: usize = 1024;
+/// The largest header read: far above the top of the trie of any state (a million entries
+/// need a few KiB).
+const MAX_HEADER: usize = 32 * 1024 * 1024;
 
 /// What a snapshot file holds.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -157,6 +160,11 @@ struct Part {
     bytes: usize,
 }
 
+/// The bytes a subtree takes in a chunk: its path, its count and its entries.
+fn cost(part: &Part) -> usize {
+    2 + part.path.len() + 4 + part.bytes
+}
+
 impl Snapshot {
     /// Writes this commit's state as a snapshot file (the layout in this module's docs).
     pub fn write_snapshot(&self, out: &mut dyn Write) -> Result<SnapshotInfo, SnapshotError> {
@@ -186,7 +194,7 @@ impl Snapshot {
             while let Some(part) = todo.pop() {
                 let node = trie.node(&part.path).map_err(|e| corrupt(e.to_string()))?;
                 let node = node.ok_or_else(|| corrupt("a trie node is missing"))?;
-                if part.bytes <= CHUNK_BUDGET || node.children.is_empty() {
+                if cost(&part) <= CHUNK_BUDGET || node.children.is_empty() {
                     parts.push(part);
                     continue;
                 }
@@ -205,7 +213,7 @@ impl Snapshot {
         let mut chunks: Vec<Vec<Part>> = Vec::new();
         let mut size = 0;
         for part in parts {
-            let cost = 2 + part.path.len() + 4 + part.bytes;
+            let cost = cost(&part);
             if chunks.last().is_none_or(|c| !c.is_empty() && size + cost > CHUNK_BUDGET) {
                 chunks.push(Vec::new());
                 size = 0;
@@ -215,19 +223,12 @@ impl Snapshot {
                 chunk.push(part);
             }
         }
-        // The modules the state's operations name, by hash.
-        let mut modules = std::collections::BTreeSet::new();
-        let ops = [Table::Operation.tag()];
-        for row in state.range::<&[u8]>(&ops[..]..).map_err(storage)? {
-            let (k, v) = row.map_err(storage)?;
-            if k.value().first() != Some(&Table::Operation.tag()) {
-                break;
-            }
-            if let Record::WasmOperation { module, .. } =
-                Record::decode(Table::Operation, v.value()).map_err(corrupt)?
-            {
-                modules.insert(module);
-            }
+        // Every module the chain carried (bundles may name any of them again without its
+        // bytes), by hash; the same on every node of the chain.
+        let mut modules = Vec::new();
+        for row in txn.open_table(MODULES).map_err(storage)?.iter().map_err(storage)? {
+            let (k, _) = row.map_err(storage)?;
+            modules.push(Hash32::from_slice(k.value()).map_err(corrupt)?);
         }
 
         let mut header = Vec::new();
@@ -419,11 +420,14 @@ impl<'b> Body<'b> {
 type Subtrees = BTreeMap<Vec<u8>, (Box<[u8]>, Hash32)>;
 
 /// Checks the header's nodes against `root`: the subtrees the chunks must fill, by full path,
-/// with the segment and hash their parent states.
+/// with the segment and hash their parent states. Nothing proportional to the header's claims
+/// is kept before the root is checked: a child's path is made only to look it up, and the
+/// subtrees are listed only once the nodes proved to be the state's own.
 fn subtrees_of(
     nodes: &BTreeMap<Vec<u8>, StoredNode>,
     root: &Hash32,
 ) -> Result<Subtrees, SnapshotError> {
+    let bad = |why: &str| refused("header", why);
     let mut subtrees = BTreeMap::new();
     if nodes.is_empty() {
         if *root != Hash32::digest(&[]) {
@@ -431,66 +435,75 @@ fn subtrees_of(
         }
         return Ok(subtrees);
     }
-    // Bottom up: a node's children in the header are hashed before it (longer paths first).
-    let mut computed: BTreeMap<&[u8], Hash32> = BTreeMap::new();
-    let mut by_depth: Vec<&Vec<u8>> = nodes.keys().collect();
+    let child_path = |path: &[u8], segment: &[u8]| -> Result<Vec<u8>, SnapshotError> {
+        if path.len() + segment.len() > MAX_PATH {
+            return Err(bad("a path longer than any key"));
+        }
+        let mut child = Vec::with_capacity(path.len() + segment.len());
+        child.extend_from_slice(path);
+        child.extend_from_slice(segment);
+        Ok(child)
+    };
+    for node in nodes.values() {
+        let firsts: Vec<u8> =
+            node.children.iter().filter_map(|(s, _)| s.first().copied()).collect();
+        if firsts.len() != node.children.len() || firsts.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(bad("a node whose children are not in order"));
+        }
+    }
+    // Top down from the root: each header node's segment, as the one parent that reaches it
+    // names it.
+    let Some((root_path, _)) = nodes.get_key_value(&[][..]) else {
+        return Err(bad("no root node"));
+    };
+    let mut segments: BTreeMap<&[u8], &[u8]> = BTreeMap::new();
+    segments.insert(root_path.as_slice(), &[]);
+    let mut todo: Vec<&[u8]> = vec![root_path.as_slice()];
+    while let Some(path) = todo.pop() {
+        for (segment, _) in &nodes[path].children {
+            let child = child_path(path, segment)?;
+            if let Some((key, _)) = nodes.get_key_value(&child) {
+                if segments.insert(key.as_slice(), segment).is_some() {
+                    return Err(bad("a node that hangs from two others"));
+                }
+                todo.push(key.as_slice());
+            }
+        }
+    }
+    if segments.len() != nodes.len() {
+        return Err(bad("a node that hangs from no other"));
+    }
+    // Bottom up: every header node hashed from its stored node; a header node's hash must be
+    // the one its parent states, and the root's the signed root.
+    let mut by_depth: Vec<&[u8]> = segments.keys().copied().collect();
     by_depth.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    let mut reached = std::collections::BTreeSet::new();
+    let mut computed: BTreeMap<&[u8], Hash32> = BTreeMap::new();
     for path in by_depth {
         let node = &nodes[path];
         for (segment, claimed) in &node.children {
-            let mut child = path.clone();
-            child.extend_from_slice(segment);
-            match computed.get(child.as_slice()) {
-                Some(hash) if hash == claimed => {
-                    if !reached.insert(child) {
-                        return Err(refused("header", "a node that hangs from two others"));
-                    }
-                }
-                Some(_) => {
-                    return Err(refused(
-                        "header",
-                        "a node's hash is not the one its parent states",
-                    ));
-                }
-                None => {
-                    subtrees.insert(child, (segment.clone(), *claimed));
-                }
+            let child = child_path(path, segment)?;
+            if let Some(hash) = computed.get(child.as_slice())
+                && hash != claimed
+            {
+                return Err(bad("a node's hash is not the one its parent states"));
             }
         }
-        let segment = segment_of(nodes, path)?;
-        computed.insert(path.as_slice(), node.hash(&segment, NodeHashing::Binary));
+        computed.insert(path, node.hash(segments[path], NodeHashing::Binary));
     }
-    if reached.len() + 1 != nodes.len() {
-        return Err(refused("header", "a node that hangs from no other"));
+    let top = computed[&[][..]];
+    if top != *root {
+        return Err(refused("header", format!("its nodes hash to {top}, not to {root}")));
     }
-    match computed.get(&[][..]) {
-        Some(r) if r == root => Ok(subtrees),
-        Some(r) => Err(refused("header", format!("its nodes hash to {r}, not to {root}"))),
-        None => Err(refused("header", "no root node")),
-    }
-}
-
-/// A header node's segment: its path after its parent's (the longest proper prefix of it in
-/// the header whose children lead to it).
-fn segment_of(
-    nodes: &BTreeMap<Vec<u8>, StoredNode>,
-    path: &[u8],
-) -> Result<Box<[u8]>, SnapshotError> {
-    if path.is_empty() {
-        return Ok(Box::default());
-    }
-    for cut in (0..path.len()).rev() {
-        if let Some(parent) = nodes.get(&path[..cut]) {
-            return parent
-                .children
-                .iter()
-                .find(|(s, _)| **s == path[cut..])
-                .map(|(s, _)| s.clone())
-                .ok_or_else(|| refused("header", "a node that hangs from no other"));
+    // The nodes are the state's own: their other children are the chunks' subtrees.
+    for (path, node) in nodes {
+        for (segment, hash) in &node.children {
+            let child = child_path(path, segment)?;
+            if !nodes.contains_key(&child) {
+                subtrees.insert(child, (segment.clone(), *hash));
+            }
         }
     }
-    Err(refused("header", "a node that hangs from no other"))
+    Ok(subtrees)
 }
 
 impl Ledger {
@@ -526,6 +539,9 @@ impl Ledger {
         let (kind, body) = read_section(input, "header")?;
         if kind != KIND_HEADER {
             return Err(refused("header", "the first section is not a header"));
+        }
+        if body.len() > MAX_HEADER {
+            return Err(refused("header", format!("{} bytes", body.len())));
         }
         let mut b = Body { bytes: &body, at: "header" };
         let root = b.hash()?;
@@ -578,7 +594,13 @@ impl Ledger {
             }
             let mut b = Body { bytes: &body, at: &at };
             let mut rows: Vec<(&[u8], &[u8])> = Vec::new();
-            for _ in 0..b.u32()? {
+            let parts = b.u32()?;
+            // Only a chunk of one entry (a leaf larger than a piece) is larger than a piece.
+            let large = SECTION_HEAD + body.len() > SNAPSHOT_PIECE;
+            if large && parts != 1 {
+                return Err(refused(&at, "a chunk larger than a piece holding several subtrees"));
+            }
+            for _ in 0..parts {
                 let path = b.path()?;
                 // One encoding per state: subtrees in key order.
                 if previous.as_deref().is_some_and(|p| p >= path) {
@@ -589,6 +611,12 @@ impl Ledger {
                     return Err(refused(&at, "a subtree the header does not name, or named twice"));
                 };
                 let n = b.u32()?;
+                if large && n != 1 {
+                    return Err(refused(
+                        &at,
+                        "a chunk larger than a piece holding several entries",
+                    ));
+                }
                 let mut leaves = Vec::with_capacity(n.min(CHUNK_BUDGET / 8));
                 for _ in 0..n {
                     let (key, record, leaf) = b.entry()?;
@@ -619,7 +647,11 @@ impl Ledger {
         if let Some((path, _)) = subtrees.first_key_value() {
             return Err(refused("end", format!("no chunk holds the subtree at {path:02x?}")));
         }
-        // The modules: exactly those the state names, each by its hash.
+        // The modules: in order, at least those the state's operations name, each by its
+        // hash (checked before it is compiled).
+        if listed.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(refused("header", "its modules are not in order"));
+        }
         let mut named = std::collections::BTreeSet::new();
         let ops = [Table::Operation.tag()];
         for row in state.range::<&[u8]>(&ops[..]..).map_err(storage)? {
@@ -634,10 +666,11 @@ impl Ledger {
             }
         }
         drop(state);
-        if listed.iter().copied().collect::<std::collections::BTreeSet<_>>() != named
-            || listed.len() != named.len()
-        {
-            return Err(refused("header", "its modules are not those the state names"));
+        if let Some(missing) = named.iter().find(|m| listed.binary_search(m).is_err()) {
+            return Err(refused(
+                "header",
+                format!("module {missing}, which the state names, is missing"),
+            ));
         }
         let mut modules = txn.open_table(MODULES).map_err(storage)?;
         for (i, hash) in listed.iter().enumerate() {
@@ -648,6 +681,9 @@ impl Ledger {
                 return Err(refused(&at, "not the module the header lists there"));
             }
             let bytes = b.bytes;
+            if Hash32::digest(bytes) != *hash {
+                return Err(refused(&at, "its bytes do not hash to its hash"));
+            }
             let loaded = self.runtime.load(bytes).map_err(|e| refused(&at, e.to_string()))?;
             if loaded != *hash {
                 return Err(refused(&at, format!("its bytes hash to {loaded}")));
@@ -655,6 +691,10 @@ impl Ledger {
             modules.insert(hash.as_bytes(), bytes).map_err(storage)?;
         }
         drop(modules);
+        let mut more = [0u8; 1];
+        if input.read(&mut more)? != 0 {
+            return Err(refused("end", "bytes after the last section"));
+        }
         let built = crate::ledger::fill_trie(txn, NodeHashing::Binary)
             .map_err(|e| refused("end", e.to_string()))?;
         if built != target.state_root {
@@ -673,6 +713,7 @@ impl Ledger {
         put(&mut meta, META_BUNDLE_RULES, &p.rules.number().to_le_bytes())?;
         put(&mut meta, META_NODE_HASHING, &NodeHashing::Binary.number().to_le_bytes())?;
         put(&mut meta, META_SNAPSHOT_SEQ, &p.seq.to_le_bytes())?;
+        put(&mut meta, META_SNAPSHOT_ROOT, target.state_root.as_bytes())?;
         drop(meta);
         let record = BundleRecord {
             seq: p.seq,

@@ -55,6 +55,9 @@ pub(crate) const META_BUNDLE_RULES: &str = "bundle_rules";
 /// The seq of the snapshot this ledger started from (absent: it started from genesis). Its
 /// bundle is recorded with log position 0, and no bundle before it is.
 pub(crate) const META_SNAPSHOT_SEQ: &str = "snapshot_seq";
+/// The state root of that snapshot (32 bytes): the root after its bundle, which no log entry
+/// of this ledger records.
+pub(crate) const META_SNAPSHOT_ROOT: &str = "snapshot_root";
 /// Set once a local (`exec`) batch applied: such a ledger never takes bundles.
 pub(crate) const META_LOCAL: &str = "local";
 /// How the stored trie's nodes are hashed ([`NodeHashing::number`]; absent: flat, as every
@@ -80,8 +83,8 @@ pub(crate) struct Head {
     pub(crate) last: Option<BundlePosition>,
     pub(crate) local: bool,
     pub(crate) hashing: NodeHashing,
-    /// The seq of the snapshot the ledger started from, if it did.
-    pub(crate) snapshot_seq: Option<u64>,
+    /// The seq and state root of the snapshot the ledger started from, if it did.
+    pub(crate) snapshot: Option<(u64, Hash32)>,
 }
 
 impl Head {
@@ -131,8 +134,12 @@ pub(crate) fn read_head(
         Some(n) => NodeHashing::from_number(meta_u64(&n)?)
             .ok_or_else(|| corrupt("unknown node hashing"))?,
     };
-    let snapshot_seq = get(META_SNAPSHOT_SEQ)?.map(|b| meta_u64(&b)).transpose()?;
-    Ok(Head { network, root, log_len, last, local, hashing, snapshot_seq })
+    let snapshot = match (get(META_SNAPSHOT_SEQ)?, get(META_SNAPSHOT_ROOT)?) {
+        (Some(seq), Some(root)) => Some((meta_u64(&seq)?, meta_hash(&root)?)),
+        (None, None) => None,
+        _ => return Err(corrupt("the snapshot's seq and root are incomplete")),
+    };
+    Ok(Head { network, root, log_len, last, local, hashing, snapshot })
 }
 
 /// The record stored in a row of `log`, `receipts`, `bundles` or `evidence` (format 4).

@@ -247,7 +247,16 @@ impl Api {
                 .map(|s| SequencerSummary { queued: s.queued() }),
             following: self.inner.follower.urls().to_vec(),
             snapshot: self.inner.core.heads.published_snapshot(),
-            joined: self.inner.core.snapshots.joined(),
+            joined: self.inner.core.snapshots.joined().or_else(|| {
+                let seq = self.snapshot()?.snapshot_seq()?;
+                Some(crate::protocol::Joined {
+                    from: "snapshot".into(),
+                    seq: Some(seq),
+                    reason: None,
+                    bytes: None,
+                    fetched: None,
+                })
+            }),
         }
     }
 
@@ -343,6 +352,9 @@ impl Api {
     /// pruned (`--keep-bundles`), or before the snapshot its ledger started from.
     pub fn bundle_gone(&self, seq: u64) -> Option<String> {
         let pruned = self.inner.core.snapshots.pruned_through();
+        if seq == 0 {
+            return None;
+        }
         if seq <= pruned {
             return Some(format!(
                 "bundle seq {seq} was pruned here (bundles up to seq {pruned}; --keep-bundles): ask a node that keeps it"

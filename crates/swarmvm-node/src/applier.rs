@@ -59,6 +59,32 @@ impl Summary {
     }
 }
 
+/// The newest commit to publish as a snapshot: one slot, so a publisher that falls behind
+/// skips to the newest instead of holding old read transactions (which keep redb from
+/// reusing their pages).
+#[derive(Default)]
+pub(crate) struct Commits {
+    newest: Mutex<Option<Snapshot>>,
+    put: tokio::sync::Notify,
+}
+
+impl Commits {
+    /// The newest commit put since the last take, waiting for one.
+    pub(crate) async fn next(&self) -> Snapshot {
+        loop {
+            if let Some(s) = self.newest.lock().take() {
+                return s;
+            }
+            self.put.notified().await;
+        }
+    }
+
+    fn put(&self, snapshot: Snapshot) {
+        *self.newest.lock() = Some(snapshot);
+        self.put.notify_one();
+    }
+}
+
 /// Work for the writer's thread.
 enum Job {
     Apply {
@@ -91,8 +117,8 @@ struct Shared {
     last: Mutex<Summary>,
     times: Arc<ApplyTimes>,
     /// Where the commit of every Nth bundle goes, as a read snapshot taken before the next
-    /// commit (`--snapshot-every N`): N and the channel.
-    snapshots: Mutex<Option<(u64, tokio::sync::mpsc::UnboundedSender<Snapshot>)>>,
+    /// commit (`--snapshot-every N`): N and the slot.
+    snapshots: Mutex<Option<(u64, Arc<Commits>)>>,
     /// Tests: the seq whose apply panics (0: none).
     #[cfg(test)]
     panic_at: std::sync::atomic::AtomicU64,
@@ -255,13 +281,10 @@ impl Applier {
 
     /// From now on, the commit of every bundle whose seq is a multiple of `every` is sent, as
     /// a read snapshot of exactly that commit, to the receiver returned.
-    pub(crate) fn snapshots_every(
-        &self,
-        every: u64,
-    ) -> tokio::sync::mpsc::UnboundedReceiver<Snapshot> {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        *self.shared.snapshots.lock() = Some((every.max(1), tx));
-        rx
+    pub(crate) fn snapshots_every(&self, every: u64) -> Arc<Commits> {
+        let commits = Arc::new(Commits::default());
+        *self.shared.snapshots.lock() = Some((every.max(1), commits.clone()));
+        commits
     }
 
     /// Installs the snapshot file at `path` into the ledger, which must be empty, as the state
@@ -510,11 +533,11 @@ fn commit(
     if let Ok(snapshot) = ledger.snapshot() {
         *shared.last.lock() = Summary::of(&snapshot);
     }
-    if let Some((every, tx)) = &*shared.snapshots.lock()
+    if let Some((every, commits)) = &*shared.snapshots.lock()
         && applied.seq % every == 0
         && let Ok(snapshot) = ledger.snapshot()
     {
-        let _ = tx.send(snapshot);
+        commits.put(snapshot);
     }
     info!(
         seq = applied.seq,

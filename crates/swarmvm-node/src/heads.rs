@@ -232,12 +232,7 @@ impl HeadStore {
                 head.bundle, head.seq, record.id
             ));
         }
-        let root = snapshot
-            .log(record.position, 1)
-            .ok()
-            .and_then(|l| l.into_iter().next())
-            .map(|e| e.state_root)
-            .unwrap_or_default();
+        let root = snapshot.root_after(head.seq).ok().flatten().unwrap_or_default();
         if root != head.state_root {
             return Against::OtherRoot(format!(
                 "after bundle seq {} this node's state root is {root}, the head's is {}",

@@ -223,9 +223,7 @@ impl Node {
         );
         info!(data_dir = %dir.display(), last_seq = core.applier.last_seq(), "node started");
         core.fetcher.resume()?;
-        if let Some(every) = options.snapshot_every {
-            crate::snapshots::start_publishing(&core, every);
-        }
+        crate::snapshots::start(&core, options.snapshot_every);
         if let Some(keep) = options.keep_bundles {
             crate::snapshots::start_pruning(&core, keep);
         }

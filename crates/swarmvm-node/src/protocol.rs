@@ -219,6 +219,13 @@ pub struct Joined {
     /// Why it replays instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The snapshot's size in bytes (from a snapshot, in the run that fetched it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// The bytes of it received from peers in that run: less than `bytes` when a fetch cut
+    /// short by a crash resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetched: Option<u64>,
 }
 
 /// A head, as the status shows it.

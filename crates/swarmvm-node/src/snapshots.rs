@@ -113,18 +113,20 @@ fn name(seq: u64) -> String {
     format!("snapshot-{seq}")
 }
 
-/// Starts publishing a snapshot every `every` bundles: what was published before a restart
-/// is seeded again, then each Nth commit is written, seeded and named in the heads.
-pub(crate) fn start_publishing(core: &Core, every: u64) {
-    let mut commits = core.applier.snapshots_every(every);
+/// Seeds again the snapshots this node published or started from before a restart; with
+/// `every`, then publishes a snapshot every `every` bundles: each Nth commit is written,
+/// seeded and named in the heads.
+pub(crate) fn start(core: &Core, every: Option<u64>) {
+    let commits = every.map(|every| core.applier.snapshots_every(every));
     let core = core.clone();
     let tasks = core.tasks.clone();
     tasks.spawn(async move {
         reseed(&core).await;
+        let Some(commits) = commits else { return };
         let mut stop = core.tasks.stopping();
         loop {
             let snapshot = tokio::select! {
-                s = commits.recv() => match s { Some(s) => s, None => break },
+                s = commits.next() => s,
                 _ = stop.wait_for(|s| *s) => break,
             };
             if let Err(e) = publish(&core, snapshot).await {
@@ -285,7 +287,13 @@ async fn prune(core: &Core, through: u64) {
 /// Why a join replays instead.
 fn replay(core: &Core, reason: String) {
     info!("not starting from a snapshot: {reason}; replaying bundles from genesis");
-    core.snapshots.set_joined(Joined { from: "genesis".into(), seq: None, reason: Some(reason) });
+    core.snapshots.set_joined(Joined {
+        from: "genesis".into(),
+        seq: None,
+        reason: Some(reason),
+        bytes: None,
+        fetched: None,
+    });
 }
 
 /// Starts an empty ledger from the snapshot the newest verified head names, fetched from
@@ -344,6 +352,7 @@ where
         manifest: text,
         head: None,
     };
+    clear_abandoned(&core.snapshots.inner.dir, claim.seq);
     let fetched = fetch(core, &claim, &peers).await;
     let (path, transfer) = match fetched {
         Ok(f) => f,
@@ -351,6 +360,16 @@ where
     };
     match core.applier.install_snapshot(path, target).await {
         Ok(report) => {
+            let progress = transfer.progress();
+            let torrent_file =
+                core.snapshots.inner.dir.join(format!("{}.torrent", name(claim.seq)));
+            let partial = torrent_file.with_extension("partial");
+            // Seeded again after a restart, as a snapshot this node published.
+            if let Err(e) = std::fs::write(&partial, transfer.torrent().as_bytes())
+                .and_then(|()| std::fs::rename(&partial, &torrent_file))
+            {
+                warn!("cannot keep the snapshot's torrent: {e}");
+            }
             info!(
                 seq = report.seq,
                 state_root = %report.state_root,
@@ -362,6 +381,8 @@ where
                 from: "snapshot".into(),
                 seq: Some(report.seq),
                 reason: None,
+                bytes: Some(progress.total),
+                fetched: Some(progress.fetched),
             });
             core.heads.publish_snapshot(claim.clone());
             core.snapshots.keep(core, claim.seq, transfer).await;
@@ -371,6 +392,21 @@ where
             core.fetcher.swarm().remove(&transfer).await;
             let _ = remove_tree(&core.snapshots.inner.dir.join(name(claim.seq)));
             replay(core, format!("snapshot seq {} refused: {e}", claim.seq));
+        }
+    }
+}
+
+/// Removes the snapshot folders a fetch left unfinished (no torrent beside them), but that of
+/// `seq`, whose fetch resumes.
+fn clear_abandoned(dir: &Path, seq: u64) {
+    let Ok(list) = std::fs::read_dir(dir) else { return };
+    for entry in list.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(other) = file.strip_prefix("snapshot-").and_then(|n| n.parse::<u64>().ok()) else {
+            continue;
+        };
+        if other != seq && !dir.join(format!("{file}.torrent")).exists() {
+            let _ = remove_tree(&entry.path());
         }
     }
 }

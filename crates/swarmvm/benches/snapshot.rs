@@ -27,7 +27,7 @@ use swarmvm_test_support::http::{get, request};
 use swarmvm_test_support::live::{submit, wait_status};
 use swarmvm_test_support::load::proc_status_kib;
 use swarmvm_test_support::netns::Testbed;
-use swarmvm_test_support::tools::{JsonProcess, KillOnDrop};
+use swarmvm_test_support::tools::JsonProcess;
 use swarmvm_token::{IssueTime, Signer, WalletEntry, issue_operations, issue_wallets};
 use swarmvm_wallet::{Algorithm, Wallet};
 
@@ -132,6 +132,8 @@ fn main() {
     );
     let state: Value = serde_json::from_str(&state).unwrap();
     let n_entries = state["report"]["entries"].as_u64().unwrap();
+    seq.interrupt();
+    seq.wait_event("stopped", Duration::from_secs(60));
     drop(seq);
     let build_s = built.elapsed().as_secs_f64();
 
@@ -241,17 +243,21 @@ fn applied(http: SocketAddr) -> u64 {
     log["log"].as_array().map_or(0, |l| l.iter().filter_map(|e| e["applied"].as_u64()).sum())
 }
 
-fn sequencer(dir: &Path, extra: &[&str]) -> KillOnDrop {
+/// The sequencer on loopback, once it says it started.
+fn sequencer(dir: &Path, extra: &[&str]) -> JsonProcess {
     let mut cmd = Command::new(SWARMVM);
     cmd.args(["node", "run", "--data-dir", "seq", "--trust", "auth.pub", "--sequencer"])
         .args(["--key", "auth.pem", "--cut-every", "250ms", "--cut-at", "50"])
         .args(["--max-queue", "1000000", "--snapshot-every", &EVERY.to_string(), "--no-dht"])
         .args(extra)
+        .arg("--json")
         .current_dir(dir)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    KillOnDrop(cmd.spawn().unwrap())
+        .stderr(Stdio::inherit());
+    let node = JsonProcess::spawn(cmd);
+    node.wait_event("started", Duration::from_secs(60));
+    node
 }
 
 /// `swarmvm ARGS --json` in peer `i`'s namespace.

@@ -196,3 +196,92 @@ fn corrupt_truncated_and_foreign_snapshots_are_refused_where_they_go_wrong() {
     // And the right bytes still install.
     install(&dir.path().join("ok"), &bytes, &goal).unwrap();
 }
+
+/// A snapshot of only a header whose body is `body` after the root.
+fn header_only(root: &Hash32, nodes: &[(Vec<u8>, swarmvm_vm::StoredNode)]) -> Vec<u8> {
+    let mut body = root.as_bytes().to_vec();
+    body.extend_from_slice(&(nodes.len() as u32).to_le_bytes());
+    for (path, node) in nodes {
+        body.extend_from_slice(&(path.len() as u16).to_le_bytes());
+        body.extend_from_slice(path);
+        let mut enc = Vec::new();
+        node.encode(&mut enc);
+        body.extend_from_slice(&(enc.len() as u32).to_le_bytes());
+        body.extend_from_slice(&enc);
+    }
+    body.extend_from_slice(&[0; 12]);
+    let mut out = b"SVS1\x01".to_vec();
+    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    out.extend_from_slice(&body);
+    out.resize(
+        out.len().div_ceil(swarmvm_ledger::SNAPSHOT_PIECE) * swarmvm_ledger::SNAPSHOT_PIECE,
+        0,
+    );
+    out
+}
+
+#[test]
+fn hostile_headers_and_trailing_bytes_are_refused_before_anything_is_built_from_them() {
+    let net = TestNet::new(2);
+    let dir = tempfile::tempdir().unwrap();
+    let source = ledger_with(&net, &dir.path().join("a"), 10);
+    let root = source.snapshot().unwrap().state_root();
+    let goal = target(&net, root);
+    let node =
+        |children: Vec<(Box<[u8]>, Hash32)>| swarmvm_vm::StoredNode { value: None, children };
+    let h = Hash32::digest(b"x");
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        // Children whose paths would be longer than any key.
+        (
+            header_only(&root, &[(Vec::new(), node(vec![(vec![b'a'; 1100].into(), h)]))]),
+            "a path longer than any key",
+        ),
+        // Children out of order, or two with one first byte.
+        (
+            header_only(
+                &root,
+                &[(Vec::new(), node(vec![(b"b".to_vec().into(), h), (b"a".to_vec().into(), h)]))],
+            ),
+            "children are not in order",
+        ),
+        (
+            header_only(
+                &root,
+                &[(Vec::new(), node(vec![(b"ab".to_vec().into(), h), (b"ac".to_vec().into(), h)]))],
+            ),
+            "children are not in order",
+        ),
+        // A node nobody reaches, and no root.
+        (
+            header_only(
+                &root,
+                &[
+                    (Vec::new(), node(vec![(b"a".to_vec().into(), h)])),
+                    (b"zz".to_vec(), node(vec![])),
+                ],
+            ),
+            "hangs from no other",
+        ),
+        (
+            header_only(&root, &[(b"a".to_vec(), node(vec![(b"b".to_vec().into(), h)]))]),
+            "no root node",
+        ),
+        // Well formed, but not the state's.
+        (
+            header_only(
+                &root,
+                &[(Vec::new(), node(vec![(b"a".to_vec().into(), h), (b"b".to_vec().into(), h)]))],
+            ),
+            "its nodes hash to",
+        ),
+    ];
+    for (i, (bytes, says)) in cases.iter().enumerate() {
+        let err = install(&dir.path().join(format!("h{i}")), bytes, &goal).unwrap_err();
+        assert!(err.starts_with("snapshot refused at header") && err.contains(says), "{i}: {err}");
+    }
+    // Whole and right, then one byte more.
+    let mut bytes = snapshot_of(&source);
+    bytes.push(0);
+    let err = install(&dir.path().join("t"), &bytes, &goal).unwrap_err();
+    assert_eq!(err, "snapshot refused at end: bytes after the last section");
+}

@@ -102,6 +102,17 @@ fn joiner(env: &Env, dir: &str, http: SocketAddr, extra: &[&str]) -> Daemon {
     Daemon::start(env, &args)
 }
 
+/// The claims of the newest head of the node at `http` (its signatures not checked).
+fn head_claims(http: SocketAddr) -> Value {
+    let (_, head) = get(http, "/v1/head");
+    let payload = head["head"].as_str().unwrap().split('.').nth(1).unwrap().to_owned();
+    serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
 /// Waits until the node at `http` stands where the node at `like` stands (seq and root).
 fn caught_up(http: SocketAddr, like: SocketAddr) -> Value {
     let (_, target) = get(like, "/v1/status");
@@ -135,13 +146,7 @@ fn a_late_joiner_starts_from_the_newest_snapshot_without_fetching_the_bundles_be
     let status = wait_status(http, |s| s["last_seq"] == 7 && s["snapshot"]["seq"] == 6);
     let claim = status["snapshot"].clone();
     assert!(claim["magnet"].as_str().unwrap().starts_with("magnet:?xt=urn:btih:"), "{claim}");
-    let (_, head) = get(http, "/v1/head");
-    let payload = head["head"].as_str().unwrap().split('.').nth(1).unwrap().to_owned();
-    let claims: Value = serde_json::from_slice(
-        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
-            .unwrap(),
-    )
-    .unwrap();
+    let claims = head_claims(http);
     assert_eq!(claims["snapshot"], claim, "the head names the snapshot");
     // The snapshot's folder and torrent are kept, and only the newest two.
     assert!(env.path("seq/snapshots/snapshot-6/state.svs").is_file());
@@ -150,7 +155,9 @@ fn a_late_joiner_starts_from_the_newest_snapshot_without_fetching_the_bundles_be
     let node = joiner(&env, "j", http, &[]);
     let j = http_of(&node);
     let status = caught_up(j, http);
-    assert_eq!(status["joined"], serde_json::json!({"from": "snapshot", "seq": 6}), "{status}");
+    assert_eq!(status["joined"]["from"], "snapshot", "{status}");
+    assert_eq!(status["joined"]["seq"], 6, "{status}");
+    assert_eq!(status["joined"]["fetched"], status["joined"]["bytes"], "{status}");
     // It holds the state from before the snapshot, without any bundle before it.
     let (code, entry) = get(j, "/v1/state/students/S0x0");
     assert_eq!(code, 200, "{entry}");
@@ -192,22 +199,50 @@ fn a_joiner_with_no_snapshot_anywhere_replays_every_bundle_and_says_so() {
     drop(seq);
 }
 
+/// Submits `n` contracts of `per` students with long names and departments (about 480 bytes
+/// of state each), without waiting for each, then waits until the last applied.
+fn lots_of_students(env: &Env, http: SocketAddr, n: usize, per: usize) {
+    let url = format!("http://{http}");
+    let long = "n".repeat(200);
+    for i in 0..n {
+        let actions: Vec<String> = (0..per)
+            .map(|j| {
+                format!(r#"{{"action": "register_student", "student": {{"id": "L{i}x{j}", "name": "{long}", "department": "{long}"}}}}"#)
+            })
+            .collect();
+        env.write("c.json", format!(r#"{{"actions": [{}]}}"#, actions.join(", ")));
+        let args = ["contract", "submit", "c.json", "--node", &url, "--wallet", "peer1.pem"];
+        let wait: &[&str] = if i + 1 == n { &["--wait", "--timeout", "60s"] } else { &[] };
+        env.ok(&[&args[..], wait].concat());
+    }
+}
+
 #[test]
-fn a_joiner_killed_while_fetching_the_snapshot_resumes_it_after_a_restart() {
+fn a_joiner_killed_while_fetching_the_snapshot_resumes_it_and_stays_in_step_at_its_seq() {
     let env = Env::new();
-    let (seq, http) = sequencer(&env, Some("12"));
+    // A snapshot after every bundle, and heads signed again every second.
+    let (seq, http) = sequencer_with(&env, Some("1"), &["--max-head-age", "3s"]);
     // About 1 MB of state: a snapshot of several pieces.
-    bundles_of_students(&env, http, "S", 12, 110);
-    wait_status(http, |s| s["snapshot"]["seq"] == 12);
-    // At 128 KB/s the snapshot takes several seconds to fetch.
-    let mut node = joiner(&env, "j", http, &["--download-limit", "131072"]);
-    let file = env.path("j/snapshots/snapshot-12/state.svs");
+    lots_of_students(&env, http, 26, 80);
+    // The head names the snapshot of its own seq.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let at = loop {
+        let claims = head_claims(http);
+        if claims["snapshot"]["seq"] == claims["seq"] && claims["seq"].as_u64() > Some(1) {
+            break claims["seq"].as_u64().unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "no head names its own seq's snapshot");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    // At 96 KiB/s the snapshot takes about ten seconds to fetch.
+    let mut node = joiner(&env, "j", http, &["--download-limit", "98304"]);
+    let file = env.path(&format!("j/snapshots/snapshot-{at}/state.svs"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !file.exists() {
         assert!(std::time::Instant::now() < deadline, "the fetch never started");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    std::thread::sleep(std::time::Duration::from_secs(5));
     let (_, status) = get(http_of(&node), "/v1/status");
     assert_eq!(status["last_seq"], 0, "killed before the snapshot was whole: {status}");
     node.signal("KILL");
@@ -215,12 +250,32 @@ fn a_joiner_killed_while_fetching_the_snapshot_resumes_it_after_a_restart() {
     let root = env.ok(&["state", "root", "--data-dir", "j"]);
     assert_eq!(root.trim(), swarmvm_vm::Hash32::digest(&[]).to_hex());
 
-    let node = joiner(&env, "j", http, &[]);
-    let status = caught_up(http_of(&node), http);
-    assert_eq!(status["joined"], serde_json::json!({"from": "snapshot", "seq": 12}), "{status}");
+    let mut node = joiner(&env, "j", http, &[]);
+    let j = http_of(&node);
+    let status = caught_up(j, http);
+    let joined = &status["joined"];
+    assert_eq!((joined["from"].as_str(), joined["seq"].as_u64()), (Some("snapshot"), Some(at)));
+    let (bytes, fetched) = (joined["bytes"].as_u64().unwrap(), joined["fetched"].as_u64().unwrap());
+    assert!(bytes >= 4 * 262_144, "{status}");
+    assert!(
+        fetched < bytes,
+        "the pieces verified before the kill were not fetched again: {status}"
+    );
+    // At the snapshot's seq, heads signed again keep agreeing with it: no divergence, and
+    // the next bundle applies.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let status = wait_status(j, |s| s["head"]["seq"] == at);
+    assert_eq!(status["diverged"], false, "{status}");
+    bundles_of_students(&env, http, "T", 1, 1);
+    caught_up(j, http);
     let verify = env.json(&["ledger", "verify", "--data-dir", "j"]);
     assert_eq!(verify["ok"], true, "{verify}");
-    drop(seq);
+    // After a restart it still says how it began, and seeds its snapshot again.
+    assert_eq!(node.signal("TERM"), 0);
+    let node = joiner(&env, "j", http, &[]);
+    let status = wait_status(http_of(&node), |s| s["snapshot"]["seq"] == at);
+    assert_eq!(status["joined"]["from"], "snapshot", "{status}");
+    drop((seq, node));
 }
 
 /// A relay that answers `GET /v1/head` with `head` and every other GET as `upstream` does,
@@ -322,13 +377,7 @@ fn a_snapshot_torrent_consistent_in_itself_but_of_the_wrong_state_is_refused_and
 
     // A head naming it with the right root, signed with the authority's key (a faulty
     // member), relayed to the joiner.
-    let (_, head) = get(http, "/v1/head");
-    let payload = head["head"].as_str().unwrap().split('.').nth(1).unwrap().to_owned();
-    let mut claims: Value = serde_json::from_slice(
-        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
-            .unwrap(),
-    )
-    .unwrap();
+    let mut claims = head_claims(http);
     claims["snapshot"]["magnet"] = magnet.into();
     assert_eq!(claims["snapshot"]["state_root"], root);
     let key = crate::proofs::wallet(&env, "auth.pem");
