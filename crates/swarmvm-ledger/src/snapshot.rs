@@ -9,7 +9,7 @@
 //! header  (kind 1, first): state root (32)
 //!           || u32le(n) || n × (u16le(len path) || path || u32le(len node) || node)
 //!           || u32le(n) || n × entry           (the entries ending at those nodes)
-//!           || u32le(n) || n × module hash     (the modules the state's operations name)
+//!           || u32le(n) || n × module hash     (every module the ledger holds, in order)
 //!           || u32le(number of chunks)
 //! chunk   (kind 2): u32le(n) || n × (u16le(len path) || path || u32le(m) || m × entry)
 //! module  (kind 3): its SHA-256 (32) || its bytes
@@ -23,8 +23,9 @@
 //! and compares it with the signed root: that fixes the path, segment and hash of every
 //! subtree. Each chunk is then checked by hashing its entries into the subtrees it claims,
 //! before anything of it is written; a module by its SHA-256. The layout is a function of the
-//! state alone (the trie's shape, the entries and the named modules), so every node that holds
-//! a state builds the same bytes and the same torrent. `docs/format.md` ("Snapshots") says the
+//! state (the trie's shape and the entries) and of the modules the chain carried, which every
+//! node of the chain holds alike, so every node at one seq builds the same bytes and the same
+//! torrent. `docs/format.md` ("Snapshots") says the
 //! same.
 
 use std::collections::BTreeMap;

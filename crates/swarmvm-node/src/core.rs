@@ -4,7 +4,7 @@
 use crate::applier::Applier;
 use crate::fetcher::Fetcher;
 use crate::heads::HeadStore;
-use crate::snapshots::Snapshots;
+use crate::snapshot_store::Snapshots;
 use crate::tasks::Tasks;
 
 /// The node's parts with one owner each: the [`Applier`] (the ledger's writer), the
@@ -17,4 +17,26 @@ pub(crate) struct Core {
     pub(crate) fetcher: Fetcher,
     pub(crate) tasks: Tasks,
     pub(crate) snapshots: Snapshots,
+}
+
+impl Core {
+    /// Signs the head again (a new `iat` and `exp`) for the last applied bundle, so that
+    /// followers never see it expire while the sequencer runs, and so that it names a
+    /// snapshot published since (on a sequencer; elsewhere it does nothing).
+    pub(crate) fn refresh_head(&self) {
+        let Some(snapshot) = self.applier.snapshot() else { return };
+        let Some(last) = snapshot.last_bundle() else { return };
+        let root = snapshot.state_root();
+        drop(snapshot);
+        match self.fetcher.magnet_of(last.seq) {
+            Some(magnet) => self.heads.sign(last.seq, last.id, root, &magnet),
+            None => {
+                tracing::debug!(
+                    seq = last.seq,
+                    "no head yet: this node does not seed bundle {}",
+                    last.seq
+                );
+            }
+        }
+    }
 }

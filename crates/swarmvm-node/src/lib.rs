@@ -47,6 +47,7 @@ pub mod protocol;
 mod queue;
 pub mod reads;
 mod sequencer;
+mod snapshot_store;
 mod snapshots;
 mod submit;
 mod tasks;

@@ -211,7 +211,7 @@ impl Node {
             heads: heads.clone(),
             tasks: tasks.clone(),
         });
-        let snapshots = crate::snapshots::Snapshots::new(&dir);
+        let snapshots = crate::snapshot_store::Snapshots::new(&dir);
         let core = Core { applier, heads, fetcher, tasks, snapshots };
         let follower = Follower::new(core.clone(), options.follow);
         let api = Api::new(

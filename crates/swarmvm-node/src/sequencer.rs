@@ -520,7 +520,7 @@ impl Sequencer {
         self.settle_held(&node);
         self.recheck(&node).await;
         self.ready.send_replace(true);
-        refresh_head(&node);
+        node.refresh_head();
         let refresh = (self.signer.max_head_age() / 3).max(Duration::from_millis(200));
         let every = self.cut_every.max(Duration::from_millis(10));
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -551,7 +551,7 @@ impl Sequencer {
             if cut {
                 last_head = tokio::time::Instant::now();
             } else if last_head.elapsed() >= refresh {
-                refresh_head(&node);
+                node.refresh_head();
                 last_head = tokio::time::Instant::now();
             }
         }
@@ -1222,26 +1222,6 @@ fn hold_stored_cut(data_dir: &Path, seq: u64) -> usize {
         }
     }
     moved
-}
-
-/// Signs the head again (a new `iat` and `exp`) for the last applied bundle, so that
-/// followers never see it expire while the sequencer runs, and so that it names a snapshot
-/// published since (on a sequencer; elsewhere it does nothing).
-pub(crate) fn refresh_head(node: &Core) {
-    let Some(snapshot) = node.applier.snapshot() else { return };
-    let Some(last) = snapshot.last_bundle() else { return };
-    let root = snapshot.state_root();
-    drop(snapshot);
-    match node.fetcher.magnet_of(last.seq) {
-        Some(magnet) => node.heads.sign(last.seq, last.id, root, &magnet),
-        None => {
-            tracing::debug!(
-                seq = last.seq,
-                "no head yet: this node does not seed bundle {}",
-                last.seq
-            );
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! State snapshots over BitTorrent.
 //!
 //! Publishing (`--snapshot-every N`): the commit of every Nth bundle is written as a snapshot
-//! file (`swarmvm_ledger`'s format, a function of the state alone) in
+//! file (`swarmvm_ledger`'s format, the same bytes on every node at that seq) in
 //! `snapshots/snapshot-SEQ/state.svs`, made a torrent with [`SNAPSHOT_PIECE`] pieces and
 //! seeded; the node's heads name the newest as their `snapshot` claim. The newest [`KEEP`] are
 //! kept and seeded, again after a restart.
@@ -13,10 +13,8 @@
 //! refused or cannot be fetched, the node replays bundles from genesis and says why.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use swarmvm_ledger::{SNAPSHOT_PIECE, Snapshot, SnapshotTarget};
 use swarmvm_swarm::{MagnetLink, TorrentFile, Transfer};
 use swarmvm_token::SnapshotClaim;
@@ -26,92 +24,12 @@ use tracing::{info, warn};
 use crate::core::Core;
 use crate::fetcher::remove_tree;
 use crate::protocol::Joined;
+use crate::snapshot_store::{KEEP, name};
 
-/// Snapshots kept and seeded.
-pub(crate) const KEEP: usize = 2;
 /// The file inside a snapshot's folder.
 const FILE: &str = "state.svs";
 /// How long a joiner waits for a first verified head before it replays from genesis.
 const HEAD_WAIT: Duration = Duration::from_secs(30);
-
-struct Seeded {
-    seq: u64,
-    transfer: Transfer,
-}
-
-/// The snapshots a node seeds, and how it joined. Cloning gives another handle.
-#[derive(Clone)]
-pub(crate) struct Snapshots {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    dir: PathBuf,
-    seeded: Mutex<Vec<Seeded>>,
-    joined: Mutex<Option<Joined>>,
-    /// The applied bundles up to this seq were pruned (`--keep-bundles`; kept in the file
-    /// `pruned` of the data folder).
-    pruned: Mutex<u64>,
-    pruned_file: PathBuf,
-}
-
-impl Snapshots {
-    /// The snapshots of the node whose data folder is `data_dir` (in `snapshots/`).
-    pub(crate) fn new(data_dir: &Path) -> Self {
-        let pruned_file = data_dir.join("pruned");
-        let pruned = std::fs::read_to_string(&pruned_file)
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or(0);
-        Self {
-            inner: Arc::new(Inner {
-                dir: data_dir.join("snapshots"),
-                seeded: Mutex::default(),
-                joined: Mutex::default(),
-                pruned: Mutex::new(pruned),
-                pruned_file,
-            }),
-        }
-    }
-
-    /// The applied bundles up to this seq were pruned here (0: none).
-    pub(crate) fn pruned_through(&self) -> u64 {
-        *self.inner.pruned.lock()
-    }
-
-    /// How the ledger began, once a join decided it.
-    pub(crate) fn joined(&self) -> Option<Joined> {
-        self.inner.joined.lock().clone()
-    }
-
-    fn set_joined(&self, joined: Joined) {
-        *self.inner.joined.lock() = Some(joined);
-    }
-
-    /// Keeps seeding `transfer` (snapshot `seq`) and stops seeding, and removes, all but the
-    /// newest [`KEEP`].
-    async fn keep(&self, core: &Core, seq: u64, transfer: Transfer) {
-        let old: Vec<Seeded> = {
-            let mut seeded = self.inner.seeded.lock();
-            seeded.retain(|s| s.seq != seq);
-            seeded.push(Seeded { seq, transfer });
-            seeded.sort_by_key(|s| s.seq);
-            let extra = seeded.len().saturating_sub(KEEP);
-            seeded.drain(..extra).collect()
-        };
-        for s in old {
-            core.fetcher.swarm().remove(&s.transfer).await;
-            let _ = remove_tree(&self.inner.dir.join(name(s.seq)));
-            let _ = std::fs::remove_file(self.inner.dir.join(format!("{}.torrent", name(s.seq))));
-            info!(seq = s.seq, "older snapshot removed");
-        }
-    }
-}
-
-/// A snapshot's folder (and torrent) name.
-fn name(seq: u64) -> String {
-    format!("snapshot-{seq}")
-}
 
 /// Seeds again the snapshots this node published or started from before a restart; with
 /// `every`, then publishes a snapshot every `every` bundles: each Nth commit is written,
@@ -138,7 +56,7 @@ pub(crate) fn start(core: &Core, every: Option<u64>) {
 
 /// Seeds the snapshots a previous run left, and names the newest in heads.
 async fn reseed(core: &Core) {
-    let dir = core.snapshots.inner.dir.clone();
+    let dir = core.snapshots.dir().to_path_buf();
     let Ok(list) = std::fs::read_dir(&dir) else { return };
     let mut seqs: Vec<u64> = list
         .filter_map(|e| e.ok())
@@ -162,8 +80,8 @@ async fn reseed(core: &Core) {
             Ok((torrent, root, transfer)) => {
                 let magnet = torrent.magnet().to_string();
                 core.heads.publish_snapshot(SnapshotClaim { seq: *seq, state_root: root, magnet });
-                core.snapshots.keep(core, *seq, transfer).await;
-                crate::sequencer::refresh_head(core);
+                core.snapshots.keep(core.fetcher.swarm(), *seq, transfer).await;
+                core.refresh_head();
             }
             Err(e) => warn!(seq, "cannot seed the snapshot kept: {e}"),
         }
@@ -185,7 +103,7 @@ fn root_of(path: &Path) -> Result<Hash32, String> {
 async fn publish(core: &Core, snapshot: Snapshot) -> Result<(), String> {
     let Some(seq) = snapshot.last_bundle().map(|b| b.seq) else { return Ok(()) };
     let root = snapshot.state_root();
-    let dir = core.snapshots.inner.dir.clone();
+    let dir = core.snapshots.dir().to_path_buf();
     let trackers = core.fetcher.swarm().trackers().to_vec();
     let started = std::time::Instant::now();
     let (torrent, folder) =
@@ -203,9 +121,9 @@ async fn publish(core: &Core, snapshot: Snapshot) -> Result<(), String> {
         "snapshot published"
     );
     core.heads.publish_snapshot(SnapshotClaim { seq, state_root: root, magnet });
-    core.snapshots.keep(core, seq, transfer).await;
+    core.snapshots.keep(core.fetcher.swarm(), seq, transfer).await;
     // The head of the newest bundle names it at once, not from the next head on.
-    crate::sequencer::refresh_head(core);
+    core.refresh_head();
     Ok(())
 }
 
@@ -272,14 +190,9 @@ pub(crate) fn start_pruning(core: &Core, keep: u64) {
 
 /// Records that the bundles up to `through` are pruned, then prunes them.
 async fn prune(core: &Core, through: u64) {
-    let file = &core.snapshots.inner.pruned_file;
-    let partial = file.with_extension("partial");
-    let written = std::fs::write(&partial, format!("{through}\n"))
-        .and_then(|()| std::fs::rename(&partial, file));
-    if let Err(e) = written {
-        return warn!("cannot record the pruned bundles in {}: {e}", file.display());
+    if let Err(e) = core.snapshots.set_pruned(through) {
+        return warn!("cannot record the pruned bundles: {e}");
     }
-    *core.snapshots.inner.pruned.lock() = through;
     let n = core.fetcher.prune(through).await;
     info!(through, removed = n, "bundles pruned");
 }
@@ -352,7 +265,7 @@ where
         manifest: text,
         head: None,
     };
-    clear_abandoned(&core.snapshots.inner.dir, claim.seq);
+    clear_abandoned(core.snapshots.dir(), claim.seq);
     let fetched = fetch(core, &claim, &peers).await;
     let (path, transfer) = match fetched {
         Ok(f) => f,
@@ -361,8 +274,7 @@ where
     match core.applier.install_snapshot(path, target).await {
         Ok(report) => {
             let progress = transfer.progress();
-            let torrent_file =
-                core.snapshots.inner.dir.join(format!("{}.torrent", name(claim.seq)));
+            let torrent_file = core.snapshots.dir().join(format!("{}.torrent", name(claim.seq)));
             let partial = torrent_file.with_extension("partial");
             // Seeded again after a restart, as a snapshot this node published.
             if let Err(e) = std::fs::write(&partial, transfer.torrent().as_bytes())
@@ -385,12 +297,12 @@ where
                 fetched: Some(progress.fetched),
             });
             core.heads.publish_snapshot(claim.clone());
-            core.snapshots.keep(core, claim.seq, transfer).await;
+            core.snapshots.keep(core.fetcher.swarm(), claim.seq, transfer).await;
         }
         Err(e) => {
             warn!(seq = claim.seq, "snapshot refused: {e}");
             core.fetcher.swarm().remove(&transfer).await;
-            let _ = remove_tree(&core.snapshots.inner.dir.join(name(claim.seq)));
+            let _ = remove_tree(&core.snapshots.dir().join(name(claim.seq)));
             replay(core, format!("snapshot seq {} refused: {e}", claim.seq));
         }
     }
@@ -441,7 +353,7 @@ async fn fetch(
     }
     let mut all: Vec<std::net::SocketAddr> = peers.to_vec();
     all.extend(seen.into_iter().filter(|p| !peers.contains(p)));
-    let dir = core.snapshots.inner.dir.clone();
+    let dir = core.snapshots.dir().to_path_buf();
     let transfer = swarm.fetch(&torrent, &dir, &all).await.map_err(|e| e.to_string())?;
     info!(seq = claim.seq, bytes = torrent.total_length(), "fetching the snapshot");
     let done = tokio::select! {
