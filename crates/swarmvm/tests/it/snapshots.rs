@@ -102,6 +102,21 @@ fn joiner(env: &Env, dir: &str, http: SocketAddr, extra: &[&str]) -> Daemon {
     Daemon::start(env, &args)
 }
 
+/// `tests/vectors/verify_snapshot.py FILE --root ROOT`: its exit code and output.
+fn verify_snapshot(file: &std::path::Path, root: &str) -> (i32, String) {
+    swarmvm_test_support::require_program("python3", "python3");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/vectors/verify_snapshot.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(file)
+        .args(["--root", root])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
 /// The claims of the newest head of the node at `http` (its signatures not checked).
 fn head_claims(http: SocketAddr) -> Value {
     let (_, head) = get(http, "/v1/head");
@@ -151,6 +166,23 @@ fn a_late_joiner_starts_from_the_newest_snapshot_without_fetching_the_bundles_be
     // The snapshot's folder and torrent are kept, and only the newest two.
     assert!(env.path("seq/snapshots/snapshot-6/state.svs").is_file());
     assert!(env.path("seq/snapshots/snapshot-3.torrent").is_file());
+    // An independent reader of docs/format.md (hashlib only) checks it against the root, and
+    // refuses it with one entry changed.
+    let root = claim["state_root"].as_str().unwrap();
+    let (code, out) = verify_snapshot(&env.path("seq/snapshots/snapshot-6/state.svs"), root);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("ok: ") && out.contains(" 1 modules;"), "{out}");
+    let mut bytes = std::fs::read(env.path("seq/snapshots/snapshot-6/state.svs")).unwrap();
+    let piece = swarmvm_ledger::SNAPSHOT_PIECE;
+    // One letter of a student's name (a record, not a key).
+    let at = piece + bytes[piece..].windows(8).position(|w| w == b"nnnnnnnn").unwrap();
+    bytes[at] = b'm';
+    std::fs::write(env.path("tampered.svs"), &bytes).unwrap();
+    let (code, out) = verify_snapshot(&env.path("tampered.svs"), root);
+    assert_eq!(
+        (code, out.trim()),
+        (1, "refused at chunk 1: its entries do not hash to the subtree's hash")
+    );
 
     let node = joiner(&env, "j", http, &[]);
     let j = http_of(&node);
@@ -234,6 +266,15 @@ fn a_joiner_killed_while_fetching_the_snapshot_resumes_it_and_stays_in_step_at_i
         assert!(std::time::Instant::now() < deadline, "no head names its own seq's snapshot");
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
+    // A snapshot of several chunks under header nodes, which the independent reader checks
+    // too.
+    let root = head_claims(http)["snapshot"]["state_root"].as_str().unwrap().to_owned();
+    let file = env.path(&format!("seq/snapshots/snapshot-{at}/state.svs"));
+    let (code, out) = verify_snapshot(&file, &root);
+    assert_eq!(code, 0, "{out}");
+    let chunks: u32 =
+        out.split(" chunks").next().unwrap().rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(chunks >= 3, "{out}");
     // At 96 KiB/s the snapshot takes about ten seconds to fetch.
     let mut node = joiner(&env, "j", http, &["--download-limit", "98304"]);
     let file = env.path(&format!("j/snapshots/snapshot-{at}/state.svs"));
