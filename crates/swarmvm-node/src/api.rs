@@ -448,7 +448,14 @@ impl Api {
         let snapshot = self
             .snapshot()
             .ok_or_else(|| SubmitError::Unavailable("the ledger cannot be read now".into()))?;
-        let checked = check_prechecked(&snapshot, token, signer, &network, &sequencer.wallet_keys)?;
+        let keys = &sequencer.wallet_keys;
+        let checked = match &sequencer.batcher {
+            Some(batcher) => {
+                crate::submit::check_batched(&snapshot, token, signer, &network, keys, batcher)
+                    .await?
+            }
+            None => check_prechecked(&snapshot, token, signer, &network, keys)?,
+        };
         drop(snapshot);
         let id = checked.id;
         sequencer.submit(crate::queue::Item::Contract(token.to_owned()), Some(checked)).await?;

@@ -28,6 +28,7 @@
 
 mod api;
 mod applier;
+mod batcher;
 pub mod client;
 mod conns;
 mod core;

@@ -155,6 +155,11 @@ pub(crate) struct Sequencer {
     cut_now: Notify,
     /// Registered wallets' keys, as submissions looked them up.
     pub(crate) wallet_keys: crate::submit::KeyCache,
+    /// Under rules 4 or later: where submissions' signatures are checked, in batches, under
+    /// ZIP-215 (the semantics the bundles are applied under); before, each is checked
+    /// strictly as it arrives.
+    pub(crate) batcher: Option<crate::batcher::Batcher>,
+    batch_loop: Mutex<Option<crate::batcher::BatchLoop>>,
     /// False until the items stored before a restart were checked again: submissions wait.
     ready: tokio::sync::watch::Sender<bool>,
     /// Cuts that failed in a row, and why the last did (`GET /v1/health`).
@@ -221,8 +226,16 @@ impl Sequencer {
             // Contracts are checked again (against the ledger) once the node resumed.
             state.push(Queued { arrival, item, contract: None, replay: None });
         }
+        let (batcher, batch_loop) = if options.rules.has(Rules::V4) {
+            let (b, l) = crate::batcher::Batcher::new();
+            (Some(b), Some(l))
+        } else {
+            (None, None)
+        };
         let sequencer = Arc::new(Self {
             signer,
+            batcher,
+            batch_loop: Mutex::new(batch_loop),
             rules: options.rules,
             cut_every: options.cut_every,
             cut_at: options.cut_at.max(1),
@@ -406,6 +419,9 @@ impl Sequencer {
 
     /// Starts the queue writer, the cut loop and the head refresher.
     pub(crate) fn run(self: &Arc<Self>, node: &Core, rx: mpsc::Receiver<Submission>) {
+        if let Some(batches) = self.batch_loop.lock().take() {
+            node.tasks.spawn(batches.run());
+        }
         let (me, n) = (self.clone(), node.clone());
         node.tasks.spawn(async move { me.write_loop(n, rx).await });
         let (me, n) = (self.clone(), node.clone());

@@ -266,6 +266,47 @@ pub(crate) fn check_prechecked(
         .ok_or_else(|| SubmitError::Unregistered(swarmvm_primitives::text::shown(&signer)))?;
     let verified = verify_contract(token, &TrustStore::with_keys([&key]), network)
         .map_err(|e| refused_contract(&e))?;
+    checked_against(snapshot, id, verified)
+}
+
+/// [`check_prechecked`] under rules 4: the signature is checked under ZIP-215 by `batcher`,
+/// with the other submissions waiting at the same time.
+pub(crate) async fn check_batched(
+    snapshot: &Snapshot,
+    token: &str,
+    signer: Option<String>,
+    network: &str,
+    keys: &KeyCache,
+    batcher: &crate::batcher::Batcher,
+) -> Result<Checked, SubmitError> {
+    let signer = signer.ok_or_else(|| {
+        SubmitError::Malformed("not a signed contract: it names no signer".into())
+    })?;
+    let id = Hash32::digest(token.as_bytes());
+    let key = keys
+        .key(snapshot, &signer)
+        .map_err(|e| SubmitError::Unavailable(format!("cannot read the ledger: {e}")))?
+        .ok_or_else(|| SubmitError::Unregistered(swarmvm_primitives::text::shown(&signer)))?;
+    let pending = swarmvm_token::prepare_contract(token, &TrustStore::with_keys([&key]), network)
+        .map_err(|e| refused_contract(&e))?;
+    let holds = match pending.signature() {
+        Some(check) => batcher.holds(check.clone()).await,
+        None => true,
+    };
+    let verified = pending.finish(holds).map_err(|e| refused_contract(&e))?;
+    checked_against(snapshot, id, verified)
+}
+
+/// What the sequencer checks of a contract whose signature holds: its signer not revoked,
+/// the contract not applied already, its nonce above the signer's last.
+fn checked_against(
+    snapshot: &Snapshot,
+    id: Hash32,
+    verified: swarmvm_token::VerifiedContract,
+) -> Result<Checked, SubmitError> {
+    let unavailable = |e: &dyn std::fmt::Display| {
+        SubmitError::Unavailable(format!("cannot read the ledger: {e}"))
+    };
     if snapshot
         .record(Table::Revocation, &swarmvm_vm::revoked_id(&verified.signer))
         .map_err(|e| unavailable(&e))?
