@@ -114,31 +114,37 @@ pub fn wait_status(http: SocketAddr, limit: Duration, ok: impl Fn(&Value) -> boo
     }
 }
 
+/// A network in `dir`: an authority (`auth.pem`, `auth.pub`), `wallets` client wallets, and
+/// the registration tokens of the note's operations and of those wallets (`client0`, ...).
+pub fn write_network(dir: &Path, wallets: usize) -> (Wallet, Vec<Wallet>, Vec<String>) {
+    let authority = Wallet::generate(Algorithm::Ed25519).unwrap();
+    swarmvm_wallet::write_key_file(&dir.join("auth.pem"), &authority, None, false).unwrap();
+    std::fs::write(dir.join("auth.pub"), authority.public_key().to_spki_pem()).unwrap();
+    let wallets: Vec<Wallet> =
+        (0..wallets).map(|_| Wallet::generate(Algorithm::Ed25519).unwrap()).collect();
+    let time = IssueTime { now: crate::now(), ttl: 86_400 };
+    let signer = Signer::Wallet(&authority);
+    let ops: BTreeMap<String, swarmvm_token::Operation> =
+        swarmvm_vm::HANDLER_NAMES.iter().map(|h| ((*h).to_owned(), (*h).into())).collect();
+    let entries: Vec<WalletEntry> = wallets
+        .iter()
+        .enumerate()
+        .map(|(i, w)| WalletEntry { label: format!("client{i}"), key: w.public_key().clone() })
+        .collect();
+    let tokens = vec![
+        issue_operations(&signer, &ops, swarmvm_vm::HANDLER_NAMES, time).unwrap(),
+        issue_wallets(&signer, &entries, time).unwrap(),
+    ];
+    (authority, wallets, tokens)
+}
+
 impl LiveNet {
     /// Starts the sequencer, submits the registrations (the note's operations and the
     /// wallets) and waits for their cut, then starts the followers and waits until they
     /// applied it.
     pub fn start(options: &LiveOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let authority = Wallet::generate(Algorithm::Ed25519).unwrap();
-        swarmvm_wallet::write_key_file(&dir.path().join("auth.pem"), &authority, None, false)
-            .unwrap();
-        std::fs::write(dir.path().join("auth.pub"), authority.public_key().to_spki_pem()).unwrap();
-        let wallets: Vec<Wallet> =
-            (0..options.wallets).map(|_| Wallet::generate(Algorithm::Ed25519).unwrap()).collect();
-        let time = IssueTime { now: crate::now(), ttl: 86_400 };
-        let signer = Signer::Wallet(&authority);
-        let ops: BTreeMap<String, swarmvm_token::Operation> =
-            swarmvm_vm::HANDLER_NAMES.iter().map(|h| ((*h).to_owned(), (*h).into())).collect();
-        let entries: Vec<WalletEntry> = wallets
-            .iter()
-            .enumerate()
-            .map(|(i, w)| WalletEntry { label: format!("client{i}"), key: w.public_key().clone() })
-            .collect();
-        let tokens = vec![
-            issue_operations(&signer, &ops, swarmvm_vm::HANDLER_NAMES, time).unwrap(),
-            issue_wallets(&signer, &entries, time).unwrap(),
-        ];
+        let (authority, wallets, tokens) = write_network(dir.path(), options.wallets);
         let sequencer = start_node(
             &options.bin,
             dir.path(),

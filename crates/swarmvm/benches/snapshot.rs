@@ -15,7 +15,6 @@
 //! `cargo bench -p swarmvm --bench snapshot` (root, iproute2, python3).
 #![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -24,12 +23,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use swarmvm_test_support::http::{get, request};
 
-use swarmvm_test_support::live::{submit, wait_status};
+use swarmvm_test_support::live::{submit, wait_status, write_network};
 use swarmvm_test_support::load::proc_status_kib;
 use swarmvm_test_support::netns::Testbed;
 use swarmvm_test_support::tools::JsonProcess;
-use swarmvm_token::{IssueTime, Signer, WalletEntry, issue_operations, issue_wallets};
-use swarmvm_wallet::{Algorithm, Wallet};
 
 const SWARMVM: &str = env!("CARGO_BIN_EXE_swarmvm");
 const MBIT: u32 = 80;
@@ -46,25 +43,8 @@ fn main() {
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let authority = Wallet::generate(Algorithm::Ed25519).unwrap();
-    swarmvm_wallet::write_key_file(&d.join("auth.pem"), &authority, None, false).unwrap();
-    std::fs::write(d.join("auth.pub"), authority.public_key().to_spki_pem()).unwrap();
+    let (authority, wallets, tokens) = write_network(d, WALLETS);
     let network = authority.id().to_string();
-    let wallets: Vec<Wallet> =
-        (0..WALLETS).map(|_| Wallet::generate(Algorithm::Ed25519).unwrap()).collect();
-    let time = IssueTime { now: swarmvm_test_support::now(), ttl: 86_400 };
-    let signer = Signer::Wallet(&authority);
-    let ops: BTreeMap<String, swarmvm_token::Operation> =
-        swarmvm_vm::HANDLER_NAMES.iter().map(|h| ((*h).to_owned(), (*h).into())).collect();
-    let list: Vec<WalletEntry> = wallets
-        .iter()
-        .enumerate()
-        .map(|(i, w)| WalletEntry { label: format!("client{i}"), key: w.public_key().clone() })
-        .collect();
-    let tokens = vec![
-        issue_operations(&signer, &ops, swarmvm_vm::HANDLER_NAMES, time).unwrap(),
-        issue_wallets(&signer, &list, time).unwrap(),
-    ];
 
     // Build the network on loopback.
     let built = Instant::now();

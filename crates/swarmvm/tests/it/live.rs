@@ -14,27 +14,31 @@ use crate::support::{Daemon, Env};
 /// `node run --sequencer --key auth.pem` on data folder `seq`, cutting every `cut_every`, on
 /// loopback with an HTTP API.
 pub(crate) fn sequencer(env: &Env, cut_every: &str) -> Daemon {
-    Daemon::start(
-        env,
-        &[
-            "node",
-            "run",
-            "--data-dir",
-            "seq",
-            "--trust",
-            "auth.pub",
-            "--sequencer",
-            "--key",
-            "auth.pem",
-            "--cut-every",
-            cut_every,
-            "--no-dht",
-            "--listen",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-        ],
-    )
+    sequencer_with(env, cut_every, &[])
+}
+
+/// [`sequencer`] with `extra` flags.
+pub(crate) fn sequencer_with(env: &Env, cut_every: &str, extra: &[&str]) -> Daemon {
+    let mut args = vec![
+        "node",
+        "run",
+        "--data-dir",
+        "seq",
+        "--trust",
+        "auth.pub",
+        "--sequencer",
+        "--key",
+        "auth.pem",
+        "--cut-every",
+        cut_every,
+        "--no-dht",
+        "--listen",
+        "127.0.0.1:0",
+        "--http",
+        "127.0.0.1:0",
+    ];
+    args.extend(extra);
+    Daemon::start(env, &args)
 }
 
 fn url(http: SocketAddr) -> String {

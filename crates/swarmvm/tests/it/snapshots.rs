@@ -22,29 +22,11 @@ fn sequencer_with(env: &Env, every: Option<&str>, extra: &[&str]) -> (Daemon, So
     if !env.path("auth.pub").exists() {
         env.network("ed25519", "tokens.txt");
     }
-    let mut args = vec![
-        "node",
-        "run",
-        "--data-dir",
-        "seq",
-        "--trust",
-        "auth.pub",
-        "--sequencer",
-        "--key",
-        "auth.pem",
-        "--cut-every",
-        "200ms",
-        "--no-dht",
-        "--listen",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-    ];
+    let mut args = Vec::from(extra);
     if let Some(n) = every {
         args.extend(["--snapshot-every", n]);
     }
-    args.extend(extra);
-    let seq = Daemon::start(env, &args);
+    let seq = crate::live::sequencer_with(env, "200ms", &args);
     let http = http_of(&seq);
     if get(http, "/v1/status").1["last_seq"] == 0 {
         crate::live::genesis(env, http);
@@ -54,17 +36,32 @@ fn sequencer_with(env: &Env, every: Option<&str>, extra: &[&str]) -> (Daemon, So
 
 /// Applies `n` contracts, one bundle each, registering students `{prefix}{i}` with long names.
 fn bundles_of_students(env: &Env, http: SocketAddr, prefix: &str, n: usize, per: usize) {
+    students(env, http, prefix, n, per, "d", true);
+}
+
+/// Submits `n` contracts of `per` students `{prefix}{i}x{j}` (200-byte names, `department`),
+/// waiting for each to apply with `each`, else for the last only (they may share bundles).
+fn students(
+    env: &Env,
+    http: SocketAddr,
+    prefix: &str,
+    n: usize,
+    per: usize,
+    department: &str,
+    each: bool,
+) {
     let url = format!("http://{http}");
     let long = "n".repeat(200);
     for i in 0..n {
         let actions: Vec<String> = (0..per)
             .map(|j| {
-                format!(r#"{{"action": "register_student", "student": {{"id": "{prefix}{i}x{j}", "name": "{long}", "department": "d"}}}}"#)
+                format!(r#"{{"action": "register_student", "student": {{"id": "{prefix}{i}x{j}", "name": "{long}", "department": "{department}"}}}}"#)
             })
             .collect();
         env.write("c.json", format!(r#"{{"actions": [{}]}}"#, actions.join(", ")));
         let args = ["contract", "submit", "c.json", "--node", &url, "--wallet", "peer1.pem"];
-        env.ok(&[&args[..], &["--wait", "--timeout", "30s"]].concat());
+        let wait: &[&str] = if each || i + 1 == n { &["--wait", "--timeout", "60s"] } else { &[] };
+        env.ok(&[&args[..], wait].concat());
     }
 }
 
@@ -231,31 +228,13 @@ fn a_joiner_with_no_snapshot_anywhere_replays_every_bundle_and_says_so() {
     drop(seq);
 }
 
-/// Submits `n` contracts of `per` students with long names and departments (about 480 bytes
-/// of state each), without waiting for each, then waits until the last applied.
-fn lots_of_students(env: &Env, http: SocketAddr, n: usize, per: usize) {
-    let url = format!("http://{http}");
-    let long = "n".repeat(200);
-    for i in 0..n {
-        let actions: Vec<String> = (0..per)
-            .map(|j| {
-                format!(r#"{{"action": "register_student", "student": {{"id": "L{i}x{j}", "name": "{long}", "department": "{long}"}}}}"#)
-            })
-            .collect();
-        env.write("c.json", format!(r#"{{"actions": [{}]}}"#, actions.join(", ")));
-        let args = ["contract", "submit", "c.json", "--node", &url, "--wallet", "peer1.pem"];
-        let wait: &[&str] = if i + 1 == n { &["--wait", "--timeout", "60s"] } else { &[] };
-        env.ok(&[&args[..], wait].concat());
-    }
-}
-
 #[test]
 fn a_joiner_killed_while_fetching_the_snapshot_resumes_it_and_stays_in_step_at_its_seq() {
     let env = Env::new();
     // A snapshot after every bundle, and heads signed again every second.
     let (seq, http) = sequencer_with(&env, Some("1"), &["--max-head-age", "3s"]);
-    // About 1 MB of state: a snapshot of several pieces.
-    lots_of_students(&env, http, 26, 80);
+    // About 1 MB of state (about 480 bytes a student): a snapshot of several pieces.
+    students(&env, http, "L", 26, 80, &"n".repeat(200), false);
     // The head names the snapshot of its own seq.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let at = loop {
