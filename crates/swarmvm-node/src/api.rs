@@ -24,7 +24,7 @@ use crate::error::NodeError;
 use crate::follow::{Follower, forward_failure};
 use crate::heads::HeadStore;
 use crate::protocol::{
-    AuthoritySummary, BundleAt, BundlePage, BundleStatus, ContractState, ContractView,
+    AuthoritySummary, BatchResult, BundleAt, BundlePage, BundleStatus, ContractState, ContractView,
     EvidenceSummary, HeadSummary, Refusal, RegistrationsAnswer, RegistrationsBody, STATUS_BUNDLES,
     SequencerSummary, StatePage, Status, TransferTotals, WalletView,
 };
@@ -36,6 +36,7 @@ struct Inner {
     core: Core,
     sequencer: Option<Arc<Sequencer>>,
     follower: Follower,
+    relay: crate::relay::Relay,
     wallet: Option<WalletId>,
     started_at: u64,
     http_addr: OnceLock<SocketAddr>,
@@ -59,6 +60,7 @@ impl Api {
         core: Core,
         sequencer: Option<Arc<Sequencer>>,
         follower: Follower,
+        relay: crate::relay::Relay,
         wallet: Option<WalletId>,
         times: Arc<ApplyTimes>,
     ) -> Self {
@@ -67,6 +69,7 @@ impl Api {
                 core,
                 sequencer,
                 follower,
+                relay,
                 wallet,
                 started_at: swarmvm_token::unix_now(),
                 http_addr: OnceLock::new(),
@@ -94,6 +97,12 @@ impl Api {
     /// The sequencer's cuts that failed in a row (`None` on other nodes).
     pub(crate) fn cut_failures(&self) -> Option<CutFailures> {
         self.inner.sequencer.as_ref().map(|s| s.cut_failures())
+    }
+
+    /// The requests that forwarded contracts to the nodes this node follows, and the
+    /// contracts they carried (this run).
+    pub(crate) fn forward_totals(&self) -> (u64, u64) {
+        self.inner.relay.counts().totals()
     }
 
     /// This node's name in the path of a forwarded submission.
@@ -412,7 +421,8 @@ impl Api {
 
     /// Takes a signed contract (`POST /v1/contracts`): the sequencer checks it and queues it
     /// durably; any other node checks its form and network and forwards it to the nodes it
-    /// follows until the sequencer answers. Returns its id once the sequencer stored it.
+    /// follows until the sequencer answers (a client's own in a batch with the others that
+    /// arrive at the same time). Returns its id once the sequencer stored it.
     /// `hops` and `via` say which nodes forwarded it already (the `swarmvm-hops` and
     /// `swarmvm-via` headers; 0 and `""` for a client's own submission).
     pub async fn submit_contract(
@@ -425,41 +435,166 @@ impl Api {
         let network = self.network().id().to_owned();
         let signer = precheck(token, &network)?;
         let Some(sequencer) = self.inner.sequencer.clone() else {
-            let id = Hash32::digest(token.as_bytes());
-            let reply = self
-                .inner
-                .follower
-                .forward("/v1/contracts", "application/jose", token.as_bytes().to_vec(), hops, via)
-                .await
-                .map_err(forward_failure)?;
-            if reply.status == 202 {
-                self.inner.follower.forwarded(id);
-                return Ok(id);
-            }
-            if reply.status >= 500 {
-                return Err(SubmitError::Unavailable(format!(
-                    "the nodes it follows did not reach the sequencer: {}",
-                    reply.error_line()
-                ))
-                .into());
-            }
-            return Err(relayed(&reply));
+            let relay = &self.inner.relay;
+            let relayed = if hops == 0 && via.is_empty() {
+                relay.submit(token.to_owned()).await
+            } else {
+                relay
+                    .forward(&[token.to_owned()], hops, via)
+                    .await
+                    .pop()
+                    .unwrap_or_else(|| Err("no answer".into()))
+            };
+            return self.forward_outcome(token, relayed);
         };
+        let checked = self.check_contract(&sequencer, token, signer, &network).await?;
+        let id = checked.id;
+        sequencer.submit(crate::queue::Item::Contract(token.to_owned()), Some(checked)).await?;
+        Ok(id)
+    }
+
+    /// Takes signed contracts, one per line (`POST /v1/contracts/batch`, at most
+    /// [`MAX_BATCH_LINES`](crate::relay::MAX_BATCH_LINES)): each gets the answer
+    /// [`Api::submit_contract`] would give it alone, in the order of the lines. The sequencer
+    /// checks their signatures together and queues the ones that pass in that order; any
+    /// other node forwards the ones whose form and network it accepts as one batch. The whole
+    /// body is refused only when it cannot be read as lines.
+    pub async fn submit_contracts(
+        &self,
+        body: &[u8],
+        hops: u32,
+        via: &str,
+    ) -> Result<Vec<BatchResult>, Refusal> {
+        let text = std::str::from_utf8(body).map_err(|_| {
+            SubmitError::Malformed("not signed contracts: the body is not text".into())
+        })?;
+        let text = text.strip_suffix('\n').unwrap_or(text);
+        if text.is_empty() {
+            return Err(SubmitError::Malformed(
+                "the body is empty; send signed contracts, one compact JWS per line".into(),
+            )
+            .into());
+        }
+        let lines: Vec<&str> = text.split('\n').collect();
+        if lines.len() > crate::relay::MAX_BATCH_LINES {
+            return Err(SubmitError::Malformed(format!(
+                "{} lines; a batch holds at most {} contracts",
+                lines.len(),
+                crate::relay::MAX_BATCH_LINES
+            ))
+            .into());
+        }
+        let network = self.network().id().to_owned();
+        let prechecked: Vec<Result<(&str, Option<String>), Refusal>> = lines
+            .iter()
+            .map(|line| {
+                let token = token_of(line.as_bytes())?;
+                Ok((token, precheck(token, &network)?))
+            })
+            .collect();
+        let outcomes: Vec<Result<Hash32, Refusal>> = match self.inner.sequencer.clone() {
+            Some(sequencer) => {
+                // The signatures are checked together; the contracts that pass are then
+                // handed to the queue in the order of their lines (each is sent to the
+                // queue's writer when its future is first polled), so a wallet's nonces may
+                // follow each other within one batch.
+                let checks = prechecked.into_iter().map(|p| {
+                    let (sequencer, network) = (&sequencer, &network);
+                    async move {
+                        let (token, signer) = p?;
+                        let checked =
+                            self.check_contract(sequencer, token, signer, network).await?;
+                        Ok::<_, Refusal>((token, checked))
+                    }
+                });
+                let checked = futures_util::future::join_all(checks).await;
+                let queued = checked.into_iter().map(|c| {
+                    let sequencer = &sequencer;
+                    async move {
+                        let (token, checked) = c?;
+                        let id = checked.id;
+                        let item = crate::queue::Item::Contract(token.to_owned());
+                        sequencer.submit(item, Some(checked)).await?;
+                        Ok(id)
+                    }
+                });
+                futures_util::future::join_all(queued).await
+            }
+            None => {
+                let tokens: Vec<String> = prechecked
+                    .iter()
+                    .filter_map(|p| p.as_ref().ok().map(|(t, _)| (*t).to_owned()))
+                    .collect();
+                let mut relayed = self.inner.relay.forward(&tokens, hops, via).await.into_iter();
+                prechecked
+                    .into_iter()
+                    .map(|p| {
+                        let (token, _) = p?;
+                        let outcome = relayed.next().unwrap_or_else(|| Err("no answer".into()));
+                        self.forward_outcome(token, outcome)
+                    })
+                    .collect()
+            }
+        };
+        Ok(outcomes
+            .into_iter()
+            .map(|o| match o {
+                Ok(id) => BatchResult::accepted(id),
+                Err(r) => BatchResult::refused(&r),
+            })
+            .collect())
+    }
+
+    /// The sequencer's check of a contract [`precheck`] passed: under rules 4 its signature in
+    /// a batch with the others waiting.
+    async fn check_contract(
+        &self,
+        sequencer: &Sequencer,
+        token: &str,
+        signer: Option<String>,
+        network: &str,
+    ) -> Result<crate::submit::Checked, Refusal> {
         let snapshot = self
             .snapshot()
             .ok_or_else(|| SubmitError::Unavailable("the ledger cannot be read now".into()))?;
         let keys = &sequencer.wallet_keys;
-        let checked = match &sequencer.batcher {
+        Ok(match &sequencer.batcher {
             Some(batcher) => {
-                crate::submit::check_batched(&snapshot, token, signer, &network, keys, batcher)
+                crate::submit::check_batched(&snapshot, token, signer, network, keys, batcher)
                     .await?
             }
-            None => check_prechecked(&snapshot, token, signer, &network, keys)?,
-        };
-        drop(snapshot);
-        let id = checked.id;
-        sequencer.submit(crate::queue::Item::Contract(token.to_owned()), Some(checked)).await?;
-        Ok(id)
+            None => check_prechecked(&snapshot, token, signer, network, keys)?,
+        })
+    }
+
+    /// What the nodes this node follows answered for contract `token` it forwarded: its id
+    /// when the sequencer took it (remembered as pending here), else their refusal.
+    fn forward_outcome(
+        &self,
+        token: &str,
+        outcome: crate::relay::Relayed,
+    ) -> Result<Hash32, Refusal> {
+        let id = Hash32::digest(token.as_bytes());
+        let reply = outcome.map_err(forward_failure)?;
+        if reply.status == 202 {
+            let named = reply.body.get("id").and_then(Value::as_str);
+            if named.is_some_and(|named| named != id.to_hex()) {
+                return Err(SubmitError::Unavailable(
+                    "the node it follows answered for another contract".into(),
+                )
+                .into());
+            }
+            self.inner.follower.forwarded(id);
+            return Ok(id);
+        }
+        if reply.status >= 500 {
+            return Err(SubmitError::Unavailable(format!(
+                "the nodes it follows did not reach the sequencer: {}",
+                reply.error_line()
+            ))
+            .into());
+        }
+        Err(relayed(&reply))
     }
 
     /// Takes registration tokens and modules for the next cut, or a whole folder signed

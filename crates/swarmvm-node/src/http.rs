@@ -118,6 +118,14 @@ fn router(node: Web) -> Router {
             axum::routing::post(post_contract).layer(DefaultBodyLimit::max(MAX_CONTRACT_BODY)),
         )
         .route(
+            "/v1/contracts/batch",
+            axum::routing::post(post_contracts)
+                .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(
+                    crate::relay::MAX_BATCH_BODY,
+                ))
+                .layer(tower::limit::ConcurrencyLimitLayer::new(MAX_BATCH_POSTS)),
+        )
+        .route(
             "/v1/registrations",
             axum::routing::post(post_registrations)
                 .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(MAX_REGISTRATIONS_BODY))
@@ -154,6 +162,9 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 
 /// The largest `POST /v1/contracts` body: one contract token and a line end.
 const MAX_CONTRACT_BODY: usize = swarmvm_token::MAX_TOKEN_LEN + 2;
+/// `POST /v1/contracts/batch` requests handled at once (each at most
+/// [`MAX_BATCH_BODY`](crate::relay::MAX_BATCH_BODY)); more wait.
+const MAX_BATCH_POSTS: usize = 8;
 /// The largest `POST /v1/registrations` body (tokens, modules in base64, a folder's files).
 const MAX_REGISTRATIONS_BODY: usize = 64 * 1024 * 1024;
 /// The longest `GET /v1/head` waits for a newer head.
@@ -336,6 +347,19 @@ async fn post_contract(State(node): State<Web>, post: Submitted) -> Response {
         Ok(id) => {
             (StatusCode::ACCEPTED, Json(crate::protocol::ContractView::pending(id))).into_response()
         }
+        Err(r) => refused(r),
+    }
+}
+
+/// `POST /v1/contracts/batch`: 200 `{"results": [...]}`, one answer for each line, each with
+/// the status and body `POST /v1/contracts` would have answered it alone with.
+async fn post_contracts(State(node): State<Web>, post: Submitted) -> Response {
+    let (body, hops, via) = match post.parts() {
+        Ok(parts) => parts,
+        Err(e) => return body_refused(e),
+    };
+    match node.submit_contracts(&body, hops, via).await {
+        Ok(results) => Json(crate::protocol::BatchAnswer { results }).into_response(),
         Err(r) => refused(r),
     }
 }

@@ -47,6 +47,7 @@ pub mod proofs;
 pub mod protocol;
 mod queue;
 pub mod reads;
+mod relay;
 mod sequencer;
 mod snapshot_store;
 mod snapshots;

@@ -114,6 +114,21 @@ pub(crate) fn render(node: &Api, http: &HttpCounts, streams: usize) -> String {
     let _ = writeln!(out, "swarmvm_apply_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
     let _ = writeln!(out, "swarmvm_apply_seconds_sum {}", times.seconds());
     let _ = writeln!(out, "swarmvm_apply_seconds_count {cumulative}");
+    let (requests, contracts) = node.forward_totals();
+    family(
+        &mut out,
+        "swarmvm_forward_requests_total",
+        "counter",
+        "Requests that forwarded contracts to the nodes this node follows (this run).",
+        &one(requests as f64),
+    );
+    family(
+        &mut out,
+        "swarmvm_forwarded_contracts_total",
+        "counter",
+        "Contracts those requests carried: more than the requests when they went in batches.",
+        &one(contracts as f64),
+    );
     let queued = status.sequencer.as_ref().map_or(0, |s| s.queued);
     family(
         &mut out,

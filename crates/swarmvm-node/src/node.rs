@@ -214,10 +214,12 @@ impl Node {
         let snapshots = crate::snapshot_store::Snapshots::new(&dir);
         let core = Core { applier, heads, fetcher, tasks, snapshots };
         let follower = Follower::new(core.clone(), options.follow);
+        let relay = crate::relay::Relay::new(follower.clone());
         let api = Api::new(
             core.clone(),
             sequencer.as_ref().map(|(s, _)| s.clone()),
             follower.clone(),
+            relay.clone(),
             options.wallet,
             times,
         );
@@ -241,6 +243,7 @@ impl Node {
             sequencer.wait_ready().await;
         }
         follower.start();
+        relay.start(&node.core.tasks);
         Ok(node)
     }
 

@@ -465,6 +465,60 @@ impl ContractView {
     }
 }
 
+/// `POST /v1/contracts/batch`: one answer for each line of the body, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchAnswer {
+    /// Each contract's answer.
+    pub results: Vec<BatchResult>,
+}
+
+/// One contract's answer in a batch: the status and body `POST /v1/contracts` would have
+/// answered it alone with (202 `{"id", "state": "pending"}`, or a refusal's `{"error", ...}`),
+/// the status as a field.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchResult {
+    /// The HTTP status it would have had alone.
+    pub status: u16,
+    /// Its id, once taken (202).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Hash32>,
+    /// `pending`, once taken (202).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<ContractState>,
+    /// Why it was refused: one line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The wallet's next nonce (409 for a stale nonce).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_nonce: Option<u64>,
+    /// The very contract was taken already (409).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+    /// Seconds to wait before trying it again (429).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+}
+
+impl BatchResult {
+    /// A contract taken (202, pending).
+    pub fn accepted(id: Hash32) -> Self {
+        Self { status: 202, id: Some(id), state: Some(ContractState::Pending), ..Self::default() }
+    }
+
+    /// A contract refused.
+    pub fn refused(r: &Refusal) -> Self {
+        let body = r.body();
+        Self {
+            status: r.status,
+            error: Some(body.error),
+            next_nonce: body.next_nonce,
+            duplicate: body.duplicate,
+            retry_after: r.retry_after,
+            ..Self::default()
+        }
+    }
+}
+
 /// `GET /v1/bundles/{seq}`: an applied bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BundleAt {
@@ -595,7 +649,7 @@ pub(crate) fn came_back() -> String {
 }
 
 /// Every route the API serves, as `GET /v1` lists them.
-pub const ROUTES: [&str; 25] = [
+pub const ROUTES: [&str; 26] = [
     "GET / (the explorer page to browsers, Accept: text/html; this list otherwise)",
     "GET /v1 (this list)",
     "GET /v1/status",
@@ -604,6 +658,7 @@ pub const ROUTES: [&str; 25] = [
     "GET /metrics (Prometheus text exposition format)",
     "GET /v1/head?seq=N&iat=T&wait=SECONDS (the newest signed head; waits for a newer one)",
     "POST /v1/contracts (body: a signed contract, compact JWS, application/jose)",
+    "POST /v1/contracts/batch (body: signed contracts, one per line, at most 1000 and 4 MiB; 200 {\"results\": [one answer per line, with its status]})",
     "POST /v1/registrations {\"tokens\": [...], \"modules\": [base64...], \"manifest\"?: ..., \"contracts\"?: [...]}",
     "GET /v1/authorities",
     "GET /v1/state (the whole state, streamed)",

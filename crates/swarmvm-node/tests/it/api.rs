@@ -286,7 +286,7 @@ async fn metrics_are_in_the_prometheus_text_format_and_health_says_ok() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let fields: Vec<&str> = stdout.split_whitespace().collect();
-    assert_eq!(fields[0].parse::<usize>().unwrap(), 15, "{stdout}");
+    assert_eq!(fields[0].parse::<usize>().unwrap(), 17, "{stdout}");
     assert_eq!(fields[1], "histogram", "{stdout}");
     assert_eq!(fields[2].parse::<f64>().unwrap(), 1.0, "{stdout}");
     node.shutdown().await;

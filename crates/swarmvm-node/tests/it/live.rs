@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use swarmvm_node::{FollowOptions, Node, NodeOptions, SequencerOptions};
 use swarmvm_primitives::BundleId;
 use swarmvm_swarm::SwarmOptions;
 use swarmvm_test_support::http::{get, request};
-use swarmvm_test_support::net::{TestNet, student, vote};
+use swarmvm_test_support::net::{TestNet, course, student, vote};
 use swarmvm_token::{HeadContent, IssueTime, Signer, WalletEntry, sign_contract, sign_head};
 use swarmvm_vm::Hash32;
 use swarmvm_wallet::{Algorithm, Wallet};
@@ -975,4 +976,267 @@ async fn a_stranger_who_posts_the_nodes_own_bundle_first_does_not_hold_it() {
     for n in [node, seq] {
         n.shutdown().await;
     }
+}
+
+fn submit_batch(node: &Node, lines: &[String]) -> (u16, Value) {
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    request(http(node), "POST", "/v1/contracts/batch", Some(&body))
+}
+
+/// One batch line and what it must be answered: the status and a word of the line.
+struct Line {
+    what: &'static str,
+    body: String,
+    status: u16,
+    says: &'static str,
+}
+
+/// A batch of good and bad contracts for `live`'s wallets, with wallet 0's next nonce `n`
+/// and wallet 1's `m`: each line gets the answer it would get alone.
+fn mixed_batch(live: &Live, n: u64, m: u64) -> Vec<Line> {
+    let first = live.net.contract(0, n, &[student(&format!("S{n}"))]);
+    let mut bad_signature = live.net.contract(1, m + 5, &[vote("P1")]);
+    let last = bad_signature.pop().unwrap();
+    bad_signature.push(if last == 'A' { 'B' } else { 'A' });
+    let stranger = Wallet::generate(Algorithm::Ed25519).unwrap();
+    let line = |what, body, status, says| Line { what, body, status, says };
+    vec![
+        line("a contract", first.clone(), 202, ""),
+        // The same wallet's next nonce, in the same batch: queued after the one before.
+        line("the next nonce", live.net.contract(0, n + 1, &[course("C1")]), 202, ""),
+        line("not a contract", "hello".into(), 400, "not a signed contract"),
+        line(
+            "another network",
+            sign_contract(&live.net.peers[0], "another-network", n + 2, &[student("S9")], 1)
+                .unwrap(),
+            400,
+            "network",
+        ),
+        line("a bad signature", bad_signature, 400, "signature"),
+        line(
+            "an unregistered wallet",
+            sign_contract(&stranger, &live.net.id(), 1, &[student("S9")], 1).unwrap(),
+            403,
+            "not registered",
+        ),
+        line("the first again", first, 409, "already"),
+        line("a stale nonce", live.net.contract(0, n, &[vote("P2")]), 409, "not above"),
+        line("another wallet", live.net.contract(1, m, &[vote("P1")]), 202, ""),
+    ]
+}
+
+fn check_answers(node: &str, lines: &[Line], answer: &Value) {
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results.len(), lines.len(), "{node}: {answer}");
+    for (line, result) in lines.iter().zip(results) {
+        assert_eq!(result["status"], line.status, "{node}, {}: {result}", line.what);
+        if line.status == 202 {
+            let id = Hash32::digest(line.body.as_bytes()).to_hex();
+            assert_eq!((&result["id"], &result["state"]), (&json!(id), &json!("pending")));
+        } else {
+            let error = result["error"].as_str().unwrap();
+            assert!(error.contains(line.says), "{node}, {}: {error}", line.what);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_gets_each_contract_the_answer_it_would_get_alone_through_any_node() {
+    let live = Live::new(2);
+    let options =
+        SequencerOptions { cut_every: Duration::from_secs(3600), ..SequencerOptions::default() };
+    let seq = live.sequencer("seq", options).await;
+    let genesis = live.net.bundle(live.dir.path(), "genesis", true, &[], None);
+    seq.publish(&genesis).await.unwrap();
+    until("a head for the genesis", || seq.head().is_some_and(|(_, h)| h.seq == 1)).await;
+    let follower = live.follower("f", vec![url(&seq)]).await;
+    assert!(follower.wait_applied(1, LIMIT).await);
+
+    // To the sequencer, then through the follower (which forwards the lines whose form and
+    // network it accepts as one batch), each wallet's nonces going on.
+    let mut queued = 0;
+    for (node, name, n, m) in [(&seq, "sequencer", 1, 1), (&follower, "follower", 3, 2)] {
+        let lines = mixed_batch(&live, n, m);
+        let bodies: Vec<String> = lines.iter().map(|l| l.body.clone()).collect();
+        let (code, answer) = submit_batch(node, &bodies);
+        assert_eq!(code, 200, "{name}: {answer}");
+        check_answers(name, &lines, &answer);
+        queued += 3;
+        assert_eq!(seq.status().sequencer.unwrap().queued, queued, "{name}");
+        // Alone, each refused line is refused the same way.
+        for line in lines.iter().filter(|l| l.status != 202) {
+            let (code, alone) = submit(node, &line.body);
+            assert_eq!(code, line.status, "{name}, {} alone: {alone}", line.what);
+        }
+        // What the follower forwarded is pending there.
+        let id = Hash32::digest(lines[0].body.as_bytes()).to_hex();
+        assert_eq!(contract_state(node, &id), "pending");
+    }
+
+    // Bodies that are not a batch are refused whole, and nothing is queued.
+    let too_many: Vec<String> = (0..1001).map(|_| "x.y.z".to_owned()).collect();
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("an empty body", Vec::new(), 400, "empty"),
+        ("1,001 lines", format!("{}\n", too_many.join("\n")).into_bytes(), 400, "at most 1000"),
+        ("bytes that are not text", vec![b'a', 0xff, b'\n'], 400, "not text"),
+    ];
+    for node in [&seq, &follower] {
+        for (what, body, status, says) in &cases {
+            let refusal = node.api().submit_contracts(body, 0, "").await.unwrap_err();
+            assert_eq!(refusal.status, *status, "{what}: {}", refusal.message);
+            assert!(refusal.message.contains(says), "{what}: {}", refusal.message);
+        }
+        let (code, answer) =
+            request(http(node), "POST", "/v1/contracts/batch", Some(&"x".repeat(5 << 20)));
+        assert_eq!(code, 413, "{answer}");
+    }
+    assert_eq!(seq.status().sequencer.unwrap().queued, queued);
+    for node in [seq, follower] {
+        node.shutdown().await;
+    }
+}
+
+/// A counter from `node`'s `/metrics`.
+fn metric(node: &Node, name: &str) -> f64 {
+    let text = swarmvm_test_support::http::exchange(
+        http(node),
+        "GET",
+        "/metrics",
+        &[("Host", &http(node).to_string())],
+        "",
+    )
+    .body;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} is not in the metrics:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_submissions_to_a_follower_travel_in_batches_and_each_applies_once() {
+    const WALLETS: usize = 24;
+    const EACH: u64 = 10;
+    let live = Arc::new(Live::new(WALLETS));
+    let seq = live.sequencer("seq", fast()).await;
+    live.register(&seq);
+    assert!(seq.wait_applied(1, LIMIT).await);
+    let follower = live.follower("f", vec![url(&seq)]).await;
+    assert!(follower.wait_applied(1, LIMIT).await);
+
+    // Every wallet submits its contracts to the follower one after another, all wallets at
+    // once.
+    let addr = http(&follower);
+    let clients: Vec<_> = (0..WALLETS)
+        .map(|w| {
+            let live = live.clone();
+            std::thread::spawn(move || {
+                let mut ids = Vec::new();
+                for nonce in 1..=EACH {
+                    let contract =
+                        live.net.contract(w, nonce, &[student(&format!("S{w}-{nonce}"))]);
+                    let (code, answer) = request(addr, "POST", "/v1/contracts", Some(&contract));
+                    assert_eq!(code, 202, "wallet {w}, nonce {nonce}: {answer}");
+                    ids.push(answer["id"].as_str().unwrap().to_owned());
+                }
+                ids
+            })
+        })
+        .collect();
+    let ids: Vec<String> = clients.into_iter().flat_map(|c| c.join().unwrap()).collect();
+    let total = WALLETS as u64 * EACH;
+    assert_eq!(ids.len() as u64, total);
+
+    // They travelled in fewer requests than contracts, and every one of them is counted.
+    let requests = metric(&follower, "swarmvm_forward_requests_total");
+    let contracts = metric(&follower, "swarmvm_forwarded_contracts_total");
+    assert_eq!(contracts, total as f64);
+    assert!(requests >= 1.0 && requests < contracts, "{requests} requests for {contracts}");
+
+    until("every contract applied on both nodes", || {
+        seq.status().sequencer.unwrap().queued == 0
+            && follower.status().last_seq == seq.status().last_seq
+    })
+    .await;
+    for id in &ids {
+        for node in [&seq, &follower] {
+            assert_eq!(contract_state(node, id), "applied", "{id}");
+        }
+    }
+    assert_eq!(follower.state_root(), seq.state_root());
+    // Each wallet's nonce is its last: none applied twice, none lost.
+    for w in 0..WALLETS {
+        let id = live.net.peers[w].id().to_string();
+        let (code, wallet) = get(http(&seq), &format!("/v1/wallets/{id}"));
+        assert_eq!((code, wallet["nonce"].clone()), (200, json!(EACH)), "{wallet}");
+        assert_eq!(follower.state()["students"].as_object().unwrap().len(), total as usize);
+    }
+    for node in [seq, follower] {
+        node.shutdown().await;
+    }
+}
+
+/// A node of an older version: it knows no batch route (405, as `POST` on
+/// `/v1/contracts/{id}`), takes contracts one by one (202 with the SHA-256 of each, or, with
+/// `wrong_id`, of something else), and counts the batches and the contracts it was sent.
+async fn older_node(
+    batches: Arc<AtomicUsize>,
+    singles: Arc<AtomicUsize>,
+    wrong_id: bool,
+) -> String {
+    use axum::http::StatusCode;
+    let app =
+        axum::Router::new()
+            .route(
+                "/v1/contracts/batch",
+                axum::routing::post(move || {
+                    batches.fetch_add(1, Ordering::SeqCst);
+                    async { (StatusCode::METHOD_NOT_ALLOWED, axum::Json(json!({"error": "no"}))) }
+                }),
+            )
+            .route(
+                "/v1/contracts",
+                axum::routing::post(move |body: String| {
+                    singles.fetch_add(1, Ordering::SeqCst);
+                    let token = if wrong_id { "other" } else { body.trim_end() };
+                    let id = Hash32::digest(token.as_bytes()).to_hex();
+                    async move {
+                        (StatusCode::ACCEPTED, axum::Json(json!({"id": id, "state": "pending"})))
+                    }
+                }),
+            );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_knows_no_batches_gets_the_contracts_one_by_one() {
+    let live = Live::new(1);
+    let (batches, singles) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let older = older_node(batches.clone(), singles.clone(), false).await;
+    let follower = live.follower("f", vec![older]).await;
+    let lines: Vec<String> =
+        (1..=3).map(|n| live.net.contract(0, n, &[student(&format!("S{n}"))])).collect();
+    let (code, answer) = submit_batch(&follower, &lines);
+    assert_eq!(code, 200, "{answer}");
+    for (line, result) in lines.iter().zip(answer["results"].as_array().unwrap()) {
+        assert_eq!(result["status"], 202, "{result}");
+        assert_eq!(result["id"], Hash32::digest(line.as_bytes()).to_hex());
+    }
+    assert_eq!((batches.load(Ordering::SeqCst), singles.load(Ordering::SeqCst)), (1, 3));
+    // The batch and the three requests after it, each carrying what it carried.
+    assert_eq!(metric(&follower, "swarmvm_forward_requests_total"), 4.0);
+    assert_eq!(metric(&follower, "swarmvm_forwarded_contracts_total"), 6.0);
+    follower.shutdown().await;
+
+    // One that answers 202 for another contract than the one sent is not believed.
+    let (batches, singles) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let lying = older_node(batches, singles, true).await;
+    let follower = live.follower("f2", vec![lying]).await;
+    let (code, answer) = submit(&follower, &lines[0]);
+    assert_eq!(code, 503, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("another contract"), "{answer}");
+    let id = Hash32::digest(lines[0].as_bytes()).to_hex();
+    assert_eq!(get(http(&follower), &format!("/v1/contracts/{id}")).0, 404);
+    follower.shutdown().await;
 }
