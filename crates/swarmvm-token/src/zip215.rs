@@ -21,6 +21,11 @@ impl Ed25519Check {
         Self { key, signature, message }
     }
 
+    /// The signer's key (its 32 bytes).
+    pub fn key(&self) -> &[u8; 32] {
+        &self.key
+    }
+
     /// Whether it holds under ZIP-215, checked alone.
     pub fn verify_one(&self) -> bool {
         VerificationKey::try_from(self.key)
