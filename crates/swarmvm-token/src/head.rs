@@ -52,18 +52,19 @@ pub struct SnapshotClaim {
     pub magnet: String,
 }
 
+/// A head's payload, in the order its JSON is written.
 #[derive(Serialize)]
-struct HeadClaims<'a> {
-    iss: String,
-    aud: &'a str,
-    seq: u64,
-    bundle: BundleId,
-    magnet: &'a str,
-    state_root: String,
-    iat: u64,
-    exp: u64,
+pub(crate) struct HeadClaims<'a> {
+    pub(crate) iss: String,
+    pub(crate) aud: &'a str,
+    pub(crate) seq: u64,
+    pub(crate) bundle: BundleId,
+    pub(crate) magnet: &'a str,
+    pub(crate) state_root: String,
+    pub(crate) iat: u64,
+    pub(crate) exp: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    snapshot: Option<&'a SnapshotClaim>,
+    pub(crate) snapshot: Option<&'a SnapshotClaim>,
 }
 
 /// A head whose signatures and claims verified.

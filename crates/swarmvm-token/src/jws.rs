@@ -284,6 +284,18 @@ pub(crate) fn write(payload: &str, signatures: &[(String, String)]) -> String {
     }
 }
 
+/// The protected header (`typ`, `alg`, `kid`, in that order) every signature of a `kind` by
+/// key `kid` carries, base64url-encoded.
+pub(crate) fn protected_header(
+    kind: Kind,
+    alg: jsonwebtoken::Algorithm,
+    kid: String,
+) -> Result<String, IssueError> {
+    let header = Header { typ: Some(kind.typ().to_owned()), kid: Some(kid), ..Header::new(alg) };
+    let header = serde_json::to_vec(&header).map_err(|e| IssueError::Signing(e.to_string()))?;
+    Ok(URL_SAFE_NO_PAD.encode(header))
+}
+
 /// A protected header (`alg`, `kid`, `typ`) and its signature over `payload` by `wallet`.
 pub(crate) fn sign_payload(
     wallet: &Wallet,
@@ -292,10 +304,7 @@ pub(crate) fn sign_payload(
 ) -> Result<(String, String), IssueError> {
     let signer = Signer::Wallet(wallet);
     let (alg, key) = signer.key();
-    let header =
-        Header { typ: Some(kind.typ().to_owned()), kid: Some(signer.issuer()), ..Header::new(alg) };
-    let header = serde_json::to_vec(&header).map_err(|e| IssueError::Signing(e.to_string()))?;
-    let protected = URL_SAFE_NO_PAD.encode(header);
+    let protected = protected_header(kind, alg, signer.issuer())?;
     let input = format!("{protected}.{payload}");
     let signature = jsonwebtoken::crypto::sign(input.as_bytes(), &key, alg)
         .map_err(|e| IssueError::Signing(e.to_string()))?;

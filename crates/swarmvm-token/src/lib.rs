@@ -33,6 +33,7 @@ mod authority;
 mod contract;
 mod error;
 mod head;
+mod head_parts;
 mod json;
 mod jws;
 mod kind;
@@ -51,6 +52,7 @@ pub use error::{IssueError, Result, VerifyError};
 pub use head::{
     HeadContent, MAX_HEAD_LEN, MAX_HEAD_MAGNET, SnapshotClaim, VerifiedHead, sign_head, verify_head,
 };
+pub use head_parts::{HeadParts, MAX_PART_SIGNATURES, head_from_parts, head_parts};
 pub use json::{find_private_key_material, parse_strict};
 pub use jws::{MAX_SIGNATURES, MAX_TOKEN_LEN, Serialization, Signer};
 pub use kind::Kind;

@@ -1,4 +1,4 @@
-//! `swarmvm network init|show`: a network's root of trust.
+//! `swarmvm network init|show|link`: a network's root of trust, and its links in the DHT.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +33,13 @@ pub(crate) enum NetworkCommand {
         /// The network file.
         file: PathBuf,
     },
+    /// Print the network's links, one for each Ed25519 member:
+    /// `magnet:?xs=urn:btpk:<hex key>&s=<hex network id>` (BEP 46), the DHT slot where that
+    /// member puts the newest head (docs/format.md, "Heads in the DHT").
+    Link {
+        /// The network file.
+        file: PathBuf,
+    },
 }
 
 pub(crate) fn run(cmd: NetworkCommand, out: OutputArgs) -> Result<ExitCode> {
@@ -54,6 +61,19 @@ pub(crate) fn run(cmd: NetworkCommand, out: OutputArgs) -> Result<ExitCode> {
         NetworkCommand::Show { file } => {
             let network = read_network(&file).map_err(|e| refused(format!("{e:#}")))?;
             show(&network, None, out);
+            Ok(ExitCode::SUCCESS)
+        }
+        NetworkCommand::Link { file } => {
+            let network = read_network(&file).map_err(|e| refused(format!("{e:#}")))?;
+            let links = swarmvm_dht::links(network.genesis(), network.id())
+                .map_err(|e| refused(format!("no link: {e}")))?;
+            if out.json {
+                output::json(&json!({ "network": network.id(), "links": links }));
+            } else {
+                for link in &links {
+                    output::line(link);
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

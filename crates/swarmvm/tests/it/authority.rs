@@ -170,6 +170,49 @@ fn network_init_writes_the_set_and_its_id_and_refuses_bad_sets() {
 }
 
 #[test]
+fn network_link_prints_each_ed25519_members_slot_and_refuses_a_network_without_one() {
+    let env = Env::new();
+    wallets(&env, &["a", "b"]);
+    env.wallet("r.pem", "rsa-2048");
+    let id = init(&env, &["a", "b", "r"], 2, "net.json");
+    let links: Vec<String> =
+        env.ok(&["network", "link", "net.json"]).lines().map(str::to_owned).collect();
+    assert_eq!(links.len(), 2, "one link per Ed25519 member, none for the RSA one: {links:?}");
+    // Each names a member's Ed25519 key (the JWK's x) and the network id as BEP 46 says,
+    // read back by Python from the link alone.
+    let mut keys: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|w| {
+            let jwk = env.json(&["wallet", "public", &format!("{w}.pem"), "--format", "jwk"]);
+            jwk["x"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    keys.sort();
+    let script = "import sys,base64,urllib.parse as u\nfor l in sys.argv[1:]:\n q=u.parse_qs(l.split('?',1)[1])\n print(base64.urlsafe_b64encode(bytes.fromhex(q['xs'][0].split(':')[2])).decode().rstrip('='), bytes.fromhex(q['s'][0]).decode())";
+    let mut args = vec!["-c", script];
+    args.extend(links.iter().map(String::as_str));
+    let out = external("python3", &args, env.dir.path());
+    let mut read: Vec<(String, String)> = out
+        .lines()
+        .map(|l| {
+            let (k, n) = l.split_once(' ').unwrap();
+            (k.to_owned(), n.to_owned())
+        })
+        .collect();
+    read.sort();
+    assert_eq!(read, keys.iter().map(|k| (k.clone(), id.clone())).collect::<Vec<_>>());
+    let json = env.json(&["network", "link", "net.json"]);
+    assert_eq!(
+        (json["network"].as_str(), json["links"].as_array().unwrap().len()),
+        (Some(id.as_str()), 2)
+    );
+
+    init(&env, &["r"], 1, "rsa.json");
+    let err = env.fails(&["network", "link", "rsa.json"], REFUSED);
+    assert!(err.contains("no Ed25519 member"), "{err}");
+}
+
+#[test]
 fn a_two_of_three_network_applies_only_bundles_signed_by_two_members() {
     let env = Env::new();
     wallets(&env, &["a", "b", "c", "x", "peer1", "peer2"]);
