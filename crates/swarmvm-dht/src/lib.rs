@@ -11,9 +11,16 @@
 //! the one before it. `docs/format.md` ("Heads in the DHT") gives the value byte by byte.
 //!
 //! The network's link names one slot: `magnet:?xs=urn:btpk:<hex key>&s=<hex salt>` (BEP 46).
+//!
+//! One departure from BEP 46: its `v` is a dictionary, but the `mainline` DHT this node runs
+//! stores only byte-string values, so an item's `v` is a byte string that holds the bencoded
+//! dictionary; a reader decodes it once more.
 #![forbid(unsafe_code)]
 
 mod bencode;
+mod node;
+
+pub use node::{DhtNode, DhtNodeError};
 
 use std::collections::BTreeMap;
 
@@ -25,8 +32,14 @@ use swarmvm_wallet::Wallet;
 
 use crate::bencode::Value;
 
-/// The largest value BEP 44 stores, in bytes (its bencoding).
+/// The largest `v` BEP 44 stores, in bytes of its bencoding (the byte string's length prefix
+/// and the dictionary it holds).
 pub const MAX_VALUE: usize = 1000;
+
+/// The bytes `v` takes on the wire: the dictionary `value` as a bencoded byte string.
+pub fn encoded_len(value: &[u8]) -> usize {
+    value.len() + value.len().to_string().len() + 1
+}
 /// The bytes of a key that name a signer inside an item.
 pub const KEY_PREFIX: usize = 8;
 /// The highest head seq an item can carry: BEP 44's `seq` is a signed 64-bit integer, and an
@@ -70,7 +83,7 @@ pub struct HeadItem {
     pub salt: Vec<u8>,
     /// BEP 44's `seq`.
     pub seq: i64,
-    /// The bencoded value (`v`).
+    /// The value: a bencoded dictionary, sent as the byte string `v`.
     pub value: Vec<u8>,
     /// The Ed25519 signature (`sig`) over [`signable`].
     pub signature: [u8; 64],
@@ -86,8 +99,9 @@ pub fn target(key: &[u8; 32], salt: &[u8]) -> [u8; 20] {
     out
 }
 
-/// The bytes BEP 44 signs: `4:salt<len>:<salt>3:seqi<seq>e1:v<value>` (the salt part only
-/// when there is a salt).
+/// The bytes BEP 44 signs: `4:salt<len>:<salt>3:seqi<seq>e1:v<len>:<value>` (the salt part
+/// only when there is a salt). The item's `v` is a byte string that holds the bencoded
+/// dictionary: the `mainline` DHT stores only byte-string values.
 pub fn signable(salt: &[u8], seq: i64, value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(salt.len() + value.len() + 32);
     if !salt.is_empty() {
@@ -95,7 +109,7 @@ pub fn signable(salt: &[u8], seq: i64, value: &[u8]) -> Vec<u8> {
         Value::Bytes(salt.to_vec()).encode(&mut out);
     }
     out.extend_from_slice(format!("3:seqi{seq}e1:v").as_bytes());
-    out.extend_from_slice(value);
+    Value::Bytes(value.to_vec()).encode(&mut out);
     out
 }
 
@@ -350,8 +364,8 @@ impl HeadItem {
             })?;
         let seq = item_seq(parts.seq, resigned)?;
         let value = encode_value(&parts, ih, set)?;
-        if value.len() > MAX_VALUE {
-            return Err(DhtError::TooLarge { size: value.len() });
+        if encoded_len(&value) > MAX_VALUE {
+            return Err(DhtError::TooLarge { size: encoded_len(&value) });
         }
         let salt = parts.network.as_bytes().to_vec();
         let pkcs8 = wallet.to_pkcs8_der();
@@ -370,8 +384,8 @@ impl HeadItem {
 
     /// Checks the item as a DHT node does: the value's size and the signature under its key.
     pub fn check(&self) -> Result<(), DhtError> {
-        if self.value.len() > MAX_VALUE {
-            return Err(DhtError::TooLarge { size: self.value.len() });
+        if encoded_len(&self.value) > MAX_VALUE {
+            return Err(DhtError::TooLarge { size: encoded_len(&self.value) });
         }
         UnparsedPublicKey::new(&ED25519, self.key)
             .verify(&signable(&self.salt, self.seq, &self.value), &self.signature)

@@ -94,7 +94,8 @@ fn seven_signatures_and_a_snapshot_fit_in_bep_44s_thousand_bytes() {
     let text = head(&all, &set, 2_147_483_647, Some(&snap));
     assert!(text.len() > 2 * MAX_VALUE, "the head itself is {} bytes", text.len());
     let item = HeadItem::put(&w[0], &text, &ih(), &set, u32::MAX).unwrap();
-    assert!(item.value.len() <= MAX_VALUE, "{} bytes", item.value.len());
+    let on_wire = swarmvm_dht::encoded_len(&item.value);
+    assert!(on_wire <= MAX_VALUE, "{on_wire} bytes");
     assert_eq!(item.head(set.network_id().as_str(), &set).unwrap().1, text);
     // The highest seq an item can name, and one above it.
     assert_eq!(item.seq, i64::MAX);
@@ -179,8 +180,11 @@ fn hostile_items_are_refused_and_say_why() {
     let e = HeadItem::put(&w[0], &long, &ih(), &set, 0).unwrap_err();
     assert!(matches!(e, DhtError::TooLarge { .. }), "{e}");
     let mut oversized = good.clone();
-    oversized.value = vec![b'x'; MAX_VALUE + 1];
-    assert!(matches!(oversized.check(), Err(DhtError::TooLarge { .. })));
+    // v is the value as a byte string: 996 bytes take 1000 ("996:..."), 997 take 1001.
+    oversized.value = vec![b'x'; MAX_VALUE - 3];
+    assert_eq!(oversized.check(), Err(DhtError::TooLarge { size: MAX_VALUE + 1 }));
+    oversized.value.pop();
+    assert_eq!(oversized.check(), Err(DhtError::BadSignature), "1000 bytes are within bounds");
 
     // A signed item whose seq is not its head's × 2^32.
     let text12 = head(&[&w[0], &w[1]], &set, 12, None);
