@@ -283,6 +283,7 @@ mod tests {
             issued_at: 1,
             seq: 1,
             parent: None,
+            parent_info_hash: None,
             files,
             audience: None,
             authority_set: None,

@@ -46,6 +46,10 @@ pub struct CreateOptions<'a> {
     /// The previous bundle's position, when its folder is not at hand (a sequencer cutting
     /// the next bundle after its ledger's last): this one comes next. `after` wins.
     pub follows: Option<BundlePosition>,
+    /// The info-hash of the previous bundle's torrent, named in the manifest
+    /// (`parent_info_hash`) so that a node that knows only the newest bundle can walk back
+    /// through the swarm. Ignored for the first bundle.
+    pub parent_info_hash: Option<[u8; 20]>,
     /// The manifest's `iat` (Unix seconds).
     pub now: u64,
     /// Sign again a folder that already holds a manifest (which makes a second bundle for its
@@ -149,6 +153,7 @@ pub fn create_bundle(
     let content = ManifestContent {
         seq,
         parent,
+        parent_info_hash: parent.and(options.parent_info_hash),
         files: &files,
         network: network.id(),
         authority_set: options.authority_set,

@@ -20,7 +20,7 @@
 mod bencode;
 mod node;
 
-pub use node::{DhtNode, DhtNodeError};
+pub use node::{DhtNode, DhtNodeError, public_bootstrap};
 
 use std::collections::BTreeMap;
 

@@ -10,6 +10,12 @@ use mainline::{Dht, MutableItem};
 
 use crate::{DhtError, HeadItem};
 
+/// The public mainline DHT's bootstrap nodes (mainline's defaults), for a node that follows a
+/// link with no private DHT given. Never used in tests.
+pub fn public_bootstrap() -> Vec<String> {
+    mainline::DEFAULT_BOOTSTRAP_NODES.iter().map(|s| (*s).to_owned()).collect()
+}
+
 /// One DHT node.
 #[derive(Debug, Clone)]
 pub struct DhtNode {
@@ -32,6 +38,9 @@ pub enum DhtNodeError {
     /// A put reached no node that stored the item.
     #[error("the item was not stored: {0}")]
     Put(String),
+    /// An announce reached no node that took it.
+    #[error("the announce was not taken: {0}")]
+    Announce(String),
 }
 
 impl DhtNode {
@@ -107,5 +116,36 @@ impl DhtNode {
         }
         out.sort_by_key(|i| std::cmp::Reverse(i.seq));
         out.into_iter().map(|i| i.check().map(|()| i)).collect()
+    }
+
+    /// Announces that this node's BitTorrent session serves the torrent `info_hash` on TCP
+    /// `port` (BEP 5 `announce_peer`, from this node's address).
+    pub async fn announce(&self, info_hash: [u8; 20], port: u16) -> Result<(), DhtNodeError> {
+        self.dht
+            .announce_peer(mainline::Id::from(info_hash), Some(port))
+            .await
+            .map(|_| ())
+            .map_err(|e| DhtNodeError::Announce(e.to_string()))
+    }
+
+    /// The peers announced for the torrent `info_hash` (BEP 5 `get_peers`), at most `limit`
+    /// of them, each once.
+    pub async fn peers(&self, info_hash: [u8; 20], limit: usize) -> Vec<SocketAddr> {
+        use futures_util::StreamExt as _;
+        let mut stream = self.dht.get_peers(mainline::Id::from(info_hash));
+        let mut out: Vec<SocketAddr> = Vec::new();
+        while let Some(batch) = stream.next().await {
+            for peer in batch {
+                let peer = SocketAddr::V4(peer);
+                if !out.contains(&peer) {
+                    out.push(peer);
+                }
+            }
+            if out.len() >= limit {
+                out.truncate(limit);
+                break;
+            }
+        }
+        out
     }
 }

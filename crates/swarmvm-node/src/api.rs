@@ -244,7 +244,14 @@ impl Api {
                 .iter()
                 .map(|e| EvidenceSummary { seq: e.seq, kept: e.kept, other: e.other })
                 .collect(),
-            head: self.head().map(|(_, h)| HeadSummary::of(&h)),
+            head: self.head().map(|(_, h)| {
+                let mut summary = HeadSummary::of(&h);
+                if let Some((via, at)) = self.heads().head_origin() {
+                    summary.via = Some(via.name().to_owned());
+                    summary.received_at = Some(at);
+                }
+                summary
+            }),
             stale: self.is_stale(),
             diverged: diverged.is_some(),
             diverged_reason: diverged,
@@ -266,7 +273,17 @@ impl Api {
                     fetched: None,
                 })
             }),
+            dht: self.inner.follower.dht().map(|d| d.addr().to_string()),
         }
+    }
+
+    /// The signed DHT items this node holds for the head `text` (`GET /v1/head`'s `items`).
+    pub fn head_items(&self, text: &str) -> Vec<crate::protocol::DhtItem> {
+        self.inner
+            .follower
+            .dht()
+            .map(|d| d.items(text).iter().map(crate::dht::item_json).collect())
+            .unwrap_or_default()
     }
 
     /// Fork evidence: pairs of validly signed bundles for one seq (empty once stopped).

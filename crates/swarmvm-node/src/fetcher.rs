@@ -573,6 +573,17 @@ impl Fetcher {
         })
     }
 
+    /// The info-hash of the torrent of bundle `seq − 1` as the bundle fetched for `seq` names
+    /// it (`parent_info_hash`), while that bundle waits for its turn: how a follower that
+    /// knows only the newest bundle walks back through the swarm.
+    pub(crate) fn parent_torrent(&self, seq: u64) -> Option<InfoHash> {
+        let b = self.inner.bundles.lock();
+        b.pending
+            .get(&seq)?
+            .iter()
+            .find_map(|(_, bundle)| bundle.manifest.parent_info_hash.map(InfoHash))
+    }
+
     /// The state of the bundle `hash`, if the node knows it.
     pub(crate) fn bundle_state(&self, hash: InfoHash) -> Option<BundleState> {
         self.inner.bundles.lock().entries.get(&hash).map(|e| e.state)

@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::client::Client;
 use crate::core::Core;
+use crate::dht::Dht;
 use crate::error::one_line;
 use crate::protocol::BundleState;
 use crate::protocol::{
@@ -31,6 +32,9 @@ pub struct FollowOptions {
     /// Start an empty ledger from the snapshot the newest head names (`--from-snapshot`),
     /// then follow; without one, replay from genesis.
     pub from_snapshot: bool,
+    /// The network's links (`--follow magnet:?xs=urn:btpk:...`): follow the heads in the DHT,
+    /// every Ed25519 member's slot, besides any node of `urls`.
+    pub links: Vec<String>,
 }
 
 /// Contract ids this node forwarded, the newest [`MAX_FORWARDED`].
@@ -81,13 +85,17 @@ pub(crate) struct Follower {
     node_id: String,
     /// Start from a snapshot ([`FollowOptions::from_snapshot`]).
     from_snapshot: bool,
+    /// The node's DHT, when it runs one.
+    dht: Option<Dht>,
+    /// True when it follows the network's links (the heads in the DHT).
+    links: bool,
 }
 
 impl Follower {
-    pub(crate) fn new(core: Core, options: Option<FollowOptions>) -> Self {
-        let (urls, poll, from_snapshot) = match options {
-            Some(f) => (f.urls, f.poll, f.from_snapshot),
-            None => (Vec::new(), Duration::from_secs(1), false),
+    pub(crate) fn new(core: Core, options: Option<FollowOptions>, dht: Option<Dht>) -> Self {
+        let (urls, poll, from_snapshot, links) = match options {
+            Some(f) => (f.urls, f.poll, f.from_snapshot, !f.links.is_empty()),
+            None => (Vec::new(), Duration::from_secs(1), false, false),
         };
         let node_id = core.fetcher.swarm().peer_id();
         Self {
@@ -98,7 +106,14 @@ impl Follower {
             forwarded: Arc::default(),
             node_id,
             from_snapshot,
+            dht,
+            links,
         }
+    }
+
+    /// The node's DHT, when it runs one.
+    pub(crate) fn dht(&self) -> Option<&Dht> {
+        self.dht.as_ref()
     }
 
     /// The nodes it follows.
@@ -124,7 +139,7 @@ impl Follower {
 
     /// Starts following, if it follows any node.
     pub(crate) fn start(&self) {
-        if !self.urls.is_empty() {
+        if !self.urls.is_empty() || self.links {
             let follower = self.clone();
             self.core.tasks.spawn(async move { follow_loop(follower).await });
         }
@@ -223,6 +238,8 @@ struct Following {
     /// the next ask (a followed node that restarted on another port makes a magnet fail at
     /// once, its old address refusing the connection).
     refresh_peers: bool,
+    /// The BitTorrent peers the DHT gave last (sorted).
+    dht_peers: Vec<SocketAddr>,
 }
 
 /// A followed node's BitTorrent address, as its status gave it.
@@ -406,7 +423,19 @@ async fn poll_heads(node: Follower, url: String) {
             _ = stop.wait_for(|s| *s) => break,
         };
         let newer = match polled {
-            Ok(Some(answer)) => node.core.heads.offer(&answer.head),
+            Ok(Some(answer)) => {
+                let newer = node.core.heads.offer(&answer.head, crate::heads::Via::Relay);
+                if let Some(dht) = &node.dht {
+                    let salt = node.core.applier.network().id().to_owned();
+                    let items: Vec<_> = answer
+                        .items
+                        .iter()
+                        .filter_map(|i| crate::dht::item_from_json(i, &salt))
+                        .collect();
+                    dht.learn(&node.core, &items);
+                }
+                newer
+            }
             Ok(None) => {
                 debug!(url, "no head known there");
                 false
@@ -454,21 +483,80 @@ async fn fetch_missing(node: &Follower, urls: &[String], state: &mut Following) 
     check_peers(node, urls, state).await;
     let first = last + 1;
     let end = target.min(last + WINDOW);
-    if first > end {
+    if first > end.max(if node.links { target } else { 0 }) {
         return;
     }
     let fresh = std::mem::take(&mut state.refresh_peers);
     if fresh {
         state.peers_checked = Some(Instant::now());
     }
-    let peers = followed_peers(node, urls, state, fresh).await;
+    let mut peers = followed_peers(node, urls, state, fresh).await;
     let signed = head.as_ref().and_then(|h| MagnetLink::parse(&h.magnet).ok().map(|m| (h.seq, m)));
     let retry = node.poll.max(Duration::from_secs(1));
+    if node.links {
+        dht_peers(node, state, signed.as_ref().map(|(_, m)| m), &mut peers);
+        // Through the DHT alone: back from the head's bundle (its signed magnet), each bundle
+        // before by the info-hash its child names, as far as the node has slots.
+        let mut seq = target;
+        while seq >= first {
+            let magnet = match &signed {
+                Some((s, m)) if *s == seq => Some(m.clone()),
+                _ => node.core.fetcher.parent_torrent(seq + 1).and_then(|hash| {
+                    MagnetLink::parse(&format!("magnet:?xt=urn:btih:{hash}")).ok()
+                }),
+            };
+            let Some(magnet) = magnet else { break };
+            let trusted = signed.as_ref().map(|(_, m)| m);
+            if !want(node, urls, state, seq, Some(&magnet), trusted, &peers, retry).await {
+                return;
+            }
+            seq -= 1;
+        }
+        if urls.is_empty() {
+            return;
+        }
+    }
     for seq in first..=end {
         let magnet = signed.as_ref().filter(|(s, _)| *s == seq).map(|(_, m)| m);
         let trusted = signed.as_ref().map(|(_, m)| m);
         if !want(node, urls, state, seq, magnet, trusted, &peers, retry).await {
             break;
+        }
+    }
+}
+
+/// Adds to `peers` the BitTorrent peers announced in the DHT for the head's bundle and for
+/// the bundles being fetched (as last found: the lookups run apart), and gives them to every
+/// bundle on its way when they changed, so that one asked before any peer was found gets them.
+fn dht_peers(
+    node: &Follower,
+    state: &mut Following,
+    head: Option<&MagnetLink>,
+    peers: &mut Vec<SocketAddr>,
+) {
+    let Some(dht) = &node.dht else { return };
+    let pending: Vec<InfoHash> =
+        state.wanted.values().flat_map(|w| w.asked.keys().copied()).collect();
+    let mut found: Vec<SocketAddr> = Vec::new();
+    for hash in head.map(|m| m.info_hash).into_iter().chain(pending.iter().copied()) {
+        for peer in dht.peers(&node.core, hash.0) {
+            if !found.contains(&peer) {
+                found.push(peer);
+            }
+        }
+    }
+    found.sort();
+    if !found.is_empty() && found != state.dht_peers {
+        state.dht_peers = found.clone();
+        let mut all = peers.clone();
+        all.extend(found.iter().filter(|p| !peers.contains(p)));
+        for hash in pending {
+            node.core.fetcher.renew_peers(hash, all.clone());
+        }
+    }
+    for peer in &state.dht_peers {
+        if !peers.contains(peer) {
+            peers.push(*peer);
         }
     }
 }

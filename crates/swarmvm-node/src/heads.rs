@@ -72,6 +72,31 @@ impl Signer {
 pub(crate) struct KnownHead {
     pub(crate) text: String,
     pub(crate) head: VerifiedHead,
+    /// Where it came from, and when (Unix seconds).
+    pub(crate) via: Via,
+    pub(crate) at: u64,
+}
+
+/// Where a node's newest head came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// This node signed it (a sequencer).
+    Own,
+    /// A followed node's `GET /v1/head` (an HTTP relay).
+    Relay,
+    /// A member's item in the BitTorrent DHT.
+    Dht,
+}
+
+impl Via {
+    /// Its name in the status (`head.via`).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Own => "self",
+            Self::Relay => "relay",
+            Self::Dht => "dht",
+        }
+    }
 }
 
 /// The newest head known, and the last refusal.
@@ -83,7 +108,7 @@ struct State {
     /// A head signed by keys this node does not know yet (a rotation it has not applied
     /// adds them), and the seq it claims: the bundles up to it are fetched by seq, and it is
     /// verified again after each apply.
-    waiting: Option<(String, u64)>,
+    waiting: Option<(String, u64, Via)>,
     /// Why this node stopped applying: its root after a bundle differs from the head's.
     diverged: Option<String>,
 }
@@ -147,6 +172,11 @@ impl HeadStore {
         self.snapshot.lock().clone()
     }
 
+    /// Where the newest head came from and when this node took it (Unix seconds).
+    pub(crate) fn head_origin(&self) -> Option<(Via, u64)> {
+        self.state.lock().newest.as_ref().map(|k| (k.via, k.at))
+    }
+
     /// The newest head this node verified (expired or not), as its token and its claims.
     pub(crate) fn head(&self) -> Option<(String, VerifiedHead)> {
         self.state.lock().newest.as_ref().map(|k| (k.text.clone(), k.head.clone()))
@@ -169,7 +199,7 @@ impl HeadStore {
 
     /// The seq a head waiting for keys claims ([`State::waiting`]).
     pub(crate) fn waiting_seq(&self) -> Option<u64> {
-        self.state.lock().waiting.as_ref().map(|(_, s)| *s)
+        self.state.lock().waiting.as_ref().map(|(_, s, _)| *s)
     }
 
     /// A receiver that changes with every newer head: (seq, iat).
@@ -187,7 +217,8 @@ impl HeadStore {
     /// Keeps `head` as the newest known if it is newer ([`newer`]); a sequencer's own heads
     /// replace the one before when they name a later seq or, for the same seq, are signed
     /// later (its clock may have stepped back).
-    fn store(&self, text: String, head: VerifiedHead, own: bool) {
+    fn store(&self, text: String, head: VerifiedHead, via: Via) {
+        let own = via == Via::Own;
         let position = (head.seq, head.issued_at);
         if own {
             // Signed just after its bundle applied: it agrees with the ledger.
@@ -205,7 +236,7 @@ impl HeadStore {
                     return;
                 }
             }
-            state.newest = Some(KnownHead { text, head });
+            state.newest = Some(KnownHead { text, head, via, at: unix_now() });
             state.stale_warned = false;
         }
         self.changed.send_if_modified(|h| {
@@ -242,11 +273,20 @@ impl HeadStore {
         Against::Agrees
     }
 
-    /// Takes a head polled from another node: verified against the set in force and the
-    /// ledger. Returns true when it is newer than the newest known.
-    pub(crate) fn offer(&self, text: &str) -> bool {
+    /// Takes a head polled from another node (`via` a relay or the DHT): verified against
+    /// the set in force and the ledger. Returns true when it is newer than the newest known.
+    /// From the DHT an expired head is taken too (verified as of just before it expired):
+    /// an idle network's heads expire, and a joiner still catches up to the state they name,
+    /// then reports `stale`.
+    pub(crate) fn offer(&self, text: &str, via: Via) -> bool {
         let (network, set) = self.applier.in_force();
-        let head = match verify_head(text, network.id(), &set, unix_now()) {
+        let verified = match verify_head(text, network.id(), &set, unix_now()) {
+            Err(VerifyError::Expired { exp, .. }) if via == Via::Dht && exp > 0 => {
+                verify_head(text, network.id(), &set, exp - 1)
+            }
+            other => other,
+        };
+        let head = match verified {
             Ok(h) => h,
             Err(
                 e @ (VerifyError::NotAMember(_)
@@ -256,7 +296,7 @@ impl HeadStore {
                 // Perhaps signed by keys a rotation this node has not applied yet adds.
                 let last = self.applier.last_seq();
                 if let Some(seq) = claimed_seq(text).filter(|s| *s > last) {
-                    self.state.lock().waiting = Some((text.to_owned(), seq));
+                    self.state.lock().waiting = Some((text.to_owned(), seq, via));
                     self.refuse(format!(
                         "{e}; waiting: the bundles up to seq {seq} may rotate the keys in"
                     ));
@@ -294,7 +334,7 @@ impl HeadStore {
             Against::Agrees => self.applier.keep_head(head.seq, text.to_owned()),
             Against::Ahead => {}
         }
-        self.store(text.to_owned(), head, false);
+        self.store(text.to_owned(), head, via);
         true
     }
 
@@ -324,8 +364,8 @@ impl HeadStore {
         // A head waiting for keys a rotation adds: verified again (and kept waiting while
         // its signers are still unknown).
         let waiting = self.state.lock().waiting.take();
-        if let Some((text, _)) = waiting {
-            self.offer(&text);
+        if let Some((text, _, via)) = waiting {
+            self.offer(&text, via);
         }
         let Some((text, head)) = self.head() else { return };
         if head.seq != seq {
@@ -376,7 +416,7 @@ impl HeadStore {
                 })
             });
         match signed {
-            Ok((text, head)) => self.store(text, head, true),
+            Ok((text, head)) => self.store(text, head, Via::Own),
             Err(e) => warn!("cannot sign a head for seq {seq}: {e}"),
         }
     }

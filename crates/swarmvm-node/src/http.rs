@@ -239,7 +239,8 @@ async fn head(
 fn current_head(node: &Web) -> Result<Json<HeadAnswer>, ApiError> {
     match node.head() {
         Some((text, h)) if h.expires_at > swarmvm_token::unix_now() => {
-            Ok(Json(HeadAnswer { head: text }))
+            let items = node.head_items(&text);
+            Ok(Json(HeadAnswer { head: text, items }))
         }
         Some((_, h)) => Err(ApiError {
             status: StatusCode::NOT_FOUND,

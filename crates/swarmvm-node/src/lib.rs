@@ -33,6 +33,7 @@ pub mod client;
 mod conns;
 mod core;
 mod counters;
+mod dht;
 mod error;
 mod events;
 mod explorer;
@@ -58,6 +59,7 @@ mod web;
 
 pub use api::Api;
 pub use conns::HttpLimits;
+pub use dht::DhtOptions;
 pub use error::NodeError;
 pub use follow::FollowOptions;
 pub use node::{Node, NodeLimits, NodeOptions};

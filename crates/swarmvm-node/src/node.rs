@@ -18,6 +18,7 @@ use crate::applier::Applier;
 use crate::conns::HttpLimits;
 use crate::core::Core;
 use crate::counters::ApplyTimes;
+use crate::dht::Dht;
 use crate::error::{NodeError, one_line};
 use crate::fetcher::{FetchLimits, Fetcher, FetcherParts, remove_tree};
 use crate::follow::Follower;
@@ -89,6 +90,10 @@ pub struct NodeOptions {
     /// Keep seeding only the newest this many bundles (`--keep-bundles N`), pruning older
     /// ones below the newest snapshot.
     pub keep_bundles: Option<u64>,
+    /// Take part in the BitTorrent DHT (`--dht-bootstrap`): put and republish heads, announce
+    /// and find the bundles' peers, follow links. The BitTorrent session's own DHT is then
+    /// off (one DHT a node).
+    pub dht: Option<crate::DhtOptions>,
 }
 
 /// Refuses to run a sequencer whose keys cannot sign for the set in force: each must be a
@@ -113,6 +118,27 @@ fn check_sequencer_keys(
             set.threshold(),
             ids.len()
         )));
+    }
+    Ok(())
+}
+
+/// Refuses links (`--follow LINK`) of another network; warns of a key that is not an
+/// Ed25519 member of the set in force (a rotation not applied yet may add it: every member's
+/// slot is polled anyway).
+fn check_links(links: &[String], applier: &Applier) -> Result<(), NodeError> {
+    let (network, set) = applier.in_force();
+    for link in links {
+        let (key, id) = swarmvm_dht::parse_link(link)
+            .map_err(|e| NodeError::BadRequest(format!("--follow {link}: {e}")))?;
+        if id != network.id() {
+            return Err(NodeError::BadRequest(format!(
+                "--follow {link}: the link is of network {id}, not of this node's network {}",
+                network.id()
+            )));
+        }
+        if !set.members().any(|(_, k)| k.ed25519_bytes() == Some(&key)) {
+            tracing::warn!(link, "the link's key is not an Ed25519 member of the set in force");
+        }
     }
     Ok(())
 }
@@ -193,9 +219,30 @@ impl Node {
             }
             None => (None, None),
         };
-        let swarm = Swarm::start(options.swarm, &dir.join("bundles")).await?;
+        let links = options.follow.as_ref().map(|f| f.links.clone()).unwrap_or_default();
+        if !links.is_empty() && options.dht.is_none() {
+            return Err(NodeError::BadRequest(
+                "following a link needs the DHT: give --dht-bootstrap HOST:PORT (or leave the DHT on)".into(),
+            ));
+        }
+        check_links(&links, &applier)?;
+        if options.follow.as_ref().is_some_and(|f| f.from_snapshot && f.urls.is_empty()) {
+            return Err(NodeError::BadRequest(
+                "--from-snapshot needs a followed node's URL (links alone replay every bundle)"
+                    .into(),
+            ));
+        }
+        let dht = match &options.dht {
+            Some(o) => Some(Dht::start(o).await?),
+            None => None,
+        };
+        let mut swarm_options = options.swarm;
+        if dht.is_some() {
+            swarm_options.dht = false;
+        }
+        let swarm = Swarm::start(swarm_options, &dir.join("bundles")).await?;
         let tasks = Tasks::new();
-        let heads = HeadStore::new(applier.clone(), signer);
+        let heads = HeadStore::new(applier.clone(), signer.clone());
         let limits = &options.limits;
         let fetch_limits = FetchLimits {
             max_pending: limits.max_pending,
@@ -213,7 +260,8 @@ impl Node {
         });
         let snapshots = crate::snapshot_store::Snapshots::new(&dir);
         let core = Core { applier, heads, fetcher, tasks, snapshots };
-        let follower = Follower::new(core.clone(), options.follow);
+        let follow_poll = options.follow.as_ref().map(|f| f.poll);
+        let follower = Follower::new(core.clone(), options.follow, dht.clone());
         let relay = crate::relay::Relay::new(follower.clone());
         let api = Api::new(
             core.clone(),
@@ -244,6 +292,9 @@ impl Node {
         }
         follower.start();
         relay.start(&node.core.tasks);
+        if let Some(dht) = &dht {
+            dht.run(&node.core, signer, follow_poll.filter(|_| !links.is_empty()));
+        }
         Ok(node)
     }
 

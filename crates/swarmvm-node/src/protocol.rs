@@ -206,6 +206,9 @@ pub struct Status {
     /// How its ledger began, when it was asked to start from a snapshot (`--from-snapshot`).
     #[serde(default)]
     pub joined: Option<Joined>,
+    /// The node's DHT address (UDP), when it runs one (`--dht-bootstrap`, `--follow LINK`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dht: Option<String>,
 }
 
 /// How a node's ledger began (`/v1/status` `joined`).
@@ -243,6 +246,13 @@ pub struct HeadSummary {
     pub expires_at: u64,
     /// Its signers.
     pub signers: Vec<WalletId>,
+    /// Where this node took it from: `self` (it signed it), `relay` (a followed node's HTTP
+    /// API) or `dht` (a member's item in the DHT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    /// When this node took it (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<u64>,
 }
 
 impl HeadSummary {
@@ -256,6 +266,8 @@ impl HeadSummary {
             expires_at: head.expires_at,
             // Verified, so each is a wallet id.
             signers: head.signers.iter().filter_map(|s| s.parse().ok()).collect(),
+            via: None,
+            received_at: None,
         }
     }
 }
@@ -329,11 +341,30 @@ pub struct HeadQuery {
     pub wait: Option<u64>,
 }
 
-/// `GET /v1/head`: the newest valid head, as its token.
+/// `GET /v1/head`: the newest valid head, as its token, and the BEP 44 items that carry it
+/// in the DHT, so that a node that learned it over HTTP can put it again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeadAnswer {
     /// The signed head (a JWS).
     pub head: String,
+    /// The signed DHT items this node holds for that head, one per member key (none when it
+    /// holds none, or runs no DHT).
+    #[serde(default)]
+    pub items: Vec<DhtItem>,
+}
+
+/// A BEP 44 mutable item as `GET /v1/head` gives it (docs/format.md, "Heads in the DHT").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DhtItem {
+    /// The member's Ed25519 public key, 64 lowercase hex characters.
+    pub k: String,
+    /// BEP 44's `seq`: the head's seq × 2^32 plus the low 32 bits of its `iat`.
+    pub seq: i64,
+    /// The item's Ed25519 signature, 128 lowercase hex characters.
+    pub sig: String,
+    /// The item's value (the bencoded dictionary), base64url without padding.
+    pub v: String,
 }
 
 /// `?from=N&limit=N` for the paged routes (`/v1/bundles`, `/v1/receipts`, `/v1/log`).

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use swarmvm_bundle::{CreateOptions, create_bundle};
 use swarmvm_primitives::Rules;
-use swarmvm_swarm::{Source, TorrentFile};
+use swarmvm_swarm::{MagnetLink, Source, TorrentFile};
 use swarmvm_token::unix_now;
 use swarmvm_vm::Hash32;
 use swarmvm_wallet::Wallet;
@@ -894,6 +894,12 @@ impl Sequencer {
         let folder = dir.clone();
         let staged = staging.clone();
         let data_dir = node.fetcher.data_dir().to_path_buf();
+        // The parent's torrent, named in the manifest: a node that knows only the newest
+        // bundle (from the DHT) walks back through the swarm.
+        let parent_info_hash = last
+            .and_then(|l| node.fetcher.magnet_of(l.seq))
+            .and_then(|m| MagnetLink::parse(&m).ok())
+            .map(|m| m.info_hash.0);
         tokio::task::spawn_blocking(move || {
             Applying { seq, attempts: 1, arrivals }
                 .write(&data_dir)
@@ -904,6 +910,7 @@ impl Sequencer {
             let keys = me.keys();
             let options = CreateOptions {
                 follows: last,
+                parent_info_hash,
                 now,
                 members: Some(&set),
                 // The version asked for, never below the chain's.

@@ -438,6 +438,7 @@ pub fn seeds() -> Vec<Seed> {
     let content = swarmvm_token::ManifestContent {
         seq: 1,
         parent: None,
+        parent_info_hash: None,
         files: &files,
         network: net.id(),
         authority_set: None,

@@ -177,7 +177,15 @@ pub fn sign_single_under(
     rules: Rules,
 ) -> String {
     let network = wallet.id().to_string();
-    let content =
-        ManifestContent { seq, parent, files, network: &network, authority_set: None, now, rules };
+    let content = ManifestContent {
+        seq,
+        parent,
+        parent_info_hash: None,
+        files,
+        network: &network,
+        authority_set: None,
+        now,
+        rules,
+    };
     swarmvm_token::sign_manifest(&[wallet], &content).unwrap()
 }

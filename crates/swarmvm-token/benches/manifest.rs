@@ -36,6 +36,7 @@ fn bench(c: &mut Criterion) {
             let content = ManifestContent {
                 seq: 1,
                 parent: None,
+                parent_info_hash: None,
                 files: &files,
                 network: network.id(),
                 authority_set: None,

@@ -74,6 +74,8 @@ pub struct VerifiedManifest {
     pub verified_against: String,
     /// The rules it is verified and executed under (`rules`; version 1 when absent).
     pub rules: Rules,
+    /// The info-hash of its parent's torrent, when it names one (`parent_info_hash`).
+    pub parent_info_hash: Option<[u8; 20]>,
 }
 
 /// What a manifest claims besides its signer and time.
@@ -83,6 +85,9 @@ pub struct ManifestContent<'a> {
     pub seq: u64,
     /// Its parent's identity (absent at seq 1).
     pub parent: Option<BundleId>,
+    /// The info-hash of its parent's torrent (`parent_info_hash`, optional; absent at seq 1):
+    /// a node that knows only the newest bundle walks back to the first through the swarm.
+    pub parent_info_hash: Option<[u8; 20]>,
     /// Its files.
     pub files: &'a BTreeMap<String, FileDigest>,
     /// The network id (`aud`).
@@ -104,6 +109,8 @@ struct ManifestClaims<'a> {
     seq: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     parent: Option<BundleId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent_info_hash: Option<String>,
     files: &'a BTreeMap<String, FileDigest>,
     #[serde(skip_serializing_if = "Option::is_none")]
     authority_set: Option<Value>,
@@ -137,12 +144,16 @@ pub fn sign_manifest(
         return Err(IssueError::Signing("a manifest needs at least one signer".into()));
     };
     check_shape(content.seq, content.parent, content.files)?;
+    if content.parent.is_none() && content.parent_info_hash.is_some() {
+        return Err(invalid("parent_info_hash", "the first bundle (seq 1) has no parent").into());
+    }
     let claims = ManifestClaims {
         iss: first.id().to_string(),
         aud: content.network,
         iat: content.now,
         seq: content.seq,
         parent: content.parent,
+        parent_info_hash: content.parent_info_hash.map(|h| hex20(&h)),
         files: content.files,
         authority_set: content.authority_set.map(AuthoritySet::to_json),
         rules: (content.rules != Rules::V1).then(|| content.rules.number()),
@@ -293,6 +304,8 @@ pub struct ManifestPeek {
     pub authority_set: Option<AuthoritySet>,
     /// The rules version it names.
     pub rules: Rules,
+    /// The info-hash of its parent's torrent, when it names one (`parent_info_hash`).
+    pub parent_info_hash: Option<[u8; 20]>,
 }
 
 /// Reads a manifest's claims and signers without checking the signatures.
@@ -319,7 +332,31 @@ pub fn peek_manifest(text: &str) -> Result<ManifestPeek> {
             })
             .transpose()?,
         rules: rules_claim(claims)?,
+        parent_info_hash: parent_info_hash_claim(claims)?,
     })
+}
+
+/// 40 lowercase hex characters.
+fn hex20(bytes: &[u8; 20]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The `parent_info_hash` claim: absent, or 40 lowercase hex characters.
+fn parent_info_hash_claim(claims: &Map<String, Value>) -> Result<Option<[u8; 20]>> {
+    let bad = || invalid("parent_info_hash", "not an info-hash (40 lowercase hex characters)");
+    match claims.get("parent_info_hash") {
+        None => Ok(None),
+        Some(Value::String(s))
+            if s.len() == 40 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+        {
+            let mut out = [0u8; 20];
+            for (i, byte) in out.iter_mut().enumerate() {
+                *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+            }
+            Ok(Some(out))
+        }
+        Some(_) => Err(bad()),
+    }
 }
 
 /// Checks every signature's protected header of a JWS of `kind`: the claims are of `kind`, no
@@ -474,6 +511,10 @@ pub fn verify_manifest(text: &str, network: &str, set: &AuthoritySet) -> Result<
     };
     let files = parse_files(claims)?;
     check_shape(seq, parent, &files)?;
+    let parent_info_hash = parent_info_hash_claim(claims)?;
+    if parent_info_hash.is_some() && parent.is_none() {
+        return Err(invalid("parent_info_hash", "the first bundle (seq 1) has no parent"));
+    }
     let rules = rules_claim(claims)?;
     let id = BundleId::of_payload(&first.payload);
     signers.sort();
@@ -489,6 +530,7 @@ pub fn verify_manifest(text: &str, network: &str, set: &AuthoritySet) -> Result<
         authority_set: rotation,
         verified_against: set.canonical().to_owned(),
         rules,
+        parent_info_hash,
     })
 }
 
@@ -526,6 +568,7 @@ mod tests {
         ManifestContent {
             seq,
             parent,
+            parent_info_hash: None,
             files,
             network,
             authority_set: None,
@@ -560,6 +603,7 @@ mod tests {
                 iat: 5,
                 seq: 1,
                 parent: None,
+                parent_info_hash: None,
                 files: &f,
                 authority_set: None,
                 rules: None,

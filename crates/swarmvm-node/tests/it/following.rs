@@ -67,7 +67,12 @@ impl Net {
     }
 
     async fn follower(&self, name: &str, urls: Vec<String>) -> Node {
-        let follow = FollowOptions { urls, poll: Duration::from_millis(100), from_snapshot: false };
+        let follow = FollowOptions {
+            urls,
+            poll: Duration::from_millis(100),
+            from_snapshot: false,
+            links: Vec::new(),
+        };
         Node::start(NodeOptions { follow: Some(follow), ..self.options(name) }).await.unwrap()
     }
 

@@ -22,17 +22,17 @@ use swarmvm_wallet::{Algorithm, Wallet};
 use crate::support::{LIMIT, copy, http, until, url};
 
 /// A network, its folder, and nodes started on loopback.
-struct Live {
-    net: TestNet,
+pub(crate) struct Live {
+    pub(crate) net: TestNet,
     dir: tempfile::TempDir,
 }
 
 impl Live {
-    fn new(peers: usize) -> Self {
+    pub(crate) fn new(peers: usize) -> Self {
         Self { net: TestNet::new(peers), dir: tempfile::tempdir().unwrap() }
     }
 
-    async fn start(&self, name: &str, options: NodeOptions) -> Node {
+    pub(crate) async fn start(&self, name: &str, options: NodeOptions) -> Node {
         Node::start(NodeOptions {
             data_dir: self.dir.path().join(name),
             network: Some(self.net.network.clone()),
@@ -45,18 +45,23 @@ impl Live {
     }
 
     /// The sequencer, signing with the network's one key.
-    async fn sequencer(&self, name: &str, options: SequencerOptions) -> Node {
+    pub(crate) async fn sequencer(&self, name: &str, options: SequencerOptions) -> Node {
         let sequencer = SequencerOptions { keys: vec![copy(&self.net.authority)], ..options };
         self.start(name, NodeOptions { sequencer: Some(sequencer), ..NodeOptions::default() }).await
     }
 
     async fn follower(&self, name: &str, urls: Vec<String>) -> Node {
-        let follow = FollowOptions { urls, poll: Duration::from_millis(100), from_snapshot: false };
+        let follow = FollowOptions {
+            urls,
+            poll: Duration::from_millis(100),
+            from_snapshot: false,
+            links: Vec::new(),
+        };
         self.start(name, NodeOptions { follow: Some(follow), ..NodeOptions::default() }).await
     }
 
     /// The registration tokens, submitted to `node` (the genesis of a sequencer's network).
-    fn register(&self, node: &Node) {
+    pub(crate) fn register(&self, node: &Node) {
         let body = json!({ "tokens": self.net.tokens }).to_string();
         let (code, answer) = request(http(node), "POST", "/v1/registrations", Some(&body));
         assert_eq!(code, 202, "{answer}");
@@ -68,7 +73,7 @@ fn fast() -> SequencerOptions {
     SequencerOptions { cut_every: Duration::from_millis(100), ..SequencerOptions::default() }
 }
 
-fn submit(node: &Node, contract: &str) -> (u16, Value) {
+pub(crate) fn submit(node: &Node, contract: &str) -> (u16, Value) {
     request(http(node), "POST", "/v1/contracts", Some(contract))
 }
 
@@ -527,6 +532,7 @@ async fn a_follower_waits_for_the_rotation_that_adds_the_keys_a_head_is_signed_b
                 urls: vec![url],
                 poll: Duration::from_millis(100),
                 from_snapshot: false,
+                links: Vec::new(),
             }),
             ..NodeOptions::default()
         };
@@ -696,6 +702,7 @@ async fn strangers_filling_the_pending_slots_never_hold_up_a_followers_own_fetch
         urls: vec![url(&seq)],
         poll: Duration::from_millis(100),
         from_snapshot: false,
+        links: Vec::new(),
     };
     let follower = live
         .start("f", NodeOptions { follow: Some(follow), limits, ..NodeOptions::default() })
@@ -873,6 +880,7 @@ async fn two_followers_that_follow_each_other_answer_submissions_at_once() {
             urls: vec![url(&a)],
             poll: Duration::from_millis(100),
             from_snapshot: false,
+            links: Vec::new(),
         }),
         ..NodeOptions::default()
     })
@@ -917,6 +925,7 @@ async fn a_loop_among_followed_nodes_is_passed_over_for_one_that_reaches_the_seq
             urls: vec![url(&a)],
             poll: Duration::from_millis(100),
             from_snapshot: false,
+            links: Vec::new(),
         }),
         ..NodeOptions::default()
     })

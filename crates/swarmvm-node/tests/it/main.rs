@@ -5,6 +5,7 @@ mod api;
 mod authority;
 mod busy;
 mod cuts;
+mod dht;
 mod explorer;
 mod following;
 mod fuzz_corpus;

@@ -74,6 +74,7 @@ fn manifest(node: &Node, net: &TestNet, signer: &Wallet, contracts: u64, sha256:
     let content = ManifestContent {
         seq: last.seq + 1,
         parent: Some(last.id),
+        parent_info_hash: None,
         files: &files,
         network: net.network.id(),
         authority_set: None,

@@ -167,6 +167,7 @@ pub(crate) fn run(cmd: BundleCommand, out: OutputArgs) -> Result<ExitCode> {
                     force,
                     authority_set: rotation.as_ref(),
                     follows: None,
+                    parent_info_hash: None,
                     members: None,
                     rules: rules.unwrap_or_default(),
                 };

@@ -89,6 +89,7 @@ pub(crate) async fn demo(n: usize, args: &DemoArgs, out: OutputArgs) -> Result<E
                 urls,
                 poll: Duration::from_millis(200),
                 from_snapshot: false,
+                links: Vec::new(),
             }),
             ..NodeOptions::default()
         })

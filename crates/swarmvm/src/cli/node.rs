@@ -82,9 +82,25 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "N", requires = "sequencer", value_parser = super::bundle::parse_rules)]
     rules: Option<swarmvm_primitives::Rules>,
     /// Follow the signed heads of the node at this URL (`http://host:port`): fetch the
-    /// bundles it lacks and forward submitted contracts there. Repeat for several.
-    #[arg(long = "follow", value_name = "URL", conflicts_with = "sequencer")]
+    /// bundles it lacks and forward submitted contracts there. Or follow the network's link
+    /// (`magnet:?xs=urn:btpk:...`, from `swarmvm network link`): the heads every Ed25519
+    /// member puts in the BitTorrent DHT, and the bundles through the swarm, with no node to
+    /// ask. Repeat for several; URLs and links combine (the newer valid head wins).
+    #[arg(long = "follow", value_name = "URL|LINK", conflicts_with = "sequencer")]
     follow: Vec<String>,
+    /// Take part in the BitTorrent DHT through these nodes (HOST:PORT; a private DHT, or
+    /// the public one's routers): put and republish heads, announce and find the bundles'
+    /// peers, follow links. With no value, start a DHT of its own that others join through
+    /// this node. The BitTorrent session's own DHT is then off: a node runs one DHT.
+    #[arg(long = "dht-bootstrap", value_name = "HOST:PORT", num_args = 0..)]
+    dht_bootstrap: Option<Vec<String>>,
+    /// The DHT's UDP address (IP:PORT; port 0 for any free port).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0")]
+    dht_bind: std::net::SocketAddrV4,
+    /// How often the newest head's DHT items are put again and the newest bundle announced
+    /// again (BEP 44 items live about two hours).
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_interval)]
+    dht_republish: Duration,
     /// How long a follower waits between polls when nothing changed, and after an error.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_interval)]
     poll: Duration,
@@ -159,6 +175,9 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
                 max_head_age,
                 rules,
                 follow,
+                dht_bootstrap,
+                dht_bind,
+                dht_republish,
                 poll,
                 from_snapshot,
                 snapshot_every,
@@ -182,11 +201,20 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
             } else {
                 None
             };
-            let follow = (!follow.is_empty()).then_some(swarmvm_node::FollowOptions {
-                urls: follow,
-                poll,
-                from_snapshot,
+            let (links, urls): (Vec<String>, Vec<String>) =
+                follow.into_iter().partition(|f| f.starts_with("magnet:"));
+            // A link with no DHT given: the public DHT, unless --no-dht.
+            let dht_bootstrap = match dht_bootstrap {
+                None if !links.is_empty() && !net.no_dht => Some(swarmvm_dht::public_bootstrap()),
+                other => other,
+            };
+            let dht = dht_bootstrap.map(|bootstrap| swarmvm_node::DhtOptions {
+                bind: dht_bind,
+                bootstrap,
+                republish: dht_republish,
             });
+            let follow = (!urls.is_empty() || !links.is_empty())
+                .then_some(swarmvm_node::FollowOptions { urls, poll, from_snapshot, links });
             let limits = NodeLimits {
                 max_pending,
                 resolve_timeout,
@@ -216,6 +244,7 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
                     follow,
                     snapshot_every,
                     keep_bundles,
+                    dht,
                 })
                 .await?;
                 for s in sources {
@@ -234,6 +263,7 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
                     "data_dir": data_dir.data_dir,
                     "last_seq": status.last_seq,
                     "state_root": status.state_root,
+                    "dht": status.dht,
                 });
                 if out.json {
                     output::json(&started);
