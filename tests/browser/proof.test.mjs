@@ -38,6 +38,16 @@ try {
   assert.ok(text.includes(authority), text);
   step("an entry is verified against the signed head: " + text);
 
+  // The overview says where the node's head came from: it signed it.
+  await page.goto(base + "/#overview");
+  const via = page.locator('[data-field="head_via"]').first();
+  await via.waitFor({ timeout: TIMEOUT });
+  assert.equal(status.head.via, "self");
+  assert.match((await via.textContent()).trim(), /^signed here, .+ ago$/);
+  await page.goto(base + "/#state");
+  await page.locator(`#state tbody tr[data-id="${id}"]`).waitFor({ timeout: TIMEOUT });
+  step("the overview says the head was signed here");
+
   // A node that lies about the value, or about the head, is caught here.
   await page.route("**/v1/proof/**", async (route) => {
     const response = await route.fetch();

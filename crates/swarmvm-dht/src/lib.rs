@@ -7,7 +7,8 @@
 //! says and its Ed25519 signatures, each named by the first 8 bytes of its signer's key. A
 //! reader who knows the set rebuilds the head byte for byte and verifies it as any head;
 //! a stock BEP 44 client (libtorrent's `dht_get_item`) reads `ih`. BEP 44's `seq` is the
-//! head's seq × 2^32 plus the times that head was signed again, so a re-signed head replaces
+//! head's seq × 2^32 plus a number that grows each time the head is signed again (nodes write
+//! the low 32 bits of its `iat`, which survives a restart as a count would not), so a re-signed head replaces
 //! the one before it. `docs/format.md` ("Heads in the DHT") gives the value byte by byte.
 //!
 //! The network's link names one slot: `magnet:?xs=urn:btpk:<hex key>&s=<hex salt>` (BEP 46).
@@ -113,7 +114,8 @@ pub fn signable(salt: &[u8], seq: i64, value: &[u8]) -> Vec<u8> {
     out
 }
 
-/// BEP 44's `seq` for a head of `seq` signed again `resigned` times.
+/// BEP 44's `seq` for a head of `seq`, `resigned` its re-sign number (nodes use the low 32 bits
+/// of the head's `iat`).
 pub fn item_seq(seq: u64, resigned: u32) -> Result<i64, DhtError> {
     if !(1..=MAX_HEAD_SEQ).contains(&seq) {
         return Err(DhtError::Head(format!("its seq {seq} is not from 1 to {MAX_HEAD_SEQ}")));
@@ -333,7 +335,7 @@ fn decode_value(
 
 impl HeadItem {
     /// The item `wallet` (an Ed25519 member of `set`) puts for `head`, whose bundle's torrent
-    /// has info-hash `ih`, signed again `resigned` times. Refused: a head that cannot be taken
+    /// has info-hash `ih`, with re-sign number `resigned` (see [`item_seq`]). Refused: a head that cannot be taken
     /// apart, whose magnet names trackers or another info-hash, one signed by anyone but
     /// Ed25519 members, and a value over [`MAX_VALUE`].
     pub fn put(
@@ -368,6 +370,23 @@ impl HeadItem {
             return Err(DhtError::TooLarge { size: encoded_len(&value) });
         }
         let salt = parts.network.as_bytes().to_vec();
+        let signed = Self::signed(wallet, salt, seq, value)?;
+        debug_assert_eq!(signed.key, key);
+        Ok(signed)
+    }
+
+    /// An item of any `value`, `salt` and `seq` signed by `wallet` (an Ed25519 key), with no
+    /// other check: what [`put`](Self::put) signs, and what tests use to make hostile items.
+    pub fn signed(
+        wallet: &Wallet,
+        salt: Vec<u8>,
+        seq: i64,
+        value: Vec<u8>,
+    ) -> Result<Self, DhtError> {
+        let key = *wallet
+            .public_key()
+            .ed25519_bytes()
+            .ok_or_else(|| DhtError::Key(format!("{} is not an Ed25519 key", wallet.id())))?;
         let pkcs8 = wallet.to_pkcs8_der();
         let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pkcs8)
             .map_err(|_| DhtError::Key("the wallet's key cannot sign".into()))?;
@@ -408,7 +427,7 @@ impl HeadItem {
         let (ih, parts) = decode_value(&self.value, network, set)?;
         if item_seq(parts.seq, 0).ok().map(|s| s >> 32) != Some(self.seq >> 32) {
             return Err(DhtError::Malformed(format!(
-                "its seq {} is not its head's ({}) × 2^32 plus the times it was signed again",
+                "its seq {} is not its head's ({}) × 2^32 plus a re-sign number",
                 self.seq, parts.seq
             )));
         }

@@ -138,6 +138,7 @@
       ["Head", fresh, "freshness"],
       ["Up for", duration(Math.max(0, Math.round(Date.now() / 1000 - s.started_at))), "uptime"],
       ["BitTorrent", s.listen ? code(s.listen) : "not listening", "listen"],
+      ["DHT", s.dht ? code(s.dht) : "off", "dht"],
       ["Peer id", code(short(s.peer_id, 16), s.peer_id), "peer_id"],
       ["Sequencer", s.sequencer ? "yes, " + s.sequencer.queued + " queued" : "no", "sequencer"],
       ["Follows", s.following.length ? h("ul", {}, s.following.map((u) => h("li", {}, code(u)))) : "none", "following"],
@@ -147,6 +148,9 @@
     f.textContent = s.diverged ? "diverged" : s.stale ? "stale" : s.head ? "fresh" : "no head";
     f.className = "badge " + (s.diverged ? "bad" : s.stale ? "warn" : s.head ? "good" : "");
   }
+
+  /** Where a node's newest head came from (`head.via` in the status). */
+  const VIA = { self: "signed here", relay: "a followed node (HTTP relay)", dht: "the BitTorrent DHT" };
 
   function renderHead(s) {
     const head = s.head;
@@ -163,6 +167,7 @@
       ["Signed", ago(head.issued_at), "head_iat"],
       ["Expires", ago(head.expires_at), "head_exp"],
       ["Signers", h("ul", {}, head.signers.map((id) => h("li", {}, code(id)))), "head_signers"],
+      ["Came from", head.via ? `${VIA[head.via] || head.via}, ${ago(head.received_at)}` : "unknown", "head_via"],
     ]);
   }
 

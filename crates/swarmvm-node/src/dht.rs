@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use swarmvm_dht::{DhtNode, HeadItem};
 use swarmvm_swarm::MagnetLink;
+use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use data_encoding::{BASE64URL_NOPAD, HEXLOWER};
@@ -174,17 +175,25 @@ impl Dht {
         entry.peers.clone()
     }
 
-    /// Puts every held item (each put runs apart, bounded by [`QUERY_TIMEOUT`]).
-    fn put_held(&self, core: &Core) {
+    /// Puts every held item (each put runs apart, bounded by [`QUERY_TIMEOUT`]); each tells
+    /// `done` whether it was stored.
+    fn put_held(&self, core: &Core, done: &mpsc::UnboundedSender<Done>) {
         let items = self.held.lock().items.clone();
         for item in items {
-            let node = self.node.clone();
+            let (node, done) = (self.node.clone(), done.clone());
             core.tasks.spawn(async move {
-                match tokio::time::timeout(QUERY_TIMEOUT, node.put(&item)).await {
-                    Ok(Ok(())) => debug!(seq = item.seq, "head item put in the DHT"),
-                    Ok(Err(e)) => debug!(seq = item.seq, "{e}"),
-                    Err(_) => debug!(seq = item.seq, "a head item put timed out"),
-                }
+                let stored = match tokio::time::timeout(QUERY_TIMEOUT, node.put(&item)).await {
+                    Ok(Ok(())) => true,
+                    Ok(Err(e)) => {
+                        debug!(seq = item.seq, "{e}");
+                        false
+                    }
+                    Err(_) => {
+                        debug!(seq = item.seq, "a head item put timed out");
+                        false
+                    }
+                };
+                let _ = done.send(Done::Put(stored));
             });
         }
     }
@@ -229,46 +238,109 @@ pub(crate) fn magnet_ih(magnet: &str) -> Option<[u8; 20]> {
     MagnetLink::parse(magnet).ok().map(|m| m.info_hash.0)
 }
 
+/// What a put or an announce run apart came to.
+enum Done {
+    /// A held item was stored (true) or not.
+    Put(bool),
+    /// The newest bundle was announced (true) or not.
+    Announced(bool),
+}
+
+/// When a put or announce that reached no node is tried again: after 1 s, doubling up to the
+/// republish interval. (The first node of a private DHT has no one to store anything with
+/// until others join; a DHT node does not keep its own announces.)
+struct Retry {
+    at: Option<Instant>,
+    backoff: Duration,
+}
+
+impl Retry {
+    const FIRST: Duration = Duration::from_secs(1);
+
+    fn new() -> Self {
+        Self { at: None, backoff: Self::FIRST }
+    }
+
+    fn failed(&mut self, most: Duration) {
+        self.at = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(most);
+    }
+
+    fn succeeded(&mut self) {
+        self.at = None;
+        self.backoff = Self::FIRST;
+    }
+
+    /// True once a retry is due (and then it is no longer pending).
+    fn due(&mut self) -> bool {
+        let due = self.at.is_some_and(|at| at <= Instant::now());
+        if due {
+            self.at = None;
+        }
+        due
+    }
+}
+
 /// Puts each head the node signs (under each Ed25519 member key it holds) as soon as it is
 /// signed; every `republish`, puts the newest head's items again; and announces the newest
-/// bundle it applied whenever that changes (and every `republish`).
+/// bundle it applied whenever that changes (and every `republish`). What reached no node is
+/// tried again soon ([`Retry`]).
 async fn publish_loop(dht: Dht, core: Core, signer: Option<Arc<Signer>>) {
     let mut stop = core.tasks.stopping();
     let mut heads = core.heads.subscribe();
     let mut applied = core.applier.subscribe();
+    let (done_tx, mut done) = mpsc::unbounded_channel();
     let mut announced: Option<([u8; 20], Instant)> = None;
     let mut republished = Instant::now();
+    let (mut put_retry, mut announce_retry) = (Retry::new(), Retry::new());
     loop {
         if let (Some(signer), Some((text, head))) = (&signer, core.heads.head()) {
             let fresh = dht.held.lock().head.as_deref() != Some(text.as_str());
             if fresh && core.heads.head_origin().is_some_and(|(via, _)| via == Via::Own) {
                 sign_items(&dht, &core, signer, &text, &head.magnet);
-                dht.put_held(&core);
+                dht.put_held(&core, &done_tx);
             }
         }
-        if republished.elapsed() >= dht.republish {
+        if republished.elapsed() >= dht.republish || put_retry.due() {
             republished = Instant::now();
-            dht.put_held(&core);
+            dht.put_held(&core, &done_tx);
         }
         let last = core.applier.last_seq();
         let ih = core.fetcher.magnet_of(last).as_deref().and_then(magnet_ih);
+        let retry = announce_retry.due();
         if let (Some(ih), Some(port)) = (ih, core.fetcher.swarm().listen_addr().map(|a| a.port()))
-            && announced.is_none_or(|(a, at)| a != ih || at.elapsed() >= dht.republish)
+            && (retry || announced.is_none_or(|(a, at)| a != ih || at.elapsed() >= dht.republish))
         {
             announced = Some((ih, Instant::now()));
-            let node = dht.node.clone();
+            let (node, done) = (dht.node.clone(), done_tx.clone());
             core.tasks.spawn(async move {
-                match tokio::time::timeout(QUERY_TIMEOUT, node.announce(ih, port)).await {
-                    Ok(Ok(())) => debug!(seq = last, "bundle announced in the DHT"),
-                    Ok(Err(e)) => debug!(seq = last, "{e}"),
-                    Err(_) => debug!(seq = last, "an announce timed out"),
-                }
+                let ok = match tokio::time::timeout(QUERY_TIMEOUT, node.announce(ih, port)).await {
+                    Ok(Ok(())) => true,
+                    Ok(Err(e)) => {
+                        debug!(seq = last, "{e}");
+                        false
+                    }
+                    Err(_) => {
+                        debug!(seq = last, "an announce timed out");
+                        false
+                    }
+                };
+                let _ = done.send(Done::Announced(ok));
             });
         }
-        let wait = dht.republish.saturating_sub(republished.elapsed());
+        let mut wait = dht.republish.saturating_sub(republished.elapsed());
+        for at in [put_retry.at, announce_retry.at].into_iter().flatten() {
+            wait = wait.min(at.saturating_duration_since(Instant::now()));
+        }
         tokio::select! {
             _ = heads.changed() => {}
             _ = applied.changed() => {}
+            Some(d) = done.recv() => match d {
+                Done::Put(true) => put_retry.succeeded(),
+                Done::Put(false) => put_retry.failed(dht.republish),
+                Done::Announced(true) => announce_retry.succeeded(),
+                Done::Announced(false) => announce_retry.failed(dht.republish),
+            },
             () = tokio::time::sleep(wait) => {}
             _ = stop.wait_for(|s| *s) => break,
         }
@@ -307,6 +379,8 @@ async fn follow_loop(dht: Dht, core: Core, poll: Duration) {
     let mut stop = core.tasks.stopping();
     // Member key → the seq of the newest item taken from its slot.
     let mut taken: HashMap<[u8; 32], i64> = HashMap::new();
+    // Items refused (by slot and seq), so one is judged once, not at every poll.
+    let mut refused: std::collections::HashSet<([u8; 32], i64)> = Default::default();
     let mut wait = poll;
     info!("following the heads in the DHT");
     loop {
@@ -338,14 +412,27 @@ async fn follow_loop(dht: Dht, core: Core, poll: Duration) {
                         continue;
                     }
                 };
+                if refused.contains(&(item.key, item.seq)) {
+                    continue;
+                }
                 let head = match item.head(network.id(), &set) {
                     Ok((_, head)) => head,
                     Err(e) => {
-                        debug!(seq = item.seq, "a DHT item refused: {e}");
+                        warn!(seq = item.seq, "a DHT item refused: {e}");
+                        refused.insert((item.key, item.seq));
                         continue;
                     }
                 };
                 newer |= core.heads.offer(&head, Via::Dht);
+                let kept = core.heads.head().is_some_and(|(text, _)| text == head);
+                if !kept && core.heads.refused().is_some() && !newer {
+                    // Refused (or older than the head known): judged once. A head waiting for
+                    // keys a rotation adds is offered again after each apply by the store.
+                    if refused.len() >= 1024 {
+                        refused.clear();
+                    }
+                    refused.insert((item.key, item.seq));
+                }
                 if core.heads.head().is_some_and(|(text, _)| text == head) {
                     let seen = taken.entry(*key).or_insert(item.seq);
                     *seen = (*seen).max(item.seq);

@@ -495,9 +495,11 @@ async fn fetch_missing(node: &Follower, urls: &[String], state: &mut Following) 
     let retry = node.poll.max(Duration::from_secs(1));
     if node.links {
         dht_peers(node, state, signed.as_ref().map(|(_, m)| m), &mut peers);
+        // No peer known yet (the lookups run apart): a magnet asked of nobody fails at once,
+        // so none is asked through the DHT until it names someone.
+        let mut seq = if peers.is_empty() { 0 } else { target };
         // Through the DHT alone: back from the head's bundle (its signed magnet), each bundle
         // before by the info-hash its child names, as far as the node has slots.
-        let mut seq = target;
         while seq >= first {
             let magnet = match &signed {
                 Some((s, m)) if *s == seq => Some(m.clone()),

@@ -164,6 +164,34 @@ impl Testbed {
         cmd
     }
 
+    /// `program ARGS --json` (a swarmvm binary) inside peer `i`'s namespace, in `dir`, logging
+    /// warnings only: its JSON lines read as they come.
+    pub fn spawn_json(
+        &self,
+        i: usize,
+        program: &Path,
+        dir: &Path,
+        args: &[&str],
+    ) -> crate::tools::JsonProcess {
+        let mut cmd = self.command(i, program);
+        cmd.args(args).arg("--json").current_dir(dir).env("RUST_LOG", "warn");
+        cmd.stdin(Stdio::null()).stderr(Stdio::inherit());
+        crate::tools::JsonProcess::spawn(cmd)
+    }
+
+    /// The JSON document at `url` (`http://...`, an address inside the testbed), read from
+    /// inside peer `i`'s namespace; `None` when it cannot be read within 2 s.
+    pub fn get_json(&self, i: usize, url: &str) -> Option<serde_json::Value> {
+        let script = "import sys, urllib.request\nprint(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())";
+        let out = self
+            .command(i, Path::new("python3"))
+            .args(["-c", script, url])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
     /// An opentracker in peer `i`'s namespace on port 6969, tracking only `info_hashes` (40
     /// hex characters each; Debian's opentracker is built in whitelist mode), its files in
     /// `dir` (made here); the process (killed on drop) and its announce URL.

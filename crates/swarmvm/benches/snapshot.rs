@@ -242,22 +242,12 @@ fn sequencer(dir: &Path, extra: &[&str]) -> JsonProcess {
 
 /// `swarmvm ARGS --json` in peer `i`'s namespace.
 fn spawn(bed: &Testbed, i: usize, dir: &Path, args: &[&str]) -> JsonProcess {
-    let mut cmd = bed.command(i, Path::new(SWARMVM));
-    cmd.args(args).arg("--json").current_dir(dir).env("RUST_LOG", "warn");
-    cmd.stdin(Stdio::null()).stderr(Stdio::inherit());
-    JsonProcess::spawn(cmd)
+    bed.spawn_json(i, Path::new(SWARMVM), dir, args)
 }
 
 /// A node's status, read from inside peer `i`'s namespace.
 fn status_in(bed: &Testbed, i: usize, api: &str) -> Option<Value> {
-    let script = "import sys, urllib.request\nprint(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())";
-    let out = bed
-        .command(i, Path::new("python3"))
-        .args(["-c", script, &format!("http://{api}/v1/status")])
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    serde_json::from_slice(&out.stdout).ok()
+    bed.get_json(i, &format!("http://{api}/v1/status"))
 }
 
 fn dir_size(path: &Path) -> u64 {

@@ -9,6 +9,8 @@ use std::time::Duration;
 use swarmvm_node::{DhtOptions, FollowOptions, Node, NodeOptions, SequencerOptions};
 use swarmvm_test_support::http::get;
 use swarmvm_test_support::net::student;
+use swarmvm_token::{AuthoritySet, Network, sign_contract};
+use swarmvm_wallet::{Algorithm, Wallet};
 
 use crate::live::{Live, submit};
 use crate::support::{LIMIT, copy, http, until};
@@ -169,4 +171,96 @@ async fn a_link_of_another_network_or_without_a_dht_is_refused_in_one_line() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("--follow"), "{e}");
+}
+
+/// A 2-of-2 network (the test net's authority and a second key), both keys held by the
+/// sequencer, so each has a slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_item_never_replaces_a_good_head_and_blocks_only_its_own_slot() {
+    let mut net = swarmvm_test_support::net::TestNet::new(1);
+    let second = Wallet::generate(Algorithm::Ed25519).unwrap();
+    let set =
+        AuthoritySet::new(vec![net.authority.public_key().clone(), second.public_key().clone()], 2)
+            .unwrap();
+    net.network = Network::from_set(set.clone());
+    let id = net.network.id().to_owned();
+    let live = Live::of(net);
+    let contract = |nonce: u64, student_id: &str| {
+        let net = &live.net;
+        sign_contract(&net.peers[0], &id, nonce, &[student(student_id)], net.issued_at).unwrap()
+    };
+    let sequencer = SequencerOptions {
+        keys: vec![copy(&live.net.authority), copy(&second)],
+        cut_every: Duration::from_millis(100),
+        ..SequencerOptions::default()
+    };
+    let seq = live
+        .start(
+            "seq",
+            NodeOptions { sequencer: Some(sequencer), dht: dht(Vec::new()), ..Default::default() },
+        )
+        .await;
+    live.register(&seq);
+    assert!(seq.wait_applied(1, LIMIT).await, "{:?}", seq.status());
+    let f = link_follower(&live, "f", &seq).await;
+    assert!(f.wait_applied(1, LIMIT).await, "{:?}", f.status());
+    let good = f.status().head.unwrap();
+
+    // The second member's key puts, in its own slot and far ahead, an item whose head only it
+    // signed (fewer than K = 2): the item's own signature holds, the head inside does not.
+    let (_, known) = get(http(&seq), "/v1/head");
+    let magnet = swarmvm_token::verify_head(
+        known["head"].as_str().unwrap(),
+        &id,
+        &set,
+        swarmvm_token::unix_now(),
+    )
+    .unwrap()
+    .magnet;
+    let content = swarmvm_token::HeadContent {
+        network: &id,
+        seq: 1_000,
+        bundle: swarmvm_primitives::BundleId::of_payload(b"no such bundle"),
+        magnet: &magnet,
+        state_root: swarmvm_vm::Hash32::digest(b"no such root"),
+        now: swarmvm_token::unix_now(),
+        max_age: 600,
+        snapshot: None,
+    };
+    let lone = swarmvm_token::sign_head(&[&second], &content).unwrap();
+    let ih = magnet_ih(&magnet);
+    let hostile = swarmvm_dht::HeadItem::put(&second, &lone, &ih, &set, 0).unwrap();
+    assert!(hostile.head(&id, &set).is_ok(), "the item itself is well formed");
+    let attacker =
+        swarmvm_dht::DhtNode::start("127.0.0.1:0".parse().unwrap(), &[f.status().dht.unwrap()])
+            .await
+            .unwrap();
+    attacker.put(&hostile).await.unwrap();
+    let stored = attacker.get(&hostile.key, id.as_bytes(), None).await;
+    assert!(stored.iter().any(|i| i.as_ref().is_ok_and(|i| i.seq == hostile.seq)));
+
+    // New bundles still reach the follower through the first member's slot; the hostile head
+    // never becomes its head.
+    let (code, answer) = submit(&seq, &contract(1, "S1"));
+    assert_eq!(code, 202, "{answer}");
+    assert!(seq.wait_applied(2, LIMIT).await);
+    assert!(f.wait_applied(2, LIMIT).await, "{:?}", f.status());
+    assert_eq!(f.state_root(), seq.state_root());
+    let head = f.status().head.unwrap();
+    assert_eq!(head.seq, 2);
+    assert!(head.issued_at >= good.issued_at);
+    assert_eq!(head.signers.len(), 2);
+    until("the follower names why it refused the item's head", || {
+        f.status().head_refused.is_some_and(|r| r.contains("are required"))
+    })
+    .await;
+    for node in [&seq, &f] {
+        node.shutdown().await;
+    }
+}
+
+/// The info-hash a magnet names.
+fn magnet_ih(magnet: &str) -> [u8; 20] {
+    let hex = magnet.split("xt=urn:btih:").nth(1).unwrap().get(..40).unwrap();
+    data_encoding::HEXLOWER.decode(hex.as_bytes()).unwrap().try_into().unwrap()
 }

@@ -22,6 +22,7 @@ use swarmvm_token::{FileDigest, Network, Operation};
 use swarmvm_vm::Hash32;
 use swarmvm_wallet::Wallet;
 
+mod dht;
 mod sets;
 
 /// The world a case runs in: a ledger that applied a first bundle (registrations and one
@@ -702,7 +703,7 @@ const RULES: &[(&str, &str, &str)] = &[
 
 /// The part of its reason that names the rule refusing `case`.
 fn rule_of(case: &Case) -> Option<&'static str> {
-    let rules = || RULES.iter().chain(sets::RULES);
+    let rules = || RULES.iter().chain(sets::RULES).chain(dht::RULES);
     rules()
         .find(|(c, n, _)| *c == case.category && *n == case.name)
         .or_else(|| rules().find(|(c, n, _)| *c == case.category && case.name.starts_with(n)))
@@ -1775,6 +1776,7 @@ fn every_hostile_input_is_refused_and_changes_nothing() {
         modules(),
         proofs(),
         sets::cases(),
+        dht::cases(),
     ]
     .into_iter()
     .flatten()

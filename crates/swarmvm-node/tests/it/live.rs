@@ -29,7 +29,12 @@ pub(crate) struct Live {
 
 impl Live {
     pub(crate) fn new(peers: usize) -> Self {
-        Self { net: TestNet::new(peers), dir: tempfile::tempdir().unwrap() }
+        Self::of(TestNet::new(peers))
+    }
+
+    /// Nodes of `net`'s network.
+    pub(crate) fn of(net: TestNet) -> Self {
+        Self { net, dir: tempfile::tempdir().unwrap() }
     }
 
     pub(crate) async fn start(&self, name: &str, options: NodeOptions) -> Node {

@@ -393,3 +393,126 @@ fn load_a_sequencer_and_two_followers_apply_every_accepted_contract_exactly_once
         quantile(&latencies, 0.99)
     );
 }
+
+/// `node run --follow LINK --dht-bootstrap HOST:PORT`: a follower that knows only the link
+/// (from `network link`) and the sequencer's DHT address follows through the DHT alone, and
+/// both say where their DHT node listens.
+#[test]
+fn a_follower_given_only_the_link_follows_through_a_private_dht() {
+    let env = Env::new();
+    env.network("ed25519", "tokens.txt");
+    env.ok(&[
+        "network",
+        "init",
+        "--authority",
+        "auth.pub",
+        "--threshold",
+        "1",
+        "--out",
+        "net.json",
+    ]);
+    let seq = Daemon::start(
+        &env,
+        &[
+            "node",
+            "run",
+            "--data-dir",
+            "seq",
+            "--network",
+            "net.json",
+            "--sequencer",
+            "--key",
+            "auth.pem",
+            "--cut-every",
+            "200ms",
+            "--no-dht",
+            "--dht-bootstrap",
+            "--dht-bind",
+            "127.0.0.1:0",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ],
+    );
+    let seq_dht = seq.first_line["dht"].as_str().expect("the started line names the DHT");
+    assert!(seq_dht.starts_with("127.0.0.1:"), "{seq_dht}");
+    let seq_http = http_of(&seq);
+    genesis(&env, seq_http);
+    let link = env.ok(&["network", "link", "net.json"]);
+    let link = link.trim();
+    let follower = Daemon::start(
+        &env,
+        &[
+            "node",
+            "run",
+            "--data-dir",
+            "f",
+            "--network",
+            "net.json",
+            "--follow",
+            link,
+            "--poll",
+            "200ms",
+            "--dht-bootstrap",
+            seq_dht,
+            "--dht-bind",
+            "127.0.0.1:0",
+            "--dht-republish",
+            "1s",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ],
+    );
+    let f_http = http_of(&follower);
+    let status = wait_status(f_http, |s| s["last_seq"] == 1);
+    assert_eq!(status["following"], serde_json::json!([]), "no URL followed");
+    assert_eq!(status["dht"], follower.first_line["dht"]);
+    let status = wait_status(f_http, |s| s["head"]["via"] == "dht");
+    assert!(status["head"]["received_at"].as_u64().is_some(), "{status}");
+
+    env.write("student.json", r#"{"actions": [{"action": "register_student", "student": {"id": "S1", "name": "Ada", "department": "CS"}}]}"#);
+    let json = env.json(&[
+        "contract",
+        "submit",
+        "student.json",
+        "--node",
+        &url(seq_http),
+        "--wallet",
+        "peer1.pem",
+        "--wait",
+    ]);
+    assert_eq!(json["state"], "applied", "{json}");
+    let status = wait_status(f_http, |s| s["last_seq"] == 2);
+    let (_, on_seq) = get(seq_http, "/v1/status");
+    assert_eq!(status["state_root"], on_seq["state_root"]);
+
+    // A link of another network is refused in one line, before the node starts.
+    env.wallet("other.pem", "ed25519");
+    env.ok(&["network", "init", "--authority", "other.pem", "--threshold", "1", "--out", "o.json"]);
+    let other = env.ok(&["network", "link", "o.json"]);
+    let err = env.fails(
+        &[
+            "node",
+            "run",
+            "--data-dir",
+            "g",
+            "--network",
+            "net.json",
+            "--follow",
+            other.trim(),
+            "--dht-bootstrap",
+            seq_dht,
+            "--dht-bind",
+            "127.0.0.1:0",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        1,
+    );
+    assert!(err.contains("is of network"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    drop(follower);
+}
