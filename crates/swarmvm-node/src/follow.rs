@@ -549,11 +549,17 @@ fn dht_peers(
     }
     found.sort();
     if !found.is_empty() && found != state.dht_peers {
+        // The first peers found go to every bundle already asked (asked of no one, it would
+        // wait out its resolve timeout); later ones only to bundles asked from now on, so
+        // that transfers on their way are not started again at every lookup.
+        let first = state.dht_peers.is_empty();
         state.dht_peers = found.clone();
-        let mut all = peers.clone();
-        all.extend(found.iter().filter(|p| !peers.contains(p)));
-        for hash in pending {
-            node.core.fetcher.renew_peers(hash, all.clone());
+        if first {
+            let mut all = peers.clone();
+            all.extend(found.iter().filter(|p| !peers.contains(p)));
+            for hash in pending {
+                node.core.fetcher.renew_peers(hash, all.clone());
+            }
         }
     }
     for peer in &state.dht_peers {

@@ -25,13 +25,15 @@ fn dht(bootstrap: Vec<String>) -> Option<DhtOptions> {
 
 /// A node that follows the network's links alone (no URL), joining the DHT through `via`.
 async fn link_follower(live: &Live, name: &str, via: &Node) -> Node {
+    follower(live, name, via, Vec::new()).await
+}
+
+/// A node that follows the network's links and the nodes at `urls`, joining the DHT through
+/// `via`.
+async fn follower(live: &Live, name: &str, via: &Node, urls: Vec<String>) -> Node {
     let links = swarmvm_dht::links(live.net.network.genesis(), live.net.network.id()).unwrap();
-    let follow = FollowOptions {
-        urls: Vec::new(),
-        poll: Duration::from_millis(200),
-        from_snapshot: false,
-        links,
-    };
+    let follow =
+        FollowOptions { urls, poll: Duration::from_millis(200), from_snapshot: false, links };
     let bootstrap = vec![via.status().dht.expect("the node runs a DHT")];
     live.start(
         name,
@@ -86,16 +88,22 @@ async fn followers_that_know_only_the_link_catch_up_through_the_dht_and_outlive_
         assert_eq!(status.head.as_ref().and_then(|h| h.via.as_deref()), Some("dht"));
         assert!(status.head.unwrap().received_at.is_some());
     }
+    // A relay and the links combined: whichever newer valid head comes first.
+    let mixed = follower(&live, "mixed", &f2, vec![crate::support::url(&seq)]).await;
+    assert!(mixed.wait_applied(3, LIMIT).await, "{:?}", mixed.status());
+    let via = mixed.status().head.and_then(|h| h.via).unwrap();
+    assert!(via == "dht" || via == "relay", "{via}");
     assert_eq!(seq.status().head.and_then(|h| h.via), Some("self".to_owned()));
 
     // New bundles are tracked.
     let (code, answer) = submit(&seq, &live.net.contract(1, 1, &[student("S3")]));
     assert_eq!(code, 202, "{answer}");
     assert!(seq.wait_applied(4, LIMIT).await);
-    for f in [&f1, &f2] {
+    for f in [&f1, &f2, &mixed] {
         assert!(f.wait_applied(4, LIMIT).await, "{:?}", f.status());
         assert_eq!(f.state_root(), seq.state_root());
     }
+    mixed.shutdown().await;
     assert_eq!(f2.state()["students"]["S3"]["name"], "John Doe");
 
     // A follower holds the head's signed items to put again: /v1/head gives them, and each
@@ -263,4 +271,78 @@ async fn a_hostile_item_never_replaces_a_good_head_and_blocks_only_its_own_slot(
 fn magnet_ih(magnet: &str) -> [u8; 20] {
     let hex = magnet.split("xt=urn:btih:").nth(1).unwrap().get(..40).unwrap();
     data_encoding::HEXLOWER.decode(hex.as_bytes()).unwrap().try_into().unwrap()
+}
+
+/// libtorrent, a stock BEP 44 client, joins the nodes' private DHT and reads the sequencer's
+/// item with the member's key and the network id as salt: its `ih` is the newest bundle's
+/// torrent, and the head inside, rebuilt by an independent script, is the head the node
+/// serves and verifies with PyJWT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libtorrent_reads_the_sequencers_item_and_finds_the_newest_bundle() {
+    let live = Live::new(1);
+    let sequencer = SequencerOptions {
+        keys: vec![copy(&live.net.authority)],
+        cut_every: Duration::from_millis(100),
+        max_head_age: Duration::from_secs(600),
+        ..SequencerOptions::default()
+    };
+    let seq = live
+        .start(
+            "seq",
+            NodeOptions { sequencer: Some(sequencer), dht: dht(Vec::new()), ..Default::default() },
+        )
+        .await;
+    live.register(&seq);
+    assert!(seq.wait_applied(1, LIMIT).await);
+    let (code, answer) = submit(&seq, &live.net.contract(0, 1, &[student("S1")]));
+    assert_eq!(code, 202, "{answer}");
+    assert!(seq.wait_applied(2, LIMIT).await);
+    // A second node, so that the DHT is more than the sequencer.
+    let f = link_follower(&live, "f", &seq).await;
+    assert!(f.wait_applied(2, LIMIT).await, "{:?}", f.status());
+    let (_, head) = get(http(&seq), "/v1/head");
+    let text = head["head"].as_str().unwrap().to_owned();
+    let (_, bundle) = get(http(&seq), "/v1/bundles/2");
+    let magnet = bundle["magnet"].as_str().unwrap();
+    let ih: String = magnet_ih(magnet).iter().map(|b| format!("{b:02x}")).collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let got = dir.path().join("got.json");
+    let boot = [seq.status().dht.unwrap(), f.status().dht.unwrap()].join(",");
+    let key = live.net.authority.public_key().ed25519_bytes().unwrap();
+    let key_hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let network = live.net.network.id().to_owned();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../swarmvm-dht/tests/lt_get_item.py");
+    let args =
+        [script.to_owned(), boot, key_hex.clone(), network.clone(), got.display().to_string()];
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("python3").args(args).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut vector: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&got).unwrap()).unwrap();
+    assert_eq!(vector["seq"].as_i64().unwrap() >> 32, 2, "the newest head's item");
+    vector["members"] = serde_json::json!([key_hex]);
+    vector["member_ids"] = serde_json::json!([live.net.authority.id().to_string()]);
+    vector["head"] = serde_json::json!(text);
+    let target = swarmvm_dht::target(key, network.as_bytes());
+    vector["target"] =
+        serde_json::json!(target.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let path = dir.path().join("vector.json");
+    std::fs::write(&path, vector.to_string()).unwrap();
+    let check = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/vectors/verify_dht_item.py");
+    let out = std::process::Command::new("python3").arg(check).arg(&path).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&format!("ih {ih}")) && stdout.contains("PyJWT"), "{stdout}");
+    for node in [&seq, &f] {
+        node.shutdown().await;
+    }
 }
