@@ -368,7 +368,7 @@ fn sign_items(dht: &Dht, core: &Core, signer: &Signer, text: &str, magnet: &str)
 }
 
 /// The longest wait between two polls of the members' slots when nothing new came.
-const MAX_BACKOFF_FACTOR: u32 = 8;
+const MAX_BACKOFF_FACTOR: u32 = 2;
 
 /// Follows through the DHT: polls every Ed25519 member's slot for an item newer than the
 /// last this node took from it, and offers the head inside. One member's slot stuck at a

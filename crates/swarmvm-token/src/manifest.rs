@@ -619,6 +619,59 @@ mod tests {
     }
 
     #[test]
+    fn a_manifest_may_name_its_parents_torrent_and_a_malformed_one_is_refused() {
+        let w = Wallet::generate(Algorithm::Ed25519).unwrap();
+        let set = AuthoritySet::single(w.public_key().clone());
+        let net = w.id().to_string();
+        let f = files();
+        let parent = Some(BundleId::of_payload(b"parent"));
+        let ih = [0x3c; 20];
+        let named =
+            ManifestContent { parent_info_hash: Some(ih), ..content(&f, &net, 2, parent, 5) };
+        let m = sign_manifest(&[&w], &named).unwrap();
+        assert_eq!(verify_manifest(&m, &net, &set).unwrap().parent_info_hash, Some(ih));
+        assert_eq!(peek_manifest(&m).unwrap().parent_info_hash, Some(ih));
+        let payload = m.split('.').nth(1).unwrap();
+        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
+        assert!(
+            String::from_utf8(claims)
+                .unwrap()
+                .contains(&format!("\"parent_info_hash\":\"{}\"", "3c".repeat(20)))
+        );
+        // Absent when not given; never at seq 1.
+        let plain = sign_manifest(&[&w], &content(&f, &net, 2, parent, 5)).unwrap();
+        assert_eq!(verify_manifest(&plain, &net, &set).unwrap().parent_info_hash, None);
+        let first = ManifestContent { parent_info_hash: Some(ih), ..content(&f, &net, 1, None, 5) };
+        assert!(sign_manifest(&[&w], &first).is_err());
+        // What another writer might put there.
+        for (value, seq) in [
+            (serde_json::json!("3C".repeat(20)), 2),
+            (serde_json::json!("3c".repeat(19)), 2),
+            (serde_json::json!(7), 2),
+            (serde_json::json!("3c".repeat(20)), 1),
+        ] {
+            let mut claims = serde_json::to_value(ManifestClaims {
+                iss: w.id().to_string(),
+                aud: &net,
+                iat: 5,
+                seq,
+                parent: if seq == 1 { None } else { parent },
+                parent_info_hash: None,
+                files: &f,
+                authority_set: None,
+                rules: None,
+            })
+            .unwrap();
+            claims["parent_info_hash"] = value;
+            let token =
+                finish(sign_all(&[&w], Kind::Manifest, &encode_payload(&claims).unwrap()).unwrap())
+                    .unwrap();
+            let err = verify_manifest(&token, &net, &set).unwrap_err().to_string();
+            assert!(err.contains("invalid claim 'parent_info_hash'"), "{err}");
+        }
+    }
+
+    #[test]
     fn manifest_round_trip_and_sequence_rules() {
         let w = Wallet::generate(Algorithm::Ed25519).unwrap();
         let set = AuthoritySet::single(w.public_key().clone());

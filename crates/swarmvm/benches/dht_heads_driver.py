@@ -62,11 +62,14 @@ def seen_by(seq):
 for url in nodes:
     threading.Thread(target=watch, args=(url,), daemon=True).start()
 
+posted = time.monotonic()
 post("/v1/registrations", config["registrations"], "application/json")
 deadline = time.monotonic() + 180
 while len(seen_by(1)) < len(config["followers"]) and time.monotonic() < deadline:
     time.sleep(0.1)
-print(json.dumps({"ready": len(seen_by(1)), "of": len(config["followers"])}), flush=True)
+with lock:
+    firsts = sorted(round(first_seen[u][1] - posted, 2) for u in config["followers"] if 1 in first_seen[u])
+print(json.dumps({"ready": len(seen_by(1)), "of": len(config["followers"]), "first": firsts}), flush=True)
 
 for n, contract in enumerate(config["contracts"]):
     seq = n + 2
