@@ -12,8 +12,8 @@
 //!   head inside to the [`HeadStore`](crate::heads::HeadStore).
 //!
 //! The bundles before the head's are found through the swarm: each manifest names its
-//! parent's info-hash (`parent_info_hash`), so the follower walks back from the head's bundle
-//! (see `follow.rs`).
+//! parent's info-hash (`parent_info_hash`), so the follower walks back from the head's bundle,
+//! setting aside what its slots cannot hold until its turn nears (see `follow.rs`).
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, SocketAddrV4};
@@ -63,10 +63,10 @@ struct Held {
     items: Vec<HeadItem>,
 }
 
-/// The peers found for one torrent, and when.
+/// The peers found for one torrent, and when (never yet: `None`).
 struct Found {
     peers: Vec<SocketAddr>,
-    at: Instant,
+    at: Option<Instant>,
     asking: bool,
 }
 
@@ -146,12 +146,9 @@ impl Dht {
     /// background when older than [`PEERS_TTL`] (so the caller never waits on the DHT).
     pub(crate) fn peers(&self, core: &Core, ih: [u8; 20]) -> Vec<SocketAddr> {
         let mut found = self.found.lock();
-        let entry = found.entry(ih).or_insert_with(|| Found {
-            peers: Vec::new(),
-            at: Instant::now() - PEERS_TTL * 2,
-            asking: false,
-        });
-        if !entry.asking && entry.at.elapsed() >= PEERS_TTL {
+        let entry =
+            found.entry(ih).or_insert_with(|| Found { peers: Vec::new(), at: None, asking: false });
+        if !entry.asking && entry.at.is_none_or(|at| at.elapsed() >= PEERS_TTL) {
             entry.asking = true;
             let dht = self.clone();
             core.tasks.spawn(async move {
@@ -163,12 +160,12 @@ impl Dht {
                     if !peers.is_empty() {
                         entry.peers = peers;
                     }
-                    entry.at = Instant::now();
+                    entry.at = Some(Instant::now());
                     entry.asking = false;
                 }
                 // Bounded: lookups for torrents no longer asked for are forgotten.
                 if found.len() > 256 {
-                    found.retain(|_, f| f.at.elapsed() < PEERS_TTL * 12);
+                    found.retain(|_, f| f.at.is_none_or(|at| at.elapsed() < PEERS_TTL * 12));
                 }
             });
         }

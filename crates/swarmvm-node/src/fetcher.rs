@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use swarmvm_bundle::{KnownContracts, OpenedBundle, check_torrent_shape};
 use swarmvm_swarm::{InfoHash, MagnetLink, Source, Swarm, TorrentFile, Transfer};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::applier::Applier;
 use crate::error::{NodeError, one_line};
@@ -582,6 +582,45 @@ impl Fetcher {
             .get(&seq)?
             .iter()
             .find_map(|(_, bundle)| bundle.manifest.parent_info_hash.map(InfoHash))
+    }
+
+    /// The highest seq of the node's own bundles waiting for their turn, if any.
+    pub(crate) fn highest_waiting_own(&self) -> Option<u64> {
+        let b = self.inner.bundles.lock();
+        b.pending.iter().rev().find_map(|(seq, list)| {
+            let own = list.iter().any(|(h, _)| b.entries.get(h).is_some_and(|e| e.own));
+            own.then_some(*seq)
+        })
+    }
+
+    /// Sets aside the node's own bundle waiting at `seq`: forgets it, stops its transfer and
+    /// removes its files, so its slot can fetch a bundle needed sooner; a follower walking
+    /// back through a history longer than its slots fetches it again when its turn nears.
+    /// Returns its info-hash, `None` when no own bundle waits at `seq`.
+    pub(crate) async fn set_aside(&self, seq: u64) -> Option<InfoHash> {
+        let (hash, transfer) = {
+            let mut b = self.inner.bundles.lock();
+            let list = b.pending.get(&seq)?;
+            let hash = list.iter().map(|(h, _)| *h).find(|h| {
+                b.entries.get(h).is_some_and(|e| e.own && e.state == BundleState::Waiting)
+            })?;
+            if let Some(list) = b.pending.get_mut(&seq) {
+                list.retain(|(h, _)| *h != hash);
+                if list.is_empty() {
+                    b.pending.remove(&seq);
+                }
+            }
+            let transfer = b.entries.get(&hash).and_then(|e| e.transfer.clone());
+            b.forget(hash);
+            (hash, transfer)
+        };
+        if let Some(t) = transfer {
+            self.inner.swarm.remove(&t).await;
+        }
+        let _ = std::fs::remove_file(self.torrent_path(hash));
+        let _ = remove_tree(&self.data_path(hash));
+        debug!(info_hash = %hash, seq, "set aside bundle seq {seq} until its turn nears");
+        Some(hash)
     }
 
     /// The state of the bundle `hash`, if the node knows it.

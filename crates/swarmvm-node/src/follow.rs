@@ -240,6 +240,10 @@ struct Following {
     refresh_peers: bool,
     /// The BitTorrent peers the DHT gave last (sorted).
     dht_peers: Vec<SocketAddr>,
+    /// Following links: seq → the torrent of that bundle, as its child's manifest named it.
+    chain: BTreeMap<u64, InfoHash>,
+    /// Following links: bundles set aside to free a slot, fetched again when their turn nears.
+    set_aside: std::collections::BTreeSet<u64>,
 }
 
 /// A followed node's BitTorrent address, as its status gave it.
@@ -497,22 +501,8 @@ async fn fetch_missing(node: &Follower, urls: &[String], state: &mut Following) 
         dht_peers(node, state, signed.as_ref().map(|(_, m)| m), &mut peers);
         // No peer known yet (the lookups run apart): a magnet asked of nobody fails at once,
         // so none is asked through the DHT until it names someone.
-        let mut seq = if peers.is_empty() { 0 } else { target };
-        // Through the DHT alone: back from the head's bundle (its signed magnet), each bundle
-        // before by the info-hash its child names, as far as the node has slots.
-        while seq >= first {
-            let magnet = match &signed {
-                Some((s, m)) if *s == seq => Some(m.clone()),
-                _ => node.core.fetcher.parent_torrent(seq + 1).and_then(|hash| {
-                    MagnetLink::parse(&format!("magnet:?xt=urn:btih:{hash}")).ok()
-                }),
-            };
-            let Some(magnet) = magnet else { break };
-            let trusted = signed.as_ref().map(|(_, m)| m);
-            if !want(node, urls, state, seq, Some(&magnet), trusted, &peers, retry).await {
-                return;
-            }
-            seq -= 1;
+        if !peers.is_empty() {
+            walk_back(node, urls, state, (first, target), signed.as_ref(), &peers, retry).await;
         }
         if urls.is_empty() {
             return;
@@ -524,6 +514,67 @@ async fn fetch_missing(node: &Follower, urls: &[String], state: &mut Following) 
         if !want(node, urls, state, seq, magnet, trusted, &peers, retry).await {
             break;
         }
+    }
+}
+
+/// Through the DHT alone: asks for the bundles from `target` back to `first`, the head's by
+/// its signed magnet (`signed`), each before by the torrent its child's manifest names
+/// (`parent_info_hash`), as far as the node's own slots allow. When they are full before the
+/// walk reaches `first`, the bundle waiting nearest the head is set aside (its torrent and its
+/// parent's remembered) to free a slot, and fetched again once its turn nears: a history
+/// longer than the slots is walked whole, holding at most the slots' worth of bundles.
+async fn walk_back(
+    node: &Follower,
+    urls: &[String],
+    state: &mut Following,
+    (first, target): (u64, u64),
+    signed: Option<&(u64, MagnetLink)>,
+    peers: &[SocketAddr],
+    retry: Duration,
+) {
+    let fetcher = &node.core.fetcher;
+    // Bundles this near the last applied one are never set aside.
+    let near = first - 1 + (fetcher.limits().max_pending as u64 / 2).clamp(1, WINDOW);
+    state.chain.retain(|s, _| *s >= first);
+    state.set_aside.retain(|s| *s >= first);
+    let trusted = signed.map(|(_, m)| m);
+    let mut seq = target;
+    while seq >= first {
+        if let Some(parent) = fetcher.parent_torrent(seq + 1) {
+            state.chain.insert(seq, parent);
+        }
+        let hash = match signed {
+            Some((s, m)) if *s == seq => Some(m.info_hash),
+            _ => state.chain.get(&seq).copied(),
+        };
+        let Some(hash) = hash else { break };
+        if state.set_aside.contains(&seq) && seq > near {
+            // Its turn is not near yet; its parent's torrent is remembered.
+            seq -= 1;
+            continue;
+        }
+        let magnet = match signed {
+            Some((s, m)) if *s == seq => m.clone(),
+            _ => match MagnetLink::parse(&format!("magnet:?xt=urn:btih:{hash}")) {
+                Ok(m) => m,
+                Err(_) => break,
+            },
+        };
+        if !want(node, urls, state, seq, Some(&magnet), trusted, peers, retry).await {
+            // No slot left: the bundle waiting nearest the head makes room, if the walk has
+            // further to go and it is not needed soon.
+            if let Some(high) = fetcher.highest_waiting_own().filter(|h| *h > seq && *h > near)
+                && let Some(parent) = fetcher.parent_torrent(high)
+                && let Some(hash) = fetcher.set_aside(high).await
+            {
+                state.chain.insert(high - 1, parent);
+                state.chain.insert(high, hash);
+                state.set_aside.insert(high);
+                state.wanted.remove(&high);
+            }
+            return;
+        }
+        seq -= 1;
     }
 }
 

@@ -346,3 +346,56 @@ async fn libtorrent_reads_the_sequencers_item_and_finds_the_newest_bundle() {
         node.shutdown().await;
     }
 }
+
+/// A history longer than the joiner's own fetch slots (4 here, 12 bundles): the walk back
+/// sets aside the bundles nearest the head to free slots, remembers their torrents, and the
+/// joiner still applies every bundle with the sequencer's root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_longer_than_the_fetch_slots_is_walked_whole() {
+    let live = Live::new(1);
+    let sequencer = SequencerOptions {
+        keys: vec![copy(&live.net.authority)],
+        cut_every: Duration::from_millis(50),
+        max_head_age: Duration::from_secs(600),
+        ..SequencerOptions::default()
+    };
+    let seq = live
+        .start(
+            "seq",
+            NodeOptions { sequencer: Some(sequencer), dht: dht(Vec::new()), ..Default::default() },
+        )
+        .await;
+    live.register(&seq);
+    assert!(seq.wait_applied(1, LIMIT).await);
+    for nonce in 1..=11 {
+        let (code, answer) =
+            submit(&seq, &live.net.contract(0, nonce, &[student(&format!("S{nonce}"))]));
+        assert_eq!(code, 202, "{answer}");
+        assert!(seq.wait_applied(nonce + 1, LIMIT).await, "{:?}", seq.status());
+    }
+    let links = swarmvm_dht::links(live.net.network.genesis(), live.net.network.id()).unwrap();
+    let follow = FollowOptions {
+        urls: Vec::new(),
+        poll: Duration::from_millis(200),
+        from_snapshot: false,
+        links,
+    };
+    let limits = swarmvm_node::NodeLimits { max_pending: 4, ..Default::default() };
+    let joiner = live
+        .start(
+            "joiner",
+            NodeOptions {
+                follow: Some(follow),
+                dht: dht(vec![seq.status().dht.unwrap()]),
+                limits,
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(joiner.wait_applied(12, LIMIT).await, "{:?}", joiner.status());
+    assert_eq!(joiner.state_root(), seq.state_root());
+    assert_eq!(joiner.state()["students"]["S11"]["name"], "John Doe");
+    for node in [&seq, &joiner] {
+        node.shutdown().await;
+    }
+}
