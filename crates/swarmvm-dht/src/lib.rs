@@ -334,6 +334,36 @@ fn decode_value(
 }
 
 impl HeadItem {
+    /// What the item says of its head before the head can be rebuilt: the head's seq and
+    /// magnet, for an item whose head names a signer the reader does not know yet (a rotation
+    /// it has not applied adds it). The item's signature and salt are checked, and the magnet
+    /// must name `ih`; nothing else is: the bundles it leads to are verified as any bundle, and
+    /// the head itself is read once the reader knows its signers.
+    pub fn hint(&self, network: &str) -> Result<(u64, String), DhtError> {
+        self.check()?;
+        if self.salt != network.as_bytes() {
+            return Err(DhtError::Malformed("its salt is not this network's id".into()));
+        }
+        let bad = |why: &str| DhtError::Malformed(why.to_owned());
+        let Value::Dict(d) = Value::decode(&self.value).map_err(|e| bad(&e))? else {
+            return Err(bad("not a dictionary"));
+        };
+        let (Some(Value::Int(seq)), Some(Value::Bytes(magnet)), Some(Value::Bytes(ih))) =
+            (d.get(b"sq".as_slice()), d.get(b"m".as_slice()), d.get(b"ih".as_slice()))
+        else {
+            return Err(bad("no 'sq', 'm' or 'ih'"));
+        };
+        let seq = u64::try_from(*seq).map_err(|_| bad("'sq' is negative"))?;
+        if item_seq(seq, 0).ok().map(|s| s >> 32) != Some(self.seq >> 32) {
+            return Err(bad("its seq is not its head's × 2^32 plus a re-sign number"));
+        }
+        let magnet = String::from_utf8(magnet.clone()).map_err(|_| bad("'m' is not text"))?;
+        if ih.len() != 20 || magnet_ih(&magnet).as_deref() != Some(HEXLOWER.encode(ih).as_str()) {
+            return Err(bad("its head's magnet does not name its ih"));
+        }
+        Ok((seq, magnet))
+    }
+
     /// The item `wallet` (an Ed25519 member of `set`) puts for `head`, whose bundle's torrent
     /// has info-hash `ih`, with re-sign number `resigned` (see [`item_seq`]). Refused: a head that cannot be taken
     /// apart, whose magnet names trackers or another info-hash, one signed by anyone but

@@ -56,7 +56,7 @@ impl Default for DhtOptions {
     }
 }
 
-/// The items of the newest head this node holds, one per member key, and the bundle it names.
+/// The newest head this node holds and its items, one per member key.
 #[derive(Default)]
 struct Held {
     head: Option<String>,
@@ -84,6 +84,10 @@ pub(crate) struct Dht {
     republish: Duration,
     held: Arc<Mutex<Held>>,
     found: Arc<Mutex<HashMap<[u8; 20], Found>>>,
+    /// The highest head seen in a member's slot that names a signer this node does not know
+    /// yet, as its seq and magnet ([`HeadItem::hint`]): the follower fetches the bundles up to
+    /// it, whose rotation makes the head readable.
+    hint: Arc<Mutex<Option<(u64, String)>>>,
 }
 
 impl Dht {
@@ -98,7 +102,17 @@ impl Dht {
             republish: options.republish.max(Duration::from_millis(100)),
             held: Arc::default(),
             found: Arc::default(),
+            hint: Arc::default(),
         })
+    }
+
+    /// The hint of a head above `known` ([`Dht::hint`]'s field), if any.
+    pub(crate) fn hint_above(&self, known: u64) -> Option<(u64, String)> {
+        let mut hint = self.hint.lock();
+        if hint.as_ref().is_some_and(|(s, _)| *s <= known) {
+            *hint = None;
+        }
+        hint.clone()
     }
 
     /// Its UDP address (the status's `dht`).
@@ -356,7 +370,9 @@ fn sign_items(dht: &Dht, core: &Core, signer: &Signer, text: &str, magnet: &str)
         if wallet.public_key().ed25519_bytes().is_none() {
             continue;
         }
-        match HeadItem::put(wallet, text, &ih, &set, u32::try_from(iat).unwrap_or(u32::MAX)) {
+        // The low 32 bits of `iat` (until 2106 that is `iat` itself).
+        let low = u32::try_from(iat & u64::from(u32::MAX)).unwrap_or_default();
+        match HeadItem::put(wallet, text, &ih, &set, low) {
             Ok(item) => items.push(item),
             Err(e) => warn!("cannot put the head in the DHT under {}: {e}", wallet.id()),
         }
@@ -412,22 +428,39 @@ async fn follow_loop(dht: Dht, core: Core, poll: Duration) {
                 if refused.contains(&(item.key, item.seq)) {
                     continue;
                 }
+                if refused.len() >= 1024 {
+                    refused.clear();
+                }
                 let head = match item.head(network.id(), &set) {
                     Ok((_, head)) => head,
                     Err(e) => {
-                        warn!(seq = item.seq, "a DHT item refused: {e}");
-                        refused.insert((item.key, item.seq));
+                        let known = core.heads.head().map_or(0, |(_, h)| h.seq);
+                        match item.hint(network.id()) {
+                            // Signers this node does not know yet: perhaps a rotation it has
+                            // not applied adds them. The bundles up to the head are fetched
+                            // (and verified as any); the item is read again after each apply.
+                            Ok((seq, magnet))
+                                if seq > known && e.to_string().contains("no member") =>
+                            {
+                                let mut hint = dht.hint.lock();
+                                if hint.as_ref().is_none_or(|(s, _)| *s < seq) {
+                                    debug!(seq, "a head signed by keys not known yet: {e}");
+                                    *hint = Some((seq, magnet));
+                                }
+                            }
+                            _ => {
+                                warn!(seq = item.seq, "a DHT item refused: {e}");
+                                refused.insert((item.key, item.seq));
+                            }
+                        }
                         continue;
                     }
                 };
                 newer |= core.heads.offer(&head, Via::Dht);
                 let kept = core.heads.head().is_some_and(|(text, _)| text == head);
-                if !kept && core.heads.refused().is_some() && !newer {
-                    // Refused (or older than the head known): judged once. A head waiting for
-                    // keys a rotation adds is offered again after each apply by the store.
-                    if refused.len() >= 1024 {
-                        refused.clear();
-                    }
+                if !kept && !newer {
+                    // Refused, or older than the head known: judged once. (A head waiting for
+                    // keys a rotation adds is offered again by the store after each apply.)
                     refused.insert((item.key, item.seq));
                 }
                 if core.heads.head().is_some_and(|(text, _)| text == head) {

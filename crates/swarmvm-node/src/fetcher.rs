@@ -120,7 +120,14 @@ struct Bundles {
     entries: BTreeMap<InfoHash, Entry>,
     /// Verified bundles waiting for their turn, by `seq`.
     pending: BTreeMap<u64, Vec<(InfoHash, OpenedBundle)>>,
+    /// Refused bundles whose manifest could be read, unverified: torrent → (seq, the parent's
+    /// torrent it names). A pointer only (see [`Fetcher::parent_torrent`]); at most
+    /// [`MAX_PEEKED`].
+    peeked: BTreeMap<InfoHash, (u64, InfoHash)>,
 }
+
+/// Refused bundles whose parent pointer is remembered, at most.
+const MAX_PEEKED: usize = 1024;
 
 impl Bundles {
     /// Every bundle known, oldest first.
@@ -576,12 +583,51 @@ impl Fetcher {
     /// The info-hash of the torrent of bundle `seq − 1` as the bundle fetched for `seq` names
     /// it (`parent_info_hash`), while that bundle waits for its turn: how a follower that
     /// knows only the newest bundle walks back through the swarm.
-    pub(crate) fn parent_torrent(&self, seq: u64) -> Option<InfoHash> {
+    /// When `expected` is given, only the bundle of that torrent is read (not a fork or a
+    /// stranger's bundle for the same seq), and, if it was refused (signed by keys a rotation
+    /// not applied yet adds), the parent its manifest named: a pointer, whose bundle is
+    /// verified as any.
+    pub(crate) fn parent_torrent(&self, seq: u64, expected: Option<InfoHash>) -> Option<InfoHash> {
+        let b = self.inner.bundles.lock();
+        let verified = b.pending.get(&seq).and_then(|list| {
+            list.iter()
+                .filter(|(hash, _)| expected.is_none_or(|e| e == *hash))
+                .find_map(|(_, bundle)| bundle.manifest.parent_info_hash.map(InfoHash))
+        });
+        // Else, for the torrent asked for that seq, what its refused manifest named.
+        verified.or_else(|| {
+            let (s, parent) = b.peeked.get(&expected?)?;
+            (*s == seq).then_some(*parent)
+        })
+    }
+
+    /// Remembers the seq and parent's torrent that the refused bundle `hash` (in `dir`)
+    /// names, read without verifying it: a bundle signed by keys a rotation not applied yet
+    /// adds is refused now, and still points a follower of links at the rotation.
+    fn peek_parent(&self, hash: InfoHash, dir: &Path) {
+        let peek = std::fs::read(dir.join(swarmvm_token::MANIFEST_FILE)).ok().and_then(|raw| {
+            swarmvm_bundle::manifest_token(&raw)
+                .ok()
+                .and_then(|t| swarmvm_token::peek_manifest(t).ok())
+        });
+        if let Some(p) = peek
+            && let Some(parent) = p.parent_info_hash
+        {
+            let mut b = self.inner.bundles.lock();
+            if b.peeked.len() >= MAX_PEEKED {
+                b.peeked.clear();
+            }
+            b.peeked.insert(hash, (p.seq, InfoHash(parent)));
+        }
+    }
+
+    /// True when a bundle of `seq` waits for its turn (the one of torrent `expected`, when
+    /// given).
+    pub(crate) fn waits_at(&self, seq: u64, expected: Option<InfoHash>) -> bool {
         let b = self.inner.bundles.lock();
         b.pending
-            .get(&seq)?
-            .iter()
-            .find_map(|(_, bundle)| bundle.manifest.parent_info_hash.map(InfoHash))
+            .get(&seq)
+            .is_some_and(|list| list.iter().any(|(h, _)| expected.is_none_or(|e| e == *h)))
     }
 
     /// The highest seq of the node's own bundles waiting for their turn, if any.
@@ -829,7 +875,10 @@ impl Fetcher {
             tokio::task::spawn_blocking(move || node.inner.applier.open_bundle(&path)).await;
         let bundle = match opened {
             Ok(Ok(b)) => b,
-            Ok(Err(e)) => return self.reject(hash, one_line(&e)).await,
+            Ok(Err(e)) => {
+                self.peek_parent(hash, transfer.path());
+                return self.reject(hash, one_line(&e)).await;
+            }
             Err(e) => return self.reject(hash, format!("bundle check failed: {e}")).await,
         };
         let seq = bundle.manifest.seq;

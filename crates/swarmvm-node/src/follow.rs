@@ -244,6 +244,8 @@ struct Following {
     chain: BTreeMap<u64, InfoHash>,
     /// Following links: bundles set aside to free a slot, fetched again when their turn nears.
     set_aside: std::collections::BTreeSet<u64>,
+    /// Following links: the bundle last warned of for naming no parent's torrent.
+    no_parent: Option<u64>,
 }
 
 /// A followed node's BitTorrent address, as its status gave it.
@@ -479,10 +481,22 @@ async fn fetch_missing(node: &Follower, urls: &[String], state: &mut Following) 
     let verified = head.as_ref().map_or(0, |h| h.seq);
     // Beyond the verified head, toward a head whose signers a rotation may add, one bundle at
     // a time: each may change the set the next is signed by.
-    let target = match waiting {
+    let mut target = match waiting {
         Some(w) if w > verified => verified.max(last + 1).min(w),
         _ => verified,
     };
+    // Following links: a head in a member's slot signed by keys not known yet (a rotation
+    // this node has not applied adds them) leads the walk, by its magnet, unverified: the
+    // bundles it leads to are verified as any, and the head is read once they applied.
+    let hint = match &node.dht {
+        Some(dht) if node.links => dht
+            .hint_above(verified.max(last))
+            .and_then(|(s, m)| MagnetLink::parse(&m).ok().map(|m| (s, m))),
+        _ => None,
+    };
+    if let Some((s, _)) = &hint {
+        target = target.max(*s);
+    }
     state.settle(node, last);
     check_peers(node, urls, state).await;
     let first = last + 1;
@@ -498,7 +512,13 @@ async fn fetch_missing(node: &Follower, urls: &[String], state: &mut Following) 
     let signed = head.as_ref().and_then(|h| MagnetLink::parse(&h.magnet).ok().map(|m| (h.seq, m)));
     let retry = node.poll.max(Duration::from_secs(1));
     if node.links {
-        dht_peers(node, state, signed.as_ref().map(|(_, m)| m), &mut peers);
+        if let Some((s, m)) = &hint {
+            state.chain.insert(*s, m.info_hash);
+        }
+        // Peers of the newest bundle known (every node seeds the bundles before it too): the
+        // hint's, else the head's.
+        let newest = hint.as_ref().or(signed.as_ref()).map(|(_, m)| m.info_hash);
+        dht_peers(node, state, newest, &mut peers);
         // No peer known yet (the lookups run apart): a magnet asked of nobody fails at once,
         // so none is asked through the DHT until it names someone.
         if !peers.is_empty() {
@@ -537,19 +557,39 @@ async fn walk_back(
     let near = first - 1 + (fetcher.limits().max_pending as u64 / 2).clamp(1, WINDOW);
     state.chain.retain(|s, _| *s >= first);
     state.set_aside.retain(|s| *s >= first);
+    // Every signed head's bundle is remembered: a newer head may come while the walk is
+    // still below an older one.
+    if let Some((s, m)) = signed {
+        state.chain.insert(*s, m.info_hash);
+    }
     let trusted = signed.map(|(_, m)| m);
     let mut seq = target;
     while seq >= first {
-        if let Some(parent) = fetcher.parent_torrent(seq + 1) {
+        let known = state.chain.get(&(seq + 1)).copied();
+        if let Some(parent) = fetcher.parent_torrent(seq + 1, known) {
             state.chain.insert(seq, parent);
         }
-        let hash = match signed {
-            Some((s, m)) if *s == seq => Some(m.info_hash),
-            _ => state.chain.get(&seq).copied(),
+        let Some(hash) = state.chain.get(&seq).copied() else {
+            if fetcher.waits_at(seq + 1, known) && state.no_parent != Some(seq + 1) {
+                state.no_parent = Some(seq + 1);
+                warn!(
+                    seq = seq + 1,
+                    "bundle {} names no parent_info_hash: the bundles before it cannot be found through the DHT alone; follow a relay too (--follow URL)",
+                    seq + 1
+                );
+            }
+            // Below an unknown one, the walk goes on from the next bundle whose torrent is
+            // known (a head seen before, a parent named before).
+            match state.chain.range(first..seq).next_back() {
+                Some((s, _)) => {
+                    seq = *s;
+                    continue;
+                }
+                None => break,
+            }
         };
-        let Some(hash) = hash else { break };
-        if state.set_aside.contains(&seq) && seq > near {
-            // Its turn is not near yet; its parent's torrent is remembered.
+        if state.set_aside.contains(&seq) && seq > near && state.chain.contains_key(&(seq - 1)) {
+            // Its turn is not near yet, and its parent's torrent is known without it.
             seq -= 1;
             continue;
         }
@@ -564,34 +604,41 @@ async fn walk_back(
             // No slot left: the bundle waiting nearest the head makes room, if the walk has
             // further to go and it is not needed soon.
             if let Some(high) = fetcher.highest_waiting_own().filter(|h| *h > seq && *h > near)
-                && let Some(parent) = fetcher.parent_torrent(high)
+                && let Some(parent) = fetcher.parent_torrent(high, state.chain.get(&high).copied())
                 && let Some(hash) = fetcher.set_aside(high).await
             {
                 state.chain.insert(high - 1, parent);
                 state.chain.insert(high, hash);
                 state.set_aside.insert(high);
                 state.wanted.remove(&high);
+                return;
             }
-            return;
+            if seq <= near {
+                return;
+            }
+            // Nothing above it to set aside (a head newer than every bundle waiting): this
+            // one waits for its turn, and the walk goes on below it.
+            state.set_aside.insert(seq);
+            state.wanted.remove(&seq);
         }
         seq -= 1;
     }
 }
 
-/// Adds to `peers` the BitTorrent peers announced in the DHT for the head's bundle and for
+/// Adds to `peers` the BitTorrent peers announced in the DHT for the newest bundle known and for
 /// the bundles being fetched (as last found: the lookups run apart), and gives them to every
 /// bundle on its way when they changed, so that one asked before any peer was found gets them.
 fn dht_peers(
     node: &Follower,
     state: &mut Following,
-    head: Option<&MagnetLink>,
+    newest: Option<InfoHash>,
     peers: &mut Vec<SocketAddr>,
 ) {
     let Some(dht) = &node.dht else { return };
     let pending: Vec<InfoHash> =
         state.wanted.values().flat_map(|w| w.asked.keys().copied()).collect();
     let mut found: Vec<SocketAddr> = Vec::new();
-    for hash in head.map(|m| m.info_hash).into_iter().chain(pending.iter().copied()) {
+    for hash in newest.into_iter().chain(pending.iter().copied()) {
         for peer in dht.peers(&node.core, hash.0) {
             if !found.contains(&peer) {
                 found.push(peer);

@@ -399,3 +399,82 @@ async fn a_history_longer_than_the_fetch_slots_is_walked_whole() {
         node.shutdown().await;
     }
 }
+
+/// A rotation from {A, B} to {B, D} (2 of 2) while a node follows the links of {A, B}: B's
+/// slot then carries heads that D co-signed, whom the follower does not know yet. It takes the
+/// item's magnet as a hint, walks to the rotation through the swarm, applies it, and then
+/// reads and verifies the heads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_follower_reads_heads_signed_by_keys_a_rotation_adds() {
+    use swarmvm_bundle::{BundlePosition, CreateOptions, create_bundle};
+    let mut net = swarmvm_test_support::net::TestNet::new(1);
+    let b = Wallet::generate(Algorithm::Ed25519).unwrap();
+    let d = Wallet::generate(Algorithm::Ed25519).unwrap();
+    let set =
+        AuthoritySet::new(vec![net.authority.public_key().clone(), b.public_key().clone()], 1)
+            .unwrap();
+    net.network = Network::from_set(set);
+    let id = net.network.id().to_owned();
+    let live = Live::of(net);
+    let a = &live.net.authority;
+    let sequencer = |keys: Vec<Wallet>, dht_options| NodeOptions {
+        sequencer: Some(SequencerOptions {
+            keys,
+            cut_every: Duration::from_millis(100),
+            max_head_age: Duration::from_secs(600),
+            ..SequencerOptions::default()
+        }),
+        dht: dht_options,
+        ..Default::default()
+    };
+    let seq = live.start("seq", sequencer(vec![copy(a), copy(&b)], dht(Vec::new()))).await;
+    live.register(&seq);
+    assert!(seq.wait_applied(1, LIMIT).await);
+    let f = link_follower(&live, "f", &seq).await;
+    assert!(f.wait_applied(1, LIMIT).await, "{:?}", f.status());
+    let f_dht = f.status().dht.unwrap();
+
+    // Seq 2 rotates to {B, D}, 2 of 2: signed by A (the old threshold) and D (added).
+    let last = seq.snapshot().unwrap().last_bundle().unwrap();
+    let (_, one) = get(http(&seq), "/v1/bundles/1");
+    let dir = tempfile::tempdir().unwrap();
+    let new_set =
+        AuthoritySet::new(vec![b.public_key().clone(), d.public_key().clone()], 2).unwrap();
+    let options = CreateOptions {
+        follows: Some(BundlePosition { ..last }),
+        parent_info_hash: Some(magnet_ih(one["magnet"].as_str().unwrap())),
+        now: swarmvm_test_support::now(),
+        authority_set: Some(&new_set),
+        ..CreateOptions::default()
+    };
+    create_bundle(dir.path(), &[a, &d], &live.net.network, &options).unwrap();
+    let manifest = std::fs::read_to_string(dir.path().join("manifest.jwt")).unwrap();
+    let body = serde_json::json!({ "tokens": [], "contracts": [], "manifest": manifest });
+    let (code, answer) = swarmvm_test_support::http::request(
+        http(&seq),
+        "POST",
+        "/v1/registrations",
+        Some(&body.to_string()),
+    );
+    assert_eq!((code, answer["seq"].clone()), (200, serde_json::json!(2)), "{answer}");
+    seq.shutdown().await;
+
+    // The sequencer runs again with B's and D's keys, on a DHT joined through the follower.
+    let seq = live.start("seq", sequencer(vec![copy(&b), copy(&d)], dht(vec![f_dht]))).await;
+    let contract =
+        sign_contract(&live.net.peers[0], &id, 1, &[student("S1")], live.net.issued_at).unwrap();
+    let (code, answer) = submit(&seq, &contract);
+    assert_eq!(code, 202, "{answer}");
+    assert!(seq.wait_applied(3, LIMIT).await, "{:?}", seq.status());
+
+    assert!(f.wait_applied(3, LIMIT).await, "{:?}", f.status());
+    assert_eq!(f.state_root(), seq.state_root());
+    until("the follower reads the head B and D signed, from the DHT", || {
+        f.status().head.is_some_and(|h| h.seq == 3 && h.signers.len() == 2)
+    })
+    .await;
+    assert!(f.authorities().contains(d.id().as_ref()));
+    for node in [&seq, &f] {
+        node.shutdown().await;
+    }
+}
