@@ -577,6 +577,31 @@ mod tests {
         }
     }
 
+    /// A manifest of seq `seq` (with a parent after 1) signed by `w` whose claim `name` is
+    /// `value`, as another writer might make it.
+    fn with_claim(
+        w: &Wallet,
+        net: &str,
+        files: &BTreeMap<String, FileDigest>,
+        (seq, parent): (u64, Option<BundleId>),
+        (name, value): (&str, Value),
+    ) -> String {
+        let mut claims = serde_json::to_value(ManifestClaims {
+            iss: w.id().to_string(),
+            aud: net,
+            iat: 5,
+            seq,
+            parent,
+            parent_info_hash: None,
+            files,
+            authority_set: None,
+            rules: None,
+        })
+        .unwrap();
+        claims[name] = value;
+        finish(sign_all(&[w], Kind::Manifest, &encode_payload(&claims).unwrap()).unwrap()).unwrap()
+    }
+
     #[test]
     fn the_rules_claim_names_a_known_version_and_absent_is_version_1() {
         let w = Wallet::generate(Algorithm::Ed25519).unwrap();
@@ -597,22 +622,7 @@ mod tests {
             (serde_json::json!(0), "rules version 0 is not known here"),
             (serde_json::json!("2"), "not a positive integer"),
         ] {
-            let mut claims = serde_json::to_value(ManifestClaims {
-                iss: w.id().to_string(),
-                aud: &net,
-                iat: 5,
-                seq: 1,
-                parent: None,
-                parent_info_hash: None,
-                files: &f,
-                authority_set: None,
-                rules: None,
-            })
-            .unwrap();
-            claims["rules"] = rules;
-            let token =
-                finish(sign_all(&[&w], Kind::Manifest, &encode_payload(&claims).unwrap()).unwrap())
-                    .unwrap();
+            let token = with_claim(&w, &net, &f, (1, None), ("rules", rules));
             let err = verify_manifest(&token, &net, &set).unwrap_err().to_string();
             assert!(err.contains("invalid claim 'rules'") && err.contains(says), "{err}");
         }
@@ -650,22 +660,8 @@ mod tests {
             (serde_json::json!(7), 2),
             (serde_json::json!("3c".repeat(20)), 1),
         ] {
-            let mut claims = serde_json::to_value(ManifestClaims {
-                iss: w.id().to_string(),
-                aud: &net,
-                iat: 5,
-                seq,
-                parent: if seq == 1 { None } else { parent },
-                parent_info_hash: None,
-                files: &f,
-                authority_set: None,
-                rules: None,
-            })
-            .unwrap();
-            claims["parent_info_hash"] = value;
-            let token =
-                finish(sign_all(&[&w], Kind::Manifest, &encode_payload(&claims).unwrap()).unwrap())
-                    .unwrap();
+            let position = (seq, if seq == 1 { None } else { parent });
+            let token = with_claim(&w, &net, &f, position, ("parent_info_hash", value));
             let err = verify_manifest(&token, &net, &set).unwrap_err().to_string();
             assert!(err.contains("invalid claim 'parent_info_hash'"), "{err}");
         }

@@ -23,6 +23,23 @@ fn dht(bootstrap: Vec<String>) -> Option<DhtOptions> {
     })
 }
 
+/// A sequencer signing with `keys`, cutting every `cut_every`, its heads living
+/// `max_head_age`, in a DHT joined through `bootstrap` (none: a DHT of its own).
+async fn dht_sequencer(
+    live: &Live,
+    keys: Vec<Wallet>,
+    (cut_every, max_head_age): (Duration, Duration),
+    bootstrap: Vec<String>,
+) -> Node {
+    let sequencer =
+        SequencerOptions { keys, cut_every, max_head_age, ..SequencerOptions::default() };
+    live.start(
+        "seq",
+        NodeOptions { sequencer: Some(sequencer), dht: dht(bootstrap), ..Default::default() },
+    )
+    .await
+}
+
 /// A node that follows the network's links alone (no URL), joining the DHT through `via`.
 async fn link_follower(live: &Live, name: &str, via: &Node) -> Node {
     follower(live, name, via, Vec::new()).await
@@ -45,18 +62,8 @@ async fn follower(live: &Live, name: &str, via: &Node, urls: Vec<String>) -> Nod
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followers_that_know_only_the_link_catch_up_through_the_dht_and_outlive_the_sequencer() {
     let live = Live::new(2);
-    let sequencer = SequencerOptions {
-        keys: vec![copy(&live.net.authority)],
-        cut_every: Duration::from_millis(100),
-        max_head_age: Duration::from_secs(4),
-        ..SequencerOptions::default()
-    };
-    let seq = live
-        .start(
-            "seq",
-            NodeOptions { sequencer: Some(sequencer), dht: dht(Vec::new()), ..Default::default() },
-        )
-        .await;
+    let times = (Duration::from_millis(100), Duration::from_secs(4));
+    let seq = dht_sequencer(&live, vec![copy(&live.net.authority)], times, Vec::new()).await;
     let seq_dht = seq.status().dht.expect("the sequencer runs a DHT");
     assert!(seq_dht.starts_with("127.0.0.1:"), "{seq_dht}");
     // A history of three bundles before anyone follows.
@@ -197,17 +204,9 @@ async fn a_hostile_item_never_replaces_a_good_head_and_blocks_only_its_own_slot(
         let net = &live.net;
         sign_contract(&net.peers[0], &id, nonce, &[student(student_id)], net.issued_at).unwrap()
     };
-    let sequencer = SequencerOptions {
-        keys: vec![copy(&live.net.authority), copy(&second)],
-        cut_every: Duration::from_millis(100),
-        ..SequencerOptions::default()
-    };
-    let seq = live
-        .start(
-            "seq",
-            NodeOptions { sequencer: Some(sequencer), dht: dht(Vec::new()), ..Default::default() },
-        )
-        .await;
+    let keys = vec![copy(&live.net.authority), copy(&second)];
+    let times = (Duration::from_millis(100), SequencerOptions::default().max_head_age);
+    let seq = dht_sequencer(&live, keys, times, Vec::new()).await;
     live.register(&seq);
     assert!(seq.wait_applied(1, LIMIT).await, "{:?}", seq.status());
     let f = link_follower(&live, "f", &seq).await;
@@ -280,18 +279,8 @@ fn magnet_ih(magnet: &str) -> [u8; 20] {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn libtorrent_reads_the_sequencers_item_and_finds_the_newest_bundle() {
     let live = Live::new(1);
-    let sequencer = SequencerOptions {
-        keys: vec![copy(&live.net.authority)],
-        cut_every: Duration::from_millis(100),
-        max_head_age: Duration::from_secs(600),
-        ..SequencerOptions::default()
-    };
-    let seq = live
-        .start(
-            "seq",
-            NodeOptions { sequencer: Some(sequencer), dht: dht(Vec::new()), ..Default::default() },
-        )
-        .await;
+    let times = (Duration::from_millis(100), Duration::from_secs(600));
+    let seq = dht_sequencer(&live, vec![copy(&live.net.authority)], times, Vec::new()).await;
     live.register(&seq);
     assert!(seq.wait_applied(1, LIMIT).await);
     let (code, answer) = submit(&seq, &live.net.contract(0, 1, &[student("S1")]));
@@ -353,18 +342,8 @@ async fn libtorrent_reads_the_sequencers_item_and_finds_the_newest_bundle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_history_longer_than_the_fetch_slots_is_walked_whole() {
     let live = Live::new(1);
-    let sequencer = SequencerOptions {
-        keys: vec![copy(&live.net.authority)],
-        cut_every: Duration::from_millis(50),
-        max_head_age: Duration::from_secs(600),
-        ..SequencerOptions::default()
-    };
-    let seq = live
-        .start(
-            "seq",
-            NodeOptions { sequencer: Some(sequencer), dht: dht(Vec::new()), ..Default::default() },
-        )
-        .await;
+    let times = (Duration::from_millis(50), Duration::from_secs(600));
+    let seq = dht_sequencer(&live, vec![copy(&live.net.authority)], times, Vec::new()).await;
     live.register(&seq);
     assert!(seq.wait_applied(1, LIMIT).await);
     for nonce in 1..=11 {
@@ -417,17 +396,8 @@ async fn a_link_follower_reads_heads_signed_by_keys_a_rotation_adds() {
     let id = net.network.id().to_owned();
     let live = Live::of(net);
     let a = &live.net.authority;
-    let sequencer = |keys: Vec<Wallet>, dht_options| NodeOptions {
-        sequencer: Some(SequencerOptions {
-            keys,
-            cut_every: Duration::from_millis(100),
-            max_head_age: Duration::from_secs(600),
-            ..SequencerOptions::default()
-        }),
-        dht: dht_options,
-        ..Default::default()
-    };
-    let seq = live.start("seq", sequencer(vec![copy(a), copy(&b)], dht(Vec::new()))).await;
+    let times = (Duration::from_millis(100), Duration::from_secs(600));
+    let seq = dht_sequencer(&live, vec![copy(a), copy(&b)], times, Vec::new()).await;
     live.register(&seq);
     assert!(seq.wait_applied(1, LIMIT).await);
     let f = link_follower(&live, "f", &seq).await;
@@ -460,7 +430,7 @@ async fn a_link_follower_reads_heads_signed_by_keys_a_rotation_adds() {
     seq.shutdown().await;
 
     // The sequencer runs again with B's and D's keys, on a DHT joined through the follower.
-    let seq = live.start("seq", sequencer(vec![copy(&b), copy(&d)], dht(vec![f_dht]))).await;
+    let seq = dht_sequencer(&live, vec![copy(&b), copy(&d)], times, vec![f_dht]).await;
     let contract =
         sign_contract(&live.net.peers[0], &id, 1, &[student("S1")], live.net.issued_at).unwrap();
     let (code, answer) = submit(&seq, &contract);
