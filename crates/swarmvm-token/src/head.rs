@@ -97,30 +97,37 @@ pub fn sign_head(signers: &[&Wallet], content: &HeadContent<'_>) -> Result<Strin
     let Some(first) = signers.first() else {
         return Err(IssueError::Signing("a head needs at least one signer".into()));
     };
-    if content.magnet.len() > MAX_HEAD_MAGNET
-        || !(1..=MAX_SEQ).contains(&content.seq)
-        || content.snapshot.is_some_and(|s| {
-            s.magnet.len() > MAX_HEAD_MAGNET || !(1..=content.seq).contains(&s.seq)
-        })
-    {
-        return Err(IssueError::Signing("head seq or magnet out of range".into()));
-    }
-    let claims = HeadClaims {
-        iss: first.id().to_string(),
-        aud: content.network,
-        seq: content.seq,
-        bundle: content.bundle,
-        magnet: content.magnet,
-        state_root: content.state_root.to_hex(),
-        iat: content.now,
-        exp: content.now.saturating_add(content.max_age),
-        snapshot: content.snapshot,
-    };
+    let claims = HeadClaims::of(first.id().as_str(), content)?;
     let text = sign_all(signers, Kind::Head, &encode_payload(&claims)?)?;
     if text.len() > MAX_HEAD_LEN {
         return Err(IssueError::TooLarge { size: text.len(), max: MAX_HEAD_LEN });
     }
     Ok(text)
+}
+
+impl<'a> HeadClaims<'a> {
+    /// A head's claims, `iss` being `issuer`, after checking the ranges of `content`.
+    pub(crate) fn of(issuer: &str, content: &HeadContent<'a>) -> Result<Self, IssueError> {
+        if content.magnet.len() > MAX_HEAD_MAGNET
+            || !(1..=MAX_SEQ).contains(&content.seq)
+            || content.snapshot.is_some_and(|s| {
+                s.magnet.len() > MAX_HEAD_MAGNET || !(1..=content.seq).contains(&s.seq)
+            })
+        {
+            return Err(IssueError::Signing("head seq or magnet out of range".into()));
+        }
+        Ok(Self {
+            iss: issuer.to_owned(),
+            aud: content.network,
+            seq: content.seq,
+            bundle: content.bundle,
+            magnet: content.magnet,
+            state_root: content.state_root.to_hex(),
+            iat: content.now,
+            exp: content.now.saturating_add(content.max_age),
+            snapshot: content.snapshot,
+        })
+    }
 }
 
 /// Verifies a head of `network` against `set` at `now` (Unix seconds): the signatures as a

@@ -31,6 +31,7 @@
 
 mod authority;
 mod contract;
+mod cosign;
 mod error;
 mod head;
 mod head_parts;
@@ -47,6 +48,10 @@ pub use authority::{AuthoritySet, MAX_AUTHORITIES, MAX_NETWORK_FILE, Network, Se
 pub use contract::{
     ContractPeek, MAX_CONTRACT_NONCE, PendingContract, VerifiedContract, contract_signer,
     peek_contract, prepare_contract, sign_contract, verify_contract,
+};
+pub use cosign::{
+    PayloadSignature, head_payload, join_head, join_manifest, join_signatures, manifest_payload,
+    sign_message, sign_payload_part, verify_message, verify_payload_part,
 };
 pub use error::{IssueError, Result, VerifyError};
 pub use head::{

@@ -102,7 +102,7 @@ pub struct ManifestContent<'a> {
 }
 
 #[derive(Serialize)]
-struct ManifestClaims<'a> {
+pub(crate) struct ManifestClaims<'a> {
     iss: String,
     aud: &'a str,
     iat: u64,
@@ -143,12 +143,21 @@ pub fn sign_manifest(
     let Some(first) = signers.first() else {
         return Err(IssueError::Signing("a manifest needs at least one signer".into()));
     };
+    let claims = manifest_claims(first.id().as_str(), content)?;
+    finish(sign_all(signers, Kind::Manifest, &encode_payload(&claims)?)?)
+}
+
+/// A manifest's claims, `iss` being `issuer`, after checking the shape of `content`.
+pub(crate) fn manifest_claims<'a>(
+    issuer: &str,
+    content: &ManifestContent<'a>,
+) -> Result<ManifestClaims<'a>, IssueError> {
     check_shape(content.seq, content.parent, content.files)?;
     if content.parent.is_none() && content.parent_info_hash.is_some() {
         return Err(invalid("parent_info_hash", "the first bundle (seq 1) has no parent").into());
     }
-    let claims = ManifestClaims {
-        iss: first.id().to_string(),
+    Ok(ManifestClaims {
+        iss: issuer.to_owned(),
         aud: content.network,
         iat: content.now,
         seq: content.seq,
@@ -157,8 +166,7 @@ pub fn sign_manifest(
         files: content.files,
         authority_set: content.authority_set.map(AuthoritySet::to_json),
         rules: (content.rules != Rules::V1).then(|| content.rules.number()),
-    };
-    finish(sign_all(signers, Kind::Manifest, &encode_payload(&claims)?)?)
+    })
 }
 
 /// Adds `wallet`'s signature to a manifest (any serialization), written as general JSON. The

@@ -177,6 +177,28 @@ impl TrustStore {
         Ok((signer.to_owned(), Some(check), issuer))
     }
 
+    /// Checks that `signer` (a trusted wallet id) made `signature` (unpadded base64url) over
+    /// `input`, with the algorithm its key's type fixes: for signatures that are not JWS
+    /// tokens (messages between authority replicas).
+    pub(crate) fn verify_detached(&self, signer: &str, signature: &str, input: &[u8]) -> Result<()> {
+        let trusted = signer
+            .parse::<WalletId>()
+            .ok()
+            .and_then(|id| self.keys.get(&id))
+            .ok_or_else(|| VerifyError::UnknownKid(shorten(signer)))?;
+        let how = match &trusted.rsa {
+            None => Check::Ed25519(&trusted.key),
+            Some(k) => Check::Rsa(k),
+        };
+        match how.verify(signature, input) {
+            Some(true) => Ok(()),
+            Some(false) => Err(VerifyError::BadSignature(shorten(signer))),
+            None => Err(VerifyError::Malformed(
+                "signature is not unpadded base64url or has the wrong length".into(),
+            )),
+        }
+    }
+
     /// [`TrustStore::authenticate`]; with `iss_is_signer` false, `iss` may name another
     /// signer (one signature of several over a manifest), and the caller checks it.
     pub(crate) fn authenticate_signature(
