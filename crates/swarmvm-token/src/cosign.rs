@@ -137,16 +137,19 @@ mod tests {
 
     fn files() -> BTreeMap<String, FileDigest> {
         let digest = FileDigest { size: 0, sha256: Hash32::digest(b"") };
-        [(crate::CONTRACTS_FILE.to_owned(), digest.clone()), (crate::TOKENS_FILE.to_owned(), digest)]
-            .into_iter()
-            .collect()
+        [
+            (crate::CONTRACTS_FILE.to_owned(), digest.clone()),
+            (crate::TOKENS_FILE.to_owned(), digest),
+        ]
+        .into_iter()
+        .collect()
     }
 
     #[test]
     fn signatures_made_apart_join_into_the_manifest_signed_together() {
         let w = wallets(3);
-        let set = AuthoritySet::new(w.iter().map(|w| w.public_key().clone()).collect(), 2)
-            .expect("set");
+        let set =
+            AuthoritySet::new(w.iter().map(|w| w.public_key().clone()).collect(), 2).expect("set");
         let network = set.network_id().to_string();
         let files = files();
         let content = ManifestContent {
@@ -181,7 +184,7 @@ mod tests {
         let one = join_manifest(&payload, &parts[..1]).expect("join");
         assert!(verify_manifest(&one, &network, &set).is_err());
         // A part over another payload, or by an outsider, is refused.
-        let other = manifest_payload(&w[0].id().to_string(), &content).expect("payload");
+        let other = manifest_payload(w[0].id().as_str(), &content).expect("payload");
         assert!(verify_payload_part(&parts[0], Kind::Manifest, &other, &set).is_err());
         let outsider = wallets(1).remove(0);
         let foreign = sign_payload_part(&outsider, Kind::Manifest, &payload).expect("sign");
@@ -194,8 +197,8 @@ mod tests {
     #[test]
     fn a_head_joined_from_parts_verifies_and_needs_the_threshold() {
         let w = wallets(3);
-        let set = AuthoritySet::new(w.iter().map(|w| w.public_key().clone()).collect(), 2)
-            .expect("set");
+        let set =
+            AuthoritySet::new(w.iter().map(|w| w.public_key().clone()).collect(), 2).expect("set");
         let network = set.network_id().to_string();
         let content = HeadContent {
             network: &network,
@@ -207,7 +210,7 @@ mod tests {
             max_age: 60,
             snapshot: None,
         };
-        let payload = head_payload(&w[0].id().to_string(), &content).expect("payload");
+        let payload = head_payload(w[0].id().as_str(), &content).expect("payload");
         let parts: Vec<PayloadSignature> = w[..2]
             .iter()
             .map(|k| sign_payload_part(k, Kind::Head, &payload).expect("sign"))
@@ -225,14 +228,14 @@ mod tests {
         let w = wallets(2);
         let set = AuthoritySet::new(vec![w[0].public_key().clone()], 1).expect("set");
         let sig = sign_message(&w[0], b"term 3").expect("sign");
-        verify_message(&set, &w[0].id().to_string(), b"term 3", &sig).expect("verifies");
-        assert!(verify_message(&set, &w[0].id().to_string(), b"term 4", &sig).is_err());
+        verify_message(&set, w[0].id().as_str(), b"term 3", &sig).expect("verifies");
+        assert!(verify_message(&set, w[0].id().as_str(), b"term 4", &sig).is_err());
         let theirs = sign_message(&w[1], b"term 3").expect("sign");
-        assert!(verify_message(&set, &w[1].id().to_string(), b"term 3", &theirs).is_err());
+        assert!(verify_message(&set, w[1].id().as_str(), b"term 3", &theirs).is_err());
         let rsa = Wallet::generate(Algorithm::Rsa2048).expect("rsa");
         let rsa_set = AuthoritySet::new(vec![rsa.public_key().clone()], 1).expect("set");
         let sig = sign_message(&rsa, b"m").expect("sign");
-        verify_message(&rsa_set, &rsa.id().to_string(), b"m", &sig).expect("rsa verifies");
-        assert!(verify_message(&rsa_set, &rsa.id().to_string(), b"n", &sig).is_err());
+        verify_message(&rsa_set, rsa.id().as_str(), b"m", &sig).expect("rsa verifies");
+        assert!(verify_message(&rsa_set, rsa.id().as_str(), b"n", &sig).is_err());
     }
 }

@@ -180,7 +180,12 @@ impl TrustStore {
     /// Checks that `signer` (a trusted wallet id) made `signature` (unpadded base64url) over
     /// `input`, with the algorithm its key's type fixes: for signatures that are not JWS
     /// tokens (messages between authority replicas).
-    pub(crate) fn verify_detached(&self, signer: &str, signature: &str, input: &[u8]) -> Result<()> {
+    pub(crate) fn verify_detached(
+        &self,
+        signer: &str,
+        signature: &str,
+        input: &[u8],
+    ) -> Result<()> {
         let trusted = signer
             .parse::<WalletId>()
             .ok()

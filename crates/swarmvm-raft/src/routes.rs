@@ -1,0 +1,37 @@
+//! The replica's HTTP routes, for the node to merge into its API: `GET /v1/cluster/whoami`
+//! and `POST /v1/cluster/raft/{kind}` (a signed [`Envelope`] in, a signed one out; a refused
+//! message gets 403 and a one-line reason).
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::{Cluster, ClusterError, Envelope};
+
+/// The routes of `cluster`.
+pub fn router(cluster: Cluster) -> Router {
+    Router::new()
+        .route(
+            "/v1/cluster/whoami",
+            get(|State(c): State<Cluster>| async move { Json(c.whoami()) }),
+        )
+        .route("/v1/cluster/raft/{kind}", post(message))
+        .with_state(cluster)
+}
+
+async fn message(
+    State(cluster): State<Cluster>,
+    Path(kind): Path<String>,
+    Json(envelope): Json<Envelope>,
+) -> Response {
+    match cluster.handle(&kind, envelope).await {
+        Ok(reply) => Json(reply).into_response(),
+        Err(e @ ClusterError::Message(_)) => {
+            (StatusCode::FORBIDDEN, format!("{e}\n")).into_response()
+        }
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
+    }
+}

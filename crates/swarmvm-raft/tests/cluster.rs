@@ -1,0 +1,279 @@
+//! Replicas over real HTTP on 127.0.0.1: one order for every replica, a new leader after the
+//! leader dies, a restarted replica catching up from its redb log, and signed messages that
+//! are refused from outsiders, to another replica or into another term.
+#![allow(clippy::print_stdout)]
+
+use std::time::{Duration, Instant};
+
+use swarmvm_raft::{Cluster, ClusterError, ClusterOptions, Command, Committed, Envelope};
+use swarmvm_token::AuthoritySet;
+use swarmvm_wallet::{Algorithm, Wallet};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::task::JoinHandle;
+
+struct Running {
+    cluster: Cluster,
+    rx: UnboundedReceiver<Committed>,
+    before: Vec<Committed>,
+    server: JoinHandle<()>,
+    addr: std::net::SocketAddr,
+}
+
+struct Testbed {
+    dir: tempfile::TempDir,
+    keys: Vec<Wallet>,
+    set: AuthoritySet,
+    urls: Vec<String>,
+}
+
+impl Testbed {
+    fn new(n: usize) -> (Self, Vec<std::net::TcpListener>) {
+        let keys: Vec<Wallet> =
+            (0..n).map(|_| Wallet::generate(Algorithm::Ed25519).expect("key")).collect();
+        let set = AuthoritySet::new(keys.iter().map(|k| k.public_key().clone()).collect(), 2)
+            .expect("set");
+        let listeners: Vec<std::net::TcpListener> =
+            (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
+        let urls =
+            listeners.iter().map(|l| format!("http://{}", l.local_addr().expect("addr"))).collect();
+        (Self { dir: tempfile::tempdir().expect("dir"), keys, set, urls }, listeners)
+    }
+
+    fn network(&self) -> String {
+        self.set.network_id().to_string()
+    }
+
+    fn key(&self, i: usize) -> Wallet {
+        Wallet::from_pkcs8_der(&self.keys[i].to_pkcs8_der()).expect("copy")
+    }
+
+    async fn start(&self, i: usize, listener: std::net::TcpListener) -> Running {
+        let peers =
+            self.urls.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, u)| u.clone()).collect();
+        let options = ClusterOptions::new(
+            self.dir.path().join(format!("replica-{i}.redb")),
+            self.key(i),
+            self.network(),
+            self.set.clone(),
+            self.urls[i].clone(),
+            peers,
+        );
+        let (cluster, before, rx) = Cluster::start(options).await.expect("start");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+        let app = swarmvm_raft::router(cluster.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Running { cluster, rx, before, server, addr }
+    }
+
+    async fn start_all(&self, listeners: Vec<std::net::TcpListener>) -> Vec<Running> {
+        let mut running = Vec::new();
+        for (i, l) in listeners.into_iter().enumerate() {
+            running.push(self.start(i, l).await);
+        }
+        let joins: Vec<_> = running
+            .iter()
+            .map(|r| {
+                let c = r.cluster.clone();
+                tokio::spawn(async move { c.join(Duration::from_secs(10)).await })
+            })
+            .collect();
+        for j in joins {
+            j.await.expect("join task").expect("joined");
+        }
+        running
+    }
+}
+
+/// Reads `n` commands from `rx`, within 10 s.
+async fn take(rx: &mut UnboundedReceiver<Committed>, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while out.len() < n {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(c)) => out.push(c.command.0),
+            _ => panic!("only {} of {n} commands arrived: {out:?}", out.len()),
+        }
+    }
+    out
+}
+
+fn leader_of(running: &[Running]) -> Option<usize> {
+    running.iter().position(|r| r.cluster.is_leader())
+}
+
+async fn wait_leader(running: &[Running], skip: Option<usize>) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(i) =
+            running.iter().enumerate().position(|(i, r)| Some(i) != skip && r.cluster.is_leader())
+        {
+            return i;
+        }
+        assert!(Instant::now() < deadline, "no leader within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_sent_to_any_replica_commit_in_one_order_everywhere() {
+    let (bed, listeners) = Testbed::new(3);
+    let mut running = bed.start_all(listeners).await;
+    wait_leader(&running, None).await;
+    // Through each replica, followers included: they forward to the leader.
+    for round in 0..4 {
+        for (i, r) in running.iter().enumerate() {
+            let index = r
+                .cluster
+                .propose(Command(format!("c{round}-{i}")), Duration::from_secs(5))
+                .await
+                .expect("proposed");
+            assert!(index > 0);
+        }
+    }
+    let mut orders = Vec::new();
+    for r in &mut running {
+        orders.push(take(&mut r.rx, 12).await);
+    }
+    assert_eq!(orders[0], orders[1]);
+    assert_eq!(orders[0], orders[2]);
+    let mut sorted = orders[0].clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 12, "each command once: {:?}", orders[0]);
+    let status = running[0].cluster.status();
+    assert_eq!(status.members.len(), 3);
+    assert!(status.leader.is_some());
+    assert!(status.commit_index >= 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_leader_is_replaced_and_restarted_it_catches_up_from_its_log() {
+    let (bed, listeners) = Testbed::new(3);
+    let mut running = bed.start_all(listeners).await;
+    let leader = wait_leader(&running, None).await;
+    for i in 0..3 {
+        running[0]
+            .cluster
+            .propose(Command(format!("before-{i}")), Duration::from_secs(5))
+            .await
+            .expect("proposed");
+    }
+    for r in &mut running {
+        take(&mut r.rx, 3).await;
+    }
+    // The leader dies: its engine stops and its port closes.
+    let dead = running.remove(leader);
+    let addr = dead.addr;
+    dead.server.abort();
+    dead.cluster.shutdown().await;
+    drop(dead);
+    let killed = Instant::now();
+    let new = wait_leader(&running, None).await;
+    let failover = killed.elapsed();
+    println!("failover took {failover:?}");
+    assert!(failover < Duration::from_secs(5), "failover took {failover:?}");
+    for i in 0..3 {
+        running[new]
+            .cluster
+            .propose(Command(format!("after-{i}")), Duration::from_secs(5))
+            .await
+            .expect("proposed");
+    }
+    for r in &mut running {
+        assert_eq!(take(&mut r.rx, 3).await, ["after-0", "after-1", "after-2"]);
+    }
+    // Back on its port, from its log: what it applied before comes back in order, the rest
+    // arrives from the new leader.
+    let mut back = None;
+    for _ in 0..50 {
+        match std::net::TcpListener::bind(addr) {
+            Ok(l) => {
+                back = Some(l);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let mut restarted = bed.start(leader, back.expect("port free again")).await;
+    restarted.cluster.join(Duration::from_secs(5)).await.expect("rejoined");
+    let replayed: Vec<String> = restarted.before.iter().map(|c| c.command.0.clone()).collect();
+    assert_eq!(replayed, ["before-0", "before-1", "before-2"]);
+    assert_eq!(take(&mut restarted.rx, 3).await, ["after-0", "after-1", "after-2"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outsiders_replays_and_other_terms_are_refused() {
+    let (bed, listeners) = Testbed::new(3);
+    let running = bed.start_all(listeners).await;
+    wait_leader(&running, None).await;
+    let network = bed.network();
+    // A replica whose key is not a member does not start.
+    let outsider = Wallet::generate(Algorithm::Ed25519).expect("key");
+    let refused = Cluster::start(ClusterOptions::new(
+        bed.dir.path().join("outsider.redb"),
+        Wallet::from_pkcs8_der(&outsider.to_pkcs8_der()).expect("copy"),
+        network.clone(),
+        bed.set.clone(),
+        "http://127.0.0.1:9".into(),
+        bed.urls.clone(),
+    ))
+    .await;
+    assert!(matches!(refused, Err(ClusterError::Message(_))), "{refused:?}");
+
+    let http = reqwest::Client::new();
+    let post = |url: &str, env: &Envelope| {
+        http.post(format!("{url}/v1/cluster/raft/vote")).json(env).send()
+    };
+    let member = |i: usize| bed.keys[i].id().to_string();
+    let vote = |term: u64| {
+        serde_json::json!({
+            "vote": {"leader_id": {"term": term, "node_id": swarmvm_raft::node_id(&member(0))}, "committed": false},
+            "last_log_id": null
+        })
+        .to_string()
+    };
+    let term = running[1].cluster.status().term;
+    // An outsider's vote request, signed by its own key.
+    let theirs =
+        Envelope::seal(&outsider, "vote", &network, &member(1), term, 1, vote(term)).expect("seal");
+    let answer = post(&bed.urls[1], &theirs).await.expect("sent");
+    assert_eq!(answer.status(), 403);
+    assert!(answer.text().await.expect("text").contains("not a member"));
+    // A member's request sent to replica 1, replayed to replica 2.
+    let to_one = Envelope::seal(&bed.keys[0], "vote", &network, &member(1), term, 2, vote(term))
+        .expect("seal");
+    let answer = post(&bed.urls[2], &to_one).await.expect("sent");
+    assert_eq!(answer.status(), 403);
+    assert!(answer.text().await.expect("text").contains("another replica"));
+    // Replayed into another term: the signed term no longer holds once changed, and a body of
+    // another term than the one signed is refused.
+    let mut bumped = to_one.clone();
+    bumped.term += 1;
+    let answer = post(&bed.urls[1], &bumped).await.expect("sent");
+    assert_eq!(answer.status(), 403);
+    assert!(answer.text().await.expect("text").contains("signature"));
+    let mismatched =
+        Envelope::seal(&bed.keys[0], "vote", &network, &member(1), term + 5, 3, vote(term))
+            .expect("seal");
+    let answer = post(&bed.urls[1], &mismatched).await.expect("sent");
+    assert_eq!(answer.status(), 403);
+    assert!(answer.text().await.expect("text").contains("term"));
+    // Another network.
+    let other =
+        Envelope::seal(&bed.keys[0], "vote", "another-network", &member(1), term, 4, vote(term))
+            .expect("seal");
+    let answer = post(&bed.urls[1], &other).await.expect("sent");
+    assert_eq!(answer.status(), 403);
+    assert!(answer.text().await.expect("text").contains("another network"));
+    // None of that moved the cluster: one leader, still answering.
+    assert!(leader_of(&running).is_some());
+    running[2]
+        .cluster
+        .propose(Command("still".into()), Duration::from_secs(5))
+        .await
+        .expect("proposed");
+}
