@@ -191,6 +191,24 @@ pub fn sign_bundle(dir: &Path, wallet: &Wallet) -> Result<(BundleId, Vec<String>
     Ok((peek.id, peek.signers))
 }
 
+/// The `files` claim of a manifest for the folder `dir` as it is (its token files and its
+/// modules, each checked as [`create_bundle`] checks them): what authority replicas sign
+/// apart over a folder each of them wrote from the same log.
+pub fn folder_files(
+    dir: &Path,
+) -> Result<BTreeMap<String, swarmvm_token::FileDigest>, BundleError> {
+    let mut files = BTreeMap::new();
+    for name in [TOKENS_FILE, CONTRACTS_FILE] {
+        let path = dir.join(name);
+        let bytes = read_bounded(&path, MAX_BUNDLE_FILE)?;
+        files.insert(name.to_owned(), digest(&bytes));
+    }
+    for (hash, bytes) in modules_of(dir, &[])? {
+        files.insert(module_file(&hash), digest(&bytes));
+    }
+    Ok(files)
+}
+
 /// Copies `sources` into `dir/modules/<sha256>.wasm` (compiling `.wat` text), then reads every
 /// module there: each must be a module the ABI accepts, named by its hash.
 fn modules_of(

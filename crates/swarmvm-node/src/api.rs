@@ -28,13 +28,23 @@ use crate::protocol::{
     EvidenceSummary, HeadSummary, Refusal, RegistrationsAnswer, RegistrationsBody, STATUS_BUNDLES,
     SequencerSummary, StatePage, Status, TransferTotals, WalletView,
 };
+use crate::replica::Replica;
 use crate::sequencer::{CutFailures, Sequencer};
+
+/// Who takes submissions on a node: a sequencer, an authority replica, or neither (they are
+/// forwarded).
+pub(crate) enum Writer {
+    None,
+    Sequencer(Arc<Sequencer>),
+    Replica(Arc<Replica>),
+}
 use crate::submit::{SubmitError, check_prechecked, precheck, token_of};
 use crate::tasks::Tasks;
 
 struct Inner {
     core: Core,
     sequencer: Option<Arc<Sequencer>>,
+    replica: Option<Arc<Replica>>,
     follower: Follower,
     relay: crate::relay::Relay,
     wallet: Option<WalletId>,
@@ -58,16 +68,22 @@ impl std::fmt::Debug for Api {
 impl Api {
     pub(crate) fn new(
         core: Core,
-        sequencer: Option<Arc<Sequencer>>,
+        writer: Writer,
         follower: Follower,
         relay: crate::relay::Relay,
         wallet: Option<WalletId>,
         times: Arc<ApplyTimes>,
     ) -> Self {
+        let (sequencer, replica) = match writer {
+            Writer::None => (None, None),
+            Writer::Sequencer(s) => (Some(s), None),
+            Writer::Replica(r) => (None, Some(r)),
+        };
         Self {
             inner: Arc::new(Inner {
                 core,
                 sequencer,
+                replica,
                 follower,
                 relay,
                 wallet,
@@ -76,6 +92,11 @@ impl Api {
                 times,
             }),
         }
+    }
+
+    /// The authority replica this node runs, if it is one.
+    pub(crate) fn replica(&self) -> Option<&Arc<Replica>> {
+        self.inner.replica.as_ref()
     }
 
     pub(crate) fn applier(&self) -> &Applier {
@@ -260,7 +281,11 @@ impl Api {
                 .inner
                 .sequencer
                 .as_ref()
-                .map(|s| SequencerSummary { queued: s.queued() }),
+                .map(|s| SequencerSummary { queued: s.queued() })
+                .or_else(|| {
+                    self.inner.replica.as_ref().map(|r| SequencerSummary { queued: r.queued() })
+                }),
+            cluster: self.inner.replica.as_ref().map(|r| cluster_summary(r)),
             following: self.inner.follower.urls().to_vec(),
             snapshot: self.inner.core.heads.published_snapshot(),
             joined: self.inner.core.snapshots.joined().or_else(|| {
@@ -413,14 +438,19 @@ impl Api {
         if let Some(view) = crate::reads::contract(&snapshot, id)? {
             return Ok(Some(view));
         }
-        if let Some(reason) = self.inner.sequencer.as_ref().and_then(|s| s.dropped(id)) {
+        let dropped = match &self.inner.replica {
+            Some(r) => r.dropped(id),
+            None => self.inner.sequencer.as_ref().and_then(|s| s.dropped(id)),
+        };
+        if let Some(reason) = dropped {
             return Ok(Some(ContractView {
                 state: ContractState::Rejected,
                 reason: Some(reason),
                 ..ContractView::pending(*id)
             }));
         }
-        let queued = self.inner.sequencer.as_ref().is_some_and(|s| s.is_queued(id));
+        let queued = self.inner.sequencer.as_ref().is_some_and(|s| s.is_queued(id))
+            || self.inner.replica.as_ref().is_some_and(|r| r.is_queued(id));
         let pending = queued || self.inner.follower.was_forwarded(id);
         Ok(pending.then(|| ContractView::pending(*id)))
     }
@@ -451,6 +481,11 @@ impl Api {
         let token = token_of(body)?;
         let network = self.network().id().to_owned();
         let signer = precheck(token, &network)?;
+        if let Some(replica) = self.inner.replica.clone() {
+            let checked = self.check_for_replica(&replica, token, signer, &network)?;
+            replica.submit(vec![crate::queue::Item::Contract(token.to_owned())]).await?;
+            return Ok(checked.id);
+        }
         let Some(sequencer) = self.inner.sequencer.clone() else {
             let relay = &self.inner.relay;
             let relayed = if hops == 0 && via.is_empty() {
@@ -510,6 +545,21 @@ impl Api {
             })
             .collect();
         let outcomes: Vec<Result<Hash32, Refusal>> = match self.inner.sequencer.clone() {
+            None if self.inner.replica.is_some() => {
+                let replica = self.inner.replica.clone().expect("a replica");
+                let submits = prechecked.into_iter().map(|p| {
+                    let (replica, network) = (&replica, &network);
+                    async move {
+                        let (token, signer) = p?;
+                        let checked = self.check_for_replica(replica, token, signer, network)?;
+                        replica
+                            .submit(vec![crate::queue::Item::Contract(token.to_owned())])
+                            .await?;
+                        Ok(checked.id)
+                    }
+                });
+                futures_util::future::join_all(submits).await
+            }
             Some(sequencer) => {
                 // The signatures are checked together; the contracts that pass are then
                 // handed to the queue in the order of their lines (each is sent to the
@@ -584,6 +634,20 @@ impl Api {
         })
     }
 
+    /// An authority replica's check of a contract [`precheck`] passed.
+    fn check_for_replica(
+        &self,
+        replica: &Replica,
+        token: &str,
+        signer: Option<String>,
+        network: &str,
+    ) -> Result<crate::submit::Checked, Refusal> {
+        let snapshot = self
+            .snapshot()
+            .ok_or_else(|| SubmitError::Unavailable("the ledger cannot be read now".into()))?;
+        Ok(check_prechecked(&snapshot, token, signer, network, &replica.wallet_keys)?)
+    }
+
     /// What the nodes this node follows answered for contract `token` it forwarded: its id
     /// when the sequencer took it (remembered as pending here), else their refusal.
     fn forward_outcome(
@@ -625,6 +689,9 @@ impl Api {
         hops: u32,
         via: &str,
     ) -> Result<(u16, Value), Refusal> {
+        if let Some(replica) = self.inner.replica.clone() {
+            return self.submit_registrations_to(&replica, body).await;
+        }
         let Some(sequencer) = self.inner.sequencer.clone() else {
             let reply = self
                 .inner
@@ -711,6 +778,69 @@ impl Api {
                 .into())
             }
         }
+    }
+}
+
+impl Api {
+    /// [`Api::submit_registrations`] on an authority replica: tokens and modules are queued
+    /// through the replicas' log. A folder signed elsewhere is not taken here: its signatures
+    /// were not gathered through the log.
+    async fn submit_registrations_to(
+        &self,
+        replica: &Replica,
+        body: &[u8],
+    ) -> Result<(u16, Value), Refusal> {
+        let request: RegistrationsBody = serde_json::from_slice(body).map_err(|e| {
+            SubmitError::Refused(format!(
+                "the body must be {{\"tokens\": [...], \"modules\": [base64...]}}: {e}"
+            ))
+        })?;
+        if request.manifest.is_some() || !request.contracts.is_empty() {
+            return Err(SubmitError::Refused(
+                "authority replicas sign every bundle through their log; a folder signed elsewhere is not taken"
+                    .into(),
+            )
+            .into());
+        }
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let modules = request
+            .modules
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                b64.decode(m.trim())
+                    .map_err(|_| SubmitError::Refused(format!("module {} is not base64", i + 1)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let items: Vec<crate::queue::Item> =
+            crate::sequencer::checked_registrations(&self.inner.core, request.tokens, modules)?
+                .into_iter()
+                .map(|q| q.item)
+                .collect();
+        let queued = items.len();
+        replica.submit(items).await?;
+        Ok((202, answer(&RegistrationsAnswer::Queued { queued })))
+    }
+}
+
+/// A replica's [`ClusterSummary`](crate::protocol::ClusterSummary).
+fn cluster_summary(replica: &Replica) -> crate::protocol::ClusterSummary {
+    let (status, signed) = replica.status();
+    crate::protocol::ClusterSummary {
+        role: status.role.to_owned(),
+        term: status.term,
+        leader: status.leader,
+        members: status
+            .members
+            .into_iter()
+            .map(|m| crate::protocol::ClusterMember {
+                last_seq: signed.get(&m.member).copied().unwrap_or(0),
+                member: m.member,
+                url: m.url,
+            })
+            .collect(),
+        commit_index: status.commit_index,
+        leader_changes: status.leader_changes,
     }
 }
 

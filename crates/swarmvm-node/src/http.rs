@@ -694,8 +694,12 @@ pub(crate) fn serve(
         limits: limits.clone(),
         long_polls: AtomicUsize::new(0),
     }));
+    let mut app = router(web);
+    if let Some(replica) = api.replica() {
+        app = app.merge(swarmvm_raft::router(replica.cluster().clone()));
+    }
     let served = Served {
-        app: router(web),
+        app,
         hosts: HostCheck::new(bound.port(), allow_hosts),
         limits,
         node_id: api.node_id().to_owned(),

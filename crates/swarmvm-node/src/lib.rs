@@ -49,6 +49,7 @@ pub mod protocol;
 mod queue;
 pub mod reads;
 mod relay;
+mod replica;
 mod sequencer;
 mod snapshot_store;
 mod snapshots;
@@ -65,8 +66,9 @@ pub use follow::FollowOptions;
 pub use node::{Node, NodeLimits, NodeOptions};
 pub use pipeline::{Applied, PipelineError, apply_opened, apply_opened_with};
 pub use protocol::{
-    AuthoritySummary, BundlePage, BundleState, BundleStatus, EvidenceSummary, HeadSummary, Refusal,
-    STATUS_BUNDLES, SequencerSummary, Status, TransferTotals,
+    AuthoritySummary, BundlePage, BundleState, BundleStatus, ClusterMember, ClusterSummary,
+    EvidenceSummary, HeadSummary, Refusal, STATUS_BUNDLES, SequencerSummary, Status,
+    TransferTotals,
 };
 pub use sequencer::SequencerOptions;
 pub use submit::SubmitError;

@@ -122,6 +122,70 @@ fn check_sequencer_keys(
     Ok(())
 }
 
+/// A replica's cluster, started: its one key must be a member of the set in force, and its
+/// `--http` address (a specific IP and port) is the URL the other replicas reach it at.
+async fn start_replica(
+    dir: &std::path::Path,
+    applier: &Applier,
+    mut options: crate::SequencerOptions,
+    http: Option<SocketAddr>,
+) -> Result<
+    (
+        Arc<crate::replica::Replica>,
+        Vec<swarmvm_raft::Committed>,
+        tokio::sync::mpsc::UnboundedReceiver<swarmvm_raft::Committed>,
+    ),
+    NodeError,
+> {
+    let (network, set) = applier.in_force();
+    if options.keys.len() != 1 {
+        return Err(NodeError::BadRequest(format!(
+            "a replica (--cluster) holds exactly one authority key; {} given",
+            options.keys.len()
+        )));
+    }
+    check_head_age(options.max_head_age).map_err(NodeError::BadRequest)?;
+    let key = options.keys.remove(0);
+    let id = key.id().to_string();
+    if !set.contains(&id) {
+        return Err(NodeError::BadRequest(format!(
+            "replica key {id} is not a member of the authority set in force"
+        )));
+    }
+    let Some(http) = http.filter(|a| !a.ip().is_unspecified() && a.port() != 0) else {
+        return Err(NodeError::BadRequest(
+            "a replica (--cluster) needs --http IP:PORT with a specific address and port: the other replicas reach it there"
+                .into(),
+        ));
+    };
+    let copy = swarmvm_wallet::Wallet::from_pkcs8_der(&key.to_pkcs8_der())
+        .map_err(|e| NodeError::BadRequest(one_line(&e)))?;
+    let cluster_options = swarmvm_raft::ClusterOptions::new(
+        dir.join("replica.redb"),
+        copy,
+        network.id().to_owned(),
+        set,
+        format!("http://{http}"),
+        options.cluster.clone(),
+    );
+    let (cluster, before, committed) = swarmvm_raft::Cluster::start(cluster_options)
+        .await
+        .map_err(|e| NodeError::BadRequest(one_line(&e)))?;
+    let _ = remove_tree(&dir.join("cuts"));
+    let replica = crate::replica::Replica::new(
+        cluster,
+        crate::replica::ReplicaOptions {
+            key,
+            cut_every: options.cut_every,
+            cut_at: options.cut_at,
+            max_queue: options.max_queue,
+            max_head_age: options.max_head_age,
+            rules: options.rules,
+        },
+    );
+    Ok((replica, before, committed))
+}
+
 /// Refuses links (`--follow LINK`) of another network; warns of a key that is not an
 /// Ed25519 member of the set in force (a rotation not applied yet may add it: every member's
 /// slot is polled anyway).
@@ -200,7 +264,12 @@ impl Node {
         applier: Applier,
         times: Arc<ApplyTimes>,
     ) -> Result<Self, NodeError> {
+        let mut replica = None;
         let (sequencer, signer) = match options.sequencer {
+            Some(seq_options) if !seq_options.cluster.is_empty() => {
+                replica = Some(start_replica(&dir, &applier, seq_options, options.http).await?);
+                (None, None)
+            }
             Some(mut seq_options) => {
                 let snapshot = applier.snapshot().ok_or_else(|| {
                     NodeError::Task("the ledger closed as the node started".into())
@@ -263,14 +332,13 @@ impl Node {
         let follow_poll = options.follow.as_ref().map(|f| f.poll);
         let follower = Follower::new(core.clone(), options.follow, dht.clone());
         let relay = crate::relay::Relay::new(follower.clone());
-        let api = Api::new(
-            core.clone(),
-            sequencer.as_ref().map(|(s, _)| s.clone()),
-            follower.clone(),
-            relay.clone(),
-            options.wallet,
-            times,
-        );
+        let writer = match (&sequencer, &replica) {
+            (Some((s, _)), _) => crate::api::Writer::Sequencer(s.clone()),
+            (None, Some((r, _, _))) => crate::api::Writer::Replica(r.clone()),
+            (None, None) => crate::api::Writer::None,
+        };
+        let api =
+            Api::new(core.clone(), writer, follower.clone(), relay.clone(), options.wallet, times);
         info!(data_dir = %dir.display(), last_seq = core.applier.last_seq(), "node started");
         core.fetcher.resume()?;
         crate::snapshots::start(&core, options.snapshot_every);
@@ -290,6 +358,15 @@ impl Node {
             // what it queued was checked again (bounded by the resolve and stall timeouts).
             sequencer.wait_ready().await;
         }
+        if let Some((replica, before, committed)) = replica {
+            replica.run(&node.core, before, committed);
+            let cluster = replica.cluster().clone();
+            node.core.tasks.spawn(async move {
+                if let Err(e) = cluster.join(Duration::from_secs(600)).await {
+                    tracing::error!("this replica cannot join its cluster: {}", one_line(&e));
+                }
+            });
+        }
         follower.start();
         relay.start(&node.core.tasks);
         if let Some(dht) = &dht {
@@ -308,6 +385,10 @@ impl Node {
     /// data folder can be opened again as soon as this returns.
     pub async fn shutdown(&self) {
         self.core.tasks.stop().await;
+        if let Some(replica) = self.api.replica() {
+            // Its engine stops too, so that it neither leads nor holds its log file.
+            replica.cluster().shutdown().await;
+        }
         self.core.fetcher.swarm().stop().await;
         if let Some(sequencer) = &self.sequencer {
             sequencer.close();

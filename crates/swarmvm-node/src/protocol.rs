@@ -197,6 +197,9 @@ pub struct Status {
     pub head_refused: Option<String>,
     /// On the sequencer: its queue.
     pub sequencer: Option<SequencerSummary>,
+    /// On an authority replica: the cluster as it sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterSummary>,
     /// The nodes this node follows.
     pub following: Vec<String>,
     /// The newest state snapshot this node seeds (`--snapshot-every`, or the one it started
@@ -277,6 +280,34 @@ impl HeadSummary {
 pub struct SequencerSummary {
     /// Items (contracts, registrations, modules) waiting for the next cut.
     pub queued: usize,
+}
+
+/// An authority replica's view of its cluster (`/v1/status` `cluster`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSummary {
+    /// `leader`, `follower` or `candidate`.
+    pub role: String,
+    /// Its current term.
+    pub term: u64,
+    /// The leader's member id, when one is known.
+    pub leader: Option<String>,
+    /// The replicas, each with the last seq whose manifest it signed.
+    pub members: Vec<ClusterMember>,
+    /// The index of the last log entry it applied.
+    pub commit_index: u64,
+    /// How many times it saw the leader change since it started.
+    pub leader_changes: u64,
+}
+
+/// One replica of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMember {
+    /// Its authority member id.
+    pub member: String,
+    /// Its HTTP base URL.
+    pub url: String,
+    /// The last seq whose manifest it signed (0 when none yet).
+    pub last_seq: u64,
 }
 
 /// The header counting the nodes a forwarded submission went through.

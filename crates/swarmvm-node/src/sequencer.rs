@@ -45,6 +45,10 @@ pub struct SequencerOptions {
     /// An older one keeps a chain at its version until every node runs a build that knows the
     /// newer, since a build that does not know `rules` applies such bundles under version 1.
     pub rules: Rules,
+    /// The other authority replicas' HTTP base URLs (`--cluster URL...`): with any, this
+    /// node is one replica holding one key (`keys` holds exactly one), and the replicas
+    /// order, sign and publish together; without, a sequencer alone.
+    pub cluster: Vec<String>,
 }
 
 impl Default for SequencerOptions {
@@ -56,15 +60,16 @@ impl Default for SequencerOptions {
             max_queue: 100_000,
             max_head_age: Duration::from_secs(60),
             rules: Rules::CURRENT,
+            cluster: Vec::new(),
         }
     }
 }
 
 /// A queued item and, for a contract, what its check found.
 #[derive(Debug, Clone)]
-struct Queued {
+pub(crate) struct Queued {
     arrival: u64,
-    item: Item,
+    pub(crate) item: Item,
     contract: Option<Checked>,
     /// A registration token's replay key (`ISS/JTI`).
     replay: Option<String>,
@@ -988,54 +993,8 @@ impl Sequencer {
         tokens: Vec<String>,
         modules: Vec<Vec<u8>>,
     ) -> Result<usize, SubmitError> {
-        let set = node.applier.authorities();
-        let now = unix_now();
-        let snapshot = node
-            .applier
-            .snapshot()
-            .ok_or_else(|| SubmitError::Unavailable("the ledger cannot be read now".into()))?;
-        let mut named = HashSet::new();
-        let mut queued = Vec::new();
-        for (i, token) in tokens.iter().enumerate() {
-            let (replay, modules) =
-                check_registration(&snapshot, &set, token, now).map_err(|e| match e {
-                    SubmitError::Refused(why) => {
-                        SubmitError::Refused(format!("token {}: {why}", i + 1))
-                    }
-                    other => other,
-                })?;
-            named.extend(modules);
-            queued.push(Queued {
-                arrival: 0,
-                item: Item::Registration(token.clone()),
-                contract: None,
-                replay: Some(replay),
-            });
-        }
-        drop(snapshot);
-        for (i, bytes) in modules.iter().enumerate() {
-            let info = swarmvm_wasm::check_module(bytes)
-                .map_err(|e| SubmitError::Refused(format!("module {}: {e}", i + 1)))?;
-            if !named.contains(&info.hash) {
-                return Err(SubmitError::Refused(format!(
-                    "module {} ({}) is named by none of the tokens sent with it",
-                    i + 1,
-                    info.hash
-                )));
-            }
-        }
-        let count = tokens.len() + modules.len();
-        if count == 0 {
-            return Err(SubmitError::Refused("nothing to queue: no tokens and no modules".into()));
-        }
-        for bytes in modules {
-            queued.push(Queued {
-                arrival: 0,
-                item: Item::Module(bytes),
-                contract: None,
-                replay: None,
-            });
-        }
+        let queued = checked_registrations(node, tokens, modules)?;
+        let count = queued.len();
         self.submit_all(queued).await?;
         Ok(count)
     }
@@ -1053,10 +1012,62 @@ impl Sequencer {
     }
 }
 
+/// Registration tokens (checked against the set in force) and modules (checked against the
+/// ABI; each must be named by one of the tokens), as queue items in that order.
+pub(crate) fn checked_registrations(
+    node: &Core,
+    tokens: Vec<String>,
+    modules: Vec<Vec<u8>>,
+) -> Result<Vec<Queued>, SubmitError> {
+    let set = node.applier.authorities();
+    let now = unix_now();
+    let snapshot = node
+        .applier
+        .snapshot()
+        .ok_or_else(|| SubmitError::Unavailable("the ledger cannot be read now".into()))?;
+    let mut named = HashSet::new();
+    let mut queued = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        let (replay, modules) =
+            check_registration(&snapshot, &set, token, now).map_err(|e| match e {
+                SubmitError::Refused(why) => {
+                    SubmitError::Refused(format!("token {}: {why}", i + 1))
+                }
+                other => other,
+            })?;
+        named.extend(modules);
+        queued.push(Queued {
+            arrival: 0,
+            item: Item::Registration(token.clone()),
+            contract: None,
+            replay: Some(replay),
+        });
+    }
+    drop(snapshot);
+    for (i, bytes) in modules.iter().enumerate() {
+        let info = swarmvm_wasm::check_module(bytes)
+            .map_err(|e| SubmitError::Refused(format!("module {}: {e}", i + 1)))?;
+        if !named.contains(&info.hash) {
+            return Err(SubmitError::Refused(format!(
+                "module {} ({}) is named by none of the tokens sent with it",
+                i + 1,
+                info.hash
+            )));
+        }
+    }
+    if queued.is_empty() && modules.is_empty() {
+        return Err(SubmitError::Refused("nothing to queue: no tokens and no modules".into()));
+    }
+    for bytes in modules {
+        queued.push(Queued { arrival: 0, item: Item::Module(bytes), contract: None, replay: None });
+    }
+    Ok(queued)
+}
+
 /// A registration token the sequencer can queue: signed by a member of `set` (checked at
 /// `now`) and not applied before ([`swarmvm_bundle::admit_registration`]). Returns its replay
 /// key and the modules it names.
-fn check_registration(
+pub(crate) fn check_registration(
     snapshot: &swarmvm_ledger::Snapshot,
     set: &swarmvm_token::AuthoritySet,
     token: &str,

@@ -15,4 +15,5 @@ mod limits;
 mod live;
 mod order;
 mod registrations;
+mod replicas;
 mod support;

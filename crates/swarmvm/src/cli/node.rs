@@ -81,6 +81,12 @@ pub(crate) struct RunArgs {
     /// build that knows the newer one.
     #[arg(long, value_name = "N", requires = "sequencer", value_parser = super::bundle::parse_rules)]
     rules: Option<swarmvm_primitives::Rules>,
+    /// Run as one authority replica (with exactly one --key): the other replicas' HTTP base
+    /// URLs (`http://host:port`). The replicas agree on one order through Raft (a majority
+    /// must be up), co-sign every bundle and head (K signers must be up), and any of them
+    /// takes submissions. Needs --http with a specific address: the others reach it there.
+    #[arg(long = "cluster", value_name = "URL", num_args = 1.., requires = "sequencer")]
+    cluster: Vec<String>,
     /// Follow the signed heads of the node at this URL (`http://host:port`): fetch the
     /// bundles it lacks and forward submitted contracts there. Or follow the network's link
     /// (`magnet:?xs=urn:btpk:...`, from `swarmvm network link`): the heads every Ed25519
@@ -174,6 +180,7 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
                 max_queue,
                 max_head_age,
                 rules,
+                cluster,
                 follow,
                 dht_bootstrap,
                 dht_bind,
@@ -197,6 +204,7 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
                     max_queue,
                     max_head_age,
                     rules: rules.unwrap_or_default(),
+                    cluster,
                 })
             } else {
                 None

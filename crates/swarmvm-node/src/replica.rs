@@ -1,0 +1,949 @@
+//! An authority replica (`node run --sequencer --key ONE.pem --cluster URL...`): one of the
+//! members' replicas that together do the sequencer's work with no single server. Each holds
+//! only its own key. They agree on one order of commands through [`swarmvm_raft`]:
+//!
+//! - `submit`: items accepted by any replica (202 once the command is in a majority's log);
+//! - `cut`: the leader's next bundle, as the whole manifest payload (`iss` the leader, `iat`
+//!   its clock) and the queued items it takes, in order;
+//! - `manifest_sig`: one member's signature over a cut's payload, made after it wrote the
+//!   same folder from the log and checked it against its own ledger;
+//! - `head` and `head_sig`: a head payload for the bundle applied, and one member's signature
+//!   over it, made only once its own ledger reached that bundle and root.
+//!
+//! The replicated state below is a function of the log alone, so every replica holds the same
+//! queue, cuts and signatures. When a cut has K signatures committed, every replica joins the
+//! first K (sorted by signer) into the same `manifest.jwt`, so every replica writes the same
+//! folder and torrent, applies it and seeds it; when a head has K, every replica offers the
+//! same K-signed head to its head store, where relays and followers read it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use swarmvm_primitives::{Hash32, Rules};
+use swarmvm_raft::{Cluster, ClusterStatus, Command, Committed};
+use swarmvm_token::{
+    HeadContent, Kind, ManifestContent, PayloadSignature, head_payload, join_head, join_manifest,
+    manifest_payload, sign_payload_part, unix_now, verify_payload_part,
+};
+use swarmvm_wallet::Wallet;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tracing::{info, warn};
+
+use crate::core::Core;
+use crate::error::one_line;
+use crate::fetcher::CutError;
+use crate::heads::Via;
+use crate::queue::Item;
+use crate::submit::SubmitError;
+
+/// How far a leader's clock (a cut's or a head's `iat`) may be from a replica's.
+const MAX_CLOCK_SKEW: u64 = 30;
+/// Submissions proposed in one command at most.
+const GROUP: usize = 512;
+/// Contracts refused at a cut remembered for `GET /v1/contracts/{id}`, at most.
+const MAX_DROPPED: usize = 65_536;
+/// How long a proposal may wait for a leader.
+const PROPOSE_LIMIT: Duration = Duration::from_secs(5);
+
+/// A queue item on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "data", rename_all = "snake_case")]
+enum Wire {
+    Contract(String),
+    Registration(String),
+    /// Base64 (standard).
+    Module(String),
+}
+
+impl Wire {
+    fn of(item: &Item) -> Self {
+        match item {
+            Item::Contract(t) => Self::Contract(t.clone()),
+            Item::Registration(t) => Self::Registration(t.clone()),
+            Item::Module(b) => Self::Module(base64::engine::general_purpose::STANDARD.encode(b)),
+        }
+    }
+
+    fn item(self) -> Option<Item> {
+        Some(match self {
+            Self::Contract(t) => Item::Contract(t),
+            Self::Registration(t) => Item::Registration(t),
+            Self::Module(b) => {
+                Item::Module(base64::engine::general_purpose::STANDARD.decode(b).ok()?)
+            }
+        })
+    }
+}
+
+/// A command of the replicas' log (JSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Cmd {
+    Submit {
+        items: Vec<Wire>,
+    },
+    Cut {
+        seq: u64,
+        payload: String,
+        take: Vec<u64>,
+        drop: Vec<(u64, String)>,
+    },
+    /// Queued items the leader found it cannot cut (a contract whose nonce another took, a
+    /// registration the set no longer accepts), with why.
+    Drop {
+        drop: Vec<(u64, String)>,
+    },
+    ManifestSig {
+        seq: u64,
+        part: PayloadSignature,
+    },
+    Head {
+        seq: u64,
+        payload: String,
+    },
+    HeadSig {
+        seq: u64,
+        payload: Hash32,
+        part: PayloadSignature,
+    },
+}
+
+/// A cut committed to the log.
+#[derive(Debug)]
+struct OpenCut {
+    payload: String,
+    items: Vec<(u64, Item)>,
+    /// The first K valid signatures committed, in commit order.
+    sigs: Vec<PayloadSignature>,
+    /// This replica signed it (or its signature is committed).
+    signed: bool,
+    /// This replica will not sign it, and why.
+    refused: Option<String>,
+    /// This replica applied it (or its ledger holds its seq).
+    published: bool,
+}
+
+/// A head payload committed for a seq, and its signatures.
+#[derive(Debug)]
+struct HeadRound {
+    payload: String,
+    hash: Hash32,
+    iat: u64,
+    sigs: Vec<PayloadSignature>,
+    signed: bool,
+    offered: bool,
+}
+
+/// The state every replica derives from the log alone (and what it did about it).
+#[derive(Debug, Default)]
+struct Replicated {
+    queue: BTreeMap<u64, Item>,
+    queued: HashMap<Hash32, u64>,
+    dropped: HashMap<Hash32, String>,
+    cuts: BTreeMap<u64, OpenCut>,
+    heads: BTreeMap<u64, HeadRound>,
+    /// Each member's last seq whose manifest it signed (as committed).
+    last_signed: BTreeMap<String, u64>,
+}
+
+impl Replicated {
+    fn contracts(&self) -> usize {
+        self.queued.len()
+    }
+}
+
+struct Submission {
+    items: Vec<Item>,
+    reply: oneshot::Sender<Result<(), SubmitError>>,
+}
+
+/// How a replica runs besides its cluster.
+#[derive(Debug)]
+pub(crate) struct ReplicaOptions {
+    pub(crate) key: Wallet,
+    pub(crate) cut_every: Duration,
+    pub(crate) cut_at: usize,
+    pub(crate) max_queue: usize,
+    pub(crate) max_head_age: Duration,
+    pub(crate) rules: Rules,
+}
+
+/// One authority replica.
+pub(crate) struct Replica {
+    cluster: Cluster,
+    key: Wallet,
+    member: String,
+    cut_every: Duration,
+    cut_at: usize,
+    max_queue: usize,
+    max_head_age: Duration,
+    rules: Rules,
+    pub(crate) wallet_keys: crate::submit::KeyCache,
+    state: Mutex<Replicated>,
+    wake: Notify,
+    intake: mpsc::Sender<Submission>,
+    intake_rx: Mutex<Option<mpsc::Receiver<Submission>>>,
+    /// When this replica (as leader) last proposed a cut and a head.
+    last_cut: Mutex<Option<tokio::time::Instant>>,
+    last_head: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica").field("member", &self.member).finish_non_exhaustive()
+    }
+}
+
+impl Replica {
+    pub(crate) fn new(cluster: Cluster, options: ReplicaOptions) -> Arc<Self> {
+        let (intake, rx) = mpsc::channel(GROUP * 4);
+        Arc::new(Self {
+            member: options.key.id().to_string(),
+            cluster,
+            key: options.key,
+            cut_every: options.cut_every.max(Duration::from_millis(10)),
+            cut_at: options.cut_at.max(1),
+            max_queue: options.max_queue.max(1),
+            max_head_age: options.max_head_age,
+            rules: options.rules,
+            wallet_keys: crate::submit::KeyCache::default(),
+            state: Mutex::new(Replicated::default()),
+            wake: Notify::new(),
+            intake,
+            intake_rx: Mutex::new(Some(rx)),
+            last_cut: Mutex::new(None),
+            last_head: Mutex::new(None),
+        })
+    }
+
+    /// The cluster this replica is part of.
+    pub(crate) fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Items waiting for a cut.
+    pub(crate) fn queued(&self) -> usize {
+        self.state.lock().queue.len()
+    }
+
+    /// Whether contract `id` waits for a cut.
+    pub(crate) fn is_queued(&self, id: &Hash32) -> bool {
+        self.state.lock().queued.contains_key(id)
+    }
+
+    /// Why contract `id` was dropped at a cut, if it was.
+    pub(crate) fn dropped(&self, id: &Hash32) -> Option<String> {
+        self.state.lock().dropped.get(id).cloned()
+    }
+
+    /// The cluster's status, with each member's last signed seq.
+    pub(crate) fn status(&self) -> (ClusterStatus, BTreeMap<String, u64>) {
+        (self.cluster.status(), self.state.lock().last_signed.clone())
+    }
+
+    /// Queues `items` (checked already): 202 once they are in a majority's log.
+    pub(crate) async fn submit(&self, items: Vec<Item>) -> Result<(), SubmitError> {
+        {
+            let st = self.state.lock();
+            if st.queue.len() + items.len() > self.max_queue {
+                return Err(SubmitError::Full { max: self.max_queue, retry_after: 1 });
+            }
+            for item in &items {
+                if let Item::Contract(t) = item {
+                    let id = Hash32::digest(t.as_bytes());
+                    if st.queued.contains_key(&id) {
+                        return Err(SubmitError::Duplicate {
+                            id: id.to_hex(),
+                            state: "queued".into(),
+                        });
+                    }
+                }
+            }
+        }
+        let (reply, answer) = oneshot::channel();
+        self.intake.try_send(Submission { items, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                SubmitError::Full { max: self.max_queue, retry_after: 1 }
+            }
+            mpsc::error::TrySendError::Closed(_) => {
+                SubmitError::Unavailable("the replica is stopping".into())
+            }
+        })?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err(SubmitError::Unavailable("the replica is stopping".into())))
+    }
+
+    /// Starts the replica's tasks: the submission writer, the log reader (first the commands
+    /// applied before a restart), and the worker that signs, publishes and (as leader) cuts.
+    pub(crate) fn run(
+        self: &Arc<Self>,
+        node: &Core,
+        before: Vec<Committed>,
+        committed: mpsc::UnboundedReceiver<Committed>,
+    ) {
+        if let Some(rx) = self.intake_rx.lock().take() {
+            let me = self.clone();
+            let stop = node.tasks.stopping();
+            node.tasks.spawn(async move { me.write_loop(rx, stop).await });
+        }
+        let (me, n) = (self.clone(), node.clone());
+        node.tasks.spawn(async move { me.read_loop(n, before, committed).await });
+        let (me, n) = (self.clone(), node.clone());
+        node.tasks.spawn(async move { me.work_loop(n).await });
+    }
+
+    async fn write_loop(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<Submission>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            let first = tokio::select! {
+                s = rx.recv() => s,
+                _ = stop.wait_for(|s| *s) => None,
+            };
+            let Some(first) = first else { break };
+            let mut batch = vec![first];
+            while batch.len() < GROUP {
+                match rx.try_recv() {
+                    Ok(s) => batch.push(s),
+                    Err(_) => break,
+                }
+            }
+            let items: Vec<Wire> =
+                batch.iter().flat_map(|s| s.items.iter().map(Wire::of)).collect();
+            let outcome = self.propose(&Cmd::Submit { items }).await;
+            for s in batch {
+                let _ = s.reply.send(outcome.clone().map_err(SubmitError::Unavailable));
+            }
+        }
+    }
+
+    async fn propose(&self, cmd: &Cmd) -> Result<(), String> {
+        let text = serde_json::to_string(cmd).map_err(|e| e.to_string())?;
+        self.cluster
+            .propose(Command(text), PROPOSE_LIMIT)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("the replicas did not take it: {e}"))
+    }
+
+    async fn read_loop(
+        self: Arc<Self>,
+        node: Core,
+        before: Vec<Committed>,
+        mut committed: mpsc::UnboundedReceiver<Committed>,
+    ) {
+        for c in before {
+            self.apply(&node, &c);
+        }
+        self.wake.notify_one();
+        let mut stop = node.tasks.stopping();
+        loop {
+            let next = tokio::select! {
+                c = committed.recv() => c,
+                _ = stop.wait_for(|s| *s) => None,
+            };
+            let Some(c) = next else { break };
+            self.apply(&node, &c);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Applies one committed command to the replicated state: a function of the log alone.
+    fn apply(&self, node: &Core, c: &Committed) {
+        let cmd: Cmd = match serde_json::from_str(&c.command.0) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                warn!(index = c.index, "a log entry that is not a replica command: {e}");
+                return;
+            }
+        };
+        let set = node.applier.authorities();
+        let k = set.threshold();
+        let mut st = self.state.lock();
+        match cmd {
+            Cmd::Submit { items } => {
+                for (pos, wire) in items.into_iter().enumerate() {
+                    let Some(item) = wire.item() else { continue };
+                    let arrival = (c.index << 16) | (pos as u64 & 0xffff);
+                    if let Item::Contract(t) = &item {
+                        let id = Hash32::digest(t.as_bytes());
+                        if st.queued.contains_key(&id) {
+                            continue;
+                        }
+                        st.queued.insert(id, arrival);
+                    }
+                    st.queue.insert(arrival, item);
+                }
+            }
+            Cmd::Cut { seq, payload, take, drop } => {
+                let last = st.cuts.keys().next_back().copied();
+                if st.cuts.contains_key(&seq) || last.is_some_and(|l| seq != l + 1) {
+                    info!(seq, "a second cut for seq {seq} (or one out of order) is ignored");
+                    return;
+                }
+                if take.iter().any(|a| !st.queue.contains_key(a)) {
+                    warn!(seq, "a cut names items not queued; ignored");
+                    return;
+                }
+                let mut items = Vec::with_capacity(take.len());
+                for a in take {
+                    if let Some(item) = st.queue.remove(&a) {
+                        if let Item::Contract(t) = &item {
+                            st.queued.remove(&Hash32::digest(t.as_bytes()));
+                        }
+                        items.push((a, item));
+                    }
+                }
+                drop_items(&mut st, drop);
+                st.cuts.insert(
+                    seq,
+                    OpenCut {
+                        payload,
+                        items,
+                        sigs: Vec::new(),
+                        signed: false,
+                        refused: None,
+                        published: false,
+                    },
+                );
+                // Old cuts are forgotten once applied here.
+                let applied = node.applier.last_seq();
+                st.cuts.retain(|s, c| *s + 16 > applied || !c.published);
+            }
+            Cmd::Drop { drop } => drop_items(&mut st, drop),
+            Cmd::ManifestSig { seq, part } => {
+                let Some(cut) = st.cuts.get_mut(&seq) else { return };
+                if cut.sigs.len() >= k || cut.sigs.iter().any(|s| s.signer == part.signer) {
+                    return;
+                }
+                if let Err(e) = verify_payload_part(&part, Kind::Manifest, &cut.payload, &set) {
+                    warn!(seq, signer = %part.signer, "a manifest signature that does not hold: {e}");
+                    return;
+                }
+                if part.signer == self.member {
+                    cut.signed = true;
+                }
+                let signer = part.signer.clone();
+                cut.sigs.push(part);
+                let newest = st.last_signed.entry(signer).or_insert(0);
+                *newest = (*newest).max(seq);
+            }
+            Cmd::Head { seq, payload } => {
+                let Some(iat) = claim_u64(&payload, "iat") else { return };
+                let hash = Hash32::digest(payload.as_bytes());
+                if st.heads.get(&seq).is_some_and(|h| h.iat >= iat) {
+                    return;
+                }
+                st.heads.insert(
+                    seq,
+                    HeadRound {
+                        payload,
+                        hash,
+                        iat,
+                        sigs: Vec::new(),
+                        signed: false,
+                        offered: false,
+                    },
+                );
+                while st.heads.len() > 4 {
+                    st.heads.pop_first();
+                }
+            }
+            Cmd::HeadSig { seq, payload, part } => {
+                let Some(round) = st.heads.get_mut(&seq) else { return };
+                if round.hash != payload
+                    || round.sigs.len() >= k
+                    || round.sigs.iter().any(|s| s.signer == part.signer)
+                {
+                    return;
+                }
+                if let Err(e) = verify_payload_part(&part, Kind::Head, &round.payload, &set) {
+                    warn!(seq, signer = %part.signer, "a head signature that does not hold: {e}");
+                    return;
+                }
+                if part.signer == self.member {
+                    round.signed = true;
+                }
+                round.sigs.push(part);
+            }
+        }
+    }
+
+    async fn work_loop(self: Arc<Self>, node: Core) {
+        let mut stop = node.tasks.stopping();
+        let mut applied = node.applier.subscribe();
+        let tick = self.cut_every.min(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                () = self.wake.notified() => {}
+                _ = applied.changed() => {}
+                () = tokio::time::sleep(tick) => {}
+                _ = stop.wait_for(|s| *s) => break,
+            }
+            self.sign_cut(&node).await;
+            self.publish_cut(&node).await;
+            self.sign_head(&node).await;
+            self.offer_heads(&node);
+            if self.cluster.is_leader() {
+                self.lead(&node).await;
+            }
+        }
+    }
+
+    /// Signs the next cut once this replica's ledger is at its parent: the folder written
+    /// from the log, the payload rebuilt from its own ledger and compared byte for byte, the
+    /// items checked as the leader checked them.
+    async fn sign_cut(&self, node: &Core) {
+        let last = node.applier.last_seq();
+        let seq = last + 1;
+        let (payload, items) = {
+            let st = self.state.lock();
+            let Some(cut) = st.cuts.get(&seq) else { return };
+            if cut.signed
+                || cut.refused.is_some()
+                || cut.sigs.len() >= node.applier.authorities().threshold()
+            {
+                return;
+            }
+            (cut.payload.clone(), cut.items.clone())
+        };
+        let checked = self.check_cut(node, seq, &payload, &items).await;
+        let part = checked.and_then(|()| {
+            sign_payload_part(&self.key, Kind::Manifest, &payload).map_err(|e| one_line(&e))
+        });
+        match part {
+            Ok(part) => {
+                if let Some(cut) = self.state.lock().cuts.get_mut(&seq) {
+                    cut.signed = true;
+                }
+                if let Err(e) = self.propose(&Cmd::ManifestSig { seq, part }).await {
+                    warn!(seq, "cannot send this replica's manifest signature: {e}");
+                    if let Some(cut) = self.state.lock().cuts.get_mut(&seq) {
+                        cut.signed = false;
+                    }
+                }
+            }
+            Err(why) => {
+                warn!(seq, "this replica does not sign the cut for seq {seq}: {why}");
+                if let Some(cut) = self.state.lock().cuts.get_mut(&seq) {
+                    cut.refused = Some(why);
+                }
+            }
+        }
+    }
+
+    /// What a cut's payload must be on this replica: its folder written, and the payload
+    /// rebuilt over it with the leader's `iss`, `iat` and `rules` (each checked).
+    async fn check_cut(
+        &self,
+        node: &Core,
+        seq: u64,
+        payload: &str,
+        items: &[(u64, Item)],
+    ) -> Result<(), String> {
+        let claims = payload_claims(payload).ok_or("the payload is not a manifest's")?;
+        let issuer = claims.get("iss").and_then(|v| v.as_str()).ok_or("no iss")?.to_owned();
+        let iat = claims.get("iat").and_then(serde_json::Value::as_u64).ok_or("no iat")?;
+        let rules = match claims.get("rules").and_then(serde_json::Value::as_u64) {
+            None => Rules::V1,
+            Some(n) => Rules::new(n).map_err(|e| e.to_string())?,
+        };
+        if !node.applier.authorities().contains(&issuer) {
+            return Err(format!("its iss {issuer} is not a member"));
+        }
+        let now = unix_now();
+        if iat.abs_diff(now) > MAX_CLOCK_SKEW {
+            return Err(format!(
+                "its iat {iat} is more than {MAX_CLOCK_SKEW} s off this clock ({now})"
+            ));
+        }
+        if let Some(why) = self.refusals(node, items).into_iter().next() {
+            return Err(format!("item {}: {}", why.0, why.1));
+        }
+        let dir = self.write_cut(node, seq, items).await?;
+        let mine = self.payload_over(node, &dir, seq, &issuer, iat, rules)?;
+        if mine != payload {
+            return Err(
+                "the payload is not the one this replica builds from its own ledger and the log"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Why items of a cut cannot go in it, checked against this replica's ledger.
+    fn refusals(&self, node: &Core, items: &[(u64, Item)]) -> Vec<(u64, String)> {
+        let Some(snapshot) = node.applier.snapshot() else {
+            return vec![(0, "the ledger cannot be read".into())];
+        };
+        let network = node.applier.network().id().to_owned();
+        let set = node.applier.authorities();
+        let now = unix_now();
+        let mut named = HashSet::new();
+        let mut out = Vec::new();
+        let mut nonces: HashMap<String, u64> = HashMap::new();
+        for (arrival, item) in items {
+            match item {
+                Item::Contract(token) => {
+                    match crate::submit::check(&snapshot, token, &network, &self.wallet_keys) {
+                        Ok(c) => {
+                            // One wallet's nonces rise within a bundle.
+                            let last = nonces.entry(c.signer.clone()).or_insert(0);
+                            if c.nonce <= *last {
+                                out.push((
+                                    *arrival,
+                                    format!(
+                                        "nonce {} is not above {} taken before it",
+                                        c.nonce, *last
+                                    ),
+                                ));
+                            } else {
+                                *last = c.nonce;
+                            }
+                        }
+                        Err(e) => out.push((*arrival, e.to_string())),
+                    }
+                }
+                Item::Registration(token) => {
+                    match crate::sequencer::check_registration(&snapshot, &set, token, now) {
+                        Ok((_, modules)) => named.extend(modules),
+                        Err(e) => out.push((*arrival, e.to_string())),
+                    }
+                }
+                Item::Module(_) => {}
+            }
+        }
+        for (arrival, item) in items {
+            if let Item::Module(bytes) = item
+                && !named.contains(&Hash32::digest(bytes))
+            {
+                out.push((*arrival, "a module no registration of its cut names".into()));
+            }
+        }
+        out
+    }
+
+    fn cut_dir(node: &Core, seq: u64) -> (PathBuf, PathBuf) {
+        let staging = node.fetcher.data_dir().join("cuts").join(format!("replica-{seq}"));
+        let dir = staging.join(format!("bundle-{seq}"));
+        (staging, dir)
+    }
+
+    /// Writes a cut's folder (its token files and modules, no manifest yet).
+    async fn write_cut(
+        &self,
+        node: &Core,
+        seq: u64,
+        items: &[(u64, Item)],
+    ) -> Result<PathBuf, String> {
+        let (staging, dir) = Self::cut_dir(node, seq);
+        let (mut tokens, mut contracts, mut modules) = (Vec::new(), Vec::new(), Vec::new());
+        for (_, item) in items {
+            match item {
+                Item::Contract(t) => contracts.push(t.clone()),
+                Item::Registration(t) => tokens.push(t.clone()),
+                Item::Module(b) => modules.push(b.clone()),
+            }
+        }
+        let folder = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::fetcher::remove_tree(&staging)?;
+            swarmvm_bundle::write_folder(&folder, &tokens, &contracts, &modules)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot write {}: {e}", dir.display()))?;
+        Ok(dir)
+    }
+
+    /// The manifest payload for the folder `dir` as bundle `seq` after this replica's
+    /// ledger's last, made by `issuer` at `iat` under `rules`.
+    fn payload_over(
+        &self,
+        node: &Core,
+        dir: &std::path::Path,
+        seq: u64,
+        issuer: &str,
+        iat: u64,
+        rules: Rules,
+    ) -> Result<String, String> {
+        let snapshot = node.applier.snapshot().ok_or("the ledger cannot be read")?;
+        let last = snapshot.last_bundle();
+        drop(snapshot);
+        if last.map_or(0, |l| l.seq) + 1 != seq {
+            return Err(format!("this replica's ledger is not at seq {}", seq - 1));
+        }
+        if let Some(l) = last {
+            if l.issued_at > iat {
+                return Err(format!("its iat {iat} is before its parent's ({})", l.issued_at));
+            }
+            if l.rules > rules {
+                return Err("it lowers the rules of its parent".into());
+            }
+        }
+        let parent_info_hash = last
+            .and_then(|l| node.fetcher.magnet_of(l.seq))
+            .and_then(|m| swarmvm_swarm::MagnetLink::parse(&m).ok())
+            .map(|m| m.info_hash.0);
+        let files = swarmvm_bundle::folder_files(dir).map_err(|e| one_line(&e))?;
+        let network = node.applier.network().id().to_owned();
+        let content = ManifestContent {
+            seq,
+            parent: last.map(|l| l.id),
+            parent_info_hash: last.and(parent_info_hash),
+            files: &files,
+            network: &network,
+            authority_set: None,
+            now: iat,
+            rules,
+        };
+        manifest_payload(issuer, &content).map_err(|e| one_line(&e))
+    }
+
+    /// Applies the next cut once K signatures for it are committed: the same `manifest.jwt`
+    /// on every replica (the first K, sorted by signer), so the same torrent.
+    async fn publish_cut(&self, node: &Core) {
+        let k = node.applier.authorities().threshold();
+        let _one = node.applier.turn().lock().await;
+        let last = node.applier.last_seq();
+        let (payload, sigs, items) = {
+            let mut st = self.state.lock();
+            for (seq, cut) in st.cuts.iter_mut() {
+                if *seq <= last {
+                    cut.published = true;
+                }
+            }
+            let Some(cut) = st.cuts.get(&(last + 1)) else { return };
+            if cut.sigs.len() < k {
+                return;
+            }
+            (cut.payload.clone(), cut.sigs.clone(), cut.items.clone())
+        };
+        let seq = last + 1;
+        let outcome = async {
+            let dir = self.write_cut(node, seq, &items).await.map_err(CutError::Failed)?;
+            let manifest =
+                join_manifest(&payload, &sigs).map_err(|e| CutError::Refused(one_line(&e)))?;
+            std::fs::write(dir.join(swarmvm_token::MANIFEST_FILE), format!("{manifest}\n"))
+                .map_err(|e| CutError::Failed(e.to_string()))?;
+            let known = swarmvm_bundle::KnownContracts::new();
+            let (staging, _) = Self::cut_dir(node, seq);
+            node.fetcher.publish_stored(&staging, &dir, known).await
+        }
+        .await;
+        match outcome {
+            Ok(seq) => {
+                info!(seq, contracts = items.len(), "applied the cut the replicas signed");
+                if let Some(cut) = self.state.lock().cuts.get_mut(&seq) {
+                    cut.published = true;
+                }
+            }
+            Err(e) => warn!(seq, "cannot apply the cut the replicas signed: {e}"),
+        }
+    }
+
+    /// Signs the newest head payload for the bundle this replica applied last, once its own
+    /// bundle, root and magnet are the payload's.
+    async fn sign_head(&self, node: &Core) {
+        let Some(snapshot) = node.applier.snapshot() else { return };
+        let Some(last) = snapshot.last_bundle() else { return };
+        let root = snapshot.state_root();
+        drop(snapshot);
+        let (payload, hash) = {
+            let st = self.state.lock();
+            let Some(round) = st.heads.get(&last.seq) else { return };
+            if round.signed || round.sigs.len() >= node.applier.authorities().threshold() {
+                return;
+            }
+            (round.payload.clone(), round.hash)
+        };
+        let magnet = node.fetcher.magnet_of(last.seq);
+        let checked = payload_claims(&payload).ok_or("not a head's payload").and_then(|c| {
+            let same = c.get("bundle").and_then(|v| v.as_str()) == Some(&last.id.to_string())
+                && c.get("state_root").and_then(|v| v.as_str()) == Some(&root.to_hex())
+                && c.get("magnet").and_then(|v| v.as_str()) == magnet.as_deref()
+                && c.get("iat")
+                    .and_then(serde_json::Value::as_u64)
+                    .is_some_and(|i| i.abs_diff(unix_now()) <= MAX_CLOCK_SKEW);
+            if same {
+                Ok(())
+            } else {
+                Err("it is not this replica's bundle, root or magnet, or its iat is off this clock")
+            }
+        });
+        if let Err(why) = checked {
+            warn!(seq = last.seq, "this replica does not sign the head: {why}");
+            if let Some(round) = self.state.lock().heads.get_mut(&last.seq) {
+                round.signed = true;
+            }
+            return;
+        }
+        let Ok(part) = sign_payload_part(&self.key, Kind::Head, &payload) else { return };
+        if let Some(round) = self.state.lock().heads.get_mut(&last.seq) {
+            round.signed = true;
+        }
+        if let Err(e) = self.propose(&Cmd::HeadSig { seq: last.seq, payload: hash, part }).await {
+            warn!(seq = last.seq, "cannot send this replica's head signature: {e}");
+            if let Some(round) = self.state.lock().heads.get_mut(&last.seq) {
+                round.signed = false;
+            }
+        }
+    }
+
+    /// Offers every head whose K signatures are committed to the head store.
+    fn offer_heads(&self, node: &Core) {
+        let k = node.applier.authorities().threshold();
+        let ready: Vec<String> = {
+            let mut st = self.state.lock();
+            st.heads
+                .values_mut()
+                .filter(|r| !r.offered && r.sigs.len() >= k)
+                .filter_map(|r| {
+                    r.offered = true;
+                    join_head(&r.payload, &r.sigs).ok()
+                })
+                .collect()
+        };
+        for text in ready {
+            node.heads.offer(&text, Via::Own);
+        }
+    }
+
+    /// The leader's work: a head payload for the bundle applied last (again before it
+    /// expires), and the next cut.
+    async fn lead(&self, node: &Core) {
+        self.propose_head(node).await;
+        self.propose_cut(node).await;
+    }
+
+    async fn propose_head(&self, node: &Core) {
+        let Some(snapshot) = node.applier.snapshot() else { return };
+        let Some(last) = snapshot.last_bundle() else { return };
+        let root = snapshot.state_root();
+        drop(snapshot);
+        let refresh = (self.max_head_age / 3).max(Duration::from_secs(1));
+        let now = unix_now();
+        {
+            let st = self.state.lock();
+            if let Some(round) = st.heads.get(&last.seq)
+                && now.saturating_sub(round.iat) < refresh.as_secs()
+            {
+                return;
+            }
+        }
+        if self.last_head.lock().is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        let Some(magnet) = node.fetcher.magnet_of(last.seq) else { return };
+        let (network, _) = node.applier.in_force();
+        let content = HeadContent {
+            network: network.id(),
+            seq: last.seq,
+            bundle: last.id,
+            magnet: &magnet,
+            state_root: root,
+            now: now.max(last.issued_at),
+            max_age: self.max_head_age.as_secs().max(1),
+            snapshot: None,
+        };
+        let Ok(payload) = head_payload(&self.member, &content) else { return };
+        *self.last_head.lock() = Some(tokio::time::Instant::now());
+        if let Err(e) = self.propose(&Cmd::Head { seq: last.seq, payload }).await {
+            warn!(seq = last.seq, "cannot propose a head: {e}");
+        }
+    }
+
+    async fn propose_cut(&self, node: &Core) {
+        let last = node.applier.last_seq();
+        let seq = last + 1;
+        let chosen: Vec<(u64, Item)> = {
+            let st = self.state.lock();
+            if st.cuts.contains_key(&seq) || st.cuts.keys().next_back().is_some_and(|l| *l > seq) {
+                return;
+            }
+            let due = st.contracts() >= self.cut_at
+                || self.last_cut.lock().is_none_or(|t| t.elapsed() >= self.cut_every);
+            if st.queue.is_empty() || !due {
+                return;
+            }
+            let mut contracts = 0;
+            st.queue
+                .iter()
+                .filter(|(_, item)| match item {
+                    Item::Contract(_) => {
+                        contracts += 1;
+                        contracts <= self.cut_at
+                    }
+                    _ => true,
+                })
+                .map(|(a, i)| (*a, i.clone()))
+                .collect()
+        };
+        *self.last_cut.lock() = Some(tokio::time::Instant::now());
+        let drop = self.refusals(node, &chosen);
+        let dropped: HashSet<u64> = drop.iter().map(|(a, _)| *a).collect();
+        let take: Vec<(u64, Item)> =
+            chosen.into_iter().filter(|(a, _)| !dropped.contains(a)).collect();
+        if take.is_empty() {
+            if let Err(e) = self.propose(&Cmd::Drop { drop }).await {
+                warn!("cannot drop refused items: {e}");
+            }
+            return;
+        }
+        let built = async {
+            let dir = self.write_cut(node, seq, &take).await?;
+            let parent = node.applier.snapshot().and_then(|s| s.last_bundle());
+            let rules = self.rules.max(parent.map_or(Rules::V1, |p| p.rules));
+            let iat = unix_now().max(parent.map_or(0, |p| p.issued_at));
+            self.payload_over(node, &dir, seq, &self.member, iat, rules)
+        }
+        .await;
+        let payload = match built {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(seq, "cannot cut: {e}");
+                return;
+            }
+        };
+        let take: Vec<u64> = take.iter().map(|(a, _)| *a).collect();
+        let count = take.len();
+        match self.propose(&Cmd::Cut { seq, payload, take, drop }).await {
+            Ok(()) => info!(seq, items = count, "proposed a cut"),
+            Err(e) => warn!(seq, "cannot propose a cut: {e}"),
+        }
+    }
+}
+
+fn drop_items(st: &mut Replicated, drop: Vec<(u64, String)>) {
+    for (arrival, why) in drop {
+        if let Some(Item::Contract(t)) = st.queue.remove(&arrival) {
+            let id = Hash32::digest(t.as_bytes());
+            st.queued.remove(&id);
+            if st.dropped.len() >= MAX_DROPPED {
+                st.dropped.clear();
+            }
+            st.dropped.insert(id, why);
+        }
+    }
+}
+
+/// A payload's claims (base64url JSON).
+fn payload_claims(payload: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    match serde_json::from_slice(&bytes).ok()? {
+        serde_json::Value::Object(map) => Some(map),
+        _ => None,
+    }
+}
+
+fn claim_u64(payload: &str, name: &str) -> Option<u64> {
+    payload_claims(payload)?.get(name)?.as_u64()
+}

@@ -1,0 +1,285 @@
+//! Authority replicas on loopback: each node holds one member's key, the replicas order
+//! submissions through Raft and co-sign every bundle and head; contracts sent through any
+//! replica or follower are applied everywhere with one root, a dead leader is replaced, and
+//! with fewer than K signers up nothing is applied.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use swarmvm_node::{FollowOptions, Node, NodeOptions, SequencerOptions};
+use swarmvm_swarm::SwarmOptions;
+use swarmvm_test_support::http::request;
+use swarmvm_test_support::net::student;
+use swarmvm_token::{
+    AuthoritySet, IssueTime, Network, Signer, WalletEntry, issue_operations, issue_wallets,
+    sign_contract, verify_head,
+};
+use swarmvm_wallet::{Algorithm, Wallet};
+
+use crate::support::{LIMIT, copy, http, url, within};
+
+/// A network of `n` members with threshold `k`, its replicas' addresses chosen up front.
+struct Cluster {
+    dir: tempfile::TempDir,
+    keys: Vec<Wallet>,
+    peer: Wallet,
+    network: Network,
+    tokens: Vec<String>,
+    addrs: Vec<SocketAddr>,
+}
+
+fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+impl Cluster {
+    fn new(n: usize, k: u64) -> Self {
+        let keys: Vec<Wallet> =
+            (0..n).map(|_| Wallet::generate(Algorithm::Ed25519).unwrap()).collect();
+        let set =
+            AuthoritySet::new(keys.iter().map(|k| k.public_key().clone()).collect(), k).unwrap();
+        let network = Network::from_set(set);
+        let peer = Wallet::generate(Algorithm::Ed25519).unwrap();
+        let time = IssueTime { now: swarmvm_token::unix_now(), ttl: 86_400 };
+        let handlers = swarmvm_vm::HANDLER_NAMES;
+        let ops: std::collections::BTreeMap<String, swarmvm_token::Operation> =
+            handlers.iter().map(|h| ((*h).to_owned(), (*h).into())).collect();
+        let entry = WalletEntry { label: "peer".into(), key: peer.public_key().clone() };
+        let tokens = vec![
+            issue_operations(&Signer::Wallet(&keys[0]), &ops, handlers, time).unwrap(),
+            issue_wallets(&Signer::Wallet(&keys[1]), &[entry], time).unwrap(),
+        ];
+        let addrs = (0..n).map(|_| free_addr()).collect();
+        Self { dir: tempfile::tempdir().unwrap(), keys, peer, network, tokens, addrs }
+    }
+
+    fn url(&self, i: usize) -> String {
+        format!("http://{}", self.addrs[i])
+    }
+
+    fn options(&self, name: &str) -> NodeOptions {
+        NodeOptions {
+            data_dir: self.dir.path().join(name),
+            network: Some(self.network.clone()),
+            swarm: SwarmOptions::loopback(),
+            http: Some("127.0.0.1:0".parse().unwrap()),
+            ..NodeOptions::default()
+        }
+    }
+
+    async fn replica(&self, i: usize) -> Node {
+        let others = (0..self.keys.len()).filter(|j| *j != i).map(|j| self.url(j)).collect();
+        Node::start(NodeOptions {
+            http: Some(self.addrs[i]),
+            sequencer: Some(SequencerOptions {
+                keys: vec![copy(&self.keys[i])],
+                cut_every: Duration::from_millis(100),
+                cluster: others,
+                ..SequencerOptions::default()
+            }),
+            ..self.options(&format!("replica-{i}"))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("replica {i} did not start: {e}"))
+    }
+
+    async fn follower(&self, name: &str, urls: Vec<String>) -> Node {
+        let follow = FollowOptions {
+            urls,
+            poll: Duration::from_millis(100),
+            from_snapshot: false,
+            links: Vec::new(),
+        };
+        Node::start(NodeOptions { follow: Some(follow), ..self.options(name) }).await.unwrap()
+    }
+
+    fn contract(&self, nonce: u64) -> String {
+        let id = self.network.id().to_owned();
+        sign_contract(
+            &self.peer,
+            &id,
+            nonce,
+            &[student(&format!("S{nonce}"))],
+            swarmvm_token::unix_now(),
+        )
+        .unwrap()
+    }
+
+    fn set(&self) -> AuthoritySet {
+        self.network.genesis().clone()
+    }
+}
+
+fn status(node: &Node) -> Value {
+    let (code, body) = request(http(node), "GET", "/v1/status", None);
+    assert_eq!(code, 200);
+    body
+}
+
+fn submit(node: &Node, contract: &str) -> (u16, Value) {
+    request(http(node), "POST", "/v1/contracts", Some(contract))
+}
+
+/// Waits until every node applied `seq` with one root; returns it.
+async fn same_root(nodes: &[&Node], seq: u64) -> swarmvm_vm::Hash32 {
+    for n in nodes {
+        assert!(n.wait_applied(seq, LIMIT).await, "a node never applied seq {seq}: {}", status(n));
+    }
+    let roots: Vec<_> = nodes.iter().map(|n| n.status().state_root).collect();
+    assert!(roots.windows(2).all(|w| w[0] == w[1]), "roots differ: {roots:?}");
+    roots[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contracts_sent_through_any_replica_or_follower_apply_everywhere_with_one_root() {
+    let c = Cluster::new(3, 2);
+    let (a, b, d) = tokio::join!(c.replica(0), c.replica(1), c.replica(2));
+    let replicas = [&a, &b, &d];
+    // The registrations through one replica, a contract through each, and one through a
+    // follower of another.
+    let body = json!({ "tokens": c.tokens }).to_string();
+    let (code, answer) = request(http(&d), "POST", "/v1/registrations", Some(&body));
+    assert_eq!(code, 202, "{answer}");
+    same_root(&replicas, 1).await;
+    let follower = c.follower("follower", vec![url(&a)]).await;
+    for (i, node) in replicas.iter().enumerate() {
+        let (code, answer) = submit(node, &c.contract(i as u64 + 1));
+        assert_eq!(code, 202, "replica {i}: {answer}");
+    }
+    let (code, answer) = submit(&follower, &c.contract(4));
+    assert_eq!(code, 202, "through the follower: {answer}");
+    within(LIMIT, "the four contracts applied", || {
+        replicas.iter().all(|n| {
+            n.snapshot()
+                .is_some_and(|s| swarmvm_vm::nonce_of(&s, c.peer.id().as_str()).unwrap() == 4)
+        })
+    })
+    .await;
+    let seq = a.status().last_seq;
+    same_root(&[&a, &b, &d, &follower], seq).await;
+
+    // Every replica holds the same K-signed head; the follower took it.
+    let set = c.set();
+    let network = c.network.id().to_owned();
+    within(LIMIT, "a head for the last seq on every node", || {
+        [&a, &b, &d, &follower].iter().all(|n| n.status().head.is_some_and(|h| h.seq == seq))
+    })
+    .await;
+    for n in [&a, &b, &d] {
+        let (code, head) = request(http(n), "GET", "/v1/head", None);
+        assert_eq!(code, 200);
+        let text = head["head"].as_str().unwrap();
+        let verified = verify_head(text, &network, &set, swarmvm_token::unix_now()).unwrap();
+        assert_eq!(verified.seq, seq);
+        assert!(verified.signers.len() >= 2, "{:?}", verified.signers);
+    }
+    // One bundle a seq, the same on every replica.
+    for s in 1..=seq {
+        let ids: Vec<_> = [&a, &b, &d]
+            .iter()
+            .map(|n| n.snapshot().unwrap().bundle(s).unwrap().unwrap().id)
+            .collect();
+        assert!(ids.windows(2).all(|w| w[0] == w[1]), "seq {s}: {ids:?}");
+    }
+    // The status names the cluster: one leader, three members with their last signed seq.
+    let st = status(&a);
+    let cluster = &st["cluster"];
+    assert!(cluster["leader"].is_string(), "{st}");
+    assert_eq!(cluster["members"].as_array().unwrap().len(), 3, "{st}");
+    let signed: u64 = cluster["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["last_seq"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    assert_eq!(signed, seq, "{st}");
+    let roles: Vec<String> = [&a, &b, &d]
+        .iter()
+        .map(|n| status(n)["cluster"]["role"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(roles.iter().filter(|r| *r == "leader").count(), 1, "{roles:?}");
+    for n in [&a, &b, &d, &follower] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_leader_is_replaced_and_the_follower_sees_a_higher_k_signed_head() {
+    let c = Cluster::new(3, 2);
+    let (a, b, d) = tokio::join!(c.replica(0), c.replica(1), c.replica(2));
+    let mut replicas = vec![a, b, d];
+    let body = json!({ "tokens": c.tokens }).to_string();
+    let (code, answer) = request(http(&replicas[0]), "POST", "/v1/registrations", Some(&body));
+    assert_eq!(code, 202, "{answer}");
+    let refs: Vec<&Node> = replicas.iter().collect();
+    same_root(&refs, 1).await;
+    let follower = c.follower("follower", replicas.iter().map(url).collect()).await;
+    assert!(follower.wait_applied(1, LIMIT).await);
+    let leader =
+        replicas.iter().position(|n| status(n)["cluster"]["role"] == "leader").expect("a leader");
+    let before = follower.status().head.map_or(0, |h| h.seq);
+    let dead = replicas.remove(leader);
+    dead.shutdown().await;
+    let killed = Instant::now();
+    // A contract through a survivor: taken once a new leader is elected.
+    let mut nonce = 1;
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let (code, answer) = submit(&replicas[0], &c.contract(nonce));
+        if code == 202 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no survivor took a contract: {answer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    within(LIMIT, "the follower sees a higher K-signed head", || {
+        follower.status().head.is_some_and(|h| h.seq > before)
+    })
+    .await;
+    println!(
+        "a higher K-signed head reached the follower {:?} after the leader stopped",
+        killed.elapsed()
+    );
+    nonce += 1;
+    let (code, answer) = submit(&follower, &c.contract(nonce));
+    assert_eq!(code, 202, "{answer}");
+    within(LIMIT, "both contracts applied", || {
+        follower
+            .snapshot()
+            .is_some_and(|s| swarmvm_vm::nonce_of(&s, c.peer.id().as_str()).unwrap() == 2)
+    })
+    .await;
+    // Restarted, the dead replica catches up from the others.
+    let back = c.replica(leader).await;
+    let seq = follower.status().last_seq;
+    same_root(&[&back, &replicas[0], &replicas[1], &follower], seq).await;
+    for n in [&back, &replicas[0], &replicas[1], &follower] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_fewer_than_k_signers_up_nothing_is_applied_until_one_comes_back() {
+    // 3 of 3: a majority (two) orders, but a third signature is needed.
+    let c = Cluster::new(3, 3);
+    let (a, b, d) = tokio::join!(c.replica(0), c.replica(1), c.replica(2));
+    let body = json!({ "tokens": c.tokens }).to_string();
+    let (code, answer) = request(http(&a), "POST", "/v1/registrations", Some(&body));
+    assert_eq!(code, 202, "{answer}");
+    same_root(&[&a, &b, &d], 1).await;
+    d.shutdown().await;
+    drop(d);
+    let (code, answer) = submit(&a, &c.contract(1));
+    assert_eq!(code, 202, "a majority still takes submissions: {answer}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(a.status().last_seq, 1, "applied with two of three signers: {}", status(&a));
+    assert_eq!(b.status().last_seq, 1);
+    let back = c.replica(2).await;
+    same_root(&[&a, &b, &back], 2).await;
+    for n in [&a, &b, &back] {
+        n.shutdown().await;
+    }
+}
