@@ -316,6 +316,12 @@ impl Api {
         self.snapshot().map_or(Ok(Vec::new()), |s| Ok(crate::reads::evidence(&s)?.evidence))
     }
 
+    /// On an authority replica: members seen signing two conflicting manifests or heads for
+    /// one seq.
+    pub fn equivocations(&self) -> Vec<crate::protocol::Equivocation> {
+        self.inner.replica.as_ref().map(|r| r.equivocations()).unwrap_or_default()
+    }
+
     /// Every bundle the node knows, oldest first.
     pub fn bundles(&self) -> Vec<BundleStatus> {
         self.inner.core.fetcher.bundles()

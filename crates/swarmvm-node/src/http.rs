@@ -645,7 +645,7 @@ const MAX_PROVED_ID: usize = 1024;
 
 async fn evidence(State(node): State<Web>) -> Result<Json<EvidenceList>, ApiError> {
     let list = node.evidence().map_err(|e| ApiError::internal(one_line(&e)))?;
-    Ok(Json(EvidenceList { evidence: list }))
+    Ok(Json(EvidenceList { evidence: list, equivocations: node.equivocations() }))
 }
 
 fn page(q: Result<Query<PageQuery>, QueryRejection>) -> Result<(u64, usize), ApiError> {

@@ -181,6 +181,7 @@ async fn start_replica(
             max_queue: options.max_queue,
             max_head_age: options.max_head_age,
             rules: options.rules,
+            fault: options.fault_equivocate,
         },
     );
     Ok((replica, before, committed))

@@ -655,6 +655,29 @@ pub enum RegistrationsAnswer {
 pub struct EvidenceList {
     /// Forks seen.
     pub evidence: Vec<Evidence>,
+    /// On an authority replica: members seen signing two conflicting manifests or heads for
+    /// one seq (whether or not either reached K).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub equivocations: Vec<Equivocation>,
+}
+
+/// One member's two signatures over conflicting payloads for one seq: two manifests, or two
+/// heads naming another bundle or root. Each is the compact JWS the signature stands for, so
+/// anyone holding the member's public key can check both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Equivocation {
+    /// The seq both are for.
+    pub seq: u64,
+    /// The member that signed both.
+    pub member: String,
+    /// `manifest` or `head`.
+    pub kind: String,
+    /// The first signed (compact JWS).
+    pub first: String,
+    /// The second (compact JWS).
+    pub second: String,
+    /// When this replica saw the second (Unix seconds).
+    pub seen_at: u64,
 }
 
 /// `GET /v1/receipts`.

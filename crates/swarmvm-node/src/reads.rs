@@ -152,7 +152,7 @@ pub fn contract(snapshot: &Snapshot, id: &Hash32) -> Result<Option<ContractView>
 
 /// Fork evidence: pairs of validly signed bundles for one seq.
 pub fn evidence(snapshot: &Snapshot) -> Result<EvidenceList, ReadError> {
-    Ok(EvidenceList { evidence: snapshot.evidence()? })
+    Ok(EvidenceList { evidence: snapshot.evidence()?, equivocations: Vec::new() })
 }
 
 /// Receipts from log position `from`, at most `limit`.

@@ -38,6 +38,7 @@ use crate::core::Core;
 use crate::error::one_line;
 use crate::fetcher::CutError;
 use crate::heads::Via;
+use crate::protocol::Equivocation;
 use crate::queue::Item;
 use crate::submit::SubmitError;
 
@@ -98,17 +99,21 @@ enum Cmd {
     Drop {
         drop: Vec<(u64, String)>,
     },
+    /// A member's signature over a manifest payload for `seq`: the cut's, or (from a faulty
+    /// member) another, which is evidence.
     ManifestSig {
         seq: u64,
+        payload: String,
         part: PayloadSignature,
     },
     Head {
         seq: u64,
         payload: String,
     },
+    /// A member's signature over a head payload for `seq`.
     HeadSig {
         seq: u64,
-        payload: Hash32,
+        payload: String,
         part: PayloadSignature,
     },
 }
@@ -132,7 +137,6 @@ struct OpenCut {
 #[derive(Debug)]
 struct HeadRound {
     payload: String,
-    hash: Hash32,
     iat: u64,
     sigs: Vec<PayloadSignature>,
     signed: bool,
@@ -149,12 +153,83 @@ struct Replicated {
     heads: BTreeMap<u64, HeadRound>,
     /// Each member's last seq whose manifest it signed (as committed).
     last_signed: BTreeMap<String, u64>,
+    /// The first payload each member signed for a (head?, seq), with its signature.
+    seen: HashMap<(bool, u64, String), (String, PayloadSignature)>,
+    /// Members that signed two conflicting manifests or heads for one seq.
+    equivocations: Vec<Equivocation>,
 }
 
 impl Replicated {
     fn contracts(&self) -> usize {
         self.queued.len()
     }
+
+    /// Remembers a member's valid signature over a payload for `seq`; a second one over a
+    /// conflicting payload (another manifest; a head naming another bundle or root) is
+    /// evidence, kept with both signatures.
+    fn witness(&mut self, kind: Kind, seq: u64, payload: &str, part: &PayloadSignature) {
+        let key = (kind == Kind::Head, seq, part.signer.clone());
+        let Some((first, first_part)) = self.seen.get(&key) else {
+            self.seen.insert(key, (payload.to_owned(), part.clone()));
+            // Forgotten once far behind.
+            if self.seen.len() > 4096 {
+                let newest = self.seen.keys().map(|k| k.1).max().unwrap_or(0);
+                self.seen.retain(|k, _| k.1 + 64 > newest);
+            }
+            return;
+        };
+        if first == payload || !conflicting(kind, first, payload) {
+            return;
+        }
+        let name = if kind == Kind::Head { "head" } else { "manifest" };
+        if self
+            .equivocations
+            .iter()
+            .any(|e| e.seq == seq && e.member == part.signer && e.kind == name)
+        {
+            return;
+        }
+        warn!(seq, member = %part.signer, "evidence: a member signed two different {name}s for seq {seq}");
+        self.equivocations.push(Equivocation {
+            seq,
+            member: part.signer.clone(),
+            kind: name.to_owned(),
+            first: compact(first, first_part),
+            second: compact(payload, part),
+            seen_at: unix_now(),
+        });
+    }
+}
+
+/// Whether two payloads of `kind` for one seq conflict: two manifests always; two heads when
+/// they name another bundle or root (a head signed again later only moves its time).
+fn conflicting(kind: Kind, a: &str, b: &str) -> bool {
+    if kind != Kind::Head {
+        return true;
+    }
+    let (Some(a), Some(b)) = (payload_claims(a), payload_claims(b)) else { return true };
+    a.get("bundle") != b.get("bundle") || a.get("state_root") != b.get("state_root")
+}
+
+/// One signature over a payload as the compact JWS it stands for.
+fn compact(payload: &str, part: &PayloadSignature) -> String {
+    format!("{}.{payload}.{}", part.protected, part.signature)
+}
+
+/// The test hook's second signature: over the payload with its `iat` moved (a manifest) or
+/// its root changed (a head), as a faulty member would sign.
+fn forged_part(key: &Wallet, kind: Kind, payload: &str) -> Option<(String, PayloadSignature)> {
+    let mut claims = payload_claims(payload)?;
+    if kind == Kind::Head {
+        claims.insert("state_root".into(), Hash32::digest(b"forged").to_hex().into());
+    } else {
+        let iat = claims.get("iat")?.as_u64()?;
+        claims.insert("iat".into(), (iat + 1).into());
+    }
+    let bytes = serde_json::to_vec(&claims).ok()?;
+    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let part = sign_payload_part(key, kind, &forged).ok()?;
+    Some((forged, part))
 }
 
 struct Submission {
@@ -171,6 +246,9 @@ pub(crate) struct ReplicaOptions {
     pub(crate) max_queue: usize,
     pub(crate) max_head_age: Duration,
     pub(crate) rules: Rules,
+    /// Test hook: sign a second, conflicting manifest and head for every seq, as a faulty
+    /// member would.
+    pub(crate) fault: bool,
 }
 
 /// One authority replica.
@@ -183,6 +261,7 @@ pub(crate) struct Replica {
     max_queue: usize,
     max_head_age: Duration,
     rules: Rules,
+    fault: bool,
     pub(crate) wallet_keys: crate::submit::KeyCache,
     state: Mutex<Replicated>,
     wake: Notify,
@@ -211,6 +290,7 @@ impl Replica {
             max_queue: options.max_queue.max(1),
             max_head_age: options.max_head_age,
             rules: options.rules,
+            fault: options.fault,
             wallet_keys: crate::submit::KeyCache::default(),
             state: Mutex::new(Replicated::default()),
             wake: Notify::new(),
@@ -239,6 +319,11 @@ impl Replica {
     /// Why contract `id` was dropped at a cut, if it was.
     pub(crate) fn dropped(&self, id: &Hash32) -> Option<String> {
         self.state.lock().dropped.get(id).cloned()
+    }
+
+    /// Members seen signing two conflicting manifests or heads for one seq.
+    pub(crate) fn equivocations(&self) -> Vec<Equivocation> {
+        self.state.lock().equivocations.clone()
     }
 
     /// The cluster's status, with each member's last signed seq.
@@ -419,13 +504,19 @@ impl Replica {
                 st.cuts.retain(|s, c| *s + 16 > applied || !c.published);
             }
             Cmd::Drop { drop } => drop_items(&mut st, drop),
-            Cmd::ManifestSig { seq, part } => {
-                let Some(cut) = st.cuts.get_mut(&seq) else { return };
-                if cut.sigs.len() >= k || cut.sigs.iter().any(|s| s.signer == part.signer) {
+            Cmd::ManifestSig { seq, payload, part } => {
+                if verify_payload_part(&part, Kind::Manifest, &payload, &set).is_err()
+                    || claim_u64(&payload, "seq") != Some(seq)
+                {
+                    warn!(seq, signer = %part.signer, "a manifest signature that does not hold");
                     return;
                 }
-                if let Err(e) = verify_payload_part(&part, Kind::Manifest, &cut.payload, &set) {
-                    warn!(seq, signer = %part.signer, "a manifest signature that does not hold: {e}");
+                st.witness(Kind::Manifest, seq, &payload, &part);
+                let Some(cut) = st.cuts.get_mut(&seq) else { return };
+                if cut.payload != payload
+                    || cut.sigs.len() >= k
+                    || cut.sigs.iter().any(|s| s.signer == part.signer)
+                {
                     return;
                 }
                 if part.signer == self.member {
@@ -438,35 +529,30 @@ impl Replica {
             }
             Cmd::Head { seq, payload } => {
                 let Some(iat) = claim_u64(&payload, "iat") else { return };
-                let hash = Hash32::digest(payload.as_bytes());
                 if st.heads.get(&seq).is_some_and(|h| h.iat >= iat) {
                     return;
                 }
                 st.heads.insert(
                     seq,
-                    HeadRound {
-                        payload,
-                        hash,
-                        iat,
-                        sigs: Vec::new(),
-                        signed: false,
-                        offered: false,
-                    },
+                    HeadRound { payload, iat, sigs: Vec::new(), signed: false, offered: false },
                 );
                 while st.heads.len() > 4 {
                     st.heads.pop_first();
                 }
             }
             Cmd::HeadSig { seq, payload, part } => {
+                if verify_payload_part(&part, Kind::Head, &payload, &set).is_err()
+                    || claim_u64(&payload, "seq") != Some(seq)
+                {
+                    warn!(seq, signer = %part.signer, "a head signature that does not hold");
+                    return;
+                }
+                st.witness(Kind::Head, seq, &payload, &part);
                 let Some(round) = st.heads.get_mut(&seq) else { return };
-                if round.hash != payload
+                if round.payload != payload
                     || round.sigs.len() >= k
                     || round.sigs.iter().any(|s| s.signer == part.signer)
                 {
-                    return;
-                }
-                if let Err(e) = verify_payload_part(&part, Kind::Head, &round.payload, &set) {
-                    warn!(seq, signer = %part.signer, "a head signature that does not hold: {e}");
                     return;
                 }
                 if part.signer == self.member {
@@ -524,11 +610,15 @@ impl Replica {
                 if let Some(cut) = self.state.lock().cuts.get_mut(&seq) {
                     cut.signed = true;
                 }
-                if let Err(e) = self.propose(&Cmd::ManifestSig { seq, part }).await {
+                let forged = self.fault.then(|| forged_part(&self.key, Kind::Manifest, &payload));
+                if let Err(e) = self.propose(&Cmd::ManifestSig { seq, payload, part }).await {
                     warn!(seq, "cannot send this replica's manifest signature: {e}");
                     if let Some(cut) = self.state.lock().cuts.get_mut(&seq) {
                         cut.signed = false;
                     }
+                }
+                if let Some(Some((payload, part))) = forged {
+                    let _ = self.propose(&Cmd::ManifestSig { seq, payload, part }).await;
                 }
             }
             Err(why) => {
@@ -757,13 +847,13 @@ impl Replica {
         let Some(last) = snapshot.last_bundle() else { return };
         let root = snapshot.state_root();
         drop(snapshot);
-        let (payload, hash) = {
+        let payload = {
             let st = self.state.lock();
             let Some(round) = st.heads.get(&last.seq) else { return };
             if round.signed || round.sigs.len() >= node.applier.authorities().threshold() {
                 return;
             }
-            (round.payload.clone(), round.hash)
+            round.payload.clone()
         };
         let magnet = node.fetcher.magnet_of(last.seq);
         let checked = payload_claims(&payload).ok_or("not a head's payload").and_then(|c| {
@@ -790,11 +880,15 @@ impl Replica {
         if let Some(round) = self.state.lock().heads.get_mut(&last.seq) {
             round.signed = true;
         }
-        if let Err(e) = self.propose(&Cmd::HeadSig { seq: last.seq, payload: hash, part }).await {
+        let forged = self.fault.then(|| forged_part(&self.key, Kind::Head, &payload));
+        if let Err(e) = self.propose(&Cmd::HeadSig { seq: last.seq, payload, part }).await {
             warn!(seq = last.seq, "cannot send this replica's head signature: {e}");
             if let Some(round) = self.state.lock().heads.get_mut(&last.seq) {
                 round.signed = false;
             }
+        }
+        if let Some(Some((payload, part))) = forged {
+            let _ = self.propose(&Cmd::HeadSig { seq: last.seq, payload, part }).await;
         }
     }
 

@@ -49,6 +49,11 @@ pub struct SequencerOptions {
     /// node is one replica holding one key (`keys` holds exactly one), and the replicas
     /// order, sign and publish together; without, a sequencer alone.
     pub cluster: Vec<String>,
+    /// Test hook for authority replicas: also sign a second, conflicting manifest and head
+    /// for every seq, as a faulty member would (the others record evidence and apply nothing
+    /// fewer than K signed). Never set outside tests.
+    #[doc(hidden)]
+    pub fault_equivocate: bool,
 }
 
 impl Default for SequencerOptions {
@@ -61,6 +66,7 @@ impl Default for SequencerOptions {
             max_head_age: Duration::from_secs(60),
             rules: Rules::CURRENT,
             cluster: Vec::new(),
+            fault_equivocate: false,
         }
     }
 }

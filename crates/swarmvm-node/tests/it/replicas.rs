@@ -3,6 +3,7 @@
 //! replica or follower are applied everywhere with one root, a dead leader is replaced, and
 //! with fewer than K signers up nothing is applied.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -12,8 +13,8 @@ use swarmvm_swarm::SwarmOptions;
 use swarmvm_test_support::http::request;
 use swarmvm_test_support::net::student;
 use swarmvm_token::{
-    AuthoritySet, IssueTime, Network, Signer, WalletEntry, issue_operations, issue_wallets,
-    sign_contract, verify_head,
+    AuthoritySet, IssueTime, Kind, Network, PayloadSignature, Signer, WalletEntry,
+    issue_operations, issue_wallets, sign_contract, verify_head, verify_payload_part,
 };
 use swarmvm_wallet::{Algorithm, Wallet};
 
@@ -70,6 +71,12 @@ impl Cluster {
     }
 
     async fn replica(&self, i: usize) -> Node {
+        self.replica_with(i, false).await
+    }
+
+    /// Replica `i`; with `faulty`, it also signs a second, conflicting manifest and head for
+    /// every seq (the test hook).
+    async fn replica_with(&self, i: usize, faulty: bool) -> Node {
         let others = (0..self.keys.len()).filter(|j| *j != i).map(|j| self.url(j)).collect();
         Node::start(NodeOptions {
             http: Some(self.addrs[i]),
@@ -77,6 +84,7 @@ impl Cluster {
                 keys: vec![copy(&self.keys[i])],
                 cut_every: Duration::from_millis(100),
                 cluster: others,
+                fault_equivocate: faulty,
                 ..SequencerOptions::default()
             }),
             ..self.options(&format!("replica-{i}"))
@@ -280,6 +288,82 @@ async fn with_fewer_than_k_signers_up_nothing_is_applied_until_one_comes_back() 
     let back = c.replica(2).await;
     same_root(&[&a, &b, &back], 2).await;
     for n in [&a, &b, &back] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_signing_two_manifests_or_heads_for_a_seq_leaves_evidence_and_nothing_short_of_k_applies()
+ {
+    let c = Cluster::new(3, 2);
+    let (a, b, d) = tokio::join!(c.replica(0), c.replica(1), c.replica_with(2, true));
+    let body = json!({ "tokens": c.tokens }).to_string();
+    let (code, answer) = request(http(&a), "POST", "/v1/registrations", Some(&body));
+    assert_eq!(code, 202, "{answer}");
+    same_root(&[&a, &b, &d], 1).await;
+    let follower = c.follower("follower", vec![url(&b)]).await;
+    let (code, answer) = submit(&b, &c.contract(1));
+    assert_eq!(code, 202, "{answer}");
+    same_root(&[&a, &b, &d, &follower], 2).await;
+    let faulty = c.keys[2].id().to_string();
+    let set = c.set();
+    within(LIMIT, "evidence of both kinds on every replica", || {
+        [&a, &b, &d].iter().all(|n| {
+            let kinds: HashSet<String> = n
+                .equivocations()
+                .iter()
+                .filter(|e| e.member == faulty)
+                .map(|e| e.kind.clone())
+                .collect();
+            kinds.len() == 2
+        })
+    })
+    .await;
+    // Served at /v1/evidence, each a pair of the member's own signatures over two payloads.
+    let (code, list) = request(http(&a), "GET", "/v1/evidence", None);
+    assert_eq!(code, 200);
+    let found = list["equivocations"].as_array().unwrap();
+    for e in found {
+        assert_eq!(e["member"], faulty.as_str());
+        let kind = if e["kind"] == "head" { Kind::Head } else { Kind::Manifest };
+        let parts: Vec<(String, PayloadSignature)> = ["first", "second"]
+            .iter()
+            .map(|w| {
+                let jws = e[*w].as_str().unwrap();
+                let mut it = jws.split('.');
+                let (p, payload, sig) =
+                    (it.next().unwrap(), it.next().unwrap(), it.next().unwrap());
+                let part = PayloadSignature {
+                    signer: faulty.clone(),
+                    protected: p.to_owned(),
+                    signature: sig.to_owned(),
+                };
+                verify_payload_part(&part, kind, payload, &set).unwrap();
+                (payload.to_owned(), part)
+            })
+            .collect();
+        assert_ne!(parts[0].0, parts[1].0, "two different payloads");
+    }
+    // Nothing the faulty member signed alone was applied: one bundle a seq, the same on
+    // every node, each K-signed; the heads everywhere are the honest ones.
+    for s in 1..=2 {
+        let records: Vec<_> = [&a, &b, &d, &follower]
+            .iter()
+            .map(|n| n.snapshot().unwrap().bundle(s).unwrap().unwrap())
+            .collect();
+        assert!(records.windows(2).all(|w| w[0].id == w[1].id), "seq {s}");
+        let verified =
+            swarmvm_token::verify_manifest(records[0].manifest.trim(), c.network.id(), &set)
+                .unwrap();
+        assert!(verified.signers.len() >= 2);
+    }
+    let root = a.status().state_root;
+    within(LIMIT, "the follower holds the honest head", || {
+        follower.status().head.is_some_and(|h| h.seq == 2 && h.state_root == root)
+    })
+    .await;
+    assert!(follower.evidence().unwrap().is_empty(), "no fork reached the follower");
+    for n in [&a, &b, &d, &follower] {
         n.shutdown().await;
     }
 }
