@@ -142,11 +142,24 @@
       ["Peer id", code(short(s.peer_id, 16), s.peer_id), "peer_id"],
       ["Sequencer", s.sequencer ? "yes, " + s.sequencer.queued + " queued" : "no", "sequencer"],
       ["Follows", s.following.length ? h("ul", {}, s.following.map((u) => h("li", {}, code(u)))) : "none", "following"],
-    ].concat(s.diverged_reason ? [["Diverged", s.diverged_reason, "diverged_reason"]] : [])
+    ].concat(s.cluster ? [["Replicas", renderCluster(s.cluster), "cluster"]] : [])
+      .concat(s.diverged_reason ? [["Diverged", s.diverged_reason, "diverged_reason"]] : [])
       .concat(s.head_refused ? [["Last head refused", s.head_refused, "head_refused"]] : []));
     const f = $("freshness");
     f.textContent = s.diverged ? "diverged" : s.stale ? "stale" : s.head ? "fresh" : "no head";
     f.className = "badge " + (s.diverged ? "bad" : s.stale ? "warn" : s.head ? "good" : "");
+  }
+
+  /** An authority replica's cluster (`cluster` in the status): this replica's role and
+   * term, the leader, and each member with the last seq whose manifest it signed. */
+  function renderCluster(c) {
+    return h("div", {},
+      `this replica is ${c.role} (term ${c.term}); leader `,
+      c.leader ? code(short(c.leader, 16), c.leader) : "none known",
+      h("ul", {}, c.members.map((m) => h("li", { "data-member": m.member },
+        code(short(m.member, 16), m.member),
+        m.member === c.leader ? " (leader)" : "",
+        `: last signed seq ${m.last_seq}, `, code(m.url)))));
   }
 
   /** Where a node's newest head came from (`head.via` in the status). */

@@ -178,7 +178,50 @@ pub(crate) fn render(node: &Api, http: &HttpCounts, streams: usize) -> String {
         "HTTP requests answered, by status class.",
         &http,
     );
+    if let Some(cluster) = &status.cluster {
+        cluster_families(&mut out, cluster, node.equivocations().len());
+    }
     out
+}
+
+/// An authority replica's families: its consensus term, leader changes and commit index,
+/// whether it leads, and the evidence of equivocating members.
+fn cluster_families(out: &mut String, c: &crate::protocol::ClusterSummary, equivocations: usize) {
+    family(
+        out,
+        "swarmvm_cluster_term",
+        "gauge",
+        "This replica's current consensus term.",
+        &one(c.term as f64),
+    );
+    family(
+        out,
+        "swarmvm_cluster_leader_changes_total",
+        "counter",
+        "Times this replica saw the leader change since it started.",
+        &one(c.leader_changes as f64),
+    );
+    family(
+        out,
+        "swarmvm_cluster_commit_index",
+        "gauge",
+        "The index of the last log entry this replica applied.",
+        &one(c.commit_index as f64),
+    );
+    family(
+        out,
+        "swarmvm_cluster_is_leader",
+        "gauge",
+        "1 while this replica leads.",
+        &one(f64::from(u8::from(c.role == "leader"))),
+    );
+    family(
+        out,
+        "swarmvm_cluster_equivocations",
+        "gauge",
+        "Members seen signing two conflicting manifests or heads for one seq.",
+        &one(equivocations as f64),
+    );
 }
 
 /// `GET /v1/health`: `{"status": "ok" | "unhealthy", "problems": [...], "sequencer": ...}`,

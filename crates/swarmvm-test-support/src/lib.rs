@@ -10,6 +10,7 @@ pub mod live;
 pub mod load;
 pub mod net;
 pub mod netns;
+pub mod replicas;
 pub mod tools;
 
 use std::process::Command;

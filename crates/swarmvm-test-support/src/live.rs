@@ -23,7 +23,7 @@ use crate::tools::KillOnDrop;
 /// One `node run` process.
 #[derive(Debug)]
 pub struct Proc {
-    child: KillOnDrop,
+    pub(crate) child: KillOnDrop,
     /// Its HTTP API.
     pub http: SocketAddr,
 }
@@ -307,30 +307,33 @@ impl LiveNet {
     /// `per_wallet` contracts for each wallet (nonces 1 up), each registering a student,
     /// signed on every core: `[wallet][nonce - 1]`.
     pub fn sign(&self, per_wallet: usize) -> Vec<Vec<String>> {
-        let now = crate::now();
-        let network = self.network.clone();
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .wallets
-                .iter()
-                .enumerate()
-                .map(|(w, wallet)| {
-                    let network = network.clone();
-                    scope.spawn(move || {
-                        (1..=per_wallet as u64)
-                            .map(|nonce| {
-                                let action = json!({"action": "register_student", "student": {
-                                    "id": format!("S{w}-{nonce}"), "name": "n", "department": "d"}});
-                                swarmvm_token::sign_contract(wallet, &network, nonce, &[action], now)
-                                    .unwrap()
-                            })
-                            .collect::<Vec<String>>()
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        })
+        sign_for(&self.network, &self.wallets, per_wallet)
     }
+}
+
+/// `per_wallet` contracts of network `network` for each of `wallets` (nonces 1 up), each
+/// registering a student, signed on every core: `[wallet][nonce - 1]`.
+pub fn sign_for(network: &str, wallets: &[Wallet], per_wallet: usize) -> Vec<Vec<String>> {
+    let now = crate::now();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = wallets
+            .iter()
+            .enumerate()
+            .map(|(w, wallet)| {
+                scope.spawn(move || {
+                    (1..=per_wallet as u64)
+                        .map(|nonce| {
+                            let action = json!({"action": "register_student", "student": {
+                                "id": format!("S{w}-{nonce}"), "name": "n", "department": "d"}});
+                            swarmvm_token::sign_contract(wallet, network, nonce, &[action], now)
+                                .unwrap()
+                        })
+                        .collect::<Vec<String>>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
 }
 
 /// One contract accepted (202).

@@ -1,10 +1,13 @@
 //! Logs for the long-running commands: `tracing` to stderr, `RUST_LOG` to change the level.
 
 /// Starts logging at `info` for swarmvm and `warn` for everything else, unless `RUST_LOG`
-/// says otherwise.
+/// says otherwise. The consensus engine's own lines are off by default (it logs every retry
+/// to an unreachable replica; the status and `/metrics` show the cluster): `RUST_LOG=
+/// openraft=warn` brings them back.
 pub(crate) fn init() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,swarmvm_node=info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,swarmvm_node=info,swarmvm_raft=info,openraft=off")
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -209,6 +209,19 @@ async fn contracts_sent_through_any_replica_or_follower_apply_everywhere_with_on
         .map(|n| status(n)["cluster"]["role"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(roles.iter().filter(|r| *r == "leader").count(), 1, "{roles:?}");
+    // And /metrics the term, the leader changes and the commit index.
+    let host = http(&b).to_string();
+    let text =
+        swarmvm_test_support::http::exchange(http(&b), "GET", "/metrics", &[("Host", &host)], "")
+            .body;
+    let metric = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    assert!(metric("swarmvm_cluster_term ") >= 1.0);
+    assert!(metric("swarmvm_cluster_leader_changes_total ") >= 1.0);
+    assert!(metric("swarmvm_cluster_commit_index ") >= seq as f64);
     for n in [&a, &b, &d, &follower] {
         n.shutdown().await;
     }

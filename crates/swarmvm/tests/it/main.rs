@@ -18,6 +18,7 @@ mod load;
 mod node;
 mod operators;
 mod proofs;
+mod replicas;
 mod resources;
 mod script;
 mod secrets;
