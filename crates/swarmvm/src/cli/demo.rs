@@ -53,6 +53,11 @@ pub(crate) struct DemoArgs {
     /// by signed heads. Prints each contract's submit-to-applied latency.
     #[arg(long)]
     pub(crate) live: bool,
+    /// With --live: N authority replicas (3 to 7), one key each, a majority of them the
+    /// threshold, each its own process; the leader is SIGKILLed halfway, and the demo prints
+    /// how long failover took.
+    #[arg(long, value_name = "N", requires = "live", value_parser = clap::value_parser!(u16).range(3..=7))]
+    pub(crate) replicas: Option<u16>,
     /// Keep the peers running after the scenario, each with its explorer page on 127.0.0.1
     /// (printed), until Ctrl-C.
     #[arg(long)]
@@ -123,6 +128,10 @@ pub(crate) fn summary(state: &Value) -> Vec<String> {
 
 pub(crate) fn run(args: DemoArgs, out: OutputArgs) -> Result<ExitCode> {
     let n = usize::from(args.peers);
+    if let (true, Some(replicas)) = (args.live, args.replicas) {
+        let replicas = usize::from(replicas);
+        return runtime()?.block_on(super::demo_replicas::demo(n, replicas, &args, out));
+    }
     if args.live {
         return runtime()?.block_on(super::demo_live::demo(n, &args, out));
     }

@@ -6,6 +6,7 @@ pub(crate) mod config;
 mod contract;
 mod demo;
 mod demo_live;
+mod demo_replicas;
 mod duration;
 mod exec;
 mod module;

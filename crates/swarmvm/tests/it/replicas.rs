@@ -139,3 +139,18 @@ fn a_replica_whose_key_is_not_a_member_is_refused() {
     // The members go on without it.
     net.leader(Duration::from_secs(10));
 }
+
+#[test]
+fn demo_live_with_three_replicas_survives_the_leaders_sigkill_with_one_root() {
+    let env = Env::new();
+    let out = env.json(&["demo", "--live", "--replicas", "3", "--peers", "2"]);
+    assert_eq!(out["agree"], true, "{out}");
+    assert_eq!(out["threshold"], 2, "{out}");
+    assert_eq!(out["replicas"].as_array().unwrap().len(), 3, "{out}");
+    let failover = out["failover_ms"].as_f64().expect("a failover time");
+    assert!(failover > 0.0, "{out}");
+    let (killed, after) = (out["killed"].as_str().unwrap(), out["leader_after"].as_str().unwrap());
+    assert_ne!(killed, after, "{out}");
+    assert_eq!(out["state"]["students"]["S001"]["name"], "John Doe", "{out}");
+    assert_eq!(out["state"]["proposals"]["P001"]["votes"], 2, "{out}");
+}
