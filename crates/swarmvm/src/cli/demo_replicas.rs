@@ -320,9 +320,7 @@ pub(crate) async fn demo(
                 "failover: every peer held a K-signed head for a new bundle {ms} ms after the kill (new leader {})",
                 new_leader.as_deref().unwrap_or("unknown")
             )),
-            None => {
-                output::line("failover: no new K-signed head reached every peer in time".to_owned())
-            }
+            None => output::line("failover: no new K-signed head reached every peer in time"),
         }
         output::line(String::new());
         for line in summary(&state) {
