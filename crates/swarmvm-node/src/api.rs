@@ -801,9 +801,9 @@ impl Api {
                 "the body must be {{\"tokens\": [...], \"modules\": [base64...]}}: {e}"
             ))
         })?;
-        if request.manifest.is_some() || !request.contracts.is_empty() {
+        if request.manifest.is_none() && !request.contracts.is_empty() {
             return Err(SubmitError::Refused(
-                "authority replicas sign every bundle through their log; a folder signed elsewhere is not taken"
+                "contracts go to POST /v1/contracts one by one (or send the folder with its manifest)"
                     .into(),
             )
             .into());
@@ -818,6 +818,11 @@ impl Api {
                     .map_err(|_| SubmitError::Refused(format!("module {} is not base64", i + 1)))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if let Some(manifest) = request.manifest {
+            return self
+                .publish_through(replica, manifest, request.tokens, request.contracts, modules)
+                .await;
+        }
         let items: Vec<crate::queue::Item> =
             crate::sequencer::checked_registrations(&self.inner.core, request.tokens, modules)?
                 .into_iter()
@@ -826,6 +831,50 @@ impl Api {
         let queued = items.len();
         replica.submit(items).await?;
         Ok((202, answer(&RegistrationsAnswer::Queued { queued })))
+    }
+}
+
+impl Api {
+    /// A folder signed elsewhere (a rotation, whose added keys sign it themselves), taken by
+    /// an authority replica: its manifest verified against the set in force and its parts
+    /// against the manifest, then published as the next bundle through the replicas' log.
+    /// Answers once this replica applied it.
+    async fn publish_through(
+        &self,
+        replica: &Replica,
+        manifest: String,
+        tokens: Vec<String>,
+        contracts: Vec<String>,
+        modules: Vec<Vec<u8>>,
+    ) -> Result<(u16, Value), Refusal> {
+        let (network, set) = self.applier().in_force();
+        let verified = swarmvm_token::verify_manifest(manifest.trim(), network.id(), &set)
+            .map_err(|e| SubmitError::Refused(format!("manifest: {e}")))?;
+        swarmvm_bundle::check_text_parts(&verified, &tokens, &contracts)
+            .map_err(|e| SubmitError::Refused(e.to_string()))?;
+        swarmvm_bundle::check_module_parts(&verified, &modules)
+            .map_err(|e| SubmitError::Refused(e.to_string()))?;
+        let next = self.applier().last_seq() + 1;
+        if verified.seq != next {
+            return Err(SubmitError::Refused(format!(
+                "the folder is bundle seq {}; the next is seq {next}",
+                verified.seq
+            ))
+            .into());
+        }
+        let seq = verified.seq;
+        replica.publish(seq, manifest.trim().to_owned(), tokens, contracts, &modules).await?;
+        if !self.wait_applied(seq, std::time::Duration::from_secs(30)).await {
+            return Err(SubmitError::Unavailable(format!(
+                "seq {seq} was not applied here in time"
+            ))
+            .into());
+        }
+        let applied = self.snapshot().and_then(|s| s.bundle(seq).ok().flatten()).map(|b| b.id);
+        if applied != Some(verified.id) {
+            return Err(SubmitError::Refused(format!("another bundle took seq {seq} first")).into());
+        }
+        Ok((200, answer(&RegistrationsAnswer::Published { seq, bundle: verified.id })))
     }
 }
 

@@ -48,6 +48,9 @@ const MAX_CLOCK_SKEW: u64 = 30;
 const GROUP: usize = 512;
 /// Contracts refused at a cut remembered for `GET /v1/contracts/{id}`, at most.
 const MAX_DROPPED: usize = 65_536;
+/// Signatures kept for one cut or head at most (the first of them that hold under the set
+/// in force for its seq count, when it is joined).
+const MAX_PARTS: usize = swarmvm_token::MAX_AUTHORITIES;
 /// How long a proposal may wait for a leader.
 const PROPOSE_LIMIT: Duration = Duration::from_secs(5);
 
@@ -94,6 +97,16 @@ enum Cmd {
         take: Vec<u64>,
         drop: Vec<(u64, String)>,
     },
+    /// A folder signed elsewhere with its K signatures (a rotation's, whose added keys sign
+    /// it themselves) as the bundle for `seq`.
+    Publish {
+        seq: u64,
+        manifest: String,
+        tokens: Vec<String>,
+        contracts: Vec<String>,
+        /// Base64 (standard).
+        modules: Vec<String>,
+    },
     /// Queued items the leader found it cannot cut (a contract whose nonce another took, a
     /// registration the set no longer accepts), with why.
     Drop {
@@ -122,6 +135,8 @@ enum Cmd {
 #[derive(Debug)]
 struct OpenCut {
     payload: String,
+    /// A folder signed elsewhere (a rotation): its whole manifest, K-signed already.
+    manifest: Option<String>,
     items: Vec<(u64, Item)>,
     /// The first K valid signatures committed, in commit order.
     sigs: Vec<PayloadSignature>,
@@ -167,7 +182,17 @@ impl Replicated {
     /// Remembers a member's valid signature over a payload for `seq`; a second one over a
     /// conflicting payload (another manifest; a head naming another bundle or root) is
     /// evidence, kept with both signatures.
-    fn witness(&mut self, kind: Kind, seq: u64, payload: &str, part: &PayloadSignature) {
+    fn witness(
+        &mut self,
+        kind: Kind,
+        seq: u64,
+        payload: &str,
+        part: &PayloadSignature,
+        set: &swarmvm_token::AuthoritySet,
+    ) {
+        if verify_payload_part(part, kind, payload, set).is_err() {
+            return;
+        }
         let key = (kind == Kind::Head, seq, part.signer.clone());
         let Some((first, first_part)) = self.seen.get(&key) else {
             self.seen.insert(key, (payload.to_owned(), part.clone()));
@@ -199,6 +224,23 @@ impl Replicated {
             seen_at: unix_now(),
         });
     }
+}
+
+/// The first `set.threshold()` of `parts` (in commit order) that hold over `payload` under
+/// `set`: the set in force for the seq they are for, so every replica, its ledger at that
+/// point, picks the same ones.
+fn first_k(
+    parts: &[PayloadSignature],
+    kind: Kind,
+    payload: &str,
+    set: &swarmvm_token::AuthoritySet,
+) -> Vec<PayloadSignature> {
+    parts
+        .iter()
+        .filter(|p| verify_payload_part(p, kind, payload, set).is_ok())
+        .take(set.threshold())
+        .cloned()
+        .collect()
 }
 
 /// Whether two payloads of `kind` for one seq conflict: two manifests always; two heads when
@@ -270,6 +312,8 @@ pub(crate) struct Replica {
     /// When this replica (as leader) last proposed a cut and a head.
     last_cut: Mutex<Option<tokio::time::Instant>>,
     last_head: Mutex<Option<tokio::time::Instant>>,
+    /// The authority set in force last seen (its canonical JSON).
+    set_seen: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -298,6 +342,7 @@ impl Replica {
             intake_rx: Mutex::new(Some(rx)),
             last_cut: Mutex::new(None),
             last_head: Mutex::new(None),
+            set_seen: Mutex::new(None),
         })
     }
 
@@ -319,6 +364,23 @@ impl Replica {
     /// Why contract `id` was dropped at a cut, if it was.
     pub(crate) fn dropped(&self, id: &Hash32) -> Option<String> {
         self.state.lock().dropped.get(id).cloned()
+    }
+
+    /// Publishes a folder signed elsewhere (its manifest verified by the caller) as bundle
+    /// `seq` through the log; returns once it is committed.
+    pub(crate) async fn publish(
+        &self,
+        seq: u64,
+        manifest: String,
+        tokens: Vec<String>,
+        contracts: Vec<String>,
+        modules: &[Vec<u8>],
+    ) -> Result<(), SubmitError> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let modules = modules.iter().map(|m| b64.encode(m)).collect();
+        self.propose(&Cmd::Publish { seq, manifest, tokens, contracts, modules })
+            .await
+            .map_err(SubmitError::Unavailable)
     }
 
     /// Members seen signing two conflicting manifests or heads for one seq.
@@ -451,7 +513,6 @@ impl Replica {
             }
         };
         let set = node.applier.authorities();
-        let k = set.threshold();
         let mut st = self.state.lock();
         match cmd {
             Cmd::Submit { items } => {
@@ -492,6 +553,7 @@ impl Replica {
                     seq,
                     OpenCut {
                         payload,
+                        manifest: None,
                         items,
                         sigs: Vec::new(),
                         signed: false,
@@ -503,18 +565,52 @@ impl Replica {
                 let applied = node.applier.last_seq();
                 st.cuts.retain(|s, c| *s + 16 > applied || !c.published);
             }
-            Cmd::Drop { drop } => drop_items(&mut st, drop),
-            Cmd::ManifestSig { seq, payload, part } => {
-                if verify_payload_part(&part, Kind::Manifest, &payload, &set).is_err()
-                    || claim_u64(&payload, "seq") != Some(seq)
-                {
-                    warn!(seq, signer = %part.signer, "a manifest signature that does not hold");
+            Cmd::Publish { seq, manifest, tokens, contracts, modules } => {
+                let last = st.cuts.keys().next_back().copied();
+                if st.cuts.contains_key(&seq) || last.is_some_and(|l| seq != l + 1) {
+                    info!(seq, "a folder for seq {seq} that another bundle took is ignored");
                     return;
                 }
-                st.witness(Kind::Manifest, seq, &payload, &part);
+                let Some(payload) = manifest_payload_of(&manifest) else {
+                    warn!(seq, "a published folder whose manifest cannot be read; ignored");
+                    return;
+                };
+                let b64 = base64::engine::general_purpose::STANDARD;
+                let mut items: Vec<(u64, Item)> =
+                    tokens.into_iter().map(|t| (0, Item::Registration(t))).collect();
+                for t in contracts {
+                    // Taken by this bundle: no longer waiting for a cut.
+                    if let Some(arrival) = st.queued.remove(&Hash32::digest(t.as_bytes())) {
+                        st.queue.remove(&arrival);
+                    }
+                    items.push((0, Item::Contract(t)));
+                }
+                for m in modules {
+                    let Ok(bytes) = b64.decode(m) else { return };
+                    items.push((0, Item::Module(bytes)));
+                }
+                st.cuts.insert(
+                    seq,
+                    OpenCut {
+                        payload,
+                        manifest: Some(manifest),
+                        items,
+                        sigs: Vec::new(),
+                        signed: true,
+                        refused: None,
+                        published: false,
+                    },
+                );
+            }
+            Cmd::Drop { drop } => drop_items(&mut st, drop),
+            Cmd::ManifestSig { seq, payload, part } => {
+                if claim_u64(&payload, "seq") != Some(seq) {
+                    return;
+                }
+                st.witness(Kind::Manifest, seq, &payload, &part, &set);
                 let Some(cut) = st.cuts.get_mut(&seq) else { return };
                 if cut.payload != payload
-                    || cut.sigs.len() >= k
+                    || cut.sigs.len() >= MAX_PARTS
                     || cut.sigs.iter().any(|s| s.signer == part.signer)
                 {
                     return;
@@ -541,16 +637,13 @@ impl Replica {
                 }
             }
             Cmd::HeadSig { seq, payload, part } => {
-                if verify_payload_part(&part, Kind::Head, &payload, &set).is_err()
-                    || claim_u64(&payload, "seq") != Some(seq)
-                {
-                    warn!(seq, signer = %part.signer, "a head signature that does not hold");
+                if claim_u64(&payload, "seq") != Some(seq) {
                     return;
                 }
-                st.witness(Kind::Head, seq, &payload, &part);
+                st.witness(Kind::Head, seq, &payload, &part, &set);
                 let Some(round) = st.heads.get_mut(&seq) else { return };
                 if round.payload != payload
-                    || round.sigs.len() >= k
+                    || round.sigs.len() >= MAX_PARTS
                     || round.sigs.iter().any(|s| s.signer == part.signer)
                 {
                     return;
@@ -574,6 +667,7 @@ impl Replica {
                 () = tokio::time::sleep(tick) => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
+            self.follow_set(&node).await;
             self.sign_cut(&node).await;
             self.publish_cut(&node).await;
             self.sign_head(&node).await;
@@ -581,6 +675,33 @@ impl Replica {
             if self.cluster.is_leader() {
                 self.lead(&node).await;
             }
+        }
+    }
+
+    /// After a rotation applied: messages are taken from the members of the new set only,
+    /// the leader removes the replicas of members it dropped (members it adds join by
+    /// asking), and a replica whose own key was rotated out stops ordering.
+    async fn follow_set(&self, node: &Core) {
+        let set = node.applier.authorities();
+        let changed = {
+            let mut known = self.set_seen.lock();
+            let canonical = set.canonical().to_owned();
+            let changed = known.as_deref() != Some(canonical.as_str());
+            *known = Some(canonical);
+            changed
+        };
+        if changed {
+            self.cluster.set_authorities(set.clone());
+            if !set.contains(&self.member) {
+                warn!("this replica's key left the authority set in force: it stops ordering");
+                self.cluster.shutdown().await;
+                return;
+            }
+        }
+        if self.cluster.is_leader()
+            && let Err(e) = self.cluster.retain_members(&set).await
+        {
+            warn!("cannot remove the replicas of members the rotation dropped: {e}");
         }
     }
 
@@ -593,9 +714,11 @@ impl Replica {
         let (payload, items) = {
             let st = self.state.lock();
             let Some(cut) = st.cuts.get(&seq) else { return };
+            let set = node.applier.authorities();
             if cut.signed
                 || cut.refused.is_some()
-                || cut.sigs.len() >= node.applier.authorities().threshold()
+                || cut.manifest.is_some()
+                || first_k(&cut.sigs, Kind::Manifest, &cut.payload, &set).len() >= set.threshold()
             {
                 return;
             }
@@ -801,10 +924,11 @@ impl Replica {
     /// Applies the next cut once K signatures for it are committed: the same `manifest.jwt`
     /// on every replica (the first K, sorted by signer), so the same torrent.
     async fn publish_cut(&self, node: &Core) {
-        let k = node.applier.authorities().threshold();
+        let set = node.applier.authorities();
+        let k = set.threshold();
         let _one = node.applier.turn().lock().await;
         let last = node.applier.last_seq();
-        let (payload, sigs, items) = {
+        let (manifest, items) = {
             let mut st = self.state.lock();
             for (seq, cut) in st.cuts.iter_mut() {
                 if *seq <= last {
@@ -812,16 +936,27 @@ impl Replica {
                 }
             }
             let Some(cut) = st.cuts.get(&(last + 1)) else { return };
-            if cut.sigs.len() < k {
-                return;
-            }
-            (cut.payload.clone(), cut.sigs.clone(), cut.items.clone())
+            let manifest = match &cut.manifest {
+                Some(signed) => signed.clone(),
+                None => {
+                    let sigs = first_k(&cut.sigs, Kind::Manifest, &cut.payload, &set);
+                    if sigs.len() < k {
+                        return;
+                    }
+                    match join_manifest(&cut.payload, &sigs) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            warn!(seq = last + 1, "cannot join the cut's signatures: {e}");
+                            return;
+                        }
+                    }
+                }
+            };
+            (manifest, cut.items.clone())
         };
         let seq = last + 1;
         let outcome = async {
             let dir = self.write_cut(node, seq, &items).await.map_err(CutError::Failed)?;
-            let manifest =
-                join_manifest(&payload, &sigs).map_err(|e| CutError::Refused(one_line(&e)))?;
             std::fs::write(dir.join(swarmvm_token::MANIFEST_FILE), format!("{manifest}\n"))
                 .map_err(|e| CutError::Failed(e.to_string()))?;
             let known = swarmvm_bundle::KnownContracts::new();
@@ -850,7 +985,10 @@ impl Replica {
         let payload = {
             let st = self.state.lock();
             let Some(round) = st.heads.get(&last.seq) else { return };
-            if round.signed || round.sigs.len() >= node.applier.authorities().threshold() {
+            let set = node.applier.authorities();
+            if round.signed
+                || first_k(&round.sigs, Kind::Head, &round.payload, &set).len() >= set.threshold()
+            {
                 return;
             }
             round.payload.clone()
@@ -894,15 +1032,19 @@ impl Replica {
 
     /// Offers every head whose K signatures are committed to the head store.
     fn offer_heads(&self, node: &Core) {
-        let k = node.applier.authorities().threshold();
+        let set = node.applier.authorities();
         let ready: Vec<String> = {
             let mut st = self.state.lock();
             st.heads
                 .values_mut()
-                .filter(|r| !r.offered && r.sigs.len() >= k)
+                .filter(|r| !r.offered)
                 .filter_map(|r| {
+                    let sigs = first_k(&r.sigs, Kind::Head, &r.payload, &set);
+                    if sigs.len() < set.threshold() {
+                        return None;
+                    }
                     r.offered = true;
-                    join_head(&r.payload, &r.sigs).ok()
+                    join_head(&r.payload, &sigs).ok()
                 })
                 .collect()
         };
@@ -1027,6 +1169,16 @@ fn drop_items(st: &mut Replicated, drop: Vec<(u64, String)>) {
             st.dropped.insert(id, why);
         }
     }
+}
+
+/// The payload (base64url) of a manifest in either serialization.
+fn manifest_payload_of(manifest: &str) -> Option<String> {
+    let text = manifest.trim();
+    if text.starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(text).ok()?;
+        return v.get("payload")?.as_str().map(str::to_owned);
+    }
+    text.split('.').nth(1).map(str::to_owned)
 }
 
 /// A payload's claims (base64url JSON).

@@ -95,6 +95,10 @@ pub struct WhoAmI {
     pub member: String,
     /// The network id.
     pub network: String,
+    /// Whether its log holds a cluster already (a replica starting then joins it rather
+    /// than starting one).
+    #[serde(default)]
+    pub initialized: bool,
 }
 
 /// A replica's view of the cluster (`/v1/status` `cluster`).
@@ -224,7 +228,12 @@ impl Cluster {
 
     /// What it answers to `GET /v1/cluster/whoami`.
     pub fn whoami(&self) -> WhoAmI {
-        WhoAmI { member: self.member().to_owned(), network: self.inner.shared.network.clone() }
+        let m = self.inner.raft.metrics().borrow().clone();
+        WhoAmI {
+            member: self.member().to_owned(),
+            network: self.inner.shared.network.clone(),
+            initialized: m.membership_config.nodes().next().is_some(),
+        }
     }
 
     /// Sets the authority set in force (after a rotation applied): who may send messages.
@@ -232,56 +241,192 @@ impl Cluster {
         *self.inner.shared.set.write() = set;
     }
 
-    /// Makes the replica part of the cluster: when its log is empty, asks every peer which
-    /// member it is (retrying every 200 ms until `limit`) and starts the cluster with all of
-    /// them, each a member of the set in force. Every replica does the same with the same
-    /// list, which the engine allows.
+    /// Makes the replica part of the cluster. When its log holds one already, nothing to do.
+    /// Otherwise it asks every peer which member it is (every 200 ms until `limit`): when
+    /// one already runs a cluster, this replica asks to join it (a member added by a
+    /// rotation); when none does and all answered, it starts the cluster with all of them,
+    /// each a member of the set in force. Every replica of a new cluster does the same with
+    /// the same list, which the engine allows.
     pub async fn join(&self, limit: Duration) -> Result<(), ClusterError> {
         let raft = &self.inner.raft;
         if raft.is_initialized().await.map_err(|e| ClusterError::Engine(e.to_string()))? {
             return Ok(());
         }
         let deadline = tokio::time::Instant::now() + limit;
+        let me = Replica { member: self.member().to_owned(), url: self.inner.url.clone() };
+        loop {
+            let mut answers = Vec::new();
+            let mut last_error = None;
+            for url in &self.inner.peers {
+                match self.ask_whoami(url).await {
+                    Ok(who) => answers.push((url.clone(), who)),
+                    Err(e) => last_error = Some(e),
+                }
+            }
+            // A peer that is not a member of the set in force (one a rotation dropped, say)
+            // is not joined through; a new cluster starts only with every peer a member.
+            let mut refused = None;
+            let mut members = Vec::new();
+            for (url, who) in answers.iter() {
+                match self.check_peer(url, who) {
+                    Ok(()) => members.push((url.clone(), who.clone())),
+                    Err(e) => refused = Some(e),
+                }
+            }
+            let running = members.iter().find(|(_, w)| w.initialized);
+            if let Some((url, who)) = running {
+                let peer = Replica { member: who.member.clone(), url: url.clone() };
+                match self.ask_to_join(&peer, &me, deadline).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => last_error = Some(e),
+                }
+            } else if answers.len() == self.inner.peers.len() {
+                if let Some(e) = refused {
+                    return Err(e);
+                }
+                return self.start_cluster(members).await;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(last_error.unwrap_or(ClusterError::NoLeader));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn check_peer(&self, url: &str, who: &WhoAmI) -> Result<(), ClusterError> {
+        let peer = |why: String| ClusterError::Peer { url: url.to_owned(), why };
+        if who.network != self.inner.shared.network {
+            return Err(peer(format!("it serves another network ({})", who.network)));
+        }
+        if !self.inner.shared.set.read().contains(&who.member) {
+            return Err(peer(format!(
+                "its key {} is not a member of the authority set in force",
+                who.member
+            )));
+        }
+        Ok(())
+    }
+
+    async fn start_cluster(&self, answers: Vec<(String, WhoAmI)>) -> Result<(), ClusterError> {
         let mut replicas = BTreeMap::new();
         replicas.insert(
             self.inner.id,
             Replica { member: self.member().to_owned(), url: self.inner.url.clone() },
         );
-        for url in &self.inner.peers {
-            let who = loop {
-                match self.ask_whoami(url).await {
-                    Ok(who) => break who,
-                    Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
-                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-                }
-            };
-            if who.network != self.inner.shared.network {
-                return Err(ClusterError::Peer {
-                    url: url.clone(),
-                    why: format!("it serves another network ({})", who.network),
-                });
-            }
-            if !self.inner.shared.set.read().contains(&who.member) {
-                return Err(ClusterError::Peer {
-                    url: url.clone(),
-                    why: format!(
-                        "its key {} is not a member of the authority set in force",
-                        who.member
-                    ),
-                });
-            }
-            replicas.insert(node_id(&who.member), Replica { member: who.member, url: url.clone() });
+        for (url, who) in answers {
+            replicas.insert(node_id(&who.member), Replica { member: who.member, url });
         }
         let ids: BTreeSet<NodeId> = replicas.keys().copied().collect();
         if ids.len() != self.inner.peers.len() + 1 {
             return Err(ClusterError::Engine("two replicas hold the same member key".into()));
         }
-        match raft.initialize(replicas).await {
+        match self.inner.raft.initialize(replicas).await {
             Ok(()) => info!(replicas = ids.len(), "cluster started"),
             // Another replica started it first: this one is joined through the log.
             Err(RaftError::APIError(e)) => info!("cluster already started: {e}"),
             Err(e) => return Err(ClusterError::Engine(e.to_string())),
         }
+        Ok(())
+    }
+
+    /// Asks the cluster (through `peer`, which forwards to the leader) to add this replica,
+    /// then waits until its own log names it a voter.
+    async fn ask_to_join(
+        &self,
+        peer: &Replica,
+        me: &Replica,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), ClusterError> {
+        let answer: Result<(), String> =
+            network::call(&self.inner.shared, peer, "join", 0, me).await?;
+        answer.map_err(|why| ClusterError::Peer { url: peer.url.clone(), why })?;
+        let mut metrics = self.inner.raft.metrics();
+        loop {
+            if metrics
+                .borrow()
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == self.inner.id)
+            {
+                info!("joined the cluster");
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, metrics.changed()).await.is_err() {
+                return Err(ClusterError::Engine("not made a voter in time".into()));
+            }
+        }
+    }
+
+    /// On the leader: adds `replica` (a member of the set in force) as a learner, then as a
+    /// voter, in the background. Elsewhere: forwards the request to the leader.
+    async fn add_replica(&self, replica: Replica) -> Result<(), String> {
+        if !self.inner.shared.set.read().contains(&replica.member) {
+            return Err(format!(
+                "{} is not a member of the authority set in force",
+                replica.member
+            ));
+        }
+        let m = self.inner.raft.metrics().borrow().clone();
+        let id = node_id(&replica.member);
+        if m.membership_config.membership().voter_ids().any(|v| v == id) {
+            return Ok(());
+        }
+        if m.state != ServerState::Leader {
+            let leader = m
+                .current_leader
+                .and_then(|l| {
+                    m.membership_config.nodes().find(|(n, _)| **n == l).map(|(_, r)| r.clone())
+                })
+                .ok_or("no leader is known now")?;
+            let answer: Result<(), String> =
+                network::call(&self.inner.shared, &leader, "join", 0, &replica)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            return answer;
+        }
+        let raft = self.inner.raft.clone();
+        tokio::spawn(async move {
+            let known = raft.metrics().borrow().membership_config.nodes().any(|(n, _)| *n == id);
+            if !known && let Err(e) = raft.add_learner(id, replica.clone(), true).await {
+                warn!("cannot add replica {replica} as a learner: {e}");
+                return;
+            }
+            let mut voters: BTreeSet<NodeId> =
+                raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+            voters.insert(id);
+            match raft.change_membership(voters, false).await {
+                Ok(_) => info!(%replica, "replica added to the cluster"),
+                Err(e) => warn!("cannot make replica {replica} a voter: {e}"),
+            }
+        });
+        Ok(())
+    }
+
+    /// On the leader, after a rotation: the voters whose member left the set in force
+    /// (`set`) are removed from the cluster. Does nothing elsewhere or when all are members.
+    pub async fn retain_members(&self, set: &AuthoritySet) -> Result<(), ClusterError> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader {
+            return Ok(());
+        }
+        let nodes: BTreeMap<NodeId, Replica> =
+            m.membership_config.nodes().map(|(n, r)| (*n, r.clone())).collect();
+        let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
+        let keep: BTreeSet<NodeId> = voters
+            .iter()
+            .copied()
+            .filter(|v| nodes.get(v).is_some_and(|r| set.contains(&r.member)))
+            .collect();
+        if keep == voters || keep.is_empty() {
+            return Ok(());
+        }
+        self.inner
+            .raft
+            .change_membership(keep, false)
+            .await
+            .map_err(|e| ClusterError::Engine(e.to_string()))?;
+        info!("replicas whose member left the authority set were removed from the cluster");
         Ok(())
     }
 
@@ -372,6 +517,10 @@ impl Cluster {
                 same_term(rpc.vote.leader_id.term)?;
                 json(&raft.install_snapshot(rpc).await)
             }
+            "join" => {
+                let replica: Replica = envelope.open(expect, &set)?;
+                json(&self.add_replica(replica).await)
+            }
             "propose" => {
                 let command: Command = envelope.open(expect, &set)?;
                 // A proposal is taken in the term it was sent for only: a replayed one from
@@ -383,7 +532,7 @@ impl Cluster {
             other => {
                 return Err(ClusterError::Message(MessageError::Kind {
                     found: swarmvm_primitives::text::shown(other),
-                    expected: "append, vote, snapshot or propose".into(),
+                    expected: "append, vote, snapshot, propose or join".into(),
                 }));
             }
         };

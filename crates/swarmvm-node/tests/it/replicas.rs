@@ -78,19 +78,31 @@ impl Cluster {
     /// every seq (the test hook).
     async fn replica_with(&self, i: usize, faulty: bool) -> Node {
         let others = (0..self.keys.len()).filter(|j| *j != i).map(|j| self.url(j)).collect();
+        self.replica_of(&self.keys[i], self.addrs[i], &format!("replica-{i}"), others, faulty).await
+    }
+
+    /// A replica holding `key`, serving on `addr`, with its data in folder `name`.
+    async fn replica_of(
+        &self,
+        key: &Wallet,
+        addr: SocketAddr,
+        name: &str,
+        others: Vec<String>,
+        faulty: bool,
+    ) -> Node {
         Node::start(NodeOptions {
-            http: Some(self.addrs[i]),
+            http: Some(addr),
             sequencer: Some(SequencerOptions {
-                keys: vec![copy(&self.keys[i])],
+                keys: vec![copy(key)],
                 cut_every: Duration::from_millis(100),
                 cluster: others,
                 fault_equivocate: faulty,
                 ..SequencerOptions::default()
             }),
-            ..self.options(&format!("replica-{i}"))
+            ..self.options(name)
         })
         .await
-        .unwrap_or_else(|e| panic!("replica {i} did not start: {e}"))
+        .unwrap_or_else(|e| panic!("replica {name} did not start: {e}"))
     }
 
     async fn follower(&self, name: &str, urls: Vec<String>) -> Node {
@@ -377,6 +389,112 @@ async fn a_member_signing_two_manifests_or_heads_for_a_seq_leaves_evidence_and_n
     .await;
     assert!(follower.evidence().unwrap().is_empty(), "no fork reached the follower");
     for n in [&a, &b, &d, &follower] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_adds_one_members_replica_and_removes_anothers() {
+    let c = Cluster::new(3, 2);
+    let (a, b, old) = tokio::join!(c.replica(0), c.replica(1), c.replica(2));
+    let body = json!({ "tokens": c.tokens }).to_string();
+    let (code, answer) = request(http(&a), "POST", "/v1/registrations", Some(&body));
+    assert_eq!(code, 202, "{answer}");
+    same_root(&[&a, &b, &old], 1).await;
+
+    // The rotation: {0, 1, 2} to {0, 1, new}, 2 of 3, signed by two old members and the new
+    // key, sent to a replica as a folder signed elsewhere.
+    let new_key = Wallet::generate(Algorithm::Ed25519).unwrap();
+    let next = AuthoritySet::new(
+        vec![
+            c.keys[0].public_key().clone(),
+            c.keys[1].public_key().clone(),
+            new_key.public_key().clone(),
+        ],
+        2,
+    )
+    .unwrap();
+    let last = a.snapshot().unwrap().last_bundle().unwrap();
+    let folder = c.dir.path().join("rotation").join("bundle-2");
+    let network = c.network.clone();
+    let old_set = c.set();
+    swarmvm_bundle::write_folder(&folder, &[], &[], &[]).unwrap();
+    swarmvm_bundle::create_bundle(
+        &folder,
+        &[&c.keys[0], &c.keys[1], &new_key],
+        &network,
+        &swarmvm_bundle::CreateOptions {
+            follows: Some(last),
+            now: swarmvm_token::unix_now().max(last.issued_at),
+            authority_set: Some(&next),
+            members: Some(&old_set),
+            rules: last.rules,
+            ..swarmvm_bundle::CreateOptions::default()
+        },
+    )
+    .unwrap();
+    let manifest = std::fs::read_to_string(folder.join("manifest.jwt")).unwrap();
+    let body = json!({ "tokens": [], "contracts": [], "modules": [], "manifest": manifest.trim() })
+        .to_string();
+    let (code, answer) = request(http(&b), "POST", "/v1/registrations", Some(&body));
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["seq"], 2, "{answer}");
+    same_root(&[&a, &b], 2).await;
+
+    // The new member's node first follows to the rotation, then runs as a replica and asks
+    // to join; the dropped member's replica is removed.
+    let new_addr = free_addr();
+    let follower = c.follower("replica-new", vec![url(&a)]).await;
+    assert!(follower.wait_applied(2, LIMIT).await);
+    follower.shutdown().await;
+    drop(follower);
+    let others = vec![c.url(0), c.url(1), c.url(2)];
+    let joined = c.replica_of(&new_key, new_addr, "replica-new", others, false).await;
+    let new_id = new_key.id().to_string();
+    let old_id = c.keys[2].id().to_string();
+    within(LIMIT, "the cluster is {0, 1, new}", || {
+        [&a, &b, &joined].iter().all(|n| {
+            let st = status(n);
+            let members: HashSet<String> = st["cluster"]["members"]
+                .as_array()
+                .map(|m| m.iter().map(|m| m["member"].as_str().unwrap().to_owned()).collect())
+                .unwrap_or_default();
+            members.len() == 3 && members.contains(&new_id) && !members.contains(&old_id)
+        })
+    })
+    .await;
+    // The new replica signs: a contract through it is applied with one root, its bundle
+    // signed by members of the new set.
+    let (code, answer) = submit(&joined, &c.contract(1));
+    assert_eq!(code, 202, "{answer}");
+    let root = same_root(&[&a, &b, &joined], 3).await;
+    let record = joined.snapshot().unwrap().bundle(3).unwrap().unwrap();
+    let verified =
+        swarmvm_token::verify_manifest(record.manifest.trim(), c.network.id(), &next).unwrap();
+    assert!(verified.signers.iter().all(|s| *s != old_id), "{:?}", verified.signers);
+    within(LIMIT, "a head for seq 3 signed by the new set", || {
+        joined.status().head.is_some_and(|h| h.seq == 3 && h.state_root == root)
+    })
+    .await;
+    // The dropped member's messages are refused now.
+    let envelope = swarmvm_raft::Envelope::seal(
+        &c.keys[2],
+        "vote",
+        c.network.id(),
+        c.keys[0].id().as_str(),
+        1,
+        1,
+        "{}".into(),
+    )
+    .unwrap();
+    let (code, answer) = request(
+        http(&a),
+        "POST",
+        "/v1/cluster/raft/vote",
+        Some(&serde_json::to_string(&envelope).unwrap()),
+    );
+    assert_eq!(code, 403, "{answer}");
+    for n in [&a, &b, &old, &joined] {
         n.shutdown().await;
     }
 }
