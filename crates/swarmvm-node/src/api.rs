@@ -488,7 +488,7 @@ impl Api {
         let network = self.network().id().to_owned();
         let signer = precheck(token, &network)?;
         if let Some(replica) = self.inner.replica.clone() {
-            let checked = self.check_for_replica(&replica, token, signer, &network)?;
+            let checked = self.check_for_replica(&replica, token, signer, &network).await?;
             replica.submit(vec![crate::queue::Item::Contract(token.to_owned())]).await?;
             return Ok(checked.id);
         }
@@ -557,7 +557,8 @@ impl Api {
                     let (replica, network) = (&replica, &network);
                     async move {
                         let (token, signer) = p?;
-                        let checked = self.check_for_replica(replica, token, signer, network)?;
+                        let checked =
+                            self.check_for_replica(replica, token, signer, network).await?;
                         replica
                             .submit(vec![crate::queue::Item::Contract(token.to_owned())])
                             .await?;
@@ -640,8 +641,10 @@ impl Api {
         })
     }
 
-    /// An authority replica's check of a contract [`precheck`] passed.
-    fn check_for_replica(
+    /// An authority replica's check of a contract [`precheck`] passed (under rules 4 its
+    /// signature in a batch with the others waiting), remembered by the replica so that its
+    /// cut and apply do not check the signature again.
+    async fn check_for_replica(
         &self,
         replica: &Replica,
         token: &str,
@@ -651,7 +654,16 @@ impl Api {
         let snapshot = self
             .snapshot()
             .ok_or_else(|| SubmitError::Unavailable("the ledger cannot be read now".into()))?;
-        Ok(check_prechecked(&snapshot, token, signer, network, &replica.wallet_keys)?)
+        let keys = &replica.wallet_keys;
+        let checked = match &replica.batcher {
+            Some(batcher) => {
+                crate::submit::check_batched(&snapshot, token, signer, network, keys, batcher)
+                    .await?
+            }
+            None => check_prechecked(&snapshot, token, signer, network, keys)?,
+        };
+        replica.remember(&checked);
+        Ok(checked)
     }
 
     /// What the nodes this node follows answered for contract `token` it forwarded: its id

@@ -41,6 +41,15 @@ impl Batcher {
 }
 
 impl BatchLoop {
+    /// [`BatchLoop::run`] until `stop` turns true: the node's own handles live as long as the
+    /// node, so the loop would not end by itself when the node stops.
+    pub(crate) async fn run_until(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        tokio::select! {
+            () = self.run() => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+    }
+
     /// Takes what is waiting, up to [`MAX_BATCH`], checks it as one batch, answers each; until
     /// every [`Batcher`] is gone.
     pub(crate) async fn run(mut self) {

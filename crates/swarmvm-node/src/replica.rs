@@ -45,9 +45,11 @@ use crate::submit::SubmitError;
 /// How far a leader's clock (a cut's or a head's `iat`) may be from a replica's.
 const MAX_CLOCK_SKEW: u64 = 30;
 /// Submissions proposed in one command at most.
-const GROUP: usize = 512;
+const GROUP: usize = 256;
 /// Contracts refused at a cut remembered for `GET /v1/contracts/{id}`, at most.
 const MAX_DROPPED: usize = 65_536;
+/// Verified contracts remembered at most; beyond it the memory starts over.
+const MAX_VERIFIED: usize = 200_000;
 /// Signatures kept for one cut or head at most (the first of them that hold under the set
 /// in force for its seq count, when it is joined).
 const MAX_PARTS: usize = swarmvm_token::MAX_AUTHORITIES;
@@ -314,6 +316,11 @@ pub(crate) struct Replica {
     last_head: Mutex<Option<tokio::time::Instant>>,
     /// The authority set in force last seen (its canonical JSON).
     set_seen: Mutex<Option<String>>,
+    /// Contracts whose signatures this replica checked, until the bundle holding them applies.
+    verified: Mutex<HashMap<Hash32, Arc<swarmvm_token::VerifiedContract>>>,
+    /// Under rules 4: contract signatures at submission, checked in batches.
+    pub(crate) batcher: Option<crate::batcher::Batcher>,
+    batch_loop: Mutex<Option<crate::batcher::BatchLoop>>,
 }
 
 impl std::fmt::Debug for Replica {
@@ -325,6 +332,12 @@ impl std::fmt::Debug for Replica {
 impl Replica {
     pub(crate) fn new(cluster: Cluster, options: ReplicaOptions) -> Arc<Self> {
         let (intake, rx) = mpsc::channel(GROUP * 4);
+        let (batcher, batch_loop) = if options.rules.has(Rules::V4) {
+            let (b, l) = crate::batcher::Batcher::new();
+            (Some(b), Some(l))
+        } else {
+            (None, None)
+        };
         Arc::new(Self {
             member: options.key.id().to_string(),
             cluster,
@@ -343,6 +356,9 @@ impl Replica {
             last_cut: Mutex::new(None),
             last_head: Mutex::new(None),
             set_seen: Mutex::new(None),
+            verified: Mutex::new(HashMap::new()),
+            batcher,
+            batch_loop: Mutex::new(batch_loop),
         })
     }
 
@@ -434,6 +450,9 @@ impl Replica {
         before: Vec<Committed>,
         committed: mpsc::UnboundedReceiver<Committed>,
     ) {
+        if let Some(batches) = self.batch_loop.lock().take() {
+            node.tasks.spawn(batches.run_until(node.tasks.stopping()));
+        }
         if let Some(rx) = self.intake_rx.lock().take() {
             let me = self.clone();
             let stop = node.tasks.stopping();
@@ -792,6 +811,34 @@ impl Replica {
         Ok(())
     }
 
+    /// A contract checked against `snapshot`: its signature only the first time this replica
+    /// sees it (remembered for the cut and the apply), the rest every time.
+    fn check_contract(
+        &self,
+        snapshot: &swarmvm_ledger::Snapshot,
+        token: &str,
+        network: &str,
+    ) -> Result<crate::submit::Checked, SubmitError> {
+        let id = Hash32::digest(token.as_bytes());
+        let known = self.verified.lock().get(&id).cloned();
+        let checked = match known {
+            Some(v) => crate::submit::checked_against(snapshot, id, (*v).clone())?,
+            None => crate::submit::check(snapshot, token, network, &self.wallet_keys)?,
+        };
+        self.remember(&checked);
+        Ok(checked)
+    }
+
+    /// Remembers a contract whose signature this replica checked (at submission or at a cut),
+    /// so that the cut's check and the apply take it as verified.
+    pub(crate) fn remember(&self, checked: &crate::submit::Checked) {
+        let mut verified = self.verified.lock();
+        if verified.len() >= MAX_VERIFIED {
+            verified.clear();
+        }
+        verified.insert(checked.id, checked.verified.clone());
+    }
+
     /// Why items of a cut cannot go in it, checked against this replica's ledger.
     fn refusals(&self, node: &Core, items: &[(u64, Item)]) -> Vec<(u64, String)> {
         let Some(snapshot) = node.applier.snapshot() else {
@@ -806,7 +853,7 @@ impl Replica {
         for (arrival, item) in items {
             match item {
                 Item::Contract(token) => {
-                    match crate::submit::check(&snapshot, token, &network, &self.wallet_keys) {
+                    match self.check_contract(&snapshot, token, &network) {
                         Ok(c) => {
                             // One wallet's nonces rise within a bundle.
                             let last = nonces.entry(c.signer.clone()).or_insert(0);
@@ -959,7 +1006,19 @@ impl Replica {
             let dir = self.write_cut(node, seq, &items).await.map_err(CutError::Failed)?;
             std::fs::write(dir.join(swarmvm_token::MANIFEST_FILE), format!("{manifest}\n"))
                 .map_err(|e| CutError::Failed(e.to_string()))?;
-            let known = swarmvm_bundle::KnownContracts::new();
+            let known: swarmvm_bundle::KnownContracts = {
+                let verified = self.verified.lock();
+                items
+                    .iter()
+                    .filter_map(|(_, item)| match item {
+                        Item::Contract(t) => {
+                            let id = Hash32::digest(t.as_bytes());
+                            verified.get(&id).map(|v| (id, (**v).clone()))
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            };
             let (staging, _) = Self::cut_dir(node, seq);
             node.fetcher.publish_stored(&staging, &dir, known).await
         }
@@ -967,6 +1026,13 @@ impl Replica {
         match outcome {
             Ok(seq) => {
                 info!(seq, contracts = items.len(), "applied the cut the replicas signed");
+                let mut verified = self.verified.lock();
+                for (_, item) in &items {
+                    if let Item::Contract(t) = item {
+                        verified.remove(&Hash32::digest(t.as_bytes()));
+                    }
+                }
+                drop(verified);
                 if let Some(cut) = self.state.lock().cuts.get_mut(&seq) {
                     cut.published = true;
                 }

@@ -431,7 +431,7 @@ impl Sequencer {
     /// Starts the queue writer, the cut loop and the head refresher.
     pub(crate) fn run(self: &Arc<Self>, node: &Core, rx: mpsc::Receiver<Submission>) {
         if let Some(batches) = self.batch_loop.lock().take() {
-            node.tasks.spawn(batches.run());
+            node.tasks.spawn(batches.run_until(node.tasks.stopping()));
         }
         let (me, n) = (self.clone(), node.clone());
         node.tasks.spawn(async move { me.write_loop(n, rx).await });

@@ -299,7 +299,7 @@ pub(crate) async fn check_batched(
 
 /// What the sequencer checks of a contract whose signature holds: its signer not revoked,
 /// the contract not applied already, its nonce above the signer's last.
-fn checked_against(
+pub(crate) fn checked_against(
     snapshot: &Snapshot,
     id: Hash32,
     verified: swarmvm_token::VerifiedContract,

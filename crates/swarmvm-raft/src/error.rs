@@ -65,6 +65,14 @@ pub enum ClusterError {
         /// What went wrong.
         why: String,
     },
+    /// Nothing listens at another replica's address.
+    #[error("replica {url} cannot be reached: {why}")]
+    Unreachable {
+        /// Its URL.
+        url: String,
+        /// What went wrong.
+        why: String,
+    },
     /// No leader is known now (an election is going on, or a majority is down).
     #[error("no leader is known now; try again in a moment")]
     NoLeader,

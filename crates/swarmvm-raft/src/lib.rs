@@ -163,6 +163,8 @@ impl Cluster {
             election_timeout_min: election,
             election_timeout_max: 2 * election,
             snapshot_policy: SnapshotPolicy::Never,
+            // Entries carry groups of submissions: a few dozen make a request of a few MiB.
+            max_payload_entries: 32,
             ..Config::default()
         }
         .validate()

@@ -63,7 +63,13 @@ async fn call_within<B: Serialize, A: DeserializeOwned>(
     if let Some(t) = timeout {
         request = request.timeout(t);
     }
-    let answer = request.send().await.map_err(|e| peer(e.to_string()))?;
+    let answer = request.send().await.map_err(|e| {
+        if e.is_connect() {
+            ClusterError::Unreachable { url: to.url.clone(), why: e.to_string() }
+        } else {
+            peer(e.to_string())
+        }
+    })?;
     let status = answer.status();
     if !status.is_success() {
         let text = answer.text().await.unwrap_or_default();
@@ -120,7 +126,9 @@ impl Peer {
                 self.to.clone(),
                 e,
             ))),
-            Err(ClusterError::Peer { why, .. }) => {
+            // Nobody listens there: the engine backs off. Anything else (a slow answer, a
+            // refusal) is a network error, tried again at once.
+            Err(ClusterError::Unreachable { why, .. }) => {
                 Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::other(why))))
             }
             Err(e) => Err(RPCError::Network(NetworkError::new(&e))),

@@ -88,52 +88,71 @@ pub fn spawn_node(bin: &Path, dir: &Path, http: &str, args: &[String]) -> Proc {
     Proc { child, http }
 }
 
+/// Writes a network of `members` keys (`member<i>.pem`) with threshold `threshold`
+/// (`network.json`) in `dir`, and `wallets` client wallets; returns the network id, the
+/// wallets, and the registration tokens (the note's operations and the wallets, signed by
+/// member 0).
+pub fn write_network(
+    dir: &Path,
+    members: usize,
+    threshold: u64,
+    wallets: usize,
+) -> (String, Vec<Wallet>, Vec<String>) {
+    let keys: Vec<Wallet> =
+        (0..members).map(|_| Wallet::generate(Algorithm::Ed25519).unwrap()).collect();
+    for (i, key) in keys.iter().enumerate() {
+        swarmvm_wallet::write_key_file(&dir.join(format!("member{i}.pem")), key, None, false)
+            .unwrap();
+    }
+    let set = AuthoritySet::new(keys.iter().map(|k| k.public_key().clone()).collect(), threshold)
+        .unwrap();
+    let network = Network::from_set(set);
+    std::fs::write(dir.join("network.json"), network.to_file()).unwrap();
+    let wallets: Vec<Wallet> =
+        (0..wallets).map(|_| Wallet::generate(Algorithm::Ed25519).unwrap()).collect();
+    let time = IssueTime { now: crate::now(), ttl: 86_400 };
+    let signer = Signer::Wallet(&keys[0]);
+    let ops: BTreeMap<String, swarmvm_token::Operation> =
+        swarmvm_vm::HANDLER_NAMES.iter().map(|h| ((*h).to_owned(), (*h).into())).collect();
+    let entries: Vec<WalletEntry> = wallets
+        .iter()
+        .enumerate()
+        .map(|(i, w)| WalletEntry { label: format!("client{i}"), key: w.public_key().clone() })
+        .collect();
+    let tokens = vec![
+        issue_operations(&signer, &ops, swarmvm_vm::HANDLER_NAMES, time).unwrap(),
+        issue_wallets(&signer, &entries, time).unwrap(),
+    ];
+    (network.id().to_owned(), wallets, tokens)
+}
+
+/// The member ids of the keys [`write_network`] wrote in `dir`.
+fn member_ids(dir: &Path, members: usize) -> Vec<String> {
+    (0..members)
+        .map(|i| {
+            let (key, _) =
+                swarmvm_wallet::read_key_file(&dir.join(format!("member{i}.pem")), None).unwrap();
+            key.public_key().id().to_string()
+        })
+        .collect()
+}
+
 impl ReplicaNet {
     /// Writes the network (members' keys, `network.json`, client wallets), starts every
     /// replica, submits the registrations and waits for their bundle, then starts the
     /// followers.
     pub fn start(options: &ReplicaOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let keys: Vec<Wallet> =
-            (0..options.members).map(|_| Wallet::generate(Algorithm::Ed25519).unwrap()).collect();
-        for (i, key) in keys.iter().enumerate() {
-            swarmvm_wallet::write_key_file(
-                &dir.path().join(format!("member{i}.pem")),
-                key,
-                None,
-                false,
-            )
-            .unwrap();
-        }
-        let set = AuthoritySet::new(
-            keys.iter().map(|k| k.public_key().clone()).collect(),
-            options.threshold,
-        )
-        .unwrap();
-        let network = Network::from_set(set);
-        std::fs::write(dir.path().join("network.json"), network.to_file()).unwrap();
-        let wallets: Vec<Wallet> =
-            (0..options.wallets).map(|_| Wallet::generate(Algorithm::Ed25519).unwrap()).collect();
-        let time = IssueTime { now: crate::now(), ttl: 86_400 };
-        let signer = Signer::Wallet(&keys[0]);
-        let ops: BTreeMap<String, swarmvm_token::Operation> =
-            swarmvm_vm::HANDLER_NAMES.iter().map(|h| ((*h).to_owned(), (*h).into())).collect();
-        let entries: Vec<WalletEntry> = wallets
-            .iter()
-            .enumerate()
-            .map(|(i, w)| WalletEntry { label: format!("client{i}"), key: w.public_key().clone() })
-            .collect();
-        let tokens = vec![
-            issue_operations(&signer, &ops, swarmvm_vm::HANDLER_NAMES, time).unwrap(),
-            issue_wallets(&signer, &entries, time).unwrap(),
-        ];
+        let (network, wallets, tokens) =
+            write_network(dir.path(), options.members, options.threshold, options.wallets);
+        let keys = member_ids(dir.path(), options.members);
         let addrs: Vec<SocketAddr> = (0..options.members).map(|_| free_addr()).collect();
         let mut net = Self {
             dir,
             options: options.clone(),
-            network: network.id().to_owned(),
+            network,
             wallets,
-            members: keys.iter().map(|k| k.id().to_string()).collect(),
+            members: keys,
             addrs,
             replicas: Vec::new(),
             followers: Vec::new(),

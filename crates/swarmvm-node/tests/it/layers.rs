@@ -94,10 +94,14 @@ fn the_node_s_files_depend_on_each_other_one_way() {
             assert!(!reached.contains(*n), "{m} reaches {n}: {reached:?}");
         }
     };
-    below("applier", &["fetcher", "heads", "sequencer", "follow", "api", "http", "node"]);
-    below("heads", &["fetcher", "sequencer", "follow", "api", "http", "node"]);
-    below("fetcher", &["sequencer", "follow", "api", "http", "node"]);
-    below("sequencer", &["follow", "api", "http", "node"]);
+    below(
+        "applier",
+        &["fetcher", "heads", "sequencer", "replica", "follow", "api", "http", "node"],
+    );
+    below("heads", &["fetcher", "sequencer", "replica", "follow", "api", "http", "node"]);
+    below("fetcher", &["sequencer", "replica", "follow", "api", "http", "node"]);
+    below("sequencer", &["replica", "follow", "api", "http", "node"]);
+    below("replica", &["follow", "api", "http", "node"]);
     below("follow", &["sequencer", "api", "http", "node"]);
     below("api", &["http", "events", "explorer", "metrics", "node"]);
     below("http", &["node"]);

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use swarmvm_test_support::http::get;
 use swarmvm_test_support::live::submit;
-use swarmvm_test_support::replicas::{ReplicaNet, ReplicaOptions, check_history};
+use swarmvm_test_support::netns::Testbed;
+use swarmvm_test_support::replicas::{ReplicaNet, ReplicaOptions, check_history, write_network};
 
 use crate::support::Env;
 
@@ -153,4 +154,169 @@ fn demo_live_with_three_replicas_survives_the_leaders_sigkill_with_one_root() {
     assert_ne!(killed, after, "{out}");
     assert_eq!(out["state"]["students"]["S001"]["name"], "John Doe", "{out}");
     assert_eq!(out["state"]["proposals"]["P001"]["votes"], 2, "{out}");
+}
+
+/// `POST path` with `body` to `url` from inside peer `i`'s namespace: the status and the JSON
+/// answer (status 0 when nothing answered within 5 s).
+fn post_in(bed: &Testbed, i: usize, url: &str, body: &str) -> (u16, serde_json::Value) {
+    const POST: &str = r#"
+import json, sys, urllib.request, urllib.error
+req = urllib.request.Request(sys.argv[1], data=sys.argv[2].encode(), method="POST")
+try:
+    with urllib.request.urlopen(req, timeout=5) as r:
+        print(json.dumps([r.status, json.load(r)]))
+except urllib.error.HTTPError as e:
+    print(json.dumps([e.code, json.loads(e.read() or b"null")]))
+except Exception as e:
+    print(json.dumps([0, str(e)]))
+"#;
+    let out = bed
+        .command(i, std::path::Path::new("python3"))
+        .args(["-c", POST, url, body])
+        .output()
+        .expect("cannot run python3");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the poster's answer");
+    (u16::try_from(v[0].as_u64().unwrap()).unwrap(), v[1].clone())
+}
+
+/// Waits (bounded by `limit`) until `ok` holds for the status of `url`, read from inside
+/// peer `i`'s namespace.
+fn wait_in(
+    bed: &Testbed,
+    i: usize,
+    url: &str,
+    limit: Duration,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = bed.get_json(i, &format!("{url}/v1/status"))
+            && ok(&s)
+        {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{url} never got there");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Three replicas and a follower, each in its own network namespace behind a 100 Mbit/s link:
+/// the leader's link is cut; the majority elects a new leader and goes on, the isolated
+/// replica takes nothing and produces no K-signed head; once the link is back there is one
+/// history.
+#[test]
+fn a_partition_isolating_the_leader_leaves_one_history() {
+    let bed = Testbed::new("rp", &[100, 100, 100, 100]);
+    let env = Env::new();
+    let (network, wallets, tokens) = write_network(env.dir.path(), 3, 2, 1);
+    let url = |i: usize| format!("http://{}:8080", bed.peers[i].addr);
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_swarmvm"));
+    let start = |i: usize, args: Vec<String>| {
+        let mut all: Vec<String> = vec![
+            "node".into(),
+            "run".into(),
+            "--network".into(),
+            "network.json".into(),
+            "--no-dht".into(),
+            "--listen".into(),
+            format!("{}:4240", bed.peers[i].addr),
+            "--http".into(),
+            format!("{}:8080", bed.peers[i].addr),
+        ];
+        all.extend(args);
+        let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+        let p = bed.spawn_json(i, bin, env.dir.path(), &refs);
+        p.wait_event("started", Duration::from_secs(60));
+        p
+    };
+    let replicas: Vec<_> = (0..3)
+        .map(|i| {
+            let mut args: Vec<String> = vec![
+                "--data-dir".into(),
+                format!("replica{i}"),
+                "--sequencer".into(),
+                "--key".into(),
+                format!("member{i}.pem"),
+                "--cut-every".into(),
+                "250ms".into(),
+                "--cluster".into(),
+            ];
+            args.extend((0..3).filter(|j| *j != i).map(url));
+            Some(start(i, args))
+        })
+        .collect();
+    let body = serde_json::json!({ "tokens": tokens }).to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while post_in(&bed, 3, &format!("{}/v1/registrations", url(0)), &body).0 != 202 {
+        assert!(Instant::now() < deadline, "the replicas never took the registrations");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut follow: Vec<String> =
+        vec!["--data-dir".into(), "follower".into(), "--poll".into(), "100ms".into()];
+    for i in 0..3 {
+        follow.extend(["--follow".into(), url(i)]);
+    }
+    let _follower = start(3, follow);
+    let contracts = swarmvm_test_support::live::sign_for(&network, &wallets, 3);
+    let submit = |via: usize, nonce: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (code, answer) =
+                post_in(&bed, 3, &format!("{}/v1/contracts", url(via)), &contracts[0][nonce - 1]);
+            if code == 202 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "contract {nonce} never taken: {code} {answer}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    submit(1, 1);
+    for i in 0..4 {
+        wait_in(&bed, 3, &url(i), Duration::from_secs(60), |s| s["last_seq"] == 2);
+    }
+
+    // The leader's link is cut.
+    let leader = (0..3)
+        .find(|i| {
+            bed.get_json(3, &format!("{}/v1/status", url(*i)))
+                .is_some_and(|s| s["cluster"]["role"] == "leader")
+        })
+        .expect("a leader");
+    bed.cut(leader);
+    let majority: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    // The isolated replica takes nothing: asked from its own namespace, it answers no 202.
+    let (code, answer) =
+        post_in(&bed, leader, &format!("{}/v1/contracts", url(leader)), &contracts[0][2]);
+    assert_ne!(code, 202, "the isolated replica took a contract: {answer}");
+    // The majority goes on.
+    submit(majority[0], 2);
+    let after = wait_in(&bed, 3, &url(majority[1]), Duration::from_secs(60), |s| {
+        s["last_seq"].as_u64() >= Some(3) && s["cluster"]["role"].is_string()
+    });
+    let isolated = bed.get_json(leader, &format!("{}/v1/status", url(leader))).expect("its status");
+    assert!(
+        isolated["head"]["seq"].as_u64().unwrap_or(0) <= 2,
+        "the isolated replica has a newer head: {isolated}"
+    );
+    assert_eq!(isolated["last_seq"], 2, "{isolated}");
+    // The link back: the isolated replica catches up, and there is one history.
+    bed.restore(leader);
+    let seq = after["last_seq"].as_u64().unwrap();
+    let mut roots = Vec::new();
+    for i in 0..4 {
+        let s = wait_in(&bed, 3, &url(i), Duration::from_secs(60), |s| {
+            s["last_seq"].as_u64() >= Some(seq)
+        });
+        roots.push(s["state_root"].clone());
+    }
+    assert!(roots.iter().all(|r| *r == roots[0]), "{roots:?}");
+    for s in 1..=seq {
+        let ids: Vec<serde_json::Value> = (0..4)
+            .map(|i| {
+                bed.get_json(3, &format!("{}/v1/bundles/{s}", url(i))).unwrap()["bundle"].clone()
+            })
+            .collect();
+        assert!(ids.iter().all(|id| *id == ids[0] && id.is_string()), "seq {s}: {ids:?}");
+    }
+    drop(replicas);
 }
