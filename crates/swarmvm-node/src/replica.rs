@@ -48,6 +48,8 @@ const MAX_CLOCK_SKEW: u64 = 30;
 const GROUP: usize = 256;
 /// Contracts refused at a cut remembered for `GET /v1/contracts/{id}`, at most.
 const MAX_DROPPED: usize = 65_536;
+/// Groups of submissions proposed at once, at most.
+const IN_FLIGHT: usize = 4;
 /// Verified contracts remembered at most; beyond it the memory starts over.
 const MAX_VERIFIED: usize = 200_000;
 /// Signatures kept for one cut or head at most (the first of them that hold under the set
@@ -469,6 +471,7 @@ impl Replica {
         mut rx: mpsc::Receiver<Submission>,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
         loop {
             let first = tokio::select! {
                 s = rx.recv() => s,
@@ -484,10 +487,16 @@ impl Replica {
             }
             let items: Vec<Wire> =
                 batch.iter().flat_map(|s| s.items.iter().map(Wire::of)).collect();
-            let outcome = self.propose(&Cmd::Submit { items }).await;
-            for s in batch {
-                let _ = s.reply.send(outcome.clone().map_err(SubmitError::Unavailable));
-            }
+            // A few groups in flight at once: each waits a round trip to a majority.
+            let Ok(permit) = in_flight.clone().acquire_owned().await else { break };
+            let me = self.clone();
+            tokio::spawn(async move {
+                let outcome = me.propose(&Cmd::Submit { items }).await;
+                for s in batch {
+                    let _ = s.reply.send(outcome.clone().map_err(SubmitError::Unavailable));
+                }
+                drop(permit);
+            });
         }
     }
 
@@ -837,6 +846,34 @@ impl Replica {
             verified.clear();
         }
         verified.insert(checked.id, checked.verified.clone());
+    }
+
+    /// Puts each wallet's contracts among `chosen` in nonce order, in the places its
+    /// contracts hold: two sent through different replicas at once may commit in either
+    /// order, and the later nonce first would make the earlier one refused.
+    fn order_by_nonce(&self, node: &Core, chosen: &mut [(u64, Item)]) {
+        let Some(snapshot) = node.applier.snapshot() else { return };
+        let network = node.applier.network().id().to_owned();
+        let mut by_wallet: HashMap<String, Vec<(usize, u64)>> = HashMap::new();
+        for (i, (_, item)) in chosen.iter().enumerate() {
+            let Item::Contract(token) = item else { continue };
+            let id = Hash32::digest(token.as_bytes());
+            let known = self.verified.lock().get(&id).cloned();
+            let verified = known.or_else(|| {
+                self.check_contract(&snapshot, token, &network).ok().map(|c| c.verified)
+            });
+            if let Some(v) = verified {
+                by_wallet.entry(v.signer.clone()).or_default().push((i, v.nonce));
+            }
+        }
+        for places in by_wallet.values() {
+            let mut sorted = places.clone();
+            sorted.sort_by_key(|(_, nonce)| *nonce);
+            let moved: Vec<(u64, Item)> = sorted.iter().map(|(i, _)| chosen[*i].clone()).collect();
+            for ((place, _), item) in places.iter().zip(moved) {
+                chosen[*place] = item;
+            }
+        }
     }
 
     /// Why items of a cut cannot go in it, checked against this replica's ledger.
@@ -1190,6 +1227,8 @@ impl Replica {
                 .collect()
         };
         *self.last_cut.lock() = Some(tokio::time::Instant::now());
+        let mut chosen = chosen;
+        self.order_by_nonce(node, &mut chosen);
         let drop = self.refusals(node, &chosen);
         let dropped: HashSet<u64> = drop.iter().map(|(a, _)| *a).collect();
         let take: Vec<(u64, Item)> =

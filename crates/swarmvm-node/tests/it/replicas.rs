@@ -28,6 +28,7 @@ struct Cluster {
     network: Network,
     tokens: Vec<String>,
     addrs: Vec<SocketAddr>,
+    cut_every: Duration,
 }
 
 fn free_addr() -> SocketAddr {
@@ -53,7 +54,15 @@ impl Cluster {
             issue_wallets(&Signer::Wallet(&keys[1]), &[entry], time).unwrap(),
         ];
         let addrs = (0..n).map(|_| free_addr()).collect();
-        Self { dir: tempfile::tempdir().unwrap(), keys, peer, network, tokens, addrs }
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            keys,
+            peer,
+            network,
+            tokens,
+            addrs,
+            cut_every: Duration::from_millis(100),
+        }
     }
 
     fn url(&self, i: usize) -> String {
@@ -94,7 +103,7 @@ impl Cluster {
             http: Some(addr),
             sequencer: Some(SequencerOptions {
                 keys: vec![copy(key)],
-                cut_every: Duration::from_millis(100),
+                cut_every: self.cut_every,
                 cluster: others,
                 fault_equivocate: faulty,
                 ..SequencerOptions::default()
@@ -495,6 +504,43 @@ async fn a_rotation_adds_one_members_replica_and_removes_anothers() {
     );
     assert_eq!(code, 403, "{answer}");
     for n in [&a, &b, &old, &joined] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_wallets_contracts_sent_through_two_replicas_out_of_order_both_apply() {
+    let mut c = Cluster::new(3, 2);
+    c.cut_every = Duration::from_secs(2);
+    let (a, b, d) = tokio::join!(c.replica(0), c.replica(1), c.replica(2));
+    let body = json!({ "tokens": c.tokens }).to_string();
+    let (code, answer) = request(http(&a), "POST", "/v1/registrations", Some(&body));
+    assert_eq!(code, 202, "{answer}");
+    same_root(&[&a, &b, &d], 1).await;
+    // Nonce 2 through one replica, then nonce 1 through another, before the next cut: both
+    // are taken (each is above the ledger's last), and the cut puts them in nonce order.
+    let (code, answer) = submit(&b, &c.contract(2));
+    assert_eq!(code, 202, "{answer}");
+    let (code, answer) = submit(&d, &c.contract(1));
+    assert_eq!(code, 202, "{answer}");
+    within(LIMIT, "both applied", || {
+        [&a, &b, &d].iter().all(|n| {
+            n.snapshot()
+                .is_some_and(|s| swarmvm_vm::nonce_of(&s, c.peer.id().as_str()).unwrap() == 2)
+        })
+    })
+    .await;
+    let seq = a.status().last_seq;
+    same_root(&[&a, &b, &d], seq).await;
+    let (_, receipts) = request(http(&a), "GET", "/v1/receipts?from=1&limit=100", None);
+    let outcomes: Vec<&str> = receipts["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["applied", "applied"], "{receipts}");
+    for n in [&a, &b, &d] {
         n.shutdown().await;
     }
 }
