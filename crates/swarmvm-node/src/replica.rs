@@ -49,7 +49,7 @@ const GROUP: usize = 256;
 /// Contracts refused at a cut remembered for `GET /v1/contracts/{id}`, at most.
 const MAX_DROPPED: usize = 65_536;
 /// Groups of submissions proposed at once, at most.
-const IN_FLIGHT: usize = 4;
+const IN_FLIGHT: usize = 2;
 /// Verified contracts remembered at most; beyond it the memory starts over.
 const MAX_VERIFIED: usize = 200_000;
 /// Signatures kept for one cut or head at most (the first of them that hold under the set
@@ -318,6 +318,8 @@ pub(crate) struct Replica {
     last_head: Mutex<Option<tokio::time::Instant>>,
     /// The authority set in force last seen (its canonical JSON).
     set_seen: Mutex<Option<String>>,
+    /// The last cut this replica could not apply, and why (said once).
+    publish_failed: Mutex<Option<(u64, String)>>,
     /// Contracts whose signatures this replica checked, until the bundle holding them applies.
     verified: Mutex<HashMap<Hash32, Arc<swarmvm_token::VerifiedContract>>>,
     /// Under rules 4: contract signatures at submission, checked in batches.
@@ -358,6 +360,7 @@ impl Replica {
             last_cut: Mutex::new(None),
             last_head: Mutex::new(None),
             set_seen: Mutex::new(None),
+            publish_failed: Mutex::new(None),
             verified: Mutex::new(HashMap::new()),
             batcher,
             batch_loop: Mutex::new(batch_loop),
@@ -519,6 +522,7 @@ impl Replica {
             self.apply(&node, &c);
         }
         self.wake.notify_one();
+        let cut_at = self.cut_at;
         let mut stop = node.tasks.stopping();
         loop {
             let next = tokio::select! {
@@ -526,20 +530,30 @@ impl Replica {
                 _ = stop.wait_for(|s| *s) => None,
             };
             let Some(c) = next else { break };
-            self.apply(&node, &c);
-            self.wake.notify_one();
+            // Submissions wake the worker only once a cut is due by count: it looks at the
+            // queue every turn anyway, and a wake per submission would keep it spinning.
+            if self.apply(&node, &c) || self.state.lock().contracts() >= cut_at {
+                self.wake.notify_one();
+            }
         }
     }
 
     /// Applies one committed command to the replicated state: a function of the log alone.
-    fn apply(&self, node: &Core, c: &Committed) {
+    /// True when the worker has something new to do (anything but a submission).
+    fn apply(&self, node: &Core, c: &Committed) -> bool {
         let cmd: Cmd = match serde_json::from_str(&c.command.0) {
             Ok(cmd) => cmd,
             Err(e) => {
                 warn!(index = c.index, "a log entry that is not a replica command: {e}");
-                return;
+                return false;
             }
         };
+        let wakes = !matches!(cmd, Cmd::Submit { .. });
+        self.apply_command(node, c, cmd);
+        wakes
+    }
+
+    fn apply_command(&self, node: &Core, c: &Committed, cmd: Cmd) {
         let set = node.applier.authorities();
         let mut st = self.state.lock();
         match cmd {
@@ -687,11 +701,13 @@ impl Replica {
     async fn work_loop(self: Arc<Self>, node: Core) {
         let mut stop = node.tasks.stopping();
         let mut applied = node.applier.subscribe();
+        let mut leader = self.cluster.leader_watch();
         let tick = self.cut_every.min(Duration::from_millis(200));
         loop {
             tokio::select! {
                 () = self.wake.notified() => {}
                 _ = applied.changed() => {}
+                _ = leader.changed() => {}
                 () = tokio::time::sleep(tick) => {}
                 _ = stop.wait_for(|s| *s) => break,
             }
@@ -1074,7 +1090,15 @@ impl Replica {
                     cut.published = true;
                 }
             }
-            Err(e) => warn!(seq, "cannot apply the cut the replicas signed: {e}"),
+            Err(e) => {
+                // Tried again at every turn of the worker; said once per seq and reason.
+                let why = e.to_string();
+                let mut last = self.publish_failed.lock();
+                if last.as_ref() != Some(&(seq, why.clone())) {
+                    warn!(seq, "cannot apply the cut the replicas signed: {why}");
+                    *last = Some((seq, why));
+                }
+            }
         }
     }
 
