@@ -875,6 +875,38 @@ impl Api {
             .into());
         }
         let seq = verified.seq;
+        // Opened and verified whole before it goes into the log: a folder that would not
+        // open on the replicas would hold its seq.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let staging = self.data_dir().join("cuts").join(format!("checked-{nanos}"));
+        let dir = staging.join(format!("bundle-{seq}"));
+        let opened = {
+            let (dir, staging) = (dir.clone(), staging.clone());
+            let (tokens, contracts, modules) = (tokens.clone(), contracts.clone(), modules.clone());
+            let manifest = manifest.trim().to_owned();
+            tokio::task::spawn_blocking(move || {
+                let written = swarmvm_bundle::write_folder(&dir, &tokens, &contracts, &modules)
+                    .and_then(|()| {
+                        std::fs::write(
+                            dir.join(swarmvm_bundle::layout::MANIFEST_FILE),
+                            format!("{manifest}\n"),
+                        )
+                    })
+                    .map_err(|e| SubmitError::Unavailable(format!("cannot stage the folder: {e}")));
+                let opened = written.and_then(|()| {
+                    swarmvm_bundle::open_bundle(&dir, network.id(), &set)
+                        .map(|_| ())
+                        .map_err(|e| SubmitError::Refused(crate::error::one_line(&e)))
+                });
+                let _ = crate::fetcher::remove_tree(&staging);
+                opened
+            })
+            .await
+            .map_err(|e| SubmitError::Unavailable(e.to_string()))?
+        };
+        opened?;
         replica.publish(seq, manifest.trim().to_owned(), tokens, contracts, &modules).await?;
         if !self.wait_applied(seq, std::time::Duration::from_secs(30)).await {
             return Err(SubmitError::Unavailable(format!(

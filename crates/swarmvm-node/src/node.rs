@@ -362,9 +362,24 @@ impl Node {
         if let Some((replica, before, committed)) = replica {
             replica.run(&node.core, before, committed);
             let cluster = replica.cluster().clone();
+            let mut stop = node.core.tasks.stopping();
             node.core.tasks.spawn(async move {
-                if let Err(e) = cluster.join(Duration::from_secs(600)).await {
-                    tracing::error!("this replica cannot join its cluster: {}", one_line(&e));
+                // Until it is part of the cluster (a new one forms once every listed replica
+                // answers) or the node stops.
+                loop {
+                    match cluster.join(Duration::from_secs(60)).await {
+                        Ok(()) => break,
+                        Err(e) => {
+                            tracing::error!(
+                                "this replica cannot join its cluster yet: {}",
+                                one_line(&e)
+                            );
+                        }
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                        _ = stop.wait_for(|s| *s) => break,
+                    }
                 }
             });
         }

@@ -48,6 +48,8 @@ const MAX_CLOCK_SKEW: u64 = 30;
 const GROUP: usize = 256;
 /// Contracts refused at a cut remembered for `GET /v1/contracts/{id}`, at most.
 const MAX_DROPPED: usize = 65_536;
+/// How long a replica waits before checking again a cut it would not sign.
+const RECHECK_REFUSED: Duration = Duration::from_secs(5);
 /// Groups of submissions proposed at once, at most.
 const IN_FLIGHT: usize = 2;
 /// Verified contracts remembered at most; beyond it the memory starts over.
@@ -146,8 +148,9 @@ struct OpenCut {
     sigs: Vec<PayloadSignature>,
     /// This replica signed it (or its signature is committed).
     signed: bool,
-    /// This replica will not sign it, and why.
-    refused: Option<String>,
+    /// This replica would not sign it, why, and when: checked again after
+    /// [`RECHECK_REFUSED`] (a refusal may come from a passing cause).
+    refused: Option<(String, tokio::time::Instant)>,
     /// This replica applied it (or its ledger holds its seq).
     published: bool,
 }
@@ -169,6 +172,9 @@ struct Replicated {
     queued: HashMap<Hash32, u64>,
     dropped: HashMap<Hash32, String>,
     cuts: BTreeMap<u64, OpenCut>,
+    /// The seq of the newest cut or folder taken (the next must be one more), none before the
+    /// first.
+    last_cut: Option<u64>,
     heads: BTreeMap<u64, HeadRound>,
     /// Each member's last seq whose manifest it signed (as committed).
     last_signed: BTreeMap<String, u64>,
@@ -230,6 +236,24 @@ impl Replicated {
     }
 }
 
+/// Whether a committed signature part is kept beside `parts`: not the same signature again,
+/// room left, and not one that fails under a signer this replica knows. (One by a signer it
+/// does not know yet is kept: a rotation it has not applied may add it; whatever is kept,
+/// [`first_k`] counts only what holds under the set for the seq, so every replica joins the
+/// same signatures.)
+fn keep_part(
+    parts: &[PayloadSignature],
+    part: &PayloadSignature,
+    kind: Kind,
+    payload: &str,
+    set: &swarmvm_token::AuthoritySet,
+) -> bool {
+    if parts.len() >= 2 * MAX_PARTS || parts.iter().any(|p| p == part) {
+        return false;
+    }
+    !set.contains(&part.signer) || verify_payload_part(part, kind, payload, set).is_ok()
+}
+
 /// The first `set.threshold()` of `parts` (in commit order) that hold over `payload` under
 /// `set`: the set in force for the seq they are for, so every replica, its ledger at that
 /// point, picks the same ones.
@@ -239,9 +263,11 @@ fn first_k(
     payload: &str,
     set: &swarmvm_token::AuthoritySet,
 ) -> Vec<PayloadSignature> {
+    let mut signers = HashSet::new();
     parts
         .iter()
         .filter(|p| verify_payload_part(p, kind, payload, set).is_ok())
+        .filter(|p| signers.insert(p.signer.clone()))
         .take(set.threshold())
         .cloned()
         .collect()
@@ -572,8 +598,7 @@ impl Replica {
                 }
             }
             Cmd::Cut { seq, payload, take, drop } => {
-                let last = st.cuts.keys().next_back().copied();
-                if st.cuts.contains_key(&seq) || last.is_some_and(|l| seq != l + 1) {
+                if st.last_cut.is_some_and(|l| seq != l + 1) {
                     info!(seq, "a second cut for seq {seq} (or one out of order) is ignored");
                     return;
                 }
@@ -603,13 +628,13 @@ impl Replica {
                         published: false,
                     },
                 );
-                // Old cuts are forgotten once applied here.
+                st.last_cut = Some(seq);
+                // Cuts the ledger holds are forgotten (the newest is kept by `last_cut`).
                 let applied = node.applier.last_seq();
-                st.cuts.retain(|s, c| *s + 16 > applied || !c.published);
+                st.cuts.retain(|s, _| *s + 16 > applied);
             }
             Cmd::Publish { seq, manifest, tokens, contracts, modules } => {
-                let last = st.cuts.keys().next_back().copied();
-                if st.cuts.contains_key(&seq) || last.is_some_and(|l| seq != l + 1) {
+                if st.last_cut.is_some_and(|l| seq != l + 1) {
                     info!(seq, "a folder for seq {seq} that another bundle took is ignored");
                     return;
                 }
@@ -643,6 +668,7 @@ impl Replica {
                         published: false,
                     },
                 );
+                st.last_cut = Some(seq);
             }
             Cmd::Drop { drop } => drop_items(&mut st, drop),
             Cmd::ManifestSig { seq, payload, part } => {
@@ -652,8 +678,7 @@ impl Replica {
                 st.witness(Kind::Manifest, seq, &payload, &part, &set);
                 let Some(cut) = st.cuts.get_mut(&seq) else { return };
                 if cut.payload != payload
-                    || cut.sigs.len() >= MAX_PARTS
-                    || cut.sigs.iter().any(|s| s.signer == part.signer)
+                    || !keep_part(&cut.sigs, &part, Kind::Manifest, &payload, &set)
                 {
                     return;
                 }
@@ -685,8 +710,7 @@ impl Replica {
                 st.witness(Kind::Head, seq, &payload, &part, &set);
                 let Some(round) = st.heads.get_mut(&seq) else { return };
                 if round.payload != payload
-                    || round.sigs.len() >= MAX_PARTS
-                    || round.sigs.iter().any(|s| s.signer == part.signer)
+                    || !keep_part(&round.sigs, &part, Kind::Head, &payload, &set)
                 {
                     return;
                 }
@@ -755,20 +779,33 @@ impl Replica {
     async fn sign_cut(&self, node: &Core) {
         let last = node.applier.last_seq();
         let seq = last + 1;
-        let (payload, items) = {
+        let set = node.applier.authorities();
+        let (payload, items, signed_before) = {
             let st = self.state.lock();
             let Some(cut) = st.cuts.get(&seq) else { return };
-            let set = node.applier.authorities();
             if cut.signed
-                || cut.refused.is_some()
+                || cut.refused.as_ref().is_some_and(|(_, at)| at.elapsed() < RECHECK_REFUSED)
                 || cut.manifest.is_some()
                 || first_k(&cut.sigs, Kind::Manifest, &cut.payload, &set).len() >= set.threshold()
             {
                 return;
             }
-            (cut.payload.clone(), cut.items.clone())
+            // What this replica signed for this seq before, if anything.
+            let before = st.seen.get(&(false, seq, self.member.clone())).map(|(p, _)| p.clone());
+            (cut.payload.clone(), cut.items.clone(), before)
         };
-        let checked = self.check_cut(node, seq, &payload, &items).await;
+        let checked = if signed_before.is_some_and(|p| p != payload) {
+            // An honest member signs one manifest a seq: two cuts it signed could both reach
+            // K, and followers would see two bundles for the seq.
+            Err(NotSigned::Refused("this replica signed another manifest for this seq".into()))
+        } else {
+            self.check_cut(node, seq, &payload, &items).await
+        };
+        let checked = match checked {
+            Err(NotSigned::Later) => return,
+            Err(NotSigned::Refused(why)) => Err(why),
+            Ok(()) => Ok(()),
+        };
         let part = checked.and_then(|()| {
             sign_payload_part(&self.key, Kind::Manifest, &payload).map_err(|e| one_line(&e))
         });
@@ -791,7 +828,7 @@ impl Replica {
             Err(why) => {
                 warn!(seq, "this replica does not sign the cut for seq {seq}: {why}");
                 if let Some(cut) = self.state.lock().cuts.get_mut(&seq) {
-                    cut.refused = Some(why);
+                    cut.refused = Some((why, tokio::time::Instant::now()));
                 }
             }
         }
@@ -805,25 +842,28 @@ impl Replica {
         seq: u64,
         payload: &str,
         items: &[(u64, Item)],
-    ) -> Result<(), String> {
+    ) -> Result<(), NotSigned> {
         let claims = payload_claims(payload).ok_or("the payload is not a manifest's")?;
         let issuer = claims.get("iss").and_then(|v| v.as_str()).ok_or("no iss")?.to_owned();
         let iat = claims.get("iat").and_then(serde_json::Value::as_u64).ok_or("no iat")?;
         let rules = match claims.get("rules").and_then(serde_json::Value::as_u64) {
             None => Rules::V1,
-            Some(n) => Rules::new(n).map_err(|e| e.to_string())?,
+            Some(n) => Rules::new(n).map_err(|e| NotSigned::Refused(e.to_string()))?,
         };
         if !node.applier.authorities().contains(&issuer) {
-            return Err(format!("its iss {issuer} is not a member"));
+            return Err(format!("its iss {issuer} is not a member").into());
         }
         let now = unix_now();
-        if iat.abs_diff(now) > MAX_CLOCK_SKEW {
+        // A leader's clock ahead of this one's by more than the skew is refused; a cut from
+        // the past is not (a replica catching up signs cuts made long ago).
+        if iat > now + MAX_CLOCK_SKEW {
             return Err(format!(
-                "its iat {iat} is more than {MAX_CLOCK_SKEW} s off this clock ({now})"
-            ));
+                "its iat {iat} is more than {MAX_CLOCK_SKEW} s ahead of this clock ({now})"
+            )
+            .into());
         }
         if let Some(why) = self.refusals(node, items).into_iter().next() {
-            return Err(format!("item {}: {}", why.0, why.1));
+            return Err(format!("item {}: {}", why.0, why.1).into());
         }
         let dir = self.write_cut(node, seq, items).await?;
         let mine = self.payload_over(node, &dir, seq, &issuer, iat, rules)?;
@@ -987,25 +1027,32 @@ impl Replica {
         issuer: &str,
         iat: u64,
         rules: Rules,
-    ) -> Result<String, String> {
+    ) -> Result<String, NotSigned> {
         let snapshot = node.applier.snapshot().ok_or("the ledger cannot be read")?;
         let last = snapshot.last_bundle();
         drop(snapshot);
         if last.map_or(0, |l| l.seq) + 1 != seq {
-            return Err(format!("this replica's ledger is not at seq {}", seq - 1));
+            return Err(NotSigned::Later);
         }
         if let Some(l) = last {
             if l.issued_at > iat {
-                return Err(format!("its iat {iat} is before its parent's ({})", l.issued_at));
+                return Err(
+                    format!("its iat {iat} is before its parent's ({})", l.issued_at).into()
+                );
             }
             if l.rules > rules {
                 return Err("it lowers the rules of its parent".into());
             }
         }
-        let parent_info_hash = last
-            .and_then(|l| node.fetcher.magnet_of(l.seq))
-            .and_then(|m| swarmvm_swarm::MagnetLink::parse(&m).ok())
-            .map(|m| m.info_hash.0);
+        // The parent's torrent, named in the manifest. Just after the parent applied, this
+        // node may not seed it yet: asked again a moment later.
+        let parent_info_hash = match last {
+            None => None,
+            Some(l) => match node.fetcher.magnet_of(l.seq) {
+                Some(m) => swarmvm_swarm::MagnetLink::parse(&m).ok().map(|m| m.info_hash.0),
+                None => return Err(NotSigned::Later),
+            },
+        };
         let files = swarmvm_bundle::folder_files(dir).map_err(|e| one_line(&e))?;
         let network = node.applier.network().id().to_owned();
         let content = ManifestContent {
@@ -1018,16 +1065,17 @@ impl Replica {
             now: iat,
             rules,
         };
-        manifest_payload(issuer, &content).map_err(|e| one_line(&e))
+        Ok(manifest_payload(issuer, &content).map_err(|e| one_line(&e))?)
     }
 
     /// Applies the next cut once K signatures for it are committed: the same `manifest.jwt`
     /// on every replica (the first K, sorted by signer), so the same torrent.
     async fn publish_cut(&self, node: &Core) {
+        let _one = node.applier.turn().lock().await;
+        // Read under the apply turn: the set in force for the next seq, and that seq.
+        let last = node.applier.last_seq();
         let set = node.applier.authorities();
         let k = set.threshold();
-        let _one = node.applier.turn().lock().await;
-        let last = node.applier.last_seq();
         let (manifest, items) = {
             let mut st = self.state.lock();
             for (seq, cut) in st.cuts.iter_mut() {
@@ -1120,18 +1168,21 @@ impl Replica {
             }
             round.payload.clone()
         };
-        let magnet = node.fetcher.magnet_of(last.seq);
+        // The same torrent: the magnet's info-hash (its trackers are each node's own).
+        let info_hash = |m: &str| swarmvm_swarm::MagnetLink::parse(m).ok().map(|m| m.info_hash.0);
+        let mine = node.fetcher.magnet_of(last.seq).and_then(|m| info_hash(&m));
         let checked = payload_claims(&payload).ok_or("not a head's payload").and_then(|c| {
             let same = c.get("bundle").and_then(|v| v.as_str()) == Some(&last.id.to_string())
                 && c.get("state_root").and_then(|v| v.as_str()) == Some(&root.to_hex())
-                && c.get("magnet").and_then(|v| v.as_str()) == magnet.as_deref()
+                && mine.is_some()
+                && c.get("magnet").and_then(|v| v.as_str()).and_then(info_hash) == mine
                 && c.get("iat")
                     .and_then(serde_json::Value::as_u64)
-                    .is_some_and(|i| i.abs_diff(unix_now()) <= MAX_CLOCK_SKEW);
+                    .is_some_and(|i| i <= unix_now() + MAX_CLOCK_SKEW);
             if same {
                 Ok(())
             } else {
-                Err("it is not this replica's bundle, root or magnet, or its iat is off this clock")
+                Err("it is not this replica's bundle, root or torrent, or its iat is off this clock")
             }
         });
         if let Err(why) = checked {
@@ -1273,7 +1324,9 @@ impl Replica {
         .await;
         let payload = match built {
             Ok(p) => p,
-            Err(e) => {
+            // The parent just applied and not seeded yet: cut at the next turn.
+            Err(NotSigned::Later) => return,
+            Err(NotSigned::Refused(e)) => {
                 warn!(seq, "cannot cut: {e}");
                 return;
             }
@@ -1308,6 +1361,27 @@ fn manifest_payload_of(manifest: &str) -> Option<String> {
         return v.get("payload")?.as_str().map(str::to_owned);
     }
     text.split('.').nth(1).map(str::to_owned)
+}
+
+/// Why a replica does not sign a cut now.
+#[derive(Debug)]
+enum NotSigned {
+    /// Not yet: its ledger is not at the parent, or does not seed the parent yet.
+    Later,
+    /// It will not (checked again after [`RECHECK_REFUSED`]), and why.
+    Refused(String),
+}
+
+impl From<String> for NotSigned {
+    fn from(why: String) -> Self {
+        Self::Refused(why)
+    }
+}
+
+impl From<&str> for NotSigned {
+    fn from(why: &str) -> Self {
+        Self::Refused(why.to_owned())
+    }
 }
 
 /// A payload's claims (base64url JSON).

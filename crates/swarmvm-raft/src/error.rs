@@ -40,6 +40,9 @@ pub enum MessageError {
         /// The body's term.
         body: u64,
     },
+    /// A proposal or join taken before (the same sender, term and nonce).
+    #[error("the message was taken before (a replay)")]
+    Replayed,
     /// It could not be signed.
     #[error("cannot sign: {0}")]
     Sign(String),

@@ -34,7 +34,7 @@ use tracing::{info, warn};
 
 pub use error::{ClusterError, MessageError};
 pub use message::{Envelope, Expect};
-pub use routes::router;
+pub use routes::{MAX_MESSAGE, router};
 pub use store::Committed;
 pub use types::{Command, NodeId, Replica, TypeConfig, node_id};
 
@@ -132,7 +132,13 @@ struct Inner {
     peers: Vec<String>,
     leader_changes: AtomicU64,
     leader: tokio::sync::watch::Sender<Option<NodeId>>,
+    /// Proposals and joins taken: (sender, term, nonce).
+    seen: parking_lot::Mutex<std::collections::HashSet<(String, u64, u64)>>,
 }
+
+/// Proposals remembered against replays at most; beyond it the memory starts over (a replay
+/// then needs the same term still running).
+const MAX_SEEN: usize = 1 << 20;
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -201,6 +207,7 @@ impl Cluster {
                 peers: options.peers,
                 leader_changes: AtomicU64::new(0),
                 leader: tokio::sync::watch::channel(None).0,
+                seen: parking_lot::Mutex::new(std::collections::HashSet::new()),
             }),
         };
         cluster.count_leader_changes();
@@ -348,23 +355,27 @@ impl Cluster {
         me: &Replica,
         deadline: tokio::time::Instant,
     ) -> Result<(), ClusterError> {
-        let answer: Result<(), String> =
-            network::call(&self.inner.shared, peer, "join", 0, me).await?;
-        answer.map_err(|why| ClusterError::Peer { url: peer.url.clone(), why })?;
         let mut metrics = self.inner.raft.metrics();
         loop {
-            if metrics
-                .borrow()
-                .membership_config
-                .membership()
-                .voter_ids()
-                .any(|v| v == self.inner.id)
-            {
-                info!("joined the cluster");
-                return Ok(());
-            }
-            if tokio::time::timeout_at(deadline, metrics.changed()).await.is_err() {
-                return Err(ClusterError::Engine("not made a voter in time".into()));
+            // Asked again every few seconds: the leader adds a replica in the background, and
+            // a leader change meanwhile drops that work.
+            let answer: Result<(), String> =
+                network::call(&self.inner.shared, peer, "join", 0, me).await?;
+            answer.map_err(|why| ClusterError::Peer { url: peer.url.clone(), why })?;
+            let again = tokio::time::Instant::now() + Duration::from_secs(3);
+            loop {
+                let voters: Vec<NodeId> =
+                    metrics.borrow().membership_config.membership().voter_ids().collect();
+                if voters.contains(&self.inner.id) {
+                    info!("joined the cluster");
+                    return Ok(());
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(ClusterError::Engine("not made a voter in time".into()));
+                }
+                if tokio::time::timeout_at(again.min(deadline), metrics.changed()).await.is_err() {
+                    break;
+                }
             }
         }
     }
@@ -530,10 +541,12 @@ impl Cluster {
             }
             "join" => {
                 let replica: Replica = envelope.open(expect, &set)?;
+                self.fresh(&envelope)?;
                 json(&self.add_replica(replica).await)
             }
             "propose" => {
                 let command: Command = envelope.open(expect, &set)?;
+                self.fresh(&envelope)?;
                 // A proposal is taken in the term it was sent for only: a replayed one from
                 // another term is refused (and within one, commands are idempotent).
                 same_term(raft.metrics().borrow().current_term)?;
@@ -556,6 +569,21 @@ impl Cluster {
             envelope.nonce,
             answer,
         )?)
+    }
+
+    /// Refuses a proposal or join seen before (the same sender, term and nonce): the engine's
+    /// own messages carry their term and log position, but a replayed proposal would be
+    /// appended again.
+    fn fresh(&self, envelope: &Envelope) -> Result<(), MessageError> {
+        let mut seen = self.inner.seen.lock();
+        if seen.len() >= MAX_SEEN {
+            seen.clear();
+        }
+        if seen.insert((envelope.from.clone(), envelope.term, envelope.nonce)) {
+            Ok(())
+        } else {
+            Err(MessageError::Replayed)
+        }
     }
 
     /// Its view of the cluster.

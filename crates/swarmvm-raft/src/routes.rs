@@ -4,12 +4,16 @@
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::{Cluster, ClusterError, Envelope};
+
+/// The largest message taken: an append of up to 32 entries, one of which may carry a
+/// registration request of 64 MiB (its modules in base64, escaped twice as JSON).
+pub const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 
 /// The routes of `cluster`.
 pub fn router(cluster: Cluster) -> Router {
@@ -18,7 +22,7 @@ pub fn router(cluster: Cluster) -> Router {
             "/v1/cluster/whoami",
             get(|State(c): State<Cluster>| async move { Json(c.whoami()) }),
         )
-        .route("/v1/cluster/raft/{kind}", post(message))
+        .route("/v1/cluster/raft/{kind}", post(message).layer(DefaultBodyLimit::max(MAX_MESSAGE)))
         .with_state(cluster)
 }
 

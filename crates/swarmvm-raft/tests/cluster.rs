@@ -269,6 +269,17 @@ async fn outsiders_replays_and_other_terms_are_refused() {
     let answer = post(&bed.urls[1], &other).await.expect("sent");
     assert_eq!(answer.status(), 403);
     assert!(answer.text().await.expect("text").contains("another network"));
+    // A proposal taken once is refused when replayed, even within its term.
+    let term = running[1].cluster.status().term;
+    let propose =
+        Envelope::seal(&bed.keys[0], "propose", &network, &member(1), term, 99, "\"once\"".into())
+            .expect("seal");
+    let url = format!("{}/v1/cluster/raft/propose", bed.urls[1]);
+    let first = http.post(&url).json(&propose).send().await.expect("sent");
+    assert_eq!(first.status(), 200, "{:?}", first.text().await);
+    let again = http.post(&url).json(&propose).send().await.expect("sent");
+    assert_eq!(again.status(), 403);
+    assert!(again.text().await.expect("text").contains("replay"));
     // None of that moved the cluster: one leader, still answering.
     assert!(leader_of(&running).is_some());
     running[2]

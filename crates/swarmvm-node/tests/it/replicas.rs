@@ -427,7 +427,12 @@ async fn a_rotation_adds_one_members_replica_and_removes_anothers() {
     let folder = c.dir.path().join("rotation").join("bundle-2");
     let network = c.network.clone();
     let old_set = c.set();
-    swarmvm_bundle::write_folder(&folder, &[], &[], &[]).unwrap();
+    // The rotation also registers one more wallet.
+    let extra = Wallet::generate(Algorithm::Ed25519).unwrap();
+    let entry = WalletEntry { label: "extra".into(), key: extra.public_key().clone() };
+    let time = IssueTime { now: swarmvm_token::unix_now(), ttl: 86_400 };
+    let token = issue_wallets(&Signer::Wallet(&c.keys[0]), &[entry], time).unwrap();
+    swarmvm_bundle::write_folder(&folder, std::slice::from_ref(&token), &[], &[]).unwrap();
     swarmvm_bundle::create_bundle(
         &folder,
         &[&c.keys[0], &c.keys[1], &new_key],
@@ -443,8 +448,20 @@ async fn a_rotation_adds_one_members_replica_and_removes_anothers() {
     )
     .unwrap();
     let manifest = std::fs::read_to_string(folder.join("manifest.jwt")).unwrap();
-    let body = json!({ "tokens": [], "contracts": [], "modules": [], "manifest": manifest.trim() })
-        .to_string();
+    // The same manifest with a token of the same size changed: refused before it reaches the
+    // log (the manifest lists only sizes and hashes), so it cannot hold the seq.
+    let mut forged = token.clone().into_bytes();
+    let at = token.rfind('.').unwrap() + 5;
+    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let body =
+        json!({ "tokens": [forged], "contracts": [], "modules": [], "manifest": manifest.trim() })
+            .to_string();
+    let (code, answer) = request(http(&b), "POST", "/v1/registrations", Some(&body));
+    assert_eq!(code, 400, "{answer}");
+    let body =
+        json!({ "tokens": [token], "contracts": [], "modules": [], "manifest": manifest.trim() })
+            .to_string();
     let (code, answer) = request(http(&b), "POST", "/v1/registrations", Some(&body));
     assert_eq!(code, 200, "{answer}");
     assert_eq!(answer["seq"], 2, "{answer}");
