@@ -1170,11 +1170,14 @@ impl Replica {
         };
         // The same torrent: the magnet's info-hash (its trackers are each node's own).
         let info_hash = |m: &str| swarmvm_swarm::MagnetLink::parse(m).ok().map(|m| m.info_hash.0);
-        let mine = node.fetcher.magnet_of(last.seq).and_then(|m| info_hash(&m));
+        // Just after the bundle applied, this node may not seed it yet: signed at a later turn.
+        let Some(mine) = node.fetcher.magnet_of(last.seq).and_then(|m| info_hash(&m)) else {
+            return;
+        };
+        let mine = Some(mine);
         let checked = payload_claims(&payload).ok_or("not a head's payload").and_then(|c| {
             let same = c.get("bundle").and_then(|v| v.as_str()) == Some(&last.id.to_string())
                 && c.get("state_root").and_then(|v| v.as_str()) == Some(&root.to_hex())
-                && mine.is_some()
                 && c.get("magnet").and_then(|v| v.as_str()).and_then(info_hash) == mine
                 && c.get("iat")
                     .and_then(serde_json::Value::as_u64)
