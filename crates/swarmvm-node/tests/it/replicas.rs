@@ -12,6 +12,7 @@ use swarmvm_node::{FollowOptions, Node, NodeOptions, SequencerOptions};
 use swarmvm_swarm::SwarmOptions;
 use swarmvm_test_support::http::request;
 use swarmvm_test_support::net::student;
+use swarmvm_test_support::replicas::check_history;
 use swarmvm_token::{
     AuthoritySet, IssueTime, Kind, Network, PayloadSignature, Signer, WalletEntry,
     issue_operations, issue_wallets, sign_contract, verify_head, verify_payload_part,
@@ -173,11 +174,12 @@ async fn contracts_sent_through_any_replica_or_follower_apply_everywhere_with_on
     assert_eq!(code, 202, "{answer}");
     same_root(&replicas, 1).await;
     let follower = c.follower("follower", vec![url(&a)]).await;
+    let tokens: Vec<String> = (1..=4).map(|n| c.contract(n)).collect();
     for (i, node) in replicas.iter().enumerate() {
-        let (code, answer) = submit(node, &c.contract(i as u64 + 1));
+        let (code, answer) = submit(node, &tokens[i]);
         assert_eq!(code, 202, "replica {i}: {answer}");
     }
-    let (code, answer) = submit(&follower, &c.contract(4));
+    let (code, answer) = submit(&follower, &tokens[3]);
     assert_eq!(code, 202, "through the follower: {answer}");
     within(LIMIT, "the four contracts applied", || {
         replicas.iter().all(|n| {
@@ -188,6 +190,11 @@ async fn contracts_sent_through_any_replica_or_follower_apply_everywhere_with_on
     .await;
     let seq = a.status().last_seq;
     same_root(&[&a, &b, &d, &follower], seq).await;
+    // The history checker: every acknowledged contract once, in one order everywhere.
+    let acked: Vec<String> =
+        tokens.iter().map(|t| swarmvm_vm::Hash32::digest(t.as_bytes()).to_hex()).collect();
+    let nodes: Vec<SocketAddr> = [&a, &b, &d, &follower].iter().map(|n| http(n)).collect();
+    assert_eq!(check_history(&nodes, &acked), Ok(4));
 
     // Every replica holds the same K-signed head; the follower took it.
     let set = c.set();
@@ -298,6 +305,9 @@ async fn a_dead_leader_is_replaced_and_the_follower_sees_a_higher_k_signed_head(
     let back = c.replica(leader).await;
     let seq = follower.status().last_seq;
     same_root(&[&back, &replicas[0], &replicas[1], &follower], seq).await;
+    let nodes: Vec<SocketAddr> =
+        [&back, &replicas[0], &replicas[1], &follower].iter().map(|n| http(n)).collect();
+    assert_eq!(check_history(&nodes, &[]), Ok(2));
     for n in [&back, &replicas[0], &replicas[1], &follower] {
         n.shutdown().await;
     }
