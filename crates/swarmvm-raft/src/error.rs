@@ -79,6 +79,10 @@ pub enum ClusterError {
     /// No leader is known now (an election is going on, or a majority is down).
     #[error("no leader is known now; try again in a moment")]
     NoLeader,
+    /// A majority did not take the command within the time allowed (this replica may be
+    /// cut off from the others); whether it is committed later is not known.
+    #[error("a majority did not take it within {0:?}")]
+    TimedOut(std::time::Duration),
     /// The replica is stopping.
     #[error("the replica is stopping")]
     Stopping,

@@ -472,18 +472,26 @@ impl Cluster {
 
     /// Appends `command` to the log through the leader (this replica, or the leader it
     /// knows, over a signed message) and returns its index once a majority holds it.
-    /// Retries while an election goes on, up to `limit`.
+    /// Retries while an election goes on, up to `limit`; a leader cut off from the
+    /// majority answers [`ClusterError::TimedOut`] at `limit` rather than waiting to learn of
+    /// a newer term.
     pub async fn propose(&self, command: Command, limit: Duration) -> Result<u64, ClusterError> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let error = match self.inner.raft.client_write(command.clone()).await {
+            let write = self.inner.raft.client_write(command.clone());
+            let Ok(written) = tokio::time::timeout_at(deadline, write).await else {
+                return Err(ClusterError::TimedOut(limit));
+            };
+            let error = match written {
                 Ok(written) => return Ok(written.log_id.index),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(to))) => {
                     match to.leader_node {
                         Some(leader) if to.leader_id != Some(self.inner.id) => {
-                            match self.forward(&leader, &command).await {
-                                Ok(index) => return Ok(index),
-                                Err(e) => e,
+                            let forward = self.forward(&leader, &command);
+                            match tokio::time::timeout_at(deadline, forward).await {
+                                Ok(Ok(index)) => return Ok(index),
+                                Ok(Err(e)) => e,
+                                Err(_) => return Err(ClusterError::TimedOut(limit)),
                             }
                         }
                         _ => ClusterError::NoLeader,
