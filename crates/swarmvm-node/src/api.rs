@@ -742,16 +742,7 @@ impl Api {
             }
             None => None,
         };
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let modules = request
-            .modules
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                b64.decode(m.trim())
-                    .map_err(|_| SubmitError::Refused(format!("module {} is not base64", i + 1)))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let modules = decode_modules(&request.modules)?;
         let (Some(manifest), Some(verified)) = (request.manifest, verified) else {
             if !request.contracts.is_empty() {
                 return Err(SubmitError::Refused(
@@ -820,16 +811,7 @@ impl Api {
             )
             .into());
         }
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let modules = request
-            .modules
-            .iter()
-            .enumerate()
-            .map(|(i, m)| {
-                b64.decode(m.trim())
-                    .map_err(|_| SubmitError::Refused(format!("module {} is not base64", i + 1)))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let modules = decode_modules(&request.modules)?;
         if let Some(manifest) = request.manifest {
             return self
                 .publish_through(replica, manifest, request.tokens, request.contracts, modules)
@@ -957,4 +939,18 @@ fn relayed(reply: &Reply) -> Refusal {
         next_nonce: reply.body.get("next_nonce").and_then(Value::as_u64),
         duplicate: reply.body.get("duplicate").and_then(Value::as_bool).unwrap_or(false),
     }
+}
+
+/// The modules of a bundle submission, each base64 text decoded; the first that is not is
+/// refused by its place (1-based).
+fn decode_modules(modules: &[String]) -> Result<Vec<Vec<u8>>, SubmitError> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    modules
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            b64.decode(m.trim())
+                .map_err(|_| SubmitError::Refused(format!("module {} is not base64", i + 1)))
+        })
+        .collect()
 }

@@ -501,19 +501,7 @@ impl Replica {
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
         let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
-        loop {
-            let first = tokio::select! {
-                s = rx.recv() => s,
-                _ = stop.wait_for(|s| *s) => None,
-            };
-            let Some(first) = first else { break };
-            let mut batch = vec![first];
-            while batch.len() < GROUP {
-                match rx.try_recv() {
-                    Ok(s) => batch.push(s),
-                    Err(_) => break,
-                }
-            }
+        while let Some(batch) = crate::tasks::next_group(&mut rx, &mut stop, GROUP).await {
             let items: Vec<Wire> =
                 batch.iter().flat_map(|s| s.items.iter().map(Wire::of)).collect();
             // A few groups in flight at once: each waits a round trip to a majority.

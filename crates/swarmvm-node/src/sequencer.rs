@@ -444,19 +444,7 @@ impl Sequencer {
     /// ledger's nonces, writes the accepted ones in one synced transaction, then answers all.
     async fn write_loop(self: Arc<Self>, node: Core, mut rx: mpsc::Receiver<Submission>) {
         let mut stop = node.tasks.stopping();
-        loop {
-            let first = tokio::select! {
-                s = rx.recv() => s,
-                _ = stop.wait_for(|s| *s) => None,
-            };
-            let Some(first) = first else { break };
-            let mut batch = vec![first];
-            while batch.len() < GROUP {
-                match rx.try_recv() {
-                    Ok(s) => batch.push(s),
-                    Err(_) => break,
-                }
-            }
+        while let Some(batch) = crate::tasks::next_group(&mut rx, &mut stop, GROUP).await {
             let mut accepted: Vec<(Vec<Queued>, Reply)> = Vec::new();
             {
                 let mut st = self.state.lock();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// The tasks a node started, and the signal that tells them to stop. Cloning gives another
 /// handle to the same set.
@@ -65,5 +65,48 @@ impl Tasks {
                 }
             }
         }
+    }
+}
+
+/// Waits for the next message on `rx` and takes up to `max` in all of those already waiting
+/// behind it, so that a writer handles a burst in one go. `None` once `rx` is closed or
+/// `stop` says the node is stopping.
+pub(crate) async fn next_group<T>(
+    rx: &mut mpsc::Receiver<T>,
+    stop: &mut watch::Receiver<bool>,
+    max: usize,
+) -> Option<Vec<T>> {
+    let first = tokio::select! {
+        s = rx.recv() => s,
+        _ = stop.wait_for(|s| *s) => None,
+    }?;
+    let mut group = vec![first];
+    while group.len() < max {
+        match rx.try_recv() {
+            Ok(s) => group.push(s),
+            Err(_) => break,
+        }
+    }
+    Some(group)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_group_takes_what_waits_up_to_its_size_and_ends_with_the_stop() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let (stop_tx, mut stop) = watch::channel(false);
+        for i in 0..5 {
+            tx.send(i).await.unwrap();
+        }
+        assert_eq!(next_group(&mut rx, &mut stop, 3).await, Some(vec![0, 1, 2]));
+        assert_eq!(next_group(&mut rx, &mut stop, 3).await, Some(vec![3, 4]));
+        stop_tx.send_replace(true);
+        assert_eq!(next_group(&mut rx, &mut stop, 3).await, None);
+        drop(tx);
+        let (_still_running, mut stop) = watch::channel(false);
+        assert_eq!(next_group(&mut rx, &mut stop, 3).await, None);
     }
 }

@@ -79,9 +79,11 @@ pub struct LiveOptions {
     pub cut_at: usize,
 }
 
-fn start_node(bin: &Path, dir: &Path, args: &[String]) -> Proc {
+/// Starts `swarmvm node run` with `args` in `dir`, serving HTTP on `http` (`127.0.0.1:0` for
+/// any port), and waits for its first line.
+pub fn spawn_node(bin: &Path, dir: &Path, http: &str, args: &[String]) -> Proc {
     let mut child = Command::new(bin)
-        .args(["node", "run", "--no-dht", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args(["node", "run", "--no-dht", "--listen", "127.0.0.1:0", "--http", http])
         .args(args)
         .arg("--json")
         .current_dir(dir)
@@ -99,6 +101,10 @@ fn start_node(bin: &Path, dir: &Path, args: &[String]) -> Proc {
         .unwrap_or_else(|_| panic!("node run {args:?} did not start: {line:?}"));
     let http = first["http"].as_str().unwrap().parse().unwrap();
     Proc { child, http }
+}
+
+fn start_node(bin: &Path, dir: &Path, args: &[String]) -> Proc {
+    spawn_node(bin, dir, "127.0.0.1:0", args)
 }
 
 /// Waits (bounded by `limit`) until `ok` holds for the node's status.

@@ -5,10 +5,8 @@
 //! what every node applied against what the clients were told.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::BufRead as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -18,8 +16,8 @@ use swarmvm_token::{
 use swarmvm_wallet::{Algorithm, Wallet};
 
 use crate::http::get;
+pub use crate::live::spawn_node;
 use crate::live::{Proc, wait_status};
-use crate::tools::KillOnDrop;
 
 /// How the replicas run.
 #[derive(Debug, Clone)]
@@ -62,30 +60,6 @@ pub struct ReplicaNet {
 fn free_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
-}
-
-/// Starts `swarmvm node run` with `args` in `dir`, serving HTTP on `http`, and waits for its
-/// first line.
-pub fn spawn_node(bin: &Path, dir: &Path, http: &str, args: &[String]) -> Proc {
-    let mut child = Command::new(bin)
-        .args(["node", "run", "--no-dht", "--listen", "127.0.0.1:0", "--http", http])
-        .args(args)
-        .arg("--json")
-        .current_dir(dir)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("cannot start swarmvm node run");
-    let stdout = child.stdout.take().unwrap();
-    let child = KillOnDrop(child);
-    let mut line = String::new();
-    std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
-    let first: Value = serde_json::from_str(line.trim())
-        .unwrap_or_else(|_| panic!("node run {args:?} did not start: {line:?}"));
-    let http = first["http"].as_str().unwrap().parse().unwrap();
-    Proc { child, http }
 }
 
 /// Writes a network of `members` keys (`member<i>.pem`) with threshold `threshold`
