@@ -85,7 +85,7 @@ pub(crate) enum IssueCommand {
         wallets: Vec<String>,
         /// Revoke a wallet (its id), for good: from the bundle that applies the token, its
         /// contracts are rejected. Repeat for several.
-        #[arg(long = "revoke", value_name = "ID")]
+        #[arg(long = "revoke", value_name = "ID", allow_hyphen_values = true)]
         revoke: Vec<String>,
     },
 }

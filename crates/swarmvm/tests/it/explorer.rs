@@ -5,7 +5,8 @@
 //! makes no request outside the node and logs no error. Screenshots of every view land in
 //! `target/explorer-screenshots/`. Against a sequencer, the page verifies an entry's proof
 //! and signed head in the browser, refuses a changed value or head, and says when the
-//! browser cannot check Ed25519.
+//! browser cannot check Ed25519. Against authority replicas, every replica's overview shows
+//! its role, the same leader and each member's last signed seq, before and after a SIGKILL.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -278,4 +279,68 @@ fn demo_explore_keeps_every_peer_serving_its_explorer_until_ctrl_c() {
         let dir = env.p(&format!("demo/{peer}"));
         assert_eq!(env.ok(&["state", "root", "--data-dir", &dir]).trim(), root);
     }
+}
+
+/// Three authority replicas (2 of 3): every replica's overview shows its role and term, the
+/// same leader, and each member's last signed seq; after the leader is SIGKILLed, the two
+/// left show the new leader.
+#[test]
+fn the_explorer_shows_the_replicas_their_leader_and_last_seqs_in_chromium() {
+    use std::time::{Duration, Instant};
+    use swarmvm_test_support::replicas::{ReplicaNet, ReplicaOptions};
+    let browser = browser_tests();
+    let mut net = ReplicaNet::start(&ReplicaOptions {
+        bin: env!("CARGO_BIN_EXE_swarmvm").into(),
+        members: 3,
+        threshold: 2,
+        followers: 0,
+        wallets: 1,
+        cut_every: "250ms".into(),
+        cut_at: 2000,
+    });
+    for contract in &net.sign(2)[0] {
+        let (code, answer) = swarmvm_test_support::http::request(
+            net.addrs[1],
+            "POST",
+            "/v1/contracts",
+            Some(contract),
+        );
+        assert_eq!(code, 202, "{answer}");
+    }
+    net.settle(Duration::from_secs(60));
+    let urls = net.urls();
+    run_script(
+        &browser,
+        "cluster.test.mjs",
+        &[("SWARMVM_NODES", &urls.join(","))],
+        "all cluster checks passed",
+    );
+
+    let leader = net.leader(Duration::from_secs(10));
+    let gone = net.members[leader].clone();
+    net.kill(leader);
+    let left: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    // Both replicas left agree on a new leader.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let named: Vec<serde_json::Value> = left
+            .iter()
+            .map(|i| {
+                swarmvm_test_support::http::get(net.addrs[*i], "/v1/status").1["cluster"]["leader"]
+                    .clone()
+            })
+            .collect();
+        if named[0] == named[1] && named[0].is_string() && named[0] != gone.as_str() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no new leader: {named:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let survivors: Vec<&str> = left.iter().map(|i| urls[*i].as_str()).collect();
+    run_script(
+        &browser,
+        "cluster.test.mjs",
+        &[("SWARMVM_NODES", &survivors.join(",")), ("SWARMVM_GONE", &gone)],
+        "all cluster checks passed",
+    );
 }

@@ -327,3 +327,16 @@ fn verify_without_trust_is_a_usage_error() {
     let err = env.fails(&["token", "verify", "no-such-file.txt", "--trust", "auth.pub"], FAILURE);
     assert!(err.contains("no-such-file.txt"), "{err}");
 }
+
+/// A wallet id may begin with `-` (base64url's 63rd letter): `--revoke` takes it as the value
+/// it is, not as a flag (a random id does so once in 64).
+#[test]
+fn revoke_takes_a_wallet_id_that_begins_with_a_hyphen() {
+    let env = Env::new();
+    env.wallet("auth.pem", "ed25519");
+    env.public("auth.pem", "auth.pub");
+    let id = format!("-{}", "A".repeat(42));
+    let token = env.ok(&["token", "issue", "wallets", "--key", "auth.pem", "--revoke", &id]);
+    let shown = env.json(&["token", "verify", token.trim(), "--trust", "auth.pub"]);
+    assert_eq!(shown["revoke"], serde_json::json!([id]));
+}
