@@ -339,9 +339,9 @@ pub(crate) struct Replica {
     wake: Notify,
     intake: mpsc::Sender<Submission>,
     intake_rx: Mutex<Option<mpsc::Receiver<Submission>>>,
-    /// When this replica (as leader) last proposed a cut and a head.
+    /// When this replica (as leader) last proposed a cut, and a head (with its seq).
     last_cut: Mutex<Option<tokio::time::Instant>>,
-    last_head: Mutex<Option<tokio::time::Instant>>,
+    last_head: Mutex<Option<(u64, tokio::time::Instant)>>,
     /// The authority set in force last seen (its canonical JSON).
     set_seen: Mutex<Option<String>>,
     /// The last cut this replica could not apply, and why (said once).
@@ -1244,7 +1244,13 @@ impl Replica {
                 return;
             }
         }
-        if self.last_head.lock().is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+        // A head for a new bundle is proposed at once (followers learn of bundles from
+        // heads); one for the same seq again (in flight, or refreshed) at most once a second.
+        if self
+            .last_head
+            .lock()
+            .is_some_and(|(seq, t)| seq == last.seq && t.elapsed() < Duration::from_secs(1))
+        {
             return;
         }
         let Some(magnet) = node.fetcher.magnet_of(last.seq) else { return };
@@ -1260,7 +1266,7 @@ impl Replica {
             snapshot: None,
         };
         let Ok(payload) = head_payload(&self.member, &content) else { return };
-        *self.last_head.lock() = Some(tokio::time::Instant::now());
+        *self.last_head.lock() = Some((last.seq, tokio::time::Instant::now()));
         if let Err(e) = self.propose(&Cmd::Head { seq: last.seq, payload }).await {
             warn!(seq = last.seq, "cannot propose a head: {e}");
         }
