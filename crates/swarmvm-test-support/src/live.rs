@@ -103,10 +103,6 @@ pub fn spawn_node(bin: &Path, dir: &Path, http: &str, args: &[String]) -> Proc {
     Proc { child, http }
 }
 
-fn start_node(bin: &Path, dir: &Path, args: &[String]) -> Proc {
-    spawn_node(bin, dir, "127.0.0.1:0", args)
-}
-
 /// Waits (bounded by `limit`) until `ok` holds for the node's status.
 pub fn wait_status(http: SocketAddr, limit: Duration, ok: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + limit;
@@ -151,9 +147,10 @@ impl LiveNet {
     pub fn start(options: &LiveOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (authority, wallets, tokens) = write_network(dir.path(), options.wallets);
-        let sequencer = start_node(
+        let sequencer = spawn_node(
             &options.bin,
             dir.path(),
+            "127.0.0.1:0",
             &[
                 "--data-dir".into(),
                 "sequencer".into(),
@@ -180,9 +177,10 @@ impl LiveNet {
         let url = format!("http://{}", sequencer.http);
         let followers: Vec<Proc> = (0..options.followers)
             .map(|i| {
-                start_node(
+                spawn_node(
                     &options.bin,
                     dir.path(),
+                    "127.0.0.1:0",
                     &[
                         "--data-dir".into(),
                         format!("follower{i}"),
@@ -240,7 +238,7 @@ impl LiveNet {
             "200ms".into(),
         ];
         args.extend_from_slice(extra);
-        let follower = start_node(bin, self.dir.path(), &args);
+        let follower = spawn_node(bin, self.dir.path(), "127.0.0.1:0", &args);
         let (_, status) = get(self.sequencer.http, "/v1/status");
         let last = status["last_seq"].as_u64().unwrap_or(0);
         wait_status(follower.http, Duration::from_secs(60), |s| {
