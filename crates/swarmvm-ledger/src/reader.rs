@@ -38,6 +38,11 @@ impl Db {
     }
 }
 
+/// The authority set read from a state last, with its JSON text: parsing decodes and checks
+/// every member's key, and nodes read the set in force many times between two rotations.
+/// The parse is a function of the text alone, so one memo serves every ledger.
+static LAST_SET: std::sync::Mutex<Option<(String, AuthoritySet)>> = std::sync::Mutex::new(None);
+
 /// The page cache redb keeps for a ledger: bounded, so memory does not grow with the state.
 pub(crate) const CACHE_BYTES: usize = 48 * 1024 * 1024;
 
@@ -414,8 +419,16 @@ impl ChainView for Snapshot {
         else {
             return Ok(None);
         };
+        if let Some((text, parsed)) = &*LAST_SET.lock().unwrap_or_else(|p| p.into_inner())
+            && text.as_str() == set.as_str()
+        {
+            return Ok(Some(parsed.clone()));
+        }
         let value: Value = serde_json::from_str(&set).map_err(|e| StateError::from(corrupt(e)))?;
-        AuthoritySet::from_json(&value).map(Some).map_err(|e| StateError::from(corrupt(e)))
+        let parsed = AuthoritySet::from_json(&value).map_err(|e| StateError::from(corrupt(e)))?;
+        *LAST_SET.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((set.to_string(), parsed.clone()));
+        Ok(Some(parsed))
     }
 
     fn token_used(&self, key: &str) -> Result<bool, StateError> {

@@ -54,6 +54,10 @@ const RECHECK_REFUSED: Duration = Duration::from_secs(5);
 const IN_FLIGHT: usize = 2;
 /// Verified contracts remembered at most; beyond it the memory starts over.
 const MAX_VERIFIED: usize = 200_000;
+/// The most contract signatures of a cut checked in one batch (the larger the batch, the
+/// cheaper each signature); a batch that fails is checked again one by one, so one bad
+/// signature, which only a faulty leader can put in a cut, costs at most this many.
+const SIGNATURE_BATCH: usize = 1024;
 /// Signatures kept for one cut or head at most (the first of them that hold under the set
 /// in force for its seq count, when it is joined).
 const MAX_PARTS: usize = swarmvm_token::MAX_AUTHORITIES;
@@ -346,7 +350,8 @@ pub(crate) struct Replica {
     set_seen: Mutex<Option<String>>,
     /// The last cut this replica could not apply, and why (said once).
     publish_failed: Mutex<Option<(u64, String)>>,
-    /// Contracts whose signatures this replica checked, until the bundle holding them applies.
+    /// Contracts whose signatures this replica checked, until the bundle holding them is
+    /// applied (taken out for the apply).
     verified: Mutex<HashMap<Hash32, Arc<swarmvm_token::VerifiedContract>>>,
     /// Under rules 4: contract signatures at submission, checked in batches.
     pub(crate) batcher: Option<crate::batcher::Batcher>,
@@ -882,6 +887,54 @@ impl Replica {
         Ok(checked)
     }
 
+    /// Under rules 4, checks the signatures of the contracts among `items` this replica has
+    /// not checked yet together, in ZIP-215 batches, and remembers those whose checks all
+    /// pass; one that fails is left to [`Replica::check_contract`], which says why. A cut's
+    /// contracts mostly came in through other replicas: checked one by one, their signatures
+    /// were most of a replica's work.
+    fn check_signatures_together(
+        &self,
+        snapshot: &swarmvm_ledger::Snapshot,
+        items: &[(u64, Item)],
+        network: &str,
+    ) {
+        if self.batcher.is_none() {
+            return;
+        }
+        let unknown: Vec<&str> = {
+            let verified = self.verified.lock();
+            items
+                .iter()
+                .filter_map(|(_, item)| match item {
+                    Item::Contract(t) if !verified.contains_key(&Hash32::digest(t.as_bytes())) => {
+                        Some(t.as_str())
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let prepared: Vec<(Hash32, swarmvm_token::PendingContract)> = unknown
+            .into_iter()
+            .filter_map(|token| {
+                let signer = swarmvm_token::contract_signer(token);
+                crate::submit::prepare(snapshot, token, signer, network, &self.wallet_keys).ok()
+            })
+            .collect();
+        let mut prepared = prepared.into_iter().peekable();
+        while prepared.peek().is_some() {
+            let chunk: Vec<_> = prepared.by_ref().take(SIGNATURE_BATCH).collect();
+            let checks: Vec<&swarmvm_token::zip215::Ed25519Check> =
+                chunk.iter().filter_map(|(_, p)| p.signature()).collect();
+            let mut outcome = swarmvm_token::zip215::verify_batch(&checks).into_iter();
+            for (id, pending) in chunk {
+                let holds = pending.signature().is_none() || outcome.next().unwrap_or(false);
+                if let Ok(checked) = crate::submit::finish(snapshot, id, pending, holds) {
+                    self.remember(&checked);
+                }
+            }
+        }
+    }
+
     /// Remembers a contract whose signature this replica checked (at submission or at a cut),
     /// so that the cut's check and the apply take it as verified.
     pub(crate) fn remember(&self, checked: &crate::submit::Checked) {
@@ -898,6 +951,7 @@ impl Replica {
     fn order_by_nonce(&self, node: &Core, chosen: &mut [(u64, Item)]) {
         let Some(snapshot) = node.applier.snapshot() else { return };
         let network = node.applier.network().id().to_owned();
+        self.check_signatures_together(&snapshot, chosen, &network);
         let mut by_wallet: HashMap<String, Vec<(usize, u64)>> = HashMap::new();
         for (i, (_, item)) in chosen.iter().enumerate() {
             let Item::Contract(token) = item else { continue };
@@ -926,6 +980,7 @@ impl Replica {
             return vec![(0, "the ledger cannot be read".into())];
         };
         let network = node.applier.network().id().to_owned();
+        self.check_signatures_together(&snapshot, items, &network);
         let set = node.applier.authorities();
         let now = unix_now();
         let mut named = HashSet::new();
@@ -1095,14 +1150,18 @@ impl Replica {
             let dir = self.write_cut(node, seq, &items).await.map_err(CutError::Failed)?;
             std::fs::write(dir.join(swarmvm_token::MANIFEST_FILE), format!("{manifest}\n"))
                 .map_err(|e| CutError::Failed(e.to_string()))?;
+            // Taken out of the memory (a cut that fails to apply has its signatures checked
+            // again by the apply): unwrapped, not copied, when nothing else holds them.
             let known: swarmvm_bundle::KnownContracts = {
-                let verified = self.verified.lock();
+                let mut verified = self.verified.lock();
                 items
                     .iter()
                     .filter_map(|(_, item)| match item {
                         Item::Contract(t) => {
                             let id = Hash32::digest(t.as_bytes());
-                            verified.get(&id).map(|v| (id, (**v).clone()))
+                            verified
+                                .remove(&id)
+                                .map(|v| (id, Arc::try_unwrap(v).unwrap_or_else(|v| (*v).clone())))
                         }
                         _ => None,
                     })
@@ -1115,13 +1174,6 @@ impl Replica {
         match outcome {
             Ok(seq) => {
                 info!(seq, contracts = items.len(), "applied the cut the replicas signed");
-                let mut verified = self.verified.lock();
-                for (_, item) in &items {
-                    if let Item::Contract(t) = item {
-                        verified.remove(&Hash32::digest(t.as_bytes()));
-                    }
-                }
-                drop(verified);
                 if let Some(cut) = self.state.lock().cuts.get_mut(&seq) {
                     cut.published = true;
                 }

@@ -279,6 +279,23 @@ pub(crate) async fn check_batched(
     keys: &KeyCache,
     batcher: &crate::batcher::Batcher,
 ) -> Result<Checked, SubmitError> {
+    let (id, pending) = prepare(snapshot, token, signer, network, keys)?;
+    let holds = match pending.signature() {
+        Some(check) => batcher.holds(check.clone()).await,
+        None => true,
+    };
+    finish(snapshot, id, pending, holds)
+}
+
+/// The first half of [`check_batched`]: everything but the Ed25519 signature (the token's
+/// form, its signer registered, its claims), for the caller to check in a batch.
+pub(crate) fn prepare(
+    snapshot: &Snapshot,
+    token: &str,
+    signer: Option<String>,
+    network: &str,
+    keys: &KeyCache,
+) -> Result<(Hash32, swarmvm_token::PendingContract), SubmitError> {
     let signer = signer.ok_or_else(|| {
         SubmitError::Malformed("not a signed contract: it names no signer".into())
     })?;
@@ -289,10 +306,16 @@ pub(crate) async fn check_batched(
         .ok_or_else(|| SubmitError::Unregistered(swarmvm_primitives::text::shown(&signer)))?;
     let pending = swarmvm_token::prepare_contract(token, &TrustStore::with_keys([&key]), network)
         .map_err(|e| refused_contract(&e))?;
-    let holds = match pending.signature() {
-        Some(check) => batcher.holds(check.clone()).await,
-        None => true,
-    };
+    Ok((id, pending))
+}
+
+/// The second half of [`check_batched`], once the batch said whether the signature `holds`.
+pub(crate) fn finish(
+    snapshot: &Snapshot,
+    id: Hash32,
+    pending: swarmvm_token::PendingContract,
+    holds: bool,
+) -> Result<Checked, SubmitError> {
     let verified = pending.finish(holds).map_err(|e| refused_contract(&e))?;
     checked_against(snapshot, id, verified)
 }

@@ -11,7 +11,7 @@ use openraft::{
     AnyError, Entry, EntryPayload, LogId, RaftLogId as _, SnapshotMeta, StorageError,
     StorageIOError, StoredMembership, Vote,
 };
-use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase as _, ReadableTable as _, TableDefinition};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -74,8 +74,17 @@ impl Store {
         serde_json::from_slice(v.value()).map(Some).map_err(any)
     }
 
-    fn write_meta(&self, pairs: &[(&str, serde_json::Value)]) -> Result<(), AnyError> {
-        let txn = self.db.begin_write().map_err(any)?;
+    /// Writes `pairs`; synced unless `durable` is false ([`Durability::None`]: the write
+    /// becomes durable with the next synced one, and a crash before it loses it).
+    fn write_meta(
+        &self,
+        pairs: &[(&str, serde_json::Value)],
+        durable: bool,
+    ) -> Result<(), AnyError> {
+        let mut txn = self.db.begin_write().map_err(any)?;
+        if !durable {
+            txn.set_durability(Durability::None).map_err(any)?;
+        }
         {
             let mut table = txn.open_table(META).map_err(any)?;
             for (key, value) in pairs {
@@ -150,7 +159,8 @@ impl RaftStorage<TypeConfig> for Store {
     type SnapshotBuilder = Self;
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> StoreResult<()> {
-        self.write_meta(&[("vote", json!(vote))]).map_err(|e| StorageIOError::write_vote(e).into())
+        self.write_meta(&[("vote", json!(vote))], true)
+            .map_err(|e| StorageIOError::write_vote(e).into())
     }
 
     async fn read_vote(&mut self) -> StoreResult<Option<Vote<NodeId>>> {
@@ -158,7 +168,9 @@ impl RaftStorage<TypeConfig> for Store {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> StoreResult<()> {
-        self.write_meta(&[("committed", json!(committed))])
+        // Not synced: the engine learns the commit point again from the leader, and a
+        // point lost in a crash only makes it apply (and send) those entries again.
+        self.write_meta(&[("committed", json!(committed))], false)
             .map_err(|e| StorageIOError::write(e).into())
     }
 
@@ -213,7 +225,7 @@ impl RaftStorage<TypeConfig> for Store {
     }
 
     async fn purge_logs_upto(&mut self, log_id: LogId<NodeId>) -> StoreResult<()> {
-        self.write_meta(&[("purged", json!(log_id))]).map_err(StorageIOError::write_logs)?;
+        self.write_meta(&[("purged", json!(log_id))], true).map_err(StorageIOError::write_logs)?;
         self.remove_logs(..=log_id.index).map_err(|e| StorageIOError::write_logs(e).into())
     }
 
@@ -239,12 +251,16 @@ impl RaftStorage<TypeConfig> for Store {
             _ => None,
         });
         // The applied point is written before the commands go out: one written and not yet
-        // acted on is found again by `applied_before` after a crash.
+        // acted on is found again by `applied_before` after a crash. It is not synced (the
+        // entries are, in the log): a point lost in a crash is an earlier one, and the engine
+        // applies the entries after it again, so the replica rebuilds the same state. A
+        // membership change is synced.
+        let durable = membership.is_some();
         let mut pairs = vec![("applied", json!(last.log_id))];
         if let Some(m) = membership {
             pairs.push(("membership", json!(m)));
         }
-        let result = self.write_meta(&pairs);
+        let result = self.write_meta(&pairs, durable);
         result.map_err(StorageIOError::write_state_machine)?;
         for entry in entries {
             if let Some(c) = committed(entry.clone()) {
@@ -270,10 +286,10 @@ impl RaftStorage<TypeConfig> for Store {
         meta: &SnapshotMeta<NodeId, Replica>,
         _snapshot: Box<std::io::Cursor<Vec<u8>>>,
     ) -> StoreResult<()> {
-        self.write_meta(&[
-            ("applied", json!(meta.last_log_id)),
-            ("membership", json!(meta.last_membership)),
-        ])
+        self.write_meta(
+            &[("applied", json!(meta.last_log_id)), ("membership", json!(meta.last_membership))],
+            true,
+        )
         .map_err(|e| StorageIOError::write_state_machine(e).into())
     }
 

@@ -14,7 +14,8 @@
 //! order on every node, each wallet's nonces rising.
 //!
 //! `cargo bench -p swarmvm --bench replicas`. `SWARMVM_REPLICAS_SECONDS` sets the run length
-//! (default 20).
+//! (default 20); `SWARMVM_REPLICAS_PHASES` (a comma-separated list of `throughput`, `latency`
+//! and `failover`, default all three) runs only some phases, e.g. to profile one.
 #![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout)]
 
 use std::net::SocketAddr;
@@ -50,17 +51,31 @@ fn main() {
     let bin = std::env::var("SWARMVM_BENCH_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_swarmvm").to_owned());
     let bin = bin.as_str();
+    let phases = std::env::var("SWARMVM_REPLICAS_PHASES")
+        .unwrap_or_else(|_| "throughput,latency,failover".into());
+    let phases: Vec<&str> = phases.split(',').map(str::trim).collect();
+    if let Some(unknown) =
+        phases.iter().find(|p| !["throughput", "latency", "failover"].contains(p))
+    {
+        panic!("SWARMVM_REPLICAS_PHASES: unknown phase {unknown:?}");
+    }
     println!("| measurement | figure | details |");
     println!("| --- | --- | --- |");
-    let single = throughput_single(bin, seconds);
-    let replicated = throughput_replicas(bin, seconds);
-    println!(
-        "| replicas' rate against the single sequencer's, same run | **{:.0}%** | {replicated:.0}/s against {single:.0}/s (target: at least 75%) |",
-        100.0 * replicated / single
-    );
-    latency_single(bin, seconds);
-    latency_replicas(bin, seconds);
-    failover(bin);
+    if phases.contains(&"throughput") {
+        let single = throughput_single(bin, seconds);
+        let replicated = throughput_replicas(bin, seconds);
+        println!(
+            "| replicas' rate against the single sequencer's, same run | **{:.0}%** | {replicated:.0}/s against {single:.0}/s (target: at least 75%) |",
+            100.0 * replicated / single
+        );
+    }
+    if phases.contains(&"latency") {
+        latency_single(bin, seconds);
+        latency_replicas(bin, seconds);
+    }
+    if phases.contains(&"failover") {
+        failover(bin);
+    }
 }
 
 /// The rate at which every accepted contract was applied on every node: accepted contracts
