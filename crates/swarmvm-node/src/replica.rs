@@ -880,7 +880,7 @@ impl Replica {
         let id = Hash32::digest(token.as_bytes());
         let known = self.verified.lock().get(&id).cloned();
         let checked = match known {
-            Some(v) => crate::submit::checked_against(snapshot, id, (*v).clone())?,
+            Some(v) => crate::submit::checked_against(snapshot, id, v)?,
             None => crate::submit::check(snapshot, token, network, &self.wallet_keys)?,
         };
         self.remember(&checked);

@@ -266,7 +266,7 @@ pub(crate) fn check_prechecked(
         .ok_or_else(|| SubmitError::Unregistered(swarmvm_primitives::text::shown(&signer)))?;
     let verified = verify_contract(token, &TrustStore::with_keys([&key]), network)
         .map_err(|e| refused_contract(&e))?;
-    checked_against(snapshot, id, verified)
+    checked_against(snapshot, id, std::sync::Arc::new(verified))
 }
 
 /// [`check_prechecked`] under rules 4: the signature is checked under ZIP-215 by `batcher`,
@@ -317,7 +317,7 @@ pub(crate) fn finish(
     holds: bool,
 ) -> Result<Checked, SubmitError> {
     let verified = pending.finish(holds).map_err(|e| refused_contract(&e))?;
-    checked_against(snapshot, id, verified)
+    checked_against(snapshot, id, std::sync::Arc::new(verified))
 }
 
 /// What the sequencer checks of a contract whose signature holds: its signer not revoked,
@@ -325,7 +325,7 @@ pub(crate) fn finish(
 pub(crate) fn checked_against(
     snapshot: &Snapshot,
     id: Hash32,
-    verified: swarmvm_token::VerifiedContract,
+    verified: std::sync::Arc<swarmvm_token::VerifiedContract>,
 ) -> Result<Checked, SubmitError> {
     let unavailable = |e: &dyn std::fmt::Display| {
         SubmitError::Unavailable(format!("cannot read the ledger: {e}"))
@@ -335,7 +335,7 @@ pub(crate) fn checked_against(
         .map_err(|e| unavailable(&e))?
         .is_some()
     {
-        return Err(SubmitError::Revoked(verified.signer));
+        return Err(SubmitError::Revoked(verified.signer.clone()));
     }
     if let Some((_, entry)) = snapshot.contract(&id).map_err(|e| unavailable(&e))? {
         let state =
@@ -346,12 +346,7 @@ pub(crate) fn checked_against(
     if verified.nonce <= last {
         return Err(SubmitError::StaleNonce { nonce: verified.nonce, last });
     }
-    Ok(Checked {
-        id,
-        signer: verified.signer.clone(),
-        nonce: verified.nonce,
-        verified: std::sync::Arc::new(verified),
-    })
+    Ok(Checked { id, signer: verified.signer.clone(), nonce: verified.nonce, verified })
 }
 
 #[cfg(test)]
