@@ -913,25 +913,15 @@ impl Replica {
                 })
                 .collect()
         };
-        let prepared: Vec<(Hash32, swarmvm_token::PendingContract)> = unknown
-            .into_iter()
-            .filter_map(|token| {
-                let signer = swarmvm_token::contract_signer(token);
-                crate::submit::prepare(snapshot, token, signer, network, &self.wallet_keys).ok()
-            })
-            .collect();
-        let mut prepared = prepared.into_iter().peekable();
-        while prepared.peek().is_some() {
-            let chunk: Vec<_> = prepared.by_ref().take(SIGNATURE_BATCH).collect();
-            let checks: Vec<&swarmvm_token::zip215::Ed25519Check> =
-                chunk.iter().filter_map(|(_, p)| p.signature()).collect();
-            let mut outcome = swarmvm_token::zip215::verify_batch(&checks).into_iter();
-            for (id, pending) in chunk {
-                let holds = pending.signature().is_none() || outcome.next().unwrap_or(false);
-                if let Ok(checked) = crate::submit::finish(snapshot, id, pending, holds) {
-                    self.remember(&checked);
-                }
-            }
+        let checked = crate::submit::check_together(
+            snapshot,
+            &unknown,
+            network,
+            &self.wallet_keys,
+            SIGNATURE_BATCH,
+        );
+        for c in &checked {
+            self.remember(c);
         }
     }
 

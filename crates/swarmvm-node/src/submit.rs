@@ -320,6 +320,39 @@ pub(crate) fn finish(
     checked_against(snapshot, id, std::sync::Arc::new(verified))
 }
 
+/// Contracts checked together, as rules 4 check them: everything [`check`] checks of each,
+/// with the Ed25519 signatures in ZIP-215 batches of up to `batch` (the larger, the cheaper
+/// each signature; a batch that fails is checked again one by one). Only the contracts whose
+/// checks all pass come back, in the order given; one refused is left out, for a check of it
+/// alone to say why.
+pub(crate) fn check_together(
+    snapshot: &Snapshot,
+    tokens: &[&str],
+    network: &str,
+    keys: &KeyCache,
+    batch: usize,
+) -> Vec<Checked> {
+    let mut prepared = tokens
+        .iter()
+        .filter_map(|token| {
+            let signer = swarmvm_token::contract_signer(token);
+            prepare(snapshot, token, signer, network, keys).ok()
+        })
+        .peekable();
+    let mut out = Vec::with_capacity(tokens.len());
+    while prepared.peek().is_some() {
+        let chunk: Vec<_> = prepared.by_ref().take(batch.max(1)).collect();
+        let checks: Vec<&swarmvm_token::zip215::Ed25519Check> =
+            chunk.iter().filter_map(|(_, p)| p.signature()).collect();
+        let mut outcome = swarmvm_token::zip215::verify_batch(&checks).into_iter();
+        for (id, pending) in chunk {
+            let holds = pending.signature().is_none() || outcome.next().unwrap_or(false);
+            out.extend(finish(snapshot, id, pending, holds).ok());
+        }
+    }
+    out
+}
+
 /// What the sequencer checks of a contract whose signature holds: its signer not revoked,
 /// the contract not applied already, its nonce above the signer's last.
 pub(crate) fn checked_against(
@@ -383,5 +416,51 @@ mod tests {
         assert!(precheck("not-a-token", "net").is_err());
         assert_eq!(SubmitError::StaleNonce { nonce: 3, last: 5 }.status(), 409);
         assert_eq!(SubmitError::Full { max: 1, retry_after: 2 }.status(), 429);
+    }
+
+    #[test]
+    fn contracts_checked_together_pass_exactly_as_each_checked_alone() {
+        use swarmvm_test_support::net::{TestNet, student};
+        let dir = tempfile::tempdir().unwrap();
+        let net = TestNet::new(2);
+        let b1 = net.bundle(dir.path(), "bundle-1", true, &[], None);
+        let mut ledger = swarmvm_ledger::Ledger::open(&dir.path().join("ledger.redb")).unwrap();
+        crate::pipeline::apply_opened(&mut ledger, net.open(&b1).unwrap(), &net.network).unwrap();
+        let snapshot = ledger.snapshot().unwrap();
+        let network = net.id();
+
+        let mut tokens: Vec<String> = Vec::new();
+        for nonce in 1..=4 {
+            for peer in 0..2 {
+                tokens.push(net.contract(peer, nonce, &[student(&format!("S{peer}{nonce}"))]));
+            }
+        }
+        // One signature changed, one wallet never registered, one for another network.
+        let mut forged = net.contract(0, 9, &[student("F")]);
+        let at = forged.rfind('.').unwrap() + 1;
+        let c = if forged.as_bytes()[at] == b'A' { "B" } else { "A" };
+        forged.replace_range(at..=at, c);
+        tokens.insert(3, forged);
+        let stranger =
+            swarmvm_wallet::Wallet::generate(swarmvm_wallet::Algorithm::Ed25519).unwrap();
+        tokens.insert(6, swarmvm_token::sign_contract(&stranger, &network, 1, &[], 1).unwrap());
+        tokens.push(swarmvm_token::sign_contract(&net.peers[1], "other", 8, &[], 1).unwrap());
+
+        let alone: Vec<Hash32> = tokens
+            .iter()
+            .filter_map(|t| check(&snapshot, t, &network, &KeyCache::default()).ok())
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(alone.len(), 8, "the eight good contracts pass alone, the rest do not");
+        let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
+        // Batches that all hold, batches with a bad signature among good ones, one batch.
+        for batch in [1, 2, 3, 1024] {
+            let together: Vec<Hash32> =
+                check_together(&snapshot, &refs, &network, &KeyCache::default(), batch)
+                    .into_iter()
+                    .map(|c| c.id)
+                    .collect();
+            assert_eq!(together, alone, "batches of {batch}");
+        }
     }
 }
