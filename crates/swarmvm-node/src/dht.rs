@@ -2,7 +2,8 @@
 //! DHT node per swarmvm node, in server mode, that
 //!
 //! - puts every head a sequencer signs as a BEP 44 item under each Ed25519 member key it
-//!   holds (`swarmvm-dht`'s [`HeadItem`]), and puts the items of the newest head it holds
+//!   holds (`swarmvm-dht`'s [`HeadItem`]; an authority replica, every head the replicas
+//!   signed together, under its own member's key), and puts the items of the newest head it holds
 //!   again every `--dht-republish` (BEP 44 lets anyone put a signed item again), so heads
 //!   outlive the sequencer;
 //! - announces its BitTorrent address for the newest bundle it applied (BEP 5), and looks up

@@ -266,9 +266,18 @@ impl Node {
         times: Arc<ApplyTimes>,
     ) -> Result<Self, NodeError> {
         let mut replica = None;
+        // A replica signs no head alone; its one key puts the heads the replicas signed
+        // together under its own member's slot in the DHT.
+        let mut dht_signer = None;
         let (sequencer, signer) = match options.sequencer {
             Some(seq_options) if !seq_options.cluster.is_empty() => {
+                let own = seq_options
+                    .keys
+                    .first()
+                    .and_then(|k| swarmvm_wallet::Wallet::from_pkcs8_der(&k.to_pkcs8_der()).ok());
+                let max_head_age = seq_options.max_head_age;
                 replica = Some(start_replica(&dir, &applier, seq_options, options.http).await?);
+                dht_signer = own.map(|k| Arc::new(Signer::new(vec![k], max_head_age)));
                 (None, None)
             }
             Some(mut seq_options) => {
@@ -386,6 +395,7 @@ impl Node {
         follower.start();
         relay.start(&node.core.tasks);
         if let Some(dht) = &dht {
+            let signer = signer.or(dht_signer);
             dht.run(&node.core, signer, follow_poll.filter(|_| !links.is_empty()));
         }
         Ok(node)

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use swarmvm_node::{FollowOptions, Node, NodeOptions, SequencerOptions};
+use swarmvm_node::{DhtOptions, FollowOptions, Node, NodeOptions, SequencerOptions};
 use swarmvm_swarm::SwarmOptions;
 use swarmvm_test_support::http::request;
 use swarmvm_test_support::net::student;
@@ -30,6 +30,8 @@ struct Cluster {
     tokens: Vec<String>,
     addrs: Vec<SocketAddr>,
     cut_every: Duration,
+    /// The DHT node the replicas join (none: no DHT).
+    dht: Option<String>,
 }
 
 fn free_addr() -> SocketAddr {
@@ -63,6 +65,7 @@ impl Cluster {
             tokens,
             addrs,
             cut_every: Duration::from_millis(100),
+            dht: None,
         }
     }
 
@@ -109,6 +112,7 @@ impl Cluster {
                 fault_equivocate: faulty,
                 ..SequencerOptions::default()
             }),
+            dht: self.dht.clone().map(dht_options),
             ..self.options(name)
         })
         .await
@@ -139,6 +143,15 @@ impl Cluster {
 
     fn set(&self) -> AuthoritySet {
         self.network.genesis().clone()
+    }
+}
+
+/// A DHT node on loopback that joins the DHT through `bootstrap`.
+fn dht_options(bootstrap: String) -> DhtOptions {
+    DhtOptions {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        bootstrap: vec![bootstrap],
+        republish: Duration::from_millis(500),
     }
 }
 
@@ -569,5 +582,67 @@ async fn one_wallets_contracts_sent_through_two_replicas_out_of_order_both_apply
     assert_eq!(outcomes, ["applied", "applied"], "{receipts}");
     for n in [&a, &b, &d] {
         n.shutdown().await;
+    }
+}
+
+/// Each replica puts the heads the replicas signed together under its own member's slot in
+/// the DHT: every member's slot holds a K-signed head, and a follower that knows only the
+/// network's links (no replica's URL) catches up through the DHT alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_replica_puts_the_k_signed_heads_under_its_own_slot_in_the_dht() {
+    let mut c = Cluster::new(3, 2);
+    let boot = swarmvm_dht::DhtNode::start("127.0.0.1:0".parse().unwrap(), &[]).await.unwrap();
+    c.dht = Some(boot.addr().to_string());
+    let (a, b, d) = tokio::join!(c.replica(0), c.replica(1), c.replica(2));
+    let body = json!({ "tokens": c.tokens }).to_string();
+    let (code, answer) = request(http(&a), "POST", "/v1/registrations", Some(&body));
+    assert_eq!(code, 202, "{answer}");
+    same_root(&[&a, &b, &d], 1).await;
+    let (code, answer) = submit(&b, &c.contract(1));
+    assert_eq!(code, 202, "{answer}");
+    same_root(&[&a, &b, &d], 2).await;
+
+    // Every member's slot: the newest item's head is K-signed, for seq 2.
+    let id = c.network.id().to_owned();
+    let set = c.set();
+    for key in &c.keys {
+        let slot = *key.public_key().ed25519_bytes().unwrap();
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let items = boot.get(&slot, id.as_bytes(), None).await;
+            let newest = items.iter().flatten().find_map(|i| {
+                let (_, text) = i.head(&id, &set).ok()?;
+                verify_head(&text, &id, &set, swarmvm_token::unix_now()).ok()
+            });
+            if let Some(head) = newest.filter(|h| h.seq == 2) {
+                assert!(head.signers.len() >= 2, "{:?}", head.signers);
+                break;
+            }
+            assert!(Instant::now() < deadline, "no K-signed head for seq 2 in {}'s slot", key.id());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    // A follower of the links alone, joining the DHT through the bootstrap node.
+    let links = swarmvm_dht::links(c.network.genesis(), &id).unwrap();
+    let follow = FollowOptions {
+        urls: Vec::new(),
+        poll: Duration::from_millis(200),
+        from_snapshot: false,
+        links,
+    };
+    let f = Node::start(NodeOptions {
+        follow: Some(follow),
+        dht: Some(dht_options(boot.addr().to_string())),
+        ..c.options("link-follower")
+    })
+    .await
+    .unwrap();
+    same_root(&[&a, &f], 2).await;
+    let head = f.status().head.expect("the follower holds a head");
+    assert_eq!((head.seq, head.via.as_deref()), (2, Some("dht")));
+    assert!(head.signers.len() >= 2);
+    for node in [&a, &b, &d, &f] {
+        node.shutdown().await;
     }
 }
