@@ -44,6 +44,6 @@ pub use layout::{
 pub use open::{OpenedBundle, open_bundle};
 pub use verify::{
     Base, BatchError, BundlePosition, ChainView, CheckedContract, KnownContracts, Origin,
-    VerifiedBatch, set_in_force, verify_bundle, verify_bundle_with, verify_local,
-    verify_local_contracts, verify_local_contracts_under, verify_local_with_modules,
+    VerifiedBatch, set_in_force, verify_bundle, verify_bundle_with, verify_contract_signatures,
+    verify_local, verify_local_contracts, verify_local_contracts_under, verify_local_with_modules,
 };

@@ -667,6 +667,20 @@ pub fn verify_local_contracts_under(
     })
 }
 
+/// Contracts for `network` checked as a bundle's are under `rules` (under rules 4, the
+/// Ed25519 signatures in ZIP-215 batches on every core), their signers' keys read from
+/// `view`: each one verified, or why it was refused. Nothing against the state (nonces,
+/// revocations, contracts applied already) is checked here. For a node that checks contracts
+/// before they are in a bundle (an authority replica checking a cut).
+pub fn verify_contract_signatures(
+    contracts: &[String],
+    view: &dyn ChainView,
+    network: &str,
+    rules: Rules,
+) -> Result<Vec<CheckedContract>, BatchError> {
+    verify_contracts(contracts, &[], view, network, &KnownContracts::new(), rules)
+}
+
 /// Every registration token verified at `time`, each signed by a member of `set`.
 fn verify_registrations(
     tokens: &[String],

@@ -54,10 +54,6 @@ const RECHECK_REFUSED: Duration = Duration::from_secs(5);
 const IN_FLIGHT: usize = 2;
 /// Verified contracts remembered at most; beyond it the memory starts over.
 const MAX_VERIFIED: usize = 200_000;
-/// The most contract signatures of a cut checked in one batch (the larger the batch, the
-/// cheaper each signature); a batch that fails is checked again one by one, so one bad
-/// signature, which only a faulty leader can put in a cut, costs at most this many.
-const SIGNATURE_BATCH: usize = 1024;
 /// Signatures kept for one cut or head at most (the first of them that hold under the set
 /// in force for its seq count, when it is joined).
 const MAX_PARTS: usize = swarmvm_token::MAX_AUTHORITIES;
@@ -887,9 +883,9 @@ impl Replica {
         Ok(checked)
     }
 
-    /// Under rules 4, checks the signatures of the contracts among `items` this replica has
-    /// not checked yet together, in ZIP-215 batches, and remembers those whose checks all
-    /// pass; one that fails is left to [`Replica::check_contract`], which says why. A cut's
+    /// Under rules 4, checks the contracts among `items` this replica has not checked yet
+    /// together, as a bundle's are (signatures in ZIP-215 batches), and remembers those whose
+    /// checks all pass; one that fails is left to [`Replica::check_contract`], which says why. A cut's
     /// contracts mostly came in through other replicas: checked one by one, their signatures
     /// were most of a replica's work.
     fn check_signatures_together(
@@ -901,26 +897,19 @@ impl Replica {
         if self.batcher.is_none() {
             return;
         }
-        let unknown: Vec<&str> = {
+        let unknown: Vec<String> = {
             let verified = self.verified.lock();
             items
                 .iter()
                 .filter_map(|(_, item)| match item {
                     Item::Contract(t) if !verified.contains_key(&Hash32::digest(t.as_bytes())) => {
-                        Some(t.as_str())
+                        Some(t.clone())
                     }
                     _ => None,
                 })
                 .collect()
         };
-        let checked = crate::submit::check_together(
-            snapshot,
-            &unknown,
-            network,
-            &self.wallet_keys,
-            SIGNATURE_BATCH,
-        );
-        for c in &checked {
+        for c in &crate::submit::check_together(snapshot, &unknown, network, self.rules) {
             self.remember(c);
         }
     }

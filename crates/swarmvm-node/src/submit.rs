@@ -4,6 +4,7 @@
 
 use swarmvm_bundle::ChainView as _;
 use swarmvm_ledger::Snapshot;
+use swarmvm_primitives::Rules;
 use swarmvm_token::{Kind, MAX_TOKEN_LEN, TrustStore, VerifyError, verify_contract};
 use swarmvm_vm::{Hash32, Table};
 
@@ -279,23 +280,6 @@ pub(crate) async fn check_batched(
     keys: &KeyCache,
     batcher: &crate::batcher::Batcher,
 ) -> Result<Checked, SubmitError> {
-    let (id, pending) = prepare(snapshot, token, signer, network, keys)?;
-    let holds = match pending.signature() {
-        Some(check) => batcher.holds(check.clone()).await,
-        None => true,
-    };
-    finish(snapshot, id, pending, holds)
-}
-
-/// The first half of [`check_batched`]: everything but the Ed25519 signature (the token's
-/// form, its signer registered, its claims), for the caller to check in a batch.
-pub(crate) fn prepare(
-    snapshot: &Snapshot,
-    token: &str,
-    signer: Option<String>,
-    network: &str,
-    keys: &KeyCache,
-) -> Result<(Hash32, swarmvm_token::PendingContract), SubmitError> {
     let signer = signer.ok_or_else(|| {
         SubmitError::Malformed("not a signed contract: it names no signer".into())
     })?;
@@ -306,51 +290,34 @@ pub(crate) fn prepare(
         .ok_or_else(|| SubmitError::Unregistered(swarmvm_primitives::text::shown(&signer)))?;
     let pending = swarmvm_token::prepare_contract(token, &TrustStore::with_keys([&key]), network)
         .map_err(|e| refused_contract(&e))?;
-    Ok((id, pending))
-}
-
-/// The second half of [`check_batched`], once the batch said whether the signature `holds`.
-pub(crate) fn finish(
-    snapshot: &Snapshot,
-    id: Hash32,
-    pending: swarmvm_token::PendingContract,
-    holds: bool,
-) -> Result<Checked, SubmitError> {
+    let holds = match pending.signature() {
+        Some(check) => batcher.holds(check.clone()).await,
+        None => true,
+    };
     let verified = pending.finish(holds).map_err(|e| refused_contract(&e))?;
     checked_against(snapshot, id, std::sync::Arc::new(verified))
 }
 
-/// Contracts checked together, as rules 4 check them: everything [`check`] checks of each,
-/// with the Ed25519 signatures in ZIP-215 batches of up to `batch` (the larger, the cheaper
-/// each signature; a batch that fails is checked again one by one). Only the contracts whose
-/// checks all pass come back, in the order given; one refused is left out, for a check of it
-/// alone to say why.
+/// Contracts checked together, as a bundle's are under `rules` (under rules 4, the Ed25519
+/// signatures in ZIP-215 batches): everything [`check`] checks of each. Only the contracts
+/// whose checks all pass come back, in the order given; one refused is left out, for a check
+/// of it alone to say why.
 pub(crate) fn check_together(
     snapshot: &Snapshot,
-    tokens: &[&str],
+    tokens: &[String],
     network: &str,
-    keys: &KeyCache,
-    batch: usize,
+    rules: Rules,
 ) -> Vec<Checked> {
-    let mut prepared = tokens
-        .iter()
-        .filter_map(|token| {
-            let signer = swarmvm_token::contract_signer(token);
-            prepare(snapshot, token, signer, network, keys).ok()
+    let Ok(checked) = swarmvm_bundle::verify_contract_signatures(tokens, snapshot, network, rules)
+    else {
+        return Vec::new();
+    };
+    checked
+        .into_iter()
+        .filter_map(|c| {
+            checked_against(snapshot, c.hash, std::sync::Arc::new(c.verified.ok()?)).ok()
         })
-        .peekable();
-    let mut out = Vec::with_capacity(tokens.len());
-    while prepared.peek().is_some() {
-        let chunk: Vec<_> = prepared.by_ref().take(batch.max(1)).collect();
-        let checks: Vec<&swarmvm_token::zip215::Ed25519Check> =
-            chunk.iter().filter_map(|(_, p)| p.signature()).collect();
-        let mut outcome = swarmvm_token::zip215::verify_batch(&checks).into_iter();
-        for (id, pending) in chunk {
-            let holds = pending.signature().is_none() || outcome.next().unwrap_or(false);
-            out.extend(finish(snapshot, id, pending, holds).ok());
-        }
-    }
-    out
+        .collect()
 }
 
 /// What the sequencer checks of a contract whose signature holds: its signer not revoked,
@@ -452,15 +419,10 @@ mod tests {
             .map(|c| c.id)
             .collect();
         assert_eq!(alone.len(), 8, "the eight good contracts pass alone, the rest do not");
-        let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
-        // Batches that all hold, batches with a bad signature among good ones, one batch.
-        for batch in [1, 2, 3, 1024] {
-            let together: Vec<Hash32> =
-                check_together(&snapshot, &refs, &network, &KeyCache::default(), batch)
-                    .into_iter()
-                    .map(|c| c.id)
-                    .collect();
-            assert_eq!(together, alone, "batches of {batch}");
-        }
+        let together: Vec<Hash32> = check_together(&snapshot, &tokens, &network, Rules::V4)
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(together, alone);
     }
 }

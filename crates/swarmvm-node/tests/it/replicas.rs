@@ -144,6 +144,15 @@ impl Cluster {
     fn set(&self) -> AuthoritySet {
         self.network.genesis().clone()
     }
+
+    /// Sends the network's registrations through `via` and waits until `nodes` applied them
+    /// (seq 1) with one root.
+    async fn register(&self, via: &Node, nodes: &[&Node]) {
+        let body = json!({ "tokens": self.tokens }).to_string();
+        let (code, answer) = request(http(via), "POST", "/v1/registrations", Some(&body));
+        assert_eq!(code, 202, "{answer}");
+        same_root(nodes, 1).await;
+    }
 }
 
 /// A DHT node on loopback that joins the DHT through `bootstrap`.
@@ -182,10 +191,7 @@ async fn contracts_sent_through_any_replica_or_follower_apply_everywhere_with_on
     let replicas = [&a, &b, &d];
     // The registrations through one replica, a contract through each, and one through a
     // follower of another.
-    let body = json!({ "tokens": c.tokens }).to_string();
-    let (code, answer) = request(http(&d), "POST", "/v1/registrations", Some(&body));
-    assert_eq!(code, 202, "{answer}");
-    same_root(&replicas, 1).await;
+    c.register(&d, &replicas).await;
     let follower = c.follower("follower", vec![url(&a)]).await;
     let tokens: Vec<String> = (1..=4).map(|n| c.contract(n)).collect();
     for (i, node) in replicas.iter().enumerate() {
@@ -273,11 +279,8 @@ async fn a_dead_leader_is_replaced_and_the_follower_sees_a_higher_k_signed_head(
     let c = Cluster::new(3, 2);
     let (a, b, d) = tokio::join!(c.replica(0), c.replica(1), c.replica(2));
     let mut replicas = vec![a, b, d];
-    let body = json!({ "tokens": c.tokens }).to_string();
-    let (code, answer) = request(http(&replicas[0]), "POST", "/v1/registrations", Some(&body));
-    assert_eq!(code, 202, "{answer}");
     let refs: Vec<&Node> = replicas.iter().collect();
-    same_root(&refs, 1).await;
+    c.register(&replicas[0], &refs).await;
     let follower = c.follower("follower", replicas.iter().map(url).collect()).await;
     assert!(follower.wait_applied(1, LIMIT).await);
     let leader =
@@ -331,10 +334,7 @@ async fn with_fewer_than_k_signers_up_nothing_is_applied_until_one_comes_back() 
     // 3 of 3: a majority (two) orders, but a third signature is needed.
     let c = Cluster::new(3, 3);
     let (a, b, d) = tokio::join!(c.replica(0), c.replica(1), c.replica(2));
-    let body = json!({ "tokens": c.tokens }).to_string();
-    let (code, answer) = request(http(&a), "POST", "/v1/registrations", Some(&body));
-    assert_eq!(code, 202, "{answer}");
-    same_root(&[&a, &b, &d], 1).await;
+    c.register(&a, &[&a, &b, &d]).await;
     d.shutdown().await;
     drop(d);
     let (code, answer) = submit(&a, &c.contract(1));
@@ -354,10 +354,7 @@ async fn a_member_signing_two_manifests_or_heads_for_a_seq_leaves_evidence_and_n
  {
     let c = Cluster::new(3, 2);
     let (a, b, d) = tokio::join!(c.replica(0), c.replica(1), c.replica_with(2, true));
-    let body = json!({ "tokens": c.tokens }).to_string();
-    let (code, answer) = request(http(&a), "POST", "/v1/registrations", Some(&body));
-    assert_eq!(code, 202, "{answer}");
-    same_root(&[&a, &b, &d], 1).await;
+    c.register(&a, &[&a, &b, &d]).await;
     let follower = c.follower("follower", vec![url(&b)]).await;
     let (code, answer) = submit(&b, &c.contract(1));
     assert_eq!(code, 202, "{answer}");
@@ -429,10 +426,7 @@ async fn a_member_signing_two_manifests_or_heads_for_a_seq_leaves_evidence_and_n
 async fn a_rotation_adds_one_members_replica_and_removes_anothers() {
     let c = Cluster::new(3, 2);
     let (a, b, old) = tokio::join!(c.replica(0), c.replica(1), c.replica(2));
-    let body = json!({ "tokens": c.tokens }).to_string();
-    let (code, answer) = request(http(&a), "POST", "/v1/registrations", Some(&body));
-    assert_eq!(code, 202, "{answer}");
-    same_root(&[&a, &b, &old], 1).await;
+    c.register(&a, &[&a, &b, &old]).await;
 
     // The rotation: {0, 1, 2} to {0, 1, new}, 2 of 3, signed by two old members and the new
     // key, sent to a replica as a folder signed elsewhere.
@@ -553,10 +547,7 @@ async fn one_wallets_contracts_sent_through_two_replicas_out_of_order_both_apply
     let mut c = Cluster::new(3, 2);
     c.cut_every = Duration::from_secs(2);
     let (a, b, d) = tokio::join!(c.replica(0), c.replica(1), c.replica(2));
-    let body = json!({ "tokens": c.tokens }).to_string();
-    let (code, answer) = request(http(&a), "POST", "/v1/registrations", Some(&body));
-    assert_eq!(code, 202, "{answer}");
-    same_root(&[&a, &b, &d], 1).await;
+    c.register(&a, &[&a, &b, &d]).await;
     // Nonce 2 through one replica, then nonce 1 through another, before the next cut: both
     // are taken (each is above the ledger's last), and the cut puts them in nonce order.
     let (code, answer) = submit(&b, &c.contract(2));
@@ -594,10 +585,7 @@ async fn each_replica_puts_the_k_signed_heads_under_its_own_slot_in_the_dht() {
     let boot = swarmvm_dht::DhtNode::start("127.0.0.1:0".parse().unwrap(), &[]).await.unwrap();
     c.dht = Some(boot.addr().to_string());
     let (a, b, d) = tokio::join!(c.replica(0), c.replica(1), c.replica(2));
-    let body = json!({ "tokens": c.tokens }).to_string();
-    let (code, answer) = request(http(&a), "POST", "/v1/registrations", Some(&body));
-    assert_eq!(code, 202, "{answer}");
-    same_root(&[&a, &b, &d], 1).await;
+    c.register(&a, &[&a, &b, &d]).await;
     let (code, answer) = submit(&b, &c.contract(1));
     assert_eq!(code, 202, "{answer}");
     same_root(&[&a, &b, &d], 2).await;
