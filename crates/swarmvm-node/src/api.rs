@@ -922,6 +922,7 @@ fn cluster_summary(replica: &Replica) -> crate::protocol::ClusterSummary {
             .collect(),
         commit_index: status.commit_index,
         leader_changes: status.leader_changes,
+        snapshot_index: status.snapshot_index,
     }
 }
 

@@ -132,8 +132,8 @@ async fn start_replica(
 ) -> Result<
     (
         Arc<crate::replica::Replica>,
-        Vec<swarmvm_raft::Committed>,
-        tokio::sync::mpsc::UnboundedReceiver<swarmvm_raft::Committed>,
+        Vec<swarmvm_raft::Applied>,
+        tokio::sync::mpsc::UnboundedReceiver<swarmvm_raft::Applied>,
     ),
     NodeError,
 > {
@@ -160,7 +160,7 @@ async fn start_replica(
     };
     let copy = swarmvm_wallet::Wallet::from_pkcs8_der(&key.to_pkcs8_der())
         .map_err(|e| NodeError::BadRequest(one_line(&e)))?;
-    let cluster_options = swarmvm_raft::ClusterOptions::new(
+    let mut cluster_options = swarmvm_raft::ClusterOptions::new(
         dir.join("replica.redb"),
         copy,
         network.id().to_owned(),
@@ -168,6 +168,12 @@ async fn start_replica(
         format!("http://{http}"),
         options.cluster.clone(),
     );
+    // The replicated state is snapshotted (and the log before it purged) every so many
+    // entries.
+    let state = crate::replica::shared_state();
+    cluster_options.image = Some(crate::replica::image_source(&state));
+    cluster_options.snapshot_every = options.cluster_snapshot_every;
+    cluster_options.keep_after_snapshot = options.cluster_snapshot_every / 2;
     let (cluster, before, committed) = swarmvm_raft::Cluster::start(cluster_options)
         .await
         .map_err(|e| NodeError::BadRequest(one_line(&e)))?;
@@ -183,6 +189,7 @@ async fn start_replica(
             rules: options.rules,
             fault: options.fault_equivocate,
         },
+        state,
     );
     Ok((replica, before, committed))
 }

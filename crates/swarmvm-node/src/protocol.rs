@@ -297,6 +297,10 @@ pub struct ClusterSummary {
     pub commit_index: u64,
     /// How many times it saw the leader change since it started.
     pub leader_changes: u64,
+    /// The last log index its newest snapshot holds (its log before that is purged, but for
+    /// a few entries kept behind); 0 before its first.
+    #[serde(default)]
+    pub snapshot_index: u64,
 }
 
 /// One replica of a cluster.

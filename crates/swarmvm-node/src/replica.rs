@@ -25,7 +25,7 @@ use base64::Engine as _;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use swarmvm_primitives::{Hash32, Rules};
-use swarmvm_raft::{Cluster, ClusterStatus, Command, Committed};
+use swarmvm_raft::{Applied, Cluster, ClusterStatus, Command, Committed, ImageSource};
 use swarmvm_token::{
     HeadContent, Kind, ManifestContent, PayloadSignature, head_payload, join_head, join_manifest,
     manifest_payload, sign_payload_part, unix_now, verify_payload_part,
@@ -165,9 +165,16 @@ struct HeadRound {
     offered: bool,
 }
 
+/// Whether a head (or a manifest), its seq, and the member who signed it.
+type SeenKey = (bool, u64, String);
+/// The first payload a member signed for a [`SeenKey`], and its signature.
+type SeenFirst = (String, PayloadSignature);
+
 /// The state every replica derives from the log alone (and what it did about it).
 #[derive(Debug, Default)]
-struct Replicated {
+pub(crate) struct Replicated {
+    /// The log index of the last command taken.
+    index: u64,
     queue: BTreeMap<u64, Item>,
     queued: HashMap<Hash32, u64>,
     dropped: HashMap<Hash32, String>,
@@ -179,7 +186,7 @@ struct Replicated {
     /// Each member's last seq whose manifest it signed (as committed).
     last_signed: BTreeMap<String, u64>,
     /// The first payload each member signed for a (head?, seq), with its signature.
-    seen: HashMap<(bool, u64, String), (String, PayloadSignature)>,
+    seen: HashMap<SeenKey, SeenFirst>,
     /// Members that signed two conflicting manifests or heads for one seq.
     equivocations: Vec<Equivocation>,
 }
@@ -234,6 +241,151 @@ impl Replicated {
             seen_at: unix_now(),
         });
     }
+}
+
+/// The replicated state as a snapshot holds it (JSON): what a replica derives from the log,
+/// without what it did about it (whether it signed, offered or published), which it finds
+/// again from the signatures committed and its own ledger.
+#[derive(Debug, Serialize, Deserialize)]
+struct Image {
+    index: u64,
+    queue: Vec<(u64, Wire)>,
+    dropped: Vec<(Hash32, String)>,
+    cuts: Vec<(u64, CutImage)>,
+    last_cut: Option<u64>,
+    heads: Vec<(u64, HeadImage)>,
+    last_signed: BTreeMap<String, u64>,
+    seen: Vec<(SeenKey, SeenFirst)>,
+    equivocations: Vec<Equivocation>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CutImage {
+    payload: String,
+    manifest: Option<String>,
+    items: Vec<(u64, Wire)>,
+    sigs: Vec<PayloadSignature>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct HeadImage {
+    payload: String,
+    iat: u64,
+    sigs: Vec<PayloadSignature>,
+}
+
+impl Replicated {
+    fn image(&self) -> Image {
+        Image {
+            index: self.index,
+            queue: self.queue.iter().map(|(a, i)| (*a, Wire::of(i))).collect(),
+            dropped: self.dropped.iter().map(|(id, why)| (*id, why.clone())).collect(),
+            cuts: self
+                .cuts
+                .iter()
+                .map(|(seq, c)| {
+                    let items = c.items.iter().map(|(a, i)| (*a, Wire::of(i))).collect();
+                    let cut = CutImage {
+                        payload: c.payload.clone(),
+                        manifest: c.manifest.clone(),
+                        items,
+                        sigs: c.sigs.clone(),
+                    };
+                    (*seq, cut)
+                })
+                .collect(),
+            last_cut: self.last_cut,
+            heads: self
+                .heads
+                .iter()
+                .map(|(seq, h)| {
+                    let head =
+                        HeadImage { payload: h.payload.clone(), iat: h.iat, sigs: h.sigs.clone() };
+                    (*seq, head)
+                })
+                .collect(),
+            last_signed: self.last_signed.clone(),
+            seen: self.seen.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            equivocations: self.equivocations.clone(),
+        }
+    }
+
+    /// The state an image holds, as replica `member` finds it: its own signatures committed
+    /// count as signed; nothing counts as offered or published yet.
+    fn restored(image: Image, member: &str) -> Option<Self> {
+        let items = |wires: Vec<(u64, Wire)>| -> Option<Vec<(u64, Item)>> {
+            wires.into_iter().map(|(a, w)| w.item().map(|i| (a, i))).collect()
+        };
+        let queue: BTreeMap<u64, Item> = items(image.queue)?.into_iter().collect();
+        let queued = queue
+            .iter()
+            .filter_map(|(a, i)| match i {
+                Item::Contract(t) => Some((Hash32::digest(t.as_bytes()), *a)),
+                _ => None,
+            })
+            .collect();
+        let mut cuts = BTreeMap::new();
+        for (seq, c) in image.cuts {
+            let signed = c.manifest.is_some() || c.sigs.iter().any(|p| p.signer == member);
+            let cut = OpenCut {
+                payload: c.payload,
+                manifest: c.manifest,
+                items: items(c.items)?,
+                sigs: c.sigs,
+                signed,
+                refused: None,
+                published: false,
+            };
+            cuts.insert(seq, cut);
+        }
+        let heads = image
+            .heads
+            .into_iter()
+            .map(|(seq, h)| {
+                let signed = h.sigs.iter().any(|p| p.signer == member);
+                let round = HeadRound {
+                    payload: h.payload,
+                    iat: h.iat,
+                    sigs: h.sigs,
+                    signed,
+                    offered: false,
+                };
+                (seq, round)
+            })
+            .collect();
+        Some(Self {
+            index: image.index,
+            queue,
+            queued,
+            dropped: image.dropped.into_iter().collect(),
+            cuts,
+            last_cut: image.last_cut,
+            heads,
+            last_signed: image.last_signed,
+            seen: image.seen.into_iter().collect(),
+            equivocations: image.equivocations,
+        })
+    }
+}
+
+/// The replicated state a replica's cluster snapshots, shared before the replica exists (the
+/// cluster starts first).
+pub(crate) type SharedState = Arc<Mutex<Replicated>>;
+
+/// A new, empty replicated state.
+pub(crate) fn shared_state() -> SharedState {
+    Arc::new(Mutex::new(Replicated::default()))
+}
+
+/// The cluster's image source over `state`: its index and its image, as JSON (copied under
+/// the lock, written out of it).
+pub(crate) fn image_source(state: &SharedState) -> ImageSource {
+    let state = state.clone();
+    Arc::new(move || {
+        let image = state.lock().image();
+        let bytes = serde_json::to_vec(&image).unwrap_or_default();
+        (image.index, bytes)
+    })
 }
 
 /// Whether a committed signature part is kept beside `parts`: not the same signature again,
@@ -335,7 +487,7 @@ pub(crate) struct Replica {
     rules: Rules,
     fault: bool,
     pub(crate) wallet_keys: crate::submit::KeyCache,
-    state: Mutex<Replicated>,
+    state: SharedState,
     wake: Notify,
     intake: mpsc::Sender<Submission>,
     intake_rx: Mutex<Option<mpsc::Receiver<Submission>>>,
@@ -361,7 +513,7 @@ impl std::fmt::Debug for Replica {
 }
 
 impl Replica {
-    pub(crate) fn new(cluster: Cluster, options: ReplicaOptions) -> Arc<Self> {
+    pub(crate) fn new(cluster: Cluster, options: ReplicaOptions, state: SharedState) -> Arc<Self> {
         let (intake, rx) = mpsc::channel(GROUP * 4);
         let (batcher, batch_loop) = if options.rules.has(Rules::V4) {
             let (b, l) = crate::batcher::Batcher::new();
@@ -380,7 +532,7 @@ impl Replica {
             rules: options.rules,
             fault: options.fault,
             wallet_keys: crate::submit::KeyCache::default(),
-            state: Mutex::new(Replicated::default()),
+            state,
             wake: Notify::new(),
             intake,
             intake_rx: Mutex::new(Some(rx)),
@@ -479,8 +631,8 @@ impl Replica {
     pub(crate) fn run(
         self: &Arc<Self>,
         node: &Core,
-        before: Vec<Committed>,
-        committed: mpsc::UnboundedReceiver<Committed>,
+        before: Vec<Applied>,
+        committed: mpsc::UnboundedReceiver<Applied>,
     ) {
         if let Some(batches) = self.batch_loop.lock().take() {
             node.tasks.spawn(batches.run_until(node.tasks.stopping()));
@@ -530,11 +682,11 @@ impl Replica {
     async fn read_loop(
         self: Arc<Self>,
         node: Core,
-        before: Vec<Committed>,
-        mut committed: mpsc::UnboundedReceiver<Committed>,
+        before: Vec<Applied>,
+        mut committed: mpsc::UnboundedReceiver<Applied>,
     ) {
         for c in before {
-            self.apply(&node, &c);
+            self.apply(&node, c);
         }
         self.wake.notify_one();
         let cut_at = self.cut_at;
@@ -547,25 +699,59 @@ impl Replica {
             let Some(c) = next else { break };
             // Submissions wake the worker only once a cut is due by count: it looks at the
             // queue every turn anyway, and a wake per submission would keep it spinning.
-            if self.apply(&node, &c) || self.state.lock().contracts() >= cut_at {
+            if self.apply(&node, c) || self.state.lock().contracts() >= cut_at {
                 self.wake.notify_one();
             }
         }
     }
 
-    /// Applies one committed command to the replicated state: a function of the log alone.
-    /// True when the worker has something new to do (anything but a submission).
-    fn apply(&self, node: &Core, c: &Committed) -> bool {
+    /// Applies what the log gives to the replicated state: a committed command (a function of
+    /// the log alone), or a snapshot's image that replaces the state. True when the worker has
+    /// something new to do (anything but a submission).
+    fn apply(&self, node: &Core, applied: Applied) -> bool {
+        let c = match applied {
+            Applied::Command(c) => c,
+            Applied::Restore { index, image } => {
+                self.restore(index, &image);
+                return true;
+            }
+        };
+        if c.index <= self.state.lock().index {
+            // Held by the image restored already.
+            return false;
+        }
         let cmd: Cmd = match serde_json::from_str(&c.command.0) {
             Ok(cmd) => cmd,
             Err(e) => {
                 warn!(index = c.index, "a log entry that is not a replica command: {e}");
+                self.state.lock().index = c.index;
                 return false;
             }
         };
         let wakes = !matches!(cmd, Cmd::Submit { .. });
-        self.apply_command(node, c, cmd);
+        self.apply_command(node, &c, cmd);
+        self.state.lock().index = c.index;
         wakes
+    }
+
+    /// Replaces the replicated state with a snapshot's image (as of log index `index`).
+    fn restore(&self, index: u64, image: &[u8]) {
+        let restored = serde_json::from_slice::<Image>(image)
+            .ok()
+            .and_then(|i| Replicated::restored(i, &self.member));
+        match restored {
+            Some(state) if state.index == index => {
+                info!(
+                    index,
+                    queued = state.queue.len(),
+                    "replicated state restored from a snapshot"
+                );
+                *self.state.lock() = state;
+            }
+            // Only images this replica's kind made are kept by the cluster: one that cannot be
+            // read is a bug, said loudly; the state stays as it was.
+            _ => tracing::error!(index, "a snapshot's image cannot be read; the state is kept"),
+        }
     }
 
     fn apply_command(&self, node: &Core, c: &Committed, cmd: Cmd) {
@@ -1105,7 +1291,24 @@ impl Replica {
                     cut.published = true;
                 }
             }
-            let Some(cut) = st.cuts.get(&(last + 1)) else { return };
+            let Some(cut) = st.cuts.get(&(last + 1)) else {
+                // Bundles between this ledger and the first cut held were cut while this
+                // replica was away, and the log that held them is compacted: said once.
+                if let Some(first) = st.cuts.keys().next().copied().filter(|f| *f > last + 1) {
+                    let why = format!(
+                        "this replica's ledger is at seq {last}, but the replicas' log now starts at the cut for seq {first}: bundles {} to {} must be fetched first (run this node as a follower of a replica, node run --follow URL, until it applied seq {}, then start it again as a replica)",
+                        last + 1,
+                        first - 1,
+                        first - 1
+                    );
+                    let mut said = self.publish_failed.lock();
+                    if said.as_ref().is_none_or(|(s, _)| *s != last + 1) {
+                        tracing::error!("{why}");
+                        *said = Some((last + 1, why));
+                    }
+                }
+                return;
+            };
             let manifest = match &cut.manifest {
                 Some(signed) => signed.clone(),
                 None => {

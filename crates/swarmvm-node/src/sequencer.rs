@@ -49,6 +49,10 @@ pub struct SequencerOptions {
     /// node is one replica holding one key (`keys` holds exactly one), and the replicas
     /// order, sign and publish together; without, a sequencer alone.
     pub cluster: Vec<String>,
+    /// For a replica: a snapshot of the replicated state every this many log entries, after
+    /// which the log before it (but for half as many entries) is purged; 0 keeps the whole
+    /// log.
+    pub cluster_snapshot_every: u64,
     /// Test hook for authority replicas: also sign a second, conflicting manifest and head
     /// for every seq, as a faulty member would (the others record evidence and apply nothing
     /// fewer than K signed). Never set outside tests.
@@ -66,6 +70,7 @@ impl Default for SequencerOptions {
             max_head_age: Duration::from_secs(60),
             rules: Rules::CURRENT,
             cluster: Vec::new(),
+            cluster_snapshot_every: swarmvm_raft::SNAPSHOT_EVERY,
             fault_equivocate: false,
         }
     }

@@ -35,13 +35,12 @@ use tracing::{info, warn};
 pub use error::{ClusterError, MessageError};
 pub use message::{Envelope, Expect};
 pub use routes::{MAX_MESSAGE, router};
-pub use store::Committed;
+pub use store::{Applied, Committed, ImageSource};
 pub use types::{Command, NodeId, Replica, TypeConfig, node_id};
 
 use crate::network::{Network, Shared};
 
 /// How a replica runs.
-#[derive(Debug)]
 pub struct ClusterOptions {
     /// The redb file of its log.
     pub log: PathBuf,
@@ -60,6 +59,28 @@ pub struct ClusterOptions {
     /// A follower that hears no leader for a random time between this and twice it starts
     /// an election.
     pub election: Duration,
+    /// The node's state, for snapshots. Without it the log is kept whole.
+    pub image: Option<ImageSource>,
+    /// A snapshot after this many entries since the last (with an image source); the log
+    /// before a snapshot, less [`ClusterOptions::keep_after_snapshot`] entries, is purged.
+    pub snapshot_every: u64,
+    /// Entries kept in the log behind a snapshot: a replica that far behind catches up from
+    /// the log, one further behind is sent the snapshot.
+    pub keep_after_snapshot: u64,
+}
+
+impl std::fmt::Debug for ClusterOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterOptions")
+            .field("log", &self.log)
+            .field("member", &self.key.id().to_string())
+            .field("network", &self.network)
+            .field("url", &self.url)
+            .field("peers", &self.peers)
+            .field("snapshots", &self.image.is_some())
+            .field("snapshot_every", &self.snapshot_every)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClusterOptions {
@@ -83,9 +104,21 @@ impl ClusterOptions {
             peers,
             heartbeat: Duration::from_millis(100),
             election: Duration::from_millis(400),
+            image: None,
+            snapshot_every: SNAPSHOT_EVERY,
+            keep_after_snapshot: KEEP_AFTER_SNAPSHOT,
         }
     }
 }
+
+/// Entries between snapshots by default: at full load (groups of 256 submissions, a cut
+/// and its signatures every 250 ms) a few minutes of log.
+pub const SNAPSHOT_EVERY: u64 = 4096;
+/// Entries kept behind a snapshot by default.
+pub const KEEP_AFTER_SNAPSHOT: u64 = 2048;
+/// The largest piece of a snapshot in one message (each byte is a JSON number in the
+/// message, so a piece is a few times its size there).
+const SNAPSHOT_CHUNK: u64 = 4 * 1024 * 1024;
 
 /// What `GET /v1/cluster/whoami` answers: which member a replica's key is and which network
 /// it serves. Unsigned: it only tells a starting replica where the members are; every
@@ -117,6 +150,9 @@ pub struct ClusterStatus {
     pub commit_index: u64,
     /// How many times it saw the leader change since it started.
     pub leader_changes: u64,
+    /// The last index its newest snapshot holds (its log before that is purged, but for a
+    /// few entries kept behind); 0 before its first snapshot.
+    pub snapshot_index: u64,
 }
 
 /// One running replica.
@@ -147,9 +183,10 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-/// What [`Cluster::start`] gives: the replica, the commands applied before it started (to
-/// rebuild the node's state from, in order), and the commands as they commit from now on.
-pub type Started = (Cluster, Vec<Committed>, mpsc::UnboundedReceiver<Committed>);
+/// What [`Cluster::start`] gives: the replica, what was applied before it started (its
+/// newest snapshot's image and the commands after it, to rebuild the node's state from, in
+/// order), and what applies from now on.
+pub type Started = (Cluster, Vec<Applied>, mpsc::UnboundedReceiver<Applied>);
 
 impl Cluster {
     /// Opens the log and starts the engine. The replica takes part once [`Cluster::join`]
@@ -160,7 +197,8 @@ impl Cluster {
             return Err(ClusterError::Message(MessageError::NotMember(member)));
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let store = store::Store::open(&options.log, tx)
+        let snapshots = options.image.is_some() && options.snapshot_every > 0;
+        let store = store::Store::open(&options.log, tx, options.image.clone())
             .map_err(|e| ClusterError::Store(format!("{}: {e}", options.log.display())))?;
         let before = store.applied_before().map_err(|e| ClusterError::Store(e.to_string()))?;
         let heartbeat = options.heartbeat.as_millis().max(1) as u64;
@@ -170,7 +208,13 @@ impl Cluster {
             heartbeat_interval: heartbeat,
             election_timeout_min: election,
             election_timeout_max: 2 * election,
-            snapshot_policy: SnapshotPolicy::Never,
+            snapshot_policy: if snapshots {
+                SnapshotPolicy::LogsSinceLast(options.snapshot_every)
+            } else {
+                SnapshotPolicy::Never
+            },
+            max_in_snapshot_log_to_keep: options.keep_after_snapshot,
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK,
             // Entries carry groups of submissions: a few dozen make a request of a few MiB.
             max_payload_entries: 32,
             ..Config::default()
@@ -617,6 +661,7 @@ impl Cluster {
             members,
             commit_index: m.last_applied.map_or(0, |l| l.index),
             leader_changes: self.inner.leader_changes.load(Ordering::Relaxed),
+            snapshot_index: m.snapshot.map_or(0, |l| l.index),
         }
     }
 

@@ -1,5 +1,11 @@
-//! The replica's raft log and applied state, in one redb file: every write is one synced
-//! transaction, so what a replica acknowledged survives a crash.
+//! The replica's raft log, applied point and snapshots, in one redb file: every write of the
+//! log, the vote or a snapshot is one synced transaction, so what a replica acknowledged
+//! survives a crash.
+//!
+//! Snapshots are images of the node's own state (its [`ImageSource`]), taken every so many
+//! entries; the log before one is then purged, so the log stays bounded and a replica starts
+//! from its newest image and the entries after it. A replica too far behind for the leader's
+//! log is sent the leader's image, and the node restores its state from it.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -19,8 +25,33 @@ use crate::types::{Command, NodeId, Replica, TypeConfig};
 
 /// Entries by index (JSON).
 const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("log");
-/// `vote`, `committed`, `purged`, `applied`, `membership` (JSON each).
+/// `vote`, `committed`, `purged`, `applied`, `membership`, `memberships` (JSON each).
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+/// The newest snapshot: `meta` (JSON) and `data` (the node's image).
+const SNAPSHOT: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("snapshot");
+/// Membership changes remembered (for the membership as of a snapshot's index).
+const MEMBERSHIPS_KEPT: usize = 16;
+
+/// What the node's state machine holds, for a snapshot: the index of the last command its
+/// state took and the state's bytes (the node's own format). Called by the engine when it
+/// compacts the log.
+pub type ImageSource = Arc<dyn Fn() -> (u64, Vec<u8>) + Send + Sync>;
+
+/// What goes to the node's state machine, in log order.
+#[derive(Debug, Clone)]
+pub enum Applied {
+    /// A committed command.
+    Command(Committed),
+    /// The whole state as of log index `index` (this replica's own newest snapshot at start,
+    /// or the leader's when this replica was too far behind): the state is replaced by it,
+    /// and commands up to `index` that come after it are already in it.
+    Restore {
+        /// The last log index the image holds.
+        index: u64,
+        /// The image, as the node's [`ImageSource`] made it.
+        image: Vec<u8>,
+    },
+}
 
 /// A committed command, in log order, as the state machine applies it.
 #[derive(Debug, Clone)]
@@ -34,6 +65,7 @@ pub struct Committed {
 }
 
 type StoreResult<T> = Result<T, StorageError<NodeId>>;
+type Meta = SnapshotMeta<NodeId, Replica>;
 
 fn any(e: impl std::error::Error + 'static) -> AnyError {
     AnyError::new(&e)
@@ -43,7 +75,8 @@ fn any(e: impl std::error::Error + 'static) -> AnyError {
 #[derive(Clone)]
 pub(crate) struct Store {
     db: Arc<Database>,
-    applied: mpsc::UnboundedSender<Committed>,
+    applied: mpsc::UnboundedSender<Applied>,
+    image: Option<ImageSource>,
 }
 
 impl Debug for Store {
@@ -54,17 +87,119 @@ impl Debug for Store {
 
 impl Store {
     /// Opens (or creates) the store at `path`; committed commands go to `applied` as they
-    /// apply.
+    /// apply. With `image`, snapshots are images of the node's state; without, they only
+    /// mark the applied point (and the log is never purged).
     pub(crate) fn open(
         path: &Path,
-        applied: mpsc::UnboundedSender<Committed>,
+        applied: mpsc::UnboundedSender<Applied>,
+        image: Option<ImageSource>,
     ) -> Result<Self, redb::Error> {
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
         txn.open_table(LOG)?;
         txn.open_table(META)?;
+        txn.open_table(SNAPSHOT)?;
         txn.commit()?;
-        Ok(Self { db: Arc::new(db), applied })
+        Ok(Self { db: Arc::new(db), applied, image })
+    }
+
+    /// The newest snapshot kept: its meta and the image.
+    fn read_snapshot(&self) -> Result<Option<(Meta, Vec<u8>)>, AnyError> {
+        let txn = self.db.begin_read().map_err(any)?;
+        let table = txn.open_table(SNAPSHOT).map_err(any)?;
+        let (Some(meta), Some(data)) =
+            (table.get("meta").map_err(any)?, table.get("data").map_err(any)?)
+        else {
+            return Ok(None);
+        };
+        let meta = serde_json::from_slice(meta.value()).map_err(any)?;
+        Ok(Some((meta, data.value().to_vec())))
+    }
+
+    /// Keeps `meta` and `data` as the newest snapshot (synced), with `pairs` of meta.
+    fn write_snapshot(
+        &self,
+        meta: &SnapshotMeta<NodeId, Replica>,
+        data: &[u8],
+        pairs: &[(&str, serde_json::Value)],
+    ) -> Result<(), AnyError> {
+        let txn = self.db.begin_write().map_err(any)?;
+        {
+            let mut table = txn.open_table(SNAPSHOT).map_err(any)?;
+            let bytes = serde_json::to_vec(meta).map_err(any)?;
+            table.insert("meta", bytes.as_slice()).map_err(any)?;
+            table.insert("data", data).map_err(any)?;
+            let mut table = txn.open_table(META).map_err(any)?;
+            for (key, value) in pairs {
+                let bytes = serde_json::to_vec(value).map_err(any)?;
+                table.insert(*key, bytes.as_slice()).map_err(any)?;
+            }
+        }
+        txn.commit().map_err(any)
+    }
+
+    /// The log id of the entry at `index`, if the log still holds it.
+    fn log_id_at(&self, index: u64) -> Result<Option<LogId<NodeId>>, AnyError> {
+        let txn = self.db.begin_read().map_err(any)?;
+        let table = txn.open_table(LOG).map_err(any)?;
+        let Some(v) = table.get(index).map_err(any)? else { return Ok(None) };
+        let entry: Entry<TypeConfig> = serde_json::from_slice(v.value()).map_err(any)?;
+        Ok(Some(*entry.get_log_id()))
+    }
+
+    /// The membership in force at log index `index`: the newest change applied at or before
+    /// it, else the snapshot's.
+    fn membership_at(
+        &self,
+        index: u64,
+        snapshot: Option<&SnapshotMeta<NodeId, Replica>>,
+    ) -> Result<StoredMembership<NodeId, Replica>, AnyError> {
+        let changes: Vec<StoredMembership<NodeId, Replica>> =
+            self.read_meta("memberships")?.unwrap_or_default();
+        let found = changes
+            .into_iter()
+            .filter(|m| m.log_id().is_some_and(|l| l.index <= index))
+            .max_by_key(|m| m.log_id().map(|l| l.index));
+        Ok(found.or_else(|| snapshot.map(|s| s.last_membership.clone())).unwrap_or_default())
+    }
+
+    /// Makes a snapshot of the node's image (when it holds commands beyond the newest
+    /// snapshot) and keeps it; otherwise gives the newest one again.
+    fn make_snapshot(&self) -> Result<Snapshot<TypeConfig>, AnyError> {
+        let current = self.read_snapshot()?;
+        let current_index = current.as_ref().and_then(|(m, _)| m.last_log_id).map(|l| l.index);
+        let fresh = match &self.image {
+            Some(source) => {
+                let (index, image) = source();
+                if current_index.is_some_and(|c| c >= index) {
+                    None
+                } else {
+                    self.log_id_at(index)?.map(|log_id| (log_id, image))
+                }
+            }
+            None => None,
+        };
+        if let Some((log_id, image)) = fresh {
+            let meta = SnapshotMeta {
+                last_log_id: Some(log_id),
+                last_membership: self
+                    .membership_at(log_id.index, current.as_ref().map(|(m, _)| m))?,
+                snapshot_id: format!("{}-{}", log_id.leader_id.term, log_id.index),
+            };
+            self.write_snapshot(&meta, &image, &[])?;
+            return Ok(Snapshot { meta, snapshot: Box::new(std::io::Cursor::new(image)) });
+        }
+        // The node has not taken the commands since the last snapshot yet: nothing new (an
+        // error here would stop the engine); asked again after the next commands.
+        let (meta, data) = current.unwrap_or_else(|| {
+            let none = SnapshotMeta {
+                last_log_id: None,
+                last_membership: StoredMembership::default(),
+                snapshot_id: "none".into(),
+            };
+            (none, Vec::new())
+        });
+        Ok(Snapshot { meta, snapshot: Box::new(std::io::Cursor::new(data)) })
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, AnyError> {
@@ -106,16 +241,26 @@ impl Store {
         Ok(out)
     }
 
-    /// The commands applied before this process started, in order: what the replica's own
-    /// state is rebuilt from.
-    pub(crate) fn applied_before(&self) -> Result<Vec<Committed>, AnyError> {
+    /// What was applied before this process started, in order: the newest snapshot's image
+    /// and the commands after it, what the replica's own state is rebuilt from.
+    pub(crate) fn applied_before(&self) -> Result<Vec<Applied>, AnyError> {
+        let mut out = Vec::new();
+        let mut from = Bound::Unbounded;
+        if let Some((meta, image)) = self.read_snapshot()?
+            && let Some(at) = meta.last_log_id
+        {
+            out.push(Applied::Restore { index: at.index, image });
+            from = Bound::Excluded(at.index);
+        }
         let applied: Option<LogId<NodeId>> = self.read_meta("applied")?;
-        let Some(last) = applied else { return Ok(Vec::new()) };
-        Ok(self
-            .entries((Bound::Unbounded, Bound::Included(last.index)))?
-            .into_iter()
-            .filter_map(committed)
-            .collect())
+        let Some(last) = applied else { return Ok(out) };
+        out.extend(
+            self.entries((from, Bound::Included(last.index)))?
+                .into_iter()
+                .filter_map(committed)
+                .map(Applied::Command),
+        );
+        Ok(out)
     }
 }
 
@@ -141,9 +286,13 @@ impl RaftLogReader<TypeConfig> for Store {
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for Store {
-    /// Snapshots are off (the whole log is kept); this one holds only where the state
-    /// machine is, for the engine's bookkeeping.
+    /// With an image source: the node's state as of the last command it took. Without (the
+    /// engine then never asks for one by itself): only where the state machine is, for the
+    /// engine's bookkeeping.
     async fn build_snapshot(&mut self) -> StoreResult<Snapshot<TypeConfig>> {
+        if self.image.is_some() {
+            return self.make_snapshot().map_err(|e| StorageIOError::read_state_machine(e).into());
+        }
         let (last_log_id, last_membership) = self.last_applied_state().await?;
         let meta = SnapshotMeta {
             last_log_id,
@@ -236,6 +385,13 @@ impl RaftStorage<TypeConfig> for Store {
             let applied: Option<LogId<NodeId>> = self.read_meta("applied")?;
             let membership: Option<StoredMembership<NodeId, Replica>> =
                 self.read_meta("membership")?;
+            // The applied point is written unsynced: one lost in a crash may be older than
+            // the newest snapshot, which holds everything up to its own.
+            if let Some((meta, _)) = self.read_snapshot()?
+                && meta.last_log_id > applied
+            {
+                return Ok((meta.last_log_id, meta.last_membership));
+            }
             Ok((applied, membership.unwrap_or_default()))
         };
         read().map_err(|e| StorageIOError::read_state_machine(e).into())
@@ -258,14 +414,22 @@ impl RaftStorage<TypeConfig> for Store {
         let durable = membership.is_some();
         let mut pairs = vec![("applied", json!(last.log_id))];
         if let Some(m) = membership {
+            let mut changes: Vec<StoredMembership<NodeId, Replica>> = self
+                .read_meta("memberships")
+                .map_err(StorageIOError::write_state_machine)?
+                .unwrap_or_default();
+            changes.push(m.clone());
+            let extra = changes.len().saturating_sub(MEMBERSHIPS_KEPT);
+            changes.drain(..extra);
             pairs.push(("membership", json!(m)));
+            pairs.push(("memberships", json!(changes)));
         }
         let result = self.write_meta(&pairs, durable);
         result.map_err(StorageIOError::write_state_machine)?;
         for entry in entries {
             if let Some(c) = committed(entry.clone()) {
                 // The receiver gone means the node is stopping.
-                let _ = self.applied.send(c);
+                let _ = self.applied.send(Applied::Command(c));
             }
         }
         Ok(entries.iter().map(|e| e.log_id.index).collect())
@@ -279,22 +443,32 @@ impl RaftStorage<TypeConfig> for Store {
         Ok(Box::new(std::io::Cursor::new(Vec::new())))
     }
 
-    /// Snapshots are never built from state (the log is kept whole), so a replica is never
-    /// sent one that carries state; an empty one only moves the applied point.
+    /// The leader's snapshot, sent because this replica is behind its log: kept as this
+    /// replica's own, and its image given to the node, whose state it replaces.
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, Replica>,
-        _snapshot: Box<std::io::Cursor<Vec<u8>>>,
+        snapshot: Box<std::io::Cursor<Vec<u8>>>,
     ) -> StoreResult<()> {
-        self.write_meta(
-            &[("applied", json!(meta.last_log_id)), ("membership", json!(meta.last_membership))],
-            true,
-        )
-        .map_err(|e| StorageIOError::write_state_machine(e).into())
+        let image = snapshot.into_inner();
+        let pairs = [
+            ("applied", json!(meta.last_log_id)),
+            ("membership", json!(meta.last_membership)),
+            ("memberships", json!([meta.last_membership])),
+        ];
+        self.write_snapshot(meta, &image, &pairs).map_err(StorageIOError::write_state_machine)?;
+        if let Some(at) = meta.last_log_id
+            && self.image.is_some()
+        {
+            let _ = self.applied.send(Applied::Restore { index: at.index, image });
+        }
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> StoreResult<Option<Snapshot<TypeConfig>>> {
-        Ok(None)
+        let current = self.read_snapshot().map_err(|e| StorageIOError::read_snapshot(None, e))?;
+        Ok(current
+            .map(|(meta, data)| Snapshot { meta, snapshot: Box::new(std::io::Cursor::new(data)) }))
     }
 }
 

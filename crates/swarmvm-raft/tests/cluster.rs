@@ -3,9 +3,12 @@
 //! are refused from outsiders, to another replica or into another term.
 #![allow(clippy::print_stdout)]
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use swarmvm_raft::{Cluster, ClusterError, ClusterOptions, Command, Committed, Envelope};
+use parking_lot::Mutex;
+
+use swarmvm_raft::{Applied, Cluster, ClusterError, ClusterOptions, Command, Envelope};
 use swarmvm_token::AuthoritySet;
 use swarmvm_wallet::{Algorithm, Wallet};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -13,8 +16,8 @@ use tokio::task::JoinHandle;
 
 struct Running {
     cluster: Cluster,
-    rx: UnboundedReceiver<Committed>,
-    before: Vec<Committed>,
+    rx: UnboundedReceiver<Applied>,
+    before: Vec<Applied>,
     server: JoinHandle<()>,
     addr: std::net::SocketAddr,
 }
@@ -48,9 +51,15 @@ impl Testbed {
     }
 
     async fn start(&self, i: usize, listener: std::net::TcpListener) -> Running {
+        self.start_with(i, listener, None).await
+    }
+
+    /// Replica `i`'s options; with `machine`, snapshots are its image every 20 entries, and
+    /// the log behind one keeps 5.
+    fn options(&self, i: usize, machine: Option<&Arc<Mutex<Machine>>>) -> ClusterOptions {
         let peers =
             self.urls.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, u)| u.clone()).collect();
-        let options = ClusterOptions::new(
+        let mut options = ClusterOptions::new(
             self.dir.path().join(format!("replica-{i}.redb")),
             self.key(i),
             self.network(),
@@ -58,7 +67,33 @@ impl Testbed {
             self.urls[i].clone(),
             peers,
         );
-        let (cluster, before, rx) = Cluster::start(options).await.expect("start");
+        if let Some(machine) = machine {
+            let machine = machine.clone();
+            options.image = Some(Arc::new(move || machine.lock().image()));
+            options.snapshot_every = 20;
+            options.keep_after_snapshot = 5;
+        }
+        options
+    }
+
+    async fn start_with(
+        &self,
+        i: usize,
+        listener: std::net::TcpListener,
+        machine: Option<&Arc<Mutex<Machine>>>,
+    ) -> Running {
+        // A replica stopped in this process lets go of its store once its engine's last task
+        // ends, a moment after it was shut down.
+        let mut tries = 0;
+        let (cluster, before, rx) = loop {
+            match Cluster::start(self.options(i, machine)).await {
+                Err(ClusterError::Store(e)) if e.contains("already open") && tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                started => break started.expect("start"),
+            }
+        };
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
         let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
@@ -89,16 +124,94 @@ impl Testbed {
 }
 
 /// Reads `n` commands from `rx`, within 10 s.
-async fn take(rx: &mut UnboundedReceiver<Committed>, n: usize) -> Vec<String> {
+async fn take(rx: &mut UnboundedReceiver<Applied>, n: usize) -> Vec<String> {
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while out.len() < n {
         match tokio::time::timeout_at(deadline, rx.recv()).await {
-            Ok(Some(c)) => out.push(c.command.0),
+            Ok(Some(Applied::Command(c))) => out.push(c.command.0),
+            Ok(Some(Applied::Restore { index, .. })) => {
+                panic!("a snapshot as of {index} where commands were expected")
+            }
             _ => panic!("only {} of {n} commands arrived: {out:?}", out.len()),
         }
     }
     out
+}
+
+fn commands(applied: &[Applied]) -> Vec<String> {
+    applied
+        .iter()
+        .map(|a| match a {
+            Applied::Command(c) => c.command.0.clone(),
+            Applied::Restore { index, .. } => format!("restore@{index}"),
+        })
+        .collect()
+}
+
+/// A state machine for the snapshot test: the commands taken, in order, up to log index
+/// `index`; its image is that as JSON.
+#[derive(Debug, Default)]
+struct Machine {
+    index: u64,
+    commands: Vec<String>,
+    /// Images restored.
+    restores: usize,
+}
+
+impl Machine {
+    fn image(&self) -> (u64, Vec<u8>) {
+        let json = serde_json::json!({"index": self.index, "commands": self.commands});
+        (self.index, json.to_string().into_bytes())
+    }
+
+    fn take(&mut self, applied: Applied) {
+        match applied {
+            Applied::Command(c) => {
+                assert!(c.index > self.index, "command {} after {}", c.index, self.index);
+                self.index = c.index;
+                self.commands.push(c.command.0);
+            }
+            Applied::Restore { index, image } => {
+                let v: serde_json::Value = serde_json::from_slice(&image).expect("an image");
+                assert_eq!(v["index"].as_u64(), Some(index));
+                self.index = index;
+                self.commands = serde_json::from_value(v["commands"].clone()).expect("commands");
+                self.restores += 1;
+            }
+        }
+    }
+}
+
+/// Feeds what `running` applies (first what it applied before it started) to a new machine.
+fn feed(running: &mut Running) -> Arc<Mutex<Machine>> {
+    let machine = Arc::new(Mutex::new(Machine::default()));
+    feed_into(running, &machine);
+    machine
+}
+
+fn feed_into(running: &mut Running, machine: &Arc<Mutex<Machine>>) {
+    for a in std::mem::take(&mut running.before) {
+        machine.lock().take(a);
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut from = std::mem::replace(&mut running.rx, rx);
+    drop(tx);
+    let machine = machine.clone();
+    tokio::spawn(async move {
+        while let Some(a) = from.recv().await {
+            machine.lock().take(a);
+        }
+    });
+}
+
+/// Waits (10 s at most) until `check` holds.
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check() {
+        assert!(Instant::now() < deadline, "not within 10 s: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn leader_of(running: &[Running]) -> Option<usize> {
@@ -200,8 +313,7 @@ async fn a_dead_leader_is_replaced_and_restarted_it_catches_up_from_its_log() {
     }
     let mut restarted = bed.start(leader, back.expect("port free again")).await;
     restarted.cluster.join(Duration::from_secs(5)).await.expect("rejoined");
-    let replayed: Vec<String> = restarted.before.iter().map(|c| c.command.0.clone()).collect();
-    assert_eq!(replayed, ["before-0", "before-1", "before-2"]);
+    assert_eq!(commands(&restarted.before), ["before-0", "before-1", "before-2"]);
     assert_eq!(take(&mut restarted.rx, 3).await, ["after-0", "after-1", "after-2"]);
 }
 
@@ -287,4 +399,104 @@ async fn outsiders_replays_and_other_terms_are_refused() {
         .propose(Command("still".into()), Duration::from_secs(5))
         .await
         .expect("proposed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_compacted_into_snapshots_and_a_replica_far_behind_is_sent_one() {
+    let (bed, listeners) = Testbed::new(3);
+    let machines: Vec<Arc<Mutex<Machine>>> =
+        (0..3).map(|_| Arc::new(Mutex::new(Machine::default()))).collect();
+    let mut running = Vec::new();
+    for (i, l) in listeners.into_iter().enumerate() {
+        running.push(bed.start_with(i, l, Some(&machines[i])).await);
+    }
+    for r in &running {
+        let c = r.cluster.clone();
+        tokio::spawn(async move { c.join(Duration::from_secs(10)).await });
+    }
+    for (r, m) in running.iter_mut().zip(&machines) {
+        feed_into(r, m);
+    }
+    let leader = wait_leader(&running, None).await;
+    // A replica other than the leader stops.
+    let behind = (leader + 1) % 3;
+    let stopped = running.remove(behind);
+    let addr = stopped.addr;
+    stopped.server.abort();
+    stopped.cluster.shutdown().await;
+    drop(stopped);
+    let leader = running.iter().position(|r| r.cluster.is_leader()).expect("still leader");
+    for i in 0..100 {
+        running[leader]
+            .cluster
+            .propose(Command(format!("c-{i}")), Duration::from_secs(5))
+            .await
+            .expect("proposed");
+    }
+    let others: Vec<usize> = (0..3).filter(|i| *i != behind).collect();
+    until("both running replicas took 100 commands", || {
+        others.iter().all(|i| machines[*i].lock().commands.len() == 100)
+    })
+    .await;
+    // Snapshots of the machine were taken, and the log before them purged.
+    until("a snapshot past entry 80 on the leader", || {
+        running[leader].cluster.status().snapshot_index >= 80
+    })
+    .await;
+
+    // Back, with the leader's log purged past where it stopped: it is sent the snapshot.
+    let mut back = None;
+    for _ in 0..50 {
+        match std::net::TcpListener::bind(addr) {
+            Ok(l) => {
+                back = Some(l);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let fresh = Arc::new(Mutex::new(Machine::default()));
+    let mut restarted = bed.start_with(behind, back.expect("port free again"), Some(&fresh)).await;
+    restarted.cluster.join(Duration::from_secs(5)).await.expect("rejoined");
+    feed_into(&mut restarted, &fresh);
+    running[leader]
+        .cluster
+        .propose(Command("last".into()), Duration::from_secs(5))
+        .await
+        .expect("proposed");
+    let expected: Vec<String> =
+        (0..100).map(|i| format!("c-{i}")).chain(["last".to_owned()]).collect();
+    until("the restarted replica holds every command", || fresh.lock().commands == expected).await;
+    assert!(fresh.lock().restores >= 1, "it caught up without a snapshot: the log was not purged");
+    assert_eq!(machines[others[0]].lock().commands, expected);
+
+    // A replica restarted from its own store starts from its newest snapshot and the entries
+    // after it, and ends where it was.
+    // `running` holds the replicas of `others`, in order.
+    let j = 1 - leader;
+    let again = others[j];
+    let was = machines[again].lock().commands.clone();
+    let r = running.remove(j);
+    let addr = r.addr;
+    r.server.abort();
+    r.cluster.shutdown().await;
+    drop(r);
+    let mut back = None;
+    for _ in 0..50 {
+        match std::net::TcpListener::bind(addr) {
+            Ok(l) => {
+                back = Some(l);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let mut reopened = bed.start_with(again, back.expect("port free again"), None).await;
+    assert!(
+        matches!(reopened.before.first(), Some(Applied::Restore { index, .. }) if *index >= 80),
+        "not from its snapshot: {:?}",
+        commands(&reopened.before).first()
+    );
+    let machine = feed(&mut reopened);
+    assert_eq!(machine.lock().commands, was);
 }

@@ -32,6 +32,8 @@ struct Cluster {
     cut_every: Duration,
     /// The DHT node the replicas join (none: no DHT).
     dht: Option<String>,
+    /// Log entries between the replicas' snapshots.
+    snapshot_every: u64,
 }
 
 fn free_addr() -> SocketAddr {
@@ -66,6 +68,7 @@ impl Cluster {
             addrs,
             cut_every: Duration::from_millis(100),
             dht: None,
+            snapshot_every: SequencerOptions::default().cluster_snapshot_every,
         }
     }
 
@@ -110,6 +113,7 @@ impl Cluster {
                 cut_every: self.cut_every,
                 cluster: others,
                 fault_equivocate: faulty,
+                cluster_snapshot_every: self.snapshot_every,
                 ..SequencerOptions::default()
             }),
             dht: self.dht.clone().map(dht_options),
@@ -325,6 +329,57 @@ async fn a_dead_leader_is_replaced_and_the_follower_sees_a_higher_k_signed_head(
         [&back, &replicas[0], &replicas[1], &follower].iter().map(|n| http(n)).collect();
     assert_eq!(check_history(&nodes, &[]), Ok(2));
     for n in [&back, &replicas[0], &replicas[1], &follower] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_back_after_the_others_compacted_their_logs_catches_up_from_a_snapshot() {
+    // A snapshot every 8 entries, 4 kept behind it.
+    let c = Cluster { snapshot_every: 8, ..Cluster::new(3, 2) };
+    let (a, b, d) = tokio::join!(c.replica(0), c.replica(1), c.replica(2));
+    let mut replicas = vec![a, b, d];
+    let refs: Vec<&Node> = replicas.iter().collect();
+    c.register(&replicas[0], &refs).await;
+    let leader =
+        replicas.iter().position(|n| status(n)["cluster"]["role"] == "leader").expect("a leader");
+    let gone_at = (leader + 1) % 3;
+    let gone = replicas.remove(gone_at);
+    let stopped_at = status(&gone)["cluster"]["commit_index"].as_u64().unwrap();
+    gone.shutdown().await;
+    drop(gone);
+    // Contracts one by one through both survivors: a bundle, its signatures and its head
+    // each, dozens of log entries.
+    for nonce in 1..=10 {
+        let via = &replicas[nonce as usize % 2];
+        let (code, answer) = submit(via, &c.contract(nonce));
+        assert_eq!(code, 202, "{answer}");
+        within(LIMIT, "the contract applied", || {
+            via.snapshot()
+                .is_some_and(|s| swarmvm_vm::nonce_of(&s, c.peer.id().as_str()).unwrap() == nonce)
+        })
+        .await;
+    }
+    // Both survivors compacted their logs past where the stopped replica was (and past the
+    // entries kept behind a snapshot): it can only be sent a snapshot.
+    for n in &replicas {
+        within(LIMIT, "a snapshot past the stopped replica's log", || {
+            status(n)["cluster"]["snapshot_index"].as_u64().unwrap() > stopped_at + 4
+        })
+        .await;
+    }
+    let back = c.replica(gone_at).await;
+    let seq = replicas[0].status().last_seq;
+    assert!(seq >= 11, "ten bundles after the registrations: {}", status(&replicas[0]));
+    same_root(&[&back, &replicas[0], &replicas[1]], seq).await;
+    // And it takes part again: with it, either survivor alone makes the two signatures.
+    replicas[0].shutdown().await;
+    let (code, answer) = submit(&back, &c.contract(11));
+    assert_eq!(code, 202, "{answer}");
+    same_root(&[&back, &replicas[1]], seq + 1).await;
+    let nodes: Vec<SocketAddr> = [&back, &replicas[1]].iter().map(|n| http(n)).collect();
+    assert_eq!(check_history(&nodes, &[]), Ok(11));
+    for n in [&back, &replicas[1]] {
         n.shutdown().await;
     }
 }

@@ -205,7 +205,7 @@ pub(crate) fn run(cmd: NodeCommand, out: OutputArgs) -> Result<ExitCode> {
                     max_head_age,
                     rules: rules.unwrap_or_default(),
                     cluster,
-                    fault_equivocate: false,
+                    ..swarmvm_node::SequencerOptions::default()
                 })
             } else {
                 None
