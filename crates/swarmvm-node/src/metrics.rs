@@ -184,8 +184,8 @@ pub(crate) fn render(node: &Api, http: &HttpCounts, streams: usize) -> String {
     out
 }
 
-/// An authority replica's families: its consensus term, leader changes and commit index,
-/// whether it leads, and the evidence of equivocating members.
+/// An authority replica's families: its consensus term, leader changes, commit index and
+/// newest snapshot, whether it leads, and the evidence of equivocating members.
 fn cluster_families(out: &mut String, c: &crate::protocol::ClusterSummary, equivocations: usize) {
     family(
         out,
@@ -207,6 +207,13 @@ fn cluster_families(out: &mut String, c: &crate::protocol::ClusterSummary, equiv
         "gauge",
         "The index of the last log entry this replica applied.",
         &one(c.commit_index as f64),
+    );
+    family(
+        out,
+        "swarmvm_cluster_snapshot_index",
+        "gauge",
+        "The last log index this replica's newest snapshot holds (the log before it is purged).",
+        &one(c.snapshot_index as f64),
     );
     family(
         out,

@@ -730,7 +730,6 @@ impl Replica {
         };
         let wakes = !matches!(cmd, Cmd::Submit { .. });
         self.apply_command(node, &c, cmd);
-        self.state.lock().index = c.index;
         wakes
     }
 
@@ -757,6 +756,9 @@ impl Replica {
     fn apply_command(&self, node: &Core, c: &Committed, cmd: Cmd) {
         let set = node.applier.authorities();
         let mut st = self.state.lock();
+        // Under the same lock as the change: an image holds a command exactly when its index
+        // says so.
+        st.index = c.index;
         match cmd {
             Cmd::Submit { items } => {
                 for (pos, wire) in items.into_iter().enumerate() {

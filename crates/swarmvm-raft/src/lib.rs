@@ -4,7 +4,9 @@
 //! every message signed by the sender's authority key ([`message`]).
 //!
 //! The commands are opaque here: the node gives JSON text to [`Cluster::propose`] and reads
-//! what committed, in order, from the channel [`Cluster::start`] returns.
+//! what committed, in order, from the channel [`Cluster::start`] returns. Given an
+//! [`ImageSource`] (its state's bytes), the log is compacted into snapshots of that state,
+//! which reach the node again as [`Applied::Restore`].
 
 #![cfg_attr(not(test), warn(unused_crate_dependencies))]
 

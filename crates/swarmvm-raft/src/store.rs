@@ -116,10 +116,18 @@ impl Store {
         Ok(Some((meta, data.value().to_vec())))
     }
 
+    /// The newest snapshot's meta alone (its image is not read).
+    fn snapshot_meta(&self) -> Result<Option<Meta>, AnyError> {
+        let txn = self.db.begin_read().map_err(any)?;
+        let table = txn.open_table(SNAPSHOT).map_err(any)?;
+        let Some(meta) = table.get("meta").map_err(any)? else { return Ok(None) };
+        serde_json::from_slice(meta.value()).map(Some).map_err(any)
+    }
+
     /// Keeps `meta` and `data` as the newest snapshot (synced), with `pairs` of meta.
     fn write_snapshot(
         &self,
-        meta: &SnapshotMeta<NodeId, Replica>,
+        meta: &Meta,
         data: &[u8],
         pairs: &[(&str, serde_json::Value)],
     ) -> Result<(), AnyError> {
@@ -152,7 +160,7 @@ impl Store {
     fn membership_at(
         &self,
         index: u64,
-        snapshot: Option<&SnapshotMeta<NodeId, Replica>>,
+        snapshot: Option<&Meta>,
     ) -> Result<StoredMembership<NodeId, Replica>, AnyError> {
         let changes: Vec<StoredMembership<NodeId, Replica>> =
             self.read_meta("memberships")?.unwrap_or_default();
@@ -166,8 +174,8 @@ impl Store {
     /// Makes a snapshot of the node's image (when it holds commands beyond the newest
     /// snapshot) and keeps it; otherwise gives the newest one again.
     fn make_snapshot(&self) -> Result<Snapshot<TypeConfig>, AnyError> {
-        let current = self.read_snapshot()?;
-        let current_index = current.as_ref().and_then(|(m, _)| m.last_log_id).map(|l| l.index);
+        let current = self.snapshot_meta()?;
+        let current_index = current.as_ref().and_then(|m| m.last_log_id).map(|l| l.index);
         let fresh = match &self.image {
             Some(source) => {
                 let (index, image) = source();
@@ -182,8 +190,7 @@ impl Store {
         if let Some((log_id, image)) = fresh {
             let meta = SnapshotMeta {
                 last_log_id: Some(log_id),
-                last_membership: self
-                    .membership_at(log_id.index, current.as_ref().map(|(m, _)| m))?,
+                last_membership: self.membership_at(log_id.index, current.as_ref())?,
                 snapshot_id: format!("{}-{}", log_id.leader_id.term, log_id.index),
             };
             self.write_snapshot(&meta, &image, &[])?;
@@ -191,7 +198,7 @@ impl Store {
         }
         // The node has not taken the commands since the last snapshot yet: nothing new (an
         // error here would stop the engine); asked again after the next commands.
-        let (meta, data) = current.unwrap_or_else(|| {
+        let (meta, data) = self.read_snapshot()?.unwrap_or_else(|| {
             let none = SnapshotMeta {
                 last_log_id: None,
                 last_membership: StoredMembership::default(),
@@ -387,7 +394,7 @@ impl RaftStorage<TypeConfig> for Store {
                 self.read_meta("membership")?;
             // The applied point is written unsynced: one lost in a crash may be older than
             // the newest snapshot, which holds everything up to its own.
-            if let Some((meta, _)) = self.read_snapshot()?
+            if let Some(meta) = self.snapshot_meta()?
                 && meta.last_log_id > applied
             {
                 return Ok((meta.last_log_id, meta.last_membership));
@@ -447,7 +454,7 @@ impl RaftStorage<TypeConfig> for Store {
     /// replica's own, and its image given to the node, whose state it replaces.
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, Replica>,
+        meta: &Meta,
         snapshot: Box<std::io::Cursor<Vec<u8>>>,
     ) -> StoreResult<()> {
         let image = snapshot.into_inner();

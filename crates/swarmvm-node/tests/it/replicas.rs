@@ -368,6 +368,21 @@ async fn a_replica_back_after_the_others_compacted_their_logs_catches_up_from_a_
         })
         .await;
     }
+    // /metrics says the same.
+    let host = http(&replicas[0]).to_string();
+    let text = swarmvm_test_support::http::exchange(
+        http(&replicas[0]),
+        "GET",
+        "/metrics",
+        &[("Host", &host)],
+        "",
+    )
+    .body;
+    let snapshot_index: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("swarmvm_cluster_snapshot_index ")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no swarmvm_cluster_snapshot_index in {text}"));
+    assert!(snapshot_index > (stopped_at + 4) as f64, "{snapshot_index}");
     let back = c.replica(gone_at).await;
     let seq = replicas[0].status().last_seq;
     assert!(seq >= 11, "ten bundles after the registrations: {}", status(&replicas[0]));
