@@ -1303,10 +1303,8 @@ impl Replica {
                         first - 1,
                         first - 1
                     );
-                    let mut said = self.publish_failed.lock();
-                    if said.as_ref().is_none_or(|(s, _)| *s != last + 1) {
+                    if self.first_time_unpublished(last + 1, &why) {
                         tracing::error!("{why}");
-                        *said = Some((last + 1, why));
                     }
                 }
                 return;
@@ -1365,13 +1363,22 @@ impl Replica {
             Err(e) => {
                 // Tried again at every turn of the worker; said once per seq and reason.
                 let why = e.to_string();
-                let mut last = self.publish_failed.lock();
-                if last.as_ref() != Some(&(seq, why.clone())) {
+                if self.first_time_unpublished(seq, &why) {
                     warn!(seq, "cannot apply the cut the replicas signed: {why}");
-                    *last = Some((seq, why));
                 }
             }
         }
+    }
+
+    /// Whether `seq` cannot be applied for a reason not said yet (remembered: the worker
+    /// tries again at every turn, and says each seq and reason once).
+    fn first_time_unpublished(&self, seq: u64, why: &str) -> bool {
+        let mut last = self.publish_failed.lock();
+        if last.as_ref().is_some_and(|(s, w)| *s == seq && w == why) {
+            return false;
+        }
+        *last = Some((seq, why.to_owned()));
+        true
     }
 
     /// Signs the newest head payload for the bundle this replica applied last, once its own

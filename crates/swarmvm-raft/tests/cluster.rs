@@ -22,6 +22,26 @@ struct Running {
     addr: std::net::SocketAddr,
 }
 
+impl Running {
+    /// Stops the replica (its engine, then its port); returns the address it served on.
+    async fn stop(self) -> std::net::SocketAddr {
+        self.server.abort();
+        self.cluster.shutdown().await;
+        self.addr
+    }
+}
+
+/// `addr` bound again once the stopped replica's port is free (5 s at most).
+async fn rebind(addr: std::net::SocketAddr) -> std::net::TcpListener {
+    for _ in 0..50 {
+        match std::net::TcpListener::bind(addr) {
+            Ok(l) => return l,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    panic!("port {addr} not free again within 5 s")
+}
+
 struct Testbed {
     dir: tempfile::TempDir,
     keys: Vec<Wallet>,
@@ -280,10 +300,7 @@ async fn a_dead_leader_is_replaced_and_restarted_it_catches_up_from_its_log() {
     }
     // The leader dies: its engine stops and its port closes.
     let dead = running.remove(leader);
-    let addr = dead.addr;
-    dead.server.abort();
-    dead.cluster.shutdown().await;
-    drop(dead);
+    let addr = dead.stop().await;
     let killed = Instant::now();
     let new = wait_leader(&running, None).await;
     let failover = killed.elapsed();
@@ -301,17 +318,7 @@ async fn a_dead_leader_is_replaced_and_restarted_it_catches_up_from_its_log() {
     }
     // Back on its port, from its log: what it applied before comes back in order, the rest
     // arrives from the new leader.
-    let mut back = None;
-    for _ in 0..50 {
-        match std::net::TcpListener::bind(addr) {
-            Ok(l) => {
-                back = Some(l);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    let mut restarted = bed.start(leader, back.expect("port free again")).await;
+    let mut restarted = bed.start(leader, rebind(addr).await).await;
     restarted.cluster.join(Duration::from_secs(5)).await.expect("rejoined");
     assert_eq!(commands(&restarted.before), ["before-0", "before-1", "before-2"]);
     assert_eq!(take(&mut restarted.rx, 3).await, ["after-0", "after-1", "after-2"]);
@@ -421,10 +428,7 @@ async fn the_log_is_compacted_into_snapshots_and_a_replica_far_behind_is_sent_on
     // A replica other than the leader stops.
     let behind = (leader + 1) % 3;
     let stopped = running.remove(behind);
-    let addr = stopped.addr;
-    stopped.server.abort();
-    stopped.cluster.shutdown().await;
-    drop(stopped);
+    let addr = stopped.stop().await;
     let leader = running.iter().position(|r| r.cluster.is_leader()).expect("still leader");
     for i in 0..100 {
         running[leader]
@@ -445,18 +449,8 @@ async fn the_log_is_compacted_into_snapshots_and_a_replica_far_behind_is_sent_on
     .await;
 
     // Back, with the leader's log purged past where it stopped: it is sent the snapshot.
-    let mut back = None;
-    for _ in 0..50 {
-        match std::net::TcpListener::bind(addr) {
-            Ok(l) => {
-                back = Some(l);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
     let fresh = Arc::new(Mutex::new(Machine::default()));
-    let mut restarted = bed.start_with(behind, back.expect("port free again"), Some(&fresh)).await;
+    let mut restarted = bed.start_with(behind, rebind(addr).await, Some(&fresh)).await;
     restarted.cluster.join(Duration::from_secs(5)).await.expect("rejoined");
     feed_into(&mut restarted, &fresh);
     running[leader]
@@ -477,21 +471,8 @@ async fn the_log_is_compacted_into_snapshots_and_a_replica_far_behind_is_sent_on
     let again = others[j];
     let was = machines[again].lock().commands.clone();
     let r = running.remove(j);
-    let addr = r.addr;
-    r.server.abort();
-    r.cluster.shutdown().await;
-    drop(r);
-    let mut back = None;
-    for _ in 0..50 {
-        match std::net::TcpListener::bind(addr) {
-            Ok(l) => {
-                back = Some(l);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    let mut reopened = bed.start_with(again, back.expect("port free again"), None).await;
+    let addr = r.stop().await;
+    let mut reopened = bed.start_with(again, rebind(addr).await, None).await;
     assert!(
         matches!(reopened.before.first(), Some(Applied::Restore { index, .. }) if *index >= 80),
         "not from its snapshot: {:?}",

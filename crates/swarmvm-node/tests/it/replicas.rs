@@ -174,6 +174,17 @@ fn status(node: &Node) -> Value {
     body
 }
 
+/// The value of `name` (with its trailing space) in `node`'s `/metrics`.
+fn metric(node: &Node, name: &str) -> f64 {
+    let host = http(node).to_string();
+    let text =
+        swarmvm_test_support::http::exchange(http(node), "GET", "/metrics", &[("Host", &host)], "")
+            .body;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
 fn submit(node: &Node, contract: &str) -> (u16, Value) {
     request(http(node), "POST", "/v1/contracts", Some(contract))
 }
@@ -261,15 +272,7 @@ async fn contracts_sent_through_any_replica_or_follower_apply_everywhere_with_on
         .collect();
     assert_eq!(roles.iter().filter(|r| *r == "leader").count(), 1, "{roles:?}");
     // And /metrics the term, the leader changes and the commit index.
-    let host = http(&b).to_string();
-    let text =
-        swarmvm_test_support::http::exchange(http(&b), "GET", "/metrics", &[("Host", &host)], "")
-            .body;
-    let metric = |name: &str| -> f64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
-    };
+    let metric = |name: &str| metric(&b, name);
     assert!(metric("swarmvm_cluster_term ") >= 1.0);
     assert!(metric("swarmvm_cluster_leader_changes_total ") >= 1.0);
     assert!(metric("swarmvm_cluster_commit_index ") >= seq as f64);
@@ -369,19 +372,7 @@ async fn a_replica_back_after_the_others_compacted_their_logs_catches_up_from_a_
         .await;
     }
     // /metrics says the same.
-    let host = http(&replicas[0]).to_string();
-    let text = swarmvm_test_support::http::exchange(
-        http(&replicas[0]),
-        "GET",
-        "/metrics",
-        &[("Host", &host)],
-        "",
-    )
-    .body;
-    let snapshot_index: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("swarmvm_cluster_snapshot_index ")?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no swarmvm_cluster_snapshot_index in {text}"));
+    let snapshot_index = metric(&replicas[0], "swarmvm_cluster_snapshot_index ");
     assert!(snapshot_index > (stopped_at + 4) as f64, "{snapshot_index}");
     let back = c.replica(gone_at).await;
     let seq = replicas[0].status().last_seq;
