@@ -224,7 +224,7 @@ const MAX_HOPS: u32 = 8;
 
 /// What the follower's fetch loop remembers.
 #[derive(Default)]
-struct Following {
+pub(crate) struct Following {
     /// seq → the magnets asked for it.
     wanted: BTreeMap<u64, Wanted>,
     /// URL → its BitTorrent address.
@@ -504,11 +504,7 @@ async fn fetch_missing(node: &Follower, urls: &[String], state: &mut Following) 
     if first > end.max(if node.links { target } else { 0 }) {
         return;
     }
-    let fresh = std::mem::take(&mut state.refresh_peers);
-    if fresh {
-        state.peers_checked = Some(Instant::now());
-    }
-    let mut peers = followed_peers(node, urls, state, fresh).await;
+    let mut peers = peers_to_ask(node, urls, state).await;
     let signed = head.as_ref().and_then(|h| MagnetLink::parse(&h.magnet).ok().map(|m| (h.seq, m)));
     let retry = node.poll.max(Duration::from_secs(1));
     if node.links {
@@ -532,6 +528,30 @@ async fn fetch_missing(node: &Follower, urls: &[String], state: &mut Following) 
         let magnet = signed.as_ref().filter(|(s, _)| *s == seq).map(|(_, m)| m);
         let trusted = signed.as_ref().map(|(_, m)| m);
         if !want(node, urls, state, seq, magnet, trusted, &peers, retry).await {
+            break;
+        }
+    }
+}
+
+/// Asks for the bundles `first..=end` (at most [`WINDOW`] of them at once, parents first) by
+/// `GET /v1/bundles/{seq}` of the nodes at `urls`, from their BitTorrent peers: how a replica
+/// whose cluster compacted its log past bundles it never applied catches up (the replicas'
+/// snapshot holds only the newest cuts). No head leads it: each bundle applies only once it
+/// verifies, K signatures of the set in force, as any follower's; a node whose magnet fails
+/// is asked last for a while, as when following.
+pub(crate) async fn fetch_range(
+    node: &Follower,
+    urls: &[String],
+    state: &mut Following,
+    (first, end): (u64, u64),
+) {
+    state.settle(node, first.saturating_sub(1));
+    check_peers(node, urls, state).await;
+    let end = end.min(first.saturating_sub(1) + WINDOW);
+    let peers = peers_to_ask(node, urls, state).await;
+    let retry = node.poll.max(Duration::from_secs(1));
+    for seq in first..=end {
+        if !want(node, urls, state, seq, None, None, &peers, retry).await {
             break;
         }
     }
@@ -861,6 +881,16 @@ async fn check_peers(node: &Follower, urls: &[String], state: &mut Following) {
     for hash in pending {
         node.core.fetcher.renew_peers(hash, peers.clone());
     }
+}
+
+/// The followed nodes' BitTorrent addresses to ask a bundle of: read again first when a
+/// magnet failed since they were last read.
+async fn peers_to_ask(node: &Follower, urls: &[String], state: &mut Following) -> Vec<SocketAddr> {
+    let fresh = std::mem::take(&mut state.refresh_peers);
+    if fresh {
+        state.peers_checked = Some(Instant::now());
+    }
+    followed_peers(node, urls, state, fresh).await
 }
 
 /// The followed nodes' BitTorrent addresses (each node's status's `listen`, with the URL's

@@ -194,6 +194,26 @@ async fn start_replica(
     Ok((replica, before, committed))
 }
 
+/// Fetches the bundles of a replica's [`gap`](crate::replica::Replica::gap) over BitTorrent,
+/// by the magnets the other replicas give for them, as a follower would (each applies only
+/// once its K signatures verify), until the ledger reaches the cuts the replica holds; then
+/// the cuts apply as ever. Looks again whenever a bundle applied, and every second.
+async fn fill_replica_gap(core: Core, replica: Arc<crate::replica::Replica>, follower: Follower) {
+    let mut applied = core.applier.subscribe();
+    let mut stop = core.tasks.stopping();
+    let mut state = crate::follow::Following::default();
+    loop {
+        if let Some(gap) = replica.gap(core.applier.last_seq()) {
+            crate::follow::fetch_range(&follower, &replica.others(), &mut state, gap).await;
+        }
+        tokio::select! {
+            _ = applied.changed() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+}
+
 /// Refuses links (`--follow LINK`) of another network; warns of a key that is not an
 /// Ed25519 member of the set in force (a rotation not applied yet may add it: every member's
 /// slot is polled anyway).
@@ -377,6 +397,8 @@ impl Node {
         }
         if let Some((replica, before, committed)) = replica {
             replica.run(&node.core, before, committed);
+            let (n, r, f) = (node.core.clone(), replica.clone(), follower.clone());
+            node.core.tasks.spawn(async move { fill_replica_gap(n, r, f).await });
             let cluster = replica.cluster().clone();
             let mut stop = node.core.tasks.stopping();
             node.core.tasks.spawn(async move {

@@ -648,6 +648,32 @@ impl Replica {
         node.tasks.spawn(async move { me.work_loop(n).await });
     }
 
+    /// The bundles this replica must fetch before it can apply the next cut: `(first, end)`
+    /// when its ledger is at `last` and the replicated state holds no cut for `last + 1`
+    /// though the replicas cut past it. That happens only after a snapshot restored: the
+    /// log that held those cuts is compacted, and an image holds only the cuts less than 16
+    /// bundles behind the ledger of the replica that made it.
+    pub(crate) fn gap(&self, last: u64) -> Option<(u64, u64)> {
+        let st = self.state.lock();
+        let newest = st.last_cut?;
+        if newest <= last || st.cuts.contains_key(&(last + 1)) {
+            return None;
+        }
+        let end = st.cuts.range(last + 1..).next().map_or(newest, |(s, _)| s - 1);
+        Some((last + 1, end))
+    }
+
+    /// The HTTP API URLs of the other members' replicas.
+    pub(crate) fn others(&self) -> Vec<String> {
+        self.cluster
+            .status()
+            .members
+            .into_iter()
+            .filter(|m| m.member != self.member)
+            .map(|m| m.url)
+            .collect()
+    }
+
     async fn write_loop(
         self: Arc<Self>,
         mut rx: mpsc::Receiver<Submission>,
@@ -1298,13 +1324,12 @@ impl Replica {
                 // replica was away, and the log that held them is compacted: said once.
                 if let Some(first) = st.cuts.keys().next().copied().filter(|f| *f > last + 1) {
                     let why = format!(
-                        "this replica's ledger is at seq {last}, but the replicas' log now starts at the cut for seq {first}: bundles {} to {} must be fetched first (run this node as a follower of a replica, node run --follow URL, until it applied seq {}, then start it again as a replica)",
+                        "this replica's ledger is at seq {last}, but the replicas' log now starts at the cut for seq {first}: fetching bundles {} to {} from the other replicas first",
                         last + 1,
                         first - 1,
-                        first - 1
                     );
                     if self.first_time_unpublished(last + 1, &why) {
-                        tracing::error!("{why}");
+                        info!("{why}");
                     }
                 }
                 return;

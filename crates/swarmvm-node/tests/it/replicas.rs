@@ -338,6 +338,20 @@ async fn a_dead_leader_is_replaced_and_the_follower_sees_a_higher_k_signed_head(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_back_after_the_others_compacted_their_logs_catches_up_from_a_snapshot() {
+    // Ten bundles: the snapshot it is sent still holds their cuts.
+    back_after_compaction(10).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_away_longer_than_a_snapshots_cuts_fetches_the_bundles_between_by_itself() {
+    // Twenty-four: the snapshot holds only the cuts less than 16 bundles behind, so the
+    // bundles before them are fetched over BitTorrent from the other replicas.
+    back_after_compaction(24).await;
+}
+
+/// One replica stops while `bundles` bundles are cut, one contract each, and the others
+/// compact their logs past it; back, it reaches their root and co-signs again.
+async fn back_after_compaction(bundles: u64) {
     // A snapshot every 8 entries, 4 kept behind it.
     let c = Cluster { snapshot_every: 8, ..Cluster::new(3, 2) };
     let (a, b, d) = tokio::join!(c.replica(0), c.replica(1), c.replica(2));
@@ -353,7 +367,7 @@ async fn a_replica_back_after_the_others_compacted_their_logs_catches_up_from_a_
     drop(gone);
     // Contracts one by one through both survivors: a bundle, its signatures and its head
     // each, dozens of log entries.
-    for nonce in 1..=10 {
+    for nonce in 1..=bundles {
         let via = &replicas[nonce as usize % 2];
         let (code, answer) = submit(via, &c.contract(nonce));
         assert_eq!(code, 202, "{answer}");
@@ -376,15 +390,15 @@ async fn a_replica_back_after_the_others_compacted_their_logs_catches_up_from_a_
     assert!(snapshot_index > (stopped_at + 4) as f64, "{snapshot_index}");
     let back = c.replica(gone_at).await;
     let seq = replicas[0].status().last_seq;
-    assert!(seq >= 11, "ten bundles after the registrations: {}", status(&replicas[0]));
+    assert!(seq > bundles, "the bundles after the registrations: {}", status(&replicas[0]));
     same_root(&[&back, &replicas[0], &replicas[1]], seq).await;
     // And it takes part again: with it, either survivor alone makes the two signatures.
     replicas[0].shutdown().await;
-    let (code, answer) = submit(&back, &c.contract(11));
+    let (code, answer) = submit(&back, &c.contract(bundles + 1));
     assert_eq!(code, 202, "{answer}");
     same_root(&[&back, &replicas[1]], seq + 1).await;
     let nodes: Vec<SocketAddr> = [&back, &replicas[1]].iter().map(|n| http(n)).collect();
-    assert_eq!(check_history(&nodes, &[]), Ok(11));
+    assert_eq!(check_history(&nodes, &[]), Ok(bundles as usize + 1));
     for n in [&back, &replicas[1]] {
         n.shutdown().await;
     }
