@@ -188,6 +188,8 @@ async fn start_replica(
             max_head_age: options.max_head_age,
             rules: options.rules,
             fault: options.fault_equivocate,
+            fault_unchecked_cuts: options.fault_unchecked_cuts,
+            data_dir: dir.to_owned(),
         },
         state,
     );

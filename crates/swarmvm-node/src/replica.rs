@@ -25,7 +25,9 @@ use base64::Engine as _;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use swarmvm_primitives::{Hash32, Rules};
-use swarmvm_raft::{Applied, Cluster, ClusterStatus, Command, Committed, ImageSource};
+use swarmvm_raft::{
+    Applied, Cluster, ClusterStatus, Command, Committed, Envelope, Expect, ImageSource,
+};
 use swarmvm_token::{
     HeadContent, Kind, ManifestContent, PayloadSignature, head_payload, join_head, join_manifest,
     manifest_payload, sign_payload_part, unix_now, verify_payload_part,
@@ -50,6 +52,12 @@ const GROUP: usize = 256;
 const MAX_DROPPED: usize = 65_536;
 /// How long a replica waits before checking again a cut it would not sign.
 const RECHECK_REFUSED: Duration = Duration::from_secs(5);
+/// The kind of the signed message a replica refuses a cut with ([`Refusal`]).
+const REFUSAL: &str = "refusal";
+/// The recipient a refusal names: every replica (it travels in the log).
+const EVERY_REPLICA: &str = "replicas";
+/// Seqs whose abandoned manifests are remembered, at most (the newest).
+const ABANDONED_KEPT: u64 = 64;
 /// Groups of submissions proposed at once, at most.
 const IN_FLIGHT: usize = 2;
 /// Verified contracts remembered at most; beyond it the memory starts over.
@@ -129,12 +137,32 @@ enum Cmd {
         seq: u64,
         payload: String,
     },
+    /// A member's refusal of the cut for `seq`: an [`Envelope`] of kind `refusal` to every
+    /// replica, its nonce the seq, signed by the member's key, whose body is a [`Refusal`].
+    /// Refusals from K members that did not sign the cut abandon it.
+    Refuse {
+        seq: u64,
+        refusal: Envelope,
+    },
     /// A member's signature over a head payload for `seq`.
     HeadSig {
         seq: u64,
         payload: String,
         part: PayloadSignature,
     },
+}
+
+/// What a member's signed refusal of a cut says (the body of its `refusal` envelope).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Refusal {
+    /// The cut's seq.
+    seq: u64,
+    /// The SHA-256 of the cut's manifest payload: a refusal counts only against that cut.
+    manifest: Hash32,
+    /// Why the member will not sign it.
+    why: String,
+    /// The items it refuses, by arrival (none when it refuses the payload itself).
+    items: Vec<u64>,
 }
 
 /// A cut committed to the log.
@@ -146,13 +174,34 @@ struct OpenCut {
     items: Vec<(u64, Item)>,
     /// The first K valid signatures committed, in commit order.
     sigs: Vec<PayloadSignature>,
+    /// The members whose refusals are committed (none of them had signed it then): why, and
+    /// the items each refused.
+    refusals: BTreeMap<String, (String, Vec<u64>)>,
     /// This replica signed it (or its signature is committed).
     signed: bool,
     /// This replica would not sign it, why, and when: checked again after
     /// [`RECHECK_REFUSED`] (a refusal may come from a passing cause).
     refused: Option<(String, tokio::time::Instant)>,
+    /// This replica's signed refusal, sent until it is committed.
+    refusal: Option<Envelope>,
     /// This replica applied it (or its ledger holds its seq).
     published: bool,
+}
+
+impl OpenCut {
+    fn new(payload: String, manifest: Option<String>, items: Vec<(u64, Item)>) -> Self {
+        Self {
+            signed: manifest.is_some(),
+            payload,
+            manifest,
+            items,
+            sigs: Vec::new(),
+            refusals: BTreeMap::new(),
+            refused: None,
+            refusal: None,
+            published: false,
+        }
+    }
 }
 
 /// A head payload committed for a seq, and its signatures.
@@ -189,11 +238,111 @@ pub(crate) struct Replicated {
     seen: HashMap<SeenKey, SeenFirst>,
     /// Members that signed two conflicting manifests or heads for one seq.
     equivocations: Vec<Equivocation>,
+    /// The manifests (their payloads' SHA-256) of the cuts abandoned, by seq: signing one of
+    /// them and then the seq's next cut is not evidence.
+    abandoned: BTreeMap<u64, Vec<Hash32>>,
 }
 
 impl Replicated {
     fn contracts(&self) -> usize {
         self.queued.len()
+    }
+
+    /// Remembers why contract `id` was dropped (the newest [`MAX_DROPPED`]).
+    fn note_dropped(&mut self, id: Hash32, why: String) {
+        if self.dropped.len() >= MAX_DROPPED {
+            self.dropped.clear();
+        }
+        self.dropped.insert(id, why);
+    }
+
+    /// Whether the cut whose manifest payload is `payload` was abandoned at `seq`.
+    fn is_abandoned(&self, seq: u64, payload: &str) -> bool {
+        self.abandoned
+            .get(&seq)
+            .is_some_and(|hashes| hashes.contains(&Hash32::digest(payload.as_bytes())))
+    }
+
+    /// Takes a member's committed refusal of the cut for `seq` (its envelope checked against
+    /// `set`); abandons the cut once K members that had not signed it refused it.
+    fn refuse(
+        &mut self,
+        seq: u64,
+        refusal: &Envelope,
+        network: &str,
+        set: &swarmvm_token::AuthoritySet,
+    ) {
+        let expect =
+            Expect { kind: REFUSAL, network, me: EVERY_REPLICA, nonce: Some(seq), from: None };
+        let body: Refusal = match refusal.open(expect, set) {
+            Ok(body) => body,
+            Err(e) => {
+                warn!(seq, "a refusal that does not open: {e}");
+                return;
+            }
+        };
+        let Some(cut) = self.cuts.get_mut(&seq) else { return };
+        if body.seq != seq
+            || cut.manifest.is_some()
+            || Hash32::digest(cut.payload.as_bytes()) != body.manifest
+            || cut.sigs.iter().any(|p| p.signer == refusal.from)
+        {
+            return;
+        }
+        cut.refusals.entry(refusal.from.clone()).or_insert((body.why, body.items));
+        let k = set.threshold();
+        if cut.refusals.len() >= k
+            && first_k(&cut.sigs, Kind::Manifest, &cut.payload, set).len() < k
+            && self.last_cut == Some(seq)
+        {
+            self.abandon(seq);
+        }
+    }
+
+    /// Gives up the cut for `seq`: at most K - 1 members that refused it can still sign it,
+    /// and honest ones never do, so it never gathers K signatures unless 2K - n members are
+    /// faulty. The items a refusal named are dropped with its reason; the others go back to
+    /// the queue where they were, and the seq is cut again.
+    fn abandon(&mut self, seq: u64) {
+        let Some(cut) = self.cuts.remove(&seq) else { return };
+        let mut refused: HashMap<u64, String> = HashMap::new();
+        for (member, (why, items)) in &cut.refusals {
+            for a in items {
+                refused.entry(*a).or_insert_with(|| {
+                    format!("refused at the cut for seq {seq} by member {member}: {why}")
+                });
+            }
+        }
+        let mut dropped = Vec::new();
+        for (arrival, item) in cut.items {
+            match refused.remove(&arrival) {
+                Some(why) => {
+                    if let Item::Contract(t) = &item {
+                        self.note_dropped(Hash32::digest(t.as_bytes()), why);
+                    }
+                    dropped.push(arrival);
+                }
+                None => {
+                    if let Item::Contract(t) = &item {
+                        self.queued.insert(Hash32::digest(t.as_bytes()), arrival);
+                    }
+                    self.queue.insert(arrival, item);
+                }
+            }
+        }
+        self.last_cut = seq.checked_sub(1).filter(|s| *s > 0);
+        self.abandoned.entry(seq).or_default().push(Hash32::digest(cut.payload.as_bytes()));
+        while self.abandoned.first_key_value().is_some_and(|(s, _)| *s + ABANDONED_KEPT <= seq) {
+            self.abandoned.pop_first();
+        }
+        let why: Vec<&str> = cut.refusals.values().map(|(why, _)| why.as_str()).collect();
+        warn!(
+            seq,
+            refused_by = cut.refusals.len(),
+            dropped = dropped.len(),
+            "the cut for seq {seq} is abandoned and cut again: {}",
+            why.join("; ")
+        );
     }
 
     /// Remembers a member's valid signature over a payload for `seq`; a second one over a
@@ -207,10 +356,17 @@ impl Replicated {
         part: &PayloadSignature,
         set: &swarmvm_token::AuthoritySet,
     ) {
-        if verify_payload_part(part, kind, payload, set).is_err() {
+        if verify_payload_part(part, kind, payload, set).is_err()
+            || (kind == Kind::Manifest && self.is_abandoned(seq, payload))
+        {
             return;
         }
         let key = (kind == Kind::Head, seq, part.signer.clone());
+        if kind == Kind::Manifest
+            && self.seen.get(&key).is_some_and(|(first, _)| self.is_abandoned(seq, first))
+        {
+            self.seen.remove(&key);
+        }
         let Some((first, first_part)) = self.seen.get(&key) else {
             self.seen.insert(key, (payload.to_owned(), part.clone()));
             // Forgotten once far behind.
@@ -257,6 +413,8 @@ struct Image {
     last_signed: BTreeMap<String, u64>,
     seen: Vec<(SeenKey, SeenFirst)>,
     equivocations: Vec<Equivocation>,
+    #[serde(default)]
+    abandoned: Vec<(u64, Vec<Hash32>)>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -265,6 +423,9 @@ struct CutImage {
     manifest: Option<String>,
     items: Vec<(u64, Wire)>,
     sigs: Vec<PayloadSignature>,
+    /// Member, why, the items refused.
+    #[serde(default)]
+    refusals: Vec<(String, String, Vec<u64>)>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -285,11 +446,17 @@ impl Replicated {
                 .iter()
                 .map(|(seq, c)| {
                     let items = c.items.iter().map(|(a, i)| (*a, Wire::of(i))).collect();
+                    let refusals = c
+                        .refusals
+                        .iter()
+                        .map(|(m, (why, items))| (m.clone(), why.clone(), items.clone()))
+                        .collect();
                     let cut = CutImage {
                         payload: c.payload.clone(),
                         manifest: c.manifest.clone(),
                         items,
                         sigs: c.sigs.clone(),
+                        refusals,
                     };
                     (*seq, cut)
                 })
@@ -307,6 +474,7 @@ impl Replicated {
             last_signed: self.last_signed.clone(),
             seen: self.seen.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             equivocations: self.equivocations.clone(),
+            abandoned: self.abandoned.iter().map(|(s, h)| (*s, h.clone())).collect(),
         }
     }
 
@@ -326,16 +494,11 @@ impl Replicated {
             .collect();
         let mut cuts = BTreeMap::new();
         for (seq, c) in image.cuts {
-            let signed = c.manifest.is_some() || c.sigs.iter().any(|p| p.signer == member);
-            let cut = OpenCut {
-                payload: c.payload,
-                manifest: c.manifest,
-                items: items(c.items)?,
-                sigs: c.sigs,
-                signed,
-                refused: None,
-                published: false,
-            };
+            let mut cut = OpenCut::new(c.payload, c.manifest, items(c.items)?);
+            cut.signed |= c.sigs.iter().any(|p| p.signer == member);
+            cut.sigs = c.sigs;
+            cut.refusals =
+                c.refusals.into_iter().map(|(m, why, items)| (m, (why, items))).collect();
             cuts.insert(seq, cut);
         }
         let heads = image
@@ -364,6 +527,7 @@ impl Replicated {
             last_signed: image.last_signed,
             seen: image.seen.into_iter().collect(),
             equivocations: image.equivocations,
+            abandoned: image.abandoned.into_iter().collect(),
         })
     }
 }
@@ -473,6 +637,10 @@ pub(crate) struct ReplicaOptions {
     /// Test hook: sign a second, conflicting manifest and head for every seq, as a faulty
     /// member would.
     pub(crate) fault: bool,
+    /// Test hook: as leader, cut what is queued without checking it.
+    pub(crate) fault_unchecked_cuts: bool,
+    /// The node's data folder (this replica's refusals are kept there).
+    pub(crate) data_dir: PathBuf,
 }
 
 /// One authority replica.
@@ -486,6 +654,10 @@ pub(crate) struct Replica {
     max_head_age: Duration,
     rules: Rules,
     fault: bool,
+    fault_unchecked_cuts: bool,
+    /// The cuts (seq, manifest payload hash) this replica refused for good, kept on disk
+    /// ([`refusals_path`]) so that it never signs one of them, even after a restart.
+    refused_for_good: Mutex<std::collections::BTreeSet<(u64, Hash32)>>,
     pub(crate) wallet_keys: crate::submit::KeyCache,
     state: SharedState,
     wake: Notify,
@@ -531,6 +703,8 @@ impl Replica {
             max_head_age: options.max_head_age,
             rules: options.rules,
             fault: options.fault,
+            fault_unchecked_cuts: options.fault_unchecked_cuts,
+            refused_for_good: Mutex::new(read_refusals(&refusals_path_in(&options.data_dir))),
             wallet_keys: crate::submit::KeyCache::default(),
             state,
             wake: Notify::new(),
@@ -819,18 +993,7 @@ impl Replica {
                     }
                 }
                 drop_items(&mut st, drop);
-                st.cuts.insert(
-                    seq,
-                    OpenCut {
-                        payload,
-                        manifest: None,
-                        items,
-                        sigs: Vec::new(),
-                        signed: false,
-                        refused: None,
-                        published: false,
-                    },
-                );
+                st.cuts.insert(seq, OpenCut::new(payload, None, items));
                 st.last_cut = Some(seq);
                 // Cuts the ledger holds are forgotten (the newest is kept by `last_cut`).
                 let applied = node.applier.last_seq();
@@ -859,18 +1022,7 @@ impl Replica {
                     let Ok(bytes) = b64.decode(m) else { return };
                     items.push((0, Item::Module(bytes)));
                 }
-                st.cuts.insert(
-                    seq,
-                    OpenCut {
-                        payload,
-                        manifest: Some(manifest),
-                        items,
-                        sigs: Vec::new(),
-                        signed: true,
-                        refused: None,
-                        published: false,
-                    },
-                );
+                st.cuts.insert(seq, OpenCut::new(payload, Some(manifest), items));
                 st.last_cut = Some(seq);
             }
             Cmd::Drop { drop } => drop_items(&mut st, drop),
@@ -880,7 +1032,9 @@ impl Replica {
                 }
                 st.witness(Kind::Manifest, seq, &payload, &part, &set);
                 let Some(cut) = st.cuts.get_mut(&seq) else { return };
+                // A member that refused the cut is not counted signing it.
                 if cut.payload != payload
+                    || cut.refusals.contains_key(&part.signer)
                     || !keep_part(&cut.sigs, &part, Kind::Manifest, &payload, &set)
                 {
                     return;
@@ -892,6 +1046,10 @@ impl Replica {
                 cut.sigs.push(part);
                 let newest = st.last_signed.entry(signer).or_insert(0);
                 *newest = (*newest).max(seq);
+            }
+            Cmd::Refuse { seq, refusal } => {
+                let network = node.applier.network().id().to_owned();
+                st.refuse(seq, &refusal, &network, &set);
             }
             Cmd::Head { seq, payload } => {
                 let Some(iat) = claim_u64(&payload, "iat") else { return };
@@ -978,62 +1136,159 @@ impl Replica {
 
     /// Signs the next cut once this replica's ledger is at its parent: the folder written
     /// from the log, the payload rebuilt from its own ledger and compared byte for byte, the
-    /// items checked as the leader checked them.
+    /// items checked as the leader checked them. A cut found wrong is refused for good: the
+    /// refusal is kept on disk before it is sent (signed, through the log), and this replica
+    /// never signs that cut after.
     async fn sign_cut(&self, node: &Core) {
         let last = node.applier.last_seq();
         let seq = last + 1;
         let set = node.applier.authorities();
-        let (payload, items, signed_before) = {
+        let next = {
             let st = self.state.lock();
             let Some(cut) = st.cuts.get(&seq) else { return };
             if cut.signed
                 || cut.refused.as_ref().is_some_and(|(_, at)| at.elapsed() < RECHECK_REFUSED)
                 || cut.manifest.is_some()
+                || cut.refusals.contains_key(&self.member)
                 || first_k(&cut.sigs, Kind::Manifest, &cut.payload, &set).len() >= set.threshold()
             {
                 return;
             }
-            // What this replica signed for this seq before, if anything.
-            let before = st.seen.get(&(false, seq, self.member.clone())).map(|(p, _)| p.clone());
-            (cut.payload.clone(), cut.items.clone(), before)
+            match cut.refusal.clone() {
+                Some(refusal) => Err(refusal),
+                None => {
+                    // What this replica signed for this seq before, if anything (an abandoned
+                    // cut's manifest does not count).
+                    let before = st
+                        .seen
+                        .get(&(false, seq, self.member.clone()))
+                        .filter(|(p, _)| !st.is_abandoned(seq, p))
+                        .map(|(p, _)| p.clone());
+                    Ok((cut.payload.clone(), cut.items.clone(), before))
+                }
+            }
         };
+        let (payload, items, signed_before) = match next {
+            Ok(next) => next,
+            // Its refusal sent, not committed yet: sent again.
+            Err(refusal) => return self.send_refusal(seq, refusal).await,
+        };
+        let hash = Hash32::digest(payload.as_bytes());
         let checked = if signed_before.is_some_and(|p| p != payload) {
             // An honest member signs one manifest a seq: two cuts it signed could both reach
             // K, and followers would see two bundles for the seq.
-            Err(NotSigned::Refused("this replica signed another manifest for this seq".into()))
+            Err(NotSigned::Refused {
+                why: "this replica signed another manifest for this seq".into(),
+                items: Vec::new(),
+            })
         } else {
             self.check_cut(node, seq, &payload, &items).await
         };
         let checked = match checked {
-            Err(NotSigned::Later) => return,
-            Err(NotSigned::Refused(why)) => Err(why),
-            Ok(()) => Ok(()),
-        };
-        let part = checked.and_then(|()| {
-            sign_payload_part(&self.key, Kind::Manifest, &payload).map_err(|e| one_line(&e))
-        });
-        match part {
-            Ok(part) => {
-                if let Some(cut) = self.state.lock().cuts.get_mut(&seq) {
-                    cut.signed = true;
-                }
-                let forged = self.fault.then(|| forged_part(&self.key, Kind::Manifest, &payload));
-                if let Err(e) = self.propose(&Cmd::ManifestSig { seq, payload, part }).await {
-                    warn!(seq, "cannot send this replica's manifest signature: {e}");
-                    if let Some(cut) = self.state.lock().cuts.get_mut(&seq) {
-                        cut.signed = false;
-                    }
-                }
-                if let Some(Some((payload, part))) = forged {
-                    let _ = self.propose(&Cmd::ManifestSig { seq, payload, part }).await;
-                }
+            // Refused before a restart, its refusal not committed yet: refused again.
+            Ok(()) if self.refused_for_good.lock().contains(&(seq, hash)) => {
+                Err(NotSigned::Refused {
+                    why: "this replica refused it before it restarted".into(),
+                    items: Vec::new(),
+                })
             }
-            Err(why) => {
-                warn!(seq, "this replica does not sign the cut for seq {seq}: {why}");
+            other => other,
+        };
+        match checked {
+            Err(NotSigned::Later) => {}
+            Err(NotSigned::Retry(why)) => {
+                warn!(seq, "this replica does not sign the cut for seq {seq} yet: {why}");
                 if let Some(cut) = self.state.lock().cuts.get_mut(&seq) {
                     cut.refused = Some((why, tokio::time::Instant::now()));
                 }
             }
+            Err(NotSigned::Refused { why, items }) => {
+                warn!(seq, "this replica refuses the cut for seq {seq}: {why}");
+                self.refuse(node, seq, hash, why, items).await;
+            }
+            Ok(()) => self.sign_checked_cut(seq, payload).await,
+        }
+    }
+
+    /// Signs the cut for `seq` (checked) and sends the signature through the log, unless it
+    /// was abandoned while it was checked.
+    async fn sign_checked_cut(&self, seq: u64, payload: String) {
+        if self.state.lock().cuts.get(&seq).is_none_or(|c| c.payload != payload) {
+            return;
+        }
+        let part = match sign_payload_part(&self.key, Kind::Manifest, &payload) {
+            Ok(part) => part,
+            Err(e) => {
+                warn!(seq, "cannot sign the cut for seq {seq}: {}", one_line(&e));
+                return;
+            }
+        };
+        if let Some(cut) = self.state.lock().cuts.get_mut(&seq) {
+            cut.signed = true;
+        }
+        let forged = self.fault.then(|| forged_part(&self.key, Kind::Manifest, &payload));
+        if let Err(e) = self.propose(&Cmd::ManifestSig { seq, payload, part }).await {
+            warn!(seq, "cannot send this replica's manifest signature: {e}");
+            if let Some(cut) = self.state.lock().cuts.get_mut(&seq) {
+                cut.signed = false;
+            }
+        }
+        if let Some(Some((payload, part))) = forged {
+            let _ = self.propose(&Cmd::ManifestSig { seq, payload, part }).await;
+        }
+    }
+
+    /// Refuses the cut for `seq` (its manifest payload's hash `manifest`) for good: kept on
+    /// disk first (this replica never signs it, even after a restart), then signed and sent
+    /// through the log.
+    async fn refuse(&self, node: &Core, seq: u64, manifest: Hash32, why: String, items: Vec<u64>) {
+        let path = refusals_path(node);
+        {
+            let mut kept = self.refused_for_good.lock();
+            if kept.insert((seq, manifest)) {
+                while kept.len() > MAX_KEPT_REFUSALS {
+                    kept.pop_first();
+                }
+                if let Err(e) = write_refusals(&path, &kept) {
+                    // Not sent unless kept: a restart could otherwise sign what it refused.
+                    kept.remove(&(seq, manifest));
+                    warn!(seq, "cannot keep this replica's refusal: {e}");
+                    if let Some(cut) = self.state.lock().cuts.get_mut(&seq) {
+                        cut.refused = Some((why, tokio::time::Instant::now()));
+                    }
+                    return;
+                }
+            }
+        }
+        let body = Refusal { seq, manifest, why: why.clone(), items };
+        let sealed = serde_json::to_string(&body).map_err(|e| e.to_string()).and_then(|body| {
+            let network = node.applier.network().id().to_owned();
+            let term = self.cluster.status().term;
+            Envelope::seal(&self.key, REFUSAL, &network, EVERY_REPLICA, term, seq, body)
+                .map_err(|e| e.to_string())
+        });
+        let refusal = match sealed {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(seq, "cannot sign this replica's refusal: {e}");
+                return;
+            }
+        };
+        if let Some(cut) = self.state.lock().cuts.get_mut(&seq) {
+            cut.refused = Some((why, tokio::time::Instant::now()));
+            cut.refusal = Some(refusal.clone());
+        }
+        self.send_refusal(seq, refusal).await;
+    }
+
+    /// Sends this replica's refusal of the cut for `seq` through the log (again after
+    /// [`RECHECK_REFUSED`] until it is committed).
+    async fn send_refusal(&self, seq: u64, refusal: Envelope) {
+        if let Some(cut) = self.state.lock().cuts.get_mut(&seq) {
+            cut.refused = Some(("its refusal is on its way".into(), tokio::time::Instant::now()));
+        }
+        if let Err(e) = self.propose(&Cmd::Refuse { seq, refusal }).await {
+            warn!(seq, "cannot send this replica's refusal: {e}");
         }
     }
 
@@ -1051,7 +1306,7 @@ impl Replica {
         let iat = claims.get("iat").and_then(serde_json::Value::as_u64).ok_or("no iat")?;
         let rules = match claims.get("rules").and_then(serde_json::Value::as_u64) {
             None => Rules::V1,
-            Some(n) => Rules::new(n).map_err(|e| NotSigned::Refused(e.to_string()))?,
+            Some(n) => Rules::new(n).map_err(|e| NotSigned::from(e.to_string()))?,
         };
         if !node.applier.authorities().contains(&issuer) {
             return Err(format!("its iss {issuer} is not a member").into());
@@ -1060,15 +1315,22 @@ impl Replica {
         // A leader's clock ahead of this one's by more than the skew is refused; a cut from
         // the past is not (a replica catching up signs cuts made long ago).
         if iat > now + MAX_CLOCK_SKEW {
-            return Err(format!(
+            return Err(NotSigned::Retry(format!(
                 "its iat {iat} is more than {MAX_CLOCK_SKEW} s ahead of this clock ({now})"
-            )
-            .into());
+            )));
         }
-        if let Some(why) = self.refusals(node, items).into_iter().next() {
-            return Err(format!("item {}: {}", why.0, why.1).into());
+        let refused = self.refusals(node, items).ok_or(NotSigned::Later)?;
+        if let Some((first, why)) = refused.first() {
+            let why = match refused.len() {
+                1 => format!("item {first}: {why}"),
+                n => format!("item {first}: {why} (and {} more)", n - 1),
+            };
+            return Err(NotSigned::Refused {
+                why,
+                items: refused.iter().map(|(a, _)| *a).collect(),
+            });
         }
-        let dir = self.write_cut(node, seq, items).await?;
+        let dir = self.write_cut(node, seq, items).await.map_err(NotSigned::Retry)?;
         let mine = self.payload_over(node, &dir, seq, &issuer, iat, rules)?;
         if mine != payload {
             return Err(
@@ -1167,11 +1429,10 @@ impl Replica {
         }
     }
 
-    /// Why items of a cut cannot go in it, checked against this replica's ledger.
-    fn refusals(&self, node: &Core, items: &[(u64, Item)]) -> Vec<(u64, String)> {
-        let Some(snapshot) = node.applier.snapshot() else {
-            return vec![(0, "the ledger cannot be read".into())];
-        };
+    /// Why items of a cut cannot go in it, checked against this replica's ledger (`None`
+    /// while the ledger cannot be read: the node is stopping).
+    fn refusals(&self, node: &Core, items: &[(u64, Item)]) -> Option<Vec<(u64, String)>> {
+        let snapshot = node.applier.snapshot()?;
         let network = node.applier.network().id().to_owned();
         self.check_signatures_together(&snapshot, items, &network);
         let set = node.applier.authorities();
@@ -1217,7 +1478,7 @@ impl Replica {
                 out.push((*arrival, "a module no registration of its cut names".into()));
             }
         }
-        out
+        Some(out)
     }
 
     fn cut_dir(node: &Core, seq: u64) -> (PathBuf, PathBuf) {
@@ -1264,7 +1525,7 @@ impl Replica {
         iat: u64,
         rules: Rules,
     ) -> Result<String, NotSigned> {
-        let snapshot = node.applier.snapshot().ok_or("the ledger cannot be read")?;
+        let snapshot = node.applier.snapshot().ok_or(NotSigned::Later)?;
         let last = snapshot.last_bundle();
         drop(snapshot);
         if last.map_or(0, |l| l.seq) + 1 != seq {
@@ -1289,7 +1550,8 @@ impl Replica {
                 None => return Err(NotSigned::Later),
             },
         };
-        let files = swarmvm_bundle::folder_files(dir).map_err(|e| one_line(&e))?;
+        let files =
+            swarmvm_bundle::folder_files(dir).map_err(|e| NotSigned::Retry(one_line(&e)))?;
         let network = node.applier.network().id().to_owned();
         let content = ManifestContent {
             seq,
@@ -1301,7 +1563,7 @@ impl Replica {
             now: iat,
             rules,
         };
-        Ok(manifest_payload(issuer, &content).map_err(|e| one_line(&e))?)
+        manifest_payload(issuer, &content).map_err(|e| NotSigned::Retry(one_line(&e)))
     }
 
     /// Applies the next cut once K signatures for it are committed: the same `manifest.jwt`
@@ -1569,7 +1831,13 @@ impl Replica {
         *self.last_cut.lock() = Some(tokio::time::Instant::now());
         let mut chosen = chosen;
         self.order_by_nonce(node, &mut chosen);
-        let drop = self.refusals(node, &chosen);
+        // The test hook cuts what is queued unchecked, as a leader whose check is wrong.
+        let drop = if self.fault_unchecked_cuts {
+            Vec::new()
+        } else {
+            let Some(drop) = self.refusals(node, &chosen) else { return };
+            drop
+        };
         let dropped: HashSet<u64> = drop.iter().map(|(a, _)| *a).collect();
         let take: Vec<(u64, Item)> =
             chosen.into_iter().filter(|(a, _)| !dropped.contains(a)).collect();
@@ -1591,7 +1859,7 @@ impl Replica {
             Ok(p) => p,
             // The parent just applied and not seeded yet: cut at the next turn.
             Err(NotSigned::Later) => return,
-            Err(NotSigned::Refused(e)) => {
+            Err(NotSigned::Refused { why: e, .. } | NotSigned::Retry(e)) => {
                 warn!(seq, "cannot cut: {e}");
                 return;
             }
@@ -1610,10 +1878,7 @@ fn drop_items(st: &mut Replicated, drop: Vec<(u64, String)>) {
         if let Some(Item::Contract(t)) = st.queue.remove(&arrival) {
             let id = Hash32::digest(t.as_bytes());
             st.queued.remove(&id);
-            if st.dropped.len() >= MAX_DROPPED {
-                st.dropped.clear();
-            }
-            st.dropped.insert(id, why);
+            st.note_dropped(id, why);
         }
     }
 }
@@ -1628,24 +1893,69 @@ fn manifest_payload_of(manifest: &str) -> Option<String> {
     text.split('.').nth(1).map(str::to_owned)
 }
 
+/// The cuts a replica refused for good, at most (the newest).
+const MAX_KEPT_REFUSALS: usize = 256;
+
+/// Where a replica keeps the cuts it refused for good.
+fn refusals_path_in(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("replica-refusals.json")
+}
+
+fn refusals_path(node: &Core) -> PathBuf {
+    refusals_path_in(node.fetcher.data_dir())
+}
+
+/// The cuts refused for good kept at `path` (none when there is no such file; one that
+/// cannot be read is said, and counts as none).
+fn read_refusals(path: &std::path::Path) -> std::collections::BTreeSet<(u64, Hash32)> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            warn!(path = %path.display(), "cannot read the refused cuts kept there: {e}");
+            Default::default()
+        }),
+        Err(_) => Default::default(),
+    }
+}
+
+/// Keeps the cuts refused for good at `path`, durably: written beside it, synced, renamed.
+fn write_refusals(
+    path: &std::path::Path,
+    kept: &std::collections::BTreeSet<(u64, Hash32)>,
+) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("json.tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(&serde_json::to_vec(kept).map_err(std::io::Error::other)?)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 /// Why a replica does not sign a cut now.
 #[derive(Debug)]
 enum NotSigned {
     /// Not yet: its ledger is not at the parent, or does not seed the parent yet.
     Later,
-    /// It will not (checked again after [`RECHECK_REFUSED`]), and why.
-    Refused(String),
+    /// Not now, for a cause that may pass (a leader's clock ahead of this one, a folder that
+    /// could not be written): checked again after [`RECHECK_REFUSED`].
+    Retry(String),
+    /// Never: the cut is wrong against this replica's ledger; why, and the items it refuses
+    /// (by arrival; none when the payload itself is wrong).
+    Refused { why: String, items: Vec<u64> },
 }
 
 impl From<String> for NotSigned {
     fn from(why: String) -> Self {
-        Self::Refused(why)
+        Self::Refused { why, items: Vec::new() }
     }
 }
 
 impl From<&str> for NotSigned {
     fn from(why: &str) -> Self {
-        Self::Refused(why.to_owned())
+        why.to_owned().into()
     }
 }
 
@@ -1660,4 +1970,149 @@ fn payload_claims(payload: &str) -> Option<serde_json::Map<String, serde_json::V
 
 fn claim_u64(payload: &str, name: &str) -> Option<u64> {
     payload_claims(payload)?.get(name)?.as_u64()
+}
+
+#[cfg(test)]
+mod tests {
+    use swarmvm_token::AuthoritySet;
+    use swarmvm_wallet::Algorithm;
+
+    use super::*;
+
+    const NETWORK: &str = "test-network";
+
+    /// `n` members, two of `n`; a replicated state holding the cut for seq 2 (two contracts,
+    /// arrivals 10 and 11), its payload.
+    fn setup(n: usize) -> (Vec<Wallet>, AuthoritySet, Replicated, String) {
+        let keys: Vec<Wallet> =
+            (0..n).map(|_| Wallet::generate(Algorithm::Ed25519).unwrap()).collect();
+        let set =
+            AuthoritySet::new(keys.iter().map(|k| k.public_key().clone()).collect(), 2).unwrap();
+        let payload = manifest(&keys[0], 2, 100);
+        let items = vec![(10, Item::Contract("a".into())), (11, Item::Contract("b".into()))];
+        let mut st = Replicated::default();
+        st.cuts.insert(2, OpenCut::new(payload.clone(), None, items));
+        st.last_cut = Some(2);
+        (keys, set, st, payload)
+    }
+
+    /// A manifest payload for `seq` made by `leader` at `iat`.
+    fn manifest(leader: &Wallet, seq: u64, iat: u64) -> String {
+        let claims = serde_json::json!({ "iss": leader.id().to_string(), "seq": seq, "iat": iat });
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string())
+    }
+
+    fn refusal(key: &Wallet, seq: u64, payload: &str, items: Vec<u64>, network: &str) -> Envelope {
+        let body = Refusal {
+            seq,
+            manifest: Hash32::digest(payload.as_bytes()),
+            why: "item 11: nonce 1 is not above 1 taken before it".into(),
+            items,
+        };
+        let body = serde_json::to_string(&body).unwrap();
+        Envelope::seal(key, REFUSAL, network, EVERY_REPLICA, 1, seq, body).unwrap()
+    }
+
+    /// A member's committed signature over `payload` for `seq`, as the log applies it.
+    fn signs(st: &mut Replicated, key: &Wallet, seq: u64, payload: &str, set: &AuthoritySet) {
+        let part = sign_payload_part(key, Kind::Manifest, payload).unwrap();
+        verify_payload_part(&part, Kind::Manifest, payload, set).unwrap();
+        st.witness(Kind::Manifest, seq, payload, &part, set);
+        if let Some(cut) = st.cuts.get_mut(&seq)
+            && cut.payload == payload
+            && !cut.refusals.contains_key(&part.signer)
+        {
+            cut.sigs.push(part);
+        }
+    }
+
+    #[test]
+    fn a_cut_is_abandoned_only_by_k_refusals_of_members_that_did_not_sign_it() {
+        let (keys, set, mut st, payload) = setup(3);
+        signs(&mut st, &keys[0], 2, &payload, &set);
+        // The signer's own refusal does not count; nor do refusals of another cut, seq or
+        // network, or one whose signature does not hold.
+        st.refuse(2, &refusal(&keys[0], 2, &payload, vec![11], NETWORK), NETWORK, &set);
+        st.refuse(
+            2,
+            &refusal(&keys[1], 2, &manifest(&keys[0], 2, 101), vec![11], NETWORK),
+            NETWORK,
+            &set,
+        );
+        st.refuse(2, &refusal(&keys[1], 3, &payload, vec![11], NETWORK), NETWORK, &set);
+        st.refuse(2, &refusal(&keys[1], 2, &payload, vec![11], "another"), NETWORK, &set);
+        let mut forged = refusal(&keys[1], 2, &payload, vec![11], NETWORK);
+        forged.body = forged.body.replace("[11]", "[10,11]");
+        st.refuse(2, &forged, NETWORK, &set);
+        let outsider = Wallet::generate(Algorithm::Ed25519).unwrap();
+        st.refuse(2, &refusal(&outsider, 2, &payload, vec![11], NETWORK), NETWORK, &set);
+        assert!(st.cuts[&2].refusals.is_empty(), "{:?}", st.cuts[&2].refusals);
+        // One member's refusal: K - 1 others could still sign.
+        st.refuse(2, &refusal(&keys[1], 2, &payload, vec![11], NETWORK), NETWORK, &set);
+        assert_eq!(st.cuts[&2].refusals.len(), 1);
+        assert!(st.queue.is_empty());
+        // Its signature after its refusal is not counted.
+        signs(&mut st, &keys[1], 2, &payload, &set);
+        assert_eq!(st.cuts[&2].sigs.len(), 1);
+        // The second member's refusal: abandoned. The item named is dropped with why, the
+        // other back in the queue where it was, and the seq open to be cut again.
+        st.refuse(2, &refusal(&keys[2], 2, &payload, vec![11], NETWORK), NETWORK, &set);
+        assert!(!st.cuts.contains_key(&2));
+        assert_eq!(st.last_cut, Some(1));
+        assert_eq!(st.queue.keys().copied().collect::<Vec<_>>(), vec![10]);
+        assert_eq!(st.queued.get(&Hash32::digest(b"a")), Some(&10));
+        let why = st.dropped.get(&Hash32::digest(b"b")).expect("dropped");
+        assert!(why.starts_with("refused at the cut for seq 2 by member"), "{why}");
+        assert!(st.is_abandoned(2, &payload));
+        // The member that signed the abandoned cut signs the next one for the seq: not
+        // evidence, and its late signature over the abandoned one is not either.
+        let next = manifest(&keys[0], 2, 102);
+        st.cuts.insert(2, OpenCut::new(next.clone(), None, Vec::new()));
+        st.last_cut = Some(2);
+        signs(&mut st, &keys[0], 2, &next, &set);
+        signs(&mut st, &keys[1], 2, &payload, &set);
+        signs(&mut st, &keys[1], 2, &next, &set);
+        assert!(st.equivocations.is_empty(), "{:?}", st.equivocations);
+        assert_eq!(st.cuts[&2].sigs.len(), 2);
+        // Two manifests of a seq not abandoned still are.
+        signs(&mut st, &keys[0], 2, &manifest(&keys[0], 2, 103), &set);
+        assert_eq!(st.equivocations.len(), 1);
+    }
+
+    #[test]
+    fn a_cut_k_members_signed_is_not_abandoned() {
+        // Two of four signed it; the other two refusing it (K refusals) changes nothing.
+        let (keys, set, mut st, payload) = setup(4);
+        signs(&mut st, &keys[0], 2, &payload, &set);
+        signs(&mut st, &keys[1], 2, &payload, &set);
+        for key in &keys[2..] {
+            st.refuse(2, &refusal(key, 2, &payload, vec![11], NETWORK), NETWORK, &set);
+        }
+        assert_eq!(st.cuts[&2].refusals.len(), 2);
+        assert!(st.queue.is_empty());
+        assert!(!st.is_abandoned(2, &payload));
+    }
+
+    #[test]
+    fn an_abandon_survives_a_snapshot_and_the_refusals_kept_on_disk_a_restart() {
+        let (keys, set, mut st, payload) = setup(3);
+        st.refuse(2, &refusal(&keys[1], 2, &payload, vec![11], NETWORK), NETWORK, &set);
+        let image = serde_json::to_vec(&st.image()).unwrap();
+        let mut back = Replicated::restored(serde_json::from_slice(&image).unwrap(), "me").unwrap();
+        assert_eq!(back.cuts[&2].refusals.len(), 1);
+        back.refuse(2, &refusal(&keys[2], 2, &payload, vec![11], NETWORK), NETWORK, &set);
+        assert!(back.is_abandoned(2, &payload));
+        let image = serde_json::to_vec(&back.image()).unwrap();
+        let again = Replicated::restored(serde_json::from_slice(&image).unwrap(), "me").unwrap();
+        assert!(again.is_abandoned(2, &payload));
+        assert_eq!(again.queue.len(), 1);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = refusals_path_in(dir.path());
+        assert!(read_refusals(&path).is_empty());
+        let kept: std::collections::BTreeSet<(u64, Hash32)> =
+            [(2, Hash32::digest(payload.as_bytes()))].into();
+        write_refusals(&path, &kept).unwrap();
+        assert_eq!(read_refusals(&path), kept);
+    }
 }

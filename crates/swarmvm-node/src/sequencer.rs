@@ -58,6 +58,11 @@ pub struct SequencerOptions {
     /// fewer than K signed). Never set outside tests.
     #[doc(hidden)]
     pub fault_equivocate: bool,
+    /// Test hook for authority replicas: as leader, cut what is queued without checking it,
+    /// as a leader whose check is wrong would (the others refuse the cut, and it is
+    /// abandoned). Never set outside tests.
+    #[doc(hidden)]
+    pub fault_unchecked_cuts: bool,
 }
 
 impl Default for SequencerOptions {
@@ -72,6 +77,7 @@ impl Default for SequencerOptions {
             cluster: Vec::new(),
             cluster_snapshot_every: swarmvm_raft::SNAPSHOT_EVERY,
             fault_equivocate: false,
+            fault_unchecked_cuts: false,
         }
     }
 }

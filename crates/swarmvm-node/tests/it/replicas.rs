@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use swarmvm_node::protocol::ContractState;
 use swarmvm_node::{DhtOptions, FollowOptions, Node, NodeOptions, SequencerOptions};
 use swarmvm_swarm::SwarmOptions;
 use swarmvm_test_support::http::request;
@@ -34,6 +35,8 @@ struct Cluster {
     dht: Option<String>,
     /// Log entries between the replicas' snapshots.
     snapshot_every: u64,
+    /// The test hook: every replica, as leader, cuts what is queued unchecked.
+    unchecked_cuts: bool,
 }
 
 fn free_addr() -> SocketAddr {
@@ -69,6 +72,7 @@ impl Cluster {
             cut_every: Duration::from_millis(100),
             dht: None,
             snapshot_every: SequencerOptions::default().cluster_snapshot_every,
+            unchecked_cuts: false,
         }
     }
 
@@ -113,6 +117,7 @@ impl Cluster {
                 cut_every: self.cut_every,
                 cluster: others,
                 fault_equivocate: faulty,
+                fault_unchecked_cuts: self.unchecked_cuts,
                 cluster_snapshot_every: self.snapshot_every,
                 ..SequencerOptions::default()
             }),
@@ -134,15 +139,13 @@ impl Cluster {
     }
 
     fn contract(&self, nonce: u64) -> String {
+        self.contract_named(nonce, &format!("S{nonce}"))
+    }
+
+    /// A contract of nonce `nonce` adding student `name`.
+    fn contract_named(&self, nonce: u64, name: &str) -> String {
         let id = self.network.id().to_owned();
-        sign_contract(
-            &self.peer,
-            &id,
-            nonce,
-            &[student(&format!("S{nonce}"))],
-            swarmvm_token::unix_now(),
-        )
-        .unwrap()
+        sign_contract(&self.peer, &id, nonce, &[student(name)], swarmvm_token::unix_now()).unwrap()
     }
 
     fn set(&self) -> AuthoritySet {
@@ -400,6 +403,59 @@ async fn back_after_compaction(bundles: u64) {
     let nodes: Vec<SocketAddr> = [&back, &replicas[1]].iter().map(|n| http(n)).collect();
     assert_eq!(check_history(&nodes, &[]), Ok(bundles as usize + 1));
     for n in [&back, &replicas[1]] {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_the_replicas_refuse_is_abandoned_and_its_good_contracts_are_cut_again() {
+    // Every replica, as leader, cuts what is queued unchecked: two contracts of one nonce
+    // both go into cuts, and the replicas refuse the cut holding the second.
+    let c = Cluster { unchecked_cuts: true, ..Cluster::new(3, 2) };
+    let (a, b, d) = tokio::join!(c.replica(0), c.replica(1), c.replica(2));
+    let replicas = [&a, &b, &d];
+    c.register(&a, &replicas).await;
+    let start = a.status().last_seq;
+    let one = c.contract_named(1, "one");
+    let twin = c.contract_named(1, "twin");
+    for (via, contract) in [(&a, &one), (&b, &twin)] {
+        let (code, answer) = submit(via, contract);
+        assert_eq!(code, 202, "{answer}");
+    }
+    let two = c.contract(2);
+    let (code, answer) = submit(&d, &two);
+    assert_eq!(code, 202, "{answer}");
+    // The refused cut is given up and the seq cut again: nonce 2 applies everywhere.
+    within(LIMIT, "nonce 2 applied on every replica", || {
+        replicas.iter().all(|n| {
+            n.snapshot()
+                .is_some_and(|s| swarmvm_vm::nonce_of(&s, c.peer.id().as_str()).unwrap() == 2)
+        })
+    })
+    .await;
+    let seq = a.status().last_seq;
+    same_root(&replicas, seq).await;
+    // One of the two of nonce 1 applied; the other was dropped for the refusal's reason, on
+    // every replica (the abandon is replicated state).
+    let state = |n: &Node, t: &str| n.contract(&swarmvm_vm::Hash32::digest(t.as_bytes())).unwrap();
+    let applied: Vec<&String> = [&one, &twin]
+        .into_iter()
+        .filter(|t| state(&a, t).is_some_and(|v| v.state == ContractState::Applied))
+        .collect();
+    assert_eq!(applied.len(), 1, "exactly one of the two of nonce 1 applied");
+    let refused = if applied[0] == &one { &twin } else { &one };
+    for n in replicas {
+        let view = state(n, refused).expect("the refused contract is known");
+        let reason = view.reason.unwrap_or_default();
+        assert!(reason.contains("refused at the cut for seq"), "{reason}");
+        assert!(reason.contains("nonce 1"), "{reason}");
+    }
+    // No seq was skipped or doubled: one history, the two that applied, in nonce order.
+    let nodes: Vec<SocketAddr> = replicas.iter().map(|n| http(n)).collect();
+    let id = |t: &str| swarmvm_vm::Hash32::digest(t.as_bytes()).to_hex();
+    assert_eq!(check_history(&nodes, &[id(applied[0]), id(&two)]), Ok(2));
+    assert!(seq > start, "bundles after the registrations");
+    for n in replicas {
         n.shutdown().await;
     }
 }
