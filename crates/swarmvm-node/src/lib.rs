@@ -33,6 +33,7 @@ pub mod client;
 mod conns;
 mod core;
 mod counters;
+mod decisions;
 mod dht;
 mod error;
 mod events;

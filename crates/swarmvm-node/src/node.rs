@@ -158,6 +158,8 @@ async fn start_replica(
                 .into(),
         ));
     };
+    // What it decided about cuts before a restart: it must never decide otherwise.
+    let decisions = crate::decisions::Decisions::open(dir).map_err(NodeError::BadRequest)?;
     let copy = swarmvm_wallet::Wallet::from_pkcs8_der(&key.to_pkcs8_der())
         .map_err(|e| NodeError::BadRequest(one_line(&e)))?;
     let mut cluster_options = swarmvm_raft::ClusterOptions::new(
@@ -189,7 +191,7 @@ async fn start_replica(
             rules: options.rules,
             fault: options.fault_equivocate,
             fault_unchecked_cuts: options.fault_unchecked_cuts,
-            data_dir: dir.to_owned(),
+            decisions,
         },
         state,
     );

@@ -674,9 +674,9 @@ pub struct Equivocation {
     pub seq: u64,
     /// The member that signed both.
     pub member: String,
-    /// `manifest` or `head`.
+    /// `manifest`, `head`, or `refusal` (it refused and signed one cut).
     pub kind: String,
-    /// The first signed (compact JWS).
+    /// The first signed (compact JWS; for `refusal`, the signed refusal envelope as JSON).
     pub first: String,
     /// The second (compact JWS).
     pub second: String,

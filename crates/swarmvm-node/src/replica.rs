@@ -37,6 +37,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::core::Core;
+use crate::decisions::{Decision, Decisions};
 use crate::error::one_line;
 use crate::fetcher::CutError;
 use crate::heads::Via;
@@ -56,8 +57,11 @@ const RECHECK_REFUSED: Duration = Duration::from_secs(5);
 const REFUSAL: &str = "refusal";
 /// The recipient a refusal names: every replica (it travels in the log).
 const EVERY_REPLICA: &str = "replicas";
-/// Seqs whose abandoned manifests are remembered, at most (the newest).
+/// Seqs whose abandoned manifests are remembered, at most (the newest), and manifests
+/// remembered for each.
 const ABANDONED_KEPT: u64 = 64;
+/// The longest pause before a seq whose cuts were abandoned is cut again.
+const MAX_RECUT_PAUSE: Duration = Duration::from_secs(60);
 /// Groups of submissions proposed at once, at most.
 const IN_FLIGHT: usize = 2;
 /// Verified contracts remembered at most; beyond it the memory starts over.
@@ -110,6 +114,12 @@ enum Cmd {
         payload: String,
         take: Vec<u64>,
         drop: Vec<(u64, String)>,
+        /// The authority set in force for `seq` as the leader's ledger holds it (canonical
+        /// JSON): a replica signs the cut only under that same set, and refusals of the cut
+        /// are counted against it, so every replica decides an abandon alike whatever its own
+        /// ledger holds. None in logs written before it.
+        #[serde(default)]
+        set: Option<String>,
     },
     /// A folder signed elsewhere with its K signatures (a rotation's, whose added keys sign
     /// it themselves) as the bundle for `seq`.
@@ -174,16 +184,16 @@ struct OpenCut {
     items: Vec<(u64, Item)>,
     /// The first K valid signatures committed, in commit order.
     sigs: Vec<PayloadSignature>,
-    /// The members whose refusals are committed (none of them had signed it then): why, and
-    /// the items each refused.
-    refusals: BTreeMap<String, (String, Vec<u64>)>,
+    /// The authority set in force for its seq, as the leader declared it.
+    set: Option<swarmvm_token::AuthoritySet>,
+    /// The members whose refusals are committed (none of them had signed it then): what
+    /// each said, and its signed refusal.
+    refusals: BTreeMap<String, (Refusal, Envelope)>,
     /// This replica signed it (or its signature is committed).
     signed: bool,
     /// This replica would not sign it, why, and when: checked again after
     /// [`RECHECK_REFUSED`] (a refusal may come from a passing cause).
     refused: Option<(String, tokio::time::Instant)>,
-    /// This replica's signed refusal, sent until it is committed.
-    refusal: Option<Envelope>,
     /// This replica applied it (or its ledger holds its seq).
     published: bool,
 }
@@ -196,9 +206,9 @@ impl OpenCut {
             manifest,
             items,
             sigs: Vec::new(),
+            set: None,
             refusals: BTreeMap::new(),
             refused: None,
-            refusal: None,
             published: false,
         }
     }
@@ -218,6 +228,21 @@ struct HeadRound {
 type SeenKey = (bool, u64, String);
 /// The first payload a member signed for a [`SeenKey`], and its signature.
 type SeenFirst = (String, PayloadSignature);
+
+/// An authority set from its canonical JSON (a cut's declared set).
+fn parse_set(text: &str) -> Option<swarmvm_token::AuthoritySet> {
+    let value = serde_json::from_str(text).ok()?;
+    swarmvm_token::AuthoritySet::from_json(&value).ok()
+}
+
+/// What a replica brings to a command it takes besides the log: the authority set in force
+/// and the network at its ledger, its own member id, and its ledger's last seq.
+struct Taking<'a> {
+    set: &'a swarmvm_token::AuthoritySet,
+    network: &'a str,
+    member: &'a str,
+    applied: u64,
+}
 
 /// The state every replica derives from the log alone (and what it did about it).
 #[derive(Debug, Default)]
@@ -248,6 +273,146 @@ impl Replicated {
         self.queued.len()
     }
 
+    /// Takes committed command `cmd` (log index `index`): a function of the log alone, but
+    /// for the set in force and the ledger's last seq `at` gives.
+    fn take(&mut self, index: u64, cmd: Cmd, at: &Taking<'_>) {
+        let set = at.set;
+        self.index = index;
+        match cmd {
+            Cmd::Submit { items } => {
+                for (pos, wire) in items.into_iter().enumerate() {
+                    let Some(item) = wire.item() else { continue };
+                    let arrival = (index << 16) | (pos as u64 & 0xffff);
+                    if let Item::Contract(t) = &item {
+                        let id = Hash32::digest(t.as_bytes());
+                        if self.queued.contains_key(&id) {
+                            continue;
+                        }
+                        self.queued.insert(id, arrival);
+                    }
+                    self.queue.insert(arrival, item);
+                }
+            }
+            Cmd::Cut { seq, payload, take, drop, set: declared } => {
+                if self.last_cut.is_some_and(|l| seq != l + 1) {
+                    info!(seq, "a second cut for seq {seq} (or one out of order) is ignored");
+                    return;
+                }
+                if take.iter().any(|a| !self.queue.contains_key(a)) {
+                    warn!(seq, "a cut names items not queued; ignored");
+                    return;
+                }
+                let mut items = Vec::with_capacity(take.len());
+                for a in take {
+                    if let Some(item) = self.queue.remove(&a) {
+                        if let Item::Contract(t) = &item {
+                            self.queued.remove(&Hash32::digest(t.as_bytes()));
+                        }
+                        items.push((a, item));
+                    }
+                }
+                drop_items(self, drop);
+                let mut cut = OpenCut::new(payload, None, items);
+                cut.set = declared.and_then(|s| parse_set(&s));
+                self.cuts.insert(seq, cut);
+                self.last_cut = Some(seq);
+                // Cuts the ledger holds are forgotten (the newest is kept by `last_cut`).
+                let applied = at.applied;
+                self.cuts.retain(|s, _| *s + 16 > applied);
+            }
+            Cmd::Publish { seq, manifest, tokens, contracts, modules } => {
+                if self.last_cut.is_some_and(|l| seq != l + 1) {
+                    info!(seq, "a folder for seq {seq} that another bundle took is ignored");
+                    return;
+                }
+                let Some(payload) = manifest_payload_of(&manifest) else {
+                    warn!(seq, "a published folder whose manifest cannot be read; ignored");
+                    return;
+                };
+                let b64 = base64::engine::general_purpose::STANDARD;
+                let mut items: Vec<(u64, Item)> =
+                    tokens.into_iter().map(|t| (0, Item::Registration(t))).collect();
+                for t in contracts {
+                    // Taken by this bundle: no longer waiting for a cut.
+                    if let Some(arrival) = self.queued.remove(&Hash32::digest(t.as_bytes())) {
+                        self.queue.remove(&arrival);
+                    }
+                    items.push((0, Item::Contract(t)));
+                }
+                for m in modules {
+                    let Ok(bytes) = b64.decode(m) else { return };
+                    items.push((0, Item::Module(bytes)));
+                }
+                self.cuts.insert(seq, OpenCut::new(payload, Some(manifest), items));
+                self.last_cut = Some(seq);
+            }
+            Cmd::Drop { drop } => drop_items(self, drop),
+            Cmd::ManifestSig { seq, payload, part } => {
+                if claim_u64(&payload, "seq") != Some(seq) {
+                    return;
+                }
+                self.witness(Kind::Manifest, seq, &payload, &part, set);
+                let Some(cut) = self.cuts.get_mut(&seq) else { return };
+                if cut.payload != payload {
+                    return;
+                }
+                // A member that refused the cut is not counted signing it: its signature is
+                // evidence.
+                if let Some((_, refusal)) = cut.refusals.get(&part.signer) {
+                    let refusal = refusal.clone();
+                    let cut_set = cut.set.clone();
+                    let set = cut_set.as_ref().unwrap_or(set);
+                    if verify_payload_part(&part, Kind::Manifest, &payload, set).is_ok() {
+                        self.refused_and_signed(seq, &refusal, &payload, &part);
+                    }
+                    return;
+                }
+                if !keep_part(&cut.sigs, &part, Kind::Manifest, &payload, set) {
+                    return;
+                }
+                if part.signer == at.member {
+                    cut.signed = true;
+                }
+                let signer = part.signer.clone();
+                cut.sigs.push(part);
+                let newest = self.last_signed.entry(signer).or_insert(0);
+                *newest = (*newest).max(seq);
+            }
+            Cmd::Refuse { seq, refusal } => {
+                self.refuse(seq, &refusal, at.network, set);
+            }
+            Cmd::Head { seq, payload } => {
+                let Some(iat) = claim_u64(&payload, "iat") else { return };
+                if self.heads.get(&seq).is_some_and(|h| h.iat >= iat) {
+                    return;
+                }
+                self.heads.insert(
+                    seq,
+                    HeadRound { payload, iat, sigs: Vec::new(), signed: false, offered: false },
+                );
+                while self.heads.len() > 4 {
+                    self.heads.pop_first();
+                }
+            }
+            Cmd::HeadSig { seq, payload, part } => {
+                if claim_u64(&payload, "seq") != Some(seq) {
+                    return;
+                }
+                self.witness(Kind::Head, seq, &payload, &part, set);
+                let Some(round) = self.heads.get_mut(&seq) else { return };
+                if round.payload != payload
+                    || !keep_part(&round.sigs, &part, Kind::Head, &payload, set)
+                {
+                    return;
+                }
+                if part.signer == at.member {
+                    round.signed = true;
+                }
+                round.sigs.push(part);
+            }
+        }
+    }
+
     /// Remembers why contract `id` was dropped (the newest [`MAX_DROPPED`]).
     fn note_dropped(&mut self, id: Hash32, why: String) {
         if self.dropped.len() >= MAX_DROPPED {
@@ -272,6 +437,13 @@ impl Replicated {
         network: &str,
         set: &swarmvm_token::AuthoritySet,
     ) {
+        let Some(cut) = self.cuts.get_mut(&seq) else { return };
+        if cut.manifest.is_some() {
+            return;
+        }
+        // Counted against the set the cut was made under, so that every replica counts alike.
+        let cut_set = cut.set.clone();
+        let set = cut_set.as_ref().unwrap_or(set);
         let expect =
             Expect { kind: REFUSAL, network, me: EVERY_REPLICA, nonce: Some(seq), from: None };
         let body: Refusal = match refusal.open(expect, set) {
@@ -281,15 +453,16 @@ impl Replicated {
                 return;
             }
         };
-        let Some(cut) = self.cuts.get_mut(&seq) else { return };
-        if body.seq != seq
-            || cut.manifest.is_some()
-            || Hash32::digest(cut.payload.as_bytes()) != body.manifest
-            || cut.sigs.iter().any(|p| p.signer == refusal.from)
-        {
+        if body.seq != seq || Hash32::digest(cut.payload.as_bytes()) != body.manifest {
             return;
         }
-        cut.refusals.entry(refusal.from.clone()).or_insert((body.why, body.items));
+        if let Some(part) = cut.sigs.iter().find(|p| p.signer == refusal.from).cloned() {
+            // It signed the cut before: its refusal is not counted, and is evidence.
+            let payload = cut.payload.clone();
+            self.refused_and_signed(seq, refusal, &payload, &part);
+            return;
+        }
+        cut.refusals.entry(refusal.from.clone()).or_insert((body, refusal.clone()));
         let k = set.threshold();
         if cut.refusals.len() >= k
             && first_k(&cut.sigs, Kind::Manifest, &cut.payload, set).len() < k
@@ -299,6 +472,34 @@ impl Replicated {
         }
     }
 
+    /// Keeps the evidence of a member that both refused and signed the cut for `seq`: no
+    /// honest replica does (it keeps its decision on disk before sending either).
+    fn refused_and_signed(
+        &mut self,
+        seq: u64,
+        refusal: &Envelope,
+        payload: &str,
+        part: &PayloadSignature,
+    ) {
+        let kind = "refusal";
+        if self
+            .equivocations
+            .iter()
+            .any(|e| e.seq == seq && e.member == part.signer && e.kind == kind)
+        {
+            return;
+        }
+        warn!(seq, member = %part.signer, "evidence: a member refused and signed the cut for seq {seq}");
+        self.equivocations.push(Equivocation {
+            seq,
+            member: part.signer.clone(),
+            kind: kind.to_owned(),
+            first: serde_json::to_string(refusal).unwrap_or_default(),
+            second: compact(payload, part),
+            seen_at: unix_now(),
+        });
+    }
+
     /// Gives up the cut for `seq`: at most K - 1 members that refused it can still sign it,
     /// and honest ones never do, so it never gathers K signatures unless 2K - n members are
     /// faulty. The items a refusal named are dropped with its reason; the others go back to
@@ -306,10 +507,10 @@ impl Replicated {
     fn abandon(&mut self, seq: u64) {
         let Some(cut) = self.cuts.remove(&seq) else { return };
         let mut refused: HashMap<u64, String> = HashMap::new();
-        for (member, (why, items)) in &cut.refusals {
-            for a in items {
+        for (member, (body, _)) in &cut.refusals {
+            for a in &body.items {
                 refused.entry(*a).or_insert_with(|| {
-                    format!("refused at the cut for seq {seq} by member {member}: {why}")
+                    format!("refused at the cut for seq {seq} by member {member}: {}", body.why)
                 });
             }
         }
@@ -324,18 +525,30 @@ impl Replicated {
                 }
                 None => {
                     if let Item::Contract(t) = &item {
-                        self.queued.insert(Hash32::digest(t.as_bytes()), arrival);
+                        let id = Hash32::digest(t.as_bytes());
+                        // Sent again while its cut was open: queued already.
+                        if self.queued.contains_key(&id) {
+                            continue;
+                        }
+                        self.queued.insert(id, arrival);
                     }
                     self.queue.insert(arrival, item);
                 }
             }
         }
         self.last_cut = seq.checked_sub(1).filter(|s| *s > 0);
-        self.abandoned.entry(seq).or_default().push(Hash32::digest(cut.payload.as_bytes()));
+        let given_up = self.abandoned.entry(seq).or_default();
+        let hash = Hash32::digest(cut.payload.as_bytes());
+        if !given_up.contains(&hash) {
+            given_up.push(hash);
+            if given_up.len() > ABANDONED_KEPT as usize {
+                given_up.remove(0);
+            }
+        }
         while self.abandoned.first_key_value().is_some_and(|(s, _)| *s + ABANDONED_KEPT <= seq) {
             self.abandoned.pop_first();
         }
-        let why: Vec<&str> = cut.refusals.values().map(|(why, _)| why.as_str()).collect();
+        let why: Vec<&str> = cut.refusals.values().map(|(body, _)| body.why.as_str()).collect();
         warn!(
             seq,
             refused_by = cut.refusals.len(),
@@ -423,9 +636,12 @@ struct CutImage {
     manifest: Option<String>,
     items: Vec<(u64, Wire)>,
     sigs: Vec<PayloadSignature>,
-    /// Member, why, the items refused.
+    /// The set in force for its seq, as the leader declared it (canonical JSON).
     #[serde(default)]
-    refusals: Vec<(String, String, Vec<u64>)>,
+    set: Option<String>,
+    /// The committed refusals, each a member's signed `refusal` message.
+    #[serde(default)]
+    refusals: Vec<Envelope>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -446,16 +662,13 @@ impl Replicated {
                 .iter()
                 .map(|(seq, c)| {
                     let items = c.items.iter().map(|(a, i)| (*a, Wire::of(i))).collect();
-                    let refusals = c
-                        .refusals
-                        .iter()
-                        .map(|(m, (why, items))| (m.clone(), why.clone(), items.clone()))
-                        .collect();
+                    let refusals = c.refusals.values().map(|(_, e)| e.clone()).collect();
                     let cut = CutImage {
                         payload: c.payload.clone(),
                         manifest: c.manifest.clone(),
                         items,
                         sigs: c.sigs.clone(),
+                        set: c.set.as_ref().map(|s| s.canonical().to_owned()),
                         refusals,
                     };
                     (*seq, cut)
@@ -497,8 +710,12 @@ impl Replicated {
             let mut cut = OpenCut::new(c.payload, c.manifest, items(c.items)?);
             cut.signed |= c.sigs.iter().any(|p| p.signer == member);
             cut.sigs = c.sigs;
-            cut.refusals =
-                c.refusals.into_iter().map(|(m, why, items)| (m, (why, items))).collect();
+            cut.set = c.set.and_then(|s| parse_set(&s));
+            // Opened when they were taken; read again here.
+            for e in c.refusals {
+                let body = serde_json::from_str(&e.body).ok()?;
+                cut.refusals.insert(e.from.clone(), (body, e));
+            }
             cuts.insert(seq, cut);
         }
         let heads = image
@@ -637,10 +854,11 @@ pub(crate) struct ReplicaOptions {
     /// Test hook: sign a second, conflicting manifest and head for every seq, as a faulty
     /// member would.
     pub(crate) fault: bool,
-    /// Test hook: as leader, cut what is queued without checking it.
+    /// Test hook: as leader, cut what is queued without checking it, and sign its own cuts
+    /// unchecked.
     pub(crate) fault_unchecked_cuts: bool,
-    /// The node's data folder (this replica's refusals are kept there).
-    pub(crate) data_dir: PathBuf,
+    /// What it decided about cuts before (read from the data folder).
+    pub(crate) decisions: Decisions,
 }
 
 /// One authority replica.
@@ -655,9 +873,8 @@ pub(crate) struct Replica {
     rules: Rules,
     fault: bool,
     fault_unchecked_cuts: bool,
-    /// The cuts (seq, manifest payload hash) this replica refused for good, kept on disk
-    /// ([`refusals_path`]) so that it never signs one of them, even after a restart.
-    refused_for_good: Mutex<std::collections::BTreeSet<(u64, Hash32)>>,
+    /// What it decided about each cut (signed or refused), kept on disk.
+    decisions: Decisions,
     pub(crate) wallet_keys: crate::submit::KeyCache,
     state: SharedState,
     wake: Notify,
@@ -704,7 +921,7 @@ impl Replica {
             rules: options.rules,
             fault: options.fault,
             fault_unchecked_cuts: options.fault_unchecked_cuts,
-            refused_for_good: Mutex::new(read_refusals(&refusals_path_in(&options.data_dir))),
+            decisions: options.decisions,
             wallet_keys: crate::submit::KeyCache::default(),
             state,
             wake: Notify::new(),
@@ -955,132 +1172,16 @@ impl Replica {
 
     fn apply_command(&self, node: &Core, c: &Committed, cmd: Cmd) {
         let set = node.applier.authorities();
-        let mut st = self.state.lock();
+        let network = node.applier.network().id().to_owned();
+        let at = Taking {
+            set: &set,
+            network: &network,
+            member: &self.member,
+            applied: node.applier.last_seq(),
+        };
         // Under the same lock as the change: an image holds a command exactly when its index
         // says so.
-        st.index = c.index;
-        match cmd {
-            Cmd::Submit { items } => {
-                for (pos, wire) in items.into_iter().enumerate() {
-                    let Some(item) = wire.item() else { continue };
-                    let arrival = (c.index << 16) | (pos as u64 & 0xffff);
-                    if let Item::Contract(t) = &item {
-                        let id = Hash32::digest(t.as_bytes());
-                        if st.queued.contains_key(&id) {
-                            continue;
-                        }
-                        st.queued.insert(id, arrival);
-                    }
-                    st.queue.insert(arrival, item);
-                }
-            }
-            Cmd::Cut { seq, payload, take, drop } => {
-                if st.last_cut.is_some_and(|l| seq != l + 1) {
-                    info!(seq, "a second cut for seq {seq} (or one out of order) is ignored");
-                    return;
-                }
-                if take.iter().any(|a| !st.queue.contains_key(a)) {
-                    warn!(seq, "a cut names items not queued; ignored");
-                    return;
-                }
-                let mut items = Vec::with_capacity(take.len());
-                for a in take {
-                    if let Some(item) = st.queue.remove(&a) {
-                        if let Item::Contract(t) = &item {
-                            st.queued.remove(&Hash32::digest(t.as_bytes()));
-                        }
-                        items.push((a, item));
-                    }
-                }
-                drop_items(&mut st, drop);
-                st.cuts.insert(seq, OpenCut::new(payload, None, items));
-                st.last_cut = Some(seq);
-                // Cuts the ledger holds are forgotten (the newest is kept by `last_cut`).
-                let applied = node.applier.last_seq();
-                st.cuts.retain(|s, _| *s + 16 > applied);
-            }
-            Cmd::Publish { seq, manifest, tokens, contracts, modules } => {
-                if st.last_cut.is_some_and(|l| seq != l + 1) {
-                    info!(seq, "a folder for seq {seq} that another bundle took is ignored");
-                    return;
-                }
-                let Some(payload) = manifest_payload_of(&manifest) else {
-                    warn!(seq, "a published folder whose manifest cannot be read; ignored");
-                    return;
-                };
-                let b64 = base64::engine::general_purpose::STANDARD;
-                let mut items: Vec<(u64, Item)> =
-                    tokens.into_iter().map(|t| (0, Item::Registration(t))).collect();
-                for t in contracts {
-                    // Taken by this bundle: no longer waiting for a cut.
-                    if let Some(arrival) = st.queued.remove(&Hash32::digest(t.as_bytes())) {
-                        st.queue.remove(&arrival);
-                    }
-                    items.push((0, Item::Contract(t)));
-                }
-                for m in modules {
-                    let Ok(bytes) = b64.decode(m) else { return };
-                    items.push((0, Item::Module(bytes)));
-                }
-                st.cuts.insert(seq, OpenCut::new(payload, Some(manifest), items));
-                st.last_cut = Some(seq);
-            }
-            Cmd::Drop { drop } => drop_items(&mut st, drop),
-            Cmd::ManifestSig { seq, payload, part } => {
-                if claim_u64(&payload, "seq") != Some(seq) {
-                    return;
-                }
-                st.witness(Kind::Manifest, seq, &payload, &part, &set);
-                let Some(cut) = st.cuts.get_mut(&seq) else { return };
-                // A member that refused the cut is not counted signing it.
-                if cut.payload != payload
-                    || cut.refusals.contains_key(&part.signer)
-                    || !keep_part(&cut.sigs, &part, Kind::Manifest, &payload, &set)
-                {
-                    return;
-                }
-                if part.signer == self.member {
-                    cut.signed = true;
-                }
-                let signer = part.signer.clone();
-                cut.sigs.push(part);
-                let newest = st.last_signed.entry(signer).or_insert(0);
-                *newest = (*newest).max(seq);
-            }
-            Cmd::Refuse { seq, refusal } => {
-                let network = node.applier.network().id().to_owned();
-                st.refuse(seq, &refusal, &network, &set);
-            }
-            Cmd::Head { seq, payload } => {
-                let Some(iat) = claim_u64(&payload, "iat") else { return };
-                if st.heads.get(&seq).is_some_and(|h| h.iat >= iat) {
-                    return;
-                }
-                st.heads.insert(
-                    seq,
-                    HeadRound { payload, iat, sigs: Vec::new(), signed: false, offered: false },
-                );
-                while st.heads.len() > 4 {
-                    st.heads.pop_first();
-                }
-            }
-            Cmd::HeadSig { seq, payload, part } => {
-                if claim_u64(&payload, "seq") != Some(seq) {
-                    return;
-                }
-                st.witness(Kind::Head, seq, &payload, &part, &set);
-                let Some(round) = st.heads.get_mut(&seq) else { return };
-                if round.payload != payload
-                    || !keep_part(&round.sigs, &part, Kind::Head, &payload, &set)
-                {
-                    return;
-                }
-                if part.signer == self.member {
-                    round.signed = true;
-                }
-                round.sigs.push(part);
-            }
-        }
+        self.state.lock().take(c.index, cmd, &at);
     }
 
     async fn work_loop(self: Arc<Self>, node: Core) {
@@ -1136,14 +1237,16 @@ impl Replica {
 
     /// Signs the next cut once this replica's ledger is at its parent: the folder written
     /// from the log, the payload rebuilt from its own ledger and compared byte for byte, the
-    /// items checked as the leader checked them. A cut found wrong is refused for good: the
-    /// refusal is kept on disk before it is sent (signed, through the log), and this replica
-    /// never signs that cut after.
+    /// items checked as the leader checked them (at the cut's `iat`, so the answer does not
+    /// change with time). A cut found wrong is refused for good. Either decision is kept on
+    /// disk ([`Decisions`]) before it is sent, and sent again until it is committed: this
+    /// replica never both signs and refuses a cut, nor signs two manifests for a seq unless
+    /// the log abandoned the first.
     async fn sign_cut(&self, node: &Core) {
         let last = node.applier.last_seq();
         let seq = last + 1;
         let set = node.applier.authorities();
-        let next = {
+        let (payload, items, declared, committed_before, abandoned) = {
             let st = self.state.lock();
             let Some(cut) = st.cuts.get(&seq) else { return };
             if cut.signed
@@ -1154,68 +1257,86 @@ impl Replica {
             {
                 return;
             }
-            match cut.refusal.clone() {
-                Some(refusal) => Err(refusal),
-                None => {
-                    // What this replica signed for this seq before, if anything (an abandoned
-                    // cut's manifest does not count).
-                    let before = st
-                        .seen
-                        .get(&(false, seq, self.member.clone()))
-                        .filter(|(p, _)| !st.is_abandoned(seq, p))
-                        .map(|(p, _)| p.clone());
-                    Ok((cut.payload.clone(), cut.items.clone(), before))
-                }
-            }
-        };
-        let (payload, items, signed_before) = match next {
-            Ok(next) => next,
-            // Its refusal sent, not committed yet: sent again.
-            Err(refusal) => return self.send_refusal(seq, refusal).await,
+            // What this replica's committed signature for this seq was over, if any.
+            let before = st.seen.get(&(false, seq, self.member.clone())).map(|(p, _)| p.clone());
+            let abandoned = st.abandoned.get(&seq).cloned().unwrap_or_default();
+            let declared = cut.set.as_ref().map(|s| s.canonical().to_owned());
+            (cut.payload.clone(), cut.items.clone(), declared, before, abandoned)
         };
         let hash = Hash32::digest(payload.as_bytes());
-        let checked = if signed_before.is_some_and(|p| p != payload) {
-            // An honest member signs one manifest a seq: two cuts it signed could both reach
-            // K, and followers would see two bundles for the seq.
+        match self.decisions.get(seq, hash) {
+            Some(Decision::Signed) => return self.send_signature(seq, payload).await,
+            Some(Decision::Refused { why, items }) => {
+                return self.send_refusal(node, seq, hash, why, items).await;
+            }
+            None => {}
+        }
+        // An honest member signs one manifest a seq: two cuts it signed could both reach K,
+        // and followers would see two bundles for the seq. One the log abandoned does not
+        // count.
+        let signed_other = committed_before
+            .map(|p| Hash32::digest(p.as_bytes()))
+            .into_iter()
+            .chain(self.decisions.signed_for(seq))
+            .any(|h| h != hash && !abandoned.contains(&h));
+        let own_unchecked = self.fault_unchecked_cuts
+            && payload_claims(&payload)
+                .is_some_and(|c| c.get("iss").and_then(|v| v.as_str()) == Some(&self.member));
+        let checked = if signed_other {
             Err(NotSigned::Refused {
                 why: "this replica signed another manifest for this seq".into(),
                 items: Vec::new(),
             })
+        } else if declared.as_deref().is_some_and(|d| d != set.canonical()) {
+            Err(NotSigned::Refused {
+                why: "it is made under another authority set than the one in force here".into(),
+                items: Vec::new(),
+            })
+        } else if own_unchecked {
+            // The test hook: a leader whose check is wrong signs its own cut unchecked.
+            Ok(())
         } else {
             self.check_cut(node, seq, &payload, &items).await
         };
-        let checked = match checked {
-            // Refused before a restart, its refusal not committed yet: refused again.
-            Ok(()) if self.refused_for_good.lock().contains(&(seq, hash)) => {
-                Err(NotSigned::Refused {
-                    why: "this replica refused it before it restarted".into(),
-                    items: Vec::new(),
-                })
-            }
-            other => other,
-        };
-        match checked {
-            Err(NotSigned::Later) => {}
-            Err(NotSigned::Retry(why)) => {
-                warn!(seq, "this replica does not sign the cut for seq {seq} yet: {why}");
-                if let Some(cut) = self.state.lock().cuts.get_mut(&seq) {
-                    cut.refused = Some((why, tokio::time::Instant::now()));
-                }
-            }
-            Err(NotSigned::Refused { why, items }) => {
-                warn!(seq, "this replica refuses the cut for seq {seq}: {why}");
-                self.refuse(node, seq, hash, why, items).await;
-            }
-            Ok(()) => self.sign_checked_cut(seq, payload).await,
-        }
-    }
-
-    /// Signs the cut for `seq` (checked) and sends the signature through the log, unless it
-    /// was abandoned while it was checked.
-    async fn sign_checked_cut(&self, seq: u64, payload: String) {
+        // Abandoned while it was checked: nothing to decide.
         if self.state.lock().cuts.get(&seq).is_none_or(|c| c.payload != payload) {
             return;
         }
+        let decision = match checked {
+            Err(NotSigned::Later) => return,
+            Err(NotSigned::Retry(why)) => {
+                warn!(seq, "this replica does not sign the cut for seq {seq} yet: {why}");
+                self.recheck_later(seq, why);
+                return;
+            }
+            Err(NotSigned::Refused { why, items }) => Decision::Refused { why, items },
+            Ok(()) => Decision::Signed,
+        };
+        if let Err(e) = self.decisions.decide(seq, hash, decision.clone()) {
+            // Sent only once kept: a restart could otherwise take the other decision.
+            warn!(seq, "cannot keep this replica's decision about the cut for seq {seq}: {e}");
+            self.recheck_later(seq, e);
+            return;
+        }
+        match decision {
+            Decision::Signed => self.send_signature(seq, payload).await,
+            Decision::Refused { why, items } => {
+                warn!(seq, "this replica refuses the cut for seq {seq}: {why}");
+                self.send_refusal(node, seq, hash, why, items).await;
+            }
+        }
+    }
+
+    /// Checks the cut for `seq` again only after [`RECHECK_REFUSED`].
+    fn recheck_later(&self, seq: u64, why: String) {
+        if let Some(cut) = self.state.lock().cuts.get_mut(&seq) {
+            cut.refused = Some((why, tokio::time::Instant::now()));
+        }
+    }
+
+    /// Signs the cut for `seq` (decided) and sends the signature through the log; sent again
+    /// at the next turn when it could not be.
+    async fn send_signature(&self, seq: u64, payload: String) {
         let part = match sign_payload_part(&self.key, Kind::Manifest, &payload) {
             Ok(part) => part,
             Err(e) => {
@@ -1238,56 +1359,30 @@ impl Replica {
         }
     }
 
-    /// Refuses the cut for `seq` (its manifest payload's hash `manifest`) for good: kept on
-    /// disk first (this replica never signs it, even after a restart), then signed and sent
-    /// through the log.
-    async fn refuse(&self, node: &Core, seq: u64, manifest: Hash32, why: String, items: Vec<u64>) {
-        let path = refusals_path(node);
-        {
-            let mut kept = self.refused_for_good.lock();
-            if kept.insert((seq, manifest)) {
-                while kept.len() > MAX_KEPT_REFUSALS {
-                    kept.pop_first();
-                }
-                if let Err(e) = write_refusals(&path, &kept) {
-                    // Not sent unless kept: a restart could otherwise sign what it refused.
-                    kept.remove(&(seq, manifest));
-                    warn!(seq, "cannot keep this replica's refusal: {e}");
-                    if let Some(cut) = self.state.lock().cuts.get_mut(&seq) {
-                        cut.refused = Some((why, tokio::time::Instant::now()));
-                    }
-                    return;
-                }
-            }
-        }
-        let body = Refusal { seq, manifest, why: why.clone(), items };
+    /// Sends this replica's refusal (decided) of the cut for `seq`, whose manifest payload
+    /// hashes to `manifest`, signed, through the log; sent again after [`RECHECK_REFUSED`]
+    /// until it is committed.
+    async fn send_refusal(
+        &self,
+        node: &Core,
+        seq: u64,
+        manifest: Hash32,
+        why: String,
+        items: Vec<u64>,
+    ) {
+        self.recheck_later(seq, why.clone());
+        let body = Refusal { seq, manifest, why, items };
         let sealed = serde_json::to_string(&body).map_err(|e| e.to_string()).and_then(|body| {
             let network = node.applier.network().id().to_owned();
             let term = self.cluster.status().term;
             Envelope::seal(&self.key, REFUSAL, &network, EVERY_REPLICA, term, seq, body)
                 .map_err(|e| e.to_string())
         });
-        let refusal = match sealed {
-            Ok(r) => r,
-            Err(e) => {
-                warn!(seq, "cannot sign this replica's refusal: {e}");
-                return;
-            }
+        let result = match sealed {
+            Ok(refusal) => self.propose(&Cmd::Refuse { seq, refusal }).await,
+            Err(e) => Err(e),
         };
-        if let Some(cut) = self.state.lock().cuts.get_mut(&seq) {
-            cut.refused = Some((why, tokio::time::Instant::now()));
-            cut.refusal = Some(refusal.clone());
-        }
-        self.send_refusal(seq, refusal).await;
-    }
-
-    /// Sends this replica's refusal of the cut for `seq` through the log (again after
-    /// [`RECHECK_REFUSED`] until it is committed).
-    async fn send_refusal(&self, seq: u64, refusal: Envelope) {
-        if let Some(cut) = self.state.lock().cuts.get_mut(&seq) {
-            cut.refused = Some(("its refusal is on its way".into(), tokio::time::Instant::now()));
-        }
-        if let Err(e) = self.propose(&Cmd::Refuse { seq, refusal }).await {
+        if let Err(e) = result {
             warn!(seq, "cannot send this replica's refusal: {e}");
         }
     }
@@ -1319,7 +1414,7 @@ impl Replica {
                 "its iat {iat} is more than {MAX_CLOCK_SKEW} s ahead of this clock ({now})"
             )));
         }
-        let refused = self.refusals(node, items).ok_or(NotSigned::Later)?;
+        let refused = self.refusals(node, items, iat).map_err(NotSigned::Retry)?;
         if let Some((first, why)) = refused.first() {
             let why = match refused.len() {
                 1 => format!("item {first}: {why}"),
@@ -1429,14 +1524,20 @@ impl Replica {
         }
     }
 
-    /// Why items of a cut cannot go in it, checked against this replica's ledger (`None`
-    /// while the ledger cannot be read: the node is stopping).
-    fn refusals(&self, node: &Core, items: &[(u64, Item)]) -> Option<Vec<(u64, String)>> {
-        let snapshot = node.applier.snapshot()?;
+    /// Why items of a cut made at `iat` cannot go in it, checked against this replica's
+    /// ledger (registrations at `iat`, as the bundle's apply checks them). An error for a
+    /// cause that may pass: the ledger could not be read.
+    fn refusals(
+        &self,
+        node: &Core,
+        items: &[(u64, Item)],
+        iat: u64,
+    ) -> Result<Vec<(u64, String)>, String> {
+        let snapshot = node.applier.snapshot().ok_or("the ledger cannot be read")?;
         let network = node.applier.network().id().to_owned();
         self.check_signatures_together(&snapshot, items, &network);
         let set = node.applier.authorities();
-        let now = unix_now();
+        let now = iat;
         let mut named = HashSet::new();
         let mut out = Vec::new();
         let mut nonces: HashMap<String, u64> = HashMap::new();
@@ -1459,12 +1560,14 @@ impl Replica {
                                 *last = c.nonce;
                             }
                         }
+                        Err(SubmitError::Unavailable(why)) => return Err(why),
                         Err(e) => out.push((*arrival, e.to_string())),
                     }
                 }
                 Item::Registration(token) => {
                     match crate::sequencer::check_registration(&snapshot, &set, token, now) {
                         Ok((_, modules)) => named.extend(modules),
+                        Err(SubmitError::Unavailable(why)) => return Err(why),
                         Err(e) => out.push((*arrival, e.to_string())),
                     }
                 }
@@ -1478,7 +1581,7 @@ impl Replica {
                 out.push((*arrival, "a module no registration of its cut names".into()));
             }
         }
-        Some(out)
+        Ok(out)
     }
 
     fn cut_dir(node: &Core, seq: u64) -> (PathBuf, PathBuf) {
@@ -1810,8 +1913,18 @@ impl Replica {
             if st.cuts.contains_key(&seq) || st.cuts.keys().next_back().is_some_and(|l| *l > seq) {
                 return;
             }
-            let due = st.contracts() >= self.cut_at
-                || self.last_cut.lock().is_none_or(|t| t.elapsed() >= self.cut_every);
+            // A seq whose cuts were abandoned is cut again after a pause that doubles with
+            // each (up to a minute): a leader whose cuts are refused for the payload itself
+            // does not churn the log.
+            let abandons = st.abandoned.get(&seq).map_or(0, Vec::len);
+            let since_last = self.last_cut.lock().map(|t| t.elapsed());
+            let due = if abandons > 0 {
+                let pause =
+                    self.cut_every.saturating_mul(1 << abandons.min(10)).min(MAX_RECUT_PAUSE);
+                since_last.is_none_or(|e| e >= pause)
+            } else {
+                st.contracts() >= self.cut_at || since_last.is_none_or(|e| e >= self.cut_every)
+            };
             if st.queue.is_empty() || !due {
                 return;
             }
@@ -1831,12 +1944,22 @@ impl Replica {
         *self.last_cut.lock() = Some(tokio::time::Instant::now());
         let mut chosen = chosen;
         self.order_by_nonce(node, &mut chosen);
+        let Some(snapshot) = node.applier.snapshot() else { return };
+        let parent = snapshot.last_bundle();
+        drop(snapshot);
+        let rules = self.rules.max(parent.map_or(Rules::V1, |p| p.rules));
+        let iat = unix_now().max(parent.map_or(0, |p| p.issued_at));
         // The test hook cuts what is queued unchecked, as a leader whose check is wrong.
         let drop = if self.fault_unchecked_cuts {
             Vec::new()
         } else {
-            let Some(drop) = self.refusals(node, &chosen) else { return };
-            drop
+            match self.refusals(node, &chosen, iat) {
+                Ok(drop) => drop,
+                Err(e) => {
+                    warn!(seq, "cannot cut: {e}");
+                    return;
+                }
+            }
         };
         let dropped: HashSet<u64> = drop.iter().map(|(a, _)| *a).collect();
         let take: Vec<(u64, Item)> =
@@ -1849,9 +1972,6 @@ impl Replica {
         }
         let built = async {
             let dir = self.write_cut(node, seq, &take).await?;
-            let parent = node.applier.snapshot().and_then(|s| s.last_bundle());
-            let rules = self.rules.max(parent.map_or(Rules::V1, |p| p.rules));
-            let iat = unix_now().max(parent.map_or(0, |p| p.issued_at));
             self.payload_over(node, &dir, seq, &self.member, iat, rules)
         }
         .await;
@@ -1866,7 +1986,8 @@ impl Replica {
         };
         let take: Vec<u64> = take.iter().map(|(a, _)| *a).collect();
         let count = take.len();
-        match self.propose(&Cmd::Cut { seq, payload, take, drop }).await {
+        let set = Some(node.applier.authorities().canonical().to_owned());
+        match self.propose(&Cmd::Cut { seq, payload, take, drop, set }).await {
             Ok(()) => info!(seq, items = count, "proposed a cut"),
             Err(e) => warn!(seq, "cannot propose a cut: {e}"),
         }
@@ -1891,47 +2012,6 @@ fn manifest_payload_of(manifest: &str) -> Option<String> {
         return v.get("payload")?.as_str().map(str::to_owned);
     }
     text.split('.').nth(1).map(str::to_owned)
-}
-
-/// The cuts a replica refused for good, at most (the newest).
-const MAX_KEPT_REFUSALS: usize = 256;
-
-/// Where a replica keeps the cuts it refused for good.
-fn refusals_path_in(data_dir: &std::path::Path) -> PathBuf {
-    data_dir.join("replica-refusals.json")
-}
-
-fn refusals_path(node: &Core) -> PathBuf {
-    refusals_path_in(node.fetcher.data_dir())
-}
-
-/// The cuts refused for good kept at `path` (none when there is no such file; one that
-/// cannot be read is said, and counts as none).
-fn read_refusals(path: &std::path::Path) -> std::collections::BTreeSet<(u64, Hash32)> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-            warn!(path = %path.display(), "cannot read the refused cuts kept there: {e}");
-            Default::default()
-        }),
-        Err(_) => Default::default(),
-    }
-}
-
-/// Keeps the cuts refused for good at `path`, durably: written beside it, synced, renamed.
-fn write_refusals(
-    path: &std::path::Path,
-    kept: &std::collections::BTreeSet<(u64, Hash32)>,
-) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let tmp = path.with_extension("json.tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(&serde_json::to_vec(kept).map_err(std::io::Error::other)?)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }
 
 /// Why a replica does not sign a cut now.
@@ -1981,20 +2061,67 @@ mod tests {
 
     const NETWORK: &str = "test-network";
 
-    /// `n` members, two of `n`; a replicated state holding the cut for seq 2 (two contracts,
-    /// arrivals 10 and 11), its payload.
-    fn setup(n: usize) -> (Vec<Wallet>, AuthoritySet, Replicated, String) {
-        let keys: Vec<Wallet> =
-            (0..n).map(|_| Wallet::generate(Algorithm::Ed25519).unwrap()).collect();
-        let set =
-            AuthoritySet::new(keys.iter().map(|k| k.public_key().clone()).collect(), 2).unwrap();
-        let payload = manifest(&keys[0], 2, 100);
-        let items = vec![(10, Item::Contract("a".into())), (11, Item::Contract("b".into()))];
-        let mut st = Replicated::default();
-        st.cuts.insert(2, OpenCut::new(payload.clone(), None, items));
-        st.last_cut = Some(2);
-        (keys, set, st, payload)
+    /// `n` members, two of `n`, and a replicated state that took (through the log's
+    /// commands) two contracts (arrivals 1 << 16 and 1 << 16 | 1) and the cut for seq 2 made
+    /// of them by member 0 under that set; its payload.
+    struct Log {
+        keys: Vec<Wallet>,
+        set: AuthoritySet,
+        st: Replicated,
+        payload: String,
+        index: u64,
     }
+
+    impl Log {
+        fn new(n: usize) -> Self {
+            let keys: Vec<Wallet> =
+                (0..n).map(|_| Wallet::generate(Algorithm::Ed25519).unwrap()).collect();
+            let set = AuthoritySet::new(keys.iter().map(|k| k.public_key().clone()).collect(), 2)
+                .unwrap();
+            let payload = manifest(&keys[0], 2, 100);
+            let mut log = Self { keys, set, st: Replicated::default(), payload, index: 0 };
+            let items = vec![Wire::Contract("a".into()), Wire::Contract("b".into())];
+            log.take(Cmd::Submit { items });
+            let set_json = Some(log.set.canonical().to_owned());
+            let payload = log.payload.clone();
+            let take = vec![ARRIVAL_A, ARRIVAL_B];
+            log.take(Cmd::Cut { seq: 2, payload, take, drop: Vec::new(), set: set_json });
+            log
+        }
+
+        /// Takes `cmd` as the next committed command, with `set` in force on this replica's
+        /// ledger (at seq 1).
+        fn take_with(&mut self, cmd: Cmd, set: &AuthoritySet) {
+            self.index += 1;
+            let at = Taking { set, network: NETWORK, member: "me", applied: 1 };
+            self.st.take(self.index, cmd, &at);
+        }
+
+        fn take(&mut self, cmd: Cmd) {
+            let set = self.set.clone();
+            self.take_with(cmd, &set);
+        }
+
+        /// Member `i`'s signature over `payload` for seq 2, committed.
+        fn sign(&mut self, i: usize, payload: &str) {
+            let part = sign_payload_part(&self.keys[i], Kind::Manifest, payload).unwrap();
+            verify_payload_part(&part, Kind::Manifest, payload, &self.set).unwrap();
+            self.take(Cmd::ManifestSig { seq: 2, payload: payload.to_owned(), part });
+        }
+
+        /// Member `i`'s refusal of the cut whose payload is `payload` for `seq`, committed.
+        fn refuse(&mut self, i: usize, seq: u64, payload: &str, network: &str) {
+            let refusal = refusal(&self.keys[i], seq, payload, network);
+            self.take(Cmd::Refuse { seq: 2, refusal });
+        }
+
+        fn sigs(&self) -> usize {
+            self.st.cuts[&2].sigs.len()
+        }
+    }
+
+    const ARRIVAL_A: u64 = 1 << 16;
+    const ARRIVAL_B: u64 = (1 << 16) | 1;
 
     /// A manifest payload for `seq` made by `leader` at `iat`.
     fn manifest(leader: &Wallet, seq: u64, iat: u64) -> String {
@@ -2002,117 +2129,132 @@ mod tests {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string())
     }
 
-    fn refusal(key: &Wallet, seq: u64, payload: &str, items: Vec<u64>, network: &str) -> Envelope {
+    fn refusal(key: &Wallet, seq: u64, payload: &str, network: &str) -> Envelope {
         let body = Refusal {
             seq,
             manifest: Hash32::digest(payload.as_bytes()),
-            why: "item 11: nonce 1 is not above 1 taken before it".into(),
-            items,
+            why: "item 65537: nonce 1 is not above 1 taken before it".into(),
+            items: vec![ARRIVAL_B],
         };
         let body = serde_json::to_string(&body).unwrap();
         Envelope::seal(key, REFUSAL, network, EVERY_REPLICA, 1, seq, body).unwrap()
     }
 
-    /// A member's committed signature over `payload` for `seq`, as the log applies it.
-    fn signs(st: &mut Replicated, key: &Wallet, seq: u64, payload: &str, set: &AuthoritySet) {
-        let part = sign_payload_part(key, Kind::Manifest, payload).unwrap();
-        verify_payload_part(&part, Kind::Manifest, payload, set).unwrap();
-        st.witness(Kind::Manifest, seq, payload, &part, set);
-        if let Some(cut) = st.cuts.get_mut(&seq)
-            && cut.payload == payload
-            && !cut.refusals.contains_key(&part.signer)
-        {
-            cut.sigs.push(part);
-        }
-    }
-
     #[test]
     fn a_cut_is_abandoned_only_by_k_refusals_of_members_that_did_not_sign_it() {
-        let (keys, set, mut st, payload) = setup(3);
-        signs(&mut st, &keys[0], 2, &payload, &set);
-        // The signer's own refusal does not count; nor do refusals of another cut, seq or
-        // network, or one whose signature does not hold.
-        st.refuse(2, &refusal(&keys[0], 2, &payload, vec![11], NETWORK), NETWORK, &set);
-        st.refuse(
-            2,
-            &refusal(&keys[1], 2, &manifest(&keys[0], 2, 101), vec![11], NETWORK),
-            NETWORK,
-            &set,
-        );
-        st.refuse(2, &refusal(&keys[1], 3, &payload, vec![11], NETWORK), NETWORK, &set);
-        st.refuse(2, &refusal(&keys[1], 2, &payload, vec![11], "another"), NETWORK, &set);
-        let mut forged = refusal(&keys[1], 2, &payload, vec![11], NETWORK);
-        forged.body = forged.body.replace("[11]", "[10,11]");
-        st.refuse(2, &forged, NETWORK, &set);
+        let mut log = Log::new(3);
+        let payload = log.payload.clone();
+        log.sign(0, &payload);
+        // The signer's own refusal does not count (it is evidence); nor do refusals of
+        // another cut, seq or network, one whose body was changed after it was signed, or
+        // one from a key that is not a member.
+        log.refuse(0, 2, &payload, NETWORK);
+        assert_eq!(log.st.equivocations.len(), 1);
+        assert_eq!(log.st.equivocations[0].kind, "refusal");
+        log.refuse(1, 2, &manifest(&log.keys[0], 2, 101), NETWORK);
+        log.refuse(1, 3, &payload, NETWORK);
+        log.refuse(1, 2, &payload, "another");
+        let mut forged = refusal(&log.keys[1], 2, &payload, NETWORK);
+        forged.body = forged.body.replace("[65537]", "[65536,65537]");
+        log.take(Cmd::Refuse { seq: 2, refusal: forged });
         let outsider = Wallet::generate(Algorithm::Ed25519).unwrap();
-        st.refuse(2, &refusal(&outsider, 2, &payload, vec![11], NETWORK), NETWORK, &set);
-        assert!(st.cuts[&2].refusals.is_empty(), "{:?}", st.cuts[&2].refusals);
+        let stranger = refusal(&outsider, 2, &payload, NETWORK);
+        log.take(Cmd::Refuse { seq: 2, refusal: stranger });
+        assert!(log.st.cuts[&2].refusals.is_empty());
         // One member's refusal: K - 1 others could still sign.
-        st.refuse(2, &refusal(&keys[1], 2, &payload, vec![11], NETWORK), NETWORK, &set);
-        assert_eq!(st.cuts[&2].refusals.len(), 1);
-        assert!(st.queue.is_empty());
-        // Its signature after its refusal is not counted.
-        signs(&mut st, &keys[1], 2, &payload, &set);
-        assert_eq!(st.cuts[&2].sigs.len(), 1);
+        log.refuse(1, 2, &payload, NETWORK);
+        assert_eq!(log.st.cuts[&2].refusals.len(), 1);
+        assert!(log.st.queue.is_empty());
+        // Its signature after its refusal is not counted, and is evidence.
+        log.sign(1, &payload);
+        assert_eq!(log.sigs(), 1);
+        assert_eq!(log.st.equivocations.len(), 2);
         // The second member's refusal: abandoned. The item named is dropped with why, the
         // other back in the queue where it was, and the seq open to be cut again.
-        st.refuse(2, &refusal(&keys[2], 2, &payload, vec![11], NETWORK), NETWORK, &set);
-        assert!(!st.cuts.contains_key(&2));
-        assert_eq!(st.last_cut, Some(1));
-        assert_eq!(st.queue.keys().copied().collect::<Vec<_>>(), vec![10]);
-        assert_eq!(st.queued.get(&Hash32::digest(b"a")), Some(&10));
-        let why = st.dropped.get(&Hash32::digest(b"b")).expect("dropped");
+        log.refuse(2, 2, &payload, NETWORK);
+        assert!(!log.st.cuts.contains_key(&2));
+        assert_eq!(log.st.last_cut, Some(1));
+        assert_eq!(log.st.queue.keys().copied().collect::<Vec<_>>(), vec![ARRIVAL_A]);
+        assert_eq!(log.st.queued.get(&Hash32::digest(b"a")), Some(&ARRIVAL_A));
+        let why = log.st.dropped.get(&Hash32::digest(b"b")).expect("dropped");
         assert!(why.starts_with("refused at the cut for seq 2 by member"), "{why}");
-        assert!(st.is_abandoned(2, &payload));
-        // The member that signed the abandoned cut signs the next one for the seq: not
-        // evidence, and its late signature over the abandoned one is not either.
-        let next = manifest(&keys[0], 2, 102);
-        st.cuts.insert(2, OpenCut::new(next.clone(), None, Vec::new()));
-        st.last_cut = Some(2);
-        signs(&mut st, &keys[0], 2, &next, &set);
-        signs(&mut st, &keys[1], 2, &payload, &set);
-        signs(&mut st, &keys[1], 2, &next, &set);
-        assert!(st.equivocations.is_empty(), "{:?}", st.equivocations);
-        assert_eq!(st.cuts[&2].sigs.len(), 2);
-        // Two manifests of a seq not abandoned still are.
-        signs(&mut st, &keys[0], 2, &manifest(&keys[0], 2, 103), &set);
-        assert_eq!(st.equivocations.len(), 1);
+        assert!(log.st.is_abandoned(2, &payload));
+        // The next cut for the seq: the member that signed the abandoned one signs it too,
+        // which is not evidence, nor is a late signature over the abandoned one.
+        let next = manifest(&log.keys[0], 2, 102);
+        let set = Some(log.set.canonical().to_owned());
+        let cut =
+            Cmd::Cut { seq: 2, payload: next.clone(), take: vec![ARRIVAL_A], drop: vec![], set };
+        log.take(cut);
+        assert!(log.st.cuts.contains_key(&2), "the seq is cut again");
+        log.sign(0, &next);
+        log.sign(1, &payload);
+        log.sign(1, &next);
+        assert_eq!(log.st.equivocations.len(), 2, "{:?}", log.st.equivocations);
+        assert_eq!(log.sigs(), 2);
+        // Two manifests of a seq none abandoned still are.
+        log.sign(0, &manifest(&log.keys[0], 2, 103));
+        assert_eq!(log.st.equivocations.len(), 3);
     }
 
     #[test]
     fn a_cut_k_members_signed_is_not_abandoned() {
         // Two of four signed it; the other two refusing it (K refusals) changes nothing.
-        let (keys, set, mut st, payload) = setup(4);
-        signs(&mut st, &keys[0], 2, &payload, &set);
-        signs(&mut st, &keys[1], 2, &payload, &set);
-        for key in &keys[2..] {
-            st.refuse(2, &refusal(key, 2, &payload, vec![11], NETWORK), NETWORK, &set);
-        }
-        assert_eq!(st.cuts[&2].refusals.len(), 2);
-        assert!(st.queue.is_empty());
-        assert!(!st.is_abandoned(2, &payload));
+        let mut log = Log::new(4);
+        let payload = log.payload.clone();
+        log.sign(0, &payload);
+        log.sign(1, &payload);
+        log.refuse(2, 2, &payload, NETWORK);
+        log.refuse(3, 2, &payload, NETWORK);
+        assert_eq!(log.st.cuts[&2].refusals.len(), 2);
+        assert!(log.st.queue.is_empty());
+        assert!(!log.st.is_abandoned(2, &payload));
     }
 
     #[test]
-    fn an_abandon_survives_a_snapshot_and_the_refusals_kept_on_disk_a_restart() {
-        let (keys, set, mut st, payload) = setup(3);
-        st.refuse(2, &refusal(&keys[1], 2, &payload, vec![11], NETWORK), NETWORK, &set);
-        let image = serde_json::to_vec(&st.image()).unwrap();
-        let mut back = Replicated::restored(serde_json::from_slice(&image).unwrap(), "me").unwrap();
-        assert_eq!(back.cuts[&2].refusals.len(), 1);
-        back.refuse(2, &refusal(&keys[2], 2, &payload, vec![11], NETWORK), NETWORK, &set);
-        assert!(back.is_abandoned(2, &payload));
-        let image = serde_json::to_vec(&back.image()).unwrap();
+    fn refusals_are_counted_against_the_set_the_cut_was_made_under() {
+        // A replica whose ledger is behind a rotation holds another set (here: member 2
+        // alone, one of one): it counts the refusals against the cut's set all the same.
+        let mut log = Log::new(3);
+        let payload = log.payload.clone();
+        let behind = AuthoritySet::new(vec![log.keys[2].public_key().clone()], 1).unwrap();
+        let one = refusal(&log.keys[1], 2, &payload, NETWORK);
+        log.take_with(Cmd::Refuse { seq: 2, refusal: one }, &behind);
+        assert_eq!(log.st.cuts[&2].refusals.len(), 1, "member 1 counted, under the cut's set");
+        assert!(log.st.cuts.contains_key(&2), "one refusal of two needed");
+        let two = refusal(&log.keys[2], 2, &payload, NETWORK);
+        log.take_with(Cmd::Refuse { seq: 2, refusal: two }, &behind);
+        assert!(log.st.is_abandoned(2, &payload));
+    }
+
+    #[test]
+    fn a_contract_sent_again_while_its_cut_was_open_is_queued_once_after_an_abandon() {
+        let mut log = Log::new(3);
+        let payload = log.payload.clone();
+        log.take(Cmd::Submit { items: vec![Wire::Contract("a".into())] });
+        log.refuse(1, 2, &payload, NETWORK);
+        log.refuse(2, 2, &payload, NETWORK);
+        assert!(log.st.is_abandoned(2, &payload));
+        let queued_a: Vec<_> =
+            log.st.queue.values().filter(|i| matches!(i, Item::Contract(t) if t == "a")).collect();
+        assert_eq!(queued_a.len(), 1);
+        assert_eq!(log.st.queued.len(), 1);
+    }
+
+    #[test]
+    fn an_abandon_and_its_refusals_survive_a_snapshot() {
+        let mut log = Log::new(3);
+        let payload = log.payload.clone();
+        log.refuse(1, 2, &payload, NETWORK);
+        let image = serde_json::to_vec(&log.st.image()).unwrap();
+        log.st = Replicated::restored(serde_json::from_slice(&image).unwrap(), "me").unwrap();
+        assert_eq!(log.st.cuts[&2].refusals.len(), 1);
+        assert!(log.st.cuts[&2].set.is_some());
+        log.refuse(2, 2, &payload, NETWORK);
+        assert!(log.st.is_abandoned(2, &payload));
+        let image = serde_json::to_vec(&log.st.image()).unwrap();
         let again = Replicated::restored(serde_json::from_slice(&image).unwrap(), "me").unwrap();
         assert!(again.is_abandoned(2, &payload));
         assert_eq!(again.queue.len(), 1);
-
-        let dir = tempfile::tempdir().unwrap();
-        let path = refusals_path_in(dir.path());
-        assert!(read_refusals(&path).is_empty());
-        let kept: std::collections::BTreeSet<(u64, Hash32)> =
-            [(2, Hash32::digest(payload.as_bytes()))].into();
-        write_refusals(&path, &kept).unwrap();
-        assert_eq!(read_refusals(&path), kept);
     }
 }

@@ -59,8 +59,8 @@ pub struct SequencerOptions {
     #[doc(hidden)]
     pub fault_equivocate: bool,
     /// Test hook for authority replicas: as leader, cut what is queued without checking it,
-    /// as a leader whose check is wrong would (the others refuse the cut, and it is
-    /// abandoned). Never set outside tests.
+    /// and sign its own cuts unchecked, as a leader whose check is wrong would (the others
+    /// refuse such a cut, and it is abandoned). Never set outside tests.
     #[doc(hidden)]
     pub fault_unchecked_cuts: bool,
 }

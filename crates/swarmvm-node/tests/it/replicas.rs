@@ -409,8 +409,9 @@ async fn back_after_compaction(bundles: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_the_replicas_refuse_is_abandoned_and_its_good_contracts_are_cut_again() {
-    // Every replica, as leader, cuts what is queued unchecked: two contracts of one nonce
-    // both go into cuts, and the replicas refuse the cut holding the second.
+    // Every replica, as leader, cuts what is queued unchecked and signs its own cuts
+    // unchecked: two contracts of one nonce both go into cuts, the leader signs the cut
+    // holding the second, and the two others (K) refuse it.
     let c = Cluster { unchecked_cuts: true, ..Cluster::new(3, 2) };
     let (a, b, d) = tokio::join!(c.replica(0), c.replica(1), c.replica(2));
     let replicas = [&a, &b, &d];
@@ -449,6 +450,11 @@ async fn a_cut_the_replicas_refuse_is_abandoned_and_its_good_contracts_are_cut_a
         let reason = view.reason.unwrap_or_default();
         assert!(reason.contains("refused at the cut for seq"), "{reason}");
         assert!(reason.contains("nonce 1"), "{reason}");
+    }
+    // Refused by the two that did not make the cut, not by the leader that signed it: no
+    // member both signed and refused, so no evidence.
+    for n in replicas {
+        assert!(n.equivocations().is_empty(), "{:?}", n.equivocations());
     }
     // No seq was skipped or doubled: one history, the two that applied, in nonce order.
     let nodes: Vec<SocketAddr> = replicas.iter().map(|n| http(n)).collect();
