@@ -57,9 +57,11 @@ const RECHECK_REFUSED: Duration = Duration::from_secs(5);
 const REFUSAL: &str = "refusal";
 /// The recipient a refusal names: every replica (it travels in the log).
 const EVERY_REPLICA: &str = "replicas";
-/// Seqs whose abandoned manifests are remembered, at most (the newest), and manifests
-/// remembered for each.
+/// Seqs whose abandoned manifests are remembered, at most (the newest).
 const ABANDONED_KEPT: u64 = 64;
+/// Manifests abandoned remembered for one seq, at most (with the pause between re-cuts, a
+/// seq refused that often has been stuck for about a day).
+const ABANDONED_PER_SEQ: usize = 1024;
 /// The longest pause before a seq whose cuts were abandoned is cut again.
 const MAX_RECUT_PAUSE: Duration = Duration::from_secs(60);
 /// Groups of submissions proposed at once, at most.
@@ -191,6 +193,8 @@ struct OpenCut {
     refusals: BTreeMap<String, (Refusal, Envelope)>,
     /// This replica signed it (or its signature is committed).
     signed: bool,
+    /// This replica's own refusal of it is committed (counted or not): not sent again.
+    my_refusal_committed: bool,
     /// This replica would not sign it, why, and when: checked again after
     /// [`RECHECK_REFUSED`] (a refusal may come from a passing cause).
     refused: Option<(String, tokio::time::Instant)>,
@@ -208,6 +212,7 @@ impl OpenCut {
             sigs: Vec::new(),
             set: None,
             refusals: BTreeMap::new(),
+            my_refusal_committed: false,
             refused: None,
             published: false,
         }
@@ -367,7 +372,15 @@ impl Replicated {
                     }
                     return;
                 }
-                if !keep_part(&cut.sigs, &part, Kind::Manifest, &payload, set) {
+                // Under the set the cut was made under, so that every replica keeps alike.
+                let cut_set = cut.set.clone();
+                if !keep_part(
+                    &cut.sigs,
+                    &part,
+                    Kind::Manifest,
+                    &payload,
+                    cut_set.as_ref().unwrap_or(set),
+                ) {
                     return;
                 }
                 if part.signer == at.member {
@@ -379,7 +392,7 @@ impl Replicated {
                 *newest = (*newest).max(seq);
             }
             Cmd::Refuse { seq, refusal } => {
-                self.refuse(seq, &refusal, at.network, set);
+                self.refuse(seq, &refusal, at.network, set, at.member);
             }
             Cmd::Head { seq, payload } => {
                 let Some(iat) = claim_u64(&payload, "iat") else { return };
@@ -436,10 +449,18 @@ impl Replicated {
         refusal: &Envelope,
         network: &str,
         set: &swarmvm_token::AuthoritySet,
+        member: &str,
     ) {
         let Some(cut) = self.cuts.get_mut(&seq) else { return };
         if cut.manifest.is_some() {
             return;
+        }
+        let hash = Hash32::digest(cut.payload.as_bytes());
+        if refusal.from == member
+            && serde_json::from_str::<Refusal>(&refusal.body).is_ok_and(|b| b.manifest == hash)
+        {
+            // This replica's own refusal is in the log, counted or not: not sent again.
+            cut.my_refusal_committed = true;
         }
         // Counted against the set the cut was made under, so that every replica counts alike.
         let cut_set = cut.set.clone();
@@ -453,10 +474,14 @@ impl Replicated {
                 return;
             }
         };
-        if body.seq != seq || Hash32::digest(cut.payload.as_bytes()) != body.manifest {
+        if body.seq != seq || hash != body.manifest {
             return;
         }
-        if let Some(part) = cut.sigs.iter().find(|p| p.signer == refusal.from).cloned() {
+        let signed = cut.sigs.iter().find(|p| {
+            p.signer == refusal.from
+                && verify_payload_part(p, Kind::Manifest, &cut.payload, set).is_ok()
+        });
+        if let Some(part) = signed.cloned() {
             // It signed the cut before: its refusal is not counted, and is evidence.
             let payload = cut.payload.clone();
             self.refused_and_signed(seq, refusal, &payload, &part);
@@ -541,7 +566,7 @@ impl Replicated {
         let hash = Hash32::digest(cut.payload.as_bytes());
         if !given_up.contains(&hash) {
             given_up.push(hash);
-            if given_up.len() > ABANDONED_KEPT as usize {
+            if given_up.len() > ABANDONED_PER_SEQ {
                 given_up.remove(0);
             }
         }
@@ -713,8 +738,13 @@ impl Replicated {
             cut.set = c.set.and_then(|s| parse_set(&s));
             // Opened when they were taken; read again here.
             for e in c.refusals {
-                let body = serde_json::from_str(&e.body).ok()?;
-                cut.refusals.insert(e.from.clone(), (body, e));
+                match serde_json::from_str(&e.body) {
+                    Ok(body) => {
+                        cut.my_refusal_committed |= e.from == member;
+                        cut.refusals.insert(e.from.clone(), (body, e));
+                    }
+                    Err(err) => warn!(seq, "a refusal in the snapshot cannot be read: {err}"),
+                }
             }
             cuts.insert(seq, cut);
         }
@@ -1243,9 +1273,9 @@ impl Replica {
     /// replica never both signs and refuses a cut, nor signs two manifests for a seq unless
     /// the log abandoned the first.
     async fn sign_cut(&self, node: &Core) {
-        let last = node.applier.last_seq();
-        let seq = last + 1;
-        let set = node.applier.authorities();
+        // The ledger's point and the set in force there, read together; a ledger that cannot
+        // be read is asked again at the next turn (never taken for the network's first set).
+        let Some((seq, set)) = self.next_seq_and_set(node) else { return };
         let (payload, items, declared, committed_before, abandoned) = {
             let st = self.state.lock();
             let Some(cut) = st.cuts.get(&seq) else { return };
@@ -1253,6 +1283,7 @@ impl Replica {
                 || cut.refused.as_ref().is_some_and(|(_, at)| at.elapsed() < RECHECK_REFUSED)
                 || cut.manifest.is_some()
                 || cut.refusals.contains_key(&self.member)
+                || cut.my_refusal_committed
                 || first_k(&cut.sigs, Kind::Manifest, &cut.payload, &set).len() >= set.threshold()
             {
                 return;
@@ -1296,7 +1327,7 @@ impl Replica {
             // The test hook: a leader whose check is wrong signs its own cut unchecked.
             Ok(())
         } else {
-            self.check_cut(node, seq, &payload, &items).await
+            self.check_cut(node, seq, &set, &payload, &items).await
         };
         // Abandoned while it was checked: nothing to decide.
         if self.state.lock().cuts.get(&seq).is_none_or(|c| c.payload != payload) {
@@ -1325,6 +1356,15 @@ impl Replica {
                 self.send_refusal(node, seq, hash, why, items).await;
             }
         }
+    }
+
+    /// The next seq this replica's ledger takes and the authority set in force for it, read
+    /// from one snapshot; none while the ledger cannot be read.
+    fn next_seq_and_set(&self, node: &Core) -> Option<(u64, swarmvm_token::AuthoritySet)> {
+        let snapshot = node.applier.snapshot()?;
+        let last = snapshot.last_bundle().map_or(0, |b| b.seq);
+        let set = swarmvm_bundle::set_in_force(&snapshot, node.applier.network()).ok()?;
+        Some((last + 1, set))
     }
 
     /// Checks the cut for `seq` again only after [`RECHECK_REFUSED`].
@@ -1393,6 +1433,7 @@ impl Replica {
         &self,
         node: &Core,
         seq: u64,
+        set: &swarmvm_token::AuthoritySet,
         payload: &str,
         items: &[(u64, Item)],
     ) -> Result<(), NotSigned> {
@@ -1403,7 +1444,7 @@ impl Replica {
             None => Rules::V1,
             Some(n) => Rules::new(n).map_err(|e| NotSigned::from(e.to_string()))?,
         };
-        if !node.applier.authorities().contains(&issuer) {
+        if !set.contains(&issuer) {
             return Err(format!("its iss {issuer} is not a member").into());
         }
         let now = unix_now();
@@ -1414,7 +1455,7 @@ impl Replica {
                 "its iat {iat} is more than {MAX_CLOCK_SKEW} s ahead of this clock ({now})"
             )));
         }
-        let refused = self.refusals(node, items, iat).map_err(NotSigned::Retry)?;
+        let refused = self.refusals(node, seq, set, items, iat).map_err(NotSigned::Retry)?;
         if let Some((first, why)) = refused.first() {
             let why = match refused.len() {
                 1 => format!("item {first}: {why}"),
@@ -1530,13 +1571,19 @@ impl Replica {
     fn refusals(
         &self,
         node: &Core,
+        seq: u64,
+        set: &swarmvm_token::AuthoritySet,
         items: &[(u64, Item)],
         iat: u64,
     ) -> Result<Vec<(u64, String)>, String> {
         let snapshot = node.applier.snapshot().ok_or("the ledger cannot be read")?;
+        // Checked against the cut's parent only: a ledger that moved on meanwhile (a bundle
+        // fetched) would find the cut's nonces taken.
+        if snapshot.last_bundle().map_or(0, |b| b.seq) + 1 != seq {
+            return Err(format!("the ledger is no longer at the parent of seq {seq}"));
+        }
         let network = node.applier.network().id().to_owned();
         self.check_signatures_together(&snapshot, items, &network);
-        let set = node.applier.authorities();
         let now = iat;
         let mut named = HashSet::new();
         let mut out = Vec::new();
@@ -1565,7 +1612,7 @@ impl Replica {
                     }
                 }
                 Item::Registration(token) => {
-                    match crate::sequencer::check_registration(&snapshot, &set, token, now) {
+                    match crate::sequencer::check_registration(&snapshot, set, token, now) {
                         Ok((_, modules)) => named.extend(modules),
                         Err(SubmitError::Unavailable(why)) => return Err(why),
                         Err(e) => out.push((*arrival, e.to_string())),
@@ -1946,14 +1993,25 @@ impl Replica {
         self.order_by_nonce(node, &mut chosen);
         let Some(snapshot) = node.applier.snapshot() else { return };
         let parent = snapshot.last_bundle();
+        // The set declared in the cut: the one in force on this ledger, never a guess.
+        let set = match swarmvm_bundle::set_in_force(&snapshot, node.applier.network()) {
+            Ok(set) => set,
+            Err(e) => {
+                warn!(seq, "cannot cut: {e}");
+                return;
+            }
+        };
         drop(snapshot);
+        if parent.map_or(0, |p| p.seq) + 1 != seq {
+            return;
+        }
         let rules = self.rules.max(parent.map_or(Rules::V1, |p| p.rules));
         let iat = unix_now().max(parent.map_or(0, |p| p.issued_at));
         // The test hook cuts what is queued unchecked, as a leader whose check is wrong.
         let drop = if self.fault_unchecked_cuts {
             Vec::new()
         } else {
-            match self.refusals(node, &chosen, iat) {
+            match self.refusals(node, seq, &set, &chosen, iat) {
                 Ok(drop) => drop,
                 Err(e) => {
                     warn!(seq, "cannot cut: {e}");
@@ -1986,7 +2044,7 @@ impl Replica {
         };
         let take: Vec<u64> = take.iter().map(|(a, _)| *a).collect();
         let count = take.len();
-        let set = Some(node.applier.authorities().canonical().to_owned());
+        let set = Some(set.canonical().to_owned());
         match self.propose(&Cmd::Cut { seq, payload, take, drop, set }).await {
             Ok(()) => info!(seq, items = count, "proposed a cut"),
             Err(e) => warn!(seq, "cannot propose a cut: {e}"),
@@ -2070,6 +2128,8 @@ mod tests {
         st: Replicated,
         payload: String,
         index: u64,
+        /// The member this replica is.
+        member: String,
     }
 
     impl Log {
@@ -2079,7 +2139,14 @@ mod tests {
             let set = AuthoritySet::new(keys.iter().map(|k| k.public_key().clone()).collect(), 2)
                 .unwrap();
             let payload = manifest(&keys[0], 2, 100);
-            let mut log = Self { keys, set, st: Replicated::default(), payload, index: 0 };
+            let mut log = Self {
+                keys,
+                set,
+                st: Replicated::default(),
+                payload,
+                index: 0,
+                member: "me".into(),
+            };
             let items = vec![Wire::Contract("a".into()), Wire::Contract("b".into())];
             log.take(Cmd::Submit { items });
             let set_json = Some(log.set.canonical().to_owned());
@@ -2093,7 +2160,7 @@ mod tests {
         /// ledger (at seq 1).
         fn take_with(&mut self, cmd: Cmd, set: &AuthoritySet) {
             self.index += 1;
-            let at = Taking { set, network: NETWORK, member: "me", applied: 1 };
+            let at = Taking { set, network: NETWORK, member: &self.member, applied: 1 };
             self.st.take(self.index, cmd, &at);
         }
 
@@ -2225,6 +2292,38 @@ mod tests {
         let two = refusal(&log.keys[2], 2, &payload, NETWORK);
         log.take_with(Cmd::Refuse { seq: 2, refusal: two }, &behind);
         assert!(log.st.is_abandoned(2, &payload));
+    }
+
+    #[test]
+    fn a_forged_signature_kept_by_a_replica_behind_a_rotation_does_not_void_a_refusal() {
+        // Behind a rotation, this replica does not know member 1: a signature in member 1's
+        // name (made with another key) is not kept for that (it is checked under the cut's
+        // set), so member 1's refusal counts here as everywhere, and is no evidence.
+        let mut log = Log::new(3);
+        let payload = log.payload.clone();
+        let behind = AuthoritySet::new(vec![log.keys[2].public_key().clone()], 1).unwrap();
+        let outsider = Wallet::generate(Algorithm::Ed25519).unwrap();
+        let mut part = sign_payload_part(&outsider, Kind::Manifest, &payload).unwrap();
+        part.signer = log.keys[1].id().to_string();
+        log.take_with(Cmd::ManifestSig { seq: 2, payload: payload.clone(), part }, &behind);
+        assert_eq!(log.sigs(), 0);
+        for i in [1, 2] {
+            let r = refusal(&log.keys[i], 2, &payload, NETWORK);
+            log.take_with(Cmd::Refuse { seq: 2, refusal: r }, &behind);
+        }
+        assert!(log.st.is_abandoned(2, &payload));
+        assert!(log.st.equivocations.is_empty(), "{:?}", log.st.equivocations);
+    }
+
+    #[test]
+    fn a_replica_stops_sending_its_refusal_once_it_is_in_the_log_counted_or_not() {
+        let mut log = Log::new(3);
+        let payload = log.payload.clone();
+        log.member = log.keys[1].id().to_string();
+        // Sealed for another network: it does not count, but it is in the log.
+        log.refuse(1, 2, &payload, "another");
+        assert!(log.st.cuts[&2].refusals.is_empty());
+        assert!(log.st.cuts[&2].my_refusal_committed);
     }
 
     #[test]
