@@ -307,6 +307,15 @@ impl Replicated {
                     warn!(seq, "a cut names items not queued; ignored");
                     return;
                 }
+                // A set declared must be one (none only in logs written before sets were).
+                let declared = match declared.map(|s| parse_set(&s)) {
+                    None => None,
+                    Some(Some(set)) => Some(set),
+                    Some(None) => {
+                        warn!(seq, "a cut whose declared authority set cannot be read; ignored");
+                        return;
+                    }
+                };
                 let mut items = Vec::with_capacity(take.len());
                 for a in take {
                     if let Some(item) = self.queue.remove(&a) {
@@ -318,7 +327,7 @@ impl Replicated {
                 }
                 drop_items(self, drop);
                 let mut cut = OpenCut::new(payload, None, items);
-                cut.set = declared.and_then(|s| parse_set(&s));
+                cut.set = declared;
                 self.cuts.insert(seq, cut);
                 self.last_cut = Some(seq);
                 // Cuts the ledger holds are forgotten (the newest is kept by `last_cut`).
@@ -456,17 +465,20 @@ impl Replicated {
             return;
         }
         let hash = Hash32::digest(cut.payload.as_bytes());
+        let expect =
+            Expect { kind: REFUSAL, network, me: EVERY_REPLICA, nonce: Some(seq), from: None };
+        // This replica's own refusal (its signature checked under its own set, which holds its
+        // key) is in the log, counted or not: not sent again.
         if refusal.from == member
-            && serde_json::from_str::<Refusal>(&refusal.body).is_ok_and(|b| b.manifest == hash)
+            && refusal
+                .open::<Refusal>(expect, set)
+                .is_ok_and(|b| b.seq == seq && b.manifest == hash)
         {
-            // This replica's own refusal is in the log, counted or not: not sent again.
             cut.my_refusal_committed = true;
         }
         // Counted against the set the cut was made under, so that every replica counts alike.
         let cut_set = cut.set.clone();
         let set = cut_set.as_ref().unwrap_or(set);
-        let expect =
-            Expect { kind: REFUSAL, network, me: EVERY_REPLICA, nonce: Some(seq), from: None };
         let body: Refusal = match refusal.open(expect, set) {
             Ok(body) => body,
             Err(e) => {
@@ -2320,10 +2332,26 @@ mod tests {
         let mut log = Log::new(3);
         let payload = log.payload.clone();
         log.member = log.keys[1].id().to_string();
-        // Sealed for another network: it does not count, but it is in the log.
-        log.refuse(1, 2, &payload, "another");
+        // A refusal in its name it did not sign (its body changed) does not stop it.
+        let mut forged = refusal(&log.keys[1], 2, &payload, NETWORK);
+        forged.body = forged.body.replace("[65537]", "[65536,65537]");
+        log.take(Cmd::Refuse { seq: 2, refusal: forged });
+        assert!(!log.st.cuts[&2].my_refusal_committed);
+        // Its own, committed after its signature: not counted (evidence), but in the log.
+        log.sign(1, &payload);
+        log.refuse(1, 2, &payload, NETWORK);
         assert!(log.st.cuts[&2].refusals.is_empty());
         assert!(log.st.cuts[&2].my_refusal_committed);
+    }
+
+    #[test]
+    fn a_cut_whose_declared_set_cannot_be_read_is_ignored() {
+        let mut log = Log::new(3);
+        let payload = manifest(&log.keys[0], 3, 100);
+        let set = Some("{\"threshold\": 9}".to_owned());
+        log.take(Cmd::Cut { seq: 3, payload, take: Vec::new(), drop: Vec::new(), set });
+        assert!(!log.st.cuts.contains_key(&3));
+        assert_eq!(log.st.last_cut, Some(2));
     }
 
     #[test]
