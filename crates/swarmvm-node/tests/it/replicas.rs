@@ -110,7 +110,21 @@ impl Cluster {
         others: Vec<String>,
         faulty: bool,
     ) -> Node {
-        Node::start(NodeOptions {
+        Node::start(self.replica_options(key, addr, name, others, faulty))
+            .await
+            .unwrap_or_else(|e| panic!("replica {name} did not start: {e}"))
+    }
+
+    /// How [`Cluster::replica_of`] starts a replica.
+    fn replica_options(
+        &self,
+        key: &Wallet,
+        addr: SocketAddr,
+        name: &str,
+        others: Vec<String>,
+        faulty: bool,
+    ) -> NodeOptions {
+        NodeOptions {
             http: Some(addr),
             sequencer: Some(SequencerOptions {
                 keys: vec![copy(key)],
@@ -123,9 +137,7 @@ impl Cluster {
             }),
             dht: self.dht.clone().map(dht_options),
             ..self.options(name)
-        })
-        .await
-        .unwrap_or_else(|e| panic!("replica {name} did not start: {e}"))
+        }
     }
 
     async fn follower(&self, name: &str, urls: Vec<String>) -> Node {
@@ -464,6 +476,23 @@ async fn a_cut_the_replicas_refuse_is_abandoned_and_its_good_contracts_are_cut_a
     for n in replicas {
         n.shutdown().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_decisions_file_cannot_be_read_does_not_start() {
+    // Starting without what it decided could make it sign a cut it refused.
+    let c = Cluster::new(3, 2);
+    let dir = c.dir.path().join("replica-0");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("replica-decisions.json");
+    std::fs::write(&file, b"[{\"seq\": 2, \"manif").unwrap();
+    let others = vec![c.url(1), c.url(2)];
+    let options = c.replica_options(&c.keys[0], c.addrs[0], "replica-0", others, false);
+    let e = Node::start(options).await.expect_err("a replica started without its decisions");
+    let why = e.to_string();
+    assert!(why.contains("replica-decisions.json") && !why.contains('\n'), "{why}");
+    // Untouched.
+    assert_eq!(std::fs::read(&file).unwrap(), b"[{\"seq\": 2, \"manif");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
