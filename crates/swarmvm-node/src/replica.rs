@@ -2374,7 +2374,19 @@ mod tests {
         let payload = log.payload.clone();
         log.refuse(1, 2, &payload, NETWORK);
         let image = serde_json::to_vec(&log.st.image()).unwrap();
+        // Restored by member 1: its own refusal is in, not to be sent again.
+        let member1 = log.keys[1].id().to_string();
+        let as_member1 =
+            Replicated::restored(serde_json::from_slice(&image).unwrap(), &member1).unwrap();
+        assert!(as_member1.cuts[&2].my_refusal_committed);
+        // A refusal whose body cannot be read is skipped, not the whole image.
+        let mut broken: serde_json::Value = serde_json::from_slice(&image).unwrap();
+        broken["cuts"][0][1]["refusals"][0]["body"] = "{not json".into();
+        let skipped = Replicated::restored(serde_json::from_value(broken).unwrap(), "me").unwrap();
+        assert!(skipped.cuts[&2].refusals.is_empty());
+        assert_eq!(skipped.cuts[&2].items.len(), 2);
         log.st = Replicated::restored(serde_json::from_slice(&image).unwrap(), "me").unwrap();
+        assert!(!log.st.cuts[&2].my_refusal_committed);
         assert_eq!(log.st.cuts[&2].refusals.len(), 1);
         assert!(log.st.cuts[&2].set.is_some());
         log.refuse(2, 2, &payload, NETWORK);
