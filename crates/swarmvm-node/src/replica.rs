@@ -203,6 +203,14 @@ struct OpenCut {
 }
 
 impl OpenCut {
+    /// The set the cut was made under, or `fallback` for a cut that declares none.
+    fn set_or<'a>(
+        &'a self,
+        fallback: &'a swarmvm_token::AuthoritySet,
+    ) -> &'a swarmvm_token::AuthoritySet {
+        self.set.as_ref().unwrap_or(fallback)
+    }
+
     fn new(payload: String, manifest: Option<String>, items: Vec<(u64, Item)>) -> Self {
         Self {
             signed: manifest.is_some(),
@@ -287,15 +295,7 @@ impl Replicated {
             Cmd::Submit { items } => {
                 for (pos, wire) in items.into_iter().enumerate() {
                     let Some(item) = wire.item() else { continue };
-                    let arrival = (index << 16) | (pos as u64 & 0xffff);
-                    if let Item::Contract(t) = &item {
-                        let id = Hash32::digest(t.as_bytes());
-                        if self.queued.contains_key(&id) {
-                            continue;
-                        }
-                        self.queued.insert(id, arrival);
-                    }
-                    self.queue.insert(arrival, item);
+                    self.enqueue((index << 16) | (pos as u64 & 0xffff), item);
                 }
             }
             Cmd::Cut { seq, payload, take, drop, set: declared } => {
@@ -372,24 +372,16 @@ impl Replicated {
                 }
                 // A member that refused the cut is not counted signing it: its signature is
                 // evidence.
+                // Under the set the cut was made under, so that every replica keeps alike.
+                let cut_set = cut.set_or(set);
                 if let Some((_, refusal)) = cut.refusals.get(&part.signer) {
-                    let refusal = refusal.clone();
-                    let cut_set = cut.set.clone();
-                    let set = cut_set.as_ref().unwrap_or(set);
-                    if verify_payload_part(&part, Kind::Manifest, &payload, set).is_ok() {
+                    if verify_payload_part(&part, Kind::Manifest, &payload, cut_set).is_ok() {
+                        let refusal = refusal.clone();
                         self.refused_and_signed(seq, &refusal, &payload, &part);
                     }
                     return;
                 }
-                // Under the set the cut was made under, so that every replica keeps alike.
-                let cut_set = cut.set.clone();
-                if !keep_part(
-                    &cut.sigs,
-                    &part,
-                    Kind::Manifest,
-                    &payload,
-                    cut_set.as_ref().unwrap_or(set),
-                ) {
+                if !keep_part(&cut.sigs, &part, Kind::Manifest, &payload, cut_set) {
                     return;
                 }
                 if part.signer == at.member {
@@ -400,9 +392,7 @@ impl Replicated {
                 let newest = self.last_signed.entry(signer).or_insert(0);
                 *newest = (*newest).max(seq);
             }
-            Cmd::Refuse { seq, refusal } => {
-                self.refuse(seq, &refusal, at.network, set, at.member);
-            }
+            Cmd::Refuse { seq, refusal } => self.refuse(seq, &refusal, at),
             Cmd::Head { seq, payload } => {
                 let Some(iat) = claim_u64(&payload, "iat") else { return };
                 if self.heads.get(&seq).is_some_and(|h| h.iat >= iat) {
@@ -435,6 +425,18 @@ impl Replicated {
         }
     }
 
+    /// Queues `item` at `arrival`, unless it is a contract queued already.
+    fn enqueue(&mut self, arrival: u64, item: Item) {
+        if let Item::Contract(t) = &item {
+            let id = Hash32::digest(t.as_bytes());
+            if self.queued.contains_key(&id) {
+                return;
+            }
+            self.queued.insert(id, arrival);
+        }
+        self.queue.insert(arrival, item);
+    }
+
     /// Remembers why contract `id` was dropped (the newest [`MAX_DROPPED`]).
     fn note_dropped(&mut self, id: Hash32, why: String) {
         if self.dropped.len() >= MAX_DROPPED {
@@ -452,14 +454,8 @@ impl Replicated {
 
     /// Takes a member's committed refusal of the cut for `seq` (its envelope checked against
     /// `set`); abandons the cut once K members that had not signed it refused it.
-    fn refuse(
-        &mut self,
-        seq: u64,
-        refusal: &Envelope,
-        network: &str,
-        set: &swarmvm_token::AuthoritySet,
-        member: &str,
-    ) {
+    fn refuse(&mut self, seq: u64, refusal: &Envelope, at: &Taking<'_>) {
+        let Taking { set, network, member, .. } = *at;
         let Some(cut) = self.cuts.get_mut(&seq) else { return };
         if cut.manifest.is_some() {
             return;
@@ -477,8 +473,8 @@ impl Replicated {
             cut.my_refusal_committed = true;
         }
         // Counted against the set the cut was made under, so that every replica counts alike.
-        let cut_set = cut.set.clone();
-        let set = cut_set.as_ref().unwrap_or(set);
+        let cut_set = cut.set_or(set).clone();
+        let set = &cut_set;
         let body: Refusal = match refusal.open(expect, set) {
             Ok(body) => body,
             Err(e) => {
@@ -518,21 +514,23 @@ impl Replicated {
         payload: &str,
         part: &PayloadSignature,
     ) {
-        let kind = "refusal";
-        if self
-            .equivocations
-            .iter()
-            .any(|e| e.seq == seq && e.member == part.signer && e.kind == kind)
-        {
+        let first = serde_json::to_string(refusal).unwrap_or_default();
+        self.keep_evidence(seq, &part.signer, "refusal", first, compact(payload, part));
+    }
+
+    /// Keeps evidence of `kind` against `member` for `seq` (once a seq, member and kind):
+    /// the two things it signed that no honest member signs both of.
+    fn keep_evidence(&mut self, seq: u64, member: &str, kind: &str, first: String, second: String) {
+        if self.equivocations.iter().any(|e| e.seq == seq && e.member == member && e.kind == kind) {
             return;
         }
-        warn!(seq, member = %part.signer, "evidence: a member refused and signed the cut for seq {seq}");
+        warn!(seq, member, kind, "evidence: a member signed two conflicting things for seq {seq}");
         self.equivocations.push(Equivocation {
             seq,
-            member: part.signer.clone(),
+            member: member.to_owned(),
             kind: kind.to_owned(),
-            first: serde_json::to_string(refusal).unwrap_or_default(),
-            second: compact(payload, part),
+            first,
+            second,
             seen_at: unix_now(),
         });
     }
@@ -560,17 +558,8 @@ impl Replicated {
                     }
                     dropped.push(arrival);
                 }
-                None => {
-                    if let Item::Contract(t) = &item {
-                        let id = Hash32::digest(t.as_bytes());
-                        // Sent again while its cut was open: queued already.
-                        if self.queued.contains_key(&id) {
-                            continue;
-                        }
-                        self.queued.insert(id, arrival);
-                    }
-                    self.queue.insert(arrival, item);
-                }
+                // Unless sent again while its cut was open: queued already.
+                None => self.enqueue(arrival, item),
             }
         }
         self.last_cut = seq.checked_sub(1).filter(|s| *s > 0);
@@ -630,22 +619,8 @@ impl Replicated {
             return;
         }
         let name = if kind == Kind::Head { "head" } else { "manifest" };
-        if self
-            .equivocations
-            .iter()
-            .any(|e| e.seq == seq && e.member == part.signer && e.kind == name)
-        {
-            return;
-        }
-        warn!(seq, member = %part.signer, "evidence: a member signed two different {name}s for seq {seq}");
-        self.equivocations.push(Equivocation {
-            seq,
-            member: part.signer.clone(),
-            kind: name.to_owned(),
-            first: compact(first, first_part),
-            second: compact(payload, part),
-            seen_at: unix_now(),
-        });
+        let first = compact(first, first_part);
+        self.keep_evidence(seq, &part.signer, name, first, compact(payload, part));
     }
 }
 
@@ -1213,14 +1188,18 @@ impl Replica {
     }
 
     fn apply_command(&self, node: &Core, c: &Committed, cmd: Cmd) {
-        let set = node.applier.authorities();
-        let network = node.applier.network().id().to_owned();
-        let at = Taking {
-            set: &set,
-            network: &network,
-            member: &self.member,
-            applied: node.applier.last_seq(),
+        // The set in force and the last seq from one read of the ledger (the network's first
+        // set and none when it cannot be read, as `Applier::in_force` and `last_seq` give).
+        let network = node.applier.network();
+        let (applied, set) = match node.applier.snapshot() {
+            Some(s) => (
+                s.last_bundle().map_or(0, |b| b.seq),
+                swarmvm_bundle::set_in_force(&s, network).ok(),
+            ),
+            None => (0, None),
         };
+        let set = set.unwrap_or_else(|| network.genesis().clone());
+        let at = Taking { set: &set, network: network.id(), member: &self.member, applied };
         // Under the same lock as the change: an image holds a command exactly when its index
         // says so.
         self.state.lock().take(c.index, cmd, &at);
@@ -1287,7 +1266,8 @@ impl Replica {
     async fn sign_cut(&self, node: &Core) {
         // The ledger's point and the set in force there, read together; a ledger that cannot
         // be read is asked again at the next turn (never taken for the network's first set).
-        let Some((seq, set)) = self.next_seq_and_set(node) else { return };
+        let Some((parent, set)) = Self::ledger_point(node) else { return };
+        let seq = parent.map_or(0, |p| p.seq) + 1;
         let (payload, items, declared, committed_before, abandoned) = {
             let st = self.state.lock();
             let Some(cut) = st.cuts.get(&seq) else { return };
@@ -1370,13 +1350,15 @@ impl Replica {
         }
     }
 
-    /// The next seq this replica's ledger takes and the authority set in force for it, read
-    /// from one snapshot; none while the ledger cannot be read.
-    fn next_seq_and_set(&self, node: &Core) -> Option<(u64, swarmvm_token::AuthoritySet)> {
+    /// The last bundle of this replica's ledger (the next cut's parent) and the authority
+    /// set in force for the next seq, read from one snapshot; none while the ledger cannot
+    /// be read (never the network's first set by default).
+    fn ledger_point(
+        node: &Core,
+    ) -> Option<(Option<swarmvm_ledger::BundlePosition>, swarmvm_token::AuthoritySet)> {
         let snapshot = node.applier.snapshot()?;
-        let last = snapshot.last_bundle().map_or(0, |b| b.seq);
         let set = swarmvm_bundle::set_in_force(&snapshot, node.applier.network()).ok()?;
-        Some((last + 1, set))
+        Some((snapshot.last_bundle(), set))
     }
 
     /// Checks the cut for `seq` again only after [`RECHECK_REFUSED`].
@@ -2003,17 +1985,8 @@ impl Replica {
         *self.last_cut.lock() = Some(tokio::time::Instant::now());
         let mut chosen = chosen;
         self.order_by_nonce(node, &mut chosen);
-        let Some(snapshot) = node.applier.snapshot() else { return };
-        let parent = snapshot.last_bundle();
         // The set declared in the cut: the one in force on this ledger, never a guess.
-        let set = match swarmvm_bundle::set_in_force(&snapshot, node.applier.network()) {
-            Ok(set) => set,
-            Err(e) => {
-                warn!(seq, "cannot cut: {e}");
-                return;
-            }
-        };
-        drop(snapshot);
+        let Some((parent, set)) = Self::ledger_point(node) else { return };
         if parent.map_or(0, |p| p.seq) + 1 != seq {
             return;
         }

@@ -67,6 +67,18 @@ pub struct Committed {
 type StoreResult<T> = Result<T, StorageError<NodeId>>;
 type Meta = SnapshotMeta<NodeId, Replica>;
 
+/// Writes each `(key, value)` of `pairs` into `table`, the value as JSON.
+fn put_pairs(
+    table: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    pairs: &[(&str, serde_json::Value)],
+) -> Result<(), AnyError> {
+    for (key, value) in pairs {
+        let bytes = serde_json::to_vec(value).map_err(any)?;
+        table.insert(*key, bytes.as_slice()).map_err(any)?;
+    }
+    Ok(())
+}
+
 fn any(e: impl std::error::Error + 'static) -> AnyError {
     AnyError::new(&e)
 }
@@ -137,11 +149,7 @@ impl Store {
             let bytes = serde_json::to_vec(meta).map_err(any)?;
             table.insert("meta", bytes.as_slice()).map_err(any)?;
             table.insert("data", data).map_err(any)?;
-            let mut table = txn.open_table(META).map_err(any)?;
-            for (key, value) in pairs {
-                let bytes = serde_json::to_vec(value).map_err(any)?;
-                table.insert(*key, bytes.as_slice()).map_err(any)?;
-            }
+            put_pairs(&mut txn.open_table(META).map_err(any)?, pairs)?;
         }
         txn.commit().map_err(any)
     }
@@ -227,13 +235,7 @@ impl Store {
         if !durable {
             txn.set_durability(Durability::None).map_err(any)?;
         }
-        {
-            let mut table = txn.open_table(META).map_err(any)?;
-            for (key, value) in pairs {
-                let bytes = serde_json::to_vec(value).map_err(any)?;
-                table.insert(*key, bytes.as_slice()).map_err(any)?;
-            }
-        }
+        put_pairs(&mut txn.open_table(META).map_err(any)?, pairs)?;
         txn.commit().map_err(any)
     }
 

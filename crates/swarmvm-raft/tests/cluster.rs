@@ -23,6 +23,14 @@ struct Running {
 }
 
 impl Running {
+    /// Proposes `command` through this replica (it forwards to the leader); its log index.
+    async fn propose(&self, command: &str) -> u64 {
+        self.cluster
+            .propose(Command(command.to_owned()), Duration::from_secs(5))
+            .await
+            .expect("proposed")
+    }
+
     /// Stops the replica (its engine, then its port); returns the address it served on.
     async fn stop(self) -> std::net::SocketAddr {
         self.server.abort();
@@ -259,11 +267,7 @@ async fn commands_sent_to_any_replica_commit_in_one_order_everywhere() {
     // Through each replica, followers included: they forward to the leader.
     for round in 0..4 {
         for (i, r) in running.iter().enumerate() {
-            let index = r
-                .cluster
-                .propose(Command(format!("c{round}-{i}")), Duration::from_secs(5))
-                .await
-                .expect("proposed");
+            let index = r.propose(&format!("c{round}-{i}")).await;
             assert!(index > 0);
         }
     }
@@ -289,11 +293,7 @@ async fn a_dead_leader_is_replaced_and_restarted_it_catches_up_from_its_log() {
     let mut running = bed.start_all(listeners).await;
     let leader = wait_leader(&running, None).await;
     for i in 0..3 {
-        running[0]
-            .cluster
-            .propose(Command(format!("before-{i}")), Duration::from_secs(5))
-            .await
-            .expect("proposed");
+        running[0].propose(&format!("before-{i}")).await;
     }
     for r in &mut running {
         take(&mut r.rx, 3).await;
@@ -307,11 +307,7 @@ async fn a_dead_leader_is_replaced_and_restarted_it_catches_up_from_its_log() {
     println!("failover took {failover:?}");
     assert!(failover < Duration::from_secs(5), "failover took {failover:?}");
     for i in 0..3 {
-        running[new]
-            .cluster
-            .propose(Command(format!("after-{i}")), Duration::from_secs(5))
-            .await
-            .expect("proposed");
+        running[new].propose(&format!("after-{i}")).await;
     }
     for r in &mut running {
         assert_eq!(take(&mut r.rx, 3).await, ["after-0", "after-1", "after-2"]);
@@ -401,11 +397,7 @@ async fn outsiders_replays_and_other_terms_are_refused() {
     assert!(again.text().await.expect("text").contains("replay"));
     // None of that moved the cluster: one leader, still answering.
     assert!(leader_of(&running).is_some());
-    running[2]
-        .cluster
-        .propose(Command("still".into()), Duration::from_secs(5))
-        .await
-        .expect("proposed");
+    running[2].propose("still").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -431,11 +423,7 @@ async fn the_log_is_compacted_into_snapshots_and_a_replica_far_behind_is_sent_on
     let addr = stopped.stop().await;
     let leader = running.iter().position(|r| r.cluster.is_leader()).expect("still leader");
     for i in 0..100 {
-        running[leader]
-            .cluster
-            .propose(Command(format!("c-{i}")), Duration::from_secs(5))
-            .await
-            .expect("proposed");
+        running[leader].propose(&format!("c-{i}")).await;
     }
     let others: Vec<usize> = (0..3).filter(|i| *i != behind).collect();
     until("both running replicas took 100 commands", || {
@@ -453,11 +441,7 @@ async fn the_log_is_compacted_into_snapshots_and_a_replica_far_behind_is_sent_on
     let mut restarted = bed.start_with(behind, rebind(addr).await, Some(&fresh)).await;
     restarted.cluster.join(Duration::from_secs(5)).await.expect("rejoined");
     feed_into(&mut restarted, &fresh);
-    running[leader]
-        .cluster
-        .propose(Command("last".into()), Duration::from_secs(5))
-        .await
-        .expect("proposed");
+    running[leader].propose("last").await;
     let expected: Vec<String> =
         (0..100).map(|i| format!("c-{i}")).chain(["last".to_owned()]).collect();
     until("the restarted replica holds every command", || fresh.lock().commands == expected).await;

@@ -19,7 +19,7 @@ use swarmvm_token::{HeadContent, IssueTime, Signer, WalletEntry, sign_contract, 
 use swarmvm_vm::Hash32;
 use swarmvm_wallet::{Algorithm, Wallet};
 
-use crate::support::{LIMIT, copy, http, until, url};
+use crate::support::{LIMIT, copy, http, metric, until, url};
 
 /// A network, its folder, and nodes started on loopback.
 pub(crate) struct Live {
@@ -1108,21 +1108,6 @@ async fn a_batch_gets_each_contract_the_answer_it_would_get_alone_through_any_no
     for node in [seq, follower] {
         node.shutdown().await;
     }
-}
-
-/// A counter from `node`'s `/metrics`.
-fn metric(node: &Node, name: &str) -> f64 {
-    let text = swarmvm_test_support::http::exchange(
-        http(node),
-        "GET",
-        "/metrics",
-        &[("Host", &http(node).to_string())],
-        "",
-    )
-    .body;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{name} is not in the metrics:\n{text}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

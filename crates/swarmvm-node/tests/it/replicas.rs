@@ -20,7 +20,7 @@ use swarmvm_token::{
 };
 use swarmvm_wallet::{Algorithm, Wallet};
 
-use crate::support::{LIMIT, copy, http, url, within};
+use crate::support::{LIMIT, copy, http, metric, url, within};
 
 /// A network of `n` members with threshold `k`, its replicas' addresses chosen up front.
 struct Cluster {
@@ -154,6 +154,17 @@ impl Cluster {
         self.contract_named(nonce, &format!("S{nonce}"))
     }
 
+    /// Waits until the peer's wallet is at nonce `nonce` on every one of `nodes`.
+    async fn nonce_reached(&self, nodes: &[&Node], nonce: u64, what: &str) {
+        let wallet = self.peer.id().to_string();
+        within(LIMIT, what, || {
+            nodes.iter().all(|n| {
+                n.snapshot().is_some_and(|s| swarmvm_vm::nonce_of(&s, &wallet).unwrap() == nonce)
+            })
+        })
+        .await;
+    }
+
     /// A contract of nonce `nonce` adding student `name`.
     fn contract_named(&self, nonce: u64, name: &str) -> String {
         let id = self.network.id().to_owned();
@@ -189,17 +200,6 @@ fn status(node: &Node) -> Value {
     body
 }
 
-/// The value of `name` (with its trailing space) in `node`'s `/metrics`.
-fn metric(node: &Node, name: &str) -> f64 {
-    let host = http(node).to_string();
-    let text =
-        swarmvm_test_support::http::exchange(http(node), "GET", "/metrics", &[("Host", &host)], "")
-            .body;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-}
-
 fn submit(node: &Node, contract: &str) -> (u16, Value) {
     request(http(node), "POST", "/v1/contracts", Some(contract))
 }
@@ -230,13 +230,7 @@ async fn contracts_sent_through_any_replica_or_follower_apply_everywhere_with_on
     }
     let (code, answer) = submit(&follower, &tokens[3]);
     assert_eq!(code, 202, "through the follower: {answer}");
-    within(LIMIT, "the four contracts applied", || {
-        replicas.iter().all(|n| {
-            n.snapshot()
-                .is_some_and(|s| swarmvm_vm::nonce_of(&s, c.peer.id().as_str()).unwrap() == 4)
-        })
-    })
-    .await;
+    c.nonce_reached(&replicas, 4, "the four contracts applied").await;
     let seq = a.status().last_seq;
     same_root(&[&a, &b, &d, &follower], seq).await;
     // The history checker: every acknowledged contract once, in one order everywhere.
@@ -288,9 +282,9 @@ async fn contracts_sent_through_any_replica_or_follower_apply_everywhere_with_on
     assert_eq!(roles.iter().filter(|r| *r == "leader").count(), 1, "{roles:?}");
     // And /metrics the term, the leader changes and the commit index.
     let metric = |name: &str| metric(&b, name);
-    assert!(metric("swarmvm_cluster_term ") >= 1.0);
-    assert!(metric("swarmvm_cluster_leader_changes_total ") >= 1.0);
-    assert!(metric("swarmvm_cluster_commit_index ") >= seq as f64);
+    assert!(metric("swarmvm_cluster_term") >= 1.0);
+    assert!(metric("swarmvm_cluster_leader_changes_total") >= 1.0);
+    assert!(metric("swarmvm_cluster_commit_index") >= seq as f64);
     for n in [&a, &b, &d, &follower] {
         n.shutdown().await;
     }
@@ -333,12 +327,7 @@ async fn a_dead_leader_is_replaced_and_the_follower_sees_a_higher_k_signed_head(
     nonce += 1;
     let (code, answer) = submit(&follower, &c.contract(nonce));
     assert_eq!(code, 202, "{answer}");
-    within(LIMIT, "both contracts applied", || {
-        follower
-            .snapshot()
-            .is_some_and(|s| swarmvm_vm::nonce_of(&s, c.peer.id().as_str()).unwrap() == 2)
-    })
-    .await;
+    c.nonce_reached(&[&follower], 2, "both contracts applied").await;
     // Restarted, the dead replica catches up from the others.
     let back = c.replica(leader).await;
     let seq = follower.status().last_seq;
@@ -386,11 +375,7 @@ async fn back_after_compaction(bundles: u64) {
         let via = &replicas[nonce as usize % 2];
         let (code, answer) = submit(via, &c.contract(nonce));
         assert_eq!(code, 202, "{answer}");
-        within(LIMIT, "the contract applied", || {
-            via.snapshot()
-                .is_some_and(|s| swarmvm_vm::nonce_of(&s, c.peer.id().as_str()).unwrap() == nonce)
-        })
-        .await;
+        c.nonce_reached(&[via], nonce, "the contract applied").await;
     }
     // Both survivors compacted their logs past where the stopped replica was (and past the
     // entries kept behind a snapshot): it can only be sent a snapshot.
@@ -401,7 +386,7 @@ async fn back_after_compaction(bundles: u64) {
         .await;
     }
     // /metrics says the same.
-    let snapshot_index = metric(&replicas[0], "swarmvm_cluster_snapshot_index ");
+    let snapshot_index = metric(&replicas[0], "swarmvm_cluster_snapshot_index");
     assert!(snapshot_index > (stopped_at + 4) as f64, "{snapshot_index}");
     let back = c.replica(gone_at).await;
     let seq = replicas[0].status().last_seq;
@@ -439,13 +424,7 @@ async fn a_cut_the_replicas_refuse_is_abandoned_and_its_good_contracts_are_cut_a
     let (code, answer) = submit(&d, &two);
     assert_eq!(code, 202, "{answer}");
     // The refused cut is given up and the seq cut again: nonce 2 applies everywhere.
-    within(LIMIT, "nonce 2 applied on every replica", || {
-        replicas.iter().all(|n| {
-            n.snapshot()
-                .is_some_and(|s| swarmvm_vm::nonce_of(&s, c.peer.id().as_str()).unwrap() == 2)
-        })
-    })
-    .await;
+    c.nonce_reached(&replicas, 2, "nonce 2 applied on every replica").await;
     let seq = a.status().last_seq;
     same_root(&replicas, seq).await;
     // One of the two of nonce 1 applied; the other was dropped for the refusal's reason, on
@@ -720,13 +699,7 @@ async fn one_wallets_contracts_sent_through_two_replicas_out_of_order_both_apply
     assert_eq!(code, 202, "{answer}");
     let (code, answer) = submit(&d, &c.contract(1));
     assert_eq!(code, 202, "{answer}");
-    within(LIMIT, "both applied", || {
-        [&a, &b, &d].iter().all(|n| {
-            n.snapshot()
-                .is_some_and(|s| swarmvm_vm::nonce_of(&s, c.peer.id().as_str()).unwrap() == 2)
-        })
-    })
-    .await;
+    c.nonce_reached(&[&a, &b, &d], 2, "both applied").await;
     let seq = a.status().last_seq;
     same_root(&[&a, &b, &d], seq).await;
     let (_, receipts) = request(http(&a), "GET", "/v1/receipts?from=1&limit=100", None);

@@ -123,3 +123,18 @@ pub async fn within(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
 pub async fn until(what: &str, ok: impl FnMut() -> bool) {
     within(LIMIT, what, ok).await;
 }
+
+/// A value from `node`'s `/metrics` (the line `NAME VALUE`).
+pub fn metric(node: &Node, name: &str) -> f64 {
+    let text = swarmvm_test_support::http::exchange(
+        http(node),
+        "GET",
+        "/metrics",
+        &[("Host", &http(node).to_string())],
+        "",
+    )
+    .body;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} is not in the metrics:\n{text}"))
+}
