@@ -98,24 +98,12 @@ impl Cluster {
     /// every seq (the test hook).
     async fn replica_with(&self, i: usize, faulty: bool) -> Node {
         let others = (0..self.keys.len()).filter(|j| *j != i).map(|j| self.url(j)).collect();
-        self.replica_of(&self.keys[i], self.addrs[i], &format!("replica-{i}"), others, faulty).await
+        let name = format!("replica-{i}");
+        started(&name, self.replica_options(&self.keys[i], self.addrs[i], &name, others, faulty))
+            .await
     }
 
     /// A replica holding `key`, serving on `addr`, with its data in folder `name`.
-    async fn replica_of(
-        &self,
-        key: &Wallet,
-        addr: SocketAddr,
-        name: &str,
-        others: Vec<String>,
-        faulty: bool,
-    ) -> Node {
-        Node::start(self.replica_options(key, addr, name, others, faulty))
-            .await
-            .unwrap_or_else(|e| panic!("replica {name} did not start: {e}"))
-    }
-
-    /// How [`Cluster::replica_of`] starts a replica.
     fn replica_options(
         &self,
         key: &Wallet,
@@ -183,6 +171,11 @@ impl Cluster {
         assert_eq!(code, 202, "{answer}");
         same_root(nodes, 1).await;
     }
+}
+
+/// The node `name` started with `options` (the test stops if it does not start).
+async fn started(name: &str, options: NodeOptions) -> Node {
+    Node::start(options).await.unwrap_or_else(|e| panic!("replica {name} did not start: {e}"))
 }
 
 /// A DHT node on loopback that joins the DHT through `bootstrap`.
@@ -637,7 +630,8 @@ async fn a_rotation_adds_one_members_replica_and_removes_anothers() {
     follower.shutdown().await;
     drop(follower);
     let others = vec![c.url(0), c.url(1), c.url(2)];
-    let joined = c.replica_of(&new_key, new_addr, "replica-new", others, false).await;
+    let options = c.replica_options(&new_key, new_addr, "replica-new", others, false);
+    let joined = started("replica-new", options).await;
     let new_id = new_key.id().to_string();
     let old_id = c.keys[2].id().to_string();
     within(LIMIT, "the cluster is {0, 1, new}", || {
