@@ -354,4 +354,34 @@ mod tests {
         assert_eq!(opened.modules.len(), 1);
         check_parts(&opened.manifest, &net.tokens, &contracts, &modules).unwrap();
     }
+
+    #[test]
+    fn the_files_of_parts_are_those_of_the_folder_written_from_them() {
+        let net = TestNet::new(1);
+        let dir = tempfile::tempdir().unwrap();
+        let contracts = vec![net.contract(0, 1, &[student("S1")]), net.contract(0, 2, &[])];
+        let module = swarmvm_wasm::module_bytes(MODULE.as_bytes()).unwrap();
+        let none: &[String] = &[];
+        let cases = [
+            (&net.tokens[..], &contracts[..], vec![module.clone()]),
+            (&net.tokens, &contracts, vec![module.clone(), module]),
+            (none, &contracts, Vec::new()),
+            (none, none, Vec::new()),
+        ];
+        for (i, (tokens, contracts, modules)) in cases.iter().enumerate() {
+            let folder = dir.path().join(format!("bundle-{i}"));
+            write_folder(&folder, tokens, contracts, modules).unwrap();
+            let written = crate::folder_files(&folder).unwrap();
+            assert_eq!(crate::files_of(tokens, contracts, modules).unwrap(), written, "case {i}");
+            assert_eq!(written.len(), 2 + usize::from(!modules.is_empty()), "case {i}");
+        }
+        // A module the ABI refuses is refused by both, for the same reason.
+        let bad = b"\0asm\x01\0\0\0".to_vec();
+        let folder = dir.path().join("bad");
+        write_folder(&folder, &[], &[], std::slice::from_ref(&bad)).unwrap();
+        let on_disk = crate::folder_files(&folder).unwrap_err().to_string();
+        let in_memory = crate::files_of::<String, _>(&[], &[], &[bad]).unwrap_err().to_string();
+        assert!(in_memory.starts_with("module modules/"), "{in_memory}");
+        assert_eq!(in_memory, on_disk);
+    }
 }

@@ -209,6 +209,43 @@ pub fn folder_files(
     Ok(files)
 }
 
+/// What [`folder_files`] gives for the folder [`write_folder`](crate::write_folder) would
+/// write from `tokens`, `contracts` and `modules`, made in memory: each module checked as
+/// there, a module given twice listed once. An authority replica checks a cut's payload with
+/// it, and writes the folder only for the cut it applies.
+pub fn files_of<S: AsRef<str>, M: AsRef<[u8]>>(
+    tokens: &[S],
+    contracts: &[S],
+    modules: &[M],
+) -> Result<BTreeMap<String, swarmvm_token::FileDigest>, BundleError> {
+    // The text of [`text_file`], made from borrowed lines.
+    let text = |lines: &[S]| {
+        let mut text = String::with_capacity(lines.iter().map(|l| l.as_ref().len() + 1).sum());
+        for line in lines {
+            text.push_str(line.as_ref());
+            text.push('\n');
+        }
+        text
+    };
+    let mut files = BTreeMap::new();
+    files.insert(TOKENS_FILE.to_owned(), digest(text(tokens).as_bytes()));
+    files.insert(CONTRACTS_FILE.to_owned(), digest(text(contracts).as_bytes()));
+    for bytes in modules {
+        let bytes = bytes.as_ref();
+        let name = module_file(&swarmvm_primitives::Hash32::digest(bytes));
+        if files.contains_key(&name) {
+            continue;
+        }
+        let info = swarmvm_wasm::check_module(bytes)
+            .map_err(|source| BundleError::Module { name: name.clone(), source })?;
+        if module_hash(&name) != Some(info.hash) {
+            return Err(BundleError::UnexpectedEntry(name));
+        }
+        files.insert(name, digest(bytes));
+    }
+    Ok(files)
+}
+
 /// Copies `sources` into `dir/modules/<sha256>.wasm` (compiling `.wat` text), then reads every
 /// module there: each must be a module the ABI accepts, named by its hash.
 fn modules_of(

@@ -35,7 +35,9 @@ pub use admit::{
     AdmitError, Admitted, PartsError, admit_registration, check_module_parts, check_parts,
     check_text_parts,
 };
-pub use create::{CreateOptions, CreatedBundle, create_bundle, folder_files, sign_bundle};
+pub use create::{
+    CreateOptions, CreatedBundle, create_bundle, files_of, folder_files, sign_bundle,
+};
 pub use error::BundleError;
 pub use layout::{
     CONTRACTS_FILE, MAX_BUNDLE_TOTAL, MAX_MANIFEST_FILE, MAX_MODULE_LEN, MAX_MODULES, MODULES_DIR,

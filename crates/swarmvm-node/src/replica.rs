@@ -1256,8 +1256,8 @@ impl Replica {
         }
     }
 
-    /// Signs the next cut once this replica's ledger is at its parent: the folder written
-    /// from the log, the payload rebuilt from its own ledger and compared byte for byte, the
+    /// Signs the next cut once this replica's ledger is at its parent: the payload rebuilt
+    /// from the log's items and its own ledger and compared byte for byte, the
     /// items checked as the leader checked them (at the cut's `iat`, so the answer does not
     /// change with time). A cut found wrong is refused for good. Either decision is kept on
     /// disk ([`Decisions`]) before it is sent, and sent again until it is committed: this
@@ -1319,7 +1319,7 @@ impl Replica {
             // The test hook: a leader whose check is wrong signs its own cut unchecked.
             Ok(())
         } else {
-            self.check_cut(node, seq, &set, &payload, &items).await
+            self.check_cut(node, seq, &set, &payload, &items)
         };
         // Abandoned while it was checked: nothing to decide.
         if self.state.lock().cuts.get(&seq).is_none_or(|c| c.payload != payload) {
@@ -1421,9 +1421,9 @@ impl Replica {
         }
     }
 
-    /// What a cut's payload must be on this replica: its folder written, and the payload
-    /// rebuilt over it with the leader's `iss`, `iat` and `rules` (each checked).
-    async fn check_cut(
+    /// What a cut's payload must be on this replica: the payload rebuilt from its items with
+    /// the leader's `iss`, `iat` and `rules` (each checked).
+    fn check_cut(
         &self,
         node: &Core,
         seq: u64,
@@ -1460,8 +1460,7 @@ impl Replica {
                 items: refused.iter().map(|(a, _)| *a).collect(),
             });
         }
-        let dir = self.write_cut(node, seq, items).await.map_err(NotSigned::Retry)?;
-        let mine = self.payload_over(node, &dir, seq, &issuer, iat, rules)?;
+        let mine = self.payload_over(node, seq, items, &issuer, iat, rules)?;
         if mine != payload {
             return Err(
                 "the payload is not the one this replica builds from its own ledger and the log"
@@ -1658,13 +1657,15 @@ impl Replica {
         Ok(dir)
     }
 
-    /// The manifest payload for the folder `dir` as bundle `seq` after this replica's
-    /// ledger's last, made by `issuer` at `iat` under `rules`.
+    /// The manifest payload for the cut of `items` as bundle `seq` after this replica's
+    /// ledger's last, made by `issuer` at `iat` under `rules`. Its files are reckoned in
+    /// memory ([`swarmvm_bundle::files_of`]): the folder is written once, for the cut that
+    /// applies.
     fn payload_over(
         &self,
         node: &Core,
-        dir: &std::path::Path,
         seq: u64,
+        items: &[(u64, Item)],
         issuer: &str,
         iat: u64,
         rules: Rules,
@@ -1694,8 +1695,16 @@ impl Replica {
                 None => return Err(NotSigned::Later),
             },
         };
-        let files =
-            swarmvm_bundle::folder_files(dir).map_err(|e| NotSigned::Retry(one_line(&e)))?;
+        let (mut tokens, mut contracts, mut modules) = (Vec::new(), Vec::new(), Vec::new());
+        for (_, item) in items {
+            match item {
+                Item::Contract(t) => contracts.push(t.as_str()),
+                Item::Registration(t) => tokens.push(t.as_str()),
+                Item::Module(b) => modules.push(b.as_slice()),
+            }
+        }
+        let files = swarmvm_bundle::files_of(&tokens, &contracts, &modules)
+            .map_err(|e| NotSigned::Retry(one_line(&e)))?;
         let network = node.applier.network().id().to_owned();
         let content = ManifestContent {
             seq,
@@ -2013,12 +2022,7 @@ impl Replica {
             }
             return;
         }
-        let built = async {
-            let dir = self.write_cut(node, seq, &take).await?;
-            self.payload_over(node, &dir, seq, &self.member, iat, rules)
-        }
-        .await;
-        let payload = match built {
+        let payload = match self.payload_over(node, seq, &take, &self.member, iat, rules) {
             Ok(p) => p,
             // The parent just applied and not seeded yet: cut at the next turn.
             Err(NotSigned::Later) => return,
@@ -2062,8 +2066,8 @@ fn manifest_payload_of(manifest: &str) -> Option<String> {
 enum NotSigned {
     /// Not yet: its ledger is not at the parent, or does not seed the parent yet.
     Later,
-    /// Not now, for a cause that may pass (a leader's clock ahead of this one, a folder that
-    /// could not be written): checked again after [`RECHECK_REFUSED`].
+    /// Not now, for a cause that may pass (a leader's clock ahead of this one, a ledger that
+    /// cannot be read or moved on): checked again after [`RECHECK_REFUSED`].
     Retry(String),
     /// Never: the cut is wrong against this replica's ledger; why, and the items it refuses
     /// (by arrival; none when the payload itself is wrong).
