@@ -310,12 +310,21 @@ pub struct AppliedContract {
 
 /// Every contract the node at `http` applied, in its log's order.
 pub fn applied_order(http: SocketAddr) -> Vec<AppliedContract> {
+    applied_order_with(|path| {
+        let (code, page) = get(http, path);
+        assert_eq!(code, 200, "{page}");
+        page
+    })
+}
+
+/// [`applied_order`] of a node read through `get` (a path in, the page answered out): a node
+/// in another network namespace, read from inside it.
+pub fn applied_order_with(get: impl Fn(&str) -> serde_json::Value) -> Vec<AppliedContract> {
     let mut out = Vec::new();
     let mut seen: HashSet<(u64, u64)> = HashSet::new();
     let mut from = 1;
     loop {
-        let (code, page) = get(http, &format!("/v1/receipts?from={from}&limit=10000"));
-        assert_eq!(code, 200, "{page}");
+        let page = get(&format!("/v1/receipts?from={from}&limit=10000"));
         let list = page["receipts"].as_array().cloned().unwrap_or_default();
         let mut next = from;
         let mut fresh = 0;

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use swarmvm_test_support::http::get;
 use swarmvm_test_support::live::submit;
 use swarmvm_test_support::netns::Testbed;
-use swarmvm_test_support::replicas::{ReplicaNet, ReplicaOptions, check_history, write_network};
+use swarmvm_test_support::replicas::{
+    ReplicaNet, ReplicaOptions, applied_order_with, check_history, check_orders, write_network,
+};
 
 use crate::support::Env;
 
@@ -254,12 +256,15 @@ fn a_partition_isolating_the_leader_leaves_one_history() {
     }
     let _follower = start(3, follow);
     let contracts = swarmvm_test_support::live::sign_for(&network, &wallets, 3);
+    // The ids of the contracts answered 202, for the history checker.
+    let acked = std::cell::RefCell::new(Vec::new());
     let submit = |via: usize, nonce: usize| {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let (code, answer) =
                 post_in(&bed, 3, &format!("{}/v1/contracts", url(via)), &contracts[0][nonce - 1]);
             if code == 202 {
+                acked.borrow_mut().push(answer["id"].as_str().unwrap().to_owned());
                 return;
             }
             assert!(Instant::now() < deadline, "contract {nonce} never taken: {code} {answer}");
@@ -326,5 +331,13 @@ fn a_partition_isolating_the_leader_leaves_one_history() {
             .collect();
         assert!(ids.iter().all(|id| *id == ids[0] && id.is_string()), "seq {s}: {ids:?}");
     }
+    let orders: Vec<_> = (0..4)
+        .map(|i| {
+            applied_order_with(|path| {
+                bed.get_json(3, &format!("{}{path}", url(i))).expect("a page of receipts")
+            })
+        })
+        .collect();
+    assert_eq!(check_orders(&orders, &acked.borrow()), Ok(2), "the history of the run");
     drop(replicas);
 }
