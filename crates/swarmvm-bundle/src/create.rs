@@ -218,30 +218,20 @@ pub fn files_of<S: AsRef<str>, M: AsRef<[u8]>>(
     contracts: &[S],
     modules: &[M],
 ) -> Result<BTreeMap<String, swarmvm_token::FileDigest>, BundleError> {
-    // The text of [`text_file`], made from borrowed lines.
-    let text = |lines: &[S]| {
-        let mut text = String::with_capacity(lines.iter().map(|l| l.as_ref().len() + 1).sum());
-        for line in lines {
-            text.push_str(line.as_ref());
-            text.push('\n');
-        }
-        text
-    };
     let mut files = BTreeMap::new();
-    files.insert(TOKENS_FILE.to_owned(), digest(text(tokens).as_bytes()));
-    files.insert(CONTRACTS_FILE.to_owned(), digest(text(contracts).as_bytes()));
+    files.insert(TOKENS_FILE.to_owned(), digest(text_file(tokens).as_bytes()));
+    files.insert(CONTRACTS_FILE.to_owned(), digest(text_file(contracts).as_bytes()));
     for bytes in modules {
         let bytes = bytes.as_ref();
-        let name = module_file(&swarmvm_primitives::Hash32::digest(bytes));
+        let sha256 = swarmvm_primitives::Hash32::digest(bytes);
+        let name = module_file(&sha256);
         if files.contains_key(&name) {
             continue;
         }
-        let info = swarmvm_wasm::check_module(bytes)
+        // Named by its hash, so only the ABI's check can refuse it.
+        swarmvm_wasm::check_module(bytes)
             .map_err(|source| BundleError::Module { name: name.clone(), source })?;
-        if module_hash(&name) != Some(info.hash) {
-            return Err(BundleError::UnexpectedEntry(name));
-        }
-        files.insert(name, digest(bytes));
+        files.insert(name, swarmvm_token::FileDigest { size: bytes.len() as u64, sha256 });
     }
     Ok(files)
 }

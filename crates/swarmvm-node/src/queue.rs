@@ -47,6 +47,39 @@ impl Item {
     }
 }
 
+/// A cut's items as a bundle folder holds them: the registration tokens, the contracts and
+/// the modules, each in the items' order.
+pub(crate) struct Parts<'a> {
+    pub(crate) tokens: Vec<&'a str>,
+    pub(crate) contracts: Vec<&'a str>,
+    pub(crate) modules: Vec<&'a [u8]>,
+}
+
+impl<'a> Parts<'a> {
+    /// `items` split into their parts.
+    pub(crate) fn of(items: impl IntoIterator<Item = &'a Item>) -> Self {
+        let mut parts = Self { tokens: Vec::new(), contracts: Vec::new(), modules: Vec::new() };
+        for item in items {
+            match item {
+                Item::Contract(t) => parts.contracts.push(t),
+                Item::Registration(t) => parts.tokens.push(t),
+                Item::Module(b) => parts.modules.push(b),
+            }
+        }
+        parts
+    }
+
+    /// The parts copied, to be written elsewhere ([`swarmvm_bundle::write_folder`]).
+    pub(crate) fn owned(&self) -> (Vec<String>, Vec<String>, Vec<Vec<u8>>) {
+        let text = |lines: &[&str]| lines.iter().map(|l| (*l).to_owned()).collect();
+        (
+            text(&self.tokens),
+            text(&self.contracts),
+            self.modules.iter().map(|m| m.to_vec()).collect(),
+        )
+    }
+}
+
 /// Why the queue could not be used.
 #[derive(Debug, thiserror::Error)]
 #[error("the sequencer's queue: {0}")]

@@ -42,7 +42,7 @@ use crate::error::one_line;
 use crate::fetcher::CutError;
 use crate::heads::Via;
 use crate::protocol::Equivocation;
-use crate::queue::Item;
+use crate::queue::{Item, Parts};
 use crate::submit::SubmitError;
 
 /// How far a leader's clock (a cut's or a head's `iat`) may be from a replica's.
@@ -195,9 +195,9 @@ struct OpenCut {
     signed: bool,
     /// This replica's own refusal of it is committed (counted or not): not sent again.
     my_refusal_committed: bool,
-    /// This replica would not sign it, why, and when: checked again after
-    /// [`RECHECK_REFUSED`] (a refusal may come from a passing cause).
-    refused: Option<(String, tokio::time::Instant)>,
+    /// When this replica last left it unsigned (for a cause that may pass, or with its
+    /// refusal sent): checked again after [`RECHECK_REFUSED`].
+    recheck_at: Option<tokio::time::Instant>,
     /// This replica applied it (or its ledger holds its seq).
     published: bool,
 }
@@ -221,7 +221,7 @@ impl OpenCut {
             set: None,
             refusals: BTreeMap::new(),
             my_refusal_committed: false,
-            refused: None,
+            recheck_at: None,
             published: false,
         }
     }
@@ -1191,7 +1191,9 @@ impl Replica {
         // The set in force and the last seq from one read of the ledger (the network's first
         // set and none when it cannot be read, as `Applier::in_force` and `last_seq` give).
         let network = node.applier.network();
-        let (applied, set) = match node.applier.snapshot() {
+        // A submission is only queued: it needs neither, and it is most of the log.
+        let read = if matches!(cmd, Cmd::Submit { .. }) { None } else { node.applier.snapshot() };
+        let (applied, set) = match read {
             Some(s) => (
                 s.last_bundle().map_or(0, |b| b.seq),
                 swarmvm_bundle::set_in_force(&s, network).ok(),
@@ -1268,11 +1270,11 @@ impl Replica {
         // be read is asked again at the next turn (never taken for the network's first set).
         let Some((parent, set)) = Self::ledger_point(node) else { return };
         let seq = parent.map_or(0, |p| p.seq) + 1;
-        let (payload, items, declared, committed_before, abandoned) = {
+        let (payload, items, other_set, committed_before, abandoned) = {
             let st = self.state.lock();
             let Some(cut) = st.cuts.get(&seq) else { return };
             if cut.signed
-                || cut.refused.as_ref().is_some_and(|(_, at)| at.elapsed() < RECHECK_REFUSED)
+                || cut.recheck_at.is_some_and(|at| at.elapsed() < RECHECK_REFUSED)
                 || cut.manifest.is_some()
                 || cut.refusals.contains_key(&self.member)
                 || cut.my_refusal_committed
@@ -1283,8 +1285,9 @@ impl Replica {
             // What this replica's committed signature for this seq was over, if any.
             let before = st.seen.get(&(false, seq, self.member.clone())).map(|(p, _)| p.clone());
             let abandoned = st.abandoned.get(&seq).cloned().unwrap_or_default();
-            let declared = cut.set.as_ref().map(|s| s.canonical().to_owned());
-            (cut.payload.clone(), cut.items.clone(), declared, before, abandoned)
+            // Declared under another set than the one in force here.
+            let other_set = cut.set.as_ref().is_some_and(|d| d.canonical() != set.canonical());
+            (cut.payload.clone(), cut.items.clone(), other_set, before, abandoned)
         };
         let hash = Hash32::digest(payload.as_bytes());
         match self.decisions.get(seq, hash) {
@@ -1310,7 +1313,7 @@ impl Replica {
                 why: "this replica signed another manifest for this seq".into(),
                 items: Vec::new(),
             })
-        } else if declared.as_deref().is_some_and(|d| d != set.canonical()) {
+        } else if other_set {
             Err(NotSigned::Refused {
                 why: "it is made under another authority set than the one in force here".into(),
                 items: Vec::new(),
@@ -1329,7 +1332,7 @@ impl Replica {
             Err(NotSigned::Later) => return,
             Err(NotSigned::Retry(why)) => {
                 warn!(seq, "this replica does not sign the cut for seq {seq} yet: {why}");
-                self.recheck_later(seq, why);
+                self.recheck_later(seq);
                 return;
             }
             Err(NotSigned::Refused { why, items }) => Decision::Refused { why, items },
@@ -1338,7 +1341,7 @@ impl Replica {
         if let Err(e) = self.decisions.decide(seq, hash, decision.clone()) {
             // Sent only once kept: a restart could otherwise take the other decision.
             warn!(seq, "cannot keep this replica's decision about the cut for seq {seq}: {e}");
-            self.recheck_later(seq, e);
+            self.recheck_later(seq);
             return;
         }
         match decision {
@@ -1362,9 +1365,9 @@ impl Replica {
     }
 
     /// Checks the cut for `seq` again only after [`RECHECK_REFUSED`].
-    fn recheck_later(&self, seq: u64, why: String) {
+    fn recheck_later(&self, seq: u64) {
         if let Some(cut) = self.state.lock().cuts.get_mut(&seq) {
-            cut.refused = Some((why, tokio::time::Instant::now()));
+            cut.recheck_at = Some(tokio::time::Instant::now());
         }
     }
 
@@ -1404,7 +1407,7 @@ impl Replica {
         why: String,
         items: Vec<u64>,
     ) {
-        self.recheck_later(seq, why.clone());
+        self.recheck_later(seq);
         let body = Refusal { seq, manifest, why, items };
         let sealed = serde_json::to_string(&body).map_err(|e| e.to_string()).and_then(|body| {
             let network = node.applier.network().id().to_owned();
@@ -1638,14 +1641,7 @@ impl Replica {
         items: &[(u64, Item)],
     ) -> Result<PathBuf, String> {
         let (staging, dir) = Self::cut_dir(node, seq);
-        let (mut tokens, mut contracts, mut modules) = (Vec::new(), Vec::new(), Vec::new());
-        for (_, item) in items {
-            match item {
-                Item::Contract(t) => contracts.push(t.clone()),
-                Item::Registration(t) => tokens.push(t.clone()),
-                Item::Module(b) => modules.push(b.clone()),
-            }
-        }
+        let (tokens, contracts, modules) = Parts::of(items.iter().map(|(_, i)| i)).owned();
         let folder = dir.clone();
         tokio::task::spawn_blocking(move || {
             crate::fetcher::remove_tree(&staging)?;
@@ -1695,15 +1691,8 @@ impl Replica {
                 None => return Err(NotSigned::Later),
             },
         };
-        let (mut tokens, mut contracts, mut modules) = (Vec::new(), Vec::new(), Vec::new());
-        for (_, item) in items {
-            match item {
-                Item::Contract(t) => contracts.push(t.as_str()),
-                Item::Registration(t) => tokens.push(t.as_str()),
-                Item::Module(b) => modules.push(b.as_slice()),
-            }
-        }
-        let files = swarmvm_bundle::files_of(&tokens, &contracts, &modules)
+        let parts = Parts::of(items.iter().map(|(_, i)| i));
+        let files = swarmvm_bundle::files_of(&parts.tokens, &parts.contracts, &parts.modules)
             .map_err(|e| NotSigned::Retry(one_line(&e)))?;
         let network = node.applier.network().id().to_owned();
         let content = ManifestContent {

@@ -24,7 +24,7 @@ use crate::core::Core;
 use crate::error::one_line;
 use crate::fetcher::CutError;
 use crate::heads::Signer;
-use crate::queue::{Item, Queue};
+use crate::queue::{Item, Parts, Queue};
 use crate::submit::{Checked, SubmitError};
 
 /// How a sequencer runs (`node run --sequencer --key KEY...`).
@@ -858,34 +858,25 @@ impl Sequencer {
         node: &Core,
         items: &[Queued],
     ) -> Result<u64, CutError> {
-        let mut tokens = Vec::new();
-        let mut contracts = Vec::new();
-        let mut modules = Vec::new();
         let known: swarmvm_bundle::KnownContracts = items
             .iter()
             .filter_map(|q| q.contract.as_ref())
             .map(|c| (c.id, (*c.verified).clone()))
             .collect();
-        for q in items {
-            match &q.item {
-                Item::Contract(t) => contracts.push(t.clone()),
-                Item::Registration(t) => tokens.push(t.clone()),
-                Item::Module(b) => modules.push(b.clone()),
-            }
-        }
+        let (tokens, contracts, modules) = Parts::of(items.iter().map(|q| &q.item)).owned();
         let arrivals: Vec<u64> = items.iter().map(|q| q.arrival).collect();
         // Cleared however the cut ends, a stop of the node included (its task dropped at
         // shutdown): only a crash leaves the record, and only crashes count against a cut.
         let _record = ClearOnDrop(node.fetcher.data_dir());
-        self.publish_cut(node, &tokens, &contracts, &modules, known, arrivals).await
+        self.publish_cut(node, tokens, contracts, modules, known, arrivals).await
     }
 
     async fn publish_cut(
         self: &Arc<Self>,
         node: &Core,
-        tokens: &[String],
-        contracts: &[String],
-        modules: &[Vec<u8>],
+        tokens: Vec<String>,
+        contracts: Vec<String>,
+        modules: Vec<Vec<u8>>,
         known: swarmvm_bundle::KnownContracts,
         arrivals: Vec<u64>,
     ) -> Result<u64, CutError> {
@@ -900,7 +891,6 @@ impl Sequencer {
         let me = self.clone();
         let network = node.applier.network().clone();
         let set = node.applier.authorities();
-        let (tokens, contracts, modules) = (tokens.to_vec(), contracts.to_vec(), modules.to_vec());
         let folder = dir.clone();
         let staged = staging.clone();
         let data_dir = node.fetcher.data_dir().to_path_buf();
