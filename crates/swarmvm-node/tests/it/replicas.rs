@@ -197,6 +197,14 @@ fn submit(node: &Node, contract: &str) -> (u16, Value) {
     request(http(node), "POST", "/v1/contracts", Some(contract))
 }
 
+/// The history checker ([`check_history`]) over `nodes`, `acked` the contracts answered 202.
+fn history(nodes: &[&Node], acked: &[&str]) -> Result<usize, String> {
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| http(n)).collect();
+    let ids: Vec<String> =
+        acked.iter().map(|t| swarmvm_vm::Hash32::digest(t.as_bytes()).to_hex()).collect();
+    check_history(&addrs, &ids)
+}
+
 /// Waits until every node applied `seq` with one root; returns it.
 async fn same_root(nodes: &[&Node], seq: u64) -> swarmvm_vm::Hash32 {
     for n in nodes {
@@ -227,10 +235,8 @@ async fn contracts_sent_through_any_replica_or_follower_apply_everywhere_with_on
     let seq = a.status().last_seq;
     same_root(&[&a, &b, &d, &follower], seq).await;
     // The history checker: every acknowledged contract once, in one order everywhere.
-    let acked: Vec<String> =
-        tokens.iter().map(|t| swarmvm_vm::Hash32::digest(t.as_bytes()).to_hex()).collect();
-    let nodes: Vec<SocketAddr> = [&a, &b, &d, &follower].iter().map(|n| http(n)).collect();
-    assert_eq!(check_history(&nodes, &acked), Ok(4));
+    let acked: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    assert_eq!(history(&[&a, &b, &d, &follower], &acked), Ok(4));
 
     // Every replica holds the same K-signed head; the follower took it.
     let set = c.set();
@@ -325,9 +331,7 @@ async fn a_dead_leader_is_replaced_and_the_follower_sees_a_higher_k_signed_head(
     let back = c.replica(leader).await;
     let seq = follower.status().last_seq;
     same_root(&[&back, &replicas[0], &replicas[1], &follower], seq).await;
-    let nodes: Vec<SocketAddr> =
-        [&back, &replicas[0], &replicas[1], &follower].iter().map(|n| http(n)).collect();
-    assert_eq!(check_history(&nodes, &[]), Ok(2));
+    assert_eq!(history(&[&back, &replicas[0], &replicas[1], &follower], &[]), Ok(2));
     for n in [&back, &replicas[0], &replicas[1], &follower] {
         n.shutdown().await;
     }
@@ -390,8 +394,7 @@ async fn back_after_compaction(bundles: u64) {
     let (code, answer) = submit(&back, &c.contract(bundles + 1));
     assert_eq!(code, 202, "{answer}");
     same_root(&[&back, &replicas[1]], seq + 1).await;
-    let nodes: Vec<SocketAddr> = [&back, &replicas[1]].iter().map(|n| http(n)).collect();
-    assert_eq!(check_history(&nodes, &[]), Ok(bundles as usize + 1));
+    assert_eq!(history(&[&back, &replicas[1]], &[]), Ok(bundles as usize + 1));
     for n in [&back, &replicas[1]] {
         n.shutdown().await;
     }
@@ -441,9 +444,7 @@ async fn a_cut_the_replicas_refuse_is_abandoned_and_its_good_contracts_are_cut_a
         assert!(n.equivocations().is_empty(), "{:?}", n.equivocations());
     }
     // No seq was skipped or doubled: one history, the two that applied, in nonce order.
-    let nodes: Vec<SocketAddr> = replicas.iter().map(|n| http(n)).collect();
-    let id = |t: &str| swarmvm_vm::Hash32::digest(t.as_bytes()).to_hex();
-    assert_eq!(check_history(&nodes, &[id(applied[0]), id(&two)]), Ok(2));
+    assert_eq!(history(&replicas, &[applied[0], &two]), Ok(2));
     assert!(seq > start, "bundles after the registrations");
     for n in replicas {
         n.shutdown().await;
@@ -475,13 +476,15 @@ async fn with_fewer_than_k_signers_up_nothing_is_applied_until_one_comes_back() 
     c.register(&a, &[&a, &b, &d]).await;
     d.shutdown().await;
     drop(d);
-    let (code, answer) = submit(&a, &c.contract(1));
+    let one = c.contract(1);
+    let (code, answer) = submit(&a, &one);
     assert_eq!(code, 202, "a majority still takes submissions: {answer}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(a.status().last_seq, 1, "applied with two of three signers: {}", status(&a));
     assert_eq!(b.status().last_seq, 1);
     let back = c.replica(2).await;
     same_root(&[&a, &b, &back], 2).await;
+    assert_eq!(history(&[&a, &b, &back], &[&one]), Ok(1));
     for n in [&a, &b, &back] {
         n.shutdown().await;
     }
@@ -494,9 +497,11 @@ async fn a_member_signing_two_manifests_or_heads_for_a_seq_leaves_evidence_and_n
     let (a, b, d) = tokio::join!(c.replica(0), c.replica(1), c.replica_with(2, true));
     c.register(&a, &[&a, &b, &d]).await;
     let follower = c.follower("follower", vec![url(&b)]).await;
-    let (code, answer) = submit(&b, &c.contract(1));
+    let one = c.contract(1);
+    let (code, answer) = submit(&b, &one);
     assert_eq!(code, 202, "{answer}");
     same_root(&[&a, &b, &d, &follower], 2).await;
+    assert_eq!(history(&[&a, &b, &d, &follower], &[&one]), Ok(1));
     let faulty = c.keys[2].id().to_string();
     let set = c.set();
     within(LIMIT, "evidence of both kinds on every replica", || {
@@ -647,9 +652,11 @@ async fn a_rotation_adds_one_members_replica_and_removes_anothers() {
     .await;
     // The new replica signs: a contract through it is applied with one root, its bundle
     // signed by members of the new set.
-    let (code, answer) = submit(&joined, &c.contract(1));
+    let one = c.contract(1);
+    let (code, answer) = submit(&joined, &one);
     assert_eq!(code, 202, "{answer}");
     let root = same_root(&[&a, &b, &joined], 3).await;
+    assert_eq!(history(&[&a, &b, &joined], &[&one]), Ok(1));
     let record = joined.snapshot().unwrap().bundle(3).unwrap().unwrap();
     let verified =
         swarmvm_token::verify_manifest(record.manifest.trim(), c.network.id(), &next).unwrap();
@@ -689,13 +696,15 @@ async fn one_wallets_contracts_sent_through_two_replicas_out_of_order_both_apply
     c.register(&a, &[&a, &b, &d]).await;
     // Nonce 2 through one replica, then nonce 1 through another, before the next cut: both
     // are taken (each is above the ledger's last), and the cut puts them in nonce order.
-    let (code, answer) = submit(&b, &c.contract(2));
+    let (one, two) = (c.contract(1), c.contract(2));
+    let (code, answer) = submit(&b, &two);
     assert_eq!(code, 202, "{answer}");
-    let (code, answer) = submit(&d, &c.contract(1));
+    let (code, answer) = submit(&d, &one);
     assert_eq!(code, 202, "{answer}");
     c.nonce_reached(&[&a, &b, &d], 2, "both applied").await;
     let seq = a.status().last_seq;
     same_root(&[&a, &b, &d], seq).await;
+    assert_eq!(history(&[&a, &b, &d], &[&one, &two]), Ok(2));
     let (_, receipts) = request(http(&a), "GET", "/v1/receipts?from=1&limit=100", None);
     let outcomes: Vec<&str> = receipts["receipts"]
         .as_array()
